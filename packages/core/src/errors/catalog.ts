@@ -1,0 +1,150 @@
+/**
+ * The error catalogue: every error tile-compile raises has an entry here, with a stable `code`, a title,
+ * a message built from structured details, a hint that says what to do next, and the process exit code
+ * the CLI uses (78 = configuration, sysexits EX_CONFIG; 1 = anything else). Cancellation is not in this
+ * catalogue: it stays a DOMException `AbortError` and exits 130.
+ *
+ * `scripts/write-docs.mjs` renders this table into `docs/errors.md`; codes are never renamed or reused.
+ */
+
+/** Details are free-form but every entry documents which keys it reads. */
+export type ErrorDetails = Record<string, unknown>;
+
+export interface CatalogEntry {
+  /** Short human title, shown first. */
+  readonly title: string;
+  /** Message from details. Names the file and the field whenever there is one. */
+  readonly message: (d: ErrorDetails) => string;
+  /** What to do next. */
+  readonly hint: (d: ErrorDetails) => string;
+  /** 78 for configuration problems, 1 otherwise. */
+  readonly exitCode: 78 | 1;
+}
+
+const s = (v: unknown): string => (v === undefined ? "?" : String(v));
+
+export const errorCatalog = {
+  TC_CONFIG_INVALID: {
+    title: "Invalid configuration",
+    message: (d) =>
+      `${s(d.file)} has ${Array.isArray(d.issues) ? d.issues.length : "some"} problem(s):\n` +
+      (Array.isArray(d.issues) ? (d.issues as string[]).map((i) => `  - ${i}`).join("\n") : ""),
+    hint: () =>
+      "Fix every field listed above. The JSON Schema in @tile-compile/core/schema.json gives editors completion and checks; add `# yaml-language-server: $schema=./node_modules/@tile-compile/core/schema.json` at the top of the file.",
+    exitCode: 78,
+  },
+  TC_CONFIG_NOT_FOUND: {
+    title: "Configuration file not found",
+    message: (d) => `The configuration file ${s(d.file)} does not exist or cannot be read.`,
+    hint: () => "Check the --config path, or run without --config to search for tile_compile.yaml from the current folder upwards.",
+    exitCode: 78,
+  },
+  TC_ENGINE_NOT_FOUND: {
+    title: "Engine not found",
+    message: (d) =>
+      `The engine "${s(d.engine)}" named in ${s(d.configFile)} could not be resolved as package "${s(d.packageName)}" from ${s(d.searched)}.`,
+    hint: (d) =>
+      String(d.engine).startsWith(".") || String(d.engine).startsWith("/")
+        ? "Relative engine paths are resolved from the config file's folder, then the current folder. Check the path."
+        : `Install it next to your configuration: pnpm add ${s(d.packageName)}   (or npm install ${s(d.packageName)})`,
+    exitCode: 78,
+  },
+  TC_ENGINE_LOAD: {
+    title: "Engine failed to load",
+    message: (d) => `Importing the engine "${s(d.engine)}" (${s(d.entry)}) threw: ${s(d.reason)}`,
+    hint: () => "The engine's own code failed while loading; the original error is attached as `cause`. Reinstall it or report it to its author.",
+    exitCode: 78,
+  },
+  TC_ENGINE_CONTRACT: {
+    title: "Engine does not match the contract",
+    message: (d) => `The engine "${s(d.engine)}" does not match the tile-compile engine contract:\n  - ${(d.problems as string[] | undefined)?.join("\n  - ") ?? ""}`,
+    hint: () => "An engine module's default export must be the object returned by defineEngine() from @tile-compile/core. Run runEngineConformance() from @tile-compile/core/testing on it.",
+    exitCode: 78,
+  },
+  TC_ENGINE_VERSION: {
+    title: "Unsupported engine API version",
+    message: (d) => `The engine "${s(d.engine)}" declares apiVersion ${s(d.apiVersion)}; this core supports ${s(d.supported)}.`,
+    hint: () => "Install a version of the engine built for this @tile-compile/core, or upgrade @tile-compile/core.",
+    exitCode: 78,
+  },
+  TC_ENGINE_DUPLICATE: {
+    title: "Engine loaded twice",
+    message: (d) => `Two engines are named "${s(d.engine)}" (${s(d.sources)}).`,
+    hint: () => "List each engine once in `engines:` of tile_compile.yaml.",
+    exitCode: 78,
+  },
+  TC_CAPABILITY_MISSING: {
+    title: "Capability not provided",
+    message: (d) =>
+      `The configuration needs "${s(d.capability)}" (${s(d.field)})` +
+      (d.engine ? `, but the engine "${s(d.engine)}" does not provide it.` : ", but no loaded engine provides it."),
+    hint: (d) =>
+      Array.isArray(d.providers) && d.providers.length > 0
+        ? `Engines that provide it: ${(d.providers as string[]).join(", ")}. Select one in ${s(d.field)} or add it to \`engines:\`.`
+        : "No installed engine provides it. Pick another method, or install an engine that provides it and list it in `engines:`.",
+    exitCode: 78,
+  },
+  TC_CAPABILITY_AMBIGUOUS: {
+    title: "Capability provided by more than one engine",
+    message: (d) => `"${s(d.capability)}" is provided by ${(d.providers as string[]).join(" and ")}, and ${s(d.field)} does not say which one to use.`,
+    hint: (d) => `Set ${s(d.field)} to one of: ${(d.providers as string[]).join(", ")}.`,
+    exitCode: 78,
+  },
+  TC_REGISTRY_FROZEN: {
+    title: "Engine registry is frozen",
+    message: (d) => `Engine "${s(d.engine)}" was registered after the run plan was made.`,
+    hint: () => "Register every engine before planning: list it in `engines:` of tile_compile.yaml instead of registering it at run time.",
+    exitCode: 1,
+  },
+  TC_FITS_INVALID: {
+    title: "Invalid FITS file",
+    message: (d) => `${s(d.file)}: ${s(d.reason)}` + (d.field ? ` (keyword ${s(d.field)})` : ""),
+    hint: () => "The file is not a valid FITS file. Check that it was copied completely; `fitsverify FILE` (Debian package fitsverify) gives a full report.",
+    exitCode: 1,
+  },
+  TC_FITS_TRUNCATED: {
+    title: "Truncated FITS file",
+    message: (d) => `${s(d.file)}: the header declares ${s(d.expected)} bytes of data (${s(d.field)}), but the file holds only ${s(d.actual)}.`,
+    hint: () => "The file is incomplete (interrupted copy or capture). Copy it again from the source, or remove it from the set.",
+    exitCode: 1,
+  },
+  TC_FITS_UNSUPPORTED: {
+    title: "Unsupported FITS feature",
+    message: (d) => `${s(d.file)}: ${s(d.reason)}` + (d.field ? ` (keyword ${s(d.field)})` : ""),
+    hint: () => "Convert the file with `funpack` or `imcopy` (Debian package libcfitsio-bin) to a plain image and try again.",
+    exitCode: 1,
+  },
+  TC_IO: {
+    title: "File system error",
+    message: (d) => `${s(d.op)} ${s(d.file)} failed: ${s(d.reason)}`,
+    hint: () => "Check that the path exists, that you may read/write it, and that the disk is not full.",
+    exitCode: 1,
+  },
+  TC_INPUT_INVALID: {
+    title: "Invalid input",
+    message: (d) => `${s(d.file ?? d.input)}: ${s(d.reason)}`,
+    hint: (d) => (typeof d.hint === "string" ? d.hint : "Check the inputs named above."),
+    exitCode: 1,
+  },
+  TC_STAGE_FAILED: {
+    title: "Stage failed",
+    message: (d) => `Stage ${s(d.stage)} (engine ${s(d.engine)}, method ${s(d.method)}) failed: ${s(d.reason)}`,
+    hint: () => "The engine's error is attached as `cause`; nothing of this stage was written. Fix the cause and run again.",
+    exitCode: 1,
+  },
+  TC_TOOL_FAILED: {
+    title: "External tool failed",
+    message: (d) => `${s(d.command)} failed (exit code ${s(d.exitCode)}${d.signal ? `, signal ${s(d.signal)}` : ""}).` + (d.tail ? `\n--- last lines ---\n${s(d.tail)}` : ""),
+    hint: (d) => (typeof d.hint === "string" ? d.hint : "See the tool's output above."),
+    exitCode: 1,
+  },
+  TC_NATIVE_UNAVAILABLE: {
+    title: "Native kernels unavailable",
+    message: (d) => `The native recon backend could not be loaded: ${s(d.reason)}`,
+    hint: () => "Reinstall without --no-optional (npm may have dropped the platform package), build it with `pnpm --filter @tile-compile/recon-native build:native`, or set TILE_COMPILE_RECON=js to use the TypeScript backend.",
+    exitCode: 1,
+  },
+} satisfies Record<string, CatalogEntry>;
+
+/** A stable error code from the catalogue. */
+export type ErrorCode = keyof typeof errorCatalog;

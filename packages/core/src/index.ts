@@ -1,0 +1,2 @@
+export * from "./fits/index.js";
+export * from "./errors/index.js";
