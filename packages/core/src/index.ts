@@ -1,2 +1,13 @@
-export * from "./fits/index.js";
+/**
+ * @tile-compile/core — contracts, kernel, errors, configuration, FITS I/O and the built-in engines.
+ * Depends on no other package of ours.
+ */
 export * from "./errors/index.js";
+export * from "./fits/index.js";
+export * from "./kernel/index.js";
+export * from "./config/schema.js";
+export * from "./config/load.js";
+export * from "./frames/metadata.js";
+export * from "./frames/scan.js";
+export { nativeEngine, builtinEngines } from "./engines/native.js";
+export { meanStack, combinedKeywords } from "./engines/mean-stack.js";

@@ -187,7 +187,7 @@ export function formatCard(card: FitsCard): string[] {
   else if (v === null) text = "";
   else if (typeof v === "boolean") text = v ? "T" : "F";
   else if (typeof v === "bigint") text = v.toString();
-  else text = formatNumber(v, card.numberFormat);
+  else text = formatNumber(v as number, card.numberFormat);
   // Fixed format: right-justified ending in column 30.
   const head = card.hierarch ? prefix + text : prefix + text.padStart(20, " ");
   return [withComment(head, card.comment)];

@@ -1,0 +1,3 @@
+export { runCli, type CliOptions } from "./program.js";
+export { listEngines, type EngineListing } from "./commands/engines.js";
+export { renderScan } from "./commands/scan.js";

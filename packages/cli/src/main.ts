@@ -1,0 +1,16 @@
+#!/usr/bin/env node
+// The bin. The only module (besides the vitest setup) that loads reflect-metadata (STYLE.md §8).
+import "reflect-metadata";
+import { runCli } from "./program.js";
+
+const controller = new AbortController();
+let interrupts = 0;
+process.on("SIGINT", () => {
+  interrupts++;
+  if (interrupts === 1) {
+    process.stderr.write("\nCancelling… (press Ctrl-C again to quit at once)\n");
+    controller.abort(new DOMException("Cancelled by the user (SIGINT)", "AbortError"));
+  } else process.exit(130);
+});
+
+process.exitCode = await runCli(process.argv, { signal: controller.signal });

@@ -1,0 +1,84 @@
+/**
+ * The `tile-compile` command line (commander). `runCli` returns the exit code instead of exiting, so
+ * tests call it in-process: 0 ok, 78 configuration error, 130 cancelled, 1 anything else.
+ */
+import { createRequire } from "node:module";
+import { Command, CommanderError } from "commander";
+import { exitCodeOf, loadConfig } from "@tile-compile/core";
+import { enginesCommand } from "./commands/engines.js";
+import { scanCommand } from "./commands/scan.js";
+import { stackCommand } from "./commands/stack.js";
+import { formatError, processIo, type Io } from "./output.js";
+
+const pkg = createRequire(import.meta.url)("../package.json") as { version: string };
+
+export interface CliOptions {
+  io?: Io;
+  cwd?: string;
+  /** The run's AbortSignal; main.ts wires SIGINT to it. */
+  signal?: AbortSignal;
+}
+
+export async function runCli(argv: string[], options: CliOptions = {}): Promise<number> {
+  const io = options.io ?? processIo;
+  const cwd = options.cwd ?? process.cwd();
+  const signal = options.signal ?? new AbortController().signal;
+  let exitCode = 0;
+  const program = new Command("tile-compile")
+    .description("Calibrated, registered, quality-weighted deep-sky stacks from raw FITS subframes")
+    .version(pkg.version, "-V, --version")
+    .option("-c, --config <file>", "tile_compile.yaml to use (default: searched from the current folder up to the project root)")
+    .option("--verbose", "debug output on stderr")
+    .showHelpAfterError("(run tile-compile --help for usage)")
+    .exitOverride()
+    .configureOutput({ writeOut: (s) => io.out(s.trimEnd()), writeErr: (s) => io.err(s.trimEnd()) });
+
+  const config = () => {
+    const file = program.opts<{ config?: string }>().config;
+    return loadConfig({ cwd, ...(file ? { file } : {}) });
+  };
+
+  program
+    .command("scan")
+    .description("List every FITS file under the given files/folders (headers only), grouped by type, object, filter and exposure")
+    .argument("<paths...>", "FITS files or folders (searched recursively)")
+    .option("--json", "machine-readable output")
+    .action(async (paths: string[], o: { json?: boolean }) => {
+      exitCode = await scanCommand(paths, o, io, signal);
+    });
+
+  program
+    .command("engines")
+    .description("List built-in and installed engines with their capabilities (read from package.json manifests; nothing is executed)")
+    .option("--json", "machine-readable output")
+    .action(async (o: { json?: boolean }) => {
+      const loaded = await config();
+      exitCode = enginesCommand(loaded, cwd, o, io);
+    });
+
+  program
+    .command("stack")
+    .description("Stack frames through the configured stacking engine (stacking.engine / stacking.method)")
+    .argument("<frames...>", "FITS files or folders")
+    .requiredOption("-o, --out <file>", "output FITS file")
+    .option("-m, --method <method>", "stacking method (default: stacking.method of tile_compile.yaml)")
+    .option("-e, --engine <engine>", "engine providing the method (default: stacking.engine, or the only provider)")
+    .option("--json", "machine-readable summary")
+    .action(async (frames: string[], o: { out: string; method?: string; engine?: string; json?: boolean }) => {
+      const loaded = await config();
+      for (const w of loaded.warnings) io.err(`warning: ${w}`);
+      exitCode = await stackCommand(frames, { ...o, verbose: Boolean(program.opts<{ verbose?: boolean }>().verbose) }, loaded, io, signal, cwd);
+    });
+
+  try {
+    await program.parseAsync(argv, { from: argv === process.argv ? "node" : "user" });
+    return exitCode;
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      // --help and --version "fail" with exit code 0.
+      return error.exitCode === 0 ? 0 : 1;
+    }
+    io.err(formatError(error));
+    return exitCodeOf(error);
+  }
+}

@@ -1,0 +1,98 @@
+/**
+ * The schema of tile_compile.yaml, written once with zod. `schema.json` (shipped in the package, for
+ * `# yaml-language-server: $schema=…`) is generated from it by `pnpm schema` and guarded by a test.
+ *
+ * Keys are snake_case as in the user's tile_compile README. Every block is strict: an unknown key is an
+ * error, reported with its path together with every other problem of the file.
+ */
+import { z } from "zod";
+
+const engineRef = z.string().min(1).describe("Engine: a short name of an official engine (native, siril), a full npm package name, or a relative path");
+
+/** Sizes like `4GiB`, `512 MiB`, `2GB` or a number of bytes. */
+export const byteSize = z.union([
+  z.number().int().positive(),
+  z.string().regex(/^\s*\d+(\.\d+)?\s*(B|KB|KiB|MB|MiB|GB|GiB|TB|TiB)\s*$/i, "expected a size such as 512MiB or 4GiB"),
+]);
+
+export function parseByteSize(v: number | string): number {
+  if (typeof v === "number") return v;
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([KMGT]?i?B)\s*$/i.exec(v)!;
+  const unit = m[2]!.toUpperCase();
+  const pow = { B: 0, K: 1, M: 2, G: 3, T: 4 }[unit[0] as "B" | "K" | "M" | "G" | "T"] ?? 0;
+  const base = unit.includes("I") ? 1024 : 1000;
+  return Math.round(Number(m[1]) * base ** pow);
+}
+
+export const rejectionMethods = ["none", "percentile", "sigma", "mad", "sigma_median", "winsorized", "linear_fit", "gesdt"] as const;
+export const normalizations = ["none", "additive", "multiplicative", "additive_scaling", "multiplicative_scaling"] as const;
+
+export const configSchema = z.strictObject({
+  $schema: z.string().optional(),
+  $import: z.union([z.string(), z.array(z.string())]).optional().describe("Shared presets merged under this file (paths relative to it)"),
+  engines: z.array(engineRef).default([]).describe("Engines to load besides the built-in ones; listed engines are the only ones used"),
+  calibration: z
+    .strictObject({
+      engine: engineRef.optional(),
+      method: z.string().default("native"),
+    })
+    .default({ method: "native" }),
+  registration: z
+    .strictObject({
+      engine: z.string().default("relative").describe("Registration method: relative (built-in), wcs_anchor, siril, or one a loaded engine provides"),
+      provider: engineRef.optional().describe("Which engine provides the method, when more than one does"),
+      reference: z.union([z.literal("auto"), z.number().int().nonnegative(), z.string().min(1)]).default("auto"),
+      output_dir: z.string().default("registered"),
+      registered_filename_pattern: z.string().default("reg_{index:05d}.fit"),
+    })
+    .default({ engine: "relative", reference: "auto", output_dir: "registered", registered_filename_pattern: "reg_{index:05d}.fit" }),
+  stacking: z
+    .strictObject({
+      engine: engineRef.optional(),
+      method: z.string().default("mean").describe("mean (alias: average), median, rejection, tbqr, or one a loaded engine provides"),
+      rejection: z.enum(rejectionMethods).default("winsorized"),
+      sigma: z.tuple([z.number().positive(), z.number().positive()]).default([3, 3]).describe("[low, high] rejection thresholds"),
+      normalization: z.enum(normalizations).default("additive_scaling"),
+      input_dir: z.string().default("synthetic"),
+      input_pattern: z.string().default("syn_*.fits"),
+      output_file: z.string().default("stacked.fit"),
+    })
+    .default({ method: "mean", rejection: "winsorized", sigma: [3, 3], normalization: "additive_scaling", input_dir: "synthetic", input_pattern: "syn_*.fits", output_file: "stacked.fit" }),
+  composition: z
+    .strictObject({
+      engine: engineRef.optional(),
+      palette: z.string().optional(),
+      palettes: z.record(z.string(), z.record(z.string(), z.record(z.string(), z.number()))).default({}).describe("User palettes: name → output channel → { filter: weight }"),
+    })
+    .default({ palettes: {} }),
+  stretch: z
+    .strictObject({
+      engine: engineRef.optional(),
+      method: z.string().default("autostretch"),
+    })
+    .default({ method: "autostretch" }),
+  runtime: z
+    .strictObject({
+      threads: z.union([z.literal("auto"), z.number().int().positive()]).default("auto"),
+      memory_budget: byteSize.default("4GiB").describe("Pixel data held at once by a stage"),
+      stage_timeout_seconds: z.number().positive().optional(),
+    })
+    .default({ threads: "auto", memory_budget: "4GiB" }),
+  pipeline: z
+    .strictObject({
+      abort_on_fail: z.boolean().default(true),
+    })
+    .default({ abort_on_fail: true }),
+  engine_options: z.record(z.string(), z.record(z.string(), z.unknown())).default({}).describe("Per-engine option blocks, validated by each engine's optionsSchema"),
+});
+
+/** tile_compile.yaml as written (defaults optional). */
+export type TileCompileConfigInput = z.input<typeof configSchema>;
+/** tile_compile.yaml after parsing and defaults. */
+export type TileCompileConfig = z.output<typeof configSchema>;
+
+/** The JSON Schema of tile_compile.yaml (draft 2020-12), for editors. */
+export function configJsonSchema(): Record<string, unknown> {
+  const schema = z.toJSONSchema(configSchema, { io: "input", unrepresentable: "any" }) as Record<string, unknown>;
+  return { $id: "https://tile-compile.dev/schema/tile_compile.json", title: "tile_compile.yaml", ...schema };
+}

@@ -1,0 +1,240 @@
+/**
+ * Stage contracts: what an engine provides and what the runner hands it.
+ *
+ * Lifecycle. The CLI loads the engines named in tile_compile.yaml, registers them (built-ins first,
+ * through the same `defineEngine` path as third parties), makes a plan from the configuration — this
+ * is where capabilities are checked, before any pixel is read — and freezes the registry. The runner
+ * then calls one provider per stage.
+ *
+ * Execution kinds (STYLE.md §3):
+ * - Stage providers (`calibration`, `registration`, `stacking`, `composition`, `stretch`) are
+ *   **exclusive**: exactly one provider is selected per stage, by `stage:method` capability.
+ * - Observers (`onFrameDone`, `onStageDone`) are **parallel**: every engine's observer is called, never
+ *   awaited for a result; an observer that throws is logged and ignored.
+ *
+ * Mutability. Inputs are read-only. Providers write only to the paths the runner gives them (output
+ * paths are temporary paths the runner renames into place when the provider resolves) and under
+ * `ctx.workdir`. Every provider call is `(input, ctx) => Promise<output>` and must reject with an
+ * `AbortError` promptly once `ctx.signal` aborts.
+ *
+ * Units and conventions: images are Float32Array planes in ADU (not normalised), row-major, x along
+ * NAXIS1, 0-based pixel centres; invalid pixels are NaN. Times in seconds, temperatures in °C.
+ */
+
+/** The stages of the pipeline that engines can provide. */
+export type StageName = "calibration" | "registration" | "stacking" | "composition" | "stretch";
+export const STAGE_NAMES: readonly StageName[] = ["calibration", "registration", "stacking", "composition", "stretch"];
+
+/** `stage:method`, e.g. `stacking:mean`, `registration:wcs_anchor`, `composition:SHO`. */
+export type CapabilityId = `${StageName}:${string}`;
+
+/** `stable` is silent; `experimental` and `deprecated` make the planner warn. */
+export type Stability = "stable" | "experimental" | "deprecated";
+
+/** The engine API version this core speaks. Engines declare it in `meta.apiVersion`. */
+export const ENGINE_API_VERSION = 1;
+export const SUPPORTED_API_VERSIONS: readonly number[] = [1];
+
+export interface EngineMeta {
+  /** npm package name (official engines: `@tile-compile/…`). */
+  name: string;
+  /** The package version; recorded in provenance as `name@version`. */
+  version: string;
+  /** Engine API version; must be one of SUPPORTED_API_VERSIONS. */
+  apiVersion: number;
+  description?: string;
+}
+
+export interface Logger {
+  debug(message: string, data?: Record<string, unknown>): void;
+  info(message: string, data?: Record<string, unknown>): void;
+  warn(message: string, data?: Record<string, unknown>): void;
+  error(message: string, data?: Record<string, unknown>): void;
+}
+
+/** Run-time limits from `runtime:` of tile_compile.yaml. */
+export interface RuntimeLimits {
+  /** Worker threads an engine may use. */
+  threads: number;
+  /** Bytes of pixel data an engine may hold at once. */
+  memoryBudgetBytes: number;
+}
+
+/** What every provider call receives besides its input. */
+export interface EngineContext {
+  /** Aborts on cancel (SIGINT) or stage timeout. Check it between frames and tiles. */
+  signal: AbortSignal;
+  logger: Logger;
+  /** Report progress in [0, 1] with an optional short note; cheap, call it freely. */
+  progress(fraction: number, note?: string): void;
+  /** A folder private to this stage run for temporary files. */
+  workdir: string;
+  /** This engine's own options block from tile_compile.yaml (`engine_options.<name>`), validated. */
+  options: Record<string, unknown>;
+  runtime: RuntimeLimits;
+}
+
+/** A frame on disk. Pixel data is never passed between stages in memory. */
+export interface FrameRef {
+  path: string;
+  /** HDU index; default: the file's image HDU. */
+  hdu?: number;
+}
+
+// ── stacking ────────────────────────────────────────────────────────────────────────────────────────
+
+export interface StackingInput {
+  frames: FrameRef[];
+  /** Where to write the stacked FITS image. A temporary path; the runner moves it into place. */
+  output: string;
+  /** The method id this provider was selected for (`mean`, `median`, `rejection`, `tbqr`, …). */
+  method: string;
+  /** Method options from the `stacking:` block (rejection, sigma, normalization, weights, …). */
+  options: Record<string, unknown>;
+  /** Provenance lines the provider must add as FITS HISTORY (engine@version, options hash). */
+  history: string[];
+}
+
+export interface StackingResult {
+  frameCount: number;
+  width: number;
+  height: number;
+  channels: number;
+  /** Frames left out, each with the reason. */
+  rejectedFrames?: { path: string; reason: string }[];
+}
+
+export interface StackingProvider {
+  stack(input: StackingInput, ctx: EngineContext): Promise<StackingResult>;
+}
+
+// ── registration ────────────────────────────────────────────────────────────────────────────────────
+
+export interface RegistrationInput {
+  frames: FrameRef[];
+  /** `auto`, a 0-based frame index, or a path. */
+  reference: "auto" | number | string;
+  outputDir: string;
+  /** e.g. `reg_{index:05d}.fit`. */
+  filenamePattern: string;
+  options: Record<string, unknown>;
+  history: string[];
+}
+
+export interface RegisteredFrame {
+  input: string;
+  /** Registered frame, absent when registration failed. */
+  output?: string;
+  /** Row-major 3×3 H mapping (x, y, 1) of the input frame to the reference frame, 0-based pixel centres. */
+  matrix?: number[];
+  rmsPx?: number;
+  stars?: number;
+  error?: string;
+}
+
+export interface RegistrationResult {
+  reference: string;
+  frames: RegisteredFrame[];
+}
+
+export interface RegistrationProvider {
+  register(input: RegistrationInput, ctx: EngineContext): Promise<RegistrationResult>;
+}
+
+// ── calibration ─────────────────────────────────────────────────────────────────────────────────────
+
+export interface CalibrationInput {
+  frames: FrameRef[];
+  masterBias?: string;
+  masterDark?: string;
+  masterFlat?: string;
+  outputDir: string;
+  options: Record<string, unknown>;
+  history: string[];
+}
+
+export interface CalibrationResult {
+  frames: { input: string; output: string }[];
+}
+
+/** Master building and light calibration. Built-in `native` provider: see the calibration issue. */
+export interface CalibrationProvider {
+  /** Combine raw bias/dark/flat frames into a master. */
+  buildMaster?(input: { kind: "bias" | "dark" | "flat"; frames: FrameRef[]; output: string; masterBias?: string; options: Record<string, unknown>; history: string[] }, ctx: EngineContext): Promise<{ output: string; frameCount: number }>;
+  calibrate(input: CalibrationInput, ctx: EngineContext): Promise<CalibrationResult>;
+}
+
+// ── composition and stretch ─────────────────────────────────────────────────────────────────────────
+
+export interface CompositionInput {
+  /** Channel name (L, R, G, B, H, O, S, …) → stacked image. */
+  channels: Record<string, string>;
+  /** Palette as data: output channel (R, G, B, L) → { input channel: weight }. */
+  palette: Record<string, Record<string, number>>;
+  output: string;
+  options: Record<string, unknown>;
+  history: string[];
+}
+
+export interface CompositionProvider {
+  compose(input: CompositionInput, ctx: EngineContext): Promise<{ output: string }>;
+}
+
+export interface StretchInput {
+  input: string;
+  output: string;
+  options: Record<string, unknown>;
+  history: string[];
+}
+
+export interface StretchProvider {
+  stretch(input: StretchInput, ctx: EngineContext): Promise<{ output: string }>;
+}
+
+/** Provider interface per stage. */
+export interface StageProviders {
+  calibration: CalibrationProvider;
+  registration: RegistrationProvider;
+  stacking: StackingProvider;
+  composition: CompositionProvider;
+  stretch: StretchProvider;
+}
+
+export interface FrameDoneEvent { stage: StageName; frame: string; metrics?: Record<string, number> }
+export interface StageDoneEvent { stage: StageName; engine: string; method: string; outputs: string[]; seconds: number }
+
+/**
+ * A minimal Standard Schema v1 validator (zod 4 and valibot implement it), so third-party engines can
+ * ship an options schema without sharing our copy of zod.
+ */
+export interface OptionsSchema {
+  readonly "~standard": {
+    readonly version: 1;
+    readonly vendor: string;
+    validate(value: unknown): { value: unknown; issues?: undefined } | { issues: readonly { message: string; path?: readonly (PropertyKey | { key: PropertyKey })[] }[] } | Promise<unknown>;
+  };
+}
+
+/** What `defineEngine` takes and returns. */
+export interface EngineDefinition {
+  meta: EngineMeta;
+  /** Every `stage:method` this engine provides, with its stability. Must match the providers below. */
+  capabilities: Partial<Record<CapabilityId, Stability>>;
+  /** Schema of this engine's block under `engine_options:` in tile_compile.yaml. Unknown keys should be errors. */
+  optionsSchema?: OptionsSchema;
+  calibration?: Record<string, CalibrationProvider>;
+  registration?: Record<string, RegistrationProvider>;
+  stacking?: Record<string, StackingProvider>;
+  composition?: Record<string, CompositionProvider>;
+  stretch?: Record<string, StretchProvider>;
+  /** Observer (parallel): a frame finished a stage. */
+  onFrameDone?(event: FrameDoneEvent): void;
+  /** Observer (parallel): a stage finished. */
+  onStageDone?(event: StageDoneEvent): void;
+}
+
+/** An engine as returned by `defineEngine`: frozen, branded. */
+export type Engine = Readonly<EngineDefinition> & { readonly [ENGINE_BRAND]: true };
+
+/** Brand via a global symbol, so engines built against another copy of core are still recognised. */
+export const ENGINE_BRAND: unique symbol = Symbol.for("tile-compile.engine");

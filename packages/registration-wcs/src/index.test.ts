@@ -1,0 +1,4 @@
+import { runEngineConformance } from "@tile-compile/core/testing";
+import engine from "./index.js";
+
+runEngineConformance(() => engine, "@tile-compile/registration-wcs");
