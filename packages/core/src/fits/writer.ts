@@ -12,7 +12,7 @@ import { randomBytes } from "node:crypto";
 import { open, rename, rm, type FileHandle } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { TileCompileError } from "../errors/index.js";
-import { BLOCK, FitsHeader } from "./header.js";
+import { BLOCK, FitsHeader, formatCard } from "./header.js";
 
 export type OutputBitpix = -32 | 16;
 
@@ -59,6 +59,10 @@ export function buildImageHeader(shape: ImageShape, options: WriteOptions, hasNa
     }
   }
   h.set("PROGRAM", program, "software that wrote this file");
+  // Long strings use the CONTINUE convention; fitsverify wants it announced (HEASARC LONGSTRN).
+  if (!h.has("LONGSTRN") && h.cards.some((c) => typeof c.value === "string" && formatCard(c).length > 1)) {
+    h.set("LONGSTRN", "OGIP 1.0", "The OGIP long string convention may be used", { after: "EXTEND" });
+  }
   for (const line of options.history ?? []) h.addHistory(line);
   return h;
 }

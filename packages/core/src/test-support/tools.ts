@@ -56,7 +56,7 @@ export function fitsverify(path: string): { errors: number; warnings: number; re
   const r = spawnSync("fitsverify", ["-e", path], { encoding: "utf8" });
   const full = spawnSync("fitsverify", [path], { encoding: "utf8" });
   const report = `${full.stdout}${full.stderr}`;
-  const m = /(\d+) warnings? and (\d+) errors?/i.exec(report);
+  const m = /found (\d+) warning\(s\) and (\d+) error\(s\)/i.exec(report);
   void r;
   return { warnings: m ? Number(m[1]) : -1, errors: m ? Number(m[2]) : -1, report };
 }
