@@ -22,6 +22,7 @@ export interface CatalogEntry {
 }
 
 const s = (v: unknown): string => (v === undefined ? "?" : String(v));
+const list = (v: unknown, sep = ", "): string => (Array.isArray(v) ? v.join(sep) : "?");
 
 export const errorCatalog = {
   TC_CONFIG_INVALID: {
@@ -80,14 +81,14 @@ export const errorCatalog = {
       (d.engine ? `, but the engine "${s(d.engine)}" does not provide it.` : ", but no loaded engine provides it."),
     hint: (d) =>
       Array.isArray(d.providers) && d.providers.length > 0
-        ? `Engines that provide it: ${(d.providers as string[]).join(", ")}. Select one in ${s(d.field)} or add it to \`engines:\`.`
+        ? `Engines that provide it: ${list(d.providers)}. Select one in ${s(d.field)} or add it to \`engines:\`.`
         : "No installed engine provides it. Pick another method, or install an engine that provides it and list it in `engines:`.",
     exitCode: 78,
   },
   TC_CAPABILITY_AMBIGUOUS: {
     title: "Capability provided by more than one engine",
-    message: (d) => `"${s(d.capability)}" is provided by ${(d.providers as string[]).join(" and ")}, and ${s(d.field)} does not say which one to use.`,
-    hint: (d) => `Set ${s(d.field)} to one of: ${(d.providers as string[]).join(", ")}.`,
+    message: (d) => `"${s(d.capability)}" is provided by ${list(d.providers, " and ")}, and ${s(d.field)} does not say which one to use.`,
+    hint: (d) => `Set ${s(d.field)} to one of: ${list(d.providers)}.`,
     exitCode: 78,
   },
   TC_REGISTRY_FROZEN: {

@@ -9,7 +9,7 @@
  * report frameCount 3).
  */
 import { existsSync } from "node:fs";
-import { mkdtemp, readdir, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { isAbortError } from "../errors/index.js";
@@ -38,6 +38,7 @@ export function seededRandom(seed: number): () => number {
 
 /** Write `count` small seeded frames (sky 1000 ADU + noise + one star) and return their paths. */
 export async function writeTinyFrames(dir: string, count = 3, width = 16, height = 12, seed = 42): Promise<string[]> {
+  await mkdir(dir, { recursive: true });
   const rnd = seededRandom(seed);
   const paths: string[] = [];
   for (let k = 0; k < count; k++) {
