@@ -44,7 +44,7 @@ export async function runCli(argv: string[], options: CliOptions = {}): Promise<
     .argument("<paths...>", "FITS files or folders (searched recursively)")
     .option("--json", "machine-readable output")
     .action(async (paths: string[], o: { json?: boolean }) => {
-      exitCode = await scanCommand(paths, o, io, signal);
+      exitCode = await scanCommand(paths, o, io, signal, cwd);
     });
 
   program

@@ -36,14 +36,16 @@ export function renderScan(result: ScanResult, base: string): string {
   return lines.join("\n").replace(/^\n/, "");
 }
 
-export async function scanCommand(inputs: string[], opts: { json?: boolean }, io: Io, signal: AbortSignal): Promise<number> {
+export async function scanCommand(rawInputs: string[], opts: { json?: boolean }, io: Io, signal: AbortSignal, cwd: string): Promise<number> {
+  const { resolve } = await import("node:path");
+  const inputs = rawInputs.map((i) => resolve(cwd, i));
   const bar = opts.json ? progressBar({ ...io, interactive: false }, "") : progressBar(io, "scanning");
   const result = await scanFrames(inputs, { signal, onProgress: (done, total) => bar.update(done / total, `${done}/${total} files`) });
   bar.stop();
   if (opts.json) {
     io.out(JSON.stringify({ frames: result.frames, groups: result.groups, bad: result.bad }, null, 2));
   } else {
-    const base = inputs.length === 1 ? (await import("node:path")).resolve(inputs[0]!) : "";
+    const base = inputs.length === 1 ? inputs[0]! : "";
     io.out(renderScan(result, base));
   }
   return 0;

@@ -10,7 +10,7 @@ import { createRunScope, loadConfiguredEngines } from "../container.js";
 import { progressBar, stderrLogger, type Io } from "../output.js";
 
 export async function stackCommand(inputs: string[], opts: { out: string; method?: string; engine?: string; json?: boolean; verbose?: boolean }, loaded: LoadedConfig, io: Io, signal: AbortSignal, cwd: string): Promise<number> {
-  const { files, bad } = await findFitsFiles(inputs, signal);
+  const { files, bad } = await findFitsFiles(inputs.map((i) => resolve(cwd, i)), signal);
   if (bad.length > 0) throw new TileCompileError("TC_INPUT_INVALID", { input: bad[0]!.path, reason: bad[0]!.reason });
   if (files.length === 0) throw new TileCompileError("TC_INPUT_INVALID", { input: inputs.join(", "), reason: "no FITS files found", hint: "Give FITS files or folders holding .fit/.fits/.fz files." });
   const engines = await loadConfiguredEngines(loaded, cwd);

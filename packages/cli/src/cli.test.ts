@@ -1,0 +1,93 @@
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { writeTinyFrames } from "@tile-compile/core/testing";
+import { runCli } from "./program.js";
+
+const dir = mkdtempSync(join(tmpdir(), "tc-cli-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+function capture() {
+  const out: string[] = [];
+  const err: string[] = [];
+  return { io: { out: (t: string) => void out.push(t), err: (t: string) => void err.push(t), interactive: false }, out, err };
+}
+
+const seestar = [process.env.TILE_COMPILE_DATA && join(process.env.TILE_COMPILE_DATA, "seestar"), new URL("../../../../shared/data/seestar", import.meta.url).pathname, "/work/shared/data/seestar"].find((p) => p && existsSync(p));
+if (!seestar) console.warn("SKIP: shared Seestar frames not found ($TILE_COMPILE_DATA/seestar or ../shared/data/seestar); the scan acceptance test is skipped");
+
+describe("tile-compile", () => {
+  it("--version and --help exit 0", async () => {
+    const c = capture();
+    expect(await runCli(["--version"], { io: c.io })).toBe(0);
+    expect(c.out.join("")).toMatch(/^\d+\.\d+\.\d+$/);
+    const h = capture();
+    expect(await runCli(["--help"], { io: h.io })).toBe(0);
+    expect(h.out.join("")).toContain("scan");
+  });
+
+  it.skipIf(!seestar)("scan lists the 22 shared Seestar frames in 3 groups with their header values; --json gives the same as data", async () => {
+    const c = capture();
+    expect(await runCli(["scan", seestar!], { io: c.io, cwd: dir })).toBe(0);
+    const text = c.out.join("\n");
+    expect(text).toContain("22 frames in 3 groups");
+    expect(text).toContain("light · M 94 · IRCUT · 10 s — 16 frames");
+    expect(text).toContain("light · NGC 7023 · IRCUT · 10 s — 4 frames");
+    expect(text).toContain("light · NGC 7023 · IRCUT · 20 s — 2 frames");
+    expect(text).toMatch(/Light_M 94_10\.0s_IRCUT_20250326-212046\.fit\s+light\s+M 94\s+IRCUT\s+10 s\s+25\.1 °C\s+80\s+1x1\s+1080×1920\s+2025-03-27T01:20:32\.955368\s+GRBG/);
+    const j = capture();
+    expect(await runCli(["scan", seestar!, "--json"], { io: j.io, cwd: dir })).toBe(0);
+    const data = JSON.parse(j.out.join("")) as { frames: { path: string; temperatureC: number; exposureSeconds: number; gain: number; bayerPattern: string; object: string; dateObs: string; width: number; height: number }[]; groups: { object: string; exposureSeconds: number; count: number }[]; bad: unknown[] };
+    expect(data.frames).toHaveLength(22);
+    expect(data.bad).toEqual([]);
+    expect(data.groups.map((g) => [g.object, g.exposureSeconds, g.count])).toEqual([["M 94", 10, 16], ["NGC 7023", 10, 4], ["NGC 7023", 20, 2]]);
+    const f = data.frames.find((x) => x.path.endsWith("Light_NGC 7023_20.0s_IRCUT_20250630-023441.fit"))!;
+    expect(f).toMatchObject({ object: "NGC 7023", exposureSeconds: 20, gain: 80, bayerPattern: "GRBG", width: 1080, height: 1920, dateObs: "2025-06-30T00:34:17.492655" });
+    expect(f.temperatureC).toBeCloseTo(31.1, 1);
+  });
+
+  it("scan lists bad files at the end and exits 0", async () => {
+    const folder = join(dir, "bad");
+    await writeTinyFrames(folder, 2);
+    writeFileSync(join(folder, "broken.fits"), "not fits".repeat(500));
+    const c = capture();
+    expect(await runCli(["scan", folder], { io: c.io, cwd: dir })).toBe(0);
+    expect(c.out.join("\n")).toMatch(/2 frames in 1 group, 1 bad file[\s\S]*broken\.fits\n\s+\[TC_FITS_INVALID\] not a FITS file/);
+  });
+
+  it("an invalid tile_compile.yaml exits 78 and lists every problem", async () => {
+    const cfgDir = mkdtempSync(join(dir, "cfg-"));
+    writeFileSync(join(cfgDir, "tile_compile.yaml"), "stacking:\n  methd: mean\nruntime:\n  threads: -1\n");
+    const c = capture();
+    expect(await runCli(["engines"], { io: c.io, cwd: cfgDir })).toBe(78);
+    const err = c.err.join("\n");
+    expect(err).toContain("[TC_CONFIG_INVALID]");
+    expect(err).toContain("stacking.methd: unknown key");
+    expect(err).toContain("runtime.threads:");
+    expect(err).toContain("hint:");
+  });
+
+  it("an engine named in the config but not installed exits 78 with the install command", async () => {
+    const cfgDir = mkdtempSync(join(dir, "cfg-"));
+    writeFileSync(join(cfgDir, "tile_compile.yaml"), "engines: [tile-compile-engine-nowhere]\n");
+    await writeTinyFrames(join(cfgDir, "f"), 2);
+    const c = capture();
+    expect(await runCli(["stack", "f", "-o", "s.fit"], { io: c.io, cwd: cfgDir })).toBe(78);
+    expect(c.err.join("\n")).toContain("pnpm add tile-compile-engine-nowhere");
+  });
+
+  it("stack runs the built-in mean, and a cancelled run exits 130 leaving no output", async () => {
+    const work = mkdtempSync(join(dir, "stack-"));
+    await writeTinyFrames(join(work, "f"), 3);
+    const c = capture();
+    expect(await runCli(["stack", "f", "-o", "mean.fit"], { io: c.io, cwd: work })).toBe(0);
+    expect(existsSync(join(work, "mean.fit"))).toBe(true);
+    const controller = new AbortController();
+    controller.abort(new DOMException("Cancelled by the user (SIGINT)", "AbortError"));
+    const k = capture();
+    expect(await runCli(["stack", "f", "-o", "cancelled.fit"], { io: k.io, cwd: work, signal: controller.signal })).toBe(130);
+    expect(existsSync(join(work, "cancelled.fit"))).toBe(false);
+    expect(k.err.join("")).toContain("Cancelled");
+  });
+});
