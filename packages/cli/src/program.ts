@@ -5,6 +5,7 @@
 import { createRequire } from "node:module";
 import { Command, CommanderError } from "commander";
 import { exitCodeOf, loadConfig } from "@tile-compile/core";
+import { demoCommand } from "./commands/demo.js";
 import { enginesCommand } from "./commands/engines.js";
 import { scanCommand } from "./commands/scan.js";
 import { stackCommand } from "./commands/stack.js";
@@ -68,6 +69,14 @@ export async function runCli(argv: string[], options: CliOptions = {}): Promise<
       const loaded = await config();
       for (const w of loaded.warnings) io.err(`warning: ${w}`);
       exitCode = await stackCommand(frames, { ...o, verbose: Boolean(program.opts<{ verbose?: boolean }>().verbose) }, loaded, io, signal, cwd);
+    });
+
+  program
+    .command("demo")
+    .description("Generate a seeded demo data set and process it with the built-in engines")
+    .argument("[dir]", "folder for the data set and outputs", "tile-compile-demo")
+    .action(async (dir: string) => {
+      exitCode = await demoCommand(dir, io, signal, cwd);
     });
 
   try {

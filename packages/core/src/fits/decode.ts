@@ -43,12 +43,9 @@ export function decodeBigEndian(bytes: Buffer, bitpix: Bitpix, count: number, sc
     }
     case 16: {
       view.swap16();
-      const a = new Int16Array(view.buffer, view.byteOffset, count);
-      if (scaling.blank === undefined) {
-        if (identity) for (let i = 0; i < count; i++) out[outOffset + i] = a[i]!;
-        else if (bscale === 1) for (let i = 0; i < count; i++) out[outOffset + i] = a[i]! + bzero;
-        else for (let i = 0; i < count; i++) out[outOffset + i] = a[i]! * bscale + bzero;
-      } else {
+      if (scaling.blank === undefined) decodeInt16(view, count, bzero, bscale, out, outOffset);
+      else {
+        const a = new Int16Array(view.buffer, view.byteOffset, count);
         const blank = Number(scaling.blank);
         for (let i = 0; i < count; i++) {
           const v = a[i]!;
@@ -79,9 +76,9 @@ export function decodeBigEndian(bytes: Buffer, bitpix: Bitpix, count: number, sc
     }
     case -32: {
       view.swap32();
-      const a = new Float32Array(view.buffer, view.byteOffset, count);
-      if (identity) out.set(a, outOffset);
-      else for (let i = 0; i < count; i++) out[outOffset + i] = a[i]! * bscale + bzero;
+      const target = out.subarray(outOffset, outOffset + count);
+      target.set(new Float32Array(view.buffer, view.byteOffset, count));
+      if (!identity) affineInPlace(target, bscale, bzero);
       return;
     }
     case -64: {
@@ -91,4 +88,30 @@ export function decodeBigEndian(bytes: Buffer, bitpix: Bitpix, count: number, sc
       return;
     }
   }
+}
+
+/** y = y·bscale + bzero over a Float32Array; exact for values that f32 holds exactly (all int16). */
+function affineInPlace(a: Float32Array, bscale: number, bzero: number): void {
+  if (bscale === 1) for (let i = 0; i < a.length; i++) a[i] = a[i]! + bzero;
+  else for (let i = 0; i < a.length; i++) a[i] = a[i]! * bscale + bzero;
+}
+
+/**
+ * Native-endian int16 → f32 with scaling. Unsigned 16-bit (BZERO 32768, BSCALE 1, the common camera
+ * case) flips the sign bit two pixels at a time through a Uint32 view and lets TypedArray.set convert
+ * u16 → f32 in native code; other scalings convert natively and then apply the affine map.
+ */
+function decodeInt16(view: Buffer, count: number, bzero: number, bscale: number, out: Float32Array, outOffset: number): void {
+  const target = out.subarray(outOffset, outOffset + count);
+  if (bzero === 32768 && bscale === 1 && view.byteOffset % 4 === 0) {
+    const pairs = count >>> 1;
+    const u32 = new Uint32Array(view.buffer, view.byteOffset, pairs);
+    for (let i = 0; i < pairs; i++) u32[i] = u32[i]! ^ 0x80008000;
+    const u16 = new Uint16Array(view.buffer, view.byteOffset, count);
+    if (count & 1) u16[count - 1] = u16[count - 1]! ^ 0x8000;
+    target.set(u16);
+    return;
+  }
+  target.set(new Int16Array(view.buffer, view.byteOffset, count));
+  if (bzero !== 0 || bscale !== 1) affineInPlace(target, bscale, bzero);
 }

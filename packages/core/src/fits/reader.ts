@@ -10,7 +10,7 @@ import { CompressedImage, compressedLayout } from "./compressed.js";
 import { bytesPerPixel, decodeBigEndian, type Bitpix, type Scaling } from "./decode.js";
 import { describeHdu, nextHduOffset, readHeaderAt, type HduInfo } from "./hdu.js";
 import type { FitsHeader } from "./header.js";
-import { FileSource } from "./source.js";
+import { FileSource, releaseScratch, takeScratch } from "./source.js";
 
 /** An image in memory: plane-major Float32Array (all of channel 0, then channel 1, …). */
 export interface FitsImage {
@@ -210,8 +210,9 @@ export class FitsImageReader {
     const W = this.width;
     const rowStart = (channel * this.height + y0) * W;
     if (x0 === 0 && w === W) {
-      const bytes = await this.src.read(this.hdu.dataOffset + rowStart * bpp, w * h * bpp);
+      const bytes = await this.src.read(this.hdu.dataOffset + rowStart * bpp, w * h * bpp, takeScratch(w * h * bpp));
       decodeBigEndian(bytes, this.bitpix, w * h, this.scaling, result);
+      releaseScratch(bytes);
       return result;
     }
     // Narrow tiles: read the span from the first to the last needed byte in one call, decode row slices.

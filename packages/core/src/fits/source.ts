@@ -5,6 +5,22 @@
 import { open, type FileHandle } from "node:fs/promises";
 import { FitsError, TileCompileError } from "../errors/index.js";
 
+/**
+ * Reusable scratch buffers for pixel reads: decoding happens right after the read, so the raw bytes are
+ * garbage at once; recycling them avoids allocating (and collecting) one large external buffer per
+ * frame. Take with `takeScratch`, give back with `releaseScratch` once decoded.
+ */
+const scratchPool: Buffer[] = [];
+export function takeScratch(length: number): Buffer {
+  const i = scratchPool.findIndex((b) => b.length >= length);
+  const buf = i >= 0 ? scratchPool.splice(i, 1)[0]! : Buffer.allocUnsafeSlow(length);
+  return buf.length === length ? buf : buf.subarray(0, length);
+}
+export function releaseScratch(buf: Buffer): void {
+  const whole = Buffer.from(buf.buffer, 0, buf.buffer.byteLength);
+  if (scratchPool.length < 4 && whole.length <= 256 << 20) scratchPool.push(whole);
+}
+
 export class FileSource {
   /** Total bytes read through this source. */
   bytesRead = 0;

@@ -32,7 +32,7 @@ export function readDoublesFits(path: string): Float64Array {
   const dataStart = Math.ceil((off + 80) / 2880) * 2880;
   let n = 1;
   const text = buf.toString("latin1", 0, dataStart);
-  const naxis = Number(/NAXIS   =\s*(\d+)/.exec(text)![1]);
+  const naxis = Number(/NAXIS {3}=\s*(\d+)/.exec(text)![1]);
   for (let i = 1; i <= naxis; i++) n *= Number(new RegExp(`NAXIS${i}\\s*=\\s*(\\d+)`).exec(text)![1]);
   const out = new Float64Array(n);
   for (let i = 0; i < n; i++) out[i] = buf.readDoubleBE(dataStart + i * 8);
