@@ -11,3 +11,4 @@ export * from "./frames/metadata.js";
 export * from "./frames/scan.js";
 export { nativeEngine, builtinEngines } from "./engines/native.js";
 export { meanStack, combinedKeywords } from "./engines/mean-stack.js";
+export { seededRandom } from "./util/random.js";

@@ -9,8 +9,7 @@
  */
 import { mkdir } from "node:fs/promises";
 import { join, resolve } from "node:path";
-import { FitsHeader, scanFrames, writeFitsImage } from "@tile-compile/core";
-import { seededRandom } from "@tile-compile/core/testing";
+import { FitsHeader, scanFrames, seededRandom, writeFitsImage } from "@tile-compile/core";
 import type { Io } from "../output.js";
 import { runCli } from "../program.js";
 

@@ -18,22 +18,13 @@ import { writeFitsImage } from "../fits/writer.js";
 import { FitsHeader } from "../fits/header.js";
 import { STAGE_NAMES, SUPPORTED_API_VERSIONS, type EngineContext, type EngineDefinition, type StageName } from "../kernel/contracts.js";
 import { engineContractProblems } from "../kernel/define.js";
+import { seededRandom } from "../util/random.js";
+
+export { seededRandom };
 
 export interface ConformanceCheck {
   name: string;
   problems: string[];
-}
-
-/** Mulberry32: a tiny seeded PRNG for fixtures. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** Write `count` small seeded frames (sky 1000 ADU + noise + one star) and return their paths. */
