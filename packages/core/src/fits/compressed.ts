@@ -220,7 +220,7 @@ export class CompressedImage {
         const bytes = name === "GZIP_COMPRESSED_DATA" ? gunzipSync(raw.bytes) : raw.bytes;
         const dbl = (c.arrayType ?? "E") === "D" || L.zbitpix === -64;
         for (let i = 0; i < n; i++) out[i] = dbl ? bytes.readDoubleBE(i * 8) : bytes.readFloatBE(i * 4);
-        return this.applyScaling(out, false);
+        return this.applyScaling(out);
       }
       throw bad(file, `tile ${row + 1} holds no data`, "COMPRESSED_DATA");
     }
@@ -267,7 +267,7 @@ export class CompressedImage {
     }
     if (floats) {
       for (let i = 0; i < n; i++) out[i] = floats[i]!;
-      return this.applyScaling(out, false);
+      return this.applyScaling(out);
     }
     const v = ints!;
     if (quantized) {
@@ -303,7 +303,7 @@ export class CompressedImage {
     return out;
   }
 
-  private applyScaling(out: Float32Array, _ints: boolean): Float32Array {
+  private applyScaling(out: Float32Array): Float32Array {
     const { bzero, bscale } = this.scaling;
     if (bzero !== 0 || bscale !== 1) for (let i = 0; i < out.length; i++) out[i] = out[i]! * bscale + bzero;
     return out;

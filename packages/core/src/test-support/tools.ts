@@ -53,11 +53,9 @@ export function cfitsioPixels(file: string, hdu: number): Float64Array {
 
 /** Run fitsverify; returns its error and warning counts and the report. */
 export function fitsverify(path: string): { errors: number; warnings: number; report: string } {
-  const r = spawnSync("fitsverify", ["-e", path], { encoding: "utf8" });
   const full = spawnSync("fitsverify", [path], { encoding: "utf8" });
   const report = `${full.stdout}${full.stderr}`;
   const m = /found (\d+) warning\(s\) and (\d+) error\(s\)/i.exec(report);
-  void r;
   return { warnings: m ? Number(m[1]) : -1, errors: m ? Number(m[2]) : -1, report };
 }
 
