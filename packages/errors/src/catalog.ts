@@ -145,6 +145,12 @@ export const errorCatalog = {
     hint: () => "Reinstall without --no-optional (npm may have dropped the platform package), build it with `pnpm --filter @tile-compile/recon-native build:native`, or set TILE_COMPILE_RECON=js to use the TypeScript backend.",
     exitCode: 1,
   },
+  TC_NATIVE_FAILED: {
+    title: "Native kernel failed",
+    message: (d) => `The native kernel ${s(d.kernel)} failed: ${s(d.reason)}`,
+    hint: () => "This is a bug in tile-compile; please report it with the command you ran. Set TILE_COMPILE_RECON=js to continue with the TypeScript backend.",
+    exitCode: 1,
+  },
 } satisfies Record<string, CatalogEntry>;
 
 /** A stable error code from the catalogue. */

@@ -1,0 +1,95 @@
+//! Background and noise maps: a mesh of sigma-clipped cells, a 3×3 median filter over the mesh (so a
+//! bright star or a nebula knot does not punch a hole in the sky model), then bilinear interpolation
+//! between mesh centres back to full resolution (continuous, clamped at the edges).
+use crate::js::Cancel;
+use crate::par::for_chunks;
+use crate::stats::{mean_sd, median};
+use std::sync::Mutex;
+
+/// Sigma-clipped median and σ of a cell: (median of kept, population σ of kept).
+pub fn clipped_median_sd(vals: &mut Vec<f64>, k: f64, iterations: usize, scratch: &mut Vec<f64>) -> (f64, f64) {
+    for _ in 0..iterations {
+        if vals.len() < 3 { break; }
+        scratch.clear();
+        scratch.extend_from_slice(vals);
+        let c = median(scratch);
+        let (_, sd) = mean_sd(vals);
+        let before = vals.len();
+        vals.retain(|&x| (x - c).abs() <= k * sd);
+        if vals.len() == before { break; }
+    }
+    scratch.clear();
+    scratch.extend_from_slice(vals);
+    (median(scratch), mean_sd(vals).1)
+}
+
+pub struct Mesh { pub gx: usize, pub gy: usize, pub bg: Vec<f64>, pub noise: Vec<f64> }
+
+pub fn mesh(data: &[f32], w: usize, h: usize, m: usize, k: f64, iterations: usize, cancel: Cancel) -> Result<Mesh, String> {
+    let gx = w.div_ceil(m);
+    let gy = h.div_ceil(m);
+    let rows: Vec<Mutex<(Vec<f64>, Vec<f64>)>> = (0..gy).map(|_| Mutex::new((vec![f64::NAN; gx], vec![f64::NAN; gx]))).collect();
+    for_chunks(gy, cancel, |j| {
+        let mut vals = Vec::with_capacity(m * m);
+        let mut scratch = Vec::with_capacity(m * m);
+        let mut row = rows[j].lock().unwrap();
+        for i in 0..gx {
+            vals.clear();
+            let (x0, x1, y0, y1) = (i * m, ((i + 1) * m).min(w), j * m, ((j + 1) * m).min(h));
+            for y in y0..y1 { for x in x0..x1 { let v = data[y * w + x]; if v.is_finite() { vals.push(v as f64); } } }
+            if vals.len() * 4 < (x1 - x0) * (y1 - y0) || vals.is_empty() { continue; }
+            let (b, s) = clipped_median_sd(&mut vals, k, iterations, &mut scratch);
+            row.0[i] = b;
+            row.1[i] = s;
+        }
+    })?;
+    let mut bg = Vec::with_capacity(gx * gy);
+    let mut noise = Vec::with_capacity(gx * gy);
+    for r in rows { let (b, s) = r.into_inner().unwrap(); bg.extend(b); noise.extend(s); }
+    fill_and_filter(&mut bg, gx, gy);
+    fill_and_filter(&mut noise, gx, gy);
+    Ok(Mesh { gx, gy, bg, noise })
+}
+
+/// Empty cells take the median of the valid cells; then a 3×3 median filter (edge cells use the
+/// neighbours they have).
+fn fill_and_filter(g: &mut [f64], gx: usize, gy: usize) {
+    let mut valid: Vec<f64> = g.iter().cloned().filter(|v| v.is_finite()).collect();
+    let fill = median(&mut valid);
+    for v in g.iter_mut() { if !v.is_finite() { *v = fill; } }
+    let src = g.to_vec();
+    let mut nb = Vec::with_capacity(9);
+    for j in 0..gy {
+        for i in 0..gx {
+            nb.clear();
+            for y in j.saturating_sub(1)..(j + 2).min(gy) { for x in i.saturating_sub(1)..(i + 2).min(gx) { nb.push(src[y * gx + x]); } }
+            g[j * gx + i] = median(&mut nb);
+        }
+    }
+}
+
+/// Position of pixel `x` in mesh-centre coordinates: (lower cell, upper cell, fraction).
+#[inline]
+pub fn axis(x: usize, m: usize, g: usize) -> (usize, usize, f64) {
+    let f = (x as f64 + 0.5) / m as f64 - 0.5;
+    if f <= 0.0 { return (0, 0, 0.0); }
+    let i0 = f.floor() as usize;
+    if i0 >= g - 1 { return (g - 1, g - 1, 0.0); }
+    (i0, i0 + 1, f - i0 as f64)
+}
+
+pub fn interpolate(mesh: &[f64], gx: usize, gy: usize, m: usize, w: usize, h: usize, out: &mut [f32], cancel: Cancel) -> Result<(), String> {
+    let out_ptr = crate::js::Buf { ptr: out.as_mut_ptr(), len: out.len() };
+    for_chunks(h, cancel, |y| {
+        let row = &mut out_ptr.slice_mut()[y * w..(y + 1) * w];
+        let (j0, j1, ty) = axis(y, m, gy);
+        for (x, o) in row.iter_mut().enumerate() {
+            let (i0, i1, tx) = axis(x, m, gx);
+            let a = mesh[j0 * gx + i0];
+            let b = mesh[j0 * gx + i1];
+            let c = mesh[j1 * gx + i0];
+            let d = mesh[j1 * gx + i1];
+            *o = ((1.0 - tx) * (1.0 - ty) * a + tx * (1.0 - ty) * b + (1.0 - tx) * ty * c + tx * ty * d) as f32;
+        }
+    })
+}

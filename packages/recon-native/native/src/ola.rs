@@ -1,0 +1,45 @@
+//! Windowed overlap-add: tiles are accumulated onto a canvas as A += w·win·T and S += w·win (f64), then
+//! the canvas is normalised as A / S (NaN where S ≤ ε). NaN tile pixels contribute nothing. Threads own
+//! bands of canvas rows and add the tiles in list order, so every canvas pixel sees the same sequence of
+//! additions whatever the thread count.
+use crate::js::{Buf, Cancel};
+use crate::par::for_chunks;
+
+const BAND: usize = 16;
+
+pub fn add(acc: Buf<f64>, wsum: Buf<f64>, cw: usize, ch: usize, tiles: &[Buf<f32>], rects: &[i32], weights: &[f64], window: Option<&[f32]>, cancel: Cancel) -> Result<(), String> {
+    let bands = ch.div_ceil(BAND);
+    for_chunks(bands, cancel, |b| {
+        let (y_lo, y_hi) = (b * BAND, ((b + 1) * BAND).min(ch));
+        let (a, s) = (acc.slice_mut(), wsum.slice_mut());
+        for (t, tile) in tiles.iter().enumerate() {
+            let r = &rects[4 * t..4 * t + 4];
+            let (x0, y0, tw, th) = (r[0] as usize, r[1] as usize, r[2] as usize, r[3] as usize);
+            let (ya, yb) = (y0.max(y_lo), (y0 + th).min(y_hi));
+            let wt = weights[t];
+            let tv = tile.slice();
+            for y in ya..yb {
+                let ty = y - y0;
+                let arow = &mut a[y * cw + x0..y * cw + x0 + tw];
+                let srow = &mut s[y * cw + x0..y * cw + x0 + tw];
+                let trow = &tv[ty * tw..(ty + 1) * tw];
+                match window {
+                    Some(win) => {
+                        let wrow = &win[ty * tw..(ty + 1) * tw];
+                        for i in 0..tw { let v = trow[i] as f64; if v.is_finite() { let k = wt * wrow[i] as f64; arow[i] += k * v; srow[i] += k; } }
+                    }
+                    None => for i in 0..tw { let v = trow[i] as f64; if v.is_finite() { arow[i] += wt * v; srow[i] += wt; } },
+                }
+            }
+        }
+    })
+}
+
+pub fn normalize(acc: &[f64], wsum: &[f64], out: Buf<f32>, eps: f64, cancel: Cancel) -> Result<(), String> {
+    let n = out.len;
+    const CHUNK: usize = 65536;
+    for_chunks(n.div_ceil(CHUNK), cancel, |c| {
+        let o = out.slice_mut();
+        for i in c * CHUNK..((c + 1) * CHUNK).min(n) { o[i] = if wsum[i] > eps { (acc[i] / wsum[i]) as f32 } else { f32::NAN }; }
+    })
+}

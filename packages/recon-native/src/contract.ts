@@ -1,0 +1,229 @@
+/**
+ * The kernel contract shared by both backends. Data conventions (ARCHITECTURE.md § Data): an image is a
+ * row-major Float32Array plane with width × height values in ADU; NaN marks invalid pixels and is
+ * skipped by statistics, propagated by warps. Outputs are freshly allocated unless documented.
+ * Long kernels are async, run off the JS thread in the native backend, and reject with the signal's
+ * reason (an AbortError) soon after `signal` aborts.
+ */
+
+/** A single-channel image. */
+export interface Plane {
+  data: Float32Array;
+  width: number;
+  height: number;
+}
+
+/** Which backend ran, recorded in run provenance. */
+export type ReconBackendKind = "native" | "js";
+
+/** Options every async kernel accepts. */
+export interface KernelOptions {
+  signal?: AbortSignal | undefined;
+}
+
+/** Robust statistics of a set of pixels (NaN ignored). */
+export interface RobustStats {
+  median: number;
+  /** Median absolute deviation about the median (unscaled; ×1.4826 estimates σ for Gaussian noise). */
+  mad: number;
+  /** Mean and population σ after sigma clipping around the median. */
+  clippedMean: number;
+  clippedSigma: number;
+  /** Finite values in the input. */
+  count: number;
+  /** Values that survived clipping. */
+  clippedCount: number;
+}
+
+export interface RobustStatsOptions extends KernelOptions {
+  /** Clip below median − sigmaLow·σ (default 3). */
+  sigmaLow?: number;
+  /** Clip above median + sigmaHigh·σ (default 3). */
+  sigmaHigh?: number;
+  /** At most this many clipping passes (default 5). */
+  iterations?: number;
+}
+
+/** Full-resolution sky background and noise (σ) maps. */
+export interface BackgroundMap {
+  background: Float32Array;
+  noise: Float32Array;
+  /** Mesh cells (⌈W/mesh⌉ × ⌈H/mesh⌉). */
+  cells: number;
+}
+
+export interface BackgroundOptions extends KernelOptions {
+  /** Mesh cell size in pixels (default 64). */
+  meshSize?: number;
+  /** Sigma-clipping threshold in each cell (default 3). */
+  clipSigma?: number;
+  /** Clipping passes per cell (default 3). */
+  iterations?: number;
+}
+
+/** One detected star. Coordinates are 0-based with pixel centres at integers. */
+export interface Star {
+  x: number;
+  y: number;
+  /** Background-subtracted flux in the measuring box (ADU). */
+  flux: number;
+  /** Background-subtracted value of the peak pixel (ADU). */
+  peak: number;
+  background: number;
+  noise: number;
+  /** √(FWHM_major · FWHM_minor) in pixels, from adaptive (Gaussian-weighted) second moments. */
+  fwhm: number;
+  /** FWHM_minor / FWHM_major, 1 for a round star. */
+  roundness: number;
+}
+
+export interface StarDetectionOptions extends KernelOptions {
+  /** Detection threshold in σ of the noise map (default 5). */
+  threshold?: number;
+  /** Pixels of the 3×3 neighbourhood that must exceed the threshold (default 4; rejects hot pixels). */
+  minArea?: number;
+  /** Keep the brightest this many (default 2000). */
+  maxStars?: number;
+  /** Half-size of the measuring box (default 7 → 15×15). */
+  radius?: number;
+  /** Precomputed maps; computed with default options when absent. */
+  background?: BackgroundMap;
+}
+
+export interface StarList {
+  /** Brightest (flux) first, at most maxStars. */
+  stars: Star[];
+  /** Stars that passed detection before the maxStars cut. */
+  count: number;
+}
+
+/** A tile rectangle in image pixels. */
+export interface TileRect {
+  x0: number;
+  y0: number;
+  width: number;
+  height: number;
+}
+
+/** Per-tile TBQR metrics (tbqr-reference §1.8); NaN where a metric is undefined (no stars, no pixels). */
+export interface TileMetrics {
+  background: Float64Array;
+  noise: Float64Array;
+  /** Median Sobel |∇(tile − 31×31 box mean)|². */
+  energy: Float64Array;
+  energyOverNoise: Float64Array;
+  starCount: Float64Array;
+  fwhm: Float64Array;
+  roundness: Float64Array;
+  /** Median of peak / background over the tile's stars. */
+  contrast: Float64Array;
+  /** Fraction of finite pixels. */
+  validFraction: Float64Array;
+}
+
+export type Interpolation = "bilinear" | "bicubic" | "lanczos3";
+
+/**
+ * A 3×3 row-major homography mapping OUTPUT pixel coordinates to SOURCE coordinates. Build one with
+ * `shiftMatrix`, `similarityMatrix`, `affineMatrix` or pass any homography.
+ */
+export type Matrix3 = readonly number[] | Float64Array;
+
+export interface WarpOptions extends KernelOptions {
+  /** Output size (default: the source size). */
+  width?: number;
+  height?: number;
+  interpolation?: Interpolation;
+}
+
+export type BayerPattern = "RGGB" | "GRBG" | "GBRG" | "BGGR";
+
+export interface DebayerOptions extends KernelOptions {
+  pattern: BayerPattern;
+  method?: "bilinear" | "superpixel";
+  /** x/y of the frame's origin on the sensor (only parity matters), for frames cropped after capture. */
+  offsetX?: number;
+  offsetY?: number;
+}
+
+export interface RgbPlanes {
+  red: Float32Array;
+  green: Float32Array;
+  blue: Float32Array;
+  width: number;
+  height: number;
+}
+
+export type Rejection = "none" | "sigma" | "winsorized" | "linear-fit" | "percentile" | "mad";
+
+export interface CombineOptions extends KernelOptions {
+  method?: "mean" | "median";
+  rejection?: Rejection;
+  /** Lower threshold: σ multiples, or a fraction for percentile rejection (default 3, or 0.2). */
+  low?: number;
+  /** Upper threshold (default 3, or 0.1 for percentile). */
+  high?: number;
+  /** Rejection passes (default 5). */
+  iterations?: number;
+  /** One weight per frame, finite and > 0 (mean only). */
+  weights?: ArrayLike<number>;
+  /** Also return per-pixel counts of rejected low/high values. */
+  counts?: boolean;
+}
+
+export interface CombineResult {
+  data: Float32Array;
+  rejectedLow?: Uint16Array;
+  rejectedHigh?: Uint16Array;
+}
+
+/** An overlap-add canvas: Σ w·window·tile and Σ w·window per pixel, in f64. */
+export interface OverlapCanvas {
+  width: number;
+  height: number;
+  sum: Float64Array;
+  weightSum: Float64Array;
+}
+
+/** A tile to add to a canvas. */
+export interface OverlapTile extends TileRect {
+  data: Float32Array;
+  /** Tile weight (finite, ≥ 0; default 1). */
+  weight?: number;
+}
+
+/** Both backends implement exactly this. */
+export interface ReconBackend {
+  readonly kind: ReconBackendKind;
+  /** "avx2", "neon" or "scalar" for native; "js" for the TypeScript backend. */
+  readonly simd: string;
+  /** Worker threads used by the native backend (1 for js). */
+  threads(): number;
+  /** Set the native thread count (0 = all cores). Results do not depend on it. */
+  setThreads(n: number): void;
+
+  /** Big-endian FITS pixel bytes → physical f32 values in `out` (sync: well under 1 ms per MB). */
+  decode(bytes: Uint8Array, bitpix: number, count: number, scaling: { bzero: number; bscale: number; blank?: number | bigint | undefined }, out: Float32Array, outOffset?: number): void;
+  /** Σ values in f64 (the bandwidth reference of the benchmarks). */
+  sum(values: Float32Array): number;
+
+  /** Percentiles p ∈ [0, 1] of the finite values (linear interpolation between order statistics). */
+  percentiles(values: Float32Array, ps: readonly number[], options?: KernelOptions): Promise<number[]>;
+  robustStats(values: Float32Array, options?: RobustStatsOptions): Promise<RobustStats>;
+  backgroundMap(plane: Plane, options?: BackgroundOptions): Promise<BackgroundMap>;
+  detectStars(plane: Plane, options?: StarDetectionOptions): Promise<StarList>;
+  tileMetrics(plane: Plane, tiles: readonly TileRect[], options?: KernelOptions): Promise<TileMetrics>;
+  warp(source: Plane, matrix: Matrix3, options?: WarpOptions): Promise<Plane>;
+  debayer(mosaic: Plane, options: DebayerOptions): Promise<RgbPlanes>;
+  combine(frames: readonly Float32Array[], options?: CombineOptions): Promise<CombineResult>;
+  /** Accumulate tiles onto the canvas (in list order). `window` has width×height of every tile, or is omitted (flat). */
+  overlapAdd(canvas: OverlapCanvas, tiles: readonly OverlapTile[], window?: Float32Array, options?: KernelOptions): Promise<void>;
+  /** Σ/weights per pixel; NaN where the weight sum ≤ epsilon (default 1e-6). */
+  normalizeOverlap(canvas: OverlapCanvas, options?: KernelOptions & { epsilon?: number }): Promise<Float32Array>;
+}
+
+export const STAR_FIELDS = 8;
+export const TILE_FIELDS = 9;
+export const INTERPOLATION_CODES: Record<Interpolation, number> = { bilinear: 1, bicubic: 2, lanczos3: 3 };
+export const BAYER_CODES: Record<BayerPattern, number> = { RGGB: 0, GRBG: 1, GBRG: 2, BGGR: 3 };
+export const REJECTION_CODES: Record<Rejection, number> = { none: 0, sigma: 1, winsorized: 2, "linear-fit": 3, percentile: 4, mad: 5 };

@@ -1,0 +1,89 @@
+/** Background and noise maps — twin of native/src/background.rs. */
+import { meanSd, median } from "./stats.js";
+
+/** Sigma-clipped (median of kept, σ of kept); `vals` holds `n` values and is compacted in place. */
+export function clippedMedianSd(vals: Float64Array, n: number, k: number, iterations: number, scratch: Float64Array): [number, number] {
+  for (let it = 0; it < iterations; it++) {
+    if (n < 3) break;
+    scratch.set(vals.subarray(0, n));
+    const c = median(scratch, n);
+    const sd = meanSd(vals, n)[1];
+    let m = 0;
+    for (let i = 0; i < n; i++) if (Math.abs(vals[i]! - c) <= k * sd) vals[m++] = vals[i]!;
+    const changed = m !== n;
+    n = m;
+    if (!changed) break;
+  }
+  scratch.set(vals.subarray(0, n));
+  return [median(scratch, n), meanSd(vals, n)[1]];
+}
+
+export interface Mesh {
+  gx: number;
+  gy: number;
+  bg: Float64Array;
+  noise: Float64Array;
+}
+
+export function mesh(data: Float32Array, w: number, h: number, m: number, k: number, iterations: number): Mesh {
+  const gx = Math.ceil(w / m);
+  const gy = Math.ceil(h / m);
+  const bg = new Float64Array(gx * gy).fill(NaN);
+  const noise = new Float64Array(gx * gy).fill(NaN);
+  const vals = new Float64Array(m * m);
+  const scratch = new Float64Array(m * m);
+  for (let j = 0; j < gy; j++) {
+    for (let i = 0; i < gx; i++) {
+      const x0 = i * m, x1 = Math.min(w, (i + 1) * m), y0 = j * m, y1 = Math.min(h, (j + 1) * m);
+      let n = 0;
+      for (let y = y0; y < y1; y++) {
+        for (let x = x0; x < x1; x++) {
+          const v = data[y * w + x]!;
+          if (Number.isFinite(v)) vals[n++] = v;
+        }
+      }
+      if (n * 4 < (x1 - x0) * (y1 - y0) || n === 0) continue;
+      const [b, s] = clippedMedianSd(vals, n, k, iterations, scratch);
+      bg[j * gx + i] = b;
+      noise[j * gx + i] = s;
+    }
+  }
+  fillAndFilter(bg, gx, gy);
+  fillAndFilter(noise, gx, gy);
+  return { gx, gy, bg, noise };
+}
+
+function fillAndFilter(g: Float64Array, gx: number, gy: number): void {
+  const valid = Float64Array.from(g.filter((v) => Number.isFinite(v)));
+  const fill = median(valid);
+  for (let i = 0; i < g.length; i++) if (!Number.isFinite(g[i]!)) g[i] = fill;
+  const src = Float64Array.from(g);
+  const nb = new Float64Array(9);
+  for (let j = 0; j < gy; j++) {
+    for (let i = 0; i < gx; i++) {
+      let n = 0;
+      for (let y = Math.max(0, j - 1); y < Math.min(gy, j + 2); y++) for (let x = Math.max(0, i - 1); x < Math.min(gx, i + 2); x++) nb[n++] = src[y * gx + x]!;
+      g[j * gx + i] = median(nb, n);
+    }
+  }
+}
+
+function axis(x: number, m: number, g: number): [number, number, number] {
+  const f = (x + 0.5) / m - 0.5;
+  if (f <= 0) return [0, 0, 0];
+  const i0 = Math.floor(f);
+  if (i0 >= g - 1) return [g - 1, g - 1, 0];
+  return [i0, i0 + 1, f - i0];
+}
+
+export function interpolate(meshValues: Float64Array, gx: number, gy: number, m: number, w: number, h: number, out: Float32Array): void {
+  const ax = Array.from({ length: w }, (_, x) => axis(x, m, gx));
+  for (let y = 0; y < h; y++) {
+    const [j0, j1, ty] = axis(y, m, gy);
+    for (let x = 0; x < w; x++) {
+      const [i0, i1, tx] = ax[x]!;
+      const a = meshValues[j0 * gx + i0]!, b = meshValues[j0 * gx + i1]!, c = meshValues[j1 * gx + i0]!, d = meshValues[j1 * gx + i1]!;
+      out[y * w + x] = (1 - tx) * (1 - ty) * a + tx * (1 - ty) * b + (1 - tx) * ty * c + tx * ty * d;
+    }
+  }
+}

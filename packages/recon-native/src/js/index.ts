@@ -1,0 +1,74 @@
+/**
+ * The pure-TypeScript backend: the reference implementation of every kernel in parity tests, and the
+ * fallback when the native addon is not available. Single-threaded; it checks the cancel flag only
+ * between calls (a synchronous loop cannot observe an abort), which the Backend wrapper does for it.
+ */
+import type { RawKernels } from "../raw.js";
+import { interpolate, mesh } from "./background.js";
+import { combine } from "./combine.js";
+import { debayer } from "./debayer.js";
+import { decode } from "./decode.js";
+import { overlapAdd, normalizeOverlap } from "./ola.js";
+import { detect } from "./stars.js";
+import { percentile, robustStats, finiteValues } from "./stats.js";
+import { TILE_FIELDS, tileMetrics } from "./tiles.js";
+import { warp } from "./warp.js";
+
+export const jsKernels: RawKernels = {
+  decode,
+  sumF32(values) {
+    // Same 8-lane f64 accumulation order as the native sum, so both agree bit for bit.
+    const acc = new Float64Array(8);
+    const n8 = values.length - (values.length % 8);
+    for (let i = 0; i < n8; i += 8) for (let k = 0; k < 8; k++) acc[k] = acc[k]! + values[i + k]!;
+    let s = ((acc[0]! + acc[1]!) + (acc[2]! + acc[3]!)) + ((acc[4]! + acc[5]!) + (acc[6]! + acc[7]!));
+    for (let i = n8; i < values.length; i++) s += values[i]!;
+    return s;
+  },
+  setThreads: () => 1,
+  getThreads: () => 1,
+  simdLevel: () => -1,
+  async percentiles(values, ps, out) {
+    const v = finiteValues(values);
+    ps.forEach((p, k) => { out[k] = percentile(v, p); });
+    return v.length;
+  },
+  async robustStats(values, low, high, iterations, out) {
+    out.set(robustStats(values, low, high, iterations));
+    return 0;
+  },
+  async backgroundMap(data, w, h, m, k, iterations, bg, noise) {
+    const g = mesh(data, w, h, m, k, iterations);
+    interpolate(g.bg, g.gx, g.gy, m, w, h, bg);
+    interpolate(g.noise, g.gx, g.gy, m, w, h, noise);
+    return g.gx * g.gy;
+  },
+  async detectStars(data, w, h, bg, noise, k, minArea, maxStars, radius, out) {
+    return detect(data, w, h, bg, noise, k, minArea, maxStars, radius, out);
+  },
+  async tileMetrics(data, w, _h, rects, out) {
+    const n = rects.length / 4;
+    for (let t = 0; t < n; t++) out.set(tileMetrics(data, w, rects[4 * t]!, rects[4 * t + 1]!, rects[4 * t + 2]!, rects[4 * t + 3]!), t * TILE_FIELDS);
+    return n;
+  },
+  async warp(src, sw, sh, matrix, dst, dw, dh, kind) {
+    warp(src, sw, sh, matrix, dst, dw, dh, kind);
+    return 0;
+  },
+  async debayer(src, w, h, pattern, offX, offY, superpixel, r, g, b) {
+    debayer(src, w, h, pattern, offX & 1, offY & 1, superpixel !== 0, [r, g, b]);
+    return 0;
+  },
+  async combine(frames, weights, method, rejection, low, high, iterations, out, rejLow, rejHigh) {
+    combine(frames, weights, { method, rejection, low, high, iterations }, out, rejLow, rejHigh);
+    return 0;
+  },
+  async overlapAdd(sum, weightSum, w, _h, tiles, rects, weights, window) {
+    overlapAdd(sum, weightSum, w, tiles, rects, weights, window);
+    return 0;
+  },
+  async normalizeOverlap(sum, weightSum, out, eps) {
+    normalizeOverlap(sum, weightSum, out, eps);
+    return 0;
+  },
+};

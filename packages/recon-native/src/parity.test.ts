@@ -1,0 +1,199 @@
+/**
+ * Native vs TypeScript parity on seeded data. Both backends perform the same f64 operations in the
+ * same order, so most kernels must agree exactly; where a libm function (exp, sin) is involved the
+ * stated tolerance allows last-bit differences. Skipped (with one printed line) when the addon is not
+ * built; CI sets TILE_COMPILE_REQUIRE_NATIVE=1 so that a missing addon fails instead.
+ */
+import { describe, expect, it } from "vitest";
+import { separableWindow, shiftMatrix, similarityMatrix, type Plane, type ReconBackend, type Rejection } from "./index.js";
+import { backends, maxRelDiff, noiseFrames, rng, starField } from "./test-support/synth.js";
+
+const { js, native } = backends();
+const d = native ? describe : describe.skip;
+
+function bigEndianBytes(bitpix: number, values: number[]): Uint8Array {
+  const bpp = Math.abs(bitpix) / 8;
+  const dv = new DataView(new ArrayBuffer(values.length * bpp));
+  values.forEach((v, i) => {
+    if (bitpix === 8) dv.setUint8(i, v);
+    else if (bitpix === 16) dv.setInt16(2 * i, v);
+    else if (bitpix === 32) dv.setInt32(4 * i, v);
+    else if (bitpix === 64) dv.setBigInt64(8 * i, BigInt(v));
+    else if (bitpix === -32) dv.setFloat32(4 * i, v);
+    else dv.setFloat64(8 * i, v);
+  });
+  return new Uint8Array(dv.buffer);
+}
+
+d("native ≡ js", () => {
+  const nat = native as ReconBackend;
+
+  it("decode: every BITPIX, with and without scaling and BLANK, bit-identical", () => {
+    const r = rng(1);
+    const cases: [number, () => number, { bzero: number; bscale: number; blank?: number }][] = [
+      [8, () => Math.floor(r() * 256), { bzero: 0, bscale: 1, blank: 255 }],
+      [16, () => Math.floor(r() * 65536) - 32768, { bzero: 32768, bscale: 1 }],
+      [16, () => Math.floor(r() * 65536) - 32768, { bzero: 100.5, bscale: 0.25, blank: -32768 }],
+      [32, () => Math.floor(r() * 2 ** 32) - 2 ** 31, { bzero: 0, bscale: 1, blank: -(2 ** 31) }],
+      [32, () => Math.floor(r() * 2 ** 32) - 2 ** 31, { bzero: 2147483648, bscale: 1 }],
+      [64, () => Math.floor(r() * 2 ** 40) - 2 ** 39, { bzero: 0, bscale: 1e-3, blank: 12345 }],
+      [-32, () => (r() - 0.5) * 1e6, { bzero: 0, bscale: 1 }],
+      [-32, () => (r() < 0.01 ? NaN : (r() - 0.5) * 1e6), { bzero: 10, bscale: 2 }],
+      [-64, () => (r() - 0.5) * 1e12, { bzero: 0, bscale: 1 }],
+    ];
+    for (const [bitpix, gen, scaling] of cases) {
+      const n = 1001;
+      const vals = Array.from({ length: n }, gen);
+      if (scaling.blank !== undefined) vals[7] = scaling.blank;
+      const bytes = bigEndianBytes(bitpix, vals);
+      const copy = Uint8Array.from(bytes);
+      const a = new Float32Array(n + 3), b = new Float32Array(n + 3);
+      nat.decode(bytes, bitpix, n, scaling, a, 3);
+      js.decode(bytes, bitpix, n, scaling, b, 3);
+      expect(Array.from(bytes), "input bytes untouched").toEqual(Array.from(copy));
+      expect(maxRelDiff(a, b, 0), `BITPIX ${bitpix} ${JSON.stringify(scaling)}`).toBe(0);
+      if (scaling.blank !== undefined) expect(a[3 + 7]).toBeNaN();
+    }
+  });
+
+  it("sum, percentiles and robust statistics agree exactly", async () => {
+    const v = noiseFrames(1, 100_003, 2)[0]!;
+    v[5] = NaN;
+    expect(nat.sum(v)).toBe(js.sum(v));
+    const ps = [0, 0.1, 0.25, 0.5, 0.75, 0.999, 1];
+    expect(await nat.percentiles(v, ps)).toEqual(await js.percentiles(v, ps));
+    for (const o of [{}, { sigmaLow: 2, sigmaHigh: 2.5, iterations: 10 }, { iterations: 0 }]) {
+      expect(await nat.robustStats(v, o)).toEqual(await js.robustStats(v, o));
+    }
+    const even = Float32Array.from([4, 1, 3, 2]);
+    expect((await nat.robustStats(even)).median).toBe(2.5);
+  });
+
+  it("background and noise maps agree within 1e-6 (relative)", async () => {
+    const p = starField(300, 220, 3);
+    for (const meshSize of [32, 64, 100]) {
+      const a = await nat.backgroundMap(p, { meshSize });
+      const b = await js.backgroundMap(p, { meshSize });
+      expect(a.cells).toBe(b.cells);
+      expect(maxRelDiff(a.background, b.background)).toBeLessThan(1e-6);
+      expect(maxRelDiff(a.noise, b.noise)).toBeLessThan(1e-6);
+    }
+  });
+
+  it("star detection: same stars, measurements within 1e-9 (exp may differ in the last bit)", async () => {
+    const p = starField(400, 300, 4, { stars: 60 });
+    const a = await nat.detectStars(p);
+    const b = await js.detectStars(p);
+    expect(a.count).toBe(b.count);
+    expect(a.stars.length).toBe(b.stars.length);
+    a.stars.forEach((s, i) => {
+      const t = b.stars[i]!;
+      for (const k of ["x", "y", "flux", "peak", "background", "fwhm", "roundness", "noise"] as const) expect(Math.abs(s[k] - t[k]) / Math.max(1, Math.abs(t[k]))).toBeLessThan(1e-9);
+    });
+  });
+
+  it("tile metrics agree within 1e-9", async () => {
+    const p = starField(360, 260, 5, { stars: 50 });
+    const tiles = [];
+    for (let y = 0; y + 96 <= p.height; y += 72) for (let x = 0; x + 96 <= p.width; x += 72) tiles.push({ x0: x, y0: y, width: 96, height: 96 });
+    tiles.push({ x0: 0, y0: 0, width: 5, height: 5 }, { x0: 10, y0: 10, width: 2, height: 1 });
+    const a = await nat.tileMetrics(p, tiles);
+    const b = await js.tileMetrics(p, tiles);
+    for (const k of Object.keys(a) as (keyof typeof a)[]) expect(maxRelDiff(a[k], b[k]), k).toBeLessThan(1e-9);
+  });
+
+  it("warp agrees within 1e-6 (relative to 1000 ADU) for every kernel and transform", async () => {
+    const p = starField(200, 150, 6);
+    for (const interpolation of ["bilinear", "bicubic", "lanczos3"] as const) {
+      for (const m of [shiftMatrix(3.37, -2.61), similarityMatrix(1.01, 0.02, -4.2, 3.3), [1.001, 0.002, -3, -0.003, 0.998, 2, 1e-6, -2e-6, 1]]) {
+        const a = await nat.warp(p, m, { interpolation });
+        const b = await js.warp(p, m, { interpolation });
+        expect(maxRelDiff(a.data, b.data, 1000), interpolation).toBeLessThan(1e-6);
+      }
+    }
+  });
+
+  it("debayer agrees exactly for every pattern, method and offset", async () => {
+    const p = starField(64, 48, 7, { stars: 5 });
+    for (const pattern of ["RGGB", "GRBG", "GBRG", "BGGR"] as const) {
+      for (const method of ["bilinear", "superpixel"] as const) {
+        for (const [offsetX, offsetY] of [[0, 0], [1, 0], [0, 1], [1, 1]] as const) {
+          const a = await nat.debayer(p, { pattern, method, offsetX, offsetY });
+          const b = await js.debayer(p, { pattern, method, offsetX, offsetY });
+          for (const c of ["red", "green", "blue"] as const) expect(maxRelDiff(a[c], b[c], 0)).toBe(0);
+        }
+      }
+    }
+  });
+
+  it("combine agrees exactly for every method and rejection, including counts and weights", async () => {
+    const frames = noiseFrames(15, 20_000, 8);
+    frames[3]![11] = NaN;
+    for (let i = 0; i < 20_000; i += 97) frames[0]![i] = NaN;
+    const weights = Array.from({ length: 15 }, (_, i) => 0.5 + i / 10);
+    const rejections: Rejection[] = ["none", "sigma", "winsorized", "linear-fit", "percentile", "mad"];
+    for (const rejection of rejections) {
+      for (const method of ["mean", "median"] as const) {
+        const o = { rejection, method, counts: true, weights, low: rejection === "percentile" ? 0.2 : 2.5, high: rejection === "percentile" ? 0.2 : 2.5 };
+        const a = await nat.combine(frames, o);
+        const b = await js.combine(frames, o);
+        expect(maxRelDiff(a.data, b.data, 0), `${method}/${rejection}`).toBe(0);
+        expect(Array.from(a.rejectedLow!)).toEqual(Array.from(b.rejectedLow!));
+        expect(Array.from(a.rejectedHigh!)).toEqual(Array.from(b.rejectedHigh!));
+      }
+    }
+  });
+
+  it("overlap-add and its normalisation agree exactly", async () => {
+    const W = 230, H = 170, T = 64, S = 48;
+    const p = starField(W, H, 9);
+    const win = separableWindow(T, T, "hann");
+    const mk = () => ({ width: W, height: H, sum: new Float64Array(W * H), weightSum: new Float64Array(W * H) });
+    const ca = mk(), cb = mk();
+    const tiles = [];
+    for (const y of [0, S, 2 * S, H - T]) for (const x of [0, S, 2 * S, 3 * S, W - T]) {
+      const data = new Float32Array(T * T);
+      for (let j = 0; j < T; j++) for (let i = 0; i < T; i++) data[j * T + i] = p.data[(y + j) * W + x + i]!;
+      tiles.push({ x0: x, y0: y, width: T, height: T, data, weight: 0.5 + (x + y) / 500 });
+    }
+    await nat.overlapAdd(ca, tiles, win);
+    await js.overlapAdd(cb, tiles, win);
+    expect(maxRelDiff(ca.sum, cb.sum, 0)).toBe(0);
+    expect(maxRelDiff(ca.weightSum, cb.weightSum, 0)).toBe(0);
+    expect(maxRelDiff(await nat.normalizeOverlap(ca), await js.normalizeOverlap(cb), 0)).toBe(0);
+  });
+});
+
+d("native results do not depend on the thread count", () => {
+  const nat = native as ReconBackend;
+  it("1 thread and 4 threads give bit-identical outputs", async () => {
+    const p: Plane = starField(500, 400, 10, { stars: 80 });
+    const frames = noiseFrames(12, 300_000, 11);
+    const tiles = [];
+    for (let y = 0; y + 100 <= 400; y += 75) for (let x = 0; x + 100 <= 500; x += 75) tiles.push({ x0: x, y0: y, width: 100, height: 100 });
+    const run = async () => ({
+      bg: await nat.backgroundMap(p, { meshSize: 50 }),
+      stars: await nat.detectStars(p),
+      tiles: await nat.tileMetrics(p, tiles),
+      warp: await nat.warp(p, similarityMatrix(0.99, 0.01, 2.5, -1.5)),
+      wins: await nat.combine(frames, { rejection: "winsorized", counts: true }),
+      mean: await nat.combine(frames, { weights: frames.map((_, i) => i + 1) }),
+    });
+    const before = nat.threads();
+    try {
+      nat.setThreads(1);
+      const one = await run();
+      nat.setThreads(4);
+      const four = await run();
+      expect(maxRelDiff(one.bg.background, four.bg.background, 0)).toBe(0);
+      expect(four.stars).toEqual(one.stars);
+      for (const k of Object.keys(one.tiles) as (keyof typeof one.tiles)[]) expect(maxRelDiff(one.tiles[k], four.tiles[k], 0)).toBe(0);
+      expect(maxRelDiff(one.warp.data, four.warp.data, 0)).toBe(0);
+      expect(maxRelDiff(one.wins.data, four.wins.data, 0)).toBe(0);
+      expect(Array.from(one.wins.rejectedHigh!)).toEqual(Array.from(four.wins.rejectedHigh!));
+      expect(maxRelDiff(one.mean.data, four.mean.data, 0)).toBe(0);
+    } finally {
+      nat.setThreads(before);
+    }
+  });
+});
