@@ -97,7 +97,7 @@ export class Backend implements ReconBackend {
   async backgroundMap(p: Plane, o: BackgroundOptions = {}): Promise<BackgroundMap> {
     checkPlane(p, "plane");
     const mesh = positiveInt(o.meshSize ?? 64, "meshSize");
-    const it = o.iterations ?? 3;
+    const it = o.iterations ?? 10;
     const background = new Float32Array(p.data.length);
     const noise = new Float32Array(p.data.length);
     const cells = await call("backgroundMap", o.signal, (c) => this.k.backgroundMap(p.data, p.width, p.height, mesh, finite(o.clipSigma ?? 3, "clipSigma"), it, background, noise, c));

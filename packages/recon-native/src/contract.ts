@@ -57,7 +57,7 @@ export interface BackgroundOptions extends KernelOptions {
   meshSize?: number;
   /** Sigma-clipping threshold in each cell (default 3). */
   clipSigma?: number;
-  /** Clipping passes per cell (default 3). */
+  /** Clipping passes per cell, stopping early when nothing changes (default 10). */
   iterations?: number;
 }
 

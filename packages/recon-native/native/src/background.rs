@@ -51,19 +51,27 @@ pub fn mesh(data: &[f32], w: usize, h: usize, m: usize, k: f64, iterations: usiz
     Ok(Mesh { gx, gy, bg, noise })
 }
 
-/// Empty cells take the median of the valid cells; then a 3×3 median filter (edge cells use the
-/// neighbours they have).
+/// Empty cells take the median of the valid cells; then a 3×3 median filter. Neighbours beyond the
+/// mesh edge are linear extrapolations (2·edge − inner), so a sky gradient is not bent at the borders.
 fn fill_and_filter(g: &mut [f64], gx: usize, gy: usize) {
     let mut valid: Vec<f64> = g.iter().cloned().filter(|v| v.is_finite()).collect();
     let fill = median(&mut valid);
     for v in g.iter_mut() { if !v.is_finite() { *v = fill; } }
     let src = g.to_vec();
+    let (gxi, gyi) = (gx as isize, gy as isize);
+    let col = |x: isize, y: usize| -> f64 {
+        let at = |x: isize| src[y * gx + x as usize];
+        if x < 0 { if gx > 1 { 2.0 * at(0) - at(1) } else { at(0) } } else if x >= gxi { if gx > 1 { 2.0 * at(gxi - 1) - at(gxi - 2) } else { at(gxi - 1) } } else { at(x) }
+    };
+    let ext = |x: isize, y: isize| -> f64 {
+        if y < 0 { if gy > 1 { 2.0 * col(x, 0) - col(x, 1) } else { col(x, 0) } } else if y >= gyi { if gy > 1 { 2.0 * col(x, gy - 1) - col(x, gy - 2) } else { col(x, gy - 1) } } else { col(x, y as usize) }
+    };
     let mut nb = Vec::with_capacity(9);
-    for j in 0..gy {
-        for i in 0..gx {
+    for j in 0..gyi {
+        for i in 0..gxi {
             nb.clear();
-            for y in j.saturating_sub(1)..(j + 2).min(gy) { for x in i.saturating_sub(1)..(i + 2).min(gx) { nb.push(src[y * gx + x]); } }
-            g[j * gx + i] = median(&mut nb);
+            for y in j - 1..j + 2 { for x in i - 1..i + 2 { nb.push(ext(x, y)); } }
+            g[(j * gxi + i) as usize] = median(&mut nb);
         }
     }
 }

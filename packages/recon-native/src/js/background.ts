@@ -58,11 +58,23 @@ function fillAndFilter(g: Float64Array, gx: number, gy: number): void {
   const fill = median(valid);
   for (let i = 0; i < g.length; i++) if (!Number.isFinite(g[i]!)) g[i] = fill;
   const src = Float64Array.from(g);
+  // Neighbours beyond the edge are linear extrapolations (2·edge − inner), as in background.rs.
+  const col = (x: number, y: number): number => {
+    const at = (xx: number) => src[y * gx + xx]!;
+    if (x < 0) return gx > 1 ? 2 * at(0) - at(1) : at(0);
+    if (x >= gx) return gx > 1 ? 2 * at(gx - 1) - at(gx - 2) : at(gx - 1);
+    return at(x);
+  };
+  const ext = (x: number, y: number): number => {
+    if (y < 0) return gy > 1 ? 2 * col(x, 0) - col(x, 1) : col(x, 0);
+    if (y >= gy) return gy > 1 ? 2 * col(x, gy - 1) - col(x, gy - 2) : col(x, gy - 1);
+    return col(x, y);
+  };
   const nb = new Float64Array(9);
   for (let j = 0; j < gy; j++) {
     for (let i = 0; i < gx; i++) {
       let n = 0;
-      for (let y = Math.max(0, j - 1); y < Math.min(gy, j + 2); y++) for (let x = Math.max(0, i - 1); x < Math.min(gx, i + 2); x++) nb[n++] = src[y * gx + x]!;
+      for (let y = j - 1; y < j + 2; y++) for (let x = i - 1; x < i + 2; x++) nb[n++] = ext(x, y);
       g[j * gx + i] = median(nb, n);
     }
   }

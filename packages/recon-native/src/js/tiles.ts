@@ -47,13 +47,23 @@ export function tileMetrics(data: Float32Array, w: number, tx0: number, ty0: num
   const frac = valid / n;
   if (valid < 3) return [NaN, NaN, NaN, NaN, 0, NaN, NaN, NaN, frac];
   const model = boxMean(t, tw, th, BOX_R);
+  const masked = new Float64Array(n);
+  const v = new Float64Array(n);
+  let cut = 0;
+  for (let pass = 0; pass < 3; pass++) {
+    let nv = 0;
+    for (let i = 0; i < n; i++) { const r = t[i]! - model[i]!; if (Number.isFinite(r)) v[nv++] = r; }
+    const medR = median(v, nv);
+    for (let i = 0; i < nv; i++) v[i] = Math.abs(v[i]! - medR);
+    const sigma0 = MAD_TO_SIGMA * median(v, nv);
+    cut = medR + 3 * sigma0;
+    if (pass === 2) break;
+    for (let i = 0; i < n; i++) masked[i] = t[i]! - model[i]! <= cut ? t[i]! : NaN;
+    const next = boxMean(masked, tw, th, BOX_R);
+    for (let i = 0; i < n; i++) if (Number.isFinite(next[i]!)) model[i] = next[i]!;
+  }
   const resid = new Float64Array(n);
   for (let i = 0; i < n; i++) resid[i] = t[i]! - model[i]!;
-  const v = resid.filter((x) => Number.isFinite(x));
-  const medR = median(v);
-  for (let i = 0; i < v.length; i++) v[i] = Math.abs(v[i]! - medR);
-  const sigma0 = MAD_TO_SIGMA * median(v);
-  const cut = medR + 3 * sigma0;
   const skyR = new Float64Array(valid);
   const skyV = new Float64Array(valid);
   let ns = 0;
@@ -79,7 +89,10 @@ export function tileMetrics(data: Float32Array, w: number, tx0: number, ty0: num
   if (sigma > 0 && tw > 2 * STAR_R && th > 2 * STAR_R) {
     for (let y = STAR_R; y < th - STAR_R; y++) for (let x = STAR_R; x < tw - STAR_R; x++) {
       const r = sig(x, y);
-      if (r > 3 * sigma && isPeak(sig, x, y, tw, th, 2)) cands.push([r, y, x]);
+      if (!(r > 5 * sigma) || !isPeak(sig, x, y, tw, th, 2)) continue;
+      let above = 0;
+      for (let yy = y - 1; yy < y + 2; yy++) for (let xx = x - 1; xx < x + 2; xx++) if (sig(xx, yy) > 3 * sigma) above++;
+      if (above >= 4) cands.push([r, y, x]);
     }
   }
   cands.sort((a, b) => b[0] - a[0]);
