@@ -55,6 +55,7 @@ pub fn mesh(data: &[f32], w: usize, h: usize, m: usize, k: f64, iterations: usiz
 /// mesh edge are linear extrapolations (2·edge − inner), so a sky gradient is not bent at the borders.
 fn fill_and_filter(g: &mut [f64], gx: usize, gy: usize) {
     let mut valid: Vec<f64> = g.iter().cloned().filter(|v| v.is_finite()).collect();
+    if valid.is_empty() { return; } // nothing measurable: the maps stay NaN
     let fill = median(&mut valid);
     for v in g.iter_mut() { if !v.is_finite() { *v = fill; } }
     let src = g.to_vec();

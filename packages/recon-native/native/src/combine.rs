@@ -27,7 +27,7 @@ pub struct Params { pub method: u32, pub rejection: u32, pub low: f64, pub high:
 fn sort(v: &mut [f64]) {
     if v.len() <= 24 {
         for i in 1..v.len() { let x = v[i]; let mut j = i; while j > 0 && v[j - 1] > x { v[j] = v[j - 1]; j -= 1; } v[j] = x; }
-    } else { v.sort_unstable_by(|a, b| a.partial_cmp(b).unwrap()); }
+    } else { v.sort_unstable_by(|a, b| a.total_cmp(b)); }
 }
 #[inline]
 fn median_sorted(s: &[f64]) -> f64 { let n = s.len(); if n % 2 == 1 { s[n / 2] } else { (s[n / 2 - 1] + s[n / 2]) / 2.0 } }

@@ -117,7 +117,7 @@ pub fn detect(data: &[f32], w: usize, h: usize, bg: &[f32], noise: &[f32], p: &P
     })?;
     let mut all: Vec<[f64; STAR_FIELDS]> = found.into_iter().flat_map(|m| m.into_inner().unwrap()).collect();
     // Brightest first; equal fluxes keep detection (row-major) order: the sort is stable.
-    all.sort_by(|a, b| b[2].partial_cmp(&a[2]).unwrap());
+    all.sort_by(|a, b| b[2].total_cmp(&a[2]));
     let o = out.slice_mut();
     for (k, s) in all.iter().take(p.max_stars).enumerate() { o[k * STAR_FIELDS..(k + 1) * STAR_FIELDS].copy_from_slice(s); }
     Ok(all.len())

@@ -3,7 +3,7 @@
 
 /// Value of rank k (0-based) of `v`, reordering `v`.
 pub fn select(v: &mut [f64], k: usize) -> f64 {
-    let (_, x, _) = v.select_nth_unstable_by(k, |a, b| a.partial_cmp(b).unwrap());
+    let (_, x, _) = v.select_nth_unstable_by(k, |a, b| a.total_cmp(b));
     *x
 }
 

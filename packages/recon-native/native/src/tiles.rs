@@ -103,7 +103,7 @@ pub fn tile_metrics(data: &[f32], w: usize, t_x0: usize, t_y0: usize, tw: usize,
             if above >= 4 { cands.push((r, y, x)); }
         } }
     }
-    cands.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap());
+    cands.sort_by(|a, b| b.0.total_cmp(&a.0));
     let (mut fw, mut ro, mut co) = (Vec::new(), Vec::new(), Vec::new());
     for &(peak, y, x) in cands.iter().take(MAX_TILE_STARS) {
         let Some(m) = measure(&sig, x - STAR_R, y - STAR_R, x + STAR_R + 1, y + STAR_R + 1) else { continue };

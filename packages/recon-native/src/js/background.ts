@@ -55,6 +55,7 @@ export function mesh(data: Float32Array, w: number, h: number, m: number, k: num
 
 function fillAndFilter(g: Float64Array, gx: number, gy: number): void {
   const valid = Float64Array.from(g.filter((v) => Number.isFinite(v)));
+  if (valid.length === 0) return; // nothing measurable: the maps stay NaN
   const fill = median(valid);
   for (let i = 0; i < g.length; i++) if (!Number.isFinite(g[i]!)) g[i] = fill;
   const src = Float64Array.from(g);
