@@ -140,7 +140,8 @@ export class Backend implements ReconBackend {
     const height = positiveInt(o.height ?? src.height, "height");
     const kind = INTERPOLATION_CODES[o.interpolation ?? "lanczos3"];
     if (kind === undefined) throw invalid("interpolation", `unknown "${o.interpolation}"; use bilinear, bicubic or lanczos3`);
-    const data = new Float32Array(width * height);
+    if (o.out && o.out.length !== width * height) throw invalid("out", `has ${o.out.length} values, ${width}×${height} needs ${width * height}`);
+    const data = o.out ?? new Float32Array(width * height);
     await call("warp", o.signal, (c) => this.k.warp(src.data, src.width, src.height, Float64Array.from(matrix), data, width, height, kind, c));
     return { data, width, height };
   }

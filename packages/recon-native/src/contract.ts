@@ -134,6 +134,8 @@ export interface WarpOptions extends KernelOptions {
   width?: number;
   height?: number;
   interpolation?: Interpolation;
+  /** Write into this buffer (width × height values) instead of allocating one — for streaming frames. */
+  out?: Float32Array;
 }
 
 export type BayerPattern = "RGGB" | "GRBG" | "GBRG" | "BGGR";

@@ -151,11 +151,16 @@ fn mean_chunk_body(frames: &[Buf<f32>], weights: Option<&[f64]>, start: usize, o
     for (f, fr) in frames.iter().enumerate() {
         let w = weights.map_or(1.0, |w| w[f]);
         let x = &fr.slice()[start..start + m];
+        // Branch-free selects (a conditional add becomes masked loads/stores, which are microcoded and
+        // ~6× slower on these AMD cores). Adding +0.0 leaves an accumulator that started at +0.0 unchanged,
+        // so this equals the conditional add of the TypeScript twin bit for bit.
+        let (acc, wsum) = (&mut acc[..m], &mut wsum[..m]);
         for i in 0..m {
             let v = x[i] as f64;
-            let fin = v.is_finite();
-            acc[i] += if fin { w * v } else { 0.0 };
-            wsum[i] += if fin { w } else { 0.0 };
+            let fin = v.abs() < f64::INFINITY;
+            let (wv, ww) = if fin { (w * v, w) } else { (0.0, 0.0) };
+            acc[i] += wv;
+            wsum[i] += ww;
         }
     }
     for i in 0..m { out[i] = (acc[i] / wsum[i]) as f32; }

@@ -26,9 +26,21 @@ pub fn add(acc: Buf<f64>, wsum: Buf<f64>, cw: usize, ch: usize, tiles: &[Buf<f32
                 match window {
                     Some(win) => {
                         let wrow = &win[ty * tw..(ty + 1) * tw];
-                        for i in 0..tw { let v = trow[i] as f64; if v.is_finite() { let k = wt * wrow[i] as f64; arow[i] += k * v; srow[i] += k; } }
+                        for i in 0..tw {
+                            // Branch-free select; adding +0.0 is exact (see combine.rs).
+                            let v = trow[i] as f64;
+                            let k = wt * wrow[i] as f64;
+                            let (kv, kk) = if v.abs() < f64::INFINITY { (k * v, k) } else { (0.0, 0.0) };
+                            arow[i] += kv;
+                            srow[i] += kk;
+                        }
                     }
-                    None => for i in 0..tw { let v = trow[i] as f64; if v.is_finite() { arow[i] += wt * v; srow[i] += wt; } },
+                    None => for i in 0..tw {
+                        let v = trow[i] as f64;
+                        let (kv, kk) = if v.abs() < f64::INFINITY { (wt * v, wt) } else { (0.0, 0.0) };
+                        arow[i] += kv;
+                        srow[i] += kk;
+                    },
                 }
             }
         }

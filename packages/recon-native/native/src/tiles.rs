@@ -21,30 +21,33 @@ const BOX_R: usize = 15;
 const STAR_R: usize = 5;
 const MAX_TILE_STARS: usize = 50;
 
-/// NaN-aware box mean with radius r over a w×h f64 image (separable running sums).
+/// NaN-aware box mean with radius r over a w×h f64 image (separable running sums). Branch-free selects
+/// (adding +0.0 to a running sum that never becomes −0 is exact), and the vertical pass runs row by row
+/// over all columns at once (cache-friendly); each column still sees the same additions in the same
+/// order as the column-by-column loop of the TypeScript twin, so results are identical.
 pub fn box_mean(t: &[f64], w: usize, h: usize, r: usize) -> Vec<f64> {
     let mut hs = vec![0.0; w * h];
     let mut hc = vec![0.0; w * h];
+    let fin = |v: f64| if v.abs() < f64::INFINITY { (v, 1.0) } else { (0.0, 0.0) };
     for y in 0..h {
         let row = &t[y * w..(y + 1) * w];
         let (mut s, mut c) = (0.0, 0.0);
-        for x in 0..r.min(w) { if row[x].is_finite() { s += row[x]; c += 1.0; } }
+        for x in 0..r.min(w) { let (v, k) = fin(row[x]); s += v; c += k; }
         for x in 0..w {
-            if x + r < w && row[x + r].is_finite() { s += row[x + r]; c += 1.0; }
-            if x > r && row[x - r - 1].is_finite() { s -= row[x - r - 1]; c -= 1.0; }
+            if x + r < w { let (v, k) = fin(row[x + r]); s += v; c += k; }
+            if x > r { let (v, k) = fin(row[x - r - 1]); s -= v; c -= k; }
             hs[y * w + x] = s;
             hc[y * w + x] = c;
         }
     }
     let mut out = vec![f64::NAN; w * h];
-    for x in 0..w {
-        let (mut s, mut c) = (0.0, 0.0);
-        for y in 0..r.min(h) { s += hs[y * w + x]; c += hc[y * w + x]; }
-        for y in 0..h {
-            if y + r < h { s += hs[(y + r) * w + x]; c += hc[(y + r) * w + x]; }
-            if y > r { s -= hs[(y - r - 1) * w + x]; c -= hc[(y - r - 1) * w + x]; }
-            out[y * w + x] = if c > 0.0 { s / c } else { f64::NAN };
-        }
+    let (mut s, mut c) = (vec![0.0; w], vec![0.0; w]);
+    for y in 0..r.min(h) { for x in 0..w { s[x] += hs[y * w + x]; c[x] += hc[y * w + x]; } }
+    for y in 0..h {
+        if y + r < h { let o = (y + r) * w; for x in 0..w { s[x] += hs[o + x]; c[x] += hc[o + x]; } }
+        if y > r { let o = (y - r - 1) * w; for x in 0..w { s[x] -= hs[o + x]; c[x] -= hc[o + x]; } }
+        let o = y * w;
+        for x in 0..w { out[o + x] = if c[x] > 0.0 { s[x] / c[x] } else { f64::NAN }; }
     }
     out
 }

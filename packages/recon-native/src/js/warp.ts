@@ -1,4 +1,17 @@
-/** Resampling through a homography — twin of native/src/warp.rs (see there for conventions). */
+/** Resampling through a homography — twin of native/src/warp.rs (see there for conventions and the Lanczos phase table). */
+const PHASES = 2048;
+let table: Float64Array | undefined;
+function lanczosTable(): Float64Array {
+  if (table) return table;
+  table = new Float64Array((PHASES + 1) * 6);
+  for (let k = 0; k <= PHASES; k++) {
+    const f = k / PHASES;
+    let s = 0;
+    for (let i = 0; i < 6; i++) { table[k * 6 + i] = lanczos3(f - (i - 2)); s += table[k * 6 + i]!; }
+    for (let i = 0; i < 6; i++) table[k * 6 + i] = table[k * 6 + i]! / s;
+  }
+  return table;
+}
 function cubic(t: number): number {
   const a = -0.5;
   t = Math.abs(t);
@@ -22,9 +35,9 @@ function weights(kind: number, f: number, w: Float64Array): [number, number] {
     for (let k = 0; k < 4; k++) w[k] = cubic(f - (k - 1));
     return [-1, 4];
   }
-  let s = 0;
-  for (let k = 0; k < 6; k++) { w[k] = lanczos3(f - (k - 2)); s += w[k]!; }
-  for (let k = 0; k < 6; k++) w[k] = w[k]! / s;
+  const t = lanczosTable();
+  const row = Math.floor(f * PHASES + 0.5) * 6;
+  for (let k = 0; k < 6; k++) w[k] = t[row + k]!;
   return [-2, 6];
 }
 
