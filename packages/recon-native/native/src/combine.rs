@@ -1,14 +1,18 @@
 //! Pixel-wise combination of N aligned frames (or bands of them) with optional rejection.
-//! Per pixel the finite values are gathered in frame order; rejection runs on them; the result is the
-//! weighted mean of the survivors, summed in frame order (or their median). Rejection needs ≥ 3 values
-//! to act and never rejects the last ones. Rules (σ is the population standard deviation):
-//! - sigma: centre = median, reject x < c − low·σ or x > c + high·σ; repeat until stable / iterations;
-//! - mad: as sigma with σ = 1.4826·MAD;
-//! - winsorized: σ from a winsorized copy (clamp to c ± 1.5σ, σ ← 1.134·σ(clamped), c ← median(clamped),
-//!   until σ changes < 0.05 %), then reject as sigma;
+//!
+//! Per pixel the finite values are sorted; rejection keeps a contiguous range s[a..b) of the sorted
+//! values, so every pass is O(log n) on prefix sums P, Q of (s − s[n/2]) instead of O(n). A pass:
+//! centre c = median of the range; σ by the method; bounds [c − low·σ, c + high·σ]; the range shrinks
+//! to the values inside, unless fewer than 2 would remain (then rejection stops). σ is the population
+//! standard deviation; passes repeat until nothing changes or `iterations`. Methods:
+//! - sigma: σ of the range;
+//! - mad: σ = 1.4826·MAD of the range;
+//! - winsorized: σ of a winsorized copy (clamp to c ± 1.5σ, σ ← 1.134·σ(clamped), c ← median(clamped),
+//!   until σ changes < 0.05 %, at most 10 times), computed in O(log n) from the prefix sums;
+//! - percentile: one pass, bounds c·(1 − low), c·(1 + high) (low/high are fractions of |c|);
 //! - linear-fit: fit a line to the sorted values, σ = mean |residual|, reject values below/above the line
-//!   by low·σ / high·σ;
-//! - percentile: one pass, reject x < c·(1 − low) or x > c·(1 + high) (low/high are fractions).
+//!   by low·σ / high·σ (may remove inner values, so it keeps per-value flags).
+//! The result is the weighted mean, in frame order, of the values inside [s[a], s[b−1]] (or their median).
 use crate::js::{Buf, Cancel};
 use crate::par::for_chunks;
 
@@ -31,49 +35,113 @@ fn sort(v: &mut [f64]) {
 }
 #[inline]
 fn median_sorted(s: &[f64]) -> f64 { let n = s.len(); if n % 2 == 1 { s[n / 2] } else { (s[n / 2 - 1] + s[n / 2]) / 2.0 } }
-#[inline]
-fn sd(s: &[f64]) -> f64 {
-    let n = s.len() as f64;
-    let mut m = 0.0; for x in s { m += x; } m /= n;
-    let mut q = 0.0; for x in s { let d = x - m; q += d * d; }
-    (q / n).sqrt()
-}
 
 /// Scratch for one worker.
-pub struct Px { vals: Vec<f64>, idx: Vec<usize>, keep: Vec<bool>, s: Vec<f64>, wz: Vec<f64> }
-impl Px { pub fn new(n: usize) -> Px { Px { vals: Vec::with_capacity(n), idx: Vec::with_capacity(n), keep: Vec::with_capacity(n), s: Vec::with_capacity(n), wz: Vec::with_capacity(n) } } }
+pub struct Px { vals: Vec<f64>, idx: Vec<usize>, keep: Vec<bool>, s: Vec<f64>, wz: Vec<f64>, pq: Vec<(f64, f64)> }
+impl Px { pub fn new(n: usize) -> Px { Px { vals: Vec::with_capacity(n), idx: Vec::with_capacity(n), keep: Vec::with_capacity(n), s: Vec::with_capacity(n), wz: Vec::with_capacity(n), pq: Vec::with_capacity(n + 1) } } }
 
-/// Bounds [lo, hi] of one rejection pass over the kept values, or None to stop.
-fn bounds(p: &Params, px: &mut Px) -> Option<(f64, f64)> {
-    px.s.clear();
-    for (k, &v) in px.vals.iter().enumerate() { if px.keep[k] { px.s.push(v); } }
-    if px.s.len() < 3 { return None; }
-    sort(&mut px.s);
-    let c = median_sorted(&px.s);
-    match p.rejection {
-        R_SIGMA => { let s = sd(&px.s); Some((c - p.low * s, c + p.high * s)) }
-        R_MAD => {
-            px.wz.clear(); px.wz.extend(px.s.iter().map(|x| (x - c).abs())); sort(&mut px.wz);
-            let s = 1.482_602_218_505_602 * median_sorted(&px.wz);
-            Some((c - p.low * s, c + p.high * s))
-        }
-        R_WINSORIZED => {
-            let (mut c, mut s) = (c, sd(&px.s));
-            for _ in 0..10 {
-                px.wz.clear();
-                let (a, b) = (c - 1.5 * s, c + 1.5 * s);
-                px.wz.extend(px.s.iter().map(|&x| x.clamp(a, b)));
-                let s1 = 1.134 * sd(&px.wz);
-                c = median_sorted(&px.wz);
-                let done = (s1 - s).abs() <= 5e-4 * s;
-                s = s1;
-                if done { break; }
+#[inline]
+fn lower_bound(s: &[f64], a: usize, b: usize, v: f64) -> usize { a + s[a..b].partition_point(|&x| x < v) }
+#[inline]
+fn upper_bound(s: &[f64], a: usize, b: usize, v: f64) -> usize { a + s[a..b].partition_point(|&x| x <= v) }
+#[inline]
+fn median_range(s: &[f64], a: usize, b: usize) -> f64 { median_sorted(&s[a..b]) }
+
+/// Sorted-range rejection; returns (a, b, rejected low, rejected high). Needs px.s sorted (n values).
+fn reject_range(p: &Params, px: &mut Px) -> (usize, usize, u32, u32) {
+    let n = px.s.len();
+    let (mut a, mut b, mut rl, mut rh) = (0usize, n, 0u32, 0u32);
+    if n < 3 { return (a, b, rl, rh); }
+    let shift = px.s[n / 2];
+    px.pq.clear();
+    px.pq.push((0.0, 0.0));
+    let (mut ps, mut qs) = (0.0, 0.0);
+    for &x in &px.s { let d = x - shift; ps += d; qs += d * d; px.pq.push((ps, qs)); }
+    let sd_range = |pq: &[(f64, f64)], a: usize, b: usize| -> f64 {
+        let m = (b - a) as f64;
+        let sum = pq[b].0 - pq[a].0;
+        let sq = pq[b].1 - pq[a].1;
+        ((sq - sum * sum / m) / m).max(0.0).sqrt()
+    };
+    let passes = if p.rejection == R_PERCENTILE { 1 } else { p.iterations };
+    for _ in 0..passes {
+        let m = b - a;
+        if m < 3 { break; }
+        let c = median_range(&px.s, a, b);
+        let (lo, hi) = match p.rejection {
+            R_SIGMA => { let sd = sd_range(&px.pq, a, b); (c - p.low * sd, c + p.high * sd) }
+            R_MAD => {
+                px.wz.clear(); px.wz.extend(px.s[a..b].iter().map(|x| (x - c).abs())); sort(&mut px.wz);
+                let sd = 1.482_602_218_505_602 * median_sorted(&px.wz);
+                (c - p.low * sd, c + p.high * sd)
             }
-            Some((c - p.low * s, c + p.high * s))
-        }
-        R_PERCENTILE => Some((c - p.low * c.abs(), c + p.high * c.abs())),
-        _ => None,
+            R_WINSORIZED => {
+                let (mut cc, mut ss) = (c, sd_range(&px.pq, a, b));
+                let mf = m as f64;
+                let mid = a + m / 2;
+                for _ in 0..10 {
+                    let (wl, wh) = (cc - 1.5 * ss, cc + 1.5 * ss);
+                    let nl = lower_bound(&px.s, a, b, wl) - a;
+                    let nh = b - upper_bound(&px.s, a, b, wh);
+                    let (l, h) = (wl - shift, wh - shift);
+                    let (i0, i1) = (a + nl, (b - nh).max(a + nl));
+                    let sum = nl as f64 * l + (px.pq[i1].0 - px.pq[i0].0) + nh as f64 * h;
+                    let sq = nl as f64 * l * l + (px.pq[i1].1 - px.pq[i0].1) + nh as f64 * h * h;
+                    let s1 = 1.134 * ((sq - sum * sum / mf) / mf).max(0.0).sqrt();
+                    cc = if m % 2 == 1 { px.s[mid].clamp(wl, wh) } else { (px.s[mid - 1].clamp(wl, wh) + px.s[mid].clamp(wl, wh)) / 2.0 };
+                    let done = (s1 - ss).abs() <= 5e-4 * ss;
+                    ss = s1;
+                    if done { break; }
+                }
+                (cc - p.low * ss, cc + p.high * ss)
+            }
+            _ => (c - p.low * c.abs(), c + p.high * c.abs()),
+        };
+        let a2 = lower_bound(&px.s, a, b, lo);
+        let b2 = upper_bound(&px.s, a, b, hi).max(a2);
+        if b2 - a2 < 2 || (a2 == a && b2 == b) { break; }
+        rl += (a2 - a) as u32;
+        rh += (b - b2) as u32;
+        a = a2;
+        b = b2;
     }
+    (a, b, rl, rh)
+}
+
+/// Linear-fit rejection with per-value flags (px.keep, frame order); returns (rejected low, high).
+fn reject_linear(p: &Params, px: &mut Px) -> (u32, u32) {
+    let n = px.vals.len();
+    let (mut rl, mut rh) = (0u32, 0u32);
+    for _ in 0..p.iterations {
+        let mut changed = false;
+        px.s.clear();
+        for (k, &v) in px.vals.iter().enumerate() { if px.keep[k] { px.s.push(v); } }
+        let m = px.s.len();
+        if m < 3 { break; }
+        sort(&mut px.s);
+        let mf = m as f64;
+        let (mut sx, mut sy, mut sxx, mut sxy) = (0.0, 0.0, 0.0, 0.0);
+        for (i, &y) in px.s.iter().enumerate() { let x = i as f64; sx += x; sy += y; sxx += x * x; sxy += x * y; }
+        let b = (mf * sxy - sx * sy) / (mf * sxx - sx * sx);
+        let a = (sy - b * sx) / mf;
+        let mut sigma = 0.0;
+        for (i, &y) in px.s.iter().enumerate() { sigma += (y - (a + b * i as f64)).abs(); }
+        sigma /= mf;
+        // Rank of each kept value in the sorted order (ties take consecutive ranks in frame order).
+        let mut kept_left = m;
+        for k in 0..n {
+            if !px.keep[k] { continue; }
+            let v = px.vals[k];
+            let mut rank = px.s.partition_point(|&y| y < v);
+            for kk in 0..k { if px.keep[kk] && px.vals[kk] == v { rank += 1; } }
+            let fit = a + b * rank as f64;
+            if kept_left <= 2 { break; }
+            if v < fit - p.low * sigma { px.keep[k] = false; rl += 1; kept_left -= 1; changed = true; }
+            else if v > fit + p.high * sigma { px.keep[k] = false; rh += 1; kept_left -= 1; changed = true; }
+        }
+        if !changed { break; }
+    }
+    (rl, rh)
 }
 
 /// Combine one pixel from `px.vals`/`px.idx`; returns (value, rejected low, rejected high).
@@ -81,65 +149,28 @@ pub fn pixel(p: &Params, weights: Option<&[f64]>, px: &mut Px) -> (f64, u32, u32
     let n = px.vals.len();
     if n == 0 { return (f64::NAN, 0, 0); }
     px.keep.clear(); px.keep.resize(n, true);
-    let (mut rl, mut rh) = (0u32, 0u32);
-    let passes = if p.rejection == R_PERCENTILE { 1 } else { p.iterations };
-    if p.rejection != R_NONE {
-        for _ in 0..passes {
-            let mut changed = false;
-            if p.rejection == R_LINEAR {
-                // Fit on sorted kept values: s_i ≈ a + b·i; reject by their deviation from the line.
-                px.s.clear();
-                for (k, &v) in px.vals.iter().enumerate() { if px.keep[k] { px.s.push(v); } }
-                let m = px.s.len();
-                if m < 3 { break; }
-                sort(&mut px.s);
-                let mf = m as f64;
-                let (mut sx, mut sy, mut sxx, mut sxy) = (0.0, 0.0, 0.0, 0.0);
-                for (i, &y) in px.s.iter().enumerate() { let x = i as f64; sx += x; sy += y; sxx += x * x; sxy += x * y; }
-                let b = (mf * sxy - sx * sy) / (mf * sxx - sx * sx);
-                let a = (sy - b * sx) / mf;
-                let mut sigma = 0.0;
-                for (i, &y) in px.s.iter().enumerate() { sigma += (y - (a + b * i as f64)).abs(); }
-                sigma /= mf;
-                // Rank of each kept value in the sorted order (ties take consecutive ranks in frame order).
-                let mut kept_left = m;
-                for k in 0..n {
-                    if !px.keep[k] { continue; }
-                    let v = px.vals[k];
-                    let below = px.s.partition_point(|&y| y < v);
-                    let mut rank = below;
-                    for kk in 0..k { if px.keep[kk] && px.vals[kk] == v { rank += 1; } }
-                    let fit = a + b * rank as f64;
-                    if kept_left <= 2 { break; }
-                    if v < fit - p.low * sigma { px.keep[k] = false; rl += 1; kept_left -= 1; changed = true; }
-                    else if v > fit + p.high * sigma { px.keep[k] = false; rh += 1; kept_left -= 1; changed = true; }
-                }
-            } else {
-                let Some((lo, hi)) = bounds(p, px) else { break };
-                let mut kept_left = px.keep.iter().filter(|k| **k).count();
-                for k in 0..n {
-                    if !px.keep[k] || kept_left <= 2 { continue; }
-                    let v = px.vals[k];
-                    if v < lo { px.keep[k] = false; rl += 1; kept_left -= 1; changed = true; }
-                    else if v > hi { px.keep[k] = false; rh += 1; kept_left -= 1; changed = true; }
-                }
-            }
-            if !changed { break; }
-        }
-    }
-    if p.method == MEDIAN {
+    let (rl, rh);
+    if p.rejection == R_LINEAR {
+        (rl, rh) = reject_linear(p, px);
         px.s.clear();
         for (k, &v) in px.vals.iter().enumerate() { if px.keep[k] { px.s.push(v); } }
         sort(&mut px.s);
-        return (median_sorted(&px.s), rl, rh);
+    } else {
+        px.s.clear(); px.s.extend_from_slice(&px.vals); sort(&mut px.s);
+        let (a, b);
+        if p.rejection == R_NONE { (a, b) = (0, n); (rl, rh) = (0, 0); } else { (a, b, rl, rh) = reject_range(p, px); }
+        let (lo, hi) = (px.s[a], px.s[b - 1]);
+        for k in 0..n { px.keep[k] = px.vals[k] >= lo && px.vals[k] <= hi; }
+        if p.method == MEDIAN { return (median_range(&px.s, a, b), rl, rh); }
     }
-    let (mut acc, mut wsum, mut plain, mut cnt) = (0.0, 0.0, 0.0, 0.0);
+    if p.method == MEDIAN { return (median_sorted(&px.s), rl, rh); }
+    let (mut acc, mut wsum) = (0.0, 0.0);
     for k in 0..n {
         if !px.keep[k] { continue; }
         let w = weights.map_or(1.0, |w| w[px.idx[k]]);
-        acc += w * px.vals[k]; wsum += w; plain += px.vals[k]; cnt += 1.0;
+        acc += w * px.vals[k]; wsum += w;
     }
-    (if wsum > 0.0 { acc / wsum } else { plain / cnt }, rl, rh)
+    (acc / wsum, rl, rh)
 }
 
 const CHUNK: usize = 4096;

@@ -23,14 +23,20 @@ function sort(v: Float64Array, n: number): void {
   }
 }
 const medianSorted = (s: Float64Array, n: number) => (n % 2 === 1 ? s[n >> 1]! : (s[(n >> 1) - 1]! + s[n >> 1]!) / 2);
-function sd(s: Float64Array, n: number): number {
-  let m = 0;
-  for (let i = 0; i < n; i++) m += s[i]!;
-  m /= n;
-  let q = 0;
-  for (let i = 0; i < n; i++) { const d = s[i]! - m; q += d * d; }
-  return Math.sqrt(q / n);
+/** First index in [a, b) with s[i] >= v. */
+function lowerBound(s: Float64Array, a: number, b: number, v: number): number {
+  let lo = a, hi = b;
+  while (lo < hi) { const m = (lo + hi) >>> 1; if (s[m]! < v) lo = m + 1; else hi = m; }
+  return lo;
 }
+/** First index in [a, b) with s[i] > v. */
+function upperBound(s: Float64Array, a: number, b: number, v: number): number {
+  let lo = a, hi = b;
+  while (lo < hi) { const m = (lo + hi) >>> 1; if (s[m]! <= v) lo = m + 1; else hi = m; }
+  return lo;
+}
+const medianRange = (s: Float64Array, a: number, b: number) => medianSorted(s.subarray(a, b), b - a);
+const clamp = (x: number, lo: number, hi: number) => (x < lo ? lo : x > hi ? hi : x);
 
 /** Per-pixel scratch. */
 export class Px {
@@ -39,6 +45,8 @@ export class Px {
   keep: Uint8Array;
   s: Float64Array;
   wz: Float64Array;
+  P: Float64Array;
+  Q: Float64Array;
   n = 0;
   constructor(cap: number) {
     this.vals = new Float64Array(cap);
@@ -46,6 +54,8 @@ export class Px {
     this.keep = new Uint8Array(cap);
     this.s = new Float64Array(cap);
     this.wz = new Float64Array(cap);
+    this.P = new Float64Array(cap + 1);
+    this.Q = new Float64Array(cap + 1);
   }
   gatherKept(): number {
     let m = 0;
@@ -54,40 +64,102 @@ export class Px {
   }
 }
 
-function bounds(p: Params, px: Px): [number, number] | undefined {
-  const m = px.gatherKept();
-  if (m < 3) return undefined;
-  sort(px.s, m);
-  const c = medianSorted(px.s, m);
-  switch (p.rejection) {
-    case R_SIGMA: {
-      const s = sd(px.s, m);
-      return [c - p.low * s, c + p.high * s];
-    }
-    case R_MAD: {
-      for (let i = 0; i < m; i++) px.wz[i] = Math.abs(px.s[i]! - c);
+/** Sorted-range rejection (see combine.rs); px.s holds the n sorted values. */
+function rejectRange(p: Params, px: Px, n: number): [number, number, number, number] {
+  let a = 0, b = n, rl = 0, rh = 0;
+  if (n < 3) return [a, b, rl, rh];
+  const s = px.s, P = px.P, Q = px.Q;
+  const shift = s[n >> 1]!;
+  P[0] = 0;
+  Q[0] = 0;
+  let ps = 0, qs = 0;
+  for (let i = 0; i < n; i++) { const d = s[i]! - shift; ps += d; qs += d * d; P[i + 1] = ps; Q[i + 1] = qs; }
+  const sdRange = (a: number, b: number) => {
+    const m = b - a;
+    const sum = P[b]! - P[a]!;
+    const sq = Q[b]! - Q[a]!;
+    return Math.sqrt(Math.max((sq - (sum * sum) / m) / m, 0));
+  };
+  const passes = p.rejection === R_PERCENTILE ? 1 : p.iterations;
+  for (let pass = 0; pass < passes; pass++) {
+    const m = b - a;
+    if (m < 3) break;
+    const c = medianRange(s, a, b);
+    let lo: number, hi: number;
+    if (p.rejection === R_SIGMA) {
+      const sd = sdRange(a, b);
+      lo = c - p.low * sd;
+      hi = c + p.high * sd;
+    } else if (p.rejection === R_MAD) {
+      for (let i = a; i < b; i++) px.wz[i - a] = Math.abs(s[i]! - c);
       sort(px.wz, m);
-      const s = 1.482602218505602 * medianSorted(px.wz, m);
-      return [c - p.low * s, c + p.high * s];
-    }
-    case R_WINSORIZED: {
-      let cc = c, s = sd(px.s, m);
+      const sd = 1.482602218505602 * medianSorted(px.wz, m);
+      lo = c - p.low * sd;
+      hi = c + p.high * sd;
+    } else if (p.rejection === R_WINSORIZED) {
+      let cc = c, ss = sdRange(a, b);
+      const mid = a + (m >> 1);
       for (let it = 0; it < 10; it++) {
-        const a = cc - 1.5 * s, b = cc + 1.5 * s;
-        for (let i = 0; i < m; i++) px.wz[i] = Math.min(Math.max(px.s[i]!, a), b);
-        const s1 = 1.134 * sd(px.wz, m);
-        cc = medianSorted(px.wz, m);
-        const done = Math.abs(s1 - s) <= 5e-4 * s;
-        s = s1;
+        const wl = cc - 1.5 * ss, wh = cc + 1.5 * ss;
+        const nl = lowerBound(s, a, b, wl) - a;
+        const nh = b - upperBound(s, a, b, wh);
+        const l = wl - shift, h = wh - shift;
+        const i0 = a + nl, i1 = Math.max(b - nh, a + nl);
+        const sum = nl * l + (P[i1]! - P[i0]!) + nh * h;
+        const sq = nl * l * l + (Q[i1]! - Q[i0]!) + nh * h * h;
+        const s1 = 1.134 * Math.sqrt(Math.max((sq - (sum * sum) / m) / m, 0));
+        cc = m % 2 === 1 ? clamp(s[mid]!, wl, wh) : (clamp(s[mid - 1]!, wl, wh) + clamp(s[mid]!, wl, wh)) / 2;
+        const done = Math.abs(s1 - ss) <= 5e-4 * ss;
+        ss = s1;
         if (done) break;
       }
-      return [cc - p.low * s, cc + p.high * s];
+      lo = cc - p.low * ss;
+      hi = cc + p.high * ss;
+    } else {
+      lo = c - p.low * Math.abs(c);
+      hi = c + p.high * Math.abs(c);
     }
-    case R_PERCENTILE:
-      return [c - p.low * Math.abs(c), c + p.high * Math.abs(c)];
-    default:
-      return undefined;
+    const a2 = lowerBound(s, a, b, lo);
+    const b2 = Math.max(upperBound(s, a, b, hi), a2);
+    if (b2 - a2 < 2 || (a2 === a && b2 === b)) break;
+    rl += a2 - a;
+    rh += b - b2;
+    a = a2;
+    b = b2;
   }
+  return [a, b, rl, rh];
+}
+
+/** Linear-fit rejection with per-value flags (see combine.rs). */
+function rejectLinear(p: Params, px: Px): [number, number] {
+  const n = px.n;
+  let rl = 0, rh = 0;
+  for (let pass = 0; pass < p.iterations; pass++) {
+    let changed = false;
+    const m = px.gatherKept();
+    if (m < 3) break;
+    sort(px.s, m);
+    let sx = 0, sy = 0, sxx = 0, sxy = 0;
+    for (let i = 0; i < m; i++) { const y = px.s[i]!; sx += i; sy += y; sxx += i * i; sxy += i * y; }
+    const b = (m * sxy - sx * sy) / (m * sxx - sx * sx);
+    const a = (sy - b * sx) / m;
+    let sigma = 0;
+    for (let i = 0; i < m; i++) sigma += Math.abs(px.s[i]! - (a + b * i));
+    sigma /= m;
+    let keptLeft = m;
+    for (let k = 0; k < n; k++) {
+      if (!px.keep[k]) continue;
+      const v = px.vals[k]!;
+      let rank = lowerBound(px.s, 0, m, v);
+      for (let kk = 0; kk < k; kk++) if (px.keep[kk] && px.vals[kk] === v) rank++;
+      const fit = a + b * rank;
+      if (keptLeft <= 2) break;
+      if (v < fit - p.low * sigma) { px.keep[k] = 0; rl++; keptLeft--; changed = true; }
+      else if (v > fit + p.high * sigma) { px.keep[k] = 0; rh++; keptLeft--; changed = true; }
+    }
+    if (!changed) break;
+  }
+  return [rl, rh];
 }
 
 /** Combine one pixel from px.vals/px.idx (px.n values): [value, rejected low, rejected high]. */
@@ -96,65 +168,28 @@ export function pixel(p: Params, weights: Float64Array | null, px: Px): [number,
   if (n === 0) return [NaN, 0, 0];
   px.keep.fill(1, 0, n);
   let rl = 0, rh = 0;
-  const passes = p.rejection === R_PERCENTILE ? 1 : p.iterations;
-  if (p.rejection !== R_NONE) {
-    for (let pass = 0; pass < passes; pass++) {
-      let changed = false;
-      if (p.rejection === R_LINEAR) {
-        const m = px.gatherKept();
-        if (m < 3) break;
-        sort(px.s, m);
-        let sx = 0, sy = 0, sxx = 0, sxy = 0;
-        for (let i = 0; i < m; i++) { const y = px.s[i]!; sx += i; sy += y; sxx += i * i; sxy += i * y; }
-        const b = (m * sxy - sx * sy) / (m * sxx - sx * sx);
-        const a = (sy - b * sx) / m;
-        let sigma = 0;
-        for (let i = 0; i < m; i++) sigma += Math.abs(px.s[i]! - (a + b * i));
-        sigma /= m;
-        let keptLeft = m;
-        for (let k = 0; k < n; k++) {
-          if (!px.keep[k]) continue;
-          const v = px.vals[k]!;
-          let below = 0;
-          while (below < m && px.s[below]! < v) below++;
-          let rank = below;
-          for (let kk = 0; kk < k; kk++) if (px.keep[kk] && px.vals[kk] === v) rank++;
-          const fit = a + b * rank;
-          if (keptLeft <= 2) break;
-          if (v < fit - p.low * sigma) { px.keep[k] = 0; rl++; keptLeft--; changed = true; }
-          else if (v > fit + p.high * sigma) { px.keep[k] = 0; rh++; keptLeft--; changed = true; }
-        }
-      } else {
-        const bd = bounds(p, px);
-        if (!bd) break;
-        const [lo, hi] = bd;
-        let keptLeft = 0;
-        for (let k = 0; k < n; k++) if (px.keep[k]) keptLeft++;
-        for (let k = 0; k < n; k++) {
-          if (!px.keep[k] || keptLeft <= 2) continue;
-          const v = px.vals[k]!;
-          if (v < lo) { px.keep[k] = 0; rl++; keptLeft--; changed = true; }
-          else if (v > hi) { px.keep[k] = 0; rh++; keptLeft--; changed = true; }
-        }
-      }
-      if (!changed) break;
-    }
-  }
-  if (p.method === MEDIAN) {
+  if (p.rejection === R_LINEAR) {
+    [rl, rh] = rejectLinear(p, px);
     const m = px.gatherKept();
     sort(px.s, m);
-    return [medianSorted(px.s, m), rl, rh];
+    if (p.method === MEDIAN) return [medianSorted(px.s, m), rl, rh];
+  } else {
+    px.s.set(px.vals.subarray(0, n));
+    sort(px.s, n);
+    let a = 0, b = n;
+    if (p.rejection !== R_NONE) [a, b, rl, rh] = rejectRange(p, px, n);
+    if (p.method === MEDIAN) return [medianRange(px.s, a, b), rl, rh];
+    const lo = px.s[a]!, hi = px.s[b - 1]!;
+    for (let k = 0; k < n; k++) px.keep[k] = px.vals[k]! >= lo && px.vals[k]! <= hi ? 1 : 0;
   }
-  let acc = 0, wsum = 0, plain = 0, cnt = 0;
+  let acc = 0, wsum = 0;
   for (let k = 0; k < n; k++) {
     if (!px.keep[k]) continue;
     const w = weights ? weights[px.idx[k]!]! : 1;
     acc += w * px.vals[k]!;
     wsum += w;
-    plain += px.vals[k]!;
-    cnt += 1;
   }
-  return [wsum > 0 ? acc / wsum : plain / cnt, rl, rh];
+  return [acc / wsum, rl, rh];
 }
 
 export function combine(frames: Float32Array[], weights: Float64Array | null, p: Params, out: Float32Array, rejLow: Uint16Array | null, rejHigh: Uint16Array | null): void {
