@@ -64,7 +64,8 @@ console.log(`${"kernel".padEnd(40)} ${"native ms".padStart(10)} ${"js ms".padSta
 const results = {};
 for (const [name, bytes, make] of cases) {
   const fn = make(nat), fj = make(js);
-  const tn = await best(fn, 5);
+  const quick = await best(fn, 1);
+  const tn = Math.min(quick, await best(fn, quick < 20 ? 25 : 5));
   const tj = await best(fj, name.startsWith("combine winsorized") ? 1 : 2);
   const gbs = bytes / tn / 1e6;
   results[name] = { tn, tj, ratio: tj / tn, vsRef: tn / (refMs * bytes / (N * W * H * 4)) };
