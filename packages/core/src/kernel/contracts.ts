@@ -127,7 +127,9 @@ export interface RegisteredFrame {
   output?: string;
   /** Row-major 3×3 H mapping (x, y, 1) of the input frame to the reference frame, 0-based pixel centres. */
   matrix?: number[];
+  /** RMS and median distance (px) between the frame's transformed stars and their reference partners. */
   rmsPx?: number;
+  medianPx?: number;
   stars?: number;
   error?: string;
 }

@@ -1,0 +1,145 @@
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { readFitsImage, writeFitsImage, FitsHeader } from "../fits/index.js";
+import type { EngineContext } from "../kernel/contracts.js";
+import { catalog, knownTransform, render } from "../test-support/sky.js";
+import { seestarDir } from "../test-support/tools.js";
+import { apply } from "./geometry.js";
+import { matchStars } from "./match.js";
+import { formatFrameName, registerRelative } from "./relative.js";
+
+const W = 900, H = 640;
+
+function ctx(): EngineContext & { warnings: string[] } {
+  const warnings: string[] = [];
+  return {
+    signal: new AbortController().signal,
+    logger: { debug() {}, info() {}, warn: (m: string) => warnings.push(m), error() {} } as never,
+    progress() {},
+    workdir: tmpdir(),
+    options: {},
+    runtime: { threads: 0, memoryBudgetBytes: 2 ** 30 } as never,
+    warnings,
+  };
+}
+
+/** RMS over catalogue stars inside the frame of |H_est(p) − H_true(p)|, p in input pixels. */
+function rmsError(est: number[], truth: number[], cat: { x: number; y: number }[]): number {
+  const toInput = (p: { x: number; y: number }) => {
+    // invert truth numerically via its matrix inverse
+    const [a, b, c, d, e, f] = truth as [number, number, number, number, number, number];
+    const det = a * e - b * d;
+    const x = p.x - c, y = p.y - f;
+    return { x: (e * x - b * y) / det, y: (-d * x + a * y) / det };
+  };
+  let sq = 0, n = 0;
+  for (const s of cat) {
+    const p = toInput(s);
+    if (p.x < 0 || p.y < 0 || p.x > W - 1 || p.y > H - 1) continue;
+    const q1 = apply(est, p), q2 = apply(truth, p);
+    sq += (q1.x - q2.x) ** 2 + (q1.y - q2.y) ** 2;
+    n++;
+  }
+  return Math.sqrt(sq / n);
+}
+
+describe("relative registration on synthetic frames with known transforms", () => {
+  const cat = catalog(W, H, 260, 7);
+  const dir = mkdtempSync(join(tmpdir(), "tc-reg-"));
+  const cases: [string, number[]][] = [
+    ["reference", [1, 0, 0, 0, 1, 0, 0, 0, 1]],
+    ["shift", knownTransform(W, H, 0, 1, 13.37, -7.81)],
+    ["rotation 37°", knownTransform(W, H, 37, 1, 4.2, 2.9)],
+    ["meridian flip 180°", knownTransform(W, H, 180, 1, -3.3, 5.1)],
+    ["scale 0.5 % and 2°", knownTransform(W, H, 2, 1.005, -9.5, 3.25)],
+  ];
+
+  it("recovers every transform to ≤ 0.05 px RMS on star positions, writes frames and reports", async () => {
+    const files = [];
+    for (const [i, [, t]] of cases.entries()) {
+      const f = join(dir, `light_${i}.fit`);
+      await writeFitsImage(f, { width: W, height: H, data: render(cat, W, H, t, 100 + i) });
+      files.push(f);
+    }
+    const out = join(dir, "registered");
+    const res = await registerRelative({ frames: files.map((path) => ({ path })), reference: 0, outputDir: out, filenamePattern: "reg_{index:05d}.fit", options: {}, history: ["test"] }, ctx());
+    expect(res.reference).toBe(files[0]);
+    for (const [i, [name, truth]] of cases.entries()) {
+      const fr = res.frames[i]!;
+      expect(fr.error, name).toBeUndefined();
+      const err = rmsError(fr.matrix!, truth, cat);
+      expect(err, `${name}: ${err.toFixed(4)} px`).toBeLessThanOrEqual(0.05);
+      expect(fr.output).toBe(join(out, formatFrameName("reg_{index:05d}.fit", i, files[i]!)));
+      expect(fr.stars!).toBeGreaterThan(50);
+    }
+    // The registered meridian-flip frame lies on the reference grid: compare a bright interior region.
+    const ref = await readFitsImage(join(out, "reg_00000.fit"));
+    const flip = await readFitsImage(join(out, "reg_00003.fit"));
+    let num = 0, den = 0;
+    for (let y = 100; y < H - 100; y++) for (let x = 100; x < W - 100; x++) {
+      const a = ref.data[y * W + x]! - 800, b = flip.data[y * W + x]! - 800;
+      if (Number.isFinite(b)) { num += a * b; den += Math.sqrt(a * a * b * b); }
+    }
+    expect(num / den).toBeGreaterThan(0.5);
+    expect(flip.header.get("REGREF")).toBe("light_0.fit");
+  });
+
+  it("reports blank, foreign-field and mirrored frames with the reason and registers the rest", async () => {
+    const files = [join(dir, "good_ref.fit"), join(dir, "blank.fit"), join(dir, "other_field.fit"), join(dir, "mirrored.fit"), join(dir, "good.fit")];
+    await writeFitsImage(files[0]!, { width: W, height: H, data: render(cat, W, H, [1, 0, 0, 0, 1, 0, 0, 0, 1], 1, { sigma: 1.2 }) }); // sharpest: the auto reference
+    await writeFitsImage(files[1]!, { width: W, height: H, data: render([], W, H, [1, 0, 0, 0, 1, 0, 0, 0, 1], 2) });
+    await writeFitsImage(files[2]!, { width: W, height: H, data: render(catalog(W, H, 260, 99), W, H, [1, 0, 0, 0, 1, 0, 0, 0, 1], 3) });
+    await writeFitsImage(files[3]!, { width: W, height: H, data: render(cat, W, H, [-1, 0, W - 1, 0, 1, 0, 0, 0, 1], 4) });
+    await writeFitsImage(files[4]!, { width: W, height: H, data: render(cat, W, H, knownTransform(W, H, 90, 1, 1, 2), 5) });
+    const res = await registerRelative({ frames: files.map((path) => ({ path })), reference: "auto", outputDir: join(dir, "reg2"), filenamePattern: "r_{name}.fit", options: {}, history: [] }, ctx());
+    expect(res.reference).toBe(files[0]);
+    expect(res.frames[1]!.error).toMatch(/stars detected/);
+    expect(res.frames[2]!.error).toMatch(/pattern in common|matched/);
+    expect(res.frames[3]!.error).toMatch(/mirrored/);
+    expect(res.frames[4]!.error).toBeUndefined();
+    expect(res.frames[4]!.output).toBe(join(dir, "reg2", "r_good.fit"));
+  });
+
+  it("keeps the reference of an earlier run into the same folder", async () => {
+    const files = [join(dir, "k0.fit"), join(dir, "k1.fit")];
+    await writeFitsImage(files[0]!, { width: W, height: H, data: render(cat, W, H, [1, 0, 0, 0, 1, 0, 0, 0, 1], 11, { sigma: 2.4 }) });
+    await writeFitsImage(files[1]!, { width: W, height: H, data: render(cat, W, H, knownTransform(W, H, 1, 1, 3, 3), 12, { sigma: 1.5 }) });
+    const out = join(dir, "reg3");
+    const first = await registerRelative({ frames: files.map((path) => ({ path })), reference: "auto", outputDir: out, filenamePattern: "reg_{index:05d}.fit", options: {}, history: [] }, ctx());
+    expect(first.reference).toBe(files[1]); // sharper stars win
+    writeFileSync(join(out, "transforms.json"), JSON.stringify({ reference: files[0] }));
+    const second = await registerRelative({ frames: files.map((path) => ({ path })), reference: "auto", outputDir: out, filenamePattern: "reg_{index:05d}.fit", options: {}, history: [] }, ctx());
+    expect(second.reference).toBe(files[0]);
+    expect(JSON.parse(readFileSync(join(out, "transforms.json"), "utf8")).reference).toBe(files[0]);
+  });
+
+  it("matchStars alone: similarity from 40 stars under 180° rotation", () => {
+    const stars = cat.slice(0, 120).map((s) => ({ x: s.x, y: s.y }));
+    const t = knownTransform(W, H, 180, 1, 2, 3);
+    const inv = [-1, 0, 0, 0, -1, 0, 0, 0, 1];
+    void inv;
+    const moved = stars.map((p) => { const [a, b, c, d, e, f] = t as [number, number, number, number, number, number]; const det = a * e - b * d; const x = p.x - c, y = p.y - f; return { x: (e * x - b * y) / det, y: (-d * x + a * y) / det }; });
+    const m = matchStars(moved, stars);
+    expect(m.ok).toBe(true);
+    if (m.ok) expect(rmsError(m.matrix, t, cat)).toBeLessThan(1e-6);
+  });
+});
+
+describe.runIf(seestarDir())("relative registration of the shared Seestar M 94 frames", () => {
+  it("registers all 16 frames; matched stars lie within 0.3 px of the reference (median)", { timeout: 120_000 }, async () => {
+    const { readdirSync } = await import("node:fs");
+    const d = join(seestarDir()!, "M94", "2025_03_27");
+    const files = readdirSync(d).filter((f) => f.endsWith(".fit")).sort().map((f) => join(d, f));
+    const out = mkdtempSync(join(tmpdir(), "tc-m94-"));
+    const res = await registerRelative({ frames: files.map((path) => ({ path })), reference: "auto", outputDir: out, filenamePattern: "reg_{index:05d}.fit", options: {}, history: [] }, ctx());
+    expect(res.frames.filter((f) => f.error)).toEqual([]);
+    // Median distance between each frame's matched stars and the reference's, after the transform.
+    for (const f of res.frames) expect(f.medianPx!, f.input).toBeLessThanOrEqual(0.3);
+    const first = await readFitsImage(res.frames[0]!.output!);
+    expect(first.channels).toBe(3);
+    expect(first.header.get("BAYERPAT")).toBeUndefined();
+    void FitsHeader;
+  });
+});
