@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -89,5 +89,26 @@ describe("tile-compile", () => {
     expect(await runCli(["stack", "f", "-o", "cancelled.fit"], { io: k.io, cwd: work, signal: controller.signal })).toBe(130);
     expect(existsSync(join(work, "cancelled.fit"))).toBe(false);
     expect(k.err.join("")).toContain("Cancelled");
+  });
+});
+
+describe("tile-compile register", () => {
+  it("registers synthetic frames, reports a blank one, and writes transforms.json", async () => {
+    const { catalogFrames } = await import("./test-support/sky.js");
+    const work = mkdtempSync(join(tmpdir(), "tc-cli-reg-"));
+    const truth = await catalogFrames(join(work, "lights"));
+    const c = capture();
+    expect(await runCli(["register", "lights", "--out", "reg", "--reference", "0"], { io: c.io, cwd: work })).toBe(0);
+    expect(c.out.join("\n")).toMatch(/registered 3 of 4 frames/);
+    expect(c.out.join("\n")).toMatch(/not registered: d_blank\.fit: only \d+ stars detected/);
+    const doc = JSON.parse(readFileSync(join(work, "reg", "transforms.json"), "utf8")) as { reference: string; frames: Record<string, { matrix?: number[]; rms_px?: number; stars?: number; error?: string }> };
+    expect(doc.reference).toBe(join(work, "lights", "a_ref.fit"));
+    const shifted = doc.frames["b_shift.fit"]!;
+    expect(shifted.matrix![2]).toBeCloseTo(truth.dx, 1);
+    expect(shifted.matrix![5]).toBeCloseTo(truth.dy, 1);
+    expect(shifted.rms_px!).toBeLessThan(0.2);
+    expect(doc.frames["d_blank.fit"]!.error).toMatch(/stars detected/);
+    expect(existsSync(join(work, "reg", "reg_00001.fit"))).toBe(true);
+    expect(existsSync(join(work, "reg", "reg_00003.fit"))).toBe(false);
   });
 });

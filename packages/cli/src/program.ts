@@ -9,6 +9,7 @@ import { demoCommand } from "./commands/demo.js";
 import { enginesCommand } from "./commands/engines.js";
 import { scanCommand } from "./commands/scan.js";
 import { stackCommand } from "./commands/stack.js";
+import { registerCommand } from "./commands/register.js";
 import { formatError, processIo, type Io } from "./output.js";
 
 const pkg = createRequire(import.meta.url)("../package.json") as { version: string };
@@ -19,6 +20,8 @@ export interface CliOptions {
   /** The run's AbortSignal; main.ts wires SIGINT to it. */
   signal?: AbortSignal;
 }
+
+interface RegisterOptionsCli { out?: string; engine?: string; reference?: string; transform?: string; json?: boolean }
 
 export async function runCli(argv: string[], options: CliOptions = {}): Promise<number> {
   const io = options.io ?? processIo;
@@ -69,6 +72,21 @@ export async function runCli(argv: string[], options: CliOptions = {}): Promise<
       const loaded = await config();
       for (const w of loaded.warnings) io.err(`warning: ${w}`);
       exitCode = await stackCommand(frames, { ...o, verbose: Boolean(program.opts<{ verbose?: boolean }>().verbose) }, loaded, io, signal, cwd);
+    });
+
+  program
+    .command("register")
+    .description("Register frames onto a reference (registration.engine: relative, wcs_anchor, siril) and write transforms.json")
+    .argument("<frames...>", "FITS files or folders")
+    .option("-o, --out <dir>", "output folder (default: registration.output_dir)")
+    .option("-e, --engine <method>", "registration method: relative | wcs_anchor | siril (default: registration.engine)")
+    .option("-r, --reference <ref>", "auto, a 0-based frame index, or a path (default: registration.reference)")
+    .option("-t, --transform <model>", "shift | similarity | affine | homography (relative; default similarity)")
+    .option("--json", "machine-readable summary (the transforms.json document)")
+    .action(async (frames: string[], o: RegisterOptionsCli) => {
+      const loaded = await config();
+      for (const w of loaded.warnings) io.err(`warning: ${w}`);
+      exitCode = await registerCommand(frames, { ...o, verbose: Boolean(program.opts<{ verbose?: boolean }>().verbose) }, loaded, io, signal, cwd);
     });
 
   program

@@ -1,0 +1,76 @@
+/**
+ * `tile-compile register <frames or folders…> --engine relative|wcs_anchor|siril [--reference auto|N|path] --out DIR`:
+ * one registration stage through the selected engine. Writes the registered frames (named by
+ * `registration.registered_filename_pattern`) and `DIR/transforms.json`: per input frame, by file name,
+ * `matrix` (row-major 3×3 H mapping a pixel (x, y, 1) of the input to the reference frame, 0-based
+ * pixel centres, x along NAXIS1), `rms_px`, `median_px`, `stars` — or `error`, the reason it failed.
+ * Frames that fail are reported and left out; the command exits 1 only when none could be registered.
+ */
+import { rename, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { basename, join, resolve } from "node:path";
+import { findFitsFiles, planStage, provenanceLine, RunEvents, runStage, TileCompileError, type LoadedConfig, type RegistrationResult } from "@tile-compile/core";
+import { createRunScope, loadConfiguredEngines } from "../container.js";
+import { progressBar, stderrLogger, type Io } from "../output.js";
+
+export interface RegisterOptions {
+  out?: string;
+  engine?: string;
+  reference?: string;
+  transform?: string;
+  json?: boolean;
+  verbose?: boolean;
+}
+
+export async function registerCommand(inputs: string[], opts: RegisterOptions, loaded: LoadedConfig, io: Io, signal: AbortSignal, cwd: string): Promise<number> {
+  const { files, bad } = await findFitsFiles(inputs.map((i) => resolve(cwd, i)), signal);
+  if (bad.length > 0) throw new TileCompileError("TC_INPUT_INVALID", { input: bad[0]!.path, reason: bad[0]!.reason });
+  if (files.length === 0) throw new TileCompileError("TC_INPUT_INVALID", { input: inputs.join(", "), reason: "no FITS files found", hint: "Give FITS files or folders holding .fit/.fits/.fz files." });
+  const reg = loaded.config.registration;
+  const outDir = resolve(cwd, opts.out ?? reg.output_dir);
+  const refOpt = opts.reference ?? reg.reference;
+  const reference = refOpt === "auto" ? "auto" : typeof refOpt === "number" ? refOpt : /^\d+$/.test(refOpt) ? Number(refOpt) : resolve(cwd, refOpt);
+  const engines = await loadConfiguredEngines(loaded, cwd);
+  const logger = stderrLogger(io, Boolean(opts.verbose));
+  const events = new RunEvents();
+  const scope = await createRunScope({ signal, logger, events, engines, workdir: outDir });
+  try {
+    const method = opts.engine ?? reg.engine;
+    const options: Record<string, unknown> = opts.transform ? { transform: opts.transform } : {};
+    const plan = planStage(scope.registry, { stage: "registration", method, ...(reg.provider ? { engine: reg.provider } : {}), field: opts.engine ? "--engine" : "registration.engine", options });
+    scope.registry.freeze();
+    const bar = opts.json ? progressBar({ ...io, interactive: false }, "") : progressBar(io, `registration:${plan.method}`);
+    events.on((e) => {
+      if (e.type === "stage:progress") bar.update(e.fraction, e.note);
+      if (e.type === "warning") logger.warn(e.message);
+    });
+    const history = [provenanceLine(plan)];
+    const result: RegistrationResult = await runStage(plan, [], (provider, ctx) => provider.register({ frames: files.map((path) => ({ path })), reference, outputDir: outDir, filenamePattern: reg.registered_filename_pattern, options: plan.options, history }, ctx), {
+      signal, logger, events, runtime: loaded.runtime, engineOptions: loaded.config.engine_options, workRoot: join(tmpdir(), "tile-compile"),
+      ...(loaded.config.runtime.stage_timeout_seconds ? { timeoutMs: loaded.config.runtime.stage_timeout_seconds * 1000 } : {}),
+      observers: scope.registry.list().map((r) => r.engine),
+    });
+    bar.stop();
+    const doc = {
+      engine: `${plan.engine.meta.name}@${plan.engine.meta.version}`,
+      method: plan.method,
+      reference: result.reference,
+      frames: Object.fromEntries(result.frames.map((f) => [basename(f.input), f.error !== undefined ? { input: f.input, error: f.error } : { input: f.input, output: f.output, matrix: f.matrix, rms_px: f.rmsPx, median_px: f.medianPx, stars: f.stars }])),
+    };
+    const target = join(outDir, "transforms.json");
+    const tmp = join(outDir, `.transforms.json.${process.pid}.partial`);
+    await writeFile(tmp, `${JSON.stringify(doc, null, 2)}\n`);
+    await rename(tmp, target);
+    const ok = result.frames.filter((f) => !f.error);
+    const failed = result.frames.filter((f) => f.error);
+    if (opts.json) io.out(JSON.stringify(doc, null, 2));
+    else {
+      io.out(`registered ${ok.length} of ${result.frames.length} frames onto ${basename(result.reference)} with registration:${plan.method} → ${outDir}`);
+      for (const f of failed) io.out(`  not registered: ${basename(f.input)}: ${f.error}`);
+      io.out(`transforms: ${target}`);
+    }
+    return ok.length > 0 ? 0 : 1;
+  } finally {
+    await scope.dispose();
+  }
+}
