@@ -1,4 +1,5 @@
 // pnpm bench <name>: benchmarks that print ratios against a reference run in the same process.
+//   register — relative registration of synthetic 2048² frames vs Siril's register (see register.mjs).
 //   native — recon-native kernels: native vs TypeScript backend, and throughput vs a plain sum (see native.mjs).
 //   fits — the 16 M 94 frames: header scan vs a plain read of the header bytes; full decode to
 //          Float32Array vs a plain fs.readFile of the same files. Target: decode within 2× of the read.
@@ -8,8 +9,8 @@ import { join } from "node:path";
 import { readFitsHeader, readFitsImage } from "../packages/core/dist/index.js";
 
 const which = process.argv[2] ?? "fits";
-if (which === "native") {
-  await import("./native.mjs");
+if (which === "native" || which === "register") {
+  await import(`./${which}.mjs`);
   process.exit(0);
 }
 const dataRoot = [process.env.TILE_COMPILE_DATA, new URL("../../shared/data", import.meta.url).pathname, "/work/shared/data"].find((p) => p && existsSync(join(p, "seestar")));
@@ -55,6 +56,6 @@ if (which === "fits") {
   const ratio = decode.best / plainRead.best;
   console.log(`decode / plain read = ${ratio.toFixed(2)}× (target ≤ 2×): ${ratio <= 2 ? "met" : "NOT met"}`);
 } else {
-  console.error(`unknown benchmark "${which}"; available: fits, native`);
+  console.error(`unknown benchmark "${which}"; available: fits, native, register`);
   process.exit(1);
 }

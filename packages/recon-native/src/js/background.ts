@@ -30,19 +30,20 @@ export function mesh(data: Float32Array, w: number, h: number, m: number, k: num
   const gy = Math.ceil(h / m);
   const bg = new Float64Array(gx * gy).fill(NaN);
   const noise = new Float64Array(gx * gy).fill(NaN);
+  const step = Math.max(1, Math.floor(m / 32)); // cells sampled on a sub-grid of ≈ 1024 pixels (background.rs)
   const vals = new Float64Array(m * m);
   const scratch = new Float64Array(m * m);
   for (let j = 0; j < gy; j++) {
     for (let i = 0; i < gx; i++) {
       const x0 = i * m, x1 = Math.min(w, (i + 1) * m), y0 = j * m, y1 = Math.min(h, (j + 1) * m);
       let n = 0;
-      for (let y = y0; y < y1; y++) {
-        for (let x = x0; x < x1; x++) {
+      for (let y = y0; y < y1; y += step) {
+        for (let x = x0; x < x1; x += step) {
           const v = data[y * w + x]!;
           if (Number.isFinite(v)) vals[n++] = v;
         }
       }
-      if (n * 4 < (x1 - x0) * (y1 - y0) || n === 0) continue;
+      if (n * 4 < Math.ceil((x1 - x0) / step) * Math.ceil((y1 - y0) / step) || n === 0) continue;
       const [b, s] = clippedMedianSd(vals, n, k, iterations, scratch);
       bg[j * gx + i] = b;
       noise[j * gx + i] = s;
