@@ -43,14 +43,15 @@ impl Px { pub fn new(n: usize) -> Px { Px { vals: Vec::with_capacity(n), idx: Ve
 // On a sorted range, "first index with s ≥ v" equals a + (number of values < v). Counting is branch-free
 // and vectorises; a binary search on ~16–100 values mispredicts about every other step, and these two
 // searches run in the innermost winsorizing loop. Same indices as the TypeScript twin's binary search.
-#[inline]
+#[inline(always)]
 fn lower_bound(s: &[f64], a: usize, b: usize, v: f64) -> usize { a + s[a..b].iter().map(|&x| (x < v) as usize).sum::<usize>() }
-#[inline]
+#[inline(always)]
 fn upper_bound(s: &[f64], a: usize, b: usize, v: f64) -> usize { a + s[a..b].iter().map(|&x| (x <= v) as usize).sum::<usize>() }
 #[inline]
 fn median_range(s: &[f64], a: usize, b: usize) -> f64 { median_sorted(&s[a..b]) }
 
 /// Sorted-range rejection; returns (a, b, rejected low, rejected high). Needs px.s sorted (n values).
+#[inline(always)]
 fn reject_range(p: &Params, px: &mut Px) -> (usize, usize, u32, u32) {
     let n = px.s.len();
     let (mut a, mut b, mut rl, mut rh) = (0usize, n, 0u32, 0u32);
@@ -148,7 +149,8 @@ fn reject_linear(p: &Params, px: &mut Px) -> (u32, u32) {
 }
 
 /// Combine one pixel from `px.vals`/`px.idx`; returns (value, rejected low, rejected high).
-pub fn pixel(p: &Params, weights: Option<&[f64]>, px: &mut Px) -> (f64, u32, u32) {
+#[inline(always)]
+pub fn pixel(p: &Params, weights: Option<&[f64]>, px: &mut Px, presorted: bool) -> (f64, u32, u32) {
     let n = px.vals.len();
     if n == 0 { return (f64::NAN, 0, 0); }
     px.keep.clear(); px.keep.resize(n, true);
@@ -159,7 +161,7 @@ pub fn pixel(p: &Params, weights: Option<&[f64]>, px: &mut Px) -> (f64, u32, u32
         for (k, &v) in px.vals.iter().enumerate() { if px.keep[k] { px.s.push(v); } }
         sort(&mut px.s);
     } else {
-        px.s.clear(); px.s.extend_from_slice(&px.vals); sort(&mut px.s);
+        if !presorted { px.s.clear(); px.s.extend_from_slice(&px.vals); sort(&mut px.s); }
         let (a, b);
         if p.rejection == R_NONE { (a, b) = (0, n); (rl, rh) = (0, 0); } else { (a, b, rl, rh) = reject_range(p, px); }
         let (lo, hi) = (px.s[a], px.s[b - 1]);
@@ -174,6 +176,62 @@ pub fn pixel(p: &Params, weights: Option<&[f64]>, px: &mut Px) -> (f64, u32, u32
         acc += w * px.vals[k]; wsum += w;
     }
     (acc / wsum, rl, rh)
+}
+
+/// Comparators of Batcher's odd–even merge sort for n values (padded to a power of two with +∞; the
+/// comparators that only touch padding are dropped, since +∞ never moves down). Sorting the same network
+/// over four pixels at once turns the per-pixel sort — the dominant cost with many frames — into
+/// vector min/max operations; the sorted values are identical to a scalar sort's.
+pub fn batcher(n: usize) -> Vec<(usize, usize)> {
+    let pn = n.next_power_of_two();
+    let mut out = Vec::new();
+    let mut p = 1;
+    while p < pn {
+        let mut k = p;
+        while k > 0 {
+            let mut j = k % p;
+            while j + k < pn {
+                for i in 0..k {
+                    let (a, b) = (i + j, i + j + k);
+                    if b < pn && (a / (2 * p)) == (b / (2 * p)) && b < n { out.push((a, b)); }
+                }
+                j += 2 * k;
+            }
+            k /= 2;
+        }
+        p *= 2;
+    }
+    out
+}
+
+#[inline(always)]
+fn sort4_body(cols: &mut [[f64; 4]], net: &[(usize, usize)]) {
+    for &(a, b) in net {
+        let (x, y) = (cols[a], cols[b]);
+        let mut lo = [0.0; 4];
+        let mut hi = [0.0; 4];
+        for l in 0..4 { let le = x[l] <= y[l]; lo[l] = if le { x[l] } else { y[l] }; hi[l] = if le { y[l] } else { x[l] }; }
+        cols[a] = lo;
+        cols[b] = hi;
+    }
+}
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn sort4_avx2(cols: &mut [[f64; 4]], net: &[(usize, usize)]) { sort4_body(cols, net) }
+fn sort4(cols: &mut [[f64; 4]], net: &[(usize, usize)]) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::simd::has_avx2() { return unsafe { sort4_avx2(cols, net) }; }
+    sort4_body(cols, net)
+}
+
+/// `pixel` on a presorted px, compiled for AVX2 (the range counts and prefix sums vectorise 4-wide).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn pixel_presorted_avx2(p: &Params, weights: Option<&[f64]>, px: &mut Px) -> (f64, u32, u32) { pixel(p, weights, px, true) }
+fn pixel_presorted(p: &Params, weights: Option<&[f64]>, px: &mut Px) -> (f64, u32, u32) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::simd::has_avx2() { return unsafe { pixel_presorted_avx2(p, weights, px) }; }
+    pixel(p, weights, px, true)
 }
 
 const CHUNK: usize = 4096;
@@ -222,17 +280,47 @@ pub fn run(frames: &[Buf<f32>], len: usize, weights: Option<&[f64]>, p: Params, 
             if let Some((lo, hi)) = rej { lo.slice_mut()[start..start + m].fill(0); hi.slice_mut()[start..start + m].fill(0); }
         });
     }
+    // Groups of four all-finite pixels are sorted together (see `batcher`), except for linear-fit and MAD,
+    // which re-sort subsets anyway.
+    let nf = frames.len();
+    let grouped = nf >= 2 && p.rejection != R_LINEAR && p.rejection != R_MAD;
+    let net = if grouped { batcher(nf) } else { Vec::new() };
     for_chunks(chunks, cancel, |c| {
         let start = c * CHUNK;
         let end = (start + CHUNK).min(len);
         let mut px = Px::new(frames.len());
         let o = out.slice_mut();
-        for i in start..end {
+        let mut cols = vec![[0.0f64; 4]; nf];
+        let scalar = |i: usize, px: &mut Px| {
             px.vals.clear(); px.idx.clear();
             for (f, fr) in frames.iter().enumerate() { let v = fr.slice()[i]; if v.is_finite() { px.vals.push(v as f64); px.idx.push(f); } }
-            let (v, rl, rh) = pixel(&p, weights, &mut px);
-            o[i] = v as f32;
+            let (v, rl, rh) = pixel(&p, weights, px, false);
+            out.slice_mut()[i] = v as f32;
             if let Some((lo, hi)) = rej { lo.slice_mut()[i] = rl.min(65535) as u16; hi.slice_mut()[i] = rh.min(65535) as u16; }
+        };
+        let mut i = start;
+        while grouped && i + 4 <= end {
+            let mut finite = true;
+            for (f, fr) in frames.iter().enumerate() {
+                let x = &fr.slice()[i..i + 4];
+                for l in 0..4 { let v = x[l] as f64; finite &= v.abs() < f64::INFINITY; cols[f][l] = v; }
+            }
+            if !finite {
+                for k in i..i + 4 { scalar(k, &mut px); }
+                i += 4;
+                continue;
+            }
+            sort4(&mut cols, &net);
+            for l in 0..4 {
+                px.vals.clear(); px.idx.clear(); px.s.clear();
+                for (f, fr) in frames.iter().enumerate() { px.vals.push(fr.slice()[i + l] as f64); px.idx.push(f); }
+                for k in 0..nf { px.s.push(cols[k][l]); }
+                let (v, rl, rh) = pixel_presorted(&p, weights, &mut px);
+                o[i + l] = v as f32;
+                if let Some((lo, hi)) = rej { lo.slice_mut()[i + l] = rl.min(65535) as u16; hi.slice_mut()[i + l] = rh.min(65535) as u16; }
+            }
+            i += 4;
         }
+        for k in i..end { scalar(k, &mut px); }
     })
 }
