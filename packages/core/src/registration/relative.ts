@@ -26,7 +26,7 @@ import { loadRecon, type BayerPattern, type Plane, type ReconBackend } from "@ti
 import { TileCompileError } from "../errors/index.js";
 import { readFitsImage, type FitsImage } from "../fits/reader.js";
 import { writeFitsImage } from "../fits/writer.js";
-import type { EngineContext, RegisteredFrame, RegistrationInput, RegistrationResult } from "../kernel/contracts.js";
+import type { EngineContext, FrameRef, RegisteredFrame, RegistrationInput, RegistrationResult } from "../kernel/contracts.js";
 import { describe, invert, TRANSFORM_MODELS, type Point, type TransformModel } from "./geometry.js";
 import { matchStars } from "./match.js";
 
@@ -39,7 +39,7 @@ export interface RelativeOptions {
   threshold?: number;
 }
 
-interface FrameStars {
+export interface FrameStars {
   stars: Point[];
   quality: number;
   fwhm: number;
@@ -60,7 +60,7 @@ export function bayerOf(img: FitsImage): { pattern: BayerPattern; offsetX: numbe
 }
 
 /** The plane stars are detected on, and the factor/offset mapping its pixels to the frame's. */
-async function detectionPlane(recon: ReconBackend, img: FitsImage, signal: AbortSignal): Promise<{ plane: Plane; scale: number; offset: number }> {
+export async function detectionPlane(recon: ReconBackend, img: FitsImage, signal: AbortSignal): Promise<{ plane: Plane; scale: number; offset: number }> {
   const n = img.width * img.height;
   const bayer = bayerOf(img);
   if (bayer) {
@@ -73,6 +73,19 @@ async function detectionPlane(recon: ReconBackend, img: FitsImage, signal: Abort
   const lum = new Float32Array(n);
   for (let c = 0; c < img.channels; c++) for (let i = 0; i < n; i++) lum[i] = lum[i]! + img.data[c * n + i]! / img.channels;
   return { plane: { data: lum, width: img.width, height: img.height }, scale: 1, offset: 0 };
+}
+
+/**
+ * Stars of one frame (brightest first, frame pixel coordinates) and its quality figure
+ * Q = star count / median FWHM, as used to pick a reference.
+ */
+export async function frameStars(recon: ReconBackend, frame: FrameRef, signal: AbortSignal, threshold = 5): Promise<FrameStars & { size: { width: number; height: number } }> {
+  const img = await readFitsImage(frame.path, { signal, ...(frame.hdu !== undefined ? { hdu: frame.hdu } : {}) });
+  const { plane, scale, offset } = await detectionPlane(recon, img, signal);
+  // An 11×11 measuring box (radius 5): on the M 94 frames it gave less centroid noise than 15×15.
+  const list = await recon.detectStars(plane, { threshold, radius: 5, maxStars: 800, signal });
+  const fwhm = median(list.stars.slice(0, 200).map((s) => s.fwhm)) * scale;
+  return { size: { width: img.width, height: img.height }, stars: list.stars.map((s) => ({ x: s.x * scale + offset, y: s.y * scale + offset })), fwhm, quality: list.stars.length > 0 ? list.stars.length / fwhm : 0 };
 }
 
 /** `reg_{index:05d}.fit` → `reg_00007.fit`; `{name}` is the input file name without extension. */
@@ -106,14 +119,10 @@ export async function registerRelative(input: RegistrationInput, ctx: EngineCont
     ctx.signal.throwIfAborted();
     ctx.progress((0.4 * i) / frames.length, `stars ${basename(frames[i]!.path)}`);
     try {
-      const img = await readFitsImage(frames[i]!.path, { signal: ctx.signal, ...(frames[i]!.hdu !== undefined ? { hdu: frames[i]!.hdu } : {}) });
-      size ??= { width: img.width, height: img.height };
-      if (img.width !== size.width || img.height !== size.height) throw new Error(`its size ${img.width}×${img.height} differs from the first frame's ${size.width}×${size.height}`);
-      const { plane, scale, offset } = await detectionPlane(recon, img, ctx.signal);
-      // An 11×11 measuring box (radius 5): on the M 94 frames it gave less centroid noise than 15×15.
-      const list = await recon.detectStars(plane, { threshold: opts.threshold ?? 5, radius: 5, maxStars: 800, signal: ctx.signal });
-      const fwhm = median(list.stars.slice(0, 200).map((s) => s.fwhm)) * scale;
-      found.push({ stars: list.stars.map((s) => ({ x: s.x * scale + offset, y: s.y * scale + offset })), fwhm, quality: list.stars.length > 0 ? list.stars.length / fwhm : 0 });
+      const f = await frameStars(recon, frames[i]!, ctx.signal, opts.threshold ?? 5);
+      size ??= f.size;
+      if (f.size.width !== size.width || f.size.height !== size.height) throw new Error(`its size ${f.size.width}×${f.size.height} differs from the first frame's ${size.width}×${size.height}`);
+      found.push(f);
     } catch (e) {
       if ((e as Error).name === "AbortError") throw e;
       found.push({ stars: [], quality: 0, fwhm: NaN, error: (e as Error).message });
@@ -154,29 +163,43 @@ export async function registerRelative(input: RegistrationInput, ctx: EngineCont
       medianPx = m.medianPx;
       stars = m.pairs;
     }
-    const inverse = invert(matrix);
-    if (!inverse) {
-      out.push({ input: path, error: "the fitted transform is singular" });
+    const output = resolve(input.outputDir, formatFrameName(input.filenamePattern, i, path));
+    try {
+      await warpOntoReference(recon, frames[i]!, matrix, {
+        output, interpolation, signal: ctx.signal,
+        keywords: { REGREF: [basename(refPath), "registration reference frame"], REGRMS: [Number(rmsPx.toFixed(4)), "[px] RMS residual of matched stars"], REGSTARS: [stars, "stars matched to the reference"] },
+        history: [...input.history, `registered onto ${basename(refPath)} (${model}, ${interpolation}, rms ${rmsPx.toFixed(3)} px)`],
+      });
+    } catch (e) {
+      if ((e as Error).name === "AbortError") throw e;
+      out.push({ input: path, error: (e as Error).message });
       continue;
     }
-    const img = await readFitsImage(path, { signal: ctx.signal, ...(frames[i]!.hdu !== undefined ? { hdu: frames[i]!.hdu } : {}) });
-    const planes = await colourPlanes(recon, img, ctx.signal);
-    const n = img.width * img.height;
-    const data = new Float32Array(n * planes.length);
-    for (let c = 0; c < planes.length; c++) {
-      await recon.warp({ data: planes[c]!, width: img.width, height: img.height }, inverse, { interpolation, signal: ctx.signal, out: data.subarray(c * n, (c + 1) * n) });
-    }
-    const header = img.header.withoutStructure();
-    if (planes.length === 3 && bayerOf(img)) for (const k of ["BAYERPAT", "XBAYROFF", "YBAYROFF"]) header.delete(k);
-    header.set("REGREF", basename(refPath), "registration reference frame");
-    header.set("REGRMS", Number(rmsPx.toFixed(4)), "[px] RMS residual of matched stars");
-    header.set("REGSTARS", stars, "stars matched to the reference");
-    const output = resolve(input.outputDir, formatFrameName(input.filenamePattern, i, path));
-    await writeFitsImage(output, { width: img.width, height: img.height, channels: planes.length, data }, { header, history: [...input.history, `registered onto ${basename(refPath)} (${model}, ${interpolation}, rms ${rmsPx.toFixed(3)} px)`], signal: ctx.signal });
     out.push({ input: path, output, matrix, rmsPx, medianPx, stars });
   }
   ctx.progress(1);
   return { reference: refPath, frames: out };
+}
+
+/**
+ * Warp one frame onto the reference grid and write it (atomically). `matrix` maps the frame's pixels to
+ * the reference's; every colour plane (the debayered R, G, B of a CFA frame) is resampled with its
+ * inverse. Shared by every built-in registration method.
+ */
+export async function warpOntoReference(recon: ReconBackend, frame: FrameRef, matrix: readonly number[], o: { output: string; interpolation: "bilinear" | "bicubic" | "lanczos3"; signal: AbortSignal; keywords: Record<string, [string | number, string]>; history: string[] }): Promise<void> {
+  const inverse = invert(matrix);
+  if (!inverse) throw new Error("the fitted transform is singular");
+  const img = await readFitsImage(frame.path, { signal: o.signal, ...(frame.hdu !== undefined ? { hdu: frame.hdu } : {}) });
+  const planes = await colourPlanes(recon, img, o.signal);
+  const n = img.width * img.height;
+  const data = new Float32Array(n * planes.length);
+  for (let c = 0; c < planes.length; c++) {
+    await recon.warp({ data: planes[c]!, width: img.width, height: img.height }, inverse, { interpolation: o.interpolation, signal: o.signal, out: data.subarray(c * n, (c + 1) * n) });
+  }
+  const header = img.header.withoutStructure();
+  if (planes.length === 3 && bayerOf(img)) for (const k of ["BAYERPAT", "XBAYROFF", "YBAYROFF"]) header.delete(k);
+  for (const [k, [v, comment]] of Object.entries(o.keywords)) header.set(k, v, comment);
+  await writeFitsImage(o.output, { width: img.width, height: img.height, channels: planes.length, data }, { header, history: o.history, signal: o.signal });
 }
 
 /** Planes to warp: the debayered R, G, B of a CFA frame, else the frame's own channels. */
@@ -190,7 +213,8 @@ async function colourPlanes(recon: ReconBackend, img: FitsImage, signal: AbortSi
   return Array.from({ length: img.channels }, (_, c) => img.data.subarray(c * n, (c + 1) * n));
 }
 
-function chooseReference(input: RegistrationInput, found: FrameStars[]): number {
+/** The reference/anchor frame index per `registration.reference` (see the module comment). */
+export function chooseReference(input: RegistrationInput, found: readonly { quality: number; stars: readonly unknown[]; error?: string }[]): number {
   const frames = input.frames;
   const ref = input.reference;
   const usable = (i: number) => !found[i]!.error && found[i]!.stars.length >= 3;
