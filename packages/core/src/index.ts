@@ -13,5 +13,5 @@ export { nativeEngine, builtinEngines } from "./engines/native.js";
 export { meanStack, combinedKeywords } from "./engines/mean-stack.js";
 export { seededRandom } from "./util/random.js";
 export { registerRelative, formatFrameName, bayerOf, frameStars, chooseReference, warpOntoReference, detectionPlane, type RelativeOptions, type FrameStars } from "./registration/relative.js";
-export { matchStars, type MatchOptions, type MatchResult } from "./registration/match.js";
+export { matchStars, refineMatch, type MatchOptions, type MatchResult } from "./registration/match.js";
 export { fitTransform, apply as applyTransform, invert as invertTransform, multiply as multiplyTransform, describe as describeTransform, TRANSFORM_MODELS, type Point, type TransformModel } from "./registration/geometry.js";

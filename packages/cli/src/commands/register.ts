@@ -30,12 +30,12 @@ export async function registerCommand(inputs: string[], opts: RegisterOptions, l
   const outDir = resolve(cwd, opts.out ?? reg.output_dir);
   const refOpt = opts.reference ?? reg.reference;
   const reference = refOpt === "auto" ? "auto" : typeof refOpt === "number" ? refOpt : /^\d+$/.test(refOpt) ? Number(refOpt) : resolve(cwd, refOpt);
-  const engines = await loadConfiguredEngines(loaded, cwd);
+  const method = opts.engine ?? reg.engine;
+  const engines = await loadConfiguredEngines(loaded, cwd, [`registration:${method}`]);
   const logger = stderrLogger(io, Boolean(opts.verbose));
   const events = new RunEvents();
   const scope = await createRunScope({ signal, logger, events, engines, workdir: outDir });
   try {
-    const method = opts.engine ?? reg.engine;
     const options: Record<string, unknown> = opts.transform ? { transform: opts.transform } : {};
     const plan = planStage(scope.registry, { stage: "registration", method, ...(reg.provider ? { engine: reg.provider } : {}), field: opts.engine ? "--engine" : "registration.engine", options });
     scope.registry.freeze();

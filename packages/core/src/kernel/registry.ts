@@ -17,6 +17,15 @@ export const OFFICIAL_SHORT_NAMES: Readonly<Record<string, string>> = {
 };
 
 /** Expand a short engine name to its package name; full names and paths pass through. */
+/**
+ * Capabilities that an official engine provides, so a configuration naming only the method
+ * (`registration.engine: wcs_anchor`) loads the engine without listing it under `engines:`.
+ */
+export const OFFICIAL_CAPABILITY_ENGINES: Readonly<Record<string, string>> = {
+  "registration:wcs_anchor": "@tile-compile/registration-wcs",
+  "registration:siril": "@tile-compile/engine-siril",
+};
+
 export function expandEngineName(name: string): string {
   if (name in OFFICIAL_SHORT_NAMES) return OFFICIAL_SHORT_NAMES[name]!;
   if (/^[a-z0-9][a-z0-9_-]*$/.test(name) && !name.startsWith("tile-compile-")) return `@tile-compile/engine-${name}`;

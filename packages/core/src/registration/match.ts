@@ -121,6 +121,18 @@ export function matchStars(stars: readonly Point[], ref: readonly Point[], optio
     }
   }
   if (!best || best.inliers.length < 3) return { ok: false, reason: `no consistent star pattern in common with the reference (${stars.length} stars detected; a different field?)` };
+  return refineMatch(stars, ref, best.matrix, { model, tolerancePx: tol, minMatches });
+}
+
+/**
+ * Least-squares refinement of an initial transform: every star (the 500 brightest) is paired with its
+ * nearest reference star under the current transform, the model is fitted, pairs beyond 3·RMS (and the
+ * tolerance) are dropped; three rounds. Also used to refine a WCS-derived first guess.
+ */
+export function refineMatch(stars: readonly Point[], ref: readonly Point[], initial: number[], options: { model?: TransformModel; tolerancePx?: number; minMatches?: number } = {}): MatchResult {
+  const model = options.model ?? "similarity";
+  const tol = options.tolerancePx ?? 2;
+  const minMatches = Math.max(options.minMatches ?? 8, MIN_PAIRS[model] + 2);
   // Refinement on all stars (the 500 brightest), nearest reference star found through a grid.
   const cell = Math.max(tol, 1);
   const grid = new Map<number, number[]>();
@@ -143,7 +155,7 @@ export function matchStars(stars: readonly Point[], ref: readonly Point[], optio
     return [bi, bd];
   };
   const candidates = stars.slice(0, 500);
-  let m = best.matrix;
+  let m = initial;
   let pairs: { s: Point; r: Point }[] = [];
   let rms = Infinity;
   for (let round = 0; round < 3; round++) {

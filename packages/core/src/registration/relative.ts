@@ -106,7 +106,7 @@ function median(v: number[]): number {
 export async function registerRelative(input: RegistrationInput, ctx: EngineContext): Promise<RegistrationResult> {
   const opts = input.options as RelativeOptions;
   const model = opts.transform ?? "similarity";
-  if (!TRANSFORM_MODELS.includes(model)) throw new TileCompileError("TC_CONFIG_INVALID", { field: "registration.transform", reason: `"${String(model)}" is not one of ${TRANSFORM_MODELS.join(", ")}` });
+  if (!TRANSFORM_MODELS.includes(model)) throw new TileCompileError("TC_CONFIG_INVALID", { file: "tile_compile.yaml", issues: [`registration.transform: "${String(model)}" is not one of ${TRANSFORM_MODELS.join(", ")}`] });
   const interpolation = opts.interpolation ?? "lanczos3";
   const recon = loadRecon();
   const frames = input.frames;
@@ -219,14 +219,14 @@ export function chooseReference(input: RegistrationInput, found: readonly { qual
   const ref = input.reference;
   const usable = (i: number) => !found[i]!.error && found[i]!.stars.length >= 3;
   if (typeof ref === "number") {
-    if (ref < 0 || ref >= frames.length) throw new TileCompileError("TC_CONFIG_INVALID", { field: "registration.reference", reason: `frame index ${ref} is outside 0..${frames.length - 1}` });
+    if (ref < 0 || ref >= frames.length) throw new TileCompileError("TC_CONFIG_INVALID", { file: "tile_compile.yaml", issues: [`registration.reference: frame index ${ref} is outside 0..${frames.length - 1}`] });
     if (!usable(ref)) throw new TileCompileError("TC_INPUT_INVALID", { input: frames[ref]!.path, reason: `the reference frame cannot be used: ${found[ref]!.error ?? "too few stars"}` });
     return ref;
   }
   if (ref !== "auto") {
     const want = resolve(ref);
     const i = frames.findIndex((f) => resolve(f.path) === want || basename(f.path) === ref);
-    if (i < 0) throw new TileCompileError("TC_CONFIG_INVALID", { field: "registration.reference", reason: `${ref} is not one of the frames to register` });
+    if (i < 0) throw new TileCompileError("TC_CONFIG_INVALID", { file: "tile_compile.yaml", issues: [`registration.reference: ${ref} is not one of the frames to register`] });
     if (!usable(i)) throw new TileCompileError("TC_INPUT_INVALID", { input: frames[i]!.path, reason: `the reference frame cannot be used: ${found[i]!.error ?? "too few stars"}` });
     return i;
   }
