@@ -75,7 +75,7 @@ export async function frameWcs(recon: ReconBackend, frame: FrameRef, cacheDir: s
 }
 
 /** Homography taking `from` pixels to `to` pixels through the sky, with its fit residual (px). */
-export function skyHomography(from: Wcs, to: Wcs, width: number, height: number): { matrix: number[]; rmsPx: number; maxPx: number } | undefined {
+export function skyHomography(from: Wcs, to: Wcs, width: number, height: number): { matrix: number[]; rmsPx: number; maxPx: number; overlap: number } | undefined {
   const src: { x: number; y: number }[] = [], dst: { x: number; y: number }[] = [];
   const n = 16;
   for (let j = 0; j < n; j++) for (let i = 0; i < n; i++) {
@@ -87,13 +87,15 @@ export function skyHomography(from: Wcs, to: Wcs, width: number, height: number)
   const m = fitTransform(src, dst, "homography");
   if (!m) return undefined;
   let sq = 0, max = 0;
+  // Fraction of the grid that lands inside the target frame (same size assumed, as registration requires).
+  const overlap = dst.filter((q) => q.x >= 0 && q.y >= 0 && q.x <= width - 1 && q.y <= height - 1).length / (n * n);
   src.forEach((p, k) => {
     const w = m[6]! * p.x + m[7]! * p.y + m[8]!;
     const d = Math.hypot((m[0]! * p.x + m[1]! * p.y + m[2]!) / w - dst[k]!.x, (m[3]! * p.x + m[4]! * p.y + m[5]!) / w - dst[k]!.y);
     sq += d * d;
     max = Math.max(max, d);
   });
-  return { matrix: m, rmsPx: Math.sqrt(sq / src.length), maxPx: max };
+  return { matrix: m, rmsPx: Math.sqrt(sq / src.length), maxPx: max, overlap };
 }
 
 export async function registerWcsAnchor(input: RegistrationInput, ctx: EngineContext): Promise<RegistrationResult> {
@@ -133,9 +135,10 @@ export async function registerWcsAnchor(input: RegistrationInput, ctx: EngineCon
       out.push({ input: path, error: f.error ?? "no WCS" });
       continue;
     }
-    const h = i === anchorIndex ? { matrix: [1, 0, 0, 0, 1, 0, 0, 0, 1], rmsPx: 0, maxPx: 0 } : skyHomography(f.wcs, anchor.wcs!, f.size.width, f.size.height);
-    if (!h) {
-      out.push({ input: path, error: "the frame and the anchor do not overlap on the sky" });
+    const h = i === anchorIndex ? { matrix: [1, 0, 0, 0, 1, 0, 0, 0, 1], rmsPx: 0, maxPx: 0, overlap: 1 } : skyHomography(f.wcs, anchor.wcs!, f.size.width, f.size.height);
+    if (!h || h.overlap < 0.1) {
+      const [ra, dec] = f.wcs.pixelToSky(f.size.width / 2, f.size.height / 2);
+      out.push({ input: path, error: `the frame and the anchor do not overlap on the sky (frame centre RA ${ra.toFixed(3)}°, Dec ${dec.toFixed(3)}°; a different field?)` });
       continue;
     }
     if (h.maxPx > maxResidual) {

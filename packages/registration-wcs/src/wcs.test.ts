@@ -97,18 +97,18 @@ describe.runIf(have && m94.length > 0)("wcs_anchor with astrometry.net", () => {
     expect(performance.now() - t).toBeLessThan(15_000);
   });
 
-  it("synthetic Tycho-2 fields with known transforms: ≤ 0.1 px RMS; blank sky and a missing solve-field are per-frame errors", { timeout: 300_000 }, async () => {
+  it("synthetic Tycho-2 fields with known shifts, rotations (incl. 180°) and 0.4 % scale: ≤ 0.1 px RMS; blank sky, another field and a missing solve-field are per-frame errors", { timeout: 300_000 }, async () => {
     const dir = mkdtempSync(join(tmpdir(), "tc-wcs-syn-"));
     const cat = join(dir, "cat.fits");
     execFileSync("query-starkd", ["-r", "300.0", "-d", "35.0", "-R", "0.9", "-T", "-o", cat, "/usr/share/astrometry/index-tycho2-08.littleendian.fits"]);
     const stars = await readCatalog(cat);
     expect(stars.length).toBeGreaterThan(50);
     const W = 1024, H = 1024, scale = 3.6 / 3600;
-    const wcsOf = (rotDeg: number, dx: number, dy: number) => {
-      const t = (rotDeg * Math.PI) / 180;
-      return new Wcs({ crpix: [512.5 + dx, 512.5 + dy], crval: [300, 35], cd: [-scale * Math.cos(t), scale * Math.sin(t), scale * Math.sin(t), scale * Math.cos(t)] });
+    const wcsOf = (rotDeg: number, dx: number, dy: number, zoom = 1) => {
+      const t = (rotDeg * Math.PI) / 180, sc = scale / zoom;
+      return new Wcs({ crpix: [512.5 + dx, 512.5 + dy], crval: [300, 35], cd: [-sc * Math.cos(t), sc * Math.sin(t), sc * Math.sin(t), sc * Math.cos(t)] });
     };
-    const truths = [wcsOf(12, 0, 0), wcsOf(12.4, 15.3, -8.7), wcsOf(192, -6.1, 4.4)];
+    const truths = [wcsOf(12, 0, 0), wcsOf(12.4, 15.3, -8.7), wcsOf(192, -6.1, 4.4), wcsOf(11.8, 3.2, 2.1, 1.004)];
     const files: string[] = [];
     for (const [k, wcs] of truths.entries()) {
       const r = seededRandom(50 + k);
@@ -131,11 +131,29 @@ describe.runIf(have && m94.length > 0)("wcs_anchor with astrometry.net", () => {
       await writeFitsImage(f, { width: W, height: H, data }, { header });
       files.push(f);
     }
+    // A frame of another field (catalogue stars around RA 310°): it solves, but not where the anchor is.
+    const other = join(dir, "other_field.fit");
+    {
+      const cat2 = join(dir, "cat2.fits");
+      execFileSync("query-starkd", ["-r", "310.0", "-d", "40.0", "-R", "0.9", "-T", "-o", cat2, "/usr/share/astrometry/index-tycho2-08.littleendian.fits"]);
+      const w2 = new Wcs({ crpix: [512.5, 512.5], crval: [310, 40], cd: [-scale, 0, 0, scale] });
+      const data = new Float32Array(W * H).fill(800);
+      for (const s of await readCatalog(cat2)) {
+        const [x0, y0] = w2.skyToPixel(s.ra, s.dec);
+        for (let y = Math.max(0, Math.floor(y0) - 7); y < Math.min(H, Math.floor(y0) + 8); y++) for (let x = Math.max(0, Math.floor(x0) - 7); x < Math.min(W, Math.floor(x0) + 8); x++) {
+          data[y * W + x] = data[y * W + x]! + ((4e6 * 10 ** (-0.4 * (s.mag - 6))) / (2 * Math.PI * 1.96)) * Math.exp(-((x - x0) ** 2 + (y - y0) ** 2) / (2 * 1.96));
+        }
+      }
+      const hh = new FitsHeader();
+      hh.set("RA", 310).set("DEC", 40).set("FOCALLEN", 1000).set("XPIXSZ", 17.45);
+      await writeFitsImage(other, { width: W, height: H, data }, { header: hh });
+    }
     const blank = join(dir, "blank.fit");
     await writeFitsImage(blank, { width: W, height: H, data: new Float32Array(W * H).map((_, i) => 800 + ((i * 7919) % 17)) });
-    const res = await registerWcsAnchor({ frames: [...files, blank].map((path) => ({ path })), reference: 0, outputDir: join(dir, "out"), filenamePattern: "w_{index:05d}.fit", options: {}, history: [] }, ctx());
-    expect(res.frames[3]!.error).toBeDefined();
-    for (let k = 1; k < 3; k++) {
+    const res = await registerWcsAnchor({ frames: [...files, blank, other].map((path) => ({ path })), reference: 0, outputDir: join(dir, "out"), filenamePattern: "w_{index:05d}.fit", options: {}, history: [] }, ctx());
+    expect(res.frames[4]!.error).toMatch(/could not solve/);
+    expect(res.frames[5]!.error).toMatch(/do not overlap|not a homography/);
+    for (let k = 1; k < 4; k++) {
       const truth = skyHomography(truths[k]!, truths[0]!, W, H)!;
       let sq = 0, n = 0;
       for (let y = 0; y < H; y += 64) for (let x = 0; x < W; x += 64) {

@@ -86,13 +86,14 @@ describe("relative registration on synthetic frames with known transforms", () =
     expect(flip.header.get("REGREF")).toBe("light_0.fit");
   });
 
-  it("reports blank, foreign-field and mirrored frames with the reason and registers the rest", async () => {
-    const files = [join(dir, "good_ref.fit"), join(dir, "blank.fit"), join(dir, "other_field.fit"), join(dir, "mirrored.fit"), join(dir, "good.fit")];
+  it("reports blank, foreign-field, mirrored and saturated frames with the reason and registers the rest", async () => {
+    const files = [join(dir, "good_ref.fit"), join(dir, "blank.fit"), join(dir, "other_field.fit"), join(dir, "mirrored.fit"), join(dir, "good.fit"), join(dir, "saturated.fit")];
     await writeFitsImage(files[0]!, { width: W, height: H, data: render(cat, W, H, [1, 0, 0, 0, 1, 0, 0, 0, 1], 1, { sigma: 1.2 }) }); // sharpest: the auto reference
     await writeFitsImage(files[1]!, { width: W, height: H, data: render([], W, H, [1, 0, 0, 0, 1, 0, 0, 0, 1], 2) });
     await writeFitsImage(files[2]!, { width: W, height: H, data: render(catalog(W, H, 260, 99), W, H, [1, 0, 0, 0, 1, 0, 0, 0, 1], 3) });
     await writeFitsImage(files[3]!, { width: W, height: H, data: render(cat, W, H, [-1, 0, W - 1, 0, 1, 0, 0, 0, 1], 4) });
     await writeFitsImage(files[4]!, { width: W, height: H, data: render(cat, W, H, knownTransform(W, H, 90, 1, 1, 2), 5) });
+    await writeFitsImage(files[5]!, { width: W, height: H, data: new Float32Array(W * H).fill(65535) });
     const res = await registerRelative({ frames: files.map((path) => ({ path })), reference: "auto", outputDir: join(dir, "reg2"), filenamePattern: "r_{name}.fit", options: {}, history: [] }, ctx());
     expect(res.reference).toBe(files[0]);
     expect(res.frames[1]!.error).toMatch(/stars detected/);
@@ -100,6 +101,7 @@ describe("relative registration on synthetic frames with known transforms", () =
     expect(res.frames[3]!.error).toMatch(/mirrored/);
     expect(res.frames[4]!.error).toBeUndefined();
     expect(res.frames[4]!.output).toBe(join(dir, "reg2", "r_good.fit"));
+    expect(res.frames[5]!.error).toMatch(/only 0 stars detected/);
   });
 
   it("keeps the reference of an earlier run into the same folder", async () => {
