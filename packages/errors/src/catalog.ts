@@ -145,6 +145,14 @@ export const errorCatalog = {
     hint: () => "Reinstall without --no-optional (npm may have dropped the platform package), build it with `pnpm --filter @tile-compile/recon-native build:native`, or set TILE_COMPILE_RECON=js to use the TypeScript backend.",
     exitCode: 1,
   },
+  TC_JOB_INVALID: {
+    title: "Invalid job",
+    message: (d) =>
+      `${s(d.file)} has ${Array.isArray(d.problems) ? d.problems.length : "some"} problem(s):\n` +
+      (Array.isArray(d.problems) ? (d.problems as string[]).map((p) => `  - ${p}`).join("\n") : ""),
+    hint: () => "Fix every problem listed above (each names the file and the field); `tile-compile validate JOB` checks again without reading any pixels or writing anything.",
+    exitCode: 78,
+  },
   TC_NATIVE_FAILED: {
     title: "Native kernel failed",
     message: (d) => `The native kernel ${s(d.kernel)} failed: ${s(d.reason)}`,

@@ -9,7 +9,7 @@
  * written unless the caller passes one.
  */
 import { randomBytes } from "node:crypto";
-import { open, rename, rm, type FileHandle } from "node:fs/promises";
+import { mkdir, open, rename, rm, type FileHandle } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { TileCompileError } from "../errors/index.js";
 import { BLOCK, FitsHeader, formatCard } from "./header.js";
@@ -93,6 +93,8 @@ export class FitsWriter {
     const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`);
     let fh: FileHandle;
     try {
+      // The output's folder is created on demand (outputs land in per-group folders).
+      await mkdir(dirname(path), { recursive: true });
       fh = await open(tmp, "wx");
     } catch (e) {
       throw ioError("create", tmp, e);

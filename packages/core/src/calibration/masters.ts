@@ -1,0 +1,121 @@
+/**
+ * Master building with the built-in `native` calibration engine: winsorized sigma rejection (3, 3) mean of
+ * the raw frames through recon-native's combine, streamed in bands of rows so memory stays within
+ * `runtime.memory_budget` whatever the number of frames. Flats are bias-subtracted and each divided by its
+ * own median first, and the master flat is normalised to mean 1 (so a light is simply divided by it).
+ *
+ * The master's header records what built it (TCINHASH: the raw frames' identities; TCRECIPE: the recipe
+ * and engine version), so a later plan can tell a stale master. Writes are atomic (temporary file +
+ * rename): two runs building the same master at once both write complete files and the last rename wins.
+ */
+import { basename } from "node:path";
+import { loadRecon } from "@tile-compile/recon-native";
+import { TileCompileError } from "../errors/index.js";
+import { FitsFile, readFitsImage } from "../fits/reader.js";
+import { FitsWriter } from "../fits/writer.js";
+import { FitsHeader } from "../fits/header.js";
+import type { MasterPlan } from "../jobs/plan.js";
+import { recipeOf } from "../jobs/plan.js";
+
+export interface BuildMasterOptions {
+  /** Master bias (for flats). */
+  bias?: string;
+  engine: string;
+  memoryBudgetBytes: number;
+  signal?: AbortSignal;
+  history?: string[];
+  onProgress?: (fraction: number) => void;
+}
+
+export async function buildMaster(m: MasterPlan, o: BuildMasterOptions): Promise<{ path: string; frames: number }> {
+  if (m.inputs.length === 0) throw new TileCompileError("TC_INPUT_INVALID", { input: m.name, reason: "no raw frames to build it from" });
+  const recon = loadRecon();
+  const files = await Promise.all(m.inputs.map((p) => FitsFile.open(p)));
+  try {
+    const readers = await Promise.all(files.map((f) => f.image()));
+    const { width, height, channels } = readers[0]!;
+    for (const [i, r] of readers.entries()) {
+      if (r.width !== width || r.height !== height || r.channels !== channels) {
+        throw new TileCompileError("TC_INPUT_INVALID", { input: m.inputs[i]!, reason: `is ${r.width}×${r.height}×${r.channels}, the other frames of ${m.name} are ${width}×${height}×${channels}` });
+      }
+    }
+    // Flats: per-frame bias and median, measured first (one frame in memory at a time).
+    let bias: Float32Array | undefined;
+    const scale = new Float64Array(readers.length).fill(1);
+    if (m.kind === "flat") {
+      if (o.bias) {
+        const b = await readFitsImage(o.bias, { ...(o.signal ? { signal: o.signal } : {}) });
+        if (b.width !== width || b.height !== height) throw new TileCompileError("TC_INPUT_INVALID", { input: o.bias, reason: `the master bias is ${b.width}×${b.height}, the flats ${width}×${height}` });
+        bias = b.data;
+      }
+      for (const [i, r] of readers.entries()) {
+        const d = await r.readAll(o.signal ? { signal: o.signal } : {});
+        if (bias) for (let k = 0; k < d.length; k++) d[k] = d[k]! - bias[k % bias.length]!;
+        const med = (await recon.robustStats(d, { iterations: 0, ...(o.signal ? { signal: o.signal } : {}) })).median;
+        if (!(med > 0)) throw new TileCompileError("TC_INPUT_INVALID", { input: m.inputs[i]!, reason: `flat median ${med} after bias subtraction is not positive (wrong frame type or over-subtracted bias?)` });
+        scale[i] = 1 / med;
+      }
+    }
+    const header = new FitsHeader();
+    const h0 = readers[0]!.header;
+    for (const k of ["INSTRUME", "TELESCOP", "XBINNING", "YBINNING", "GAIN", "OFFSET", "FILTER", "BAYERPAT", "XBAYROFF", "YBAYROFF", "XPIXSZ", "YPIXSZ"]) {
+      const v = h0.get(k);
+      if (v !== undefined) header.set(k, v);
+    }
+    header.set("IMAGETYP", m.kind === "bias" ? "Master Bias" : m.kind === "dark" ? "Master Dark" : "Master Flat");
+    const exps = readers.map((r) => r.header.getNumber("EXPTIME") ?? r.header.getNumber("EXPOSURE")).filter((v): v is number => v !== undefined);
+    if (exps.length && m.kind !== "bias") header.set("EXPTIME", exps.reduce((a, b) => a + b, 0) / exps.length, "[s] mean exposure of the inputs");
+    const temps = readers.map((r) => r.header.getNumber("CCD-TEMP") ?? r.header.getNumber("CCD_TEMP")).filter((v): v is number => v !== undefined);
+    if (temps.length) {
+      header.set("CCD-TEMP", Number((temps.reduce((a, b) => a + b, 0) / temps.length).toFixed(3)), "[C] mean sensor temperature of the inputs");
+      header.set("TEMPSPRD", Number((Math.max(...temps) - Math.min(...temps)).toFixed(3)), "[C] max - min sensor temperature of the inputs");
+    }
+    header.set("NCOMBINE", readers.length, "raw frames combined");
+    header.set("TCINHASH", m.inputHash ?? "", "identity hash of the raw frames (names, sizes, times)");
+    header.set("TCRECIPE", m.recipeHash, "hash of the recipe and engine version");
+    const history = [...(o.history ?? []), `${m.kind} master: ${recipeOf(m.kind, o.engine)}`, `inputs: ${m.inputs.map((p) => basename(p)).join(", ").slice(0, 2000)}`];
+    const writer = await FitsWriter.create(m.path, { width, height, channels }, { header, history, ...(o.signal ? { signal: o.signal } : {}) });
+    try {
+      // Bands of rows: N frames × rows × width × 4 bytes (plus the same again for the combine) within budget.
+      const perRow = readers.length * width * 4 * 2 + width * 8;
+      const rows = Math.max(1, Math.min(height, Math.floor(o.memoryBudgetBytes / perRow)));
+      let flatSum = 0, flatCount = 0;
+      const planes: Float32Array[] = [];
+      for (let c = 0; c < channels; c++) {
+        const plane = m.kind === "flat" ? new Float32Array(width * height) : undefined;
+        for (let y = 0; y < height; y += rows) {
+          o.signal?.throwIfAborted();
+          const n = Math.min(rows, height - y);
+          const band = await Promise.all(readers.map((r) => r.readRows(y, n, c)));
+          if (m.kind === "flat") {
+            for (const [i, b] of band.entries()) {
+              for (let k = 0; k < b.length; k++) b[k] = (b[k]! - (bias ? bias[c * width * height + y * width + k]! : 0)) * scale[i]!;
+            }
+          }
+          const { data } = await recon.combine(band, { rejection: "winsorized", low: 3, high: 3, ...(o.signal ? { signal: o.signal } : {}) });
+          if (plane) {
+            plane.set(data, y * width);
+            for (const v of data) if (Number.isFinite(v)) { flatSum += v; flatCount++; }
+          } else await writer.write(data);
+          o.onProgress?.((c * height + y + n) / (channels * height));
+        }
+        if (plane) planes.push(plane);
+      }
+      if (m.kind === "flat") {
+        // Normalise to mean 1 so calibration is a plain division.
+        const mean = flatSum / flatCount;
+        for (const p of planes) {
+          for (let k = 0; k < p.length; k++) p[k] = p[k]! / mean;
+          await writer.write(p);
+        }
+      }
+      await writer.commit();
+    } catch (e) {
+      await writer.abort();
+      throw e;
+    }
+    return { path: m.path, frames: readers.length };
+  } finally {
+    await Promise.all(files.map((f) => f.close()));
+  }
+}
