@@ -112,3 +112,38 @@ describe("tile-compile register", () => {
     expect(existsSync(join(work, "reg", "reg_00003.fit"))).toBe(false);
   });
 });
+
+describe("tile-compile validate / run --stage calibrate", () => {
+  it("validate prints the requirements, decisions and masters; --dry-run writes nothing; run builds and calibrates", { timeout: 120_000 }, async () => {
+    const { makeLibrary } = await import("../../core/src/test-support/library.js");
+    const base = mkdtempSync(join(tmpdir(), "tc-cli-job-"));
+    await makeLibrary(base);
+    const job = join(base, "jobs", "M42_LRGB.json");
+    const v = capture();
+    expect(await runCli(["validate", job], { io: v.io, cwd: base })).toBe(0);
+    const text = v.out.join("\n");
+    expect(text).toMatch(/requirements:/);
+    expect(text).toMatch(/L\s+180 s\s+-\d+\.\d … -\d+\.\d °C\s+100\s+1x1\s+8\s+2024_01_15, 2024_01_20/);
+    expect(text).toMatch(/dark for L 180s at .* dark_180s_-10C_2024_01_15\.fit — same exposure/);
+    expect(text).toMatch(/not dark 300s -10C 2024_01_15: exposure 300s, lights 180s/);
+    expect(text).toMatch(/build\s+calibration\/masters\/biases\/bias_2024_01_15\.fit — from 6 raw frames/);
+    const d = capture();
+    expect(await runCli(["run", job, "--stage", "calibrate", "--dry-run"], { io: d.io, cwd: base })).toBe(0);
+    expect(d.out.join("\n")).toMatch(/dry run: would build 7 master\(s\) and calibrate 20 light\(s\); nothing written/);
+    expect(existsSync(join(base, "calibration", "masters"))).toBe(false);
+    const r = capture();
+    expect(await runCli(["run", job, "--stage", "calibrate"], { io: r.io, cwd: base })).toBe(0);
+    expect(r.out.join("\n")).toMatch(/masters: 7 built, 0 reused/);
+    expect(r.out.join("\n")).toMatch(/calibrated L 180 s: 8 frame\(s\) → M42\/processed\/calibrated\/L_180s/);
+    const again = capture();
+    expect(await runCli(["validate", job], { io: again.io, cwd: base })).toBe(0);
+    expect(again.out.join("\n")).toMatch(/0 master\(s\) to build, 7 to reuse/);
+    // A bad job: exit 78 with every problem named.
+    writeFileSync(join(base, "jobs", "bad.json"), JSON.stringify({ name: "b", type: "LRGB", lights: { L: "M42/none" }, extra: 1 }));
+    const b = capture();
+    expect(await runCli(["validate", join(base, "jobs", "bad.json")], { io: b.io, cwd: base })).toBe(78);
+    expect(b.err.join("\n")).toMatch(/TC_JOB_INVALID/);
+    expect(b.err.join("\n")).toMatch(/unknown key\(s\) "extra"/);
+    expect(b.err.join("\n")).toMatch(/folder M42\/none does not exist/);
+  });
+});

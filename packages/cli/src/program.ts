@@ -3,6 +3,7 @@
  * tests call it in-process: 0 ok, 78 configuration error, 130 cancelled, 1 anything else.
  */
 import { createRequire } from "node:module";
+import { resolve } from "node:path";
 import { Command, CommanderError } from "commander";
 import { exitCodeOf, loadConfig } from "@tile-compile/core";
 import { demoCommand } from "./commands/demo.js";
@@ -10,6 +11,7 @@ import { enginesCommand } from "./commands/engines.js";
 import { scanCommand } from "./commands/scan.js";
 import { stackCommand } from "./commands/stack.js";
 import { registerCommand } from "./commands/register.js";
+import { runCommand, validateCommand } from "./commands/job.js";
 import { formatError, processIo, type Io } from "./output.js";
 
 const pkg = createRequire(import.meta.url)("../package.json") as { version: string };
@@ -87,6 +89,28 @@ export async function runCli(argv: string[], options: CliOptions = {}): Promise<
       const loaded = await config();
       for (const w of loaded.warnings) io.err(`warning: ${w}`);
       exitCode = await registerCommand(frames, { ...o, verbose: Boolean(program.opts<{ verbose?: boolean }>().verbose) }, loaded, io, signal, cwd);
+    });
+
+  program
+    .command("validate")
+    .description("Check a job file: scan light headers (no pixels), match calibration, list masters to build; writes nothing")
+    .argument("<job>", "job file (.json or .yaml)")
+    .option("--json", "machine-readable plan")
+    .action(async (job: string, o: { json?: boolean }) => {
+      const loaded = await config();
+      exitCode = await validateCommand(resolve(cwd, job), o, loaded, io, signal);
+    });
+
+  program
+    .command("run")
+    .description("Run a job (today: --stage calibrate builds the masters and calibrates the lights)")
+    .argument("<job>", "job file (.json or .yaml)")
+    .option("-s, --stage <stage>", "stage to run: calibrate", "calibrate")
+    .option("--dry-run", "print the plan (every master to build or reuse, and why) and write nothing")
+    .action(async (job: string, o: { stage?: string; dryRun?: boolean }) => {
+      const loaded = await config();
+      for (const w of loaded.warnings) io.err(`warning: ${w}`);
+      exitCode = await runCommand(resolve(cwd, job), o, loaded, io, signal);
     });
 
   program

@@ -31,6 +31,12 @@ export const configSchema = z.strictObject({
   $schema: z.string().optional(),
   $import: z.union([z.string(), z.array(z.string())]).optional().describe("Shared presets merged under this file (paths relative to it)"),
   engines: z.array(engineRef).default([]).describe("Engines to load besides the built-in ones; listed engines are the only ones used"),
+  base_dir: z.string().min(1).optional().describe("Library root of job files (holding calibration/ and jobs/); default: found from the job file's location"),
+  filters: z
+    .strictObject({
+      aliases: z.record(z.string().min(1), z.string().min(1)).default({}).describe("Extra filter-name aliases, e.g. { \"Halpha 7nm\": H }"),
+    })
+    .default({ aliases: {} }),
   calibration: z
     .strictObject({
       engine: engineRef.optional(),

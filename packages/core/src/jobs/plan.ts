@@ -125,10 +125,22 @@ function loadJobFile(path: string, problems: JobProblem[]): JobFile | undefined 
   }
   const r = jobSchema.safeParse(raw);
   if (r.success) return r.data;
+  let onlyUnknownKeys = true;
   for (const issue of r.error.issues) {
     const field = issue.path.map(String).join(".") || undefined;
     const message = issue.code === "unrecognized_keys" ? `unknown key(s) ${(issue as { keys: string[] }).keys.map((k) => `"${k}"`).join(", ")}` : issue.message;
     problems.push({ file: path, ...(field ? { field } : {}), message });
+    if (issue.code !== "unrecognized_keys") onlyUnknownKeys = false;
+    else {
+      // Drop the unknown keys so the rest of the job can still be checked (all problems at once).
+      let o = raw as Record<string, unknown>;
+      for (const k of issue.path) o = o[k as string] as Record<string, unknown>;
+      for (const k of (issue as { keys: string[] }).keys) delete o[k];
+    }
+  }
+  if (onlyUnknownKeys) {
+    const again = jobSchema.safeParse(raw);
+    if (again.success) return again.data;
   }
   return undefined;
 }
@@ -159,6 +171,8 @@ export async function planJob(jobFile: string, options: PlanOptions = {}): Promi
   const plan: JobPlan = { jobFile, base, library, lights: [], requirements: [], masters: [], decisions: [], groups: [], problems, headerBytesRead: 0 };
   const job = loadJobFile(jobFile, problems);
   if (!job) return plan;
+  // A job that failed the schema only by unknown keys is still checked further (all problems at once),
+  // but it never runs: the problems recorded above stay.
   plan.job = job;
   const opt = job.options ?? {};
   const tempTol = opt.temp_tolerance ?? 2;

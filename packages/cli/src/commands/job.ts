@@ -1,0 +1,89 @@
+/**
+ * `tile-compile validate JOB` — scan the light headers (no pixels), match calibration, print the
+ * requirements table, every decision with its rejected candidates, and the masters to reuse/build/rebuild;
+ * exit 78 with every problem listed when the job cannot run. Writes nothing.
+ *
+ * `tile-compile run JOB --stage calibrate [--dry-run]` — the same plan, then (unless --dry-run) build the
+ * masters it needs and calibrate the lights into `<output>/calibrated/`. Later stages join with their issues.
+ */
+import { createRequire } from "node:module";
+import { relative, resolve } from "node:path";
+import { jobError, planJob, runCalibrateStage, TileCompileError, type JobPlan, type LoadedConfig } from "@tile-compile/core";
+import { progressBar, type Io } from "../output.js";
+
+const corePkg = createRequire(import.meta.url)("@tile-compile/core/package.json") as { name: string; version: string };
+const ENGINE = `${corePkg.name}@${corePkg.version}`;
+
+function table(rows: string[][]): string[] {
+  const w = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
+  return rows.map((r) => r.map((v, c) => v.padEnd(w[c]!)).join("  ").trimEnd());
+}
+
+export function describePlan(plan: JobPlan, io: Io): void {
+  const rel = (p: string) => relative(plan.base, p) || ".";
+  io.out(`job ${plan.job?.name ?? "?"} (${plan.job?.type ?? "?"}), base ${plan.base}`);
+  if (plan.requirements.length) {
+    io.out("");
+    io.out("requirements:");
+    const rows = [["filter", "exposure", "temperature", "gain", "binning", "frames", "nights"]];
+    for (const r of plan.requirements) rows.push([r.filter, `${r.exposureSeconds} s`, r.temperatureMin === undefined ? "—" : r.temperatureMin === r.temperatureMax ? `${r.temperatureMin} °C` : `${r.temperatureMin.toFixed(1)} … ${r.temperatureMax!.toFixed(1)} °C`, r.gain === undefined ? "—" : String(r.gain), r.binning ?? "—", String(r.count), r.nights.join(", ")]);
+    for (const l of table(rows)) io.out(`  ${l}`);
+  }
+  if (plan.decisions.length) {
+    io.out("");
+    io.out("calibration matching:");
+    for (const d of plan.decisions) {
+      io.out(`  ${d.kind} for ${d.subject}: ${d.chosen ? `${d.chosen} — ${d.reason}` : `NONE — ${d.reason}`}`);
+      for (const r of d.rejected) io.out(`      not ${r.candidate}: ${r.reason}`);
+    }
+  }
+  if (plan.masters.length) {
+    io.out("");
+    io.out("masters:");
+    for (const m of plan.masters) io.out(`  ${m.action.padEnd(7)} ${rel(m.path)} — ${m.reason}`);
+  }
+  if (plan.output) {
+    io.out("");
+    io.out(`output: ${rel(plan.output)}`);
+  }
+}
+
+async function plan(jobFile: string, loaded: LoadedConfig, signal: AbortSignal): Promise<JobPlan> {
+  const base = loaded.config.base_dir;
+  const aliases = loaded.config.filters.aliases;
+  return planJob(jobFile, { engine: ENGINE, signal, filterAliases: aliases, ...(base ? { baseDir: resolve(loaded.dir, base) } : {}) });
+}
+
+export async function validateCommand(jobFile: string, opts: { json?: boolean }, loaded: LoadedConfig, io: Io, signal: AbortSignal): Promise<number> {
+  const p = await plan(jobFile, loaded, signal);
+  if (opts.json) {
+    io.out(JSON.stringify({ job: p.job, base: p.base, output: p.output, requirements: p.requirements, decisions: p.decisions, masters: p.masters.map(({ set: _s, ...m }) => m), problems: p.problems, headerBytesRead: p.headerBytesRead }, null, 2));
+    return p.problems.length ? 78 : 0;
+  }
+  describePlan(p, io);
+  if (p.problems.length) throw jobError(p);
+  io.out("");
+  io.out(`valid: ${p.lights.length} lights in ${p.groups.length} group(s); ${p.masters.filter((m) => m.action !== "reuse").length} master(s) to build, ${p.masters.filter((m) => m.action === "reuse").length} to reuse`);
+  return 0;
+}
+
+export async function runCommand(jobFile: string, opts: { stage?: string; dryRun?: boolean; json?: boolean }, loaded: LoadedConfig, io: Io, signal: AbortSignal): Promise<number> {
+  const stage = opts.stage ?? "calibrate";
+  if (stage !== "calibrate") throw new TileCompileError("TC_INPUT_INVALID", { input: "--stage", reason: `stage "${stage}" is not available yet (calibrate is)`, hint: "Run --stage calibrate; registration, stacking, composition and stretch join with their issues." });
+  const p = await plan(jobFile, loaded, signal);
+  describePlan(p, io);
+  if (p.problems.length) throw jobError(p);
+  if (opts.dryRun) {
+    io.out("");
+    io.out(`dry run: would build ${p.masters.filter((m) => m.action !== "reuse").length} master(s) and calibrate ${p.lights.length} light(s); nothing written`);
+    return 0;
+  }
+  const bar = progressBar(opts.json ? { ...io, interactive: false } : io, "calibrate");
+  const budget = loaded.runtime.memoryBudgetBytes;
+  const res = await runCalibrateStage(p, { engine: ENGINE, memoryBudgetBytes: budget, signal, history: [`tile-compile calibrate (${ENGINE}) job ${p.job!.name}`], onProgress: (f, note) => bar.update(f, note), log: (l) => io.err(l) });
+  bar.stop();
+  io.out("");
+  io.out(`masters: ${res.mastersBuilt.length} built, ${res.mastersReused.length} reused`);
+  for (const g of res.calibrated) io.out(`calibrated ${g.filter} ${g.exposureSeconds} s: ${g.frames.length} frame(s) → ${relative(p.base, g.dir)}`);
+  return 0;
+}
