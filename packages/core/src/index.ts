@@ -15,7 +15,7 @@ export { seededRandom } from "./util/random.js";
 export { registerRelative, formatFrameName, bayerOf, frameStars, chooseReference, warpOntoReference, detectionPlane, type RelativeOptions, type FrameStars } from "./registration/relative.js";
 export { matchStars, refineMatch, type MatchOptions, type MatchResult } from "./registration/match.js";
 export { fitTransform, apply as applyTransform, invert as invertTransform, multiply as multiplyTransform, describe as describeTransform, TRANSFORM_MODELS, type Point, type TransformModel } from "./registration/geometry.js";
-export { jobSchema, JOB_TYPES, type JobFile } from "./jobs/schema.js";
+export { jobSchema, jobJsonSchema, JOB_TYPES, type JobFile } from "./jobs/schema.js";
 export { normalizeFilter, DEFAULT_FILTER_ALIASES } from "./jobs/filters.js";
 export { libraryLayout, findBaseDir, masterName, rawSets, type LibraryLayout, type RawSet } from "./jobs/library.js";
 export { planJob, masterStamp, recipeOf, type JobPlan, type JobProblem, type MasterPlan, type Decision, type Requirement, type LightFrame, type CalibratedGroup, type PlanOptions } from "./jobs/plan.js";

@@ -77,6 +77,11 @@ describe("job validation and the calibration library", () => {
     // Hot pixels (40 ADU/s × 180 s = 7200 ADU in the raw frame) are gone.
     for (const [x, y] of [[10, 10], [50, 20], [70, 40], [30, 55], [88, 5]] as const) expect(img.data[y * 96 + x]!).toBeLessThan(600);
     expect(img.header.get("CALSTAT")).toBe("BDF");
+    // run.json records the decisions with their rejected candidates.
+    const run = JSON.parse((await import("node:fs")).readFileSync(join(base, "M42", "processed", "run.json"), "utf8"));
+    expect(run.decisions.find((d: { kind: string; subject: string }) => d.kind === "dark" && d.subject.startsWith("L")).rejected.length).toBeGreaterThan(2);
+    expect(run.kernels.backend).toMatch(/native|js/);
+    expect(run.stages.calibrate.calibrated).toHaveLength(4);
   }, 120_000);
 
   it("the SHO job in YAML validates with filter aliases (Ha, OIII, SII)", async () => {
@@ -137,6 +142,19 @@ describe("bad jobs: every problem at once, with file and field, nothing written"
   });
 });
 
+describe("masters under concurrency", () => {
+  it("two runs building the same master at once leave one complete, correct master", async () => {
+    const plan = await planJob(join(base, "jobs", "M42_LRGB.json"), { engine: "@tile-compile/core@concurrency" });
+    const bias = plan.masters.find((m) => m.kind === "bias")!;
+    const { buildMaster } = await import("../calibration/masters.js");
+    await Promise.all([0, 1].map(() => buildMaster(bias, { engine: "@tile-compile/core@concurrency", memoryBudgetBytes: 1 << 20 })));
+    const img = await readFitsImage(bias.path);
+    expect(img.header.get("NCOMBINE")).toBe(6);
+    expect(Math.abs(img.data[500]! - (1000 + 3 * Math.sin((500 % 96) / 5)))).toBeLessThan(6);
+    expect(readdirSync(join(base, "calibration", "masters", "biases")).filter((f) => f.includes(".tmp"))).toEqual([]);
+  }, 60_000);
+});
+
 describe("validate reads headers only", () => {
   it("500 lights: exactly the header bytes are read", async () => {
     const b = mkdtempSync(join(tmpdir(), "tc-500-"));
@@ -158,4 +176,22 @@ describe("validate reads headers only", () => {
     expect(size).toBeGreaterThan(100_000);
     expect(plan.headerBytesRead).toBe(500 * 2880);
   }, 120_000);
+});
+
+describe("shipped examples and schema", () => {
+  it("every example job in examples/jobs passes the job schema; job.schema.json is current", async () => {
+    const { readFileSync, readdirSync: ls } = await import("node:fs");
+    const { parse } = await import("yaml");
+    const { jobSchema, jobJsonSchema } = await import("./schema.js");
+    const dir = new URL("../../../../examples/jobs/", import.meta.url).pathname;
+    const files = ls(dir).sort();
+    expect(files).toEqual(["M42_LRGB.json", "M42_LRGB_HDR.json", "NGC6888_HOO.yaml", "NGC7000_SHO.yaml"]);
+    for (const f of files) {
+      const text = readFileSync(join(dir, f), "utf8");
+      const r = jobSchema.safeParse(f.endsWith(".json") ? JSON.parse(text) : parse(text));
+      expect(r.success, `${f}: ${r.success ? "" : JSON.stringify(r.error.issues)}`).toBe(true);
+    }
+    const shipped = JSON.parse(readFileSync(new URL("../../job.schema.json", import.meta.url), "utf8"));
+    expect(shipped).toEqual(jobJsonSchema());
+  });
 });

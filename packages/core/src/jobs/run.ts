@@ -4,6 +4,8 @@
  * of the group in use are the only images held in memory.
  */
 import { existsSync } from "node:fs";
+import { mkdir, rename, writeFile } from "node:fs/promises";
+import { loadRecon } from "@tile-compile/recon-native";
 import { basename, join } from "node:path";
 import { calibrateLight, defectMap, type DefectMap, type Masters } from "../calibration/apply.js";
 import { buildMaster } from "../calibration/masters.js";
@@ -34,6 +36,7 @@ export interface CalibrateStageResult {
 
 export async function runCalibrateStage(plan: JobPlan, o: CalibrateStageOptions): Promise<CalibrateStageResult> {
   if (plan.problems.length > 0 || !plan.job || !plan.output) throw jobError(plan);
+  const started = performance.now();
   const built: string[] = [], reused: string[] = [];
   const todo = plan.masters.filter((m) => m.action !== "reuse");
   const biasPath = plan.masters.find((m) => m.kind === "bias")?.path;
@@ -83,5 +86,29 @@ export async function runCalibrateStage(plan: JobPlan, o: CalibrateStageOptions)
     }
     calibrated.push({ filter: g.filter, exposureSeconds: g.exposureSeconds, dir, frames });
   }
-  return { mastersBuilt: built, mastersReused: reused, calibrated };
+  const result = { mastersBuilt: built, mastersReused: reused, calibrated };
+  await writeRunJson(plan, { calibrate: { ...result, seconds: (performance.now() - started) / 1000 } }, o.engine);
+  return result;
+}
+
+/**
+ * `<output>/run.json`: the plan (requirements, every calibration decision with its rejected candidates,
+ * masters and what was done with them), the stages run, the engine and the kernel backend. Atomic.
+ */
+export async function writeRunJson(plan: JobPlan, stages: Record<string, unknown>, engine: string): Promise<string> {
+  const recon = loadRecon();
+  const doc = {
+    job: plan.job, jobFile: plan.jobFile, base: plan.base, output: plan.output,
+    engine, kernels: { backend: recon.kind, simd: recon.simd, threads: recon.threads() },
+    requirements: plan.requirements,
+    decisions: plan.decisions,
+    masters: plan.masters.map((m) => ({ kind: m.kind, name: m.name, path: m.path, action: m.action, reason: m.reason, inputs: m.inputs.length, inputHash: m.inputHash, recipeHash: m.recipeHash })),
+    stages,
+  };
+  await mkdir(plan.output!, { recursive: true });
+  const target = join(plan.output!, "run.json");
+  const tmp = `${target}.${process.pid}.partial`;
+  await writeFile(tmp, `${JSON.stringify(doc, null, 2)}\n`);
+  await rename(tmp, target);
+  return target;
 }

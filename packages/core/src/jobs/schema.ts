@@ -49,3 +49,9 @@ export const jobSchema = z.strictObject({
 });
 
 export type JobFile = z.infer<typeof jobSchema>;
+
+/** JSON Schema of the job file (shipped as `@tile-compile/core/job.schema.json`, written by `pnpm schema`). */
+export function jobJsonSchema(): Record<string, unknown> {
+  const schema = z.toJSONSchema(jobSchema, { io: "input", unrepresentable: "any" }) as Record<string, unknown>;
+  return { $id: "https://tile-compile.dev/schema/job.json", title: "tile-compile job file", ...schema };
+}
