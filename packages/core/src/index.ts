@@ -18,7 +18,7 @@ export { fitTransform, apply as applyTransform, invert as invertTransform, multi
 export { jobSchema, jobJsonSchema, JOB_TYPES, type JobFile } from "./jobs/schema.js";
 export { normalizeFilter, DEFAULT_FILTER_ALIASES } from "./jobs/filters.js";
 export { libraryLayout, findBaseDir, masterName, rawSets, type LibraryLayout, type RawSet } from "./jobs/library.js";
-export { planJob, masterStamp, recipeOf, type JobPlan, type JobProblem, type MasterPlan, type Decision, type Requirement, type LightFrame, type CalibratedGroup, type PlanOptions } from "./jobs/plan.js";
+export { planJob, masterStamp, recipeOf, hashOf, type JobPlan, type JobProblem, type MasterPlan, type Decision, type Requirement, type LightFrame, type CalibratedGroup, type PlanOptions } from "./jobs/plan.js";
 export { runCalibrateStage, jobError, type CalibrateStageResult, type CalibrateStageOptions } from "./jobs/run.js";
 export { buildMaster } from "./calibration/masters.js";
 export { calibrateLight, defectMap, type Masters, type DefectMap } from "./calibration/apply.js";

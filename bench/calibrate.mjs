@@ -1,0 +1,40 @@
+// pnpm bench calibrate: building a master dark (winsorized 3/3 mean, streamed in bands) from N raw frames
+// of 2048² 16-bit (default 50; BENCH_FRAMES=n) vs a plain fs.readFile of the same files, in the same run.
+// Target (issue: job files & calibration): within 2× of the plain read.
+import { existsSync, mkdirSync, readdirSync, rmSync } from "node:fs";
+import { readFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { buildMaster, FitsHeader, hashOf, recipeOf, seededRandom, writeFitsImage } from "../packages/core/dist/index.js";
+import { loadRecon } from "../packages/recon-native/dist/index.js";
+
+const N = Number(process.env.BENCH_FRAMES ?? 50);
+const W = 2048, H = 2048;
+const dir = join(process.env.BENCH_DIR ?? join(tmpdir(), "tc-bench-calibrate"), `darks-${N}`);
+if (!existsSync(join(dir, "done"))) {
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  console.log(`generating ${N} darks of ${W}×${H} (16-bit) in ${dir} …`);
+  const r = seededRandom(9);
+  for (let k = 0; k < N; k++) {
+    const data = new Float32Array(W * H);
+    for (let i = 0; i < data.length; i++) data[i] = Math.round(1000 + 3 * Math.sin((i % W) / 7) + 5 * Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r()) + (i % 9973 === 0 ? 2000 : 0));
+    const h = new FitsHeader();
+    h.set("IMAGETYP", "Dark Frame").set("EXPTIME", 300).set("CCD-TEMP", -10);
+    await writeFitsImage(join(dir, `dark_${String(k).padStart(3, "0")}.fit`), { width: W, height: H, data }, { bitpix: 16, header: h });
+  }
+  (await import("node:fs")).writeFileSync(join(dir, "done"), "");
+}
+const files = readdirSync(dir).filter((f) => f.endsWith(".fit")).sort().map((f) => join(dir, f));
+const best = async (fn, runs) => { let b = Infinity; for (let i = 0; i < runs; i++) { const t = performance.now(); await fn(); b = Math.min(b, performance.now() - t); } return b; };
+for (const f of files) await readFile(f); // warm the page cache
+const read = await best(async () => { for (const f of files) await readFile(f); }, 3);
+const out = join(dir, "..", "master_dark.fit");
+const plan = { kind: "dark", name: "master_dark.fit", path: out, action: "build", reason: "bench", inputs: files, inputHash: "bench", recipeHash: hashOf(recipeOf("dark", "bench")), set: { kind: "dark", date: "2024_01_01", dir } };
+const build = await best(() => buildMaster(plan, { engine: "bench", memoryBudgetBytes: 1 << 30 }), 2);
+const recon = loadRecon();
+console.log(`bench calibrate: master dark from ${N} frames ${W}×${H} 16-bit (${(N * W * H * 2 / 1e6).toFixed(0)} MB), ${recon.kind} kernels (${recon.simd}, ${recon.threads()} threads), best of runs, warm cache`);
+console.log(`plain fs.readFile of the frames   ${read.toFixed(0).padStart(7)} ms`);
+console.log(`buildMaster (winsorized 3/3)      ${build.toFixed(0).padStart(7)} ms`);
+const ratio = build / read;
+console.log(`master / plain read = ${ratio.toFixed(2)}× (target ≤ 2×): ${ratio <= 2 ? "met" : "NOT met"}`);
