@@ -19,7 +19,6 @@ const stars = Array.from({ length: 500 }, () => ({ x: 30 + r() * (W - 60), y: 30
 // Frame k: input pixel p maps to the reference at R(θk)·(p − c) + c + (dxk, dyk).
 const truth = Array.from({ length: N }, (_, k) => (k === 0 ? { dx: 0, dy: 0, th: 0 } : { dx: (r() - 0.5) * 16, dy: (r() - 0.5) * 16, th: (r() - 0.5) * 0.01 }));
 const c = (W - 1) / 2;
-const toRef = ({ dx, dy, th }) => { const cs = Math.cos(th), sn = Math.sin(th); return [cs, -sn, c - cs * c + sn * c + dx, sn, cs, c - sn * c - cs * c + dy, 0, 0, 1]; };
 
 const stamp = join(root, `frames-${N}.json`);
 if (!existsSync(stamp)) {

@@ -1,14 +1,6 @@
 // Seeded synthetic data for benchmarks (same generator as recon-native's tests).
-export function rng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { seededRandom as rng } from "../packages/recon-native/dist/index.js";
+export { rng };
 const gauss = (r) => () => Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r());
 export function starField(width, height, seed, { stars = 40, sky = 1000, noise = 10, sigma = 1.8 } = {}) {
   const r = rng(seed), g = gauss(r);

@@ -11,3 +11,4 @@ export { Backend } from "./backend.js";
 export { jsKernels } from "./js/index.js";
 export type { RawKernels } from "./raw.js";
 export { shiftMatrix, similarityMatrix, affineMatrix, multiplyMatrix, invertMatrix, separableWindow } from "./transforms.js";
+export { seededRandom } from "./random.js";

@@ -169,7 +169,7 @@ d("native results do not depend on the thread count", () => {
   it("1 thread and 4 threads give bit-identical outputs", async () => {
     const p: Plane = starField(500, 400, 10, { stars: 80 });
     const frames = noiseFrames(12, 300_000, 11);
-    const tiles = [];
+    const tiles: { x0: number; y0: number; width: number; height: number }[] = [];
     for (let y = 0; y + 100 <= 400; y += 75) for (let x = 0; x + 100 <= 500; x += 75) tiles.push({ x0: x, y0: y, width: 100, height: 100 });
     const run = async () => ({
       bg: await nat.backgroundMap(p, { meshSize: 50 }),

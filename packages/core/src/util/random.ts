@@ -1,11 +1,2 @@
-/** Mulberry32: a tiny, fast, seeded PRNG for reproducible fixtures and demo data (not for statistics). */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+// The seeded generator lives in the leaf package recon-native (its tests and benchmarks need it too).
+export { seededRandom } from "@tile-compile/recon-native";

@@ -1,16 +1,8 @@
 /** Seeded synthetic data for the parity and property tests (never downloaded, always reproducible). */
 import { loadRecon, nativeAvailable, type Plane, type ReconBackend } from "../index.js";
+import { seededRandom as rng } from "../random.js";
 
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { seededRandom as rng } from "../random.js";
 
 /** Standard normal deviates (Box–Muller). */
 export function gauss(r: () => number): () => number {
