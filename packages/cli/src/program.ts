@@ -110,7 +110,7 @@ export async function runCli(argv: string[], options: CliOptions = {}): Promise<
     .action(async (job: string, o: { stage?: string; dryRun?: boolean }) => {
       const loaded = await config();
       for (const w of loaded.warnings) io.err(`warning: ${w}`);
-      exitCode = await runCommand(resolve(cwd, job), o, loaded, io, signal);
+      exitCode = await runCommand(resolve(cwd, job), o, loaded, io, signal, cwd);
     });
 
   program

@@ -21,4 +21,5 @@ export { libraryLayout, findBaseDir, masterName, rawSets, type LibraryLayout, ty
 export { planJob, masterStamp, recipeOf, hashOf, type JobPlan, type JobProblem, type MasterPlan, type Decision, type Requirement, type LightFrame, type CalibratedGroup, type PlanOptions } from "./jobs/plan.js";
 export { runCalibrateStage, jobError, type CalibrateStageResult, type CalibrateStageOptions } from "./jobs/run.js";
 export { buildMaster } from "./calibration/masters.js";
+export { nativeCalibration } from "./calibration/native.js";
 export { calibrateLight, defectMap, type Masters, type DefectMap } from "./calibration/apply.js";

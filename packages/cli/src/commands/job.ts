@@ -7,9 +7,11 @@
  * masters it needs and calibrate the lights into `<output>/calibrated/`. Later stages join with their issues.
  */
 import { createRequire } from "node:module";
-import { relative, resolve } from "node:path";
-import { jobError, planJob, runCalibrateStage, TileCompileError, type JobPlan, type LoadedConfig } from "@tile-compile/core";
-import { progressBar, type Io } from "../output.js";
+import { join, relative, resolve } from "node:path";
+import { jobError, planJob, planStage, provenanceLine, RunEvents, runCalibrateStage, runStage, TileCompileError, type JobPlan, type LoadedConfig } from "@tile-compile/core";
+import { tmpdir } from "node:os";
+import { createRunScope, loadConfiguredEngines } from "../container.js";
+import { progressBar, stderrLogger, type Io } from "../output.js";
 
 const corePkg = createRequire(import.meta.url)("@tile-compile/core/package.json") as { name: string; version: string };
 const ENGINE = `${corePkg.name}@${corePkg.version}`;
@@ -67,7 +69,7 @@ export async function validateCommand(jobFile: string, opts: { json?: boolean },
   return 0;
 }
 
-export async function runCommand(jobFile: string, opts: { stage?: string; dryRun?: boolean; json?: boolean }, loaded: LoadedConfig, io: Io, signal: AbortSignal): Promise<number> {
+export async function runCommand(jobFile: string, opts: { stage?: string; dryRun?: boolean; json?: boolean }, loaded: LoadedConfig, io: Io, signal: AbortSignal, cwd: string): Promise<number> {
   const stage = opts.stage ?? "calibrate";
   if (stage !== "calibrate") throw new TileCompileError("TC_INPUT_INVALID", { input: "--stage", reason: `stage "${stage}" is not available yet (calibrate is)`, hint: "Run --stage calibrate; registration, stacking, composition and stretch join with their issues." });
   const p = await plan(jobFile, loaded, signal);
@@ -78,10 +80,29 @@ export async function runCommand(jobFile: string, opts: { stage?: string; dryRun
     io.out(`dry run: would build ${p.masters.filter((m) => m.action !== "reuse").length} master(s) and calibrate ${p.lights.length} light(s); nothing written`);
     return 0;
   }
-  const bar = progressBar(opts.json ? { ...io, interactive: false } : io, "calibrate");
-  const budget = loaded.runtime.memoryBudgetBytes;
-  const res = await runCalibrateStage(p, { engine: ENGINE, memoryBudgetBytes: budget, signal, history: [`tile-compile calibrate (${ENGINE}) job ${p.job!.name}`], onProgress: (f, note) => bar.update(f, note), log: (l) => io.err(l) });
-  bar.stop();
+  const engines = await loadConfiguredEngines(loaded, cwd);
+  const logger = stderrLogger(io, false);
+  const events = new RunEvents();
+  const scope = await createRunScope({ signal, logger, events, engines, workdir: p.output! });
+  let res;
+  try {
+    const cal = loaded.config.calibration;
+    const stagePlan = planStage(scope.registry, { stage: "calibration", method: cal.method, ...(cal.engine ? { engine: cal.engine } : {}), field: "calibration.method", options: {} });
+    scope.registry.freeze();
+    const bar = progressBar(opts.json ? { ...io, interactive: false } : io, `calibration:${stagePlan.method}`);
+    events.on((e) => {
+      if (e.type === "stage:progress") bar.update(e.fraction, e.note);
+      if (e.type === "warning") logger.warn(e.message);
+    });
+    const engine = `${stagePlan.engine.meta.name}@${stagePlan.engine.meta.version}`;
+    res = await runStage(stagePlan, [], (provider, ctx) => runCalibrateStage(p, { provider, ctx, engine, history: [provenanceLine(stagePlan), `job ${p.job!.name}`] }), {
+      signal, logger, events, runtime: loaded.runtime, engineOptions: loaded.config.engine_options, workRoot: join(tmpdir(), "tile-compile"),
+      observers: scope.registry.list().map((r) => r.engine),
+    });
+    bar.stop();
+  } finally {
+    await scope.dispose();
+  }
   io.out("");
   io.out(`masters: ${res.mastersBuilt.length} built, ${res.mastersReused.length} reused`);
   for (const g of res.calibrated) io.out(`calibrated ${g.filter} ${g.exposureSeconds} s: ${g.frames.length} frame(s) → ${relative(p.base, g.dir)}`);

@@ -19,6 +19,7 @@ import { writeFitsImage } from "../fits/writer.js";
 import { FitsHeader } from "../fits/header.js";
 import { planJob } from "../jobs/plan.js";
 import { runCalibrateStage } from "../jobs/run.js";
+import { nativeCalibration } from "./native.js";
 import { seestarDir } from "../test-support/tools.js";
 import { seededRandom } from "../util/random.js";
 
@@ -70,7 +71,8 @@ describe.runIf(dir)("calibration on real sky with a known synthetic calibration"
     writeFileSync(join(base, "jobs/m94.json"), JSON.stringify({ name: "M94", type: "RGB", calibration: { bias: "2025_03_26", darks: "2025_03_26", flats: "2025_03_26" }, lights: { IRCUT: "M94/2025_03_26/IRCUT10" }, output: "M94/processed" }));
     const plan = await planJob(join(base, "jobs/m94.json"), { engine: "test" });
     expect(plan.problems).toEqual([]);
-    const res = await runCalibrateStage(plan, { engine: "test", memoryBudgetBytes: 256 << 20 });
+    const ctx = { signal: new AbortController().signal, logger: { debug() {}, info() {}, warn() {}, error() {} } as never, progress() {}, workdir: tmpdir(), options: {}, runtime: { threads: 2, memoryBudgetBytes: 256 << 20 } };
+    const res = await runCalibrateStage(plan, { provider: nativeCalibration("test"), ctx, engine: "test" });
     expect(res.mastersBuilt).toHaveLength(3);
     for (const [k, out] of res.calibrated[0]!.frames.entries()) {
       const C = await readFitsImage(out);

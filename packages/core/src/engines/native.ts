@@ -1,6 +1,6 @@
 /**
  * The built-in `native` engine. It registers through `defineEngine` exactly like a third-party engine
- * (STYLE.md §7). Today it provides `stacking:mean` and `registration:relative`; calibration, rejection stacking, composition and
+ * (STYLE.md §7). Today it provides `calibration:native`, `registration:relative` and `stacking:mean`; rejection stacking, composition and
  * stretch join it with their issues.
  */
 import { createRequire } from "node:module";
@@ -8,14 +8,16 @@ import type { Engine } from "../kernel/contracts.js";
 import { defineEngine } from "../kernel/define.js";
 import { meanStack } from "./mean-stack.js";
 import { registerRelative } from "../registration/relative.js";
+import { nativeCalibration } from "../calibration/native.js";
 
 const pkg = createRequire(import.meta.url)("../../package.json") as { name: string; version: string };
 
 export const nativeEngine: Engine = defineEngine({
   meta: { name: pkg.name, version: pkg.version, apiVersion: 1, description: "Built-in engines of tile-compile (short name: native)" },
-  capabilities: { "stacking:mean": "stable", "registration:relative": "stable" },
+  capabilities: { "stacking:mean": "stable", "registration:relative": "stable", "calibration:native": "stable" },
   stacking: { mean: { stack: meanStack } },
   registration: { relative: { register: registerRelative } },
+  calibration: { native: nativeCalibration(`${pkg.name}@${pkg.version}`) },
 });
 
 /** Engines every run has, registered before the configured ones. */

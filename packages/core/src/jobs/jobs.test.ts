@@ -6,6 +6,8 @@ import { readFitsImage } from "../fits/reader.js";
 import { makeLibrary } from "../test-support/library.js";
 import { planJob, type JobPlan } from "./plan.js";
 import { runCalibrateStage } from "./run.js";
+import { nativeCalibration } from "../calibration/native.js";
+import type { EngineContext } from "../kernel/contracts.js";
 
 const ENGINE = "@tile-compile/core@test";
 let base: string;
@@ -14,7 +16,10 @@ beforeAll(async () => {
   await makeLibrary(base);
 }, 120_000);
 
-const stage = (plan: JobPlan) => runCalibrateStage(plan, { engine: ENGINE, memoryBudgetBytes: 64 << 20 });
+function testCtx(): EngineContext {
+  return { signal: new AbortController().signal, logger: { debug() {}, info() {}, warn() {}, error() {} } as never, progress() {}, workdir: tmpdir(), options: {}, runtime: { threads: 2, memoryBudgetBytes: 64 << 20 } };
+}
+const stage = (plan: JobPlan) => runCalibrateStage(plan, { provider: nativeCalibration(ENGINE), ctx: testCtx(), engine: ENGINE });
 
 describe("job validation and the calibration library", () => {
   it("validates the LRGB job: requirements, decisions with rejected candidates, masters to build", async () => {

@@ -6,11 +6,9 @@
 import { existsSync } from "node:fs";
 import { mkdir, rename, writeFile } from "node:fs/promises";
 import { loadRecon } from "@tile-compile/recon-native";
-import { basename, join } from "node:path";
-import { calibrateLight, defectMap, type DefectMap, type Masters } from "../calibration/apply.js";
-import { buildMaster } from "../calibration/masters.js";
+import { join } from "node:path";
+import type { CalibrationProvider, EngineContext } from "../kernel/contracts.js";
 import { TileCompileError } from "../errors/index.js";
-import { readFitsImage, type FitsImage } from "../fits/reader.js";
 import { expLabel } from "./library.js";
 import type { JobPlan, JobProblem } from "./plan.js";
 
@@ -20,12 +18,13 @@ export function jobError(plan: JobPlan): TileCompileError {
 }
 
 export interface CalibrateStageOptions {
+  /** The calibration provider (from the registry: `calibration.method`, default the built-in `native`). */
+  provider: CalibrationProvider;
+  /** The stage context (signal, logger, progress, runtime limits); see kernel/runner.ts. */
+  ctx: EngineContext;
+  /** engine@version of the provider: part of every master's recipe. */
   engine: string;
-  memoryBudgetBytes: number;
-  signal?: AbortSignal;
   history?: string[];
-  onProgress?: (fraction: number, note: string) => void;
-  log?: (line: string) => void;
 }
 
 export interface CalibrateStageResult {
@@ -37,52 +36,40 @@ export interface CalibrateStageResult {
 export async function runCalibrateStage(plan: JobPlan, o: CalibrateStageOptions): Promise<CalibrateStageResult> {
   if (plan.problems.length > 0 || !plan.job || !plan.output) throw jobError(plan);
   const started = performance.now();
+  const { provider, ctx } = o;
   const built: string[] = [], reused: string[] = [];
   const todo = plan.masters.filter((m) => m.action !== "reuse");
   const biasPath = plan.masters.find((m) => m.kind === "bias")?.path;
+  if (todo.length > 0 && !provider.buildMaster) throw new TileCompileError("TC_CAPABILITY_MISSING", { capability: "calibration (master building)", field: "calibration.method" });
   for (const [i, m] of todo.entries()) {
-    o.log?.(`${m.action === "build" ? "building" : "rebuilding"} ${m.name}: ${m.reason}`);
-    await buildMaster(m, {
-      engine: o.engine, memoryBudgetBytes: o.memoryBudgetBytes, history: o.history ?? [],
-      ...(m.kind === "flat" && biasPath ? { bias: biasPath } : {}),
-      ...(o.signal ? { signal: o.signal } : {}),
-      onProgress: (f) => o.onProgress?.((0.5 * (i + f)) / Math.max(1, todo.length), `master ${m.name}`),
-    });
+    ctx.logger.info(`${m.action === "build" ? "building" : "rebuilding"} ${m.name}: ${m.reason}`);
+    const sub: EngineContext = { ...ctx, progress: (f, note) => ctx.progress((0.5 * (i + f)) / Math.max(1, todo.length), note ?? `master ${m.name}`) };
+    await provider.buildMaster!({ kind: m.kind, frames: m.inputs.map((path) => ({ path })), output: m.path, ...(m.kind === "flat" && biasPath ? { masterBias: biasPath } : {}), options: { name: m.name, recipeHash: m.recipeHash, ...(m.inputHash ? { inputHash: m.inputHash } : {}) }, history: o.history ?? [] }, sub);
     built.push(m.path);
   }
   for (const m of plan.masters) if (m.action === "reuse") reused.push(m.path);
 
-  const cache = new Map<string, FitsImage>();
-  const load = async (p?: string) => {
-    if (!p) return undefined;
-    if (!existsSync(p)) throw new TileCompileError("TC_INPUT_INVALID", { input: p, reason: "the master does not exist" });
-    if (!cache.has(p)) {
-      if (cache.size >= 6) cache.clear(); // masters of the current groups only
-      cache.set(p, await readFitsImage(p, o.signal ? { signal: o.signal } : {}));
-    }
-    return cache.get(p)!;
-  };
-  const defects = new Map<string, DefectMap>();
+  // Lights: one provider call per (group, master set), frames streamed inside it.
   const opt = plan.job.options ?? {};
   const calibrated: CalibrateStageResult["calibrated"] = [];
   const total = plan.groups.reduce((a, g) => a + g.frames.length, 0);
   let done = 0;
   for (const g of plan.groups) {
     const dir = join(plan.output, "calibrated", `${g.filter}_${expLabel(g.exposureSeconds)}`);
-    const frames: string[] = [];
+    const sets = new Map<string, typeof g.frames>();
     for (const f of g.frames) {
-      o.signal?.throwIfAborted();
-      const m: Masters = {};
-      const dark = await load(f.dark), bias = await load(f.bias), flat = await load(f.flat);
-      if (dark) m.dark = dark;
-      if (bias && (!dark || opt.dark_scaling)) m.bias = bias;
-      if (flat) m.flat = flat;
-      const key = `${f.dark ?? ""}|${f.flat ?? ""}`;
-      if (opt.cosmetic !== false && !defects.has(key)) defects.set(key, await defectMap(m));
-      const out = join(dir, basename(f.frame.path).replace(/\.(fits?|fts)(\.fz|\.gz)?$/i, ".fit"));
-      await calibrateLight(f.frame.path, out, m, defects.get(key), { cosmetic: opt.cosmetic !== false, darkScaling: opt.dark_scaling ?? false, history: o.history ?? [], ...(o.signal ? { signal: o.signal } : {}) });
-      frames.push(out);
-      o.onProgress?.(0.5 + (0.5 * ++done) / total, `calibrate ${basename(f.frame.path)}`);
+      const key = `${f.dark ?? ""}|${f.bias ?? ""}|${f.flat ?? ""}`;
+      sets.set(key, [...(sets.get(key) ?? []), f]);
+    }
+    const frames: string[] = [];
+    for (const list of sets.values()) {
+      const f0 = list[0]!;
+      for (const p of [f0.dark, f0.bias, f0.flat]) if (p && !existsSync(p)) throw new TileCompileError("TC_INPUT_INVALID", { input: p, reason: "the master does not exist" });
+      const before = done;
+      const sub: EngineContext = { ...ctx, progress: (f, note) => ctx.progress(0.5 + (0.5 * (before + f * list.length)) / total, note) };
+      const r = await provider.calibrate({ frames: list.map((f) => ({ path: f.frame.path })), ...(f0.bias ? { masterBias: f0.bias } : {}), ...(f0.dark ? { masterDark: f0.dark } : {}), ...(f0.flat ? { masterFlat: f0.flat } : {}), outputDir: dir, options: { darkScaling: opt.dark_scaling ?? false, cosmetic: opt.cosmetic !== false }, history: o.history ?? [] }, sub);
+      frames.push(...r.frames.map((x) => x.output));
+      done += list.length;
     }
     calibrated.push({ filter: g.filter, exposureSeconds: g.exposureSeconds, dir, frames });
   }
