@@ -1,12 +1,12 @@
 /**
  * The built-in `native` engine. It registers through `defineEngine` exactly like a third-party engine
- * (STYLE.md §7). Today it provides `calibration:native`, `registration:relative` and `stacking:mean`; rejection stacking, composition and
+ * (STYLE.md §7). Today it provides `calibration:native`, `registration:relative` and `stacking:mean|median|rejection`; composition and
  * stretch join it with their issues.
  */
 import { createRequire } from "node:module";
 import type { Engine } from "../kernel/contracts.js";
 import { defineEngine } from "../kernel/define.js";
-import { meanStack } from "./mean-stack.js";
+import { nativeStack } from "./stack.js";
 import { registerRelative } from "../registration/relative.js";
 import { nativeCalibration } from "../calibration/native.js";
 
@@ -14,8 +14,8 @@ const pkg = createRequire(import.meta.url)("../../package.json") as { name: stri
 
 export const nativeEngine: Engine = defineEngine({
   meta: { name: pkg.name, version: pkg.version, apiVersion: 1, description: "Built-in engines of tile-compile (short name: native)" },
-  capabilities: { "stacking:mean": "stable", "registration:relative": "stable", "calibration:native": "stable" },
-  stacking: { mean: { stack: meanStack } },
+  capabilities: { "stacking:mean": "stable", "stacking:median": "stable", "stacking:rejection": "stable", "registration:relative": "stable", "calibration:native": "stable" },
+  stacking: { mean: { stack: nativeStack }, median: { stack: nativeStack }, rejection: { stack: nativeStack } },
   registration: { relative: { register: registerRelative } },
   calibration: { native: nativeCalibration(`${pkg.name}@${pkg.version}`) },
 });
