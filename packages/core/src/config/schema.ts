@@ -68,10 +68,14 @@ export const configSchema = z.strictObject({
   composition: z
     .strictObject({
       engine: engineRef.optional(),
-      palette: z.string().optional(),
+      method: z.string().default("palette").describe("Composition method: palette (built-in) or one a loaded engine provides"),
+      palette: z.string().optional().describe("Palette name (built-in RGB, LRGB, SHO, HOO, LSHO, LHOO or one of composition.palettes); default: the job's type"),
       palettes: z.record(z.string(), z.record(z.string(), z.record(z.string(), z.number()))).default({}).describe("User palettes: name → output channel → { filter: weight }"),
     })
-    .default({ palettes: {} }),
+    .default({ method: "palette", palettes: {} }),
+  hdr: z
+    .strictObject({ blend: z.boolean().default(false).describe("Blend the exposures of a filter (HDR) instead of skipping composition") })
+    .default({ blend: false }),
   stretch: z
     .strictObject({
       engine: engineRef.optional(),

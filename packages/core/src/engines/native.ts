@@ -9,15 +9,19 @@ import { defineEngine } from "../kernel/define.js";
 import { nativeStack } from "./stack.js";
 import { registerRelative } from "../registration/relative.js";
 import { nativeCalibration } from "../calibration/native.js";
+import { nativeComposition } from "../composition/native.js";
+import { nativeStretch } from "../stretch/native.js";
 
 const pkg = createRequire(import.meta.url)("../../package.json") as { name: string; version: string };
 
 export const nativeEngine: Engine = defineEngine({
   meta: { name: pkg.name, version: pkg.version, apiVersion: 1, description: "Built-in engines of tile-compile (short name: native)" },
-  capabilities: { "stacking:mean": "stable", "stacking:median": "stable", "stacking:rejection": "stable", "registration:relative": "stable", "calibration:native": "stable" },
+  capabilities: { "stacking:mean": "stable", "stacking:median": "stable", "stacking:rejection": "stable", "registration:relative": "stable", "calibration:native": "stable", "composition:palette": "stable", "stretch:autostretch": "stable", "stretch:asinh": "stable" },
   stacking: { mean: { stack: nativeStack }, median: { stack: nativeStack }, rejection: { stack: nativeStack } },
   registration: { relative: { register: registerRelative } },
   calibration: { native: nativeCalibration(`${pkg.name}@${pkg.version}`) },
+  composition: { palette: nativeComposition },
+  stretch: nativeStretch,
 });
 
 /** Engines every run has, registered before the configured ones. */
