@@ -103,9 +103,9 @@ export async function runCli(argv: string[], options: CliOptions = {}): Promise<
 
   program
     .command("run")
-    .description("Run a job (today: --stage calibrate builds the masters and calibrates the lights)")
+    .description("Run a job: calibrate → register → stack per (filter, exposure) → compose → stretch; resumes finished steps")
     .argument("<job>", "job file (.json or .yaml)")
-    .option("-s, --stage <stage>", "stage to run: calibrate", "calibrate")
+    .option("-s, --stage <stage>", "run up to this stage: calibrate, register, stack, compose, stretch or all", "all")
     .option("--dry-run", "print the plan (every master to build or reuse, and why) and write nothing")
     .action(async (job: string, o: { stage?: string; dryRun?: boolean }) => {
       const loaded = await config();

@@ -23,3 +23,8 @@ export { runCalibrateStage, jobError, type CalibrateStageResult, type CalibrateS
 export { buildMaster } from "./calibration/masters.js";
 export { nativeCalibration } from "./calibration/native.js";
 export { calibrateLight, defectMap, type Masters, type DefectMap } from "./calibration/apply.js";
+export { runJobPipeline, PIPELINE_STEPS, type PipelineStep, type PipelineOptions, type PipelineResult } from "./jobs/pipeline.js";
+export { BUILTIN_PALETTES, paletteInputs, type Palette } from "./composition/palettes.js";
+export { nativeComposition } from "./composition/native.js";
+export { nativeStretch, mtf, writePng } from "./stretch/native.js";
+export { nativeStack } from "./engines/stack.js";

@@ -8,7 +8,7 @@
  */
 import { createRequire } from "node:module";
 import { join, relative, resolve } from "node:path";
-import { jobError, planJob, planStage, provenanceLine, RunEvents, runCalibrateStage, runStage, TileCompileError, type JobPlan, type LoadedConfig } from "@tile-compile/core";
+import { jobError, PIPELINE_STEPS, planJob, RunEvents, runJobPipeline, TileCompileError, type JobPlan, type LoadedConfig, type PipelineStep } from "@tile-compile/core";
 import { tmpdir } from "node:os";
 import { createRunScope, loadConfiguredEngines } from "../container.js";
 import { progressBar, stderrLogger, type Io } from "../output.js";
@@ -70,41 +70,43 @@ export async function validateCommand(jobFile: string, opts: { json?: boolean },
 }
 
 export async function runCommand(jobFile: string, opts: { stage?: string; dryRun?: boolean; json?: boolean }, loaded: LoadedConfig, io: Io, signal: AbortSignal, cwd: string): Promise<number> {
-  const stage = opts.stage ?? "calibrate";
-  if (stage !== "calibrate") throw new TileCompileError("TC_INPUT_INVALID", { input: "--stage", reason: `stage "${stage}" is not available yet (calibrate is)`, hint: "Run --stage calibrate; registration, stacking, composition and stretch join with their issues." });
+  const stage = opts.stage ?? "all";
+  if (stage !== "all" && !(PIPELINE_STEPS as readonly string[]).includes(stage)) throw new TileCompileError("TC_INPUT_INVALID", { input: "--stage", reason: `unknown stage "${stage}"`, hint: `Use one of ${PIPELINE_STEPS.join(", ")} or all (runs up to and including that stage; finished steps are reused).` });
   const p = await plan(jobFile, loaded, signal);
   describePlan(p, io);
   if (p.problems.length) throw jobError(p);
   if (opts.dryRun) {
     io.out("");
-    io.out(`dry run: would build ${p.masters.filter((m) => m.action !== "reuse").length} master(s) and calibrate ${p.lights.length} light(s); nothing written`);
+    io.out(`dry run: would build ${p.masters.filter((m) => m.action !== "reuse").length} master(s), calibrate ${p.lights.length} light(s), then per group: register (${loaded.config.registration.engine}), stack (${loaded.config.stacking.method}) → ${p.groups.map((g) => `stack_${g.filter}_${g.exposureSeconds}s.fit`).join(", ")}; compose (${loaded.config.composition.palette ?? p.job!.type}); stretch (${loaded.config.stretch.method}). Nothing written.`);
     return 0;
   }
-  const engines = await loadConfiguredEngines(loaded, cwd);
+  const wanted = [`registration:${loaded.config.registration.engine}`];
+  const engines = await loadConfiguredEngines(loaded, cwd, wanted);
   const logger = stderrLogger(io, false);
   const events = new RunEvents();
   const scope = await createRunScope({ signal, logger, events, engines, workdir: p.output! });
-  let res;
   try {
-    const cal = loaded.config.calibration;
-    const stagePlan = planStage(scope.registry, { stage: "calibration", method: cal.method, ...(cal.engine ? { engine: cal.engine } : {}), field: "calibration.method", options: {} });
     scope.registry.freeze();
-    const bar = progressBar(opts.json ? { ...io, interactive: false } : io, `calibration:${stagePlan.method}`);
+    const bar = progressBar(opts.json ? { ...io, interactive: false } : io, "run");
     events.on((e) => {
+      if (e.type === "stage:start") bar.update(0, `${e.stage}:${e.method}`);
       if (e.type === "stage:progress") bar.update(e.fraction, e.note);
       if (e.type === "warning") logger.warn(e.message);
     });
-    const engine = `${stagePlan.engine.meta.name}@${stagePlan.engine.meta.version}`;
-    res = await runStage(stagePlan, [], (provider, ctx) => runCalibrateStage(p, { provider, ctx, engine, history: [provenanceLine(stagePlan), `job ${p.job!.name}`] }), {
+    const res = await runJobPipeline(p, {
+      registry: scope.registry, config: loaded.config, until: stage === "all" ? "stretch" : (stage as PipelineStep),
       signal, logger, events, runtime: loaded.runtime, engineOptions: loaded.config.engine_options, workRoot: join(tmpdir(), "tile-compile"),
-      observers: scope.registry.list().map((r) => r.engine),
+      observers: scope.registry.list().map((r) => r.engine), log: (l) => { bar.update(0, ""); io.err(l); },
     });
     bar.stop();
+    io.out("");
+    for (const s of res.stacks) io.out(`stack ${s.filter} ${s.exposureSeconds} s: ${s.frames} frames → ${relative(p.base, s.path)}`);
+    if (res.composed) io.out(`composed → ${relative(p.base, res.composed)}`);
+    if (res.compositionSkipped) io.out(`composition skipped: ${res.compositionSkipped}`);
+    for (const s of res.stretched) io.out(`stretched → ${relative(p.base, s)} (+ PNG previews)`);
+    io.out(`steps run: ${res.ran.length}, reused from an earlier run: ${res.reused.length}; run.json in ${relative(p.base, p.output!)}`);
+    return 0;
   } finally {
     await scope.dispose();
   }
-  io.out("");
-  io.out(`masters: ${res.mastersBuilt.length} built, ${res.mastersReused.length} reused`);
-  for (const g of res.calibrated) io.out(`calibrated ${g.filter} ${g.exposureSeconds} s: ${g.frames.length} frame(s) → ${relative(p.base, g.dir)}`);
-  return 0;
 }

@@ -57,7 +57,8 @@ async function stretchImage(input: StretchInput, ctx: EngineContext, kind: "auto
   const header = img.header.withoutStructure();
   header.set("STRETCH", kind === "asinh" ? `asinh beta=${beta}` : `mtf target=${target} ${linked ? "linked" : "unlinked"}`, "display stretch applied; not linear");
   await writeFitsImage(input.output, { width: img.width, height: img.height, channels: img.channels, data: out }, { header, history: input.history, signal: ctx.signal });
-  const base = input.output.replace(/\.(fits?|fit)$/i, "");
+  // Previews sit next to the final output (the runner hands us a temporary path for the FITS itself).
+  const base = typeof input.options.previewBase === "string" ? input.options.previewBase : input.output.replace(/\.(fits?|fit)$/i, "");
   if (input.options.previews !== false) {
     await writePng(`${base}.png`, out, img.width, img.height, img.channels, 8);
     await writePng(`${base}_16bit.png`, out, img.width, img.height, img.channels, 16);

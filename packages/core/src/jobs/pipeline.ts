@@ -1,0 +1,205 @@
+/**
+ * The full job run (seed Stages 1–4) with whichever engines tile_compile.yaml selects per stage:
+ *
+ *   calibrate (calibration.method) → per (filter, exposure) group: register (registration.engine) →
+ *   stack (stacking.method) → stack_{filter}_{exposure}s.fit → compose (composition.method, palette from
+ *   the job type or composition.palette; HDR filters skip it unless hdr.blend) → stretch (stretch.method)
+ *   → run.json.
+ *
+ * Checkpoints: every step records a stamp (hash of its inputs' identities and its options) next to its
+ * outputs in `<output>/.tile-compile/checkpoints.json`; a re-run (after a failure, Ctrl-C or kill -9)
+ * skips every step whose stamp matches and whose outputs exist, so it resumes from the first unfinished
+ * step. Outputs are written atomically, so a killed step leaves nothing that looks finished.
+ */
+import { existsSync, readFileSync, statSync } from "node:fs";
+import { mkdir, rename, writeFile } from "node:fs/promises";
+import { basename, join } from "node:path";
+import { BUILTIN_PALETTES, paletteInputs, type Palette } from "../composition/palettes.js";
+import type { TileCompileConfig } from "../config/schema.js";
+import { TileCompileError } from "../errors/index.js";
+import { readFitsHeader } from "../fits/reader.js";
+import type { EngineRegistry } from "../kernel/registry.js";
+import { planStage, provenanceLine, runStage, type StageRunOptions } from "../kernel/runner.js";
+import type { StageName } from "../kernel/contracts.js";
+import { expLabel } from "./library.js";
+import { hashOf, type JobPlan } from "./plan.js";
+import { runCalibrateStage, writeRunJson } from "./run.js";
+
+export const PIPELINE_STEPS = ["calibrate", "register", "stack", "compose", "stretch"] as const;
+export type PipelineStep = (typeof PIPELINE_STEPS)[number];
+
+export interface PipelineOptions extends StageRunOptions {
+  registry: EngineRegistry;
+  config: TileCompileConfig;
+  /** Run up to and including this step (default: all). */
+  until?: PipelineStep;
+  log?: (line: string) => void;
+}
+
+export interface PipelineResult {
+  stacks: { filter: string; exposureSeconds: number; path: string; frames: number; rejected: { path: string; reason: string }[] }[];
+  composed?: string;
+  compositionSkipped?: string;
+  stretched: string[];
+  reused: string[];
+  ran: string[];
+}
+
+const identity = (paths: string[]) => paths.map((p) => { const st = statSync(p); return `${p}\0${st.size}\0${Math.round(st.mtimeMs)}`; }).join("\n");
+
+export async function runJobPipeline(plan: JobPlan, o: PipelineOptions): Promise<PipelineResult> {
+  if (plan.problems.length > 0 || !plan.job || !plan.output) throw new TileCompileError("TC_JOB_INVALID", { file: plan.jobFile, problems: plan.problems.map((p) => `${p.file}${p.field ? ` [${p.field}]` : ""}: ${p.message}`) });
+  const out = plan.output;
+  const job = plan.job;
+  const cfg = o.config;
+  const log = o.log ?? ((l: string) => o.logger.info(l));
+  const stateFile = join(out, ".tile-compile", "checkpoints.json");
+  const state: Record<string, { stamp: string; outputs: string[] }> = existsSync(stateFile) ? (JSON.parse(readFileSync(stateFile, "utf8")) as Record<string, { stamp: string; outputs: string[] }>) : {};
+  const saveState = async () => {
+    await mkdir(join(out, ".tile-compile"), { recursive: true });
+    const tmp = `${stateFile}.${process.pid}.partial`;
+    await writeFile(tmp, JSON.stringify(state, null, 2));
+    await rename(tmp, stateFile);
+  };
+  const result: PipelineResult = { stacks: [], stretched: [], reused: [], ran: [] };
+  const timings: Record<string, number> = {};
+  const upto = PIPELINE_STEPS.indexOf(o.until ?? "stretch");
+  /** Run `fn` unless a checkpoint with the same stamp and all its outputs exists. */
+  const step = async <T>(key: string, stamp: string, fn: () => Promise<{ outputs: string[]; value: T }>, reuse: (outputs: string[]) => T): Promise<T> => {
+    const c = state[key];
+    if (c && c.stamp === stamp && c.outputs.every((p) => existsSync(p))) {
+      result.reused.push(key);
+      log(`✓ ${key} (finished earlier, reused)`);
+      return reuse(c.outputs);
+    }
+    const t = performance.now();
+    const r = await fn();
+    timings[key] = (performance.now() - t) / 1000;
+    state[key] = { stamp, outputs: r.outputs };
+    await saveState();
+    result.ran.push(key);
+    return r.value;
+  };
+  const stageOf = <S extends StageName>(stage: S, method: string, engine: string | undefined, field: string, options: Record<string, unknown>) => planStage<S>(o.registry, { stage, method, ...(engine ? { engine } : {}), field, options });
+  const engineId = (p: { engine: { meta: { name: string; version: string } } }) => `${p.engine.meta.name}@${p.engine.meta.version}`;
+
+  // 1. Calibrate.
+  const calPlan = stageOf("calibration", cfg.calibration.method, cfg.calibration.engine, "calibration.method", {});
+  const lightsId = identity(plan.lights.map((f) => f.path));
+  const calStamp = hashOf(`${lightsId}\n${plan.masters.map((m) => `${m.name}:${m.inputHash ?? ""}:${m.recipeHash}`).join(",")}\n${JSON.stringify(job.options ?? {})}\n${engineId(calPlan)}`);
+  const calibrated = await step("calibrate", calStamp, async () => {
+    const r = await runStage(calPlan, [], (provider, ctx) => runCalibrateStage(plan, { provider, ctx, engine: engineId(calPlan), history: [provenanceLine(calPlan), `job ${job.name}`] }), o);
+    return { outputs: r.calibrated.flatMap((g) => g.frames), value: r.calibrated };
+  }, () => plan.groups.map((g) => {
+    const dir = join(out, "calibrated", `${g.filter}_${expLabel(g.exposureSeconds)}`);
+    return { filter: g.filter, exposureSeconds: g.exposureSeconds, dir, frames: g.frames.map((f) => join(dir, basename(f.frame.path).replace(/\.(fits?|fts)(\.fz|\.gz)?$/i, ".fit"))) };
+  }));
+  if (upto < 1) return finish();
+
+  // 2–3. Register and stack each (filter, exposure) group.
+  const regCfg = cfg.registration;
+  const { engine: stEngine, method: stMethod, input_dir: _i, input_pattern: _p, output_file: _f, ...stOptions } = cfg.stacking;
+  void _i; void _p; void _f;
+  for (const g of calibrated) {
+    const label = `${g.filter}_${expLabel(g.exposureSeconds)}`;
+    const regPlan = stageOf("registration", regCfg.engine, regCfg.provider, "registration.engine", {});
+    const regDir = join(out, regCfg.output_dir, label);
+    const regStamp = hashOf(`${identity(g.frames)}\n${JSON.stringify(regCfg)}\n${engineId(regPlan)}`);
+    const registered = await step(`register ${label}`, regStamp, async () => {
+      const r = await runStage(regPlan, [], (provider, ctx) => provider.register({ frames: g.frames.map((path) => ({ path })), reference: regCfg.reference, outputDir: regDir, filenamePattern: regCfg.registered_filename_pattern, options: regPlan.options, history: [provenanceLine(regPlan)] }, ctx), o);
+      await mkdir(regDir, { recursive: true });
+      await writeFile(join(regDir, "transforms.json"), JSON.stringify(r, null, 2));
+      for (const f of r.frames) if (f.error) log(`  not registered: ${basename(f.input)}: ${f.error}`);
+      const ok = r.frames.filter((f) => f.output).map((f) => f.output!);
+      if (ok.length === 0) throw new TileCompileError("TC_STAGE_FAILED", { stage: "registration", engine: regPlan.engine.meta.name, method: regPlan.method, reason: `no frame of ${label} could be registered` });
+      return { outputs: ok, value: { frames: ok, rejected: r.frames.filter((f) => f.error).map((f) => ({ path: f.input, reason: f.error! })) } };
+    }, (outputs) => ({ frames: outputs, rejected: [] as { path: string; reason: string }[] }));
+    if (upto < 2) continue;
+    const stPlan = stageOf("stacking", stMethod === "average" ? "mean" : stMethod, stEngine, "stacking.method", stOptions);
+    const stackPath = join(out, `stack_${g.filter}_${expLabel(g.exposureSeconds)}.fit`);
+    const stStamp = hashOf(`${identity(registered.frames)}\n${JSON.stringify(stOptions)}\n${stPlan.method}\n${engineId(stPlan)}`);
+    await step(`stack ${label}`, stStamp, async () => {
+      const r = await runStage(stPlan, [stackPath], (provider, ctx, [tmp]) => provider.stack({ frames: registered.frames.map((path) => ({ path })), output: tmp!, method: stPlan.method, options: stPlan.options, history: [provenanceLine(calPlan), provenanceLine(regPlan), provenanceLine(stPlan)] }, ctx), o);
+      log(`stacked ${r.frameCount} frames of ${g.filter} ${g.exposureSeconds} s → ${basename(stackPath)}`);
+      return { outputs: [stackPath], value: r };
+    }, () => undefined);
+    result.stacks.push({ filter: g.filter, exposureSeconds: g.exposureSeconds, path: stackPath, frames: registered.frames.length, rejected: registered.rejected });
+  }
+  if (upto < 3) return finish();
+
+  // 4. Compose.
+  const byFilter = new Map<string, typeof result.stacks>();
+  for (const s of result.stacks) byFilter.set(s.filter, [...(byFilter.get(s.filter) ?? []), s]);
+  const hdr = [...byFilter.entries()].filter(([, l]) => l.length > 1);
+  let toStretch: string[] = [];
+  if (job.type === "MONO") {
+    result.compositionSkipped = "the job type is MONO (no composition)";
+    toStretch = result.stacks.map((s) => s.path);
+  } else if (hdr.length > 0 && !cfg.hdr.blend) {
+    result.compositionSkipped = `HDR: ${hdr.map(([f, l]) => `${f} has ${l.map((s) => `${s.exposureSeconds} s`).join(" and ")} stacks`).join("; ")} — composition is skipped (set hdr.blend: true to blend the exposures); each stack is kept`;
+    toStretch = result.stacks.map((s) => s.path);
+  } else {
+    const paletteName = cfg.composition.palette ?? job.type;
+    const palette: Palette | undefined = cfg.composition.palettes[paletteName] ?? BUILTIN_PALETTES[paletteName];
+    if (!palette) throw new TileCompileError("TC_CONFIG_INVALID", { file: "tile_compile.yaml", issues: [`composition.palette: no palette "${paletteName}" (built-in: ${Object.keys(BUILTIN_PALETTES).join(", ")}; or define it under composition.palettes)`] });
+    // Channel stacks: one per filter; a single 3-plane stack (one-shot colour) offers R, G, B itself.
+    const channels: Record<string, string> = {};
+    const single = result.stacks.length === 1 ? result.stacks[0]! : undefined;
+    if (single && (await readFitsHeader(single.path)).channels === 3) channels.RGB = single.path;
+    else {
+      const need = paletteInputs(palette);
+      for (const c of need) {
+        const s = byFilter.get(c)?.[0];
+        if (!s) throw new TileCompileError("TC_INPUT_INVALID", { input: plan.jobFile, reason: `the ${paletteName} palette needs a ${c} stack; the job has ${[...byFilter.keys()].join(", ")}` });
+        channels[c] = s.path;
+      }
+      // Cross-register the channel stacks onto the first palette input (L when there is one).
+      const names = Object.keys(channels);
+      if (names.length > 1) {
+        const refName = names.includes("L") ? "L" : names.includes("G") ? "G" : names.includes("H") ? "H" : names[0]!;
+        const ordered = [refName, ...names.filter((n) => n !== refName)];
+        const regPlan = stageOf("registration", regCfg.engine, regCfg.provider, "registration.engine", {});
+        const dir = join(out, "stacks_registered");
+        const stamp = hashOf(`${identity(ordered.map((n) => channels[n]!))}\n${JSON.stringify(regCfg)}\n${engineId(regPlan)}`);
+        const aligned = await step("register stacks", stamp, async () => {
+          const r = await runStage(regPlan, [], (provider, ctx) => provider.register({ frames: ordered.map((n) => ({ path: channels[n]! })), reference: 0, outputDir: dir, filenamePattern: "{name}.fit", options: regPlan.options, history: [provenanceLine(regPlan)] }, ctx), o);
+          const bad = r.frames.find((f) => f.error);
+          if (bad) throw new TileCompileError("TC_STAGE_FAILED", { stage: "registration", engine: regPlan.engine.meta.name, method: regPlan.method, reason: `the channel stack ${basename(bad.input)} could not be aligned with ${refName}: ${bad.error}` });
+          return { outputs: r.frames.map((f) => f.output!), value: r.frames.map((f) => f.output!) };
+        }, (outputs) => outputs);
+        ordered.forEach((n, k) => { channels[n] = aligned[k]!; });
+      }
+    }
+    const coPlan = stageOf("composition", cfg.composition.method, cfg.composition.engine, "composition.method", {});
+    const composed = join(out, `${job.name}_linear.fits`);
+    const stamp = hashOf(`${identity(Object.values(channels))}\n${JSON.stringify(palette)}\n${engineId(coPlan)}`);
+    await step("compose", stamp, async () => {
+      await runStage(coPlan, [composed], (provider, ctx, [tmp]) => provider.compose({ channels, palette, output: tmp!, options: coPlan.options, history: [provenanceLine(coPlan)] }, ctx), o);
+      log(`composed ${paletteName} → ${basename(composed)}`);
+      return { outputs: [composed], value: undefined };
+    }, () => undefined);
+    result.composed = composed;
+    toStretch = [composed];
+  }
+  if (result.compositionSkipped) log(`composition skipped: ${result.compositionSkipped}`);
+  if (upto < 4) return finish();
+
+  // 5. Stretch (previews next to the stretched FITS).
+  const srPlan = stageOf("stretch", cfg.stretch.method, cfg.stretch.engine, "stretch.method", {});
+  for (const input of toStretch) {
+    const output = input.replace(/(_linear)?\.(fits?|fit)$/i, "_stretched.fits");
+    const stamp = hashOf(`${identity([input])}\n${srPlan.method}\n${engineId(srPlan)}`);
+    await step(`stretch ${basename(input)}`, stamp, async () => {
+      await runStage(srPlan, [output], (provider, ctx, [tmp]) => provider.stretch({ input, output: tmp!, options: { ...srPlan.options, previewBase: output.replace(/\.fits$/, "") }, history: [provenanceLine(srPlan)] }, ctx), o);
+      const previews = [output.replace(/\.fits$/, ".png"), output.replace(/\.fits$/, "_16bit.png")].filter((p) => existsSync(p));
+      return { outputs: [output, ...previews], value: undefined };
+    }, () => undefined);
+    result.stretched.push(output);
+  }
+  return finish();
+
+  async function finish(): Promise<PipelineResult> {
+    await writeRunJson(plan, { pipeline: { ...result, timings } }, engineId(calPlan));
+    return result;
+  }
+}
