@@ -28,3 +28,4 @@ export { BUILTIN_PALETTES, paletteInputs, type Palette } from "./composition/pal
 export { nativeComposition } from "./composition/native.js";
 export { nativeStretch, mtf, writePng } from "./stretch/native.js";
 export { nativeStack } from "./engines/stack.js";
+export { generateDemoLibrary, type DemoOptions, type DemoStar } from "./demo/generate.js";

@@ -65,6 +65,9 @@ export const nativeComposition: CompositionProvider = {
         if (y > 1e-6) { const k = L[i]! / y; R[i] = R[i]! * k; G[i] = G[i]! * k; B[i] = B[i]! * k; }
       }
     }
+    // A pixel missing from any channel (outside a registered stack's footprint) is missing from all three,
+    // so frame edges come out black, not coloured.
+    for (let i = 0; i < n; i++) if (!(Number.isFinite(R[i]!) && Number.isFinite(G[i]!) && Number.isFinite(B[i]!))) { R[i] = NaN; G[i] = NaN; B[i] = NaN; }
     const data = new Float32Array(3 * n);
     data.set(R, 0); data.set(G, n); data.set(B, 2 * n);
     const header = images[0]!.header.withoutStructure();
