@@ -3,8 +3,11 @@
  * brought to a common background by an additive linear match — each channel's sky level (median of the
  * pixels below its 40th percentile) is moved to the reference channel's — so star and emission ratios are
  * untouched (matching whole channels by scale would change them). Output channels are weighted sums of
- * the inputs (the palette); an `L` entry replaces the luminance in linear space: RGB·L/Y with
- * Y = 0.2126 R + 0.7152 G + 0.0722 B, which keeps every pixel's chromaticity (colour ratios) exactly.
+ * the inputs (the palette). An `L` entry replaces the luminance: on sky-subtracted channels,
+ * RGB·L/Y with Y = 0.2126 R + 0.7152 G + 0.0722 B where Y is above 3 σ of its sky noise (each pixel keeps
+ * its chromaticity), and plain L elsewhere; the common sky level is added back. Integrated star colours
+ * are exact only when the L and RGB stacks have the same PSF; with different seeing they drift by a few
+ * per cent (see the notes of the full-job issue).
  * Output: a 3-plane (R, G, B) 32-bit float FITS cube.
  */
 import { loadRecon } from "@tile-compile/recon-native";
@@ -60,9 +63,16 @@ export const nativeComposition: CompositionProvider = {
     const R = mix(input.palette.R ?? {}), G = mix(input.palette.G ?? {}), B = mix(input.palette.B ?? {});
     if (input.palette.L) {
       const L = mix(input.palette.L);
+      const Y = new Float32Array(n);
+      for (let i = 0; i < n; i++) Y[i] = 0.2126 * R[i]! + 0.7152 * G[i]! + 0.0722 * B[i]!;
+      const recon = loadRecon();
+      const ys = await recon.robustStats(Y, { iterations: 3, signal: ctx.signal });
+      const ls = await recon.robustStats(L, { iterations: 3, signal: ctx.signal });
+      const sky = ref, yFloor = 3 * ys.clippedSigma;
       for (let i = 0; i < n; i++) {
-        const y = 0.2126 * R[i]! + 0.7152 * G[i]! + 0.0722 * B[i]!;
-        if (y > 1e-6) { const k = L[i]! / y; R[i] = R[i]! * k; G[i] = G[i]! * k; B[i] = B[i]! * k; }
+        const y = Y[i]! - ys.median, l = L[i]! - ls.median;
+        if (y > yFloor) { const k = l / y; R[i] = sky + (R[i]! - sky) * k; G[i] = sky + (G[i]! - sky) * k; B[i] = sky + (B[i]! - sky) * k; }
+        else { R[i] = sky + l; G[i] = sky + l; B[i] = sky + l; }
       }
     }
     // A pixel missing from any channel (outside a registered stack's footprint) is missing from all three,

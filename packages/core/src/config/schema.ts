@@ -58,13 +58,13 @@ export const configSchema = z.strictObject({
       method: z.string().default("rejection").describe("rejection (mean of the values surviving stacking.rejection; default), mean (alias: average), median, tbqr, or one a loaded engine provides"),
       rejection: z.enum(rejectionMethods).default("winsorized"),
       sigma: z.tuple([z.number().positive(), z.number().positive()]).default([3, 3]).describe("[low, high] rejection thresholds"),
-      normalization: z.enum(normalizations).default("additive_scaling"),
+      normalization: z.enum(normalizations).default("additive").describe("Frame normalisation before stacking. additive (default) keeps fluxes; the *_scaling variants also equalise the noise, which rescales star fluxes by the frames' noise ratio (measured: 3–6 % colour errors on the demo set)"),
       weighting: z.enum(["none", "noise"]).default("none").describe("Frame weights: none, or noise (1/σ² of the normalised frame)"),
       input_dir: z.string().default("synthetic"),
       input_pattern: z.string().default("syn_*.fits"),
       output_file: z.string().default("stacked.fit"),
     })
-    .default({ method: "rejection", rejection: "winsorized", sigma: [3, 3], normalization: "additive_scaling", weighting: "none", input_dir: "synthetic", input_pattern: "syn_*.fits", output_file: "stacked.fit" }),
+    .default({ method: "rejection", rejection: "winsorized", sigma: [3, 3], normalization: "additive", weighting: "none", input_dir: "synthetic", input_pattern: "syn_*.fits", output_file: "stacked.fit" }),
   composition: z
     .strictObject({
       engine: engineRef.optional(),

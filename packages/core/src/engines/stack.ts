@@ -56,7 +56,7 @@ export async function nativeStack(input: StackingInput, ctx: EngineContext): Pro
   const rejection = REJECTIONS[rejName];
   if (!rejection) throw new TileCompileError("TC_CONFIG_INVALID", { file: "tile_compile.yaml", issues: [`stacking.rejection: "${rejName}" is not available in the native engine (use ${Object.keys(REJECTIONS).join(", ")})`] });
   const [low, high] = Array.isArray(o.sigma) ? (o.sigma as number[]) : [3, 3];
-  const normalization = String(o.normalization ?? (input.method === "rejection" ? "additive_scaling" : "none"));
+  const normalization = String(o.normalization ?? (input.method === "rejection" ? "additive" : "none"));
   const weighting = String(o.weighting ?? "none");
   const recon = loadRecon();
 
