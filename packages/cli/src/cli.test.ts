@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -129,12 +129,14 @@ describe("tile-compile validate / run --stage calibrate", () => {
     expect(text).toMatch(/build\s+calibration\/masters\/biases\/bias_2024_01_15\.fit — from 6 raw frames/);
     const d = capture();
     expect(await runCli(["run", job, "--stage", "calibrate", "--dry-run"], { io: d.io, cwd: base })).toBe(0);
-    expect(d.out.join("\n")).toMatch(/dry run: would build 7 master\(s\) and calibrate 20 light\(s\); nothing written/);
+    expect(d.out.join("\n")).toMatch(/dry run: would build 7 master\(s\), calibrate 20 light\(s\), then per group: register \(relative\), stack \(rejection\).*Nothing written/);
     expect(existsSync(join(base, "calibration", "masters"))).toBe(false);
     const r = capture();
     expect(await runCli(["run", job, "--stage", "calibrate"], { io: r.io, cwd: base })).toBe(0);
-    expect(r.out.join("\n")).toMatch(/masters: 7 built, 0 reused/);
-    expect(r.out.join("\n")).toMatch(/calibrated L 180 s: 8 frame\(s\) → M42\/processed\/calibrated\/L_180s/);
+    expect(r.out.join("\n")).toMatch(/steps run: 1, reused from an earlier run: 0/);
+    expect(readdirSync(join(base, "calibration", "masters", "darks"))).toHaveLength(2);
+    expect(readdirSync(join(base, "M42", "processed", "calibrated", "L_180s", "2024_01_15"))).toHaveLength(4);
+    expect(readdirSync(join(base, "M42", "processed", "calibrated", "L_180s", "2024_01_20"))).toHaveLength(4);
     const again = capture();
     expect(await runCli(["validate", job], { io: again.io, cwd: base })).toBe(0);
     expect(again.out.join("\n")).toMatch(/0 master\(s\) to build, 7 to reuse/);

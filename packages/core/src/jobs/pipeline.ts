@@ -92,7 +92,7 @@ export async function runJobPipeline(plan: JobPlan, o: PipelineOptions): Promise
     return { outputs: r.calibrated.flatMap((g) => g.frames), value: r.calibrated };
   }, () => plan.groups.map((g) => {
     const dir = join(out, "calibrated", `${g.filter}_${expLabel(g.exposureSeconds)}`);
-    return { filter: g.filter, exposureSeconds: g.exposureSeconds, dir, frames: g.frames.map((f) => join(dir, basename(f.frame.path).replace(/\.(fits?|fts)(\.fz|\.gz)?$/i, ".fit"))) };
+    return { filter: g.filter, exposureSeconds: g.exposureSeconds, dir, frames: g.frames.map((f) => join(dir, f.frame.night, basename(f.frame.path).replace(/\.(fits?|fts)(\.fz|\.gz)?$/i, ".fit"))) };
   }));
   if (upto < 1) return finish();
 

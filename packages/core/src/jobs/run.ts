@@ -1,6 +1,6 @@
 /**
  * The calibrate stage of a job: build (or rebuild) the masters the plan asks for, then calibrate every
- * light into `<output>/calibrated/<filter>_<exposure>/`. Frames are processed one at a time; the masters
+ * light into `<output>/calibrated/<filter>_<exposure>/<night>/` (nights may reuse file names). Frames are processed one at a time; the masters
  * of the group in use are the only images held in memory.
  */
 import { existsSync } from "node:fs";
@@ -58,7 +58,8 @@ export async function runCalibrateStage(plan: JobPlan, o: CalibrateStageOptions)
     const dir = join(plan.output, "calibrated", `${g.filter}_${expLabel(g.exposureSeconds)}`);
     const sets = new Map<string, typeof g.frames>();
     for (const f of g.frames) {
-      const key = `${f.dark ?? ""}|${f.bias ?? ""}|${f.flat ?? ""}`;
+      // Per night as well: two nights may use the same file names (light_001.fit …).
+      const key = `${f.frame.night}|${f.dark ?? ""}|${f.bias ?? ""}|${f.flat ?? ""}`;
       sets.set(key, [...(sets.get(key) ?? []), f]);
     }
     const frames: string[] = [];
@@ -67,7 +68,7 @@ export async function runCalibrateStage(plan: JobPlan, o: CalibrateStageOptions)
       for (const p of [f0.dark, f0.bias, f0.flat]) if (p && !existsSync(p)) throw new TileCompileError("TC_INPUT_INVALID", { input: p, reason: "the master does not exist" });
       const before = done;
       const sub: EngineContext = { ...ctx, progress: (f, note) => ctx.progress(0.5 + (0.5 * (before + f * list.length)) / total, note) };
-      const r = await provider.calibrate({ frames: list.map((f) => ({ path: f.frame.path })), ...(f0.bias ? { masterBias: f0.bias } : {}), ...(f0.dark ? { masterDark: f0.dark } : {}), ...(f0.flat ? { masterFlat: f0.flat } : {}), outputDir: dir, options: { darkScaling: opt.dark_scaling ?? false, cosmetic: opt.cosmetic !== false }, history: o.history ?? [] }, sub);
+      const r = await provider.calibrate({ frames: list.map((f) => ({ path: f.frame.path })), ...(f0.bias ? { masterBias: f0.bias } : {}), ...(f0.dark ? { masterDark: f0.dark } : {}), ...(f0.flat ? { masterFlat: f0.flat } : {}), outputDir: join(dir, f0.frame.night), options: { darkScaling: opt.dark_scaling ?? false, cosmetic: opt.cosmetic !== false }, history: o.history ?? [] }, sub);
       frames.push(...r.frames.map((x) => x.output));
       done += list.length;
     }
