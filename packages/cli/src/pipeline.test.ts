@@ -155,3 +155,27 @@ describe("the demo data set end to end", () => {
     }
   });
 });
+
+describe("narrowband jobs", () => {
+  it("SHO and HOO jobs produce every output of Stages 1–4; the HDR job keeps both stacks", { timeout: 300_000 }, async () => {
+    const { generateDemoLibrary } = await import("@tile-compile/core");
+    const base = mkdtempSync(join(tmpdir(), "tc-nb-"));
+    const { jobs } = await generateDemoLibrary(base, { width: 240, height: 180, framesPerSet: 3, narrowband: true });
+    for (const job of jobs.slice(1)) {
+      const c = capture();
+      expect(await runCli(["run", job], { io: c.io, cwd: base }), c.err.join("\n")).toBe(0);
+    }
+    for (const [dir, name, stacks] of [["processed_sho", "M42_SHO", ["S_180s", "H_180s", "O_180s"]], ["processed_hoo", "M42_HOO", ["H_180s", "O_180s"]]] as const) {
+      for (const s of stacks) expect(existsSync(join(base, "M42", dir, `stack_${s}.fit`)), `${dir} ${s}`).toBe(true);
+      for (const f of ["linear.fits", "stretched.fits", "stretched.png", "stretched_16bit.png"]) {
+        expect(existsSync(join(base, "M42", dir, `${name}_${f}`)), `${dir} ${f}`).toBe(true);
+      }
+      const img = await readFitsImage(join(base, "M42", dir, `${name}_linear.fits`));
+      expect(img.channels).toBe(3);
+      expect(String(img.header.get("COMPOSIT"))).toMatch(name.endsWith("SHO") ? /R=S G=H B=O/ : /R=H G=O B=O/);
+    }
+    for (const s of ["stack_L_180s.fit", "stack_L_30s.fit", "stack_L_180s_stretched.png"]) expect(existsSync(join(base, "M42/processed_hdr", s)), s).toBe(true);
+    const run = JSON.parse(readFileSync(join(base, "M42/processed_hdr/run.json"), "utf8"));
+    expect(run.stages.pipeline.compositionSkipped).toMatch(/HDR: L has 180 s and 30 s stacks/);
+  });
+});
