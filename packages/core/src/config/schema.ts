@@ -59,12 +59,15 @@ export const configSchema = z.strictObject({
       rejection: z.enum(rejectionMethods).default("winsorized"),
       sigma: z.tuple([z.number().positive(), z.number().positive()]).default([3, 3]).describe("[low, high] rejection thresholds"),
       normalization: z.enum(normalizations).default("additive").describe("Frame normalisation before stacking. additive (default) keeps fluxes; the *_scaling variants also equalise the noise, which rescales star fluxes by the frames' noise ratio (measured: 3–6 % colour errors on the demo set)"),
-      weighting: z.enum(["none", "noise"]).default("none").describe("Frame weights: none, or noise (1/σ² of the normalised frame)"),
+      weighting: z.enum(["none", "noise", "fwhm", "stars"]).default("none").describe("Frame weights: none, noise (1/σ² of the normalised frame), fwhm (1/FWHM²) or stars (star count)"),
+      frame_filters: z.partialRecord(z.enum(["fwhm", "roundness", "stars", "background"]), z.union([z.strictObject({ keep: z.number().gt(0).max(100) }), z.strictObject({ kappa: z.number().positive() })]))
+        .default({})
+        .describe("Drop frames before stacking: e.g. { fwhm: { kappa: 2 }, stars: { keep: 90 } } (keep the best 90 %)"),
       input_dir: z.string().default("synthetic"),
       input_pattern: z.string().default("syn_*.fits"),
       output_file: z.string().default("stacked.fit"),
     })
-    .default({ method: "rejection", rejection: "winsorized", sigma: [3, 3], normalization: "additive", weighting: "none", input_dir: "synthetic", input_pattern: "syn_*.fits", output_file: "stacked.fit" }),
+    .default({ method: "rejection", rejection: "winsorized", sigma: [3, 3], normalization: "additive", weighting: "none", frame_filters: {}, input_dir: "synthetic", input_pattern: "syn_*.fits", output_file: "stacked.fit" }),
   composition: z
     .strictObject({
       engine: engineRef.optional(),

@@ -7,7 +7,10 @@
  * from robust per-frame statistics (median m and σ = 1.4826·MAD of a 1-in-16 pixel sample per channel):
  * additive x − m + m₀; multiplicative x·m₀/m; additive_scaling (x − m)·σ₀/σ + m₀;
  * multiplicative_scaling m₀ + (x·m₀/m − m₀)·σ₀/(σ·m₀/m). Weights (`weighting: noise`) are 1/σ'² of the
- * normalised frame. Rejection (`rejection`, thresholds `sigma: [low, high]`) is recon-native's combine.
+ * normalised frame; `fwhm` uses 1/FWHM², `stars` the star count. Frame filters (`frame_filters`:
+ * fwhm, roundness, stars, background, each `{ keep: percent }` or `{ kappa }`) drop frames before
+ * combining and report each with its figure and threshold. Rejection (`rejection`, thresholds
+ * `sigma: [low, high]`) is recon-native's combine.
  */
 import { loadRecon, type Rejection } from "@tile-compile/recon-native";
 import { TileCompileError } from "../errors/index.js";
@@ -20,35 +23,88 @@ const REJECTIONS: Record<string, Rejection | undefined> = {
   none: "none", percentile: "percentile", sigma: "sigma", sigma_median: "sigma", mad: "mad", winsorized: "winsorized", linear_fit: "linear-fit",
 };
 
-interface FrameStats { median: number[]; sigma: number[] }
+interface FrameStats {
+  median: number[];
+  sigma: number[];
+  /** Star metrics of the first channel (green for a colour frame): median FWHM, roundness, count, background. */
+  fwhm: number;
+  roundness: number;
+  stars: number;
+  background: number;
+}
 
-async function frameStats(path: string, hdu: number | undefined, channels: number, signal: AbortSignal): Promise<FrameStats> {
+async function frameStats(path: string, hdu: number | undefined, channels: number, signal: AbortSignal, withStars: boolean): Promise<FrameStats> {
   const recon = loadRecon();
   const f = await FitsFile.open(path);
   try {
     const r = await f.image(hdu);
+    const all = await r.readAll({ signal });
+    const n = r.width * r.height;
     const median: number[] = [], sigma: number[] = [];
     for (let c = 0; c < channels; c++) {
       // A 1-in-16 sample (every 4th row and column) is plenty for a location and a scale.
-      const rows: number[] = [];
-      const sample: number[] = [];
-      for (let y = 0; y < r.height; y += 4) rows.push(y);
-      for (const y of rows) {
-        const row = await r.readRows(y, 1, c);
-        for (let x = 0; x < row.length; x += 4) sample.push(row[x]!);
-      }
-      const s = await recon.robustStats(Float32Array.from(sample), { iterations: 0, signal });
+      const plane = all.subarray(c * n, (c + 1) * n);
+      const sample = new Float32Array(Math.ceil(r.height / 4) * Math.ceil(r.width / 4));
+      let k = 0;
+      for (let y = 0; y < r.height; y += 4) for (let x = 0; x < r.width; x += 4) sample[k++] = plane[y * r.width + x]!;
+      const s = await recon.robustStats(sample.subarray(0, k), { iterations: 0, signal });
       median.push(s.median);
       sigma.push(1.482602218505602 * s.mad);
     }
-    return { median, sigma };
+    let fwhm = NaN, roundness = NaN, stars = 0;
+    if (withStars) {
+      const c = channels === 3 ? 1 : 0;
+      const list = await recon.detectStars({ data: all.subarray(c * n, (c + 1) * n), width: r.width, height: r.height }, { radius: 5, maxStars: 500, signal });
+      const med = (v: number[]) => { const t = [...v].sort((a, b) => a - b); return t.length ? (t.length % 2 ? t[t.length >> 1]! : (t[(t.length >> 1) - 1]! + t[t.length >> 1]!) / 2) : NaN; };
+      fwhm = med(list.stars.map((s) => s.fwhm));
+      roundness = med(list.stars.map((s) => s.roundness));
+      stars = list.count;
+    }
+    return { median, sigma, fwhm, roundness, stars, background: median[channels === 3 ? 1 : 0]! };
   } finally {
     await f.close();
   }
 }
 
+/** A frame filter: keep the best `keep` % of the frames, or drop those more than `kappa` σ on the bad side of the median. */
+export interface FrameFilter { keep?: number; kappa?: number }
+const FILTERS: Record<string, { metric: keyof FrameStats; worse: "high" | "low"; label: string; unit: string }> = {
+  fwhm: { metric: "fwhm", worse: "high", label: "FWHM", unit: " px" },
+  roundness: { metric: "roundness", worse: "low", label: "roundness", unit: "" },
+  stars: { metric: "stars", worse: "low", label: "star count", unit: "" },
+  background: { metric: "background", worse: "high", label: "background", unit: " ADU" },
+};
+
+/** Frames a set of filters rejects, each with its figure and the threshold it failed. */
+export function applyFrameFilters(paths: string[], stats: FrameStats[], filters: Record<string, FrameFilter>): Map<number, string> {
+  const out = new Map<number, string>();
+  for (const [name, spec] of Object.entries(filters)) {
+    const def = FILTERS[name];
+    if (!def) throw new TileCompileError("TC_CONFIG_INVALID", { file: "tile_compile.yaml", issues: [`stacking.frame_filters.${name}: unknown filter (use ${Object.keys(FILTERS).join(", ")})`] });
+    const vals = stats.map((s) => s[def.metric] as number);
+    const finite = vals.filter(Number.isFinite).sort((a, b) => a - b);
+    if (finite.length < 3) continue;
+    let threshold: number;
+    if (spec.keep !== undefined) {
+      const k = Math.max(1, Math.ceil((finite.length * spec.keep) / 100));
+      threshold = def.worse === "high" ? finite[k - 1]! : finite[finite.length - k]!;
+    } else {
+      const m = finite[finite.length >> 1]!;
+      const mad = [...finite].map((v) => Math.abs(v - m)).sort((a, b) => a - b)[finite.length >> 1]! * 1.482602218505602;
+      const kappa = spec.kappa ?? 3;
+      threshold = def.worse === "high" ? m + kappa * mad : m - kappa * mad;
+    }
+    vals.forEach((v, i) => {
+      const bad = !Number.isFinite(v) || (def.worse === "high" ? v > threshold : v < threshold);
+      if (bad && !out.has(i)) out.set(i, `${def.label} ${Number.isFinite(v) ? v.toFixed(3) : "not measurable"}${def.unit} ${def.worse === "high" ? ">" : "<"} ${threshold.toFixed(3)}${def.unit} (${spec.keep !== undefined ? `keep ${spec.keep} %` : `median ${def.worse === "high" ? "+" : "−"} ${spec.kappa ?? 3}σ`})`);
+    });
+  }
+  void paths;
+  return out;
+}
+
 export async function nativeStack(input: StackingInput, ctx: EngineContext): Promise<StackingResult> {
-  const { frames } = input;
+  let { frames } = input;
   if (frames.length === 0) throw new TileCompileError("TC_INPUT_INVALID", { input: "stacking", reason: "no frames to stack" });
   const o = input.options;
   const method = input.method === "median" ? "median" : "mean";
@@ -58,6 +114,8 @@ export async function nativeStack(input: StackingInput, ctx: EngineContext): Pro
   const [low, high] = Array.isArray(o.sigma) ? (o.sigma as number[]) : [3, 3];
   const normalization = String(o.normalization ?? (input.method === "rejection" ? "additive" : "none"));
   const weighting = String(o.weighting ?? "none");
+  const filters = (o.frame_filters ?? {}) as Record<string, FrameFilter>;
+  const needStars = Object.keys(filters).some((k) => k !== "background") || weighting === "fwhm" || weighting === "stars";
   const recon = loadRecon();
 
   const summaries: FitsHeaderSummary[] = [];
@@ -73,12 +131,26 @@ export async function nativeStack(input: StackingInput, ctx: EngineContext): Pro
     }
   }
   // Per-frame statistics for normalisation and weights.
-  const stats: FrameStats[] = [];
-  if (normalization !== "none" || weighting === "noise") {
+  let stats: FrameStats[] = [];
+  if (normalization !== "none" || weighting !== "none" || Object.keys(filters).length > 0) {
     for (const [i, f] of frames.entries()) {
-      stats.push(await frameStats(f.path, f.hdu, channels, ctx.signal));
+      stats.push(await frameStats(f.path, f.hdu, channels, ctx.signal, needStars));
       ctx.progress((0.2 * (i + 1)) / frames.length, "frame statistics");
     }
+  }
+  // Frame filters: every rejected frame is reported with its figure and the threshold.
+  const rejectedFrames: { path: string; reason: string }[] = [];
+  if (Object.keys(filters).length > 0) {
+    const bad = applyFrameFilters(frames.map((f) => f.path), stats, filters);
+    for (const [i, reason] of [...bad.entries()].sort((a, b) => a[0] - b[0])) {
+      rejectedFrames.push({ path: frames[i]!.path, reason });
+      ctx.logger.info(`frame filtered out: ${frames[i]!.path}: ${reason}`);
+    }
+    if (bad.size >= frames.length) throw new TileCompileError("TC_INPUT_INVALID", { input: "stacking.frame_filters", reason: "the frame filters reject every frame", hint: "Loosen the filters (a larger keep percentage or kappa)." });
+    const keep = frames.map((_, i) => !bad.has(i));
+    frames = frames.filter((_, i) => keep[i]);
+    summaries.splice(0, summaries.length, ...summaries.filter((_, i) => keep[i]));
+    stats = stats.filter((_, i) => keep[i]);
   }
   const affine = (i: number, c: number): [number, number] => {
     // x' = a·x + b
@@ -93,8 +165,13 @@ export async function nativeStack(input: StackingInput, ctx: EngineContext): Pro
     }
   };
   const weightsFor = (c: number): number[] | undefined => {
-    if (weighting !== "noise") return undefined;
-    return frames.map((_, i) => { const [a] = affine(i, c); const s = stats[i]!.sigma[c]! * Math.abs(a); return s > 0 ? 1 / (s * s) : 1; });
+    if (weighting === "none") return undefined;
+    return frames.map((_, i) => {
+      const st = stats[i]!;
+      if (weighting === "fwhm") return Number.isFinite(st.fwhm) && st.fwhm > 0 ? 1 / (st.fwhm * st.fwhm) : 1e-6;
+      if (weighting === "stars") return Math.max(1, st.stars);
+      const [a] = affine(i, c); const s = st.sigma[c]! * Math.abs(a); return s > 0 ? 1 / (s * s) : 1;
+    });
   };
 
   // Bands: every frame's rows (f32) plus the combine's output, within the memory budget.
@@ -143,5 +220,5 @@ export async function nativeStack(input: StackingInput, ctx: EngineContext): Pro
     await writer.abort();
     throw e;
   }
-  return { frameCount: frames.length, width, height, channels };
+  return { frameCount: frames.length, width, height, channels, ...(rejectedFrames.length ? { rejectedFrames } : {}) };
 }

@@ -54,7 +54,8 @@ export async function runJobPipeline(plan: JobPlan, o: PipelineOptions): Promise
   const cfg = o.config;
   const log = o.log ?? ((l: string) => o.logger.info(l));
   const stateFile = join(out, ".tile-compile", "checkpoints.json");
-  const state: Record<string, { stamp: string; outputs: string[] }> = existsSync(stateFile) ? (JSON.parse(readFileSync(stateFile, "utf8")) as Record<string, { stamp: string; outputs: string[] }>) : {};
+  type Checkpoint = { stamp: string; outputs: string[]; info?: unknown };
+  const state: Record<string, Checkpoint> = existsSync(stateFile) ? (JSON.parse(readFileSync(stateFile, "utf8")) as Record<string, Checkpoint>) : {};
   const saveState = async () => {
     await mkdir(join(out, ".tile-compile"), { recursive: true });
     const tmp = `${stateFile}.${process.pid}.partial`;
@@ -65,17 +66,17 @@ export async function runJobPipeline(plan: JobPlan, o: PipelineOptions): Promise
   const timings: Record<string, number> = {};
   const upto = PIPELINE_STEPS.indexOf(o.until ?? "stretch");
   /** Run `fn` unless a checkpoint with the same stamp and all its outputs exists. */
-  const step = async <T>(key: string, stamp: string, fn: () => Promise<{ outputs: string[]; value: T }>, reuse: (outputs: string[]) => T): Promise<T> => {
+  const step = async <T>(key: string, stamp: string, fn: () => Promise<{ outputs: string[]; value: T; info?: unknown }>, reuse: (outputs: string[], info: unknown) => T): Promise<T> => {
     const c = state[key];
     if (c && c.stamp === stamp && c.outputs.every((p) => existsSync(p))) {
       result.reused.push(key);
       log(`✓ ${key} (finished earlier, reused)`);
-      return reuse(c.outputs);
+      return reuse(c.outputs, c.info);
     }
     const t = performance.now();
     const r = await fn();
     timings[key] = (performance.now() - t) / 1000;
-    state[key] = { stamp, outputs: r.outputs };
+    state[key] = { stamp, outputs: r.outputs, ...(r.info !== undefined ? { info: r.info } : {}) };
     await saveState();
     result.ran.push(key);
     return r.value;
@@ -112,18 +113,21 @@ export async function runJobPipeline(plan: JobPlan, o: PipelineOptions): Promise
       for (const f of r.frames) if (f.error) log(`  not registered: ${basename(f.input)}: ${f.error}`);
       const ok = r.frames.filter((f) => f.output).map((f) => f.output!);
       if (ok.length === 0) throw new TileCompileError("TC_STAGE_FAILED", { stage: "registration", engine: regPlan.engine.meta.name, method: regPlan.method, reason: `no frame of ${label} could be registered` });
-      return { outputs: ok, value: { frames: ok, rejected: r.frames.filter((f) => f.error).map((f) => ({ path: f.input, reason: f.error! })) } };
-    }, (outputs) => ({ frames: outputs, rejected: [] as { path: string; reason: string }[] }));
+      const rejected = r.frames.filter((f) => f.error).map((f) => ({ path: f.input, reason: `not registered: ${f.error!}` }));
+      return { outputs: ok, value: { frames: ok, rejected }, info: rejected };
+    }, (outputs, info) => ({ frames: outputs, rejected: (info ?? []) as { path: string; reason: string }[] }));
     if (upto < 2) continue;
     const stPlan = stageOf("stacking", stMethod === "average" ? "mean" : stMethod, stEngine, "stacking.method", stOptions);
     const stackPath = join(out, `stack_${g.filter}_${expLabel(g.exposureSeconds)}.fit`);
     const stStamp = hashOf(`${identity(registered.frames)}\n${JSON.stringify(stOptions)}\n${stPlan.method}\n${engineId(stPlan)}`);
-    await step(`stack ${label}`, stStamp, async () => {
+    const stacked = await step(`stack ${label}`, stStamp, async () => {
       const r = await runStage(stPlan, [stackPath], (provider, ctx, [tmp]) => provider.stack({ frames: registered.frames.map((path) => ({ path })), output: tmp!, method: stPlan.method, options: stPlan.options, history: [provenanceLine(calPlan), provenanceLine(regPlan), provenanceLine(stPlan)] }, ctx), o);
       log(`stacked ${r.frameCount} frames of ${g.filter} ${g.exposureSeconds} s → ${basename(stackPath)}`);
-      return { outputs: [stackPath], value: r };
-    }, () => undefined);
-    result.stacks.push({ filter: g.filter, exposureSeconds: g.exposureSeconds, path: stackPath, frames: registered.frames.length, rejected: registered.rejected });
+      for (const f of r.rejectedFrames ?? []) log(`  left out: ${basename(f.path)}: ${f.reason}`);
+      const info = { frames: r.frameCount, rejected: r.rejectedFrames ?? [] };
+      return { outputs: [stackPath], value: info, info };
+    }, (_o, info) => (info ?? { frames: registered.frames.length, rejected: [] }) as { frames: number; rejected: { path: string; reason: string }[] });
+    result.stacks.push({ filter: g.filter, exposureSeconds: g.exposureSeconds, path: stackPath, frames: stacked.frames, rejected: [...registered.rejected, ...stacked.rejected] });
   }
   if (upto < 3) return finish();
 
