@@ -179,3 +179,19 @@ describe("narrowband jobs", () => {
     expect(run.stages.pipeline.compositionSkipped).toMatch(/HDR: L has 180 s and 30 s stacks/);
   });
 });
+
+describe("HDR blend", () => {
+  it("hdr.blend: true matches the 30 s stack to the 180 s one (scale ≈ 6) and composes the blended stack", { timeout: 300_000 }, async () => {
+    const { generateDemoLibrary } = await import("@tile-compile/core");
+    const { writeFileSync } = await import("node:fs");
+    const base = mkdtempSync(join(tmpdir(), "tc-hdr-"));
+    const { jobs } = await generateDemoLibrary(base, { width: 240, height: 180, framesPerSet: 3 });
+    writeFileSync(join(base, "tile_compile.yaml"), "hdr:\n  blend: true\ncomposition:\n  palette: GREY\n  palettes:\n    GREY: { R: { L: 1 }, G: { L: 1 }, B: { L: 1 } }\n");
+    const c = capture();
+    expect(await runCli(["run", jobs[1]!], { io: c.io, cwd: base }), c.err.join("\n")).toBe(0);
+    const blended = await readFitsImage(join(base, "M42/processed_hdr/stack_L_hdr.fit"));
+    const scale = Number(/scales ([\d.]+)/.exec(String(blended.header.get("HDRBLEND")))![1]);
+    expect(Math.abs(scale / 6 - 1)).toBeLessThan(0.05);
+    expect(existsSync(join(base, "M42/processed_hdr/M42_HDR_linear.fits"))).toBe(true);
+  });
+});

@@ -15,6 +15,7 @@ import { existsSync, readFileSync, statSync } from "node:fs";
 import { mkdir, rename, writeFile } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { BUILTIN_PALETTES, paletteInputs, type Palette } from "../composition/palettes.js";
+import { blendHdr } from "../composition/hdr.js";
 import type { TileCompileConfig } from "../config/schema.js";
 import { TileCompileError } from "../errors/index.js";
 import { readFitsHeader } from "../fits/reader.js";
@@ -139,6 +140,28 @@ export async function runJobPipeline(plan: JobPlan, o: PipelineOptions): Promise
   if (job.type === "MONO") {
     result.compositionSkipped = "the job type is MONO (no composition)";
     toStretch = result.stacks.map((s) => s.path);
+  }
+  if (job.type !== "MONO" && hdr.length > 0 && cfg.hdr.blend) {
+    // Blend each HDR filter's exposures into one stack, then compose as usual (below).
+    for (const [filter, list] of hdr) {
+      const sorted = [...list].sort((a, b) => b.exposureSeconds - a.exposureSeconds);
+      const regPlan = stageOf("registration", regCfg.engine, regCfg.provider, "registration.engine", {});
+      const dir = join(out, "hdr_registered", filter);
+      const blended = join(out, `stack_${filter}_hdr.fit`);
+      const stamp = hashOf(`${identity(sorted.map((s) => s.path))}\n${JSON.stringify(regCfg)}\n${engineId(regPlan)}`);
+      await step(`hdr ${filter}`, stamp, async () => {
+        const r = await runStage(regPlan, [], (provider, ctx) => provider.register({ frames: sorted.map((s) => ({ path: s.path })), reference: 0, outputDir: dir, filenamePattern: "{name}.fit", options: regPlan.options, history: [provenanceLine(regPlan)] }, ctx), o);
+        const bad = r.frames.find((f) => f.error);
+        if (bad) throw new TileCompileError("TC_STAGE_FAILED", { stage: "registration", engine: regPlan.engine.meta.name, method: regPlan.method, reason: `the ${filter} exposures could not be aligned for the HDR blend: ${bad.error}` });
+        const { scales } = await blendHdr(r.frames[0]!.output!, r.frames.slice(1).map((f) => f.output!), blended, o.signal, [`HDR blend of ${sorted.map((s) => `${s.exposureSeconds} s`).join(" + ")}`]);
+        log(`HDR ${filter}: ${sorted.map((s) => `${s.exposureSeconds} s`).join(" + ")} blended (scale${scales.length > 1 ? "s" : ""} ${scales.map((x) => x.toFixed(3)).join(", ")}) → ${basename(blended)}`);
+        return { outputs: [blended], value: undefined };
+      }, () => undefined);
+      byFilter.set(filter, [{ ...sorted[0]!, path: blended }]);
+    }
+  }
+  if (result.compositionSkipped || job.type === "MONO") {
+    // nothing more to compose
   } else if (hdr.length > 0 && !cfg.hdr.blend) {
     result.compositionSkipped = `HDR: ${hdr.map(([f, l]) => `${f} has ${l.map((s) => `${s.exposureSeconds} s`).join(" and ")} stacks`).join("; ")} — composition is skipped (set hdr.blend: true to blend the exposures); each stack is kept`;
     toStretch = result.stacks.map((s) => s.path);
@@ -148,7 +171,7 @@ export async function runJobPipeline(plan: JobPlan, o: PipelineOptions): Promise
     if (!palette) throw new TileCompileError("TC_CONFIG_INVALID", { file: "tile_compile.yaml", issues: [`composition.palette: no palette "${paletteName}" (built-in: ${Object.keys(BUILTIN_PALETTES).join(", ")}; or define it under composition.palettes)`] });
     // Channel stacks: one per filter; a single 3-plane stack (one-shot colour) offers R, G, B itself.
     const channels: Record<string, string> = {};
-    const single = result.stacks.length === 1 ? result.stacks[0]! : undefined;
+    const single = byFilter.size === 1 && [...byFilter.values()][0]!.length === 1 ? [...byFilter.values()][0]![0]! : undefined;
     if (single && (await readFitsHeader(single.path)).channels === 3) channels.RGB = single.path;
     else {
       const need = paletteInputs(palette);
