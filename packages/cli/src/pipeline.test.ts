@@ -31,6 +31,14 @@ describe("tile-compile run JOB (full pipeline)", () => {
     const again = capture();
     expect(await runCli(["run", job], { io: again.io, cwd: base })).toBe(0);
     expect(again.out.join("\n")).toMatch(/steps run: 0, reused from an earlier run: \d+/);
+    // --stage compose works from the stacks alone: move the lights away and compose again with RGB.
+    const { renameSync, writeFileSync, rmSync: rm } = await import("node:fs");
+    renameSync(join(base, "M42", "2024_01_15"), join(base, "lights_elsewhere"));
+    rm(join(base, "M42/processed/M42_LRGB_linear.fits"));
+    const comp = capture();
+    expect(await runCli(["run", job, "--stage", "compose"], { io: comp.io, cwd: base }), comp.err.join("\n")).toBe(0);
+    expect(comp.out.join("\n")).toMatch(/composed → M42\/processed\/M42_LRGB_linear\.fits/);
+    void writeFileSync;
   });
 });
 

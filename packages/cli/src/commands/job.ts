@@ -50,10 +50,10 @@ export function describePlan(plan: JobPlan, io: Io): void {
   }
 }
 
-async function plan(jobFile: string, loaded: LoadedConfig, signal: AbortSignal): Promise<JobPlan> {
+async function plan(jobFile: string, loaded: LoadedConfig, signal: AbortSignal, stacksOnly = false): Promise<JobPlan> {
   const base = loaded.config.base_dir;
   const aliases = loaded.config.filters.aliases;
-  return planJob(jobFile, { engine: ENGINE, signal, filterAliases: aliases, ...(base ? { baseDir: resolve(loaded.dir, base) } : {}) });
+  return planJob(jobFile, { engine: ENGINE, signal, filterAliases: aliases, stacksOnly, ...(base ? { baseDir: resolve(loaded.dir, base) } : {}) });
 }
 
 export async function validateCommand(jobFile: string, opts: { json?: boolean }, loaded: LoadedConfig, io: Io, signal: AbortSignal): Promise<number> {
@@ -72,7 +72,9 @@ export async function validateCommand(jobFile: string, opts: { json?: boolean },
 export async function runCommand(jobFile: string, opts: { stage?: string; dryRun?: boolean; json?: boolean }, loaded: LoadedConfig, io: Io, signal: AbortSignal, cwd: string): Promise<number> {
   const stage = opts.stage ?? "all";
   if (stage !== "all" && !(PIPELINE_STEPS as readonly string[]).includes(stage)) throw new TileCompileError("TC_INPUT_INVALID", { input: "--stage", reason: `unknown stage "${stage}"`, hint: `Use one of ${PIPELINE_STEPS.join(", ")} or all (runs up to and including that stage; finished steps are reused).` });
-  const p = await plan(jobFile, loaded, signal);
+  // compose and stretch work from the stacks alone: the lights (and calibration) are not needed.
+  const fromStacks = stage === "compose" || stage === "stretch";
+  const p = await plan(jobFile, loaded, signal, fromStacks);
   describePlan(p, io);
   if (p.problems.length) throw jobError(p);
   if (opts.dryRun) {
@@ -94,7 +96,7 @@ export async function runCommand(jobFile: string, opts: { stage?: string; dryRun
       if (e.type === "warning") logger.warn(e.message);
     });
     const res = await runJobPipeline(p, {
-      registry: scope.registry, config: loaded.config, until: stage === "all" ? "stretch" : (stage as PipelineStep),
+      registry: scope.registry, config: loaded.config, until: stage === "all" || stage === "compose" ? "stretch" : (stage as PipelineStep), fromStacks,
       signal, logger, events, runtime: loaded.runtime, engineOptions: loaded.config.engine_options, workRoot: join(tmpdir(), "tile-compile"),
       observers: scope.registry.list().map((r) => r.engine), log: (l) => { bar.update(0, ""); io.err(l); },
     });

@@ -34,6 +34,8 @@ export interface PipelineOptions extends StageRunOptions {
   config: TileCompileConfig;
   /** Run up to and including this step (default: all). */
   until?: PipelineStep;
+  /** Start at compose (or stretch) from the stacks already in the output folder: no lights needed. */
+  fromStacks?: boolean;
   log?: (line: string) => void;
 }
 
@@ -85,8 +87,22 @@ export async function runJobPipeline(plan: JobPlan, o: PipelineOptions): Promise
   const stageOf = <S extends StageName>(stage: S, method: string, engine: string | undefined, field: string, options: Record<string, unknown>) => planStage<S>(o.registry, { stage, method, ...(engine ? { engine } : {}), field, options });
   const engineId = (p: { engine: { meta: { name: string; version: string } } }) => `${p.engine.meta.name}@${p.engine.meta.version}`;
 
+  const regCfg = cfg.registration;
+  if (o.fromStacks) {
+    const { readdirSync } = await import("node:fs");
+    for (const f of existsSync(out) ? readdirSync(out).sort() : []) {
+      const m = /^stack_(.+)_([\d.]+)s\.fits?$/.exec(f);
+      if (m) result.stacks.push({ filter: m[1]!, exposureSeconds: Number(m[2]), path: join(out, f), frames: (await readFitsHeader(join(out, f))).header.getNumber("NCOMBINE") ?? 0, rejected: [] });
+    }
+    if (result.stacks.length === 0) throw new TileCompileError("TC_INPUT_INVALID", { input: out, reason: "no stack_<filter>_<exposure>s.fit files to compose", hint: "Run the job up to --stage stack first." });
+    log(`composing from the ${result.stacks.length} stack(s) in ${out}`);
+    return compose();
+  }
+
   // 1. Calibrate.
   const calPlan = stageOf("calibration", cfg.calibration.method, cfg.calibration.engine, "calibration.method", {});
+  const calEngine = engineId(calPlan);
+  void calEngine;
   const lightsId = identity(plan.lights.map((f) => f.path));
   const calStamp = hashOf(`${lightsId}\n${plan.masters.map((m) => `${m.name}:${m.inputHash ?? ""}:${m.recipeHash}`).join(",")}\n${JSON.stringify(job.options ?? {})}\n${engineId(calPlan)}`);
   const calibrated = await step("calibrate", calStamp, async () => {
@@ -99,7 +115,6 @@ export async function runJobPipeline(plan: JobPlan, o: PipelineOptions): Promise
   if (upto < 1) return finish();
 
   // 2–3. Register and stack each (filter, exposure) group.
-  const regCfg = cfg.registration;
   const { engine: stEngine, method: stMethod, input_dir: _i, input_pattern: _p, output_file: _f, ...stOptions } = cfg.stacking;
   void _i; void _p; void _f;
   for (const g of calibrated) {
@@ -131,7 +146,9 @@ export async function runJobPipeline(plan: JobPlan, o: PipelineOptions): Promise
     result.stacks.push({ filter: g.filter, exposureSeconds: g.exposureSeconds, path: stackPath, frames: stacked.frames, rejected: [...registered.rejected, ...stacked.rejected] });
   }
   if (upto < 3) return finish();
+  return compose();
 
+  async function compose(): Promise<PipelineResult> {
   // 4. Compose.
   const byFilter = new Map<string, typeof result.stacks>();
   for (const s of result.stacks) byFilter.set(s.filter, [...(byFilter.get(s.filter) ?? []), s]);
@@ -209,7 +226,7 @@ export async function runJobPipeline(plan: JobPlan, o: PipelineOptions): Promise
     toStretch = [composed];
   }
   if (result.compositionSkipped) log(`composition skipped: ${result.compositionSkipped}`);
-  if (upto < 4) return finish();
+  if (PIPELINE_STEPS.indexOf(o.until ?? "stretch") < 4) return finish();
 
   // 5. Stretch (previews next to the stretched FITS).
   const srPlan = stageOf("stretch", cfg.stretch.method, cfg.stretch.engine, "stretch.method", {});
@@ -224,9 +241,10 @@ export async function runJobPipeline(plan: JobPlan, o: PipelineOptions): Promise
     result.stretched.push(output);
   }
   return finish();
+  }
 
   async function finish(): Promise<PipelineResult> {
-    await writeRunJson(plan, { pipeline: { ...result, timings } }, engineId(calPlan));
+    await writeRunJson(plan, { pipeline: { ...result, timings } }, "tile-compile");
     return result;
   }
 }

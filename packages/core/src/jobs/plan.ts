@@ -91,6 +91,8 @@ export interface JobPlan {
 export interface PlanOptions {
   baseDir?: string;
   filterAliases?: Record<string, string>;
+  /** Skip the lights and calibration: only the job file and its output folder (for --stage compose/stretch). */
+  stacksOnly?: boolean;
   /** engine@version that builds masters: part of the recipe (a new engine version rebuilds them). */
   engine?: string;
   signal?: AbortSignal;
@@ -186,6 +188,7 @@ export async function planJob(jobFile: string, options: PlanOptions = {}): Promi
   const out = insideBase(base, outRel);
   if ("error" in out) problems.push({ file: jobFile, field: "output", message: out.error });
   else plan.output = out.path;
+  if (options.stacksOnly) return plan;
 
   // Lights: folders, files, headers.
   for (const [key, value] of Object.entries(job.lights)) {
