@@ -28,6 +28,11 @@ describe("tile-compile run JOB (full pipeline)", () => {
     expect(composed.channels).toBe(3);
     const run = JSON.parse(readFileSync(join(base, "M42/processed/run.json"), "utf8"));
     expect(run.stages.pipeline.stacks).toHaveLength(4);
+    expect(run.stages.pipeline.inputs).toHaveLength(25); // 5 per night and filter: L ×2 nights, R, G, B
+    expect(run.stages.pipeline.inputs[0].sha256).toMatch(/^[0-9a-f]{64}$/);
+    expect(run.kernels.backend).toMatch(/native|js/);
+    const events = readFileSync(join(base, "M42/processed/events.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+    expect(events.filter((e) => e.type === "stage:done").map((e) => e.stage)).toEqual(expect.arrayContaining(["calibration", "registration", "stacking", "composition", "stretch"]));
     const again = capture();
     expect(await runCli(["run", job], { io: again.io, cwd: base })).toBe(0);
     expect(again.out.join("\n")).toMatch(/steps run: 0, reused from an earlier run: \d+/);

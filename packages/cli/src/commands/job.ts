@@ -90,7 +90,14 @@ export async function runCommand(jobFile: string, opts: { stage?: string; dryRun
   try {
     scope.registry.freeze();
     const bar = progressBar(opts.json ? { ...io, interactive: false } : io, "run");
+    // The event log: every stage event and log line as JSON lines, next to run.json.
+    const { mkdirSync, createWriteStream } = await import("node:fs");
+    mkdirSync(p.output!, { recursive: true });
+    const eventLog = createWriteStream(join(p.output!, "events.jsonl"), { flags: "a" });
+    const record = (e: object) => eventLog.write(`${JSON.stringify({ time: new Date().toISOString(), ...e })}\n`);
+    record({ type: "run:start", job: p.jobFile, stage });
     events.on((e) => {
+      if (e.type !== "stage:progress") record(e);
       if (e.type === "stage:start") bar.update(0, `${e.stage}:${e.method}`);
       if (e.type === "stage:progress") bar.update(e.fraction, e.note);
       if (e.type === "warning") logger.warn(e.message);
@@ -98,8 +105,8 @@ export async function runCommand(jobFile: string, opts: { stage?: string; dryRun
     const res = await runJobPipeline(p, {
       registry: scope.registry, config: loaded.config, until: stage === "all" || stage === "compose" ? "stretch" : (stage as PipelineStep), fromStacks,
       signal, logger, events, runtime: loaded.runtime, engineOptions: loaded.config.engine_options, workRoot: join(tmpdir(), "tile-compile"),
-      observers: scope.registry.list().map((r) => r.engine), log: (l) => { bar.update(0, ""); io.err(l); },
-    });
+      observers: scope.registry.list().map((r) => r.engine), log: (l) => { record({ type: "log", message: l }); io.err(l); },
+    }).catch((e: unknown) => { record({ type: "run:failed", error: (e as Error).message }); throw e; }).finally(() => eventLog.end());
     bar.stop();
     io.out("");
     for (const s of res.stacks) io.out(`stack ${s.filter} ${s.exposureSeconds} s: ${s.frames} frames → ${relative(p.base, s.path)}`);

@@ -87,6 +87,18 @@ export async function runJobPipeline(plan: JobPlan, o: PipelineOptions): Promise
   const stageOf = <S extends StageName>(stage: S, method: string, engine: string | undefined, field: string, options: Record<string, unknown>) => planStage<S>(o.registry, { stage, method, ...(engine ? { engine } : {}), field, options });
   const engineId = (p: { engine: { meta: { name: string; version: string } } }) => `${p.engine.meta.name}@${p.engine.meta.version}`;
 
+  // Input hashes for run.json (sha-256 of each light; cached by file identity, so re-runs do not re-read).
+  const { createHash } = await import("node:crypto");
+  const { readFile } = await import("node:fs/promises");
+  const hashCache = (state["inputs"]?.info ?? {}) as Record<string, string>;
+  const inputs: { path: string; sha256: string }[] = [];
+  for (const f of plan.lights) {
+    const id = identity([f.path]);
+    hashCache[id] ??= createHash("sha256").update(await readFile(f.path)).digest("hex");
+    inputs.push({ path: f.path, sha256: hashCache[id]! });
+  }
+  if (plan.lights.length) { state["inputs"] = { stamp: "", outputs: [], info: hashCache }; await saveState(); }
+
   const regCfg = cfg.registration;
   if (o.fromStacks) {
     const { readdirSync } = await import("node:fs");
@@ -244,7 +256,7 @@ export async function runJobPipeline(plan: JobPlan, o: PipelineOptions): Promise
   }
 
   async function finish(): Promise<PipelineResult> {
-    await writeRunJson(plan, { pipeline: { ...result, timings } }, "tile-compile");
+    await writeRunJson(plan, { pipeline: { ...result, timings, inputs } }, "tile-compile");
     return result;
   }
 }
