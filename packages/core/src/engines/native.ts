@@ -16,7 +16,7 @@ const pkg = createRequire(import.meta.url)("../../package.json") as { name: stri
 
 export const nativeEngine: Engine = defineEngine({
   meta: { name: pkg.name, version: pkg.version, apiVersion: 1, description: "Built-in engines of tile-compile (short name: native)" },
-  capabilities: { "stacking:mean": "stable", "stacking:median": "stable", "stacking:rejection": "stable", "registration:relative": "stable", "calibration:native": "stable", "composition:palette": "stable", "stretch:autostretch": "stable", "stretch:asinh": "stable" },
+  capabilities: { "stacking:mean": "stable", "stacking:median": "stable", "stacking:rejection": "stable", "registration:relative": "stable", "calibration:native": "stable", "composition:palette": "stable", "stretch:autostretch": "stable", "stretch:asinh": "stable", "stretch:ghs": "stable" },
   stacking: { mean: { stack: nativeStack }, median: { stack: nativeStack }, rejection: { stack: nativeStack } },
   registration: { relative: { register: registerRelative } },
   calibration: { native: nativeCalibration(`${pkg.name}@${pkg.version}`) },

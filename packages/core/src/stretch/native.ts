@@ -5,15 +5,33 @@
  * shadows are clipped at median − 2.8·σ (σ = 1.4826·MAD) and the midtones transfer function
  * MTF(x; m) = (m − 1)x / ((2m − 1)x − m) is chosen so the median lands at `target` (default 0.25) — the
  * screen transfer function Siril and PixInsight use. asinh: y = asinh(β·x)/asinh(β) after the same
- * black point. The output is a float FITS in [0, 1]; previews are 8- and 16-bit PNGs written from it, and
+ * black point. ghs: the generalised hyperbolic stretch around the median (options D, b). The output is a float FITS in [0, 1]; previews are 8- and 16-bit PNGs written from it, and
  * the working (linear) image is never modified.
  */
 import { writeFile, rename } from "node:fs/promises";
 import { encode } from "fast-png";
 import { loadRecon } from "@tile-compile/recon-native";
+import { TileCompileError } from "../errors/index.js";
 import { readFitsImage } from "../fits/reader.js";
 import { writeFitsImage } from "../fits/writer.js";
 import type { EngineContext, StretchInput, StretchProvider } from "../kernel/contracts.js";
+
+/**
+ * Generalised hyperbolic stretch (Cranfield & Payne): stretch factor D, local intensity b (b = 0
+ * exponential, b = −1 logarithmic, b > 0 hyperbolic, b = 1 harmonic) around the symmetry point SP,
+ * normalised so that 0 → 0 and 1 → 1.
+ */
+export function ghs(x: number, D: number, b: number, SP: number): number {
+  const q = (v: number): number => {
+    const d = v - SP, s = d >= 0 ? 1 : -1, a = Math.abs(d);
+    if (D === 0) return d;
+    if (b === 0) return s * (1 - Math.exp(-D * a));
+    if (b === -1) return s * Math.log1p(D * a);
+    return s * (1 - Math.pow(1 + b * D * a, -1 / b));
+  };
+  const q0 = q(0), q1 = q(1);
+  return (q(Math.min(1, Math.max(0, x))) - q0) / (q1 - q0);
+}
 
 export function mtf(x: number, m: number): number {
   if (x <= 0) return 0;
@@ -21,13 +39,15 @@ export function mtf(x: number, m: number): number {
   return ((m - 1) * x) / ((2 * m - 1) * x - m);
 }
 
-async function stretchImage(input: StretchInput, ctx: EngineContext, kind: "autostretch" | "asinh"): Promise<{ output: string }> {
+async function stretchImage(input: StretchInput, ctx: EngineContext, kind: "autostretch" | "asinh" | "ghs"): Promise<{ output: string }> {
   const img = await readFitsImage(input.input, { signal: ctx.signal });
   const recon = loadRecon();
   const n = img.width * img.height;
   const linked = input.options.linked !== false;
   const target = Number(input.options.target ?? 0.25);
   const beta = Number(input.options.beta ?? 50);
+  const ghsD = Number(input.options.D ?? 8), ghsB = Number(input.options.b ?? 2);
+  if (kind === "ghs" && !(ghsD >= 0 && (ghsB >= 0 || ghsB === -1))) throw new TileCompileError("TC_CONFIG_INVALID", { file: "tile_compile.yaml", issues: [`engine_options: ghs needs D ≥ 0 and b ≥ 0 or b = −1 (got D=${ghsD}, b=${ghsB})`] });
   const stats: { median: number; sigma: number; max: number }[] = [];
   for (let c = 0; c < img.channels; c++) {
     const plane = img.data.subarray(c * n, (c + 1) * n);
@@ -51,11 +71,11 @@ async function stretchImage(input: StretchInput, ctx: EngineContext, kind: "auto
     const o = out.subarray(c * n, (c + 1) * n);
     for (let i = 0; i < n; i++) {
       const x = Math.min(1, Math.max(0, norm(plane[i]!)));
-      o[i] = kind === "asinh" ? Math.asinh(beta * x) / Math.asinh(beta) : mtf(x, m);
+      o[i] = kind === "asinh" ? Math.asinh(beta * x) / Math.asinh(beta) : kind === "ghs" ? ghs(x, ghsD, ghsB, m0) : mtf(x, m);
     }
   }
   const header = img.header.withoutStructure();
-  header.set("STRETCH", kind === "asinh" ? `asinh beta=${beta}` : `mtf target=${target} ${linked ? "linked" : "unlinked"}`, "display stretch applied; not linear");
+  header.set("STRETCH", kind === "asinh" ? `asinh beta=${beta}` : kind === "ghs" ? `ghs D=${ghsD} b=${ghsB} SP=median` : `mtf target=${target} ${linked ? "linked" : "unlinked"}`, "display stretch applied; not linear");
   await writeFitsImage(input.output, { width: img.width, height: img.height, channels: img.channels, data: out }, { header, history: input.history, signal: ctx.signal });
   // Previews sit next to the final output (the runner hands us a temporary path for the FITS itself).
   const base = typeof input.options.previewBase === "string" ? input.options.previewBase : input.output.replace(/\.(fits?|fit)$/i, "");
@@ -88,4 +108,5 @@ export async function writePng(path: string, data: Float32Array, width: number, 
 export const nativeStretch: Record<string, StretchProvider> = {
   autostretch: { stretch: (i, c) => stretchImage(i, c, "autostretch") },
   asinh: { stretch: (i, c) => stretchImage(i, c, "asinh") },
+  ghs: { stretch: (i, c) => stretchImage(i, c, "ghs") },
 };
