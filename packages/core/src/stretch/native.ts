@@ -25,7 +25,7 @@ export function ghs(x: number, D: number, b: number, SP: number): number {
   const q = (v: number): number => {
     const d = v - SP, s = d >= 0 ? 1 : -1, a = Math.abs(d);
     if (D === 0) return d;
-    if (b === 0) return s * (1 - Math.exp(-D * a));
+    if (Math.abs(b) < 1e-6) return s * (1 - Math.exp(-D * a)); // the b → 0 limit (and no 1/b overflow)
     if (b === -1) return s * Math.log1p(D * a);
     return s * (1 - Math.pow(1 + b * D * a, -1 / b));
   };
