@@ -90,7 +90,7 @@ describe("the demo data set end to end", () => {
     // with the RGB palette (the L layer changes integrated colours by design when seeing differs; it is
     // measured and printed below, not asserted).
     const { writeFileSync } = await import("node:fs");
-    writeFileSync(join(base, "tile_compile.yaml"), "composition:\n  palette: RGB\n");
+    writeFileSync(join(base, "tile_compile.yaml"), "composition:\n  palette: RGB\nbackground:\n  method: polynomial\n  degree: 1\n  on: frames\n");
     expect(await runCli(["run", jobs[0]!], { io: capture().io, cwd: base })).toBe(0);
     const img = await readFitsImage(join(base, "M42/processed/M42_LRGB_linear.fits"));
     const W = img.width, H = img.height, n = W * H;

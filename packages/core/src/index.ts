@@ -29,3 +29,5 @@ export { nativeComposition } from "./composition/native.js";
 export { nativeStretch, mtf, writePng } from "./stretch/native.js";
 export { nativeStack } from "./engines/stack.js";
 export { generateDemoLibrary, type DemoOptions, type DemoStar } from "./demo/generate.js";
+export { extractBackground, backgroundModel, type BackgroundOptions } from "./background/extract.js";
+export { blendHdr } from "./composition/hdr.js";

@@ -76,6 +76,14 @@ export const configSchema = z.strictObject({
       palettes: z.record(z.string(), z.record(z.string(), z.record(z.string(), z.number()))).default({}).describe("User palettes: name → output channel → { filter: weight }"),
     })
     .default({ method: "palette", palettes: {} }),
+  background: z
+    .strictObject({
+      method: z.enum(["none", "polynomial", "rbf"]).default("none").describe("Background extraction: none (default), polynomial or rbf (thin-plate spline) on a sigma-clipped sample grid"),
+      degree: z.number().int().min(1).max(4).default(2).describe("Polynomial degree"),
+      grid: z.number().int().min(4).max(64).default(16).describe("Sample boxes across the longer side"),
+      on: z.enum(["frames", "stacks"]).default("frames").describe("Extract from every calibrated frame, or from the stacks before composition"),
+    })
+    .default({ method: "none", degree: 2, grid: 16, on: "frames" }),
   hdr: z
     .strictObject({ blend: z.boolean().default(false).describe("Blend the exposures of a filter (HDR) instead of skipping composition") })
     .default({ blend: false }),

@@ -13,12 +13,14 @@
  */
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { mkdir, rename, writeFile } from "node:fs/promises";
-import { basename, join } from "node:path";
+import { basename, join, relative } from "node:path";
+import { extractBackground } from "../background/extract.js";
+import { writeFitsImage } from "../fits/writer.js";
 import { BUILTIN_PALETTES, paletteInputs, type Palette } from "../composition/palettes.js";
 import { blendHdr } from "../composition/hdr.js";
 import type { TileCompileConfig } from "../config/schema.js";
 import { TileCompileError } from "../errors/index.js";
-import { readFitsHeader } from "../fits/reader.js";
+import { readFitsHeader, readFitsImage } from "../fits/reader.js";
 import type { EngineRegistry } from "../kernel/registry.js";
 import { planStage, provenanceLine, runStage, type StageRunOptions } from "../kernel/runner.js";
 import type { StageName } from "../kernel/contracts.js";
@@ -129,8 +131,24 @@ export async function runJobPipeline(plan: JobPlan, o: PipelineOptions): Promise
   // 2–3. Register and stack each (filter, exposure) group.
   const { engine: stEngine, method: stMethod, input_dir: _i, input_pattern: _p, output_file: _f, ...stOptions } = cfg.stacking;
   void _i; void _p; void _f;
-  for (const g of calibrated) {
-    const label = `${g.filter}_${expLabel(g.exposureSeconds)}`;
+  const bgCfg = cfg.background;
+  for (const g0 of calibrated) {
+    const label = `${g0.filter}_${expLabel(g0.exposureSeconds)}`;
+    let g = g0;
+    if (bgCfg.method !== "none" && bgCfg.on === "frames") {
+      const stamp = hashOf(`${identity(g0.frames)}\n${JSON.stringify(bgCfg)}`);
+      const files = g0.frames.map((f) => join(out, "background", label, relative(g0.dir, f)));
+      await step(`background ${label}`, stamp, async () => {
+        for (const [k, f] of g0.frames.entries()) {
+          o.signal.throwIfAborted();
+          const img = await readFitsImage(f, { signal: o.signal });
+          const data = await extractBackground(img.data, img.width, img.height, img.channels, { method: bgCfg.method as "polynomial" | "rbf", degree: bgCfg.degree, grid: bgCfg.grid, signal: o.signal });
+          await writeFitsImage(files[k]!, { width: img.width, height: img.height, channels: img.channels, data }, { header: img.header.withoutStructure(), history: [`background extracted: ${bgCfg.method}${bgCfg.method === "polynomial" ? ` degree ${bgCfg.degree}` : ""}, ${bgCfg.grid}-box grid`], signal: o.signal });
+        }
+        return { outputs: files, value: undefined };
+      }, () => undefined);
+      g = { ...g0, frames: files };
+    }
     const regPlan = stageOf("registration", regCfg.engine, regCfg.provider, "registration.engine", {});
     const regDir = join(out, regCfg.output_dir, label);
     const regStamp = hashOf(`${identity(g.frames)}\n${JSON.stringify(regCfg)}\n${engineId(regPlan)}`);
@@ -224,6 +242,19 @@ export async function runJobPipeline(plan: JobPlan, o: PipelineOptions): Promise
           return { outputs: r.frames.map((f) => f.output!), value: r.frames.map((f) => f.output!) };
         }, (outputs) => outputs);
         ordered.forEach((n, k) => { channels[n] = aligned[k]!; });
+      }
+    }
+    if (cfg.background.method !== "none" && cfg.background.on === "stacks") {
+      const bg = cfg.background;
+      for (const [name, path] of Object.entries(channels)) {
+        const target = join(out, "background_stacks", basename(path));
+        await step(`background ${basename(path)}`, hashOf(`${identity([path])}\n${JSON.stringify(bg)}`), async () => {
+          const img = await readFitsImage(path, { signal: o.signal });
+          const data = await extractBackground(img.data, img.width, img.height, img.channels, { method: bg.method as "polynomial" | "rbf", degree: bg.degree, grid: bg.grid, signal: o.signal });
+          await writeFitsImage(target, { width: img.width, height: img.height, channels: img.channels, data }, { header: img.header.withoutStructure(), history: [`background extracted: ${bg.method}`], signal: o.signal });
+          return { outputs: [target], value: undefined };
+        }, () => undefined);
+        channels[name] = target;
       }
     }
     const coPlan = stageOf("composition", cfg.composition.method, cfg.composition.engine, "composition.method", {});
