@@ -208,3 +208,22 @@ describe("HDR blend", () => {
     expect(existsSync(join(base, "M42/processed_hdr/M42_HDR_linear.fits"))).toBe(true);
   });
 });
+
+describe.runIf(seestar)("tile-compile reconstruct (TBQR) on the shared M 94 frames", () => {
+  it("16 frames (below frames_min) run in emergency mode end to end; the star FWHM is no worse than the plain mean's", { timeout: 300_000 }, async () => {
+    const out = mkdtempSync(join(tmpdir(), "tc-tbqr-m94-"));
+    const c = capture();
+    expect(await runCli(["reconstruct", join(seestar!, "M94", "2025_03_27"), "--out", out, "--emergency"], { io: c.io, cwd: out }), c.err.join("\n")).toBe(0);
+    const v = JSON.parse(readFileSync(join(out, "validation.json"), "utf8"));
+    expect(v.mode).toBe("emergency");
+    expect(v.fwhmTbqr).toBeLessThanOrEqual(v.fwhmMean * 1.001);
+    const img = await readFitsImage(join(out, "stacked.fit"));
+    expect([img.width, img.height, img.channels]).toEqual([1080, 1920, 3]);
+    expect(img.header.get("STACKMTH")).toBe("tbqr");
+    for (const f of ["frame_metrics.csv", "tile_grid.json", "tile_weights.fits"]) expect(existsSync(join(out, f)), f).toBe(true);
+    // Without --emergency the same set is refused with the reason.
+    const r = capture();
+    expect(await runCli(["reconstruct", join(seestar!, "M94", "2025_03_27"), "--out", join(out, "again")], { io: r.io, cwd: out })).toBe(1);
+    expect(r.err.join("\n")).toMatch(/16 usable frames, fewer than assumptions\.frames_min = 50/);
+  });
+});

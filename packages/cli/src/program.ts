@@ -12,6 +12,7 @@ import { scanCommand } from "./commands/scan.js";
 import { stackCommand } from "./commands/stack.js";
 import { registerCommand } from "./commands/register.js";
 import { runCommand, validateCommand } from "./commands/job.js";
+import { reconstructCommand } from "./commands/reconstruct.js";
 import { formatError, processIo, type Io } from "./output.js";
 
 const pkg = createRequire(import.meta.url)("../package.json") as { version: string };
@@ -111,6 +112,18 @@ export async function runCli(argv: string[], options: CliOptions = {}): Promise<
       const loaded = await config();
       for (const w of loaded.warnings) io.err(`warning: ${w}`);
       exitCode = await runCommand(resolve(cwd, job), o, loaded, io, signal, cwd);
+    });
+
+  program
+    .command("reconstruct")
+    .description("Tile-based quality reconstruction (TBQR) of a folder of frames: register, reconstruct, write stacked.fit and artifacts")
+    .argument("<frames-dir>", "folder of (calibrated) frames")
+    .option("-o, --out <dir>", "output folder", "tbqr-out")
+    .option("--emergency", "reconstruct sets below assumptions.frames_min (reduced mode, no clustering)")
+    .action(async (dir: string, o: { out?: string; emergency?: boolean }) => {
+      const loaded = await config();
+      for (const w of loaded.warnings) io.err(`warning: ${w}`);
+      exitCode = await reconstructCommand(dir, o, loaded, io, signal, cwd);
     });
 
   program

@@ -31,3 +31,5 @@ export { nativeStack } from "./engines/stack.js";
 export { generateDemoLibrary, type DemoOptions, type DemoStar } from "./demo/generate.js";
 export { extractBackground, backgroundModel, type BackgroundOptions } from "./background/extract.js";
 export { blendHdr } from "./composition/hdr.js";
+export { reconstructTbqr, tbqrOptionsFromConfig, DEFAULT_TBQR, seamFigures, kmeans, budgetKappaScaled, type TbqrOptions, type TbqrResult } from "./tbqr/reconstruct.js";
+export { tileGeometry, tileGrid, globalWeights, localWeights, robustZ, clusterCount, modeGate, type TbqrMode } from "./tbqr/math.js";

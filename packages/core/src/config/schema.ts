@@ -84,6 +84,45 @@ export const configSchema = z.strictObject({
       on: z.enum(["frames", "stacks"]).default("frames").describe("Extract from every calibrated frame, or from the stacks before composition"),
     })
     .default({ method: "none", degree: 2, grid: 16, on: "frames" }),
+  global_metrics: z
+    .strictObject({
+      weights: z.strictObject({ background: z.number().default(0.4), noise: z.number().default(0.3), gradient: z.number().default(0.3) }).default({ background: 0.4, noise: 0.3, gradient: 0.3 }).describe("TBQR global quality Q = α(−B̃) + β(−σ̃) + γẼ; must sum to 1"),
+      clamp: z.tuple([z.number(), z.number()]).default([-3, 3]),
+      weight_exponent_scale: z.number().positive().default(1),
+    })
+    .default({ weights: { background: 0.4, noise: 0.3, gradient: 0.3 }, clamp: [-3, 3], weight_exponent_scale: 1 }),
+  tile: z
+    .strictObject({
+      size_factor: z.number().positive().default(32),
+      min_size: z.number().int().min(16).default(64),
+      max_divisor: z.number().int().min(1).default(6),
+      overlap_fraction: z.number().min(0).max(0.5).default(0.25),
+      star_min_count: z.number().int().min(0).default(3),
+    })
+    .default({ size_factor: 32, min_size: 64, max_divisor: 6, overlap_fraction: 0.25, star_min_count: 3 }),
+  local_metrics: z
+    .strictObject({
+      clamp: z.tuple([z.number(), z.number()]).default([-3, 3]),
+      star_mode: z.strictObject({ weights: z.strictObject({ fwhm: z.number().default(0.6), roundness: z.number().default(0.2), contrast: z.number().default(0.2) }).default({ fwhm: 0.6, roundness: 0.2, contrast: 0.2 }) }).default({ weights: { fwhm: 0.6, roundness: 0.2, contrast: 0.2 } }),
+      structure_mode: z.strictObject({ metric_weight: z.number().default(0.7), background_weight: z.number().default(0.3) }).default({ metric_weight: 0.7, background_weight: 0.3 }),
+    })
+    .default({ clamp: [-3, 3], star_mode: { weights: { fwhm: 0.6, roundness: 0.2, contrast: 0.2 } }, structure_mode: { metric_weight: 0.7, background_weight: 0.3 } }),
+  reconstruction: z
+    .strictObject({
+      noise_budget: z.number().min(1).max(2).default(1.08).describe("Largest background-noise increase over a plain mean the TBQR weighting may cost"),
+      clip: z.tuple([z.number().positive(), z.number().positive()]).default([3, 3]).describe("Winsorized rejection thresholds per tile [low, high]"),
+      epsilon: z.number().positive().default(1e-6),
+    })
+    .default({ noise_budget: 1.08, clip: [3, 3], epsilon: 1e-6 }),
+  assumptions: z
+    .strictObject({
+      frames_min: z.number().int().min(2).default(50),
+      frames_reduced_threshold: z.number().int().min(2).default(200),
+      allow_emergency_mode: z.boolean().default(false).describe("Reconstruct sets below frames_min (reduced, no clustering) instead of refusing"),
+      exposure_time_tolerance_percent: z.number().nonnegative().default(5),
+    })
+    .refine((a) => a.frames_min < a.frames_reduced_threshold, "frames_min must be below frames_reduced_threshold")
+    .default({ frames_min: 50, frames_reduced_threshold: 200, allow_emergency_mode: false, exposure_time_tolerance_percent: 5 }),
   hdr: z
     .strictObject({ blend: z.boolean().default(false).describe("Blend the exposures of a filter (HDR) instead of skipping composition") })
     .default({ blend: false }),

@@ -6,7 +6,9 @@
 import { createRequire } from "node:module";
 import type { Engine } from "../kernel/contracts.js";
 import { defineEngine } from "../kernel/define.js";
+import { readFitsHeader } from "../fits/reader.js";
 import { nativeStack } from "./stack.js";
+import { DEFAULT_TBQR, reconstructTbqr, type TbqrOptions } from "../tbqr/reconstruct.js";
 import { registerRelative } from "../registration/relative.js";
 import { nativeCalibration } from "../calibration/native.js";
 import { nativeComposition } from "../composition/native.js";
@@ -16,8 +18,13 @@ const pkg = createRequire(import.meta.url)("../../package.json") as { name: stri
 
 export const nativeEngine: Engine = defineEngine({
   meta: { name: pkg.name, version: pkg.version, apiVersion: 1, description: "Built-in engines of tile-compile (short name: native)" },
-  capabilities: { "stacking:mean": "stable", "stacking:median": "stable", "stacking:rejection": "stable", "registration:relative": "stable", "calibration:native": "stable", "composition:palette": "stable", "stretch:autostretch": "stable", "stretch:asinh": "stable", "stretch:ghs": "stable" },
-  stacking: { mean: { stack: nativeStack }, median: { stack: nativeStack }, rejection: { stack: nativeStack } },
+  capabilities: { "stacking:mean": "stable", "stacking:median": "stable", "stacking:rejection": "stable", "stacking:tbqr": "stable", "registration:relative": "stable", "calibration:native": "stable", "composition:palette": "stable", "stretch:autostretch": "stable", "stretch:asinh": "stable", "stretch:ghs": "stable" },
+  stacking: { mean: { stack: nativeStack }, median: { stack: nativeStack }, rejection: { stack: nativeStack }, tbqr: { stack: async (input, ctx) => {
+    const o = (input.options.tbqr as TbqrOptions | undefined) ?? DEFAULT_TBQR;
+    const r = await reconstructTbqr(input.frames.map((f) => f.path), input.output, o, ctx);
+    const h = await readFitsHeader(input.output);
+    return { frameCount: r.frames, width: h.width, height: h.height, channels: h.channels };
+  } } },
   registration: { relative: { register: registerRelative } },
   calibration: { native: nativeCalibration(`${pkg.name}@${pkg.version}`) },
   composition: { palette: nativeComposition },

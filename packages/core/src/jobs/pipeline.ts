@@ -18,6 +18,7 @@ import { extractBackground } from "../background/extract.js";
 import { writeFitsImage } from "../fits/writer.js";
 import { BUILTIN_PALETTES, paletteInputs, type Palette } from "../composition/palettes.js";
 import { blendHdr } from "../composition/hdr.js";
+import { tbqrOptionsFromConfig } from "../tbqr/reconstruct.js";
 import type { TileCompileConfig } from "../config/schema.js";
 import { TileCompileError } from "../errors/index.js";
 import { readFitsHeader, readFitsImage } from "../fits/reader.js";
@@ -163,9 +164,9 @@ export async function runJobPipeline(plan: JobPlan, o: PipelineOptions): Promise
       return { outputs: ok, value: { frames: ok, rejected }, info: rejected };
     }, (outputs, info) => ({ frames: outputs, rejected: (info ?? []) as { path: string; reason: string }[] }));
     if (upto < 2) continue;
-    const stPlan = stageOf("stacking", stMethod === "average" ? "mean" : stMethod, stEngine, "stacking.method", stOptions);
+    const stPlan = stageOf("stacking", stMethod === "average" ? "mean" : stMethod, stEngine, "stacking.method", stMethod === "tbqr" ? { ...stOptions, tbqr: tbqrOptionsFromConfig(cfg, join(out, "tbqr", label)) } : stOptions);
     const stackPath = join(out, `stack_${g.filter}_${expLabel(g.exposureSeconds)}.fit`);
-    const stStamp = hashOf(`${identity(registered.frames)}\n${JSON.stringify(stOptions)}\n${stPlan.method}\n${engineId(stPlan)}`);
+    const stStamp = hashOf(`${identity(registered.frames)}\n${JSON.stringify(stPlan.options)}\n${stPlan.method}\n${engineId(stPlan)}`);
     const stacked = await step(`stack ${label}`, stStamp, async () => {
       const r = await runStage(stPlan, [stackPath], (provider, ctx, [tmp]) => provider.stack({ frames: registered.frames.map((path) => ({ path })), output: tmp!, method: stPlan.method, options: stPlan.options, history: [provenanceLine(calPlan), provenanceLine(regPlan), provenanceLine(stPlan)] }, ctx), o);
       log(`stacked ${r.frameCount} frames of ${g.filter} ${g.exposureSeconds} s → ${basename(stackPath)}`);

@@ -380,3 +380,23 @@ export function kmeans(X: number[][], K: number, inits: number, seed: number): n
   }
   return best!.assign;
 }
+
+/** TBQR options from tile_compile.yaml's reference keys. */
+export function tbqrOptionsFromConfig(cfg: {
+  global_metrics: { weights: { background: number; noise: number; gradient: number }; clamp: [number, number]; weight_exponent_scale: number };
+  tile: { size_factor: number; min_size: number; max_divisor: number; overlap_fraction: number; star_min_count: number };
+  local_metrics: { clamp: [number, number]; star_mode: { weights: { fwhm: number; roundness: number; contrast: number } }; structure_mode: { metric_weight: number; background_weight: number } };
+  reconstruction: { noise_budget: number; clip: [number, number]; epsilon: number };
+  assumptions: { frames_min: number; frames_reduced_threshold: number; allow_emergency_mode: boolean; exposure_time_tolerance_percent: number };
+}, artifactsDir?: string): TbqrOptions {
+  return {
+    global: { ...cfg.global_metrics.weights, clamp: cfg.global_metrics.clamp, exponentScale: cfg.global_metrics.weight_exponent_scale },
+    tile: { sizeFactor: cfg.tile.size_factor, minSize: cfg.tile.min_size, maxDivisor: cfg.tile.max_divisor, overlapFraction: cfg.tile.overlap_fraction, starMinCount: cfg.tile.star_min_count },
+    local: { starMinCount: cfg.tile.star_min_count, star: cfg.local_metrics.star_mode.weights, structure: { metric: cfg.local_metrics.structure_mode.metric_weight, background: cfg.local_metrics.structure_mode.background_weight }, clamp: cfg.local_metrics.clamp },
+    assumptions: { framesMin: cfg.assumptions.frames_min, framesReducedThreshold: cfg.assumptions.frames_reduced_threshold, allowEmergency: cfg.assumptions.allow_emergency_mode, exposureTolerancePercent: cfg.assumptions.exposure_time_tolerance_percent },
+    epsilon: cfg.reconstruction.epsilon,
+    clip: { low: cfg.reconstruction.clip[0], high: cfg.reconstruction.clip[1], iterations: 2 },
+    noiseBudget: cfg.reconstruction.noise_budget,
+    ...(artifactsDir ? { artifactsDir } : {}),
+  };
+}

@@ -1,0 +1,95 @@
+import { readFileSync, mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { loadRecon } from "@tile-compile/recon-native";
+import { writeFitsImage } from "../fits/writer.js";
+import { FitsHeader } from "../fits/header.js";
+import type { EngineContext } from "../kernel/contracts.js";
+import { seededRandom } from "../util/random.js";
+import { DEFAULT_TBQR, reconstructTbqr, type TbqrOptions } from "./reconstruct.js";
+
+const ctx = (): EngineContext => ({ signal: new AbortController().signal, logger: { debug() {}, info() {}, warn() {}, error() {} } as never, progress() {}, workdir: tmpdir(), options: {}, runtime: { threads: 2, memoryBudgetBytes: 1 << 30 } });
+const EMERGENCY: TbqrOptions = { ...DEFAULT_TBQR, assumptions: { ...DEFAULT_TBQR.assumptions, allowEmergency: true } };
+
+async function set(dir: string, n: number, o: { W?: number; H?: number; exp?: (k: number) => number; channels?: number; stretch?: boolean; nanFrame?: number } = {}): Promise<string[]> {
+  const W = o.W ?? 200, H = o.H ?? 160, C = o.channels ?? 1, r = seededRandom(9);
+  const stars = Array.from({ length: 40 }, () => ({ x: 10 + r() * (W - 20), y: 10 + r() * (H - 20), f: 5000 + 30000 * r() }));
+  const out: string[] = [];
+  for (let k = 0; k < n; k++) {
+    const g = seededRandom(100 + k);
+    const sg = 1.1 + 0.4 * g();
+    const data = new Float32Array(W * H * C);
+    for (let c = 0; c < C; c++) for (let i = 0; i < W * H; i++) data[c * W * H + i] = 400 + 5 * Math.sqrt(-2 * Math.log(1 - g())) * Math.cos(2 * Math.PI * g());
+    for (let c = 0; c < C; c++) for (const s of stars) for (let y = Math.max(0, Math.floor(s.y) - 8); y < Math.min(H, Math.floor(s.y) + 9); y++) for (let x = Math.max(0, Math.floor(s.x) - 8); x < Math.min(W, Math.floor(s.x) + 9); x++) data[c * W * H + y * W + x] = data[c * W * H + y * W + x]! + (s.f * (c + 1)) / (2 * Math.PI * sg * sg) * Math.exp(-((x - s.x) ** 2 + (y - s.y) ** 2) / (2 * sg * sg));
+    if (o.stretch) { let mx = 0; for (const v of data) mx = Math.max(mx, v); for (let i = 0; i < data.length; i++) data[i] = Math.asinh((20 * data[i]!) / mx) / Math.asinh(20); }
+    if (o.nanFrame === k) data.fill(NaN);
+    const p = join(dir, `f${String(k).padStart(3, "0")}.fit`);
+    await writeFitsImage(p, { width: W, height: H, channels: C, data }, { header: new FitsHeader().set("EXPTIME", o.exp ? o.exp(k) : 60) });
+    out.push(p);
+  }
+  return out;
+}
+
+describe("TBQR behaviour", () => {
+  it("8. determinism: two runs, and 1 vs 2 threads, give byte-identical stacked.fit", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "tc-tbqr-det-"));
+    const f = await set(dir, 12);
+    const recon = loadRecon();
+    const before = recon.threads();
+    try {
+      recon.setThreads(2);
+      await reconstructTbqr(f, join(dir, "a.fit"), EMERGENCY, ctx());
+      await reconstructTbqr(f, join(dir, "b.fit"), EMERGENCY, ctx());
+      recon.setThreads(1);
+      await reconstructTbqr(f, join(dir, "c.fit"), EMERGENCY, ctx());
+    } finally {
+      recon.setThreads(before);
+    }
+    const [a, b, c] = ["a", "b", "c"].map((x) => readFileSync(join(dir, `${x}.fit`)));
+    expect(Buffer.compare(a!, b!)).toBe(0);
+    expect(Buffer.compare(a!, c!)).toBe(0);
+  });
+
+  it("13. channel isolation: perturbing R only leaves G and B bitwise unchanged", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "tc-tbqr-iso-"));
+    const f = await set(dir, 10, { channels: 3 });
+    await reconstructTbqr(f, join(dir, "a.fit"), EMERGENCY, ctx());
+    // Perturb channel R of frame 3 (a bright blob) and reconstruct again.
+    const { readFitsImage } = await import("../fits/reader.js");
+    const img = await readFitsImage(f[3]!);
+    for (let i = 0; i < 2000; i++) img.data[i] = img.data[i]! + 5000;
+    await writeFitsImage(f[3]!, { width: img.width, height: img.height, channels: 3, data: img.data }, { header: img.header.withoutStructure() });
+    await reconstructTbqr(f, join(dir, "b.fit"), EMERGENCY, ctx());
+    const a = await readFitsImage(join(dir, "a.fit")), b = await readFitsImage(join(dir, "b.fit"));
+    const n = a.width * a.height;
+    expect(Buffer.compare(Buffer.from(a.data.buffer, a.data.byteOffset + 4 * n, 8 * n), Buffer.from(b.data.buffer, b.data.byteOffset + 4 * n, 8 * n))).toBe(0);
+    expect(Buffer.compare(Buffer.from(a.data.buffer, a.data.byteOffset, 4 * n), Buffer.from(b.data.buffer, b.data.byteOffset, 4 * n))).not.toBe(0);
+  });
+
+  it("16. no frame selection: every frame contributes (weights all positive); artifacts written", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "tc-tbqr-all-"));
+    const f = await set(dir, 10);
+    const r = await reconstructTbqr(f, join(dir, "s.fit"), { ...EMERGENCY, artifactsDir: join(dir, "art") }, ctx());
+    expect(r.frames).toBe(10);
+    expect(r.G[0]!.every((g) => g > 0)).toBe(true);
+    const csv = readFileSync(join(dir, "art", "frame_metrics.csv"), "utf8").trim().split("\n");
+    expect(csv).toHaveLength(11);
+    const v = JSON.parse(readFileSync(join(dir, "art", "validation.json"), "utf8"));
+    expect(v.mode).toBe("emergency");
+  });
+
+  it("bad input: different sizes, a NaN-filled frame, exposures 10 % apart, stretched data, too few frames → clear errors", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "tc-tbqr-bad-"));
+    const good = await set(join(dir, "good"), 6);
+    const small = await set(join(dir, "small"), 1, { W: 100, H: 80 });
+    await expect(reconstructTbqr([...good, ...small], join(dir, "o1.fit"), EMERGENCY, ctx())).rejects.toThrow(/is 100×80×1, f000\.fit is 200×160×1/);
+    const nan = await set(join(dir, "nan"), 6, { nanFrame: 2 });
+    await expect(reconstructTbqr(nan, join(dir, "o2.fit"), EMERGENCY, ctx())).rejects.toThrow(/f002\.fit.*channel 1 is \(almost\) entirely NaN/);
+    const exp = await set(join(dir, "exp"), 6, { exp: (k) => (k === 4 ? 66 : 60) });
+    await expect(reconstructTbqr(exp, join(dir, "o3.fit"), EMERGENCY, ctx())).rejects.toThrow(/exposure 66 s differs from 60 s by more than 5 %/);
+    const st = await set(join(dir, "st"), 6, { stretch: true });
+    await expect(reconstructTbqr(st, join(dir, "o4.fit"), EMERGENCY, ctx())).rejects.toThrow(/looks stretched.*needs linear data/);
+    await expect(reconstructTbqr(good, join(dir, "o5.fit"), DEFAULT_TBQR, ctx())).rejects.toThrow(/6 usable frames, fewer than assumptions.frames_min = 50/);
+  });
+});
