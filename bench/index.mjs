@@ -1,4 +1,5 @@
 // pnpm bench <name>: benchmarks that print ratios against a reference run in the same process.
+//   tbqr — TBQR vs a plain mean stack, and peak RSS for N vs N/4 frames (see tbqr.mjs).
 //   stack — 100 × 2048² winsorized + additive_scaling vs a plain read and Siril (see stack.mjs).
 //   calibrate — master dark from 50 × 2048² 16-bit frames vs a plain read (see calibrate.mjs).
 //   register — relative registration of synthetic 2048² frames vs Siril's register (see register.mjs).
@@ -11,7 +12,7 @@ import { join } from "node:path";
 import { readFitsHeader, readFitsImage } from "../packages/core/dist/index.js";
 
 const which = process.argv[2] ?? "fits";
-if (["native", "register", "calibrate", "stack"].includes(which)) {
+if (["native", "register", "calibrate", "stack", "tbqr"].includes(which)) {
   await import(`./${which}.mjs`);
   process.exit(0);
 }
@@ -58,6 +59,6 @@ if (which === "fits") {
   const ratio = decode.best / plainRead.best;
   console.log(`decode / plain read = ${ratio.toFixed(2)}× (target ≤ 2×): ${ratio <= 2 ? "met" : "NOT met"}`);
 } else {
-  console.error(`unknown benchmark "${which}"; available: fits, native, register, calibrate, stack`);
+  console.error(`unknown benchmark "${which}"; available: fits, native, register, calibrate, stack, tbqr`);
   process.exit(1);
 }
