@@ -77,6 +77,9 @@ describe("TBQR behaviour", () => {
     expect(csv).toHaveLength(11);
     const v = JSON.parse(readFileSync(join(dir, "art", "validation.json"), "utf8"));
     expect(v.mode).toBe("emergency");
+    const proc = readFileSync(join(dir, "art", "tile_compile.proc"), "utf8");
+    expect(proc).toMatch(/GENERATE tile_grid WITH T = \d+, O = \d+, S = \d+/);
+    expect(proc).toMatch(/SKIP TO Phase 10/);
   });
 
   it("bad input: different sizes, a NaN-filled frame, exposures 10 % apart, stretched data, too few frames → clear errors", async () => {

@@ -286,6 +286,7 @@ export async function reconstructTbqr(framePaths: string[], output: string, o: T
     tiles.forEach((t, ti) => { const ix = ti % tx, iy = Math.floor(ti / tx); for (let f = 0; f < N; f++) wm[f * tx * ty + iy * tx + ix] = Wt[starChannel]![f]![ti]!; });
     await writeFitsImage(join(dir, "tile_weights.fits"), { width: tx, height: ty, channels: N, data: wm }, { history: ["TBQR effective weights W = G·L per tile (x, y) and frame (plane)"] });
     if (mode === "full") await synthetic(framePaths, B, G, Ql, o, dir, W, H, C, ctx);
+    await atomic("tile_compile.proc", procRecord({ N, mode, C, W, H, geom, tiles: tiles.length, fallbackTiles, o, output: basename(output), K: mode === "full" ? clusterCount(N) : 0 }));
     await atomic("validation.json", JSON.stringify({ mode, frames: N, fallbackTiles, ...validation }, null, 2));
   }
   ctx.progress(1);
@@ -314,6 +315,56 @@ export function seamFigures(p: Float32Array, W: number, H: number, tiles: { x0: 
   const ratios = [...[...xs].map((x) => colDiff(x) / colRef), ...[...ys].map((y) => rowDiff(y) / rowRef)].filter(Number.isFinite).sort((a, b) => a - b);
   if (ratios.length === 0) return { worst: 1, p95: 1 };
   return { worst: ratios[ratios.length - 1]!, p95: ratios[Math.min(ratios.length - 1, Math.floor(0.95 * ratios.length))]! };
+}
+
+/**
+ * The run as it actually happened, in the `.proc` step language of the user's README (tbqr-reference §1.16).
+ * The reference itself never executed its .proc ("reference documentation that must stay in sync with the
+ * runner"); we write it from the runner, so it cannot drift. See packages/core/README.md § TBQR.
+ */
+export function procRecord(r: { N: number; mode: TbqrMode; C: number; W: number; H: number; geom: { F: number; T: number; O: number; S: number }; tiles: number; fallbackTiles: number; o: TbqrOptions; output: string; K: number }): string {
+  const g = r.o.global;
+  return [
+    "# tile_compile.proc — written by tile-compile from this run (not a script to edit: it records what ran)",
+    "LOAD tile_compile.yaml",
+    "",
+    "# Phase 0 SCAN_INPUT",
+    `ASSERT frames == ${r.N}   # registered, one size (${r.W}×${r.H}×${r.C}), exposures within ${r.o.assumptions.exposureTolerancePercent} %, linear`,
+    `SET mode = ${r.mode}   # frames_min ${r.o.assumptions.framesMin}, frames_reduced_threshold ${r.o.assumptions.framesReducedThreshold}`,
+    "",
+    "# Phase 3 NORMALIZATION (per channel, before any metric)",
+    "FOR f IN frames: APPLY global_linear_normalization(I_f / B_f, B_f = median)",
+    "# Phase 4 GLOBAL_METRICS",
+    "FOR f IN frames: MEASURE background B_f; MEASURE noise sigma_f; MEASURE gradient_energy E_f",
+    "NORMALIZE {B, sigma, E} USING median + MAD",
+    `COMPUTE Q_f = ${g.background}*(-B~) + ${g.noise}*(-sigma~) + ${g.gradient}*E~`,
+    `CLAMP Q_f TO [${g.clamp[0]}, ${g.clamp[1]}]; COMPUTE G_f = exp(Q_f)`,
+    "WRITE frame_metrics.csv",
+    "# Phase 5 TILE_GRID",
+    `ESTIMATE F = ${r.geom.F.toFixed(3)} USING robust_star_sample`,
+    `GENERATE tile_grid WITH T = ${r.geom.T}, O = ${r.geom.O}, S = ${r.geom.S}   # ${r.tiles} tiles, edge tiles snapped`,
+    "WRITE tile_grid.json",
+    "# Phase 6 LOCAL_METRICS",
+    "FOR each tile t IN tile_grid: FOR f IN frames: MEASURE fwhm, roundness, contrast, stars, E/sigma, B",
+    "COMPUTE q_ft = 2*ln(tau_f) - 2*ln(F_f * rho_ft)   # PSF and transparency in the weights (our deviation)",
+    `COMPUTE W_ft = exp(kappa_t * q_ft) WITH noise_budget = ${r.o.noiseBudget}`,
+    "WRITE tile_weights.fits",
+    "# Phase 7 TILE_RECONSTRUCTION",
+    "FOR each tile t IN tile_grid:",
+    "    EXTRACT tile t FROM every frame (sky-normalised, photometrically scaled)",
+    `    RECONSTRUCT tile USING weighted_average WITH winsorized ${r.o.clip.low}/${r.o.clip.high} sigma   # ${r.fallbackTiles} tiles fell back to unweighted_mean`,
+    "    APPLY window_function (hanning, positive to the border)",
+    "OVERLAP_ADD tiles INTO channel_image; COMPUTE channel_image *= median_f(B_f)",
+    r.mode === "full" ? `# Phase 8–9 STATE_CLUSTERING, SYNTHETIC_FRAMES
+CLUSTER frames BY v_f INTO k = ${r.K} USING k_rule
+WRITE synthetic/syn_XX.fits   # artifacts; the final product is the reconstruction` : "SKIP TO Phase 10   # reduced/emergency: no clustering",
+    "# Phase 10 STACKING",
+    `WRITE ${r.output}`,
+    "# Phase 11 DONE",
+    "WRITE validation.json",
+    "MARK run SUCCESS",
+    "",
+  ].join("\n");
 }
 
 /** State clustering and one synthetic frame per cluster (Σ G·I / Σ G of the normalised frames), restored. */
