@@ -96,3 +96,51 @@ describe("TBQR behaviour", () => {
     await expect(reconstructTbqr(good, join(dir, "o5.fit"), DEFAULT_TBQR, ctx())).rejects.toThrow(/6 usable frames, fewer than assumptions.frames_min = 50/);
   });
 });
+
+describe("TBQR seams (derived case 9)", () => {
+  it("a constant sky with random per-frame gains reconstructs flat", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "tc-tbqr-flat-"));
+    const W = 300, H = 220, r = seededRandom(5);
+    const files: string[] = [];
+    for (let k = 0; k < 12; k++) {
+      const gain = 0.8 + 0.4 * r();
+      const p = join(dir, `f${k}.fit`);
+      await writeFitsImage(p, { width: W, height: H, data: new Float32Array(W * H).fill(1000 * gain) }, { header: new FitsHeader().set("EXPTIME", 60) });
+      files.push(p);
+    }
+    const res = await reconstructTbqr(files, join(dir, "flat.fit"), EMERGENCY, ctx());
+    const { readFitsImage } = await import("../fits/reader.js");
+    const img = await readFitsImage(join(dir, "flat.fit"));
+    let lo = Infinity, hi = -Infinity;
+    for (const v of img.data) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
+    expect((hi - lo) / hi).toBeLessThan(1e-4);
+    expect(res.validation.seamWorstRatio).toBeLessThan(1.5);
+  });
+
+  it("half the frames blurred in one tile only: no background step > 1 % across that tile's border", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "tc-tbqr-blur-"));
+    const W = 320, H = 240, r = seededRandom(6);
+    const stars = Array.from({ length: 120 }, () => ({ x: 8 + r() * (W - 16), y: 8 + r() * (H - 16), f: 5000 + 40000 * r() }));
+    const files: string[] = [];
+    for (let k = 0; k < 16; k++) {
+      const g = seededRandom(60 + k);
+      const data = new Float32Array(W * H);
+      for (let i = 0; i < data.length; i++) data[i] = 800 + 6 * Math.sqrt(-2 * Math.log(1 - g())) * Math.cos(2 * Math.PI * g());
+      for (const s of stars) {
+        const inBox = s.x > 100 && s.x < 200 && s.y > 80 && s.y < 180;
+        const sg = inBox && k % 2 === 0 ? 2.6 : 1.2;
+        for (let y = Math.max(0, Math.floor(s.y) - 10); y < Math.min(H, Math.floor(s.y) + 11); y++) for (let x = Math.max(0, Math.floor(s.x) - 10); x < Math.min(W, Math.floor(s.x) + 11); x++) data[y * W + x] = data[y * W + x]! + (s.f / (2 * Math.PI * sg * sg)) * Math.exp(-((x - s.x) ** 2 + (y - s.y) ** 2) / (2 * sg * sg));
+      }
+      const p = join(dir, `f${k}.fit`);
+      await writeFitsImage(p, { width: W, height: H, data }, { header: new FitsHeader().set("EXPTIME", 60) });
+      files.push(p);
+    }
+    await reconstructTbqr(files, join(dir, "out.fit"), EMERGENCY, ctx());
+    const { readFitsImage } = await import("../fits/reader.js");
+    const img = await readFitsImage(join(dir, "out.fit"));
+    const skyMedian = (x0: number, x1: number, y0: number, y1: number) => { const v: number[] = []; for (let y = y0; y < y1; y++) for (let x = x0; x < x1; x++) v.push(img.data[y * W + x]!); v.sort((a, b) => a - b); return v[v.length >> 1]!; };
+    // Strips 6 px wide just inside and outside the blurred box's left and top borders.
+    const steps = [skyMedian(94, 100, 90, 170) / skyMedian(100, 106, 90, 170), skyMedian(110, 190, 74, 80) / skyMedian(110, 190, 80, 86)];
+    for (const s of steps) expect(Math.abs(s - 1)).toBeLessThan(0.01);
+  });
+});

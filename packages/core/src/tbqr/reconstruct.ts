@@ -244,8 +244,10 @@ export async function reconstructTbqr(framePaths: string[], output: string, o: T
         ctx.progress(0.45 + (0.45 * (c * rows.length + ri + 1)) / (C * rows.length), `tiles ${ri + 1}/${rows.length}${C > 1 ? ` channel ${c + 1}` : ""}`);
       }
       const restore = median(B[c]!);
-      const rec = await recon.normalizeOverlap(canvas, { epsilon: o.epsilon, signal: sig });
-      const pm = await recon.normalizeOverlap(meanCanvas, { epsilon: o.epsilon, signal: sig });
+      // The window sum is tiny but positive in the image corners (one tile, sin² ~ 1e-7 there): ε here is
+      // only a guard against an empty canvas, not the reference's ε on the frame-weight sum D_t.
+      const rec = await recon.normalizeOverlap(canvas, { epsilon: 1e-30, signal: sig });
+      const pm = await recon.normalizeOverlap(meanCanvas, { epsilon: 1e-30, signal: sig });
       for (let i = 0; i < n; i++) { out[c * n + i] = rec[i]! * restore; plainMean[c * n + i] = pm[i]! * restore; }
     }
   } finally {
