@@ -10,12 +10,11 @@
  *     normalised by B_f; per-tile metrics (recon-native tileMetrics); σ_f and E_f = medians over tiles.
  *  4. G_f = exp(clamp(α·(−B̃) + β·(−σ̃) + γ·Ẽ)); L_{f,t} from STAR / STRUCTURE local quality (mode once per
  *     tile, z across frames); W = G·L.
- *  5. pass B, tile row by tile row (memory: frames × T rows), on frames normalised by their sky and scaled
- *     to a common photometric scale (transparency from the stars): every tile is the W-weighted mean of the
- *     normalised frames with winsorized 3σ rejection (plain mean and a flag when Σ W < ε), windowed by a
- *     separable Hann that stays positive up to the image border, overlap-added and normalised; then the
- *     photometric restore × median_f(B_f). A plain mean of the same normalised frames is accumulated in the
- *     same pass for the validation figures.
+ *  5. pass B, frame by frame (memory independent of N): on frames normalised by their sky and scaled to a
+ *     common photometric scale, the overlap-add of tile-wise W-weighted means (Hann windows positive up to
+ *     the image border) computed per pixel as a weighted mean with a smooth weight map, values beyond
+ *     μ ± 3σ of the pixel rejected (cosmics, trails); plain mean when Σ W < ε; photometric restore ×
+ *     median_f(B_f). The plain mean of the same frames is accumulated for the validation figures.
  *  6. full mode: state clustering (K = clip(⌊N/10⌋, 5, 30), k-means on standardised state vectors) and one
  *     synthetic frame per cluster (Σ G·I / Σ G) written as artifacts. The final product is the tile-weighted
  *     reconstruction in every mode: the reference's global synthetic frames drop the local weights (its
@@ -154,7 +153,9 @@ export async function reconstructTbqr(framePaths: string[], output: string, o: T
       if (st.median > 0 && p9999! > 0 && st.median / p9999! > 0.2 && p9999! <= 1.5) fail(path, `looks stretched (median ${st.median.toFixed(3)} at ${((100 * st.median) / p9999!).toFixed(0)} % of the 99.99th percentile); TBQR needs linear data`);
       const b = st.median;
       B[c]!.push(b);
-      const norm = Float32Array.from(plane, (v) => v / Math.max(b, o.epsilon));
+      const norm = new Float32Array(n);
+      const inv = 1 / Math.max(b, o.epsilon);
+      for (let i = 0; i < n; i++) norm[i] = plane[i]! * inv;
       const m = await recon.tileMetrics({ data: norm, width: W, height: H }, tiles, { signal: sig });
       sigma[c]!.push(median(m.noise));
       E[c]!.push(median(m.energy));
@@ -206,53 +207,86 @@ export async function reconstructTbqr(framePaths: string[], output: string, o: T
     Wt.push(w);
   }
 
-  // 5. Pass B: tile reconstruction, overlap-add, restore.
-  const window = separableWindow(geom.T, geom.T, "hann-positive");
-  const rows = [...new Set(tiles.map((t) => t.y0))].sort((a, b) => a - b);
+  // 5. Pass B, streamed frame by frame (memory independent of N). The overlap-add of tile-wise weighted
+  // means is, per pixel, a weighted mean of the frames with the smooth weight map
+  //   ω_f(p) = Σ_t win_t(p)·W_{f,t}/D_t / Σ_t win_t(p),   D_t = Σ_f W_{f,t},
+  // which is separable over the tile grid (win = wx·wy), so it is built row by row without materialising
+  // tiles. B1 accumulates the per-pixel mean and variance of the prepared frames (Welford, f64, frame
+  // order); B2 adds ω·x for the values within μ ± 3σ (cosmics, satellite trails) and the plain mean for the
+  // validation figures. Frames are prepared as x = 1 + (raw/B_f − 1)·s_f (sky-normalised, photometric).
+  const xs0 = [...new Set(tiles.map((t) => t.x0))].sort((a, b) => a - b), ys0 = [...new Set(tiles.map((t) => t.y0))].sort((a, b) => a - b);
+  const tx = xs0.length, ty = ys0.length, tw = tiles[0]!.width, th = tiles[0]!.height;
+  const axisW = (len: number) => Float64Array.from({ length: len }, (_, i) => (len === 1 ? 1 : Math.sin((Math.PI * (i + 0.5)) / len) ** 2));
+  const wxA = axisW(tw), wyA = axisW(th);
+  const cover = (starts: number[], size: number, len: number, win: Float64Array) => Array.from({ length: len }, (_, p) => starts.flatMap((s0, i) => (p >= s0 && p < s0 + size ? [[i, win[p - s0]!] as [number, number]] : [])));
+  const colsOf = cover(xs0, tw, W, wxA), rowsOf = cover(ys0, th, H, wyA);
+  const sx = colsOf.map((l) => l.reduce((a, [, w]) => a + w, 0)), sy = rowsOf.map((l) => l.reduce((a, [, w]) => a + w, 0));
+  let fallbackTiles = 0;
+  const A: number[][][] = []; // [c][f][t] = W_ft / D_t
+  for (let c = 0; c < C; c++) {
+    const a = framePaths.map(() => new Array<number>(tiles.length).fill(1 / N));
+    for (let t = 0; t < tiles.length; t++) {
+      const D = Wt[c]!.reduce((acc, row) => acc + row[t]!, 0);
+      if (!(D >= o.epsilon)) { fallbackTiles++; continue; }
+      for (let f = 0; f < N; f++) a[f]![t] = Wt[c]![f]![t]! / D;
+    }
+    A.push(a);
+  }
+  const prepare = (raw: Float32Array, c: number, f: number): Float32Array => {
+    const sc = fluxScale[c]![f]!, k = sc / Math.max(B[c]![f]!, o.epsilon), k0 = 1 - sc;
+    const x = new Float32Array(n);
+    const plane = raw.subarray(c * n, (c + 1) * n);
+    for (let i = 0; i < n; i++) x[i] = plane[i]! * k + k0;
+    return x;
+  };
   const out = new Float32Array(n * C);
   const plainMean = new Float32Array(n * C);
-  let fallbackTiles = 0;
-  const files = await Promise.all(framePaths.map((p) => FitsFile.open(p)));
-  try {
-    const readers = await Promise.all(files.map((f) => f.image()));
-    for (let c = 0; c < C; c++) {
-      const canvas = { width: W, height: H, sum: new Float64Array(n), weightSum: new Float64Array(n) };
-      const meanCanvas = { width: W, height: H, sum: new Float64Array(n), weightSum: new Float64Array(n) };
-      for (const [ri, y0] of rows.entries()) {
-        sig.throwIfAborted();
-        const band = await Promise.all(readers.map((r, f) => r.readRows(y0, geom.T, c).then((d) => {
-          // x' = 1 + (raw / B − 1)·s  — sky-normalised, photometrically scaled.
-          const sc = fluxScale[c]![f]!, k = sc / Math.max(B[c]![f]!, o.epsilon), k0 = 1 - sc;
-          for (let i = 0; i < d.length; i++) d[i] = d[i]! * k + k0;
-          return d;
-        })));
-        const rowTiles = tiles.map((t, ti) => ({ t, ti })).filter((x) => x.t.y0 === y0);
-        const addTiles = [], meanTiles = [];
-        for (const { t, ti } of rowTiles) {
-          const cut = band.map((d) => { const a = new Float32Array(t.width * t.height); for (let y = 0; y < t.height; y++) a.set(d.subarray(y * W + t.x0, y * W + t.x0 + t.width), y * t.width); return a; });
-          const w = Wt[c]!.map((row) => row[ti]!);
-          const D = w.reduce((a, b) => a + b, 0);
-          const fallback = !(D >= o.epsilon) || !w.every((v) => v > 0 && Number.isFinite(v));
-          if (fallback) fallbackTiles++;
-          const r = await recon.combine(cut, { rejection: "winsorized", low: o.clip.low, high: o.clip.high, iterations: o.clip.iterations, signal: sig, ...(fallback ? {} : { weights: w }) });
-          addTiles.push({ ...t, data: r.data, weight: 1 });
-          const mean = await recon.combine(cut, { signal: sig });
-          meanTiles.push({ ...t, data: mean.data, weight: 1 });
-        }
-        await recon.overlapAdd(canvas, addTiles, window, { signal: sig });
-        await recon.overlapAdd(meanCanvas, meanTiles, window, { signal: sig });
-        ctx.progress(0.45 + (0.45 * (c * rows.length + ri + 1)) / (C * rows.length), `tiles ${ri + 1}/${rows.length}${C > 1 ? ` channel ${c + 1}` : ""}`);
+  for (let c = 0; c < C; c++) {
+    const mu = new Float64Array(n), m2 = new Float64Array(n), cnt = new Float64Array(n);
+    for (const [f, path] of framePaths.entries()) {
+      sig.throwIfAborted();
+      const x = prepare((await readFitsImage(path, { signal: sig })).data, c, f);
+      for (let i = 0; i < n; i++) {
+        const v = x[i]!;
+        if (v !== v) continue;
+        const k = cnt[i]! + 1, d = v - mu[i]!;
+        cnt[i] = k; mu[i] = mu[i]! + d / k; m2[i] = m2[i]! + d * (v - mu[i]!);
       }
-      const restore = median(B[c]!);
-      // The window sum is tiny but positive in the image corners (one tile, sin² ~ 1e-7 there): ε here is
-      // only a guard against an empty canvas, not the reference's ε on the frame-weight sum D_t.
-      const rec = await recon.normalizeOverlap(canvas, { epsilon: 1e-30, signal: sig });
-      const pm = await recon.normalizeOverlap(meanCanvas, { epsilon: 1e-30, signal: sig });
-      for (let i = 0; i < n; i++) { out[c * n + i] = rec[i]! * restore; plainMean[c * n + i] = pm[i]! * restore; }
+      ctx.progress(0.45 + (0.2 * (c * N + f + 1)) / (C * N), `statistics ${basename(path)}`);
     }
-  } finally {
-    await Promise.all(files.map((f) => f.close()));
+    const lo = new Float32Array(n), hi = new Float32Array(n);
+    for (let i = 0; i < n; i++) { const sd = cnt[i]! > 1 ? Math.sqrt(m2[i]! / (cnt[i]! - 1)) : Infinity; lo[i] = mu[i]! - o.clip.low * sd; hi[i] = mu[i]! + o.clip.high * sd; }
+    const acc = new Float64Array(n), wsum = new Float64Array(n), macc = new Float64Array(n), mcnt = new Float64Array(n);
+    const rowA = new Float64Array(tx);
+    for (const [f, path] of framePaths.entries()) {
+      sig.throwIfAborted();
+      const x = prepare((await readFitsImage(path, { signal: sig })).data, c, f);
+      const af = A[c]![f]!;
+      for (let y = 0; y < H; y++) {
+        rowA.fill(0);
+        for (const [iy, wy] of rowsOf[y]!) for (let ix = 0; ix < tx; ix++) rowA[ix] = rowA[ix]! + wy * af[iy * tx + ix]!;
+        const inv = 1 / sy[y]!;
+        for (let xx = 0; xx < W; xx++) {
+          const i = y * W + xx, v = x[i]!;
+          if (v !== v) continue;
+          macc[i] = macc[i]! + v; mcnt[i] = mcnt[i]! + 1;
+          if (v < lo[i]! || v > hi[i]!) continue;
+          let w = 0;
+          for (const [ix, wx] of colsOf[xx]!) w += wx * rowA[ix]!;
+          w *= inv / sx[xx]!;
+          acc[i] = acc[i]! + w * v; wsum[i] = wsum[i]! + w;
+        }
+      }
+      ctx.progress(0.65 + (0.25 * (c * N + f + 1)) / (C * N), `reconstruct ${basename(path)}`);
+    }
+    const restore = median(B[c]!);
+    for (let i = 0; i < n; i++) {
+      const m = mcnt[i]! > 0 ? macc[i]! / mcnt[i]! : NaN;
+      out[c * n + i] = (wsum[i]! > 0 ? acc[i]! / wsum[i]! : m) * restore;
+      plainMean[c * n + i] = m * restore;
+    }
   }
+  void separableWindow;
 
   // Validation figures: FWHM of the output vs the plain mean, background noise ratio, seam figures.
   const plane = (a: Float32Array) => ({ data: a.subarray(starChannel * n, (starChannel + 1) * n), width: W, height: H });
@@ -283,7 +317,7 @@ export async function reconstructTbqr(framePaths: string[], output: string, o: T
     await atomic("frame_metrics.json", JSON.stringify({ frames: framePaths.map((p, f) => ({ path: p, background: B.map((b) => b[f]), noise: sigma.map((s) => s[f]), gradientEnergy: E.map((e) => e[f]), G: G.map((g) => g[f]) })) }, null, 2));
     await atomic("tile_grid.json", JSON.stringify({ width: W, height: H, F: geom.F, T: geom.T, O: geom.O, S: geom.S, tiles }, null, 2));
     // Weight maps: one plane per frame, each tile's W painted over its step-sized core.
-    const tx = [...new Set(tiles.map((t) => t.x0))].length, ty = rows.length;
+    // (tx, ty: the tile grid's columns and rows, from pass B)
     const wm = new Float32Array(tx * ty * N);
     tiles.forEach((t, ti) => { const ix = ti % tx, iy = Math.floor(ti / tx); for (let f = 0; f < N; f++) wm[f * tx * ty + iy * tx + ix] = Wt[starChannel]![f]![ti]!; });
     await writeFitsImage(join(dir, "tile_weights.fits"), { width: tx, height: ty, channels: N, data: wm }, { history: ["TBQR effective weights W = G·L per tile (x, y) and frame (plane)"] });
