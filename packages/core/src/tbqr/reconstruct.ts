@@ -26,7 +26,7 @@ import { mkdir, rename, writeFile } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { loadRecon, separableWindow } from "@tile-compile/recon-native";
 import { TileCompileError } from "../errors/index.js";
-import { FitsFile, readFitsHeader, readFitsImage, type FitsHeaderSummary } from "../fits/reader.js";
+import { readFitsHeader, readFitsImage, type FitsHeaderSummary } from "../fits/reader.js";
 import { writeFitsImage } from "../fits/writer.js";
 import { combinedKeywords } from "../engines/mean-stack.js";
 import type { EngineContext } from "../kernel/contracts.js";
