@@ -1,20 +1,48 @@
 /**
- * @tile-compile/engine-siril — NOT BUILT YET.
+ * @tile-compile/engine-siril — Siril (`siril-cli`, Debian `siril` 1.0.6; dialects 1.0 / 1.2 / 1.4) as an
+ * engine: `calibration:siril` (masters and light calibration), `registration:siril` and
+ * `stacking:mean|median|rejection`. Scripts come from typed commands (script.ts), runs are checked for
+ * Siril's exit-0 failures (siril.ts), and outputs are written by our code in ADU with our provenance
+ * (stages.ts). Select it per stage in tile_compile.yaml: `calibration: { method: siril }`,
+ * `registration: { engine: siril }`, `stacking: { engine: siril, method: rejection }`.
  *
- * Siril (`siril-cli`, Debian `siril` 1.0.6; dialects 1.0 / 1.2 / 1.4) as an engine: master building and light calibration, background extraction, registration `siril`, stacking with rejection, normalisation and FWHM/roundness filters, composition where the Siril version allows.
- *
- * Until then this package registers an engine with an empty capability map, so the planner reports
- * honestly that nothing here provides a stage (CapabilityError names the engines that do), and
- * `tile-compile engines` lists it with no capabilities. Planned capabilities: "calibration:siril", "registration:siril", "stacking:mean", "stacking:median", "stacking:rejection".
+ * Composition and stretch are not offered: Siril 1.0.6 has no `rgbcomp`, `pixelmath` or `autostretch`
+ * (engines-on-debian.md §1.4), so the capability map leaves them out and the planner says so before a run.
  */
 import { createRequire } from "node:module";
-import { defineEngine, type Engine } from "@tile-compile/core";
+import { defineEngine, type Engine, type OptionsSchema } from "@tile-compile/core";
+import { sirilCalibration, sirilRegister, sirilStack } from "./stages.js";
 
 const pkg = createRequire(import.meta.url)("../package.json") as { name: string; version: string };
 
+/** `engine_options."@tile-compile/engine-siril"`: `path` (siril-cli), `timeout_s` (per siril-cli run). */
+export const optionsSchema: OptionsSchema = {
+  "~standard": {
+    version: 1,
+    vendor: "tile-compile",
+    validate(value: unknown) {
+      const issues: { message: string; path: string[] }[] = [];
+      if (typeof value !== "object" || value === null || Array.isArray(value)) return { issues: [{ message: "must be a mapping" }] };
+      for (const [k, v] of Object.entries(value)) {
+        if (k === "path") { if (typeof v !== "string" || v === "") issues.push({ message: "must be the path of siril-cli", path: [k] }); }
+        else if (k === "timeout_s") { if (typeof v !== "number" || !(v > 0)) issues.push({ message: "must be a positive number of seconds", path: [k] }); }
+        else issues.push({ message: `unknown option (known: path, timeout_s)`, path: [k] });
+      }
+      return issues.length ? { issues } : { value };
+    },
+  },
+};
+
 const engine: Engine = defineEngine({
-  meta: { name: pkg.name, version: pkg.version, apiVersion: 1, description: "not built yet: provides no capability" },
-  capabilities: {},
+  meta: { name: pkg.name, version: pkg.version, apiVersion: 1, description: "Siril (siril-cli 1.0/1.2/1.4): calibration, registration and stacking" },
+  capabilities: { "calibration:siril": "stable", "stacking:mean": "stable", "stacking:median": "stable", "stacking:rejection": "stable", "registration:siril": "stable" },
+  optionsSchema,
+  calibration: { siril: sirilCalibration },
+  stacking: { mean: { stack: sirilStack }, median: { stack: sirilStack }, rejection: { stack: sirilStack } },
+  registration: { siril: { register: sirilRegister } },
 });
 
 export default engine;
+export { locateSiril, runSiril, type Siril, type RunOptions } from "./siril.js";
+export { render, dialectOf, type Command, type Dialect } from "./script.js";
+export { parseRegistrationLog, sirilCalibration, sirilRegister, sirilStack, type SirilEngineOptions } from "./stages.js";

@@ -139,6 +139,18 @@ export const errorCatalog = {
     hint: (d) => (typeof d.hint === "string" ? d.hint : "See the tool's output above."),
     exitCode: 1,
   },
+  TC_TOOL_MISSING: {
+    title: "External tool not installed",
+    message: (d) => `${s(d.tool)} was not found (looked in ${s(d.searched)}).`,
+    hint: (d) => (typeof d.hint === "string" ? d.hint : "Install it, or set its path in tile_compile.yaml."),
+    exitCode: 1,
+  },
+  TC_TOOL_TIMEOUT: {
+    title: "External tool timed out",
+    message: (d) => `${s(d.command)} ran longer than ${s(d.timeoutS)} s and was stopped.`,
+    hint: (d) => (typeof d.hint === "string" ? d.hint : "Raise the engine's timeout_s in tile_compile.yaml, or look at the log tail for where it hung."),
+    exitCode: 1,
+  },
   TC_NATIVE_UNAVAILABLE: {
     title: "Native kernels unavailable",
     message: (d) => `The native recon backend could not be loaded: ${s(d.reason)}`,

@@ -27,6 +27,32 @@ export interface BuildMasterOptions {
   onProgress?: (fraction: number) => void;
 }
 
+/**
+ * The header of a master, whichever engine combined it: instrument keywords of the first raw frame,
+ * IMAGETYP, mean EXPTIME and CCD-TEMP (with the spread), NCOMBINE, and the identity (TCINHASH) and recipe
+ * (TCRECIPE) hashes a later plan compares to tell a stale master.
+ */
+export function masterHeader(kind: "bias" | "dark" | "flat", raw: readonly FitsHeader[], ids: { inputHash?: string; recipeHash: string }): FitsHeader {
+  const header = new FitsHeader();
+  const h0 = raw[0]!;
+  for (const k of ["INSTRUME", "TELESCOP", "XBINNING", "YBINNING", "GAIN", "OFFSET", "FILTER", "BAYERPAT", "XBAYROFF", "YBAYROFF", "XPIXSZ", "YPIXSZ"]) {
+    const v = h0.get(k);
+    if (v !== undefined) header.set(k, v);
+  }
+  header.set("IMAGETYP", kind === "bias" ? "Master Bias" : kind === "dark" ? "Master Dark" : "Master Flat");
+  const exps = raw.map((h) => h.getNumber("EXPTIME") ?? h.getNumber("EXPOSURE")).filter((v): v is number => v !== undefined);
+  if (exps.length && kind !== "bias") header.set("EXPTIME", exps.reduce((a, b) => a + b, 0) / exps.length, "[s] mean exposure of the inputs");
+  const temps = raw.map((h) => h.getNumber("CCD-TEMP") ?? h.getNumber("CCD_TEMP")).filter((v): v is number => v !== undefined);
+  if (temps.length) {
+    header.set("CCD-TEMP", Number((temps.reduce((a, b) => a + b, 0) / temps.length).toFixed(3)), "[C] mean sensor temperature of the inputs");
+    header.set("TEMPSPRD", Number((Math.max(...temps) - Math.min(...temps)).toFixed(3)), "[C] max - min sensor temperature of the inputs");
+  }
+  header.set("NCOMBINE", raw.length, "raw frames combined");
+  header.set("TCINHASH", ids.inputHash ?? "", "identity hash of the raw frames (names, sizes, times)");
+  header.set("TCRECIPE", ids.recipeHash, "hash of the recipe and engine version");
+  return header;
+}
+
 export async function buildMaster(m: MasterPlan, o: BuildMasterOptions): Promise<{ path: string; frames: number }> {
   if (m.inputs.length === 0) throw new TileCompileError("TC_INPUT_INVALID", { input: m.name, reason: "no raw frames to build it from" });
   const recon = loadRecon();
@@ -56,23 +82,7 @@ export async function buildMaster(m: MasterPlan, o: BuildMasterOptions): Promise
         scale[i] = 1 / med;
       }
     }
-    const header = new FitsHeader();
-    const h0 = readers[0]!.header;
-    for (const k of ["INSTRUME", "TELESCOP", "XBINNING", "YBINNING", "GAIN", "OFFSET", "FILTER", "BAYERPAT", "XBAYROFF", "YBAYROFF", "XPIXSZ", "YPIXSZ"]) {
-      const v = h0.get(k);
-      if (v !== undefined) header.set(k, v);
-    }
-    header.set("IMAGETYP", m.kind === "bias" ? "Master Bias" : m.kind === "dark" ? "Master Dark" : "Master Flat");
-    const exps = readers.map((r) => r.header.getNumber("EXPTIME") ?? r.header.getNumber("EXPOSURE")).filter((v): v is number => v !== undefined);
-    if (exps.length && m.kind !== "bias") header.set("EXPTIME", exps.reduce((a, b) => a + b, 0) / exps.length, "[s] mean exposure of the inputs");
-    const temps = readers.map((r) => r.header.getNumber("CCD-TEMP") ?? r.header.getNumber("CCD_TEMP")).filter((v): v is number => v !== undefined);
-    if (temps.length) {
-      header.set("CCD-TEMP", Number((temps.reduce((a, b) => a + b, 0) / temps.length).toFixed(3)), "[C] mean sensor temperature of the inputs");
-      header.set("TEMPSPRD", Number((Math.max(...temps) - Math.min(...temps)).toFixed(3)), "[C] max - min sensor temperature of the inputs");
-    }
-    header.set("NCOMBINE", readers.length, "raw frames combined");
-    header.set("TCINHASH", m.inputHash ?? "", "identity hash of the raw frames (names, sizes, times)");
-    header.set("TCRECIPE", m.recipeHash, "hash of the recipe and engine version");
+    const header = masterHeader(m.kind, readers.map((r) => r.header), { recipeHash: m.recipeHash, ...(m.inputHash ? { inputHash: m.inputHash } : {}) });
     const history = [...(o.history ?? []), `${m.kind} master: ${recipeOf(m.kind, o.engine)}`, `inputs: ${m.inputs.map((p) => basename(p)).join(", ").slice(0, 2000)}`];
     const writer = await FitsWriter.create(m.path, { width, height, channels }, { header, history, ...(o.signal ? { signal: o.signal } : {}) });
     try {

@@ -20,7 +20,10 @@ export const nativeEngine: Engine = defineEngine({
   meta: { name: pkg.name, version: pkg.version, apiVersion: 1, description: "Built-in engines of tile-compile (short name: native)" },
   capabilities: { "stacking:mean": "stable", "stacking:median": "stable", "stacking:rejection": "stable", "stacking:tbqr": "stable", "registration:relative": "stable", "calibration:native": "stable", "composition:palette": "stable", "stretch:autostretch": "stable", "stretch:asinh": "stable", "stretch:ghs": "stable" },
   stacking: { mean: { stack: nativeStack }, median: { stack: nativeStack }, rejection: { stack: nativeStack }, tbqr: { stack: async (input, ctx) => {
-    const o = (input.options.tbqr as TbqrOptions | undefined) ?? DEFAULT_TBQR;
+    // The job pipeline and `reconstruct` always pass the configured options (where frames_min guards a
+    // run); a caller with no configuration gets the defaults with emergency mode allowed, so a small set
+    // is reconstructed (with a warning) rather than refused by a gate nobody set.
+    const o = (input.options.tbqr as TbqrOptions | undefined) ?? { ...DEFAULT_TBQR, assumptions: { ...DEFAULT_TBQR.assumptions, allowEmergency: true } };
     const r = await reconstructTbqr(input.frames.map((f) => f.path), input.output, o, ctx);
     const h = await readFitsHeader(input.output);
     return { frameCount: r.frames, width: h.width, height: h.height, channels: h.channels };

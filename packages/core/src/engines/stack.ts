@@ -16,14 +16,15 @@ import { loadRecon, type Rejection } from "@tile-compile/recon-native";
 import { TileCompileError } from "../errors/index.js";
 import { FitsFile, readFitsHeader, type FitsHeaderSummary } from "../fits/reader.js";
 import { FitsWriter } from "../fits/writer.js";
-import type { EngineContext, StackingInput, StackingResult } from "../kernel/contracts.js";
+import type { EngineContext, FrameRef, StackingInput, StackingResult } from "../kernel/contracts.js";
 import { combinedKeywords } from "./mean-stack.js";
 
 const REJECTIONS: Record<string, Rejection | undefined> = {
   none: "none", percentile: "percentile", sigma: "sigma", sigma_median: "sigma", mad: "mad", winsorized: "winsorized", linear_fit: "linear-fit",
 };
 
-interface FrameStats {
+/** Per-frame figures for normalisation, weights and frame filters. */
+export interface FrameStats {
   median: number[];
   sigma: number[];
   /** Star metrics of the first channel (green for a colour frame): median FWHM, roundness, count, background. */
@@ -33,7 +34,8 @@ interface FrameStats {
   background: number;
 }
 
-async function frameStats(path: string, hdu: number | undefined, channels: number, signal: AbortSignal, withStars: boolean): Promise<FrameStats> {
+/** Location/scale per channel (1-in-16 sample) and, with `withStars`, median FWHM, roundness and star count. */
+export async function frameStats(path: string, hdu: number | undefined, channels: number, signal: AbortSignal, withStars: boolean): Promise<FrameStats> {
   const recon = loadRecon();
   const f = await FitsFile.open(path);
   try {
@@ -101,6 +103,26 @@ export function applyFrameFilters(paths: string[], stats: FrameStats[], filters:
   }
   void paths;
   return out;
+}
+
+/**
+ * The frames `stacking.frame_filters` keeps, for engines that stack elsewhere (Siril): the same figures
+ * and thresholds as the native engine, every rejected frame logged with its figure.
+ */
+export async function filterFrames(frames: FrameRef[], filters: Record<string, FrameFilter>, ctx: EngineContext): Promise<{ frames: FrameRef[]; rejectedFrames: { path: string; reason: string }[] }> {
+  if (Object.keys(filters).length === 0) return { frames, rejectedFrames: [] };
+  const needStars = Object.keys(filters).some((k) => k !== "background");
+  const stats: FrameStats[] = [];
+  for (const [i, f] of frames.entries()) {
+    const h = await readFitsHeader(f.path);
+    stats.push(await frameStats(f.path, f.hdu, h.channels, ctx.signal, needStars));
+    ctx.progress((i + 1) / frames.length, "frame statistics");
+  }
+  const bad = applyFrameFilters(frames.map((f) => f.path), stats, filters);
+  if (bad.size >= frames.length) throw new TileCompileError("TC_INPUT_INVALID", { input: "stacking.frame_filters", reason: "the frame filters reject every frame", hint: "Loosen the filters (a larger keep percentage or kappa)." });
+  const rejectedFrames = [...bad.entries()].sort((a, b) => a[0] - b[0]).map(([i, reason]) => ({ path: frames[i]!.path, reason }));
+  for (const r of rejectedFrames) ctx.logger.info(`frame filtered out: ${r.path}: ${r.reason}`);
+  return { frames: frames.filter((_, i) => !bad.has(i)), rejectedFrames };
 }
 
 export async function nativeStack(input: StackingInput, ctx: EngineContext): Promise<StackingResult> {

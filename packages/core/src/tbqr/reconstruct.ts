@@ -103,6 +103,7 @@ function fail(file: string, reason: string, hint?: string): never {
 }
 
 export async function reconstructTbqr(framePaths: string[], output: string, o: TbqrOptions, ctx: EngineContext): Promise<TbqrResult> {
+  ctx.signal.throwIfAborted();
   const recon = loadRecon();
   const N = framePaths.length;
   if (N === 0) fail("frames", "no frames to reconstruct");

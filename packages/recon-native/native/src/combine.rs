@@ -3,8 +3,8 @@
 //! Per pixel the finite values are sorted; rejection keeps a contiguous range s[a..b) of the sorted
 //! values, so every pass is O(log n) on prefix sums P, Q of (s − s[n/2]) instead of O(n). A pass:
 //! centre c = median of the range; σ by the method; bounds [c − low·σ, c + high·σ]; the range shrinks
-//! to the values inside, unless fewer than 2 would remain (then rejection stops). σ is the population
-//! standard deviation; passes repeat until nothing changes or `iterations`. Methods:
+//! to the values inside, unless fewer than 2 would remain (then rejection stops). σ is the sample
+//! standard deviation (n − 1, as Siril and most tools); passes repeat until nothing changes or `iterations`. Methods:
 //! - sigma: σ of the range;
 //! - mad: σ = 1.4826·MAD of the range;
 //! - winsorized: σ of a winsorized copy (clamp to c ± 1.5σ, σ ← 1.134·σ(clamped), c ← median(clamped),
@@ -65,7 +65,7 @@ fn reject_range(p: &Params, px: &mut Px) -> (usize, usize, u32, u32) {
         let m = (b - a) as f64;
         let sum = pq[b].0 - pq[a].0;
         let sq = pq[b].1 - pq[a].1;
-        ((sq - sum * sum / m) / m).max(0.0).sqrt()
+        ((sq - sum * sum / m) / (m - 1.0)).max(0.0).sqrt()
     };
     let passes = if p.rejection == R_PERCENTILE { 1 } else { p.iterations };
     for _ in 0..passes {
@@ -91,7 +91,7 @@ fn reject_range(p: &Params, px: &mut Px) -> (usize, usize, u32, u32) {
                     let (i0, i1) = (a + nl, (b - nh).max(a + nl));
                     let sum = nl as f64 * l + (px.pq[i1].0 - px.pq[i0].0) + nh as f64 * h;
                     let sq = nl as f64 * l * l + (px.pq[i1].1 - px.pq[i0].1) + nh as f64 * h * h;
-                    let s1 = 1.134 * ((sq - sum * sum / mf) / mf).max(0.0).sqrt();
+                    let s1 = 1.134 * ((sq - sum * sum / mf) / (mf - 1.0)).max(0.0).sqrt();
                     cc = if m % 2 == 1 { px.s[mid].clamp(wl, wh) } else { (px.s[mid - 1].clamp(wl, wh) + px.s[mid].clamp(wl, wh)) / 2.0 };
                     let done = (s1 - ss).abs() <= 5e-4 * ss;
                     ss = s1;

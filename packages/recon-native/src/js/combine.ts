@@ -78,7 +78,7 @@ function rejectRange(p: Params, px: Px, n: number): [number, number, number, num
     const m = b - a;
     const sum = P[b]! - P[a]!;
     const sq = Q[b]! - Q[a]!;
-    return Math.sqrt(Math.max((sq - (sum * sum) / m) / m, 0));
+    return Math.sqrt(Math.max((sq - (sum * sum) / m) / (m - 1), 0));
   };
   const passes = p.rejection === R_PERCENTILE ? 1 : p.iterations;
   for (let pass = 0; pass < passes; pass++) {
@@ -107,7 +107,7 @@ function rejectRange(p: Params, px: Px, n: number): [number, number, number, num
         const i0 = a + nl, i1 = Math.max(b - nh, a + nl);
         const sum = nl * l + (P[i1]! - P[i0]!) + nh * h;
         const sq = nl * l * l + (Q[i1]! - Q[i0]!) + nh * h * h;
-        const s1 = 1.134 * Math.sqrt(Math.max((sq - (sum * sum) / m) / m, 0));
+        const s1 = 1.134 * Math.sqrt(Math.max((sq - (sum * sum) / m) / (m - 1), 0));
         cc = m % 2 === 1 ? clamp(s[mid]!, wl, wh) : (clamp(s[mid - 1]!, wl, wh) + clamp(s[mid]!, wl, wh)) / 2;
         const done = Math.abs(s1 - ss) <= 5e-4 * ss;
         ss = s1;

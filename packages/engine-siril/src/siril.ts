@@ -1,0 +1,99 @@
+/**
+ * Finding and running `siril-cli`. A script runs as `siril-cli -s /abs/script.ssf -d workdir` with an
+ * argument array (no shell); Siril's stdout is parsed line by line into progress and a bounded log tail.
+ * Siril exits 0 after some failures and ignores unknown flags (engines-on-debian.md §1.5), so a run counts
+ * as failed on a non-zero exit, on an error line in the log, or when an expected output is missing. A
+ * cancelled or timed-out run kills siril-cli (SIGTERM, then SIGKILL) and only it.
+ */
+import { spawn, spawnSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import { writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { TileCompileError } from "@tile-compile/core";
+import { dialectOf, render, type Command, type Dialect } from "./script.js";
+
+export interface Siril { bin: string; version: string; dialect: Dialect }
+
+const INSTALL = "Install it with `apt-get install siril` (Debian/Ubuntu) or set engine_options.\"@tile-compile/engine-siril\".path in tile_compile.yaml.";
+
+/** siril-cli from `path`, $SIRIL_CLI or PATH, with its version and dialect. */
+export function locateSiril(path?: string): Siril {
+  const candidates = [path, process.env.SIRIL_CLI, ...(process.env.PATH ?? "").split(":").filter(Boolean).map((d) => join(d, "siril-cli"))].filter((c): c is string => !!c);
+  for (const c of candidates) {
+    if (!existsSync(c)) continue;
+    const r = spawnSync(c, ["--version"], { encoding: "utf8", timeout: 20_000 });
+    const d = dialectOf(`${r.stdout ?? ""}${r.stderr ?? ""}`);
+    if (d) return { bin: c, ...d };
+  }
+  throw new TileCompileError("TC_TOOL_MISSING", { tool: "siril-cli", searched: path ? `${path}, $SIRIL_CLI and PATH` : "$SIRIL_CLI and PATH", hint: INSTALL });
+}
+
+/** Terminal escape sequences siril-cli writes around its progress lines. */
+const ANSI = new RegExp(`${String.fromCharCode(27)}\\[[0-9;]*[A-Za-z]`, "g");
+
+/** Log lines that report a failure even when the exit code is 0. */
+const ERROR_LINE = /\b(error|failed|not found|unknown command|cannot|could not)\b/i;
+const BENIGN = [/(^|[\s(,])0 failed\b/i, /Reading sequence failed, file cannot be opened: .*\.seq/i, /Script execution failed\.$/ /* followed by rc 1 anyway */];
+
+export interface RunOptions {
+  workdir: string;
+  signal: AbortSignal;
+  onProgress?: (fraction: number) => void;
+  onLog?: (line: string) => void;
+  /** Files that must exist afterwards (absolute). */
+  expect?: string[];
+  /** Stop siril-cli after this many seconds (TC_TOOL_TIMEOUT). */
+  timeoutS?: number;
+}
+
+export async function runSiril(s: Siril, cmds: Command[], o: RunOptions): Promise<string[]> {
+  o.signal.throwIfAborted();
+  const script = join(o.workdir, "script.ssf");
+  await writeFile(script, render(cmds, s.dialect));
+  const tail: string[] = [];
+  const errors: string[] = [];
+  const child = spawn(s.bin, ["-s", script, "-d", o.workdir], { stdio: ["ignore", "pipe", "pipe"] });
+  let buf = "";
+  const onData = (chunk: Buffer) => {
+    buf += chunk.toString("utf8");
+    let nl;
+    while ((nl = buf.indexOf("\n")) >= 0) {
+      const line = (buf.slice(0, nl).replace(ANSI, "").split("\r").pop() ?? "").trim();
+      buf = buf.slice(nl + 1);
+      const p = /^progress:.*?([\d.]+)%$/.exec(line);
+      if (p) { o.onProgress?.(Number(p[1]) / 100); continue; }
+      if (!line) continue;
+      tail.push(line);
+      if (tail.length > 60) tail.shift();
+      if (line.startsWith("log:")) {
+        o.onLog?.(line.slice(4).trim());
+        if (ERROR_LINE.test(line) && !BENIGN.some((b) => b.test(line))) errors.push(line.slice(4).trim());
+      }
+    }
+  };
+  child.stdout!.on("data", onData);
+  child.stderr!.on("data", onData);
+  let killed = false;
+  let timedOut = false;
+  const timer = o.timeoutS ? setTimeout(() => { timedOut = true; kill(); }, o.timeoutS * 1000) : undefined;
+  const kill = () => {
+    if (child.exitCode !== null) return;
+    killed = true;
+    child.kill("SIGTERM");
+    setTimeout(() => { if (child.exitCode === null) child.kill("SIGKILL"); }, 2000).unref();
+  };
+  o.signal.addEventListener("abort", kill, { once: true });
+  const [code, sig] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve, reject) => {
+    child.once("error", reject);
+    child.once("close", (c, s2) => resolve([c, s2]));
+  }).finally(() => { o.signal.removeEventListener("abort", kill); clearTimeout(timer); });
+  const command = `siril-cli ${s.version} -s script.ssf`;
+  if (timedOut) throw new TileCompileError("TC_TOOL_TIMEOUT", { command, timeoutS: o.timeoutS!, tail: tail.slice(-15).join("\n") });
+  if (killed || o.signal.aborted) throw o.signal.reason ?? new DOMException("cancelled", "AbortError");
+  if (code !== 0) throw new TileCompileError("TC_TOOL_FAILED", { command, exitCode: code ?? "none", ...(sig ? { signal: sig } : {}), tail: tail.slice(-15).join("\n") });
+  if (errors.length > 0) throw new TileCompileError("TC_TOOL_FAILED", { command, exitCode: 0, tail: tail.slice(-15).join("\n"), hint: `Siril exited 0 but reported: ${errors[0]}` });
+  for (const f of o.expect ?? []) {
+    if (!existsSync(f)) throw new TileCompileError("TC_TOOL_FAILED", { command, exitCode: 0, tail: tail.slice(-15).join("\n"), hint: `Siril reported success but did not write ${f}` });
+  }
+  return tail;
+}

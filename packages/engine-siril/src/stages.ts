@@ -1,0 +1,254 @@
+/**
+ * The Siril stages behind tile-compile's stage contracts. Frames are linked (16-bit) or copied scaled to
+ * [0, 1] (float: Siril reads float FITS as normalised data) into `<workdir>/input/f_00001.fit …`, Siril
+ * works in `<workdir>/process`, and our code writes the final outputs (ADU, with our provenance keywords),
+ * so the rest of the pipeline cannot tell which engine ran.
+ */
+import { mkdir, symlink } from "node:fs/promises";
+import { basename, join, resolve } from "node:path";
+import { combinedKeywords, formatFrameName, readFitsHeader, readFitsImage, TileCompileError, writeFitsImage, type EngineContext, type FrameRef, type RegisteredFrame, type RegistrationInput, type RegistrationResult, type StackingInput, type StackingResult, type FitsHeaderSummary, type FitsImage, filterFrames, type FrameFilter, type CalibrationInput, type CalibrationProvider, type CalibrationResult, masterHeader } from "@tile-compile/core";
+import { locateSiril, runSiril, type Siril } from "./siril.js";
+import type { Command, Normalization, Rejection } from "./script.js";
+
+/** Siril's float data are ADU / 65535. */
+const ADU = 65535;
+
+/** The engine's options block (`engine_options."@tile-compile/engine-siril"`). */
+export interface SirilEngineOptions {
+  /** siril-cli to run; default $SIRIL_CLI, then PATH. */
+  path?: string;
+  /** Stop a siril-cli run after this many seconds (default: no limit). */
+  timeout_s?: number;
+}
+
+function siril(ctx: EngineContext): Siril {
+  return locateSiril(typeof ctx.options.path === "string" ? ctx.options.path : undefined);
+}
+
+/** Run a script in the stage's work folder with the engine options, progress and log wired up. */
+function run(s: Siril, ctx: EngineContext, label: string, cmds: Command[], expect: string[], onLog?: (line: string) => void): Promise<string[]> {
+  const timeoutS = typeof ctx.options.timeout_s === "number" ? ctx.options.timeout_s : undefined;
+  return runSiril(s, cmds, {
+    workdir: ctx.workdir, signal: ctx.signal, expect, ...(timeoutS ? { timeoutS } : {}),
+    onProgress: (f) => ctx.progress(f, label),
+    onLog: (l) => { onLog?.(l); ctx.logger.debug(`siril: ${l}`); },
+  });
+}
+
+/** Link or copy the frames into `<workdir>/input` as f_00001.fit …; returns their headers. */
+async function stageFrames(frames: FrameRef[], workdir: string, signal: AbortSignal): Promise<FitsHeaderSummary[]> {
+  signal.throwIfAborted();
+  const input = join(workdir, "input");
+  await mkdir(input, { recursive: true });
+  await mkdir(join(workdir, "process"), { recursive: true });
+  const heads: FitsHeaderSummary[] = [];
+  for (const [i, f] of frames.entries()) {
+    signal.throwIfAborted();
+    const h = await readFitsHeader(f.path);
+    heads.push(h);
+    const target = join(input, `f_${String(i + 1).padStart(5, "0")}.fit`);
+    if (h.bitpix === 16 || h.bitpix === 8) await symlink(resolve(f.path), target);
+    else await stageScaled(f.path, target, 1 / ADU, signal);
+  }
+  return heads;
+}
+
+/** A float copy of `path` multiplied by `k`, for Siril (which reads float FITS as data in [0, 1]). */
+async function stageScaled(path: string, target: string, k: number, signal: AbortSignal): Promise<void> {
+  const img = await readFitsImage(path, { signal });
+  await writeFitsImage(target, { width: img.width, height: img.height, channels: img.channels, data: img.data.map((v) => v * k) }, { header: img.header.withoutStructure() });
+}
+
+/** A Siril output in ADU: float results are ADU / 65535, 16-bit ones are ADU already. */
+async function readResult(path: string, signal: AbortSignal): Promise<FitsImage> {
+  const img = await readFitsImage(path, { signal });
+  if ((await readFitsHeader(path)).bitpix < 0) img.data.forEach((v, i, d) => { d[i] = v * ADU; });
+  return img;
+}
+
+const base = (): Command[] => [{ op: "requires" }, { op: "setext" }];
+/** Convert the staged frames into a sequence `f_` in `<workdir>/process` and work there. */
+const sequence = (workdir: string, debayer = false): Command[] => [
+  { op: "cd", dir: join(workdir, "input") }, { op: "convert", name: "f", out: join(workdir, "process"), ...(debayer ? { debayer } : {}) }, { op: "cd", dir: join(workdir, "process") },
+];
+
+/**
+ * The command list of each stage (pure: paths in, commands out), rendered per dialect by script.ts.
+ * script.test.ts holds the golden text of every stage in every dialect.
+ */
+export const stageScripts = {
+  master(workdir: string, kind: "bias" | "dark" | "flat", withBias: boolean): Command[] {
+    const proc = join(workdir, "process");
+    const cmds: Command[] = [...base(), ...sequence(workdir)];
+    let seq = "f_";
+    if (kind === "flat" && withBias) { cmds.push({ op: "calibrate", seq, bias: join(proc, "mbias.fit") }); seq = "pp_f_"; }
+    cmds.push({ op: "stack", seq, method: "rejection", rejection: "winsorized", sigma: [3, 3], normalization: kind === "flat" ? "multiplicative" : "none", out: join(proc, "master") }, { op: "close" });
+    return cmds;
+  },
+  calibrate(workdir: string, masters: { bias?: string; dark?: string; flat?: string }, optimizeDark: boolean): Command[] {
+    return [...base(), ...sequence(workdir), { op: "calibrate", seq: "f_", ...masters, ...(optimizeDark && masters.dark ? { optimizeDark: true } : {}) }, { op: "close" }];
+  },
+  register(workdir: string, reference: number, cfa: boolean): Command[] {
+    return [...base(), ...sequence(workdir, cfa), { op: "setref", seq: "f_", index: reference + 1 }, { op: "register", seq: "f_" }, { op: "close" }];
+  },
+  stack(workdir: string, method: "mean" | "median" | "rejection", o: Record<string, unknown>): Command[] {
+    return [...base(), ...sequence(workdir), {
+      op: "stack", seq: "f_", method, rejection: String(o.rejection ?? "winsorized") as Rejection, sigma: (Array.isArray(o.sigma) ? o.sigma : [3, 3]) as [number, number],
+      normalization: String(o.normalization ?? (method === "rejection" ? "additive" : "none")) as Normalization, weighted: o.weighting === "noise", out: join(workdir, "process", "result"),
+    }, { op: "close" }];
+  },
+};
+
+export async function sirilStack(input: StackingInput, ctx: EngineContext): Promise<StackingResult> {
+  const s = siril(ctx);
+  if (input.frames.length === 0) throw new TileCompileError("TC_INPUT_INVALID", { input: "stacking", reason: "no frames to stack" });
+  const o = input.options;
+  if (typeof o.weighting === "string" && !["none", "noise"].includes(o.weighting)) {
+    throw new TileCompileError("TC_CONFIG_INVALID", { file: "tile_compile.yaml", issues: [`stacking.weighting: "${o.weighting}" is not available with Siril (use none or noise, or the native engine)`] });
+  }
+  // Frame filters are measured by our code (Siril 1.0.6 only filters on figures from its own `register`).
+  const { frames, rejectedFrames } = await filterFrames(input.frames, (o.frame_filters ?? {}) as Record<string, FrameFilter>, ctx);
+  const heads = await stageFrames(frames, ctx.workdir, ctx.signal);
+  const method = input.method === "median" ? "median" : input.method === "mean" ? "mean" : "rejection";
+  const result = join(ctx.workdir, "process", "result");
+  await run(s, ctx, "siril stack", stageScripts.stack(ctx.workdir, method, o), [`${result}.fit`]);
+  const img = await readResult(`${result}.fit`, ctx.signal);
+  const data = img.data;
+  const header = heads[0]!.header.clone();
+  for (const k of combinedKeywords(heads)) header.set(k.key, k.value, k.comment, k.float ? { numberFormat: "float" } : undefined);
+  header.set("STACKMTH", input.method, "stacking method");
+  header.set("SIRILVER", s.version, "Siril version that stacked the frames");
+  await writeFitsImage(input.output, { width: img.width, height: img.height, channels: img.channels, data }, { header, history: [...input.history, `Siril ${s.version}: stack ${method}`], signal: ctx.signal });
+  return { frameCount: frames.length, width: img.width, height: img.height, channels: img.channels, ...(rejectedFrames.length ? { rejectedFrames } : {}) };
+}
+
+/** Per-image transforms from Siril 1.0's registration log: "…image N…" then scale/rotation/dx/dy. */
+export function parseRegistrationLog(lines: string[]): Map<number, { scale: number; rotationDeg: number; dx: number; dy: number }> {
+  const out = new Map<number, { scale: number; rotationDeg: number; dx: number; dy: number }>();
+  let image = -1;
+  let cur: { scale?: number; rotationDeg?: number; dx?: number } = {};
+  for (const raw of lines) {
+    const l = raw.replace(/^log:\s*/, "");
+    const im = /Matching stars in image (\d+)/.exec(l);
+    if (im) { image = Number(im[1]); cur = {}; continue; }
+    const m = /^(scale|rotation|dx|dy):\s*([+-]?[\d.]+)/.exec(l);
+    if (!m || image < 0) continue;
+    const v = Number(m[2]);
+    if (m[1] === "scale") cur.scale = v;
+    else if (m[1] === "rotation") cur.rotationDeg = v;
+    else if (m[1] === "dx") cur.dx = v;
+    else if (cur.dx !== undefined) { out.set(image, { scale: cur.scale ?? 1, rotationDeg: cur.rotationDeg ?? 0, dx: cur.dx, dy: v }); image = -1; }
+  }
+  return out;
+}
+
+export async function sirilRegister(input: RegistrationInput, ctx: EngineContext): Promise<RegistrationResult> {
+  const s = siril(ctx);
+  const frames = input.frames;
+  const heads = await stageFrames(frames, ctx.workdir, ctx.signal);
+  const ref = typeof input.reference === "number" ? input.reference : input.reference === "auto" ? 0 : Math.max(0, frames.findIndex((f) => resolve(f.path) === resolve(String(input.reference))));
+  const cfa = heads[0]!.channels === 1 && typeof heads[0]!.header.get("BAYERPAT") === "string";
+  const proc = join(ctx.workdir, "process");
+  const log: string[] = [];
+  await run(s, ctx, "siril register", stageScripts.register(ctx.workdir, ref, cfa), [], (l) => log.push(l));
+  const transforms = parseRegistrationLog(log);
+  // Siril 1.0 numbers images from 1 and writes r_ frames consecutively for the ones it registered.
+  await mkdir(input.outputDir, { recursive: true });
+  const out: RegisteredFrame[] = [];
+  let k = 0;
+  for (const [i, f] of frames.entries()) {
+    const t = i === ref ? { scale: 1, rotationDeg: 0, dx: 0, dy: 0 } : transforms.get(i + 1);
+    if (!t) { out.push({ input: f.path, error: "Siril could not register this frame (see the log)" }); continue; }
+    k++;
+    const rpath = join(proc, `r_f_${String(k).padStart(5, "0")}.fit`);
+    const img = await readResult(rpath, ctx.signal);
+    const data = img.data;
+    const output = resolve(input.outputDir, formatFrameName(input.filenamePattern, i, f.path));
+    const header = img.header.withoutStructure();
+    header.set("REGREF", basename(frames[ref]!.path), "registration reference frame (Siril)");
+    await writeFitsImage(output, { width: img.width, height: img.height, channels: img.channels, data }, { header, history: [...input.history, `registered by Siril ${s.version}`], signal: ctx.signal });
+    // Input → reference map from the log. Siril works in display coordinates (y down, origin at the top
+    // left) and prints the map as p' = s·R(−θ)·p − (dx, dy); in FITS coordinates (y up, y_d = H − 1 − y)
+    // that is [c, −s; s, c]·p + (s·sinθ·(H − 1) − dx, −(s·cosθ − 1)·(H − 1) + dy), checked against our own
+    // registration on frames with known shifts and rotations (siril.test.ts).
+    const th = (t.rotationDeg * Math.PI) / 180, c = t.scale * Math.cos(th), sn = t.scale * Math.sin(th), h1 = heads[i]!.height - 1;
+    out.push({ input: f.path, output, matrix: [c, -sn, sn * h1 - t.dx, sn, c, -(c - 1) * h1 + t.dy, 0, 0, 1] });
+  }
+  return { reference: frames[ref]!.path, frames: out };
+}
+
+/**
+ * Master building and light calibration through Siril, as a 1.0–1.4 user scripts them: bias and darks
+ * `stack … rej w 3 3 -nonorm`; flats `preprocess -bias=` then `stack pp_ … rej w 3 3 -norm=mul`; lights
+ * `preprocess -dark= -flat=` (1.2+: `calibrate`). Our masters are float ADU (flats normalised to mean 1),
+ * so each is staged as a Siril-scaled copy; the results are written by our code in our conventions (master
+ * header from `masterHeader`, flats normalised to mean 1, calibrated lights in ADU with CALSTAT), so the
+ * native and Siril calibration engines can read each other's masters.
+ *
+ * What differs from `calibration:native`: Siril 1.0.6 corrects hot pixels automatically whenever a dark is
+ * given (our `cosmetic: false` cannot switch that off) and finds them with its own detector; its dark
+ * optimisation (`darkScaling: true` → `-opt`) minimises noise rather than scaling by exposure time.
+ */
+export const sirilCalibration: CalibrationProvider = {
+  async buildMaster(input, ctx) {
+    const s = siril(ctx);
+    if (input.frames.length === 0) throw new TileCompileError("TC_INPUT_INVALID", { input: input.output, reason: "no raw frames to build it from" });
+    const heads = await stageFrames(input.frames, ctx.workdir, ctx.signal);
+    const proc = join(ctx.workdir, "process");
+    const result = join(proc, "master");
+    const withBias = input.kind === "flat" && !!input.masterBias;
+    if (withBias) await stageScaled(input.masterBias!, join(proc, "mbias.fit"), 1 / ADU, ctx.signal);
+    await run(s, ctx, `siril ${input.kind} master`, stageScripts.master(ctx.workdir, input.kind, withBias), [`${result}.fit`]);
+    const img = await readResult(`${result}.fit`, ctx.signal);
+    if (input.kind === "flat") {
+      let sum = 0, n = 0;
+      for (const v of img.data) if (Number.isFinite(v)) { sum += v; n++; }
+      const mean = sum / n;
+      if (!(mean > 0)) throw new TileCompileError("TC_INPUT_INVALID", { input: input.output, reason: `the master flat's mean ${mean} is not positive` });
+      img.data.forEach((v, i, d) => { d[i] = v / mean; });
+    }
+    const o = input.options;
+    const header = masterHeader(input.kind, heads.map((h) => h.header), { recipeHash: String(o.recipeHash ?? ""), ...(typeof o.inputHash === "string" ? { inputHash: o.inputHash } : {}) });
+    header.set("SIRILVER", s.version, "Siril version that combined the frames");
+    await writeFitsImage(input.output, { width: img.width, height: img.height, channels: img.channels, data: img.data }, { header, history: [...input.history, `${input.kind} master by Siril ${s.version}: winsorized sigma 3,3${input.kind === "flat" ? ", bias-subtracted, multiplicative normalisation" : ""}`, `inputs: ${input.frames.map((f) => basename(f.path)).join(", ").slice(0, 2000)}`], signal: ctx.signal });
+    return { output: input.output, frameCount: input.frames.length };
+  },
+
+  async calibrate(input: CalibrationInput, ctx: EngineContext): Promise<CalibrationResult> {
+    const s = siril(ctx);
+    if (input.frames.length === 0) return { frames: [] };
+    const heads = await stageFrames(input.frames, ctx.workdir, ctx.signal);
+    const masters = join(ctx.workdir, "masters");
+    await mkdir(masters, { recursive: true });
+    const darkScaling = input.options.darkScaling === true;
+    const staged: { bias?: string; dark?: string; flat?: string } = {};
+    if (input.masterDark) await stageScaled(input.masterDark, (staged.dark = join(masters, "dark.fit")), 1 / ADU, ctx.signal);
+    if (input.masterBias && (!input.masterDark || darkScaling)) await stageScaled(input.masterBias, (staged.bias = join(masters, "bias.fit")), 1 / ADU, ctx.signal);
+    // Siril divides by the flat and multiplies by the flat's mean, so its scale does not matter; half of
+    // our mean-1 master keeps it inside [0, 1].
+    if (input.masterFlat) await stageScaled(input.masterFlat, (staged.flat = join(masters, "flat.fit")), 0.5, ctx.signal);
+    const n = input.frames.length;
+    const outs = input.frames.map((_, i) => join(ctx.workdir, "process", `pp_f_${String(i + 1).padStart(5, "0")}.fit`));
+    let norm: number | undefined;
+    await run(s, ctx, "siril calibrate", stageScripts.calibrate(ctx.workdir, staged, darkScaling), outs, (l) => {
+      const m = /Normalisation value auto evaluated: ([\d.]+)/.exec(l);
+      if (m) norm = Number(m[1]);
+    });
+    // Siril multiplies by its own flat level N (logged with 3 decimals; in 1.0.6 it is not the plain mean
+    // of the flat: 0.549 for a flat of mean 0.5); our convention is light / (flat of mean 1), so × 0.5 / N.
+    const flatScale = staged.flat ? 0.5 / (norm ?? 0.5) : 1;
+    await mkdir(input.outputDir, { recursive: true });
+    const frames: CalibrationResult["frames"] = [];
+    for (const [i, f] of input.frames.entries()) {
+      const img = await readResult(outs[i]!, ctx.signal);
+      if (flatScale !== 1) img.data.forEach((v, k, d) => { d[k] = v * flatScale; });
+      const header = heads[i]!.header.withoutStructure();
+      header.set("CALSTAT", [staged.bias || staged.dark ? "B" : "", staged.dark ? "D" : "", staged.flat ? "F" : ""].join(""), "calibration applied (B bias, D dark, F flat)");
+      const output = join(input.outputDir, basename(f.path).replace(/\.(fits?|fts)(\.fz|\.gz)?$/i, ".fit"));
+      await writeFitsImage(output, { width: img.width, height: img.height, channels: img.channels, data: img.data }, { header, history: [...input.history, `calibrated by Siril ${s.version}: ${[staged.dark ? "dark" : staged.bias ? "bias" : "", staged.flat ? "flat" : "", staged.dark ? "hot-pixel correction" : ""].filter(Boolean).join(", ")}`], signal: ctx.signal });
+      frames.push({ input: f.path, output });
+      ctx.progress((i + 1) / n, basename(f.path));
+    }
+    return { frames };
+  },
+};
