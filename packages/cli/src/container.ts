@@ -9,6 +9,7 @@ import {
   OFFICIAL_CAPABILITY_ENGINES,
   builtinEngines,
   EngineRegistry,
+  expandEngineName,
   loadEngine,
   tokens,
   type EngineDefinition,
@@ -24,29 +25,39 @@ export interface RunScope {
 }
 
 /**
- * Load the built-in engines and those named in the configuration, in that order; then, for each
- * capability in `wanted` that none of them provides, the official engine that does (when installed).
+ * Load the built-in engines and those named in the configuration (`engines:` and each stage's `engine:`),
+ * in that order; then, for each capability in `wanted` and each stage method (`calibration.method`,
+ * `registration.engine`, `stacking.method`, …) that none of them provides, the official engine that does
+ * (when installed).
  */
 export async function loadConfiguredEngines(loaded: LoadedConfig, cwd: string, wanted: string[] = []): Promise<{ engine: EngineDefinition; source: string }[]> {
   const engines: { engine: EngineDefinition; source: string }[] = builtinEngines.map((engine) => ({ engine, source: "builtin" }));
-  for (const spec of loaded.config.engines) {
+  const cfg = loaded.config;
+  const opts = (base: string) => ({ configDir: loaded.dir, cwd: base, ...(loaded.file ? { configFile: loaded.file } : {}) });
+  for (const spec of cfg.engines) {
     if (spec === "native") continue;
-    const { engine, resolved } = await loadEngine(spec, { configDir: loaded.dir, cwd, ...(loaded.file ? { configFile: loaded.file } : {}) });
+    const { engine, resolved } = await loadEngine(spec, opts(cwd));
     engines.push({ engine, source: resolved.packageDir ?? resolved.entry });
   }
-  for (const cap of wanted) {
-    const official = OFFICIAL_CAPABILITY_ENGINES[cap];
-    if (!official || engines.some((e) => cap in e.engine.capabilities)) continue;
-    // The project's own install first, then the one shipped with this CLI (it depends on the official engines).
+  // The project's own install first, then the one shipped with this CLI (it depends on the official engines).
+  const tryLoad = async (spec: string): Promise<void> => {
     for (const base of [cwd, fileURLToPath(new URL("..", import.meta.url))]) {
       try {
-        const { engine, resolved } = await loadEngine(official, { configDir: loaded.dir, cwd: base, ...(loaded.file ? { configFile: loaded.file } : {}) });
-        engines.push({ engine, source: resolved.packageDir ?? resolved.entry });
-        break;
+        const { engine, resolved } = await loadEngine(spec, opts(base));
+        if (!engines.some((e) => e.engine.meta.name === engine.meta.name)) engines.push({ engine, source: resolved.packageDir ?? resolved.entry });
+        return;
       } catch {
-        // Not installed here: the planner's CapabilityError then names what provides the method.
+        // Not installed here: the planner's errors then name what is missing.
       }
     }
+  };
+  for (const spec of [cfg.calibration.engine, cfg.registration.provider, cfg.stacking.engine, cfg.composition.engine, cfg.stretch.engine]) {
+    if (spec && spec !== "native" && !engines.some((e) => e.engine.meta.name === expandEngineName(spec))) await tryLoad(spec);
+  }
+  const stageMethods = [`calibration:${cfg.calibration.method}`, `registration:${cfg.registration.engine}`, `stacking:${cfg.stacking.method}`];
+  for (const cap of [...wanted, ...stageMethods]) {
+    const official = OFFICIAL_CAPABILITY_ENGINES[cap];
+    if (official && !engines.some((e) => cap in e.engine.capabilities)) await tryLoad(official);
   }
   return engines;
 }

@@ -122,7 +122,7 @@ describe("the demo data set end to end", () => {
     // faintest of these stars has ~2 % noise per ratio in this small data set: 4 frames per night).
     const errs: number[] = [], excess: number[] = [];
     for (const s of bright) {
-      const [[fr, nr], [fg, ng], [fb, nb]] = [0, 1, 2].map((c) => phot(plane(c), s.x + ox, s.y + oy)) as [number, number][];
+      const [[fr, nr], [fg, ng], [fb, nb]] = [0, 1, 2].map((c) => phot(plane(c), s.x + ox, s.y + oy)) as [[number, number], [number, number], [number, number]];
       for (const [f, n, truth] of [[fr!, nr!, s.colour.R / s.colour.G], [fb!, nb!, s.colour.B / s.colour.G]] as const) {
         const err = Math.abs(f / fg! / truth - 1), noise = Math.hypot(n / f, ng! / fg!);
         errs.push(err);

@@ -39,7 +39,7 @@ const golden: Record<string, string> = {
     "convert f -out=/w/process",
     "cd /w/process",
     "setref f_ 3",
-    "register f_",
+    "register f_ -transf=similarity",
     "close",
   ].join("\n"),
   "1.0 stack": [
@@ -86,8 +86,8 @@ const golden: Record<string, string> = {
     "convert f -out=/w/process",
     "cd /w/process",
     "setref f_ 3",
-    "register f_ -2pass",
-    "seqapplyreg f_",
+    "register f_ -2pass -transf=similarity",
+    "seqapplyreg f_ -interp=la",
     "close",
   ].join("\n"),
   "1.2 stack": [
@@ -134,8 +134,8 @@ const golden: Record<string, string> = {
     "convert f -out=/w/process",
     "cd /w/process",
     "setref f_ 3",
-    "register f_ -2pass",
-    "seqapplyreg f_",
+    "register f_ -2pass -transf=similarity",
+    "seqapplyreg f_ -interp=la",
     "close",
   ].join("\n"),
   "1.4 stack": [
@@ -203,7 +203,7 @@ describe("golden scripts of each stage in each dialect", () => {
     "master bias": stageScripts.master("/w", "bias", false),
     "master flat": stageScripts.master("/w", "flat", true),
     "calibrate lights": stageScripts.calibrate("/w", { dark: "/w/masters/dark.fit", flat: "/w/masters/flat.fit" }, false),
-    register: stageScripts.register("/w", 2, false),
+    register: stageScripts.register("/w", 2, false, { transform: "similarity", interpolation: "lanczos3" }),
     stack: stageScripts.stack("/w", "rejection", { rejection: "winsorized", sigma: [3, 3], normalization: "additive_scaling", weighting: "noise" }),
   };
   for (const d of ["1.0", "1.2", "1.4"] as const) {

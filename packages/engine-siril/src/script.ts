@@ -21,7 +21,7 @@ export type Command =
   | { op: "cd"; dir: string }
   | { op: "convert"; name: string; out: string; debayer?: boolean }
   | { op: "setref"; seq: string; index: number }
-  | { op: "register"; seq: string }
+  | { op: "register"; seq: string; transform?: "shift" | "similarity" | "affine" | "homography"; interpolation?: "bilinear" | "bicubic" | "lanczos3" }
   | { op: "calibrate"; seq: string; bias?: string; dark?: string; flat?: string; optimizeDark?: boolean; cfa?: boolean }
   | { op: "stack"; seq: string; method: "mean" | "median" | "rejection" | "sum"; rejection?: Rejection; sigma?: [number, number]; normalization?: Normalization; weighted?: boolean; out: string }
   | { op: "close" };
@@ -44,10 +44,15 @@ export function render(cmds: readonly Command[], dialect: Dialect): string {
       case "cd": lines.push(`cd ${safe(c.dir, "folder")}`); break;
       case "convert": lines.push(`convert ${safe(c.name, "name")}${c.debayer ? " -debayer" : ""} -out=${safe(c.out, "folder")}`); break;
       case "setref": lines.push(`setref ${safe(c.seq, "sequence")} ${c.index}`); break;
-      case "register":
-        if (dialect === "1.0") lines.push(`register ${safe(c.seq, "sequence")}`);
-        else lines.push(`register ${safe(c.seq, "sequence")} -2pass`, `seqapplyreg ${safe(c.seq, "sequence")}`);
+      case "register": {
+        const transf = c.transform ? ` -transf=${c.transform}` : "";
+        // 1.0.6 has no choice of kernel (it resamples bilinearly); 1.2+ takes -interp= on seqapplyreg
+        // (Siril's "la" is Lanczos-4, the nearest to our Lanczos-3).
+        const interp = c.interpolation ? ` -interp=${{ bilinear: "li", bicubic: "cu", lanczos3: "la" }[c.interpolation]}` : "";
+        if (dialect === "1.0") lines.push(`register ${safe(c.seq, "sequence")}${transf}`);
+        else lines.push(`register ${safe(c.seq, "sequence")} -2pass${transf}`, `seqapplyreg ${safe(c.seq, "sequence")}${interp}`);
         break;
+      }
       case "calibrate": {
         const args = [c.bias ? `-bias=${safe(c.bias, "master")}` : "", c.dark ? `-dark=${safe(c.dark, "master")}` : "", c.flat ? `-flat=${safe(c.flat, "master")}` : "", c.optimizeDark ? "-opt" : "", c.cfa ? "-cfa -equalize_cfa" : "", c.dark && dialect !== "1.0" ? "-cc=dark" : ""].filter(Boolean).join(" ");
         lines.push(`${dialect === "1.0" ? "preprocess" : "calibrate"} ${safe(c.seq, "sequence")} ${args}`.trimEnd());

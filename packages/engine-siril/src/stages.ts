@@ -4,7 +4,7 @@
  * works in `<workdir>/process`, and our code writes the final outputs (ADU, with our provenance keywords),
  * so the rest of the pipeline cannot tell which engine ran.
  */
-import { mkdir, symlink } from "node:fs/promises";
+import { mkdir, mkdtemp, symlink } from "node:fs/promises";
 import { basename, join, resolve } from "node:path";
 import { combinedKeywords, formatFrameName, readFitsHeader, readFitsImage, TileCompileError, writeFitsImage, type EngineContext, type FrameRef, type RegisteredFrame, type RegistrationInput, type RegistrationResult, type StackingInput, type StackingResult, type FitsHeaderSummary, type FitsImage, filterFrames, type FrameFilter, type CalibrationInput, type CalibrationProvider, type CalibrationResult, masterHeader } from "@tile-compile/core";
 import { locateSiril, runSiril, type Siril } from "./siril.js";
@@ -25,11 +25,16 @@ function siril(ctx: EngineContext): Siril {
   return locateSiril(typeof ctx.options.path === "string" ? ctx.options.path : undefined);
 }
 
-/** Run a script in the stage's work folder with the engine options, progress and log wired up. */
-function run(s: Siril, ctx: EngineContext, label: string, cmds: Command[], expect: string[], onLog?: (line: string) => void): Promise<string[]> {
+/** A fresh folder for one Siril run inside the stage's work folder (a stage may run Siril several times). */
+function workdirOf(ctx: EngineContext): Promise<string> {
+  return mkdtemp(join(ctx.workdir, "siril-"));
+}
+
+/** Run a script in `wd` with the engine options, progress and log wired up. */
+function run(s: Siril, ctx: EngineContext, wd: string, label: string, cmds: Command[], expect: string[], onLog?: (line: string) => void): Promise<string[]> {
   const timeoutS = typeof ctx.options.timeout_s === "number" ? ctx.options.timeout_s : undefined;
   return runSiril(s, cmds, {
-    workdir: ctx.workdir, signal: ctx.signal, expect, ...(timeoutS ? { timeoutS } : {}),
+    workdir: wd, signal: ctx.signal, expect, ...(timeoutS ? { timeoutS } : {}),
     onProgress: (f) => ctx.progress(f, label),
     onLog: (l) => { onLog?.(l); ctx.logger.debug(`siril: ${l}`); },
   });
@@ -77,19 +82,22 @@ const sequence = (workdir: string, debayer = false): Command[] => [
  * script.test.ts holds the golden text of every stage in every dialect.
  */
 export const stageScripts = {
-  master(workdir: string, kind: "bias" | "dark" | "flat", withBias: boolean): Command[] {
+  master(workdir: string, kind: "bias" | "dark" | "flat", withBias: boolean, rejection: "winsorized" | "sigma" = "winsorized"): Command[] {
     const proc = join(workdir, "process");
     const cmds: Command[] = [...base(), ...sequence(workdir)];
     let seq = "f_";
     if (kind === "flat" && withBias) { cmds.push({ op: "calibrate", seq, bias: join(proc, "mbias.fit") }); seq = "pp_f_"; }
-    cmds.push({ op: "stack", seq, method: "rejection", rejection: "winsorized", sigma: [3, 3], normalization: kind === "flat" ? "multiplicative" : "none", out: join(proc, "master") }, { op: "close" });
+    cmds.push({ op: "stack", seq, method: "rejection", rejection, sigma: [3, 3], normalization: kind === "flat" ? "multiplicative" : "none", out: join(proc, "master") }, { op: "close" });
     return cmds;
   },
   calibrate(workdir: string, masters: { bias?: string; dark?: string; flat?: string }, optimizeDark: boolean): Command[] {
     return [...base(), ...sequence(workdir), { op: "calibrate", seq: "f_", ...masters, ...(optimizeDark && masters.dark ? { optimizeDark: true } : {}) }, { op: "close" }];
   },
-  register(workdir: string, reference: number, cfa: boolean): Command[] {
-    return [...base(), ...sequence(workdir, cfa), { op: "setref", seq: "f_", index: reference + 1 }, { op: "register", seq: "f_" }, { op: "close" }];
+  register(workdir: string, reference: number, cfa: boolean, o: { transform?: string; interpolation?: string } = {}): Command[] {
+    const reg: Command = { op: "register", seq: "f_" };
+    if (o.transform === "shift" || o.transform === "similarity" || o.transform === "affine" || o.transform === "homography") reg.transform = o.transform;
+    if (o.interpolation === "bilinear" || o.interpolation === "bicubic" || o.interpolation === "lanczos3") reg.interpolation = o.interpolation;
+    return [...base(), ...sequence(workdir, cfa), { op: "setref", seq: "f_", index: reference + 1 }, reg, { op: "close" }];
   },
   stack(workdir: string, method: "mean" | "median" | "rejection", o: Record<string, unknown>): Command[] {
     return [...base(), ...sequence(workdir), {
@@ -101,6 +109,7 @@ export const stageScripts = {
 
 export async function sirilStack(input: StackingInput, ctx: EngineContext): Promise<StackingResult> {
   const s = siril(ctx);
+  const wd = await workdirOf(ctx);
   if (input.frames.length === 0) throw new TileCompileError("TC_INPUT_INVALID", { input: "stacking", reason: "no frames to stack" });
   const o = input.options;
   if (typeof o.weighting === "string" && !["none", "noise"].includes(o.weighting)) {
@@ -108,10 +117,10 @@ export async function sirilStack(input: StackingInput, ctx: EngineContext): Prom
   }
   // Frame filters are measured by our code (Siril 1.0.6 only filters on figures from its own `register`).
   const { frames, rejectedFrames } = await filterFrames(input.frames, (o.frame_filters ?? {}) as Record<string, FrameFilter>, ctx);
-  const heads = await stageFrames(frames, ctx.workdir, ctx.signal);
+  const heads = await stageFrames(frames, wd, ctx.signal);
   const method = input.method === "median" ? "median" : input.method === "mean" ? "mean" : "rejection";
-  const result = join(ctx.workdir, "process", "result");
-  await run(s, ctx, "siril stack", stageScripts.stack(ctx.workdir, method, o), [`${result}.fit`]);
+  const result = join(wd, "process", "result");
+  await run(s, ctx, wd, "siril stack", stageScripts.stack(wd, method, o), [`${result}.fit`]);
   const img = await readResult(`${result}.fit`, ctx.signal);
   const data = img.data;
   const header = heads[0]!.header.clone();
@@ -144,13 +153,17 @@ export function parseRegistrationLog(lines: string[]): Map<number, { scale: numb
 
 export async function sirilRegister(input: RegistrationInput, ctx: EngineContext): Promise<RegistrationResult> {
   const s = siril(ctx);
+  const wd = await workdirOf(ctx);
   const frames = input.frames;
-  const heads = await stageFrames(frames, ctx.workdir, ctx.signal);
+  const heads = await stageFrames(frames, wd, ctx.signal);
   const ref = typeof input.reference === "number" ? input.reference : input.reference === "auto" ? 0 : Math.max(0, frames.findIndex((f) => resolve(f.path) === resolve(String(input.reference))));
   const cfa = heads[0]!.channels === 1 && typeof heads[0]!.header.get("BAYERPAT") === "string";
-  const proc = join(ctx.workdir, "process");
+  const proc = join(wd, "process");
   const log: string[] = [];
-  await run(s, ctx, "siril register", stageScripts.register(ctx.workdir, ref, cfa), [], (l) => log.push(l));
+  const o = input.options as { transform?: string; interpolation?: string };
+  if (s.dialect === "1.0" && o.interpolation && o.interpolation !== "bilinear") ctx.logger.warn(`Siril ${s.version} resamples registered frames bilinearly; registration.interpolation: ${o.interpolation} applies from Siril 1.2`);
+  if (o.transform === "affine" || o.transform === "homography") ctx.logger.warn(`Siril ${s.version} prints its transforms as scale, rotation and shift only; transforms.json holds that similarity (the r_ frames use Siril's full ${o.transform})`);
+  await run(s, ctx, wd, "siril register", stageScripts.register(wd, ref, cfa, o), [], (l) => log.push(l));
   const transforms = parseRegistrationLog(log);
   // Siril 1.0 numbers images from 1 and writes r_ frames consecutively for the ones it registered.
   await mkdir(input.outputDir, { recursive: true });
@@ -192,13 +205,14 @@ export async function sirilRegister(input: RegistrationInput, ctx: EngineContext
 export const sirilCalibration: CalibrationProvider = {
   async buildMaster(input, ctx) {
     const s = siril(ctx);
+    const wd = await workdirOf(ctx);
     if (input.frames.length === 0) throw new TileCompileError("TC_INPUT_INVALID", { input: input.output, reason: "no raw frames to build it from" });
-    const heads = await stageFrames(input.frames, ctx.workdir, ctx.signal);
-    const proc = join(ctx.workdir, "process");
+    const heads = await stageFrames(input.frames, wd, ctx.signal);
+    const proc = join(wd, "process");
     const result = join(proc, "master");
     const withBias = input.kind === "flat" && !!input.masterBias;
     if (withBias) await stageScaled(input.masterBias!, join(proc, "mbias.fit"), 1 / ADU, ctx.signal);
-    await run(s, ctx, `siril ${input.kind} master`, stageScripts.master(ctx.workdir, input.kind, withBias), [`${result}.fit`]);
+    await run(s, ctx, wd, `siril ${input.kind} master`, stageScripts.master(wd, input.kind, withBias, input.options.rejection === "sigma" ? "sigma" : "winsorized"), [`${result}.fit`]);
     const img = await readResult(`${result}.fit`, ctx.signal);
     if (input.kind === "flat") {
       let sum = 0, n = 0;
@@ -210,15 +224,16 @@ export const sirilCalibration: CalibrationProvider = {
     const o = input.options;
     const header = masterHeader(input.kind, heads.map((h) => h.header), { recipeHash: String(o.recipeHash ?? ""), ...(typeof o.inputHash === "string" ? { inputHash: o.inputHash } : {}) });
     header.set("SIRILVER", s.version, "Siril version that combined the frames");
-    await writeFitsImage(input.output, { width: img.width, height: img.height, channels: img.channels, data: img.data }, { header, history: [...input.history, `${input.kind} master by Siril ${s.version}: winsorized sigma 3,3${input.kind === "flat" ? ", bias-subtracted, multiplicative normalisation" : ""}`, `inputs: ${input.frames.map((f) => basename(f.path)).join(", ").slice(0, 2000)}`], signal: ctx.signal });
+    await writeFitsImage(input.output, { width: img.width, height: img.height, channels: img.channels, data: img.data }, { header, history: [...input.history, `${input.kind} master by Siril ${s.version}: ${input.options.rejection === "sigma" ? "sigma" : "winsorized sigma"} rejection 3,3${input.kind === "flat" ? ", bias-subtracted, multiplicative normalisation" : ""}`, `inputs: ${input.frames.map((f) => basename(f.path)).join(", ").slice(0, 2000)}`], signal: ctx.signal });
     return { output: input.output, frameCount: input.frames.length };
   },
 
   async calibrate(input: CalibrationInput, ctx: EngineContext): Promise<CalibrationResult> {
     const s = siril(ctx);
+    const wd = await workdirOf(ctx);
     if (input.frames.length === 0) return { frames: [] };
-    const heads = await stageFrames(input.frames, ctx.workdir, ctx.signal);
-    const masters = join(ctx.workdir, "masters");
+    const heads = await stageFrames(input.frames, wd, ctx.signal);
+    const masters = join(wd, "masters");
     await mkdir(masters, { recursive: true });
     const darkScaling = input.options.darkScaling === true;
     const staged: { bias?: string; dark?: string; flat?: string } = {};
@@ -228,9 +243,9 @@ export const sirilCalibration: CalibrationProvider = {
     // our mean-1 master keeps it inside [0, 1].
     if (input.masterFlat) await stageScaled(input.masterFlat, (staged.flat = join(masters, "flat.fit")), 0.5, ctx.signal);
     const n = input.frames.length;
-    const outs = input.frames.map((_, i) => join(ctx.workdir, "process", `pp_f_${String(i + 1).padStart(5, "0")}.fit`));
+    const outs = input.frames.map((_, i) => join(wd, "process", `pp_f_${String(i + 1).padStart(5, "0")}.fit`));
     let norm: number | undefined;
-    await run(s, ctx, "siril calibrate", stageScripts.calibrate(ctx.workdir, staged, darkScaling), outs, (l) => {
+    await run(s, ctx, wd, "siril calibrate", stageScripts.calibrate(wd, staged, darkScaling), outs, (l) => {
       const m = /Normalisation value auto evaluated: ([\d.]+)/.exec(l);
       if (m) norm = Number(m[1]);
     });

@@ -53,7 +53,9 @@ export function describePlan(plan: JobPlan, io: Io): void {
 async function plan(jobFile: string, loaded: LoadedConfig, signal: AbortSignal, stacksOnly = false): Promise<JobPlan> {
   const base = loaded.config.base_dir;
   const aliases = loaded.config.filters.aliases;
-  return planJob(jobFile, { engine: ENGINE, signal, filterAliases: aliases, stacksOnly, ...(base ? { baseDir: resolve(loaded.dir, base) } : {}) });
+  // The calibration method is part of every master's recipe: switching native ↔ siril rebuilds them.
+  const cal = loaded.config.calibration;
+  return planJob(jobFile, { engine: cal.method === "native" ? ENGINE : `${ENGINE};calibration=${cal.method}${cal.engine ? `@${cal.engine}` : ""}`, masterRejection: cal.rejection, signal, filterAliases: aliases, stacksOnly, ...(base ? { baseDir: resolve(loaded.dir, base) } : {}) });
 }
 
 export async function validateCommand(jobFile: string, opts: { json?: boolean }, loaded: LoadedConfig, io: Io, signal: AbortSignal): Promise<number> {

@@ -1,5 +1,6 @@
 /**
- * Master building with the built-in `native` calibration engine: winsorized sigma rejection (3, 3) mean of
+ * Master building with the built-in `native` calibration engine: winsorized (or, with
+ * `calibration.rejection: sigma`, plain) sigma rejection (3, 3) mean of
  * the raw frames through recon-native's combine, streamed in bands of rows so memory stays within
  * `runtime.memory_budget` whatever the number of frames. Flats are bias-subtracted and each divided by its
  * own median first, and the master flat is normalised to mean 1 (so a light is simply divided by it).
@@ -21,6 +22,8 @@ export interface BuildMasterOptions {
   /** Master bias (for flats). */
   bias?: string;
   engine: string;
+  /** Pixel rejection (3σ low and high); default winsorized. */
+  rejection?: "winsorized" | "sigma";
   memoryBudgetBytes: number;
   signal?: AbortSignal;
   history?: string[];
@@ -83,7 +86,7 @@ export async function buildMaster(m: MasterPlan, o: BuildMasterOptions): Promise
       }
     }
     const header = masterHeader(m.kind, readers.map((r) => r.header), { recipeHash: m.recipeHash, ...(m.inputHash ? { inputHash: m.inputHash } : {}) });
-    const history = [...(o.history ?? []), `${m.kind} master: ${recipeOf(m.kind, o.engine)}`, `inputs: ${m.inputs.map((p) => basename(p)).join(", ").slice(0, 2000)}`];
+    const history = [...(o.history ?? []), `${m.kind} master: ${recipeOf(m.kind, o.engine, o.rejection)}`, `inputs: ${m.inputs.map((p) => basename(p)).join(", ").slice(0, 2000)}`];
     const writer = await FitsWriter.create(m.path, { width, height, channels }, { header, history, ...(o.signal ? { signal: o.signal } : {}) });
     try {
       // Bands of rows: N frames × rows × width × 4 bytes (plus the same again for the combine) within budget.
@@ -102,7 +105,7 @@ export async function buildMaster(m: MasterPlan, o: BuildMasterOptions): Promise
               for (let k = 0; k < b.length; k++) b[k] = (b[k]! - (bias ? bias[c * width * height + y * width + k]! : 0)) * scale[i]!;
             }
           }
-          const { data } = await recon.combine(band, { rejection: "winsorized", low: 3, high: 3, ...(o.signal ? { signal: o.signal } : {}) });
+          const { data } = await recon.combine(band, { rejection: o.rejection ?? "winsorized", low: 3, high: 3, ...(o.signal ? { signal: o.signal } : {}) });
           if (plane) {
             plane.set(data, y * width);
             for (const v of data) if (Number.isFinite(v)) { flatSum += v; flatCount++; }

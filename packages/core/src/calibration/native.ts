@@ -18,7 +18,7 @@ export function nativeCalibration(engine: string): CalibrationProvider {
       const o = input.options;
       const r = await buildMaster(
         { kind: input.kind, name: String(o.name ?? basename(input.output)), path: input.output, action: "build", reason: "", inputs: input.frames.map((f) => f.path), ...(typeof o.inputHash === "string" ? { inputHash: o.inputHash } : {}), recipeHash: String(o.recipeHash ?? ""), set: { kind: input.kind, date: "", dir: "" } },
-        { engine, memoryBudgetBytes: ctx.runtime.memoryBudgetBytes, signal: ctx.signal, history: input.history, ...(input.masterBias ? { bias: input.masterBias } : {}), onProgress: (f) => ctx.progress(f, basename(input.output)) },
+        { engine, rejection: o.rejection === "sigma" ? "sigma" : "winsorized", memoryBudgetBytes: ctx.runtime.memoryBudgetBytes, signal: ctx.signal, history: input.history, ...(input.masterBias ? { bias: input.masterBias } : {}), onProgress: (f) => ctx.progress(f, basename(input.output)) },
       );
       return { output: r.path, frameCount: r.frames };
     },

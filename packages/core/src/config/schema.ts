@@ -40,9 +40,10 @@ export const configSchema = z.strictObject({
   calibration: z
     .strictObject({
       engine: engineRef.optional(),
-      method: z.string().default("native"),
+      method: z.string().default("native").describe("Calibration method: native (built-in), siril, or one a loaded engine provides"),
+      rejection: z.enum(["winsorized", "sigma"]).default("winsorized").describe("Pixel rejection of master bias, dark and flat (3σ low and high); part of each master's recipe"),
     })
-    .default({ method: "native" }),
+    .default({ method: "native", rejection: "winsorized" }),
   registration: z
     .strictObject({
       engine: z.string().default("relative").describe("Registration method: relative (built-in), wcs_anchor, siril, or one a loaded engine provides"),
@@ -50,8 +51,10 @@ export const configSchema = z.strictObject({
       reference: z.union([z.literal("auto"), z.number().int().nonnegative(), z.string().min(1)]).default("auto"),
       output_dir: z.string().default("registered"),
       registered_filename_pattern: z.string().default("reg_{index:05d}.fit"),
+      transform: z.enum(["shift", "similarity", "affine", "homography"]).default("similarity").describe("Transform model fitted to the matched stars (relative; Siril 1.2+ as -transf=)"),
+      interpolation: z.enum(["bilinear", "bicubic", "lanczos3"]).default("lanczos3").describe("Resampling kernel of the registered frames (Siril 1.0.6 always resamples bilinearly)"),
     })
-    .default({ engine: "relative", reference: "auto", output_dir: "registered", registered_filename_pattern: "reg_{index:05d}.fit" }),
+    .default({ engine: "relative", reference: "auto", output_dir: "registered", registered_filename_pattern: "reg_{index:05d}.fit", transform: "similarity", interpolation: "lanczos3" }),
   stacking: z
     .strictObject({
       engine: engineRef.optional(),

@@ -121,7 +121,7 @@ export async function runJobPipeline(plan: JobPlan, o: PipelineOptions): Promise
   const lightsId = identity(plan.lights.map((f) => f.path));
   const calStamp = hashOf(`${lightsId}\n${plan.masters.map((m) => `${m.name}:${m.inputHash ?? ""}:${m.recipeHash}`).join(",")}\n${JSON.stringify(job.options ?? {})}\n${engineId(calPlan)}`);
   const calibrated = await step("calibrate", calStamp, async () => {
-    const r = await runStage(calPlan, [], (provider, ctx) => runCalibrateStage(plan, { provider, ctx, engine: engineId(calPlan), history: [provenanceLine(calPlan), `job ${job.name}`] }), o);
+    const r = await runStage(calPlan, [], (provider, ctx) => runCalibrateStage(plan, { provider, ctx, engine: engineId(calPlan), rejection: cfg.calibration.rejection, history: [provenanceLine(calPlan), `job ${job.name}`] }), o);
     return { outputs: r.calibrated.flatMap((g) => g.frames), value: r.calibrated };
   }, () => plan.groups.map((g) => {
     const dir = join(out, "calibrated", `${g.filter}_${expLabel(g.exposureSeconds)}`);
@@ -150,7 +150,7 @@ export async function runJobPipeline(plan: JobPlan, o: PipelineOptions): Promise
       }, () => undefined);
       g = { ...g0, frames: files };
     }
-    const regPlan = stageOf("registration", regCfg.engine, regCfg.provider, "registration.engine", {});
+    const regPlan = stageOf("registration", regCfg.engine, regCfg.provider, "registration.engine", { transform: regCfg.transform, interpolation: regCfg.interpolation });
     const regDir = join(out, regCfg.output_dir, label);
     const regStamp = hashOf(`${identity(g.frames)}\n${JSON.stringify(regCfg)}\n${engineId(regPlan)}`);
     const registered = await step(`register ${label}`, regStamp, async () => {
@@ -193,7 +193,7 @@ export async function runJobPipeline(plan: JobPlan, o: PipelineOptions): Promise
     // Blend each HDR filter's exposures into one stack, then compose as usual (below).
     for (const [filter, list] of hdr) {
       const sorted = [...list].sort((a, b) => b.exposureSeconds - a.exposureSeconds);
-      const regPlan = stageOf("registration", regCfg.engine, regCfg.provider, "registration.engine", {});
+      const regPlan = stageOf("registration", regCfg.engine, regCfg.provider, "registration.engine", { transform: regCfg.transform, interpolation: regCfg.interpolation });
       const dir = join(out, "hdr_registered", filter);
       const blended = join(out, `stack_${filter}_hdr.fit`);
       const stamp = hashOf(`${identity(sorted.map((s) => s.path))}\n${JSON.stringify(regCfg)}\n${engineId(regPlan)}`);
@@ -233,7 +233,7 @@ export async function runJobPipeline(plan: JobPlan, o: PipelineOptions): Promise
       if (names.length > 1) {
         const refName = names.includes("L") ? "L" : names.includes("G") ? "G" : names.includes("H") ? "H" : names[0]!;
         const ordered = [refName, ...names.filter((n) => n !== refName)];
-        const regPlan = stageOf("registration", regCfg.engine, regCfg.provider, "registration.engine", {});
+        const regPlan = stageOf("registration", regCfg.engine, regCfg.provider, "registration.engine", { transform: regCfg.transform, interpolation: regCfg.interpolation });
         const dir = join(out, "stacks_registered");
         const stamp = hashOf(`${identity(ordered.map((n) => channels[n]!))}\n${JSON.stringify(regCfg)}\n${engineId(regPlan)}`);
         const aligned = await step("register stacks", stamp, async () => {

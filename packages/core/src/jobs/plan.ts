@@ -95,15 +95,17 @@ export interface PlanOptions {
   stacksOnly?: boolean;
   /** engine@version that builds masters: part of the recipe (a new engine version rebuilds them). */
   engine?: string;
+  /** Pixel rejection of the masters (`calibration.rejection`): part of the recipe. */
+  masterRejection?: "winsorized" | "sigma";
   signal?: AbortSignal;
 }
 
 const JUNK = /^(\.|thumbs\.db$|desktop\.ini$)/i;
 
 /** Recipe of a master: what would change its pixels. */
-export function recipeOf(kind: "bias" | "dark" | "flat", engine: string): string {
+export function recipeOf(kind: "bias" | "dark" | "flat", engine: string, rejection: "winsorized" | "sigma" = "winsorized"): string {
   const steps = kind === "flat" ? "bias-subtracted,normalised-by-median" : "raw";
-  return `${kind};combine=mean;rejection=winsorized;sigma=3,3;inputs=${steps};engine=${engine}`;
+  return `${kind};combine=mean;rejection=${rejection};sigma=3,3;inputs=${steps};engine=${engine}`;
 }
 export function hashOf(text: string): string {
   return createHash("sha256").update(text).digest("hex").slice(0, 16);
@@ -279,7 +281,7 @@ export async function planJob(jobFile: string, options: PlanOptions = {}): Promi
     if (have) return have;
     const kind = c.set.kind;
     const path = c.master?.dir ?? masterPath(library, kind, c.set);
-    const recipeHash = hashOf(recipeOf(kind, engine));
+    const recipeHash = hashOf(recipeOf(kind, engine, options.masterRejection));
     let mp: MasterPlan;
     if (c.raw) {
       const { files, hash } = setInputs(c.raw.dir);

@@ -24,6 +24,8 @@ export interface CalibrateStageOptions {
   ctx: EngineContext;
   /** engine@version of the provider: part of every master's recipe. */
   engine: string;
+  /** Pixel rejection of the masters (`calibration.rejection`, default winsorized). */
+  rejection?: "winsorized" | "sigma";
   history?: string[];
 }
 
@@ -44,7 +46,7 @@ export async function runCalibrateStage(plan: JobPlan, o: CalibrateStageOptions)
   for (const [i, m] of todo.entries()) {
     ctx.logger.info(`${m.action === "build" ? "building" : "rebuilding"} ${m.name}: ${m.reason}`);
     const sub: EngineContext = { ...ctx, progress: (f, note) => ctx.progress((0.5 * (i + f)) / Math.max(1, todo.length), note ?? `master ${m.name}`) };
-    await provider.buildMaster!({ kind: m.kind, frames: m.inputs.map((path) => ({ path })), output: m.path, ...(m.kind === "flat" && biasPath ? { masterBias: biasPath } : {}), options: { name: m.name, recipeHash: m.recipeHash, ...(m.inputHash ? { inputHash: m.inputHash } : {}) }, history: o.history ?? [] }, sub);
+    await provider.buildMaster!({ kind: m.kind, frames: m.inputs.map((path) => ({ path })), output: m.path, ...(m.kind === "flat" && biasPath ? { masterBias: biasPath } : {}), options: { name: m.name, recipeHash: m.recipeHash, rejection: o.rejection ?? "winsorized", ...(m.inputHash ? { inputHash: m.inputHash } : {}) }, history: o.history ?? [] }, sub);
     built.push(m.path);
   }
   for (const m of plan.masters) if (m.action === "reuse") reused.push(m.path);

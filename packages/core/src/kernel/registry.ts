@@ -24,6 +24,7 @@ export const OFFICIAL_SHORT_NAMES: Readonly<Record<string, string>> = {
 export const OFFICIAL_CAPABILITY_ENGINES: Readonly<Record<string, string>> = {
   "registration:wcs_anchor": "@tile-compile/registration-wcs",
   "registration:siril": "@tile-compile/engine-siril",
+  "calibration:siril": "@tile-compile/engine-siril",
 };
 
 export function expandEngineName(name: string): string {
