@@ -6,11 +6,12 @@ import { spawn, spawnSync } from "node:child_process";
 import { mkdir, symlink } from "node:fs/promises";
 import { existsSync, mkdtempSync, readdirSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { applyTransform, FitsHeader, nativeCalibration, readFitsImage, registerRelative, nativeStack, seededRandom, writeFitsImage, type EngineContext } from "@tile-compile/core";
 import { sirilCalibration, sirilRegister, sirilStack } from "./stages.js";
 import { locateSiril, runSiril } from "./siril.js";
+import { loadRecon } from "@tile-compile/recon-native";
 
 const have = spawnSync("siril-cli", ["--version"], { stdio: "ignore" }).status === 0;
 if (!have) console.log("SKIP engine-siril tests: siril-cli not installed — apt-get install siril");
@@ -229,5 +230,31 @@ describe.runIf(have)("engine-siril with siril-cli", () => {
     bystander.kill();
     expect(existsSync(join(dir, "cancelled.fit"))).toBe(false);
     expect(readdirSync(c.workdir, { recursive: true }).map(String).filter((f) => f.endsWith("result.fit"))).toEqual([]); // stopped before Siril wrote its result
+  });
+});
+
+const m94 = ["/work/shared/data/seestar/M94", new URL("../../../../shared/data/seestar/M94", import.meta.url).pathname].find((p) => existsSync(p));
+if (have && !m94) console.log("SKIP Siril on the Seestar M 94 frames: shared frames not found (../shared/data/seestar)");
+
+describe.runIf(have && m94)("Siril on the shared Seestar M 94 frames (names with spaces, Bayer RGGB)", () => {
+  it("all 16 frames register and stack through Siril; the stack has more stars than one frame", { timeout: 300_000 }, async () => {
+    const night = join(m94!, readdirSync(m94!)[0]!);
+    const files = readdirSync(night).filter((f) => f.endsWith(".fit")).sort().map((f) => join(night, f));
+    expect(files.length).toBe(16);
+    expect(files.every((f) => f.includes(" "))).toBe(true);
+    const dir = mkdtempSync(join(tmpdir(), "tc-siril-m94-"));
+    const reg = await sirilRegister({ frames: files.map((path) => ({ path })), reference: 0, outputDir: join(dir, "registered"), filenamePattern: "{name}.fit", options: {}, history: [] }, ctx());
+    expect(reg.frames.filter((f) => f.error).map((f) => `${basename(f.input)}: ${f.error}`)).toEqual([]);
+    const registered = reg.frames.map((f) => f.output!);
+    const out = join(dir, "M94 stack.fit");
+    const st = await sirilStack({ frames: registered.map((path) => ({ path })), output: out, method: "rejection", options: { rejection: "winsorized", sigma: [3, 3], normalization: "additive_scaling" }, history: [] }, ctx());
+    expect(st).toMatchObject({ frameCount: 16, channels: 3 });
+    const stack = await readFitsImage(out), one = await readFitsImage(registered[0]!);
+    const green = (img: typeof stack) => ({ data: Float32Array.from(img.data.subarray(img.width * img.height, 2 * img.width * img.height), (v) => (Number.isFinite(v) ? v : 0)), width: img.width, height: img.height });
+    const recon = loadRecon();
+    const [ns, n1] = [(await recon.detectStars(green(stack))).count, (await recon.detectStars(green(one))).count];
+    console.log(`Siril on M 94: 16/16 frames registered, stack ${stack.width}×${stack.height}×${stack.channels}; stars in the stack ${ns}, in one frame ${n1}`);
+    expect(stack.header.get("NCOMBINE")).toBe(16);
+    expect(ns).toBeGreaterThan(n1);
   });
 });
