@@ -1,11 +1,12 @@
 /**
- * Finding and running `siril-cli`. A script runs as `siril-cli -s /abs/script.ssf -d workdir` with an
- * argument array (no shell); Siril's stdout is parsed line by line into progress and a bounded log tail.
+ * Finding and running `siril-cli`. A script runs as `siril-cli -s /abs/script.ssf -d workdir` through
+ * execa with an argument array (no shell); Siril's stdout is parsed line by line into progress and a bounded log tail.
  * Siril exits 0 after some failures and ignores unknown flags (engines-on-debian.md §1.5), so a run counts
  * as failed on a non-zero exit, on an error line in the log, or when an expected output is missing. A
  * cancelled or timed-out run kills siril-cli (SIGTERM, then SIGKILL) and only it.
  */
-import { spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
+import { execa } from "execa";
 import { existsSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -52,7 +53,12 @@ export async function runSiril(s: Siril, cmds: Command[], o: RunOptions): Promis
   await writeFile(script, render(cmds, s.dialect));
   const tail: string[] = [];
   const errors: string[] = [];
-  const child = spawn(s.bin, ["-s", script, "-d", o.workdir], { stdio: ["ignore", "pipe", "pipe"] });
+  // execa with an argument array (no shell); cancelSignal and timeout send SIGTERM to siril-cli (and only
+  // it: no shell, no process group), then SIGKILL after 2 s.
+  const child = execa(s.bin, ["-s", script, "-d", o.workdir], {
+    stdin: "ignore", buffer: false, reject: false, cancelSignal: o.signal, forceKillAfterDelay: 2000,
+    ...(o.timeoutS ? { timeout: Math.round(o.timeoutS * 1000) } : {}),
+  });
   let buf = "";
   const onData = (chunk: Buffer) => {
     buf += chunk.toString("utf8");
@@ -73,24 +79,12 @@ export async function runSiril(s: Siril, cmds: Command[], o: RunOptions): Promis
   };
   child.stdout!.on("data", onData);
   child.stderr!.on("data", onData);
-  let killed = false;
-  let timedOut = false;
-  const timer = o.timeoutS ? setTimeout(() => { timedOut = true; kill(); }, o.timeoutS * 1000) : undefined;
-  const kill = () => {
-    if (child.exitCode !== null) return;
-    killed = true;
-    child.kill("SIGTERM");
-    setTimeout(() => { if (child.exitCode === null) child.kill("SIGKILL"); }, 2000).unref();
-  };
-  o.signal.addEventListener("abort", kill, { once: true });
-  const [code, sig] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve, reject) => {
-    child.once("error", reject);
-    child.once("close", (c, s2) => resolve([c, s2]));
-  }).finally(() => { o.signal.removeEventListener("abort", kill); clearTimeout(timer); });
+  const r = await child;
   const command = `siril-cli ${s.version} -s script.ssf`;
-  if (timedOut) throw new TileCompileError("TC_TOOL_TIMEOUT", { command, timeoutS: o.timeoutS!, tail: tail.slice(-15).join("\n") });
-  if (killed || o.signal.aborted) throw o.signal.reason ?? new DOMException("cancelled", "AbortError");
-  if (code !== 0) throw new TileCompileError("TC_TOOL_FAILED", { command, exitCode: code ?? "none", ...(sig ? { signal: sig } : {}), tail: tail.slice(-15).join("\n") });
+  if (r.timedOut) throw new TileCompileError("TC_TOOL_TIMEOUT", { command, timeoutS: o.timeoutS!, tail: tail.slice(-15).join("\n") });
+  if (r.isCanceled || o.signal.aborted) throw o.signal.reason ?? new DOMException("cancelled", "AbortError");
+  if (r.failed && r.exitCode === undefined && !r.signal) throw new TileCompileError("TC_TOOL_FAILED", { command, exitCode: "none", tail: r.message });
+  if (r.exitCode !== 0) throw new TileCompileError("TC_TOOL_FAILED", { command, exitCode: r.exitCode ?? "none", ...(r.signal ? { signal: r.signal } : {}), tail: tail.slice(-15).join("\n") });
   if (errors.length > 0) throw new TileCompileError("TC_TOOL_FAILED", { command, exitCode: 0, tail: tail.slice(-15).join("\n"), hint: `Siril exited 0 but reported: ${errors[0]}` });
   for (const f of o.expect ?? []) {
     if (!existsSync(f)) throw new TileCompileError("TC_TOOL_FAILED", { command, exitCode: 0, tail: tail.slice(-15).join("\n"), hint: `Siril reported success but did not write ${f}` });
