@@ -11,7 +11,7 @@
  */
 import { createRequire } from "node:module";
 import { defineEngine, type Engine, type OptionsSchema } from "@tile-compile/core";
-import { sirilCalibration, sirilRegister, sirilStack } from "./stages.js";
+import { sirilBackground, sirilCalibration, sirilRegister, sirilStack } from "./stages.js";
 
 const pkg = createRequire(import.meta.url)("../package.json") as { name: string; version: string };
 
@@ -35,9 +35,10 @@ export const optionsSchema: OptionsSchema = {
 
 const engine: Engine = defineEngine({
   meta: { name: pkg.name, version: pkg.version, apiVersion: 1, description: "Siril (siril-cli 1.0/1.2/1.4): calibration, registration and stacking" },
-  capabilities: { "calibration:siril": "stable", "stacking:mean": "stable", "stacking:median": "stable", "stacking:rejection": "stable", "registration:siril": "stable" },
+  capabilities: { "calibration:siril": "stable", "background:polynomial": "stable", "stacking:mean": "stable", "stacking:median": "stable", "stacking:rejection": "stable", "registration:siril": "stable" },
   optionsSchema,
   calibration: { siril: sirilCalibration },
+  background: { polynomial: sirilBackground },
   stacking: { mean: { stack: sirilStack }, median: { stack: sirilStack }, rejection: { stack: sirilStack } },
   registration: { siril: { register: sirilRegister } },
 });
@@ -45,4 +46,4 @@ const engine: Engine = defineEngine({
 export default engine;
 export { locateSiril, runSiril, type Siril, type RunOptions } from "./siril.js";
 export { render, dialectOf, type Command, type Dialect } from "./script.js";
-export { parseRegistrationLog, sirilCalibration, sirilRegister, sirilStack, type SirilEngineOptions } from "./stages.js";
+export { parseRegistrationLog, sirilBackground, sirilCalibration, sirilRegister, sirilStack, type SirilEngineOptions } from "./stages.js";

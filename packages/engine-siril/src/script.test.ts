@@ -4,6 +4,33 @@ import { stageScripts } from "./stages.js";
 
 /** Every stage's script in every dialect, exactly as the engine renders it (workdir /w, reference frame 3). */
 const golden: Record<string, string> = {
+  "1.4 background": [
+    "requires 1.4.0",
+    "setext fit",
+    "cd /w/input",
+    "convert f -out=/w/process",
+    "cd /w/process",
+    "seqsubsky f_ 2",
+    "close",
+  ].join("\n"),
+  "1.2 background": [
+    "requires 1.2.0",
+    "setext fit",
+    "cd /w/input",
+    "convert f -out=/w/process",
+    "cd /w/process",
+    "seqsubsky f_ 2",
+    "close",
+  ].join("\n"),
+  "1.0 background": [
+    "requires 1.0.0",
+    "setext fit",
+    "cd /w/input",
+    "convert f -out=/w/process",
+    "cd /w/process",
+    "seqsubsky f_ 2",
+    "close",
+  ].join("\n"),
   "1.0 master bias": [
     "requires 1.0.0",
     "setext fit",
@@ -204,6 +231,7 @@ describe("golden scripts of each stage in each dialect", () => {
     "master flat": stageScripts.master("/w", "flat", true),
     "calibrate lights": stageScripts.calibrate("/w", { dark: "/w/masters/dark.fit", flat: "/w/masters/flat.fit" }, false),
     register: stageScripts.register("/w", 2, false, { transform: "similarity", interpolation: "lanczos3" }),
+    background: stageScripts.background("/w", 2),
     stack: stageScripts.stack("/w", "rejection", { rejection: "winsorized", sigma: [3, 3], normalization: "additive_scaling", weighting: "noise" }),
   };
   for (const d of ["1.0", "1.2", "1.4"] as const) {

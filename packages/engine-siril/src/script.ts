@@ -24,6 +24,7 @@ export type Command =
   | { op: "register"; seq: string; transform?: "shift" | "similarity" | "affine" | "homography"; interpolation?: "bilinear" | "bicubic" | "lanczos3" }
   | { op: "calibrate"; seq: string; bias?: string; dark?: string; flat?: string; optimizeDark?: boolean; cfa?: boolean }
   | { op: "stack"; seq: string; method: "mean" | "median" | "rejection" | "sum"; rejection?: Rejection; sigma?: [number, number]; normalization?: Normalization; weighted?: boolean; out: string }
+  | { op: "subsky"; seq: string; degree: number }
   | { op: "close" };
 
 const REJ: Record<Rejection, string> = { none: "n", percentile: "p", sigma: "s", sigma_median: "m", winsorized: "w", linear_fit: "l", gesdt: "g", mad: "a" };
@@ -67,6 +68,11 @@ export function render(cmds: readonly Command[], dialect: Dialect): string {
         const [lo, hi] = c.sigma ?? [3, 3];
         const weight = c.weighted ? (dialect === "1.0" ? " -weighted" : dialect === "1.2" ? " -weight_from_noise" : " -weight=noise") : "";
         lines.push(`stack ${seq} rej ${REJ[rej]}${rej === "none" ? "" : ` ${lo} ${hi}`} ${NORM[c.normalization ?? "none"]}${weight} -out=${safe(c.out, "output")}`);
+        break;
+      }
+      case "subsky": {
+        if (!(Number.isInteger(c.degree) && c.degree >= 1 && c.degree <= 4)) throw new Error(`Siril's seqsubsky takes a polynomial degree 1–4, got ${c.degree}`);
+        lines.push(`seqsubsky ${safe(c.seq, "sequence")} ${c.degree}`);
         break;
       }
       case "close": lines.push("close"); break;

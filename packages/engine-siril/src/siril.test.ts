@@ -8,8 +8,8 @@ import { existsSync, mkdtempSync, readdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { applyTransform, FitsHeader, nativeCalibration, readFitsImage, registerRelative, nativeStack, seededRandom, writeFitsImage, type EngineContext } from "@tile-compile/core";
-import { sirilCalibration, sirilRegister, sirilStack } from "./stages.js";
+import { applyTransform, FitsHeader, nativeCalibration, nativeEngine, readFitsImage, registerRelative, nativeStack, seededRandom, writeFitsImage, type EngineContext } from "@tile-compile/core";
+import { sirilBackground, sirilCalibration, sirilRegister, sirilStack } from "./stages.js";
 import { locateSiril, runSiril } from "./siril.js";
 import { loadRecon } from "@tile-compile/recon-native";
 
@@ -153,6 +153,35 @@ describe.runIf(have)("engine-siril with siril-cli", () => {
     report.push(`hot pixels surviving Siril's calibration: ${survivors} of ${hot.length}`);
     console.log(`Siril vs native calibration:\n  ${report.join("\n  ")}`);
     expect(survivors).toBe(0);
+  });
+
+  it("background: seqsubsky removes a linear gradient as well as background:polynomial (both ≥ 97 %) on two frames", { timeout: 180_000 }, async () => {
+    const dir = mkdtempSync(join(tmpdir(), "tc-siril-bg-"));
+    const f = await frames(dir, [[0, 0, 0], [2, 1, 0]]);
+    // Add a gradient of 300 ADU across the frame (on top of the 800 ADU sky).
+    const tilted: string[] = [];
+    for (const [k, p] of f.entries()) {
+      const img = await readFitsImage(p);
+      const data = img.data.map((v, i) => v + (300 * (i % W)) / W + (100 * Math.floor(i / W)) / H);
+      const q = join(dir, `tilted ${k}.fit`);
+      await writeFitsImage(q, { width: W, height: H, data }, { header: img.header.withoutStructure() });
+      tilted.push(q);
+    }
+    const slope = (d: Float32Array) => {
+      // Median sky of the left and right tenth: the remaining left-to-right gradient.
+      const w10 = Math.floor(W / 10);
+      const col = (x0: number) => { const v: number[] = []; for (let y = 0; y < H; y++) for (let x = x0; x < x0 + w10; x++) v.push(d[y * W + x]!); v.sort((a, b) => a - b); return v[v.length >> 1]!; };
+      return col(W - w10) - col(0);
+    };
+    const before = slope((await readFitsImage(tilted[0]!)).data);
+    const outs = { siril: tilted.map((_, k) => join(dir, `siril ${k}.fit`)), native: tilted.map((_, k) => join(dir, `native ${k}.fit`)) };
+    await sirilBackground.extract({ images: tilted.map((path) => ({ path })), outputs: outs.siril, options: { degree: 1 }, history: [] }, ctx());
+    await nativeEngine.background!.polynomial!.extract({ images: tilted.map((path) => ({ path })), outputs: outs.native, options: { degree: 1, grid: 16 }, history: [] }, ctx());
+    const after = { siril: slope((await readFitsImage(outs.siril[0]!)).data), native: slope((await readFitsImage(outs.native[0]!)).data) };
+    console.log(`gradient left→right: ${before.toFixed(1)} ADU before; after Siril seqsubsky ${after.siril.toFixed(2)}, after background:polynomial ${after.native.toFixed(2)}`);
+    expect(Math.abs(after.siril)).toBeLessThan(0.03 * before);
+    expect(Math.abs(after.native)).toBeLessThan(0.03 * before);
+    expect((await readFitsImage(outs.siril[1]!)).header.commentary("HISTORY").join(" ")).toMatch(/seqsubsky degree 1/);
   });
 
   it("failures: siril-cli missing, a script error (rc 1), a missing master, Siril's rc 0 failures, an unregistrable set", { timeout: 180_000 }, async () => {

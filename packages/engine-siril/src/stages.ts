@@ -6,7 +6,7 @@
  */
 import { mkdir, mkdtemp, symlink } from "node:fs/promises";
 import { basename, join, resolve } from "node:path";
-import { combinedKeywords, formatFrameName, readFitsHeader, readFitsImage, TileCompileError, writeFitsImage, type EngineContext, type FrameRef, type RegisteredFrame, type RegistrationInput, type RegistrationResult, type StackingInput, type StackingResult, type FitsHeaderSummary, type FitsImage, filterFrames, type FrameFilter, type CalibrationInput, type CalibrationProvider, type CalibrationResult, masterHeader } from "@tile-compile/core";
+import { combinedKeywords, formatFrameName, readFitsHeader, readFitsImage, TileCompileError, writeFitsImage, type EngineContext, type FrameRef, type RegisteredFrame, type RegistrationInput, type RegistrationResult, type StackingInput, type StackingResult, type FitsHeaderSummary, type FitsImage, filterFrames, type FrameFilter, type CalibrationInput, type CalibrationProvider, type CalibrationResult, type BackgroundInput, type BackgroundProvider, masterHeader } from "@tile-compile/core";
 import { locateSiril, runSiril, type Siril } from "./siril.js";
 import type { Command, Normalization, Rejection } from "./script.js";
 
@@ -98,6 +98,9 @@ export const stageScripts = {
     if (o.transform === "shift" || o.transform === "similarity" || o.transform === "affine" || o.transform === "homography") reg.transform = o.transform;
     if (o.interpolation === "bilinear" || o.interpolation === "bicubic" || o.interpolation === "lanczos3") reg.interpolation = o.interpolation;
     return [...base(), ...sequence(workdir, cfa), { op: "setref", seq: "f_", index: reference + 1 }, reg, { op: "close" }];
+  },
+  background(workdir: string, degree: number): Command[] {
+    return [...base(), ...sequence(workdir), { op: "subsky", seq: "f_", degree }, { op: "close" }];
   },
   stack(workdir: string, method: "mean" | "median" | "rejection", o: Record<string, unknown>): Command[] {
     return [...base(), ...sequence(workdir), {
@@ -265,5 +268,27 @@ export const sirilCalibration: CalibrationProvider = {
       ctx.progress((i + 1) / n, basename(f.path));
     }
     return { frames };
+  },
+};
+
+/**
+ * `background:polynomial` through Siril's `seqsubsky` (degree 1–4; Siril places its own samples, so
+ * `background.grid` does not apply). Works on frames and on stacks (a one-image sequence).
+ */
+export const sirilBackground: BackgroundProvider = {
+  async extract(input: BackgroundInput, ctx: EngineContext) {
+    const s = siril(ctx);
+    const wd = await workdirOf(ctx);
+    const degree = typeof input.options.degree === "number" ? input.options.degree : 2;
+    if (!(Number.isInteger(degree) && degree >= 1 && degree <= 4)) throw new TileCompileError("TC_CONFIG_INVALID", { file: "tile_compile.yaml", issues: [`background.degree: Siril's seqsubsky takes 1–4, got ${degree}`] });
+    const heads = await stageFrames(input.images, wd, ctx.signal);
+    const outs = input.images.map((_, i) => join(wd, "process", `bkg_f_${String(i + 1).padStart(5, "0")}.fit`));
+    await run(s, ctx, wd, "siril seqsubsky", stageScripts.background(wd, degree), outs);
+    for (const [i, f] of input.images.entries()) {
+      const img = await readResult(outs[i]!, ctx.signal);
+      await writeFitsImage(input.outputs[i]!, { width: img.width, height: img.height, channels: img.channels, data: img.data }, { header: heads[i]!.header.withoutStructure(), history: [...input.history, `background extracted by Siril ${s.version}: seqsubsky degree ${degree}`], signal: ctx.signal });
+      ctx.progress((i + 1) / input.images.length, basename(f.path));
+    }
+    return { outputs: input.outputs };
   },
 };

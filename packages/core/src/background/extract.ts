@@ -8,6 +8,10 @@
 import { loadRecon } from "@tile-compile/recon-native";
 import { TileCompileError } from "../errors/index.js";
 import { solve } from "../registration/geometry.js";
+import { basename } from "node:path";
+import { readFitsImage } from "../fits/reader.js";
+import { writeFitsImage } from "../fits/writer.js";
+import type { BackgroundInput, BackgroundProvider, EngineContext } from "../kernel/contracts.js";
 
 export interface BackgroundOptions {
   method: "polynomial" | "rbf";
@@ -121,4 +125,25 @@ export async function extractBackground(data: Float32Array, w: number, h: number
     for (let i = 0; i < n; i++) out[c * n + i] = plane[i]! - model[i]! + pedestal;
   }
   return out;
+}
+
+/**
+ * The built-in `background:polynomial` and `background:rbf` providers: each image is read, flattened by
+ * `extractBackground` and written to its output with the HISTORY of what was removed.
+ */
+export function nativeBackground(method: "polynomial" | "rbf"): BackgroundProvider {
+  return {
+    async extract(input: BackgroundInput, ctx: EngineContext) {
+      const degree = typeof input.options.degree === "number" ? input.options.degree : 2;
+      const grid = typeof input.options.grid === "number" ? input.options.grid : 16;
+      for (const [k, f] of input.images.entries()) {
+        ctx.signal.throwIfAborted();
+        const img = await readFitsImage(f.path, { signal: ctx.signal });
+        const data = await extractBackground(img.data, img.width, img.height, img.channels, { method, degree, grid, signal: ctx.signal });
+        await writeFitsImage(input.outputs[k]!, { width: img.width, height: img.height, channels: img.channels, data }, { header: img.header.withoutStructure(), history: [...input.history, `background extracted: ${method}${method === "polynomial" ? ` degree ${degree}` : ""}, ${grid}-box grid`], signal: ctx.signal });
+        ctx.progress((k + 1) / input.images.length, basename(f.path));
+      }
+      return { outputs: input.outputs };
+    },
+  };
 }

@@ -81,7 +81,8 @@ export const configSchema = z.strictObject({
     .default({ method: "palette", palettes: {} }),
   background: z
     .strictObject({
-      method: z.enum(["none", "polynomial", "rbf"]).default("none").describe("Background extraction: none (default), polynomial or rbf (thin-plate spline) on a sigma-clipped sample grid"),
+      engine: engineRef.optional().describe("Engine providing the method (e.g. siril for polynomial through seqsubsky)"),
+      method: z.string().default("none").describe("Background extraction: none (default), polynomial or rbf (thin-plate spline) on a sigma-clipped sample grid, or one a loaded engine provides"),
       degree: z.number().int().min(1).max(4).default(2).describe("Polynomial degree"),
       grid: z.number().int().min(4).max(64).default(16).describe("Sample boxes across the longer side"),
       on: z.enum(["frames", "stacks"]).default("frames").describe("Extract from every calibrated frame, or from the stacks before composition"),

@@ -1,7 +1,7 @@
 /**
  * The built-in `native` engine. It registers through `defineEngine` exactly like a third-party engine
- * (STYLE.md §7). Today it provides `calibration:native`, `registration:relative` and `stacking:mean|median|rejection`; composition and
- * stretch join it with their issues.
+ * (STYLE.md §7): `calibration:native`, `background:polynomial|rbf`, `registration:relative`,
+ * `stacking:mean|median|rejection|tbqr`, `composition:palette`, `stretch:autostretch|asinh|ghs`.
  */
 import { createRequire } from "node:module";
 import type { Engine } from "../kernel/contracts.js";
@@ -13,12 +13,13 @@ import { registerRelative } from "../registration/relative.js";
 import { nativeCalibration } from "../calibration/native.js";
 import { nativeComposition } from "../composition/native.js";
 import { nativeStretch } from "../stretch/native.js";
+import { nativeBackground } from "../background/extract.js";
 
 const pkg = createRequire(import.meta.url)("../../package.json") as { name: string; version: string };
 
 export const nativeEngine: Engine = defineEngine({
   meta: { name: pkg.name, version: pkg.version, apiVersion: 1, description: "Built-in engines of tile-compile (short name: native)" },
-  capabilities: { "stacking:mean": "stable", "stacking:median": "stable", "stacking:rejection": "stable", "stacking:tbqr": "stable", "registration:relative": "stable", "calibration:native": "stable", "composition:palette": "stable", "stretch:autostretch": "stable", "stretch:asinh": "stable", "stretch:ghs": "stable" },
+  capabilities: { "stacking:mean": "stable", "stacking:median": "stable", "stacking:rejection": "stable", "stacking:tbqr": "stable", "registration:relative": "stable", "calibration:native": "stable", "composition:palette": "stable", "background:polynomial": "stable", "background:rbf": "stable", "stretch:autostretch": "stable", "stretch:asinh": "stable", "stretch:ghs": "stable" },
   stacking: { mean: { stack: nativeStack }, median: { stack: nativeStack }, rejection: { stack: nativeStack }, tbqr: { stack: async (input, ctx) => {
     // The job pipeline and `reconstruct` always pass the configured options (where frames_min guards a
     // run); a caller with no configuration gets the defaults with emergency mode allowed, so a small set
@@ -30,6 +31,7 @@ export const nativeEngine: Engine = defineEngine({
   } } },
   registration: { relative: { register: registerRelative } },
   calibration: { native: nativeCalibration(`${pkg.name}@${pkg.version}`) },
+  background: { polynomial: nativeBackground("polynomial"), rbf: nativeBackground("rbf") },
   composition: { palette: nativeComposition },
   stretch: nativeStretch,
 });

@@ -14,7 +14,6 @@
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { mkdir, rename, writeFile } from "node:fs/promises";
 import { basename, join, relative } from "node:path";
-import { extractBackground } from "../background/extract.js";
 import { writeFitsImage } from "../fits/writer.js";
 import { BUILTIN_PALETTES, paletteInputs, type Palette } from "../composition/palettes.js";
 import { blendHdr } from "../composition/hdr.js";
@@ -103,6 +102,10 @@ export async function runJobPipeline(plan: JobPlan, o: PipelineOptions): Promise
   if (plan.lights.length) { state["inputs"] = { stamp: "", outputs: [], info: hashCache }; await saveState(); }
 
   const regCfg = cfg.registration;
+  const bgCfg = cfg.background;
+  const { engine: bgEngine, method: bgMethod, on: _on, ...bgOptions } = bgCfg;
+  void _on;
+  const bgPlan = bgMethod === "none" ? undefined : stageOf("background", bgMethod, bgEngine, "background.method", bgOptions);
   if (o.fromStacks) {
     const { readdirSync } = await import("node:fs");
     for (const f of existsSync(out) ? readdirSync(out).sort() : []) {
@@ -132,20 +135,13 @@ export async function runJobPipeline(plan: JobPlan, o: PipelineOptions): Promise
   // 2–3. Register and stack each (filter, exposure) group.
   const { engine: stEngine, method: stMethod, input_dir: _i, input_pattern: _p, output_file: _f, ...stOptions } = cfg.stacking;
   void _i; void _p; void _f;
-  const bgCfg = cfg.background;
   for (const g0 of calibrated) {
     const label = `${g0.filter}_${expLabel(g0.exposureSeconds)}`;
     let g = g0;
-    if (bgCfg.method !== "none" && bgCfg.on === "frames") {
-      const stamp = hashOf(`${identity(g0.frames)}\n${JSON.stringify(bgCfg)}`);
+    if (bgPlan && bgCfg.on === "frames") {
       const files = g0.frames.map((f) => join(out, "background", label, relative(g0.dir, f)));
-      await step(`background ${label}`, stamp, async () => {
-        for (const [k, f] of g0.frames.entries()) {
-          o.signal.throwIfAborted();
-          const img = await readFitsImage(f, { signal: o.signal });
-          const data = await extractBackground(img.data, img.width, img.height, img.channels, { method: bgCfg.method as "polynomial" | "rbf", degree: bgCfg.degree, grid: bgCfg.grid, signal: o.signal });
-          await writeFitsImage(files[k]!, { width: img.width, height: img.height, channels: img.channels, data }, { header: img.header.withoutStructure(), history: [`background extracted: ${bgCfg.method}${bgCfg.method === "polynomial" ? ` degree ${bgCfg.degree}` : ""}, ${bgCfg.grid}-box grid`], signal: o.signal });
-        }
+      await step(`background ${label}`, hashOf(`${identity(g0.frames)}\n${JSON.stringify(bgCfg)}\n${engineId(bgPlan)}`), async () => {
+        await runStage(bgPlan, files, (provider, ctx, tmp) => provider.extract({ images: g0.frames.map((path) => ({ path })), outputs: tmp, options: bgPlan.options, history: [provenanceLine(bgPlan)] }, ctx), o);
         return { outputs: files, value: undefined };
       }, () => undefined);
       g = { ...g0, frames: files };
@@ -245,14 +241,11 @@ export async function runJobPipeline(plan: JobPlan, o: PipelineOptions): Promise
         ordered.forEach((n, k) => { channels[n] = aligned[k]!; });
       }
     }
-    if (cfg.background.method !== "none" && cfg.background.on === "stacks") {
-      const bg = cfg.background;
+    if (bgPlan && bgCfg.on === "stacks") {
       for (const [name, path] of Object.entries(channels)) {
         const target = join(out, "background_stacks", basename(path));
-        await step(`background ${basename(path)}`, hashOf(`${identity([path])}\n${JSON.stringify(bg)}`), async () => {
-          const img = await readFitsImage(path, { signal: o.signal });
-          const data = await extractBackground(img.data, img.width, img.height, img.channels, { method: bg.method as "polynomial" | "rbf", degree: bg.degree, grid: bg.grid, signal: o.signal });
-          await writeFitsImage(target, { width: img.width, height: img.height, channels: img.channels, data }, { header: img.header.withoutStructure(), history: [`background extracted: ${bg.method}`], signal: o.signal });
+        await step(`background ${basename(path)}`, hashOf(`${identity([path])}\n${JSON.stringify(bgCfg)}\n${engineId(bgPlan)}`), async () => {
+          await runStage(bgPlan, [target], (provider, ctx, tmp) => provider.extract({ images: [{ path }], outputs: tmp, options: bgPlan.options, history: [provenanceLine(bgPlan)] }, ctx), o);
           return { outputs: [target], value: undefined };
         }, () => undefined);
         channels[name] = target;

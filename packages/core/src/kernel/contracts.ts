@@ -22,8 +22,8 @@
  */
 
 /** The stages of the pipeline that engines can provide. */
-export type StageName = "calibration" | "registration" | "stacking" | "composition" | "stretch";
-export const STAGE_NAMES: readonly StageName[] = ["calibration", "registration", "stacking", "composition", "stretch"];
+export type StageName = "calibration" | "background" | "registration" | "stacking" | "composition" | "stretch";
+export const STAGE_NAMES: readonly StageName[] = ["calibration", "background", "registration", "stacking", "composition", "stretch"];
 
 /** `stage:method`, e.g. `stacking:mean`, `registration:wcs_anchor`, `composition:SHO`. */
 export type CapabilityId = `${StageName}:${string}`;
@@ -166,6 +166,22 @@ export interface CalibrationProvider {
   calibrate(input: CalibrationInput, ctx: EngineContext): Promise<CalibrationResult>;
 }
 
+// ── background extraction ───────────────────────────────────────────────────────────────────────────
+
+export interface BackgroundInput {
+  /** Images (calibrated frames or stacks) to flatten; `outputs[i]` receives the result for `images[i]`. */
+  images: FrameRef[];
+  outputs: string[];
+  /** `background.*` of tile_compile.yaml: degree, grid, … */
+  options: Record<string, unknown>;
+  history: string[];
+}
+
+/** Removes a smooth sky model (gradients, light pollution) from each image; the method is the model. */
+export interface BackgroundProvider {
+  extract(input: BackgroundInput, ctx: EngineContext): Promise<{ outputs: string[] }>;
+}
+
 // ── composition and stretch ─────────────────────────────────────────────────────────────────────────
 
 export interface CompositionInput {
@@ -196,6 +212,7 @@ export interface StretchProvider {
 /** Provider interface per stage. */
 export interface StageProviders {
   calibration: CalibrationProvider;
+  background: BackgroundProvider;
   registration: RegistrationProvider;
   stacking: StackingProvider;
   composition: CompositionProvider;
@@ -225,6 +242,7 @@ export interface EngineDefinition {
   /** Schema of this engine's block under `engine_options:` in tile_compile.yaml. Unknown keys should be errors. */
   optionsSchema?: OptionsSchema;
   calibration?: Record<string, CalibrationProvider>;
+  background?: Record<string, BackgroundProvider>;
   registration?: Record<string, RegistrationProvider>;
   stacking?: Record<string, StackingProvider>;
   composition?: Record<string, CompositionProvider>;

@@ -6,6 +6,7 @@ import { ENGINE_BRAND, STAGE_NAMES, SUPPORTED_API_VERSIONS, type Engine, type En
 
 const PROVIDER_METHOD: Record<StageName, string> = {
   calibration: "calibrate",
+  background: "extract",
   registration: "register",
   stacking: "stack",
   composition: "compose",

@@ -58,6 +58,7 @@ async function callProvider(stage: StageName, provider: Record<string, unknown>,
     case "stacking": return (provider as { stack: Function }).stack({ frames: refs, output: out, method: "", options: {}, history: [] }, ctx);
     case "registration": return (provider as { register: Function }).register({ frames: refs, reference: "auto", outputDir: outDir, filenamePattern: "reg_{index:05d}.fit", options: {}, history: [] }, ctx);
     case "calibration": return (provider as { calibrate: Function }).calibrate({ frames: refs, outputDir: outDir, options: {}, history: [] }, ctx);
+    case "background": return (provider as { extract: Function }).extract({ images: refs, outputs: refs.map((_, i) => join(outDir, `background_${i}.fit`)), options: {}, history: [] }, ctx);
     case "composition": return (provider as { compose: Function }).compose({ channels: { L: frames[0] }, palette: { L: { L: 1 } }, output: out, options: {}, history: [] }, ctx);
     case "stretch": return (provider as { stretch: Function }).stretch({ input: frames[0], output: out, options: {}, history: [] }, ctx);
   }
