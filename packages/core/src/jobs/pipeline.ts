@@ -14,13 +14,12 @@
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { mkdir, rename, writeFile } from "node:fs/promises";
 import { basename, join, relative } from "node:path";
-import { writeFitsImage } from "../fits/writer.js";
 import { BUILTIN_PALETTES, paletteInputs, type Palette } from "../composition/palettes.js";
 import { blendHdr } from "../composition/hdr.js";
 import { tbqrOptionsFromConfig } from "../tbqr/reconstruct.js";
 import type { TileCompileConfig } from "../config/schema.js";
 import { TileCompileError } from "../errors/index.js";
-import { readFitsHeader, readFitsImage } from "../fits/reader.js";
+import { readFitsHeader } from "../fits/reader.js";
 import type { EngineRegistry } from "../kernel/registry.js";
 import { planStage, provenanceLine, runStage, type StageRunOptions } from "../kernel/runner.js";
 import type { StageName } from "../kernel/contracts.js";
