@@ -4,7 +4,7 @@
  * works in `<workdir>/process`, and our code writes the final outputs (ADU, with our provenance keywords),
  * so the rest of the pipeline cannot tell which engine ran.
  */
-import { mkdir, mkdtemp, symlink } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, symlink } from "node:fs/promises";
 import { basename, join, resolve } from "node:path";
 import { combinedKeywords, formatFrameName, readFitsHeader, readFitsImage, TileCompileError, writeFitsImage, type EngineContext, type FrameRef, type RegisteredFrame, type RegistrationInput, type RegistrationResult, type StackingInput, type StackingResult, type FitsHeaderSummary, type FitsImage, filterFrames, type FrameFilter, type CalibrationInput, type CalibrationProvider, type CalibrationResult, type BackgroundInput, type BackgroundProvider, masterHeader } from "@tile-compile/core";
 import { locateSiril, runSiril, type Siril } from "./siril.js";
@@ -27,17 +27,32 @@ function siril(ctx: EngineContext): Siril {
 
 /** A fresh folder for one Siril run inside the stage's work folder (a stage may run Siril several times). */
 function workdirOf(ctx: EngineContext): Promise<string> {
+  ctx.signal.throwIfAborted();
   return mkdtemp(join(ctx.workdir, "siril-"));
 }
 
-/** Run a script in `wd` with the engine options, progress and log wired up. */
-function run(s: Siril, ctx: EngineContext, wd: string, label: string, cmds: Command[], expect: string[], onLog?: (line: string) => void): Promise<string[]> {
+/**
+ * Run a script in `wd` with the engine options, progress and log wired up. siril-cli 1.0.6 occasionally
+ * dies of SIGABRT in its multi-threaded `convert -debayer` (seen once in CI on the Seestar frames); a run
+ * killed by a signal we did not send is retried once from a clean `process` folder, with a warning.
+ */
+async function run(s: Siril, ctx: EngineContext, wd: string, label: string, cmds: Command[], expect: string[], onLog?: (line: string) => void): Promise<string[]> {
   const timeoutS = typeof ctx.options.timeout_s === "number" ? ctx.options.timeout_s : undefined;
-  return runSiril(s, cmds, {
+  const once = () => runSiril(s, cmds, {
     workdir: wd, signal: ctx.signal, expect, ...(timeoutS ? { timeoutS } : {}),
     onProgress: (f) => ctx.progress(f, label),
     onLog: (l) => { onLog?.(l); ctx.logger.debug(`siril: ${l}`); },
   });
+  try {
+    return await once();
+  } catch (e) {
+    const sig = (e as { code?: string; details?: { signal?: string } }).code === "TC_TOOL_FAILED" ? (e as { details?: { signal?: string } }).details?.signal : undefined;
+    if (!sig || ctx.signal.aborted) throw e;
+    ctx.logger.warn(`siril-cli ${s.version} died of ${sig} during ${label}; running it once more`);
+    await rm(join(wd, "process"), { recursive: true, force: true });
+    await mkdir(join(wd, "process"), { recursive: true });
+    return once();
+  }
 }
 
 /** Link or copy the frames into `<workdir>/input` as f_00001.fit …; returns their headers. */
@@ -86,7 +101,7 @@ export const stageScripts = {
     const proc = join(workdir, "process");
     const cmds: Command[] = [...base(), ...sequence(workdir)];
     let seq = "f_";
-    if (kind === "flat" && withBias) { cmds.push({ op: "calibrate", seq, bias: join(proc, "mbias.fit") }); seq = "pp_f_"; }
+    if (kind === "flat" && withBias) { cmds.push({ op: "calibrate", seq, bias: join(workdir, "masters", "mbias.fit") }); seq = "pp_f_"; }
     cmds.push({ op: "stack", seq, method: "rejection", rejection, sigma: [3, 3], normalization: kind === "flat" ? "multiplicative" : "none", out: join(proc, "master") }, { op: "close" });
     return cmds;
   },
@@ -214,7 +229,7 @@ export const sirilCalibration: CalibrationProvider = {
     const proc = join(wd, "process");
     const result = join(proc, "master");
     const withBias = input.kind === "flat" && !!input.masterBias;
-    if (withBias) await stageScaled(input.masterBias!, join(proc, "mbias.fit"), 1 / ADU, ctx.signal);
+    if (withBias) await stageScaled(input.masterBias!, join(wd, "masters", "mbias.fit"), 1 / ADU, ctx.signal);
     await run(s, ctx, wd, `siril ${input.kind} master`, stageScripts.master(wd, input.kind, withBias, input.options.rejection === "sigma" ? "sigma" : "winsorized"), [`${result}.fit`]);
     const img = await readResult(`${result}.fit`, ctx.signal);
     if (input.kind === "flat") {
