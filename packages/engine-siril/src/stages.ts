@@ -87,9 +87,17 @@ async function readResult(path: string, signal: AbortSignal): Promise<FitsImage>
 }
 
 const base = (): Command[] => [{ op: "requires" }, { op: "setext" }];
-/** Convert the staged frames into a sequence `f_` in `<workdir>/process` and work there. */
-const sequence = (workdir: string, debayer = false): Command[] => [
-  { op: "cd", dir: join(workdir, "input") }, { op: "convert", name: "f", out: join(workdir, "process"), ...(debayer ? { debayer } : {}) }, { op: "cd", dir: join(workdir, "process") },
+/**
+ * Convert the staged frames into a sequence `f_` in `<workdir>/process` and work there. siril-cli 1.0.6
+ * aborted (SIGABRT) twice in CI in its multi-threaded `convert -debayer` of the Seestar frames under load,
+ * so debayering conversions run on one thread and the rest on `threads`.
+ */
+const sequence = (workdir: string, debayer = false, threads = 0): Command[] => [
+  { op: "cd", dir: join(workdir, "input") },
+  ...(debayer ? [{ op: "setcpu", threads: 1 } as Command] : []),
+  { op: "convert", name: "f", out: join(workdir, "process"), ...(debayer ? { debayer } : {}) },
+  ...(debayer && threads > 0 ? [{ op: "setcpu", threads } as Command] : []),
+  { op: "cd", dir: join(workdir, "process") },
 ];
 
 /**
@@ -108,11 +116,11 @@ export const stageScripts = {
   calibrate(workdir: string, masters: { bias?: string; dark?: string; flat?: string }, optimizeDark: boolean): Command[] {
     return [...base(), ...sequence(workdir), { op: "calibrate", seq: "f_", ...masters, ...(optimizeDark && masters.dark ? { optimizeDark: true } : {}) }, { op: "close" }];
   },
-  register(workdir: string, reference: number, cfa: boolean, o: { transform?: string; interpolation?: string } = {}): Command[] {
+  register(workdir: string, reference: number, cfa: boolean, o: { transform?: string; interpolation?: string } = {}, threads = 0): Command[] {
     const reg: Command = { op: "register", seq: "f_" };
     if (o.transform === "shift" || o.transform === "similarity" || o.transform === "affine" || o.transform === "homography") reg.transform = o.transform;
     if (o.interpolation === "bilinear" || o.interpolation === "bicubic" || o.interpolation === "lanczos3") reg.interpolation = o.interpolation;
-    return [...base(), ...sequence(workdir, cfa), { op: "setref", seq: "f_", index: reference + 1 }, reg, { op: "close" }];
+    return [...base(), ...sequence(workdir, cfa, threads), { op: "setref", seq: "f_", index: reference + 1 }, reg, { op: "close" }];
   },
   background(workdir: string, degree: number): Command[] {
     return [...base(), ...sequence(workdir), { op: "subsky", seq: "f_", degree }, { op: "close" }];
@@ -181,7 +189,7 @@ export async function sirilRegister(input: RegistrationInput, ctx: EngineContext
   const o = input.options as { transform?: string; interpolation?: string };
   if (s.dialect === "1.0" && o.interpolation && o.interpolation !== "bilinear") ctx.logger.warn(`Siril ${s.version} resamples registered frames bilinearly; registration.interpolation: ${o.interpolation} applies from Siril 1.2`);
   if (o.transform === "affine" || o.transform === "homography") ctx.logger.warn(`Siril ${s.version} prints its transforms as scale, rotation and shift only; transforms.json holds that similarity (the r_ frames use Siril's full ${o.transform})`);
-  await run(s, ctx, wd, "siril register", stageScripts.register(wd, ref, cfa, o), [], (l) => log.push(l));
+  await run(s, ctx, wd, "siril register", stageScripts.register(wd, ref, cfa, o, ctx.runtime.threads), [], (l) => log.push(l));
   const transforms = parseRegistrationLog(log);
   // Siril 1.0 numbers images from 1 and writes r_ frames consecutively for the ones it registered.
   await mkdir(input.outputDir, { recursive: true });
