@@ -241,11 +241,3 @@ describe("golden scripts of each stage in each dialect", () => {
   }
 });
 
-describe("one-shot colour registration script", () => {
-  it("debayers on one thread (siril-cli 1.0.6 aborted in its threaded convert -debayer), then restores the threads", () => {
-    expect(render(stageScripts.register("/w", 0, true, { transform: "similarity" }, 2), "1.0")).toBe([
-      "requires 1.0.0", "setext fit", "cd /w/input", "setcpu 1", "convert f -debayer -out=/w/process", "setcpu 2", "cd /w/process",
-      "setref f_ 1", "register f_ -transf=similarity", "close", "",
-    ].join("\n"));
-  });
-});

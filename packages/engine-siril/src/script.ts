@@ -18,7 +18,6 @@ export type Normalization = "none" | "additive" | "multiplicative" | "additive_s
 export type Command =
   | { op: "requires" }
   | { op: "setext" }
-  | { op: "setcpu"; threads: number }
   | { op: "cd"; dir: string }
   | { op: "convert"; name: string; out: string; debayer?: boolean }
   | { op: "setref"; seq: string; index: number }
@@ -43,7 +42,6 @@ export function render(cmds: readonly Command[], dialect: Dialect): string {
     switch (c.op) {
       case "requires": lines.push(`requires ${dialect === "1.0" ? "1.0.0" : dialect === "1.2" ? "1.2.0" : "1.4.0"}`); break;
       case "setext": lines.push("setext fit"); break;
-      case "setcpu": lines.push(`setcpu ${Math.max(1, Math.floor(c.threads))}`); break;
       case "cd": lines.push(`cd ${safe(c.dir, "folder")}`); break;
       case "convert": lines.push(`convert ${safe(c.name, "name")}${c.debayer ? " -debayer" : ""} -out=${safe(c.out, "folder")}`); break;
       case "setref": lines.push(`setref ${safe(c.seq, "sequence")} ${c.index}`); break;

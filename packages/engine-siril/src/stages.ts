@@ -4,7 +4,7 @@
  * works in `<workdir>/process`, and our code writes the final outputs (ADU, with our provenance keywords),
  * so the rest of the pipeline cannot tell which engine ran.
  */
-import { mkdir, mkdtemp, rm, symlink } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, statfs, symlink } from "node:fs/promises";
 import { basename, join, resolve } from "node:path";
 import { combinedKeywords, formatFrameName, readFitsHeader, readFitsImage, TileCompileError, writeFitsImage, type EngineContext, type FrameRef, type RegisteredFrame, type RegistrationInput, type RegistrationResult, type StackingInput, type StackingResult, type FitsHeaderSummary, type FitsImage, filterFrames, type FrameFilter, type CalibrationInput, type CalibrationProvider, type CalibrationResult, type BackgroundInput, type BackgroundProvider, masterHeader } from "@tile-compile/core";
 import { locateSiril, runSiril, type Siril } from "./siril.js";
@@ -32,9 +32,10 @@ function workdirOf(ctx: EngineContext): Promise<string> {
 }
 
 /**
- * Run a script in `wd` with the engine options, progress and log wired up. siril-cli 1.0.6 occasionally
- * dies of SIGABRT in its multi-threaded `convert -debayer` (seen once in CI on the Seestar frames); a run
- * killed by a signal we did not send is retried once from a clean `process` folder, with a warning.
+ * Run a script in `wd` with the engine options, progress and log wired up. A siril-cli killed by a signal
+ * we did not send (1.0.6 aborts with SIGABRT when it cannot write, e.g. a full disk — seen in CI) is
+ * retried once from a clean `process` folder with a warning; if it dies again the error says how much
+ * space the work folder has left.
  */
 async function run(s: Siril, ctx: EngineContext, wd: string, label: string, cmds: Command[], expect: string[], onLog?: (line: string) => void): Promise<string[]> {
   const timeoutS = typeof ctx.options.timeout_s === "number" ? ctx.options.timeout_s : undefined;
@@ -51,7 +52,14 @@ async function run(s: Siril, ctx: EngineContext, wd: string, label: string, cmds
     ctx.logger.warn(`siril-cli ${s.version} died of ${sig} during ${label}; running it once more`);
     await rm(join(wd, "process"), { recursive: true, force: true });
     await mkdir(join(wd, "process"), { recursive: true });
-    return once();
+    try {
+      return await once();
+    } catch (e2) {
+      if ((e2 as { code?: string }).code !== "TC_TOOL_FAILED" || ctx.signal.aborted) throw e2;
+      const fs = await statfs(wd).catch(() => undefined);
+      const free = fs ? `${((fs.bavail * fs.bsize) / 2 ** 30).toFixed(1)} GiB` : "unknown";
+      throw new TileCompileError("TC_TOOL_FAILED", { ...(e2 as TileCompileError).details, hint: `siril-cli died of ${sig} twice during ${label}. Free space in ${wd}: ${free}; Siril 1.0.6 aborts when it cannot write its files.` });
+    }
   }
 }
 
@@ -87,17 +95,9 @@ async function readResult(path: string, signal: AbortSignal): Promise<FitsImage>
 }
 
 const base = (): Command[] => [{ op: "requires" }, { op: "setext" }];
-/**
- * Convert the staged frames into a sequence `f_` in `<workdir>/process` and work there. siril-cli 1.0.6
- * aborted (SIGABRT) twice in CI in its multi-threaded `convert -debayer` of the Seestar frames under load,
- * so debayering conversions run on one thread and the rest on `threads`.
- */
-const sequence = (workdir: string, debayer = false, threads = 0): Command[] => [
-  { op: "cd", dir: join(workdir, "input") },
-  ...(debayer ? [{ op: "setcpu", threads: 1 } as Command] : []),
-  { op: "convert", name: "f", out: join(workdir, "process"), ...(debayer ? { debayer } : {}) },
-  ...(debayer && threads > 0 ? [{ op: "setcpu", threads } as Command] : []),
-  { op: "cd", dir: join(workdir, "process") },
+/** Convert the staged frames into a sequence `f_` in `<workdir>/process` and work there. */
+const sequence = (workdir: string, debayer = false): Command[] => [
+  { op: "cd", dir: join(workdir, "input") }, { op: "convert", name: "f", out: join(workdir, "process"), ...(debayer ? { debayer } : {}) }, { op: "cd", dir: join(workdir, "process") },
 ];
 
 /**
@@ -116,11 +116,11 @@ export const stageScripts = {
   calibrate(workdir: string, masters: { bias?: string; dark?: string; flat?: string }, optimizeDark: boolean): Command[] {
     return [...base(), ...sequence(workdir), { op: "calibrate", seq: "f_", ...masters, ...(optimizeDark && masters.dark ? { optimizeDark: true } : {}) }, { op: "close" }];
   },
-  register(workdir: string, reference: number, cfa: boolean, o: { transform?: string; interpolation?: string } = {}, threads = 0): Command[] {
+  register(workdir: string, reference: number, cfa: boolean, o: { transform?: string; interpolation?: string } = {}): Command[] {
     const reg: Command = { op: "register", seq: "f_" };
     if (o.transform === "shift" || o.transform === "similarity" || o.transform === "affine" || o.transform === "homography") reg.transform = o.transform;
     if (o.interpolation === "bilinear" || o.interpolation === "bicubic" || o.interpolation === "lanczos3") reg.interpolation = o.interpolation;
-    return [...base(), ...sequence(workdir, cfa, threads), { op: "setref", seq: "f_", index: reference + 1 }, reg, { op: "close" }];
+    return [...base(), ...sequence(workdir, cfa), { op: "setref", seq: "f_", index: reference + 1 }, reg, { op: "close" }];
   },
   background(workdir: string, degree: number): Command[] {
     return [...base(), ...sequence(workdir), { op: "subsky", seq: "f_", degree }, { op: "close" }];
@@ -189,7 +189,7 @@ export async function sirilRegister(input: RegistrationInput, ctx: EngineContext
   const o = input.options as { transform?: string; interpolation?: string };
   if (s.dialect === "1.0" && o.interpolation && o.interpolation !== "bilinear") ctx.logger.warn(`Siril ${s.version} resamples registered frames bilinearly; registration.interpolation: ${o.interpolation} applies from Siril 1.2`);
   if (o.transform === "affine" || o.transform === "homography") ctx.logger.warn(`Siril ${s.version} prints its transforms as scale, rotation and shift only; transforms.json holds that similarity (the r_ frames use Siril's full ${o.transform})`);
-  await run(s, ctx, wd, "siril register", stageScripts.register(wd, ref, cfa, o, ctx.runtime.threads), [], (l) => log.push(l));
+  await run(s, ctx, wd, "siril register", stageScripts.register(wd, ref, cfa, o), [], (l) => log.push(l));
   const transforms = parseRegistrationLog(log);
   // Siril 1.0 numbers images from 1 and writes r_ frames consecutively for the ones it registered.
   await mkdir(input.outputDir, { recursive: true });
