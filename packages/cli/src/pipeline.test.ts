@@ -47,6 +47,23 @@ describe("tile-compile run JOB (full pipeline)", () => {
   });
 });
 
+describe("capabilities are checked before any pixel work", () => {
+  it("composition through Siril (which does not offer it) fails at planning: no master, no calibrated frame written", { timeout: 60_000 }, async () => {
+    const { makeLibrary } = await import("../../core/src/test-support/library.js");
+    const { readdirSync, writeFileSync } = await import("node:fs");
+    const base = mkdtempSync(join(tmpdir(), "tc-cap-"));
+    await makeLibrary(base, { lightsPerNight: 2 });
+    writeFileSync(join(base, "tile_compile.yaml"), "composition:\n  engine: siril\n");
+    const c = capture();
+    const code = await runCli(["run", join(base, "jobs", "M42_LRGB.json")], { io: c.io, cwd: base });
+    expect(code).not.toBe(0);
+    expect(c.err.join("\n")).toMatch(/TC_CAPABILITY_MISSING[\s\S]*composition:palette[\s\S]*@tile-compile\/engine-siril/);
+    const masters = join(base, "calibration", "masters");
+    expect(existsSync(masters) ? readdirSync(masters, { recursive: true }).filter((f) => String(f).endsWith(".fit")) : []).toEqual([]);
+    expect(existsSync(join(base, "M42/processed/calibrated"))).toBe(false);
+  });
+});
+
 const seestar = ["/work/shared/data/seestar", new URL("../../../../shared/data/seestar", import.meta.url).pathname].find((p) => existsSync(p));
 if (!seestar) console.log("SKIP Seestar job tests: shared frames not found (../shared/data/seestar)");
 

@@ -105,6 +105,15 @@ export async function runJobPipeline(plan: JobPlan, o: PipelineOptions): Promise
   const { engine: bgEngine, method: bgMethod, on: _on, ...bgOptions } = bgCfg;
   void _on;
   const bgPlan = bgMethod === "none" ? undefined : stageOf("background", bgMethod, bgEngine, "background.method", bgOptions);
+  // Every stage this run can reach is planned now, so a method no loaded engine provides (e.g.
+  // `composition.engine: siril`) fails before any pixel work, not after hours of stacking.
+  if (!o.fromStacks) {
+    stageOf("calibration", cfg.calibration.method, cfg.calibration.engine, "calibration.method", {});
+    if (upto >= 1) stageOf("registration", regCfg.engine, regCfg.provider, "registration.engine", {});
+    if (upto >= 2) stageOf("stacking", cfg.stacking.method === "average" ? "mean" : cfg.stacking.method, cfg.stacking.engine, "stacking.method", {});
+  }
+  if (upto >= 3) stageOf("composition", cfg.composition.method, cfg.composition.engine, "composition.method", {});
+  if (upto >= 4) stageOf("stretch", cfg.stretch.method, cfg.stretch.engine, "stretch.method", {});
   if (o.fromStacks) {
     const { readdirSync } = await import("node:fs");
     for (const f of existsSync(out) ? readdirSync(out).sort() : []) {

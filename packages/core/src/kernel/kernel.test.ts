@@ -61,6 +61,14 @@ describe("engine registry", () => {
     expect(() => r.select("stacking", "mean", undefined, "stacking.method")).toThrow(/provided by engine-a and engine-b/);
   });
 
+  it("the built-in engine is the default when it is among the providers (loading Siril for one stage keeps the rest native)", () => {
+    const r = new EngineRegistry();
+    r.register(a);
+    r.register(nativeEngine);
+    expect(r.select("stacking", "mean", undefined, "stacking.method").engine).toBe(nativeEngine);
+    expect(r.select("stacking", "mean", "engine-a", "stacking.method").engine).toBe(a);
+  });
+
   it("nothing provides it → TC_CAPABILITY_MISSING with no providers", () => {
     const r = new EngineRegistry();
     r.register(a);

@@ -83,7 +83,8 @@ export class EngineRegistry {
 
   /**
    * Choose the engine for `stage:method`. `engineName` is what the configuration says (`field` names
-   * the YAML path for messages). Throws CapabilityError when none or more than one engine qualifies.
+   * the YAML path for messages). Without a name the built-in engine wins when it qualifies; otherwise
+   * throws CapabilityError when none or more than one engine qualifies.
    */
   select(stage: StageName, method: string, engineName: string | undefined, field: string): Selection {
     const capability = `${stage}:${method}` as CapabilityId;
@@ -99,8 +100,11 @@ export class EngineRegistry {
       return { capability, engine, stability };
     }
     if (providers.length === 0) throw new CapabilityError("TC_CAPABILITY_MISSING", { capability, field, providers: [] });
-    if (providers.length > 1) throw new CapabilityError("TC_CAPABILITY_AMBIGUOUS", { capability, field: `${field.replace(/\.method$/, "")}.engine`, providers: names });
-    const engine = providers[0]!;
+    // The built-in engines are the default: loading Siril for one stage must not make every stage it
+    // also offers ambiguous. Among other engines, the configuration must say which one.
+    const builtin = providers.find((e) => e.meta.name === OFFICIAL_SHORT_NAMES.native);
+    if (providers.length > 1 && !builtin) throw new CapabilityError("TC_CAPABILITY_AMBIGUOUS", { capability, field: `${field.replace(/\.method$/, "")}.engine`, providers: names });
+    const engine = builtin ?? providers[0]!;
     return { capability, engine, stability: engine.capabilities[capability]! };
   }
 }
