@@ -56,6 +56,20 @@ export function progressBar(io: Io, label: string): Progress {
   };
 }
 
+/**
+ * The run log: every logger line (debug included — e.g. Siril's own log) goes to `sink` once it is set
+ * (events.jsonl), while `base` decides what the terminal shows.
+ */
+export function teeLogger(base: ReturnType<typeof stderrLogger>): ReturnType<typeof stderrLogger> & { sink?: (e: { type: "log"; level: string; message: string }) => void } {
+  const t: ReturnType<typeof stderrLogger> & { sink?: (e: { type: "log"; level: string; message: string }) => void } = {
+    debug: (m: string) => { t.sink?.({ type: "log", level: "debug", message: m }); base.debug(m); },
+    info: (m: string) => { t.sink?.({ type: "log", level: "info", message: m }); base.info(m); },
+    warn: (m: string) => { t.sink?.({ type: "log", level: "warn", message: m }); base.warn(m); },
+    error: (m: string) => { t.sink?.({ type: "log", level: "error", message: m }); base.error(m); },
+  };
+  return t;
+}
+
 export function stderrLogger(io: Io, verbose: boolean) {
   return {
     debug: (m: string) => { if (verbose) io.err(`debug: ${m}`); },

@@ -62,6 +62,9 @@ describe.runIf(have)("one job, built-in engines vs Siril", () => {
       expect(await runCli(["run", jobs[0]!], { io: c.io, cwd: base }), c.err.join("\n")).toBe(0);
       runs[engine] = join(base, "M42/processed");
     }
+    // Siril's own log streamed into the run log (events.jsonl), not onto the terminal.
+    const events = readFileSync(join(runs.siril!, "events.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as { type: string; level?: string; message?: string });
+    expect(events.some((e) => e.type === "log" && e.level === "debug" && /^siril: .*Stacking sequence/.test(e.message ?? ""))).toBe(true);
     // The stages really ran through Siril: the stack's provenance names the engine of each stage.
     const history = (await readFitsImage(join(runs.siril!, "stack_L_180s.fit"))).header.commentary("HISTORY").join("");
     for (const stage of ["calibration", "registration", "stacking"]) expect(history).toMatch(new RegExp(`tile-compile ${stage}:\\w+ @tile-compile/engine-siril@`));

@@ -11,7 +11,7 @@ import { join, relative, resolve } from "node:path";
 import { jobError, PIPELINE_STEPS, planJob, RunEvents, runJobPipeline, TileCompileError, type JobPlan, type LoadedConfig, type PipelineStep } from "@tile-compile/core";
 import { tmpdir } from "node:os";
 import { createRunScope, loadConfiguredEngines } from "../container.js";
-import { progressBar, stderrLogger, type Io } from "../output.js";
+import { progressBar, stderrLogger, teeLogger, type Io } from "../output.js";
 
 const corePkg = createRequire(import.meta.url)("@tile-compile/core/package.json") as { name: string; version: string };
 const ENGINE = `${corePkg.name}@${corePkg.version}`;
@@ -86,7 +86,7 @@ export async function runCommand(jobFile: string, opts: { stage?: string; dryRun
   }
   const wanted = [`registration:${loaded.config.registration.engine}`];
   const engines = await loadConfiguredEngines(loaded, cwd, wanted);
-  const logger = stderrLogger(io, false);
+  const logger = teeLogger(stderrLogger(io, false));
   const events = new RunEvents();
   const scope = await createRunScope({ signal, logger, events, engines, workdir: p.output! });
   try {
@@ -97,6 +97,7 @@ export async function runCommand(jobFile: string, opts: { stage?: string; dryRun
     mkdirSync(p.output!, { recursive: true });
     const eventLog = createWriteStream(join(p.output!, "events.jsonl"), { flags: "a" });
     const record = (e: object) => eventLog.write(`${JSON.stringify({ time: new Date().toISOString(), ...e })}\n`);
+    logger.sink = record; // engines' own logs (Siril's, at debug level) are in the run log, not on the terminal
     record({ type: "run:start", job: p.jobFile, stage });
     events.on((e) => {
       if (e.type !== "stage:progress") record(e);
@@ -108,7 +109,7 @@ export async function runCommand(jobFile: string, opts: { stage?: string; dryRun
       registry: scope.registry, config: loaded.config, until: stage === "all" || stage === "compose" ? "stretch" : (stage as PipelineStep), fromStacks,
       signal, logger, events, runtime: loaded.runtime, engineOptions: loaded.config.engine_options, workRoot: join(tmpdir(), "tile-compile"),
       observers: scope.registry.list().map((r) => r.engine), log: (l) => { record({ type: "log", message: l }); io.err(l); },
-    }).catch((e: unknown) => { record({ type: "run:failed", error: (e as Error).message }); throw e; }).finally(() => eventLog.end());
+    }).catch((e: unknown) => { record({ type: "run:failed", error: (e as Error).message }); throw e; }).finally(() => { logger.sink = undefined; eventLog.end(); });
     bar.stop();
     io.out("");
     for (const s of res.stacks) io.out(`stack ${s.filter} ${s.exposureSeconds} s: ${s.frames} frames → ${relative(p.base, s.path)}`);
