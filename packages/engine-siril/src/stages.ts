@@ -4,7 +4,8 @@
  * works in `<workdir>/process`, and our code writes the final outputs (ADU, with our provenance keywords),
  * so the rest of the pipeline cannot tell which engine ran.
  */
-import { mkdir, mkdtemp, rm, statfs, symlink } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, statfs, symlink } from "node:fs/promises";
+import { chooseTransform, parseSeq } from "./seq.js";
 import { basename, join, resolve } from "node:path";
 import { combinedKeywords, formatFrameName, readFitsHeader, readFitsImage, TileCompileError, writeFitsImage, type EngineContext, type FrameRef, type RegisteredFrame, type RegistrationInput, type RegistrationResult, type StackingInput, type StackingResult, type FitsHeaderSummary, type FitsImage, filterFrames, type FrameFilter, type CalibrationInput, type CalibrationProvider, type CalibrationResult, type BackgroundInput, type BackgroundProvider, masterHeader } from "@tile-compile/core";
 import { locateSiril, runSiril, type Siril } from "./siril.js";
@@ -188,30 +189,54 @@ export async function sirilRegister(input: RegistrationInput, ctx: EngineContext
   const log: string[] = [];
   const o = input.options as { transform?: string; interpolation?: string };
   if (s.dialect === "1.0" && o.interpolation && o.interpolation !== "bilinear") ctx.logger.warn(`Siril ${s.version} resamples registered frames bilinearly; registration.interpolation: ${o.interpolation} applies from Siril 1.2`);
-  if (o.transform === "affine" || o.transform === "homography") ctx.logger.warn(`Siril ${s.version} prints its transforms as scale, rotation and shift only; transforms.json holds that similarity (the r_ frames use Siril's full ${o.transform})`);
+  if (s.dialect === "1.0" && (o.transform === "affine" || o.transform === "homography")) ctx.logger.warn(`Siril ${s.version} prints its transforms as scale, rotation and shift only; transforms.json holds that similarity (the r_ frames use Siril's full ${o.transform})`);
   await run(s, ctx, wd, "siril register", stageScripts.register(wd, ref, cfa, o), [], (l) => log.push(l));
-  const transforms = parseRegistrationLog(log);
-  // Siril 1.0 numbers images from 1 and writes r_ frames consecutively for the ones it registered.
+  // Per input frame: Siril's registered file and our input → reference matrix, or why there is none.
+  const found: ({ rpath: string; matrix: number[] } | { error: string })[] = [];
+  if (s.dialect === "1.0") {
+    // 1.0 prints each transform in its log and writes r_ frames numbered consecutively over the frames it
+    // registered. Siril works in display coordinates (y down, origin at the top left) and prints the map as
+    // p' = s·R(−θ)·p − (dx, dy); in FITS coordinates (y up, y_d = H − 1 − y) that is
+    // [c, −s; s, c]·p + (s·sinθ·(H − 1) − dx, −(s·cosθ − 1)·(H − 1) + dy), checked against our own
+    // registration on frames with known shifts and rotations (siril.test.ts).
+    const transforms = parseRegistrationLog(log);
+    let k = 0;
+    for (const [i] of frames.entries()) {
+      const t = i === ref ? { scale: 1, rotationDeg: 0, dx: 0, dy: 0 } : transforms.get(i + 1);
+      if (!t) { found.push({ error: "Siril could not register this frame (see the log)" }); continue; }
+      k++;
+      const th = (t.rotationDeg * Math.PI) / 180, c = t.scale * Math.cos(th), sn = t.scale * Math.sin(th), h1 = heads[i]!.height - 1;
+      found.push({ rpath: join(proc, `r_f_${String(k).padStart(5, "0")}.fit`), matrix: [c, -sn, sn * h1 - t.dx, sn, c, -(c - 1) * h1 + t.dy, 0, 0, 1] });
+    }
+  } else {
+    // 1.2+: homographies in f_.seq, registered files listed (in order of the included images) in r_f_.seq;
+    // each H is turned into our matrix by reproducing Siril's registered frame (seq.ts).
+    const seq = parseSeq(await readFile(join(proc, "f_.seq"), "utf8"));
+    const rseq = parseSeq(await readFile(join(proc, "r_f_.seq"), "utf8"));
+    let k = 0;
+    for (const [i] of frames.entries()) {
+      const im = seq.images[i];
+      if (!im?.included || !im.H) { found.push({ error: "Siril could not register this frame (see the log)" }); continue; }
+      const rnum = rseq.images[k++]?.filenum;
+      if (rnum === undefined) { found.push({ error: "Siril registered this frame but wrote no r_ file for it" }); continue; }
+      const rpath = join(proc, `r_f_${String(rnum).padStart(5, "0")}.fit`);
+      const plane = async (p: string) => { const img = await readFitsImage(p, { signal: ctx.signal }); const c = img.channels === 3 ? 1 : 0, n = img.width * img.height; return { data: img.data.subarray(c * n, (c + 1) * n), width: img.width, height: img.height }; };
+      const chosen = await chooseTransform(im.H, await plane(join(proc, `f_${String(im.filenum).padStart(5, "0")}.fit`)), await plane(rpath), ctx.signal);
+      if (!chosen) { found.push({ error: `Siril's transform for this frame could not be matched to its registered frame (H = ${im.H.map((v) => v.toPrecision(6)).join(" ")})` }); continue; }
+      found.push({ rpath, matrix: chosen.matrix });
+    }
+  }
   await mkdir(input.outputDir, { recursive: true });
   const out: RegisteredFrame[] = [];
-  let k = 0;
   for (const [i, f] of frames.entries()) {
-    const t = i === ref ? { scale: 1, rotationDeg: 0, dx: 0, dy: 0 } : transforms.get(i + 1);
-    if (!t) { out.push({ input: f.path, error: "Siril could not register this frame (see the log)" }); continue; }
-    k++;
-    const rpath = join(proc, `r_f_${String(k).padStart(5, "0")}.fit`);
-    const img = await readResult(rpath, ctx.signal);
-    const data = img.data;
+    const r = found[i]!;
+    if ("error" in r) { out.push({ input: f.path, error: r.error }); continue; }
+    const img = await readResult(r.rpath, ctx.signal);
     const output = resolve(input.outputDir, formatFrameName(input.filenamePattern, i, f.path));
     const header = img.header.withoutStructure();
     header.set("REGREF", basename(frames[ref]!.path), "registration reference frame (Siril)");
-    await writeFitsImage(output, { width: img.width, height: img.height, channels: img.channels, data }, { header, history: [...input.history, `registered by Siril ${s.version}`], signal: ctx.signal });
-    // Input → reference map from the log. Siril works in display coordinates (y down, origin at the top
-    // left) and prints the map as p' = s·R(−θ)·p − (dx, dy); in FITS coordinates (y up, y_d = H − 1 − y)
-    // that is [c, −s; s, c]·p + (s·sinθ·(H − 1) − dx, −(s·cosθ − 1)·(H − 1) + dy), checked against our own
-    // registration on frames with known shifts and rotations (siril.test.ts).
-    const th = (t.rotationDeg * Math.PI) / 180, c = t.scale * Math.cos(th), sn = t.scale * Math.sin(th), h1 = heads[i]!.height - 1;
-    out.push({ input: f.path, output, matrix: [c, -sn, sn * h1 - t.dx, sn, c, -(c - 1) * h1 + t.dy, 0, 0, 1] });
+    await writeFitsImage(output, { width: img.width, height: img.height, channels: img.channels, data: img.data }, { header, history: [...input.history, `registered by Siril ${s.version}`], signal: ctx.signal });
+    out.push({ input: f.path, output, matrix: r.matrix });
   }
   return { reference: frames[ref]!.path, frames: out };
 }
