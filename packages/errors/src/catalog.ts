@@ -151,6 +151,12 @@ export const errorCatalog = {
     hint: (d) => (typeof d.hint === "string" ? d.hint : "Raise the engine's timeout_s in tile_compile.yaml, or look at the log tail for where it hung."),
     exitCode: 1,
   },
+  TC_VALIDATION_FAILED: {
+    title: "Validation failed",
+    message: (d) => `${s(d.stage)} failed its validation checks: ${s(d.failures)}. The result was not written (see ${s(d.report)}).`,
+    hint: () => "The figures are in the report. Use another stacking method, relax the validation.* thresholds, or set pipeline.abort_on_fail: false to keep the result with a warning.",
+    exitCode: 1,
+  },
   TC_NATIVE_UNAVAILABLE: {
     title: "Native kernels unavailable",
     message: (d) => `The native recon backend could not be loaded: ${s(d.reason)}`,

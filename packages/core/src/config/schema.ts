@@ -143,9 +143,17 @@ export const configSchema = z.strictObject({
       stage_timeout_seconds: z.number().positive().optional(),
     })
     .default({ threads: "auto", memory_budget: "4GiB" }),
+  validation: z
+    .strictObject({
+      min_fwhm_improvement_percent: z.number().default(5).describe("TBQR must make stars at least this much sharper than a plain mean of the same frames"),
+      max_background_rms_increase_percent: z.number().min(0).default(10).describe("Largest background-noise increase over a plain mean (the reference's 0 would fail every weighted stack; our κ rule spends up to reconstruction.noise_budget)"),
+      min_tile_weight_variance: z.number().min(0).default(0.1).describe("Spread of the weights: mean over tiles of Var_f(W)/mean² (0 = equal weights, TBQR has nothing to do; 0.166 where the noise budget 1.08 binds)"),
+      require_no_tile_pattern: z.boolean().default(true).describe("Fail on seams: Sobel line mean at tile boundaries vs ±2 px, worst ≥ 1.5 or p95 ≥ 1.25"),
+    })
+    .default({ min_fwhm_improvement_percent: 5, max_background_rms_increase_percent: 10, min_tile_weight_variance: 0.1, require_no_tile_pattern: true }),
   pipeline: z
     .strictObject({
-      abort_on_fail: z.boolean().default(true),
+      abort_on_fail: z.boolean().default(true).describe("A failed validation fails the stage (no result written); false keeps the result with a warning"),
     })
     .default({ abort_on_fail: true }),
   engine_options: z.record(z.string(), z.record(z.string(), z.unknown())).default({}).describe("Per-engine option blocks, validated by each engine's optionsSchema"),

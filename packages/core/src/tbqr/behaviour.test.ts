@@ -1,4 +1,4 @@
-import { readFileSync, mkdtempSync } from "node:fs";
+import { existsSync, readFileSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -7,7 +7,7 @@ import { writeFitsImage } from "../fits/writer.js";
 import { FitsHeader } from "../fits/header.js";
 import type { EngineContext } from "../kernel/contracts.js";
 import { seededRandom } from "../util/random.js";
-import { DEFAULT_TBQR, reconstructTbqr, type TbqrOptions } from "./reconstruct.js";
+import { DEFAULT_TBQR, reconstructTbqr, validationFailures, type TbqrOptions } from "./reconstruct.js";
 
 const ctx = (): EngineContext => ({ signal: new AbortController().signal, logger: { debug() {}, info() {}, warn() {}, error() {} } as never, progress() {}, workdir: tmpdir(), options: {}, runtime: { threads: 2, memoryBudgetBytes: 1 << 30 } });
 const EMERGENCY: TbqrOptions = { ...DEFAULT_TBQR, assumptions: { ...DEFAULT_TBQR.assumptions, allowEmergency: true } };
@@ -80,6 +80,32 @@ describe("TBQR behaviour", () => {
     const proc = readFileSync(join(dir, "art", "tile_compile.proc"), "utf8");
     expect(proc).toMatch(/GENERATE tile_grid WITH T = \d+, O = \d+, S = \d+/);
     expect(proc).toMatch(/SKIP TO Phase 10/);
+  });
+
+  it("validation (phase 10): a failed check with pipeline.abort_on_fail fails the stage and writes no result, only the report; without it the result is kept", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "tc-tbqr-val-"));
+    const f = await set(dir, 10);
+    const rules = { minFwhmImprovementPercent: 50, maxBackgroundRmsIncreasePercent: 10, minTileWeightVariance: 0, requireNoTilePattern: true, abortOnFail: true };
+    const e = await reconstructTbqr(f, join(dir, "s.fit"), { ...EMERGENCY, artifactsDir: join(dir, "art"), validation: rules }, ctx()).catch((x: unknown) => x);
+    expect(e).toMatchObject({ code: "TC_VALIDATION_FAILED" });
+    expect(String((e as Error).message)).toMatch(/FWHM improvement -?\d+\.\d % < validation\.min_fwhm_improvement_percent 50 %/);
+    expect(existsSync(join(dir, "s.fit"))).toBe(false);
+    const v = JSON.parse(readFileSync(join(dir, "art", "validation.json"), "utf8"));
+    expect(v).toMatchObject({ passed: false, rules: { minFwhmImprovementPercent: 50 } });
+    expect(v.failures).toHaveLength(1);
+    const kept = await reconstructTbqr(f, join(dir, "kept.fit"), { ...EMERGENCY, validation: { ...rules, abortOnFail: false } }, ctx());
+    expect(kept.validation.passed).toBe(false);
+    expect(existsSync(join(dir, "kept.fit"))).toBe(true);
+    // Every rule, as a pure function of the figures.
+    const ok = { fwhmImprovement: 0.06, noiseRatio: 1.03, tileWeightVariance: 0.2, seamWorstRatio: 1.1, seamP95Ratio: 1.05 };
+    const defaults = { minFwhmImprovementPercent: 5, maxBackgroundRmsIncreasePercent: 10, minTileWeightVariance: 0.1, requireNoTilePattern: true, abortOnFail: true };
+    expect(validationFailures(ok, defaults)).toEqual([]);
+    expect(validationFailures({ ...ok, fwhmImprovement: 0.04 }, defaults)[0]).toMatch(/FWHM improvement 4\.0 %/);
+    expect(validationFailures({ ...ok, noiseRatio: 1.12 }, defaults)[0]).toMatch(/background RMS \+12\.0 %/);
+    expect(validationFailures({ ...ok, tileWeightVariance: 0.05 }, defaults)[0]).toMatch(/tile weight variance 0\.050/);
+    expect(validationFailures({ ...ok, seamP95Ratio: 1.3 }, defaults)[0]).toMatch(/tile pattern/);
+    expect(validationFailures({ ...ok, seamP95Ratio: 1.3 }, { ...defaults, requireNoTilePattern: false })).toEqual([]);
+    expect(validationFailures({ ...ok, fwhmImprovement: NaN }, defaults)).toEqual([]); // no stars to measure: not judged
   });
 
   it("bad input: different sizes, a NaN-filled frame, exposures 10 % apart, stretched data, too few frames → clear errors", async () => {

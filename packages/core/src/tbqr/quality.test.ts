@@ -52,7 +52,10 @@ describe("TBQR quality on synthetic seeing", () => {
   it("sharper than a plain mean (≥ 4 %, more in the bump quadrant), noise ≤ 1.1×, flux within 1 %, no seams", { timeout: 300_000 }, async () => {
     const dir = mkdtempSync(join(tmpdir(), "tc-tbqr-"));
     const { frames, stars } = await makeSet(dir);
-    const res = await reconstructTbqr(frames.map((f) => f.path), join(dir, "stacked.fit"), { ...DEFAULT_TBQR, artifactsDir: join(dir, "artifacts") }, ctx());
+    // With the default validation rules (validation.* and pipeline.abort_on_fail of tile_compile.yaml).
+    const rules = { minFwhmImprovementPercent: 5, maxBackgroundRmsIncreasePercent: 10, minTileWeightVariance: 0.1, requireNoTilePattern: true, abortOnFail: true };
+    const res = await reconstructTbqr(frames.map((f) => f.path), join(dir, "stacked.fit"), { ...DEFAULT_TBQR, artifactsDir: join(dir, "artifacts"), validation: rules }, ctx());
+    expect(res.validation.passed).toBe(true);
     expect(res.mode).toBe("reduced");
     const out = await readFitsImage(join(dir, "stacked.fit"));
     // The plain mean of the same frames (with the same normalisation and restore, from the validation pass).
@@ -61,7 +64,7 @@ describe("TBQR quality on synthetic seeing", () => {
     for (const f of frames) { const img = await readFitsImage(f.path); for (let i = 0; i < plain.length; i++) plain[i] = plain[i]! + img.data[i]! / N; }
     const fwhmIn = async (data: Float32Array, quad: boolean) => median((await recon.detectStars({ data, width: W, height: H }, { radius: 6, maxStars: 500 })).stars.filter((s) => s.roundness > 0.6 && (!quad || (s.x > W / 2 && s.y > H / 2))).map((s) => s.fwhm));
     const [ft, fm, qt, qm] = [await fwhmIn(out.data, false), await fwhmIn(plain, false), await fwhmIn(out.data, true), await fwhmIn(plain, true)];
-    console.log(`fallback tiles ${res.fallbackTiles} of ${res.tiles}; TBQR FWHM ${ft.toFixed(3)} vs mean ${fm.toFixed(3)} (${(100 * (1 - ft / fm)).toFixed(1)} %); bump quadrant ${qt.toFixed(3)} vs ${qm.toFixed(3)} (${(100 * (1 - qt / qm)).toFixed(1)} %); noise ×${res.validation.noiseRatio.toFixed(3)}; seams worst ${res.validation.seamWorstRatio.toFixed(3)} p95 ${res.validation.seamP95Ratio.toFixed(3)}`);
+    console.log(`fallback tiles ${res.fallbackTiles} of ${res.tiles}; TBQR FWHM ${ft.toFixed(3)} vs mean ${fm.toFixed(3)} (${(100 * (1 - ft / fm)).toFixed(1)} %); bump quadrant ${qt.toFixed(3)} vs ${qm.toFixed(3)} (${(100 * (1 - qt / qm)).toFixed(1)} %); noise ×${res.validation.noiseRatio.toFixed(3)}; seams worst ${res.validation.seamWorstRatio.toFixed(3)} p95 ${res.validation.seamP95Ratio.toFixed(3)}; tile weight variance ${res.validation.tileWeightVariance.toFixed(3)}`);
     // Oracle: weights from the generator's truth (t²/FWHM² per quadrant), same noise budget.
     const { budgetKappa } = await import("./reconstruct.js");
     const oracle = new Float32Array(W * H);

@@ -23,7 +23,7 @@
  * Deterministic: fixed tile order, fixed frame order, kernels bit-identical across thread counts.
  */
 import { mkdir, rename, writeFile } from "node:fs/promises";
-import { basename, join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { loadRecon, separableWindow } from "@tile-compile/recon-native";
 import { TileCompileError } from "../errors/index.js";
 import { readFitsHeader, readFitsImage, type FitsHeaderSummary } from "../fits/reader.js";
@@ -50,6 +50,29 @@ export interface TbqrOptions {
   noiseBudget: number;
   /** Where frame metrics, the tile grid, weight maps, synthetic frames and validation.json go. */
   artifactsDir?: string;
+  /** Checks on the result (`validation.*`, `pipeline.abort_on_fail`); none when absent. */
+  validation?: TbqrValidation;
+}
+
+export interface TbqrValidation {
+  minFwhmImprovementPercent: number;
+  maxBackgroundRmsIncreasePercent: number;
+  minTileWeightVariance: number;
+  requireNoTilePattern: boolean;
+  abortOnFail: boolean;
+}
+
+/** Seam thresholds of the tile-pattern check (tbqr-reference §2.4.5). */
+const SEAM_WORST = 1.5, SEAM_P95 = 1.25;
+
+/** The failed checks, each with its figure and threshold. */
+export function validationFailures(v: { fwhmImprovement: number; noiseRatio: number; tileWeightVariance: number; seamWorstRatio: number; seamP95Ratio: number }, rules: TbqrValidation): string[] {
+  const out: string[] = [];
+  if (Number.isFinite(v.fwhmImprovement) && 100 * v.fwhmImprovement < rules.minFwhmImprovementPercent) out.push(`FWHM improvement ${(100 * v.fwhmImprovement).toFixed(1)} % < validation.min_fwhm_improvement_percent ${rules.minFwhmImprovementPercent} %`);
+  if (100 * (v.noiseRatio - 1) > rules.maxBackgroundRmsIncreasePercent) out.push(`background RMS +${(100 * (v.noiseRatio - 1)).toFixed(1)} % > validation.max_background_rms_increase_percent ${rules.maxBackgroundRmsIncreasePercent} %`);
+  if (v.tileWeightVariance < rules.minTileWeightVariance) out.push(`tile weight variance ${v.tileWeightVariance.toFixed(3)} < validation.min_tile_weight_variance ${rules.minTileWeightVariance}`);
+  if (rules.requireNoTilePattern && (v.seamWorstRatio >= SEAM_WORST || v.seamP95Ratio >= SEAM_P95)) out.push(`tile pattern: seam ratio worst ${v.seamWorstRatio.toFixed(3)} (limit ${SEAM_WORST}), p95 ${v.seamP95Ratio.toFixed(3)} (limit ${SEAM_P95})`);
+  return out;
 }
 
 export const DEFAULT_TBQR: TbqrOptions = {
@@ -95,7 +118,7 @@ export interface TbqrResult {
   tiles: number;
   fallbackTiles: number;
   G: number[][]; // [channel][frame]
-  validation: { fwhmTbqr: number; fwhmMean: number; fwhmImprovement: number; noiseRatio: number; seamWorstRatio: number; seamP95Ratio: number };
+  validation: { fwhmTbqr: number; fwhmMean: number; fwhmImprovement: number; noiseRatio: number; tileWeightVariance: number; seamWorstRatio: number; seamP95Ratio: number; passed: boolean; failures: string[] };
 }
 
 function fail(file: string, reason: string, hint?: string): never {
@@ -295,8 +318,35 @@ export async function reconstructTbqr(framePaths: string[], output: string, o: T
   const noiseOf = async (a: Float32Array) => median((await recon.backgroundMap(plane(a), { signal: sig })).noise.filter((_, i) => i % 97 === 0));
   const fwhmTbqr = await fwhmOf(out), fwhmMean = await fwhmOf(plainMean);
   const seam = seamFigures(out.subarray(starChannel * n, (starChannel + 1) * n), W, H, tiles, plainMean.subarray(starChannel * n, (starChannel + 1) * n));
-  const validation = { fwhmTbqr, fwhmMean, fwhmImprovement: 1 - fwhmTbqr / fwhmMean, noiseRatio: (await noiseOf(out)) / (await noiseOf(plainMean)), seamWorstRatio: seam.worst, seamP95Ratio: seam.p95 };
-  ctx.logger.info(`TBQR: FWHM ${fwhmTbqr.toFixed(3)} px vs ${fwhmMean.toFixed(3)} px for a plain mean (${(100 * validation.fwhmImprovement).toFixed(1)} % sharper), background noise ×${validation.noiseRatio.toFixed(3)}`);
+  // Weight spread. The reference defines it as Var over tiles of the frame-mean weight / mean² (§2.4.5);
+  // our weights are normalised per tile (every tile's weights are exp(κ·q) of centred qualities), so that
+  // figure is always 0 here. The question it asks — are the weights doing anything? — is answered by the
+  // squared coefficient of variation of the weights across frames, averaged over tiles: 0 for equal
+  // weights, (budget² − 1) = 0.166 wherever the noise budget binds.
+  let spread = 0;
+  for (let ti = 0; ti < tiles.length; ti++) {
+    let s = 0, s2 = 0;
+    for (let f = 0; f < N; f++) { const w = Wt[starChannel]![f]![ti]!; s += w; s2 += w * w; }
+    const m = s / N;
+    spread += m > 0 ? (s2 / N - m * m) / (m * m) : 0;
+  }
+  const tileWeightVariance = spread / tiles.length;
+  const validation = { fwhmTbqr, fwhmMean, fwhmImprovement: 1 - fwhmTbqr / fwhmMean, noiseRatio: (await noiseOf(out)) / (await noiseOf(plainMean)), tileWeightVariance, seamWorstRatio: seam.worst, seamP95Ratio: seam.p95 };
+  ctx.logger.info(`TBQR: FWHM ${fwhmTbqr.toFixed(3)} px vs ${fwhmMean.toFixed(3)} px for a plain mean (${(100 * validation.fwhmImprovement).toFixed(1)} % sharper), background noise ×${validation.noiseRatio.toFixed(3)}, tile weight variance ${tileWeightVariance.toFixed(3)}`);
+  const failures = o.validation ? validationFailures(validation, o.validation) : [];
+  const report = { mode, frames: N, fallbackTiles, ...validation, passed: failures.length === 0, failures, ...(o.validation ? { rules: o.validation } : {}) };
+  if (failures.length > 0) {
+    if (mode !== "full") ctx.logger.warn(`TBQR ran in ${mode} mode`);
+    if (o.validation!.abortOnFail) {
+      // Nothing that looks like a result is written; the report says why.
+      const reportPath = join(o.artifactsDir ?? dirname(output), o.artifactsDir ? "validation.json" : `${basename(output)}.validation.json`);
+      await mkdir(dirname(reportPath), { recursive: true });
+      await writeFile(`${reportPath}.partial`, JSON.stringify(report, null, 2));
+      await rename(`${reportPath}.partial`, reportPath);
+      throw new TileCompileError("TC_VALIDATION_FAILED", { stage: "TBQR", failures: failures.join("; "), report: reportPath });
+    }
+    for (const f of failures) ctx.logger.warn(`TBQR validation: ${f} (kept: pipeline.abort_on_fail is false)`);
+  }
 
   // Output and artifacts.
   const header = heads[0]!.header.clone();
@@ -324,10 +374,10 @@ export async function reconstructTbqr(framePaths: string[], output: string, o: T
     await writeFitsImage(join(dir, "tile_weights.fits"), { width: tx, height: ty, channels: N, data: wm }, { history: ["TBQR effective weights W = G·L per tile (x, y) and frame (plane)"] });
     if (mode === "full") await synthetic(framePaths, B, G, Ql, o, dir, W, H, C, ctx);
     await atomic("tile_compile.proc", procRecord({ N, mode, C, W, H, geom, tiles: tiles.length, fallbackTiles, o, output: basename(output), K: mode === "full" ? clusterCount(N) : 0 }));
-    await atomic("validation.json", JSON.stringify({ mode, frames: N, fallbackTiles, ...validation }, null, 2));
+    await atomic("validation.json", JSON.stringify(report, null, 2));
   }
   ctx.progress(1);
-  return { mode, frames: N, F: geom.F, T: geom.T, O: geom.O, S: geom.S, tiles: tiles.length, fallbackTiles, G, validation };
+  return { mode, frames: N, F: geom.F, T: geom.T, O: geom.O, S: geom.S, tiles: tiles.length, fallbackTiles, G, validation: { ...validation, passed: failures.length === 0, failures } };
 }
 
 /**
@@ -476,6 +526,8 @@ export function tbqrOptionsFromConfig(cfg: {
   local_metrics: { clamp: [number, number]; star_mode: { weights: { fwhm: number; roundness: number; contrast: number } }; structure_mode: { metric_weight: number; background_weight: number } };
   reconstruction: { noise_budget: number; clip: [number, number]; epsilon: number };
   assumptions: { frames_min: number; frames_reduced_threshold: number; allow_emergency_mode: boolean; exposure_time_tolerance_percent: number };
+  validation: { min_fwhm_improvement_percent: number; max_background_rms_increase_percent: number; min_tile_weight_variance: number; require_no_tile_pattern: boolean };
+  pipeline: { abort_on_fail: boolean };
 }, artifactsDir?: string): TbqrOptions {
   return {
     global: { ...cfg.global_metrics.weights, clamp: cfg.global_metrics.clamp, exponentScale: cfg.global_metrics.weight_exponent_scale },
@@ -486,5 +538,9 @@ export function tbqrOptionsFromConfig(cfg: {
     clip: { low: cfg.reconstruction.clip[0], high: cfg.reconstruction.clip[1], iterations: 2 },
     noiseBudget: cfg.reconstruction.noise_budget,
     ...(artifactsDir ? { artifactsDir } : {}),
+    validation: {
+      minFwhmImprovementPercent: cfg.validation.min_fwhm_improvement_percent, maxBackgroundRmsIncreasePercent: cfg.validation.max_background_rms_increase_percent,
+      minTileWeightVariance: cfg.validation.min_tile_weight_variance, requireNoTilePattern: cfg.validation.require_no_tile_pattern, abortOnFail: cfg.pipeline.abort_on_fail,
+    },
   };
 }
