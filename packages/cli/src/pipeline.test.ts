@@ -107,7 +107,7 @@ describe("the demo data set end to end", () => {
     // with the RGB palette (the L layer changes integrated colours by design when seeing differs; it is
     // measured and printed below, not asserted).
     const { writeFileSync } = await import("node:fs");
-    writeFileSync(join(base, "tile_compile.yaml"), "composition:\n  palette: RGB\nbackground:\n  method: polynomial\n  degree: 1\n  on: frames\n");
+    writeFileSync(join(base, "tile_compile.yaml"), "composition:\n  palette: RGB\nbackground:\n  method: polynomial\n  degree: 1\n  on: frames\nstacking:\n  rejection_maps: true\n");
     expect(await runCli(["run", jobs[0]!], { io: capture().io, cwd: base })).toBe(0);
     const img = await readFitsImage(join(base, "M42/processed/M42_LRGB_linear.fits"));
     const W = img.width, H = img.height, n = W * H;
@@ -154,7 +154,8 @@ describe("the demo data set end to end", () => {
     // Every FITS output is valid FITS; the previews decode.
     const outDir = join(base, "M42/processed");
     const fitsOut = readdirSync(outDir).filter((f) => /\.fits?$/.test(f)).map((f) => join(outDir, f));
-    expect(fitsOut.length).toBeGreaterThanOrEqual(6); // 4 stacks, linear composite, stretched
+    expect(fitsOut.length).toBeGreaterThanOrEqual(14); // 4 stacks with 2 rejection maps each, linear composite, stretched
+    for (const g of ["L_180s", "R_60s", "G_60s", "B_60s"]) for (const side of ["rejlow", "rejhigh"]) expect(existsSync(join(outDir, `stack_${g}_${side}.fit`)), `${g} ${side}`).toBe(true);
     if (spawnSync("fitsverify", ["-h"], { stdio: "ignore" }).status !== null) {
       for (const f of fitsOut) {
         const r = spawnSync("fitsverify", ["-q", "-e", f], { encoding: "utf8" });
@@ -166,6 +167,14 @@ describe("the demo data set end to end", () => {
       const png = decode(readFileSync(join(outDir, p)));
       expect([png.width, png.height, png.channels]).toEqual([W, H, 3]);
     }
+    // Stretching again (another method) rewrites the stretched image and previews, never the linear one.
+    const { createHash } = await import("node:crypto");
+    const sha = (p: string) => createHash("sha256").update(readFileSync(join(outDir, p))).digest("hex");
+    const [linear, stretched] = [sha("M42_LRGB_linear.fits"), sha("M42_LRGB_stretched.fits")];
+    writeFileSync(join(base, "tile_compile.yaml"), "composition:\n  palette: RGB\nbackground:\n  method: polynomial\n  degree: 1\n  on: frames\nstacking:\n  rejection_maps: true\nstretch:\n  method: asinh\n");
+    expect(await runCli(["run", jobs[0]!, "--stage", "stretch"], { io: capture().io, cwd: base })).toBe(0);
+    expect(sha("M42_LRGB_linear.fits")).toBe(linear);
+    expect(sha("M42_LRGB_stretched.fits")).not.toBe(stretched);
   });
 
   it("kill -9 in the middle of a run, then run again: it finishes, reuses finished steps, and the outputs are byte-identical to an uninterrupted run", { timeout: 300_000 }, async () => {

@@ -139,6 +139,7 @@ export async function sirilStack(input: StackingInput, ctx: EngineContext): Prom
   const wd = await workdirOf(ctx);
   if (input.frames.length === 0) throw new TileCompileError("TC_INPUT_INVALID", { input: "stacking", reason: "no frames to stack" });
   const o = input.options;
+  if (input.rejectionMaps) throw new TileCompileError("TC_CONFIG_INVALID", { file: "tile_compile.yaml", issues: [`stacking.rejection_maps: Siril ${s.version} does not write rejection maps (1.2's -rejmaps is not wired yet); use the native engine or turn them off`] });
   if (typeof o.weighting === "string" && !["none", "noise"].includes(o.weighting)) {
     throw new TileCompileError("TC_CONFIG_INVALID", { file: "tile_compile.yaml", issues: [`stacking.weighting: "${o.weighting}" is not available with Siril (use none or noise, or the native engine)`] });
   }

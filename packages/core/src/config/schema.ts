@@ -66,11 +66,12 @@ export const configSchema = z.strictObject({
       frame_filters: z.partialRecord(z.enum(["fwhm", "roundness", "stars", "background"]), z.union([z.strictObject({ keep: z.number().gt(0).max(100) }), z.strictObject({ kappa: z.number().positive() })]))
         .default({})
         .describe("Drop frames before stacking: e.g. { fwhm: { kappa: 2 }, stars: { keep: 90 } } (keep the best 90 %)"),
+      rejection_maps: z.boolean().default(false).describe("Also write stack_<filter>_<exposure>s_rejlow.fit and _rejhigh.fit: per pixel, how many frames were rejected below and above"),
       input_dir: z.string().default("synthetic"),
       input_pattern: z.string().default("syn_*.fits"),
       output_file: z.string().default("stacked.fit"),
     })
-    .default({ method: "rejection", rejection: "winsorized", sigma: [3, 3], normalization: "additive", weighting: "none", frame_filters: {}, input_dir: "synthetic", input_pattern: "syn_*.fits", output_file: "stacked.fit" }),
+    .default({ method: "rejection", rejection: "winsorized", sigma: [3, 3], normalization: "additive", weighting: "none", frame_filters: {}, rejection_maps: false, input_dir: "synthetic", input_pattern: "syn_*.fits", output_file: "stacked.fit" }),
   composition: z
     .strictObject({
       engine: engineRef.optional(),

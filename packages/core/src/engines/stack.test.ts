@@ -54,4 +54,36 @@ describe("native stacking", () => {
     const mean = await readFitsImage(join(dir, "mean.fit"));
     expect(Array.from(mean.data.subarray(60 * 160, 61 * 160)).sort((a, b) => a - b)[80]! - 500).toBeGreaterThan(3000);
   });
+
+  it("rejection maps count, per pixel, the frames rejected below and above: the satellite row in the high map, a dead patch in the low map; valid FITS", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "tc-stack-maps-"));
+    const f = await frames(dir, [1.5, 1.5, 1.5, 1.5, 1.5, 1.5, 1.5, 1.5], { satellite: 3 });
+    // A dead 10×10 patch (0 ADU) in frame 5.
+    const img5 = await readFitsImage(f[5]!);
+    for (let y = 20; y < 30; y++) for (let x = 20; x < 30; x++) img5.data[y * 160 + x] = 0;
+    await writeFitsImage(f[5]!, { width: 160, height: 120, data: img5.data }, { header: img5.header.withoutStructure() });
+    const maps = { low: join(dir, "rejlow.fit"), high: join(dir, "rejhigh.fit") };
+    await nativeStack({ frames: f.map((path) => ({ path })), output: join(dir, "rej.fit"), method: "rejection", options: { rejection: "winsorized", sigma: [3, 3], normalization: "none" }, history: ["test"], rejectionMaps: maps }, ctx());
+    const [low, high] = [await readFitsImage(maps.low), await readFitsImage(maps.high)];
+    expect([high.width, high.height, high.channels]).toEqual([160, 120, 1]);
+    const at = (m: typeof low, x: number, y: number) => m.data[y * 160 + x]!;
+    let trail = 0, patch = 0;
+    for (let x = 0; x < 160; x++) trail += at(high, x, 60) >= 1 ? 1 : 0;
+    for (let y = 20; y < 30; y++) for (let x = 20; x < 30; x++) patch += at(low, x, y) >= 1 ? 1 : 0;
+    expect(trail).toBe(160); // every pixel of the trail row rejected high in (at least) one frame
+    expect(patch).toBe(100); // every dead pixel rejected low
+    // Away from them only noise is rejected: with σ estimated from 8 values, |x − median| > 3σ̂ happens to
+    // ~1 % of pure-noise values (Student-like tails), so ~7 % of pixels have one; asserted < 10 %.
+    let elsewhere = 0;
+    for (let y = 0; y < 120; y++) for (let x = 0; x < 160; x++) if (y !== 60 && !(y >= 20 && y < 30 && x >= 20 && x < 30) && (at(low, x, y) > 0 || at(high, x, y) > 0)) elsewhere++;
+    expect(elsewhere / (160 * 120)).toBeLessThan(0.1);
+    expect(high.header.get("REJECT")).toBe("winsorized 3 3");
+    expect(high.header.get("NCOMBINE")).toBe(8);
+    const { spawnSync } = await import("node:child_process");
+    if (spawnSync("fitsverify", ["-h"], { stdio: "ignore" }).status !== null) {
+      for (const m of [maps.low, maps.high]) expect(spawnSync("fitsverify", ["-q", "-e", m], { encoding: "utf8" }).stdout).toMatch(/OK/);
+    }
+    // Not without a rejection method.
+    await expect(nativeStack({ frames: f.map((path) => ({ path })), output: join(dir, "m.fit"), method: "mean", options: {}, history: [], rejectionMaps: { low: join(dir, "a.fit"), high: join(dir, "b.fit") } }, ctx())).rejects.toThrow(/rejection_maps: needs stacking.method: rejection/);
+  });
 });

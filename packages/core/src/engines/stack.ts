@@ -16,6 +16,7 @@ import { loadRecon, type Rejection } from "@tile-compile/recon-native";
 import { TileCompileError } from "../errors/index.js";
 import { FitsFile, readFitsHeader, type FitsHeaderSummary } from "../fits/reader.js";
 import { FitsWriter } from "../fits/writer.js";
+import { FitsHeader } from "../fits/header.js";
 import type { EngineContext, FrameRef, StackingInput, StackingResult } from "../kernel/contracts.js";
 import { combinedKeywords } from "./mean-stack.js";
 
@@ -204,6 +205,15 @@ export async function nativeStack(input: StackingInput, ctx: EngineContext): Pro
   if (rejection !== "none") header.set("REJECT", `${rejName} ${low} ${high}`, "pixel rejection and thresholds");
   if (normalization !== "none") header.set("NORMALIZ", normalization, "frame normalisation before combining");
   const writer = await FitsWriter.create(input.output, { width, height, channels }, { bitpix: -32, header, history: input.history, signal: ctx.signal });
+  // Rejection maps: per pixel, the number of frames rejected below / above (16-bit, the stack's shape).
+  const maps: FitsWriter[] = [];
+  if (input.rejectionMaps) {
+    if (rejection === "none") throw new TileCompileError("TC_CONFIG_INVALID", { file: "tile_compile.yaml", issues: ["stacking.rejection_maps: needs stacking.method: rejection"] });
+    for (const [side, path] of [["low", input.rejectionMaps.low], ["high", input.rejectionMaps.high]] as const) {
+      const h = new FitsHeader().set("IMAGETYP", `Rejection map (${side})`).set("REJECT", `${rejName} ${low} ${high}`, "pixel rejection and thresholds").set("NCOMBINE", frames.length, "frames combined");
+      maps.push(await FitsWriter.create(path, { width, height, channels }, { bitpix: 16, header: h, history: [...input.history, `frames rejected ${side === "low" ? "below" : "above"} the ${rejName} bounds, per pixel`], signal: ctx.signal }));
+    }
+  }
   let rejectedLow = 0, rejectedHigh = 0;
   try {
     const bands = Math.ceil(height / bandRows);
@@ -230,6 +240,10 @@ export async function nativeStack(input: StackingInput, ctx: EngineContext): Pro
         if (r.rejectedLow) for (const v of r.rejectedLow) rejectedLow += v;
         if (r.rejectedHigh) for (const v of r.rejectedHigh) rejectedHigh += v;
         await writer.write(r.data);
+        if (maps.length) {
+          await maps[0]!.write(Float32Array.from(r.rejectedLow ?? new Uint16Array(r.data.length)));
+          await maps[1]!.write(Float32Array.from(r.rejectedHigh ?? new Uint16Array(r.data.length)));
+        }
         ctx.progress(0.2 + (0.8 * ++done) / (bands * channels), `rows ${y0 + rows}/${height}${channels > 1 ? ` channel ${c + 1}` : ""}`);
       }
     }
@@ -238,8 +252,10 @@ export async function nativeStack(input: StackingInput, ctx: EngineContext): Pro
       ctx.logger.info(`rejection ${rejName}: ${(100 * rejectedLow / total).toFixed(3)} % low, ${(100 * rejectedHigh / total).toFixed(3)} % high`);
     }
     await writer.commit();
+    for (const m of maps) await m.commit();
   } catch (e) {
     await writer.abort();
+    for (const m of maps) await m.abort();
     throw e;
   }
   return { frameCount: frames.length, width, height, channels, ...(rejectedFrames.length ? { rejectedFrames } : {}) };

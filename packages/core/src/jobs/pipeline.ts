@@ -141,8 +141,8 @@ export async function runJobPipeline(plan: JobPlan, o: PipelineOptions): Promise
   if (upto < 1) return finish();
 
   // 2–3. Register and stack each (filter, exposure) group.
-  const { engine: stEngine, method: stMethod, input_dir: _i, input_pattern: _p, output_file: _f, ...stOptions } = cfg.stacking;
-  void _i; void _p; void _f;
+  const { engine: stEngine, method: stMethod, input_dir: _i, input_pattern: _p, output_file: _f, rejection_maps: _m, ...stOptions } = cfg.stacking;
+  void _i; void _p; void _f; void _m;
   for (const g0 of calibrated) {
     const label = `${g0.filter}_${expLabel(g0.exposureSeconds)}`;
     let g = g0;
@@ -170,13 +170,14 @@ export async function runJobPipeline(plan: JobPlan, o: PipelineOptions): Promise
     if (upto < 2) continue;
     const stPlan = stageOf("stacking", stMethod === "average" ? "mean" : stMethod, stEngine, "stacking.method", stMethod === "tbqr" ? { ...stOptions, tbqr: tbqrOptionsFromConfig(cfg, join(out, "tbqr", label)) } : stOptions);
     const stackPath = join(out, `stack_${g.filter}_${expLabel(g.exposureSeconds)}.fit`);
+    const maps = cfg.stacking.rejection_maps && stMethod === "rejection" ? [stackPath.replace(/\.fit$/, "_rejlow.fit"), stackPath.replace(/\.fit$/, "_rejhigh.fit")] : [];
     const stStamp = hashOf(`${identity(registered.frames)}\n${JSON.stringify(stPlan.options)}\n${stPlan.method}\n${engineId(stPlan)}`);
     const stacked = await step(`stack ${label}`, stStamp, async () => {
-      const r = await runStage(stPlan, [stackPath], (provider, ctx, [tmp]) => provider.stack({ frames: registered.frames.map((path) => ({ path })), output: tmp!, method: stPlan.method, options: stPlan.options, history: [provenanceLine(calPlan), provenanceLine(regPlan), provenanceLine(stPlan)] }, ctx), o);
+      const r = await runStage(stPlan, [stackPath, ...maps], (provider, ctx, [tmp, low, high]) => provider.stack({ frames: registered.frames.map((path) => ({ path })), output: tmp!, method: stPlan.method, options: stPlan.options, history: [provenanceLine(calPlan), provenanceLine(regPlan), provenanceLine(stPlan)], ...(low && high ? { rejectionMaps: { low, high } } : {}) }, ctx), o);
       log(`stacked ${r.frameCount} frames of ${g.filter} ${g.exposureSeconds} s → ${basename(stackPath)}`);
       for (const f of r.rejectedFrames ?? []) log(`  left out: ${basename(f.path)}: ${f.reason}`);
       const info = { frames: r.frameCount, rejected: r.rejectedFrames ?? [] };
-      return { outputs: [stackPath], value: info, info };
+      return { outputs: [stackPath, ...maps], value: info, info };
     }, (_o, info) => (info ?? { frames: registered.frames.length, rejected: [] }) as { frames: number; rejected: { path: string; reason: string }[] });
     result.stacks.push({ filter: g.filter, exposureSeconds: g.exposureSeconds, path: stackPath, frames: stacked.frames, rejected: [...registered.rejected, ...stacked.rejected] });
   }

@@ -93,6 +93,11 @@ export interface StackingInput {
   options: Record<string, unknown>;
   /** Provenance lines the provider must add as FITS HISTORY (engine@version, options hash). */
   history: string[];
+  /**
+   * When set (`stacking.rejection_maps: true`), also write per-pixel counts of the values rejected below
+   * and above, as 16-bit images of the stack's shape (temporary paths, like `output`).
+   */
+  rejectionMaps?: { low: string; high: string };
 }
 
 export interface StackingResult {
