@@ -7,7 +7,7 @@ import { writeFitsImage } from "../fits/writer.js";
 import { FitsHeader } from "../fits/header.js";
 import type { EngineContext } from "../kernel/contracts.js";
 import { seededRandom } from "../util/random.js";
-import { DEFAULT_TBQR, reconstructTbqr, validationFailures, type TbqrOptions } from "./reconstruct.js";
+import { DEFAULT_TBQR, reconstructTbqr, tileFractions, validationFailures, type TbqrOptions } from "./reconstruct.js";
 
 const ctx = (): EngineContext => ({ signal: new AbortController().signal, logger: { debug() {}, info() {}, warn() {}, error() {} } as never, progress() {}, workdir: tmpdir(), options: {}, runtime: { threads: 2, memoryBudgetBytes: 1 << 30 } });
 const EMERGENCY: TbqrOptions = { ...DEFAULT_TBQR, assumptions: { ...DEFAULT_TBQR.assumptions, allowEmergency: true } };
@@ -120,6 +120,42 @@ describe("TBQR behaviour", () => {
     const st = await set(join(dir, "st"), 6, { stretch: true });
     await expect(reconstructTbqr(st, join(dir, "o4.fit"), EMERGENCY, ctx())).rejects.toThrow(/looks stretched.*needs linear data/);
     await expect(reconstructTbqr(good, join(dir, "o5.fit"), DEFAULT_TBQR, ctx())).rejects.toThrow(/6 usable frames, fewer than assumptions.frames_min = 50/);
+  });
+});
+
+describe("TBQR fallback and rejection (derived cases 6 and 7)", () => {
+  it("6. a tile whose weights are all 0 falls back to the plain mean (every frame 1/N), is counted, and nothing is NaN", () => {
+    const W = [[0, 0.8, 0], [0, 0.6, 0], [0, 0.4, 0]]; // 3 frames × 3 tiles; tiles 0 and 2 have no weight
+    const r = tileFractions(W, 1e-6);
+    expect(r.fallbackTiles).toBe(2);
+    expect(r.fractions.map((f) => f[0])).toEqual([1 / 3, 1 / 3, 1 / 3]);
+    r.fractions.forEach((f, k) => expect(f[1]!).toBeCloseTo([0.8, 0.6, 0.4][k]! / 1.8, 12));
+    expect(r.fractions.flat().every(Number.isFinite)).toBe(true);
+    // The reference's unit case: values {10, 30} with weights {0, 0} → fallback, value 20.
+    const two = tileFractions([[0], [0]], 1e-6);
+    expect(10 * two.fractions[0]![0]! + 30 * two.fractions[1]![0]!).toBe(20);
+    // …and with weights 1 and no clip, {10, 20, 40} → 23.333.
+    const three = tileFractions([[1], [1], [1]], 1e-6);
+    expect(10 * three.fractions[0]![0]! + 20 * three.fractions[1]![0]! + 40 * three.fractions[2]![0]!).toBeCloseTo(23.3333, 4);
+  });
+
+  it("7. one hot outlier in 20 frames is rejected (μ ± 3σ per pixel), while a hot pixel present in every frame is kept as signal", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "tc-tbqr-hot-"));
+    const f = await set(dir, 20);
+    const { readFitsImage } = await import("../fits/reader.js");
+    for (const [k, p] of f.entries()) {
+      const img = await readFitsImage(p);
+      if (k === 7) img.data[40 * 200 + 50] = img.data[40 * 200 + 50]! + 5000; // a cosmic in one frame
+      img.data[100 * 200 + 150] = img.data[100 * 200 + 150]! + 3000; // a hot pixel in all
+      await writeFitsImage(p, { width: 200, height: 160, data: img.data }, { header: img.header.withoutStructure() });
+    }
+    const r = await reconstructTbqr(f, join(dir, "s.fit"), EMERGENCY, ctx());
+    expect(r.frames).toBe(20);
+    const out = (await readFitsImage(join(dir, "s.fit"))).data;
+    const around = (i: number) => [out[i - 1]!, out[i + 1]!, out[i - 200]!, out[i + 200]!].sort((a, b) => a - b).slice(1, 3).reduce((a, b) => a + b, 0) / 2;
+    // Without rejection the cosmic would add 5000/20 = 250 ADU; rejected, the pixel stays within the sky noise.
+    expect(Math.abs(out[40 * 200 + 50]! - around(40 * 200 + 50))).toBeLessThan(15);
+    expect(out[100 * 200 + 150]! - around(100 * 200 + 150)).toBeGreaterThan(2500);
   });
 });
 

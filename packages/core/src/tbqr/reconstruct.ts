@@ -62,6 +62,23 @@ export interface TbqrValidation {
   abortOnFail: boolean;
 }
 
+/**
+ * Each frame's share of each tile, W_ft / Σ_f W_ft. A tile whose weights sum below `epsilon` (all zero,
+ * say) falls back to the plain mean — every frame 1/N — and is counted (derived case 6).
+ */
+export function tileFractions(W: readonly (readonly number[])[], epsilon: number): { fractions: number[][]; fallbackTiles: number } {
+  const N = W.length, T = W[0]?.length ?? 0;
+  const fractions = W.map(() => new Array<number>(T).fill(1 / N));
+  let fallbackTiles = 0;
+  for (let t = 0; t < T; t++) {
+    let D = 0;
+    for (let f = 0; f < N; f++) D += W[f]![t]!;
+    if (!(D >= epsilon)) { fallbackTiles++; continue; }
+    for (let f = 0; f < N; f++) fractions[f]![t] = W[f]![t]! / D;
+  }
+  return { fractions, fallbackTiles };
+}
+
 /** Seam thresholds of the tile-pattern check (tbqr-reference §2.4.5). */
 const SEAM_WORST = 1.5, SEAM_P95 = 1.25;
 
@@ -248,13 +265,9 @@ export async function reconstructTbqr(framePaths: string[], output: string, o: T
   let fallbackTiles = 0;
   const A: number[][][] = []; // [c][f][t] = W_ft / D_t
   for (let c = 0; c < C; c++) {
-    const a = framePaths.map(() => new Array<number>(tiles.length).fill(1 / N));
-    for (let t = 0; t < tiles.length; t++) {
-      const D = Wt[c]!.reduce((acc, row) => acc + row[t]!, 0);
-      if (!(D >= o.epsilon)) { fallbackTiles++; continue; }
-      for (let f = 0; f < N; f++) a[f]![t] = Wt[c]![f]![t]! / D;
-    }
-    A.push(a);
+    const r = tileFractions(Wt[c]!, o.epsilon);
+    fallbackTiles += r.fallbackTiles;
+    A.push(r.fractions);
   }
   const prepare = (raw: Float32Array, c: number, f: number): Float32Array => {
     const sc = fluxScale[c]![f]!, k = sc / Math.max(B[c]![f]!, o.epsilon), k0 = 1 - sc;
