@@ -92,6 +92,35 @@ describe("TBQR quality on synthetic seeing", () => {
     expect(res.validation.noiseRatio).toBeLessThanOrEqual(1.1);
     expect(res.validation.seamWorstRatio).toBeLessThan(1.5);
     expect(res.validation.seamP95Ratio).toBeLessThan(1.25);
+    // No tile-to-tile noise-level steps: the residual TBQR − plain mean, with stars masked, has no excess
+    // power at the tile period (step S) along rows or columns compared with the neighbouring frequencies.
+    const resid = new Float64Array(W * H);
+    for (let i = 0; i < W * H; i++) { const d = out.data[i]! - plain[i]!; resid[i] = Math.abs(plain[i]! - 300) < 40 ? d : 0; }
+    const power = (len: number, lines: number, at: (line: number, p: number) => number, k: number) => {
+      let sum = 0;
+      for (let l = 0; l < lines; l++) {
+        let re = 0, im = 0;
+        for (let p = 0; p < len; p++) { const ph = (2 * Math.PI * k * p) / len; re += at(l, p) * Math.cos(ph); im -= at(l, p) * Math.sin(ph); }
+        sum += re * re + im * im;
+      }
+      return sum / lines;
+    };
+    // Both the residual (level steps) and its square minus the mean (noise-level steps) are checked.
+    let m2 = 0;
+    for (const v of resid) m2 += v * v;
+    m2 /= resid.length;
+    const sq = resid.map((v) => (v === 0 ? 0 : v * v - m2));
+    for (const [name, len, lines, at] of [
+      ["rows", W, H, (l: number, p: number) => resid[l * W + p]!], ["columns", H, W, (l: number, p: number) => resid[p * W + l]!],
+      ["rows, squared", W, H, (l: number, p: number) => sq[l * W + p]!], ["columns, squared", H, W, (l: number, p: number) => sq[p * W + l]!],
+    ] as const) {
+      const k0 = Math.round(len / res.S);
+      const atPeriod = power(len, lines, at, k0);
+      const around = [-6, -5, -4, -3, 3, 4, 5, 6].map((d) => power(len, lines, at, k0 + d)).sort((x, y) => x - y);
+      const ratio = atPeriod / ((around[3]! + around[4]!) / 2);
+      console.log(`residual power at the tile period (${res.S} px) along ${name}: ${ratio.toFixed(2)}× the neighbouring frequencies`);
+      expect(ratio).toBeLessThan(3);
+    }
     // Photometry: aperture sums of bright isolated stars, TBQR vs plain mean.
     const phot = (d: Float32Array, s: { x: number; y: number }) => { let a = 0; const bg: number[] = []; for (let y = Math.floor(s.y) - 14; y <= Math.floor(s.y) + 14; y++) for (let x = Math.floor(s.x) - 14; x <= Math.floor(s.x) + 14; x++) { const dd = Math.hypot(x - s.x, y - s.y), v = d[y * W + x]!; if (dd <= 9) a += v - 300; else if (dd >= 11 && dd <= 14) bg.push(v); } return a - 0 * median(bg); };
     const iso = stars.filter((s) => s.f > 30000 && s.x > 20 && s.y > 20 && s.x < W - 20 && s.y < H - 20 && stars.every((t) => t === s || Math.hypot(t.x - s.x, t.y - s.y) > 20));
