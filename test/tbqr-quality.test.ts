@@ -1,57 +1,23 @@
 /**
- * TBQR on a seeded synthetic set with known seeing (tbqr-reference quality acceptance): per-frame seeing
- * log-normal around 3 px FWHM (clipped 2–5 px), a ±30 % time-varying seeing bump in one quadrant,
- * transparency 0.6–1.0 with cloud episodes, hot pixels and cosmic-ray hits. Frames are already registered
- * (same star positions), so the test measures the reconstruction, not the registration.
+ * TBQR on the seeded seeing set of generators/seeing.ts (tbqr-reference quality acceptance): sharper than a
+ * plain mean of the same frames, close to an oracle weighting from the generator's truth, noise within
+ * budget, fluxes kept, no seams, and the default validation rules pass.
  */
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { loadRecon } from "@tile-compile/recon-native";
-import { readFitsImage } from "../fits/reader.js";
-import { writeFitsImage } from "../fits/writer.js";
-import { FitsHeader } from "../fits/header.js";
-import type { EngineContext } from "../kernel/contracts.js";
-import { seededRandom } from "../util/random.js";
-import { DEFAULT_TBQR, reconstructTbqr } from "./reconstruct.js";
-import { median } from "./math.js";
+import { budgetKappa, DEFAULT_TBQR, readFitsImage, reconstructTbqr, type EngineContext } from "@tile-compile/core";
+import { H, makeSeeingSet, N, W } from "./generators/seeing.js";
 
-const W = 480, H = 360, N = 60;
+const median = (v: number[]) => { const s = [...v].sort((a, b) => a - b); const n = s.length; return n === 0 ? NaN : n % 2 ? s[n >> 1]! : (s[n / 2 - 1]! + s[n / 2]!) / 2; };
 const ctx = (): EngineContext => ({ signal: new AbortController().signal, logger: { debug() {}, info() {}, warn() {}, error() {} } as never, progress() {}, workdir: tmpdir(), options: {}, runtime: { threads: 2, memoryBudgetBytes: 1 << 30 } });
-
-async function makeSet(dir: string) {
-  const r = seededRandom(77);
-  const g = () => Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r());
-  const stars = Array.from({ length: 160 }, () => ({ x: 12 + r() * (W - 24), y: 12 + r() * (H - 24), f: 3000 + 60000 * r() ** 2 }));
-  const hot = Array.from({ length: 30 }, () => Math.floor(r() * W * H));
-  const frames: { path: string; fwhm: number; bump: number; t: number }[] = [];
-  for (let k = 0; k < N; k++) {
-    const fwhm = Math.min(5, Math.max(2, 3 * Math.exp(0.25 * g())));
-    const bump = 1 + 0.3 * Math.sin((2 * Math.PI * k) / 17);
-    const t = k % 13 < 2 ? 0.6 + 0.05 * r() : 0.9 + 0.1 * r();
-    const data = new Float32Array(W * H).fill(0);
-    for (const s of stars) {
-      const fw = s.x > W / 2 && s.y > H / 2 ? fwhm * bump : fwhm;
-      const sg = fw / 2.3548;
-      const amp = (s.f * t) / (2 * Math.PI * sg * sg);
-      const R = Math.ceil(4 * sg);
-      for (let y = Math.max(0, Math.floor(s.y) - R); y <= Math.min(H - 1, Math.floor(s.y) + R); y++) for (let x = Math.max(0, Math.floor(s.x) - R); x <= Math.min(W - 1, Math.floor(s.x) + R); x++) data[y * W + x] = data[y * W + x]! + amp * Math.exp(-((x - s.x) ** 2 + (y - s.y) ** 2) / (2 * sg * sg));
-    }
-    for (let i = 0; i < data.length; i++) { const s = data[i]! + 300; data[i] = s + Math.sqrt(s + 25) * g(); }
-    for (const h of hot) data[h] = data[h]! + 2000;
-    for (let c = 0; c < 8; c++) data[Math.floor(r() * W * H)] = 8000; // cosmics
-    const path = join(dir, `f${String(k).padStart(3, "0")}.fit`);
-    await writeFitsImage(path, { width: W, height: H, data }, { header: new FitsHeader().set("EXPTIME", 60) });
-    frames.push({ path, fwhm, bump, t });
-  }
-  return { frames, stars };
-}
 
 describe("TBQR quality on synthetic seeing", () => {
   it("sharper than a plain mean (≥ 4 %, more in the bump quadrant), noise ≤ 1.1×, flux within 1 %, no seams", { timeout: 300_000 }, async () => {
     const dir = mkdtempSync(join(tmpdir(), "tc-tbqr-"));
-    const { frames, stars } = await makeSet(dir);
+    const { frames, stars } = await makeSeeingSet(dir);
     // With the default validation rules (validation.* and pipeline.abort_on_fail of tile_compile.yaml).
     const rules = { minFwhmImprovementPercent: 5, maxBackgroundRmsIncreasePercent: 10, minTileWeightVariance: 0.1, requireNoTilePattern: true, abortOnFail: true };
     const res = await reconstructTbqr(frames.map((f) => f.path), join(dir, "stacked.fit"), { ...DEFAULT_TBQR, artifactsDir: join(dir, "artifacts"), validation: rules }, ctx());
@@ -66,7 +32,6 @@ describe("TBQR quality on synthetic seeing", () => {
     const [ft, fm, qt, qm] = [await fwhmIn(out.data, false), await fwhmIn(plain, false), await fwhmIn(out.data, true), await fwhmIn(plain, true)];
     console.log(`fallback tiles ${res.fallbackTiles} of ${res.tiles}; TBQR FWHM ${ft.toFixed(3)} vs mean ${fm.toFixed(3)} (${(100 * (1 - ft / fm)).toFixed(1)} %); bump quadrant ${qt.toFixed(3)} vs ${qm.toFixed(3)} (${(100 * (1 - qt / qm)).toFixed(1)} %); noise ×${res.validation.noiseRatio.toFixed(3)}; seams worst ${res.validation.seamWorstRatio.toFixed(3)} p95 ${res.validation.seamP95Ratio.toFixed(3)}; tile weight variance ${res.validation.tileWeightVariance.toFixed(3)}`);
     // Oracle: weights from the generator's truth (t²/FWHM² per quadrant), same noise budget.
-    const { budgetKappa } = await import("./reconstruct.js");
     const oracle = new Float32Array(W * H);
     const imgs = await Promise.all(frames.map((f) => readFitsImage(f.path)));
     for (const quad of [false, true]) {
