@@ -33,3 +33,4 @@ export { extractBackground, backgroundModel, type BackgroundOptions } from "./ba
 export { blendHdr } from "./composition/hdr.js";
 export { reconstructTbqr, tbqrOptionsFromConfig, DEFAULT_TBQR, seamFigures, kmeans, budgetKappa, budgetKappaScaled, tileFractions, validationFailures, type TbqrOptions, type TbqrResult } from "./tbqr/reconstruct.js";
 export { tileGeometry, tileGrid, globalWeights, localWeights, robustZ, clusterCount, modeGate, type TbqrMode } from "./tbqr/math.js";
+export { configReferenceMarkdown } from "./config/reference.js";

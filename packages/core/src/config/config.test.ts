@@ -5,6 +5,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { ConfigError } from "../errors/index.js";
 import { loadConfig, validateConfig } from "./load.js";
 import { configJsonSchema, parseByteSize } from "./schema.js";
+import { configReferenceMarkdown } from "./reference.js";
 
 const dir = mkdtempSync(join(tmpdir(), "tc-config-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -58,6 +59,12 @@ describe("tile_compile.yaml", () => {
     expect(() => validateConfig({ engines: ["siril", "siril"] })).toThrow(/siril listed more than once/);
   });
 
+  it("synthetic.*: frames_max ≥ frames_min and an ordered cluster_count_range, with the path named", () => {
+    expect(() => validateConfig({ synthetic: { frames_min: 20, frames_max: 10 } })).toThrow(/synthetic\.frames_max.*must be ≥ synthetic\.frames_min/);
+    expect(() => validateConfig({ synthetic: { clustering: { cluster_count_range: [30, 5] } } })).toThrow(/synthetic\.clustering\.cluster_count_range/);
+    expect(validateConfig({}).config.synthetic).toEqual({ frames_min: 15, frames_max: 30, clustering: { cluster_count_range: [5, 30] } });
+  });
+
   it("parses byte sizes", () => {
     expect(parseByteSize("4GiB")).toBe(4 * 1024 ** 3);
     expect(parseByteSize("2 GB")).toBe(2e9);
@@ -68,5 +75,7 @@ describe("tile_compile.yaml", () => {
     const shipped = JSON.parse(readFileSync(new URL("../../schema.json", import.meta.url), "utf8"));
     expect(shipped).toEqual(configJsonSchema());
     expect(shipped.additionalProperties).toBe(false);
+    // …and the reference page generated from it.
+    expect(readFileSync(new URL("../../../../docs/configuration.md", import.meta.url), "utf8")).toBe(configReferenceMarkdown());
   });
 });

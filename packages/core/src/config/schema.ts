@@ -144,6 +144,19 @@ export const configSchema = z.strictObject({
       stage_timeout_seconds: z.number().positive().optional(),
     })
     .default({ threads: "auto", memory_budget: "4GiB" }),
+  synthetic: z
+    .strictObject({
+      frames_min: z.number().int().positive().default(15).describe("Fewest synthetic frames (states) a full-mode TBQR run writes"),
+      frames_max: z.number().int().positive().default(30).describe("Most synthetic frames"),
+      clustering: z
+        .strictObject({
+          cluster_count_range: z.tuple([z.number().int().positive(), z.number().int().positive()]).default([5, 30]).describe("K = clip(⌊N/10⌋, low, high), then kept within [frames_min, frames_max]"),
+        })
+        .default({ cluster_count_range: [5, 30] }),
+    })
+    .refine((s) => s.frames_max >= s.frames_min, { message: "synthetic.frames_max must be ≥ synthetic.frames_min", path: ["frames_max"] })
+    .refine((s) => s.clustering.cluster_count_range[1] >= s.clustering.cluster_count_range[0], { message: "cluster_count_range must be [low, high] with high ≥ low", path: ["clustering", "cluster_count_range"] })
+    .default({ frames_min: 15, frames_max: 30, clustering: { cluster_count_range: [5, 30] } }),
   validation: z
     .strictObject({
       min_fwhm_improvement_percent: z.number().default(5).describe("TBQR must make stars at least this much sharper than a plain mean of the same frames"),

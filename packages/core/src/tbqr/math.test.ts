@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { stateCount } from "./reconstruct.js";
 import fc from "fast-check";
 import { clusterCount, globalWeights, localWeights, modeGate, robustZ, tileGeometry, tileGrid } from "./math.js";
 
@@ -59,6 +60,11 @@ describe("TBQR derived cases (tbqr-reference Part 4.3)", () => {
   });
   it("12. K rule: N = 50, 200, 1000 → 5, 20, 30", () => {
     expect([50, 200, 1000].map((n) => clusterCount(n))).toEqual([5, 20, 30]);
+    // synthetic.*: the number of states is kept within [frames_min, frames_max] (defaults 15 / 30).
+    const syn = { framesMin: 15, framesMax: 30, clusterRange: [5, 30] as [number, number] };
+    expect([100, 200, 260, 1000].map((n) => stateCount(n, syn))).toEqual([15, 20, 26, 30]);
+    expect(stateCount(400, { ...syn, framesMax: 25 })).toBe(25);
+    expect(stateCount(400, { ...syn, clusterRange: [5, 12], framesMin: 5 })).toBe(12);
   });
   it("local weights: mode once per tile from the median star count; z across frames ranks frames within a tile", () => {
     // 5 frames × 2 tiles; tile 0 has stars (frame 4 blurred), tile 1 is structure (frame 2 sharper).

@@ -52,6 +52,14 @@ export interface TbqrOptions {
   artifactsDir?: string;
   /** Checks on the result (`validation.*`, `pipeline.abort_on_fail`); none when absent. */
   validation?: TbqrValidation;
+  /** Number of synthetic frames (states) in full mode: `synthetic.*`; the reference's defaults when absent. */
+  synthetic?: { framesMin: number; framesMax: number; clusterRange: [number, number] };
+}
+
+/** K, the number of states (synthetic frames) for N frames: clip(⌊N/10⌋, range), within [framesMin, framesMax]. */
+export function stateCount(N: number, s: TbqrOptions["synthetic"]): number {
+  const k = clusterCount(N, ...(s?.clusterRange ?? [5, 30]));
+  return s ? Math.min(s.framesMax, Math.max(s.framesMin, k)) : k;
 }
 
 export interface TbqrValidation {
@@ -386,7 +394,7 @@ export async function reconstructTbqr(framePaths: string[], output: string, o: T
     tiles.forEach((t, ti) => { const ix = ti % tx, iy = Math.floor(ti / tx); for (let f = 0; f < N; f++) wm[f * tx * ty + iy * tx + ix] = Wt[starChannel]![f]![ti]!; });
     await writeFitsImage(join(dir, "tile_weights.fits"), { width: tx, height: ty, channels: N, data: wm }, { history: ["TBQR effective weights W = G·L per tile (x, y) and frame (plane)"] });
     if (mode === "full") await synthetic(framePaths, B, G, Ql, o, dir, W, H, C, ctx);
-    await atomic("tile_compile.proc", procRecord({ N, mode, C, W, H, geom, tiles: tiles.length, fallbackTiles, o, output: basename(output), K: mode === "full" ? clusterCount(N) : 0 }));
+    await atomic("tile_compile.proc", procRecord({ N, mode, C, W, H, geom, tiles: tiles.length, fallbackTiles, o, output: basename(output), K: mode === "full" ? stateCount(N, o.synthetic) : 0 }));
     await atomic("validation.json", JSON.stringify(report, null, 2));
   }
   ctx.progress(1);
@@ -469,7 +477,7 @@ WRITE synthetic/syn_XX.fits   # artifacts; the final product is the reconstructi
 
 /** State clustering and one synthetic frame per cluster (Σ G·I / Σ G of the normalised frames), restored. */
 async function synthetic(paths: string[], B: number[][], G: number[][], Ql: number[][][], o: TbqrOptions, dir: string, W: number, H: number, C: number, ctx: EngineContext): Promise<void> {
-  const N = paths.length, K = clusterCount(N);
+  const N = paths.length, K = Math.min(N, stateCount(N, o.synthetic));
   // State vector (channel 0): G, mean and variance of local Q, background, noise-free proxy (G itself carries σ).
   const feat = paths.map((_, f) => {
     const q = Ql[0]![f]!;
@@ -541,6 +549,7 @@ export function tbqrOptionsFromConfig(cfg: {
   assumptions: { frames_min: number; frames_reduced_threshold: number; allow_emergency_mode: boolean; exposure_time_tolerance_percent: number };
   validation: { min_fwhm_improvement_percent: number; max_background_rms_increase_percent: number; min_tile_weight_variance: number; require_no_tile_pattern: boolean };
   pipeline: { abort_on_fail: boolean };
+  synthetic: { frames_min: number; frames_max: number; clustering: { cluster_count_range: [number, number] } };
 }, artifactsDir?: string): TbqrOptions {
   return {
     global: { ...cfg.global_metrics.weights, clamp: cfg.global_metrics.clamp, exponentScale: cfg.global_metrics.weight_exponent_scale },
@@ -551,6 +560,7 @@ export function tbqrOptionsFromConfig(cfg: {
     clip: { low: cfg.reconstruction.clip[0], high: cfg.reconstruction.clip[1], iterations: 2 },
     noiseBudget: cfg.reconstruction.noise_budget,
     ...(artifactsDir ? { artifactsDir } : {}),
+    synthetic: { framesMin: cfg.synthetic.frames_min, framesMax: cfg.synthetic.frames_max, clusterRange: cfg.synthetic.clustering.cluster_count_range },
     validation: {
       minFwhmImprovementPercent: cfg.validation.min_fwhm_improvement_percent, maxBackgroundRmsIncreasePercent: cfg.validation.max_background_rms_increase_percent,
       minTileWeightVariance: cfg.validation.min_tile_weight_variance, requireNoTilePattern: cfg.validation.require_no_tile_pattern, abortOnFail: cfg.pipeline.abort_on_fail,
