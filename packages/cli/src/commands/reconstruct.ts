@@ -22,7 +22,7 @@ export async function reconstructCommand(dirArg: string, opts: { out?: string; e
   const events = new RunEvents();
   const scope = await createRunScope({ signal, logger, events, engines, workdir: out });
   try {
-    const regPlan = planStage(scope.registry, { stage: "registration", method: cfg.registration.engine, ...(cfg.registration.provider ? { engine: cfg.registration.provider } : {}), field: "registration.engine", options: { transform: cfg.registration.transform, interpolation: cfg.registration.interpolation } });
+    const regPlan = planStage(scope.registry, { stage: "registration", method: cfg.registration.engine, ...(cfg.registration.provider ? { engine: cfg.registration.provider } : {}), field: "registration.engine", options: { transform: cfg.registration.transform, ...(cfg.registration.interpolation ? { interpolation: cfg.registration.interpolation } : {}) } });
     const tb = tbqrOptionsFromConfig(cfg, out);
     if (opts.emergency) tb.assumptions.allowEmergency = true;
     const stPlan = planStage(scope.registry, { stage: "stacking", method: "tbqr", ...(cfg.stacking.engine ? { engine: cfg.stacking.engine } : {}), field: "stacking.method", options: { tbqr: tb } });

@@ -36,7 +36,7 @@ export async function registerCommand(inputs: string[], opts: RegisterOptions, l
   const events = new RunEvents();
   const scope = await createRunScope({ signal, logger, events, engines, workdir: outDir });
   try {
-    const options: Record<string, unknown> = { transform: opts.transform ?? reg.transform, interpolation: reg.interpolation };
+    const options: Record<string, unknown> = { transform: opts.transform ?? reg.transform, ...(reg.interpolation ? { interpolation: reg.interpolation } : {}) };
     const plan = planStage(scope.registry, { stage: "registration", method, ...(reg.provider ? { engine: reg.provider } : {}), field: opts.engine ? "--engine" : "registration.engine", options });
     scope.registry.freeze();
     const bar = opts.json ? progressBar({ ...io, interactive: false }, "") : progressBar(io, `registration:${plan.method}`);

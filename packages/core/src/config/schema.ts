@@ -52,9 +52,9 @@ export const configSchema = z.strictObject({
       output_dir: z.string().default("registered"),
       registered_filename_pattern: z.string().default("reg_{index:05d}.fit"),
       transform: z.enum(["shift", "similarity", "affine", "homography"]).default("similarity").describe("Transform model fitted to the matched stars (relative; Siril 1.2+ as -transf=)"),
-      interpolation: z.enum(["bilinear", "bicubic", "lanczos3"]).default("lanczos3").describe("Resampling kernel of the registered frames (Siril 1.0.6 always resamples bilinearly)"),
+      interpolation: z.enum(["bilinear", "bicubic", "lanczos3"]).optional().describe("Resampling kernel of the registered frames; default lanczos3 (Siril: its own default; 1.0.6 always resamples bilinearly)"),
     })
-    .default({ engine: "relative", reference: "auto", output_dir: "registered", registered_filename_pattern: "reg_{index:05d}.fit", transform: "similarity", interpolation: "lanczos3" }),
+    .default({ engine: "relative", reference: "auto", output_dir: "registered", registered_filename_pattern: "reg_{index:05d}.fit", transform: "similarity" }),
   stacking: z
     .strictObject({
       engine: engineRef.optional(),

@@ -154,7 +154,7 @@ export async function runJobPipeline(plan: JobPlan, o: PipelineOptions): Promise
       }, () => undefined);
       g = { ...g0, frames: files };
     }
-    const regPlan = stageOf("registration", regCfg.engine, regCfg.provider, "registration.engine", { transform: regCfg.transform, interpolation: regCfg.interpolation });
+    const regPlan = stageOf("registration", regCfg.engine, regCfg.provider, "registration.engine", { transform: regCfg.transform, ...(regCfg.interpolation ? { interpolation: regCfg.interpolation } : {}) });
     const regDir = join(out, regCfg.output_dir, label);
     const regStamp = hashOf(`${identity(g.frames)}\n${JSON.stringify(regCfg)}\n${engineId(regPlan)}`);
     const registered = await step(`register ${label}`, regStamp, async () => {
@@ -198,7 +198,7 @@ export async function runJobPipeline(plan: JobPlan, o: PipelineOptions): Promise
     // Blend each HDR filter's exposures into one stack, then compose as usual (below).
     for (const [filter, list] of hdr) {
       const sorted = [...list].sort((a, b) => b.exposureSeconds - a.exposureSeconds);
-      const regPlan = stageOf("registration", regCfg.engine, regCfg.provider, "registration.engine", { transform: regCfg.transform, interpolation: regCfg.interpolation });
+      const regPlan = stageOf("registration", regCfg.engine, regCfg.provider, "registration.engine", { transform: regCfg.transform, ...(regCfg.interpolation ? { interpolation: regCfg.interpolation } : {}) });
       const dir = join(out, "hdr_registered", filter);
       const blended = join(out, `stack_${filter}_hdr.fit`);
       const stamp = hashOf(`${identity(sorted.map((s) => s.path))}\n${JSON.stringify(regCfg)}\n${engineId(regPlan)}`);
@@ -238,7 +238,7 @@ export async function runJobPipeline(plan: JobPlan, o: PipelineOptions): Promise
       if (names.length > 1) {
         const refName = names.includes("L") ? "L" : names.includes("G") ? "G" : names.includes("H") ? "H" : names[0]!;
         const ordered = [refName, ...names.filter((n) => n !== refName)];
-        const regPlan = stageOf("registration", regCfg.engine, regCfg.provider, "registration.engine", { transform: regCfg.transform, interpolation: regCfg.interpolation });
+        const regPlan = stageOf("registration", regCfg.engine, regCfg.provider, "registration.engine", { transform: regCfg.transform, ...(regCfg.interpolation ? { interpolation: regCfg.interpolation } : {}) });
         const dir = join(out, "stacks_registered");
         const stamp = hashOf(`${identity(ordered.map((n) => channels[n]!))}\n${JSON.stringify(regCfg)}\n${engineId(regPlan)}`);
         const aligned = await step("register stacks", stamp, async () => {
