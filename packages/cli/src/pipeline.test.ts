@@ -48,6 +48,28 @@ describe("tile-compile run JOB (full pipeline)", () => {
 });
 
 describe("capabilities are checked before any pixel work", () => {
+  it("Siril selected but siril-cli not installed: TC_TOOL_MISSING with the install command, before any master is built", { timeout: 60_000 }, async () => {
+    const { makeLibrary } = await import("../../core/src/test-support/library.js");
+    const { writeFileSync } = await import("node:fs");
+    const base = mkdtempSync(join(tmpdir(), "tc-preflight-"));
+    await makeLibrary(base, { lightsPerNight: 2 });
+    writeFileSync(join(base, "tile_compile.yaml"), "stacking:\n  engine: siril\n");
+    const oldPath = process.env.PATH, oldSiril = process.env.SIRIL_CLI;
+    process.env.PATH = "/nonexistent";
+    delete process.env.SIRIL_CLI;
+    const c = capture();
+    try {
+      expect(await runCli(["run", join(base, "jobs", "M42_LRGB.json")], { io: c.io, cwd: base })).toBe(1);
+    } finally {
+      process.env.PATH = oldPath;
+      if (oldSiril !== undefined) process.env.SIRIL_CLI = oldSiril;
+    }
+    expect(c.err.join("\n")).toMatch(/TC_TOOL_MISSING[\s\S]*siril-cli[\s\S]*apt-get install siril/);
+    expect(existsSync(join(base, "calibration", "masters"))).toBe(false);
+    expect(existsSync(join(base, "M42/processed/calibrated"))).toBe(false);
+  });
+
+
   it("composition through Siril (which does not offer it) fails at planning: no master, no calibrated frame written", { timeout: 60_000 }, async () => {
     const { makeLibrary } = await import("../../core/src/test-support/library.js");
     const { readdirSync, writeFileSync } = await import("node:fs");

@@ -11,6 +11,7 @@
  */
 import { createRequire } from "node:module";
 import { defineEngine, type Engine, type OptionsSchema } from "@tile-compile/core";
+import { locateSiril } from "./siril.js";
 import { sirilBackground, sirilCalibration, sirilRegister, sirilStack } from "./stages.js";
 
 const pkg = createRequire(import.meta.url)("../package.json") as { name: string; version: string };
@@ -41,6 +42,10 @@ const engine: Engine = defineEngine({
   background: { polynomial: sirilBackground },
   stacking: { mean: { stack: sirilStack }, median: { stack: sirilStack }, rejection: { stack: sirilStack } },
   registration: { siril: { register: sirilRegister } },
+  // Before any pixel work: siril-cli must be there (TC_TOOL_MISSING names how to install or configure it).
+  preflight(options) {
+    locateSiril(typeof options.path === "string" ? options.path : undefined);
+  },
 });
 
 export default engine;

@@ -106,14 +106,18 @@ export async function runJobPipeline(plan: JobPlan, o: PipelineOptions): Promise
   void _on;
   const bgPlan = bgMethod === "none" ? undefined : stageOf("background", bgMethod, bgEngine, "background.method", bgOptions);
   // Every stage this run can reach is planned now, so a method no loaded engine provides (e.g.
-  // `composition.engine: siril`) fails before any pixel work, not after hours of stacking.
+  // `composition.engine: siril`) fails before any pixel work, not after hours of stacking; then each
+  // engine those stages use runs its preflight check once (e.g. Siril: is siril-cli installed?).
+  const planned: { engine: { meta: { name: string }; preflight?: (options: Record<string, unknown>) => void | Promise<void> } }[] = [];
   if (!o.fromStacks) {
-    stageOf("calibration", cfg.calibration.method, cfg.calibration.engine, "calibration.method", {});
-    if (upto >= 1) stageOf("registration", regCfg.engine, regCfg.provider, "registration.engine", {});
-    if (upto >= 2) stageOf("stacking", cfg.stacking.method === "average" ? "mean" : cfg.stacking.method, cfg.stacking.engine, "stacking.method", {});
+    planned.push(stageOf("calibration", cfg.calibration.method, cfg.calibration.engine, "calibration.method", {}));
+    if (bgPlan) planned.push(bgPlan);
+    if (upto >= 1) planned.push(stageOf("registration", regCfg.engine, regCfg.provider, "registration.engine", {}));
+    if (upto >= 2) planned.push(stageOf("stacking", cfg.stacking.method === "average" ? "mean" : cfg.stacking.method, cfg.stacking.engine, "stacking.method", {}));
   }
-  if (upto >= 3) stageOf("composition", cfg.composition.method, cfg.composition.engine, "composition.method", {});
-  if (upto >= 4) stageOf("stretch", cfg.stretch.method, cfg.stretch.engine, "stretch.method", {});
+  if (upto >= 3) planned.push(stageOf("composition", cfg.composition.method, cfg.composition.engine, "composition.method", {}));
+  if (upto >= 4) planned.push(stageOf("stretch", cfg.stretch.method, cfg.stretch.engine, "stretch.method", {}));
+  for (const e of new Set(planned.map((p) => p.engine))) await e.preflight?.(o.engineOptions?.[e.meta.name] ?? {});
   if (o.fromStacks) {
     const { readdirSync } = await import("node:fs");
     for (const f of existsSync(out) ? readdirSync(out).sort() : []) {

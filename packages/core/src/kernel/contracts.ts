@@ -256,6 +256,12 @@ export interface EngineDefinition {
   onFrameDone?(event: FrameDoneEvent): void;
   /** Observer (parallel): a stage finished. */
   onStageDone?(event: StageDoneEvent): void;
+  /**
+   * Optional check, run once per run for every engine a planned stage uses, before any pixel work:
+   * external tools present, licences, … Throw a TileCompileError (e.g. TC_TOOL_MISSING) to stop the run.
+   * `options` is the engine's block from `engine_options`.
+   */
+  preflight?(options: Record<string, unknown>): void | Promise<void>;
 }
 
 /** An engine as returned by `defineEngine`: frozen, branded. */
