@@ -108,17 +108,25 @@ export async function runJobPipeline(plan: JobPlan, o: PipelineOptions): Promise
   // Every stage this run can reach is planned now, so a method no loaded engine provides (e.g.
   // `composition.engine: siril`) fails before any pixel work, not after hours of stacking; then each
   // engine those stages use runs its preflight check once (e.g. Siril: is siril-cli installed?).
+  // Registration is planned once (it also aligns the stacks before composition); stacking is planned per
+  // group below (TBQR's artifacts folder depends on the group), here only checked.
+  let regPlanned: ReturnType<typeof stageOf<"registration">> | undefined;
+  const regPlanOf = () => (regPlanned ??= stageOf("registration", regCfg.engine, regCfg.provider, "registration.engine", { transform: regCfg.transform, ...(regCfg.interpolation ? { interpolation: regCfg.interpolation } : {}) }));
+  const calPlan = o.fromStacks ? undefined : stageOf("calibration", cfg.calibration.method, cfg.calibration.engine, "calibration.method", {});
+  const coPlan = upto >= 3 ? stageOf("composition", cfg.composition.method, cfg.composition.engine, "composition.method", {}) : undefined;
+  const srPlan = upto >= 4 ? stageOf("stretch", cfg.stretch.method, cfg.stretch.engine, "stretch.method", {}) : undefined;
   const planned: { engine: { meta: { name: string }; preflight?: (options: Record<string, unknown>) => void | Promise<void> } }[] = [];
-  if (!o.fromStacks) {
-    planned.push(stageOf("calibration", cfg.calibration.method, cfg.calibration.engine, "calibration.method", {}));
+  if (calPlan) {
+    planned.push(calPlan);
     if (bgPlan) planned.push(bgPlan);
-    if (upto >= 1) planned.push(stageOf("registration", regCfg.engine, regCfg.provider, "registration.engine", {}));
+    if (upto >= 1) planned.push(regPlanOf());
     if (upto >= 2) planned.push(stageOf("stacking", cfg.stacking.method === "average" ? "mean" : cfg.stacking.method, cfg.stacking.engine, "stacking.method", {}));
   }
-  if (upto >= 3) planned.push(stageOf("composition", cfg.composition.method, cfg.composition.engine, "composition.method", {}));
-  if (upto >= 4) planned.push(stageOf("stretch", cfg.stretch.method, cfg.stretch.engine, "stretch.method", {}));
+  if (coPlan) planned.push(coPlan);
+  if (srPlan) planned.push(srPlan);
   for (const e of new Set(planned.map((p) => p.engine))) await e.preflight?.(o.engineOptions?.[e.meta.name] ?? {});
-  if (o.fromStacks) {
+  if (!calPlan) {
+    // --stage compose|stretch: from the stacks on disk (no calibration is planned then).
     const { readdirSync } = await import("node:fs");
     for (const f of existsSync(out) ? readdirSync(out).sort() : []) {
       const m = /^stack_(.+)_([\d.]+)s\.fits?$/.exec(f);
@@ -130,9 +138,6 @@ export async function runJobPipeline(plan: JobPlan, o: PipelineOptions): Promise
   }
 
   // 1. Calibrate.
-  const calPlan = stageOf("calibration", cfg.calibration.method, cfg.calibration.engine, "calibration.method", {});
-  const calEngine = engineId(calPlan);
-  void calEngine;
   const lightsId = identity(plan.lights.map((f) => f.path));
   const calStamp = hashOf(`${lightsId}\n${plan.masters.map((m) => `${m.name}:${m.inputHash ?? ""}:${m.recipeHash}`).join(",")}\n${JSON.stringify(job.options ?? {})}\n${engineId(calPlan)}`);
   const calibrated = await step("calibrate", calStamp, async () => {
@@ -158,7 +163,7 @@ export async function runJobPipeline(plan: JobPlan, o: PipelineOptions): Promise
       }, () => undefined);
       g = { ...g0, frames: files };
     }
-    const regPlan = stageOf("registration", regCfg.engine, regCfg.provider, "registration.engine", { transform: regCfg.transform, ...(regCfg.interpolation ? { interpolation: regCfg.interpolation } : {}) });
+    const regPlan = regPlanOf();
     const regDir = join(out, regCfg.output_dir, label);
     const regStamp = hashOf(`${identity(g.frames)}\n${JSON.stringify(regCfg)}\n${engineId(regPlan)}`);
     const registered = await step(`register ${label}`, regStamp, async () => {
@@ -202,7 +207,7 @@ export async function runJobPipeline(plan: JobPlan, o: PipelineOptions): Promise
     // Blend each HDR filter's exposures into one stack, then compose as usual (below).
     for (const [filter, list] of hdr) {
       const sorted = [...list].sort((a, b) => b.exposureSeconds - a.exposureSeconds);
-      const regPlan = stageOf("registration", regCfg.engine, regCfg.provider, "registration.engine", { transform: regCfg.transform, ...(regCfg.interpolation ? { interpolation: regCfg.interpolation } : {}) });
+      const regPlan = regPlanOf();
       const dir = join(out, "hdr_registered", filter);
       const blended = join(out, `stack_${filter}_hdr.fit`);
       const stamp = hashOf(`${identity(sorted.map((s) => s.path))}\n${JSON.stringify(regCfg)}\n${engineId(regPlan)}`);
@@ -242,7 +247,7 @@ export async function runJobPipeline(plan: JobPlan, o: PipelineOptions): Promise
       if (names.length > 1) {
         const refName = names.includes("L") ? "L" : names.includes("G") ? "G" : names.includes("H") ? "H" : names[0]!;
         const ordered = [refName, ...names.filter((n) => n !== refName)];
-        const regPlan = stageOf("registration", regCfg.engine, regCfg.provider, "registration.engine", { transform: regCfg.transform, ...(regCfg.interpolation ? { interpolation: regCfg.interpolation } : {}) });
+        const regPlan = regPlanOf();
         const dir = join(out, "stacks_registered");
         const stamp = hashOf(`${identity(ordered.map((n) => channels[n]!))}\n${JSON.stringify(regCfg)}\n${engineId(regPlan)}`);
         const aligned = await step("register stacks", stamp, async () => {
@@ -264,7 +269,7 @@ export async function runJobPipeline(plan: JobPlan, o: PipelineOptions): Promise
         channels[name] = target;
       }
     }
-    const coPlan = stageOf("composition", cfg.composition.method, cfg.composition.engine, "composition.method", {});
+    if (!coPlan) return finish();
     const composed = join(out, `${job.name}_linear.fits`);
     const stamp = hashOf(`${identity(Object.values(channels))}\n${JSON.stringify(palette)}\n${engineId(coPlan)}`);
     await step("compose", stamp, async () => {
@@ -279,7 +284,7 @@ export async function runJobPipeline(plan: JobPlan, o: PipelineOptions): Promise
   if (PIPELINE_STEPS.indexOf(o.until ?? "stretch") < 4) return finish();
 
   // 5. Stretch (previews next to the stretched FITS).
-  const srPlan = stageOf("stretch", cfg.stretch.method, cfg.stretch.engine, "stretch.method", {});
+  if (!srPlan) return finish();
   for (const input of toStretch) {
     const output = input.replace(/(_linear)?\.(fits?|fit)$/i, "_stretched.fits");
     const stamp = hashOf(`${identity([input])}\n${srPlan.method}\n${engineId(srPlan)}`);
