@@ -179,6 +179,16 @@ export class Backend implements ReconBackend {
       weights = Float64Array.from(o.weights as ArrayLike<number>);
       weights.forEach((w, i) => { if (!(Number.isFinite(w) && w > 0)) throw invalid(`weights[${i}]`, `must be finite and > 0, got ${w}`); });
     }
+    let norm: Float64Array | null = null;
+    if (o.normalize) {
+      const { scale, offset } = o.normalize;
+      if (scale.length !== frames.length || offset.length !== frames.length) throw invalid("normalize", `needs one scale and one offset per frame (${frames.length}), got ${scale.length} and ${offset.length}`);
+      norm = new Float64Array(2 * frames.length);
+      for (let i = 0; i < frames.length; i++) {
+        norm[2 * i] = finite(Number(scale[i]), `normalize.scale[${i}]`);
+        norm[2 * i + 1] = finite(Number(offset[i]), `normalize.offset[${i}]`);
+      }
+    }
     const pct = o.rejection === "percentile";
     const low = finite(o.low ?? (pct ? 0.2 : 3), "low");
     const high = finite(o.high ?? (pct ? 0.1 : 3), "high");
@@ -187,7 +197,7 @@ export class Backend implements ReconBackend {
     const data = new Float32Array(len);
     const rl = o.counts ? new Uint16Array(len) : null;
     const rh = o.counts ? new Uint16Array(len) : null;
-    await call("combine", o.signal, (c) => this.k.combine([...frames], weights, method === "median" ? 1 : 0, rejection, low, high, it, data, rl, rh, c));
+    await call("combine", o.signal, (c) => this.k.combine([...frames], weights, norm, method === "median" ? 1 : 0, rejection, low, high, it, data, rl, rh, c));
     return rl && rh ? { data, rejectedLow: rl, rejectedHigh: rh } : { data };
   }
 

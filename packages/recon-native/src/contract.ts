@@ -169,6 +169,12 @@ export interface CombineOptions extends KernelOptions {
   iterations?: number;
   /** One weight per frame, finite and > 0 (mean only). */
   weights?: ArrayLike<number>;
+  /**
+   * Normalisation folded into the combination: frame f's value x enters as `scale[f]·x + offset[f]`,
+   * rounded to f32 — exactly as if each frame had been normalised into a Float32Array first, without
+   * the extra pass over the data. Both arrays have one finite value per frame.
+   */
+  normalize?: { scale: ArrayLike<number>; offset: ArrayLike<number> };
   /** Also return per-pixel counts of rejected low/high values. */
   counts?: boolean;
 }

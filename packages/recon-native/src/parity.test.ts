@@ -144,6 +144,27 @@ d("native ≡ js", () => {
     }
   });
 
+  it("combine with normalisation agrees exactly, and equals combining frames normalised beforehand", async () => {
+    // 61 frames: the grouped (8-pixel) path with a sorting network padded to 64, plus the scalar tail.
+    const frames = noiseFrames(61, 4_003, 12);
+    frames[5]![100] = NaN;
+    const scale = frames.map((_, i) => 0.9 + i / 200), offset = frames.map((_, i) => 13.25 - i * 0.75);
+    const pre = frames.map((f, i) => Float32Array.from(f, (x) => scale[i]! * x + offset[i]!));
+    for (const rejection of ["none", "sigma", "winsorized", "linear-fit", "percentile", "mad"] as Rejection[]) {
+      for (const method of ["mean", "median"] as const) {
+        const o = { rejection, method, counts: true, low: rejection === "percentile" ? 0.2 : 3, high: rejection === "percentile" ? 0.2 : 3 };
+        const a = await nat.combine(frames, { ...o, normalize: { scale, offset } });
+        const b = await js.combine(frames, { ...o, normalize: { scale, offset } });
+        const c = await nat.combine(pre, o);
+        expect(maxRelDiff(a.data, b.data, 0), `${method}/${rejection} native vs js`).toBe(0);
+        expect(maxRelDiff(a.data, c.data, 0), `${method}/${rejection} folded vs beforehand`).toBe(0);
+        expect(Array.from(a.rejectedHigh!)).toEqual(Array.from(b.rejectedHigh!));
+      }
+    }
+    await expect(nat.combine(frames, { normalize: { scale: [1], offset: [0] } })).rejects.toThrow(/normalize/);
+    await expect(nat.combine(frames, { normalize: { scale, offset: offset.map(() => NaN) } })).rejects.toThrow(/normalize\.offset\[0\]/);
+  });
+
   it("overlap-add and its normalisation agree exactly", async () => {
     const W = 230, H = 170, T = 64, S = 48;
     const p = starField(W, H, 9);

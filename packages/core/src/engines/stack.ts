@@ -41,23 +41,39 @@ export async function frameStats(path: string, hdu: number | undefined, channels
   const f = await FitsFile.open(path);
   try {
     const r = await f.image(hdu);
-    const all = await r.readAll({ signal });
-    const n = r.width * r.height;
+    const { width, height } = r;
+    const n = width * height;
+    // Location and scale come from a sample of whole rows: STRIPS strips spread evenly over the frame,
+    // 1/16 of the rows in all (a read per strip; per-row reads of a grid sample were measured slower than
+    // reading the whole frame). Star figures need the whole frame, so then it is read whole.
+    const STRIPS = 16;
+    const stripRows = Math.ceil(height / (16 * STRIPS));
+    const all = withStars || STRIPS * stripRows * 2 > height ? await r.readAll({ signal }) : undefined;
     const median: number[] = [], sigma: number[] = [];
     for (let c = 0; c < channels; c++) {
-      // A 1-in-16 sample (every 4th row and column) is plenty for a location and a scale.
-      const plane = all.subarray(c * n, (c + 1) * n);
-      const sample = new Float32Array(Math.ceil(r.height / 4) * Math.ceil(r.width / 4));
-      let k = 0;
-      for (let y = 0; y < r.height; y += 4) for (let x = 0; x < r.width; x += 4) sample[k++] = plane[y * r.width + x]!;
-      const s = await recon.robustStats(sample.subarray(0, k), { iterations: 0, signal });
+      let sample: Float32Array;
+      if (all) {
+        // A 1-in-16 grid sample (every 4th row and column).
+        const plane = all.subarray(c * n, (c + 1) * n);
+        sample = new Float32Array(Math.ceil(height / 4) * Math.ceil(width / 4));
+        let k = 0;
+        for (let y = 0; y < height; y += 4) for (let x = 0; x < width; x += 4) sample[k++] = plane[y * width + x]!;
+      } else {
+        sample = new Float32Array(STRIPS * stripRows * width);
+        for (let k = 0; k < STRIPS; k++) {
+          signal.throwIfAborted();
+          const y0 = Math.min(height - stripRows, Math.floor(((k + 0.5) * height) / STRIPS));
+          await r.readRows(y0, stripRows, c, sample.subarray(k * stripRows * width, (k + 1) * stripRows * width));
+        }
+      }
+      const s = await recon.robustStats(sample, { iterations: 0, signal });
       median.push(s.median);
       sigma.push(1.482602218505602 * s.mad);
     }
     let fwhm = NaN, roundness = NaN, stars = 0;
-    if (withStars) {
+    if (withStars && all) {
       const c = channels === 3 ? 1 : 0;
-      const list = await recon.detectStars({ data: all.subarray(c * n, (c + 1) * n), width: r.width, height: r.height }, { radius: 5, maxStars: 500, signal });
+      const list = await recon.detectStars({ data: all.subarray(c * n, (c + 1) * n), width, height }, { radius: 5, maxStars: 500, signal });
       const med = (v: number[]) => { const t = [...v].sort((a, b) => a - b); return t.length ? (t.length % 2 ? t[t.length >> 1]! : (t[(t.length >> 1) - 1]! + t[t.length >> 1]!) / 2) : NaN; };
       fwhm = med(list.stars.map((s) => s.fwhm));
       roundness = med(list.stars.map((s) => s.roundness));
@@ -218,25 +234,26 @@ export async function nativeStack(input: StackingInput, ctx: EngineContext): Pro
   try {
     const bands = Math.ceil(height / bandRows);
     let done = 0;
+    // One buffer per frame, reused for every band: fresh 100 × 5 MB typed arrays per band cost more in
+    // page zeroing and GC than the read itself.
+    const band: Float32Array[] = frames.map(() => new Float32Array(bandRows * width));
     for (let c = 0; c < channels; c++) {
       const weights = weightsFor(c);
+      const norm = normalization === "none" ? undefined : { scale: frames.map((_, i) => affine(i, c)[0]), offset: frames.map((_, i) => affine(i, c)[1]) };
       for (let y0 = 0; y0 < height; y0 += bandRows) {
         const rows = Math.min(bandRows, height - y0);
-        const band: Float32Array[] = [];
+        const views = band.map((b) => (rows === bandRows ? b : b.subarray(0, rows * width)));
         for (const [i, f] of frames.entries()) {
           ctx.signal.throwIfAborted();
           const file = await FitsFile.open(f.path);
-          let buf: Float32Array;
           try {
-            buf = await (await file.image(f.hdu)).readRows(y0, rows, c);
+            await (await file.image(f.hdu)).readRows(y0, rows, c, views[i]);
           } finally {
             await file.close();
           }
-          const [a, b] = affine(i, c);
-          if (a !== 1 || b !== 0) for (let k = 0; k < buf.length; k++) buf[k] = a * buf[k]! + b;
-          band.push(buf);
         }
-        const r = await recon.combine(band, { method, rejection, low, high, counts: rejection !== "none", signal: ctx.signal, ...(weights ? { weights } : {}) });
+        // Normalisation is applied inside the kernel (same f32 values as normalising the rows first).
+        const r = await recon.combine(views, { method, rejection, low, high, counts: rejection !== "none", signal: ctx.signal, ...(weights ? { weights } : {}), ...(norm ? { normalize: norm } : {}) });
         if (r.rejectedLow) for (const v of r.rejectedLow) rejectedLow += v;
         if (r.rejectedHigh) for (const v of r.rejectedHigh) rejectedHigh += v;
         await writer.write(r.data);

@@ -13,8 +13,16 @@
 //! - linear-fit: fit a line to the sorted values, σ = mean |residual|, reject values below/above the line
 //!   by low·σ / high·σ (may remove inner values, so it keeps per-value flags).
 //! The result is the weighted mean, in frame order, of the values inside [s[a], s[b−1]] (or their median).
+//! With normalisation, frame f's value x enters as f32(scale_f·x + offset_f) (f64 arithmetic, one
+//! rounding): exactly what storing the normalised frame in a Float32Array first would give.
 use crate::js::{Buf, Cancel};
 use crate::par::for_chunks;
+
+/// Frame f's value as it enters the combination (see the module note on normalisation).
+#[inline(always)]
+fn norm_value(x: f32, f: usize, norm: Option<&[f64]>) -> f32 {
+    match norm { Some(n) => (n[2 * f] * x as f64 + n[2 * f + 1]) as f32, None => x }
+}
 
 pub const MEAN: u32 = 0;
 pub const MEDIAN: u32 = 1;
@@ -204,40 +212,228 @@ pub fn batcher(n: usize) -> Vec<(usize, usize)> {
     out
 }
 
+/// Pixels processed together by the grouped path: their sorts run as one 8-lane f32 network (vminps /
+/// vmaxps), and their rejection passes run in lockstep so the eight dependency chains (median → bounds →
+/// σ → √ → next bounds) overlap in the CPU instead of waiting on each other.
+const L: usize = 8;
+
+/// Scratch for one group: sorted columns (row k = the k-th smallest value of each pixel) and the prefix
+/// sums P, Q of (s − shift) and (s − shift)² per pixel.
+struct Grp { s: Vec<[f32; L]>, p: Vec<[f64; L]>, q: Vec<[f64; L]> }
+impl Grp { fn new(n: usize) -> Grp { Grp { s: vec![[0.0; L]; n], p: vec![[0.0; L]; n + 1], q: vec![[0.0; L]; n + 1] } } }
+
+/// Sort the columns with the comparator network. min/max equal a compare-and-swap for finite values
+/// (the grouped path only sees finite ones); the one difference, −0 and +0 both leaving as +0, changes
+/// no value.
 #[inline(always)]
-fn sort4_body(cols: &mut [[f64; 4]], net: &[(usize, usize)]) {
+fn sort_cols(cols: &mut [[f32; L]], net: &[(usize, usize)]) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::simd::has_avx2() {
+        use std::arch::x86_64::{_mm256_loadu_ps, _mm256_max_ps, _mm256_min_ps, _mm256_storeu_ps};
+        let base = cols.as_mut_ptr() as *mut f32;
+        for &(a, b) in net {
+            // SAFETY: a, b < cols.len() (the network is built for this n); AVX2 checked above.
+            unsafe {
+                let (pa, pb) = (base.add(a * L), base.add(b * L));
+                let (x, y) = (_mm256_loadu_ps(pa), _mm256_loadu_ps(pb));
+                _mm256_storeu_ps(pa, _mm256_min_ps(x, y));
+                _mm256_storeu_ps(pb, _mm256_max_ps(x, y));
+            }
+        }
+        return;
+    }
     for &(a, b) in net {
         let (x, y) = (cols[a], cols[b]);
-        let mut lo = [0.0; 4];
-        let mut hi = [0.0; 4];
-        for l in 0..4 { let le = x[l] <= y[l]; lo[l] = if le { x[l] } else { y[l] }; hi[l] = if le { y[l] } else { x[l] }; }
+        let mut lo = [0.0f32; L];
+        let mut hi = [0.0f32; L];
+        for l in 0..L { lo[l] = x[l].min(y[l]); hi[l] = x[l].max(y[l]); }
         cols[a] = lo;
         cols[b] = hi;
     }
 }
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn sort4_avx2(cols: &mut [[f64; 4]], net: &[(usize, usize)]) { sort4_body(cols, net) }
-fn sort4(cols: &mut [[f64; 4]], net: &[(usize, usize)]) {
-    #[cfg(target_arch = "x86_64")]
-    if crate::simd::has_avx2() { return unsafe { sort4_avx2(cols, net) }; }
-    sort4_body(cols, net)
+
+// Bounds on a sorted column found by walking from a hint (the previous iteration's bound, which moves by
+// a step or two): the result is the unique index a binary search would return, in O(distance).
+/// First i in [a, b) with s[i] ≥ v (b if none).
+#[inline(always)]
+fn lower_walk(s: &[[f32; L]], l: usize, a: usize, b: usize, v: f64, h: usize) -> usize {
+    let mut h = h.clamp(a, b);
+    while h > a && s[h - 1][l] as f64 >= v { h -= 1; }
+    while h < b && (s[h][l] as f64) < v { h += 1; }
+    h
+}
+/// First i in [a, b) with s[i] > v (b if none).
+#[inline(always)]
+fn upper_walk(s: &[[f32; L]], l: usize, a: usize, b: usize, v: f64, h: usize) -> usize {
+    let mut h = h.clamp(a, b);
+    while h > a && s[h - 1][l] as f64 > v { h -= 1; }
+    while h < b && s[h][l] as f64 <= v { h += 1; }
+    h
+}
+#[inline(always)]
+fn median_col(s: &[[f32; L]], l: usize, a: usize, b: usize) -> f64 {
+    let m = b - a;
+    let mid = a + m / 2;
+    if m % 2 == 1 { s[mid][l] as f64 } else { (s[mid - 1][l] as f64 + s[mid][l] as f64) / 2.0 }
 }
 
-/// `pixel` on a presorted px, compiled for AVX2 (the range counts and prefix sums vectorise 4-wide).
+/// `reject_range` for the L pixels of a group at once (same arithmetic, same order, per lane).
+#[inline(always)]
+fn reject_group(p: &Params, g: &mut Grp, n: usize) -> ([usize; L], [usize; L], [u32; L], [u32; L]) {
+    let (mut a, mut b, mut rl, mut rh) = ([0usize; L], [n; L], [0u32; L], [0u32; L]);
+    if n < 3 || p.rejection == R_NONE { return (a, b, rl, rh); }
+    let s = &g.s;
+    let mut shift = [0.0f64; L];
+    for l in 0..L { shift[l] = s[n / 2][l] as f64; }
+    g.p[0] = [0.0; L];
+    g.q[0] = [0.0; L];
+    let (mut ps, mut qs) = ([0.0f64; L], [0.0f64; L]);
+    for k in 0..n {
+        for l in 0..L { let d = s[k][l] as f64 - shift[l]; ps[l] += d; qs[l] += d * d; }
+        g.p[k + 1] = ps;
+        g.q[k + 1] = qs;
+    }
+    let (pp, qq) = (&g.p, &g.q);
+    let sd_range = |l: usize, a: usize, b: usize| -> f64 {
+        let m = (b - a) as f64;
+        let sum = pp[b][l] - pp[a][l];
+        let sq = qq[b][l] - qq[a][l];
+        ((sq - sum * sum / m) / (m - 1.0)).max(0.0).sqrt()
+    };
+    let passes = if p.rejection == R_PERCENTILE { 1 } else { p.iterations };
+    let mut active = [true; L];
+    for _ in 0..passes {
+        let mut any = false;
+        for l in 0..L { if active[l] && b[l] - a[l] < 3 { active[l] = false; } any |= active[l]; }
+        if !any { break; }
+        let (mut lo, mut hi) = ([0.0f64; L], [0.0f64; L]);
+        match p.rejection {
+            R_SIGMA => for l in 0..L {
+                if !active[l] { continue; }
+                let (c, sd) = (median_col(s, l, a[l], b[l]), sd_range(l, a[l], b[l]));
+                lo[l] = c - p.low * sd;
+                hi[l] = c + p.high * sd;
+            },
+            R_WINSORIZED => {
+                // Element-wise steps over the lanes vectorise (the divisions and the square root, which
+                // bound this loop, run four lanes per instruction); only the bound walks and the prefix
+                // sum lookups are per lane. A lane that has converged keeps its cc, σ (selects).
+                let (mut cc, mut ss, mut fin) = ([0.0f64; L], [0.0f64; L], [true; L]);
+                let (mut hl, mut hu) = (a, b);
+                let (mut mf, mut odd, mut m0, mut m1) = ([3.0f64; L], [true; L], [0.0f64; L], [0.0f64; L]);
+                for l in 0..L {
+                    if !active[l] { continue; }
+                    cc[l] = median_col(s, l, a[l], b[l]);
+                    ss[l] = sd_range(l, a[l], b[l]);
+                    fin[l] = false;
+                    let m = b[l] - a[l];
+                    let mid = a[l] + m / 2;
+                    mf[l] = m as f64;
+                    odd[l] = m % 2 == 1;
+                    m0[l] = s[if odd[l] { mid } else { mid - 1 }][l] as f64;
+                    m1[l] = s[mid][l] as f64;
+                }
+                let (mut nl, mut nh, mut dp, mut dq) = ([0.0f64; L], [0.0f64; L], [0.0f64; L], [0.0f64; L]);
+                for _ in 0..10 {
+                    let (mut wl, mut wh) = ([0.0f64; L], [0.0f64; L]);
+                    for l in 0..L { wl[l] = cc[l] - 1.5 * ss[l]; wh[l] = cc[l] + 1.5 * ss[l]; }
+                    let mut all = true;
+                    for l in 0..L {
+                        if fin[l] { continue; }
+                        all = false;
+                        let (a, b) = (a[l], b[l]);
+                        hl[l] = lower_walk(s, l, a, b, wl[l], hl[l]);
+                        hu[l] = upper_walk(s, l, a, b, wh[l], hu[l]);
+                        let (nlo, nhi) = (hl[l] - a, b - hu[l]);
+                        let (i0, i1) = (a + nlo, (b - nhi).max(a + nlo));
+                        nl[l] = nlo as f64;
+                        nh[l] = nhi as f64;
+                        dp[l] = pp[i1][l] - pp[i0][l];
+                        dq[l] = qq[i1][l] - qq[i0][l];
+                    }
+                    if all { break; }
+                    for l in 0..L {
+                        let (lw, hw) = (wl[l] - shift[l], wh[l] - shift[l]);
+                        let sum = nl[l] * lw + dp[l] + nh[l] * hw;
+                        let sq = nl[l] * lw * lw + dq[l] + nh[l] * hw * hw;
+                        let v = (sq - sum * sum / mf[l]) / (mf[l] - 1.0);
+                        let s1 = 1.134 * (if v > 0.0 { v } else { 0.0 }).sqrt();
+                        let clamp = |x: f64| if x < wl[l] { wl[l] } else if x > wh[l] { wh[l] } else { x };
+                        let c1 = clamp(m1[l]);
+                        let c = if odd[l] { c1 } else { (clamp(m0[l]) + c1) / 2.0 };
+                        let done = (s1 - ss[l]).abs() <= 5e-4 * ss[l];
+                        let f = fin[l];
+                        cc[l] = if f { cc[l] } else { c };
+                        ss[l] = if f { ss[l] } else { s1 };
+                        fin[l] = f || done;
+                    }
+                }
+                for l in 0..L { lo[l] = cc[l] - p.low * ss[l]; hi[l] = cc[l] + p.high * ss[l]; }
+            }
+            _ => for l in 0..L {
+                if !active[l] { continue; }
+                let c = median_col(s, l, a[l], b[l]);
+                lo[l] = c - p.low * c.abs();
+                hi[l] = c + p.high * c.abs();
+            },
+        }
+        for l in 0..L {
+            if !active[l] { continue; }
+            let a2 = lower_walk(s, l, a[l], b[l], lo[l], a[l]);
+            let b2 = upper_walk(s, l, a[l], b[l], hi[l], b[l]).max(a2);
+            if b2 - a2 < 2 || (a2 == a[l] && b2 == b[l]) { active[l] = false; continue; }
+            rl[l] += (a2 - a[l]) as u32;
+            rh[l] += (b[l] - b2) as u32;
+            a[l] = a2;
+            b[l] = b2;
+        }
+    }
+    (a, b, rl, rh)
+}
+
+/// Combine the L all-finite pixels starting at `i`: identical results to `pixel` on each of them.
+#[inline(always)]
+fn group_body(frames: &[Buf<f32>], weights: Option<&[f64]>, norm: Option<&[f64]>, p: &Params, net: &[(usize, usize)], g: &mut Grp, i: usize, out: &mut [f32; L], rl: &mut [u32; L], rh: &mut [u32; L]) {
+    let n = frames.len();
+    sort_cols(&mut g.s[..n], net);
+    let (a, b, l_rej, h_rej) = reject_group(p, g, n);
+    *rl = l_rej;
+    *rh = h_rej;
+    let s = &g.s;
+    if p.method == MEDIAN {
+        for l in 0..L { out[l] = median_col(s, l, a[l], b[l]) as f32; }
+        return;
+    }
+    let (mut lo, mut hi) = ([0.0f64; L], [0.0f64; L]);
+    for l in 0..L { lo[l] = s[a[l]][l] as f64; hi[l] = s[b[l] - 1][l] as f64; }
+    let (mut acc, mut wsum) = ([0.0f64; L], [0.0f64; L]);
+    // Frame order, like `pixel`; a skipped value adds +0.0, which leaves the sums' bits unchanged.
+    for (k, fr) in frames.iter().enumerate() {
+        let w = weights.map_or(1.0, |w| w[k]);
+        let x = &fr.slice()[i..i + L];
+        for l in 0..L {
+            let v = norm_value(x[l], k, norm) as f64;
+            let keep = v >= lo[l] && v <= hi[l];
+            acc[l] += if keep { w * v } else { 0.0 };
+            wsum[l] += if keep { w } else { 0.0 };
+        }
+    }
+    for l in 0..L { out[l] = (acc[l] / wsum[l]) as f32; }
+}
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn pixel_presorted_avx2(p: &Params, weights: Option<&[f64]>, px: &mut Px) -> (f64, u32, u32) { pixel(p, weights, px, true) }
-fn pixel_presorted(p: &Params, weights: Option<&[f64]>, px: &mut Px) -> (f64, u32, u32) {
+unsafe fn group_avx2(frames: &[Buf<f32>], weights: Option<&[f64]>, norm: Option<&[f64]>, p: &Params, net: &[(usize, usize)], g: &mut Grp, i: usize, out: &mut [f32; L], rl: &mut [u32; L], rh: &mut [u32; L]) { group_body(frames, weights, norm, p, net, g, i, out, rl, rh) }
+#[allow(clippy::too_many_arguments)]
+fn group(frames: &[Buf<f32>], weights: Option<&[f64]>, norm: Option<&[f64]>, p: &Params, net: &[(usize, usize)], g: &mut Grp, i: usize, out: &mut [f32; L], rl: &mut [u32; L], rh: &mut [u32; L]) {
     #[cfg(target_arch = "x86_64")]
-    if crate::simd::has_avx2() { return unsafe { pixel_presorted_avx2(p, weights, px) }; }
-    pixel(p, weights, px, true)
+    if crate::simd::has_avx2() { return unsafe { group_avx2(frames, weights, norm, p, net, g, i, out, rl, rh) }; }
+    group_body(frames, weights, norm, p, net, g, i, out, rl, rh)
 }
 
 const CHUNK: usize = 4096;
 
 #[inline(always)]
-fn mean_chunk_body(frames: &[Buf<f32>], weights: Option<&[f64]>, start: usize, out: &mut [f32], acc: &mut [f64], wsum: &mut [f64]) {
+fn mean_chunk_body(frames: &[Buf<f32>], weights: Option<&[f64]>, norm: Option<&[f64]>, start: usize, out: &mut [f32], acc: &mut [f64], wsum: &mut [f64]) {
     let m = out.len();
     acc[..m].fill(0.0); wsum[..m].fill(0.0);
     for (f, fr) in frames.iter().enumerate() {
@@ -248,7 +444,7 @@ fn mean_chunk_body(frames: &[Buf<f32>], weights: Option<&[f64]>, start: usize, o
         // so this equals the conditional add of the TypeScript twin bit for bit.
         let (acc, wsum) = (&mut acc[..m], &mut wsum[..m]);
         for i in 0..m {
-            let v = x[i] as f64;
+            let v = norm_value(x[i], f, norm) as f64;
             let fin = v.abs() < f64::INFINITY;
             let (wv, ww) = if fin { (w * v, w) } else { (0.0, 0.0) };
             acc[i] += wv;
@@ -259,9 +455,9 @@ fn mean_chunk_body(frames: &[Buf<f32>], weights: Option<&[f64]>, start: usize, o
 }
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn mean_chunk_avx2(frames: &[Buf<f32>], weights: Option<&[f64]>, start: usize, out: &mut [f32], acc: &mut [f64], wsum: &mut [f64]) { mean_chunk_body(frames, weights, start, out, acc, wsum) }
+unsafe fn mean_chunk_avx2(frames: &[Buf<f32>], weights: Option<&[f64]>, norm: Option<&[f64]>, start: usize, out: &mut [f32], acc: &mut [f64], wsum: &mut [f64]) { mean_chunk_body(frames, weights, norm, start, out, acc, wsum) }
 
-pub fn run(frames: &[Buf<f32>], len: usize, weights: Option<&[f64]>, p: Params, out: Buf<f32>, rej: Option<(Buf<u16>, Buf<u16>)>, cancel: Cancel) -> Result<(), String> {
+pub fn run(frames: &[Buf<f32>], len: usize, weights: Option<&[f64]>, norm: Option<&[f64]>, p: Params, out: Buf<f32>, rej: Option<(Buf<u16>, Buf<u16>)>, cancel: Cancel) -> Result<(), String> {
     let chunks = len.div_ceil(CHUNK);
     // Plain (weighted) mean without rejection: frame-major accumulation over a chunk, vectorised; it
     // performs the same additions in the same order as the general path below. A positive weight sum
@@ -273,15 +469,15 @@ pub fn run(frames: &[Buf<f32>], len: usize, weights: Option<&[f64]>, p: Params, 
             let o = &mut out.slice_mut()[start..start + m];
             let (mut acc, mut wsum) = (vec![0.0f64; m], vec![0.0f64; m]);
             #[cfg(target_arch = "x86_64")]
-            if crate::simd::has_avx2() { unsafe { mean_chunk_avx2(frames, weights, start, o, &mut acc, &mut wsum) }; }
-            else { mean_chunk_body(frames, weights, start, o, &mut acc, &mut wsum); }
+            if crate::simd::has_avx2() { unsafe { mean_chunk_avx2(frames, weights, norm, start, o, &mut acc, &mut wsum) }; }
+            else { mean_chunk_body(frames, weights, norm, start, o, &mut acc, &mut wsum); }
             #[cfg(not(target_arch = "x86_64"))]
-            mean_chunk_body(frames, weights, start, o, &mut acc, &mut wsum);
+            mean_chunk_body(frames, weights, norm, start, o, &mut acc, &mut wsum);
             if let Some((lo, hi)) = rej { lo.slice_mut()[start..start + m].fill(0); hi.slice_mut()[start..start + m].fill(0); }
         });
     }
-    // Groups of four all-finite pixels are sorted together (see `batcher`), except for linear-fit and MAD,
-    // which re-sort subsets anyway.
+    // Groups of L all-finite pixels are sorted and rejected together (see `batcher`, `reject_group`),
+    // except for linear-fit and MAD, which re-sort subsets anyway.
     let nf = frames.len();
     let grouped = nf >= 2 && p.rejection != R_LINEAR && p.rejection != R_MAD;
     let net = if grouped { batcher(nf) } else { Vec::new() };
@@ -290,36 +486,35 @@ pub fn run(frames: &[Buf<f32>], len: usize, weights: Option<&[f64]>, p: Params, 
         let end = (start + CHUNK).min(len);
         let mut px = Px::new(frames.len());
         let o = out.slice_mut();
-        let mut cols = vec![[0.0f64; 4]; nf];
+        let mut g = Grp::new(nf);
         let scalar = |i: usize, px: &mut Px| {
             px.vals.clear(); px.idx.clear();
-            for (f, fr) in frames.iter().enumerate() { let v = fr.slice()[i]; if v.is_finite() { px.vals.push(v as f64); px.idx.push(f); } }
+            for (f, fr) in frames.iter().enumerate() { let v = norm_value(fr.slice()[i], f, norm); if v.is_finite() { px.vals.push(v as f64); px.idx.push(f); } }
             let (v, rl, rh) = pixel(&p, weights, px, false);
             out.slice_mut()[i] = v as f32;
             if let Some((lo, hi)) = rej { lo.slice_mut()[i] = rl.min(65535) as u16; hi.slice_mut()[i] = rh.min(65535) as u16; }
         };
         let mut i = start;
-        while grouped && i + 4 <= end {
+        let (mut v, mut rl, mut rh) = ([0.0f32; L], [0u32; L], [0u32; L]);
+        while grouped && i + L <= end {
             let mut finite = true;
             for (f, fr) in frames.iter().enumerate() {
-                let x = &fr.slice()[i..i + 4];
-                for l in 0..4 { let v = x[l] as f64; finite &= v.abs() < f64::INFINITY; cols[f][l] = v; }
+                let x = &fr.slice()[i..i + L];
+                let mut row = [0.0f32; L];
+                for l in 0..L { row[l] = norm_value(x[l], f, norm); finite &= row[l].abs() < f32::INFINITY; }
+                g.s[f] = row;
             }
             if !finite {
-                for k in i..i + 4 { scalar(k, &mut px); }
-                i += 4;
+                for k in i..i + L { scalar(k, &mut px); }
+                i += L;
                 continue;
             }
-            sort4(&mut cols, &net);
-            for l in 0..4 {
-                px.vals.clear(); px.idx.clear(); px.s.clear();
-                for (f, fr) in frames.iter().enumerate() { px.vals.push(fr.slice()[i + l] as f64); px.idx.push(f); }
-                for k in 0..nf { px.s.push(cols[k][l]); }
-                let (v, rl, rh) = pixel_presorted(&p, weights, &mut px);
-                o[i + l] = v as f32;
-                if let Some((lo, hi)) = rej { lo.slice_mut()[i + l] = rl.min(65535) as u16; hi.slice_mut()[i + l] = rh.min(65535) as u16; }
+            group(frames, weights, norm, &p, &net, &mut g, i, &mut v, &mut rl, &mut rh);
+            o[i..i + L].copy_from_slice(&v);
+            if let Some((lo, hi)) = rej {
+                for l in 0..L { lo.slice_mut()[i + l] = rl[l].min(65535) as u16; hi.slice_mut()[i + l] = rh[l].min(65535) as u16; }
             }
-            i += 4;
+            i += L;
         }
         for k in i..end { scalar(k, &mut px); }
     })

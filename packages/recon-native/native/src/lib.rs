@@ -185,10 +185,10 @@ unsafe extern "C" fn debayer(env: napi_env, info: napi_callback_info) -> napi_va
     })
 }
 
-// combine(frames: Float32Array[], weights|null, method, rejection, low, high, iterations, out, rejLow|null, rejHigh|null, cancel)
+// combine(frames: Float32Array[], weights|null, norm|null, method, rejection, low, high, iterations, out, rejLow|null, rejHigh|null, cancel)
 unsafe extern "C" fn combine(env: napi_env, info: napi_callback_info) -> napi_value {
-    let a = Args::new(env, info, 11);
-    async_call(env, &a, 10, || {
+    let a = Args::new(env, info, 12);
+    async_call(env, &a, 11, || {
         let frames = a.f32_list(0, "frames")?;
         need(!frames.is_empty(), || "frames is empty".into())?;
         let len = frames[0].len;
@@ -198,12 +198,17 @@ unsafe extern "C" fn combine(env: napi_env, info: napi_callback_info) -> napi_va
             need(w.len == frames.len(), || format!("weights has {} values for {} frames", w.len, frames.len()))?;
             need(w.slice().iter().all(|x| x.is_finite() && *x > 0.0), || "weights must be finite and > 0".into())?;
         }
-        let p = combine::Params { method: a.usize(2, "method")? as u32, rejection: a.usize(3, "rejection")? as u32, low: a.f64(4, "low")?, high: a.f64(5, "high")?, iterations: a.usize(6, "iterations")? };
+        let norm = a.opt_f64s(2, "normalize")?;
+        if let Some(n) = norm {
+            need(n.len == 2 * frames.len(), || format!("normalize has {} values for {} frames (scale, offset per frame)", n.len, frames.len()))?;
+            need(n.slice().iter().all(|x| x.is_finite()), || "normalize scales and offsets must be finite".into())?;
+        }
+        let p = combine::Params { method: a.usize(3, "method")? as u32, rejection: a.usize(4, "rejection")? as u32, low: a.f64(5, "low")?, high: a.f64(6, "high")?, iterations: a.usize(7, "iterations")? };
         need(p.method <= 1 && p.rejection <= 5, || "unknown method or rejection code".into())?;
-        let out = a.f32s(7, "out")?;
+        let out = a.f32s(8, "out")?;
         need(out.len == len, || format!("out has {} values, frames have {len}", out.len))?;
-        let lo = a.opt_u16s(8, "rejectedLow")?;
-        let hi = a.opt_u16s(9, "rejectedHigh")?;
+        let lo = a.opt_u16s(9, "rejectedLow")?;
+        let hi = a.opt_u16s(10, "rejectedHigh")?;
         let rej = match (lo, hi) {
             (Some(l), Some(h)) => { need(l.len == len && h.len == len, || "rejection count arrays must match the frame length".into())?; Some((l, h)) }
             (None, None) => None,
@@ -211,7 +216,7 @@ unsafe extern "C" fn combine(env: napi_env, info: napi_callback_info) -> napi_va
         };
         Ok(Box::new(move |c| {
             let w = weights.map(|w| w.slice());
-            combine::run(&frames, len, w, p, out, rej, c).map(|_| 0.0)
+            combine::run(&frames, len, w, norm.map(|n| n.slice()), p, out, rej, c).map(|_| 0.0)
         }))
     })
 }

@@ -192,9 +192,18 @@ export function pixel(p: Params, weights: Float64Array | null, px: Px): [number,
   return [acc / wsum, rl, rh];
 }
 
-export function combine(frames: Float32Array[], weights: Float64Array | null, p: Params, out: Float32Array, rejLow: Uint16Array | null, rejHigh: Uint16Array | null): void {
+export function combine(frames: Float32Array[], weights: Float64Array | null, norm: Float64Array | null, p: Params, out: Float32Array, rejLow: Uint16Array | null, rejHigh: Uint16Array | null): void {
   const len = out.length;
   const nf = frames.length;
+  // Normalisation: frame f's value x enters as f32(scale·x + offset), as if the frame had been stored so.
+  if (norm) {
+    frames = frames.map((x, f) => {
+      const a = norm[2 * f]!, b = norm[2 * f + 1]!;
+      const y = new Float32Array(x.length);
+      for (let i = 0; i < x.length; i++) y[i] = a * x[i]! + b;
+      return y;
+    });
+  }
   if (p.rejection === R_NONE && p.method === MEAN) {
     // Same additions in the same order as the general path, frame-major for speed.
     const acc = new Float64Array(len), wsum = new Float64Array(len);

@@ -59,8 +59,8 @@ export const jsKernels: RawKernels = {
     debayer(src, w, h, pattern, offX & 1, offY & 1, superpixel !== 0, [r, g, b]);
     return 0;
   },
-  async combine(frames, weights, method, rejection, low, high, iterations, out, rejLow, rejHigh) {
-    combine(frames, weights, { method, rejection, low, high, iterations }, out, rejLow, rejHigh);
+  async combine(frames, weights, norm, method, rejection, low, high, iterations, out, rejLow, rejHigh) {
+    combine(frames, weights, norm, { method, rejection, low, high, iterations }, out, rejLow, rejHigh);
     return 0;
   },
   async overlapAdd(sum, weightSum, w, _h, tiles, rects, weights, window) {
