@@ -7,8 +7,10 @@
 //! standard deviation (n − 1, as Siril and most tools); passes repeat until nothing changes or `iterations`. Methods:
 //! - sigma: σ of the range;
 //! - mad: σ = 1.4826·MAD of the range;
-//! - winsorized: σ of a winsorized copy (clamp to c ± 1.5σ, σ ← 1.134·σ(clamped), c ← median(clamped),
-//!   until σ changes < 0.05 %, at most 10 times), computed in O(log n) from the prefix sums;
+//! - winsorized: σ of a winsorized copy (clamp to c ± 1.5σ, σ' = 1.134·σ(clamped), c ← median(clamped),
+//!   until |σ' − σ| ≤ 0.05 % of σ, at most 10 times), computed in O(log n) from the prefix sums. The
+//!   fixed point σ = σ'(σ) is reached by a relaxed step σ ← σ + RELAX·(σ' − σ) (see `RELAX`) instead of
+//!   σ ← σ': same limit, about half the iterations;
 //! - percentile: one pass, bounds c·(1 − low), c·(1 + high) (low/high are fractions of |c|);
 //! - linear-fit: fit a line to the sorted values, σ = mean |residual|, reject values below/above the line
 //!   by low·σ / high·σ (may remove inner values, so it keeps per-value flags).
@@ -23,6 +25,14 @@ use crate::par::for_chunks;
 fn norm_value(x: f32, f: usize, norm: Option<&[f64]>) -> f32 {
     match norm { Some(n) => (n[2 * f] * x as f64 + n[2 * f + 1]) as f32, None => x }
 }
+
+/// Relaxation of the winsorizing iteration. σ' = 1.134·sd(clamp(x, c ± 1.5σ)) has slope
+/// 1.134·1.5·g'(1.5) = 0.386 at its fixed point for Gaussian data (g(k): the standard deviation of a unit
+/// normal winsorized at ±k, g'(k) = 2k(1 − Φ(k))/g(k)), so plain iteration shrinks the error only ×0.39 a
+/// step (≈ 8 steps to 0.05 %, 20 % of pixels hit the cap of 10). Stepping 1/(1 − 0.386) = 1.63 times the
+/// change cancels that slope; for any slope s in [0, 1) the error factor 1.63·s − 0.63 stays inside
+/// (−1, 1), so it converges wherever the plain iteration does, to the same fixed point.
+const RELAX: f64 = 1.63;
 
 pub const MEAN: u32 = 0;
 pub const MEDIAN: u32 = 1;
@@ -102,7 +112,8 @@ fn reject_range(p: &Params, px: &mut Px) -> (usize, usize, u32, u32) {
                     let s1 = 1.134 * ((sq - sum * sum / mf) / (mf - 1.0)).max(0.0).sqrt();
                     cc = if m % 2 == 1 { px.s[mid].clamp(wl, wh) } else { (px.s[mid - 1].clamp(wl, wh) + px.s[mid].clamp(wl, wh)) / 2.0 };
                     let done = (s1 - ss).abs() <= 5e-4 * ss;
-                    ss = s1;
+                    let t = ss + RELAX * (s1 - ss);
+                    ss = if done { s1 } else if t > 0.0 { t } else { 0.0 };
                     if done { break; }
                 }
                 (cc - p.low * ss, cc + p.high * ss)
@@ -362,9 +373,11 @@ fn reject_group(p: &Params, g: &mut Grp, n: usize) -> ([usize; L], [usize; L], [
                         let c1 = clamp(m1[l]);
                         let c = if odd[l] { c1 } else { (clamp(m0[l]) + c1) / 2.0 };
                         let done = (s1 - ss[l]).abs() <= 5e-4 * ss[l];
+                        let t = ss[l] + RELAX * (s1 - ss[l]);
+                        let next = if done { s1 } else if t > 0.0 { t } else { 0.0 };
                         let f = fin[l];
                         cc[l] = if f { cc[l] } else { c };
-                        ss[l] = if f { ss[l] } else { s1 };
+                        ss[l] = if f { ss[l] } else { next };
                         fin[l] = f || done;
                     }
                 }

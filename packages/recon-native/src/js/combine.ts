@@ -1,5 +1,7 @@
 /** Pixel-wise combination with rejection — twin of native/src/combine.rs (see there for the rules). */
 export const MEAN = 0, MEDIAN = 1;
+/** Relaxation of the winsorizing iteration (see RELAX in combine.rs). */
+const RELAX = 1.63;
 export const R_NONE = 0, R_SIGMA = 1, R_WINSORIZED = 2, R_LINEAR = 3, R_PERCENTILE = 4, R_MAD = 5;
 
 export interface Params {
@@ -110,7 +112,8 @@ function rejectRange(p: Params, px: Px, n: number): [number, number, number, num
         const s1 = 1.134 * Math.sqrt(Math.max((sq - (sum * sum) / m) / (m - 1), 0));
         cc = m % 2 === 1 ? clamp(s[mid]!, wl, wh) : (clamp(s[mid - 1]!, wl, wh) + clamp(s[mid]!, wl, wh)) / 2;
         const done = Math.abs(s1 - ss) <= 5e-4 * ss;
-        ss = s1;
+        const t = ss + RELAX * (s1 - ss);
+        ss = done ? s1 : t > 0 ? t : 0;
         if (done) break;
       }
       lo = cc - p.low * ss;
