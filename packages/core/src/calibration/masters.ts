@@ -94,12 +94,14 @@ export async function buildMaster(m: MasterPlan, o: BuildMasterOptions): Promise
       const rows = Math.max(1, Math.min(height, Math.floor(o.memoryBudgetBytes / perRow)));
       let flatSum = 0, flatCount = 0;
       const planes: Float32Array[] = [];
+      // One buffer per frame, reused for every band (fresh ones cost page zeroing and GC per band).
+      const buffers = readers.map(() => new Float32Array(rows * width));
       for (let c = 0; c < channels; c++) {
         const plane = m.kind === "flat" ? new Float32Array(width * height) : undefined;
         for (let y = 0; y < height; y += rows) {
           o.signal?.throwIfAborted();
           const n = Math.min(rows, height - y);
-          const band = await Promise.all(readers.map((r) => r.readRows(y, n, c)));
+          const band = await Promise.all(readers.map((r, i) => r.readRows(y, n, c, n === rows ? buffers[i] : buffers[i]!.subarray(0, n * width))));
           if (m.kind === "flat") {
             for (const [i, b] of band.entries()) {
               for (let k = 0; k < b.length; k++) b[k] = (b[k]! - (bias ? bias[c * width * height + y * width + k]! : 0)) * scale[i]!;
