@@ -169,7 +169,7 @@ fn reject_linear(p: &Params, px: &mut Px) -> (u32, u32) {
 
 /// Combine one pixel from `px.vals`/`px.idx`; returns (value, rejected low, rejected high).
 #[inline(always)]
-pub fn pixel(p: &Params, weights: Option<&[f64]>, px: &mut Px, presorted: bool) -> (f64, u32, u32) {
+pub fn pixel(p: &Params, weights: Option<&[f64]>, px: &mut Px) -> (f64, u32, u32) {
     let n = px.vals.len();
     if n == 0 { return (f64::NAN, 0, 0); }
     px.keep.clear(); px.keep.resize(n, true);
@@ -180,7 +180,7 @@ pub fn pixel(p: &Params, weights: Option<&[f64]>, px: &mut Px, presorted: bool) 
         for (k, &v) in px.vals.iter().enumerate() { if px.keep[k] { px.s.push(v); } }
         sort(&mut px.s);
     } else {
-        if !presorted { px.s.clear(); px.s.extend_from_slice(&px.vals); sort(&mut px.s); }
+        px.s.clear(); px.s.extend_from_slice(&px.vals); sort(&mut px.s);
         let (a, b);
         if p.rejection == R_NONE { (a, b) = (0, n); (rl, rh) = (0, 0); } else { (a, b, rl, rh) = reject_range(p, px); }
         let (lo, hi) = (px.s[a], px.s[b - 1]);
@@ -503,7 +503,7 @@ pub fn run(frames: &[Buf<f32>], len: usize, weights: Option<&[f64]>, norm: Optio
         let scalar = |i: usize, px: &mut Px| {
             px.vals.clear(); px.idx.clear();
             for (f, fr) in frames.iter().enumerate() { let v = norm_value(fr.slice()[i], f, norm); if v.is_finite() { px.vals.push(v as f64); px.idx.push(f); } }
-            let (v, rl, rh) = pixel(&p, weights, px, false);
+            let (v, rl, rh) = pixel(&p, weights, px);
             out.slice_mut()[i] = v as f32;
             if let Some((lo, hi)) = rej { lo.slice_mut()[i] = rl.min(65535) as u16; hi.slice_mut()[i] = rh.min(65535) as u16; }
         };
