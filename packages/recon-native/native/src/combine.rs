@@ -7,10 +7,11 @@
 //! standard deviation (n − 1, as Siril and most tools); passes repeat until nothing changes or `iterations`. Methods:
 //! - sigma: σ of the range;
 //! - mad: σ = 1.4826·MAD of the range;
-//! - winsorized: σ of a winsorized copy (clamp to c ± 1.5σ, σ' = 1.134·σ(clamped), c ← median(clamped),
-//!   until |σ' − σ| ≤ 0.05 % of σ, at most 10 times), computed in O(log n) from the prefix sums. The
-//!   fixed point σ = σ'(σ) is reached by a relaxed step σ ← σ + RELAX·(σ' − σ) (see `RELAX`) instead of
-//!   σ ← σ': same limit, about half the iterations;
+//! - winsorized: σ is the fixed point of σ ↦ σ'(σ) = 1.134·σ(copy clamped to c ± 1.5σ) (Siril's and
+//!   Huber's iteration, whose limit this is). For fixed clamp counts σ'(σ)² is a quadratic in σ, so the
+//!   fixed point is solved in closed form and accepted once its own clamp counts are the ones it was
+//!   solved with (see `fixed_sigma`; usually two rounds). Lanes the closed form does not settle fall back
+//!   to the iteration (relaxed step, see `RELAX`; |σ' − σ| ≤ 0.05 % of σ, at most 10 steps);
 //! - percentile: one pass, bounds c·(1 − low), c·(1 + high) (low/high are fractions of |c|);
 //! - linear-fit: fit a line to the sorted values, σ = mean |residual|, reject values below/above the line
 //!   by low·σ / high·σ (may remove inner values, so it keeps per-value flags).
@@ -33,6 +34,101 @@ fn norm_value(x: f32, f: usize, norm: Option<&[f64]>) -> f32 {
 /// change cancels that slope; for any slope s in [0, 1) the error factor 1.63·s − 0.63 stays inside
 /// (−1, 1), so it converges wherever the plain iteration does, to the same fixed point.
 const RELAX: f64 = 1.63;
+
+/// Rounds of the closed-form winsorized σ before a lane falls back to the iteration.
+const ROUNDS: usize = 6;
+/// 1.134², the winsorizing correction squared (both backends compute it as this product).
+const K2: f64 = 1.134 * 1.134;
+
+/// Fixed point of the winsorizing map for fixed clamp counts. With nl values clamped up to c − 1.5σ, nh
+/// clamped down to c + 1.5σ and the m − nl − nh middle values having sums D1, D2 of (s − shift) and
+/// (s − shift)², write c' = c − shift, K = nl + nh, Δ = nh − nl, S0 = K·c' + D1. Then
+///   (m − 1)·var(σ) = C0 + C1·σ + C2·σ², C0 = K·c'² + D2 − S0²/m, C1 = 3Δ(c' − S0/m), C2 = 2.25(K − Δ²/m),
+/// and σ = 1.134·√var(σ) becomes A·σ² − B·σ − C = 0 with A = m − 1 − 1.134²·C2, B = 1.134²·C1,
+/// C = 1.134²·C0. Its non-negative root (the cancellation-free form for either sign of B) is returned;
+/// NaN when A ≤ 0 (more than about a third of the values clamped: the map is not contracting there).
+#[inline(always)]
+fn fixed_sigma(m: f64, cp: f64, nl: f64, nh: f64, d1: f64, d2: f64) -> f64 {
+    let (k, dl) = (nl + nh, nh - nl);
+    let s0 = k * cp + d1;
+    let c0 = k * cp * cp + d2 - s0 * s0 / m;
+    let c1 = 3.0 * dl * (cp - s0 / m);
+    let c2 = 2.25 * (k - dl * dl / m);
+    let aq = (m - 1.0) - K2 * c2;
+    let bq = K2 * c1;
+    let cq = K2 * (if c0 > 0.0 { c0 } else { 0.0 });
+    let disc = (bq * bq + 4.0 * aq * cq).sqrt();
+    let r = if bq >= 0.0 { (bq + disc) / (2.0 * aq) } else { 2.0 * cq / (disc - bq) };
+    if aq > 0.0 { r } else { f64::NAN }
+}
+
+/// The winsorizing iteration itself (the fallback of the closed form): from centre c and σ, step with
+/// relaxation until |σ' − σ| ≤ 0.05 % of σ or 10 steps. `at(i)` is the i-th sorted value, `pq(i)` the
+/// prefix sums of (s − shift), (s − shift)² before i; returns (centre, σ).
+#[inline(always)]
+fn winsor_iterate(at: impl Fn(usize) -> f64, pq: impl Fn(usize) -> (f64, f64), a: usize, b: usize, shift: f64, c: f64, sd: f64) -> (f64, f64) {
+    let m = b - a;
+    let mf = m as f64;
+    let mid = a + m / 2;
+    let (mut cc, mut ss) = (c, sd);
+    let (mut hl, mut hu) = (a, b);
+    for _ in 0..10 {
+        let (wl, wh) = (cc - 1.5 * ss, cc + 1.5 * ss);
+        hl = walk(&at, a, b, hl, |x| x < wl);
+        hu = walk(&at, a, b, hu, |x| x <= wh);
+        let (nl, nh) = ((hl - a) as f64, (b - hu) as f64);
+        let (i0, i1) = (hl, hu.max(hl));
+        let (lw, hw) = (wl - shift, wh - shift);
+        let ((p0, q0), (p1, q1)) = (pq(i0), pq(i1));
+        let sum = nl * lw + (p1 - p0) + nh * hw;
+        let sq = nl * lw * lw + (q1 - q0) + nh * hw * hw;
+        let v = (sq - sum * sum / mf) / (mf - 1.0);
+        let s1 = 1.134 * (if v > 0.0 { v } else { 0.0 }).sqrt();
+        let clamp = |x: f64| if x < wl { wl } else if x > wh { wh } else { x };
+        cc = if m % 2 == 1 { clamp(at(mid)) } else { (clamp(at(mid - 1)) + clamp(at(mid))) / 2.0 };
+        let done = (s1 - ss).abs() <= 5e-4 * ss;
+        let t = ss + RELAX * (s1 - ss);
+        ss = if done { s1 } else if t > 0.0 { t } else { 0.0 };
+        if done { break; }
+    }
+    (cc, ss)
+}
+
+/// On a sorted range [a, b) with `below(x)` true for a prefix of it: the first index where it is false,
+/// found by walking from the hint h (the previous bound, which moves by a step or two) — the same index
+/// a binary search returns.
+#[inline(always)]
+fn walk(at: &impl Fn(usize) -> f64, a: usize, b: usize, h: usize, below: impl Fn(f64) -> bool) -> usize {
+    let mut h = h.clamp(a, b);
+    while h > a && !below(at(h - 1)) { h -= 1; }
+    while h < b && below(at(h)) { h += 1; }
+    h
+}
+
+/// Winsorized (centre, σ) of the sorted range [a, b) (m ≥ 3) with centre c = its median and sd its
+/// sample σ: the closed-form fixed point (`fixed_sigma`), checked against its own clamp counts, else the
+/// iteration. The centre stays c unless an even range's two middle values are clamped (then the
+/// iteration, which moves the centre, decides).
+#[inline(always)]
+fn winsor(at: impl Fn(usize) -> f64, pq: impl Fn(usize) -> (f64, f64), a: usize, b: usize, shift: f64, c: f64, sd: f64) -> (f64, f64) {
+    let m = b - a;
+    let mf = m as f64;
+    let mid = a + m / 2;
+    let (mut sg, mut nl, mut nh) = (sd, usize::MAX, usize::MAX);
+    let (mut hl, mut hu) = (a, b);
+    for _ in 0..ROUNDS {
+        hl = walk(&at, a, b, hl, |x| x < c - 1.5 * sg);
+        hu = walk(&at, a, b, hu, |x| x <= c + 1.5 * sg);
+        if m % 2 == 0 && (hl > mid - 1 || hu <= mid) { break; }
+        if hl - a == nl && b - hu == nh { return (c, sg); }
+        (nl, nh) = (hl - a, b - hu);
+        let ((p0, q0), (p1, q1)) = (pq(hl), pq(hu.max(hl)));
+        let r = fixed_sigma(mf, c - shift, nl as f64, nh as f64, p1 - p0, q1 - q0);
+        if !(r >= 0.0) { break; }
+        sg = r;
+    }
+    winsor_iterate(at, pq, a, b, shift, c, sd)
+}
 
 pub const MEAN: u32 = 0;
 pub const MEDIAN: u32 = 1;
@@ -98,24 +194,8 @@ fn reject_range(p: &Params, px: &mut Px) -> (usize, usize, u32, u32) {
                 (c - p.low * sd, c + p.high * sd)
             }
             R_WINSORIZED => {
-                let (mut cc, mut ss) = (c, sd_range(&px.pq, a, b));
-                let mf = m as f64;
-                let mid = a + m / 2;
-                for _ in 0..10 {
-                    let (wl, wh) = (cc - 1.5 * ss, cc + 1.5 * ss);
-                    let nl = lower_bound(&px.s, a, b, wl) - a;
-                    let nh = b - upper_bound(&px.s, a, b, wh);
-                    let (l, h) = (wl - shift, wh - shift);
-                    let (i0, i1) = (a + nl, (b - nh).max(a + nl));
-                    let sum = nl as f64 * l + (px.pq[i1].0 - px.pq[i0].0) + nh as f64 * h;
-                    let sq = nl as f64 * l * l + (px.pq[i1].1 - px.pq[i0].1) + nh as f64 * h * h;
-                    let s1 = 1.134 * ((sq - sum * sum / mf) / (mf - 1.0)).max(0.0).sqrt();
-                    cc = if m % 2 == 1 { px.s[mid].clamp(wl, wh) } else { (px.s[mid - 1].clamp(wl, wh) + px.s[mid].clamp(wl, wh)) / 2.0 };
-                    let done = (s1 - ss).abs() <= 5e-4 * ss;
-                    let t = ss + RELAX * (s1 - ss);
-                    ss = if done { s1 } else if t > 0.0 { t } else { 0.0 };
-                    if done { break; }
-                }
+                let (sv, pq) = (&px.s, &px.pq);
+                let (cc, ss) = winsor(|i| sv[i], |i| pq[i], a, b, shift, c, sd_range(pq, a, b));
                 (cc - p.low * ss, cc + p.high * ss)
             }
             _ => (c - p.low * c.abs(), c + p.high * c.abs()),
@@ -263,8 +343,12 @@ fn sort_cols(cols: &mut [[f32; L]], net: &[(usize, usize)]) {
     }
 }
 
-// Bounds on a sorted column found by walking from a hint (the previous iteration's bound, which moves by
-// a step or two): the result is the unique index a binary search would return, in O(distance).
+/// Frame counts up to which the winsorizing rounds count bounds over whole columns (`count_cols`, cost
+/// ∝ n) rather than walking per lane (cost ∝ the distance moved, plus mispredicted branches).
+const COUNT_MAX: usize = 32;
+
+// Bounds on a sorted column found by walking from a hint (the previous bound, which moves by a step or
+// two): the unique index a binary search would return, in O(distance).
 /// First i in [a, b) with s[i] ≥ v (b if none).
 #[inline(always)]
 fn lower_walk(s: &[[f32; L]], l: usize, a: usize, b: usize, v: f64, h: usize) -> usize {
@@ -281,6 +365,57 @@ fn upper_walk(s: &[[f32; L]], l: usize, a: usize, b: usize, v: f64, h: usize) ->
     while h < b && s[h][l] as f64 <= v { h += 1; }
     h
 }
+
+/// Per lane, over all rows of the sorted columns: how many values are < lo and how many ≤ hi. On a sorted
+/// column these are the lower and upper bounds over the whole column, and clamped to [a, b] they are the
+/// bounds within the range [a, b) — the indices a binary search over the range returns. Branch-free and
+/// eight lanes wide, which beats walking or searching per lane (their data-dependent branches mispredict).
+#[inline(always)]
+fn count_cols(s: &[[f32; L]], lo: &[f64; L], hi: &[f64; L]) -> ([usize; L], [usize; L]) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::simd::has_avx2() {
+        // SAFETY: AVX2 checked; every row is 8 f32 and lo/hi are 8 f64.
+        return unsafe { count_cols_avx2(s, lo, hi) };
+    }
+    let (mut cl, mut ch) = ([0u64; L], [0u64; L]);
+    for r in s {
+        for l in 0..L {
+            let x = r[l] as f64;
+            cl[l] += (x < lo[l]) as u64;
+            ch[l] += (x <= hi[l]) as u64;
+        }
+    }
+    let (mut nl, mut nh) = ([0usize; L], [0usize; L]);
+    for l in 0..L { nl[l] = cl[l] as usize; nh[l] = ch[l] as usize; }
+    (nl, nh)
+}
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn count_cols_avx2(s: &[[f32; L]], lo: &[f64; L], hi: &[f64; L]) -> ([usize; L], [usize; L]) {
+    use std::arch::x86_64::*;
+    let (lo0, lo1) = (_mm256_loadu_pd(lo.as_ptr()), _mm256_loadu_pd(lo.as_ptr().add(4)));
+    let (hi0, hi1) = (_mm256_loadu_pd(hi.as_ptr()), _mm256_loadu_pd(hi.as_ptr().add(4)));
+    let (mut l0, mut l1, mut h0, mut h1) = (_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256());
+    for r in s {
+        let x = _mm256_loadu_ps(r.as_ptr());
+        let (x0, x1) = (_mm256_cvtps_pd(_mm256_castps256_ps128(x)), _mm256_cvtps_pd(_mm256_extractf128_ps(x, 1)));
+        // A true compare is all ones (−1 as an integer): subtracting it counts.
+        l0 = _mm256_sub_epi64(l0, _mm256_castpd_si256(_mm256_cmp_pd(x0, lo0, _CMP_LT_OQ)));
+        l1 = _mm256_sub_epi64(l1, _mm256_castpd_si256(_mm256_cmp_pd(x1, lo1, _CMP_LT_OQ)));
+        h0 = _mm256_sub_epi64(h0, _mm256_castpd_si256(_mm256_cmp_pd(x0, hi0, _CMP_LE_OQ)));
+        h1 = _mm256_sub_epi64(h1, _mm256_castpd_si256(_mm256_cmp_pd(x1, hi1, _CMP_LE_OQ)));
+    }
+    let (mut a, mut b) = ([0u64; L], [0u64; L]);
+    _mm256_storeu_si256(a.as_mut_ptr() as *mut __m256i, l0);
+    _mm256_storeu_si256(a.as_mut_ptr().add(4) as *mut __m256i, l1);
+    _mm256_storeu_si256(b.as_mut_ptr() as *mut __m256i, h0);
+    _mm256_storeu_si256(b.as_mut_ptr().add(4) as *mut __m256i, h1);
+    let (mut nl, mut nh) = ([0usize; L], [0usize; L]);
+    for l in 0..L { nl[l] = a[l] as usize; nh[l] = b[l] as usize; }
+    (nl, nh)
+}
+
 #[inline(always)]
 fn median_col(s: &[[f32; L]], l: usize, a: usize, b: usize) -> f64 {
     let m = b - a;
@@ -326,60 +461,63 @@ fn reject_group(p: &Params, g: &mut Grp, n: usize) -> ([usize; L], [usize; L], [
                 hi[l] = c + p.high * sd;
             },
             R_WINSORIZED => {
-                // Element-wise steps over the lanes vectorise (the divisions and the square root, which
-                // bound this loop, run four lanes per instruction); only the bound walks and the prefix
-                // sum lookups are per lane. A lane that has converged keeps its cc, σ (selects).
-                let (mut cc, mut ss, mut fin) = ([0.0f64; L], [0.0f64; L], [true; L]);
-                let (mut hl, mut hu) = (a, b);
-                let (mut mf, mut odd, mut m0, mut m1) = ([3.0f64; L], [true; L], [0.0f64; L], [0.0f64; L]);
+                // `winsor` for the eight lanes in lockstep rounds: per lane, the clamp counts at the
+                // current σ (bound walks, prefix-sum lookups); then the closed-form solve for all lanes
+                // at once (element-wise, so its divisions and square root run four lanes an instruction).
+                // A lane is settled when its counts repeat; lanes the rounds do not settle run `winsor`'s
+                // fallback, the iteration, on their own.
+                const SEARCH: u8 = 0;
+                const SETTLED: u8 = 1;
+                const ITERATE: u8 = 2;
+                let (mut cc, mut ss, mut sd0, mut mf) = ([0.0f64; L], [0.0f64; L], [0.0f64; L], [3.0f64; L]);
+                let mut state = [SETTLED; L];
+                let (mut nl, mut nh) = ([usize::MAX; L], [usize::MAX; L]);
+                let (mut hl, mut hu) = ([0usize; L], [0usize; L]);
+                let (mut fl, mut fh, mut d1, mut d2) = ([0.0f64; L], [0.0f64; L], [0.0f64; L], [0.0f64; L]);
                 for l in 0..L {
                     if !active[l] { continue; }
                     cc[l] = median_col(s, l, a[l], b[l]);
-                    ss[l] = sd_range(l, a[l], b[l]);
-                    fin[l] = false;
-                    let m = b[l] - a[l];
-                    let mid = a[l] + m / 2;
-                    mf[l] = m as f64;
-                    odd[l] = m % 2 == 1;
-                    m0[l] = s[if odd[l] { mid } else { mid - 1 }][l] as f64;
-                    m1[l] = s[mid][l] as f64;
+                    sd0[l] = sd_range(l, a[l], b[l]);
+                    ss[l] = sd0[l];
+                    mf[l] = (b[l] - a[l]) as f64;
+                    state[l] = SEARCH;
                 }
-                let (mut nl, mut nh, mut dp, mut dq) = ([0.0f64; L], [0.0f64; L], [0.0f64; L], [0.0f64; L]);
-                for _ in 0..10 {
+                for _ in 0..ROUNDS {
                     let (mut wl, mut wh) = ([0.0f64; L], [0.0f64; L]);
                     for l in 0..L { wl[l] = cc[l] - 1.5 * ss[l]; wh[l] = cc[l] + 1.5 * ss[l]; }
-                    let mut all = true;
+                    // Few frames: count all rows at once (branch-free); many: walk from the last bounds.
+                    let counted = if n <= COUNT_MAX { Some(count_cols(&s[..n], &wl, &wh)) } else { None };
+                    let mut any = false;
                     for l in 0..L {
-                        if fin[l] { continue; }
-                        all = false;
+                        if state[l] != SEARCH { continue; }
                         let (a, b) = (a[l], b[l]);
-                        hl[l] = lower_walk(s, l, a, b, wl[l], hl[l]);
-                        hu[l] = upper_walk(s, l, a, b, wh[l], hu[l]);
-                        let (nlo, nhi) = (hl[l] - a, b - hu[l]);
-                        let (i0, i1) = (a + nlo, (b - nhi).max(a + nlo));
-                        nl[l] = nlo as f64;
-                        nh[l] = nhi as f64;
-                        dp[l] = pp[i1][l] - pp[i0][l];
-                        dq[l] = qq[i1][l] - qq[i0][l];
+                        if let Some((cl, ch)) = counted { (hl[l], hu[l]) = (cl[l].clamp(a, b), ch[l].clamp(a, b)); } else {
+                            hl[l] = lower_walk(s, l, a, b, wl[l], if nl[l] == usize::MAX { a } else { hl[l] });
+                            hu[l] = upper_walk(s, l, a, b, wh[l], if nh[l] == usize::MAX { b } else { hu[l] });
+                        }
+                        let mid = a + (b - a) / 2;
+                        if (b - a) % 2 == 0 && (hl[l] > mid - 1 || hu[l] <= mid) { state[l] = ITERATE; continue; }
+                        if hl[l] - a == nl[l] && b - hu[l] == nh[l] { state[l] = SETTLED; continue; }
+                        (nl[l], nh[l]) = (hl[l] - a, b - hu[l]);
+                        let (i0, i1) = (hl[l], hu[l].max(hl[l]));
+                        fl[l] = nl[l] as f64;
+                        fh[l] = nh[l] as f64;
+                        d1[l] = pp[i1][l] - pp[i0][l];
+                        d2[l] = qq[i1][l] - qq[i0][l];
+                        any = true;
                     }
-                    if all { break; }
+                    if !any { break; }
                     for l in 0..L {
-                        let (lw, hw) = (wl[l] - shift[l], wh[l] - shift[l]);
-                        let sum = nl[l] * lw + dp[l] + nh[l] * hw;
-                        let sq = nl[l] * lw * lw + dq[l] + nh[l] * hw * hw;
-                        let v = (sq - sum * sum / mf[l]) / (mf[l] - 1.0);
-                        let s1 = 1.134 * (if v > 0.0 { v } else { 0.0 }).sqrt();
-                        let clamp = |x: f64| if x < wl[l] { wl[l] } else if x > wh[l] { wh[l] } else { x };
-                        let c1 = clamp(m1[l]);
-                        let c = if odd[l] { c1 } else { (clamp(m0[l]) + c1) / 2.0 };
-                        let done = (s1 - ss[l]).abs() <= 5e-4 * ss[l];
-                        let t = ss[l] + RELAX * (s1 - ss[l]);
-                        let next = if done { s1 } else if t > 0.0 { t } else { 0.0 };
-                        let f = fin[l];
-                        cc[l] = if f { cc[l] } else { c };
-                        ss[l] = if f { ss[l] } else { next };
-                        fin[l] = f || done;
+                        let r = fixed_sigma(mf[l], cc[l] - shift[l], fl[l], fh[l], d1[l], d2[l]);
+                        let search = state[l] == SEARCH;
+                        let ok = r >= 0.0;
+                        ss[l] = if search && ok { r } else { ss[l] };
+                        state[l] = if search && !ok { ITERATE } else { state[l] };
                     }
+                }
+                for l in 0..L {
+                    if state[l] == SETTLED { continue; }
+                    (cc[l], ss[l]) = winsor_iterate(|i| s[i][l] as f64, |i| (pp[i][l], qq[i][l]), a[l], b[l], shift[l], cc[l], sd0[l]);
                 }
                 for l in 0..L { lo[l] = cc[l] - p.low * ss[l]; hi[l] = cc[l] + p.high * ss[l]; }
             }

@@ -2,6 +2,9 @@
 export const MEAN = 0, MEDIAN = 1;
 /** Relaxation of the winsorizing iteration (see RELAX in combine.rs). */
 const RELAX = 1.63;
+/** Closed-form rounds before the iteration (see ROUNDS in combine.rs). */
+const ROUNDS = 6;
+const K2 = 1.134 * 1.134;
 export const R_NONE = 0, R_SIGMA = 1, R_WINSORIZED = 2, R_LINEAR = 3, R_PERCENTILE = 4, R_MAD = 5;
 
 export interface Params {
@@ -66,6 +69,64 @@ export class Px {
   }
 }
 
+/** Closed-form fixed point of the winsorizing map for fixed clamp counts (see fixed_sigma in combine.rs). */
+function fixedSigma(m: number, cp: number, nl: number, nh: number, d1: number, d2: number): number {
+  const k = nl + nh, dl = nh - nl;
+  const s0 = k * cp + d1;
+  const c0 = k * cp * cp + d2 - (s0 * s0) / m;
+  const c1 = 3.0 * dl * (cp - s0 / m);
+  const c2 = 2.25 * (k - (dl * dl) / m);
+  const aq = (m - 1.0) - K2 * c2;
+  const bq = K2 * c1;
+  const cq = K2 * (c0 > 0 ? c0 : 0);
+  const disc = Math.sqrt(bq * bq + 4.0 * aq * cq);
+  const r = bq >= 0 ? (bq + disc) / (2.0 * aq) : (2.0 * cq) / (disc - bq);
+  return aq > 0 ? r : NaN;
+}
+
+/** The winsorizing iteration, the closed form's fallback (see winsor_iterate in combine.rs). */
+function winsorIterate(s: Float64Array, P: Float64Array, Q: Float64Array, a: number, b: number, shift: number, c: number, sd: number): [number, number] {
+  const m = b - a;
+  const mid = a + (m >> 1);
+  let cc = c, ss = sd;
+  for (let it = 0; it < 10; it++) {
+    const wl = cc - 1.5 * ss, wh = cc + 1.5 * ss;
+    const hl = lowerBound(s, a, b, wl), hu = upperBound(s, a, b, wh);
+    const nl = hl - a, nh = b - hu;
+    const i0 = hl, i1 = Math.max(hu, hl);
+    const lw = wl - shift, hw = wh - shift;
+    const sum = nl * lw + (P[i1]! - P[i0]!) + nh * hw;
+    const sq = nl * lw * lw + (Q[i1]! - Q[i0]!) + nh * hw * hw;
+    const v = (sq - (sum * sum) / m) / (m - 1);
+    const s1 = 1.134 * Math.sqrt(v > 0 ? v : 0);
+    cc = m % 2 === 1 ? clamp(s[mid]!, wl, wh) : (clamp(s[mid - 1]!, wl, wh) + clamp(s[mid]!, wl, wh)) / 2;
+    const done = Math.abs(s1 - ss) <= 5e-4 * ss;
+    const t = ss + RELAX * (s1 - ss);
+    ss = done ? s1 : t > 0 ? t : 0;
+    if (done) break;
+  }
+  return [cc, ss];
+}
+
+/** Winsorized (centre, σ) of the sorted range [a, b): closed form checked by its own clamp counts, else the iteration (see winsor in combine.rs). */
+function winsor(s: Float64Array, P: Float64Array, Q: Float64Array, a: number, b: number, shift: number, c: number, sd: number): [number, number] {
+  const m = b - a;
+  const mid = a + (m >> 1);
+  let sg = sd, nl = -1, nh = -1;
+  for (let r = 0; r < ROUNDS; r++) {
+    const hl = lowerBound(s, a, b, c - 1.5 * sg), hu = upperBound(s, a, b, c + 1.5 * sg);
+    if (m % 2 === 0 && (hl > mid - 1 || hu <= mid)) break;
+    if (hl - a === nl && b - hu === nh) return [c, sg];
+    nl = hl - a;
+    nh = b - hu;
+    const i1 = Math.max(hu, hl);
+    const x = fixedSigma(m, c - shift, nl, nh, P[i1]! - P[hl]!, Q[i1]! - Q[hl]!);
+    if (!(x >= 0)) break;
+    sg = x;
+  }
+  return winsorIterate(s, P, Q, a, b, shift, c, sd);
+}
+
 /** Sorted-range rejection (see combine.rs); px.s holds the n sorted values. */
 function rejectRange(p: Params, px: Px, n: number): [number, number, number, number] {
   let a = 0, b = n, rl = 0, rh = 0;
@@ -99,23 +160,7 @@ function rejectRange(p: Params, px: Px, n: number): [number, number, number, num
       lo = c - p.low * sd;
       hi = c + p.high * sd;
     } else if (p.rejection === R_WINSORIZED) {
-      let cc = c, ss = sdRange(a, b);
-      const mid = a + (m >> 1);
-      for (let it = 0; it < 10; it++) {
-        const wl = cc - 1.5 * ss, wh = cc + 1.5 * ss;
-        const nl = lowerBound(s, a, b, wl) - a;
-        const nh = b - upperBound(s, a, b, wh);
-        const l = wl - shift, h = wh - shift;
-        const i0 = a + nl, i1 = Math.max(b - nh, a + nl);
-        const sum = nl * l + (P[i1]! - P[i0]!) + nh * h;
-        const sq = nl * l * l + (Q[i1]! - Q[i0]!) + nh * h * h;
-        const s1 = 1.134 * Math.sqrt(Math.max((sq - (sum * sum) / m) / (m - 1), 0));
-        cc = m % 2 === 1 ? clamp(s[mid]!, wl, wh) : (clamp(s[mid - 1]!, wl, wh) + clamp(s[mid]!, wl, wh)) / 2;
-        const done = Math.abs(s1 - ss) <= 5e-4 * ss;
-        const t = ss + RELAX * (s1 - ss);
-        ss = done ? s1 : t > 0 ? t : 0;
-        if (done) break;
-      }
+      const [cc, ss] = winsor(s, P, Q, a, b, shift, c, sdRange(a, b));
       lo = cc - p.low * ss;
       hi = cc + p.high * ss;
     } else {
