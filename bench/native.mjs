@@ -51,7 +51,9 @@ const cases = [
   ["warp lanczos3", W * H * 4, (b) => { const out = new Float32Array(W * H); return () => b.warp(plane, m, { interpolation: "lanczos3", out }); }],
   ["debayer bilinear", W * H * 4, (b) => () => b.debayer(plane, { pattern: "RGGB" })],
   // The canvas is caller-owned and reused (zeroed before each timed run, outside the timing).
-  [`overlap-add (${olaTiles.length} tiles of ${T}²)`, olaTiles.length * T * T * 4, (b) => { const c = canvas(); return { prepare: () => { c.sum.fill(0); c.weightSum.fill(0); }, run: () => b.overlapAdd(c, olaTiles, win) }; }],
+  // Its bytes are the memory traffic it cannot avoid: the tiles read once, the two f64 canvases read and
+  // written once (tiles overlap, so every canvas pixel is visited about twice but banded to stay in cache).
+  [`overlap-add (${olaTiles.length} tiles of ${T}²)`, olaTiles.length * T * T * 4 + 2 * 2 * W * H * 8, (b) => { const c = canvas(); return { prepare: () => { c.sum.fill(0); c.weightSum.fill(0); }, run: () => b.overlapAdd(c, olaTiles, win) }; }],
   [`combine mean, ${N} frames`, N * W * H * 4, (b) => () => b.combine(frames)],
   [`combine winsorized, ${N} frames`, N * W * H * 4, (b) => () => b.combine(frames, { rejection: "winsorized" })],
 ];

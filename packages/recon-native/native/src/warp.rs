@@ -55,11 +55,24 @@ fn floor(x: f64) -> f64 { let t = x as i64 as f64; if t > x { t - 1.0 } else { t
 #[inline(always)]
 fn row<K: Kernel>(src: &[f32], sw: usize, sh: usize, hm: &[f64; 9], y: usize, out: &mut [f32]) {
     let (mut wx, mut wy) = ([0.0f64; 6], [0.0f64; 6]);
+    let dwidth = out.len();
+    let mut skip = 0usize;
     let yf = y as f64;
     const EPS: f64 = 1e-9;
     let (umax, vmax) = ((sw - 1) as f64 + EPS, (sh - 1) as f64 + EPS);
     let affine = hm[6] == 0.0 && hm[7] == 0.0 && hm[8] == 1.0;
-    for (x, o) in out.iter_mut().enumerate() {
+    // Bilinear: four output pixels per step (AVX2) where all four are interior and finite.
+    #[cfg(target_arch = "x86_64")]
+    let vec_bilinear = K::N == 2 && crate::simd::has_avx2() && sw * sh < (i32::MAX as usize) - sw;
+    for x in 0..dwidth {
+        if skip > 0 { skip -= 1; continue; }
+        #[cfg(target_arch = "x86_64")]
+        if vec_bilinear && x % 4 == 0 && x + 4 <= dwidth {
+            // SAFETY: AVX2 checked; bilinear4 reads src only after checking all four taps are inside,
+            // and writes out[x..x + 4] (in bounds by the condition above).
+            if unsafe { bilinear4(src, sw, sh, hm, affine, x, yf, out[x..x + 4].as_mut_ptr()) } { skip = 3; continue; }
+        }
+        let o = &mut out[x];
         let xf = x as f64;
         // For an affine matrix s is exactly 1 and the division is skipped (x / 1.0 == x exactly).
         let (u, v) = if affine { (hm[0] * xf + hm[1] * yf + hm[2], hm[3] * xf + hm[4] * yf + hm[5]) } else {
@@ -106,6 +119,62 @@ fn row<K: Kernel>(src: &[f32], sw: usize, sh: usize, hm: &[f64; 9], y: usize, ou
         }
         *o = acc as f32;
     }
+}
+
+/// Bilinear for output pixels x..x+4 of row y, four lanes of f64: the same sample points, weights and
+/// operations in the same order as the scalar path (row sums wx0·p0 + wx1·p1, then wy0·r0 + wy1·r1; no
+/// FMA), so the results are identical. Returns false, writing nothing, unless all four sample points are
+/// interior (both taps inside in x and y) and all four results finite; the scalar path then handles them.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn bilinear4(src: &[f32], sw: usize, sh: usize, hm: &[f64; 9], affine: bool, x: usize, yf: f64, out: *mut f32) -> bool {
+    use std::arch::x86_64::*;
+    let xf = _mm256_add_pd(_mm256_set1_pd(x as f64), _mm256_set_pd(3.0, 2.0, 1.0, 0.0));
+    // u = (h0·x + h1·y) + h2 as in the scalar expression (left to right, no FMA).
+    let lin = |a: f64, b: f64, c: f64| _mm256_add_pd(_mm256_add_pd(_mm256_mul_pd(_mm256_set1_pd(a), xf), _mm256_set1_pd(b * yf)), _mm256_set1_pd(c));
+    let (mut u, mut v) = (lin(hm[0], hm[1], hm[2]), lin(hm[3], hm[4], hm[5]));
+    if !affine {
+        let sv = lin(hm[6], hm[7], hm[8]);
+        u = _mm256_div_pd(u, sv);
+        v = _mm256_div_pd(v, sv);
+    }
+    // Interior: 0 ≤ u0, u0 + 1 ≤ sw − 1 (same for v); floor = round toward −∞. NaN fails every compare.
+    let (u0, v0) = (_mm256_round_pd(u, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC), _mm256_round_pd(v, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC));
+    let zero = _mm256_setzero_pd();
+    let ok = _mm256_and_pd(
+        _mm256_and_pd(_mm256_cmp_pd(u0, zero, _CMP_GE_OQ), _mm256_cmp_pd(v0, zero, _CMP_GE_OQ)),
+        _mm256_and_pd(_mm256_cmp_pd(u0, _mm256_set1_pd((sw - 2) as f64), _CMP_LE_OQ), _mm256_cmp_pd(v0, _mm256_set1_pd((sh - 2) as f64), _CMP_LE_OQ)),
+    );
+    if _mm256_movemask_pd(ok) != 0xF { return false; }
+    let (fx, fy) = (_mm256_sub_pd(u, u0), _mm256_sub_pd(v, v0));
+    let one = _mm256_set1_pd(1.0);
+    let (wx0, wy0) = (_mm256_sub_pd(one, fx), _mm256_sub_pd(one, fy));
+    // Tap index v0·sw + u0 < sw·sh fits i32 (checked by the caller).
+    let idx = _mm256_cvtpd_epi32(_mm256_add_pd(_mm256_mul_pd(v0, _mm256_set1_pd(sw as f64)), u0));
+    let mut ix = [0i32; 4];
+    _mm_storeu_si128(ix.as_mut_ptr() as *mut __m128i, idx);
+    // Each pixel's two horizontal taps are adjacent: one 64-bit load per source row and pixel, then a
+    // shuffle splits left and right taps (cheaper than four gathers on these cores).
+    let base = src.as_ptr();
+    let pair = |i: i32, j: i32, row: usize| {
+        let a = _mm_castpd_ps(_mm_load_sd(base.add(i as usize + row) as *const f64));
+        _mm_castpd_ps(_mm_loadh_pd(_mm_castps_pd(a), base.add(j as usize + row) as *const f64))
+    };
+    let (a0, a1) = (pair(ix[0], ix[1], 0), pair(ix[2], ix[3], 0));
+    let (b0, b1) = (pair(ix[0], ix[1], sw), pair(ix[2], ix[3], sw));
+    let p00 = _mm256_cvtps_pd(_mm_shuffle_ps::<0b10_00_10_00>(a0, a1));
+    let p01 = _mm256_cvtps_pd(_mm_shuffle_ps::<0b11_01_11_01>(a0, a1));
+    let p10 = _mm256_cvtps_pd(_mm_shuffle_ps::<0b10_00_10_00>(b0, b1));
+    let p11 = _mm256_cvtps_pd(_mm_shuffle_ps::<0b11_01_11_01>(b0, b1));
+    // The scalar sums start from +0.0 (which turns a −0 first term into +0); so do these.
+    let r0 = _mm256_add_pd(_mm256_add_pd(zero, _mm256_mul_pd(wx0, p00)), _mm256_mul_pd(fx, p01));
+    let r1 = _mm256_add_pd(_mm256_add_pd(zero, _mm256_mul_pd(wx0, p10)), _mm256_mul_pd(fx, p11));
+    let acc = _mm256_add_pd(_mm256_add_pd(zero, _mm256_mul_pd(wy0, r0)), _mm256_mul_pd(fy, r1));
+    // Finite: |acc| < ∞ (false for NaN).
+    let abs = _mm256_andnot_pd(_mm256_set1_pd(-0.0), acc);
+    if _mm256_movemask_pd(_mm256_cmp_pd(abs, _mm256_set1_pd(f64::INFINITY), _CMP_LT_OQ)) != 0xF { return false; }
+    _mm_storeu_ps(out, _mm256_cvtpd_ps(acc));
+    true
 }
 
 /// The 36 Lanczos-3 taps of one interior output pixel: each of the 6 source rows is scaled by its row
