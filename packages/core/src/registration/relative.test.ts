@@ -8,7 +8,8 @@ import { catalog, knownTransform, render } from "../test-support/sky.js";
 import { seestarDir } from "../test-support/tools.js";
 import { apply } from "./geometry.js";
 import { matchStars } from "./match.js";
-import { formatFrameName, registerRelative } from "./relative.js";
+import { formatFrameName, matchTolerance, registerRelative } from "./relative.js";
+import { seededRandom } from "../util/random.js";
 
 const W = 900, H = 640;
 
@@ -126,6 +127,26 @@ describe("relative registration on synthetic frames with known transforms", () =
     const m = matchStars(moved, stars);
     expect(m.ok).toBe(true);
     if (m.ok) expect(rmsError(m.matrix, t, cat)).toBeLessThan(1e-6);
+  });
+
+  it("bloated stars (FWHM 9 px, centroids good to 1 px): the FWHM-scaled tolerance keeps the true pairs", () => {
+    // 50 stars, both lists with 1 px (per axis) centroid noise, as the narrowband demo frames have.
+    const r = seededRandom(7), g = () => Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r());
+    const truth = cat.slice(0, 50);
+    const ref = truth.map((p) => ({ x: p.x + g(), y: p.y + g() }));
+    const frame = truth.map((p) => ({ x: p.x + 7.3 + g(), y: p.y - 4.1 + g() }));
+    const fixed = matchStars(frame, ref, { tolerancePx: 2 });
+    const scaled = matchStars(frame, ref, { tolerancePx: matchTolerance(9.1, 9.2) });
+    expect(matchTolerance(9.1, 9.2)).toBeCloseTo(4.6, 10);
+    expect(matchTolerance(3, Number.NaN)).toBe(2);
+    // With 2 px, a pair survives only if its 2-D error (σ√2 per pair, Rayleigh) is < 2 px and then
+    // < 3·RMS: about half; with 4.6 px nearly all 50.
+    expect(scaled.ok).toBe(true);
+    if (scaled.ok) {
+      expect(scaled.pairs).toBeGreaterThanOrEqual(45);
+      expect(Math.hypot(scaled.matrix[2]! - -7.3, scaled.matrix[5]! - 4.1)).toBeLessThan(0.5);
+      expect(scaled.pairs).toBeGreaterThan(fixed.ok ? fixed.pairs + 10 : 0);
+    }
   });
 });
 

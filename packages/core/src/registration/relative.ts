@@ -103,6 +103,17 @@ function median(v: number[]): number {
   return s.length % 2 ? s[h]! : (s[h - 1]! + s[h]!) / 2;
 }
 
+/**
+ * Pairing tolerance for star matching: 2 px, or half the larger star FWHM when stars are bigger. The
+ * centroid error of a faint star grows with its size (≈ FWHM/SNR), so with the bloated stars of
+ * narrowband or poor-seeing frames (FWHM 8–10 px, centroids good to ~1 px) a fixed 2 px drops true
+ * pairs; stars are at least a FWHM apart, so half of it cannot pair a star with its neighbour.
+ */
+export function matchTolerance(fwhm: number, refFwhm: number): number {
+  const f = Math.max(Number.isFinite(fwhm) ? fwhm : 0, Number.isFinite(refFwhm) ? refFwhm : 0);
+  return Math.max(2, 0.5 * f);
+}
+
 export async function registerRelative(input: RegistrationInput, ctx: EngineContext): Promise<RegistrationResult> {
   const opts = input.options as RelativeOptions;
   const model = opts.transform ?? "similarity";
@@ -148,7 +159,7 @@ export async function registerRelative(input: RegistrationInput, ctx: EngineCont
     let matrix: number[], rmsPx = 0, medianPx = 0, stars = f.stars.length;
     if (i === refIndex) matrix = [1, 0, 0, 0, 1, 0, 0, 0, 1];
     else {
-      const m = matchStars(f.stars, found[refIndex]!.stars, { model });
+      const m = matchStars(f.stars, found[refIndex]!.stars, { model, tolerancePx: matchTolerance(f.fwhm, found[refIndex]!.fwhm) });
       if (!m.ok) {
         out.push({ input: path, error: m.reason });
         ctx.logger.warn(`${basename(path)}: not registered: ${m.reason}`);
