@@ -7,13 +7,14 @@
  *  2. seeing F = median FWHM of up to 8 frames → tile size T, overlap O, step S; a grid that covers every
  *     pixel (edge tiles snapped).
  *  3. pass A, one frame at a time, per channel (no coupling between channels): B_f = median; the frame
- *     normalised by B_f; per-tile metrics (recon-native tileMetrics); σ_f and E_f = medians over tiles.
+ *     normalised by B_f (y = raw/B_f); per-tile metrics (recon-native tileMetrics); σ_f and E_f = medians
+ *     over tiles; per-pixel sums of y for the clip statistics of pass B (so each frame is read twice).
  *  4. G_f = exp(clamp(α·(−B̃) + β·(−σ̃) + γ·Ẽ)); L_{f,t} from STAR / STRUCTURE local quality (mode once per
  *     tile, z across frames); W = G·L.
  *  5. pass B, frame by frame (memory independent of N): on frames normalised by their sky and scaled to a
  *     common photometric scale, the overlap-add of tile-wise W-weighted means (Hann windows positive up to
- *     the image border) computed per pixel as a weighted mean with a smooth weight map, values beyond
- *     μ ± 3σ of the pixel rejected (cosmics, trails); plain mean when Σ W < ε; photometric restore ×
+ *     the image border) computed per pixel as a weighted mean with a smooth weight map, values whose y lies
+ *     beyond μ_y ± 3σ_y of the pixel rejected (cosmics, trails); plain mean when Σ W < ε; photometric restore ×
  *     median_f(B_f). The plain mean of the same frames is accumulated for the validation figures.
  *  6. full mode: state clustering (K = clip(⌊N/10⌋, 5, 30), k-means on standardised state vectors) and one
  *     synthetic frame per cluster (Σ G·I / Σ G) written as artifacts. The final product is the tile-weighted
@@ -186,6 +187,9 @@ export async function reconstructTbqr(framePaths: string[], output: string, o: T
   // 3. Pass A: per-frame, per-channel metrics.
   const B: number[][] = Array.from({ length: C }, () => []), sigma: number[][] = Array.from({ length: C }, () => []), E: number[][] = Array.from({ length: C }, () => []);
   const tm = Array.from({ length: C }, () => ({ fwhm: [] as number[][], roundness: [] as number[][], contrast: [] as number[][], stars: [] as number[][], eOverSigma: [] as number[][], background: [] as number[][] }));
+  // Per-pixel clip statistics of the sky-normalised frames y = raw/B_f, accumulated in the same read:
+  // sums of d = y − 1 and d² (f64; d is small on the sky, so the sums do not cancel) and the count.
+  const S1 = Array.from({ length: C }, () => new Float64Array(n)), S2 = Array.from({ length: C }, () => new Float64Array(n)), SN = Array.from({ length: C }, () => new Uint32Array(n));
   for (const [f, path] of framePaths.entries()) {
     sig.throwIfAborted();
     const img = await readFitsImage(path, { signal: sig });
@@ -204,7 +208,14 @@ export async function reconstructTbqr(framePaths: string[], output: string, o: T
       B[c]!.push(b);
       const norm = new Float32Array(n);
       const inv = 1 / Math.max(b, o.epsilon);
-      for (let i = 0; i < n; i++) norm[i] = plane[i]! * inv;
+      const s1 = S1[c]!, s2 = S2[c]!, sn = SN[c]!;
+      for (let i = 0; i < n; i++) {
+        const y = plane[i]! * inv;
+        norm[i] = y;
+        const d = y - 1;
+        if (d - d === 0) { s1[i] = s1[i]! + d; s2[i] = s2[i]! + d * d; sn[i] = sn[i]! + 1; }
+      }
+
       const m = await recon.tileMetrics({ data: norm, width: W, height: H }, tiles, { signal: sig });
       sigma[c]!.push(median(m.noise));
       E[c]!.push(median(m.energy));
@@ -260,16 +271,18 @@ export async function reconstructTbqr(framePaths: string[], output: string, o: T
   // means is, per pixel, a weighted mean of the frames with the smooth weight map
   //   ω_f(p) = Σ_t win_t(p)·W_{f,t}/D_t / Σ_t win_t(p),   D_t = Σ_f W_{f,t},
   // which is separable over the tile grid (win = wx·wy), so it is built row by row without materialising
-  // tiles. B1 accumulates the per-pixel mean and variance of the prepared frames (Welford, f64, frame
-  // order); B2 adds ω·x for the values within μ ± 3σ (cosmics, satellite trails) and the plain mean for the
-  // validation figures. Frames are prepared as x = 1 + (raw/B_f − 1)·s_f (sky-normalised, photometric).
+  // tiles. Each frame enters as x = 1 + (y − 1)·s_f (y = raw/B_f sky-normalised, s_f the photometric
+  // scale); values outside μ_y ± 3σ_y — the per-pixel clip statistics of y gathered in pass A — are left
+  // out (cosmics, satellite trails). Clipping on y rather than x needs no third read of the frames, and
+  // it does not punish a clear frame's star cores for being brighter than a hazy frame's. The plain mean
+  // of x is kept for the validation figures.
   const xs0 = [...new Set(tiles.map((t) => t.x0))].sort((a, b) => a - b), ys0 = [...new Set(tiles.map((t) => t.y0))].sort((a, b) => a - b);
   const tx = xs0.length, ty = ys0.length, tw = tiles[0]!.width, th = tiles[0]!.height;
   const axisW = (len: number) => Float64Array.from({ length: len }, (_, i) => (len === 1 ? 1 : Math.sin((Math.PI * (i + 0.5)) / len) ** 2));
   const wxA = axisW(tw), wyA = axisW(th);
   const cover = (starts: number[], size: number, len: number, win: Float64Array) => Array.from({ length: len }, (_, p) => starts.flatMap((s0, i) => (p >= s0 && p < s0 + size ? [[i, win[p - s0]!] as [number, number]] : [])));
-  const colsOf = cover(xs0, tw, W, wxA), rowsOf = cover(ys0, th, H, wyA);
-  const sx = colsOf.map((l) => l.reduce((a, [, w]) => a + w, 0)), sy = rowsOf.map((l) => l.reduce((a, [, w]) => a + w, 0));
+  const rowsOf = cover(ys0, th, H, wyA);
+  const sx = cover(xs0, tw, W, wxA).map((l) => l.reduce((a, [, w]) => a + w, 0)), sy = rowsOf.map((l) => l.reduce((a, [, w]) => a + w, 0));
   let fallbackTiles = 0;
   const A: number[][][] = []; // [c][f][t] = W_ft / D_t
   for (let c = 0; c < C; c++) {
@@ -277,52 +290,49 @@ export async function reconstructTbqr(framePaths: string[], output: string, o: T
     fallbackTiles += r.fallbackTiles;
     A.push(r.fractions);
   }
-  const prepare = (raw: Float32Array, c: number, f: number): Float32Array => {
-    const sc = fluxScale[c]![f]!, k = sc / Math.max(B[c]![f]!, o.epsilon), k0 = 1 - sc;
-    const x = new Float32Array(n);
-    const plane = raw.subarray(c * n, (c + 1) * n);
-    for (let i = 0; i < n; i++) x[i] = plane[i]! * k + k0;
-    return x;
-  };
   const out = new Float32Array(n * C);
   const plainMean = new Float32Array(n * C);
   for (let c = 0; c < C; c++) {
-    const mu = new Float64Array(n), m2 = new Float64Array(n), cnt = new Float64Array(n);
-    for (const [f, path] of framePaths.entries()) {
-      sig.throwIfAborted();
-      const x = prepare((await readFitsImage(path, { signal: sig })).data, c, f);
-      for (let i = 0; i < n; i++) {
-        const v = x[i]!;
-        if (v !== v) continue;
-        const k = cnt[i]! + 1, d = v - mu[i]!;
-        cnt[i] = k; mu[i] = mu[i]! + d / k; m2[i] = m2[i]! + d * (v - mu[i]!);
-      }
-      ctx.progress(0.45 + (0.2 * (c * N + f + 1)) / (C * N), `statistics ${basename(path)}`);
-    }
     const lo = new Float32Array(n), hi = new Float32Array(n);
-    for (let i = 0; i < n; i++) { const sd = cnt[i]! > 1 ? Math.sqrt(m2[i]! / (cnt[i]! - 1)) : Infinity; lo[i] = mu[i]! - o.clip.low * sd; hi[i] = mu[i]! + o.clip.high * sd; }
+    {
+      const s1 = S1[c]!, s2 = S2[c]!, sn = SN[c]!;
+      for (let i = 0; i < n; i++) {
+        const k = sn[i]!, m = s1[i]! / k;
+        const sd = k > 1 ? Math.sqrt(Math.max((s2[i]! - s1[i]! * m) / (k - 1), 0)) : Infinity;
+        lo[i] = 1 + m - o.clip.low * sd;
+        hi[i] = 1 + m + o.clip.high * sd;
+      }
+      S1[c] = S2[c] = new Float64Array(0);
+      SN[c] = new Uint32Array(0);
+    }
     const acc = new Float64Array(n), wsum = new Float64Array(n), macc = new Float64Array(n), mcnt = new Float64Array(n);
-    const rowA = new Float64Array(tx);
+    const rowA = new Float64Array(tx), wrow = new Float64Array(W);
     for (const [f, path] of framePaths.entries()) {
       sig.throwIfAborted();
-      const x = prepare((await readFitsImage(path, { signal: sig })).data, c, f);
-      const af = A[c]![f]!;
+      const plane = (await readFitsImage(path, { signal: sig })).data.subarray(c * n, (c + 1) * n);
+      const af = A[c]![f]!, sc = fluxScale[c]![f]!, invB = 1 / Math.max(B[c]![f]!, o.epsilon);
       for (let y = 0; y < H; y++) {
         rowA.fill(0);
         for (const [iy, wy] of rowsOf[y]!) for (let ix = 0; ix < tx; ix++) rowA[ix] = rowA[ix]! + wy * af[iy * tx + ix]!;
+        // This row's weights ω_f(x, y): the tiles' column windows scaled by their row sums, normalised.
+        wrow.fill(0);
+        for (let ix = 0; ix < tx; ix++) {
+          const a = rowA[ix]!, x0 = xs0[ix]!;
+          if (a !== 0) for (let k = 0; k < tw; k++) wrow[x0 + k] = wrow[x0 + k]! + wxA[k]! * a;
+        }
         const inv = 1 / sy[y]!;
-        for (let xx = 0; xx < W; xx++) {
-          const i = y * W + xx, v = x[i]!;
-          if (v !== v) continue;
+        for (let xx = 0; xx < W; xx++) wrow[xx] = wrow[xx]! * (inv / sx[xx]!);
+        for (let xx = 0, i = y * W; xx < W; xx++, i++) {
+          const yv = plane[i]! * invB;
+          if (yv !== yv) continue;
+          const v = 1 + (yv - 1) * sc;
           macc[i] = macc[i]! + v; mcnt[i] = mcnt[i]! + 1;
-          if (v < lo[i]! || v > hi[i]!) continue;
-          let w = 0;
-          for (const [ix, wx] of colsOf[xx]!) w += wx * rowA[ix]!;
-          w *= inv / sx[xx]!;
+          if (yv < lo[i]! || yv > hi[i]!) continue;
+          const w = wrow[xx]!;
           acc[i] = acc[i]! + w * v; wsum[i] = wsum[i]! + w;
         }
       }
-      ctx.progress(0.65 + (0.25 * (c * N + f + 1)) / (C * N), `reconstruct ${basename(path)}`);
+      ctx.progress(0.45 + (0.45 * (c * N + f + 1)) / (C * N), `reconstruct ${basename(path)}`);
     }
     const restore = median(B[c]!);
     for (let i = 0; i < n; i++) {
