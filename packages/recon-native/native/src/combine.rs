@@ -347,24 +347,13 @@ fn sort_cols(cols: &mut [[f32; L]], net: &[(usize, usize)]) {
 /// ∝ n) rather than walking per lane (cost ∝ the distance moved, plus mispredicted branches).
 const COUNT_MAX: usize = 32;
 
-// Bounds on a sorted column found by walking from a hint (the previous bound, which moves by a step or
-// two): the unique index a binary search would return, in O(distance).
+// Bounds on one lane's sorted column, walking from a hint (see `walk`).
 /// First i in [a, b) with s[i] ≥ v (b if none).
 #[inline(always)]
-fn lower_walk(s: &[[f32; L]], l: usize, a: usize, b: usize, v: f64, h: usize) -> usize {
-    let mut h = h.clamp(a, b);
-    while h > a && s[h - 1][l] as f64 >= v { h -= 1; }
-    while h < b && (s[h][l] as f64) < v { h += 1; }
-    h
-}
+fn lower_walk(s: &[[f32; L]], l: usize, a: usize, b: usize, v: f64, h: usize) -> usize { walk(&|i| s[i][l] as f64, a, b, h, |x| x < v) }
 /// First i in [a, b) with s[i] > v (b if none).
 #[inline(always)]
-fn upper_walk(s: &[[f32; L]], l: usize, a: usize, b: usize, v: f64, h: usize) -> usize {
-    let mut h = h.clamp(a, b);
-    while h > a && s[h - 1][l] as f64 > v { h -= 1; }
-    while h < b && s[h][l] as f64 <= v { h += 1; }
-    h
-}
+fn upper_walk(s: &[[f32; L]], l: usize, a: usize, b: usize, v: f64, h: usize) -> usize { walk(&|i| s[i][l] as f64, a, b, h, |x| x <= v) }
 
 /// Per lane, over all rows of the sorted columns: how many values are < lo and how many ≤ hi. On a sorted
 /// column these are the lower and upper bounds over the whole column, and clamped to [a, b] they are the
