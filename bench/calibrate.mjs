@@ -5,7 +5,7 @@ import { existsSync, mkdirSync, readdirSync, rmSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { buildMaster, FitsHeader, hashOf, recipeOf, seededRandom, writeFitsImage } from "../packages/core/dist/index.js";
+import { buildMaster, masterBandRows, FitsFile, FitsHeader, hashOf, recipeOf, seededRandom, writeFitsImage } from "../packages/core/dist/index.js";
 import { loadRecon } from "../packages/recon-native/dist/index.js";
 
 const N = Number(process.env.BENCH_FRAMES ?? 50);
@@ -33,8 +33,28 @@ const out = join(dir, "..", "master_dark.fit");
 const plan = { kind: "dark", name: "master_dark.fit", path: out, action: "build", reason: "bench", inputs: files, inputHash: "bench", recipeHash: hashOf(recipeOf("dark", "bench")), set: { kind: "dark", date: "2024_01_01", dir } };
 const build = await best(() => buildMaster(plan, { engine: "bench", memoryBudgetBytes: 1 << 30 }), 2);
 const recon = loadRecon();
+// Floors, same band layout as buildMaster: (a) reading and decoding every band with nothing combined;
+// (b) the same plus a plain per-pixel median of the band (a sort, no rejection). Any median-centred
+// rejection costs at least (b); these lines say how much of the 2× budget is left for rejection itself.
+const bandsOf = async (combine) => {
+  const fs = await Promise.all(files.map((p) => FitsFile.open(p)));
+  try {
+    const rs = await Promise.all(fs.map((f) => f.image()));
+    const rows = masterBandRows(files.length, W, H, 1 << 30);
+    const bufs = rs.map(() => new Float32Array(rows * W));
+    for (let y = 0; y < H; y += rows) {
+      const n = Math.min(rows, H - y);
+      const band = await Promise.all(rs.map((r, i) => r.readRows(y, n, 0, n === rows ? bufs[i] : bufs[i].subarray(0, n * W))));
+      if (combine) await recon.combine(band, { method: "median" });
+    }
+  } finally { await Promise.all(fs.map((f) => f.close())); }
+};
+const decodeOnly = await best(() => bandsOf(false), 2);
+const medianOnly = await best(() => bandsOf(true), 2);
 console.log(`bench calibrate: master dark from ${N} frames ${W}×${H} 16-bit (${(N * W * H * 2 / 1e6).toFixed(0)} MB), ${recon.kind} kernels (${recon.simd}, ${recon.threads()} threads), best of runs, warm cache`);
 console.log(`plain fs.readFile of the frames   ${read.toFixed(0).padStart(7)} ms`);
 console.log(`buildMaster (winsorized 3/3)      ${build.toFixed(0).padStart(7)} ms`);
+console.log(`floor: bands read + decoded      ${decodeOnly.toFixed(0).padStart(7)} ms  (${(decodeOnly / read).toFixed(2)}× the read)`);
+console.log(`floor: + plain median, no reject ${medianOnly.toFixed(0).padStart(7)} ms  (${(medianOnly / read).toFixed(2)}× the read)`);
 const ratio = build / read;
 console.log(`master / plain read = ${ratio.toFixed(2)}× (target ≤ 2×): ${ratio <= 2 ? "met" : "NOT met"}`);

@@ -20,7 +20,7 @@ export { normalizeFilter, DEFAULT_FILTER_ALIASES } from "./jobs/filters.js";
 export { libraryLayout, findBaseDir, masterName, rawSets, type LibraryLayout, type RawSet } from "./jobs/library.js";
 export { planJob, masterStamp, recipeOf, hashOf, type JobPlan, type JobProblem, type MasterPlan, type Decision, type Requirement, type LightFrame, type CalibratedGroup, type PlanOptions } from "./jobs/plan.js";
 export { runCalibrateStage, jobError, type CalibrateStageResult, type CalibrateStageOptions } from "./jobs/run.js";
-export { buildMaster, masterHeader } from "./calibration/masters.js";
+export { buildMaster, masterBandRows, masterHeader } from "./calibration/masters.js";
 export { nativeCalibration } from "./calibration/native.js";
 export { calibrateLight, defectMap, type Masters, type DefectMap } from "./calibration/apply.js";
 export { runJobPipeline, PIPELINE_STEPS, type PipelineStep, type PipelineOptions, type PipelineResult } from "./jobs/pipeline.js";
