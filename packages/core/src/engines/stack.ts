@@ -20,6 +20,11 @@ import { FitsHeader } from "../fits/header.js";
 import type { EngineContext, FrameRef, StackingInput, StackingResult } from "../kernel/contracts.js";
 import { combinedKeywords } from "./mean-stack.js";
 
+/** Working set of one band of all frames that stays in the CPU caches (L2 + L3 here). */
+const BAND_BYTES = 32 << 20;
+/** Frames up to which the stack keeps every file open across bands (well under the usual 1024 descriptors). */
+const OPEN_MAX = 256;
+
 const REJECTIONS: Record<string, Rejection | undefined> = {
   none: "none", percentile: "percentile", sigma: "sigma", sigma_median: "sigma", mad: "mad", winsorized: "winsorized", linear_fit: "linear-fit",
 };
@@ -219,8 +224,9 @@ export async function nativeStack(input: StackingInput, ctx: EngineContext): Pro
     });
   };
 
-  // Bands: every frame's rows (f32) plus the combine's output, within the memory budget.
-  const bandRows = Math.max(1, Math.min(height, Math.floor(ctx.runtime.memoryBudgetBytes / (width * 4 * (frames.length + 2)))));
+  // Bands: every frame's rows (f32) plus the combine's output, within the memory budget and small enough
+  // to stay in the CPU caches (bigger bands read nothing less and cost fresh pages; see masterBandRows).
+  const bandRows = Math.max(1, Math.min(height, Math.floor(Math.min(ctx.runtime.memoryBudgetBytes, BAND_BYTES) / (width * 4 * (frames.length + 2)))));
   const header = first.header.clone();
   for (const k of combinedKeywords(summaries)) header.set(k.key, k.value, k.comment, k.float ? { numberFormat: "float" } : undefined);
   header.set("STACKMTH", input.method, "stacking method");
@@ -237,12 +243,16 @@ export async function nativeStack(input: StackingInput, ctx: EngineContext): Pro
     }
   }
   let rejectedLow = 0, rejectedHigh = 0;
+  const open: FitsFile[] = [];
   try {
     const bands = Math.ceil(height / bandRows);
     let done = 0;
     // One buffer per frame, reused for every band: fresh 100 × 5 MB typed arrays per band cost more in
     // page zeroing and GC than the read itself.
     const band: Float32Array[] = frames.map(() => new Float32Array(bandRows * width));
+    // Files stay open across bands (opening and parsing a header per band and frame cost more than the
+    // rows read), up to OPEN_MAX of them; beyond that each band opens and closes every file.
+    if (frames.length <= OPEN_MAX) for (const f of frames) open.push(await FitsFile.open(f.path));
     for (let c = 0; c < channels; c++) {
       const weights = weightsFor(c);
       const norm = normalization === "none" ? undefined : { scale: frames.map((_, i) => affine(i, c)[0]), offset: frames.map((_, i) => affine(i, c)[1]) };
@@ -251,11 +261,12 @@ export async function nativeStack(input: StackingInput, ctx: EngineContext): Pro
         const views = band.map((b) => (rows === bandRows ? b : b.subarray(0, rows * width)));
         for (const [i, f] of frames.entries()) {
           ctx.signal.throwIfAborted();
-          const file = await FitsFile.open(f.path);
+          const held = open[i];
+          const file = held ?? (await FitsFile.open(f.path));
           try {
             await (await file.image(f.hdu)).readRows(y0, rows, c, views[i]);
           } finally {
-            await file.close();
+            if (!held) await file.close();
           }
         }
         // Normalisation is applied inside the kernel (same f32 values as normalising the rows first).
@@ -280,6 +291,8 @@ export async function nativeStack(input: StackingInput, ctx: EngineContext): Pro
     await writer.abort();
     for (const m of maps) await m.abort();
     throw e;
+  } finally {
+    await Promise.all(open.map((f) => f.close()));
   }
   return { frameCount: frames.length, width, height, channels, ...(rejectedFrames.length ? { rejectedFrames } : {}) };
 }
