@@ -21,7 +21,10 @@ if (process.argv[2] === "--child") {
   const files = readdirSync(dir).filter((f) => f.endsWith(".fit")).sort().slice(0, Number(process.argv[3])).map((f) => ({ path: join(dir, f) }));
   const ctx = { signal: new AbortController().signal, logger: { debug() {}, info() {}, warn() {}, error() {} }, progress() {}, workdir: tmpdir(), options: {}, runtime: { threads: 2, memoryBudgetBytes: 512 << 20 } };
   const t = performance.now();
-  await nativeStack({ frames: files, output: process.argv[4], method: "rejection", options: { rejection: "winsorized", sigma: [3, 3], normalization: "additive_scaling" }, history: [] }, ctx);
+  // argv[5]: "mean" / "median" run the same pipeline (statistics pass, band reads, normalisation) with a
+  // plain combine instead of winsorized rejection: the floors the rejection sits on.
+  const method = process.argv[5] ?? "rejection";
+  await nativeStack({ frames: files, output: process.argv[4], method, options: { ...(method === "rejection" ? { rejection: "winsorized", sigma: [3, 3] } : {}), normalization: "additive_scaling" }, history: [] }, ctx);
   console.log(JSON.stringify({ ms: performance.now() - t, rss: process.resourceUsage().maxRSS * 1024 }));
   process.exit(0);
 }
@@ -50,12 +53,16 @@ for (const f of files) await readFile(f);
 let t = performance.now();
 for (const f of files) await readFile(f);
 const read = performance.now() - t;
-const child = (n, out) => JSON.parse(execFileSync(process.execPath, [new URL(import.meta.url).pathname, "--child", String(n), out], { encoding: "utf8", env: { ...process.env, BENCH_FRAMES: String(N) } }).trim().split("\n").pop());
+const child = (n, out, method = "rejection") => JSON.parse(execFileSync(process.execPath, [new URL(import.meta.url).pathname, "--child", String(n), out, method], { encoding: "utf8", env: { ...process.env, BENCH_FRAMES: String(N) } }).trim().split("\n").pop());
 const ours = child(N, join(root, "ours.fit"));
 const quarter = child(Math.max(2, N >> 2), join(root, "ours_quarter.fit"));
+const floorMean = child(N, join(root, "floor_mean.fit"), "mean");
+const floorMedian = child(N, join(root, "floor_median.fit"), "median");
 console.log(`bench stack: ${N} frames ${W}×${H} 16-bit (${(N * W * H * 2 / 1e6).toFixed(0)} MB), winsorized 3/3 + additive_scaling, warm cache`);
 console.log(`plain fs.readFile of the frames     ${read.toFixed(0).padStart(7)} ms`);
 console.log(`ours (native)                      ${ours.ms.toFixed(0).padStart(7)} ms   ${(ours.ms / read).toFixed(2)}× the read (target ≤ 3×): ${ours.ms / read <= 3 ? "met" : "NOT met"}`);
+console.log(`floor: same pipeline, plain mean    ${floorMean.ms.toFixed(0).padStart(7)} ms   ${(floorMean.ms / read).toFixed(2)}× the read (statistics pass + band reads + normalised sum)`);
+console.log(`floor: same pipeline, plain median  ${floorMedian.ms.toFixed(0).padStart(7)} ms   ${(floorMedian.ms / read).toFixed(2)}× the read (… + a per-pixel sort, no rejection)`);
 console.log(`peak RSS: ${N} frames ${(ours.rss / 2 ** 20).toFixed(0)} MiB, ${Math.max(2, N >> 2)} frames ${(quarter.rss / 2 ** 20).toFixed(0)} MiB (ratio ${(ours.rss / quarter.rss).toFixed(2)})`);
 if (spawnSync("siril-cli", ["--version"], { stdio: "ignore" }).status !== 0) {
   console.log("Siril: siril-cli not installed (apt-get install siril) — no ratio printed");

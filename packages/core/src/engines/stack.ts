@@ -19,11 +19,16 @@ import { FitsWriter } from "../fits/writer.js";
 import { FitsHeader } from "../fits/header.js";
 import type { EngineContext, FrameRef, StackingInput, StackingResult } from "../kernel/contracts.js";
 import { combinedKeywords } from "./mean-stack.js";
+import { mapLimit } from "../util/pool.js";
 
 /** Working set of one band of all frames that stays in the CPU caches (L2 + L3 here). */
 const BAND_BYTES = 32 << 20;
 /** Frames up to which the stack keeps every file open across bands (well under the usual 1024 descriptors). */
 const OPEN_MAX = 256;
+/** Frames measured at once by the statistics pass. */
+const STATS_IN_FLIGHT = 4;
+/** Band reads in flight when files are opened per band (more than OPEN_MAX frames). */
+const READS_IN_FLIGHT = 8;
 
 const REJECTIONS: Record<string, Rejection | undefined> = {
   none: "none", percentile: "percentile", sigma: "sigma", sigma_median: "sigma", mad: "mad", winsorized: "winsorized", linear_fit: "linear-fit",
@@ -66,15 +71,12 @@ export async function frameStats(path: string, hdu: number | undefined, channels
       } else {
         // Every 4th value of the strips: 1/64 of the frame (65 k values for 2048²) is plenty for a median
         // and a MAD, and their selection costs a quarter.
-        const rows = new Float32Array(stripRows * width);
+        // The strips are read concurrently (each is a small read; their latencies overlap).
+        signal.throwIfAborted();
+        const strips = await Promise.all(Array.from({ length: STRIPS }, (_, k) => r.readRows(Math.min(height - stripRows, Math.floor(((k + 0.5) * height) / STRIPS)), stripRows, c)));
         sample = new Float32Array(STRIPS * Math.ceil((stripRows * width) / 4));
         let m = 0;
-        for (let k = 0; k < STRIPS; k++) {
-          signal.throwIfAborted();
-          const y0 = Math.min(height - stripRows, Math.floor(((k + 0.5) * height) / STRIPS));
-          await r.readRows(y0, stripRows, c, rows);
-          for (let i = 0; i < rows.length; i += 4) sample[m++] = rows[i]!;
-        }
+        for (const rows of strips) for (let i = 0; i < rows.length; i += 4) sample[m++] = rows[i]!;
         sample = sample.subarray(0, m);
       }
       const s = await recon.robustStats(sample, { iterations: 0, signal });
@@ -183,10 +185,13 @@ export async function nativeStack(input: StackingInput, ctx: EngineContext): Pro
   // Per-frame statistics for normalisation and weights.
   let stats: FrameStats[] = [];
   if (normalization !== "none" || weighting !== "none" || Object.keys(filters).length > 0) {
-    for (const [i, f] of frames.entries()) {
-      stats.push(await frameStats(f.path, f.hdu, channels, ctx.signal, needStars));
-      ctx.progress((0.2 * (i + 1)) / frames.length, "frame statistics");
-    }
+    // A few frames in flight: their small strip reads overlap with the statistics of the others.
+    let measured = 0;
+    stats = await mapLimit(frames, STATS_IN_FLIGHT, async (f) => {
+      const st = await frameStats(f.path, f.hdu, channels, ctx.signal, needStars);
+      ctx.progress((0.2 * ++measured) / frames.length, "frame statistics");
+      return st;
+    });
   }
   // Frame filters: every rejected frame is reported with its figure and the threshold.
   const rejectedFrames: { path: string; reason: string }[] = [];
@@ -259,8 +264,8 @@ export async function nativeStack(input: StackingInput, ctx: EngineContext): Pro
       for (let y0 = 0; y0 < height; y0 += bandRows) {
         const rows = Math.min(bandRows, height - y0);
         const views = band.map((b) => (rows === bandRows ? b : b.subarray(0, rows * width)));
-        for (const [i, f] of frames.entries()) {
-          ctx.signal.throwIfAborted();
+        ctx.signal.throwIfAborted();
+        await mapLimit(frames, open.length ? frames.length : READS_IN_FLIGHT, async (f, i) => {
           const held = open[i];
           const file = held ?? (await FitsFile.open(f.path));
           try {
@@ -268,7 +273,7 @@ export async function nativeStack(input: StackingInput, ctx: EngineContext): Pro
           } finally {
             if (!held) await file.close();
           }
-        }
+        });
         // Normalisation is applied inside the kernel (same f32 values as normalising the rows first).
         const r = await recon.combine(views, { method, rejection, low, high, counts: rejection !== "none", signal: ctx.signal, ...(weights ? { weights } : {}), ...(norm ? { normalize: norm } : {}) });
         if (r.rejectedLow) for (const v of r.rejectedLow) rejectedLow += v;
