@@ -13,6 +13,11 @@ import {
 } from "./contract.js";
 import type { RawKernels } from "./raw.js";
 
+/** A Float32Array of n values on malloc'd memory (not zero-filled): for outputs a kernel writes whole. */
+function uninitialised(n: number): Float32Array {
+  return new Float32Array(Buffer.allocUnsafeSlow(4 * n).buffer, 0, n);
+}
+
 function invalid(input: string, reason: string): TileCompileError {
   return new TileCompileError("TC_INPUT_INVALID", { input, reason });
 }
@@ -98,8 +103,10 @@ export class Backend implements ReconBackend {
     checkPlane(p, "plane");
     const mesh = positiveInt(o.meshSize ?? 64, "meshSize");
     const it = o.iterations ?? 10;
-    const background = new Float32Array(p.data.length);
-    const noise = new Float32Array(p.data.length);
+    // Every value is written by the kernel: malloc-recycled memory rather than fresh zeroed pages (two
+    // 16 MB maps per 2048² frame otherwise cost their page faults on every call).
+    const background = uninitialised(p.data.length);
+    const noise = uninitialised(p.data.length);
     const cells = await call("backgroundMap", o.signal, (c) => this.k.backgroundMap(p.data, p.width, p.height, mesh, finite(o.clipSigma ?? 3, "clipSigma"), it, background, noise, c));
     return { background, noise, cells };
   }

@@ -79,13 +79,40 @@ export async function detectionPlane(recon: ReconBackend, img: FitsImage, signal
  * Stars of one frame (brightest first, frame pixel coordinates) and its quality figure
  * Q = star count / median FWHM, as used to pick a reference.
  */
-export async function frameStars(recon: ReconBackend, frame: FrameRef, signal: AbortSignal, threshold = 5): Promise<FrameStars & { size: { width: number; height: number } }> {
-  const img = await readFitsImage(frame.path, { signal, ...(frame.hdu !== undefined ? { hdu: frame.hdu } : {}) });
+export async function frameStars(recon: ReconBackend, frame: FrameRef, signal: AbortSignal, threshold = 5, image?: FitsImage): Promise<FrameStars & { size: { width: number; height: number } }> {
+  const img = image ?? (await readFrame(frame, signal));
   const { plane, scale, offset } = await detectionPlane(recon, img, signal);
   // An 11×11 measuring box (radius 5): on the M 94 frames it gave less centroid noise than 15×15.
   const list = await recon.detectStars(plane, { threshold, radius: 5, maxStars: 800, signal });
   const fwhm = median(list.stars.slice(0, 200).map((s) => s.fwhm)) * scale;
   return { size: { width: img.width, height: img.height }, stars: list.stars.map((s) => ({ x: s.x * scale + offset, y: s.y * scale + offset })), fwhm, quality: list.stars.length > 0 ? list.stars.length / fwhm : 0 };
+}
+
+/** Read a frame (its HDU, if the reference names one). */
+export function readFrame(frame: FrameRef, signal: AbortSignal): Promise<FitsImage> {
+  return readFitsImage(frame.path, { signal, ...(frame.hdu !== undefined ? { hdu: frame.hdu } : {}) });
+}
+
+/**
+ * Frame i's image, read one frame ahead: `get(i)` returns frame i (started when i − 1 was asked for) and
+ * starts reading frame i + 1, so the file read overlaps with the work on frame i. At most two decoded
+ * frames are held. A failed read surfaces when its frame is asked for, not before.
+ */
+function readAhead(frames: readonly FrameRef[], signal: AbortSignal): (i: number) => Promise<FitsImage> {
+  const pending = new Map<number, Promise<FitsImage>>();
+  const start = (i: number) => {
+    if (i >= frames.length || pending.has(i)) return;
+    const p = readFrame(frames[i]!, signal);
+    p.catch(() => undefined); // handled when frame i is asked for
+    pending.set(i, p);
+  };
+  return (i) => {
+    start(i);
+    const p = pending.get(i)!;
+    pending.delete(i);
+    start(i + 1);
+    return p;
+  };
 }
 
 /** `reg_{index:05d}.fit` → `reg_00007.fit`; `{name}` is the input file name without extension. */
@@ -123,70 +150,135 @@ export async function registerRelative(input: RegistrationInput, ctx: EngineCont
   const frames = input.frames;
   if (frames.length === 0) throw new TileCompileError("TC_INPUT_INVALID", { input: "frames", reason: "no frames to register" });
 
-  // Pass 1: stars of every frame.
-  const found: FrameStars[] = [];
+  // The reference is known before any frame is read (an index, a path, or the reference an earlier run
+  // into the same folder recorded): one pass, every frame read once — its stars detected, matched and the
+  // same decoded image warped. With `auto` the reference is the best frame, so every frame's stars are
+  // measured first (pass 1, star lists only) and each frame is read again to be warped (pass 2).
+  let known = knownReference(input);
+  const read = readAhead(frames, ctx.signal);
+  const found: (FrameStars | undefined)[] = new Array(frames.length);
   let size: { width: number; height: number } | undefined;
-  for (let i = 0; i < frames.length; i++) {
-    ctx.signal.throwIfAborted();
-    ctx.progress((0.4 * i) / frames.length, `stars ${basename(frames[i]!.path)}`);
+  const measure = async (i: number, img?: FitsImage): Promise<FrameStars> => {
     try {
-      const f = await frameStars(recon, frames[i]!, ctx.signal, opts.threshold ?? 5);
+      const f = await frameStars(recon, frames[i]!, ctx.signal, opts.threshold ?? 5, img);
       size ??= f.size;
       if (f.size.width !== size.width || f.size.height !== size.height) throw new Error(`its size ${f.size.width}×${f.size.height} differs from the first frame's ${size.width}×${size.height}`);
-      found.push(f);
+      return f;
     } catch (e) {
       if ((e as Error).name === "AbortError") throw e;
-      found.push({ stars: [], quality: 0, fwhm: NaN, error: (e as Error).message });
+      return { stars: [], quality: 0, fwhm: NaN, error: (e as Error).message };
+    }
+  };
+  let refIndex: number;
+  if (known !== undefined) {
+    found[known] = await measure(known);
+    // An earlier run's reference that is no longer usable: `auto` picks the best frame instead.
+    if (input.reference === "auto" && (found[known]!.error || found[known]!.stars.length < 3)) {
+      found[known] = undefined;
+      known = undefined;
     }
   }
-
-  const refIndex = chooseReference(input, found);
+  if (known !== undefined) {
+    refIndex = chooseReference({ ...input, reference: known }, frames.map((_, i) => found[i] ?? { quality: 0, stars: [0, 0, 0] }));
+  } else {
+    for (let i = 0; i < frames.length; i++) {
+      ctx.signal.throwIfAborted();
+      ctx.progress((0.4 * i) / frames.length, `stars ${basename(frames[i]!.path)}`);
+      let img: FitsImage | undefined;
+      try {
+        img = await read(i);
+      } catch (e) {
+        if ((e as Error).name === "AbortError") throw e;
+        found[i] = { stars: [], quality: 0, fwhm: NaN, error: (e as Error).message };
+        continue;
+      }
+      found[i] = await measure(i, img);
+    }
+    refIndex = chooseReference(input, found as FrameStars[]);
+  }
   const refPath = frames[refIndex]!.path;
-  ctx.logger.info(`registration reference: ${basename(refPath)} (${found[refIndex]!.stars.length} stars, FWHM ${found[refIndex]!.fwhm.toFixed(2)} px)`);
+  const ref = found[refIndex]!;
+  ctx.logger.info(`registration reference: ${basename(refPath)} (${ref.stars.length} stars, FWHM ${ref.fwhm.toFixed(2)} px)`);
 
-  // Pass 2: match, warp, write.
+  // Match, warp, write. The write of frame i (to the page cache, then fsync and rename) runs while frame
+  // i + 1 is measured and warped; its errors are reported with frame i.
   await mkdir(input.outputDir, { recursive: true });
   const out: RegisteredFrame[] = [];
-  for (let i = 0; i < frames.length; i++) {
-    ctx.signal.throwIfAborted();
-    ctx.progress(0.4 + (0.6 * i) / frames.length, `warp ${basename(frames[i]!.path)}`);
-    const path = frames[i]!.path;
-    const f = found[i]!;
-    if (f.error) {
-      out.push({ input: path, error: f.error });
-      continue;
-    }
-    let matrix: number[], rmsPx = 0, medianPx = 0, stars = f.stars.length;
-    if (i === refIndex) matrix = [1, 0, 0, 0, 1, 0, 0, 0, 1];
-    else {
-      const m = matchStars(f.stars, found[refIndex]!.stars, { model, tolerancePx: matchTolerance(f.fwhm, found[refIndex]!.fwhm) });
-      if (!m.ok) {
-        out.push({ input: path, error: m.reason });
-        ctx.logger.warn(`${basename(path)}: not registered: ${m.reason}`);
-        continue;
-      }
-      if (describe(m.matrix).mirrored) {
-        out.push({ input: path, error: "the frame is mirrored relative to the reference; it is not registered" });
-        continue;
-      }
-      matrix = m.matrix;
-      rmsPx = m.rmsPx;
-      medianPx = m.medianPx;
-      stars = m.pairs;
-    }
-    const output = resolve(input.outputDir, formatFrameName(input.filenamePattern, i, path));
+  const reread = known === undefined ? readAhead(frames, ctx.signal) : read;
+  let writing: { promise: Promise<void>; entry: RegisteredFrame; index: number } | undefined;
+  const settle = async () => {
+    if (!writing) return;
+    const w = writing;
+    writing = undefined;
     try {
-      await warpOntoReference(recon, frames[i]!, matrix, {
-        output, interpolation, signal: ctx.signal,
-        keywords: { REGREF: [basename(refPath), "registration reference frame"], REGRMS: [Number(rmsPx.toFixed(4)), "[px] RMS residual of matched stars"], REGSTARS: [stars, "stars matched to the reference"] },
-        history: [...input.history, `registered onto ${basename(refPath)} (${model}, ${interpolation}, rms ${rmsPx.toFixed(3)} px)`],
-      });
+      await w.promise;
+      out[w.index] = w.entry;
     } catch (e) {
       if ((e as Error).name === "AbortError") throw e;
-      out.push({ input: path, error: (e as Error).message });
-      continue;
+      out[w.index] = { input: w.entry.input, error: (e as Error).message };
     }
-    out.push({ input: path, output, matrix, rmsPx, medianPx, stars });
+  };
+  try {
+    for (let i = 0; i < frames.length; i++) {
+      ctx.signal.throwIfAborted();
+      ctx.progress((known === undefined ? 0.4 : 0) + ((known === undefined ? 0.6 : 1) * i) / frames.length, `register ${basename(frames[i]!.path)}`);
+      const path = frames[i]!.path;
+      if (found[i]?.error) {
+        out[i] = { input: path, error: found[i]!.error! };
+        continue;
+      }
+      let img: FitsImage;
+      try {
+        img = await reread(i);
+        if (known !== undefined && i !== refIndex) found[i] = await measure(i, img);
+      } catch (e) {
+        if ((e as Error).name === "AbortError") throw e;
+        out[i] = { input: path, error: (e as Error).message };
+        continue;
+      }
+      const f = found[i]!;
+      if (f.error) {
+        out[i] = { input: path, error: f.error };
+        continue;
+      }
+      let matrix: number[], rmsPx = 0, medianPx = 0, stars = f.stars.length;
+      if (i === refIndex) matrix = [1, 0, 0, 0, 1, 0, 0, 0, 1];
+      else {
+        const m = matchStars(f.stars, ref.stars, { model, tolerancePx: matchTolerance(f.fwhm, ref.fwhm) });
+        if (!m.ok) {
+          out[i] = { input: path, error: m.reason };
+          ctx.logger.warn(`${basename(path)}: not registered: ${m.reason}`);
+          continue;
+        }
+        if (describe(m.matrix).mirrored) {
+          out[i] = { input: path, error: "the frame is mirrored relative to the reference; it is not registered" };
+          continue;
+        }
+        matrix = m.matrix;
+        rmsPx = m.rmsPx;
+        medianPx = m.medianPx;
+        stars = m.pairs;
+      }
+      const output = resolve(input.outputDir, formatFrameName(input.filenamePattern, i, path));
+      let written: Promise<void>;
+      try {
+        ({ written } = await warpOntoReference(recon, frames[i]!, matrix, {
+          output, interpolation, signal: ctx.signal, image: img, deferWrite: true,
+          keywords: { REGREF: [basename(refPath), "registration reference frame"], REGRMS: [Number(rmsPx.toFixed(4)), "[px] RMS residual of matched stars"], REGSTARS: [stars, "stars matched to the reference"] },
+          history: [...input.history, `registered onto ${basename(refPath)} (${model}, ${interpolation}, rms ${rmsPx.toFixed(3)} px)`],
+        }));
+      } catch (e) {
+        if ((e as Error).name === "AbortError") throw e;
+        out[i] = { input: path, error: (e as Error).message };
+        continue;
+      }
+      await settle();
+      writing = { promise: written, entry: { input: path, output, matrix, rmsPx, medianPx, stars }, index: i };
+    }
+    await settle();
+  } finally {
+    // On an abort, let the write in flight finish removing its temporary file before returning.
+    if (writing) await (writing as { promise: Promise<void> }).promise.catch(() => undefined);
   }
   ctx.progress(1);
   return { reference: refPath, frames: out };
@@ -197,10 +289,22 @@ export async function registerRelative(input: RegistrationInput, ctx: EngineCont
  * the reference's; every colour plane (the debayered R, G, B of a CFA frame) is resampled with its
  * inverse. Shared by every built-in registration method.
  */
-export async function warpOntoReference(recon: ReconBackend, frame: FrameRef, matrix: readonly number[], o: { output: string; interpolation: "bilinear" | "bicubic" | "lanczos3"; signal: AbortSignal; keywords: Record<string, [string | number, string]>; history: string[] }): Promise<void> {
+export interface WarpOntoReferenceOptions {
+  output: string;
+  interpolation: "bilinear" | "bicubic" | "lanczos3";
+  signal: AbortSignal;
+  keywords: Record<string, [string | number, string]>;
+  history: string[];
+  /** The frame, already read (otherwise it is read here). */
+  image?: FitsImage;
+}
+/** With `deferWrite`, resolves once the pixels are warped, to `{ written }`: the (atomic) write in flight. */
+export async function warpOntoReference(recon: ReconBackend, frame: FrameRef, matrix: readonly number[], o: WarpOntoReferenceOptions & { deferWrite: true }): Promise<{ written: Promise<void> }>;
+export async function warpOntoReference(recon: ReconBackend, frame: FrameRef, matrix: readonly number[], o: WarpOntoReferenceOptions): Promise<void>;
+export async function warpOntoReference(recon: ReconBackend, frame: FrameRef, matrix: readonly number[], o: WarpOntoReferenceOptions & { deferWrite?: boolean }): Promise<void | { written: Promise<void> }> {
   const inverse = invert(matrix);
   if (!inverse) throw new Error("the fitted transform is singular");
-  const img = await readFitsImage(frame.path, { signal: o.signal, ...(frame.hdu !== undefined ? { hdu: frame.hdu } : {}) });
+  const img = o.image ?? (await readFrame(frame, o.signal));
   const planes = await colourPlanes(recon, img, o.signal);
   const n = img.width * img.height;
   // Every value is written by the warp: malloc-recycled memory instead of a fresh zeroed 16 MB per frame
@@ -212,7 +316,12 @@ export async function warpOntoReference(recon: ReconBackend, frame: FrameRef, ma
   const header = img.header.withoutStructure();
   if (planes.length === 3 && bayerOf(img)) for (const k of ["BAYERPAT", "XBAYROFF", "YBAYROFF"]) header.delete(k);
   for (const [k, [v, comment]] of Object.entries(o.keywords)) header.set(k, v, comment);
-  await writeFitsImage(o.output, { width: img.width, height: img.height, channels: planes.length, data }, { header, history: o.history, signal: o.signal });
+  const written = writeFitsImage(o.output, { width: img.width, height: img.height, channels: planes.length, data }, { header, history: o.history, signal: o.signal }).then(() => undefined);
+  if (o.deferWrite) {
+    written.catch(() => undefined); // the caller awaits it
+    return { written };
+  }
+  await written;
 }
 
 /** Planes to warp: the debayered R, G, B of a CFA frame, else the frame's own channels. */
@@ -224,6 +333,38 @@ async function colourPlanes(recon: ReconBackend, img: FitsImage, signal: AbortSi
   }
   const n = img.width * img.height;
   return Array.from({ length: img.channels }, (_, c) => img.data.subarray(c * n, (c + 1) * n));
+}
+
+/**
+ * The reference index when it is fixed before any frame is measured: an index, a path (or file name), or
+ * with `auto` the reference an earlier run into the same output folder recorded (still among the inputs).
+ * Undefined when `auto` has to pick the best frame. Invalid references are left to `chooseReference`.
+ */
+export function knownReference(input: RegistrationInput): number | undefined {
+  const frames = input.frames;
+  const ref = input.reference;
+  if (typeof ref === "number") return ref >= 0 && ref < frames.length ? ref : undefined;
+  if (ref !== "auto") {
+    const want = resolve(ref);
+    const i = frames.findIndex((f) => resolve(f.path) === want || basename(f.path) === ref);
+    return i >= 0 ? i : undefined;
+  }
+  const i = previousReference(input);
+  return i;
+}
+
+/** The reference recorded by an earlier run into the same folder, if it is still among the inputs. */
+function previousReference(input: RegistrationInput): number | undefined {
+  const previous = join(input.outputDir, "transforms.json");
+  if (!existsSync(previous)) return undefined;
+  try {
+    const prev = JSON.parse(readFileSync(previous, "utf8")) as { reference?: string };
+    const i = input.frames.findIndex((f) => prev.reference !== undefined && resolve(f.path) === resolve(prev.reference));
+    return i >= 0 ? i : undefined;
+  } catch {
+    // An unreadable transforms.json is simply not used.
+    return undefined;
+  }
 }
 
 /** The reference/anchor frame index per `registration.reference` (see the module comment). */
@@ -244,16 +385,8 @@ export function chooseReference(input: RegistrationInput, found: readonly { qual
     return i;
   }
   // Keep the reference of an earlier run into the same folder (Siril silently changes it).
-  const previous = join(input.outputDir, "transforms.json");
-  if (existsSync(previous)) {
-    try {
-      const prev = JSON.parse(readFileSync(previous, "utf8")) as { reference?: string };
-      const i = frames.findIndex((f) => prev.reference !== undefined && resolve(f.path) === resolve(prev.reference));
-      if (i >= 0 && usable(i)) return i;
-    } catch {
-      // An unreadable transforms.json is simply not used.
-    }
-  }
+  const prev = previousReference(input);
+  if (prev !== undefined && usable(prev)) return prev;
   let best = -1;
   for (let i = 0; i < frames.length; i++) if (usable(i) && (best < 0 || found[i]!.quality > found[best]!.quality)) best = i;
   if (best < 0) throw new TileCompileError("TC_INPUT_INVALID", { input: frames.map((f) => basename(f.path)).join(", "), reason: "no frame has enough stars to serve as the registration reference" });
