@@ -73,6 +73,20 @@ const oursAcc = summarize(await Promise.all(sample.map((f) => accuracy(f.output)
 console.log(`bench register: ${N} frames ${W}×${H}, ${recon.kind} kernels (${recon.simd}, ${recon.threads()} threads)`);
 console.log(`relative (ours):  ${ours.toFixed(1)} s  (${(ours / N * 1000).toFixed(0)} ms/frame), ${failed} failed; star offset after registration: median ${oursAcc.median.toFixed(3)} px, worst frame ${oursAcc.worst.toFixed(3)} px`);
 
+// Floor: what every frame costs before any registration work — read and decode the 16-bit input and
+// write it back atomically as the 32-bit float frame a registration writes (same bytes, same fsync).
+const floorDir = join(root, "floor");
+rmSync(floorDir, { recursive: true, force: true });
+mkdirSync(floorDir, { recursive: true });
+t = performance.now();
+for (const [k, f] of files.entries()) {
+  const img = await readFitsImage(f);
+  await writeFitsImage(join(floorDir, `io_${k % 4}.fit`), img, { header: img.header });
+}
+const ioFloor = (performance.now() - t) / N;
+rmSync(floorDir, { recursive: true, force: true });
+console.log(`floor: read + decode + atomic f32 write, no registration work: ${ioFloor.toFixed(0)} ms/frame`);
+
 if (spawnSync("siril-cli", ["--version"], { stdio: "ignore" }).status !== 0) {
   console.log("Siril: siril-cli not installed (apt-get install siril) — no ratio printed");
   process.exit(0);
@@ -91,4 +105,5 @@ const rfiles = readdirSync(join(sdir, "process")).filter((f) => f.startsWith("r_
 const sirilAcc = summarize(await Promise.all(rfiles.filter((_, i) => i % Math.max(1, Math.floor(N / 10)) === 0).map((f) => accuracy(f))));
 console.log(`Siril register:   ${siril.toFixed(1)} s  (${(siril / N * 1000).toFixed(0)} ms/frame), ${rfiles.length} frames written; star offset: median ${sirilAcc.median.toFixed(3)} px, worst frame ${sirilAcc.worst.toFixed(3)} px`);
 const ratio = siril / ours;
+console.log(`floor / Siril: ${(ioFloor / (siril / N * 1000)).toFixed(2)} (3× Siril leaves ${(siril / N * 1000 / 3).toFixed(0)} ms/frame in all)`);
 console.log(`speed: ours is ${ratio.toFixed(2)}× Siril's (target ≥ 3×): ${ratio >= 3 ? "met" : "NOT met"}; accuracy ${oursAcc.median <= sirilAcc.median * 1.05 ? "equal or better" : "worse"}`);
