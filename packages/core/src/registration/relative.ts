@@ -1,10 +1,13 @@
 /**
  * `registration:relative` — the built-in star-pattern registration (kernels in recon-native).
  *
- * Two streaming passes, so memory does not grow with the number of frames:
- * 1. every frame is read once and its stars detected (only the star lists are kept);
- * 2. the reference is chosen, each frame's stars are matched to it (match.ts), and the frame is read again
- *    and warped onto the reference grid (Lanczos-3 by default) and written.
+ * Streaming, so memory does not grow with the number of frames (at most two decoded frames and one being
+ * written are held). When the reference is known up front (an index, a path, or the reference an earlier
+ * run into the same folder recorded) one pass suffices: each frame is read once, its stars detected and
+ * matched to the reference's (match.ts), and the same image warped onto the reference grid (Lanczos-3 by
+ * default) and written. With `auto` there are two passes: every frame's stars first (only the star lists
+ * are kept), to choose the reference; then each frame is read again, matched, warped and written. Frames
+ * are read one ahead, and a frame's write overlaps with the next frame's registration.
  *
  * Reference `auto`: the frame with the highest quality figure Q = star count / median FWHM (more and
  * sharper stars), earlier frame on ties. A reference chosen by an earlier run into the same output folder
