@@ -17,6 +17,7 @@ import { FitsWriter } from "../fits/writer.js";
 import { FitsHeader } from "../fits/header.js";
 import type { MasterPlan } from "../jobs/plan.js";
 import { recipeOf } from "../jobs/plan.js";
+import { bandRows } from "../util/bands.js";
 
 export interface BuildMasterOptions {
   /** Master bias (for flats). */
@@ -56,19 +57,13 @@ export function masterHeader(kind: "bias" | "dark" | "flat", raw: readonly FitsH
   return header;
 }
 
-/** Working set of one band of all frames that the combine still finds in the CPU caches (L2 + L3 here). */
-const BAND_BYTES = 32 << 20;
-
 /**
- * Rows per band when combining `frames` raw frames of `width` × `height`: within the memory budget
- * (N frames × rows × width × 4 bytes, plus the same again for the combine), and small enough that the
- * band stays cache-resident. Bigger bands gain nothing — every row is read once either way — and cost
- * fresh pages: 1310-row bands of 50 frames (a 1 GiB budget) spent ~20 % of the build zeroing 536 MB of
- * new buffers, measured with perf.
+ * Rows per band when combining `frames` raw frames of `width` × `height`: N frames × rows × width × 4
+ * bytes, plus the same again for the combine, within the memory budget and the cache-sized band (see
+ * util/bands.ts).
  */
 export function masterBandRows(frames: number, width: number, height: number, memoryBudgetBytes: number): number {
-  const perRow = frames * width * 4 * 2 + width * 8;
-  return Math.max(1, Math.min(height, Math.floor(Math.min(memoryBudgetBytes, BAND_BYTES) / perRow)));
+  return bandRows(frames * width * 4 * 2 + width * 8, height, memoryBudgetBytes);
 }
 
 export async function buildMaster(m: MasterPlan, o: BuildMasterOptions): Promise<{ path: string; frames: number }> {

@@ -19,10 +19,9 @@ import { FitsWriter } from "../fits/writer.js";
 import { FitsHeader } from "../fits/header.js";
 import type { EngineContext, FrameRef, StackingInput, StackingResult } from "../kernel/contracts.js";
 import { combinedKeywords } from "./mean-stack.js";
+import { bandRows } from "../util/bands.js";
 import { mapLimit } from "../util/pool.js";
 
-/** Working set of one band of all frames that stays in the CPU caches (L2 + L3 here). */
-const BAND_BYTES = 32 << 20;
 /** Frames up to which the stack keeps every file open across bands (well under the usual 1024 descriptors). */
 const OPEN_MAX = 256;
 /** Frames measured at once by the statistics pass. */
@@ -229,9 +228,8 @@ export async function nativeStack(input: StackingInput, ctx: EngineContext): Pro
     });
   };
 
-  // Bands: every frame's rows (f32) plus the combine's output, within the memory budget and small enough
-  // to stay in the CPU caches (bigger bands read nothing less and cost fresh pages; see masterBandRows).
-  const bandRows = Math.max(1, Math.min(height, Math.floor(Math.min(ctx.runtime.memoryBudgetBytes, BAND_BYTES) / (width * 4 * (frames.length + 2)))));
+  // Bands: every frame's rows (f32) plus the combine's output, within the memory budget and cache-sized.
+  const rowsPerBand = bandRows(width * 4 * (frames.length + 2), height, ctx.runtime.memoryBudgetBytes);
   const header = first.header.clone();
   for (const k of combinedKeywords(summaries)) header.set(k.key, k.value, k.comment, k.float ? { numberFormat: "float" } : undefined);
   header.set("STACKMTH", input.method, "stacking method");
@@ -250,20 +248,20 @@ export async function nativeStack(input: StackingInput, ctx: EngineContext): Pro
   let rejectedLow = 0, rejectedHigh = 0;
   const open: FitsFile[] = [];
   try {
-    const bands = Math.ceil(height / bandRows);
+    const bands = Math.ceil(height / rowsPerBand);
     let done = 0;
     // One buffer per frame, reused for every band: fresh 100 × 5 MB typed arrays per band cost more in
     // page zeroing and GC than the read itself.
-    const band: Float32Array[] = frames.map(() => new Float32Array(bandRows * width));
+    const band: Float32Array[] = frames.map(() => new Float32Array(rowsPerBand * width));
     // Files stay open across bands (opening and parsing a header per band and frame cost more than the
     // rows read), up to OPEN_MAX of them; beyond that each band opens and closes every file.
     if (frames.length <= OPEN_MAX) for (const f of frames) open.push(await FitsFile.open(f.path));
     for (let c = 0; c < channels; c++) {
       const weights = weightsFor(c);
       const norm = normalization === "none" ? undefined : { scale: frames.map((_, i) => affine(i, c)[0]), offset: frames.map((_, i) => affine(i, c)[1]) };
-      for (let y0 = 0; y0 < height; y0 += bandRows) {
-        const rows = Math.min(bandRows, height - y0);
-        const views = band.map((b) => (rows === bandRows ? b : b.subarray(0, rows * width)));
+      for (let y0 = 0; y0 < height; y0 += rowsPerBand) {
+        const rows = Math.min(rowsPerBand, height - y0);
+        const views = band.map((b) => (rows === rowsPerBand ? b : b.subarray(0, rows * width)));
         ctx.signal.throwIfAborted();
         await mapLimit(frames, open.length ? frames.length : READS_IN_FLIGHT, async (f, i) => {
           const held = open[i];

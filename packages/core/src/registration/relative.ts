@@ -174,6 +174,8 @@ export async function registerRelative(input: RegistrationInput, ctx: EngineCont
   };
   let refIndex: number;
   if (known !== undefined) {
+    // Read here and again when its turn comes in the loop: one extra read per run, rather than holding
+    // the reference's image through the whole loop.
     found[known] = await measure(known);
     // An earlier run's reference that is no longer usable: `auto` picks the best frame instead.
     if (input.reference === "auto" && (found[known]!.error || found[known]!.stars.length < 3)) {
@@ -182,7 +184,7 @@ export async function registerRelative(input: RegistrationInput, ctx: EngineCont
     }
   }
   if (known !== undefined) {
-    refIndex = chooseReference({ ...input, reference: known }, frames.map((_, i) => found[i] ?? { quality: 0, stars: [0, 0, 0] }));
+    refIndex = chooseReference({ ...input, reference: known }, frames.map((_, i) => found[i] ?? { quality: 0, stars: [] }));
   } else {
     for (let i = 0; i < frames.length; i++) {
       ctx.signal.throwIfAborted();
@@ -221,10 +223,11 @@ export async function registerRelative(input: RegistrationInput, ctx: EngineCont
       out[w.index] = { input: w.entry.input, error: (e as Error).message };
     }
   };
+  const p0 = known === undefined ? 0.4 : 0; // progress already spent on pass 1
   try {
     for (let i = 0; i < frames.length; i++) {
       ctx.signal.throwIfAborted();
-      ctx.progress((known === undefined ? 0.4 : 0) + ((known === undefined ? 0.6 : 1) * i) / frames.length, `register ${basename(frames[i]!.path)}`);
+      ctx.progress(p0 + ((1 - p0) * i) / frames.length, `register ${basename(frames[i]!.path)}`);
       const path = frames[i]!.path;
       if (found[i]?.error) {
         out[i] = { input: path, error: found[i]!.error! };
@@ -348,12 +351,16 @@ export function knownReference(input: RegistrationInput): number | undefined {
   const ref = input.reference;
   if (typeof ref === "number") return ref >= 0 && ref < frames.length ? ref : undefined;
   if (ref !== "auto") {
-    const want = resolve(ref);
-    const i = frames.findIndex((f) => resolve(f.path) === want || basename(f.path) === ref);
+    const i = indexOfFrame(frames, ref);
     return i >= 0 ? i : undefined;
   }
-  const i = previousReference(input);
-  return i;
+  return previousReference(input);
+}
+
+/** Index of the frame a `registration.reference` path or file name names, or −1. */
+function indexOfFrame(frames: readonly FrameRef[], ref: string): number {
+  const want = resolve(ref);
+  return frames.findIndex((f) => resolve(f.path) === want || basename(f.path) === ref);
 }
 
 /** The reference recorded by an earlier run into the same folder, if it is still among the inputs. */
@@ -381,8 +388,7 @@ export function chooseReference(input: RegistrationInput, found: readonly { qual
     return ref;
   }
   if (ref !== "auto") {
-    const want = resolve(ref);
-    const i = frames.findIndex((f) => resolve(f.path) === want || basename(f.path) === ref);
+    const i = indexOfFrame(frames, ref);
     if (i < 0) throw new TileCompileError("TC_CONFIG_INVALID", { file: "tile_compile.yaml", issues: [`registration.reference: ${ref} is not one of the frames to register`] });
     if (!usable(i)) throw new TileCompileError("TC_INPUT_INVALID", { input: frames[i]!.path, reason: `the reference frame cannot be used: ${found[i]!.error ?? "too few stars"}` });
     return i;
