@@ -133,3 +133,50 @@ export function localWeights(m: { fwhm: number[][]; roundness: number[][]; contr
   }
   return { L, mode };
 }
+
+/**
+ * A smooth sky surface s(u, v) = c0 + c1·u + c2·v + c3·u² + c4·u·v + c5·v² (u = x/W − ½, v = y/H − ½)
+ * fitted by least squares to tile sky levels, with two rejection passes (|residual| > 3·1.4826·MAD:
+ * nebula-filled or star-crowded tiles). A plane when fewer than 12 points are usable, a constant below 4.
+ * Used to take each frame's own gradient (moon, light pollution, clouds) out before frames are mixed with
+ * tile-varying weights; without it every tile's weighted mix of differing gradients is a different
+ * brightness, and the tiles show as blocks.
+ */
+export function fitSkySurface(points: readonly { u: number; v: number; value: number }[]): number[] {
+  let use = points.filter((p) => Number.isFinite(p.value));
+  const coef = new Array<number>(6).fill(0);
+  if (use.length === 0) return coef;
+  for (let pass = 0; pass < 3; pass++) {
+    const k = use.length >= 12 ? 6 : use.length >= 4 ? 3 : 1;
+    const terms = (u: number, v: number) => [1, u, v, u * u, u * v, v * v].slice(0, k);
+    const A = Array.from({ length: k }, () => new Array<number>(k).fill(0)), b = new Array<number>(k).fill(0);
+    for (const p of use) { const t = terms(p.u, p.v); for (let i = 0; i < k; i++) { b[i] = b[i]! + t[i]! * p.value; for (let j = 0; j < k; j++) A[i]![j] = A[i]![j]! + t[i]! * t[j]!; } }
+    const x = solveLinear(A, b);
+    if (!x) { coef.fill(0); coef[0] = median(use.map((p) => p.value)); return coef; }
+    coef.fill(0);
+    x.forEach((c, i) => { coef[i] = c; });
+    if (pass === 2) break;
+    const res = use.map((p) => p.value - evalSkySurface(coef, p.u, p.v));
+    const mr = median(res), mad = MAD_SIGMA * median(res.map((r) => Math.abs(r - mr)));
+    const kept = use.filter((_, i) => Math.abs(res[i]! - mr) <= 3 * mad);
+    if (kept.length === use.length || kept.length < 4 || !(mad > 0)) break;
+    use = kept;
+  }
+  return coef;
+}
+
+export function evalSkySurface(c: readonly number[], u: number, v: number): number {
+  return c[0]! + c[1]! * u + c[2]! * v + c[3]! * u * u + c[4]! * u * v + c[5]! * v * v;
+}
+
+function solveLinear(A: number[][], b: number[]): number[] | undefined {
+  const n = b.length, M = A.map((row, i) => [...row, b[i]!]);
+  for (let c = 0; c < n; c++) {
+    let piv = c;
+    for (let r = c + 1; r < n; r++) if (Math.abs(M[r]![c]!) > Math.abs(M[piv]![c]!)) piv = r;
+    if (!(Math.abs(M[piv]![c]!) > 1e-12)) return undefined;
+    [M[c], M[piv]] = [M[piv]!, M[c]!];
+    for (let r = 0; r < n; r++) if (r !== c) { const f = M[r]![c]! / M[c]![c]!; for (let k = c; k <= n; k++) M[r]![k] = M[r]![k]! - f * M[c]![k]!; }
+  }
+  return M.map((row, i) => row[n]! / row[i]!);
+}

@@ -32,7 +32,7 @@ import { writeFitsImage } from "../fits/writer.js";
 import { combinedKeywords } from "../engines/mean-stack.js";
 import type { EngineContext } from "../kernel/contracts.js";
 import { seededRandom } from "../util/random.js";
-import { clusterCount, DEFAULT_LOCAL, DEFAULT_TILE, globalWeights, localWeights, median, modeGate, robustZ, tileGeometry, tileGrid, type Assumptions, type GlobalWeightParams, type LocalParams, type TbqrMode, type TileParams } from "./math.js";
+import { clusterCount, DEFAULT_LOCAL, fitSkySurface, DEFAULT_TILE, globalWeights, localWeights, median, modeGate, robustZ, tileGeometry, tileGrid, type Assumptions, type GlobalWeightParams, type LocalParams, type TbqrMode, type TileParams } from "./math.js";
 
 export interface TbqrOptions {
   global: GlobalWeightParams;
@@ -128,6 +128,25 @@ export function budgetKappaScaled(q: number[], scale: number[], budget: number, 
   return best;
 }
 
+/**
+ * The largest κ ∈ [0, κmax] (steps of 0.02) for which the mean weighted by w_f = exp(base_f + κ·q_f) of
+ * frames with noise σ_f has noise √(Σ w²σ²)/Σ w ≤ budget × `reference`. Not monotonic in κ, hence a scan;
+ * 0 when even κ = 0 (inverse-variance weights, the least noise any weighting can have) exceeds it.
+ */
+export function noiseBudgetKappa(base: number[], q: number[], sigma: number[], reference: number, budget: number, kmax = 3): number {
+  const ok = base.map((b, f) => Number.isFinite(b) && Number.isFinite(q[f]!) && Number.isFinite(sigma[f]!));
+  const ratio = (k: number) => {
+    const e = base.map((b, f) => (ok[f] ? b + k * q[f]! : -Infinity));
+    const mx = Math.max(...e);
+    let s = 0, s2 = 0;
+    e.forEach((v, f) => { const w = Math.exp(v - mx); s += w; s2 += (w * sigma[f]!) ** 2; });
+    return Math.sqrt(s2) / s / reference;
+  };
+  let best = 0;
+  for (let k = 0; k <= kmax + 1e-9; k += 0.02) if (ratio(k) <= budget) best = k;
+  return best;
+}
+
 /** κ such that N_eff(exp(κ·q)) = target (bisection on [0, κmax]; N_eff falls as κ grows). */
 export function budgetKappa(q: number[], target: number, kmax = 3): number {
   const neff = (k: number) => { let s = 0, s2 = 0; for (const v of q) { const w = Math.exp(k * v); s += w; s2 += w * w; } return (s * s) / s2; };
@@ -188,7 +207,8 @@ export async function reconstructTbqr(framePaths: string[], output: string, o: T
   const B: number[][] = Array.from({ length: C }, () => []), sigma: number[][] = Array.from({ length: C }, () => []), E: number[][] = Array.from({ length: C }, () => []);
   const tm = Array.from({ length: C }, () => ({ fwhm: [] as number[][], roundness: [] as number[][], contrast: [] as number[][], stars: [] as number[][], eOverSigma: [] as number[][], background: [] as number[][] }));
   // Per-pixel clip statistics of the sky-normalised frames y = raw/B_f, accumulated in the same read:
-  // sums of d = y − 1 and d² (f64; d is small on the sky, so the sums do not cancel) and the count.
+  // sums of d = y − (the frame's sky surface) and d² (f64; d is small on the sky, so the sums do not cancel) and the count.
+  const skyFit: number[][][] = Array.from({ length: C }, () => []);
   const S1 = Array.from({ length: C }, () => new Float64Array(n)), S2 = Array.from({ length: C }, () => new Float64Array(n)), SN = Array.from({ length: C }, () => new Uint32Array(n));
   for (const [f, path] of framePaths.entries()) {
     sig.throwIfAborted();
@@ -208,15 +228,22 @@ export async function reconstructTbqr(framePaths: string[], output: string, o: T
       B[c]!.push(b);
       const norm = new Float32Array(n);
       const inv = 1 / Math.max(b, o.epsilon);
-      const s1 = S1[c]!, s2 = S2[c]!, sn = SN[c]!;
-      for (let i = 0; i < n; i++) {
-        const y = plane[i]! * inv;
-        norm[i] = y;
-        const d = y - 1;
-        if (d - d === 0) { s1[i] = s1[i]! + d; s2[i] = s2[i]! + d * d; sn[i] = sn[i]! + 1; }
-      }
+      for (let i = 0; i < n; i++) norm[i] = plane[i]! * inv;
 
       const m = await recon.tileMetrics({ data: norm, width: W, height: H }, tiles, { signal: sig });
+      // This frame's own sky surface (in y units) from its tile sky levels; the clip statistics are
+      // gathered on d = y − surface, so a frame's gradient neither widens nor shifts the clip window.
+      const surf = fitSkySurface(tiles.map((t, ti) => ({ u: (t.x0 + t.width / 2) / W - 0.5, v: (t.y0 + t.height / 2) / H - 0.5, value: m.background[ti]! })));
+      skyFit[c]!.push(surf);
+      const s1 = S1[c]!, s2 = S2[c]!, sn = SN[c]!;
+      for (let y = 0, i = 0; y < H; y++) {
+        const v = y / H - 0.5, a0 = surf[0]! + surf[2]! * v + surf[5]! * v * v, a1 = surf[1]! + surf[4]! * v, a2 = surf[3]!;
+        for (let x = 0; x < W; x++, i++) {
+          const u = x / W - 0.5;
+          const d = norm[i]! - (a0 + a1 * u + a2 * u * u);
+          if (d - d === 0) { s1[i] = s1[i]! + d; s2[i] = s2[i]! + d * d; sn[i] = sn[i]! + 1; }
+        }
+      }
       sigma[c]!.push(median(m.noise));
       E[c]!.push(median(m.energy));
       const t = tm[c]!;
@@ -229,6 +256,8 @@ export async function reconstructTbqr(framePaths: string[], output: string, o: T
   const G: number[][] = [], Wt: number[][][] = [], Ql: number[][][] = [];
   /** Photometric scale per channel and frame: τ̄ / τ_f (1 when no stars are measurable). */
   const fluxScale: number[][] = [];
+  /** Per channel: star scale of the raw plain mean over that of x (the photometric restore). */
+  const starScale: number[] = [];
   for (let c = 0; c < C; c++) {
     const g = globalWeights(B[c]!, sigma[c]!, E[c]!, o.global);
     const l = localWeights(tm[c]!, { ...o.local, starMinCount: o.tile.starMinCount });
@@ -245,10 +274,24 @@ export async function reconstructTbqr(framePaths: string[], output: string, o: T
     const Ff = framePaths.map((_, f) => median(starTiles.map((t) => m.fwhm[f]![t]!)));
     const tau = framePaths.map((_, f) => median(starTiles.map((t) => m.contrast[f]![t]! * m.fwhm[f]![t]! ** 2)));
     const haveStars = starTiles.length > 0 && Ff.every(Number.isFinite) && tau.every((v) => Number.isFinite(v) && v > 0);
-    // Frames are brought to a common photometric scale before combining (x' = 1 + (x − 1)·τ̄/τ_f on the
-    // sky-normalised frame), so weighting clear frames more does not change star fluxes.
-    const tauMean = tau.reduce((a, b) => a + b, 0) / tau.length;
-    fluxScale.push(framePaths.map((_, f) => (haveStars ? tauMean / tau[f]! : 1)));
+    // Frames are brought to a common photometric scale before combining: x_f = (y_f − sky_f)·s_f with
+    // s_f = τ̄/τ_f on the sky-normalised frame, so weighting clear frames more does not change star fluxes.
+    // Without measurable stars the transparency is taken as equal, τ_f ∝ 1/B_f (y = raw/B_f divides the
+    // signal of a bright-sky frame down), which makes x_f = (raw − sky)·mean(1/B) for every frame.
+    const tauF = haveStars ? tau : B[c]!.map((b) => 1 / Math.max(b, o.epsilon));
+    const tauMean = tauF.reduce((a, b) => a + b, 0) / N;
+    const sc = tauF.map((t) => tauMean / t);
+    fluxScale.push(sc);
+    // Noise of each frame as it enters the mean (σ_f in y units, scaled), and the reference every weighting
+    // is held to: the noise of a plain mean of the raw frames at the same star-flux scale,
+    // √(Σ (σ_f·B_f)²)/N · τ̄ / mean(τ_f·B_f) — not a mean of the already scaled frames, which hides the
+    // noise the scaling adds.
+    const sx = sigma[c]!.map((s, f) => s * sc[f]!);
+    const refNoise = (Math.sqrt(sigma[c]!.reduce((a, s, f) => a + (s * B[c]![f]!) ** 2, 0)) / N) * (tauMean / (tauF.reduce((a, t, f) => a + t * B[c]![f]!, 0) / N));
+    starScale.push(tauF.reduce((a, t, f) => a + t * B[c]![f]!, 0) / N / tauMean);
+    // Base weights: inverse variance of x_f (∝ τ_f²/σ_f², transparency and noise: the global axis); the
+    // seeing term on top with the largest κ ≤ 3 that keeps the noise within budget × the reference.
+    const base = sx.map((v) => (v > 0 && Number.isFinite(v) ? -2 * Math.log(v) : 0));
     const tx = [...new Set(tiles.map((t) => t.x0))].length;
     const w = l.L.map((row) => row.map(() => 1));
     for (let t = 0; t < tiles.length; t++) {
@@ -257,12 +300,13 @@ export async function reconstructTbqr(framePaths: string[], output: string, o: T
       const q = framePaths.map((_, f) => {
         if (!haveStars) return Math.log(g.G[f]!) + Math.log(l.L[f]![t]!);
         const rho = nb.length ? median(nb.map((u) => m.fwhm[f]![u]! / Ff[f]!)) : 1;
-        const base = 2 * Math.log(tau[f]!) - 2 * Math.log(Ff[f]! * (Number.isFinite(rho) ? rho : 1));
-        return l.mode[t] === "star" ? base : base + Math.log(l.L[f]![t]!);
+        const seeing = -2 * Math.log(Ff[f]! * (Number.isFinite(rho) ? rho : 1));
+        return l.mode[t] === "star" ? seeing : seeing + Math.log(l.L[f]![t]!);
       });
-      const mean = q.reduce((a, b) => a + b, 0) / q.length;
-      const k = budgetKappaScaled(q.map((v) => v - mean), fluxScale[c]!, o.noiseBudget);
-      q.forEach((v, f) => { w[f]![t] = Math.exp(k * (v - mean)); });
+      const k = noiseBudgetKappa(base, q, sx, refNoise, o.noiseBudget);
+      const e = base.map((b0, f) => b0 + k * q[f]!);
+      const mean = e.reduce((a, v) => a + (Number.isFinite(v) ? v : 0), 0) / N;
+      e.forEach((v, f) => { w[f]![t] = Number.isFinite(v) ? Math.exp(v - mean) : 0; });
     }
     Wt.push(w);
   }
@@ -292,6 +336,7 @@ export async function reconstructTbqr(framePaths: string[], output: string, o: T
   }
   const out = new Float32Array(n * C);
   const plainMean = new Float32Array(n * C);
+  const skyMeans: number[][] = [];
   for (let c = 0; c < C; c++) {
     const lo = new Float32Array(n), hi = new Float32Array(n);
     {
@@ -299,18 +344,22 @@ export async function reconstructTbqr(framePaths: string[], output: string, o: T
       for (let i = 0; i < n; i++) {
         const k = sn[i]!, m = s1[i]! / k;
         const sd = k > 1 ? Math.sqrt(Math.max((s2[i]! - s1[i]! * m) / (k - 1), 0)) : Infinity;
-        lo[i] = 1 + m - o.clip.low * sd;
-        hi[i] = 1 + m + o.clip.high * sd;
+        lo[i] = m - o.clip.low * sd;
+        hi[i] = m + o.clip.high * sd;
       }
       S1[c] = S2[c] = new Float64Array(0);
       SN[c] = new Uint32Array(0);
     }
-    const acc = new Float64Array(n), wsum = new Float64Array(n), macc = new Float64Array(n), mcnt = new Float64Array(n);
+    const acc = new Float64Array(n), wsum = new Float64Array(n), macc = new Float64Array(n), mcnt = new Float64Array(n), racc = new Float64Array(n), rcnt = new Float64Array(n);
+    // The raw sky of the plain mean, Σ_f B_f·sky_f(p) / N: the output keeps the plain mean's background.
+    const skyMean = new Array<number>(6).fill(0);
+    skyMeans.push(skyMean);
+    for (let f = 0; f < N; f++) for (let j = 0; j < 6; j++) skyMean[j] = skyMean[j]! + (B[c]![f]! * skyFit[c]![f]![j]!) / N;
     const rowA = new Float64Array(tx), wrow = new Float64Array(W);
     for (const [f, path] of framePaths.entries()) {
       sig.throwIfAborted();
       const plane = (await readFitsImage(path, { signal: sig })).data.subarray(c * n, (c + 1) * n);
-      const af = A[c]![f]!, sc = fluxScale[c]![f]!, invB = 1 / Math.max(B[c]![f]!, o.epsilon);
+      const af = A[c]![f]!, sc = fluxScale[c]![f]!, invB = 1 / Math.max(B[c]![f]!, o.epsilon), surf = skyFit[c]![f]!;
       for (let y = 0; y < H; y++) {
         rowA.fill(0);
         for (const [iy, wy] of rowsOf[y]!) for (let ix = 0; ix < tx; ix++) rowA[ix] = rowA[ix]! + wy * af[iy * tx + ix]!;
@@ -322,26 +371,69 @@ export async function reconstructTbqr(framePaths: string[], output: string, o: T
         }
         const inv = 1 / sy[y]!;
         for (let xx = 0; xx < W; xx++) wrow[xx] = wrow[xx]! * (inv / sx[xx]!);
+        const vv = y / H - 0.5, a0 = surf[0]! + surf[2]! * vv + surf[5]! * vv * vv, a1 = surf[1]! + surf[4]! * vv, a2 = surf[3]!;
         for (let xx = 0, i = y * W; xx < W; xx++, i++) {
-          const yv = plane[i]! * invB;
-          if (yv !== yv) continue;
-          const v = 1 + (yv - 1) * sc;
+          const raw = plane[i]!;
+          if (raw !== raw) continue;
+          racc[i] = racc[i]! + raw; rcnt[i] = rcnt[i]! + 1;
+          const u = xx / W - 0.5;
+          const d = raw * invB - (a0 + a1 * u + a2 * u * u);
+          const v = d * sc;
           macc[i] = macc[i]! + v; mcnt[i] = mcnt[i]! + 1;
-          if (yv < lo[i]! || yv > hi[i]!) continue;
+          if (d < lo[i]! || d > hi[i]!) continue;
           const w = wrow[xx]!;
           acc[i] = acc[i]! + w * v; wsum[i] = wsum[i]! + w;
         }
       }
       ctx.progress(0.45 + (0.45 * (c * N + f + 1)) / (C * N), `reconstruct ${basename(path)}`);
     }
-    const restore = median(B[c]!);
-    for (let i = 0; i < n; i++) {
-      const m = mcnt[i]! > 0 ? macc[i]! / mcnt[i]! : NaN;
-      out[c * n + i] = (wsum[i]! > 0 ? acc[i]! / wsum[i]! : m) * restore;
-      plainMean[c * n + i] = m * restore;
+    // Photometric restore: the sky surface of the plain mean plus the signal at the plain mean's star scale.
+    const restore = starScale[c]!;
+    for (let y = 0, i = 0; y < H; y++) {
+      const vv = y / H - 0.5, a0 = skyMean[0]! + skyMean[2]! * vv + skyMean[5]! * vv * vv, a1 = skyMean[1]! + skyMean[4]! * vv, a2 = skyMean[3]!;
+      for (let xx = 0; xx < W; xx++, i++) {
+        const u = xx / W - 0.5, sky = a0 + a1 * u + a2 * u * u;
+        const m = mcnt[i]! > 0 ? macc[i]! / mcnt[i]! : NaN;
+        out[c * n + i] = sky + (wsum[i]! > 0 ? acc[i]! / wsum[i]! : m) * restore;
+        plainMean[c * n + i] = rcnt[i]! > 0 ? racc[i]! / rcnt[i]! : NaN;
+      }
     }
   }
   void separableWindow;
+
+  // Photometric check and calibration against the plain mean: aperture fluxes of the plain mean's
+  // brightest isolated stars in both images. The transparency estimate τ (peak contrast × FWHM²) is biased
+  // by seeing at the per-cent level, and the weighting favours one seeing; one gain per channel, fitted on
+  // the stars and applied to the signal above the sky, takes that out so the stack keeps the plain mean's
+  // photometry. Refused loudly when too few stars are measurable rather than guessed.
+  const photometry: { stars: number; gain: number[] } = { stars: 0, gain: [] };
+  {
+    const ref = await recon.detectStars({ data: plainMean.subarray(starChannel * n, (starChannel + 1) * n), width: W, height: H }, { radius: 5, maxStars: 200, signal: sig });
+    const rAp = Math.max(4, Math.ceil(3 * geom.F)), rIn = rAp + 2, rOut = rAp + 6;
+    const iso = ref.stars.filter((s) => s.x > rOut && s.y > rOut && s.x < W - rOut - 1 && s.y < H - rOut - 1 && s.roundness > 0.6 && ref.stars.every((t) => t === s || Math.hypot(t.x - s.x, t.y - s.y) > rOut + 2 || t.flux < s.flux / 30)).slice(0, 60);
+    photometry.stars = iso.length;
+    for (let c = 0; c < C; c++) {
+      const phot = (d: Float32Array, s: { x: number; y: number }) => {
+        let sum = 0, cnt = 0; const bg: number[] = [];
+        for (let y = Math.floor(s.y) - rOut; y <= Math.floor(s.y) + rOut; y++) for (let x = Math.floor(s.x) - rOut; x <= Math.floor(s.x) + rOut; x++) {
+          const dd = Math.hypot(x - s.x, y - s.y), v = d[c * n + y * W + x]!;
+          if (!Number.isFinite(v)) continue;
+          if (dd <= rAp) { sum += v; cnt++; } else if (dd >= rIn && dd <= rOut) bg.push(v);
+        }
+        return sum - cnt * median(bg);
+      };
+      const ratios = iso.map((s) => phot(out, s) / phot(plainMean, s)).filter((v) => Number.isFinite(v) && v > 0);
+      const gain = ratios.length >= 5 ? median(ratios) : 1;
+      photometry.gain.push(gain);
+      if (gain === 1) continue;
+      const sm = skyMeans[c]!;
+      for (let y = 0, i = c * n; y < H; y++) {
+        const vv = y / H - 0.5, a0 = sm[0]! + sm[2]! * vv + sm[5]! * vv * vv, a1 = sm[1]! + sm[4]! * vv, a2 = sm[3]!;
+        for (let xx = 0; xx < W; xx++, i++) { const u = xx / W - 0.5, sky = a0 + a1 * u + a2 * u * u; out[i] = sky + (out[i]! - sky) / gain; }
+      }
+    }
+    ctx.logger.info(`TBQR photometry: gain ${photometry.gain.map((g) => g.toFixed(4)).join(", ")} against the plain mean over ${iso.length} stars`);
+  }
 
   // Validation figures: FWHM of the output vs the plain mean, background noise ratio, seam figures.
   const plane = (a: Float32Array) => ({ data: a.subarray(starChannel * n, (starChannel + 1) * n), width: W, height: H });
