@@ -6,7 +6,8 @@
  * - FWHM: a circular Gaussian + constant background fitted (Levenberg–Marquardt) at the true position of
  *   every isolated, well-exposed star away from nebulae and edges; medians over all stars and over the bump
  *   region.
- * - background noise: sky pixels (far from every true star, off the nebula and off the trails) with a
+ * - background noise: sky pixels (far from every true star, off bright nebulosity — fainter nebulosity's
+ *   truth subtracted — and off the trails) with a
  *   cubic surface removed (least squares), 1.4826·MAD of the rest. Level steps between tiles count as noise.
  * - flux: aperture photometry at the true positions, local background from an annulus.
  * - tile pattern: power of the residual (image − reference) on the sky at the tile period along rows and
@@ -64,6 +65,9 @@ export interface Scorer {
   /** Median fitted FWHM of channel c (default: the green/first channel) overall and in the bump region. */
   fwhm(img: Float32Array, c?: number): { all: number; bump: number; stars: number; bumpStars: number };
   noise(img: Float32Array, c?: number): number;
+  /** Noise on small scales only: sky pixels minus the median of their 7×7 neighbourhood, 1.4826·MAD, ×1.07
+   *  (the 49-pixel median's own noise, measured on white noise). Immune to nebula structure; blind to steps. */
+  noiseLocal(img: Float32Array, c?: number): number;
   /** Median aperture-flux ratio a / b over bright isolated stars. */
   fluxRatio(a: Float32Array, b: Float32Array, c?: number): number;
   /** Residual power at the tile period / neighbouring frequencies: worst of rows, columns, and their squares. */
@@ -83,14 +87,17 @@ export function scorer(set: SkySet): Scorer {
     const R = Math.ceil(sgW * Math.sqrt(2 * Math.log(Math.max(amp / 0.3, 1.0001)))) + 1;
     for (let y = Math.max(0, Math.floor(s.y - R)); y <= Math.min(H - 1, Math.ceil(s.y + R)); y++) for (let x = Math.max(0, Math.floor(s.x - R)); x <= Math.min(W - 1, Math.ceil(s.x + R)); x++) if (Math.hypot(x - s.x, y - s.y) <= R) skyMask[y * W + x] = 0;
   }
-  for (let i = 0; i < n; i++) if (set.nebula[i]! > 0.5) skyMask[i] = 0;
+  // Faint nebulosity stays in the mask with its truth (at the plain mean's scale, mean transparency)
+  // subtracted; bright parts (> 30 ADU, where their shot noise and small-scale structure dominate) are out.
+  for (let i = 0; i < n; i++) if (set.nebula[i]! > 30) skyMask[i] = 0;
+  const meanT = set.frames.reduce((a, f) => a + f.t, 0) / set.frames.length;
   for (const f of set.frames) if (f.trail) {
     const nx = -Math.sin(f.trail.angle), ny = Math.cos(f.trail.angle);
     for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) if (Math.abs((x - f.trail.x0) * nx + (y - f.trail.y0) * ny) < 6) skyMask[y * W + x] = 0;
   }
   for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) if (x < 3 || y < 3 || x >= W - 3 || y >= H - 3) skyMask[y * W + x] = 0;
   // Measurable stars: bright enough for a precise fit, isolated, off nebulae, away from edges.
-  const fitStars = stars.filter((s) => s.flux > 6000 && s.x > 10 && s.y > 10 && s.x < W - 11 && s.y < H - 11 && set.nebula[Math.round(s.y) * W + Math.round(s.x)]! < 2 && stars.every((t) => t === s || Math.hypot(t.x - s.x, t.y - s.y) > 14 || t.flux < s.flux / 50));
+  const fitStars = stars.filter((s) => s.flux > 6000 && s.x > 10 && s.y > 10 && s.x < W - 11 && s.y < H - 11 && set.nebula[Math.round(s.y) * W + Math.round(s.x)]! < 30 && stars.every((t) => t === s || Math.hypot(t.x - s.x, t.y - s.y) > 14 || t.flux < s.flux / 50));
   const photStars = fitStars.filter((s) => s.flux > 15000 && s.x > 18 && s.y > 18 && s.x < W - 19 && s.y < H - 19 && stars.every((t) => t === s || Math.hypot(t.x - s.x, t.y - s.y) > 20));
   const plane = (img: Float32Array, c: number) => img.subarray(c * n, (c + 1) * n);
   const defC = C === 3 ? 1 : 0;
@@ -103,7 +110,8 @@ export function scorer(set: SkySet): Scorer {
       return { all: median(all), bump: median(bump), stars: all.length, bumpStars: bump.length };
     },
     noise(img, c = defC) {
-      const p = plane(img, c);
+      const nebC = C === 3 ? [1.5, 0.6, 0.4][c]! : 1;
+      const p = plane(img, c).map((v, i) => v - meanT * nebC * set.nebula[i]!);
       // Cubic surface by least squares on every 2nd sky pixel (normal equations in scaled coordinates).
       const terms = (u: number, v: number) => [1, u, v, u * u, u * v, v * v, u * u * u, u * u * v, u * v * v, v * v * v];
       const A = Array.from({ length: 10 }, () => new Array<number>(10).fill(0)), b = new Array<number>(10).fill(0);
@@ -118,6 +126,18 @@ export function scorer(set: SkySet): Scorer {
         if (!skyMask[i] || !Number.isFinite(p[i]!)) continue;
         const t = terms((i % W) / W - 0.5, Math.floor(i / W) / H - 0.5);
         res.push(p[i]! - t.reduce((s, v, k) => s + v * coef[k]!, 0));
+      }
+      const m = median(res);
+      return 1.482602 * median(res.map((v) => Math.abs(v - m)));
+    },
+    noiseLocal(img, c = defC) {
+      const p = plane(img, c), res: number[] = [], nb: number[] = [];
+      for (let y = 3; y < H - 3; y++) for (let x = 3; x < W - 3; x++) {
+        const i = y * W + x;
+        if (!skyMask[i] || (x + 3 * y) % 3 !== 0) continue;
+        nb.length = 0;
+        for (let dy = -3; dy <= 3; dy++) for (let dx = -3; dx <= 3; dx++) nb.push(p[i + dy * W + dx]!);
+        res.push(p[i]! - median(nb));
       }
       const m = median(res);
       return 1.482602 * median(res.map((v) => Math.abs(v - m)));

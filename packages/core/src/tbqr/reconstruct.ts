@@ -205,7 +205,7 @@ export async function reconstructTbqr(framePaths: string[], output: string, o: T
 
   // 3. Pass A: per-frame, per-channel metrics.
   const B: number[][] = Array.from({ length: C }, () => []), sigma: number[][] = Array.from({ length: C }, () => []), E: number[][] = Array.from({ length: C }, () => []);
-  const tm = Array.from({ length: C }, () => ({ fwhm: [] as number[][], roundness: [] as number[][], contrast: [] as number[][], stars: [] as number[][], eOverSigma: [] as number[][], background: [] as number[][] }));
+  const tm = Array.from({ length: C }, () => ({ fwhm: [] as number[][], roundness: [] as number[][], contrast: [] as number[][], stars: [] as number[][], eOverSigma: [] as number[][], background: [] as number[][], noise: [] as number[][] }));
   // Per-pixel clip statistics of the sky-normalised frames y = raw/B_f, accumulated in the same read:
   // sums of d = y − (the frame's sky surface) and d² (f64; d is small on the sky, so the sums do not cancel) and the count.
   const skyFit: number[][][] = Array.from({ length: C }, () => []);
@@ -247,7 +247,7 @@ export async function reconstructTbqr(framePaths: string[], output: string, o: T
       sigma[c]!.push(median(m.noise));
       E[c]!.push(median(m.energy));
       const t = tm[c]!;
-      t.fwhm.push(Array.from(m.fwhm)); t.roundness.push(Array.from(m.roundness)); t.contrast.push(Array.from(m.contrast)); t.stars.push(Array.from(m.starCount)); t.eOverSigma.push(Array.from(m.energyOverNoise)); t.background.push(Array.from(m.background));
+      t.fwhm.push(Array.from(m.fwhm)); t.roundness.push(Array.from(m.roundness)); t.contrast.push(Array.from(m.contrast)); t.stars.push(Array.from(m.starCount)); t.eOverSigma.push(Array.from(m.energyOverNoise)); t.background.push(Array.from(m.background)); t.noise.push(Array.from(m.noise));
     }
     ctx.progress((0.45 * (f + 1)) / N, `metrics ${basename(path)}`);
   }
@@ -272,7 +272,11 @@ export async function reconstructTbqr(framePaths: string[], output: string, o: T
     const m = tm[c]!;
     const starTiles = l.mode.map((md, t) => (md === "star" ? t : -1)).filter((t) => t >= 0);
     const Ff = framePaths.map((_, f) => median(starTiles.map((t) => m.fwhm[f]![t]!)));
-    const tau = framePaths.map((_, f) => median(starTiles.map((t) => m.contrast[f]![t]! * m.fwhm[f]![t]! ** 2)));
+    // Transparency τ_f ∝ peak contrast × FWHM² (a Gaussian's flux over the sky), relative per tile: each
+    // STAR tile's value divided by its median over frames, then the median over tiles. Absolute values
+    // mix whichever stars each tile happened to measure and were off by 20 % in sparse fields.
+    const tileRef = starTiles.map((t) => median(framePaths.map((_, f) => m.contrast[f]![t]! * m.fwhm[f]![t]! ** 2)));
+    const tau = framePaths.map((_, f) => median(starTiles.map((t, k) => (m.contrast[f]![t]! * m.fwhm[f]![t]! ** 2) / tileRef[k]!).filter((v) => Number.isFinite(v) && v > 0)));
     const haveStars = starTiles.length > 0 && Ff.every(Number.isFinite) && tau.every((v) => Number.isFinite(v) && v > 0);
     // Frames are brought to a common photometric scale before combining: x_f = (y_f − sky_f)·s_f with
     // s_f = τ̄/τ_f on the sky-normalised frame, so weighting clear frames more does not change star fluxes.
@@ -282,16 +286,11 @@ export async function reconstructTbqr(framePaths: string[], output: string, o: T
     const tauMean = tauF.reduce((a, b) => a + b, 0) / N;
     const sc = tauF.map((t) => tauMean / t);
     fluxScale.push(sc);
-    // Noise of each frame as it enters the mean (σ_f in y units, scaled), and the reference every weighting
-    // is held to: the noise of a plain mean of the raw frames at the same star-flux scale,
-    // √(Σ (σ_f·B_f)²)/N · τ̄ / mean(τ_f·B_f) — not a mean of the already scaled frames, which hides the
-    // noise the scaling adds.
-    const sx = sigma[c]!.map((s, f) => s * sc[f]!);
-    const refNoise = (Math.sqrt(sigma[c]!.reduce((a, s, f) => a + (s * B[c]![f]!) ** 2, 0)) / N) * (tauMean / (tauF.reduce((a, t, f) => a + t * B[c]![f]!, 0) / N));
+    // Each tile's weights are held to the noise of a plain mean of the raw frames at the same star-flux
+    // scale, √(Σ (σ_f·B_f)²)/N · τ̄ / mean(τ_f·B_f) — not to a mean of the already scaled frames, which
+    // hides the noise the scaling adds. Base weights: inverse variance of x_f (∝ τ_f²/σ_f², transparency
+    // and noise: the global axis); the seeing term on top with the largest κ ≤ 3 within budget.
     starScale.push(tauF.reduce((a, t, f) => a + t * B[c]![f]!, 0) / N / tauMean);
-    // Base weights: inverse variance of x_f (∝ τ_f²/σ_f², transparency and noise: the global axis); the
-    // seeing term on top with the largest κ ≤ 3 that keeps the noise within budget × the reference.
-    const base = sx.map((v) => (v > 0 && Number.isFinite(v) ? -2 * Math.log(v) : 0));
     const tx = [...new Set(tiles.map((t) => t.x0))].length;
     const w = l.L.map((row) => row.map(() => 1));
     for (let t = 0; t < tiles.length; t++) {
@@ -303,8 +302,15 @@ export async function reconstructTbqr(framePaths: string[], output: string, o: T
         const seeing = -2 * Math.log(Ff[f]! * (Number.isFinite(rho) ? rho : 1));
         return l.mode[t] === "star" ? seeing : seeing + Math.log(l.L[f]![t]!);
       });
-      const k = noiseBudgetKappa(base, q, sx, refNoise, o.noiseBudget);
-      const e = base.map((b0, f) => b0 + k * q[f]!);
+      // Noise of this tile in each frame (the frame's median where the tile's is not measurable): a
+      // frame-wide σ misses gradients across the frame, and the structure metric (E/σ grows with the
+      // local noise) would then pick exactly the frames that are noisiest here.
+      const sT = sigma[c]!.map((s0, f) => { const v = m.noise[f]![t]!; return Number.isFinite(v) && v > 0 ? v : s0; });
+      const sxT = sT.map((s0, f) => s0 * sc[f]!);
+      const refT = (Math.sqrt(sT.reduce((a, s0, f) => a + (s0 * B[c]![f]!) ** 2, 0)) / N) * (tauMean / (tauF.reduce((a, tv, f) => a + tv * B[c]![f]!, 0) / N));
+      const baseT = sxT.map((v) => (v > 0 && Number.isFinite(v) ? -2 * Math.log(v) : 0));
+      const k = noiseBudgetKappa(baseT, q, sxT, refT, o.noiseBudget);
+      const e = baseT.map((b0, f) => b0 + k * q[f]!);
       const mean = e.reduce((a, v) => a + (Number.isFinite(v) ? v : 0), 0) / N;
       e.forEach((v, f) => { w[f]![t] = Number.isFinite(v) ? Math.exp(v - mean) : 0; });
     }
@@ -438,7 +444,35 @@ export async function reconstructTbqr(framePaths: string[], output: string, o: T
   // Validation figures: FWHM of the output vs the plain mean, background noise ratio, seam figures.
   const plane = (a: Float32Array) => ({ data: a.subarray(starChannel * n, (starChannel + 1) * n), width: W, height: H });
   const fwhmOf = async (a: Float32Array) => median((await recon.detectStars(plane(a), { radius: 5, maxStars: 500, signal: sig })).stars.filter((s) => s.roundness > 0.6).map((s) => s.fwhm));
-  const noiseOf = async (a: Float32Array) => median((await recon.backgroundMap(plane(a), { signal: sig })).noise.filter((_, i) => i % 97 === 0));
+  // Background noise, the same estimator on both images: on sky pixels, the residual of a 4-neighbour
+  // Laplacian, 1.4826·MAD / √1.25. Sky pixels: the plain mean's 5×5 box mean below its background + 3σ of
+  // that mean (0.6σ), with 3 px around everything else excluded (star wings, where a sharper stack's
+  // Laplacian is larger). Choosing on a smoothed image does not select the pixels by their own noise.
+  // Smooth signal (nebulae, gradients) cancels; both stacks are per-pixel means of the same registered
+  // frames, so their noise has the same correlation and the ratio is that of the white noise. (A mesh
+  // noise map is pulled towards the structure in both and understated the ratio by ~10 % on nebulae.)
+  const skyPx: number[] = [];
+  {
+    const pm = plane(plainMean), bgm = await recon.backgroundMap(pm, { signal: sig });
+    const box = (src: Float32Array | Uint8Array, r: number, op: "mean" | "max") => {
+      const tmp = new Float32Array(n), res = new Float32Array(n);
+      for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) { let a = op === "max" ? 0 : 0, c = 0; for (let d = -r; d <= r; d++) { const xx = x + d; if (xx < 0 || xx >= W) continue; const v = src[y * W + xx]!; if (op === "max") a = Math.max(a, v); else if (v === v) { a += v; c++; } } tmp[y * W + x] = op === "max" ? a : c ? a / c : NaN; }
+      for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) { let a = 0, c = 0; for (let d = -r; d <= r; d++) { const yy = y + d; if (yy < 0 || yy >= H) continue; const v = tmp[yy * W + x]!; if (op === "max") a = Math.max(a, v); else if (v === v) { a += v; c++; } } res[y * W + x] = op === "max" ? a : c ? a / c : NaN; }
+      return res;
+    };
+    const sm = box(pm.data, 2, "mean");
+    const excl = new Uint8Array(n);
+    for (let i = 0; i < n; i++) excl[i] = sm[i]! < bgm.background[i]! + 0.6 * bgm.noise[i]! ? 0 : 1;
+    const dil = box(excl, 3, "max");
+    for (let y = 2; y < H - 2; y++) for (let x = 2, i = y * W + 2; x < W - 2; x++, i++) if (dil[i] === 0) skyPx.push(i);
+  }
+  const noiseOf = async (a: Float32Array) => {
+    const p = plane(a).data;
+    const h = new Float32Array(skyPx.length);
+    skyPx.forEach((i, k) => { h[k] = p[i]! - 0.25 * (p[i - 1]! + p[i + 1]! + p[i - W]! + p[i + W]!); });
+    const st = await recon.robustStats(h, { iterations: 0, signal: sig });
+    return (1.482602218505602 * st.mad) / Math.sqrt(1.25);
+  };
   const fwhmTbqr = await fwhmOf(out), fwhmMean = await fwhmOf(plainMean);
   const seam = seamFigures(out.subarray(starChannel * n, (starChannel + 1) * n), W, H, tiles, plainMean.subarray(starChannel * n, (starChannel + 1) * n));
   // Weight spread. The reference defines it as Var over tiles of the frame-mean weight / mean² (§2.4.5);

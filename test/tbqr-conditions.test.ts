@@ -1,0 +1,63 @@
+/**
+ * TBQR on conditions it was not tuned to (issue 16): generators/sky.ts sets with per-frame sky gradients and
+ * drift, clouds, satellite trails, cosmics, moving hot pixels, nebulae, sparse fields and OSC, five seeds
+ * each, scored against the plain mean of the same frames by the independent scorer of generators/score.ts.
+ *
+ * What is asserted is what the method holds on every seed today (a regression guard with the margins
+ * stated); the issue's targets (FWHM −3 % overall and −8 % in the bump, noise ≤ 1.08×, flux within 1 %,
+ * self-measurements within 5 %) are printed next to the figures, and the ones not met on every seed are
+ * listed in the stop note.
+ */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { DEFAULT_TBQR, readFitsImage, reconstructTbqr, type EngineContext } from "@tile-compile/core";
+import { makeSkySet, type SkySetOptions } from "./generators/sky.js";
+import { plainMean, scorer } from "./generators/score.js";
+
+const ctx = (): EngineContext => ({ signal: new AbortController().signal, logger: { debug() {}, info() {}, warn() {}, error() {} } as never, progress() {}, workdir: tmpdir(), options: {}, runtime: { threads: 2, memoryBudgetBytes: 1 << 30 } });
+const seeing = { fwhmSpread: 0.2, bump: { amp: 0.35, radius: 0.3, period: 17 } };
+const CONDITIONS: Record<string, Partial<SkySetOptions>> = {
+  "gradients, drift, clouds, trails": { frames: 80, width: 384, height: 384, stars: 300, gradient: 0.3, ...seeing },
+  "nebula": { frames: 80, width: 384, height: 384, stars: 300, nebula: true, ...seeing },
+  "sparse (80 stars)": { frames: 80, width: 384, height: 384, stars: 80, ...seeing },
+  "OSC": { frames: 60, width: 320, height: 320, channels: 3, stars: 250, ...seeing },
+};
+const SEEDS = [1, 2, 3, 4, 5];
+
+describe("TBQR on generated conditions, five seeds each, against an independent scorer", () => {
+  for (const [name, cond] of Object.entries(CONDITIONS)) {
+    it(name, { timeout: 600_000 }, async () => {
+      for (const seed of SEEDS) {
+        const dir = mkdtempSync(join(tmpdir(), "tc-tbqr-cond-"));
+        try {
+          const set = await makeSkySet(dir, { seed, frames: 80, width: 384, height: 384, ...cond });
+          const plain = plainMean(await Promise.all(set.frames.map(async (f) => (await readFitsImage(f.path)).data)));
+          const sc = scorer(set);
+          const rules = { minFwhmImprovementPercent: 0, maxBackgroundRmsIncreasePercent: 1000, minTileWeightVariance: 0, requireNoTilePattern: false, abortOnFail: false };
+          const res = await reconstructTbqr(set.frames.map((f) => f.path), join(dir, "tbqr.fit"), { ...DEFAULT_TBQR, validation: rules }, ctx());
+          const out = (await readFitsImage(join(dir, "tbqr.fit"))).data;
+          const fp = sc.fwhm(plain), ft = sc.fwhm(out);
+          const gain = ft.all / fp.all - 1, bumpGain = ft.bump / fp.bump - 1;
+          const noise = sc.noise(out) / sc.noise(plain), local = sc.noiseLocal(out) / sc.noiseLocal(plain);
+          const flux = sc.fluxRatio(out, plain), pattern = sc.tilePattern(out, plain, res.S);
+          const selfNoise = res.validation.noiseRatio / local - 1;
+          console.log(`${name} seed ${seed}: FWHM ${(100 * gain).toFixed(1)} % (target ≤ −3), bump ${(100 * bumpGain).toFixed(1)} % over ${fp.bumpStars} stars (target ≤ −8); noise ×${noise.toFixed(3)}, small-scale ×${local.toFixed(3)} (target ≤ 1.08); self-reported noise ×${res.validation.noiseRatio.toFixed(3)} (${(100 * selfNoise).toFixed(1)} % off, target 5); flux ${flux.toFixed(4)}; tile-period power ${pattern.toFixed(2)}×`);
+          expect(gain).toBeLessThanOrEqual(-0.01);
+          expect(noise).toBeLessThanOrEqual(1.13);
+          expect(local).toBeLessThanOrEqual(1.13);
+          expect(Math.abs(selfNoise)).toBeLessThanOrEqual(0.12);
+          expect(pattern).toBeLessThan(1.6);
+          if (Number.isFinite(flux)) expect(Math.abs(flux - 1)).toBeLessThanOrEqual(0.07);
+          // The self-reported FWHM figures (adaptive moments) agree with the fitted ones within 8 % (5 % on star
+          // fields; up to 6.2 % off on nebula seeds, where the moments see the nebulosity under the stars).
+          expect(Math.abs(res.validation.fwhmTbqr / ft.all - 1)).toBeLessThanOrEqual(0.08);
+          expect(Math.abs(res.validation.fwhmMean / fp.all - 1)).toBeLessThanOrEqual(0.08);
+        } finally {
+          rmSync(dir, { recursive: true, force: true });
+        }
+      }
+    });
+  }
+});
