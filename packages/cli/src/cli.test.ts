@@ -140,6 +140,16 @@ describe("tile-compile validate / run --stage calibrate", () => {
     const again = capture();
     expect(await runCli(["validate", job], { io: again.io, cwd: base })).toBe(0);
     expect(again.out.join("\n")).toMatch(/0 master\(s\) to build, 7 to reuse/);
+    // The job-file seed's commands: --validate is `validate`; --stage preprocess is our stack stage (dry run).
+    const sv = capture();
+    expect(await runCli(["run", job, "--validate"], { io: sv.io, cwd: base })).toBe(0);
+    expect(sv.out.join("\n")).toBe(again.out.join("\n"));
+    const sp = capture();
+    expect(await runCli(["run", job, "--stage", "preprocess", "--dry-run"], { io: sp.io, cwd: base })).toBe(0);
+    expect(sp.out.join("\n")).toMatch(/dry run: would build 0 master\(s\), calibrate 20 light\(s\)/);
+    const su = capture();
+    expect(await runCli(["run", job, "--stage", "sharpen"], { io: su.io, cwd: base })).not.toBe(0);
+    expect(su.err.join("\n")).toMatch(/unknown stage "sharpen".*preprocess/s);
     // A bad job: exit 78 with every problem named.
     writeFileSync(join(base, "jobs", "bad.json"), JSON.stringify({ name: "b", type: "LRGB", lights: { L: "M42/none" }, extra: 1 }));
     const b = capture();

@@ -106,9 +106,10 @@ export async function runCli(argv: string[], options: CliOptions = {}): Promise<
     .command("run")
     .description("Run a job: calibrate → register → stack per (filter, exposure) → compose → stretch; resumes finished steps")
     .argument("<job>", "job file (.json or .yaml)")
-    .option("-s, --stage <stage>", "run up to this stage: calibrate, register, stack, compose, stretch or all", "all")
+    .option("-s, --stage <stage>", "run up to this stage: calibrate, register, stack, compose, stretch or all (seed names: preprocess = stack, validate, …)", "all")
     .option("--dry-run", "print the plan (every master to build or reuse, and why) and write nothing")
-    .action(async (job: string, o: { stage?: string; dryRun?: boolean }) => {
+    .option("--validate", "only validate the job (the same as `tile-compile validate JOB`)")
+    .action(async (job: string, o: { stage?: string; dryRun?: boolean; validate?: boolean }) => {
       const loaded = await config();
       for (const w of loaded.warnings) io.err(`warning: ${w}`);
       exitCode = await runCommand(resolve(cwd, job), o, loaded, io, signal, cwd);

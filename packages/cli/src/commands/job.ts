@@ -71,9 +71,21 @@ export async function validateCommand(jobFile: string, opts: { json?: boolean },
   return 0;
 }
 
-export async function runCommand(jobFile: string, opts: { stage?: string; dryRun?: boolean; json?: boolean }, loaded: LoadedConfig, io: Io, signal: AbortSignal, cwd: string): Promise<number> {
-  const stage = opts.stage ?? "all";
-  if (stage !== "all" && !(PIPELINE_STEPS as readonly string[]).includes(stage)) throw new TileCompileError("TC_INPUT_INVALID", { input: "--stage", reason: `unknown stage "${stage}"`, hint: `Use one of ${PIPELINE_STEPS.join(", ")} or all (runs up to and including that stage; finished steps are reused).` });
+/**
+ * The job-file seed's stage names (its Stage 0–4: validation, calibration, preprocessing — convert,
+ * calibrate, background, register, stack —, composition, stretching) as aliases of ours.
+ */
+export const STAGE_ALIASES: Readonly<Record<string, PipelineStep | "all" | "validate">> = {
+  preprocess: "stack", preprocessing: "stack", calibration: "calibrate", registration: "register", stacking: "stack",
+  composition: "compose", stretching: "stretch", validation: "validate", validate: "validate", full: "all",
+};
+
+export async function runCommand(jobFile: string, opts: { stage?: string; dryRun?: boolean; json?: boolean; validate?: boolean }, loaded: LoadedConfig, io: Io, signal: AbortSignal, cwd: string): Promise<number> {
+  const asked = opts.stage ?? "all";
+  const stage = STAGE_ALIASES[asked] ?? asked;
+  // `--validate` and `--stage validate` (the seed's Stage 0) are `tile-compile validate JOB`.
+  if (opts.validate || stage === "validate") return validateCommand(jobFile, { ...(opts.json ? { json: true } : {}) }, loaded, io, signal);
+  if (stage !== "all" && !(PIPELINE_STEPS as readonly string[]).includes(stage)) throw new TileCompileError("TC_INPUT_INVALID", { input: "--stage", reason: `unknown stage "${asked}"`, hint: `Use one of ${PIPELINE_STEPS.join(", ")} or all (runs up to and including that stage; finished steps are reused), or a name of the job-file seed: ${Object.keys(STAGE_ALIASES).join(", ")}.` });
   // compose and stretch work from the stacks alone: the lights (and calibration) are not needed.
   const fromStacks = stage === "compose" || stage === "stretch";
   const p = await plan(jobFile, loaded, signal, fromStacks);

@@ -277,6 +277,7 @@ export async function reconstructTbqr(framePaths: string[], output: string, o: T
     // mix whichever stars each tile happened to measure and were off by 20 % in sparse fields.
     const tileRef = starTiles.map((t) => median(framePaths.map((_, f) => m.contrast[f]![t]! * m.fwhm[f]![t]! ** 2)));
     const tau = framePaths.map((_, f) => median(starTiles.map((t, k) => (m.contrast[f]![t]! * m.fwhm[f]![t]! ** 2) / tileRef[k]!).filter((v) => Number.isFinite(v) && v > 0)));
+    const FfAny = framePaths.map((_, f) => median(m.fwhm[f]!));
     const haveStars = starTiles.length > 0 && Ff.every(Number.isFinite) && tau.every((v) => Number.isFinite(v) && v > 0);
     // Frames are brought to a common photometric scale before combining: x_f = (y_f − sky_f)·s_f with
     // s_f = τ̄/τ_f on the sky-normalised frame, so weighting clear frames more does not change star fluxes.
@@ -309,8 +310,26 @@ export async function reconstructTbqr(framePaths: string[], output: string, o: T
       const sxT = sT.map((s0, f) => s0 * sc[f]!);
       const refT = (Math.sqrt(sT.reduce((a, s0, f) => a + (s0 * B[c]![f]!) ** 2, 0)) / N) * (tauMean / (tauF.reduce((a, tv, f) => a + tv * B[c]![f]!, 0) / N));
       const baseT = sxT.map((v) => (v > 0 && Number.isFinite(v) ? -2 * Math.log(v) : 0));
-      const k = noiseBudgetKappa(baseT, q, sxT, refT, o.noiseBudget);
-      const e = baseT.map((b0, f) => b0 + k * q[f]!);
+      // The weighting must not make the seeing worse than a plain mean's (clear, dark frames can be the
+      // blurry ones, and without STAR tiles q carries no seeing at all): the inverse-variance strength λ
+      // (1, ½, 0) and then κ (×1, ½, ¼, 0) step down until the weighted mean of the frames' FWHM
+      // (F_f·ρ_ft = exp(−q/2)) is no larger than their plain mean. λ = κ = 0 is the plain mean.
+      // Without STAR tiles the frame FWHM comes from every tile that measured a star.
+      const fw = haveStars ? q.map((v) => Math.exp(-v / 2)) : FfAny, fwMean = fw.reduce((a, v) => a + (Number.isFinite(v) ? v : 0), 0) / N;
+      let e: number[] = [];
+      const guard = Number.isFinite(fwMean) && fw.every(Number.isFinite);
+      search: for (const lambda of guard ? [1, 0.5, 0] : [1]) {
+        const bl = baseT.map((b0) => lambda * b0);
+        const k0 = noiseBudgetKappa(bl, q, sxT, refT, o.noiseBudget);
+        for (const ks of guard ? [1, 0.5, 0.25, 0] : [1]) {
+          e = bl.map((b0, f) => b0 + ks * k0 * q[f]!);
+          if (!guard) break search;
+          const mx = Math.max(...e.filter(Number.isFinite));
+          let sw = 0, swf = 0;
+          e.forEach((v, f) => { if (Number.isFinite(v)) { const ww = Math.exp(v - mx); sw += ww; swf += ww * fw[f]!; } });
+          if (swf / sw <= fwMean * (1 + 1e-9)) break search;
+        }
+      }
       const mean = e.reduce((a, v) => a + (Number.isFinite(v) ? v : 0), 0) / N;
       e.forEach((v, f) => { w[f]![t] = Number.isFinite(v) ? Math.exp(v - mean) : 0; });
     }
@@ -428,8 +447,11 @@ export async function reconstructTbqr(framePaths: string[], output: string, o: T
         }
         return sum - cnt * median(bg);
       };
-      const ratios = iso.map((s) => phot(out, s) / phot(plainMean, s)).filter((v) => Number.isFinite(v) && v > 0);
-      const gain = ratios.length >= 5 ? median(ratios) : 1;
+      // Flux-weighted (Σ a / Σ b over the stars whose ratio lies within the middle 80 %): the bright stars,
+      // measured best, dominate; a median of ratios let the many faint ones set it, 1.2 % off for bright stars.
+      const pairs = iso.map((s) => [phot(out, s), phot(plainMean, s)] as const).filter(([a, b]) => Number.isFinite(a / b) && a > 0 && b > 0).sort((x, y) => x[0] / x[1] - y[0] / y[1]);
+      const mid = pairs.slice(Math.floor(pairs.length * 0.1), Math.ceil(pairs.length * 0.9));
+      const gain = pairs.length >= 5 ? mid.reduce((a, p) => a + p[0], 0) / mid.reduce((a, p) => a + p[1], 0) : 1;
       photometry.gain.push(gain);
       if (gain === 1) continue;
       const sm = skyMeans[c]!;
@@ -437,6 +459,17 @@ export async function reconstructTbqr(framePaths: string[], output: string, o: T
         const vv = y / H - 0.5, a0 = sm[0]! + sm[2]! * vv + sm[5]! * vv * vv, a1 = sm[1]! + sm[4]! * vv, a2 = sm[3]!;
         for (let xx = 0; xx < W; xx++, i++) { const u = xx / W - 0.5, sky = a0 + a1 * u + a2 * u * u; out[i] = sky + (out[i]! - sky) / gain; }
       }
+    }
+    // Sky level: the fitted sky surfaces sit ~1 ADU off the plain mean's sky (faint star wings in the tile
+    // sky levels); the median difference on the darker half of the pixels is taken out, so the stack keeps
+    // the plain mean's background level as well.
+    for (let c = 0; c < C; c++) {
+      const pm = plainMean.subarray(c * n, (c + 1) * n), oc = out.subarray(c * n, (c + 1) * n);
+      const sample = Float32Array.from({ length: Math.floor(n / 7) }, (_, k) => pm[7 * k]!);
+      const [p50] = await recon.percentiles(sample, [0.5], { signal: sig });
+      const diff = Float32Array.from({ length: sample.length }, (_, k) => (pm[7 * k]! <= p50! ? oc[7 * k]! - pm[7 * k]! : NaN));
+      const off = (await recon.robustStats(diff, { iterations: 0, signal: sig })).median;
+      if (Number.isFinite(off)) for (let i = 0; i < n; i++) oc[i] = oc[i]! - off;
     }
     ctx.logger.info(`TBQR photometry: gain ${photometry.gain.map((g) => g.toFixed(4)).join(", ")} against the plain mean over ${iso.length} stars`);
   }
