@@ -134,12 +134,18 @@ export function budgetKappaScaled(q: number[], scale: number[], budget: number, 
  * 0 when even κ = 0 (inverse-variance weights, the least noise any weighting can have) exceeds it.
  */
 export function noiseBudgetKappa(base: number[], q: number[], sigma: number[], reference: number, budget: number, kmax = 3): number {
-  const ok = base.map((b, f) => Number.isFinite(b) && Number.isFinite(q[f]!) && Number.isFinite(sigma[f]!));
+  // Allocation-free: called for every tile, κ step and guard level (hundreds of thousands of times).
+  const N = base.length;
   const ratio = (k: number) => {
-    const e = base.map((b, f) => (ok[f] ? b + k * q[f]! : -Infinity));
-    const mx = Math.max(...e);
+    let mx = -Infinity;
+    for (let f = 0; f < N; f++) { const v = base[f]! + k * q[f]!; if (v > mx && Number.isFinite(v) && Number.isFinite(sigma[f]!)) mx = v; }
     let s = 0, s2 = 0;
-    e.forEach((v, f) => { const w = Math.exp(v - mx); s += w; s2 += (w * sigma[f]!) ** 2; });
+    for (let f = 0; f < N; f++) {
+      const v = base[f]! + k * q[f]!;
+      if (!Number.isFinite(v) || !Number.isFinite(sigma[f]!)) continue;
+      const w = Math.exp(v - mx);
+      s += w; s2 += (w * sigma[f]!) ** 2;
+    }
     return Math.sqrt(s2) / s / reference;
   };
   let best = 0;
