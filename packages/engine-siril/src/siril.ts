@@ -34,7 +34,9 @@ const ANSI = new RegExp(`${String.fromCharCode(27)}\\[[0-9;]*[A-Za-z]`, "g");
 
 /** Log lines that report a failure even when the exit code is 0. */
 const ERROR_LINE = /\b(error|failed|not found|unknown command|cannot|could not)\b/i;
-const BENIGN = [/(^|[\s(,])0 failed\b/i, /Reading sequence failed, file cannot be opened: .*\.seq/i, /Script execution failed\.$/ /* followed by rc 1 anyway */];
+// "Cannot load initfile": the very first siril-cli run of a user, before ~/.config/siril/siril.config
+// exists (several runs at once on a fresh machine all say it); Siril continues with its defaults.
+const BENIGN = [/Cannot load initfile: file I\/O error/i, /(^|[\s(,])0 failed\b/i, /Reading sequence failed, file cannot be opened: .*\.seq/i, /Script execution failed\.$/ /* followed by rc 1 anyway */];
 
 export interface RunOptions {
   workdir: string;
