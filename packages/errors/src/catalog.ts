@@ -80,7 +80,10 @@ export const errorCatalog = {
       `The configuration needs "${s(d.capability)}" (${s(d.field)})` +
       (d.engine ? `, but the engine "${s(d.engine)}" does not provide it.` : ", but no loaded engine provides it."),
     hint: (d) =>
-      Array.isArray(d.providers) && d.providers.length > 0
+      Array.isArray(d.offers) && d.offers.length > 0
+        ? `The engine "${s(d.engine)}" provides ${list(d.offers.map((m) => `${s(d.field)}: ${s(m)}`), " or ")}; set ${s(d.field)} to one of these.` +
+          (Array.isArray(d.providers) && d.providers.length > 0 ? ` Engines that provide "${s(d.capability)}": ${list(d.providers)}.` : "")
+        : Array.isArray(d.providers) && d.providers.length > 0
         ? `Engines that provide it: ${list(d.providers)}. Select one in ${s(d.field)} or add it to \`engines:\`.`
         : "No installed engine provides it. Pick another method, or install an engine that provides it and list it in `engines:`.",
     exitCode: 78,

@@ -52,6 +52,8 @@ describe("engine registry", () => {
     expect(err.code).toBe("TC_CAPABILITY_MISSING");
     expect(err.hint).toContain("engine-a");
     expect(exitCodeOf(err)).toBe(78);
+    // `calibration: { engine: siril }` with the method left at its default: the hint names the method key.
+    expect(err.hint).toMatch(/The engine "engine-b" provides stacking\.method: mean; set stacking\.method to one of these\. Engines that provide "stacking:median": engine-a\./);
   });
 
   it("two engines claiming one method without a choice is an error, not last-wins", () => {

@@ -96,7 +96,10 @@ export class EngineRegistry {
         throw new CapabilityError("TC_CAPABILITY_MISSING", { capability, field, engine: engineName, providers: names, reason: "engine not loaded" });
       }
       const stability = engine.capabilities[capability];
-      if (!stability) throw new CapabilityError("TC_CAPABILITY_MISSING", { capability, field, engine: engine.meta.name, providers: names });
+      // What this engine does offer for the stage, so `calibration: { engine: siril }` (method left at its
+      // default, native) is told to set `calibration.method: siril`.
+      const offers = Object.keys(engine.capabilities).filter((c) => c.startsWith(`${stage}:`)).map((c) => c.slice(stage.length + 1));
+      if (!stability) throw new CapabilityError("TC_CAPABILITY_MISSING", { capability, field, engine: engine.meta.name, providers: names, ...(offers.length ? { offers } : {}) });
       return { capability, engine, stability };
     }
     if (providers.length === 0) throw new CapabilityError("TC_CAPABILITY_MISSING", { capability, field, providers: [] });
