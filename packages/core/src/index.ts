@@ -31,6 +31,6 @@ export { nativeStack, filterFrames, frameStats, applyFrameFilters, type FrameSta
 export { generateDemoLibrary, type DemoOptions, type DemoStar } from "./demo/generate.js";
 export { extractBackground, backgroundModel, type BackgroundOptions } from "./background/extract.js";
 export { blendHdr } from "./composition/hdr.js";
-export { reconstructTbqr, tbqrOptionsFromConfig, DEFAULT_TBQR, seamFigures, kmeans, budgetKappa, budgetKappaScaled, tileFractions, validationFailures, type TbqrOptions, type TbqrResult } from "./tbqr/reconstruct.js";
+export { reconstructTbqr, tbqrOptionsFromConfig, DEFAULT_TBQR, seamFigures, kmeans, budgetKappa, noiseBudgetKappa, tileFractions, validationFailures, type TbqrOptions, type TbqrResult } from "./tbqr/reconstruct.js";
 export { tileGeometry, tileGrid, globalWeights, localWeights, robustZ, clusterCount, modeGate, type TbqrMode } from "./tbqr/math.js";
 export { configReferenceMarkdown } from "./config/reference.js";

@@ -166,7 +166,13 @@ export function fitSkySurface(points: readonly { u: number; v: number; value: nu
 }
 
 export function evalSkySurface(c: readonly number[], u: number, v: number): number {
-  return c[0]! + c[1]! * u + c[2]! * v + c[3]! * u * u + c[4]! * u * v + c[5]! * v * v;
+  const [a0, a1, a2] = skyRow(c, v);
+  return a0 + a1 * u + a2 * u * u;
+}
+
+/** The surface along one image row v as a0 + a1·u + a2·u² (for per-pixel loops over a row). */
+export function skyRow(c: readonly number[], v: number): [number, number, number] {
+  return [c[0]! + c[2]! * v + c[5]! * v * v, c[1]! + c[4]! * v, c[3]!];
 }
 
 function solveLinear(A: number[][], b: number[]): number[] | undefined {

@@ -32,7 +32,7 @@ import { writeFitsImage } from "../fits/writer.js";
 import { combinedKeywords } from "../engines/mean-stack.js";
 import type { EngineContext } from "../kernel/contracts.js";
 import { seededRandom } from "../util/random.js";
-import { clusterCount, DEFAULT_LOCAL, fitSkySurface, DEFAULT_TILE, globalWeights, localWeights, median, modeGate, robustZ, tileGeometry, tileGrid, type Assumptions, type GlobalWeightParams, type LocalParams, type TbqrMode, type TileParams } from "./math.js";
+import { clusterCount, DEFAULT_LOCAL, DEFAULT_TILE, fitSkySurface, globalWeights, localWeights, median, modeGate, robustZ, skyRow, tileGeometry, tileGrid, type Assumptions, type GlobalWeightParams, type LocalParams, type TbqrMode, type TileParams } from "./math.js";
 
 export interface TbqrOptions {
   global: GlobalWeightParams;
@@ -113,20 +113,6 @@ export const DEFAULT_TBQR: TbqrOptions = {
   clip: { low: 3, high: 3, iterations: 2 },
   noiseBudget: 1.08,
 };
-
-/**
- * The largest κ ∈ [0, κmax] (steps of 0.02) for which the weighted mean of frames whose noise is scaled by
- * s_f keeps its noise within `budget` × that of a plain mean of unscaled frames:
- * √(N·Σ(w_f·s_f)²) / Σ w_f ≤ budget with w = exp(κ·q). Not monotonic in κ (weighting clear frames first
- * lowers the noise the photometric scaling added), hence a scan.
- */
-export function budgetKappaScaled(q: number[], scale: number[], budget: number, kmax = 3): number {
-  const N = q.length;
-  const ratio = (k: number) => { let s = 0, s2 = 0; q.forEach((v, f) => { const w = Math.exp(k * v); s += w; s2 += (w * scale[f]!) ** 2; }); return Math.sqrt(N * s2) / s; };
-  let best = 0;
-  for (let k = 0; k <= kmax + 1e-9; k += 0.02) if (ratio(k) <= budget) best = k;
-  return best;
-}
 
 /**
  * The largest κ ∈ [0, κmax] (steps of 0.02) for which the mean weighted by w_f = exp(base_f + κ·q_f) of
@@ -243,7 +229,7 @@ export async function reconstructTbqr(framePaths: string[], output: string, o: T
       skyFit[c]!.push(surf);
       const s1 = S1[c]!, s2 = S2[c]!, sn = SN[c]!;
       for (let y = 0, i = 0; y < H; y++) {
-        const v = y / H - 0.5, a0 = surf[0]! + surf[2]! * v + surf[5]! * v * v, a1 = surf[1]! + surf[4]! * v, a2 = surf[3]!;
+        const [a0, a1, a2] = skyRow(surf, y / H - 0.5);
         for (let x = 0; x < W; x++, i++) {
           const u = x / W - 0.5;
           const d = norm[i]! - (a0 + a1 * u + a2 * u * u);
@@ -297,7 +283,8 @@ export async function reconstructTbqr(framePaths: string[], output: string, o: T
     // scale, √(Σ (σ_f·B_f)²)/N · τ̄ / mean(τ_f·B_f) — not to a mean of the already scaled frames, which
     // hides the noise the scaling adds. Base weights: inverse variance of x_f (∝ τ_f²/σ_f², transparency
     // and noise: the global axis); the seeing term on top with the largest κ ≤ 3 within budget.
-    starScale.push(tauF.reduce((a, t, f) => a + t * B[c]![f]!, 0) / N / tauMean);
+    const meanTauB = tauF.reduce((a, t, f) => a + t * B[c]![f]!, 0) / N;
+    starScale.push(meanTauB / tauMean);
     const tx = [...new Set(tiles.map((t) => t.x0))].length;
     const w = l.L.map((row) => row.map(() => 1));
     for (let t = 0; t < tiles.length; t++) {
@@ -314,7 +301,7 @@ export async function reconstructTbqr(framePaths: string[], output: string, o: T
       // local noise) would then pick exactly the frames that are noisiest here.
       const sT = sigma[c]!.map((s0, f) => { const v = m.noise[f]![t]!; return Number.isFinite(v) && v > 0 ? v : s0; });
       const sxT = sT.map((s0, f) => s0 * sc[f]!);
-      const refT = (Math.sqrt(sT.reduce((a, s0, f) => a + (s0 * B[c]![f]!) ** 2, 0)) / N) * (tauMean / (tauF.reduce((a, tv, f) => a + tv * B[c]![f]!, 0) / N));
+      const refT = (Math.sqrt(sT.reduce((a, s0, f) => a + (s0 * B[c]![f]!) ** 2, 0)) / N) * (tauMean / meanTauB);
       const baseT = sxT.map((v) => (v > 0 && Number.isFinite(v) ? -2 * Math.log(v) : 0));
       // The weighting must not make the seeing worse than a plain mean's (clear, dark frames can be the
       // blurry ones, and without STAR tiles q carries no seeing at all): the inverse-variance strength λ
@@ -402,7 +389,7 @@ export async function reconstructTbqr(framePaths: string[], output: string, o: T
         }
         const inv = 1 / sy[y]!;
         for (let xx = 0; xx < W; xx++) wrow[xx] = wrow[xx]! * (inv / sx[xx]!);
-        const vv = y / H - 0.5, a0 = surf[0]! + surf[2]! * vv + surf[5]! * vv * vv, a1 = surf[1]! + surf[4]! * vv, a2 = surf[3]!;
+        const [a0, a1, a2] = skyRow(surf, y / H - 0.5);
         for (let xx = 0, i = y * W; xx < W; xx++, i++) {
           const raw = plane[i]!;
           if (raw !== raw) continue;
@@ -421,7 +408,7 @@ export async function reconstructTbqr(framePaths: string[], output: string, o: T
     // Photometric restore: the sky surface of the plain mean plus the signal at the plain mean's star scale.
     const restore = starScale[c]!;
     for (let y = 0, i = 0; y < H; y++) {
-      const vv = y / H - 0.5, a0 = skyMean[0]! + skyMean[2]! * vv + skyMean[5]! * vv * vv, a1 = skyMean[1]! + skyMean[4]! * vv, a2 = skyMean[3]!;
+      const [a0, a1, a2] = skyRow(skyMean, y / H - 0.5);
       for (let xx = 0; xx < W; xx++, i++) {
         const u = xx / W - 0.5, sky = a0 + a1 * u + a2 * u * u;
         const m = mcnt[i]! > 0 ? macc[i]! / mcnt[i]! : NaN;
@@ -436,13 +423,12 @@ export async function reconstructTbqr(framePaths: string[], output: string, o: T
   // brightest isolated stars in both images. The transparency estimate τ (peak contrast × FWHM²) is biased
   // by seeing at the per-cent level, and the weighting favours one seeing; one gain per channel, fitted on
   // the stars and applied to the signal above the sky, takes that out so the stack keeps the plain mean's
-  // photometry. Refused loudly when too few stars are measurable rather than guessed.
-  const photometry: { stars: number; gain: number[] } = { stars: 0, gain: [] };
+  // photometry. With fewer than 5 measurable stars the gain stays 1 (the log line says so).
   {
+    const gains: number[] = [];
     const ref = await recon.detectStars({ data: plainMean.subarray(starChannel * n, (starChannel + 1) * n), width: W, height: H }, { radius: 5, maxStars: 200, signal: sig });
     const rAp = Math.max(4, Math.ceil(3 * geom.F)), rIn = rAp + 2, rOut = rAp + 6;
     const iso = ref.stars.filter((s) => s.x > rOut && s.y > rOut && s.x < W - rOut - 1 && s.y < H - rOut - 1 && s.roundness > 0.6 && ref.stars.every((t) => t === s || Math.hypot(t.x - s.x, t.y - s.y) > rOut + 2 || t.flux < s.flux / 30)).slice(0, 60);
-    photometry.stars = iso.length;
     for (let c = 0; c < C; c++) {
       const phot = (d: Float32Array, s: { x: number; y: number }) => {
         let sum = 0, cnt = 0; const bg: number[] = [];
@@ -458,11 +444,11 @@ export async function reconstructTbqr(framePaths: string[], output: string, o: T
       const pairs = iso.map((s) => [phot(out, s), phot(plainMean, s)] as const).filter(([a, b]) => Number.isFinite(a / b) && a > 0 && b > 0).sort((x, y) => x[0] / x[1] - y[0] / y[1]);
       const mid = pairs.slice(Math.floor(pairs.length * 0.1), Math.ceil(pairs.length * 0.9));
       const gain = pairs.length >= 5 ? mid.reduce((a, p) => a + p[0], 0) / mid.reduce((a, p) => a + p[1], 0) : 1;
-      photometry.gain.push(gain);
+      gains.push(gain);
       if (gain === 1) continue;
       const sm = skyMeans[c]!;
       for (let y = 0, i = c * n; y < H; y++) {
-        const vv = y / H - 0.5, a0 = sm[0]! + sm[2]! * vv + sm[5]! * vv * vv, a1 = sm[1]! + sm[4]! * vv, a2 = sm[3]!;
+        const [a0, a1, a2] = skyRow(sm, y / H - 0.5);
         for (let xx = 0; xx < W; xx++, i++) { const u = xx / W - 0.5, sky = a0 + a1 * u + a2 * u * u; out[i] = sky + (out[i]! - sky) / gain; }
       }
     }
@@ -477,7 +463,7 @@ export async function reconstructTbqr(framePaths: string[], output: string, o: T
       const off = (await recon.robustStats(diff, { iterations: 0, signal: sig })).median;
       if (Number.isFinite(off)) for (let i = 0; i < n; i++) oc[i] = oc[i]! - off;
     }
-    ctx.logger.info(`TBQR photometry: gain ${photometry.gain.map((g) => g.toFixed(4)).join(", ")} against the plain mean over ${iso.length} stars`);
+    ctx.logger.info(`TBQR photometry: gain ${gains.map((g) => g.toFixed(4)).join(", ")} against the plain mean over ${iso.length} stars`);
   }
 
   // Validation figures: FWHM of the output vs the plain mean, background noise ratio, seam figures.
@@ -495,7 +481,7 @@ export async function reconstructTbqr(framePaths: string[], output: string, o: T
     const pm = plane(plainMean), bgm = await recon.backgroundMap(pm, { signal: sig });
     const box = (src: Float32Array | Uint8Array, r: number, op: "mean" | "max") => {
       const tmp = new Float32Array(n), res = new Float32Array(n);
-      for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) { let a = op === "max" ? 0 : 0, c = 0; for (let d = -r; d <= r; d++) { const xx = x + d; if (xx < 0 || xx >= W) continue; const v = src[y * W + xx]!; if (op === "max") a = Math.max(a, v); else if (v === v) { a += v; c++; } } tmp[y * W + x] = op === "max" ? a : c ? a / c : NaN; }
+      for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) { let a = 0, c = 0; for (let d = -r; d <= r; d++) { const xx = x + d; if (xx < 0 || xx >= W) continue; const v = src[y * W + xx]!; if (op === "max") a = Math.max(a, v); else if (v === v) { a += v; c++; } } tmp[y * W + x] = op === "max" ? a : c ? a / c : NaN; }
       for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) { let a = 0, c = 0; for (let d = -r; d <= r; d++) { const yy = y + d; if (yy < 0 || yy >= H) continue; const v = tmp[yy * W + x]!; if (op === "max") a = Math.max(a, v); else if (v === v) { a += v; c++; } } res[y * W + x] = op === "max" ? a : c ? a / c : NaN; }
       return res;
     };
