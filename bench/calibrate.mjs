@@ -1,6 +1,7 @@
 // pnpm bench calibrate: building a master dark (winsorized 3/3 mean, streamed in bands) from N raw frames
 // of 2048² 16-bit (default 50; BENCH_FRAMES=n) vs a plain fs.readFile of the same files, in the same run.
-// Target (issue: job files & calibration): within 2× of the plain read.
+// Target (issue 18, replacing "within 2× of the plain read"): ≤ 1.6× the plain-median floor (the same bands
+// read and decoded, combined by a plain per-pixel median without rejection).
 import { existsSync, mkdirSync, readdirSync, rmSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -57,4 +58,6 @@ console.log(`buildMaster (winsorized 3/3)      ${build.toFixed(0).padStart(7)} m
 console.log(`floor: bands read + decoded      ${decodeOnly.toFixed(0).padStart(7)} ms  (${(decodeOnly / read).toFixed(2)}× the read)`);
 console.log(`floor: + plain median, no reject ${medianOnly.toFixed(0).padStart(7)} ms  (${(medianOnly / read).toFixed(2)}× the read)`);
 const ratio = build / read;
-console.log(`master / plain read = ${ratio.toFixed(2)}× (target ≤ 2×): ${ratio <= 2 ? "met" : "NOT met"}`);
+console.log(`master / plain read = ${ratio.toFixed(2)}× (the retired target was ≤ 2×)`);
+const vsFloor = build / medianOnly;
+console.log(`master / plain-median floor = ${vsFloor.toFixed(2)}× (target ≤ 1.6×, issue 18): ${vsFloor <= 1.6 ? "met" : "NOT met"}`);

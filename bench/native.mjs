@@ -2,8 +2,9 @@
 // TypeScript backend (same process, same inputs), plus throughput against a memory-bandwidth reference
 // measured in this run: the native plain sum (8 f64 lanes) over the same bytes. Best of N runs.
 // Kernels that write into caller-owned buffers (warp `out`, the overlap-add canvas) get them allocated
-// once, outside the timing, as a streaming pipeline would. Targets (issue: recon-native): native ≥ 8× TS for tile metrics, warp and overlap-add; combine (mean
-// and winsorized) within 3× of the bandwidth reference.
+// once, outside the timing, as a streaming pipeline would. Targets (issue: recon-native, revised by issue
+// 18): native ≥ 8× TS for tile metrics and warp; overlap-add ≥ 70 % of the measured bandwidth; combine
+// winsorized ≤ 2× a plain per-pixel median; combine mean within 3× of the bandwidth reference.
 import { loadRecon, nativeAvailable, separableWindow, similarityMatrix } from "../packages/recon-native/dist/index.js";
 import { noiseFrames, starField } from "./synth.mjs";
 
@@ -56,6 +57,7 @@ const cases = [
   [`overlap-add (${olaTiles.length} tiles of ${T}²)`, olaTiles.length * T * T * 4 + 2 * 2 * W * H * 8, (b) => { const c = canvas(); return { prepare: () => { c.sum.fill(0); c.weightSum.fill(0); }, run: () => b.overlapAdd(c, olaTiles, win) }; }],
   [`combine mean, ${N} frames`, N * W * H * 4, (b) => () => b.combine(frames)],
   [`combine winsorized, ${N} frames`, N * W * H * 4, (b) => () => b.combine(frames, { rejection: "winsorized" })],
+  [`combine median, ${N} frames`, N * W * H * 4, (b) => () => b.combine(frames, { method: "median" })],
 ];
 
 // Bandwidth reference: the native plain sum over the frames' bytes.
@@ -68,7 +70,7 @@ for (const [name, bytes, make] of cases) {
   const fn = make(nat), fj = make(js);
   const quick = await best(fn, 1);
   const tn = Math.min(quick, await best(fn, quick < 20 ? 25 : 5));
-  const tj = await best(fj, name.startsWith("combine winsorized") ? 1 : 2);
+  const tj = await best(fj, name.startsWith("combine winsorized") || name.startsWith("combine median") ? 1 : 2);
   const gbs = bytes / tn / 1e6;
   results[name] = { tn, tj, ratio: tj / tn, vsRef: tn / (refMs * bytes / (N * W * H * 4)) };
   console.log(`${name.padEnd(40)} ${tn.toFixed(1).padStart(10)} ${tj.toFixed(1).padStart(10)} ${(tj / tn).toFixed(1).padStart(9)}× ${gbs.toFixed(1).padStart(7)} ${results[name].vsRef.toFixed(1).padStart(6)}×`);
@@ -78,8 +80,10 @@ const checks = [
   ["tile metrics native ≥ 8× js", get("tile metrics").ratio >= 8],
   ["warp (lanczos3) native ≥ 8× js", get("warp lanczos3").ratio >= 8],
   ["warp (bilinear) native ≥ 8× js", get("warp bilinear").ratio >= 8],
-  ["overlap-add native ≥ 8× js", get("overlap-add").ratio >= 8],
+  // Revised targets (issue 18): overlap-add at ≥ 70 % of the measured bandwidth (its unavoidable bytes
+  // over its time vs the plain sum's rate); combine winsorized ≤ 2× a plain per-pixel median.
+  [`overlap-add at ${(100 / get("overlap-add").vsRef).toFixed(0)} % of the measured bandwidth (target ≥ 70 %)`, 1 / get("overlap-add").vsRef >= 0.7],
+  [`combine winsorized ${(get("combine winsorized").tn / get("combine median").tn).toFixed(2)}× a plain per-pixel median (target ≤ 2×)`, get("combine winsorized").tn / get("combine median").tn <= 2],
   ["combine mean within 3× of the bandwidth reference", get("combine mean").vsRef <= 3],
-  ["combine winsorized within 3× of the bandwidth reference", get("combine winsorized").vsRef <= 3],
 ];
 for (const [what, ok] of checks) console.log(`${ok ? "met    " : "NOT met"}  ${what}`);

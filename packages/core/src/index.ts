@@ -19,7 +19,7 @@ export { jobSchema, jobJsonSchema, JOB_TYPES, type JobFile } from "./jobs/schema
 export { normalizeFilter, DEFAULT_FILTER_ALIASES } from "./jobs/filters.js";
 export { libraryLayout, findBaseDir, masterName, rawSets, type LibraryLayout, type RawSet } from "./jobs/library.js";
 export { planJob, masterStamp, recipeOf, hashOf, type JobPlan, type JobProblem, type MasterPlan, type Decision, type Requirement, type LightFrame, type CalibratedGroup, type PlanOptions } from "./jobs/plan.js";
-export { runCalibrateStage, jobError, type CalibrateStageResult, type CalibrateStageOptions } from "./jobs/run.js";
+export { runCalibrateStage, writeRunRecord, jobError, type CalibrateStageResult, type CalibrateStageOptions } from "./jobs/run.js";
 export { buildMaster, masterBandRows, masterHeader } from "./calibration/masters.js";
 export { nativeCalibration } from "./calibration/native.js";
 export { calibrateLight, defectMap, type Masters, type DefectMap } from "./calibration/apply.js";
@@ -34,3 +34,5 @@ export { blendHdr } from "./composition/hdr.js";
 export { reconstructTbqr, tbqrOptionsFromConfig, DEFAULT_TBQR, seamFigures, kmeans, budgetKappa, noiseBudgetKappa, tileFractions, validationFailures, type TbqrOptions, type TbqrResult } from "./tbqr/reconstruct.js";
 export { tileGeometry, tileGrid, globalWeights, localWeights, robustZ, clusterCount, modeGate, type TbqrMode } from "./tbqr/math.js";
 export { configReferenceMarkdown } from "./config/reference.js";
+export { renderRunReport, writeRunReport, previewDataUri, formatValue, type RunDocument, type PreviewSource } from "./report/html.js";
+export { groupRecord, type GroupRecord, type FrameRecord } from "./report/records.js";

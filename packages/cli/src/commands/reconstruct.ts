@@ -7,7 +7,8 @@
 import { readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { findFitsFiles, planStage, provenanceLine, RunEvents, runStage, tbqrOptionsFromConfig, TileCompileError, type LoadedConfig } from "@tile-compile/core";
+import { findFitsFiles, groupRecord, readFitsHeader, planStage, provenanceLine, RunEvents, runStage, tbqrOptionsFromConfig, TileCompileError, writeRunRecord, type LoadedConfig } from "@tile-compile/core";
+import { loadRecon } from "@tile-compile/recon-native";
 import { createRunScope, loadConfiguredEngines } from "../container.js";
 import { progressBar, stderrLogger, type Io } from "../output.js";
 
@@ -30,16 +31,29 @@ export async function reconstructCommand(dirArg: string, opts: { out?: string; e
     const bar = progressBar(io, "tbqr");
     events.on((e) => { if (e.type === "stage:progress") bar.update(e.fraction, e.note); });
     const stageOpts = { signal, logger, events, runtime: loaded.runtime, engineOptions: cfg.engine_options, workRoot: join(tmpdir(), "tile-compile"), observers: scope.registry.list().map((r) => r.engine) };
+    const t0 = performance.now();
     const reg = await runStage(regPlan, [], (provider, ctx) => provider.register({ frames: files.map((path) => ({ path })), reference: cfg.registration.reference, outputDir: join(out, cfg.registration.output_dir), filenamePattern: cfg.registration.registered_filename_pattern, options: regPlan.options, history: [provenanceLine(regPlan)] }, ctx), stageOpts);
     for (const f of reg.frames) if (f.error) io.err(`not registered (left out): ${f.input}: ${f.error}`);
     const frames = reg.frames.filter((f) => f.output).map((f) => ({ path: f.output! }));
     const output = join(out, cfg.stacking.output_file);
-    await runStage(stPlan, [output], (provider, ctx, [tmp]) => provider.stack({ frames, output: tmp!, method: "tbqr", options: stPlan.options, history: [provenanceLine(regPlan), provenanceLine(stPlan)] }, ctx), stageOpts);
+    const t1 = performance.now();
+    const st = await runStage(stPlan, [output], (provider, ctx, [tmp]) => provider.stack({ frames, output: tmp!, method: "tbqr", options: stPlan.options, history: [provenanceLine(regPlan), provenanceLine(stPlan)] }, ctx), stageOpts);
+    const t2 = performance.now();
     bar.stop();
+    // run.json and report.html, as `run` writes them: the frames with their figures, TBQR's own report.
+    const recon = loadRecon();
+    const h0 = (await readFitsHeader(files[0]!)).header;
+    const filter = String(h0.get("FILTER") ?? "frames").trim() || "frames";
+    const group = groupRecord({ label: filter, filter, exposureSeconds: h0.getNumber("EXPTIME") ?? h0.getNumber("EXPOSURE") ?? 0 }, reg, { path: output, method: "tbqr", result: st });
+    await writeRunRecord(out, {
+      command: `reconstruct ${dirArg}`, input: resolve(cwd, dirArg), output: out, engine: `${stPlan.engine.meta.name}@${stPlan.engine.meta.version}`,
+      kernels: { backend: recon.kind, simd: recon.simd, threads: recon.threads() },
+      stages: { reconstruct: { groups: [group], timings: { register: (t1 - t0) / 1000, tbqr: (t2 - t1) / 1000 } } },
+    }, [{ title: `${cfg.stacking.output_file} (TBQR, linear, display stretch)`, path: output, stretched: false }]);
     const v = JSON.parse(readFileSync(join(out, "validation.json"), "utf8")) as { mode: string; fwhmTbqr: number; fwhmMean: number; fwhmImprovement: number; noiseRatio: number; seamWorstRatio: number };
     io.out(`TBQR ${v.mode}: ${frames.length} frames → ${output}`);
     io.out(`  star FWHM ${v.fwhmTbqr.toFixed(2)} px vs ${v.fwhmMean.toFixed(2)} px for a plain mean (${(100 * v.fwhmImprovement).toFixed(1)} % sharper); background noise ×${v.noiseRatio.toFixed(3)}; worst tile-boundary ratio ${v.seamWorstRatio.toFixed(2)}`);
-    io.out(`  artifacts: frame_metrics.csv, tile_grid.json, tile_weights.fits, validation.json in ${out}`);
+    io.out(`  artifacts: frame_metrics.csv, tile_grid.json, tile_weights.fits, validation.json in ${out}; run.json and report.html beside them`);
     return 0;
   } finally {
     await scope.dispose();

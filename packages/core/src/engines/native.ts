@@ -27,7 +27,11 @@ export const nativeEngine: Engine = defineEngine({
     const o = (input.options.tbqr as TbqrOptions | undefined) ?? { ...DEFAULT_TBQR, assumptions: { ...DEFAULT_TBQR.assumptions, allowEmergency: true } };
     const r = await reconstructTbqr(input.frames.map((f) => f.path), input.output, o, ctx);
     const h = await readFitsHeader(input.output);
-    return { frameCount: r.frames, width: h.width, height: h.height, channels: h.channels };
+    return {
+      frameCount: r.frames, width: h.width, height: h.height, channels: h.channels,
+      frameWeights: input.frames.map((f, i) => ({ path: f.path, weight: r.frameWeights[i]! })),
+      tbqr: { mode: r.mode, tiles: r.tiles, fallbackTiles: r.fallbackTiles, tileSize: r.T, tileStep: r.S, validation: r.validation, weightMap: r.weightMap },
+    };
   } } },
   registration: { relative: { register: registerRelative } },
   calibration: { native: nativeCalibration(`${pkg.name}@${pkg.version}`) },

@@ -246,6 +246,7 @@ export async function nativeStack(input: StackingInput, ctx: EngineContext): Pro
     }
   }
   let rejectedLow = 0, rejectedHigh = 0;
+  let rejectedPercent: { low: number; high: number } | undefined;
   const open: FitsFile[] = [];
   try {
     const bands = Math.ceil(height / rowsPerBand);
@@ -286,7 +287,8 @@ export async function nativeStack(input: StackingInput, ctx: EngineContext): Pro
     }
     if (rejection !== "none") {
       const total = width * height * channels * frames.length;
-      ctx.logger.info(`rejection ${rejName}: ${(100 * rejectedLow / total).toFixed(3)} % low, ${(100 * rejectedHigh / total).toFixed(3)} % high`);
+      rejectedPercent = { low: (100 * rejectedLow) / total, high: (100 * rejectedHigh) / total };
+      ctx.logger.info(`rejection ${rejName}: ${rejectedPercent.low.toFixed(3)} % low, ${rejectedPercent.high.toFixed(3)} % high`);
     }
     await writer.commit();
     for (const m of maps) await m.commit();
@@ -297,5 +299,9 @@ export async function nativeStack(input: StackingInput, ctx: EngineContext): Pro
   } finally {
     await Promise.all(open.map((f) => f.close()));
   }
-  return { frameCount: frames.length, width, height, channels, ...(rejectedFrames.length ? { rejectedFrames } : {}) };
+  // Relative weights (mean 1) of the first channel's weighting, for run.json and the run report.
+  const w0 = weightsFor(0);
+  const wMean = w0 ? w0.reduce((a, v) => a + v, 0) / w0.length : 1;
+  const frameWeights = w0 ? frames.map((f, i) => ({ path: f.path, weight: wMean > 0 ? w0[i]! / wMean : 1 })) : undefined;
+  return { frameCount: frames.length, width, height, channels, ...(rejectedFrames.length ? { rejectedFrames } : {}), ...(frameWeights ? { frameWeights } : {}), ...(rejectedPercent ? { rejectedPercent } : {}) };
 }

@@ -22,7 +22,8 @@ import { TileCompileError } from "../errors/index.js";
 import { readFitsHeader } from "../fits/reader.js";
 import type { EngineRegistry } from "../kernel/registry.js";
 import { planStage, provenanceLine, runStage, type StageRunOptions } from "../kernel/runner.js";
-import type { StageName } from "../kernel/contracts.js";
+import type { RegistrationResult, StageName, StackingResult } from "../kernel/contracts.js";
+import { groupRecord, type GroupRecord } from "../report/records.js";
 import { expLabel } from "./library.js";
 import { hashOf, type JobPlan } from "./plan.js";
 import { runCalibrateStage, writeRunJson } from "./run.js";
@@ -68,6 +69,7 @@ export async function runJobPipeline(plan: JobPlan, o: PipelineOptions): Promise
   };
   const result: PipelineResult = { stacks: [], stretched: [], reused: [], ran: [] };
   const timings: Record<string, number> = {};
+  const groups: GroupRecord[] = [];
   const upto = PIPELINE_STEPS.indexOf(o.until ?? "stretch");
   /** Run `fn` unless a checkpoint with the same stamp and all its outputs exists. */
   const step = async <T>(key: string, stamp: string, fn: () => Promise<{ outputs: string[]; value: T; info?: unknown }>, reuse: (outputs: string[], info: unknown) => T): Promise<T> => {
@@ -176,7 +178,10 @@ export async function runJobPipeline(plan: JobPlan, o: PipelineOptions): Promise
       const rejected = r.frames.filter((f) => f.error).map((f) => ({ path: f.input, reason: `not registered: ${f.error!}` }));
       return { outputs: ok, value: { frames: ok, rejected }, info: rejected };
     }, (outputs, info) => ({ frames: outputs, rejected: (info ?? []) as { path: string; reason: string }[] }));
-    if (upto < 2) continue;
+    // The registration result of this group (written with the registered frames; also on a reuse).
+    const regResult = JSON.parse(readFileSync(join(regDir, "transforms.json"), "utf8")) as RegistrationResult;
+    const groupInfo = { label, filter: g.filter, exposureSeconds: g.exposureSeconds };
+    if (upto < 2) { groups.push(groupRecord(groupInfo, regResult)); continue; }
     const stPlan = stageOf("stacking", stMethod === "average" ? "mean" : stMethod, stEngine, "stacking.method", stMethod === "tbqr" ? { ...stOptions, tbqr: tbqrOptionsFromConfig(cfg, join(out, "tbqr", label)) } : stOptions);
     const stackPath = join(out, `stack_${g.filter}_${expLabel(g.exposureSeconds)}.fit`);
     const maps = cfg.stacking.rejection_maps && stMethod === "rejection" ? [stackPath.replace(/\.fit$/, "_rejlow.fit"), stackPath.replace(/\.fit$/, "_rejhigh.fit")] : [];
@@ -185,9 +190,10 @@ export async function runJobPipeline(plan: JobPlan, o: PipelineOptions): Promise
       const r = await runStage(stPlan, [stackPath, ...maps], (provider, ctx, [tmp, low, high]) => provider.stack({ frames: registered.frames.map((path) => ({ path })), output: tmp!, method: stPlan.method, options: stPlan.options, history: [provenanceLine(calPlan), provenanceLine(regPlan), provenanceLine(stPlan)], ...(low && high ? { rejectionMaps: { low, high } } : {}) }, ctx), o);
       log(`stacked ${r.frameCount} frames of ${g.filter} ${g.exposureSeconds} s → ${basename(stackPath)}`);
       for (const f of r.rejectedFrames ?? []) log(`  left out: ${basename(f.path)}: ${f.reason}`);
-      const info = { frames: r.frameCount, rejected: r.rejectedFrames ?? [] };
+      const info = { frames: r.frameCount, rejected: r.rejectedFrames ?? [], ...(r.frameWeights ? { frameWeights: r.frameWeights } : {}), ...(r.rejectedPercent ? { rejectedPercent: r.rejectedPercent } : {}), ...(r.tbqr ? { tbqr: r.tbqr } : {}) };
       return { outputs: [stackPath, ...maps], value: info, info };
-    }, (_o, info) => (info ?? { frames: registered.frames.length, rejected: [] }) as { frames: number; rejected: { path: string; reason: string }[] });
+    }, (_o, info) => (info ?? { frames: registered.frames.length, rejected: [] }) as { frames: number; rejected: { path: string; reason: string }[] } & Pick<StackingResult, "frameWeights" | "rejectedPercent" | "tbqr">);
+    groups.push(groupRecord(groupInfo, regResult, { path: stackPath, method: stMethod === "rejection" ? `rejection (${String(cfg.stacking.rejection ?? "winsorized")})` : stMethod, result: { frameCount: stacked.frames, rejectedFrames: stacked.rejected, ...(stacked.frameWeights ? { frameWeights: stacked.frameWeights } : {}), ...(stacked.rejectedPercent ? { rejectedPercent: stacked.rejectedPercent } : {}), ...(stacked.tbqr ? { tbqr: stacked.tbqr } : {}) } }));
     result.stacks.push({ filter: g.filter, exposureSeconds: g.exposureSeconds, path: stackPath, frames: stacked.frames, rejected: [...registered.rejected, ...stacked.rejected] });
   }
   if (upto < 3) return finish();
@@ -299,7 +305,7 @@ export async function runJobPipeline(plan: JobPlan, o: PipelineOptions): Promise
   }
 
   async function finish(): Promise<PipelineResult> {
-    await writeRunJson(plan, { pipeline: { ...result, timings, inputs } }, "tile-compile");
+    await writeRunJson(plan, { pipeline: { ...result, timings, inputs, groups } }, "tile-compile");
     return result;
   }
 }

@@ -6,10 +6,11 @@
 import { existsSync } from "node:fs";
 import { mkdir, rename, writeFile } from "node:fs/promises";
 import { loadRecon } from "@tile-compile/recon-native";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import type { CalibrationProvider, EngineContext } from "../kernel/contracts.js";
 import { TileCompileError } from "../errors/index.js";
 import { expLabel } from "./library.js";
+import { writeRunReport, type PreviewSource, type RunDocument } from "../report/html.js";
 import type { JobPlan, JobProblem } from "./plan.js";
 
 export function jobError(plan: JobPlan): TileCompileError {
@@ -87,7 +88,7 @@ export async function runCalibrateStage(plan: JobPlan, o: CalibrateStageOptions)
  */
 export async function writeRunJson(plan: JobPlan, stages: Record<string, unknown>, engine: string): Promise<string> {
   const recon = loadRecon();
-  const doc = {
+  const doc: RunDocument = {
     job: plan.job, jobFile: plan.jobFile, base: plan.base, output: plan.output,
     engine, kernels: { backend: recon.kind, simd: recon.simd, threads: recon.threads() },
     requirements: plan.requirements,
@@ -95,10 +96,28 @@ export async function writeRunJson(plan: JobPlan, stages: Record<string, unknown
     masters: plan.masters.map((m) => ({ kind: m.kind, name: m.name, path: m.path, action: m.action, reason: m.reason, inputs: m.inputs.length, inputHash: m.inputHash, recipeHash: m.recipeHash })),
     stages,
   };
-  await mkdir(plan.output!, { recursive: true });
-  const target = join(plan.output!, "run.json");
+  return writeRunRecord(plan.output!, doc, previewSources(stages));
+}
+
+/**
+ * `<dir>/run.json` (atomically) and the report.html made from it: what `run` and `reconstruct` leave
+ * beside their outputs. Returns run.json's path.
+ */
+export async function writeRunRecord(dir: string, doc: RunDocument, previews: PreviewSource[]): Promise<string> {
+  await mkdir(dir, { recursive: true });
+  const target = join(dir, "run.json");
   const tmp = `${target}.${process.pid}.partial`;
   await writeFile(tmp, `${JSON.stringify(doc, null, 2)}\n`);
   await rename(tmp, target);
+  await writeRunReport(dir, doc, previews);
   return target;
+}
+
+/** The images a run's report previews: each stack (linear, auto-stretched for display), then the final images. */
+export function previewSources(stages: Record<string, unknown>): PreviewSource[] {
+  const p = (stages.pipeline ?? {}) as { stacks?: { filter: string; exposureSeconds: number; path: string }[]; stretched?: string[] };
+  return [
+    ...(p.stacks ?? []).map((s) => ({ title: `stack ${s.filter} ${s.exposureSeconds} s (linear, display stretch)`, path: s.path, stretched: false })),
+    ...(p.stretched ?? []).map((path) => ({ title: `${basename(path)} (final)`, path, stretched: true })),
+  ];
 }

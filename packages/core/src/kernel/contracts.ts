@@ -107,6 +107,31 @@ export interface StackingResult {
   channels: number;
   /** Frames left out, each with the reason. */
   rejectedFrames?: { path: string; reason: string }[];
+  /**
+   * The weight each combined frame had, relative to the mean weight (1 = average), when the method
+   * weights frames (stacking.weighting, TBQR's global weights); absent for equal weights.
+   */
+  frameWeights?: { path: string; weight: number }[];
+  /** Percent of the pixel values rejected below and above, when the method rejects pixels. */
+  rejectedPercent?: { low: number; high: number };
+  /** TBQR's own report (mode, tile grid, validation figures, tile-weight map), when the method is tbqr. */
+  tbqr?: TbqrSummary;
+}
+
+/** What a TBQR reconstruction reports about itself (run.json, the run report). */
+export interface TbqrSummary {
+  mode: string;
+  tiles: number;
+  fallbackTiles: number;
+  /** Tile size and step (px). */
+  tileSize: number;
+  tileStep: number;
+  validation: { fwhmTbqr: number; fwhmMean: number; fwhmImprovement: number; noiseRatio: number; tileWeightVariance: number; seamWorstRatio: number; seamP95Ratio: number; passed: boolean; failures: string[] };
+  /**
+   * Per tile (row-major, `columns` × `rows`), the spread of the effective weights across frames: the
+   * highest frame weight over the mean (1 = all frames equal in that tile).
+   */
+  weightMap: { columns: number; rows: number; values: number[] };
 }
 
 export interface StackingProvider {
@@ -135,7 +160,18 @@ export interface RegisteredFrame {
   /** RMS and median distance (px) between the frame's transformed stars and their reference partners. */
   rmsPx?: number;
   medianPx?: number;
+  /** Stars matched to the reference (all detected stars for the reference itself). */
   stars?: number;
+  // Frame figures measured on the way, when the engine measures them (the run report plots them).
+  /** Median star FWHM (px). */
+  fwhmPx?: number;
+  /** Median star roundness, FWHM_minor / FWHM_major (1 = round). */
+  roundness?: number;
+  /** Median sky level and its noise σ (ADU). */
+  background?: number;
+  noise?: number;
+  /** Stars detected in the frame. */
+  detected?: number;
   error?: string;
 }
 

@@ -46,6 +46,13 @@ export interface FrameStars {
   stars: Point[];
   quality: number;
   fwhm: number;
+  /** Median FWHM_minor / FWHM_major of the measured stars (1 = round). */
+  roundness?: number;
+  /** Median sky level (ADU) and noise σ (ADU) of the frame's background map. */
+  background?: number;
+  noise?: number;
+  /** Stars that passed detection (before the measuring cut). */
+  detected?: number;
   error?: string;
 }
 
@@ -86,9 +93,27 @@ export async function frameStars(recon: ReconBackend, frame: FrameRef, signal: A
   const img = image ?? (await readFrame(frame, signal));
   const { plane, scale, offset } = await detectionPlane(recon, img, signal);
   // An 11×11 measuring box (radius 5): on the M 94 frames it gave less centroid noise than 15×15.
-  const list = await recon.detectStars(plane, { threshold, radius: 5, maxStars: 800, signal });
+  const background = await recon.backgroundMap(plane, { signal });
+  const list = await recon.detectStars(plane, { threshold, radius: 5, maxStars: 800, signal, background });
   const fwhm = median(list.stars.slice(0, 200).map((s) => s.fwhm)) * scale;
-  return { size: { width: img.width, height: img.height }, stars: list.stars.map((s) => ({ x: s.x * scale + offset, y: s.y * scale + offset })), fwhm, quality: list.stars.length > 0 ? list.stars.length / fwhm : 0 };
+  const roundness = median(list.stars.slice(0, 200).map((s) => s.roundness));
+  // The maps are smooth (mesh-interpolated): every 61st value describes them as well as all of them.
+  const sampled = (m: Float32Array) => { const v: number[] = []; for (let i = 0; i < m.length; i += 61) if (Number.isFinite(m[i]!)) v.push(m[i]!); return median(v); };
+  return {
+    size: { width: img.width, height: img.height }, stars: list.stars.map((s) => ({ x: s.x * scale + offset, y: s.y * scale + offset })), fwhm, quality: list.stars.length > 0 ? list.stars.length / fwhm : 0,
+    roundness, background: sampled(background.background), noise: sampled(background.noise), detected: list.count,
+  };
+}
+
+/** The per-frame figures a registration result carries (run.json, the run report), finite ones only. */
+export function frameMetrics(f: FrameStars): Pick<RegisteredFrame, "fwhmPx" | "roundness" | "background" | "noise" | "detected"> {
+  const r: Pick<RegisteredFrame, "fwhmPx" | "roundness" | "background" | "noise" | "detected"> = {};
+  if (Number.isFinite(f.fwhm)) r.fwhmPx = f.fwhm;
+  if (f.roundness !== undefined && Number.isFinite(f.roundness)) r.roundness = f.roundness;
+  if (f.background !== undefined && Number.isFinite(f.background)) r.background = f.background;
+  if (f.noise !== undefined && Number.isFinite(f.noise)) r.noise = f.noise;
+  if (f.detected !== undefined) r.detected = f.detected;
+  return r;
 }
 
 /** Read a frame (its HDU, if the reference names one). */
@@ -252,12 +277,12 @@ export async function registerRelative(input: RegistrationInput, ctx: EngineCont
       else {
         const m = matchStars(f.stars, ref.stars, { model, tolerancePx: matchTolerance(f.fwhm, ref.fwhm) });
         if (!m.ok) {
-          out[i] = { input: path, error: m.reason };
+          out[i] = { input: path, error: m.reason, ...frameMetrics(f) };
           ctx.logger.warn(`${basename(path)}: not registered: ${m.reason}`);
           continue;
         }
         if (describe(m.matrix).mirrored) {
-          out[i] = { input: path, error: "the frame is mirrored relative to the reference; it is not registered" };
+          out[i] = { input: path, error: "the frame is mirrored relative to the reference; it is not registered", ...frameMetrics(f) };
           continue;
         }
         matrix = m.matrix;
@@ -279,7 +304,7 @@ export async function registerRelative(input: RegistrationInput, ctx: EngineCont
         continue;
       }
       await settle();
-      writing = { promise: written, entry: { input: path, output, matrix, rmsPx, medianPx, stars }, index: i };
+      writing = { promise: written, entry: { input: path, output, matrix, rmsPx, medianPx, stars, ...frameMetrics(f) }, index: i };
     }
     await settle();
   } finally {

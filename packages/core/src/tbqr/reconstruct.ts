@@ -156,6 +156,10 @@ export interface TbqrResult {
   fallbackTiles: number;
   G: number[][]; // [channel][frame]
   validation: { fwhmTbqr: number; fwhmMean: number; fwhmImprovement: number; noiseRatio: number; tileWeightVariance: number; seamWorstRatio: number; seamP95Ratio: number; passed: boolean; failures: string[] };
+  /** Per frame, its mean effective weight over the tiles relative to the mean frame (star channel). */
+  frameWeights: number[];
+  /** Per tile (row-major, columns × rows): the highest frame weight over the mean weight (star channel). */
+  weightMap: { columns: number; rows: number; values: number[] };
 }
 
 function fail(file: string, reason: string, hint?: string): never {
@@ -559,7 +563,18 @@ export async function reconstructTbqr(framePaths: string[], output: string, o: T
     await atomic("validation.json", JSON.stringify(report, null, 2));
   }
   ctx.progress(1);
-  return { mode, frames: N, F: geom.F, T: geom.T, O: geom.O, S: geom.S, tiles: tiles.length, fallbackTiles, G, validation: { ...validation, passed: failures.length === 0, failures } };
+  const wst = Wt[starChannel]!;
+  const perFrame = wst.map((w) => w.reduce((a, v) => a + v, 0) / tiles.length);
+  const meanFrame = perFrame.reduce((a, v) => a + v, 0) / N;
+  const spreadMap = tiles.map((_, ti) => {
+    let s = 0, mx = 0;
+    for (let f = 0; f < N; f++) { const w = wst[f]![ti]!; s += w; if (w > mx) mx = w; }
+    return s > 0 ? (mx * N) / s : 1;
+  });
+  return {
+    mode, frames: N, F: geom.F, T: geom.T, O: geom.O, S: geom.S, tiles: tiles.length, fallbackTiles, G, validation: { ...validation, passed: failures.length === 0, failures },
+    frameWeights: perFrame.map((w) => (meanFrame > 0 ? w / meanFrame : 1)), weightMap: { columns: tx, rows: ty, values: spreadMap },
+  };
 }
 
 /**

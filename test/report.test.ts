@@ -1,0 +1,175 @@
+/**
+ * report.html in a real browser (Debian's chromium, headless, driven by puppeteer-core): a full demo job
+ * with frame weights and a frame filter (so frames are dropped with a reason), and a TBQR `reconstruct`
+ * of its L frames (tile-weight map, seam figures). For each report: the page loads with no console
+ * error, no failed or outgoing request (self-contained), every plot and preview renders (pixels that are
+ * not background), and every figure tagged with a run.json pointer shows exactly that value, formatted by
+ * the rules below (implemented here, not imported), while no table cell shows an untagged number.
+ * Skipped with one line when chromium is not installed (CI installs it).
+ */
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { basename, join } from "node:path";
+import { decode } from "fast-png";
+import { beforeAll, afterAll, describe, expect, it } from "vitest";
+import type { Browser } from "puppeteer-core";
+import { generateDemoLibrary } from "@tile-compile/core";
+import { runCli } from "@tile-compile/cli";
+
+const CHROMIUM = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].find((p) => existsSync(p) && spawnSync(p, ["--version"], { stdio: "ignore" }).status === 0);
+if (!CHROMIUM) console.log("SKIP report.html browser test: chromium not installed — apt-get install chromium");
+
+function capture() {
+  const out: string[] = [], err: string[] = [];
+  return { io: { out: (t: string) => void out.push(t), err: (t: string) => void err.push(t), interactive: false }, out, err };
+}
+
+/** RFC 6901 pointer lookup. */
+function at(doc: unknown, pointer: string): unknown {
+  return pointer.split("/").slice(1).map((k) => k.replace(/~1/g, "/").replace(/~0/g, "~")).reduce<unknown>((v, k) => (v === undefined || v === null ? undefined : (v as Record<string, unknown>)[k]), doc);
+}
+
+/** The display rules of the report's data-fmt attribute, written independently of the renderer. */
+function expected(v: unknown, fmt: string): string {
+  if (fmt === "text") return String(v);
+  if (fmt === "basename") return basename(String(v));
+  if (fmt === "int") return String(Math.round(Number(v)));
+  const m = /^(fixed|percent):(\d)$/.exec(fmt);
+  if (!m) throw new Error(`unknown data-fmt ${fmt}`);
+  return (m[1] === "percent" ? Number(v) * 100 : Number(v)).toFixed(Number(m[2]));
+}
+
+/** Distinct colours of a PNG screenshot and the share of pixels unlike its most common colour. */
+function pixels(png: Uint8Array): { colours: number; nonBackground: number } {
+  const img = decode(png);
+  const ch = img.channels, counts = new Map<number, number>();
+  for (let i = 0; i < img.width * img.height; i++) {
+    const k = (Number(img.data[i * ch]) << 16) | (Number(img.data[i * ch + 1]) << 8) | Number(img.data[i * ch + 2]);
+    counts.set(k, (counts.get(k) ?? 0) + 1);
+  }
+  const top = Math.max(...counts.values());
+  return { colours: counts.size, nonBackground: 1 - top / (img.width * img.height) };
+}
+
+interface PageFacts {
+  errors: string[];
+  requests: string[];
+  figures: { pointer: string; fmt: string; text: string }[];
+  untagged: string[];
+  images: { alt: string; width: number; height: number }[];
+  plots: number;
+}
+
+describe.skipIf(!CHROMIUM)("report.html in headless Chromium", () => {
+  let browser: Browser;
+  let dir: string;
+  beforeAll(async () => {
+    const { default: puppeteer } = await import("puppeteer-core");
+    browser = await puppeteer.launch({ executablePath: CHROMIUM!, headless: true, args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"] });
+    dir = mkdtempSync(join(tmpdir(), "tc-report-"));
+    const { jobs } = await generateDemoLibrary(dir);
+    // Noise weights (so the weight plot varies) and an FWHM filter that keeps 85 %: the L group (12 frames)
+    // loses its worst one or two frames, each with its figure and the threshold as the reason.
+    writeFileSync(join(dir, "tile_compile.yaml"), "stacking:\n  weighting: noise\n  frame_filters:\n    fwhm: { keep: 85 }\npipeline:\n  abort_on_fail: false\n");
+    const c = capture();
+    expect(await runCli(["run", jobs[0]!], { io: c.io, cwd: dir }), c.err.join("\n")).toBe(0);
+    const r = capture();
+    expect(await runCli(["reconstruct", join(dir, "M42", "processed", "calibrated", "L_180s"), "--out", join(dir, "tbqr-out"), "--emergency"], { io: r.io, cwd: dir }), r.err.join("\n")).toBe(0);
+  });
+  afterAll(async () => { await browser?.close(); });
+
+  async function open(html: string): Promise<PageFacts & { shot: Uint8Array; plotShot: Uint8Array; previewShot: Uint8Array }> {
+    const page = await browser.newPage();
+    const errors: string[] = [], requests: string[] = [];
+    page.on("console", (m) => { if (m.type() === "error" || m.type() === "warn") errors.push(`console.${m.type()}: ${m.text()}`); });
+    page.on("pageerror", (e) => errors.push(`page error: ${String(e)}`));
+    page.on("requestfailed", (r) => errors.push(`request failed: ${r.url()}`));
+    page.on("request", (r) => { if (!/^(file|data):/.test(r.url())) requests.push(r.url()); });
+    await page.setViewport({ width: 1200, height: 900 });
+    await page.goto(`file://${html}`, { waitUntil: "load" });
+    const facts = await page.evaluate(() => {
+      const figures = [...document.querySelectorAll("[data-json]")].map((e) => ({ pointer: e.getAttribute("data-json")!, fmt: e.getAttribute("data-fmt")!, text: e.textContent ?? "" }));
+      // A table cell's own text, without its tagged figures: must hold no digit (row numbers excepted).
+      const untagged: string[] = [];
+      for (const td of document.querySelectorAll("td")) {
+        if (td.classList.contains("idx") || td.classList.contains("const")) continue;
+        const copy = td.cloneNode(true) as HTMLElement;
+        copy.querySelectorAll("[data-json]").forEach((e) => e.remove());
+        if (/\d/.test(copy.textContent ?? "")) untagged.push(td.textContent ?? "");
+      }
+      const images = [...document.images].map((i) => ({ alt: i.alt, width: i.naturalWidth, height: i.naturalHeight }));
+      return { figures, untagged, images, plots: document.querySelectorAll("figure.plot svg").length };
+    });
+    const shot = await page.screenshot({ fullPage: true, type: "png" });
+    const plot = await page.$("figure.plot svg");
+    const plotShot = await plot!.screenshot({ type: "png" });
+    const img = await page.$(".previews img");
+    const previewShot = await img!.screenshot({ type: "png" });
+    await page.close();
+    return { errors, requests, ...facts, shot, plotShot, previewShot };
+  }
+
+  function checkFigures(run: unknown, p: PageFacts) {
+    expect(p.figures.length).toBeGreaterThan(50);
+    const wrong = p.figures.filter((f) => at(run, f.pointer) === undefined || expected(at(run, f.pointer), f.fmt) !== f.text);
+    expect(wrong.slice(0, 5), `${wrong.length} figures differ from run.json`).toEqual([]);
+    expect(p.untagged.slice(0, 5), "table cells with numbers not taken from run.json").toEqual([]);
+  }
+
+  it("the job run's report: loads cleanly, plots and previews render, every figure is run.json's", async () => {
+    const out = join(dir, "M42", "processed");
+    const run = JSON.parse(readFileSync(join(out, "run.json"), "utf8")) as { stages: { pipeline: { groups: { label: string; frames: { stacked: boolean; reason?: string; fwhmPx?: number; weight?: number }[] }[]; timings: Record<string, number>; stacks: unknown[] } } };
+    const p = await open(join(out, "report.html"));
+    expect(p.errors).toEqual([]);
+    expect(p.requests).toEqual([]);
+    checkFigures(run, p);
+    const pl = run.stages.pipeline;
+    // What the page must show: each frame's FWHM and weight, each dropped frame's reason, each timing.
+    const shown = new Set(p.figures.map((f) => f.pointer));
+    pl.groups.forEach((g, gi) => g.frames.forEach((f, fi) => {
+      expect(shown.has(`/stages/pipeline/groups/${gi}/frames/${fi}/fwhmPx`)).toBe(true);
+      if (f.stacked) expect(shown.has(`/stages/pipeline/groups/${gi}/frames/${fi}/weight`)).toBe(true);
+      else expect(shown.has(`/stages/pipeline/groups/${gi}/frames/${fi}/reason`)).toBe(true);
+    }));
+    for (const k of Object.keys(pl.timings)) expect(shown.has(`/stages/pipeline/timings/${k.replace(/~/g, "~0").replace(/\//g, "~1")}`)).toBe(true);
+    const dropped = pl.groups.flatMap((g) => g.frames.filter((f) => !f.stacked));
+    expect(dropped.length).toBeGreaterThanOrEqual(1);
+    expect(dropped.every((f) => /fwhm/i.test(f.reason ?? ""))).toBe(true);
+    // Weights vary (noise weighting) and average 1 over a group's stacked frames (to 1e-9).
+    const L = pl.groups.find((g) => g.label === "L_180s")!;
+    const w = L.frames.filter((f) => f.stacked).map((f) => f.weight!);
+    expect(Math.abs(w.reduce((a, v) => a + v, 0) / w.length - 1)).toBeLessThan(1e-9);
+    expect(Math.max(...w) - Math.min(...w)).toBeGreaterThan(0.001);
+    // Six plots per group, one preview per stack plus the final image, all decoded by the browser.
+    expect(p.plots).toBe(6 * pl.groups.length + 1);
+    expect(p.images.length).toBe(pl.stacks.length + 1);
+    for (const im of p.images) expect(im.width, im.alt).toBeGreaterThan(50);
+    // Screenshots are not blank: the page, a plot (its points and axis) and a preview.
+    expect(pixels(p.shot).colours).toBeGreaterThan(200);
+    expect(pixels(p.plotShot).nonBackground).toBeGreaterThan(0.02);
+    expect(pixels(p.previewShot).nonBackground).toBeGreaterThan(0.3);
+    expect(pixels(p.previewShot).colours).toBeGreaterThan(50);
+  });
+
+  it("reconstruct's report: TBQR figures, tile-weight map and per-frame weights from run.json", async () => {
+    const out = join(dir, "tbqr-out");
+    const run = JSON.parse(readFileSync(join(out, "run.json"), "utf8")) as { stages: { reconstruct: { groups: { frames: { weight?: number }[]; stack: { tbqr: { mode: string; weightMap: { columns: number; rows: number; values: number[] }; validation: Record<string, unknown> } } }[] } } };
+    const validation = JSON.parse(readFileSync(join(out, "validation.json"), "utf8")) as Record<string, number>;
+    const t = run.stages.reconstruct.groups[0]!.stack.tbqr;
+    // run.json carries TBQR's own validation report, figure for figure.
+    for (const k of ["fwhmTbqr", "fwhmMean", "noiseRatio", "seamWorstRatio", "seamP95Ratio", "tileWeightVariance"]) expect(t.validation[k]).toBe(validation[k]);
+    expect(t.mode).toBe("emergency");
+    expect(t.weightMap.values.length).toBe(t.weightMap.columns * t.weightMap.rows);
+    expect(Math.min(...t.weightMap.values)).toBeGreaterThanOrEqual(1 - 1e-9);
+    const p = await open(join(out, "report.html"));
+    expect(p.errors).toEqual([]);
+    expect(p.requests).toEqual([]);
+    checkFigures(run, p);
+    const shown = new Set(p.figures.map((f) => f.pointer));
+    for (const k of ["fwhmTbqr", "fwhmMean", "noiseRatio", "seamWorstRatio"]) expect(shown.has(`/stages/reconstruct/groups/0/stack/tbqr/validation/${k}`)).toBe(true);
+    expect(p.plots).toBe(6 + 1 + 1); // per-frame plots, tile-weight map, timings
+    expect(p.images.length).toBe(1);
+    expect(pixels(p.previewShot).nonBackground).toBeGreaterThan(0.3);
+  });
+});
