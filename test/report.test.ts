@@ -1,3 +1,4 @@
+/// <reference lib="dom" />
 /**
  * report.html in a real browser (Debian's chromium, headless, driven by puppeteer-core): a full demo job
  * with frame weights and a frame filter (so frames are dropped with a reason), and a TBQR `reconstruct`
