@@ -1,4 +1,5 @@
 /// <reference lib="dom" />
+/// <reference lib="dom.iterable" />
 /**
  * report.html in a real browser (Debian's chromium, headless, driven by puppeteer-core): a full demo job
  * with frame weights and a frame filter (so frames are dropped with a reason), and a TBQR `reconstruct`
