@@ -60,7 +60,7 @@ const floorMean = child(N, join(root, "floor_mean.fit"), "mean");
 const floorMedian = child(N, join(root, "floor_median.fit"), "median");
 console.log(`bench stack: ${N} frames ${W}×${H} 16-bit (${(N * W * H * 2 / 1e6).toFixed(0)} MB), winsorized 3/3 + additive_scaling, warm cache`);
 console.log(`plain fs.readFile of the frames     ${read.toFixed(0).padStart(7)} ms`);
-console.log(`ours (native)                      ${ours.ms.toFixed(0).padStart(7)} ms   ${(ours.ms / read).toFixed(2)}× the read (target ≤ 3×): ${ours.ms / read <= 3 ? "met" : "NOT met"}`);
+console.log(`ours (native)                      ${ours.ms.toFixed(0).padStart(7)} ms   ${(ours.ms / read).toFixed(2)}× the read (the retired target was ≤ 3×)`);
 console.log(`floor: same pipeline, plain mean    ${floorMean.ms.toFixed(0).padStart(7)} ms   ${(floorMean.ms / read).toFixed(2)}× the read (statistics pass + band reads + normalised sum)`);
 console.log(`floor: same pipeline, plain median  ${floorMedian.ms.toFixed(0).padStart(7)} ms   ${(floorMedian.ms / read).toFixed(2)}× the read (… + a per-pixel sort, no rejection)`);
 console.log(`ours / plain-median floor = ${(ours.ms / floorMedian.ms).toFixed(2)}× (target ≤ 1.6×, issue 18): ${ours.ms / floorMedian.ms <= 1.6 ? "met" : "NOT met"}`);
