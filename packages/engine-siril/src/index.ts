@@ -12,11 +12,14 @@
 import { createRequire } from "node:module";
 import { defineEngine, type Engine, type OptionsSchema } from "@tile-compile/core";
 import { locateSiril } from "./siril.js";
-import { sirilBackground, sirilCalibration, sirilRegister, sirilStack } from "./stages.js";
+import { findstarIssues, findstarOf, sirilBackground, sirilCalibration, sirilRegister, sirilStack } from "./stages.js";
 
 const pkg = createRequire(import.meta.url)("../package.json") as { name: string; version: string };
 
-/** `engine_options."@tile-compile/engine-siril"`: `path` (siril-cli), `timeout_s` (per siril-cli run). */
+/**
+ * `engine_options."@tile-compile/engine-siril"`: `path` (siril-cli), `timeout_s` (per siril-cli run),
+ * `findstar: { sigma, roundness }` (Siril's star detection for registration, `setfindstar`).
+ */
 export const optionsSchema: OptionsSchema = {
   "~standard": {
     version: 1,
@@ -27,7 +30,8 @@ export const optionsSchema: OptionsSchema = {
       for (const [k, v] of Object.entries(value)) {
         if (k === "path") { if (typeof v !== "string" || v === "") issues.push({ message: "must be the path of siril-cli", path: [k] }); }
         else if (k === "timeout_s") { if (typeof v !== "number" || !(v > 0)) issues.push({ message: "must be a positive number of seconds", path: [k] }); }
-        else issues.push({ message: `unknown option (known: path, timeout_s)`, path: [k] });
+        else if (k === "findstar") for (const m of findstarIssues(v)) issues.push({ message: m, path: [k] });
+        else issues.push({ message: `unknown option (known: path, timeout_s, findstar)`, path: [k] });
       }
       return issues.length ? { issues } : { value };
     },
@@ -44,6 +48,7 @@ const engine: Engine = defineEngine({
   registration: { siril: { register: sirilRegister } },
   // Before any pixel work: siril-cli must be there (TC_TOOL_MISSING names how to install or configure it).
   preflight(options) {
+    findstarOf(options); // a bad engine_options.findstar fails before any pixel work
     locateSiril(typeof options.path === "string" ? options.path : undefined);
   },
 });
@@ -51,4 +56,4 @@ const engine: Engine = defineEngine({
 export default engine;
 export { locateSiril, runSiril, type Siril, type RunOptions } from "./siril.js";
 export { render, dialectOf, type Command, type Dialect } from "./script.js";
-export { parseRegistrationLog, sirilBackground, sirilCalibration, sirilRegister, sirilStack, type SirilEngineOptions } from "./stages.js";
+export { findstarOf, parseRegistrationLog, sirilBackground, sirilCalibration, sirilRegister, sirilStack, type SirilEngineOptions } from "./stages.js";

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { dialectOf, render, type Command } from "./script.js";
-import { stageScripts } from "./stages.js";
+import { findstarOf, stageScripts } from "./stages.js";
 
 /** Every stage's script in every dialect, exactly as the engine renders it (workdir /w, reference frame 3). */
 const golden: Record<string, string> = {
@@ -241,3 +241,18 @@ describe("golden scripts of each stage in each dialect", () => {
   }
 });
 
+
+describe("engine_options findstar → setfindstar", () => {
+  it("renders positionally for 1.0 and with named options for 1.2+, before setref", () => {
+    const cmds = stageScripts.register("/w", 0, false, {}, findstarOf({ findstar: { sigma: 2.5 } }));
+    expect(render(cmds, "1.0")).toContain("cd /w/process\nsetfindstar 2.5 0.5\nsetref f_ 1\n");
+    expect(render(cmds, "1.2")).toContain("setfindstar -sigma=2.5 -roundness=0.5\nsetref f_ 1\n");
+    expect(render(stageScripts.register("/w", 0, false, {}, findstarOf({})), "1.0")).not.toContain("setfindstar");
+  });
+  it("refuses a bad value with the field named", () => {
+    expect(() => findstarOf({ findstar: { sigma: 0 } })).toThrow(/findstar\.sigma/);
+    expect(() => findstarOf({ findstar: { roundness: 1.5 } })).toThrow(/findstar\.roundness/);
+    expect(() => findstarOf({ findstar: { sigmas: 2 } })).toThrow(/unknown key sigmas/);
+    expect(() => findstarOf({ findstar: 3 })).toThrow(/expected \{ sigma, roundness \}/);
+  });
+});

@@ -21,6 +21,7 @@ export type Command =
   | { op: "cd"; dir: string }
   | { op: "convert"; name: string; out: string; debayer?: boolean }
   | { op: "setref"; seq: string; index: number }
+  | { op: "setfindstar"; sigma: number; roundness: number }
   | { op: "register"; seq: string; transform?: "shift" | "similarity" | "affine" | "homography"; interpolation?: "bilinear" | "bicubic" | "lanczos3" }
   | { op: "calibrate"; seq: string; bias?: string; dark?: string; flat?: string; optimizeDark?: boolean; cfa?: boolean }
   | { op: "stack"; seq: string; method: "mean" | "median" | "rejection" | "sum"; rejection?: Rejection; sigma?: [number, number]; normalization?: Normalization; weighted?: boolean; out: string }
@@ -45,6 +46,12 @@ export function render(cmds: readonly Command[], dialect: Dialect): string {
       case "cd": lines.push(`cd ${safe(c.dir, "folder")}`); break;
       case "convert": lines.push(`convert ${safe(c.name, "name")}${c.debayer ? " -debayer" : ""} -out=${safe(c.out, "folder")}`); break;
       case "setref": lines.push(`setref ${safe(c.seq, "sequence")} ${c.index}`); break;
+      case "setfindstar": {
+        if (!(c.sigma > 0 && Number.isFinite(c.sigma)) || !(c.roundness >= 0 && c.roundness <= 1)) throw new Error(`internal: setfindstar sigma ${c.sigma}, roundness ${c.roundness}`);
+        // 1.0 takes both positionally ("Usage: setfindstar sigma roundness"); 1.2+ takes named options.
+        lines.push(dialect === "1.0" ? `setfindstar ${c.sigma} ${c.roundness}` : `setfindstar -sigma=${c.sigma} -roundness=${c.roundness}`);
+        break;
+      }
       case "register": {
         const transf = c.transform ? ` -transf=${c.transform}` : "";
         // 1.0.6 has no choice of kernel (it resamples bilinearly); 1.2+ takes -interp= on seqapplyreg

@@ -20,6 +20,33 @@ export interface SirilEngineOptions {
   path?: string;
   /** Stop a siril-cli run after this many seconds (default: no limit). */
   timeout_s?: number;
+  /**
+   * Siril's star detection for registration (`setfindstar`): detection threshold in σ above the
+   * background (Siril's default 1.0) and the lowest roundness accepted (default 0.5). Raise `sigma` on
+   * noisy frames where Siril finds noise, lower `roundness` for frames with elongated stars.
+   */
+  findstar?: { sigma?: number; roundness?: number };
+}
+
+/** What is wrong with an `engine_options.…findstar` value (empty when nothing). */
+export function findstarIssues(f: unknown): string[] {
+  if (typeof f !== "object" || f === null || Array.isArray(f)) return ["expected { sigma, roundness }"];
+  const { sigma = 1, roundness = 0.5, ...rest } = f as Record<string, unknown>;
+  const issues: string[] = [];
+  if (Object.keys(rest).length) issues.push(`unknown key${Object.keys(rest).length > 1 ? "s" : ""} ${Object.keys(rest).join(", ")} (known: sigma, roundness)`);
+  if (typeof sigma !== "number" || !(sigma > 0) || !Number.isFinite(sigma)) issues.push(`sigma: a detection threshold in σ > 0, got ${JSON.stringify(sigma)}`);
+  if (typeof roundness !== "number" || !(roundness >= 0 && roundness <= 1)) issues.push(`roundness: a roundness between 0 and 1, got ${JSON.stringify(roundness)}`);
+  return issues;
+}
+
+/** `engine_options.…findstar`, checked, with Siril's defaults (sigma 1, roundness 0.5) for what is not given. */
+export function findstarOf(options: Record<string, unknown>): { sigma: number; roundness: number } | undefined {
+  const f = options.findstar;
+  if (f === undefined) return undefined;
+  const issues = findstarIssues(f);
+  if (issues.length) throw new TileCompileError("TC_CONFIG_INVALID", { file: "tile_compile.yaml", issues: issues.map((i) => `engine_options."@tile-compile/engine-siril".findstar${i.startsWith("sigma") || i.startsWith("roundness") ? "." : ": "}${i}`) });
+  const { sigma = 1, roundness = 0.5 } = f as { sigma?: number; roundness?: number };
+  return { sigma, roundness };
 }
 
 function siril(ctx: EngineContext): Siril {
@@ -117,11 +144,11 @@ export const stageScripts = {
   calibrate(workdir: string, masters: { bias?: string; dark?: string; flat?: string }, optimizeDark: boolean): Command[] {
     return [...base(), ...sequence(workdir), { op: "calibrate", seq: "f_", ...masters, ...(optimizeDark && masters.dark ? { optimizeDark: true } : {}) }, { op: "close" }];
   },
-  register(workdir: string, reference: number, cfa: boolean, o: { transform?: string; interpolation?: string } = {}): Command[] {
+  register(workdir: string, reference: number, cfa: boolean, o: { transform?: string; interpolation?: string } = {}, findstar?: { sigma: number; roundness: number }): Command[] {
     const reg: Command = { op: "register", seq: "f_" };
     if (o.transform === "shift" || o.transform === "similarity" || o.transform === "affine" || o.transform === "homography") reg.transform = o.transform;
     if (o.interpolation === "bilinear" || o.interpolation === "bicubic" || o.interpolation === "lanczos3") reg.interpolation = o.interpolation;
-    return [...base(), ...sequence(workdir, cfa), { op: "setref", seq: "f_", index: reference + 1 }, reg, { op: "close" }];
+    return [...base(), ...sequence(workdir, cfa), ...(findstar ? [{ op: "setfindstar", ...findstar } as Command] : []), { op: "setref", seq: "f_", index: reference + 1 }, reg, { op: "close" }];
   },
   background(workdir: string, degree: number): Command[] {
     return [...base(), ...sequence(workdir), { op: "subsky", seq: "f_", degree }, { op: "close" }];
@@ -191,7 +218,7 @@ export async function sirilRegister(input: RegistrationInput, ctx: EngineContext
   const o = input.options as { transform?: string; interpolation?: string };
   if (s.dialect === "1.0" && o.interpolation && o.interpolation !== "bilinear") ctx.logger.warn(`Siril ${s.version} resamples registered frames bilinearly; registration.interpolation: ${o.interpolation} applies from Siril 1.2`);
   if (s.dialect === "1.0" && (o.transform === "affine" || o.transform === "homography")) ctx.logger.warn(`Siril ${s.version} prints its transforms as scale, rotation and shift only; transforms.json holds that similarity (the r_ frames use Siril's full ${o.transform})`);
-  await run(s, ctx, wd, "siril register", stageScripts.register(wd, ref, cfa, o), [], (l) => log.push(l));
+  await run(s, ctx, wd, "siril register", stageScripts.register(wd, ref, cfa, o, findstarOf(ctx.options)), [], (l) => log.push(l));
   // Per input frame: Siril's registered file and our input → reference matrix, or why there is none.
   const found: ({ rpath: string; matrix: number[] } | { error: string })[] = [];
   if (s.dialect === "1.0") {

@@ -177,6 +177,8 @@ export interface RegisteredFrame {
 
 export interface RegistrationResult {
   reference: string;
+  /** Why this frame is the reference (`auto`'s choice and what it left out, or the configuration). */
+  referenceReason?: string;
   frames: RegisteredFrame[];
 }
 

@@ -26,7 +26,7 @@ export interface MatchOptions {
   tolerancePx?: number;
   /** Tolerance on the triangle side ratios (default 0.006). */
   shapeTolerance?: number;
-  /** Fewest inlier pairs accepted (default 8). */
+  /** Fewest inlier pairs accepted (default 6; more where the star density makes chance pairs likely). */
   minMatches?: number;
 }
 
@@ -79,7 +79,7 @@ export function matchStars(stars: readonly Point[], ref: readonly Point[], optio
   const nBright = options.brightest ?? 40;
   const tol = options.tolerancePx ?? 2;
   const shapeTol = options.shapeTolerance ?? 0.006;
-  const minMatches = Math.max(options.minMatches ?? 8, MIN_PAIRS[model] + 2);
+  const minMatches = Math.max(options.minMatches ?? 6, MIN_PAIRS[model] + 2);
   if (stars.length < 3) return { ok: false, reason: `only ${stars.length} stars detected (a frame of blank sky, clouds or a wrong exposure?)` };
   if (ref.length < 3) return { ok: false, reason: `only ${ref.length} stars in the reference frame` };
   const fs = stars.slice(0, nBright), rs = ref.slice(0, nBright);
@@ -129,10 +129,26 @@ export function matchStars(stars: readonly Point[], ref: readonly Point[], optio
  * nearest reference star under the current transform, the model is fitted, pairs beyond 3·RMS (and the
  * tolerance) are dropped; three rounds. Also used to refine a WCS-derived first guess.
  */
+/**
+ * The smallest k with P(Poisson(λ) ≥ k) ≤ p, from the bound P(X ≥ k) ≤ P(X = k) / (1 − λ/(k + 1))
+ * (the tail's terms shrink at least geometrically once k + 1 > λ), in logarithms.
+ */
+export function chanceCount(lambda: number, p: number): number {
+  if (!(lambda > 0)) return 1;
+  let logFact = 0;
+  for (let k = 1; k < 1_000_000; k++) {
+    logFact += Math.log(k);
+    if (k + 1 <= lambda) continue;
+    const logTerm = -lambda + k * Math.log(lambda) - logFact;
+    if (logTerm - Math.log(1 - lambda / (k + 1)) <= Math.log(p)) return k;
+  }
+  return Infinity;
+}
+
 export function refineMatch(stars: readonly Point[], ref: readonly Point[], initial: number[], options: { model?: TransformModel; tolerancePx?: number; minMatches?: number } = {}): MatchResult {
   const model = options.model ?? "similarity";
   const tol = options.tolerancePx ?? 2;
-  const minMatches = Math.max(options.minMatches ?? 8, MIN_PAIRS[model] + 2);
+  const minMatches = Math.max(options.minMatches ?? 6, MIN_PAIRS[model] + 2);
   // Refinement on all stars (the 500 brightest), nearest reference star found through a grid.
   const cell = Math.max(tol, 1);
   const grid = new Map<number, number[]>();
@@ -158,8 +174,14 @@ export function refineMatch(stars: readonly Point[], ref: readonly Point[], init
   let m = initial;
   let pairs: { s: Point; r: Point }[] = [];
   let rms = Infinity;
-  for (let round = 0; round < 3; round++) {
-    const limit = Math.min(tol, Number.isFinite(rms) ? Math.max(3 * rms, 0.05) : tol);
+  let limit = tol;
+  // Rounds until the pairs repeat (at most 8): pair within the limit, fit, and set the next limit from
+  // the median residual. Residual distances of good pairs are Rayleigh-distributed (median 1.18σ), so
+  // 5 × the median lies beyond 5.9σ (chance 3·10⁻⁸ per pair): a wrong pair cannot hide behind the RMS
+  // it inflates itself, as it did with a limit of 3·RMS (a cloudy 12-star frame kept a 2 px pair and
+  // was off by 0.5 px).
+  let previous = "";
+  for (let round = 0; round < 8; round++) {
     const used = new Set<number>();
     pairs = [];
     for (const s of candidates) {
@@ -167,14 +189,51 @@ export function refineMatch(stars: readonly Point[], ref: readonly Point[], init
       if (bi >= 0 && bd <= limit && !used.has(bi)) { used.add(bi); pairs.push({ s, r: ref[bi]! }); }
     }
     if (pairs.length < minMatches) break;
+    const key = pairs.map((p) => `${p.s.x},${p.r.x}`).join(";");
+    if (key === previous) break;
+    previous = key;
     const fit = fitTransform(pairs.map((p) => p.s), pairs.map((p) => p.r), model);
     if (!fit) break;
     m = fit;
-    let sq = 0;
-    for (const p of pairs) { const q = apply(m, p.s); sq += (q.x - p.r.x) ** 2 + (q.y - p.r.y) ** 2; }
-    rms = Math.sqrt(sq / pairs.length);
+    const d = pairs.map((p) => { const q = apply(m, p.s); return Math.hypot(q.x - p.r.x, q.y - p.r.y); }).sort((a, b) => a - b);
+    rms = Math.sqrt(d.reduce((a, v) => a + v * v, 0) / d.length);
+    limit = Math.min(tol, Math.max(5 * d[d.length >> 1]!, 0.05));
+  }
+  // A wrong pair pulls the fit towards itself, so its own residual understates it (and inflates every
+  // other): judge the worst pair by the fit of the others. While its residual under that fit exceeds
+  // 6 × the others' median residual (≈ 7σ for Rayleigh distances) and 0.05 px, it is dropped (at most a
+  // third of the pairs). A star cut by the frame edge had a 2.5 px centroid error and hid at 1.7 px.
+  for (let drop = 0; pairs.length > minMatches && drop < pairs.length / 3; drop++) {
+    const res = pairs.map((p) => { const q = apply(m, p.s); return Math.hypot(q.x - p.r.x, q.y - p.r.y); });
+    let w = 0;
+    for (let k = 1; k < res.length; k++) if (res[k]! > res[w]!) w = k;
+    const others = pairs.filter((_, k) => k !== w);
+    const fit = fitTransform(others.map((p) => p.s), others.map((p) => p.r), model);
+    if (!fit) break;
+    const q = apply(fit, pairs[w]!.s);
+    const out = Math.hypot(q.x - pairs[w]!.r.x, q.y - pairs[w]!.r.y);
+    const od = others.map((p) => { const t = apply(fit, p.s); return Math.hypot(t.x - p.r.x, t.y - p.r.y); }).sort((a, b) => a - b);
+    if (!(out > Math.max(6 * od[od.length >> 1]!, 0.05))) break;
+    pairs = others;
+    m = fit;
+    rms = Math.sqrt(od.reduce((a, v) => a + v * v, 0) / od.length);
   }
   if (pairs.length < minMatches || !Number.isFinite(rms)) return { ok: false, reason: `only ${pairs.length} stars matched the reference (need ${minMatches})` };
+  // Never accepted by luck: could a wrong transform have collected these pairs by chance? Under a wrong
+  // transform each frame star lands within r of some reference star with probability ρ·π·r² (ρ: the
+  // reference's star density over its stars' extent; r: the largest residual of the accepted pairs), so
+  // chance pairs are Poisson(λ = n·ρ·π·r²); the model's own minimum pairs fit exactly whatever they are.
+  // The pairs beyond that minimum must be a count a chance alignment reaches with probability ≤ 10⁻⁹
+  // (hundreds of hypotheses per frame). With nebula knots taken for stars, 10 pairs at 2 px in a dense
+  // list were a false match with a wrong rotation; 8 pairs at 0.2 px among 12 stars are not.
+  const xs = ref.map((p) => p.x), ys = ref.map((p) => p.y);
+  const area = Math.max(1, (Math.max(...xs) - Math.min(...xs)) * (Math.max(...ys) - Math.min(...ys)));
+  const rMax = Math.max(0.1, ...pairs.map((p) => { const q = apply(m, p.s); return Math.hypot(q.x - p.r.x, q.y - p.r.y); }));
+  const lambda = Math.min(candidates.length, ref.length) * Math.min(1, (ref.length / area) * Math.PI * rMax * rMax);
+  const needed = chanceCount(lambda, 1e-9) + MIN_PAIRS[model];
+  if (pairs.length < needed) return { ok: false, reason: `only ${pairs.length} stars matched the reference within ${rMax.toFixed(2)} px, which a chance alignment of stars this dense could give (${needed} needed); not registered` };
+  const share = pairs.length / Math.min(candidates.length, ref.length);
+  if (share < 0.25) return { ok: false, reason: `only ${pairs.length} of the ${Math.min(candidates.length, ref.length)} stars the frame and the reference could share matched (${(100 * share).toFixed(0)} %, need 25 %): a false match or a different field; not registered` };
   const dist = pairs.map((p) => { const q = apply(m, p.s); return Math.hypot(q.x - p.r.x, q.y - p.r.y); }).sort((a, b) => a - b);
   const h = dist.length >> 1;
   const medianPx = dist.length % 2 ? dist[h]! : (dist[h - 1]! + dist[h]!) / 2;

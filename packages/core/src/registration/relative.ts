@@ -30,6 +30,7 @@ import { TileCompileError } from "../errors/index.js";
 import { readFitsImage, type FitsImage } from "../fits/reader.js";
 import { writeFitsImage } from "../fits/writer.js";
 import type { EngineContext, FrameRef, RegisteredFrame, RegistrationInput, RegistrationResult } from "../kernel/contracts.js";
+import { cleanStars } from "./clean.js";
 import { describe, invert, TRANSFORM_MODELS, type Point, type TransformModel } from "./geometry.js";
 import { matchStars } from "./match.js";
 
@@ -42,6 +43,9 @@ export interface RelativeOptions {
   threshold?: number;
 }
 
+/** Largest relative scale difference between a frame and the reference that registration accepts. */
+export const MAX_SCALE_CHANGE = 0.02;
+
 export interface FrameStars {
   stars: Point[];
   quality: number;
@@ -53,6 +57,10 @@ export interface FrameStars {
   noise?: number;
   /** Stars that passed detection (before the measuring cut). */
   detected?: number;
+  /** A trail (satellite, aircraft) was found and removed from the star list. */
+  trail?: boolean;
+  /** Detections that were not kept as stars, by reason (clean.ts). */
+  dropped?: { trail: number; elongated: number; extended: number; compact: number };
   error?: string;
 }
 
@@ -95,12 +103,18 @@ export async function frameStars(recon: ReconBackend, frame: FrameRef, signal: A
   // An 11×11 measuring box (radius 5): on the M 94 frames it gave less centroid noise than 15×15.
   const background = await recon.backgroundMap(plane, { signal });
   const list = await recon.detectStars(plane, { threshold, radius: 5, maxStars: 800, signal, background });
-  const fwhm = median(list.stars.slice(0, 200).map((s) => s.fwhm)) * scale;
-  const roundness = median(list.stars.slice(0, 200).map((s) => s.roundness));
+  // Trails, elongated and extended detections are not stars (clean.ts); the FWHM is of the stars only.
+  // A star whose measuring box the frame edge cuts has a centroid pulled inwards (by 2.5 px for one
+  // 1.6 px from the edge): only stars at least the box radius plus a FWHM inside are kept.
+  const inside = list.stars.filter((s) => { const m = 5 + (Number.isFinite(s.fwhm) ? s.fwhm : 0); return s.x >= m && s.y >= m && s.x <= plane.width - 1 - m && s.y <= plane.height - 1 - m; });
+  const clean = cleanStars(inside);
+  const fwhm = clean.fwhm * scale;
+  const roundness = clean.roundness;
   // The maps are smooth (mesh-interpolated): every 61st value describes them as well as all of them.
   const sampled = (m: Float32Array) => { const v: number[] = []; for (let i = 0; i < m.length; i += 61) if (Number.isFinite(m[i]!)) v.push(m[i]!); return median(v); };
   return {
-    size: { width: img.width, height: img.height }, stars: list.stars.map((s) => ({ x: s.x * scale + offset, y: s.y * scale + offset })), fwhm, quality: list.stars.length > 0 ? list.stars.length / fwhm : 0,
+    size: { width: img.width, height: img.height }, stars: clean.stars.map((s) => ({ x: s.x * scale + offset, y: s.y * scale + offset })), fwhm, quality: clean.stars.length > 0 ? clean.stars.length / fwhm : 0,
+    trail: clean.trails.length > 0, dropped: clean.dropped,
     roundness, background: sampled(background.background), noise: sampled(background.noise), detected: list.count,
   };
 }
@@ -198,6 +212,7 @@ export async function registerRelative(input: RegistrationInput, ctx: EngineCont
     }
   };
   let refIndex: number;
+  let referenceReason = "";
   if (known !== undefined) {
     // Read here and again when its turn comes in the loop: one extra read per run, rather than holding
     // the reference's image through the whole loop.
@@ -210,6 +225,7 @@ export async function registerRelative(input: RegistrationInput, ctx: EngineCont
   }
   if (known !== undefined) {
     refIndex = chooseReference({ ...input, reference: known }, frames.map((_, i) => found[i] ?? { quality: 0, stars: [] }));
+    referenceReason = typeof input.reference === "number" || input.reference !== "auto" ? "registration.reference" : "the reference of the earlier run into this folder";
   } else {
     for (let i = 0; i < frames.length; i++) {
       ctx.signal.throwIfAborted();
@@ -224,11 +240,31 @@ export async function registerRelative(input: RegistrationInput, ctx: EngineCont
       }
       found[i] = await measure(i, img);
     }
-    refIndex = chooseReference(input, found as FrameStars[]);
+    refIndex = chooseReference(input, found as FrameStars[], (r) => { referenceReason = r; });
+    // `auto` checks its choice against the set before any pixel is warped: it and the six best other
+    // frames (no trailed ones) are matched with each other on their star lists alone; a frame's support
+    // is how many of the others register onto it unmirrored. A reference with less support than another
+    // of them is the odd one out (a mirrored frame, another field) and gives way to the best supported.
+    if (input.reference === "auto") {
+      const fs = found as FrameStars[];
+      const others = fs.map((f, i) => ({ f, i })).filter(({ f, i }) => i !== refIndex && !f.error && f.stars.length >= 3 && !f.trail).sort((x, y) => y.f.quality - x.f.quality || x.i - y.i).slice(0, 6).map(({ i }) => i);
+      if (others.length >= 2) {
+        const S = [refIndex, ...others];
+        const onto = (o: number, c: number) => { const m = matchStars(fs[o]!.stars, fs[c]!.stars, { model: "similarity", tolerancePx: matchTolerance(fs[o]!.fwhm, fs[c]!.fwhm) }); return m.ok && !describe(m.matrix).mirrored; };
+        const support = S.map((c) => S.filter((o) => o !== c && onto(o, c)).length);
+        let best = 0;
+        for (let k = 1; k < S.length; k++) if (support[k]! > support[best]!) best = k;
+        if (best !== 0) {
+          ctx.logger.warn(`${basename(frames[refIndex]!.path)} would be the reference, but only ${support[0]} of the ${S.length - 1} best other frames register onto it unmirrored (${support[best]} onto ${basename(frames[S[best]!]!.path)}): set aside as the odd one out`);
+          referenceReason = `${referenceReason}; ${basename(frames[refIndex]!.path)} was set aside (only ${support[0]} of ${S.length - 1} frames registered onto it unmirrored), ${basename(frames[S[best]!]!.path)} taken (${support[best]} of ${S.length - 1})`;
+          refIndex = S[best]!;
+        }
+      }
+    }
   }
   const refPath = frames[refIndex]!.path;
   const ref = found[refIndex]!;
-  ctx.logger.info(`registration reference: ${basename(refPath)} (${ref.stars.length} stars, FWHM ${ref.fwhm.toFixed(2)} px)`);
+  ctx.logger.info(`registration reference: ${basename(refPath)} (${ref.stars.length} stars, FWHM ${ref.fwhm.toFixed(2)} px) — ${referenceReason}`);
 
   // Match, warp, write. The write of frame i (to the page cache, then fsync and rename) runs while frame
   // i + 1 is measured and warped; its errors are reported with frame i.
@@ -281,6 +317,14 @@ export async function registerRelative(input: RegistrationInput, ctx: EngineCont
           ctx.logger.warn(`${basename(path)}: not registered: ${m.reason}`);
           continue;
         }
+        // Frames of one set come through the same optics: a scale off by more than 2 % is a false match
+        // (or a different instrument), never a registration to keep.
+        const sc = describe(m.matrix).scale;
+        if (!describe(m.matrix).mirrored && Math.abs(sc - 1) > MAX_SCALE_CHANGE) {
+          out[i] = { input: path, error: `the fitted scale ${sc.toFixed(4)} differs from the reference's by more than ${100 * MAX_SCALE_CHANGE} % (same optics expected): a false match or another instrument; not registered`, ...frameMetrics(f) };
+          ctx.logger.warn(`${basename(path)}: not registered: ${out[i]!.error!}`);
+          continue;
+        }
         if (describe(m.matrix).mirrored) {
           out[i] = { input: path, error: "the frame is mirrored relative to the reference; it is not registered", ...frameMetrics(f) };
           continue;
@@ -312,7 +356,7 @@ export async function registerRelative(input: RegistrationInput, ctx: EngineCont
     if (writing) await (writing as { promise: Promise<void> }).promise.catch(() => undefined);
   }
   ctx.progress(1);
-  return { reference: refPath, frames: out };
+  return { reference: refPath, referenceReason, frames: out };
 }
 
 /**
@@ -403,26 +447,41 @@ function previousReference(input: RegistrationInput): number | undefined {
 }
 
 /** The reference/anchor frame index per `registration.reference` (see the module comment). */
-export function chooseReference(input: RegistrationInput, found: readonly { quality: number; stars: readonly unknown[]; error?: string }[]): number {
+export function chooseReference(input: RegistrationInput, found: readonly { quality: number; stars: readonly unknown[]; fwhm?: number; trail?: boolean; error?: string }[], explain?: (reason: string) => void): number {
   const frames = input.frames;
   const ref = input.reference;
   const usable = (i: number) => !found[i]!.error && found[i]!.stars.length >= 3;
   if (typeof ref === "number") {
     if (ref < 0 || ref >= frames.length) throw new TileCompileError("TC_CONFIG_INVALID", { file: "tile_compile.yaml", issues: [`registration.reference: frame index ${ref} is outside 0..${frames.length - 1}`] });
     if (!usable(ref)) throw new TileCompileError("TC_INPUT_INVALID", { input: frames[ref]!.path, reason: `the reference frame cannot be used: ${found[ref]!.error ?? "too few stars"}` });
+    explain?.(`registration.reference: ${ref}`);
     return ref;
   }
   if (ref !== "auto") {
     const i = indexOfFrame(frames, ref);
     if (i < 0) throw new TileCompileError("TC_CONFIG_INVALID", { file: "tile_compile.yaml", issues: [`registration.reference: ${ref} is not one of the frames to register`] });
     if (!usable(i)) throw new TileCompileError("TC_INPUT_INVALID", { input: frames[i]!.path, reason: `the reference frame cannot be used: ${found[i]!.error ?? "too few stars"}` });
+    explain?.(`registration.reference: ${basename(ref)}`);
     return i;
   }
   // Keep the reference of an earlier run into the same folder (Siril silently changes it).
   const prev = previousReference(input);
-  if (prev !== undefined && usable(prev)) return prev;
-  let best = -1;
-  for (let i = 0; i < frames.length; i++) if (usable(i) && (best < 0 || found[i]!.quality > found[best]!.quality)) best = i;
-  if (best < 0) throw new TileCompileError("TC_INPUT_INVALID", { input: frames.map((f) => basename(f.path)).join(", "), reason: "no frame has enough stars to serve as the registration reference" });
+  if (prev !== undefined && usable(prev)) { explain?.("the reference of the earlier run into this folder (kept so earlier registered frames stay valid)"); return prev; }
+  // auto: among frames without a trail and with at least 60 % of the median star count (a frame through
+  // clouds or haze loses its faint stars), the most stars per pixel of FWHM. The star lists are cleaned
+  // (clean.ts), so trail fragments and nebula knots count for nothing.
+  const all = frames.map((_, i) => i).filter(usable);
+  if (all.length === 0) throw new TileCompileError("TC_INPUT_INVALID", { input: frames.map((f) => basename(f.path)).join(", "), reason: "no frame has enough stars to serve as the registration reference" });
+  const noTrail = all.filter((i) => !found[i]!.trail);
+  const pool = noTrail.length ? noTrail : all;
+  const counts = pool.map((i) => found[i]!.stars.length).sort((a, b) => a - b);
+  const medCount = counts[counts.length >> 1]!;
+  const clear = pool.filter((i) => found[i]!.stars.length >= 0.6 * medCount);
+  const cands = clear.length ? clear : pool;
+  let best = cands[0]!;
+  for (const i of cands) if (found[i]!.quality > found[best]!.quality) best = i;
+  const b = found[best]!;
+  const left = [all.length - noTrail.length ? `${all.length - noTrail.length} with a satellite trail` : "", pool.length - clear.length ? `${pool.length - clear.length} with under 60 % of the median ${medCount} stars (clouds?)` : ""].filter(Boolean);
+  explain?.(`auto: the most stars per px of FWHM (${b.stars.length} stars, FWHM ${(b.fwhm ?? NaN).toFixed(2)} px) of ${cands.length} candidate frames${left.length ? `; not candidates: ${left.join(", ")}` : ""}`);
   return best;
 }
