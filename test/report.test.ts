@@ -105,9 +105,9 @@ describe.skipIf(!CHROMIUM)("report.html in headless Chromium", () => {
     });
     const shot = await page.screenshot({ fullPage: true, type: "png" });
     const plot = await page.$("figure.plot svg");
-    const plotShot = await plot!.screenshot({ type: "png" });
+    const plotShot = plot ? await plot.screenshot({ type: "png" }) : new Uint8Array();
     const img = await page.$(".previews img");
-    const previewShot = await img!.screenshot({ type: "png" });
+    const previewShot = img ? await img.screenshot({ type: "png" }) : new Uint8Array();
     await page.close();
     return { errors, requests, ...facts, shot, plotShot, previewShot };
   }
@@ -173,5 +173,24 @@ describe.skipIf(!CHROMIUM)("report.html in headless Chromium", () => {
     expect(p.plots).toBe(6 + 1 + 1); // per-frame plots, tile-weight map, timings
     expect(p.images.length).toBe(1);
     expect(pixels(p.previewShot).nonBackground).toBeGreaterThan(0.3);
+  });
+
+  it("a failed run's report: the error, and what was done before it (frames, reasons, timings)", async () => {
+    const base = mkdtempSync(join(tmpdir(), "tc-report-fail-"));
+    const { jobs } = await generateDemoLibrary(base, { width: 240, height: 180, framesPerSet: 3 });
+    // TBQR on 3–6 frames per group: below assumptions.frames_min, refused after calibration and registration.
+    writeFileSync(join(base, "tile_compile.yaml"), "stacking:\n  method: tbqr\n");
+    const c = capture();
+    expect(await runCli(["run", jobs[0]!], { io: c.io, cwd: base })).not.toBe(0);
+    const out = join(base, "M42", "processed");
+    const run = JSON.parse(readFileSync(join(out, "run.json"), "utf8")) as { stages: { pipeline: { failed: { code: string; message: string }; groups: unknown[]; timings: Record<string, number> } } };
+    expect(run.stages.pipeline.failed.code).toMatch(/^TC_/);
+    expect(run.stages.pipeline.timings.calibrate).toBeGreaterThan(0);
+    const p = await open(join(out, "report.html"));
+    expect(p.errors).toEqual([]);
+    checkFigures(run, p);
+    const shown = new Set(p.figures.map((f) => f.pointer));
+    expect(shown.has("/stages/pipeline/failed/message")).toBe(true);
+    expect(shown.has("/stages/pipeline/timings/calibrate")).toBe(true);
   });
 });

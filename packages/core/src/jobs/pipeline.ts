@@ -52,7 +52,29 @@ export interface PipelineResult {
 
 const identity = (paths: string[]) => paths.map((p) => { const st = statSync(p); return `${p}\0${st.size}\0${Math.round(st.mtimeMs)}`; }).join("\n");
 
+/** What a run had done when it failed: kept so run.json and report.html can say so. */
+interface RunRecord { result?: PipelineResult; timings?: Record<string, number>; groups?: GroupRecord[]; inputs?: { path: string; sha256: string }[] }
+
+/**
+ * The job run. When it fails after planning, run.json and report.html still describe what was done
+ * (finished steps, the frames and why any were left out, timings) and name the error under
+ * `stages.pipeline.failed`; then the error is rethrown.
+ */
 export async function runJobPipeline(plan: JobPlan, o: PipelineOptions): Promise<PipelineResult> {
+  const rec: RunRecord = {};
+  try {
+    return await runSteps(plan, o, rec);
+  } catch (e) {
+    const err = e as Error & { code?: string };
+    if (plan.output && plan.job && plan.problems.length === 0 && err.code !== "TC_JOB_INVALID" && err.code !== "TC_CONFIG_INVALID") {
+      const failed = { code: err.code ?? "ERROR", message: err.message };
+      try { await writeRunJson(plan, { pipeline: { ...(rec.result ?? {}), timings: rec.timings ?? {}, inputs: rec.inputs ?? [], groups: rec.groups ?? [], failed } }, "tile-compile"); } catch { /* the error that stopped the run is what the user must see */ }
+    }
+    throw e;
+  }
+}
+
+async function runSteps(plan: JobPlan, o: PipelineOptions, rec: RunRecord): Promise<PipelineResult> {
   if (plan.problems.length > 0 || !plan.job || !plan.output) throw new TileCompileError("TC_JOB_INVALID", { file: plan.jobFile, problems: plan.problems.map((p) => `${p.file}${p.field ? ` [${p.field}]` : ""}: ${p.message}`) });
   const out = plan.output;
   const job = plan.job;
@@ -70,6 +92,7 @@ export async function runJobPipeline(plan: JobPlan, o: PipelineOptions): Promise
   const result: PipelineResult = { stacks: [], stretched: [], reused: [], ran: [] };
   const timings: Record<string, number> = {};
   const groups: GroupRecord[] = [];
+  Object.assign(rec, { result, timings, groups });
   const upto = PIPELINE_STEPS.indexOf(o.until ?? "stretch");
   /** Run `fn` unless a checkpoint with the same stamp and all its outputs exists. */
   const step = async <T>(key: string, stamp: string, fn: () => Promise<{ outputs: string[]; value: T; info?: unknown }>, reuse: (outputs: string[], info: unknown) => T): Promise<T> => {
@@ -95,6 +118,7 @@ export async function runJobPipeline(plan: JobPlan, o: PipelineOptions): Promise
   const { readFile } = await import("node:fs/promises");
   const hashCache = (state["inputs"]?.info ?? {}) as Record<string, string>;
   const inputs: { path: string; sha256: string }[] = [];
+  rec.inputs = inputs;
   for (const f of plan.lights) {
     const id = identity([f.path]);
     hashCache[id] ??= createHash("sha256").update(await readFile(f.path)).digest("hex");

@@ -165,7 +165,7 @@ figure.plot{display:inline-block;margin:6px 14px 10px 0;vertical-align:top}figca
 svg text{font-size:11px;fill:#38415a}svg .axis{fill:#8a93a6}svg .frame{fill:#fff;stroke:#d8dce6}svg .line{fill:none;stroke:#8fb3e8;stroke-width:1}
 svg .ok{fill:#2361c4}svg .bad{stroke:#c62828;stroke-width:2}svg .bar{fill:#2361c4}.swatch{display:inline-block;width:12px;height:12px;vertical-align:middle;border:1px solid #999}
 .previews figure{display:inline-block;margin:6px 12px 12px 0;vertical-align:top}.previews img{display:block;max-width:360px;border:1px solid #d8dce6;background:#000}
-.pass{color:#1b7d3a;font-weight:600}.fail{color:#c62828;font-weight:600}`;
+.failed{background:#fdeeee;border:1px solid #c62828;padding:8px 12px;white-space:pre-wrap}.pass{color:#1b7d3a;font-weight:600}.fail{color:#c62828;font-weight:600}`;
 
 function table(head: string[], rows: string[][], rowClass?: (i: number) => string): string {
   return `<table><thead><tr>${head.map((h) => `<th>${esc(h)}</th>`).join("")}</tr></thead><tbody>${rows.map((r, i) => `<tr${rowClass?.(i) ? ` class="${rowClass(i)}"` : ""}>${r.join("")}</tr>`).join("")}</tbody></table>`;
@@ -208,9 +208,10 @@ function groupSection(g: GroupRecord, base: (string | number)[]): string {
 export function renderRunReport(doc: RunDocument, previews: { title: string; uri: string }[]): string {
   const st = doc.stages as Record<string, Record<string, unknown>>;
   const stageKey = st.pipeline ? "pipeline" : st.reconstruct ? "reconstruct" : Object.keys(st)[0] ?? "";
-  const stage = (st[stageKey] ?? {}) as { groups?: GroupRecord[]; timings?: Record<string, number>; reused?: string[]; compositionSkipped?: string };
+  const stage = (st[stageKey] ?? {}) as { groups?: GroupRecord[]; timings?: Record<string, number>; reused?: string[]; compositionSkipped?: string; failed?: { code: string; message: string } };
   const title = doc.job?.name ? `${doc.job.name} (${doc.job.type ?? ""})` : doc.command ?? "tile-compile run";
   const body: string[] = [`<h1>tile-compile — ${esc(title)}</h1>`, `<p class="meta">${doc.jobFile ? `Job ${fig(doc.jobFile, ["jobFile"], "text")} · ` : ""}output ${fig(doc.output, ["output"], "text")} · kernels ${fig(doc.kernels?.backend, ["kernels", "backend"], "text")}, ${fig(doc.kernels?.threads, ["kernels", "threads"], "int")} threads · everything here is from run.json beside this file</p>`];
+  if (stage.failed) body.push(`<p class="failed"><b>This run failed</b> (${fig(stage.failed.code, ["stages", stageKey, "failed", "code"], "text")}): ${fig(stage.failed.message, ["stages", stageKey, "failed", "message"], "text")}. What it had done before is below; finished steps are reused when it runs again.</p>`);
   if (doc.requirements?.length) {
     body.push(`<h2>Requirements</h2>`, table(["filter", "exposure s", "frames", "temperature °C", "gain", "binning", "nights"], doc.requirements.map((r, i) => [
       td(fig(r.filter, ["requirements", i, "filter"], "text")), td(fig(r.exposureSeconds, ["requirements", i, "exposureSeconds"], "text"), true), td(fig(r.count, ["requirements", i, "count"], "int"), true),
