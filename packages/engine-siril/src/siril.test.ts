@@ -72,6 +72,26 @@ describe.runIf(have)("engine-siril with siril-cli", () => {
     expect(readdirSync(join(dir, "siril")).sort()).toEqual(["r_00000.fit", "r_00001.fit", "r_00002.fit", "r_00003.fit"]);
   });
 
+  it("a frame Siril skips is a per-frame error, not a failed stage; engine_options findstar reaches Siril", { timeout: 180_000 }, async () => {
+    const dir = mkdtempSync(join(tmpdir(), "tc-siril-skip-"));
+    const f = await frames(dir, [[0, 0, 0], [2.2, -1.4, 0], [-1.7, 3.1, 0.5]]);
+    const blank = join(dir, "blank.fit");
+    await writeFitsImage(blank, { width: W, height: H, data: new Float32Array(W * H).fill(1000) }, { bitpix: 16 });
+    const list = [f[0]!, f[1]!, blank, f[2]!];
+    const r = await sirilRegister({ frames: list.map((path) => ({ path })), reference: 0, outputDir: join(dir, "reg"), filenamePattern: "r_{index}.fit", options: {}, history: [] }, ctx({ findstar: { sigma: 2, roundness: 0.4 } }));
+    expect(r.frames[2]!.error).toMatch(/could not register/);
+    expect(r.frames[2]!.matrix).toBeUndefined();
+    for (const k of [0, 1, 3]) expect(r.frames[k]!.output, `frame ${k}: ${r.frames[k]!.error ?? ""}`).toBeDefined();
+    // The frames after the skipped one keep their own transforms and files (Siril numbers r_ files by input).
+    const n = await registerRelative({ frames: list.map((path) => ({ path })), reference: 0, outputDir: join(dir, "native"), filenamePattern: "n_{index}.fit", options: {}, history: [] }, ctx());
+    let worst = 0;
+    for (const k of [1, 3]) for (const [x, y] of [[W / 2, H / 2], [40, 40], [W - 40, H - 40]] as const) {
+      const a = applyTransform(r.frames[k]!.matrix!, { x, y }), b = applyTransform(n.frames[k]!.matrix!, { x, y });
+      worst = Math.max(worst, Math.hypot(a.x - b.x, a.y - b.y));
+    }
+    expect(worst).toBeLessThanOrEqual(0.05);
+  });
+
   it("stacking: Siril's sigma-clipped stack equals ours (< 5 % of the noise after a linear fit); winsorized stays within 10 %", { timeout: 180_000 }, async () => {
     const dir = mkdtempSync(join(tmpdir(), "tc-siril-st-"));
     const f = await frames(dir, Array.from({ length: 20 }, () => [0, 0, 0] as [number, number, number]));

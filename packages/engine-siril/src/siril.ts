@@ -47,7 +47,16 @@ export interface RunOptions {
   expect?: string[];
   /** Stop siril-cli after this many seconds (TC_TOOL_TIMEOUT). */
   timeoutS?: number;
+  /**
+   * Log lines that are not a failure of this run although they look like one: registration's
+   * "partially succeeded … N images that failed" and "Total: N failed, M registered" (M ≥ 1) — the frames
+   * Siril skipped are reported one by one by the caller, the stage itself succeeded.
+   */
+  allow?: RegExp[];
 }
+
+/** Siril's lines for a registration that skipped some frames but registered others (see RunOptions.allow). */
+export const PARTIAL_REGISTRATION: readonly RegExp[] = [/Sequence processing partially succeeded/i, /Total: \d+ failed, [1-9]\d* registered/i];
 
 export async function runSiril(s: Siril, cmds: Command[], o: RunOptions): Promise<string[]> {
   o.signal.throwIfAborted();
@@ -75,7 +84,7 @@ export async function runSiril(s: Siril, cmds: Command[], o: RunOptions): Promis
       if (tail.length > 60) tail.shift();
       if (line.startsWith("log:")) {
         o.onLog?.(line.slice(4).trim());
-        if (ERROR_LINE.test(line) && !BENIGN.some((b) => b.test(line))) errors.push(line.slice(4).trim());
+        if (ERROR_LINE.test(line) && !BENIGN.some((b) => b.test(line)) && !(o.allow ?? []).some((b) => b.test(line))) errors.push(line.slice(4).trim());
       }
     }
   };

@@ -4,11 +4,12 @@
  * works in `<workdir>/process`, and our code writes the final outputs (ADU, with our provenance keywords),
  * so the rest of the pipeline cannot tell which engine ran.
  */
+import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, readFile, rm, statfs, symlink } from "node:fs/promises";
 import { chooseTransform, parseSeq } from "./seq.js";
 import { basename, join, resolve } from "node:path";
 import { combinedKeywords, formatFrameName, readFitsHeader, readFitsImage, TileCompileError, writeFitsImage, type EngineContext, type FrameRef, type RegisteredFrame, type RegistrationInput, type RegistrationResult, type StackingInput, type StackingResult, type FitsHeaderSummary, type FitsImage, filterFrames, type FrameFilter, type CalibrationInput, type CalibrationProvider, type CalibrationResult, type BackgroundInput, type BackgroundProvider, masterHeader } from "@tile-compile/core";
-import { locateSiril, runSiril, type Siril } from "./siril.js";
+import { locateSiril, PARTIAL_REGISTRATION, runSiril, type Siril } from "./siril.js";
 import type { Command, Normalization, Rejection } from "./script.js";
 
 /** Siril's float data are ADU / 65535. */
@@ -65,10 +66,10 @@ function workdirOf(ctx: EngineContext): Promise<string> {
  * retried once from a clean `process` folder with a warning; if it dies again the error says how much
  * space the work folder has left.
  */
-async function run(s: Siril, ctx: EngineContext, wd: string, label: string, cmds: Command[], expect: string[], onLog?: (line: string) => void): Promise<string[]> {
+async function run(s: Siril, ctx: EngineContext, wd: string, label: string, cmds: Command[], expect: string[], onLog?: (line: string) => void, allow?: readonly RegExp[]): Promise<string[]> {
   const timeoutS = typeof ctx.options.timeout_s === "number" ? ctx.options.timeout_s : undefined;
   const once = () => runSiril(s, cmds, {
-    workdir: wd, signal: ctx.signal, expect, ...(timeoutS ? { timeoutS } : {}),
+    workdir: wd, signal: ctx.signal, expect, ...(timeoutS ? { timeoutS } : {}), ...(allow ? { allow: [...allow] } : {}),
     onProgress: (f) => ctx.progress(f, label),
     onLog: (l) => { onLog?.(l); ctx.logger.debug(`siril: ${l}`); },
   });
@@ -218,7 +219,8 @@ export async function sirilRegister(input: RegistrationInput, ctx: EngineContext
   const o = input.options as { transform?: string; interpolation?: string };
   if (s.dialect === "1.0" && o.interpolation && o.interpolation !== "bilinear") ctx.logger.warn(`Siril ${s.version} resamples registered frames bilinearly; registration.interpolation: ${o.interpolation} applies from Siril 1.2`);
   if (s.dialect === "1.0" && (o.transform === "affine" || o.transform === "homography")) ctx.logger.warn(`Siril ${s.version} prints its transforms as scale, rotation and shift only; transforms.json holds that similarity (the r_ frames use Siril's full ${o.transform})`);
-  await run(s, ctx, wd, "siril register", stageScripts.register(wd, ref, cfa, o, findstarOf(ctx.options)), [], (l) => log.push(l));
+  // Frames Siril skips are per-frame errors below (no transform for them), not a failed stage.
+  await run(s, ctx, wd, "siril register", stageScripts.register(wd, ref, cfa, o, findstarOf(ctx.options)), [], (l) => log.push(l), PARTIAL_REGISTRATION);
   // Per input frame: Siril's registered file and our input → reference matrix, or why there is none.
   const found: ({ rpath: string; matrix: number[] } | { error: string })[] = [];
   if (s.dialect === "1.0") {
@@ -227,14 +229,20 @@ export async function sirilRegister(input: RegistrationInput, ctx: EngineContext
     // p' = s·R(−θ)·p − (dx, dy); in FITS coordinates (y up, y_d = H − 1 − y) that is
     // [c, −s; s, c]·p + (s·sinθ·(H − 1) − dx, −(s·cosθ − 1)·(H − 1) + dy), checked against our own
     // registration on frames with known shifts and rotations (siril.test.ts).
+    // The r_ files: the k-th image of r_f_.seq is the k-th frame Siril registered, under the file number
+    // the sequence gives it (1.0.6 keeps the input's number: with frame 3 skipped it writes r_f_00001,
+    // 00002, 00004).
     const transforms = parseRegistrationLog(log);
+    const rseq = existsSync(join(proc, "r_f_.seq")) ? parseSeq(await readFile(join(proc, "r_f_.seq"), "utf8")) : undefined;
     let k = 0;
     for (const [i] of frames.entries()) {
       const t = i === ref ? { scale: 1, rotationDeg: 0, dx: 0, dy: 0 } : transforms.get(i + 1);
       if (!t) { found.push({ error: "Siril could not register this frame (see the log)" }); continue; }
+      const rnum = rseq ? rseq.images[k]?.filenum : k + 1;
       k++;
+      if (rnum === undefined) { found.push({ error: "Siril registered this frame but wrote no r_ file for it" }); continue; }
       const th = (t.rotationDeg * Math.PI) / 180, c = t.scale * Math.cos(th), sn = t.scale * Math.sin(th), h1 = heads[i]!.height - 1;
-      found.push({ rpath: join(proc, `r_f_${String(k).padStart(5, "0")}.fit`), matrix: [c, -sn, sn * h1 - t.dx, sn, c, -(c - 1) * h1 + t.dy, 0, 0, 1] });
+      found.push({ rpath: join(proc, `r_f_${String(rnum).padStart(5, "0")}.fit`), matrix: [c, -sn, sn * h1 - t.dx, sn, c, -(c - 1) * h1 + t.dy, 0, 0, 1] });
     }
   } else {
     // 1.2+: homographies in f_.seq, registered files listed (in order of the included images) in r_f_.seq;
