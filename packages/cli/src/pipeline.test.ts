@@ -278,6 +278,11 @@ describe.runIf(seestar)("tile-compile reconstruct (TBQR) on the shared M 94 fram
     expect(d.err.join("\n")).toMatch(/TC_VALIDATION_FAILED[\s\S]*FWHM improvement -?\d+\.\d % < validation\.min_fwhm_improvement_percent 5 %/);
     expect(existsSync(join(out, "stacked.fit"))).toBe(false);
     expect(JSON.parse(readFileSync(join(out, "validation.json"), "utf8")).passed).toBe(false);
+    // run.json and report.html say what happened: 16 registered frames, and the validation failure.
+    const failedRun = JSON.parse(readFileSync(join(out, "run.json"), "utf8"));
+    expect(failedRun.stages.reconstruct.failed.code).toBe("TC_VALIDATION_FAILED");
+    expect(failedRun.stages.reconstruct.groups[0].frames.filter((f: { registered?: string }) => f.registered)).toHaveLength(16);
+    expect(readFileSync(join(out, "report.html"), "utf8")).toMatch(/This run failed/);
     // Asked to keep it anyway (pipeline.abort_on_fail: false), it writes the stack and warns.
     const { writeFileSync } = await import("node:fs");
     writeFileSync(join(out, "tile_compile.yaml"), "pipeline:\n  abort_on_fail: false\n");

@@ -37,19 +37,28 @@ export async function reconstructCommand(dirArg: string, opts: { out?: string; e
     const frames = reg.frames.filter((f) => f.output).map((f) => ({ path: f.output! }));
     const output = join(out, cfg.stacking.output_file);
     const t1 = performance.now();
-    const st = await runStage(stPlan, [output], (provider, ctx, [tmp]) => provider.stack({ frames, output: tmp!, method: "tbqr", options: stPlan.options, history: [provenanceLine(regPlan), provenanceLine(stPlan)] }, ctx), stageOpts);
-    const t2 = performance.now();
-    bar.stop();
-    // run.json and report.html, as `run` writes them: the frames with their figures, TBQR's own report.
+    // run.json and report.html, as `run` writes them: the frames with their figures, TBQR's own report;
+    // when TBQR fails (its validation, a refusal), what registration did and the error.
     const recon = loadRecon();
     const h0 = (await readFitsHeader(files[0]!)).header;
     const filter = String(h0.get("FILTER") ?? "frames").trim() || "frames";
-    const group = groupRecord({ label: filter, filter, exposureSeconds: h0.getNumber("EXPTIME") ?? h0.getNumber("EXPOSURE") ?? 0 }, reg, { path: output, method: "tbqr", result: st });
-    await writeRunRecord(out, {
+    const info = { label: filter, filter, exposureSeconds: h0.getNumber("EXPTIME") ?? h0.getNumber("EXPOSURE") ?? 0 };
+    const record = (reconstruct: Record<string, unknown>) => writeRunRecord(out, {
       command: `reconstruct ${dirArg}`, input: resolve(cwd, dirArg), output: out, engine: `${stPlan.engine.meta.name}@${stPlan.engine.meta.version}`,
-      kernels: { backend: recon.kind, simd: recon.simd, threads: recon.threads() },
-      stages: { reconstruct: { groups: [group], timings: { register: (t1 - t0) / 1000, tbqr: (t2 - t1) / 1000 } } },
+      kernels: { backend: recon.kind, simd: recon.simd, threads: recon.threads() }, stages: { reconstruct },
     }, [{ title: `${cfg.stacking.output_file} (TBQR, linear, display stretch)`, path: output, stretched: false }]);
+    let st;
+    try {
+      st = await runStage(stPlan, [output], (provider, ctx, [tmp]) => provider.stack({ frames, output: tmp!, method: "tbqr", options: stPlan.options, history: [provenanceLine(regPlan), provenanceLine(stPlan)] }, ctx), stageOpts);
+    } catch (e) {
+      bar.stop();
+      const err = e as Error & { code?: string };
+      await record({ groups: [groupRecord(info, reg)], timings: { register: (t1 - t0) / 1000 }, failed: { code: err.code ?? "ERROR", message: err.message } }).catch(() => undefined);
+      throw e;
+    }
+    const t2 = performance.now();
+    bar.stop();
+    await record({ groups: [groupRecord(info, reg, { path: output, method: "tbqr", result: st })], timings: { register: (t1 - t0) / 1000, tbqr: (t2 - t1) / 1000 } });
     const v = JSON.parse(readFileSync(join(out, "validation.json"), "utf8")) as { mode: string; fwhmTbqr: number; fwhmMean: number; fwhmImprovement: number; noiseRatio: number; seamWorstRatio: number };
     io.out(`TBQR ${v.mode}: ${frames.length} frames → ${output}`);
     io.out(`  star FWHM ${v.fwhmTbqr.toFixed(2)} px vs ${v.fwhmMean.toFixed(2)} px for a plain mean (${(100 * v.fwhmImprovement).toFixed(1)} % sharper); background noise ×${v.noiseRatio.toFixed(3)}; worst tile-boundary ratio ${v.seamWorstRatio.toFixed(2)}`);
