@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { invertTransform, multiplyTransform, seededRandom } from "@tile-compile/core";
 import { loadRecon } from "@tile-compile/recon-native";
-import { chooseTransform, parseSeq } from "./seq.js";
+import { chooseTransform, parseSeq, seqFrameFigures } from "./seq.js";
 
 const W = 300, H = 200;
 function starField(seed: number): Float32Array {
@@ -57,5 +57,12 @@ describe("Siril 1.2+ sequence files", () => {
     // The reference frame (identity) is accepted; an unrelated frame is not.
     expect((await chooseTransform([1, 0, 0, 0, 1, 0, 0, 0, 1], { data: input, width: W, height: H }, { data: input, width: W, height: H }))!.rms).toBe(0);
     expect(await chooseTransform(truth, { data: input, width: W, height: H }, { data: starField(99), width: W, height: H })).toBeUndefined();
+  });
+});
+
+describe("seqFrameFigures", () => {
+  it("reads Siril 1.0's version-3 R lines (FWHM, roundness) and leaves a skipped frame undefined", () => {
+    const text = "S 'f_' 1 3 3 5 0 3\nL 1\nI 1 1\nI 2 1\nI 3 1\nR0 0.000000 0.000000 3.57495 3.57495 0.972445 0\nR0 0.000000 0.000000 0 0 0 0\nR0 0.000000 0.000000 3.5714 3.76981 0.973743 0\n";
+    expect(seqFrameFigures(text)).toEqual([{ fwhm: 3.57495, roundness: 0.972445 }, undefined, { fwhm: 3.5714, roundness: 0.973743 }]);
   });
 });

@@ -60,6 +60,33 @@ export function parseSeq(text: string): SeqFile {
   return { version, reference, images };
 }
 
+/**
+ * The per-image star figures Siril stores with its registration data: FWHM (px) and roundness, in image
+ * order; undefined where Siril measured nothing
+ * (a skipped frame). Version 3 (Siril 1.0): `R<layer> shiftx shifty fwhm wfwhm roundness quality`;
+ * version ≥ 4: `R<layer> fwhm wfwhm roundness quality background stars H …`. The layer is the one Siril
+ * registered on (the only one with non-zero FWHMs).
+ */
+export function seqFrameFigures(text: string): ({ fwhm: number; roundness: number } | undefined)[] {
+  let version = -1;
+  const byLayer = new Map<string, number[][]>();
+  for (const raw of text.split(/\r?\n/)) {
+    const line = raw.trim();
+    if (line.startsWith("S ")) { const m = /^S\s+(?:'[^']*'|\S+)\s+-?\d+\s+\d+\s+\d+\s+\d+\s+-?\d+\s+(\d+)/.exec(line); if (m) version = Number(m[1]); continue; }
+    if (!/^R[\d*]\s/.test(line)) continue;
+    const list = byLayer.get(line[1]!) ?? [];
+    list.push(line.slice(3).trim().split(/\s+/).map(Number));
+    byLayer.set(line[1]!, list);
+  }
+  const [iF, iR] = version >= 4 ? [0, 2] : [2, 4];
+  const layer = [...byLayer.values()].find((l) => l.some((p) => (p[iF] ?? 0) > 0));
+  if (!layer) return [];
+  return layer.map((p) => {
+    const fwhm = p[iF] ?? NaN, roundness = p[iR] ?? NaN;
+    return fwhm > 0 && roundness > 0 && roundness <= 1 ? { fwhm, roundness } : undefined;
+  });
+}
+
 /** Flip between y-up (FITS, our matrices) and y-down (Siril's display convention) for an image of height h. */
 function flip(h: number): number[] {
   return [1, 0, 0, 0, -1, h - 1, 0, 0, 1];

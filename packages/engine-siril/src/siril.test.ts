@@ -68,6 +68,12 @@ describe.runIf(have)("engine-siril with siril-cli", () => {
       }
     }
     console.log(`Siril vs native registration: worst disagreement ${worst.toFixed(4)} px`);
+    // Siril's own per-frame FWHM and roundness (from its sequence file) reach the result, close to ours.
+    for (let i = 0; i < f.length; i++) {
+      expect(Math.abs(s.frames[i]!.fwhmPx! / n.frames[i]!.fwhmPx! - 1), `frame ${i} FWHM ${s.frames[i]!.fwhmPx} vs ${n.frames[i]!.fwhmPx}`).toBeLessThan(0.15);
+      expect(s.frames[i]!.roundness!).toBeGreaterThan(0.8);
+      expect(s.frames[i]!.roundness!).toBeLessThanOrEqual(1);
+    }
     expect(worst).toBeLessThanOrEqual(0.05);
     expect(readdirSync(join(dir, "siril")).sort()).toEqual(["r_00000.fit", "r_00001.fit", "r_00002.fit", "r_00003.fit"]);
   });

@@ -6,7 +6,7 @@
  */
 import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, readFile, rm, statfs, symlink } from "node:fs/promises";
-import { chooseTransform, parseSeq } from "./seq.js";
+import { chooseTransform, parseSeq, seqFrameFigures } from "./seq.js";
 import { basename, join, resolve } from "node:path";
 import { combinedKeywords, formatFrameName, readFitsHeader, readFitsImage, TileCompileError, writeFitsImage, type EngineContext, type FrameRef, type RegisteredFrame, type RegistrationInput, type RegistrationResult, type StackingInput, type StackingResult, type FitsHeaderSummary, type FitsImage, filterFrames, type FrameFilter, type CalibrationInput, type CalibrationProvider, type CalibrationResult, type BackgroundInput, type BackgroundProvider, masterHeader } from "@tile-compile/core";
 import { locateSiril, PARTIAL_REGISTRATION, runSiril, type Siril } from "./siril.js";
@@ -263,16 +263,23 @@ export async function sirilRegister(input: RegistrationInput, ctx: EngineContext
     }
   }
   await mkdir(input.outputDir, { recursive: true });
+  // Siril's own star figures per frame (run.json, the run report), where its sequence file has them.
+  const figures = existsSync(join(proc, "f_.seq")) ? seqFrameFigures(await readFile(join(proc, "f_.seq"), "utf8")) : [];
+  const metrics = (i: number): Partial<RegisteredFrame> => {
+    const g = figures[i];
+    // FWHM and roundness only: the units of Siril's background and star fields were not checked here.
+    return g ? { fwhmPx: g.fwhm, roundness: g.roundness } : {};
+  };
   const out: RegisteredFrame[] = [];
   for (const [i, f] of frames.entries()) {
     const r = found[i]!;
-    if ("error" in r) { out.push({ input: f.path, error: r.error }); continue; }
+    if ("error" in r) { out.push({ input: f.path, error: r.error, ...metrics(i) }); continue; }
     const img = await readResult(r.rpath, ctx.signal);
     const output = resolve(input.outputDir, formatFrameName(input.filenamePattern, i, f.path));
     const header = img.header.withoutStructure();
     header.set("REGREF", basename(frames[ref]!.path), "registration reference frame (Siril)");
     await writeFitsImage(output, { width: img.width, height: img.height, channels: img.channels, data: img.data }, { header, history: [...input.history, `registered by Siril ${s.version}`], signal: ctx.signal });
-    out.push({ input: f.path, output, matrix: r.matrix });
+    out.push({ input: f.path, output, matrix: r.matrix, ...metrics(i) });
   }
   return { reference: frames[ref]!.path, frames: out };
 }
