@@ -3,7 +3,8 @@
 //!   sources masked; residual = tile − model. (The reference's plain box blur is pulled up by ~flux/961
 //!   around every star, which doubles the noise estimate of a starry tile; two masking passes — drop
 //!   pixels above median + 3σ0 of the current residual, recompute the box mean — remove that bias.)
-//! - σ0 = 1.4826·MAD(residual); the "sky" pixels are those with residual ≤ median + 3σ0;
+//! - σ0 = 1.4826·MAD(residual) (median and MAD of the masking passes from every 4th pixel); the "sky"
+//!   pixels are those with residual ≤ median + 3σ0;
 //!   noise σ = 1.4826·MAD of the sky residuals, background B = median of the sky pixel values;
 //! - gradient energy E = median of the Sobel |∇residual|² over interior pixels; also E/σ;
 //! - stars: residual peaks > 5σ with ≥ 4 pixels of their 3×3 above 3σ (pure noise gives ~0.005 false
@@ -65,7 +66,9 @@ pub fn tile_metrics(data: &[f32], w: usize, t_x0: usize, t_y0: usize, tw: usize,
     let mut cut = 0.0;
     for pass in 0..3 {
         v.clear();
-        v.extend(t.iter().zip(&model).map(|(a, b)| a - b).filter(|x| x.is_finite()));
+        // The clip level from every 4th pixel (the TypeScript twin samples the same ones): its median and
+        // MAD need ~2 % precision, and these order statistics were a fifth of the kernel's time.
+        v.extend(t.iter().zip(&model).step_by(4).map(|(a, b)| a - b).filter(|x| x.is_finite()));
         let med_r = median(&mut v);
         for x in v.iter_mut() { *x = (*x - med_r).abs(); }
         let sigma0 = MAD_TO_SIGMA * median(&mut v);
