@@ -217,7 +217,7 @@ async function runSteps(plan: JobPlan, o: PipelineOptions, rec: RunRecord): Prom
       const info = { frames: r.frameCount, rejected: r.rejectedFrames ?? [], ...(r.frameWeights ? { frameWeights: r.frameWeights } : {}), ...(r.rejectedPercent ? { rejectedPercent: r.rejectedPercent } : {}), ...(r.tbqr ? { tbqr: r.tbqr } : {}) };
       return { outputs: [stackPath, ...maps], value: info, info };
     }, (_o, info) => (info ?? { frames: registered.frames.length, rejected: [] }) as { frames: number; rejected: { path: string; reason: string }[] } & Pick<StackingResult, "frameWeights" | "rejectedPercent" | "tbqr">);
-    groups.push(groupRecord(groupInfo, regResult, { path: stackPath, method: stMethod === "rejection" ? `rejection (${String(cfg.stacking.rejection ?? "winsorized")})` : stMethod, result: { frameCount: stacked.frames, rejectedFrames: stacked.rejected, ...(stacked.frameWeights ? { frameWeights: stacked.frameWeights } : {}), ...(stacked.rejectedPercent ? { rejectedPercent: stacked.rejectedPercent } : {}), ...(stacked.tbqr ? { tbqr: stacked.tbqr } : {}) } }));
+    groups.push(groupRecord(groupInfo, regResult, { path: stackPath, method: stMethod === "rejection" ? `rejection (${String(cfg.stacking.rejection ?? "winsorized")})` : stMethod, result: { ...stacked, frameCount: stacked.frames, rejectedFrames: stacked.rejected } }));
     result.stacks.push({ filter: g.filter, exposureSeconds: g.exposureSeconds, path: stackPath, frames: stacked.frames, rejected: [...registered.rejected, ...stacked.rejected] });
   }
   if (upto < 3) return finish();

@@ -125,11 +125,6 @@ export function matchStars(stars: readonly Point[], ref: readonly Point[], optio
 }
 
 /**
- * Least-squares refinement of an initial transform: every star (the 500 brightest) is paired with its
- * nearest reference star under the current transform, the model is fitted, pairs beyond 3·RMS (and the
- * tolerance) are dropped; three rounds. Also used to refine a WCS-derived first guess.
- */
-/**
  * The smallest k with P(Poisson(λ) ≥ k) ≤ p, from the bound P(X ≥ k) ≤ P(X = k) / (1 − λ/(k + 1))
  * (the tail's terms shrink at least geometrically once k + 1 > λ), in logarithms.
  */
@@ -145,6 +140,17 @@ export function chanceCount(lambda: number, p: number): number {
   return Infinity;
 }
 
+/** Distance of each pair's transformed frame star from its reference partner (px). */
+function residuals(m: readonly number[], pairs: readonly { s: Point; r: Point }[]): number[] {
+  return pairs.map((p) => { const q = apply(m, p.s); return Math.hypot(q.x - p.r.x, q.y - p.r.y); });
+}
+
+/**
+ * Least-squares refinement of an initial transform: every star (the 500 brightest) is paired with its
+ * nearest reference star under the current transform and the model is fitted, in rounds until the pairs
+ * repeat; then the worst pairs are judged by the fit of the others, and the match must pass the chance
+ * test and the shared-star share (see below). Also used to refine a WCS-derived first guess.
+ */
 export function refineMatch(stars: readonly Point[], ref: readonly Point[], initial: number[], options: { model?: TransformModel; tolerancePx?: number; minMatches?: number } = {}): MatchResult {
   const model = options.model ?? "similarity";
   const tol = options.tolerancePx ?? 2;
@@ -195,7 +201,7 @@ export function refineMatch(stars: readonly Point[], ref: readonly Point[], init
     const fit = fitTransform(pairs.map((p) => p.s), pairs.map((p) => p.r), model);
     if (!fit) break;
     m = fit;
-    const d = pairs.map((p) => { const q = apply(m, p.s); return Math.hypot(q.x - p.r.x, q.y - p.r.y); }).sort((a, b) => a - b);
+    const d = residuals(m, pairs).sort((a, b) => a - b);
     rms = Math.sqrt(d.reduce((a, v) => a + v * v, 0) / d.length);
     limit = Math.min(tol, Math.max(5 * d[d.length >> 1]!, 0.05));
   }
@@ -204,15 +210,14 @@ export function refineMatch(stars: readonly Point[], ref: readonly Point[], init
   // 6 × the others' median residual (≈ 7σ for Rayleigh distances) and 0.05 px, it is dropped (at most a
   // third of the pairs). A star cut by the frame edge had a 2.5 px centroid error and hid at 1.7 px.
   for (let drop = 0; pairs.length > minMatches && drop < pairs.length / 3; drop++) {
-    const res = pairs.map((p) => { const q = apply(m, p.s); return Math.hypot(q.x - p.r.x, q.y - p.r.y); });
+    const res = residuals(m, pairs);
     let w = 0;
     for (let k = 1; k < res.length; k++) if (res[k]! > res[w]!) w = k;
     const others = pairs.filter((_, k) => k !== w);
     const fit = fitTransform(others.map((p) => p.s), others.map((p) => p.r), model);
     if (!fit) break;
-    const q = apply(fit, pairs[w]!.s);
-    const out = Math.hypot(q.x - pairs[w]!.r.x, q.y - pairs[w]!.r.y);
-    const od = others.map((p) => { const t = apply(fit, p.s); return Math.hypot(t.x - p.r.x, t.y - p.r.y); }).sort((a, b) => a - b);
+    const out = residuals(fit, [pairs[w]!])[0]!;
+    const od = residuals(fit, others).sort((a, b) => a - b);
     if (!(out > Math.max(6 * od[od.length >> 1]!, 0.05))) break;
     pairs = others;
     m = fit;
@@ -228,13 +233,13 @@ export function refineMatch(stars: readonly Point[], ref: readonly Point[], init
   // list were a false match with a wrong rotation; 8 pairs at 0.2 px among 12 stars are not.
   const xs = ref.map((p) => p.x), ys = ref.map((p) => p.y);
   const area = Math.max(1, (Math.max(...xs) - Math.min(...xs)) * (Math.max(...ys) - Math.min(...ys)));
-  const rMax = Math.max(0.1, ...pairs.map((p) => { const q = apply(m, p.s); return Math.hypot(q.x - p.r.x, q.y - p.r.y); }));
+  const dist = residuals(m, pairs).sort((a, b) => a - b);
+  const rMax = Math.max(0.1, dist[dist.length - 1]!);
   const lambda = Math.min(candidates.length, ref.length) * Math.min(1, (ref.length / area) * Math.PI * rMax * rMax);
   const needed = chanceCount(lambda, 1e-9) + MIN_PAIRS[model];
   if (pairs.length < needed) return { ok: false, reason: `only ${pairs.length} stars matched the reference within ${rMax.toFixed(2)} px, which a chance alignment of stars this dense could give (${needed} needed); not registered` };
   const share = pairs.length / Math.min(candidates.length, ref.length);
   if (share < 0.25) return { ok: false, reason: `only ${pairs.length} of the ${Math.min(candidates.length, ref.length)} stars the frame and the reference could share matched (${(100 * share).toFixed(0)} %, need 25 %): a false match or a different field; not registered` };
-  const dist = pairs.map((p) => { const q = apply(m, p.s); return Math.hypot(q.x - p.r.x, q.y - p.r.y); }).sort((a, b) => a - b);
   const h = dist.length >> 1;
   const medianPx = dist.length % 2 ? dist[h]! : (dist[h - 1]! + dist[h]!) / 2;
   return { ok: true, matrix: m, rmsPx: rms, medianPx, pairs: pairs.length, src: pairs.map((p) => p.s), dst: pairs.map((p) => p.r) };

@@ -109,13 +109,12 @@ export async function frameStars(recon: ReconBackend, frame: FrameRef, signal: A
   const inside = list.stars.filter((s) => { const m = 5 + (Number.isFinite(s.fwhm) ? s.fwhm : 0); return s.x >= m && s.y >= m && s.x <= plane.width - 1 - m && s.y <= plane.height - 1 - m; });
   const clean = cleanStars(inside);
   const fwhm = clean.fwhm * scale;
-  const roundness = clean.roundness;
   // The maps are smooth (mesh-interpolated): every 61st value describes them as well as all of them.
   const sampled = (m: Float32Array) => { const v: number[] = []; for (let i = 0; i < m.length; i += 61) if (Number.isFinite(m[i]!)) v.push(m[i]!); return median(v); };
   return {
     size: { width: img.width, height: img.height }, stars: clean.stars.map((s) => ({ x: s.x * scale + offset, y: s.y * scale + offset })), fwhm, quality: clean.stars.length > 0 ? clean.stars.length / fwhm : 0,
     trail: clean.trails.length > 0, dropped: clean.dropped,
-    roundness, background: sampled(background.background), noise: sampled(background.noise), detected: list.count,
+    roundness: clean.roundness, background: sampled(background.background), noise: sampled(background.noise), detected: list.count,
   };
 }
 
@@ -225,7 +224,7 @@ export async function registerRelative(input: RegistrationInput, ctx: EngineCont
   }
   if (known !== undefined) {
     refIndex = chooseReference({ ...input, reference: known }, frames.map((_, i) => found[i] ?? { quality: 0, stars: [] }));
-    referenceReason = typeof input.reference === "number" || input.reference !== "auto" ? "registration.reference" : "the reference of the earlier run into this folder";
+    referenceReason = input.reference !== "auto" ? "registration.reference" : "the reference of the earlier run into this folder";
   } else {
     for (let i = 0; i < frames.length; i++) {
       ctx.signal.throwIfAborted();
@@ -319,13 +318,13 @@ export async function registerRelative(input: RegistrationInput, ctx: EngineCont
         }
         // Frames of one set come through the same optics: a scale off by more than 2 % is a false match
         // (or a different instrument), never a registration to keep.
-        const sc = describe(m.matrix).scale;
-        if (!describe(m.matrix).mirrored && Math.abs(sc - 1) > MAX_SCALE_CHANGE) {
-          out[i] = { input: path, error: `the fitted scale ${sc.toFixed(4)} differs from the reference's by more than ${100 * MAX_SCALE_CHANGE} % (same optics expected): a false match or another instrument; not registered`, ...frameMetrics(f) };
+        const shape = describe(m.matrix);
+        if (!shape.mirrored && Math.abs(shape.scale - 1) > MAX_SCALE_CHANGE) {
+          out[i] = { input: path, error: `the fitted scale ${shape.scale.toFixed(4)} differs from the reference's by more than ${100 * MAX_SCALE_CHANGE} % (same optics expected): a false match or another instrument; not registered`, ...frameMetrics(f) };
           ctx.logger.warn(`${basename(path)}: not registered: ${out[i]!.error!}`);
           continue;
         }
-        if (describe(m.matrix).mirrored) {
+        if (shape.mirrored) {
           out[i] = { input: path, error: "the frame is mirrored relative to the reference; it is not registered", ...frameMetrics(f) };
           continue;
         }

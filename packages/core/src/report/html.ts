@@ -13,6 +13,7 @@ import { rename, writeFile } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { encode } from "fast-png";
 import { readFitsImage } from "../fits/reader.js";
+import { mtf } from "../stretch/native.js";
 import type { FrameRecord, GroupRecord } from "./records.js";
 
 /** The parts of run.json the report reads (both `run` and `reconstruct` write this shape). */
@@ -145,7 +146,7 @@ export async function previewDataUri(path: string, stretched: boolean, maxSide =
     const black = med - 2.8 * sigma, white = Math.max(sorted[Math.floor(0.9995 * (sorted.length - 1))]!, black + 1e-6);
     const m0 = (med - black) / (white - black), t = 0.25;
     const mid = m0 > 0 && m0 < 1 ? (m0 * (t - 1)) / (2 * m0 * t - m0 - t) : 0.5;
-    map = (v: number) => { const x = Math.min(1, Math.max(0, (v - black) / (white - black))); return ((mid - 1) * x) / ((2 * mid - 1) * x - mid); };
+    map = (v: number) => mtf(Math.min(1, Math.max(0, (v - black) / (white - black))), mid);
   }
   const px = new Uint8Array(w * h * ch);
   for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) for (let c = 0; c < ch; c++) {

@@ -4,7 +4,6 @@
  * not. Built from the registration result (transforms.json) and the stacking result, so both the
  * pipeline (`run`) and `reconstruct` describe their groups the same way.
  */
-import { basename } from "node:path";
 import type { RegistrationResult, StackingResult, TbqrSummary } from "../kernel/contracts.js";
 
 /** One frame of a group, as run.json and the run report show it. */
@@ -63,6 +62,3 @@ export function groupRecord(g: { label: string; filter: string; exposureSeconds:
     ...(stack ? { stack: { path: stack.path, method: stack.method, frames: stack.result.frameCount, ...(stack.result.rejectedPercent ? { rejectedPercent: stack.result.rejectedPercent } : {}), ...(stack.result.tbqr ? { tbqr: stack.result.tbqr } : {}) } } : {}),
   };
 }
-
-/** `light_007.fit` for a path (the report shows file names; run.json keeps the full paths). */
-export const fileName = (p: string): string => basename(p);
