@@ -36,3 +36,8 @@ export { tileGeometry, tileGrid, globalWeights, localWeights, robustZ, clusterCo
 export { configReferenceMarkdown } from "./config/reference.js";
 export { renderRunReport, writeRunReport, previewDataUri, formatValue, type RunDocument, type PreviewSource } from "./report/html.js";
 export { groupRecord, type GroupRecord, type FrameRecord } from "./report/records.js";
+export { defineTask, runAll, type Executor, type ExecutorStats, type RunUnitsOptions, type SharedRef, type Task, type TaskArray, type TaskContext, type WorkUnit } from "./executor/contracts.js";
+export { localExecutor, type LocalExecutorOptions } from "./executor/local.js";
+export { cachedFile, closeCache, scratch, OPEN_FILES_MAX } from "./executor/cache.js";
+export { builtinTasks } from "./executor/catalogue.js";
+export { stackBandTask, frameStatsTask, type StackBandPlan, type StackBandResult } from "./engines/stack.js";

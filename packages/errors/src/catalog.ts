@@ -180,6 +180,24 @@ export const errorCatalog = {
     hint: () => "This is a bug in tile-compile; please report it with the command you ran. Set TILE_COMPILE_RECON=js to continue with the TypeScript backend.",
     exitCode: 1,
   },
+  TC_UNIT_FAILED: {
+    title: "Work unit failed",
+    message: (d) => `Work unit ${s(d.unit)} (${s(d.task)}) of run ${s(d.run)} failed after ${s(d.attempts)} attempt(s)${d.worker ? ` on worker ${s(d.worker)}` : ""}: ${s(d.reason)}. It is in the dead-letter queue ${s(d.queue)}; nothing was written.`,
+    hint: (d) => (typeof d.hint === "string" ? d.hint : "The reason above comes from the worker. Run the same job with runtime.executor: local to reproduce it on one machine; inspect the unit with `rabbitmqadmin get queue=tile-compile.dead`."),
+    exitCode: 1,
+  },
+  TC_BROKER_UNAVAILABLE: {
+    title: "Message broker unavailable",
+    message: (d) => `Could not reach the broker ${s(d.url)}${d.seconds !== undefined ? ` within ${s(d.seconds)} s` : ""}: ${s(d.reason)}`,
+    hint: () => "Check runtime.rabbitmq.url (amqp://user:password@host:5672/vhost), that rabbitmq-server runs and its port is reachable from here; the guest user only works on loopback.",
+    exitCode: 1,
+  },
+  TC_DATA_REF_INVALID: {
+    title: "Shared data reference invalid",
+    message: (d) => `${s(d.ref)}: ${s(d.reason)}`,
+    hint: () => "Master and workers must see the same runtime.rabbitmq.data folder (same path on every machine) or the same S3 bucket; a checksum mismatch means the object was changed or truncated in transit.",
+    exitCode: 1,
+  },
 } satisfies Record<string, CatalogEntry>;
 
 /** A stable error code from the catalogue. */

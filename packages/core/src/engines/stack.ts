@@ -21,9 +21,10 @@ import type { EngineContext, FrameRef, StackingInput, StackingResult } from "../
 import { combinedKeywords } from "./mean-stack.js";
 import { bandRows } from "../util/bands.js";
 import { mapLimit } from "../util/pool.js";
+import { defineTask, type Executor, type SharedRef, type WorkUnit } from "../executor/contracts.js";
+import { cachedFile, OPEN_FILES_MAX, scratch } from "../executor/cache.js";
+import { localExecutor } from "../executor/local.js";
 
-/** Frames up to which the stack keeps every file open across bands (well under the usual 1024 descriptors). */
-const OPEN_MAX = 256;
 /** Frames measured at once by the statistics pass. */
 const STATS_IN_FLIGHT = 4;
 /** Band reads in flight when files are opened per band (more than OPEN_MAX frames). */
@@ -154,6 +155,54 @@ export async function filterFrames(frames: FrameRef[], filters: Record<string, F
   return { frames: frames.filter((_, i) => !bad.has(i)), rejectedFrames };
 }
 
+/** Per-frame statistics as a work unit (location/scale per channel, star figures with `withStars`). */
+export const frameStatsTask = defineTask("stack.frame-stats", async (i: { path: string; hdu?: number; channels: number; withStars: boolean }, ctx) =>
+  frameStats(i.path, i.hdu, i.channels, ctx.signal, i.withStars));
+
+/** What every band unit of one stack shares (one copy per run, by reference). */
+export interface StackBandPlan {
+  frames: { path: string; hdu?: number }[];
+  width: number;
+  method: "mean" | "median";
+  rejection: Rejection;
+  low: number;
+  high: number;
+  /** Per channel: weights (or null) and the normalisation (or null). */
+  channels: { weights: number[] | null; norm: { scale: number[]; offset: number[] } | null }[];
+}
+
+/** The result of one band: combined rows and, with rejection, per-pixel rejected counts. */
+export interface StackBandResult { data: Float32Array; rejectedLow?: Uint16Array; rejectedHigh?: Uint16Array }
+
+/**
+ * One band of rows of one channel, combined over every frame (a work unit). Each pixel's combination
+ * is independent of the band split, and the frames enter in their fixed order, so bytes never depend on
+ * how the bands are scheduled.
+ */
+export const stackBandTask = defineTask("stack.band", async (i: { plan: SharedRef; c: number; y0: number; rows: number }, ctx): Promise<StackBandResult> => {
+  const plan = await ctx.shared<StackBandPlan>(i.plan);
+  const { frames, width } = plan;
+  const { weights, norm } = plan.channels[i.c]!;
+  // Buffers reused for every band of a run (fresh 100 × 5 MB typed arrays per band cost more in page
+  // zeroing and GC than the read itself); files stay open across bands up to OPEN_FILES_MAX of them.
+  const len = i.rows * width;
+  const views = frames.map((_, k) => scratch(ctx, `stack.band:${k}`, len));
+  const keepOpen = frames.length <= OPEN_FILES_MAX;
+  await mapLimit(frames, keepOpen ? frames.length : READS_IN_FLIGHT, async (f, k) => {
+    ctx.signal.throwIfAborted();
+    const h = keepOpen ? await cachedFile(ctx, f.path) : undefined;
+    const file = h?.file ?? (await FitsFile.open(f.path));
+    try {
+      await (await file.image(f.hdu)).readRows(i.y0, i.rows, i.c, views[k]);
+    } finally {
+      if (h) await h.release(); else await file.close();
+    }
+  });
+  // Normalisation is applied inside the kernel (same f32 values as normalising the rows first).
+  const recon = loadRecon();
+  return recon.combine(views, { method: plan.method, rejection: plan.rejection, low: plan.low, high: plan.high, counts: plan.rejection !== "none", signal: ctx.signal, ...(weights ? { weights } : {}), ...(norm ? { normalize: norm } : {}) });
+});
+
 export async function nativeStack(input: StackingInput, ctx: EngineContext): Promise<StackingResult> {
   let { frames } = input;
   if (frames.length === 0) throw new TileCompileError("TC_INPUT_INVALID", { input: "stacking", reason: "no frames to stack" });
@@ -167,8 +216,14 @@ export async function nativeStack(input: StackingInput, ctx: EngineContext): Pro
   const weighting = String(o.weighting ?? "none");
   const filters = (o.frame_filters ?? {}) as Record<string, FrameFilter>;
   const needStars = Object.keys(filters).some((k) => k !== "background") || weighting === "fwhm" || weighting === "stars";
-  const recon = loadRecon();
+  const executor: Executor = ctx.executor ?? localExecutor({ threads: ctx.runtime.threads });
+  try {
+    return await stackWith(executor);
+  } finally {
+    if (!ctx.executor) await executor.close();
+  }
 
+  async function stackWith(executor: Executor): Promise<StackingResult> {
   const summaries: FitsHeaderSummary[] = [];
   for (const f of frames) {
     ctx.signal.throwIfAborted();
@@ -185,12 +240,9 @@ export async function nativeStack(input: StackingInput, ctx: EngineContext): Pro
   let stats: FrameStats[] = [];
   if (normalization !== "none" || weighting !== "none" || Object.keys(filters).length > 0) {
     // A few frames in flight: their small strip reads overlap with the statistics of the others.
-    let measured = 0;
-    stats = await mapLimit(frames, STATS_IN_FLIGHT, async (f) => {
-      const st = await frameStats(f.path, f.hdu, channels, ctx.signal, needStars);
-      ctx.progress((0.2 * ++measured) / frames.length, "frame statistics");
-      return st;
-    });
+    const units: WorkUnit<unknown, FrameStats>[] = frames.map((f, i) => ({ id: `stats/${i}`, task: frameStatsTask as never, input: { path: f.path, ...(f.hdu !== undefined ? { hdu: f.hdu } : {}), channels, withStars: needStars } }));
+    stats = [];
+    for await (const st of executor.run(units, { signal: ctx.signal, concurrency: STATS_IN_FLIGHT, onUnitDone: (d) => ctx.progress((0.2 * d) / frames.length, "frame statistics") })) stats.push(st);
   }
   // Frame filters: every rejected frame is reported with its figure and the threshold.
   const rejectedFrames: { path: string; reason: string }[] = [];
@@ -247,43 +299,31 @@ export async function nativeStack(input: StackingInput, ctx: EngineContext): Pro
   }
   let rejectedLow = 0, rejectedHigh = 0;
   let rejectedPercent: { low: number; high: number } | undefined;
-  const open: FitsFile[] = [];
   try {
     const bands = Math.ceil(height / rowsPerBand);
+    const plan: StackBandPlan = {
+      frames: frames.map((f) => ({ path: f.path, ...(f.hdu !== undefined ? { hdu: f.hdu } : {}) })),
+      width, method, rejection: rejection!, low: low!, high: high!,
+      channels: Array.from({ length: channels }, (_, c) => {
+        const w = weightsFor(c);
+        return { weights: w ?? null, norm: normalization === "none" ? null : { scale: frames.map((_, i) => affine(i, c)[0]), offset: frames.map((_, i) => affine(i, c)[1]) } };
+      }),
+    };
+    const shared = await executor.share("stack.plan", plan);
+    const units: WorkUnit<unknown, StackBandResult>[] = [];
+    for (let c = 0; c < channels; c++) for (let y0 = 0; y0 < height; y0 += rowsPerBand) units.push({ id: `band/${c}/${y0}`, task: stackBandTask as never, input: { plan: shared, c, y0, rows: Math.min(rowsPerBand, height - y0) } });
+    // Results arrive in band order whatever ran them; they are written as they come.
     let done = 0;
-    // One buffer per frame, reused for every band: fresh 100 × 5 MB typed arrays per band cost more in
-    // page zeroing and GC than the read itself.
-    const band: Float32Array[] = frames.map(() => new Float32Array(rowsPerBand * width));
-    // Files stay open across bands (opening and parsing a header per band and frame cost more than the
-    // rows read), up to OPEN_MAX of them; beyond that each band opens and closes every file.
-    if (frames.length <= OPEN_MAX) for (const f of frames) open.push(await FitsFile.open(f.path));
-    for (let c = 0; c < channels; c++) {
-      const weights = weightsFor(c);
-      const norm = normalization === "none" ? undefined : { scale: frames.map((_, i) => affine(i, c)[0]), offset: frames.map((_, i) => affine(i, c)[1]) };
-      for (let y0 = 0; y0 < height; y0 += rowsPerBand) {
-        const rows = Math.min(rowsPerBand, height - y0);
-        const views = band.map((b) => (rows === rowsPerBand ? b : b.subarray(0, rows * width)));
-        ctx.signal.throwIfAborted();
-        await mapLimit(frames, open.length ? frames.length : READS_IN_FLIGHT, async (f, i) => {
-          const held = open[i];
-          const file = held ?? (await FitsFile.open(f.path));
-          try {
-            await (await file.image(f.hdu)).readRows(y0, rows, c, views[i]);
-          } finally {
-            if (!held) await file.close();
-          }
-        });
-        // Normalisation is applied inside the kernel (same f32 values as normalising the rows first).
-        const r = await recon.combine(views, { method, rejection, low, high, counts: rejection !== "none", signal: ctx.signal, ...(weights ? { weights } : {}), ...(norm ? { normalize: norm } : {}) });
-        if (r.rejectedLow) for (const v of r.rejectedLow) rejectedLow += v;
-        if (r.rejectedHigh) for (const v of r.rejectedHigh) rejectedHigh += v;
-        await writer.write(r.data);
-        if (maps.length) {
-          await maps[0]!.write(Float32Array.from(r.rejectedLow ?? new Uint16Array(r.data.length)));
-          await maps[1]!.write(Float32Array.from(r.rejectedHigh ?? new Uint16Array(r.data.length)));
-        }
-        ctx.progress(0.2 + (0.8 * ++done) / (bands * channels), `rows ${y0 + rows}/${height}${channels > 1 ? ` channel ${c + 1}` : ""}`);
+    for await (const r of executor.run(units, { signal: ctx.signal })) {
+      const u = units[done]!.input as { c: number; y0: number; rows: number };
+      if (r.rejectedLow) for (const v of r.rejectedLow) rejectedLow += v;
+      if (r.rejectedHigh) for (const v of r.rejectedHigh) rejectedHigh += v;
+      await writer.write(r.data);
+      if (maps.length) {
+        await maps[0]!.write(Float32Array.from(r.rejectedLow ?? new Uint16Array(r.data.length)));
+        await maps[1]!.write(Float32Array.from(r.rejectedHigh ?? new Uint16Array(r.data.length)));
       }
+      ctx.progress(0.2 + (0.8 * ++done) / (bands * channels), `rows ${u.y0 + u.rows}/${height}${channels > 1 ? ` channel ${u.c + 1}` : ""}`);
     }
     if (rejection !== "none") {
       const total = width * height * channels * frames.length;
@@ -296,12 +336,11 @@ export async function nativeStack(input: StackingInput, ctx: EngineContext): Pro
     await writer.abort();
     for (const m of maps) await m.abort();
     throw e;
-  } finally {
-    await Promise.all(open.map((f) => f.close()));
   }
   // Relative weights (mean 1) of the first channel's weighting, for run.json and the run report.
   const w0 = weightsFor(0);
   const wMean = w0 ? w0.reduce((a, v) => a + v, 0) / w0.length : 1;
   const frameWeights = w0 ? frames.map((f, i) => ({ path: f.path, weight: wMean > 0 ? w0[i]! / wMean : 1 })) : undefined;
   return { frameCount: frames.length, width, height, channels, ...(rejectedFrames.length ? { rejectedFrames } : {}), ...(frameWeights ? { frameWeights } : {}), ...(rejectedPercent ? { rejectedPercent } : {}) };
+  }
 }

@@ -21,6 +21,8 @@
  * NAXIS1, 0-based pixel centres; invalid pixels are NaN. Times in seconds, temperatures in °C.
  */
 
+import type { Executor } from "../executor/contracts.js";
+
 /** The stages of the pipeline that engines can provide. */
 export type StageName = "calibration" | "background" | "registration" | "stacking" | "composition" | "stretch";
 export const STAGE_NAMES: readonly StageName[] = ["calibration", "background", "registration", "stacking", "composition", "stretch"];
@@ -72,6 +74,11 @@ export interface EngineContext {
   /** This engine's own options block from tile_compile.yaml (`engine_options.<name>`), validated. */
   options: Record<string, unknown>;
   runtime: RuntimeLimits;
+  /**
+   * Runs the stage's work units (`runtime.executor`): this process, or workers over a broker. Absent
+   * means this process; a stage creates its own local executor then.
+   */
+  executor?: Executor;
 }
 
 /** A frame on disk. Pixel data is never passed between stages in memory. */

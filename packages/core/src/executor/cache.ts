@@ -1,0 +1,46 @@
+/**
+ * Per-run caches tasks use through {@link TaskContext.cache}: open FITS files (so a band task does not
+ * reopen and reparse every frame's header per band) and reusable buffers.
+ */
+import { FitsFile } from "../fits/reader.js";
+import type { TaskContext } from "./contracts.js";
+
+/** Most files a cache keeps open (well under the usual 1024 descriptors). */
+export const OPEN_FILES_MAX = 256;
+
+interface FileEntry { file: Promise<FitsFile>; users: number }
+
+/** An open FITS file from the cache (opened on first use). Keep at most {@link OPEN_FILES_MAX}: beyond, open per use. */
+export async function cachedFile(ctx: TaskContext, path: string): Promise<{ file: FitsFile; release(): Promise<void> }> {
+  const files = (ctx.cache.get("files") as Map<string, FileEntry> | undefined) ?? new Map<string, FileEntry>();
+  ctx.cache.set("files", files);
+  let e = files.get(path);
+  if (!e && files.size >= OPEN_FILES_MAX) {
+    const file = await FitsFile.open(path);
+    return { file, release: () => file.close() };
+  }
+  if (!e) {
+    e = { file: FitsFile.open(path), users: 0 };
+    files.set(path, e);
+    e.file.catch(() => files.delete(path));
+  }
+  const file = await e.file;
+  return { file, release: async () => undefined };
+}
+
+/** A reusable buffer of at least `length` elements for `key` (contents undefined). */
+export function scratch(ctx: TaskContext, key: string, length: number): Float32Array {
+  const k = `scratch:${key}`;
+  const b = ctx.cache.get(k) as Float32Array | undefined;
+  if (b && b.length >= length) return b.subarray(0, length);
+  const nb = new Float32Array(length);
+  ctx.cache.set(k, nb);
+  return nb;
+}
+
+/** Close every cached file and drop the buffers. */
+export async function closeCache(cache: Map<string, unknown>): Promise<void> {
+  const files = cache.get("files") as Map<string, FileEntry> | undefined;
+  cache.clear();
+  if (files) await Promise.allSettled([...files.values()].map(async (e) => (await e.file).close()));
+}
