@@ -281,7 +281,8 @@ export async function nativeStack(input: StackingInput, ctx: EngineContext): Pro
   };
 
   // Bands: every frame's rows (f32) plus the combine's output, within the memory budget and cache-sized.
-  const rowsPerBand = bandRows(width * 4 * (frames.length + 2), height, ctx.runtime.memoryBudgetBytes);
+  // (At least `executor.parallelism` bands, so every worker of a distributed run has some.)
+  const rowsPerBand = Math.min(bandRows(width * 4 * (frames.length + 2), height, ctx.runtime.memoryBudgetBytes), Math.max(1, Math.ceil(height / (executor.parallelism ?? 1))));
   const header = first.header.clone();
   for (const k of combinedKeywords(summaries)) header.set(k.key, k.value, k.comment, k.float ? { numberFormat: "float" } : undefined);
   header.set("STACKMTH", input.method, "stacking method");

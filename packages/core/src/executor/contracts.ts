@@ -91,6 +91,11 @@ export interface ExecutorStats {
 export interface Executor {
   /** `local`, `rabbitmq`, … */
   readonly kind: string;
+  /**
+   * Units a stage should split into at least, so that every worker has work (1 locally: the kernels
+   * are multi-threaded). Never changes results: a stage's units are independent per pixel or per frame.
+   */
+  readonly parallelism?: number;
   /** Make a value available to every unit of this run (JSON with typed-array leaves). */
   share(name: string, value: unknown): Promise<SharedRef>;
   /** Run the units; results are yielded in **unit order**, whatever the completion order. */

@@ -1,0 +1,188 @@
+/**
+ * Distributed runs against a real RabbitMQ node on loopback (test-support/broker.ts) with real worker
+ * processes (dist/worker-main.js): output bytes identical to the local executor for 1, 2 and 4 workers,
+ * a worker killed with SIGKILL mid-unit, a broker restarted mid-run, a poisoned unit dead-lettered.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { createHash } from "node:crypto";
+import { existsSync, mkdtempSync, readFileSync, truncateSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { connect } from "amqplib";
+import { nativeStack, seededRandom, stackBandTask, TileCompileError, writeFitsImage, type EngineContext, type Executor, type FrameRef } from "@tile-compile/core";
+import { createRabbitExecutor, DEAD_QUEUE, decode } from "./index.js";
+import { brokerAvailable, startTestBroker, type TestBroker } from "./test-support/broker.js";
+
+const WORKER = fileURLToPath(new URL("../dist/worker-main.js", import.meta.url));
+const available = brokerAvailable();
+const W = 320, H = 240, C = 3, N = 16;
+const hash = (p: string) => createHash("sha256").update(readFileSync(p)).digest("hex");
+const quiet = { debug() {}, info() {}, warn() {}, error() {} };
+const ctx = (executor?: Executor): EngineContext => ({ signal: new AbortController().signal, logger: quiet as never, progress() {}, workdir: tmpdir(), options: {}, runtime: { threads: 1, memoryBudgetBytes: 4 << 20 }, ...(executor ? { executor } : {}) });
+
+interface Worker { proc: ChildProcess; lines: string[]; waitFor(re: RegExp, ms?: number): Promise<string> }
+function startWorker(url: string, args: string[] = []): Promise<Worker> {
+  const proc = spawn(process.execPath, [WORKER, "--broker", url, "--log-units", "--quiet", ...args], { stdio: ["ignore", "pipe", "inherit"] });
+  spawned.push(proc);
+  const lines: string[] = [];
+  const waiters: { re: RegExp; res: (l: string) => void }[] = [];
+  createInterface({ input: proc.stdout! }).on("line", (l) => {
+    lines.push(l);
+    for (const w of [...waiters]) if (w.re.test(l)) { waiters.splice(waiters.indexOf(w), 1); w.res(l); }
+  });
+  const waitFor = (re: RegExp, ms = 30_000) => new Promise<string>((res, rej) => {
+    const hit = lines.find((l) => re.test(l));
+    if (hit) return res(hit);
+    const t = setTimeout(() => rej(new Error(`worker: no line matching ${re} within ${ms} ms`)), ms);
+    waiters.push({ re, res: (l) => { clearTimeout(t); res(l); } });
+  });
+  const w = { proc, lines, waitFor };
+  return waitFor(/ready/).then(() => w);
+}
+const spawned: ChildProcess[] = [];
+const running = (p: ChildProcess) => p.exitCode === null && p.signalCode === null;
+const stopWorkers = async (ws: Worker[]) => { for (const w of ws) if (running(w.proc)) { const exited = new Promise((r) => w.proc.once("exit", r)); w.proc.kill("SIGTERM"); await exited; } };
+
+describe.skipIf(!available)("executor-rabbitmq on a real broker", () => {
+  let broker: TestBroker;
+  let dir: string;
+  let frames: FrameRef[];
+  const reference: Record<string, string> = {};
+  const winsorized = (out: string) => ({ frames, method: "rejection", options: { rejection: "winsorized", weighting: "noise", normalization: "additive_scaling" }, output: out, history: [], rejectionMaps: { low: `${out}.lo.fits`, high: `${out}.hi.fits` } });
+  const outputs = (out: string) => [hash(out), hash(`${out}.lo.fits`), hash(`${out}.hi.fits`)].join(" ");
+
+  beforeAll(async () => {
+    broker = await startTestBroker();
+    dir = mkdtempSync(join(tmpdir(), "tc-dist-"));
+    frames = [];
+    for (let f = 0; f < N; f++) {
+      const rnd = seededRandom(500 + f);
+      const d = new Float32Array(W * H * C);
+      for (let i = 0; i < d.length; i++) d[i] = 800 + 11 * f + 25 * (rnd() + rnd() + rnd() - 1.5) + (rnd() < 0.002 ? 4000 * rnd() : 0);
+      const path = join(dir, `light_${f}.fits`);
+      await writeFitsImage(path, { width: W, height: H, channels: C, data: d });
+      frames.push({ path });
+    }
+    const out = join(dir, "local.fits");
+    await nativeStack(winsorized(out) as never, ctx());
+    reference.winsorized = outputs(out);
+  }, 120_000);
+  afterAll(async () => { for (const p of spawned) if (running(p)) p.kill("SIGKILL"); await broker?.stop(); });
+
+  for (const k of [1, 2, 4]) {
+    it(`winsorized stack with ${k} worker(s) is byte-identical to the local executor`, { timeout: 120_000 }, async () => {
+      const ws = await Promise.all(Array.from({ length: k }, () => startWorker(broker.url)));
+      const ex = await createRabbitExecutor({ url: broker.url, data: join(dir, "shared"), runId: `wins-${k}`, logger: quiet as never });
+      try {
+        const out = join(dir, `dist-${k}.fits`);
+        const r = await nativeStack(winsorized(out) as never, ctx(ex));
+        expect(outputs(out)).toBe(reference.winsorized);
+        const s = ex.stats();
+        console.log(`${k} worker(s): ${s.units} units, workers ${s.workers.length}, broker ${s.brokerBytes} B (largest message ${s.largestMessage} B), store ${s.storeBytes} B, redelivered ${s.redelivered}`);
+        expect(r.frameCount).toBe(N);
+        expect(s.units).toBe(N + 16 * C); // frame statistics + at least 16 bands per channel
+        expect(s.largestMessage).toBeLessThan(4096);
+        expect(s.redelivered).toBe(0);
+        if (k > 1) expect(s.workers.length).toBeGreaterThan(1);
+      } finally {
+        await ex.close();
+        await stopWorkers(ws);
+      }
+      expect(existsSync(join(dir, "shared", `wins-${k}`))).toBe(false);
+    });
+  }
+
+  it("a worker killed with SIGKILL mid-unit: the unit is redelivered once, the output is identical", { timeout: 120_000 }, async () => {
+    const slow = await startWorker(broker.url, ["--delay-ms", "3000"]);
+    const ex = await createRabbitExecutor({ url: broker.url, data: join(dir, "shared"), runId: "kill9", logger: quiet as never });
+    let fast: Worker | undefined;
+    try {
+      const out = join(dir, "kill9.fits");
+      const run = nativeStack(winsorized(out) as never, ctx(ex));
+      await slow.waitFor(/^start kill9 /);
+      slow.proc.kill("SIGKILL");
+      fast = await startWorker(broker.url);
+      await run;
+      expect(outputs(out)).toBe(reference.winsorized);
+      const s = ex.stats();
+      expect(s.redelivered).toBe(1);
+      expect(slow.lines.filter((l) => l.startsWith("done")).length).toBe(0);
+    } finally {
+      await ex.close();
+      await stopWorkers([slow, ...(fast ? [fast] : [])]);
+    }
+  });
+
+  it("a broker restarted mid-run: master and workers reconnect, the output is identical", { timeout: 180_000 }, async () => {
+    const ws = await Promise.all([startWorker(broker.url, ["--delay-ms", "150"]), startWorker(broker.url, ["--delay-ms", "150"])]);
+    const ex = await createRabbitExecutor({ url: broker.url, data: join(dir, "shared"), runId: "restart", logger: quiet as never });
+    try {
+      const out = join(dir, "restart.fits");
+      const run = nativeStack(winsorized(out) as never, ctx(ex));
+      await ws[0]!.waitFor(/^done restart band\//);
+      await broker.stop();
+      await new Promise((r) => setTimeout(r, 1000));
+      await broker.start();
+      await run;
+      expect(outputs(out)).toBe(reference.winsorized);
+      const s = ex.stats();
+      console.log(`broker restart: ${s.reconnects} reconnect(s), ${s.redelivered} redelivered, ${s.duplicates} duplicate result(s)`);
+      expect(s.reconnects).toBeGreaterThanOrEqual(1);
+    } finally {
+      await ex.close();
+      await stopWorkers(ws);
+    }
+  });
+
+  it("a poisoned unit ends in the dead-letter queue with its reason and fails the run with TC_UNIT_FAILED; nothing half-written", { timeout: 120_000 }, async () => {
+    const ws = [await startWorker(broker.url)];
+    const ex = await createRabbitExecutor({ url: broker.url, data: join(dir, "shared"), runId: "poison", logger: quiet as never });
+    // A frame cut short while the run goes (after the master's checks and the first band): the workers'
+    // band reads fail on every attempt. On a copy, so the other tests keep their frames.
+    const copies = frames.map((f, i) => { const p = join(dir, `poison_${i}.fits`); writeFileSync(p, readFileSync(f.path)); return { path: p }; });
+    const out = join(dir, "poison.fits");
+    let error: unknown, cut = false;
+    const c = ctx(ex);
+    c.progress = () => { if (!cut) { cut = true; truncateSync(copies[3]!.path, 2880 * 3); } };
+    try {
+      await nativeStack({ frames: copies, method: "mean", options: {}, output: out, history: [] } as never, c);
+    } catch (e) { error = e; } finally {
+      await ex.close();
+      await stopWorkers(ws);
+    }
+    expect(error).toBeInstanceOf(TileCompileError);
+    expect((error as TileCompileError).code).toBe("TC_UNIT_FAILED");
+    expect((error as Error).message).toMatch(/poison_3\.fits/);
+    expect((error as Error).message).toMatch(/after 3 attempt/);
+    expect(existsSync(out)).toBe(false);
+    // The dead unit is kept in tile-compile.dead with the reason.
+    const conn = await connect(broker.url);
+    const ch = await conn.createChannel();
+    let found: { reason: string; unit: string } | undefined;
+    for (let m = await ch.get(DEAD_QUEUE); m; m = await ch.get(DEAD_QUEUE)) {
+      const h = m.properties.headers ?? {};
+      if (h["x-tc-run"] === "poison") found = { reason: String(h["x-tc-error"]), unit: decode<{ unit: string }>(m.content).unit };
+      ch.ack(m);
+    }
+    await conn.close();
+    expect(found?.unit).toMatch(/^band\//);
+    expect(found?.reason).toMatch(/poison_3\.fits/);
+  });
+
+  it("units of a stack need the shared plan: a unit with a wrong checksum is refused, not computed", { timeout: 60_000 }, async () => {
+    const ws = [await startWorker(broker.url)];
+    const ex = await createRabbitExecutor({ url: broker.url, data: join(dir, "shared"), runId: "checksum", logger: quiet as never });
+    try {
+      const ref = await ex.share("plan", { frames: frames.map((f) => ({ path: f.path })), width: W, method: "mean", rejection: "none", low: 3, high: 3, channels: [{ weights: null, norm: null }] });
+      const forged = { ...ref, sha256: "0".repeat(64) };
+      const it = ex.run([{ id: "band/0/0", task: stackBandTask as never, input: { plan: forged, c: 0, y0: 0, rows: 4 } }], { signal: new AbortController().signal });
+      await expect((async () => { for await (const _ of it) { /* */ } })()).rejects.toThrow(/checksum/);
+    } finally {
+      await ex.close();
+      await stopWorkers(ws);
+    }
+  });
+});
