@@ -20,15 +20,12 @@ import { FitsHeader } from "../fits/header.js";
 import type { EngineContext, FrameRef, StackingInput, StackingResult } from "../kernel/contracts.js";
 import { combinedKeywords } from "./mean-stack.js";
 import { bandRows } from "../util/bands.js";
-import { mapLimit } from "../util/pool.js";
 import { defineTask, type Executor, type SharedRef, type WorkUnit } from "../executor/contracts.js";
-import { cachedFile, OPEN_FILES_MAX, scratch } from "../executor/cache.js";
+import { readBand } from "../executor/cache.js";
 import { localExecutor } from "../executor/local.js";
 
 /** Frames measured at once by the statistics pass. */
 const STATS_IN_FLIGHT = 4;
-/** Band reads in flight when files are opened per band (more than OPEN_MAX frames). */
-const READS_IN_FLIGHT = 8;
 
 const REJECTIONS: Record<string, Rejection | undefined> = {
   none: "none", percentile: "percentile", sigma: "sigma", sigma_median: "sigma", mad: "mad", winsorized: "winsorized", linear_fit: "linear-fit",
@@ -183,21 +180,7 @@ export const stackBandTask = defineTask("stack.band", async (i: { plan: SharedRe
   const plan = await ctx.shared<StackBandPlan>(i.plan);
   const { frames, width } = plan;
   const { weights, norm } = plan.channels[i.c]!;
-  // Buffers reused for every band of a run (fresh 100 × 5 MB typed arrays per band cost more in page
-  // zeroing and GC than the read itself); files stay open across bands up to OPEN_FILES_MAX of them.
-  const len = i.rows * width;
-  const views = frames.map((_, k) => scratch(ctx, `stack.band:${k}`, len));
-  const keepOpen = frames.length <= OPEN_FILES_MAX;
-  await mapLimit(frames, keepOpen ? frames.length : READS_IN_FLIGHT, async (f, k) => {
-    ctx.signal.throwIfAborted();
-    const h = keepOpen ? await cachedFile(ctx, f.path) : undefined;
-    const file = h?.file ?? (await FitsFile.open(f.path));
-    try {
-      await (await file.image(f.hdu)).readRows(i.y0, i.rows, i.c, views[k]);
-    } finally {
-      if (h) await h.release(); else await file.close();
-    }
-  });
+  const views = await readBand(ctx, "stack.band", frames, i.y0, i.rows, i.c, width);
   // Normalisation is applied inside the kernel (same f32 values as normalising the rows first).
   const recon = loadRecon();
   return recon.combine(views, { method: plan.method, rejection: plan.rejection, low: plan.low, high: plan.high, counts: plan.rejection !== "none", signal: ctx.signal, ...(weights ? { weights } : {}), ...(norm ? { normalize: norm } : {}) });

@@ -3,6 +3,7 @@
  * reopen and reparse every frame's header per band) and reusable buffers.
  */
 import { FitsFile } from "../fits/reader.js";
+import { mapLimit } from "../util/pool.js";
 import type { TaskContext } from "./contracts.js";
 
 /** Most files a cache keeps open (well under the usual 1024 descriptors). */
@@ -36,6 +37,31 @@ export function scratch(ctx: TaskContext, key: string, length: number): Float32A
   const nb = new Float32Array(length);
   ctx.cache.set(k, nb);
   return nb;
+}
+
+/** Band reads in flight when files are opened per band (more than OPEN_FILES_MAX frames). */
+const READS_IN_FLIGHT = 8;
+
+/**
+ * Rows [y0, y0 + rows) of channel `c` of every frame, into buffers reused across the run's bands
+ * (`key` names them: fresh 100 × 5 MB typed arrays per band cost more in page zeroing and GC than the
+ * read itself). Files stay open across bands up to OPEN_FILES_MAX of them, else they are opened per band.
+ */
+export async function readBand(ctx: TaskContext, key: string, frames: readonly { path: string; hdu?: number }[], y0: number, rows: number, c: number, width: number): Promise<Float32Array[]> {
+  const len = rows * width;
+  const views = frames.map((_, k) => scratch(ctx, `${key}:${k}`, len));
+  const keepOpen = frames.length <= OPEN_FILES_MAX;
+  await mapLimit(frames, keepOpen ? frames.length : READS_IN_FLIGHT, async (f, k) => {
+    ctx.signal.throwIfAborted();
+    const h = keepOpen ? await cachedFile(ctx, f.path) : undefined;
+    const file = h?.file ?? (await FitsFile.open(f.path));
+    try {
+      await (await file.image(f.hdu)).readRows(y0, rows, c, views[k]);
+    } finally {
+      if (h) await h.release(); else await file.close();
+    }
+  });
+  return views;
 }
 
 /** Close every cached file and drop the buffers. */

@@ -5,7 +5,8 @@
  */
 import type { Task } from "./contracts.js";
 import { frameStatsTask, stackBandTask } from "../engines/stack.js";
+import { bandTask, frameMetricsTask, seeingTask, syntheticTask } from "../tbqr/units.js";
 
 export const builtinTasks: ReadonlyMap<string, Task> = new Map<string, Task>(
-  ([frameStatsTask, stackBandTask] as Task[]).map((t) => [t.name, t]),
+  ([frameStatsTask, stackBandTask, seeingTask, frameMetricsTask, bandTask, syntheticTask] as Task[]).map((t) => [t.name, t]),
 );

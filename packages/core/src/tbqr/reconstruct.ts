@@ -25,14 +25,18 @@
  */
 import { mkdir, rename, writeFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
-import { loadRecon, separableWindow } from "@tile-compile/recon-native";
+import { loadRecon } from "@tile-compile/recon-native";
 import { TileCompileError } from "../errors/index.js";
-import { readFitsHeader, readFitsImage, type FitsHeaderSummary } from "../fits/reader.js";
+import { readFitsHeader, type FitsHeaderSummary } from "../fits/reader.js";
 import { writeFitsImage } from "../fits/writer.js";
 import { combinedKeywords } from "../engines/mean-stack.js";
 import type { EngineContext } from "../kernel/contracts.js";
 import { seededRandom } from "../util/random.js";
-import { clusterCount, DEFAULT_LOCAL, DEFAULT_TILE, fitSkySurface, globalWeights, localWeights, median, modeGate, robustZ, skyRow, tileGeometry, tileGrid, type Assumptions, type GlobalWeightParams, type LocalParams, type TbqrMode, type TileParams } from "./math.js";
+import { bandRows } from "../util/bands.js";
+import { runAll, type Executor, type WorkUnit } from "../executor/contracts.js";
+import { localExecutor } from "../executor/local.js";
+import { bandTask, frameMetricsTask, seeingTask, syntheticTask, type ChannelMetrics, type TbqrBandPlan, type TbqrBandResult } from "./units.js";
+import { clusterCount, DEFAULT_LOCAL, DEFAULT_TILE, globalWeights, localWeights, median, modeGate, robustZ, skyRow, tileGeometry, tileGrid, type Assumptions, type GlobalWeightParams, type LocalParams, type TbqrMode, type TileParams } from "./math.js";
 
 export interface TbqrOptions {
   global: GlobalWeightParams;
@@ -186,15 +190,22 @@ export async function reconstructTbqr(framePaths: string[], output: string, o: T
   const n = W * H;
   const sig = ctx.signal;
 
+  const executor: Executor = ctx.executor ?? localExecutor({ threads: ctx.runtime.threads });
+  try {
+    return await reconstructWith(executor);
+  } finally {
+    if (!ctx.executor) await executor.close();
+  }
+
+  async function reconstructWith(executor: Executor): Promise<TbqrResult> {
   // 2. Seeing and tile geometry (stars on the green/first channel of up to 8 frames).
-  const fw: number[] = [];
   const starChannel = C === 3 ? 1 : 0;
+  const seeingUnits: WorkUnit<unknown, number>[] = [];
   for (let k = 0; k < Math.min(8, N); k++) {
     const i = Math.floor((k * N) / Math.min(8, N));
-    const img = await readFitsImage(framePaths[i]!, { signal: sig });
-    const list = await recon.detectStars({ data: img.data.subarray(starChannel * n, (starChannel + 1) * n), width: W, height: H }, { radius: 5, maxStars: 300, signal: sig });
-    fw.push(median(list.stars.filter((s) => s.roundness > 0.6).map((s) => s.fwhm)));
+    seeingUnits.push({ id: `seeing/${i}`, task: seeingTask as never, input: { path: framePaths[i]!, channel: starChannel } });
   }
+  const fw = await runAll(executor, seeingUnits, { signal: sig, concurrency: 2 });
   const geom = tileGeometry(median(fw), W, H, o.tile);
   const tiles = tileGrid(W, H, geom.T, geom.S);
   ctx.logger.info(`TBQR ${mode}: ${N} frames, FWHM ${geom.F.toFixed(2)} px → tiles ${geom.T} px, overlap ${geom.O}, step ${geom.S}: ${tiles.length} tiles`);
@@ -202,50 +213,20 @@ export async function reconstructTbqr(framePaths: string[], output: string, o: T
   // 3. Pass A: per-frame, per-channel metrics.
   const B: number[][] = Array.from({ length: C }, () => []), sigma: number[][] = Array.from({ length: C }, () => []), E: number[][] = Array.from({ length: C }, () => []);
   const tm = Array.from({ length: C }, () => ({ fwhm: [] as number[][], roundness: [] as number[][], contrast: [] as number[][], stars: [] as number[][], eOverSigma: [] as number[][], background: [] as number[][], noise: [] as number[][] }));
-  // Per-pixel clip statistics of the sky-normalised frames y = raw/B_f, accumulated in the same read:
-  // sums of d = y − (the frame's sky surface) and d² (f64; d is small on the sky, so the sums do not cancel) and the count.
   const skyFit: number[][][] = Array.from({ length: C }, () => []);
-  const S1 = Array.from({ length: C }, () => new Float64Array(n)), S2 = Array.from({ length: C }, () => new Float64Array(n)), SN = Array.from({ length: C }, () => new Uint32Array(n));
-  for (const [f, path] of framePaths.entries()) {
-    sig.throwIfAborted();
-    const img = await readFitsImage(path, { signal: sig });
+  // One unit per frame; two in flight locally so one frame's read overlaps the other's metrics.
+  const tilesRef = await executor.share("tbqr.tiles", tiles);
+  const metricUnits: WorkUnit<unknown, ChannelMetrics[]>[] = framePaths.map((path, f) => ({ id: `metrics/${f}`, task: frameMetricsTask as never, input: { path, tiles: tilesRef, epsilon: o.epsilon } }));
+  for await (const chans of executor.run(metricUnits, { signal: sig, concurrency: 2, onUnitDone: (d) => ctx.progress((0.45 * d) / N, "frame metrics") })) {
     for (let c = 0; c < C; c++) {
-      const plane = img.data.subarray(c * n, (c + 1) * n);
-      const sample = new Float32Array(Math.ceil(n / 9));
-      let finite = 0;
-      for (let i = 0, k = 0; i < n; i += 9, k++) { sample[k] = plane[i]!; if (Number.isFinite(plane[i]!)) finite++; }
-      if (finite < sample.length / 10) fail(path, `channel ${c + 1} is (almost) entirely NaN`, "A frame that failed registration or calibration should be left out before TBQR.");
-      const st = await recon.robustStats(sample, { iterations: 0, signal: sig });
-      const [p9999] = await recon.percentiles(sample, [0.9999], { signal: sig });
-      // Linear data: the sky sits far below the brightest stars. A stretched frame puts its median at
-      // 20–50 % of the range.
-      if (st.median > 0 && p9999! > 0 && st.median / p9999! > 0.2 && p9999! <= 1.5) fail(path, `looks stretched (median ${st.median.toFixed(3)} at ${((100 * st.median) / p9999!).toFixed(0)} % of the 99.99th percentile); TBQR needs linear data`);
-      const b = st.median;
-      B[c]!.push(b);
-      const norm = new Float32Array(n);
-      const inv = 1 / Math.max(b, o.epsilon);
-      for (let i = 0; i < n; i++) norm[i] = plane[i]! * inv;
-
-      const m = await recon.tileMetrics({ data: norm, width: W, height: H }, tiles, { signal: sig });
-      // This frame's own sky surface (in y units) from its tile sky levels; the clip statistics are
-      // gathered on d = y − surface, so a frame's gradient neither widens nor shifts the clip window.
-      const surf = fitSkySurface(tiles.map((t, ti) => ({ u: (t.x0 + t.width / 2) / W - 0.5, v: (t.y0 + t.height / 2) / H - 0.5, value: m.background[ti]! })));
-      skyFit[c]!.push(surf);
-      const s1 = S1[c]!, s2 = S2[c]!, sn = SN[c]!;
-      for (let y = 0, i = 0; y < H; y++) {
-        const [a0, a1, a2] = skyRow(surf, y / H - 0.5);
-        for (let x = 0; x < W; x++, i++) {
-          const u = x / W - 0.5;
-          const d = norm[i]! - (a0 + a1 * u + a2 * u * u);
-          if (d - d === 0) { s1[i] = s1[i]! + d; s2[i] = s2[i]! + d * d; sn[i] = sn[i]! + 1; }
-        }
-      }
-      sigma[c]!.push(median(m.noise));
-      E[c]!.push(median(m.energy));
-      const t = tm[c]!;
-      t.fwhm.push(Array.from(m.fwhm)); t.roundness.push(Array.from(m.roundness)); t.contrast.push(Array.from(m.contrast)); t.stars.push(Array.from(m.starCount)); t.eOverSigma.push(Array.from(m.energyOverNoise)); t.background.push(Array.from(m.background)); t.noise.push(Array.from(m.noise));
+      const m = chans[c]!;
+      B[c]!.push(m.background);
+      skyFit[c]!.push(m.sky);
+      sigma[c]!.push(m.noise);
+      E[c]!.push(m.energy);
+      const t = tm[c]!, mt = m.tiles;
+      t.fwhm.push(Array.from(mt.fwhm)); t.roundness.push(Array.from(mt.roundness)); t.contrast.push(Array.from(mt.contrast)); t.stars.push(Array.from(mt.stars)); t.eOverSigma.push(Array.from(mt.eOverSigma)); t.background.push(Array.from(mt.background)); t.noise.push(Array.from(mt.noise));
     }
-    ctx.progress((0.45 * (f + 1)) / N, `metrics ${basename(path)}`);
   }
 
   // 4. Weights per channel.
@@ -333,95 +314,45 @@ export async function reconstructTbqr(framePaths: string[], output: string, o: T
     Wt.push(w);
   }
 
-  // 5. Pass B, streamed frame by frame (memory independent of N). The overlap-add of tile-wise weighted
-  // means is, per pixel, a weighted mean of the frames with the smooth weight map
-  //   ω_f(p) = Σ_t win_t(p)·W_{f,t}/D_t / Σ_t win_t(p),   D_t = Σ_f W_{f,t},
-  // which is separable over the tile grid (win = wx·wy), so it is built row by row without materialising
-  // tiles. Each frame enters as x = 1 + (y − 1)·s_f (y = raw/B_f sky-normalised, s_f the photometric
-  // scale); values outside μ_y ± 3σ_y — the per-pixel clip statistics of y gathered in pass A — are left
-  // out (cosmics, satellite trails). Clipping on y rather than x needs no third read of the frames, and
-  // it does not punish a clear frame's star cores for being brighter than a hazy frame's. The plain mean
-  // of x is kept for the validation figures.
+  // 5. Pass B in bands of rows over every frame (units of bandTask: memory independent of N, per-pixel sums
+  // over frames inside one unit). Frames enter as x = (y − sky_f)·s_f (y = raw/B_f sky-normalised, s_f the
+  // photometric scale), weighted by the smooth weight map of the tile-wise weights W_ft/D_t; values outside
+  // μ_y ± 3σ_y of the pixel are left out (cosmics, satellite trails). Clipping on y rather than x does not
+  // punish a clear frame's star cores for being brighter than a hazy frame's. The plain mean of the raw
+  // frames is kept for the validation figures.
   const xs0 = [...new Set(tiles.map((t) => t.x0))].sort((a, b) => a - b), ys0 = [...new Set(tiles.map((t) => t.y0))].sort((a, b) => a - b);
-  const tx = xs0.length, ty = ys0.length, tw = tiles[0]!.width, th = tiles[0]!.height;
-  const axisW = (len: number) => Float64Array.from({ length: len }, (_, i) => (len === 1 ? 1 : Math.sin((Math.PI * (i + 0.5)) / len) ** 2));
-  const wxA = axisW(tw), wyA = axisW(th);
-  const cover = (starts: number[], size: number, len: number, win: Float64Array) => Array.from({ length: len }, (_, p) => starts.flatMap((s0, i) => (p >= s0 && p < s0 + size ? [[i, win[p - s0]!] as [number, number]] : [])));
-  const rowsOf = cover(ys0, th, H, wyA);
-  const sx = cover(xs0, tw, W, wxA).map((l) => l.reduce((a, [, w]) => a + w, 0)), sy = rowsOf.map((l) => l.reduce((a, [, w]) => a + w, 0));
+  const tx = xs0.length, ty = ys0.length;
   let fallbackTiles = 0;
-  const A: number[][][] = []; // [c][f][t] = W_ft / D_t
+  const planChannels: TbqrBandPlan["channels"] = [];
+  const skyMeans: number[][] = [];
   for (let c = 0; c < C; c++) {
     const r = tileFractions(Wt[c]!, o.epsilon);
     fallbackTiles += r.fallbackTiles;
-    A.push(r.fractions);
-  }
-  const out = new Float32Array(n * C);
-  const plainMean = new Float32Array(n * C);
-  const skyMeans: number[][] = [];
-  for (let c = 0; c < C; c++) {
-    const lo = new Float32Array(n), hi = new Float32Array(n);
-    {
-      const s1 = S1[c]!, s2 = S2[c]!, sn = SN[c]!;
-      for (let i = 0; i < n; i++) {
-        const k = sn[i]!, m = s1[i]! / k;
-        const sd = k > 1 ? Math.sqrt(Math.max((s2[i]! - s1[i]! * m) / (k - 1), 0)) : Infinity;
-        lo[i] = m - o.clip.low * sd;
-        hi[i] = m + o.clip.high * sd;
-      }
-      S1[c] = S2[c] = new Float64Array(0);
-      SN[c] = new Uint32Array(0);
-    }
-    const acc = new Float64Array(n), wsum = new Float64Array(n), macc = new Float64Array(n), mcnt = new Float64Array(n), racc = new Float64Array(n), rcnt = new Float64Array(n);
     // The raw sky of the plain mean, Σ_f B_f·sky_f(p) / N: the output keeps the plain mean's background.
     const skyMean = new Array<number>(6).fill(0);
-    skyMeans.push(skyMean);
     for (let f = 0; f < N; f++) for (let j = 0; j < 6; j++) skyMean[j] = skyMean[j]! + (B[c]![f]! * skyFit[c]![f]![j]!) / N;
-    const rowA = new Float64Array(tx), wrow = new Float64Array(W);
-    for (const [f, path] of framePaths.entries()) {
-      sig.throwIfAborted();
-      const plane = (await readFitsImage(path, { signal: sig })).data.subarray(c * n, (c + 1) * n);
-      const af = A[c]![f]!, sc = fluxScale[c]![f]!, invB = 1 / Math.max(B[c]![f]!, o.epsilon), surf = skyFit[c]![f]!;
-      for (let y = 0; y < H; y++) {
-        rowA.fill(0);
-        for (const [iy, wy] of rowsOf[y]!) for (let ix = 0; ix < tx; ix++) rowA[ix] = rowA[ix]! + wy * af[iy * tx + ix]!;
-        // This row's weights ω_f(x, y): the tiles' column windows scaled by their row sums, normalised.
-        wrow.fill(0);
-        for (let ix = 0; ix < tx; ix++) {
-          const a = rowA[ix]!, x0 = xs0[ix]!;
-          if (a !== 0) for (let k = 0; k < tw; k++) wrow[x0 + k] = wrow[x0 + k]! + wxA[k]! * a;
-        }
-        const inv = 1 / sy[y]!;
-        for (let xx = 0; xx < W; xx++) wrow[xx] = wrow[xx]! * (inv / sx[xx]!);
-        const [a0, a1, a2] = skyRow(surf, y / H - 0.5);
-        for (let xx = 0, i = y * W; xx < W; xx++, i++) {
-          const raw = plane[i]!;
-          if (raw !== raw) continue;
-          racc[i] = racc[i]! + raw; rcnt[i] = rcnt[i]! + 1;
-          const u = xx / W - 0.5;
-          const d = raw * invB - (a0 + a1 * u + a2 * u * u);
-          const v = d * sc;
-          macc[i] = macc[i]! + v; mcnt[i] = mcnt[i]! + 1;
-          if (d < lo[i]! || d > hi[i]!) continue;
-          const w = wrow[xx]!;
-          acc[i] = acc[i]! + w * v; wsum[i] = wsum[i]! + w;
-        }
-      }
-      ctx.progress(0.45 + (0.45 * (c * N + f + 1)) / (C * N), `reconstruct ${basename(path)}`);
-    }
-    // Photometric restore: the sky surface of the plain mean plus the signal at the plain mean's star scale.
-    const restore = starScale[c]!;
-    for (let y = 0, i = 0; y < H; y++) {
-      const [a0, a1, a2] = skyRow(skyMean, y / H - 0.5);
-      for (let xx = 0; xx < W; xx++, i++) {
-        const u = xx / W - 0.5, sky = a0 + a1 * u + a2 * u * u;
-        const m = mcnt[i]! > 0 ? macc[i]! / mcnt[i]! : NaN;
-        out[c * n + i] = sky + (wsum[i]! > 0 ? acc[i]! / wsum[i]! : m) * restore;
-        plainMean[c * n + i] = rcnt[i]! > 0 ? racc[i]! / rcnt[i]! : NaN;
-      }
+    skyMeans.push(skyMean);
+    const T = tiles.length, fractions = new Float64Array(N * T), sky = new Float64Array(N * 6);
+    for (let f = 0; f < N; f++) { fractions.set(r.fractions[f]!, f * T); sky.set(skyFit[c]![f]!, f * 6); }
+    planChannels.push({ fractions, fluxScale: fluxScale[c]!, background: B[c]!, sky, skyMean, restore: starScale[c]! });
+  }
+  const plan: TbqrBandPlan = { frames: framePaths, width: W, height: H, xs0, ys0, tw: tiles[0]!.width, th: tiles[0]!.height, clip: { low: o.clip.low, high: o.clip.high }, epsilon: o.epsilon, channels: planChannels };
+  const planRef = await executor.share("tbqr.plan", plan);
+  // Per band pixel: every frame's value (f32) and the unit's own sums (≈ 80 bytes); at least
+  // `executor.parallelism` bands so every worker of a distributed run has some.
+  const rowsPerBand = Math.min(bandRows(W * (4 * N + 80), H, ctx.runtime.memoryBudgetBytes), Math.max(1, Math.ceil(H / (executor.parallelism ?? 1))));
+  const bandUnits: WorkUnit<unknown, TbqrBandResult>[] = [];
+  for (let c = 0; c < C; c++) for (let y0 = 0; y0 < H; y0 += rowsPerBand) bandUnits.push({ id: `band/${c}/${y0}`, task: bandTask as never, input: { plan: planRef, c, y0, rows: Math.min(rowsPerBand, H - y0) } });
+  const out = new Float32Array(n * C);
+  const plainMean = new Float32Array(n * C);
+  {
+    let k = 0;
+    for await (const r of executor.run(bandUnits, { signal: sig, onUnitDone: (d, total) => ctx.progress(0.45 + (0.45 * d) / total, "reconstruct") })) {
+      const u = bandUnits[k++]!.input as { c: number; y0: number };
+      out.set(r.out, u.c * n + u.y0 * W);
+      plainMean.set(r.plain, u.c * n + u.y0 * W);
     }
   }
-  void separableWindow;
 
   // Photometric check and calibration against the plain mean: aperture fluxes of the plain mean's
   // brightest isolated stars in both images. The transparency estimate τ (peak contrast × FWHM²) is biased
@@ -558,7 +489,7 @@ export async function reconstructTbqr(framePaths: string[], output: string, o: T
     const wm = new Float32Array(tx * ty * N);
     tiles.forEach((t, ti) => { const ix = ti % tx, iy = Math.floor(ti / tx); for (let f = 0; f < N; f++) wm[f * tx * ty + iy * tx + ix] = Wt[starChannel]![f]![ti]!; });
     await writeFitsImage(join(dir, "tile_weights.fits"), { width: tx, height: ty, channels: N, data: wm }, { history: ["TBQR effective weights W = G·L per tile (x, y) and frame (plane)"] });
-    if (mode === "full") await synthetic(framePaths, B, G, Ql, o, dir, W, H, C, ctx);
+    if (mode === "full") await synthetic(framePaths, B, G, Ql, o, dir, W, H, C, ctx, executor);
     await atomic("tile_compile.proc", procRecord({ N, mode, C, W, H, geom, tiles: tiles.length, fallbackTiles, o, output: basename(output), K: mode === "full" ? stateCount(N, o.synthetic) : 0 }));
     await atomic("validation.json", JSON.stringify(report, null, 2));
   }
@@ -575,6 +506,7 @@ export async function reconstructTbqr(framePaths: string[], output: string, o: T
     mode, frames: N, F: geom.F, T: geom.T, O: geom.O, S: geom.S, tiles: tiles.length, fallbackTiles, G, validation: { ...validation, passed: failures.length === 0, failures },
     frameWeights: perFrame.map((w) => (meanFrame > 0 ? w / meanFrame : 1)), weightMap: { columns: tx, rows: ty, values: spreadMap },
   };
+  }
 }
 
 /**
@@ -652,7 +584,7 @@ WRITE synthetic/syn_XX.fits   # artifacts; the final product is the reconstructi
 }
 
 /** State clustering and one synthetic frame per cluster (Σ G·I / Σ G of the normalised frames), restored. */
-async function synthetic(paths: string[], B: number[][], G: number[][], Ql: number[][][], o: TbqrOptions, dir: string, W: number, H: number, C: number, ctx: EngineContext): Promise<void> {
+async function synthetic(paths: string[], B: number[][], G: number[][], Ql: number[][][], o: TbqrOptions, dir: string, W: number, H: number, C: number, ctx: EngineContext, executor: Executor): Promise<void> {
   const N = paths.length, K = Math.min(N, stateCount(N, o.synthetic));
   // State vector (channel 0): G, mean and variance of local Q, background, noise-free proxy (G itself carries σ).
   const feat = paths.map((_, f) => {
@@ -664,23 +596,21 @@ async function synthetic(paths: string[], B: number[][], G: number[][], Ql: numb
   const cols = feat[0]!.map((_, j) => robustZ(feat.map((r) => r[j]!)));
   const X = feat.map((_, f) => cols.map((c) => (Number.isFinite(c[f]!) ? c[f]! : 0)));
   const assign = kmeans(X, K, 10, 42);
-  const n = W * H;
   await mkdir(join(dir, "synthetic"), { recursive: true });
+  const restore = B.map((b) => median(b));
+  const units: WorkUnit<unknown, Float32Array>[] = [];
+  const sizes: number[] = [];
   for (let k = 0; k < K; k++) {
     const members = assign.map((a, f) => (a === k ? f : -1)).filter((f) => f >= 0);
     if (members.length === 0) continue;
-    const acc = new Float64Array(n * C), ws = new Float64Array(C);
-    for (const f of members) {
-      const img = await readFitsImage(paths[f]!, { signal: ctx.signal });
-      for (let c = 0; c < C; c++) {
-        const g = G[c]![f]!, b = Math.max(B[c]![f]!, o.epsilon);
-        ws[c] = ws[c]! + g;
-        for (let i = 0; i < n; i++) { const v = img.data[c * n + i]!; if (Number.isFinite(v)) acc[c * n + i] = acc[c * n + i]! + (g * v) / b; }
-      }
-    }
-    const data = new Float32Array(n * C);
-    for (let c = 0; c < C; c++) { const r = median(B[c]!); for (let i = 0; i < n; i++) data[c * n + i] = (acc[c * n + i]! / ws[c]!) * r; }
-    await writeFitsImage(join(dir, "synthetic", `syn_${String(k + 1).padStart(2, "0")}.fits`), { width: W, height: H, channels: C, data }, { history: [`TBQR synthetic frame ${k + 1}/${K}: ${members.length} frames, Σ G·I / Σ G`] });
+    sizes.push(members.length);
+    units.push({ id: `synthetic/${k}`, task: syntheticTask as never, input: { paths: members.map((f) => paths[f]!), G: G.map((g) => members.map((f) => g[f]!)), B: B.map((b) => members.map((f) => Math.max(b[f]!, o.epsilon))), restore } });
+  }
+  let j = 0;
+  for await (const data of executor.run(units, { signal: ctx.signal })) {
+    const k = Number(units[j]!.id.slice("synthetic/".length));
+    await writeFitsImage(join(dir, "synthetic", `syn_${String(k + 1).padStart(2, "0")}.fits`), { width: W, height: H, channels: C, data }, { history: [`TBQR synthetic frame ${k + 1}/${K}: ${sizes[j]} frames, Σ G·I / Σ G`] });
+    j++;
   }
 }
 
