@@ -1,7 +1,8 @@
 /**
  * Distributed runs against a real RabbitMQ node on loopback (test-support/broker.ts) with real worker
  * processes (dist/worker-main.js): output bytes identical to the local executor for 1, 2 and 4 workers,
- * a worker killed with SIGKILL mid-unit, a broker restarted mid-run, a poisoned unit dead-lettered.
+ * for a winsorized stack and a TBQR reconstruction; a worker killed with SIGKILL mid-unit, a broker
+ * restarted mid-run, a poisoned unit dead-lettered.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
@@ -12,7 +13,7 @@ import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connect } from "amqplib";
-import { nativeStack, seededRandom, stackBandTask, TileCompileError, writeFitsImage, type EngineContext, type Executor, type FrameRef } from "@tile-compile/core";
+import { DEFAULT_TBQR, FitsHeader, nativeStack, reconstructTbqr, seededRandom, stackBandTask, TileCompileError, writeFitsImage, type EngineContext, type Executor, type FrameRef } from "@tile-compile/core";
 import { createRabbitExecutor, DEAD_QUEUE, decode } from "./index.js";
 import { brokerAvailable, startTestBroker, type TestBroker } from "./test-support/broker.js";
 
@@ -52,6 +53,8 @@ describe.skipIf(!available)("executor-rabbitmq on a real broker", () => {
   let frames: FrameRef[];
   const reference: Record<string, string> = {};
   const winsorized = (out: string) => ({ frames, method: "rejection", options: { rejection: "winsorized", weighting: "noise", normalization: "additive_scaling" }, output: out, history: [], rejectionMaps: { low: `${out}.lo.fits`, high: `${out}.hi.fits` } });
+  let tbqrFrames: string[];
+  const TBQR = { ...DEFAULT_TBQR, assumptions: { ...DEFAULT_TBQR.assumptions, framesMin: 8, framesReducedThreshold: 10 } };
   const outputs = (out: string) => [hash(out), hash(`${out}.lo.fits`), hash(`${out}.hi.fits`)].join(" ");
 
   beforeAll(async () => {
@@ -69,7 +72,26 @@ describe.skipIf(!available)("executor-rabbitmq on a real broker", () => {
     const out = join(dir, "local.fits");
     await nativeStack(winsorized(out) as never, ctx());
     reference.winsorized = outputs(out);
+    // A star field of 12 RGB frames with varying seeing and transparency (full mode: synthetic frames too).
+    tbqrFrames = [];
+    const r = seededRandom(9), TW = 200, TH = 150;
+    const stars = Array.from({ length: 50 }, () => ({ x: 10 + r() * (TW - 20), y: 10 + r() * (TH - 20), f: 5000 + 30000 * r() }));
+    for (let k = 0; k < 12; k++) {
+      const g = seededRandom(700 + k), sg = 1 + 0.8 * g(), tr = 0.6 + 0.4 * g();
+      const d = new Float32Array(TW * TH * C);
+      for (let i = 0; i < d.length; i++) d[i] = 400 + 5 * Math.sqrt(-2 * Math.log(1 - g())) * Math.cos(2 * Math.PI * g());
+      for (let c = 0; c < C; c++) for (const s of stars) for (let y = Math.floor(s.y) - 8; y <= Math.floor(s.y) + 8; y++) for (let x = Math.floor(s.x) - 8; x <= Math.floor(s.x) + 8; x++) {
+        d[c * TW * TH + y * TW + x] = d[c * TW * TH + y * TW + x]! + ((tr * s.f * (c + 1)) / (2 * Math.PI * sg * sg)) * Math.exp(-((x - s.x) ** 2 + (y - s.y) ** 2) / (2 * sg * sg));
+      }
+      const path = join(dir, `tbqr_${k}.fits`);
+      await writeFitsImage(path, { width: TW, height: TH, channels: C, data: d }, { header: new FitsHeader().set("EXPTIME", 60) });
+      tbqrFrames.push(path);
+    }
+    const tOut = join(dir, "tbqr-local.fits");
+    await reconstructTbqr(tbqrFrames, tOut, { ...TBQR, artifactsDir: join(dir, "tbqr-local") }, ctx());
+    reference.tbqr = tbqrOutputs(tOut, join(dir, "tbqr-local"));
   }, 120_000);
+  const tbqrOutputs = (out: string, art: string) => [hash(out), hash(join(art, "tile_weights.fits")), hash(join(art, "synthetic", "syn_01.fits")), readFileSync(join(art, "frame_metrics.csv"), "utf8").replaceAll(dir, "")].join(" ");
   afterAll(async () => { for (const p of spawned) if (running(p)) p.kill("SIGKILL"); await broker?.stop(); });
 
   for (const k of [1, 2, 4]) {
@@ -92,6 +114,28 @@ describe.skipIf(!available)("executor-rabbitmq on a real broker", () => {
         await stopWorkers(ws);
       }
       expect(existsSync(join(dir, "shared", `wins-${k}`))).toBe(false);
+    });
+  }
+
+  for (const k of [1, 2, 4]) {
+    it(`TBQR with ${k} worker(s) is byte-identical to the local executor (stack, weights, synthetic frames)`, { timeout: 120_000 }, async () => {
+      const ws = await Promise.all(Array.from({ length: k }, () => startWorker(broker.url)));
+      const ex = await createRabbitExecutor({ url: broker.url, data: join(dir, "shared"), runId: `tbqr-${k}`, logger: quiet as never });
+      try {
+        const out = join(dir, `tbqr-${k}.fits`), art = join(dir, `tbqr-${k}`);
+        const r = await reconstructTbqr(tbqrFrames, out, { ...TBQR, artifactsDir: art }, ctx(ex));
+        expect(r.mode).toBe("full");
+        expect(tbqrOutputs(out, art)).toBe(reference.tbqr);
+        const s = ex.stats();
+        console.log(`TBQR, ${k} worker(s): ${s.units} units, workers ${s.workers.length}, broker ${s.brokerBytes} B (largest message ${s.largestMessage} B), store ${s.storeBytes} B`);
+        // 8 seeing + 12 frame metrics + 16 bands per channel + the synthetic states.
+        expect(s.units).toBeGreaterThanOrEqual(8 + 12 + 16 * C + 1);
+        expect(s.largestMessage).toBeLessThan(4096);
+        if (k > 1) expect(s.workers.length).toBeGreaterThan(1);
+      } finally {
+        await ex.close();
+        await stopWorkers(ws);
+      }
     });
   }
 
