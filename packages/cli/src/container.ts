@@ -12,7 +12,9 @@ import {
   expandEngineName,
   loadEngine,
   tokens,
+  TileCompileError,
   type EngineDefinition,
+  type Executor,
   type LoadedConfig,
   type Logger,
   type RunEvents,
@@ -74,4 +76,20 @@ export async function createRunScope(values: { signal: AbortSignal; logger: Logg
   for (const engine of c.resolveAll(tokens.Engine)) registry.register(engine, sources.get(engine));
   c.registerInstance(tokens.Registry, registry);
   return { container: c, registry, dispose: () => c.dispose() as Promise<void> };
+}
+
+/**
+ * The executor `runtime.executor` asks for: `undefined` for `local` (each stage runs its units in this
+ * process), or a master connected to RabbitMQ (`runtime.rabbitmq`; the broker URL may come from
+ * TILE_COMPILE_BROKER so the password stays out of the file). Close it when the run ends.
+ */
+export async function createExecutor(loaded: LoadedConfig, logger: Logger): Promise<Executor | undefined> {
+  const rt = loaded.config.runtime;
+  if (rt.executor === "local") return undefined;
+  const rq = rt.rabbitmq!;
+  const url = rq.url ?? process.env.TILE_COMPILE_BROKER;
+  if (!url) throw new TileCompileError("TC_CONFIG_INVALID", { file: loaded.file ?? "tile_compile.yaml", issues: ["runtime.rabbitmq.url: not set and TILE_COMPILE_BROKER is empty (amqp://user:password@host:5672)"] });
+  const { createRabbitExecutor } = await import("@tile-compile/executor-rabbitmq");
+  const s3 = rq.s3 ? { ...(rq.s3.endpoint ? { endpoint: rq.s3.endpoint } : {}), ...(rq.s3.region ? { region: rq.s3.region } : {}), ...(rq.s3.force_path_style !== undefined ? { forcePathStyle: rq.s3.force_path_style } : {}) } : undefined;
+  return createRabbitExecutor({ url, data: rq.data, ...(s3 ? { s3 } : {}), parallelism: rq.parallelism, window: rq.window, logger });
 }

@@ -12,5 +12,7 @@ process.on("SIGINT", () => {
     controller.abort(new DOMException("Cancelled by the user (SIGINT)", "AbortError"));
   } else process.exit(130);
 });
+// systemd, docker stop, kill: cancel as for Ctrl-C (a run removes its partial files, a worker finishes its units).
+process.on("SIGTERM", () => controller.abort(new DOMException("Cancelled (SIGTERM)", "AbortError")));
 
 process.exitCode = await runCli(process.argv, { signal: controller.signal });

@@ -13,6 +13,7 @@ import { stackCommand } from "./commands/stack.js";
 import { registerCommand } from "./commands/register.js";
 import { runCommand, validateCommand } from "./commands/job.js";
 import { reconstructCommand } from "./commands/reconstruct.js";
+import { workerCommand, type WorkerCommandOptions } from "./commands/worker.js";
 import { formatError, processIo, type Io } from "./output.js";
 
 const pkg = createRequire(import.meta.url)("../package.json") as { version: string };
@@ -125,6 +126,19 @@ export async function runCli(argv: string[], options: CliOptions = {}): Promise<
       const loaded = await config();
       for (const w of loaded.warnings) io.err(`warning: ${w}`);
       exitCode = await reconstructCommand(dir, o, loaded, io, signal, cwd);
+    });
+
+  program
+    .command("worker")
+    .description("Run work units of distributed runs (runtime.executor: rabbitmq) from a RabbitMQ broker until interrupted")
+    .option("--broker <url>", "amqp://user:password@host:5672/vhost (default: TILE_COMPILE_BROKER)")
+    .option("--concurrency <n>", "units run at once", "1")
+    .option("--threads <n>", "kernel threads per unit (default: cores / concurrency)")
+    .option("--name <name>", "shown in the master's run.json (default: host:pid)")
+    .option("--s3-endpoint <url>", "S3/MinIO endpoint for s3:// stores (credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)")
+    .option("--s3-region <region>", "S3 region")
+    .action(async (o: WorkerCommandOptions) => {
+      exitCode = await workerCommand({ ...o, verbose: Boolean(program.opts<{ verbose?: boolean }>().verbose) }, io, signal);
     });
 
   program

@@ -10,7 +10,7 @@ import { createRequire } from "node:module";
 import { join, relative, resolve } from "node:path";
 import { jobError, PIPELINE_STEPS, planJob, RunEvents, runJobPipeline, TileCompileError, type JobPlan, type LoadedConfig, type PipelineStep } from "@tile-compile/core";
 import { tmpdir } from "node:os";
-import { createRunScope, loadConfiguredEngines } from "../container.js";
+import { createExecutor, createRunScope, loadConfiguredEngines } from "../container.js";
 import { progressBar, stderrLogger, teeLogger, type Io } from "../output.js";
 
 const corePkg = createRequire(import.meta.url)("@tile-compile/core/package.json") as { name: string; version: string };
@@ -101,6 +101,7 @@ export async function runCommand(jobFile: string, opts: { stage?: string; dryRun
   const logger = teeLogger(stderrLogger(io, false));
   const events = new RunEvents();
   const scope = await createRunScope({ signal, logger, events, engines, workdir: p.output! });
+  const executor = await createExecutor(loaded, logger).catch(async (e: unknown) => { await scope.dispose(); throw e; });
   try {
     scope.registry.freeze();
     const bar = progressBar(opts.json ? { ...io, interactive: false } : io, "run");
@@ -120,6 +121,7 @@ export async function runCommand(jobFile: string, opts: { stage?: string; dryRun
     const res = await runJobPipeline(p, {
       registry: scope.registry, config: loaded.config, until: stage === "all" || stage === "compose" ? "stretch" : (stage as PipelineStep), fromStacks,
       signal, logger, events, runtime: loaded.runtime, engineOptions: loaded.config.engine_options, workRoot: join(tmpdir(), "tile-compile"),
+      ...(executor ? { executor } : {}),
       observers: scope.registry.list().map((r) => r.engine), log: (l) => { record({ type: "log", message: l }); io.err(l); },
     }).catch((e: unknown) => { record({ type: "run:failed", error: (e as Error).message }); throw e; }).finally(() => { logger.sink = undefined; eventLog.end(); });
     bar.stop();
@@ -129,8 +131,10 @@ export async function runCommand(jobFile: string, opts: { stage?: string; dryRun
     if (res.compositionSkipped) io.out(`composition skipped: ${res.compositionSkipped}`);
     for (const s of res.stretched) io.out(`stretched → ${relative(p.base, s)} (+ PNG previews)`);
     io.out(`steps run: ${res.ran.length}, reused from an earlier run: ${res.reused.length}; run.json in ${relative(p.base, p.output!)}`);
+    if (executor) { const s = executor.stats(); io.out(`executor ${s.executor}: ${s.units} units on ${s.workers.length} worker(s) (${s.workers.join(", ")}), ${s.redelivered} redelivered, ${s.reconnects} reconnect(s), ${(s.brokerBytes / 1024).toFixed(1)} KiB through the broker`); }
     return 0;
   } finally {
+    await executor?.close().catch((e: Error) => logger.warn(`closing the executor: ${e.message}`));
     await scope.dispose();
   }
 }

@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { findFitsFiles, groupRecord, readFitsHeader, planStage, provenanceLine, RunEvents, runStage, tbqrOptionsFromConfig, TileCompileError, writeRunRecord, type LoadedConfig } from "@tile-compile/core";
 import { loadRecon } from "@tile-compile/recon-native";
-import { createRunScope, loadConfiguredEngines } from "../container.js";
+import { createExecutor, createRunScope, loadConfiguredEngines } from "../container.js";
 import { progressBar, stderrLogger, type Io } from "../output.js";
 
 export async function reconstructCommand(dirArg: string, opts: { out?: string; emergency?: boolean }, loaded: LoadedConfig, io: Io, signal: AbortSignal, cwd: string): Promise<number> {
@@ -22,6 +22,7 @@ export async function reconstructCommand(dirArg: string, opts: { out?: string; e
   const logger = stderrLogger(io, false);
   const events = new RunEvents();
   const scope = await createRunScope({ signal, logger, events, engines, workdir: out });
+  const executor = await createExecutor(loaded, logger).catch(async (e: unknown) => { await scope.dispose(); throw e; });
   try {
     const regPlan = planStage(scope.registry, { stage: "registration", method: cfg.registration.engine, ...(cfg.registration.provider ? { engine: cfg.registration.provider } : {}), field: "registration.engine", options: { transform: cfg.registration.transform, ...(cfg.registration.interpolation ? { interpolation: cfg.registration.interpolation } : {}) } });
     const tb = tbqrOptionsFromConfig(cfg, out);
@@ -30,7 +31,7 @@ export async function reconstructCommand(dirArg: string, opts: { out?: string; e
     scope.registry.freeze();
     const bar = progressBar(io, "tbqr");
     events.on((e) => { if (e.type === "stage:progress") bar.update(e.fraction, e.note); });
-    const stageOpts = { signal, logger, events, runtime: loaded.runtime, engineOptions: cfg.engine_options, workRoot: join(tmpdir(), "tile-compile"), observers: scope.registry.list().map((r) => r.engine) };
+    const stageOpts = { signal, logger, events, runtime: loaded.runtime, engineOptions: cfg.engine_options, workRoot: join(tmpdir(), "tile-compile"), observers: scope.registry.list().map((r) => r.engine), ...(executor ? { executor } : {}) };
     const t0 = performance.now();
     const reg = await runStage(regPlan, [], (provider, ctx) => provider.register({ frames: files.map((path) => ({ path })), reference: cfg.registration.reference, outputDir: join(out, cfg.registration.output_dir), filenamePattern: cfg.registration.registered_filename_pattern, options: regPlan.options, history: [provenanceLine(regPlan)] }, ctx), stageOpts);
     for (const f of reg.frames) if (f.error) io.err(`not registered (left out): ${f.input}: ${f.error}`);
@@ -45,7 +46,7 @@ export async function reconstructCommand(dirArg: string, opts: { out?: string; e
     const info = { label: filter, filter, exposureSeconds: h0.getNumber("EXPTIME") ?? h0.getNumber("EXPOSURE") ?? 0 };
     const record = (reconstruct: Record<string, unknown>) => writeRunRecord(out, {
       command: `reconstruct ${dirArg}`, input: resolve(cwd, dirArg), output: out, engine: `${stPlan.engine.meta.name}@${stPlan.engine.meta.version}`,
-      kernels: { backend: recon.kind, simd: recon.simd, threads: recon.threads() }, stages: { reconstruct },
+      kernels: { backend: recon.kind, simd: recon.simd, threads: recon.threads() }, stages: { reconstruct }, ...(executor ? { executor: executor.stats() } : {}),
     }, [{ title: `${cfg.stacking.output_file} (TBQR, linear, display stretch)`, path: output, stretched: false }]);
     let st;
     try {
@@ -63,8 +64,10 @@ export async function reconstructCommand(dirArg: string, opts: { out?: string; e
     io.out(`TBQR ${v.mode}: ${frames.length} frames → ${output}`);
     io.out(`  star FWHM ${v.fwhmTbqr.toFixed(2)} px vs ${v.fwhmMean.toFixed(2)} px for a plain mean (${(100 * v.fwhmImprovement).toFixed(1)} % sharper); background noise ×${v.noiseRatio.toFixed(3)}; worst tile-boundary ratio ${v.seamWorstRatio.toFixed(2)}`);
     io.out(`  artifacts: frame_metrics.csv, tile_grid.json, tile_weights.fits, validation.json in ${out}; run.json and report.html beside them`);
+    if (executor) { const s = executor.stats(); io.out(`  executor ${s.executor}: ${s.units} units on ${s.workers.length} worker(s), ${s.redelivered} redelivered, ${(s.brokerBytes / 1024).toFixed(1)} KiB through the broker`); }
     return 0;
   } finally {
+    await executor?.close().catch((e: Error) => logger.warn(`closing the executor: ${e.message}`));
     await scope.dispose();
   }
 }

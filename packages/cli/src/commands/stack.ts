@@ -6,7 +6,7 @@
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { findFitsFiles, planStage, provenanceLine, RunEvents, runStage, TileCompileError, type LoadedConfig } from "@tile-compile/core";
-import { createRunScope, loadConfiguredEngines } from "../container.js";
+import { createExecutor, createRunScope, loadConfiguredEngines } from "../container.js";
 import { progressBar, stderrLogger, type Io } from "../output.js";
 
 export async function stackCommand(inputs: string[], opts: { out: string; method?: string; engine?: string; json?: boolean; verbose?: boolean }, loaded: LoadedConfig, io: Io, signal: AbortSignal, cwd: string): Promise<number> {
@@ -18,6 +18,7 @@ export async function stackCommand(inputs: string[], opts: { out: string; method
   const events = new RunEvents();
   const output = resolve(cwd, opts.out);
   const scope = await createRunScope({ signal, logger, events, engines, workdir: resolve(output, "..") });
+  const executor = await createExecutor(loaded, logger).catch(async (e: unknown) => { await scope.dispose(); throw e; });
   try {
     const { stacking } = loaded.config;
     const method = opts.method ?? stacking.method;
@@ -36,13 +37,15 @@ export async function stackCommand(inputs: string[], opts: { out: string; method
       signal, logger, events, runtime: loaded.runtime, engineOptions: loaded.config.engine_options, workRoot: join(tmpdir(), "tile-compile"),
       ...(loaded.config.runtime.stage_timeout_seconds ? { timeoutMs: loaded.config.runtime.stage_timeout_seconds * 1000 } : {}),
       observers: scope.registry.list().map((r) => r.engine),
+      ...(executor ? { executor } : {}),
     });
     bar.stop();
-    const summary = { output, engine: `${plan.engine.meta.name}@${plan.engine.meta.version}`, method: plan.method, ...result };
+    const summary = { output, engine: `${plan.engine.meta.name}@${plan.engine.meta.version}`, method: plan.method, ...result, ...(executor ? { executor: executor.stats() } : {}) };
     if (opts.json) io.out(JSON.stringify(summary, null, 2));
     else io.out(`stacked ${result.frameCount} frames (${result.width}×${result.height}${result.channels > 1 ? `×${result.channels}` : ""}) with stacking:${plan.method} of ${summary.engine} → ${output}`);
     return 0;
   } finally {
+    await executor?.close().catch((e: Error) => logger.warn(`closing the executor: ${e.message}`));
     await scope.dispose();
   }
 }

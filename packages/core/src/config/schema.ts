@@ -142,8 +142,26 @@ export const configSchema = z.strictObject({
       threads: z.union([z.literal("auto"), z.number().int().positive()]).default("auto"),
       memory_budget: byteSize.default("4GiB").describe("Pixel data held at once by a stage"),
       stage_timeout_seconds: z.number().positive().optional(),
+      executor: z.enum(["local", "rabbitmq"]).default("local").describe("Where a stage's work units run: this process (local) or workers over RabbitMQ (`tile-compile worker`); the output bytes are the same"),
+      rabbitmq: z
+        .strictObject({
+          url: z.string().regex(/^amqps?:\/\//, "expected amqp://user:password@host:5672/vhost").optional().describe("Broker URL; default: the TILE_COMPILE_BROKER environment variable (keeps the password out of the file)"),
+          data: z.string().regex(/^((file|s3):\/\/|\/)/, "expected file:///shared/folder, an absolute path or s3://bucket/prefix").describe("Shared store for pixel data: a folder at the same path on every machine (file://) or an S3/MinIO bucket (s3://)"),
+          s3: z
+            .strictObject({
+              endpoint: z.string().url().optional().describe("S3 endpoint (MinIO, s3rver); default: AWS"),
+              region: z.string().optional(),
+              force_path_style: z.boolean().optional().describe("Path-style addressing; default true when an endpoint is given"),
+            })
+            .optional()
+            .describe("Credentials come from the AWS environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_PROFILE), never from this file"),
+          parallelism: z.number().int().positive().default(16).describe("Units a stage splits into at least (bands of rows), so every worker has work"),
+          window: z.number().int().positive().default(32).describe("Units published ahead of the one the stage waits for"),
+        })
+        .optional(),
     })
-    .default({ threads: "auto", memory_budget: "4GiB" }),
+    .refine((r) => r.executor !== "rabbitmq" || r.rabbitmq !== undefined, { message: "runtime.executor: rabbitmq needs runtime.rabbitmq.data (file:///shared/folder or s3://bucket/prefix)", path: ["rabbitmq"] })
+    .default({ threads: "auto", memory_budget: "4GiB", executor: "local" }),
   synthetic: z
     .strictObject({
       frames_min: z.number().int().positive().default(15).describe("Fewest synthetic frames (states) a full-mode TBQR run writes"),

@@ -68,7 +68,7 @@ export async function runJobPipeline(plan: JobPlan, o: PipelineOptions): Promise
     const err = e as Error & { code?: string };
     if (plan.output && plan.job && plan.problems.length === 0 && err.code !== "TC_JOB_INVALID" && err.code !== "TC_CONFIG_INVALID") {
       const failed = { code: err.code ?? "ERROR", message: err.message };
-      try { await writeRunJson(plan, { pipeline: { ...(rec.result ?? {}), timings: rec.timings ?? {}, inputs: rec.inputs ?? [], groups: rec.groups ?? [], failed } }, "tile-compile"); } catch { /* the error that stopped the run is what the user must see */ }
+      try { await writeRunJson(plan, { pipeline: { ...(rec.result ?? {}), timings: rec.timings ?? {}, inputs: rec.inputs ?? [], groups: rec.groups ?? [], failed } }, "tile-compile", o.executor?.stats()); } catch { /* the error that stopped the run is what the user must see */ }
     }
     throw e;
   }
@@ -329,7 +329,7 @@ async function runSteps(plan: JobPlan, o: PipelineOptions, rec: RunRecord): Prom
   }
 
   async function finish(): Promise<PipelineResult> {
-    await writeRunJson(plan, { pipeline: { ...result, timings, inputs, groups } }, "tile-compile");
+    await writeRunJson(plan, { pipeline: { ...result, timings, inputs, groups } }, "tile-compile", o.executor?.stats());
     return result;
   }
 }

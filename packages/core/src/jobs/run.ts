@@ -12,6 +12,7 @@ import { TileCompileError } from "../errors/index.js";
 import { expLabel } from "./library.js";
 import { writeRunReport, type PreviewSource, type RunDocument } from "../report/html.js";
 import type { JobPlan, JobProblem } from "./plan.js";
+import type { ExecutorStats } from "../executor/contracts.js";
 
 export function jobError(plan: JobPlan): TileCompileError {
   const fmt = (p: JobProblem) => `${p.file}${p.field ? ` [${p.field}]` : ""}: ${p.message}`;
@@ -86,7 +87,7 @@ export async function runCalibrateStage(plan: JobPlan, o: CalibrateStageOptions)
  * `<output>/run.json`: the plan (requirements, every calibration decision with its rejected candidates,
  * masters and what was done with them), the stages run, the engine and the kernel backend. Atomic.
  */
-export async function writeRunJson(plan: JobPlan, stages: Record<string, unknown>, engine: string): Promise<string> {
+export async function writeRunJson(plan: JobPlan, stages: Record<string, unknown>, engine: string, executor?: ExecutorStats): Promise<string> {
   const recon = loadRecon();
   const doc: RunDocument = {
     job: plan.job, jobFile: plan.jobFile, base: plan.base, output: plan.output,
@@ -95,6 +96,7 @@ export async function writeRunJson(plan: JobPlan, stages: Record<string, unknown
     decisions: plan.decisions,
     masters: plan.masters.map((m) => ({ kind: m.kind, name: m.name, path: m.path, action: m.action, reason: m.reason, inputs: m.inputs.length, inputHash: m.inputHash, recipeHash: m.recipeHash })),
     stages,
+    ...(executor ? { executor } : {}),
   };
   return writeRunRecord(plan.output!, doc, previewSources(stages));
 }

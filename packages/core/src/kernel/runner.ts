@@ -10,6 +10,7 @@ import { mkdir, mkdtemp, rename, rm } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { isAbortError, StageError, TileCompileError } from "../errors/index.js";
 import type { EngineContext, EngineDefinition, Logger, RuntimeLimits, StageName, StageProviders } from "./contracts.js";
+import type { Executor } from "../executor/contracts.js";
 import { providerOf } from "./define.js";
 import type { RunEvents } from "./events.js";
 import type { EngineRegistry } from "./registry.js";
@@ -61,6 +62,8 @@ export interface StageRunOptions {
   timeoutMs?: number;
   /** All engines of the run, for observers. */
   observers?: EngineDefinition[];
+  /** Where the stage's work units run (`runtime.executor`); absent: this process. */
+  executor?: Executor;
 }
 
 /**
@@ -87,6 +90,7 @@ export async function runStage<S extends StageName, R>(
     logger: opts.logger,
     workdir,
     runtime: opts.runtime,
+    ...(opts.executor ? { executor: opts.executor } : {}),
     options: opts.engineOptions?.[engine.meta.name] ?? {},
     progress: (fraction, note) => opts.events.emit({ type: "stage:progress", stage, fraction: Math.max(0, Math.min(1, fraction)), ...(note ? { note } : {}) }),
   };
