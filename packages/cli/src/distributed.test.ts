@@ -87,8 +87,9 @@ describe.skipIf(!available)("runtime.executor: rabbitmq through the CLI (real br
     expect(Object.keys(tb).filter((k) => tb[k] !== ta[k])).toEqual([]);
     const run = JSON.parse(readFileSync(join(dist, "M42/processed/run.json"), "utf8"));
     expect(run.executor.executor).toBe("rabbitmq");
-    // 4 stacks: 20 lights' statistics + ≥ 8 bands each.
-    expect(run.executor.units).toBeGreaterThanOrEqual(20 + 4 * 8);
+    // 20 lights calibrated (a unit each), registered (a unit each; the reference is auto: + a star-list
+    // unit each), their statistics for 4 stacks, and ≥ 8 bands per stack.
+    expect(run.executor.units).toBeGreaterThanOrEqual(20 + 2 * 20 + 20 + 4 * 8);
     expect(run.executor.redelivered).toBe(0);
     expect(run.executor.largestMessage).toBeLessThan(4096);
     expect(run.executor.workers.length).toBeGreaterThanOrEqual(1);

@@ -5,11 +5,57 @@
  *
  * Options it reads: buildMaster — `inputHash`, `recipeHash` (stamped into the master), `name`;
  * calibrate — `darkScaling` (default false), `cosmetic` (default true).
+ *
+ * Lights are calibrated as work units (`calibration.light`, one per frame; ../executor/contracts.ts), so
+ * they run the same here and on RabbitMQ workers. A unit names the masters by path; each process loads
+ * them (and derives the defect map) once per run, through the executor's per-run cache.
  */
 import { basename, join } from "node:path";
 import type { CalibrationInput, CalibrationProvider, CalibrationResult, EngineContext, FrameRef } from "../kernel/contracts.js";
 import { readFitsImage, type FitsImage } from "../fits/reader.js";
-import { calibrateLight, defectMap, type Masters } from "./apply.js";
+import { calibrateLight, defectMap, type DefectMap, type Masters } from "./apply.js";
+import { defineTask, type Executor, type WorkUnit } from "../executor/contracts.js";
+import { localExecutor } from "../executor/local.js";
+
+/** Input of one `calibration.light` unit: paths and flags only. */
+export interface CalibrateLightInput {
+  light: string;
+  output: string;
+  masters: { dark?: string; bias?: string; flat?: string };
+  darkScaling: boolean;
+  cosmetic: boolean;
+  history: string[];
+}
+
+/** The masters a unit applies, read (and their defect map derived) once per run and process. */
+function mastersFor(i: CalibrateLightInput, cache: Map<string, unknown>, signal: AbortSignal): Promise<{ m: Masters; defects: DefectMap | undefined }> {
+  const key = `calibration.masters:${JSON.stringify([i.masters, i.darkScaling, i.cosmetic])}`;
+  let p = cache.get(key) as Promise<{ m: Masters; defects: DefectMap | undefined }> | undefined;
+  if (!p) {
+    p = (async () => {
+      const load = async (path?: string): Promise<FitsImage | undefined> => (path ? readFitsImage(path, { signal }) : undefined);
+      const [dark, bias, flat] = await Promise.all([load(i.masters.dark), load(i.masters.bias), load(i.masters.flat)]);
+      const m: Masters = {};
+      if (dark) m.dark = dark;
+      if (bias && (!dark || i.darkScaling)) m.bias = bias;
+      if (flat) m.flat = flat;
+      return { m, defects: i.cosmetic ? await defectMap(m) : undefined };
+    })();
+    p.catch(() => cache.delete(key));
+    cache.set(key, p);
+  }
+  return p;
+}
+
+/** `calibration.light`: calibrate one light into its output (atomic write). */
+export const calibrateLightTask = defineTask("calibration.light", async (i: CalibrateLightInput, ctx): Promise<string> => {
+  const { m, defects } = await mastersFor(i, ctx.cache, ctx.signal);
+  await calibrateLight(i.light, i.output, m, defects, { cosmetic: i.cosmetic, darkScaling: i.darkScaling, history: i.history, signal: ctx.signal });
+  return i.output;
+});
+
+/** Lights in flight in this process: one light's read overlaps with another's write. */
+const LIGHTS_IN_FLIGHT = 2;
 import { buildMaster } from "./masters.js";
 
 export function nativeCalibration(engine: string): CalibrationProvider {
@@ -23,24 +69,22 @@ export function nativeCalibration(engine: string): CalibrationProvider {
       return { output: r.path, frameCount: r.frames };
     },
     async calibrate(input: CalibrationInput, ctx: EngineContext): Promise<CalibrationResult> {
-      const load = async (p?: string): Promise<FitsImage | undefined> => (p ? readFitsImage(p, { signal: ctx.signal }) : undefined);
-      const [dark, bias, flat] = await Promise.all([load(input.masterDark), load(input.masterBias), load(input.masterFlat)]);
+      const masters = { ...(input.masterDark ? { dark: input.masterDark } : {}), ...(input.masterBias ? { bias: input.masterBias } : {}), ...(input.masterFlat ? { flat: input.masterFlat } : {}) };
       const darkScaling = input.options.darkScaling === true;
-      const m: Masters = {};
-      if (dark) m.dark = dark;
-      if (bias && (!dark || darkScaling)) m.bias = bias;
-      if (flat) m.flat = flat;
       const cosmetic = input.options.cosmetic !== false;
-      const defects = cosmetic ? await defectMap(m) : undefined;
-      const frames: CalibrationResult["frames"] = [];
-      for (const [i, f] of input.frames.entries()) {
-        ctx.signal.throwIfAborted();
-        const output = join(input.outputDir, basename(f.path).replace(/\.(fits?|fts)(\.fz|\.gz)?$/i, ".fit"));
-        await calibrateLight(f.path, output, m, defects, { cosmetic, darkScaling, history: input.history, signal: ctx.signal });
-        frames.push({ input: f.path, output });
-        ctx.progress((i + 1) / input.frames.length, basename(f.path));
+      const units: WorkUnit<unknown, string>[] = input.frames.map((f, i) => ({
+        id: `light/${i}`, task: calibrateLightTask as never,
+        input: { light: f.path, output: join(input.outputDir, basename(f.path).replace(/\.(fits?|fts)(\.fz|\.gz)?$/i, ".fit")), masters, darkScaling, cosmetic, history: input.history } satisfies CalibrateLightInput,
+      }));
+      const executor: Executor = ctx.executor ?? localExecutor({ threads: ctx.runtime.threads });
+      try {
+        const frames: CalibrationResult["frames"] = [];
+        let k = 0;
+        for await (const output of executor.run(units, { signal: ctx.signal, concurrency: LIGHTS_IN_FLIGHT, onUnitDone: (d, total) => ctx.progress(d / total, "calibrate") })) frames.push({ input: input.frames[k++]!.path, output });
+        return { frames };
+      } finally {
+        if (!ctx.executor) await executor.close();
       }
-      return { frames };
     },
   };
 }

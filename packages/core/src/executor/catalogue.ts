@@ -5,8 +5,10 @@
  */
 import type { Task } from "./contracts.js";
 import { frameStatsTask, stackBandTask } from "../engines/stack.js";
+import { calibrateLightTask } from "../calibration/native.js";
+import { registerFrameTask, starsTask } from "../registration/relative.js";
 import { bandTask, frameMetricsTask, seeingTask, syntheticTask } from "../tbqr/units.js";
 
 export const builtinTasks: ReadonlyMap<string, Task> = new Map<string, Task>(
-  ([frameStatsTask, stackBandTask, seeingTask, frameMetricsTask, bandTask, syntheticTask] as Task[]).map((t) => [t.name, t]),
+  ([calibrateLightTask, starsTask, registerFrameTask, frameStatsTask, stackBandTask, seeingTask, frameMetricsTask, bandTask, syntheticTask] as Task[]).map((t) => [t.name, t]),
 );

@@ -1,13 +1,15 @@
 /**
  * `registration:relative` — the built-in star-pattern registration (kernels in recon-native).
  *
- * Streaming, so memory does not grow with the number of frames (at most two decoded frames and one being
- * written are held). When the reference is known up front (an index, a path, or the reference an earlier
- * run into the same folder recorded) one pass suffices: each frame is read once, its stars detected and
- * matched to the reference's (match.ts), and the same image warped onto the reference grid (Lanczos-3 by
- * default) and written. With `auto` there are two passes: every frame's stars first (only the star lists
- * are kept), to choose the reference; then each frame is read again, matched, warped and written. Frames
- * are read one ahead, and a frame's write overlaps with the next frame's registration.
+ * Work units (../executor/contracts.ts), so a registration runs the same here and on RabbitMQ workers:
+ * `registration.stars` measures one frame's stars; `registration.frame` reads one frame, matches its stars
+ * to the reference's, warps it onto the reference grid (Lanczos-3 by default) and writes it. When the
+ * reference is known up front (an index, a path, or the reference an earlier run into the same folder
+ * recorded) one pass suffices: each frame is read once, by its `registration.frame` unit. With `auto`
+ * there are two passes: every frame's stars first (only the star lists come back), to choose the
+ * reference; then the frame units. Memory does not grow with the number of frames: the local executor
+ * runs two units at a time (one frame's read overlaps with the other's warp and write), each holding one
+ * frame. Warnings and results are taken in frame order, whatever order units finish in.
  *
  * Reference `auto`: the frame with the highest quality figure Q = star count / median FWHM (more and
  * sharper stars), earlier frame on ties. A reference chosen by an earlier run into the same output folder
@@ -30,6 +32,8 @@ import { TileCompileError } from "../errors/index.js";
 import { readFitsImage, type FitsImage } from "../fits/reader.js";
 import { writeFitsImage } from "../fits/writer.js";
 import type { EngineContext, FrameRef, RegisteredFrame, RegistrationInput, RegistrationResult } from "../kernel/contracts.js";
+import { defineTask, type Executor, type SharedRef, type WorkUnit } from "../executor/contracts.js";
+import { localExecutor } from "../executor/local.js";
 import { cleanStars } from "./clean.js";
 import { describe, invert, TRANSFORM_MODELS, type Point, type TransformModel } from "./geometry.js";
 import { matchStars } from "./match.js";
@@ -134,28 +138,6 @@ export function readFrame(frame: FrameRef, signal: AbortSignal): Promise<FitsIma
   return readFitsImage(frame.path, { signal, ...(frame.hdu !== undefined ? { hdu: frame.hdu } : {}) });
 }
 
-/**
- * Frame i's image, read one frame ahead: `get(i)` returns frame i (started when i − 1 was asked for) and
- * starts reading frame i + 1, so the file read overlaps with the work on frame i. At most two decoded
- * frames are held. A failed read surfaces when its frame is asked for, not before.
- */
-function readAhead(frames: readonly FrameRef[], signal: AbortSignal): (i: number) => Promise<FitsImage> {
-  const pending = new Map<number, Promise<FitsImage>>();
-  const start = (i: number) => {
-    if (i >= frames.length || pending.has(i)) return;
-    const p = readFrame(frames[i]!, signal);
-    p.catch(() => undefined); // handled when frame i is asked for
-    pending.set(i, p);
-  };
-  return (i) => {
-    start(i);
-    const p = pending.get(i)!;
-    pending.delete(i);
-    start(i + 1);
-    return p;
-  };
-}
-
 /** `reg_{index:05d}.fit` → `reg_00007.fit`; `{name}` is the input file name without extension. */
 export function formatFrameName(pattern: string, index: number, input: string): string {
   return pattern.replace(/\{(index|name)(?::0?(\d+)d)?\}/g, (_m, key: string, width?: string) => {
@@ -182,71 +164,185 @@ export function matchTolerance(fwhm: number, refFwhm: number): number {
   return Math.max(2, 0.5 * f);
 }
 
+/** A frame's star measurement as a unit result: the star list as one typed array (x, y interleaved). */
+export interface FrameStarsWire extends Omit<FrameStars, "stars"> {
+  xy: Float64Array;
+  width?: number;
+  height?: number;
+}
+
+const toWire = (f: FrameStars & { size?: { width: number; height: number } }): FrameStarsWire => {
+  const { stars, size, ...rest } = f;
+  const xy = new Float64Array(2 * stars.length);
+  stars.forEach((p, k) => { xy[2 * k] = p.x; xy[2 * k + 1] = p.y; });
+  return { ...rest, xy, ...(size ? { width: size.width, height: size.height } : {}) };
+};
+
+const fromWire = (w: FrameStarsWire): FrameStars => {
+  const { xy, width: _w, height: _h, ...rest } = w;
+  void _w; void _h;
+  const stars: Point[] = [];
+  for (let k = 0; k + 1 < xy.length; k += 2) stars.push({ x: xy[k]!, y: xy[k + 1]! });
+  return { ...rest, stars };
+};
+
+/** Stars of one frame, or the reason it could not be measured (a per-frame error, not a failed unit). */
+async function measureFrame(recon: ReconBackend, frame: FrameRef, signal: AbortSignal, threshold: number, size: { width: number; height: number } | undefined, image?: FitsImage): Promise<FrameStarsWire> {
+  try {
+    const f = await frameStars(recon, frame, signal, threshold, image);
+    if (size && (f.size.width !== size.width || f.size.height !== size.height)) throw new Error(`its size ${f.size.width}×${f.size.height} differs from the first frame's ${size.width}×${size.height}`);
+    return toWire(f);
+  } catch (e) {
+    if ((e as Error).name === "AbortError") throw e;
+    return { xy: new Float64Array(0), quality: 0, fwhm: NaN, error: (e as Error).message };
+  }
+}
+
+/** `registration.stars`: one frame's stars, FWHM, quality and sky figures (pass 1 of `auto`). */
+export const starsTask = defineTask("registration.stars", async (i: { frame: FrameRef; threshold: number }, ctx): Promise<FrameStarsWire> =>
+  measureFrame(loadRecon(), i.frame, ctx.signal, i.threshold, undefined));
+
+/** Stars every frame unit of one registration shares: the reference's and, after an `auto` pass 1, every frame's. */
+interface RegistrationStars { reference: FrameStarsWire; frames: (FrameStarsWire | null)[] | null }
+
+/** Input of one `registration.frame` unit (JSON; star lists by reference). */
+export interface RegisterFrameInput {
+  index: number;
+  frame: FrameRef;
+  stars: SharedRef;
+  /** Measure the frame's stars in the unit (the reference was known before pass 1), checking its size. */
+  measure: boolean;
+  isReference: boolean;
+  threshold: number;
+  size: { width: number; height: number };
+  model: TransformModel;
+  interpolation: "bilinear" | "bicubic" | "lanczos3";
+  output: string;
+  referenceName: string;
+  history: string[];
+}
+
+/** What one frame unit returns: the frame's entry and, when it was refused, the warning to log. */
+export interface RegisterFrameResult { entry: RegisteredFrame; warning?: string }
+
+/**
+ * `registration.frame`: read one frame, (measure its stars,) match them to the reference's, check the fit
+ * (scale within {@link MAX_SCALE_CHANGE}, not mirrored), warp it onto the reference grid and write it
+ * atomically. A frame that fails is an entry with its error, never an aligned-with-identity frame.
+ */
+export const registerFrameTask = defineTask("registration.frame", async (i: RegisterFrameInput, ctx): Promise<RegisterFrameResult> => {
+  const recon = loadRecon();
+  const path = i.frame.path;
+  const shared = await ctx.shared<RegistrationStars>(i.stars);
+  const ref = fromWire(shared.reference);
+  let img: FitsImage;
+  let fw: FrameStarsWire;
+  try {
+    img = await readFrame(i.frame, ctx.signal);
+    fw = i.isReference ? shared.reference : i.measure ? await measureFrame(recon, i.frame, ctx.signal, i.threshold, i.size, img) : shared.frames![i.index]!;
+  } catch (e) {
+    if ((e as Error).name === "AbortError") throw e;
+    return { entry: { input: path, error: (e as Error).message } };
+  }
+  if (fw.error) return { entry: { input: path, error: fw.error } };
+  const f = fromWire(fw);
+  let matrix: number[], rmsPx = 0, medianPx = 0, stars = f.stars.length;
+  if (i.isReference) matrix = [1, 0, 0, 0, 1, 0, 0, 0, 1];
+  else {
+    const m = matchStars(f.stars, ref.stars, { model: i.model, tolerancePx: matchTolerance(f.fwhm, ref.fwhm) });
+    if (!m.ok) return { entry: { input: path, error: m.reason, ...frameMetrics(f) }, warning: `${basename(path)}: not registered: ${m.reason}` };
+    // Frames of one set come through the same optics: a scale off by more than 2 % is a false match
+    // (or a different instrument), never a registration to keep.
+    const shape = describe(m.matrix);
+    if (!shape.mirrored && Math.abs(shape.scale - 1) > MAX_SCALE_CHANGE) {
+      const error = `the fitted scale ${shape.scale.toFixed(4)} differs from the reference's by more than ${100 * MAX_SCALE_CHANGE} % (same optics expected): a false match or another instrument; not registered`;
+      return { entry: { input: path, error, ...frameMetrics(f) }, warning: `${basename(path)}: not registered: ${error}` };
+    }
+    if (shape.mirrored) return { entry: { input: path, error: "the frame is mirrored relative to the reference; it is not registered", ...frameMetrics(f) } };
+    matrix = m.matrix;
+    rmsPx = m.rmsPx;
+    medianPx = m.medianPx;
+    stars = m.pairs;
+  }
+  try {
+    await warpOntoReference(recon, i.frame, matrix, {
+      output: i.output, interpolation: i.interpolation, signal: ctx.signal, image: img,
+      keywords: { REGREF: [i.referenceName, "registration reference frame"], REGRMS: [Number(rmsPx.toFixed(4)), "[px] RMS residual of matched stars"], REGSTARS: [stars, "stars matched to the reference"] },
+      history: [...i.history, `registered onto ${i.referenceName} (${i.model}, ${i.interpolation}, rms ${rmsPx.toFixed(3)} px)`],
+    });
+  } catch (e) {
+    if ((e as Error).name === "AbortError") throw e;
+    return { entry: { input: path, error: (e as Error).message } };
+  }
+  return { entry: { input: path, output: i.output, matrix, rmsPx, medianPx, stars, ...frameMetrics(f) } };
+});
+
+/** Frame units in flight in this process: one frame's read overlaps with another's warp and write. */
+const FRAMES_IN_FLIGHT = 2;
+
 export async function registerRelative(input: RegistrationInput, ctx: EngineContext): Promise<RegistrationResult> {
   const opts = input.options as RelativeOptions;
   const model = opts.transform ?? "similarity";
   if (!TRANSFORM_MODELS.includes(model)) throw new TileCompileError("TC_CONFIG_INVALID", { file: "tile_compile.yaml", issues: [`registration.transform: "${String(model)}" is not one of ${TRANSFORM_MODELS.join(", ")}`] });
+  if (input.frames.length === 0) throw new TileCompileError("TC_INPUT_INVALID", { input: "frames", reason: "no frames to register" });
+  const executor: Executor = ctx.executor ?? localExecutor({ threads: ctx.runtime.threads });
+  try {
+    return await registerWith(input, ctx, executor, model, opts);
+  } finally {
+    if (!ctx.executor) await executor.close();
+  }
+}
+
+async function registerWith(input: RegistrationInput, ctx: EngineContext, executor: Executor, model: TransformModel, opts: RelativeOptions): Promise<RegistrationResult> {
   const interpolation = opts.interpolation ?? "lanczos3";
+  const threshold = opts.threshold ?? 5;
   const recon = loadRecon();
   const frames = input.frames;
-  if (frames.length === 0) throw new TileCompileError("TC_INPUT_INVALID", { input: "frames", reason: "no frames to register" });
 
   // The reference is known before any frame is read (an index, a path, or the reference an earlier run
-  // into the same folder recorded): one pass, every frame read once — its stars detected, matched and the
-  // same decoded image warped. With `auto` the reference is the best frame, so every frame's stars are
-  // measured first (pass 1, star lists only) and each frame is read again to be warped (pass 2).
+  // into the same folder recorded): one pass, every frame read once by its frame unit — its stars
+  // detected, matched and the same decoded image warped. With `auto` the reference is the best frame, so
+  // every frame's stars are measured first (pass 1, star-list units) and each frame is read again by its
+  // frame unit (pass 2).
   let known = knownReference(input);
-  const read = readAhead(frames, ctx.signal);
-  const found: (FrameStars | undefined)[] = new Array(frames.length);
+  const found: (FrameStarsWire | undefined)[] = new Array(frames.length);
   let size: { width: number; height: number } | undefined;
-  const measure = async (i: number, img?: FitsImage): Promise<FrameStars> => {
-    try {
-      const f = await frameStars(recon, frames[i]!, ctx.signal, opts.threshold ?? 5, img);
-      size ??= f.size;
-      if (f.size.width !== size.width || f.size.height !== size.height) throw new Error(`its size ${f.size.width}×${f.size.height} differs from the first frame's ${size.width}×${size.height}`);
-      return f;
-    } catch (e) {
-      if ((e as Error).name === "AbortError") throw e;
-      return { stars: [], quality: 0, fwhm: NaN, error: (e as Error).message };
-    }
+  /** The first measured frame fixes the size; a frame of another size is a per-frame error. */
+  const sized = (w: FrameStarsWire): FrameStarsWire => {
+    if (w.error || w.width === undefined || w.height === undefined) return w;
+    size ??= { width: w.width, height: w.height };
+    if (w.width !== size.width || w.height !== size.height) return { xy: new Float64Array(0), quality: 0, fwhm: NaN, error: `its size ${w.width}×${w.height} differs from the first frame's ${size.width}×${size.height}` };
+    return w;
   };
   let refIndex: number;
   let referenceReason = "";
   if (known !== undefined) {
-    // Read here and again when its turn comes in the loop: one extra read per run, rather than holding
-    // the reference's image through the whole loop.
-    found[known] = await measure(known);
+    // Measured here and read again by its frame unit: one extra read per run.
+    found[known] = sized(await measureFrame(recon, frames[known]!, ctx.signal, threshold, undefined));
     // An earlier run's reference that is no longer usable: `auto` picks the best frame instead.
-    if (input.reference === "auto" && (found[known]!.error || found[known]!.stars.length < 3)) {
+    if (input.reference === "auto" && (found[known]!.error || found[known]!.xy.length < 6)) {
       found[known] = undefined;
+      size = undefined;
       known = undefined;
     }
   }
+  const starCount = (w: FrameStarsWire | undefined) => (w ? w.xy.length >> 1 : 0);
+  const asFound = (w: FrameStarsWire | undefined) => ({ quality: w?.quality ?? 0, stars: { length: starCount(w) } as readonly unknown[], fwhm: w?.fwhm ?? NaN, ...(w?.trail ? { trail: true } : {}), ...(w?.error ? { error: w.error } : {}) });
   if (known !== undefined) {
-    refIndex = chooseReference({ ...input, reference: known }, frames.map((_, i) => found[i] ?? { quality: 0, stars: [] }));
+    refIndex = chooseReference({ ...input, reference: known }, frames.map((_, i) => asFound(found[i])));
     referenceReason = input.reference !== "auto" ? "registration.reference" : "the reference of the earlier run into this folder";
   } else {
-    for (let i = 0; i < frames.length; i++) {
-      ctx.signal.throwIfAborted();
-      ctx.progress((0.4 * i) / frames.length, `stars ${basename(frames[i]!.path)}`);
-      let img: FitsImage | undefined;
-      try {
-        img = await read(i);
-      } catch (e) {
-        if ((e as Error).name === "AbortError") throw e;
-        found[i] = { stars: [], quality: 0, fwhm: NaN, error: (e as Error).message };
-        continue;
-      }
-      found[i] = await measure(i, img);
-    }
-    refIndex = chooseReference(input, found as FrameStars[], (r) => { referenceReason = r; });
+    const units: WorkUnit<unknown, FrameStarsWire>[] = frames.map((frame, i) => ({ id: `stars/${i}`, task: starsTask as never, input: { frame, threshold } }));
+    let i = 0;
+    for await (const w of executor.run(units, { signal: ctx.signal, concurrency: FRAMES_IN_FLIGHT, onUnitDone: (d) => ctx.progress((0.4 * d) / frames.length, "stars") })) found[i++] = sized(w);
+    const fs = found.map((w) => fromWire(w!));
+    refIndex = chooseReference(input, fs, (r) => { referenceReason = r; });
     // `auto` checks its choice against the set before any pixel is warped: it and the six best other
     // frames (no trailed ones) are matched with each other on their star lists alone; a frame's support
     // is how many of the others register onto it unmirrored. A reference with less support than another
     // of them is the odd one out (a mirrored frame, another field) and gives way to the best supported.
     if (input.reference === "auto") {
-      const fs = found as FrameStars[];
-      const others = fs.map((f, i) => ({ f, i })).filter(({ f, i }) => i !== refIndex && !f.error && f.stars.length >= 3 && !f.trail).sort((x, y) => y.f.quality - x.f.quality || x.i - y.i).slice(0, 6).map(({ i }) => i);
+      const others = fs.map((f, k) => ({ f, k })).filter(({ f, k }) => k !== refIndex && !f.error && f.stars.length >= 3 && !f.trail).sort((x, y) => y.f.quality - x.f.quality || x.k - y.k).slice(0, 6).map(({ k }) => k);
       if (others.length >= 2) {
         const S = [refIndex, ...others];
         const onto = (o: number, c: number) => { const m = matchStars(fs[o]!.stars, fs[c]!.stars, { model: "similarity", tolerancePx: matchTolerance(fs[o]!.fwhm, fs[c]!.fwhm) }); return m.ok && !describe(m.matrix).mirrored; };
@@ -263,96 +359,30 @@ export async function registerRelative(input: RegistrationInput, ctx: EngineCont
   }
   const refPath = frames[refIndex]!.path;
   const ref = found[refIndex]!;
-  ctx.logger.info(`registration reference: ${basename(refPath)} (${ref.stars.length} stars, FWHM ${ref.fwhm.toFixed(2)} px) — ${referenceReason}`);
+  ctx.logger.info(`registration reference: ${basename(refPath)} (${starCount(ref)} stars, FWHM ${ref.fwhm.toFixed(2)} px) — ${referenceReason}`);
 
-  // Match, warp, write. The write of frame i (to the page cache, then fsync and rename) runs while frame
-  // i + 1 is measured and warped; its errors are reported with frame i.
+  // Pass 2: one unit per frame (frames whose pass-1 measurement failed are reported without one).
   await mkdir(input.outputDir, { recursive: true });
-  const out: RegisteredFrame[] = [];
-  const reread = known === undefined ? readAhead(frames, ctx.signal) : read;
-  let writing: { promise: Promise<void>; entry: RegisteredFrame; index: number } | undefined;
-  const settle = async () => {
-    if (!writing) return;
-    const w = writing;
-    writing = undefined;
-    try {
-      await w.promise;
-      out[w.index] = w.entry;
-    } catch (e) {
-      if ((e as Error).name === "AbortError") throw e;
-      out[w.index] = { input: w.entry.input, error: (e as Error).message };
-    }
-  };
-  const p0 = known === undefined ? 0.4 : 0; // progress already spent on pass 1
-  try {
-    for (let i = 0; i < frames.length; i++) {
-      ctx.signal.throwIfAborted();
-      ctx.progress(p0 + ((1 - p0) * i) / frames.length, `register ${basename(frames[i]!.path)}`);
-      const path = frames[i]!.path;
-      if (found[i]?.error) {
-        out[i] = { input: path, error: found[i]!.error! };
-        continue;
-      }
-      let img: FitsImage;
-      try {
-        img = await reread(i);
-        if (known !== undefined && i !== refIndex) found[i] = await measure(i, img);
-      } catch (e) {
-        if ((e as Error).name === "AbortError") throw e;
-        out[i] = { input: path, error: (e as Error).message };
-        continue;
-      }
-      const f = found[i]!;
-      if (f.error) {
-        out[i] = { input: path, error: f.error };
-        continue;
-      }
-      let matrix: number[], rmsPx = 0, medianPx = 0, stars = f.stars.length;
-      if (i === refIndex) matrix = [1, 0, 0, 0, 1, 0, 0, 0, 1];
-      else {
-        const m = matchStars(f.stars, ref.stars, { model, tolerancePx: matchTolerance(f.fwhm, ref.fwhm) });
-        if (!m.ok) {
-          out[i] = { input: path, error: m.reason, ...frameMetrics(f) };
-          ctx.logger.warn(`${basename(path)}: not registered: ${m.reason}`);
-          continue;
-        }
-        // Frames of one set come through the same optics: a scale off by more than 2 % is a false match
-        // (or a different instrument), never a registration to keep.
-        const shape = describe(m.matrix);
-        if (!shape.mirrored && Math.abs(shape.scale - 1) > MAX_SCALE_CHANGE) {
-          out[i] = { input: path, error: `the fitted scale ${shape.scale.toFixed(4)} differs from the reference's by more than ${100 * MAX_SCALE_CHANGE} % (same optics expected): a false match or another instrument; not registered`, ...frameMetrics(f) };
-          ctx.logger.warn(`${basename(path)}: not registered: ${out[i]!.error!}`);
-          continue;
-        }
-        if (shape.mirrored) {
-          out[i] = { input: path, error: "the frame is mirrored relative to the reference; it is not registered", ...frameMetrics(f) };
-          continue;
-        }
-        matrix = m.matrix;
-        rmsPx = m.rmsPx;
-        medianPx = m.medianPx;
-        stars = m.pairs;
-      }
-      const output = resolve(input.outputDir, formatFrameName(input.filenamePattern, i, path));
-      let written: Promise<void>;
-      try {
-        ({ written } = await warpOntoReference(recon, frames[i]!, matrix, {
-          output, interpolation, signal: ctx.signal, image: img, deferWrite: true,
-          keywords: { REGREF: [basename(refPath), "registration reference frame"], REGRMS: [Number(rmsPx.toFixed(4)), "[px] RMS residual of matched stars"], REGSTARS: [stars, "stars matched to the reference"] },
-          history: [...input.history, `registered onto ${basename(refPath)} (${model}, ${interpolation}, rms ${rmsPx.toFixed(3)} px)`],
-        }));
-      } catch (e) {
-        if ((e as Error).name === "AbortError") throw e;
-        out[i] = { input: path, error: (e as Error).message };
-        continue;
-      }
-      await settle();
-      writing = { promise: written, entry: { input: path, output, matrix, rmsPx, medianPx, stars, ...frameMetrics(f) }, index: i };
-    }
-    await settle();
-  } finally {
-    // On an abort, let the write in flight finish removing its temporary file before returning.
-    if (writing) await (writing as { promise: Promise<void> }).promise.catch(() => undefined);
+  const onePass = known !== undefined;
+  const starsRef = await executor.share("registration.stars", { reference: ref, frames: onePass ? null : found.map((w) => w ?? null) } satisfies RegistrationStars);
+  const out: RegisteredFrame[] = new Array(frames.length);
+  const todo: number[] = [];
+  for (let i = 0; i < frames.length; i++) {
+    if (!onePass && found[i]?.error) out[i] = { input: frames[i]!.path, error: found[i]!.error! };
+    else todo.push(i);
+  }
+  const p0 = onePass ? 0 : 0.4; // progress already spent on pass 1
+  const units: WorkUnit<unknown, RegisterFrameResult>[] = todo.map((i) => ({
+    id: `frame/${i}`, task: registerFrameTask as never,
+    input: {
+      index: i, frame: frames[i]!, stars: starsRef, measure: onePass, isReference: i === refIndex, threshold, size: size!, model, interpolation,
+      output: resolve(input.outputDir, formatFrameName(input.filenamePattern, i, frames[i]!.path)), referenceName: basename(refPath), history: input.history,
+    } satisfies RegisterFrameInput,
+  }));
+  let k = 0;
+  for await (const r of executor.run(units, { signal: ctx.signal, concurrency: FRAMES_IN_FLIGHT, onUnitDone: (d, total) => ctx.progress(p0 + ((1 - p0) * d) / total, "register") })) {
+    out[todo[k++]!] = r.entry;
+    if (r.warning) ctx.logger.warn(r.warning);
   }
   ctx.progress(1);
   return { reference: refPath, referenceReason, frames: out };
