@@ -233,13 +233,12 @@ describe.skipIf(!available)("executor-rabbitmq on a real broker", () => {
   });
 
   describe("s3:// store on a loopback S3 endpoint (s3rver)", () => {
-    interface S3rverLike { run(): Promise<{ port: number }>; close(): Promise<void> }
-    let server: S3rverLike;
+    let server: import("s3rver").default;
     let endpoint: string;
     const BUCKET = "tc-test";
     const env = { AWS_ACCESS_KEY_ID: process.env.AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY: process.env.AWS_SECRET_ACCESS_KEY };
     beforeAll(async () => {
-      const { default: S3rver } = (await import("s3rver")) as unknown as { default: new (o: object) => S3rverLike };
+      const { default: S3rver } = await import("s3rver");
       server = new S3rver({ port: 0, address: "127.0.0.1", directory: mkdtempSync(join(tmpdir(), "tc-s3-")), silent: true, configureBuckets: [{ name: BUCKET }] });
       endpoint = `http://127.0.0.1:${(await server.run()).port}`;
       // s3rver's fixed credentials; workers inherit them from the environment, as on a real machine.
