@@ -3,6 +3,7 @@
 //   stack — 100 × 2048² winsorized + additive_scaling vs a plain read and Siril (see stack.mjs).
 //   calibrate — master dark from 50 × 2048² 16-bit frames vs a plain read (see calibrate.mjs).
 //   register — relative registration of synthetic 2048² frames vs Siril's register (see register.mjs).
+//   distributed — TBQR through RabbitMQ with 2 local workers vs the local executor (see distributed.mjs).
 //   native — recon-native kernels: native vs TypeScript backend, and throughput vs a plain sum (see native.mjs).
 //   fits — the 16 M 94 frames: header scan vs a plain read of the header bytes; full decode to
 //          Float32Array vs a plain fs.readFile of the same files. Target: decode within 2× of the read.
@@ -12,7 +13,7 @@ import { join } from "node:path";
 import { readFitsHeader, readFitsImage } from "../packages/core/dist/index.js";
 
 const which = process.argv[2] ?? "fits";
-if (["native", "register", "calibrate", "stack", "tbqr"].includes(which)) {
+if (["native", "register", "calibrate", "stack", "tbqr", "distributed"].includes(which)) {
   await import(`./${which}.mjs`);
   process.exit(0);
 }
@@ -59,6 +60,6 @@ if (which === "fits") {
   const ratio = decode.best / plainRead.best;
   console.log(`decode / plain read = ${ratio.toFixed(2)}× (target ≤ 2×): ${ratio <= 2 ? "met" : "NOT met"}`);
 } else {
-  console.error(`unknown benchmark "${which}"; available: fits, native, register, calibrate, stack, tbqr`);
+  console.error(`unknown benchmark "${which}"; available: fits, native, register, calibrate, stack, tbqr, distributed`);
   process.exit(1);
 }

@@ -2,10 +2,11 @@
 // (target ≤ 3×), and peak RSS of TBQR on N frames vs N/4 frames (streaming: target within 15 %).
 // Synthetic registered frames, 1024² 16-bit (BENCH_FRAMES=n, default 400; BENCH_SIZE=px).
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { readdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { DEFAULT_TBQR, FitsHeader, nativeStack, reconstructTbqr, seededRandom, writeFitsImage } from "../packages/core/dist/index.js";
+import { DEFAULT_TBQR, nativeStack, reconstructTbqr } from "../packages/core/dist/index.js";
+import { ensureTbqrFrames } from "./tbqr-frames.mjs";
 
 const N = Number(process.env.BENCH_FRAMES ?? 400), S = Number(process.env.BENCH_SIZE ?? 1024);
 const dir = join(process.env.BENCH_DIR ?? join(tmpdir(), "tc-bench-tbqr"), `frames-${N}-${S}`);
@@ -19,22 +20,7 @@ if (process.argv[2] === "--child") {
   console.log(JSON.stringify({ ms: performance.now() - t, rss: process.resourceUsage().maxRSS * 1024 }));
   process.exit(0);
 }
-if (!existsSync(join(dir, "done"))) {
-  rmSync(dir, { recursive: true, force: true });
-  mkdirSync(dir, { recursive: true });
-  console.log(`generating ${N} frames of ${S}² in ${dir} …`);
-  const r = seededRandom(1);
-  const stars = Array.from({ length: Math.round((S * S) / 2500) }, () => ({ x: 8 + r() * (S - 16), y: 8 + r() * (S - 16), f: 3000 + 50000 * r() ** 2 }));
-  for (let k = 0; k < N; k++) {
-    const g = seededRandom(10 + k);
-    const sg = (2.2 + 1.2 * g()) / 2.355;
-    const data = new Float32Array(S * S);
-    for (let i = 0; i < data.length; i++) data[i] = 500 + 8 * Math.sqrt(-2 * Math.log(1 - g())) * Math.cos(2 * Math.PI * g());
-    for (const s of stars) for (let y = Math.max(0, Math.floor(s.y) - 7); y < Math.min(S, Math.floor(s.y) + 8); y++) for (let x = Math.max(0, Math.floor(s.x) - 7); x < Math.min(S, Math.floor(s.x) + 8); x++) data[y * S + x] += (s.f / (2 * Math.PI * sg * sg)) * Math.exp(-((x - s.x) ** 2 + (y - s.y) ** 2) / (2 * sg * sg));
-    await writeFitsImage(join(dir, `f${String(k).padStart(4, "0")}.fit`), { width: S, height: S, data: data.map((v) => Math.min(65535, Math.round(v))) }, { bitpix: 16, header: new FitsHeader().set("EXPTIME", 60) });
-  }
-  writeFileSync(join(dir, "done"), "");
-}
+await ensureTbqrFrames(dir, N, S);
 const run = (n, what) => JSON.parse(execFileSync(process.execPath, [new URL(import.meta.url).pathname, "--child", String(n), what], { encoding: "utf8", env: process.env, maxBuffer: 1 << 24 }).trim().split("\n").pop());
 const mean = run(N, "mean");
 const tb = run(N, "tbqr");

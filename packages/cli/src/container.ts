@@ -19,6 +19,7 @@ import {
   type Logger,
   type RunEvents,
 } from "@tile-compile/core";
+import { loadRecon } from "@tile-compile/recon-native";
 
 export interface RunScope {
   container: DependencyContainer;
@@ -64,7 +65,9 @@ export async function loadConfiguredEngines(loaded: LoadedConfig, cwd: string, w
   return engines;
 }
 
-export async function createRunScope(values: { signal: AbortSignal; logger: Logger; events: RunEvents; engines: { engine: EngineDefinition; source: string }[]; workdir: string }): Promise<RunScope> {
+export async function createRunScope(values: { signal: AbortSignal; logger: Logger; events: RunEvents; engines: { engine: EngineDefinition; source: string }[]; workdir: string; threads: number }): Promise<RunScope> {
+  // `runtime.threads` is the kernels' thread count for this run (their pool is per process).
+  loadRecon().setThreads(values.threads);
   const c = rootContainer.createChildContainer();
   c.registerInstance(tokens.RunSignal, values.signal);
   c.registerInstance(tokens.RunLogger, values.logger);

@@ -7,6 +7,7 @@
 import { hostname } from "node:os";
 import { connect, type ConfirmChannel, type ConsumeMessage } from "amqplib";
 import { builtinTasks, closeCache, type Logger, type SharedRef, type Task, type TaskContext } from "@tile-compile/core";
+import { loadRecon } from "@tile-compile/recon-native";
 import { decode, encode } from "./codec.js";
 import { StoreCache, type DataRef, type S3Settings } from "./store.js";
 import { assertTopology, CONTROL_EXCHANGE, DEAD_EXCHANGE, INLINE_MAX, UNITS_QUEUE, type ControlMessage, type ResultMessage, type UnitMessage } from "./topology.js";
@@ -45,6 +46,8 @@ interface RunState { cache: Map<string, unknown>; shared: Map<string, Promise<un
 
 export async function runWorker(o: WorkerOptions): Promise<WorkerHandle> {
   const name = o.name ?? `${hostname()}:${process.pid}`;
+  // The kernels' thread pool is per process: a worker's units use `threads` of them.
+  loadRecon().setThreads(o.threads ?? 1);
   const tasks = o.tasks ?? builtinTasks;
   const stores = new StoreCache(o.s3);
   const log = o.logger;

@@ -100,7 +100,7 @@ export async function runCommand(jobFile: string, opts: { stage?: string; dryRun
   const engines = await loadConfiguredEngines(loaded, cwd, wanted);
   const logger = teeLogger(stderrLogger(io, false));
   const events = new RunEvents();
-  const scope = await createRunScope({ signal, logger, events, engines, workdir: p.output! });
+  const scope = await createRunScope({ signal, logger, events, engines, workdir: p.output!, threads: loaded.runtime.threads });
   const executor = await createExecutor(loaded, logger).catch(async (e: unknown) => { await scope.dispose(); throw e; });
   try {
     scope.registry.freeze();

@@ -21,7 +21,7 @@ export async function reconstructCommand(dirArg: string, opts: { out?: string; e
   const engines = await loadConfiguredEngines(loaded, cwd, [`registration:${cfg.registration.engine}`]);
   const logger = stderrLogger(io, false);
   const events = new RunEvents();
-  const scope = await createRunScope({ signal, logger, events, engines, workdir: out });
+  const scope = await createRunScope({ signal, logger, events, engines, workdir: out, threads: loaded.runtime.threads });
   const executor = await createExecutor(loaded, logger).catch(async (e: unknown) => { await scope.dispose(); throw e; });
   try {
     const regPlan = planStage(scope.registry, { stage: "registration", method: cfg.registration.engine, ...(cfg.registration.provider ? { engine: cfg.registration.provider } : {}), field: "registration.engine", options: { transform: cfg.registration.transform, ...(cfg.registration.interpolation ? { interpolation: cfg.registration.interpolation } : {}) } });

@@ -34,7 +34,7 @@ export async function registerCommand(inputs: string[], opts: RegisterOptions, l
   const engines = await loadConfiguredEngines(loaded, cwd, [`registration:${method}`]);
   const logger = stderrLogger(io, Boolean(opts.verbose));
   const events = new RunEvents();
-  const scope = await createRunScope({ signal, logger, events, engines, workdir: outDir });
+  const scope = await createRunScope({ signal, logger, events, engines, workdir: outDir, threads: loaded.runtime.threads });
   try {
     const options: Record<string, unknown> = { transform: opts.transform ?? reg.transform, ...(reg.interpolation ? { interpolation: reg.interpolation } : {}) };
     const plan = planStage(scope.registry, { stage: "registration", method, ...(reg.provider ? { engine: reg.provider } : {}), field: opts.engine ? "--engine" : "registration.engine", options });

@@ -17,7 +17,7 @@ export async function stackCommand(inputs: string[], opts: { out: string; method
   const logger = stderrLogger(io, Boolean(opts.verbose));
   const events = new RunEvents();
   const output = resolve(cwd, opts.out);
-  const scope = await createRunScope({ signal, logger, events, engines, workdir: resolve(output, "..") });
+  const scope = await createRunScope({ signal, logger, events, engines, workdir: resolve(output, ".."), threads: loaded.runtime.threads });
   const executor = await createExecutor(loaded, logger).catch(async (e: unknown) => { await scope.dispose(); throw e; });
   try {
     const { stacking } = loaded.config;
