@@ -15,7 +15,7 @@ import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connect } from "amqplib";
 import { DEFAULT_TBQR, FitsHeader, nativeStack, reconstructTbqr, seededRandom, stackBandTask, TileCompileError, writeFitsImage, type EngineContext, type Executor, type FrameRef } from "@tile-compile/core";
-import { createRabbitExecutor, DEAD_QUEUE, decode } from "./index.js";
+import { createRabbitExecutor, DEAD_QUEUE, decode, UNITS_QUEUE } from "./index.js";
 import { S3Store } from "./store.js";
 import { brokerAvailable, startTestBroker, type TestBroker } from "./test-support/broker.js";
 
@@ -216,6 +216,35 @@ describe.skipIf(!available)("executor-rabbitmq on a real broker", () => {
     await conn.close();
     expect(found?.unit).toMatch(/^band\//);
     expect(found?.reason).toMatch(/poison_3\.fits/);
+  });
+
+  it("a cancelled run (Ctrl-C on the master): AbortError, workers skip its remaining units, nothing of it stays queued", { timeout: 60_000 }, async () => {
+    const ws = [await startWorker(broker.url, ["--delay-ms", "300"])];
+    const ex = await createRabbitExecutor({ url: broker.url, data: join(dir, "shared"), runId: "cancel", logger: quiet as never });
+    const ac = new AbortController();
+    const out = join(dir, "cancel.fits");
+    let error: unknown;
+    try {
+      const run = nativeStack(winsorized(out) as never, { ...ctx(ex), signal: ac.signal });
+      await ws[0]!.waitFor(/^done cancel /);
+      ac.abort(new DOMException("Cancelled by the user (SIGINT)", "AbortError"));
+      await run.catch((e: unknown) => { error = e; });
+      const started = () => ws[0]!.lines.filter((l) => l.startsWith("start cancel ")).length;
+      const atCancel = started();
+      await new Promise((r) => setTimeout(r, 2000));
+      // At most the unit in the worker's hands finishes; no further unit of the run is started.
+      expect(started()).toBeLessThanOrEqual(atCancel + 1);
+      expect(atCancel).toBeLessThan(N + 16 * C);
+    } finally {
+      await ex.close();
+      await stopWorkers(ws);
+    }
+    expect((error as Error).name).toBe("AbortError");
+    expect(existsSync(out)).toBe(false);
+    const conn = await connect(broker.url);
+    const ch = await conn.createChannel();
+    expect((await ch.checkQueue(UNITS_QUEUE)).messageCount).toBe(0);
+    await conn.close();
   });
 
   it("units of a stack need the shared plan: a unit with a wrong checksum is refused, not computed", { timeout: 60_000 }, async () => {
