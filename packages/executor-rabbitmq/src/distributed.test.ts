@@ -247,6 +247,37 @@ describe.skipIf(!available)("executor-rabbitmq on a real broker", () => {
     await conn.close();
   });
 
+  it("a master killed with SIGKILL: its queues expire and the workers drop its remaining units instead of computing them", { timeout: 90_000 }, async () => {
+    const ws = [await startWorker(broker.url, ["--delay-ms", "600"])];
+    const core = new URL("../../core/dist/index.js", import.meta.url).href, self = new URL("../dist/index.js", import.meta.url).href;
+    const script = `import { nativeStack } from ${JSON.stringify(core)}; import { createRabbitExecutor } from ${JSON.stringify(self)};
+      const ex = await createRabbitExecutor({ url: ${JSON.stringify(broker.url)}, data: ${JSON.stringify(join(dir, "shared"))}, runId: "orphan", orphanAfterSeconds: 2 });
+      const q = { debug() {}, info() {}, warn() {}, error() {} };
+      await nativeStack({ frames: ${JSON.stringify(frames)}, method: "mean", options: {}, output: ${JSON.stringify(join(dir, "orphan.fits"))}, history: [] }, { signal: new AbortController().signal, logger: q, progress() {}, workdir: ${JSON.stringify(dir)}, options: {}, runtime: { threads: 1, memoryBudgetBytes: 4 << 20 }, executor: ex });`;
+    const master = spawn(process.execPath, ["--input-type=module", "-e", script], { stdio: "ignore" });
+    spawned.push(master);
+    try {
+      // Killed once band units are queued: 32 of them (the window) at 0.6 s each, ≈ 19 s of work for nobody.
+      await ws[0]!.waitFor(/^done orphan band\//, 40_000);
+      master.kill("SIGKILL");
+      const bands = () => ws[0]!.lines.filter((l) => l.startsWith("start orphan band/")).length;
+      // Expiry after 2 s, the worker's next check within 5 s: by 10 s it has stopped starting the run's units.
+      await new Promise((r) => setTimeout(r, 10_000));
+      const after10 = bands();
+      await new Promise((r) => setTimeout(r, 4_000));
+      expect(bands()).toBe(after10);
+      expect(after10).toBeLessThan(20);
+      const conn = await connect(broker.url);
+      const ch = await conn.createChannel();
+      expect((await ch.checkQueue(UNITS_QUEUE)).messageCount).toBe(0);
+      await conn.close();
+    } finally {
+      if (running(master)) master.kill("SIGKILL");
+      await stopWorkers(ws);
+    }
+    expect(existsSync(join(dir, "orphan.fits"))).toBe(false);
+  });
+
   it("units of a stack need the shared plan: a unit with a wrong checksum is refused, not computed", { timeout: 60_000 }, async () => {
     const ws = [await startWorker(broker.url)];
     const ex = await createRabbitExecutor({ url: broker.url, data: join(dir, "shared"), runId: "checksum", logger: quiet as never });

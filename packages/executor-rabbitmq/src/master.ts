@@ -30,6 +30,12 @@ export interface RabbitExecutorOptions {
   reconnectAttempts?: number;
   /** Units a stage should split into at least (so every worker has work). Default 16. */
   parallelism?: number;
+  /**
+   * Seconds after which the broker deletes this run's queues once no master consumes them (the master
+   * was killed or its machine died); workers then drop the run's remaining units instead of computing
+   * them for nobody. Longer than the reconnect window. Default 600.
+   */
+  orphanAfterSeconds?: number;
   logger?: Logger;
 }
 
@@ -54,6 +60,8 @@ export async function createRabbitExecutor(o: RabbitExecutorOptions): Promise<Ex
   if (!/^[A-Za-z0-9_-]{1,64}$/.test(runId)) throw new TileCompileError("TC_CONFIG_INVALID", { file: "tile_compile.yaml", issues: [`run id "${runId}": letters, digits, _ and - only`] });
   const store: DataStore = storeFor(o.data, o.s3);
   const window = o.window ?? 32;
+  // A run's own queues expire when unused (no master consuming) for `orphanAfterSeconds`.
+  const runQueueOptions = { durable: true, arguments: { "x-expires": Math.round(1000 * (o.orphanAfterSeconds ?? 600)) } };
   const maxAttempts = o.maxAttempts ?? MAX_ATTEMPTS;
   const log = o.logger;
   const stats: ExecutorStats = { executor: "rabbitmq", units: 0, redelivered: 0, duplicates: 0, workers: [], brokerBytes: 0, storeBytes: 0, largestMessage: 0, reconnects: 0 };
@@ -117,8 +125,8 @@ export async function createRabbitExecutor(o: RabbitExecutorOptions): Promise<Ex
           const c = await model.createConfirmChannel();
           c.on("error", (e: Error) => log?.warn(`broker channel: ${e.message}`));
           await assertTopology(c);
-          await c.assertQueue(resultsQueue(runId), { durable: true });
-          await c.assertQueue(runDeadQueue(runId), { durable: true });
+          await c.assertQueue(resultsQueue(runId), runQueueOptions);
+          await c.assertQueue(runDeadQueue(runId), runQueueOptions);
           await c.bindQueue(runDeadQueue(runId), DEAD_EXCHANGE, runId);
           await c.prefetch(256);
           await c.consume(resultsQueue(runId), onResult(c), { noAck: false });

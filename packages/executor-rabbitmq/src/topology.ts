@@ -9,7 +9,9 @@
  *   publishes there itself, with the error in `x-tc-error`, a unit whose task threw {@link MAX_ATTEMPTS}
  *   times. `tile-compile.dead` (queue, bound `#`) keeps every dead unit for inspection; each run binds its own
  *   `tile-compile.run.<id>.dead` with its run id, so the master learns of it at once.
- * - `tile-compile.run.<id>.results`: durable, the run's results (survive a broker restart).
+ * - `tile-compile.run.<id>.results`: durable, the run's results (survive a broker restart). Like the run's
+ *   dead queue it expires (`x-expires`) once no master has used it for a while: a worker that finds it
+ *   gone drops the run's remaining units (their master was killed).
  * - `tile-compile.control` (fanout): `cancel` and `done` notices to every worker (exclusive queue each).
  */
 import type { Channel } from "amqplib";

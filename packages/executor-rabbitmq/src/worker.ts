@@ -5,7 +5,7 @@
  * redelivered by the broker and done again (results are pure, so the bytes are the same).
  */
 import { hostname } from "node:os";
-import { connect, type ConfirmChannel, type ConsumeMessage } from "amqplib";
+import { connect, type Channel, type ConfirmChannel, type ConsumeMessage } from "amqplib";
 import { builtinTasks, closeCache, type Logger, type SharedRef, type Task, type TaskContext } from "@tile-compile/core";
 import { loadRecon } from "@tile-compile/recon-native";
 import { decode, encode } from "./codec.js";
@@ -44,6 +44,9 @@ export interface WorkerHandle {
 
 interface RunState { cache: Map<string, unknown>; shared: Map<string, Promise<unknown>>; abort: AbortController }
 
+/** How long a worker trusts that a run's master is alive before checking again (ms). */
+const RUN_CHECK_MS = 5000;
+
 export async function runWorker(o: WorkerOptions): Promise<WorkerHandle> {
   const name = o.name ?? `${hostname()}:${process.pid}`;
   // The kernels' thread pool is per process: a worker's units use `threads` of them.
@@ -53,6 +56,7 @@ export async function runWorker(o: WorkerOptions): Promise<WorkerHandle> {
   const log = o.logger;
   const runs = new Map<string, RunState>();
   const cancelled = new Set<string>();
+  const alive = new Map<string, { at: number; ok: Promise<boolean> }>();
   const running = new Set<Promise<void>>();
   let completed = 0, connects = 0, stopping = false;
   let ch: ConfirmChannel | undefined;
@@ -66,6 +70,7 @@ export async function runWorker(o: WorkerOptions): Promise<WorkerHandle> {
   const endRun = async (run: string, cancel: boolean) => {
     const r = runs.get(run);
     if (cancel) { cancelled.add(run); r?.abort.abort(new DOMException(`run ${run} cancelled`, "AbortError")); }
+    alive.delete(run);
     if (r) { runs.delete(run); await closeCache(r.cache); }
   };
 
@@ -79,6 +84,12 @@ export async function runWorker(o: WorkerOptions): Promise<WorkerHandle> {
       return;
     }
     if (cancelled.has(m.run)) { channel.ack(msg); return; }
+    if (!(await runAlive(m.run, m.reply))) {
+      if (!cancelled.has(m.run)) log?.warn(`run ${m.run}: its results queue is gone (the master was killed and the queue expired); its units are dropped`);
+      void endRun(m.run, true);
+      channel.ack(msg);
+      return;
+    }
     const rs = runState(m.run);
     const store = stores.for(m.store);
     const ctx: TaskContext = {
@@ -133,13 +144,31 @@ export async function runWorker(o: WorkerOptions): Promise<WorkerHandle> {
     }
   };
 
+  // Whether a run's master is still there: its results queue exists (it expires once unused). Checked on
+  // a throwaway channel (a passive declare of a missing queue closes its channel), at most every
+  // RUN_CHECK_MS per run; when the check itself fails (connection trouble) the run counts as alive.
+  let model: { createChannel(): Promise<Channel> } | undefined;
+  const runAlive = (run: string, reply: string): Promise<boolean> => {
+    const e = alive.get(run);
+    if (e && performance.now() - e.at < RUN_CHECK_MS) return e.ok;
+    const ok = (async () => {
+      let c: Channel;
+      try { c = await model!.createChannel(); } catch { return true; }
+      c.on("error", () => undefined);
+      try { await c.checkQueue(reply); return true; } catch (err) { return !/NOT_FOUND|404/.test((err as Error).message); } finally { c.close().catch(() => undefined); }
+    })();
+    alive.set(run, { at: performance.now(), ok });
+    return ok;
+  };
+
   const conn = (await connect(o.url, {
     recovery: {
       maxRetries: Infinity,
       initialMaxRetries: 30,
       calculateDelay: (a: number) => Math.min(2000, 100 * 2 ** Math.min(a, 5)),
-      async setup(model: { createConfirmChannel(): Promise<ConfirmChannel> }) {
-        const c = await model.createConfirmChannel();
+      async setup(m: { createConfirmChannel(): Promise<ConfirmChannel>; createChannel(): Promise<Channel> }) {
+        model = m;
+        const c = await m.createConfirmChannel();
         c.on("error", (e: Error) => log?.warn(`broker channel: ${e.message}`));
         await assertTopology(c);
         await c.prefetch(o.concurrency ?? 1);
