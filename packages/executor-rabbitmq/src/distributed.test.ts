@@ -247,7 +247,7 @@ describe.skipIf(!available)("executor-rabbitmq on a real broker", () => {
     await conn.close();
   });
 
-  it("a master killed with SIGKILL: its queues expire and the workers drop its remaining units instead of computing them", { timeout: 90_000 }, async () => {
+  it("a master killed with SIGKILL: its queues expire and the workers drop its remaining units instead of computing them", { timeout: 120_000 }, async () => {
     const ws = [await startWorker(broker.url, ["--delay-ms", "600"])];
     const core = new URL("../../core/dist/index.js", import.meta.url).href, self = new URL("../dist/index.js", import.meta.url).href;
     const script = `import { nativeStack } from ${JSON.stringify(core)}; import { createRabbitExecutor } from ${JSON.stringify(self)};
@@ -261,12 +261,13 @@ describe.skipIf(!available)("executor-rabbitmq on a real broker", () => {
       await ws[0]!.waitFor(/^done orphan band\//, 40_000);
       master.kill("SIGKILL");
       const bands = () => ws[0]!.lines.filter((l) => l.startsWith("start orphan band/")).length;
-      // Expiry after 2 s, the worker's next check within 5 s: by 10 s it has stopped starting the run's units.
-      await new Promise((r) => setTimeout(r, 10_000));
-      const after10 = bands();
+      // Expiry after 2 s, the worker's next check within 5 s (+ one unit): by 14 s it has stopped starting the
+      // run's units; without the check it would still be starting them (32 × 0.6 s ≈ 19 s of backlog).
+      await new Promise((r) => setTimeout(r, 14_000));
+      const after14 = bands();
       await new Promise((r) => setTimeout(r, 4_000));
-      expect(bands()).toBe(after10);
-      expect(after10).toBeLessThan(20);
+      expect(bands()).toBe(after14);
+      expect(after14).toBeLessThan(20);
       const conn = await connect(broker.url);
       const ch = await conn.createChannel();
       expect((await ch.checkQueue(UNITS_QUEUE)).messageCount).toBe(0);
