@@ -94,5 +94,5 @@ export async function createExecutor(loaded: LoadedConfig, logger: Logger): Prom
   if (!url) throw new TileCompileError("TC_CONFIG_INVALID", { file: loaded.file ?? "tile_compile.yaml", issues: ["runtime.rabbitmq.url: not set and TILE_COMPILE_BROKER is empty (amqp://user:password@host:5672)"] });
   const { createRabbitExecutor } = await import("@tile-compile/executor-rabbitmq");
   const s3 = rq.s3 ? { ...(rq.s3.endpoint ? { endpoint: rq.s3.endpoint } : {}), ...(rq.s3.region ? { region: rq.s3.region } : {}), ...(rq.s3.force_path_style !== undefined ? { forcePathStyle: rq.s3.force_path_style } : {}) } : undefined;
-  return createRabbitExecutor({ url, data: rq.data, ...(s3 ? { s3 } : {}), parallelism: rq.parallelism, window: rq.window, logger });
+  return createRabbitExecutor({ url, data: rq.data, ...(s3 ? { s3 } : {}), parallelism: rq.parallelism, window: rq.window, orphanAfterSeconds: rq.orphan_after_seconds, logger });
 }

@@ -157,6 +157,7 @@ export const configSchema = z.strictObject({
             .describe("Credentials come from the AWS environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_PROFILE), never from this file"),
           parallelism: z.number().int().positive().default(16).describe("Units a stage splits into at least (bands of rows), so every worker has work"),
           window: z.number().int().positive().default(32).describe("Units published ahead of the one the stage waits for"),
+          orphan_after_seconds: z.number().int().positive().default(600).describe("A killed master's queues are deleted after this long unused; workers then drop its units (keep it above a broker outage you want runs to survive)"),
         })
         .optional(),
     })
