@@ -15,6 +15,7 @@ import {
   TileCompileError,
   type EngineDefinition,
   type Executor,
+  type ExecutorStats,
   type LoadedConfig,
   type Logger,
   type RunEvents,
@@ -95,4 +96,9 @@ export async function createExecutor(loaded: LoadedConfig, logger: Logger): Prom
   const { createRabbitExecutor } = await import("@tile-compile/executor-rabbitmq");
   const s3 = rq.s3 ? { ...(rq.s3.endpoint ? { endpoint: rq.s3.endpoint } : {}), ...(rq.s3.region ? { region: rq.s3.region } : {}), ...(rq.s3.force_path_style !== undefined ? { forcePathStyle: rq.s3.force_path_style } : {}) } : undefined;
   return createRabbitExecutor({ url, data: rq.data, ...(s3 ? { s3 } : {}), parallelism: rq.parallelism, window: rq.window, orphanAfterSeconds: rq.orphan_after_seconds, logger });
+}
+
+/** One line on what a distributed run's executor did, printed by `run` and `reconstruct` (`stack --json` has the figures as data). */
+export function executorSummary(s: ExecutorStats): string {
+  return `executor ${s.executor}: ${s.units} units on ${s.workers.length} worker(s) (${s.workers.join(", ")}), ${s.redelivered} redelivered, ${s.reconnects} reconnect(s), ${(s.brokerBytes / 1024).toFixed(1)} KiB through the broker`;
 }

@@ -10,7 +10,7 @@ import { createRequire } from "node:module";
 import { join, relative, resolve } from "node:path";
 import { jobError, PIPELINE_STEPS, planJob, RunEvents, runJobPipeline, TileCompileError, type JobPlan, type LoadedConfig, type PipelineStep } from "@tile-compile/core";
 import { tmpdir } from "node:os";
-import { createExecutor, createRunScope, loadConfiguredEngines } from "../container.js";
+import { createExecutor, createRunScope, executorSummary, loadConfiguredEngines } from "../container.js";
 import { progressBar, stderrLogger, teeLogger, type Io } from "../output.js";
 
 const corePkg = createRequire(import.meta.url)("@tile-compile/core/package.json") as { name: string; version: string };
@@ -131,7 +131,7 @@ export async function runCommand(jobFile: string, opts: { stage?: string; dryRun
     if (res.compositionSkipped) io.out(`composition skipped: ${res.compositionSkipped}`);
     for (const s of res.stretched) io.out(`stretched → ${relative(p.base, s)} (+ PNG previews)`);
     io.out(`steps run: ${res.ran.length}, reused from an earlier run: ${res.reused.length}; run.json in ${relative(p.base, p.output!)}`);
-    if (executor) { const s = executor.stats(); io.out(`executor ${s.executor}: ${s.units} units on ${s.workers.length} worker(s) (${s.workers.join(", ")}), ${s.redelivered} redelivered, ${s.reconnects} reconnect(s), ${(s.brokerBytes / 1024).toFixed(1)} KiB through the broker`); }
+    if (executor) io.out(executorSummary(executor.stats()));
     return 0;
   } finally {
     await executor?.close().catch((e: Error) => logger.warn(`closing the executor: ${e.message}`));

@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { findFitsFiles, groupRecord, readFitsHeader, planStage, provenanceLine, RunEvents, runStage, tbqrOptionsFromConfig, TileCompileError, writeRunRecord, type LoadedConfig } from "@tile-compile/core";
 import { loadRecon } from "@tile-compile/recon-native";
-import { createExecutor, createRunScope, loadConfiguredEngines } from "../container.js";
+import { createExecutor, createRunScope, executorSummary, loadConfiguredEngines } from "../container.js";
 import { progressBar, stderrLogger, type Io } from "../output.js";
 
 export async function reconstructCommand(dirArg: string, opts: { out?: string; emergency?: boolean }, loaded: LoadedConfig, io: Io, signal: AbortSignal, cwd: string): Promise<number> {
@@ -64,7 +64,7 @@ export async function reconstructCommand(dirArg: string, opts: { out?: string; e
     io.out(`TBQR ${v.mode}: ${frames.length} frames → ${output}`);
     io.out(`  star FWHM ${v.fwhmTbqr.toFixed(2)} px vs ${v.fwhmMean.toFixed(2)} px for a plain mean (${(100 * v.fwhmImprovement).toFixed(1)} % sharper); background noise ×${v.noiseRatio.toFixed(3)}; worst tile-boundary ratio ${v.seamWorstRatio.toFixed(2)}`);
     io.out(`  artifacts: frame_metrics.csv, tile_grid.json, tile_weights.fits, validation.json in ${out}; run.json and report.html beside them`);
-    if (executor) { const s = executor.stats(); io.out(`  executor ${s.executor}: ${s.units} units on ${s.workers.length} worker(s), ${s.redelivered} redelivered, ${(s.brokerBytes / 1024).toFixed(1)} KiB through the broker`); }
+    if (executor) io.out(`  ${executorSummary(executor.stats())}`);
     return 0;
   } finally {
     await executor?.close().catch((e: Error) => logger.warn(`closing the executor: ${e.message}`));

@@ -16,6 +16,7 @@ import { readFitsImage, type FitsImage } from "../fits/reader.js";
 import { calibrateLight, defectMap, type DefectMap, type Masters } from "./apply.js";
 import { defineTask, type Executor, type WorkUnit } from "../executor/contracts.js";
 import { localExecutor } from "../executor/local.js";
+import { buildMaster } from "./masters.js";
 
 /** Input of one `calibration.light` unit: paths and flags only. */
 export interface CalibrateLightInput {
@@ -56,7 +57,6 @@ export const calibrateLightTask = defineTask("calibration.light", async (i: Cali
 
 /** Lights in flight in this process: one light's read overlaps with another's write. */
 const LIGHTS_IN_FLIGHT = 2;
-import { buildMaster } from "./masters.js";
 
 export function nativeCalibration(engine: string): CalibrationProvider {
   return {

@@ -186,21 +186,27 @@ const fromWire = (w: FrameStarsWire): FrameStars => {
   return { ...rest, stars };
 };
 
+const failed = (error: string): FrameStarsWire => ({ xy: new Float64Array(0), quality: 0, fwhm: NaN, error });
+
+/** The measurement, or a per-frame error when the frame's size differs from `size` (the first frame's). */
+function ofSize(w: FrameStarsWire, size: { width: number; height: number }): FrameStarsWire {
+  if (w.error || w.width === undefined || w.height === undefined || (w.width === size.width && w.height === size.height)) return w;
+  return failed(`its size ${w.width}×${w.height} differs from the first frame's ${size.width}×${size.height}`);
+}
+
 /** Stars of one frame, or the reason it could not be measured (a per-frame error, not a failed unit). */
-async function measureFrame(recon: ReconBackend, frame: FrameRef, signal: AbortSignal, threshold: number, size: { width: number; height: number } | undefined, image?: FitsImage): Promise<FrameStarsWire> {
+async function measureFrame(recon: ReconBackend, frame: FrameRef, signal: AbortSignal, threshold: number, image?: FitsImage): Promise<FrameStarsWire> {
   try {
-    const f = await frameStars(recon, frame, signal, threshold, image);
-    if (size && (f.size.width !== size.width || f.size.height !== size.height)) throw new Error(`its size ${f.size.width}×${f.size.height} differs from the first frame's ${size.width}×${size.height}`);
-    return toWire(f);
+    return toWire(await frameStars(recon, frame, signal, threshold, image));
   } catch (e) {
     if ((e as Error).name === "AbortError") throw e;
-    return { xy: new Float64Array(0), quality: 0, fwhm: NaN, error: (e as Error).message };
+    return failed((e as Error).message);
   }
 }
 
 /** `registration.stars`: one frame's stars, FWHM, quality and sky figures (pass 1 of `auto`). */
 export const starsTask = defineTask("registration.stars", async (i: { frame: FrameRef; threshold: number }, ctx): Promise<FrameStarsWire> =>
-  measureFrame(loadRecon(), i.frame, ctx.signal, i.threshold, undefined));
+  measureFrame(loadRecon(), i.frame, ctx.signal, i.threshold));
 
 /** Stars every frame unit of one registration shares: the reference's and, after an `auto` pass 1, every frame's. */
 interface RegistrationStars { reference: FrameStarsWire; frames: (FrameStarsWire | null)[] | null }
@@ -239,7 +245,7 @@ export const registerFrameTask = defineTask("registration.frame", async (i: Regi
   let fw: FrameStarsWire;
   try {
     img = await readFrame(i.frame, ctx.signal);
-    fw = i.isReference ? shared.reference : i.measure ? await measureFrame(recon, i.frame, ctx.signal, i.threshold, i.size, img) : shared.frames![i.index]!;
+    fw = i.isReference ? shared.reference : i.measure ? ofSize(await measureFrame(recon, i.frame, ctx.signal, i.threshold, img), i.size) : shared.frames![i.index]!;
   } catch (e) {
     if ((e as Error).name === "AbortError") throw e;
     return { entry: { input: path, error: (e as Error).message } };
@@ -311,25 +317,22 @@ async function registerWith(input: RegistrationInput, ctx: EngineContext, execut
   const sized = (w: FrameStarsWire): FrameStarsWire => {
     if (w.error || w.width === undefined || w.height === undefined) return w;
     size ??= { width: w.width, height: w.height };
-    if (w.width !== size.width || w.height !== size.height) return { xy: new Float64Array(0), quality: 0, fwhm: NaN, error: `its size ${w.width}×${w.height} differs from the first frame's ${size.width}×${size.height}` };
-    return w;
+    return ofSize(w, size);
   };
   let refIndex: number;
   let referenceReason = "";
   if (known !== undefined) {
     // Measured here and read again by its frame unit: one extra read per run.
-    found[known] = sized(await measureFrame(recon, frames[known]!, ctx.signal, threshold, undefined));
+    found[known] = sized(await measureFrame(recon, frames[known]!, ctx.signal, threshold));
     // An earlier run's reference that is no longer usable: `auto` picks the best frame instead.
     if (input.reference === "auto" && (found[known]!.error || found[known]!.xy.length < 6)) {
       found[known] = undefined;
-      size = undefined;
       known = undefined;
     }
   }
   const starCount = (w: FrameStarsWire | undefined) => (w ? w.xy.length >> 1 : 0);
-  const asFound = (w: FrameStarsWire | undefined) => ({ quality: w?.quality ?? 0, stars: { length: starCount(w) } as readonly unknown[], fwhm: w?.fwhm ?? NaN, ...(w?.trail ? { trail: true } : {}), ...(w?.error ? { error: w.error } : {}) });
   if (known !== undefined) {
-    refIndex = chooseReference({ ...input, reference: known }, frames.map((_, i) => asFound(found[i])));
+    refIndex = chooseReference({ ...input, reference: known }, frames.map((_, i) => (found[i] ? fromWire(found[i]!) : { quality: 0, stars: [] })));
     referenceReason = input.reference !== "auto" ? "registration.reference" : "the reference of the earlier run into this folder";
   } else {
     const units: WorkUnit<unknown, FrameStarsWire>[] = frames.map((frame, i) => ({ id: `stars/${i}`, task: starsTask as never, input: { frame, threshold } }));
