@@ -114,7 +114,14 @@ export async function frameStars(recon: ReconBackend, frame: FrameRef, signal: A
   const clean = cleanStars(inside);
   const fwhm = clean.fwhm * scale;
   // The maps are smooth (mesh-interpolated): every 61st value describes them as well as all of them.
-  const sampled = (m: Float32Array) => { const v: number[] = []; for (let i = 0; i < m.length; i += 61) if (Number.isFinite(m[i]!)) v.push(m[i]!); return median(v); };
+  // (A typed array sorts numerically without a comparator: 69 k values of a 2048² map in ≈ 3 ms, where
+  // an Array with a comparator took ≈ 30 ms per map.)
+  const sampled = (m: Float32Array) => {
+    const v = new Float64Array(Math.ceil(m.length / 61));
+    let n = 0;
+    for (let i = 0; i < m.length; i += 61) if (Number.isFinite(m[i]!)) v[n++] = m[i]!;
+    return median(v.subarray(0, n));
+  };
   return {
     size: { width: img.width, height: img.height }, stars: clean.stars.map((s) => ({ x: s.x * scale + offset, y: s.y * scale + offset })), fwhm, quality: clean.stars.length > 0 ? clean.stars.length / fwhm : 0,
     trail: clean.trails.length > 0, dropped: clean.dropped,
@@ -146,9 +153,9 @@ export function formatFrameName(pattern: string, index: number, input: string): 
   });
 }
 
-function median(v: number[]): number {
+function median(v: number[] | Float64Array): number {
   if (v.length === 0) return NaN;
-  const s = [...v].sort((a, b) => a - b);
+  const s = v instanceof Float64Array ? v.slice().sort() : [...v].sort((a, b) => a - b);
   const h = s.length >> 1;
   return s.length % 2 ? s[h]! : (s[h - 1]! + s[h]!) / 2;
 }

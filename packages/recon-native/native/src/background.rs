@@ -3,24 +3,48 @@
 //! between mesh centres back to full resolution (continuous, clamped at the edges).
 use crate::js::Cancel;
 use crate::par::for_chunks;
-use crate::stats::{mean_sd, median};
+use crate::stats::median;
 use std::sync::Mutex;
 
-/// Sigma-clipped median and σ of a cell: (median of kept, population σ of kept).
-pub fn clipped_median_sd(vals: &mut Vec<f64>, k: f64, iterations: usize, scratch: &mut Vec<f64>) -> (f64, f64) {
+/// Sigma-clipped median and σ of a cell: (median of kept, population σ of kept), clipping |x − c| ≤ k·σ
+/// about the median c for up to `iterations` passes (until nothing more is clipped).
+///
+/// The values are sorted once. A kept set is then a contiguous range [lo, hi) of the sorted values (|x − c|
+/// is monotone on either side of c, rounding included), so a pass moves two indices instead of copying,
+/// selecting and compacting; the mean and σ of a range come from prefix sums of d = x − p and d² about the
+/// cell's median p (deviations of the order of σ: no cancellation worth the name). At 2048² with 64-px
+/// cells this took the map from 89 to ≈ 20 ms: clipping converges slowly (each pass trims a few more
+/// noise tails), so most cells ran all ten passes of the copy-select-compact version.
+pub fn clipped_median_sd(vals: &mut [f64], k: f64, iterations: usize, prefix: &mut Vec<(f64, f64)>) -> (f64, f64) {
+    vals.sort_unstable_by(|a, b| a.total_cmp(b));
+    let vals = &*vals;
+    let mid = |lo: usize, hi: usize| -> f64 {
+        let len = hi - lo;
+        if len == 0 { f64::NAN } else if len % 2 == 1 { vals[lo + len / 2] } else { (vals[lo + len / 2 - 1] + vals[lo + len / 2]) / 2.0 }
+    };
+    let p = mid(0, vals.len());
+    prefix.clear();
+    prefix.push((0.0, 0.0));
+    let (mut s, mut q) = (0.0f64, 0.0f64);
+    for &x in vals { let d = x - p; s += d; q += d * d; prefix.push((s, q)); }
+    let prefix = &*prefix;
+    let sd = |lo: usize, hi: usize| -> f64 {
+        if hi == lo { return f64::NAN; }
+        let m = (hi - lo) as f64;
+        let mean = (prefix[hi].0 - prefix[lo].0) / m;
+        ((prefix[hi].1 - prefix[lo].1) / m - mean * mean).max(0.0).sqrt()
+    };
+    let (mut lo, mut hi) = (0usize, vals.len());
     for _ in 0..iterations {
-        if vals.len() < 3 { break; }
-        scratch.clear();
-        scratch.extend_from_slice(vals);
-        let c = median(scratch);
-        let (_, sd) = mean_sd(vals);
-        let before = vals.len();
-        vals.retain(|&x| (x - c).abs() <= k * sd);
-        if vals.len() == before { break; }
+        if hi - lo < 3 { break; }
+        let c = mid(lo, hi);
+        let t = k * sd(lo, hi);
+        let before = (lo, hi);
+        while lo < hi && !((vals[lo] - c).abs() <= t) { lo += 1; }
+        while hi > lo && !((vals[hi - 1] - c).abs() <= t) { hi -= 1; }
+        if (lo, hi) == before { break; }
     }
-    scratch.clear();
-    scratch.extend_from_slice(vals);
-    (median(scratch), mean_sd(vals).1)
+    (mid(lo, hi), sd(lo, hi))
 }
 
 /// Sampling step of a mesh cell of side m: ⌊m / 32⌋ (at least 1).
@@ -34,7 +58,7 @@ pub fn mesh(data: &[f32], w: usize, h: usize, m: usize, k: f64, iterations: usiz
     let rows: Vec<Mutex<(Vec<f64>, Vec<f64>)>> = (0..gy).map(|_| Mutex::new((vec![f64::NAN; gx], vec![f64::NAN; gx]))).collect();
     for_chunks(gy, cancel, |j| {
         let mut vals = Vec::with_capacity(m * m);
-        let mut scratch = Vec::with_capacity(m * m);
+        let mut prefix = Vec::with_capacity(m * m + 1);
         let mut row = rows[j].lock().unwrap();
         for i in 0..gx {
             vals.clear();
@@ -44,7 +68,7 @@ pub fn mesh(data: &[f32], w: usize, h: usize, m: usize, k: f64, iterations: usiz
             let step = sample_step(m);
             for y in (y0..y1).step_by(step) { for x in (x0..x1).step_by(step) { let v = data[y * w + x]; if v.is_finite() { vals.push(v as f64); } } }
             if vals.len() * 4 < (x1 - x0).div_ceil(step) * (y1 - y0).div_ceil(step) || vals.is_empty() { continue; }
-            let (b, s) = clipped_median_sd(&mut vals, k, iterations, &mut scratch);
+            let (b, s) = clipped_median_sd(&mut vals, k, iterations, &mut prefix);
             row.0[i] = b;
             row.1[i] = s;
         }

@@ -1,21 +1,39 @@
 /** Background and noise maps — twin of native/src/background.rs. */
-import { meanSd, median } from "./stats.js";
+import { median } from "./stats.js";
 
-/** Sigma-clipped (median of kept, σ of kept); `vals` holds `n` values and is compacted in place. */
-export function clippedMedianSd(vals: Float64Array, n: number, k: number, iterations: number, scratch: Float64Array): [number, number] {
+/**
+ * Sigma-clipped (median of kept, σ of kept) of `vals[0..n)` (sorted in place): the same sorted-range
+ * passes and prefix sums about the cell's median as background.rs, in the same f64 operations.
+ */
+export function clippedMedianSd(vals: Float64Array, n: number, k: number, iterations: number, prefix: Float64Array): [number, number] {
+  const v = vals.subarray(0, n).sort();
+  const mid = (lo: number, hi: number) => {
+    const len = hi - lo;
+    return len === 0 ? NaN : len % 2 === 1 ? v[lo + (len >> 1)]! : (v[lo + (len >> 1) - 1]! + v[lo + (len >> 1)]!) / 2;
+  };
+  const p = mid(0, n);
+  // prefix[2i], prefix[2i + 1]: Σ d and Σ d² of the first i sorted values, d = x − p.
+  prefix[0] = 0;
+  prefix[1] = 0;
+  let s = 0, q = 0;
+  for (let i = 0; i < n; i++) { const d = v[i]! - p; s += d; q += d * d; prefix[2 * i + 2] = s; prefix[2 * i + 3] = q; }
+  const sd = (lo: number, hi: number) => {
+    if (hi === lo) return NaN;
+    const m = hi - lo;
+    const mean = (prefix[2 * hi]! - prefix[2 * lo]!) / m;
+    return Math.sqrt(Math.max((prefix[2 * hi + 1]! - prefix[2 * lo + 1]!) / m - mean * mean, 0));
+  };
+  let lo = 0, hi = n;
   for (let it = 0; it < iterations; it++) {
-    if (n < 3) break;
-    scratch.set(vals.subarray(0, n));
-    const c = median(scratch, n);
-    const sd = meanSd(vals, n)[1];
-    let m = 0;
-    for (let i = 0; i < n; i++) if (Math.abs(vals[i]! - c) <= k * sd) vals[m++] = vals[i]!;
-    const changed = m !== n;
-    n = m;
-    if (!changed) break;
+    if (hi - lo < 3) break;
+    const c = mid(lo, hi);
+    const t = k * sd(lo, hi);
+    const l0 = lo, h0 = hi;
+    while (lo < hi && !(Math.abs(v[lo]! - c) <= t)) lo++;
+    while (hi > lo && !(Math.abs(v[hi - 1]! - c) <= t)) hi--;
+    if (lo === l0 && hi === h0) break;
   }
-  scratch.set(vals.subarray(0, n));
-  return [median(scratch, n), meanSd(vals, n)[1]];
+  return [mid(lo, hi), sd(lo, hi)];
 }
 
 export interface Mesh {
@@ -32,7 +50,7 @@ export function mesh(data: Float32Array, w: number, h: number, m: number, k: num
   const noise = new Float64Array(gx * gy).fill(NaN);
   const step = Math.max(1, Math.floor(m / 32)); // cells sampled on a sub-grid of ≈ 1024 pixels (background.rs)
   const vals = new Float64Array(m * m);
-  const scratch = new Float64Array(m * m);
+  const prefix = new Float64Array(2 * m * m + 2);
   for (let j = 0; j < gy; j++) {
     for (let i = 0; i < gx; i++) {
       const x0 = i * m, x1 = Math.min(w, (i + 1) * m), y0 = j * m, y1 = Math.min(h, (j + 1) * m);
@@ -44,7 +62,7 @@ export function mesh(data: Float32Array, w: number, h: number, m: number, k: num
         }
       }
       if (n * 4 < Math.ceil((x1 - x0) / step) * Math.ceil((y1 - y0) / step) || n === 0) continue;
-      const [b, s] = clippedMedianSd(vals, n, k, iterations, scratch);
+      const [b, s] = clippedMedianSd(vals, n, k, iterations, prefix);
       bg[j * gx + i] = b;
       noise[j * gx + i] = s;
     }
