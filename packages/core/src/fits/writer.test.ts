@@ -92,4 +92,20 @@ describe("writing FITS", () => {
     const { readFileSync } = await import("node:fs");
     expect(readFileSync(a).equals(readFileSync(b))).toBe(true);
   });
+
+  it("`consume` writes the same bytes without a copy, swapping the caller's values in place", async () => {
+    const { readFileSync } = await import("node:fs");
+    // 1.5 M values: more than one write chunk (1 M), with NaN and −0 among them.
+    const W = 1500, H = 1000;
+    const data = ramp(W, H).map((v, i) => (i % 977 === 0 ? NaN : i % 1013 === 0 ? -0 : v * 1.37 - 5));
+    const copy = Float32Array.from(data);
+    const a = join(dir, "consume_a.fits"), b = join(dir, "consume_b.fits");
+    await writeFitsImage(a, { width: W, height: H, data }, { header: source });
+    expect(Buffer.from(data.buffer).equals(Buffer.from(copy.buffer))).toBe(true); // untouched without consume
+    await writeFitsImage(b, { width: W, height: H, data }, { header: source, consume: true });
+    expect(readFileSync(a).equals(readFileSync(b))).toBe(true);
+    // The caller's values are now big-endian: swapped back they are the originals, bit for bit.
+    const back = Buffer.from(data.buffer, data.byteOffset, data.byteLength).swap32();
+    expect(back.equals(Buffer.from(copy.buffer))).toBe(true);
+  });
 });

@@ -109,8 +109,12 @@ export class FitsWriter {
     return w;
   }
 
-  /** Append pixels (physical values). Must not exceed the declared shape. */
-  async write(values: Float32Array): Promise<void> {
+  /**
+   * Append pixels (physical values). Must not exceed the declared shape. With `consume` (32-bit output
+   * only) the values are byte-swapped in place and written from their own memory, without a copy: the
+   * caller must not use them afterwards.
+   */
+  async write(values: Float32Array, consume = false): Promise<void> {
     if (this.done) throw new Error(`FitsWriter for ${this.path} is already closed`);
     if (this.written + values.length > this.total) {
       await this.abort();
@@ -118,8 +122,10 @@ export class FitsWriter {
     }
     try {
       this.signal?.throwIfAborted();
-      const buf = Buffer.allocUnsafeSlow(values.length * (this.bitpix === -32 ? 4 : 2));
-      if (this.bitpix === -32) {
+      const inPlace = consume && this.bitpix === -32;
+      const buf = inPlace ? Buffer.from(values.buffer, values.byteOffset, values.byteLength) : Buffer.allocUnsafeSlow(values.length * (this.bitpix === -32 ? 4 : 2));
+      if (inPlace) buf.swap32();
+      else if (this.bitpix === -32) {
         new Float32Array(buf.buffer, buf.byteOffset, values.length).set(values);
         buf.swap32();
       } else {
@@ -172,10 +178,10 @@ export class FitsWriter {
 }
 
 /** Write a whole image atomically. Returns the path. */
-export async function writeFitsImage(path: string, image: ImageShape & { data: Float32Array }, options: WriteOptions = {}): Promise<string> {
+export async function writeFitsImage(path: string, image: ImageShape & { data: Float32Array }, options: WriteOptions & { consume?: boolean } = {}): Promise<string> {
   const hasNaN = options.bitpix === 16 && image.data.some((v) => Number.isNaN(v));
   const w = await FitsWriter.create(path, image, { ...options, hasNaN });
   const chunk = 1 << 20;
-  for (let i = 0; i < image.data.length; i += chunk) await w.write(image.data.subarray(i, i + chunk));
+  for (let i = 0; i < image.data.length; i += chunk) await w.write(image.data.subarray(i, i + chunk), options.consume);
   return w.commit();
 }

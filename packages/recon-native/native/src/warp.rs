@@ -64,8 +64,17 @@ fn row<K: Kernel>(src: &[f32], sw: usize, sh: usize, hm: &[f64; 9], y: usize, ou
     // Bilinear: four output pixels per step (AVX2) where all four are interior and finite.
     #[cfg(target_arch = "x86_64")]
     let vec_bilinear = K::N == 2 && crate::simd::has_avx2() && sw * sh < (i32::MAX as usize) - sw;
+    #[cfg(target_arch = "x86_64")]
+    let quad_lanczos = K::N == 6 && crate::simd::has_avx2() && sw < (i32::MAX as usize) && sh < (i32::MAX as usize);
+    #[cfg(target_arch = "x86_64")]
+    let table = if quad_lanczos { lanczos_table() } else { &[] };
     for x in 0..dwidth {
         if skip > 0 { skip -= 1; continue; }
+        #[cfg(target_arch = "x86_64")]
+        if quad_lanczos && x + 4 <= dwidth {
+            // SAFETY: AVX2+FMA checked; lanczos4 reads src only for interior taps and writes out[x..x + 4].
+            if unsafe { lanczos4(src, sw, sh, hm, affine, x, yf, table, &mut out[x..x + 4]) } { skip = 3; continue; }
+        }
         #[cfg(target_arch = "x86_64")]
         if vec_bilinear && x % 4 == 0 && x + 4 <= dwidth {
             // SAFETY: AVX2 checked; bilinear4 reads src only after checking all four taps are inside,
@@ -174,6 +183,75 @@ unsafe fn bilinear4(src: &[f32], sw: usize, sh: usize, hm: &[f64; 9], affine: bo
     let abs = _mm256_andnot_pd(_mm256_set1_pd(-0.0), acc);
     if _mm256_movemask_pd(_mm256_cmp_pd(abs, _mm256_set1_pd(f64::INFINITY), _CMP_LT_OQ)) != 0xF { return false; }
     _mm_storeu_ps(out, _mm256_cvtpd_ps(acc));
+    true
+}
+
+/// Lanczos-3 for output pixels x..x + 4 of row y: the same sample points, table weights and tap
+/// arithmetic as the one-pixel path (so the same bits). The sample points, floors, phases and the
+/// interior test are computed for the four pixels in AVX2 lanes (the expressions of the scalar path, no
+/// FMA), then the four pixels' taps run as four interleaved FMA chains. One pixel's 36 taps are a chain
+/// of dependent FMAs and its set-up is some 30 scalar instructions; four at a time keep the FMA units
+/// busy (2048² frame, one thread: 69 → 33 ms, output bit-identical). Returns false, writing nothing,
+/// unless all four pixels are interior with finite results.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn lanczos4(src: &[f32], sw: usize, sh: usize, hm: &[f64; 9], affine: bool, x: usize, yf: f64, table: &[[f64; 6]], out: &mut [f32]) -> bool {
+    use std::arch::x86_64::*;
+    let xf = _mm256_add_pd(_mm256_set1_pd(x as f64), _mm256_set_pd(3.0, 2.0, 1.0, 0.0));
+    // u = (h0·x + h1·y) + h2 as in the scalar expression (left to right, no FMA).
+    let lin = |a: f64, b: f64, c: f64| _mm256_add_pd(_mm256_add_pd(_mm256_mul_pd(_mm256_set1_pd(a), xf), _mm256_set1_pd(b * yf)), _mm256_set1_pd(c));
+    let (mut u, mut v) = (lin(hm[0], hm[1], hm[2]), lin(hm[3], hm[4], hm[5]));
+    if !affine {
+        let sv = lin(hm[6], hm[7], hm[8]);
+        u = _mm256_div_pd(u, sv);
+        v = _mm256_div_pd(v, sv);
+    }
+    let (u0, v0) = (_mm256_round_pd(u, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC), _mm256_round_pd(v, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC));
+    // Interior: the 6 taps u0 − 2 … u0 + 3 inside [0, sw − 1] (same for v). This implies the scalar
+    // path's footprint test (−ε ≤ u ≤ sw − 1 + ε); NaN fails every compare.
+    let ok = _mm256_and_pd(
+        _mm256_and_pd(_mm256_cmp_pd(u0, _mm256_set1_pd(2.0), _CMP_GE_OQ), _mm256_cmp_pd(v0, _mm256_set1_pd(2.0), _CMP_GE_OQ)),
+        _mm256_and_pd(_mm256_cmp_pd(u0, _mm256_set1_pd(sw as f64 - 4.0), _CMP_LE_OQ), _mm256_cmp_pd(v0, _mm256_set1_pd(sh as f64 - 4.0), _CMP_LE_OQ)),
+    );
+    if _mm256_movemask_pd(ok) != 0xF { return false; }
+    // Table phase ((u − u0)·PHASES + 0.5) truncated, as the scalar `as usize` (positive, small).
+    let ph = |f: __m256d| {
+        let t = _mm256_cvttpd_epi32(_mm256_add_pd(_mm256_mul_pd(f, _mm256_set1_pd(PHASES as f64)), _mm256_set1_pd(0.5)));
+        let mut a = [0i32; 4];
+        _mm_storeu_si128(a.as_mut_ptr() as *mut __m128i, t);
+        a
+    };
+    let (pu, pv) = (ph(_mm256_sub_pd(u, u0)), ph(_mm256_sub_pd(v, v0)));
+    let (mut xs, mut ys) = ([0i32; 4], [0i32; 4]);
+    _mm_storeu_si128(xs.as_mut_ptr() as *mut __m128i, _mm256_cvttpd_epi32(u0));
+    _mm_storeu_si128(ys.as_mut_ptr() as *mut __m128i, _mm256_cvttpd_epi32(v0));
+    let mut lo = [_mm256_setzero_pd(); 4];
+    let mut hi = [_mm_setzero_pd(); 4];
+    let mut base = [std::ptr::null::<f32>(); 4];
+    let mut wy = [&table[0]; 4];
+    for k in 0..4 {
+        base[k] = src.as_ptr().add((ys[k] as usize - 2) * sw + xs[k] as usize - 2);
+        wy[k] = &table[pv[k] as usize];
+    }
+    for j in 0..6 {
+        for k in 0..4 {
+            let p = base[k].add(j * sw);
+            let w = _mm256_set1_pd(wy[k][j]);
+            lo[k] = _mm256_fmadd_pd(w, _mm256_cvtps_pd(_mm_loadu_ps(p)), lo[k]);
+            hi[k] = _mm_fmadd_pd(_mm256_castpd256_pd128(w), _mm_cvtps_pd(_mm_castpd_ps(_mm_load_sd(p.add(4) as *const f64))), hi[k]);
+        }
+    }
+    let mut r = [0.0f64; 4];
+    for k in 0..4 {
+        let wx = &table[pu[k] as usize];
+        let s4 = _mm256_mul_pd(lo[k], _mm256_loadu_pd(wx.as_ptr()));
+        let s2 = _mm_add_pd(_mm256_castpd256_pd128(s4), _mm256_extractf128_pd(s4, 1));
+        let s2 = _mm_fmadd_pd(hi[k], _mm_loadu_pd(wx.as_ptr().add(4)), s2);
+        r[k] = _mm_cvtsd_f64(_mm_add_sd(s2, _mm_unpackhi_pd(s2, s2)));
+        if !r[k].is_finite() { return false; }
+    }
+    for k in 0..4 { out[k] = r[k] as f32; }
     true
 }
 
