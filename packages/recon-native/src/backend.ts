@@ -105,8 +105,9 @@ export class Backend implements ReconBackend {
     const it = o.iterations ?? 10;
     // Every value is written by the kernel: malloc-recycled memory rather than fresh zeroed pages (two
     // 16 MB maps per 2048² frame otherwise cost their page faults on every call).
-    const background = uninitialised(p.data.length);
-    const noise = uninitialised(p.data.length);
+    if (o.out && (o.out.background.length !== p.data.length || o.out.noise.length !== p.data.length || o.out.background.buffer === o.out.noise.buffer)) throw invalid("out", "needs two distinct planes of the plane's size");
+    const background = o.out?.background ?? uninitialised(p.data.length);
+    const noise = o.out?.noise ?? uninitialised(p.data.length);
     const cells = await call("backgroundMap", o.signal, (c) => this.k.backgroundMap(p.data, p.width, p.height, mesh, finite(o.clipSigma ?? 3, "clipSigma"), it, background, noise, c));
     return { background, noise, cells };
   }

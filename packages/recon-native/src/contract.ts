@@ -59,6 +59,8 @@ export interface BackgroundOptions extends KernelOptions {
   clipSigma?: number;
   /** Clipping passes per cell, stopping early when nothing changes (default 10). */
   iterations?: number;
+  /** Planes of the plane's size to write the maps into (reused buffers); by default they are allocated. */
+  out?: { background: Float32Array; noise: Float32Array };
 }
 
 /** One detected star. Coordinates are 0-based with pixel centres at integers. */

@@ -135,11 +135,11 @@ export async function readFitsHeader(path: string): Promise<FitsHeaderSummary> {
 }
 
 /** Read a whole image (all channels) into memory. */
-export async function readFitsImage(path: string, options: OpenOptions & { hdu?: number } = {}): Promise<FitsImage> {
+export async function readFitsImage(path: string, options: OpenOptions & { hdu?: number; out?: (length: number) => Float32Array } = {}): Promise<FitsImage> {
   const f = await FitsFile.open(path);
   try {
     const r = await f.image(options.hdu);
-    const data = await r.readAll(options);
+    const data = await r.readAll({ signal: options.signal, out: options.out?.(r.width * r.height * r.channels) });
     return { width: r.width, height: r.height, channels: r.channels, data, header: r.header };
   } finally {
     await f.close();
@@ -226,12 +226,13 @@ export class FitsImageReader {
   }
 
   /** All channels, plane-major. */
-  async readAll(options: OpenOptions = {}): Promise<Float32Array> {
+  async readAll(options: OpenOptions & { out?: Float32Array } = {}): Promise<Float32Array> {
     const n = this.width * this.height;
+    if (options.out && options.out.length !== n * this.channels) throw new RangeError(`readAll: out holds ${options.out.length} values, the image ${n * this.channels}`);
     // Every value is written below, so the zero fill of `new Float32Array` is wasted work; worse, a fresh
     // zeroed 8 MB block costs page faults on every frame (measured: more than the whole file read).
     // Buffer.allocUnsafeSlow memory comes from malloc, which recycles it between frames.
-    const out = new Float32Array(Buffer.allocUnsafeSlow(4 * n * this.channels).buffer, 0, n * this.channels);
+    const out = options.out ?? new Float32Array(Buffer.allocUnsafeSlow(4 * n * this.channels).buffer, 0, n * this.channels);
     // Read in bands of ≤ 16 MB so a cancel is noticed and no second full-size buffer is held.
     const rowsPerBand = Math.max(1, Math.floor((16 << 20) / (this.width * bytesPerPixel(this.bitpix))));
     for (let c = 0; c < this.channels; c++) {

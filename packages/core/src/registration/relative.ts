@@ -29,6 +29,7 @@ import { mkdir } from "node:fs/promises";
 import { basename, extname, join, resolve } from "node:path";
 import { loadRecon, type BayerPattern, type Plane, type ReconBackend } from "@tile-compile/recon-native";
 import { TileCompileError } from "../errors/index.js";
+import { PlanePool } from "../util/planes.js";
 import { readFitsImage, type FitsImage } from "../fits/reader.js";
 import { writeFitsImage } from "../fits/writer.js";
 import type { EngineContext, FrameRef, RegisteredFrame, RegistrationInput, RegistrationResult } from "../kernel/contracts.js";
@@ -102,10 +103,10 @@ export async function detectionPlane(recon: ReconBackend, img: FitsImage, signal
  * Q = star count / median FWHM, as used to pick a reference.
  */
 export async function frameStars(recon: ReconBackend, frame: FrameRef, signal: AbortSignal, threshold = 5, image?: FitsImage): Promise<FrameStars & { size: { width: number; height: number } }> {
-  const img = image ?? (await readFrame(frame, signal));
+  const img = image ?? (await readFrame(frame, signal, true));
   const { plane, scale, offset } = await detectionPlane(recon, img, signal);
   // An 11×11 measuring box (radius 5): on the M 94 frames it gave less centroid noise than 15×15.
-  const background = await recon.backgroundMap(plane, { signal });
+  const background = await recon.backgroundMap(plane, { signal, out: { background: planes.take(plane.data.length), noise: planes.take(plane.data.length) } });
   const list = await recon.detectStars(plane, { threshold, radius: 5, maxStars: 800, signal, background });
   // Trails, elongated and extended detections are not stars (clean.ts); the FWHM is of the stars only.
   // A star whose measuring box the frame edge cuts has a centroid pulled inwards (by 2.5 px for one
@@ -123,10 +124,13 @@ export async function frameStars(recon: ReconBackend, frame: FrameRef, signal: A
     for (let i = 0; i < m.length; i += 997) if (Number.isFinite(m[i]!)) v[n++] = m[i]!;
     return median(v.subarray(0, n));
   };
+  const sky = { background: sampled(background.background), noise: sampled(background.noise) };
+  planes.give(background.background, background.noise);
+  if (!image) planes.give(img.data);
   return {
     size: { width: img.width, height: img.height }, stars: clean.stars.map((s) => ({ x: s.x * scale + offset, y: s.y * scale + offset })), fwhm, quality: clean.stars.length > 0 ? clean.stars.length / fwhm : 0,
     trail: clean.trails.length > 0, dropped: clean.dropped,
-    roundness: clean.roundness, background: sampled(background.background), noise: sampled(background.noise), detected: list.count,
+    roundness: clean.roundness, ...sky, detected: list.count,
   };
 }
 
@@ -142,8 +146,8 @@ export function frameMetrics(f: FrameStars): Pick<RegisteredFrame, "fwhmPx" | "r
 }
 
 /** Read a frame (its HDU, if the reference names one). */
-export function readFrame(frame: FrameRef, signal: AbortSignal): Promise<FitsImage> {
-  return readFitsImage(frame.path, { signal, ...(frame.hdu !== undefined ? { hdu: frame.hdu } : {}) });
+export function readFrame(frame: FrameRef, signal: AbortSignal, pooled = false): Promise<FitsImage> {
+  return readFitsImage(frame.path, { signal, ...(frame.hdu !== undefined ? { hdu: frame.hdu } : {}), ...(pooled ? { out: (n: number) => planes.take(n) } : {}) });
 }
 
 /** `reg_{index:05d}.fit` → `reg_00007.fit`; `{name}` is the input file name without extension. */
@@ -252,7 +256,7 @@ export const registerFrameTask = defineTask("registration.frame", async (i: Regi
   let img: FitsImage;
   let fw: FrameStarsWire;
   try {
-    img = await readFrame(i.frame, ctx.signal);
+    img = await readFrame(i.frame, ctx.signal, true);
     fw = i.isReference ? shared.reference : i.measure ? ofSize(await measureFrame(recon, i.frame, ctx.signal, i.threshold, img), i.size) : shared.frames![i.index]!;
   } catch (e) {
     if ((e as Error).name === "AbortError") throw e;
@@ -288,6 +292,7 @@ export const registerFrameTask = defineTask("registration.frame", async (i: Regi
     if ((e as Error).name === "AbortError") throw e;
     return { entry: { input: path, error: (e as Error).message } };
   }
+  planes.give(img.data); // warped and written: nothing reads it any more
   return { entry: { input: path, output: i.output, matrix, rmsPx, medianPx, stars, ...frameMetrics(f) } };
 });
 
@@ -297,6 +302,9 @@ export const registerFrameTask = defineTask("registration.frame", async (i: Regi
  * 2048², 2 cores: 2 in flight ≈ 123 ms/frame, 3 ≈ 99 ms/frame with the other changes of that commit; 4 was no better than 3).
  */
 const FRAMES_IN_FLIGHT = 3;
+
+/** Whole-frame planes reused from frame to frame (decoded frame, sky maps, warped frame): see PlanePool. */
+const planes = new PlanePool();
 
 export async function registerRelative(input: RegistrationInput, ctx: EngineContext): Promise<RegistrationResult> {
   const opts = input.options as RelativeOptions;
@@ -424,19 +432,20 @@ export async function warpOntoReference(recon: ReconBackend, frame: FrameRef, ma
   const inverse = invert(matrix);
   if (!inverse) throw new Error("the fitted transform is singular");
   const img = o.image ?? (await readFrame(frame, o.signal));
-  const planes = await colourPlanes(recon, img, o.signal);
+  const colour = await colourPlanes(recon, img, o.signal);
   const n = img.width * img.height;
   // Every value is written by the warp: malloc-recycled memory instead of a fresh zeroed 16 MB per frame
   // (its page faults cost more than the write of the frame).
-  const data = new Float32Array(Buffer.allocUnsafeSlow(4 * n * planes.length).buffer, 0, n * planes.length);
-  for (let c = 0; c < planes.length; c++) {
-    await recon.warp({ data: planes[c]!, width: img.width, height: img.height }, inverse, { interpolation: o.interpolation, signal: o.signal, out: data.subarray(c * n, (c + 1) * n) });
+  const data = planes.take(n * colour.length);
+  for (let c = 0; c < colour.length; c++) {
+    await recon.warp({ data: colour[c]!, width: img.width, height: img.height }, inverse, { interpolation: o.interpolation, signal: o.signal, out: data.subarray(c * n, (c + 1) * n) });
   }
   const header = img.header.withoutStructure();
-  if (planes.length === 3 && bayerOf(img)) for (const k of ["BAYERPAT", "XBAYROFF", "YBAYROFF"]) header.delete(k);
+  if (colour.length === 3 && bayerOf(img)) for (const k of ["BAYERPAT", "XBAYROFF", "YBAYROFF"]) header.delete(k);
   for (const [k, [v, comment]] of Object.entries(o.keywords)) header.set(k, v, comment);
   // `data` is ours alone: the writer byte-swaps it in place instead of copying 16 MB per frame.
-  const written = writeFitsImage(o.output, { width: img.width, height: img.height, channels: planes.length, data }, { header, history: o.history, signal: o.signal, consume: true }).then(() => undefined);
+  // Back to the pool once written (only then: the write reads it until it resolves).
+  const written = writeFitsImage(o.output, { width: img.width, height: img.height, channels: colour.length, data }, { header, history: o.history, signal: o.signal, consume: true }).then(() => planes.give(data));
   if (o.deferWrite) {
     written.catch(() => undefined); // the caller awaits it
     return { written };
