@@ -19,6 +19,10 @@ import { FitsFile, readFitsImage } from "../fits/reader.js";
 import { defineTask, type SharedRef } from "../executor/contracts.js";
 import { readBand } from "../executor/cache.js";
 import { fitSkySurface, median, skyRow } from "./math.js";
+import { PlanePool } from "../util/planes.js";
+
+/** Frame planes reused from one pass-A unit to the next (see PlanePool). */
+const planes = new PlanePool();
 
 function fail(file: string, reason: string, hint?: string): never {
   throw new TileCompileError("TC_INPUT_INVALID", { input: file, reason, ...(hint ? { hint } : {}) });
@@ -57,7 +61,9 @@ export const frameMetricsTask = defineTask("tbqr.frame-metrics", async (i: { pat
   const recon = loadRecon();
   const sig = ctx.signal;
   const tiles = await ctx.shared<TileRect[]>(i.tiles);
-  const img = await readFitsImage(i.path, { signal: sig });
+  // The frame is read into a pooled plane and normalised in place (y = raw/B_f needs no second plane):
+  // 8 MB of fresh ArrayBuffers per 1024² frame kept V8's collector busy through pass A.
+  const img = await readFitsImage(i.path, { signal: sig, out: (len) => planes.take(len) });
   const { width: W, height: H, channels: C } = img;
   const n = W * H;
   const out: ChannelMetrics[] = [];
@@ -73,7 +79,7 @@ export const frameMetricsTask = defineTask("tbqr.frame-metrics", async (i: { pat
     // 20–50 % of the range.
     if (st.median > 0 && p9999! > 0 && st.median / p9999! > 0.2 && p9999! <= 1.5) fail(i.path, `looks stretched (median ${st.median.toFixed(3)} at ${((100 * st.median) / p9999!).toFixed(0)} % of the 99.99th percentile); TBQR needs linear data`);
     const b = st.median;
-    const norm = new Float32Array(n);
+    const norm = plane; // y = raw/B_f, in place: the raw values are not used again
     const inv = 1 / Math.max(b, i.epsilon);
     for (let p = 0; p < n; p++) norm[p] = plane[p]! * inv;
     const m = await recon.tileMetrics({ data: norm, width: W, height: H }, tiles, { signal: sig });
@@ -86,6 +92,7 @@ export const frameMetricsTask = defineTask("tbqr.frame-metrics", async (i: { pat
       tiles: { fwhm: f64(m.fwhm), roundness: f64(m.roundness), contrast: f64(m.contrast), stars: f64(m.starCount), eOverSigma: f64(m.energyOverNoise), background: f64(m.background), noise: f64(m.noise) },
     });
   }
+  planes.give(img.data);
   return out;
 });
 
@@ -140,12 +147,15 @@ export const bandTask = defineTask("tbqr.band", async (i: { plan: SharedRef; c: 
   ctx.signal.throwIfAborted();
   // Clip statistics of d over frames, in frame order. d is formed from y rounded to f32 (pass A's y).
   const s1 = new Float64Array(len), s2 = new Float64Array(len), sn = new Uint32Array(len);
+  // u = x/W − 0.5 per column, once per band (the same values the per-pixel expression gave).
+  const U = new Float64Array(W);
+  for (let x = 0; x < W; x++) U[x] = x / W - 0.5;
   for (let f = 0; f < N; f++) {
     const v = views[f]!, inv = 1 / Math.max(ch.background[f]!, plan.epsilon), surf = ch.sky.subarray(6 * f, 6 * f + 6);
     for (let r = 0, p = 0; r < i.rows; r++) {
       const [a0, a1, a2] = skyRow(surf as unknown as number[], (i.y0 + r) / H - 0.5);
       for (let x = 0; x < W; x++, p++) {
-        const u = x / W - 0.5;
+        const u = U[x]!;
         const d = Math.fround(v[p]! * inv) - (a0 + a1 * u + a2 * u * u);
         if (d - d === 0) { s1[p] = s1[p]! + d; s2[p] = s2[p]! + d * d; sn[p] = sn[p]! + 1; }
       }
@@ -162,7 +172,8 @@ export const bandTask = defineTask("tbqr.band", async (i: { plan: SharedRef; c: 
   const wxA = axisWindow(tw), wyA = axisWindow(th);
   const sx = new Float64Array(W);
   for (const x0 of xs0) for (let k = 0; k < tw; k++) sx[x0 + k] = sx[x0 + k]! + wxA[k]!;
-  const rowsOf = (y: number) => ys0.flatMap((s0, iy) => (y >= s0 && y < s0 + th ? [[iy, wyA[y - s0]!] as [number, number]] : []));
+  // Each row's covering tile rows and their window weights: the same for every frame, so once per band.
+  const covOf = Array.from({ length: i.rows }, (_, r) => { const y = i.y0 + r; return ys0.flatMap((s0, iy) => (y >= s0 && y < s0 + th ? [[iy, wyA[y - s0]!] as [number, number]] : [])); });
   const acc = new Float64Array(len), wsum = new Float64Array(len), macc = new Float64Array(len), mcnt = new Float64Array(len), racc = new Float64Array(len), rcnt = new Float64Array(len);
   const rowA = new Float64Array(tx), wrow = new Float64Array(W);
   for (let f = 0; f < N; f++) {
@@ -171,7 +182,7 @@ export const bandTask = defineTask("tbqr.band", async (i: { plan: SharedRef; c: 
     const af = ch.fractions.subarray(f * T, (f + 1) * T), sc = ch.fluxScale[f]!, invB = 1 / Math.max(ch.background[f]!, plan.epsilon), surf = ch.sky.subarray(6 * f, 6 * f + 6) as unknown as number[];
     for (let r = 0; r < i.rows; r++) {
       const y = i.y0 + r;
-      const cov = rowsOf(y);
+      const cov = covOf[r]!;
       rowA.fill(0);
       let sy = 0;
       for (const [iy, wy] of cov) { sy += wy; for (let ix = 0; ix < tx; ix++) rowA[ix] = rowA[ix]! + wy * af[iy * tx + ix]!; }
@@ -188,7 +199,7 @@ export const bandTask = defineTask("tbqr.band", async (i: { plan: SharedRef; c: 
         const raw = plane[p]!;
         if (raw !== raw) continue;
         racc[p] = racc[p]! + raw; rcnt[p] = rcnt[p]! + 1;
-        const u = xx / W - 0.5;
+        const u = U[xx]!;
         const d = raw * invB - (a0 + a1 * u + a2 * u * u);
         const v = d * sc;
         macc[p] = macc[p]! + v; mcnt[p] = mcnt[p]! + 1;
@@ -203,7 +214,7 @@ export const bandTask = defineTask("tbqr.band", async (i: { plan: SharedRef; c: 
   for (let r = 0, p = 0; r < i.rows; r++) {
     const [a0, a1, a2] = skyRow(ch.skyMean, (i.y0 + r) / H - 0.5);
     for (let xx = 0; xx < W; xx++, p++) {
-      const u = xx / W - 0.5, sky = a0 + a1 * u + a2 * u * u;
+      const u = U[xx]!, sky = a0 + a1 * u + a2 * u * u;
       const m = mcnt[p]! > 0 ? macc[p]! / mcnt[p]! : NaN;
       out[p] = sky + (wsum[p]! > 0 ? acc[p]! / wsum[p]! : m) * ch.restore;
       plain[p] = rcnt[p]! > 0 ? racc[p]! / rcnt[p]! : NaN;
