@@ -9,7 +9,7 @@ import {
   BAYER_CODES, INTERPOLATION_CODES, REJECTION_CODES, STAR_FIELDS, TILE_FIELDS,
   type BackgroundMap, type BackgroundOptions, type CombineOptions, type CombineResult, type DebayerOptions, type KernelOptions,
   type Matrix3, type OverlapCanvas, type OverlapTile, type Plane, type ReconBackend, type ReconBackendKind, type RgbPlanes,
-  type RobustStats, type RobustStatsOptions, type Star, type StarDetectionOptions, type StarList, type TileMetrics, type TileRect, type WarpOptions,
+  type RobustStats, type RobustStatsOptions, type Star, type StarDetectionOptions, type StarList, type TbqrBandInput, type TileMetrics, type TileRect, type WarpOptions,
 } from "./contract.js";
 import type { RawKernels } from "./raw.js";
 
@@ -224,6 +224,28 @@ export class Backend implements ReconBackend {
       weights[i] = w;
     });
     await call("overlapAdd", o.signal, (c) => this.k.overlapAdd(canvas.sum, canvas.weightSum, canvas.width, canvas.height, tiles.map((t) => t.data), rects, weights, window ?? null, c));
+  }
+
+  async tbqrBand(b: TbqrBandInput, o: KernelOptions = {}): Promise<{ out: Float32Array; plain: Float32Array }> {
+    const len = positiveInt(b.width, "width") * positiveInt(b.rows, "rows");
+    const n = b.frames.length;
+    if (n === 0) throw invalid("frames", "is empty");
+    b.frames.forEach((f, k) => { if (!(f instanceof Float32Array) || f.length !== len) throw invalid(`frames[${k}]`, `must be a Float32Array of ${b.width}×${b.rows} values`); });
+    if (b.inv.length !== n || b.scale.length !== n) throw invalid("inv", "inv and scale need one value per frame");
+    if (b.sky.length !== 3 * n * b.rows) throw invalid("sky", `needs 3 values per frame and row (${3 * n * b.rows}), has ${b.sky.length}`);
+    if (b.skyMean.length !== 3 * b.rows) throw invalid("skyMean", "needs 3 values per row");
+    if (b.u.length !== b.width || b.sx.length !== b.width) throw invalid("u", "u and sx need one value per column");
+    if (b.wx.length !== positiveInt(b.tileWidth, "tileWidth")) throw invalid("wx", "needs one value per tile column");
+    if (b.xs0.length === 0 || b.fractions.length % n !== 0 || b.fractions.length / n < b.xs0.length) throw invalid("fractions", "needs N × tiles values");
+    if (![...b.xs0].every((x) => x >= 0 && x + b.tileWidth <= b.width)) throw invalid("xs0", "a tile reaches past the band");
+    const tiles = b.fractions.length / n;
+    if (b.covStart.length !== b.rows + 1 || b.covIy.length !== b.covWy.length || b.covStart[0] !== 0 || b.covStart[b.rows] !== b.covIy.length) throw invalid("covStart", "must rise from 0 to the coverage length, one offset per row and one more");
+    for (let r = 0; r < b.rows; r++) if (b.covStart[r]! > b.covStart[r + 1]!) throw invalid("covStart", "must not decrease");
+    if (![...b.covIy].every((iy) => iy >= 0 && (iy + 1) * b.xs0.length <= tiles)) throw invalid("covIy", "a tile row outside the grid");
+    const out = uninitialised(len), plain = uninitialised(len);
+    await call("tbqrBand", o.signal, (c) => this.k.tbqrBand(b.frames, b.width, b.rows, b.inv, b.scale, b.sky, b.skyMean, finite(b.restore, "restore"), b.u, finite(b.clip.low, "clip.low"), finite(b.clip.high, "clip.high"),
+      b.fractions, b.xs0, b.tileWidth, b.wx, b.sx, b.covStart, b.covIy, b.covWy, out, plain, c));
+    return { out, plain };
   }
 
   async normalizeOverlap(canvas: OverlapCanvas, o: KernelOptions & { epsilon?: number } = {}): Promise<Float32Array> {

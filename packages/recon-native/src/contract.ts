@@ -202,6 +202,41 @@ export interface OverlapTile extends TileRect {
   weight?: number;
 }
 
+/**
+ * One band of TBQR's pass B (core's `tbqr.band` unit): rows [y0, y0 + rows) of one channel of every
+ * frame, already read, and what the reconstruction decided for them. The method is described in
+ * core/src/tbqr/units.ts; per pixel every sum takes the frames in their order.
+ */
+export interface TbqrBandInput {
+  /** The band of each frame (rows × width values, raw ADU). */
+  frames: Float32Array[];
+  width: number;
+  rows: number;
+  /** Per frame: 1 / max(B_f, ε) and the photometric scale s_f. */
+  inv: Float64Array;
+  scale: Float64Array;
+  /** Per frame and row: the frame's sky surface row coefficients (a0, a1, a2), frame-major (N × rows × 3). */
+  sky: Float64Array;
+  /** Per row: the plain mean's sky row coefficients (rows × 3); and the star-scale restore factor. */
+  skyMean: Float64Array;
+  restore: number;
+  /** u = x/W − 0.5 per column. */
+  u: Float64Array;
+  /** Clip thresholds k_low, k_high (in sample σ of d over the frames). */
+  clip: { low: number; high: number };
+  /** W_ft/D_t, frame-major (N × tiles, tiles row-major over the grid). */
+  fractions: Float64Array;
+  /** Tile column starts, tile width, the column window and its sum over the grid per image column. */
+  xs0: Int32Array;
+  tileWidth: number;
+  wx: Float64Array;
+  sx: Float64Array;
+  /** Per row r: the covering tile rows covIy[covStart[r]..covStart[r + 1]) and their window weights covWy. */
+  covStart: Int32Array;
+  covIy: Int32Array;
+  covWy: Float64Array;
+}
+
 /** Both backends implement exactly this. */
 export interface ReconBackend {
   readonly kind: ReconBackendKind;
@@ -230,6 +265,8 @@ export interface ReconBackend {
   overlapAdd(canvas: OverlapCanvas, tiles: readonly OverlapTile[], window?: Float32Array, options?: KernelOptions): Promise<void>;
   /** Σ/weights per pixel; NaN where the weight sum ≤ epsilon (default 1e-6). */
   normalizeOverlap(canvas: OverlapCanvas, options?: KernelOptions & { epsilon?: number }): Promise<Float32Array>;
+  /** TBQR pass B for one band: the reconstruction (before photometric calibration) and the plain mean of the raw frames. */
+  tbqrBand(input: TbqrBandInput, options?: KernelOptions): Promise<{ out: Float32Array; plain: Float32Array }>;
 }
 
 export const STAR_FIELDS = 8;

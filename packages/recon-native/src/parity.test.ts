@@ -218,3 +218,58 @@ d("native results do not depend on the thread count", () => {
     }
   });
 });
+
+/** A TBQR band with NaN pixels, cosmic outliers, sky surfaces per frame and a 3 × 2 tile grid. */
+function tbqrBandCase(seed: number) {
+  const r = rng(seed);
+  const W = 57, rows = 9, N = 11, tw = 24, xs0 = Int32Array.from([0, 16, 33]), ty = 2;
+  const frames = Array.from({ length: N }, (_, f) => Float32Array.from({ length: W * rows }, (_, p) => {
+    if ((p * 7 + f) % 97 === 0) return NaN;
+    const v = 1000 + 40 * f + 25 * (r() - 0.5) + (p % 13 === 0 ? 300 : 0);
+    return (p + f) % 53 === 0 ? v + 5000 : v; // cosmics the clip must drop
+  }));
+  const wx = Float64Array.from({ length: tw }, (_, i) => Math.sin((Math.PI * (i + 0.5)) / tw) ** 2);
+  const sx = new Float64Array(W);
+  for (const x0 of xs0) for (let k = 0; k < tw; k++) sx[x0 + k] = sx[x0 + k]! + wx[k]!;
+  const covStart = Int32Array.from({ length: rows + 1 }, (_, k) => Math.min(k, 6) + Math.max(0, k - 6) * 2);
+  const covIy = Int32Array.from({ length: covStart[rows]! }, (_, k) => (k < 6 ? 0 : k % 2));
+  const covWy = Float64Array.from({ length: covIy.length }, () => 0.1 + r());
+  return {
+    frames, width: W, rows, inv: Float64Array.from({ length: N }, (_, f) => 1 / (1000 + 40 * f)), scale: Float64Array.from({ length: N }, () => 0.9 + 0.2 * r()),
+    sky: Float64Array.from({ length: 3 * N * rows }, () => 1 + 0.01 * (r() - 0.5)), skyMean: Float64Array.from({ length: 3 * rows }, () => 1000 * (1 + 0.01 * r())), restore: 1000,
+    u: Float64Array.from({ length: W }, (_, x) => x / W - 0.5), clip: { low: 3, high: 3 },
+    fractions: Float64Array.from({ length: N * xs0.length * ty }, () => r() / N), xs0, tileWidth: tw, wx, sx, covStart, covIy, covWy,
+  };
+}
+
+d("TBQR pass B band kernel", () => {
+  const nat = native as ReconBackend;
+  it("native ≡ js bit for bit, and 1 thread ≡ 4 threads", async () => {
+    for (const seed of [1, 2, 3]) {
+      const b = tbqrBandCase(seed);
+      const a = await nat.tbqrBand(b), t = await js.tbqrBand(b);
+      expect(maxRelDiff(a.out, t.out, 0)).toBe(0);
+      expect(maxRelDiff(a.plain, t.plain, 0)).toBe(0);
+      expect(Array.from(a.plain).every(Number.isFinite)).toBe(true); // NaN pixels of some frames: the others still count
+      expect(Array.from(a.out).every(Number.isFinite)).toBe(true);
+      const before = nat.threads();
+      try {
+        nat.setThreads(1);
+        const one = await nat.tbqrBand(b);
+        nat.setThreads(4);
+        const four = await nat.tbqrBand(b);
+        expect(maxRelDiff(one.out, four.out, 0)).toBe(0);
+        expect(maxRelDiff(one.out, a.out, 0)).toBe(0);
+      } finally {
+        nat.setThreads(before);
+      }
+    }
+  });
+  it("refuses inconsistent inputs, naming the argument", async () => {
+    const b = tbqrBandCase(4);
+    await expect(nat.tbqrBand({ ...b, sky: b.sky.subarray(3) })).rejects.toThrow(/sky/);
+    await expect(nat.tbqrBand({ ...b, covIy: Int32Array.from(b.covIy, () => 5) })).rejects.toThrow(/covIy/);
+    await expect(nat.tbqrBand({ ...b, xs0: Int32Array.from([0, 40]) })).rejects.toThrow(/xs0/);
+    await expect(nat.tbqrBand({ ...b, frames: [b.frames[0]!.subarray(1)] })).rejects.toThrow(/frames\[0\]/);
+  });
+});

@@ -24,4 +24,6 @@ export interface RawKernels {
   combine(frames: F32[], weights: F64 | null, norm: F64 | null, method: number, rejection: number, low: number, high: number, iterations: number, out: F32, rejLow: Uint16Array | null, rejHigh: Uint16Array | null, cancel: Cancel): Promise<number>;
   overlapAdd(sum: F64, weightSum: F64, w: number, h: number, tiles: F32[], rects: Int32Array, weights: F64, window: F32 | null, cancel: Cancel): Promise<number>;
   normalizeOverlap(sum: F64, weightSum: F64, out: F32, epsilon: number, cancel: Cancel): Promise<number>;
+  tbqrBand(frames: F32[], width: number, rows: number, inv: F64, scale: F64, sky: F64, skyMean: F64, restore: number, u: F64, clipLow: number, clipHigh: number,
+    fractions: F64, xs0: Int32Array, tileWidth: number, wx: F64, sx: F64, covStart: Int32Array, covIy: Int32Array, covWy: F64, out: F32, plain: F32, cancel: Cancel): Promise<number>;
 }

@@ -141,86 +141,35 @@ export const bandTask = defineTask("tbqr.band", async (i: { plan: SharedRef; c: 
   const plan = await ctx.shared<TbqrBandPlan>(i.plan);
   const { width: W, height: H, xs0, ys0, tw, th } = plan;
   const ch = plan.channels[i.c]!;
-  const N = plan.frames.length, T = xs0.length * ys0.length, tx = xs0.length;
-  const len = i.rows * W;
+  const N = plan.frames.length;
   const views = await readBand(ctx, "tbqr.band", plan.frames.map((path) => ({ path })), i.y0, i.rows, i.c, W);
   ctx.signal.throwIfAborted();
-  // Clip statistics of d over frames, in frame order. d is formed from y rounded to f32 (pass A's y).
-  const s1 = new Float64Array(len), s2 = new Float64Array(len), sn = new Uint32Array(len);
-  // u = x/W − 0.5 per column, once per band (the same values the per-pixel expression gave).
+  // What the kernel needs besides the pixels, all computed here with the expressions the per-pixel code
+  // used (so the native kernel and its TypeScript twin reproduce it bit for bit): u = x/W − 0.5 per column,
+  // the sky surfaces' row coefficients per frame and row, the grid's window sums per column, and each
+  // row's covering tile rows with their window weights.
   const U = new Float64Array(W);
   for (let x = 0; x < W; x++) U[x] = x / W - 0.5;
+  const inv = new Float64Array(N), sky = new Float64Array(3 * N * i.rows), skyMean = new Float64Array(3 * i.rows);
   for (let f = 0; f < N; f++) {
-    const v = views[f]!, inv = 1 / Math.max(ch.background[f]!, plan.epsilon), surf = ch.sky.subarray(6 * f, 6 * f + 6);
-    for (let r = 0, p = 0; r < i.rows; r++) {
-      const [a0, a1, a2] = skyRow(surf as unknown as number[], (i.y0 + r) / H - 0.5);
-      for (let x = 0; x < W; x++, p++) {
-        const u = U[x]!;
-        const d = Math.fround(v[p]! * inv) - (a0 + a1 * u + a2 * u * u);
-        if (d - d === 0) { s1[p] = s1[p]! + d; s2[p] = s2[p]! + d * d; sn[p] = sn[p]! + 1; }
-      }
-    }
+    inv[f] = 1 / Math.max(ch.background[f]!, plan.epsilon);
+    const surf = ch.sky.subarray(6 * f, 6 * f + 6) as unknown as number[];
+    for (let r = 0; r < i.rows; r++) sky.set(skyRow(surf, (i.y0 + r) / H - 0.5), 3 * (f * i.rows + r));
   }
-  const lo = new Float32Array(len), hi = new Float32Array(len);
-  for (let p = 0; p < len; p++) {
-    const k = sn[p]!, m = s1[p]! / k;
-    const sd = k > 1 ? Math.sqrt(Math.max((s2[p]! - s1[p]! * m) / (k - 1), 0)) : Infinity;
-    lo[p] = m - plan.clip.low * sd;
-    hi[p] = m + plan.clip.high * sd;
-  }
-  // Window sums over the grid: per column and per row (each row's covering tile rows with their weights).
+  for (let r = 0; r < i.rows; r++) skyMean.set(skyRow(ch.skyMean, (i.y0 + r) / H - 0.5), 3 * r);
   const wxA = axisWindow(tw), wyA = axisWindow(th);
   const sx = new Float64Array(W);
   for (const x0 of xs0) for (let k = 0; k < tw; k++) sx[x0 + k] = sx[x0 + k]! + wxA[k]!;
-  // Each row's covering tile rows and their window weights: the same for every frame, so once per band.
-  const covOf = Array.from({ length: i.rows }, (_, r) => { const y = i.y0 + r; return ys0.flatMap((s0, iy) => (y >= s0 && y < s0 + th ? [[iy, wyA[y - s0]!] as [number, number]] : [])); });
-  const acc = new Float64Array(len), wsum = new Float64Array(len), macc = new Float64Array(len), mcnt = new Float64Array(len), racc = new Float64Array(len), rcnt = new Float64Array(len);
-  const rowA = new Float64Array(tx), wrow = new Float64Array(W);
-  for (let f = 0; f < N; f++) {
-    ctx.signal.throwIfAborted();
-    const plane = views[f]!;
-    const af = ch.fractions.subarray(f * T, (f + 1) * T), sc = ch.fluxScale[f]!, invB = 1 / Math.max(ch.background[f]!, plan.epsilon), surf = ch.sky.subarray(6 * f, 6 * f + 6) as unknown as number[];
-    for (let r = 0; r < i.rows; r++) {
-      const y = i.y0 + r;
-      const cov = covOf[r]!;
-      rowA.fill(0);
-      let sy = 0;
-      for (const [iy, wy] of cov) { sy += wy; for (let ix = 0; ix < tx; ix++) rowA[ix] = rowA[ix]! + wy * af[iy * tx + ix]!; }
-      // This row's weights ω_f(x, y): the tiles' column windows scaled by their row sums, normalised.
-      wrow.fill(0);
-      for (let ix = 0; ix < tx; ix++) {
-        const a = rowA[ix]!, x0 = xs0[ix]!;
-        if (a !== 0) for (let k = 0; k < tw; k++) wrow[x0 + k] = wrow[x0 + k]! + wxA[k]! * a;
-      }
-      const inv = 1 / sy;
-      for (let xx = 0; xx < W; xx++) wrow[xx] = wrow[xx]! * (inv / sx[xx]!);
-      const [a0, a1, a2] = skyRow(surf, y / H - 0.5);
-      for (let xx = 0, p = r * W; xx < W; xx++, p++) {
-        const raw = plane[p]!;
-        if (raw !== raw) continue;
-        racc[p] = racc[p]! + raw; rcnt[p] = rcnt[p]! + 1;
-        const u = U[xx]!;
-        const d = raw * invB - (a0 + a1 * u + a2 * u * u);
-        const v = d * sc;
-        macc[p] = macc[p]! + v; mcnt[p] = mcnt[p]! + 1;
-        if (d < lo[p]! || d > hi[p]!) continue;
-        const w = wrow[xx]!;
-        acc[p] = acc[p]! + w * v; wsum[p] = wsum[p]! + w;
-      }
-    }
+  const covStart = new Int32Array(i.rows + 1), covIy: number[] = [], covWy: number[] = [];
+  for (let r = 0; r < i.rows; r++) {
+    const y = i.y0 + r;
+    ys0.forEach((s0, iy) => { if (y >= s0 && y < s0 + th) { covIy.push(iy); covWy.push(wyA[y - s0]!); } });
+    covStart[r + 1] = covIy.length;
   }
-  // Photometric restore: the sky surface of the plain mean plus the signal at the plain mean's star scale.
-  const out = new Float32Array(len), plain = new Float32Array(len);
-  for (let r = 0, p = 0; r < i.rows; r++) {
-    const [a0, a1, a2] = skyRow(ch.skyMean, (i.y0 + r) / H - 0.5);
-    for (let xx = 0; xx < W; xx++, p++) {
-      const u = U[xx]!, sky = a0 + a1 * u + a2 * u * u;
-      const m = mcnt[p]! > 0 ? macc[p]! / mcnt[p]! : NaN;
-      out[p] = sky + (wsum[p]! > 0 ? acc[p]! / wsum[p]! : m) * ch.restore;
-      plain[p] = rcnt[p]! > 0 ? racc[p]! / rcnt[p]! : NaN;
-    }
-  }
-  return { out, plain };
+  return loadRecon().tbqrBand({
+    frames: views, width: W, rows: i.rows, inv, scale: Float64Array.from(ch.fluxScale), sky, skyMean, restore: ch.restore, u: U, clip: plan.clip,
+    fractions: ch.fractions, xs0: Int32Array.from(xs0), tileWidth: tw, wx: wxA, sx, covStart, covIy: Int32Array.from(covIy), covWy: Float64Array.from(covWy),
+  }, { signal: ctx.signal });
 });
 
 /** One state's synthetic frame: Σ_f G_f·I_f/B_f / Σ_f G_f over its members, × the restore level, per channel. */

@@ -4,6 +4,7 @@
 //! resolves a promise and polls the caller's cancel flag. The TypeScript wrapper (src/native.ts) is the
 //! only caller and documents the JS-facing contract; outputs are always caller-allocated typed arrays.
 mod background;
+mod tbqr_band;
 mod combine;
 mod debayer;
 mod decode;
@@ -221,6 +222,51 @@ unsafe extern "C" fn combine(env: napi_env, info: napi_callback_info) -> napi_va
     })
 }
 
+// tbqrBand(frames, width, rows, inv, scale, sky, skyMean, restore, u, clipLow, clipHigh, fractions, xs0, tw, wx, sx,
+//          covStart, covIy, covWy, out, plain, cancel)
+unsafe extern "C" fn tbqr_band(env: napi_env, info: napi_callback_info) -> napi_value {
+    let a = Args::new(env, info, 22);
+    async_call(env, &a, 21, || {
+        let frames = a.f32_list(0, "frames")?;
+        let (w, rows) = (a.usize(1, "width")?, a.usize(2, "rows")?);
+        let len = dims(w, rows)?;
+        let n = frames.len();
+        need(n > 0, || "frames is empty".into())?;
+        for (k, f) in frames.iter().enumerate() { need(f.len == len, || format!("frames[{k}] has {} values, the band {len}", f.len))?; }
+        let (inv, scale, sky, sky_mean) = (a.f64s(3, "inv")?, a.f64s(4, "scale")?, a.f64s(5, "sky")?, a.f64s(6, "skyMean")?);
+        need(inv.len == n && scale.len == n, || "inv and scale need one value per frame".into())?;
+        need(sky.len == 3 * n * rows, || format!("sky has {} values, needs 3 per frame and row ({})", sky.len, 3 * n * rows))?;
+        need(sky_mean.len == 3 * rows, || "skyMean needs 3 values per row".into())?;
+        let restore = a.f64(7, "restore")?;
+        let u = a.f64s(8, "u")?;
+        need(u.len == w, || "u needs one value per column".into())?;
+        let (clip_low, clip_high) = (a.f64(9, "clipLow")?, a.f64(10, "clipHigh")?);
+        let fractions = a.f64s(11, "fractions")?;
+        let xs0 = a.i32s(12, "xs0")?;
+        let tw = a.usize(13, "tileWidth")?;
+        let (wx, sx) = (a.f64s(14, "wx")?, a.f64s(15, "sx")?);
+        need(wx.len == tw && sx.len == w, || "wx needs one value per tile column, sx one per image column".into())?;
+        need(xs0.slice().iter().all(|&x| x >= 0 && x as usize + tw <= w), || "xs0: a tile reaches past the band".into())?;
+        need(xs0.len > 0 && fractions.len % n == 0 && fractions.len / n >= xs0.len, || "fractions need N × tiles values".into())?;
+        let tiles = fractions.len / n;
+        let (cov_start, cov_iy, cov_wy) = (a.i32s(16, "covStart")?, a.i32s(17, "covIy")?, a.f64s(18, "covWy")?);
+        need(cov_start.len == rows + 1 && cov_iy.len == cov_wy.len, || "covStart needs rows + 1 offsets, covIy and covWy the same length".into())?;
+        let cs = cov_start.slice();
+        need(cs[0] == 0 && cs.windows(2).all(|p| p[0] <= p[1]) && cs[rows] as usize == cov_iy.len, || "covStart must rise from 0 to the coverage length".into())?;
+        need(cov_iy.slice().iter().all(|&iy| iy >= 0 && (iy as usize + 1) * xs0.len <= tiles), || "covIy: a tile row outside the grid".into())?;
+        let (out, plain) = (a.f32s(19, "out")?, a.f32s(20, "plain")?);
+        need(out.len == len && plain.len == len, || "out and plain need the band's size".into())?;
+        Ok(Box::new(move |c| {
+            let b = tbqr_band::Band {
+                frames: &frames, width: w, rows, inv: inv.slice(), scale: scale.slice(), sky: sky.slice(), sky_mean: sky_mean.slice(), restore, u: u.slice(),
+                clip_low, clip_high, fractions: fractions.slice(), xs0: xs0.slice(), tw, wx: wx.slice(), sx: sx.slice(),
+                cov_start: cov_start.slice(), cov_iy: cov_iy.slice(), cov_wy: cov_wy.slice(),
+            };
+            tbqr_band::run(&b, out, plain, c).map(|_| 0.0)
+        }))
+    })
+}
+
 // overlapAdd(acc, wsum, cw, ch, tiles: Float32Array[], rects: Int32Array, weights: Float64Array, window|null, cancel)
 unsafe extern "C" fn overlap_add(env: napi_env, info: napi_callback_info) -> napi_value {
     let a = Args::new(env, info, 9);
@@ -289,11 +335,11 @@ fn tune_allocator() {}
 #[no_mangle]
 pub unsafe extern "C" fn napi_register_module_v1(env: napi_env, exports: napi_value) -> napi_value {
     tune_allocator();
-    let table: [(&str, Binding); 15] = [
+    let table: [(&str, Binding); 16] = [
         ("decode", decode), ("sumF32", sum_f32), ("setThreads", set_threads), ("getThreads", get_threads), ("simdLevel", simd_level),
         ("percentiles", percentiles), ("robustStats", robust_stats), ("backgroundMap", background_map), ("detectStars", detect_stars),
         ("tileMetrics", tile_metrics), ("warp", warp), ("debayer", debayer), ("combine", combine), ("overlapAdd", overlap_add),
-        ("normalizeOverlap", normalize_overlap),
+        ("normalizeOverlap", normalize_overlap), ("tbqrBand", tbqr_band),
     ];
     for (name, f) in table {
         let c = std::ffi::CString::new(name).unwrap();

@@ -13,6 +13,7 @@ import { detect } from "./stars.js";
 import { percentile, robustStats, finiteValues } from "./stats.js";
 import { TILE_FIELDS, tileMetrics } from "./tiles.js";
 import { warp } from "./warp.js";
+import { tbqrBand } from "./tbqr-band.js";
 
 export const jsKernels: RawKernels = {
   decode,
@@ -69,6 +70,10 @@ export const jsKernels: RawKernels = {
   },
   async normalizeOverlap(sum, weightSum, out, eps) {
     normalizeOverlap(sum, weightSum, out, eps);
+    return 0;
+  },
+  async tbqrBand(frames, width, rows, inv, scale, sky, skyMean, restore, u, clipLow, clipHigh, fractions, xs0, tw, wx, sx, covStart, covIy, covWy, out, plain) {
+    tbqrBand({ frames, width, rows, inv, scale, sky, skyMean, restore, u, clipLow, clipHigh, fractions, xs0, tw, wx, sx, covStart, covIy, covWy }, out, plain);
     return 0;
   },
 };

@@ -1,0 +1,116 @@
+//! TBQR pass B for one band of rows of one channel over every frame (core's `tbqr.band` unit; the
+//! method is described in core/src/tbqr/units.ts). Per pixel, in frame order:
+//! 1. clip statistics of d = f32(raw·inv_f) − sky_f(u) over the frames (sum, sum of squares, count of the
+//!    finite d); bounds lo/hi = f32(m ∓ k·sd) with the sample sd;
+//! 2. the weighted mean of x = (raw·inv_f − sky_f(u))·s_f over the frames whose d lies inside the bounds,
+//!    with the smooth weight ω_f(x, y) built from the tile grid's window sums, and the plain means of x
+//!    and of raw;
+//! 3. out = sky_mean(u) + (weighted mean, or the mean of x where no weight remains)·restore, plain = mean of raw.
+//! Every sum takes the frames in their order and the same f64 operations as the TypeScript twin
+//! (js/tbqr-band.ts, which is the code this kernel replaced), so both give the same bits. Rows are
+//! independent: chunks of rows run in parallel, and a row's result does not depend on the split.
+use crate::js::{Buf, Cancel};
+use crate::par::for_chunks;
+
+pub struct Band<'a> {
+    pub frames: &'a [Buf<f32>],
+    pub width: usize,
+    pub rows: usize,
+    /// Per frame: 1 / max(B_f, ε) and the flux scale s_f.
+    pub inv: &'a [f64],
+    pub scale: &'a [f64],
+    /// Per frame and row: the sky surface's row coefficients (a0, a1, a2), frame-major (N × rows × 3).
+    pub sky: &'a [f64],
+    /// Per row: the plain mean's sky row coefficients (rows × 3), and the restore factor.
+    pub sky_mean: &'a [f64],
+    pub restore: f64,
+    /// u = x/W − 0.5 per column.
+    pub u: &'a [f64],
+    pub clip_low: f64,
+    pub clip_high: f64,
+    /// Tile grid: W_ft/D_t frame-major (N × tiles), column starts, tile width, column window, Σ windows per column.
+    pub fractions: &'a [f64],
+    pub xs0: &'a [i32],
+    pub tw: usize,
+    pub wx: &'a [f64],
+    pub sx: &'a [f64],
+    /// Per row r: its covering tile rows cov_iy[cov_start[r]..cov_start[r + 1]] with window weights cov_wy.
+    pub cov_start: &'a [i32],
+    pub cov_iy: &'a [i32],
+    pub cov_wy: &'a [f64],
+}
+
+pub fn run(b: &Band, out: Buf<f32>, plain: Buf<f32>, cancel: Cancel) -> Result<(), String> {
+    let (w, n) = (b.width, b.frames.len());
+    let tx = b.xs0.len();
+    let tiles = if n > 0 { b.fractions.len() / n } else { 0 };
+    for_chunks(b.rows, cancel, |r| {
+        let (mut s1, mut s2, mut sn) = (vec![0.0f64; w], vec![0.0f64; w], vec![0u32; w]);
+        for f in 0..n {
+            let v = &b.frames[f].slice()[r * w..(r + 1) * w];
+            let inv = b.inv[f];
+            let k = 3 * (f * b.rows + r);
+            let (a0, a1, a2) = (b.sky[k], b.sky[k + 1], b.sky[k + 2]);
+            for x in 0..w {
+                let u = b.u[x];
+                let d = ((v[x] as f64 * inv) as f32) as f64 - (a0 + a1 * u + a2 * u * u);
+                if d - d == 0.0 { s1[x] += d; s2[x] += d * d; sn[x] += 1; }
+            }
+        }
+        let (mut lo, mut hi) = (vec![0.0f32; w], vec![0.0f32; w]);
+        for x in 0..w {
+            let k = sn[x] as f64;
+            let m = s1[x] / k;
+            // Math.max(q, 0) of the twin: NaN stays NaN (f64::max would give 0), −0 becomes +0.
+            let sd = if sn[x] > 1 { let q = (s2[x] - s1[x] * m) / (k - 1.0); (if q.is_nan() { q } else if q > 0.0 { q } else { 0.0 }).sqrt() } else { f64::INFINITY };
+            lo[x] = (m - b.clip_low * sd) as f32;
+            hi[x] = (m + b.clip_high * sd) as f32;
+        }
+        let (mut acc, mut wsum, mut macc, mut mcnt, mut racc, mut rcnt) = (vec![0.0f64; w], vec![0.0f64; w], vec![0.0f64; w], vec![0.0f64; w], vec![0.0f64; w], vec![0.0f64; w]);
+        let (mut row_a, mut wrow) = (vec![0.0f64; tx], vec![0.0f64; w]);
+        let (c0, c1) = (b.cov_start[r] as usize, b.cov_start[r + 1] as usize);
+        for f in 0..n {
+            let plane = &b.frames[f].slice()[r * w..(r + 1) * w];
+            let af = &b.fractions[f * tiles..(f + 1) * tiles];
+            let (sc, inv_b) = (b.scale[f], b.inv[f]);
+            row_a.iter_mut().for_each(|v| *v = 0.0);
+            let mut sy = 0.0;
+            for c in c0..c1 {
+                let (iy, wy) = (b.cov_iy[c] as usize, b.cov_wy[c]);
+                sy += wy;
+                for ix in 0..tx { row_a[ix] += wy * af[iy * tx + ix]; }
+            }
+            wrow.iter_mut().for_each(|v| *v = 0.0);
+            for ix in 0..tx {
+                let (a, x0) = (row_a[ix], b.xs0[ix] as usize);
+                if a != 0.0 { for k in 0..b.tw { wrow[x0 + k] += b.wx[k] * a; } }
+            }
+            let inv = 1.0 / sy;
+            for xx in 0..w { wrow[xx] *= inv / b.sx[xx]; }
+            let k = 3 * (f * b.rows + r);
+            let (a0, a1, a2) = (b.sky[k], b.sky[k + 1], b.sky[k + 2]);
+            for xx in 0..w {
+                let raw = plane[xx];
+                if raw.is_nan() { continue; }
+                let raw = raw as f64;
+                racc[xx] += raw; rcnt[xx] += 1.0;
+                let u = b.u[xx];
+                let d = raw * inv_b - (a0 + a1 * u + a2 * u * u);
+                let v = d * sc;
+                macc[xx] += v; mcnt[xx] += 1.0;
+                if d < lo[xx] as f64 || d > hi[xx] as f64 { continue; }
+                let wt = wrow[xx];
+                acc[xx] += wt * v; wsum[xx] += wt;
+            }
+        }
+        let (o, p) = (&mut out.slice_mut()[r * w..(r + 1) * w], &mut plain.slice_mut()[r * w..(r + 1) * w]);
+        let (a0, a1, a2) = (b.sky_mean[3 * r], b.sky_mean[3 * r + 1], b.sky_mean[3 * r + 2]);
+        for xx in 0..w {
+            let u = b.u[xx];
+            let sky = a0 + a1 * u + a2 * u * u;
+            let m = if mcnt[xx] > 0.0 { macc[xx] / mcnt[xx] } else { f64::NAN };
+            o[xx] = (sky + (if wsum[xx] > 0.0 { acc[xx] / wsum[xx] } else { m }) * b.restore) as f32;
+            p[xx] = if rcnt[xx] > 0.0 { (racc[xx] / rcnt[xx]) as f32 } else { f32::NAN };
+        }
+    })
+}
