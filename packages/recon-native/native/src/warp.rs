@@ -130,6 +130,24 @@ fn row<K: Kernel>(src: &[f32], sw: usize, sh: usize, hm: &[f64; 9], y: usize, ou
     }
 }
 
+/// Sample points (u, v) of output pixels x..x + 4 of row y and their floors, in AVX2 lanes: the scalar
+/// path's expressions, u = (h0·x + h1·y) + h2 left to right without FMA (÷ s for a homography), floor =
+/// round toward −∞; so every lane holds exactly the scalar path's value.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn sample_points4(hm: &[f64; 9], affine: bool, x: usize, yf: f64) -> (std::arch::x86_64::__m256d, std::arch::x86_64::__m256d, std::arch::x86_64::__m256d, std::arch::x86_64::__m256d) {
+    use std::arch::x86_64::*;
+    let xf = _mm256_add_pd(_mm256_set1_pd(x as f64), _mm256_set_pd(3.0, 2.0, 1.0, 0.0));
+    let lin = |a: f64, b: f64, c: f64| _mm256_add_pd(_mm256_add_pd(_mm256_mul_pd(_mm256_set1_pd(a), xf), _mm256_set1_pd(b * yf)), _mm256_set1_pd(c));
+    let (mut u, mut v) = (lin(hm[0], hm[1], hm[2]), lin(hm[3], hm[4], hm[5]));
+    if !affine {
+        let sv = lin(hm[6], hm[7], hm[8]);
+        u = _mm256_div_pd(u, sv);
+        v = _mm256_div_pd(v, sv);
+    }
+    (u, v, _mm256_round_pd(u, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC), _mm256_round_pd(v, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC))
+}
+
 /// Bilinear for output pixels x..x+4 of row y, four lanes of f64: the same sample points, weights and
 /// operations in the same order as the scalar path (row sums wx0·p0 + wx1·p1, then wy0·r0 + wy1·r1; no
 /// FMA), so the results are identical. Returns false, writing nothing, unless all four sample points are
@@ -138,17 +156,8 @@ fn row<K: Kernel>(src: &[f32], sw: usize, sh: usize, hm: &[f64; 9], y: usize, ou
 #[target_feature(enable = "avx2")]
 unsafe fn bilinear4(src: &[f32], sw: usize, sh: usize, hm: &[f64; 9], affine: bool, x: usize, yf: f64, out: *mut f32) -> bool {
     use std::arch::x86_64::*;
-    let xf = _mm256_add_pd(_mm256_set1_pd(x as f64), _mm256_set_pd(3.0, 2.0, 1.0, 0.0));
-    // u = (h0·x + h1·y) + h2 as in the scalar expression (left to right, no FMA).
-    let lin = |a: f64, b: f64, c: f64| _mm256_add_pd(_mm256_add_pd(_mm256_mul_pd(_mm256_set1_pd(a), xf), _mm256_set1_pd(b * yf)), _mm256_set1_pd(c));
-    let (mut u, mut v) = (lin(hm[0], hm[1], hm[2]), lin(hm[3], hm[4], hm[5]));
-    if !affine {
-        let sv = lin(hm[6], hm[7], hm[8]);
-        u = _mm256_div_pd(u, sv);
-        v = _mm256_div_pd(v, sv);
-    }
-    // Interior: 0 ≤ u0, u0 + 1 ≤ sw − 1 (same for v); floor = round toward −∞. NaN fails every compare.
-    let (u0, v0) = (_mm256_round_pd(u, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC), _mm256_round_pd(v, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC));
+    let (u, v, u0, v0) = sample_points4(hm, affine, x, yf);
+    // Interior: 0 ≤ u0, u0 + 1 ≤ sw − 1 (same for v). NaN fails every compare.
     let zero = _mm256_setzero_pd();
     let ok = _mm256_and_pd(
         _mm256_and_pd(_mm256_cmp_pd(u0, zero, _CMP_GE_OQ), _mm256_cmp_pd(v0, zero, _CMP_GE_OQ)),
@@ -198,16 +207,7 @@ unsafe fn bilinear4(src: &[f32], sw: usize, sh: usize, hm: &[f64; 9], affine: bo
 #[allow(clippy::too_many_arguments)]
 unsafe fn lanczos4(src: &[f32], sw: usize, sh: usize, hm: &[f64; 9], affine: bool, x: usize, yf: f64, table: &[[f64; 6]], out: &mut [f32]) -> bool {
     use std::arch::x86_64::*;
-    let xf = _mm256_add_pd(_mm256_set1_pd(x as f64), _mm256_set_pd(3.0, 2.0, 1.0, 0.0));
-    // u = (h0·x + h1·y) + h2 as in the scalar expression (left to right, no FMA).
-    let lin = |a: f64, b: f64, c: f64| _mm256_add_pd(_mm256_add_pd(_mm256_mul_pd(_mm256_set1_pd(a), xf), _mm256_set1_pd(b * yf)), _mm256_set1_pd(c));
-    let (mut u, mut v) = (lin(hm[0], hm[1], hm[2]), lin(hm[3], hm[4], hm[5]));
-    if !affine {
-        let sv = lin(hm[6], hm[7], hm[8]);
-        u = _mm256_div_pd(u, sv);
-        v = _mm256_div_pd(v, sv);
-    }
-    let (u0, v0) = (_mm256_round_pd(u, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC), _mm256_round_pd(v, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC));
+    let (u, v, u0, v0) = sample_points4(hm, affine, x, yf);
     // Interior: the 6 taps u0 − 2 … u0 + 3 inside [0, sw − 1] (same for v). This implies the scalar
     // path's footprint test (−ε ≤ u ≤ sw − 1 + ε); NaN fails every compare.
     let ok = _mm256_and_pd(
