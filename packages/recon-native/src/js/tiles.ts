@@ -50,7 +50,7 @@ export function tileMetrics(data: Float32Array, w: number, tx0: number, ty0: num
   const masked = new Float64Array(n);
   const v = new Float64Array(n);
   let cut = 0;
-  for (let pass = 0; pass < 2; pass++) {
+  for (let pass = 0; pass < 3; pass++) {
     let nv = 0;
     // Every 4th pixel (as the native kernel): the clip level needs the median and MAD to ~2 %, not exactly.
     for (let i = 0; i < n; i += 4) { const r = t[i]! - model[i]!; if (Number.isFinite(r)) v[nv++] = r; }
@@ -58,7 +58,7 @@ export function tileMetrics(data: Float32Array, w: number, tx0: number, ty0: num
     for (let i = 0; i < nv; i++) v[i] = Math.abs(v[i]! - medR);
     const sigma0 = MAD_TO_SIGMA * median(v, nv);
     cut = medR + 3 * sigma0;
-    if (pass === 1) break;
+    if (pass === 2) break;
     for (let i = 0; i < n; i++) masked[i] = t[i]! - model[i]! <= cut ? t[i]! : NaN;
     const next = boxMean(masked, tw, th, BOX_R);
     for (let i = 0; i < n; i++) if (Number.isFinite(next[i]!)) model[i] = next[i]!;
@@ -76,7 +76,7 @@ export function tileMetrics(data: Float32Array, w: number, tx0: number, ty0: num
   const g2 = new Float64Array(Math.max(0, (tw - 2) * (th - 2)));
   let ng = 0;
   if (tw >= 3 && th >= 3) {
-    for (let y = 1; y < th - 1; y += 2) for (let x = 1; x < tw - 1; x += 2) {
+    for (let y = 1; y < th - 1; y++) for (let x = 1; x < tw - 1; x++) {
       const p = (dx: number, dy: number) => resid[(y + dy - 1) * tw + x + dx - 1]!;
       const gx = (p(2, 0) + 2 * p(2, 1) + p(2, 2)) - (p(0, 0) + 2 * p(0, 1) + p(0, 2));
       const gy = (p(0, 2) + 2 * p(1, 2) + p(2, 2)) - (p(0, 0) + 2 * p(1, 0) + p(2, 0));
