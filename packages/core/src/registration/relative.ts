@@ -30,7 +30,7 @@ import { basename, extname, join, resolve } from "node:path";
 import { loadRecon, type BayerPattern, type Plane, type ReconBackend } from "@tile-compile/recon-native";
 import { TileCompileError } from "../errors/index.js";
 import { PlanePool } from "../util/planes.js";
-import { readFitsImage, type FitsImage } from "../fits/reader.js";
+import { FitsFile, readFitsImage, type FitsImage } from "../fits/reader.js";
 import { writeFitsImage } from "../fits/writer.js";
 import type { EngineContext, FrameRef, RegisteredFrame, RegistrationInput, RegistrationResult } from "../kernel/contracts.js";
 import { defineTask, type Executor, type SharedRef, type WorkUnit } from "../executor/contracts.js";
@@ -299,9 +299,33 @@ export const registerFrameTask = defineTask("registration.frame", async (i: Regi
 /**
  * Frame units in flight in this process. The JavaScript thread is busy ≈ half of a frame's time (star
  * matching, the write), the kernels and the fsync the rest: three units keep both cores busy (100 ×
- * 2048², 2 cores: 2 in flight ≈ 123 ms/frame, 3 ≈ 99 ms/frame with the other changes of that commit; 4 was no better than 3).
+ * 2048², 2 cores: 2 in flight ≈ 123 ms/frame, 3 ≈ 99 ms/frame with the other changes of that commit; 4 was
+ * no better than 3). Fewer when `runtime.memory_budget` does not hold three units' planes.
  */
 const FRAMES_IN_FLIGHT = 3;
+
+/**
+ * Whole-frame planes one frame unit holds at most: a colour (CFA) frame's raw plane, its debayered R, G,
+ * B, the background and noise maps and the three warped planes.
+ */
+const PLANES_PER_UNIT = 9;
+
+/** Units in flight within the memory budget, from the first frame's size (3 when it cannot be read). */
+async function framesInFlight(frames: readonly FrameRef[], budgetBytes: number | undefined): Promise<number> {
+  if (!budgetBytes || frames.length === 0) return FRAMES_IN_FLIGHT;
+  try {
+    const f = await FitsFile.open(frames[0]!.path);
+    try {
+      const img = await f.image(frames[0]!.hdu);
+      const perUnit = PLANES_PER_UNIT * 4 * img.width * img.height;
+      return Math.max(1, Math.min(FRAMES_IN_FLIGHT, Math.floor(budgetBytes / perUnit)));
+    } finally {
+      await f.close();
+    }
+  } catch {
+    return FRAMES_IN_FLIGHT; // the frame's own unit reports why it cannot be read
+  }
+}
 
 /** Whole-frame planes reused from frame to frame (decoded frame, sky maps, warped frame): see PlanePool. */
 const planes = new PlanePool();
@@ -316,6 +340,7 @@ export async function registerRelative(input: RegistrationInput, ctx: EngineCont
     return await registerWith(input, ctx, executor, model, opts);
   } finally {
     if (!ctx.executor) await executor.close();
+    planes.clear(); // nothing idle held for the stages after this one
   }
 }
 
@@ -324,6 +349,7 @@ async function registerWith(input: RegistrationInput, ctx: EngineContext, execut
   const threshold = opts.threshold ?? 5;
   const recon = loadRecon();
   const frames = input.frames;
+  const inFlight = await framesInFlight(frames, ctx.runtime.memoryBudgetBytes);
 
   // The reference is known before any frame is read (an index, a path, or the reference an earlier run
   // into the same folder recorded): one pass, every frame read once by its frame unit — its stars
@@ -357,7 +383,7 @@ async function registerWith(input: RegistrationInput, ctx: EngineContext, execut
   } else {
     const units: WorkUnit<unknown, FrameStarsWire>[] = frames.map((frame, i) => ({ id: `stars/${i}`, task: starsTask as never, input: { frame, threshold } }));
     let i = 0;
-    for await (const w of executor.run(units, { signal: ctx.signal, concurrency: FRAMES_IN_FLIGHT, onUnitDone: (d) => ctx.progress((0.4 * d) / frames.length, "stars") })) found[i++] = sized(w);
+    for await (const w of executor.run(units, { signal: ctx.signal, concurrency: inFlight, onUnitDone: (d) => ctx.progress((0.4 * d) / frames.length, "stars") })) found[i++] = sized(w);
     const fs = found.map((w) => fromWire(w!));
     refIndex = chooseReference(input, fs, (r) => { referenceReason = r; });
     // `auto` checks its choice against the set before any pixel is warped: it and the six best other
@@ -403,7 +429,7 @@ async function registerWith(input: RegistrationInput, ctx: EngineContext, execut
     } satisfies RegisterFrameInput,
   }));
   let k = 0;
-  for await (const r of executor.run(units, { signal: ctx.signal, concurrency: FRAMES_IN_FLIGHT, onUnitDone: (d, total) => ctx.progress(p0 + ((1 - p0) * d) / total, "register") })) {
+  for await (const r of executor.run(units, { signal: ctx.signal, concurrency: inFlight, onUnitDone: (d, total) => ctx.progress(p0 + ((1 - p0) * d) / total, "register") })) {
     out[todo[k++]!] = r.entry;
     if (r.warning) ctx.logger.warn(r.warning);
   }

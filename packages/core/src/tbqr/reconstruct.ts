@@ -35,7 +35,7 @@ import { seededRandom } from "../util/random.js";
 import { bandRows } from "../util/bands.js";
 import { runAll, type Executor, type WorkUnit } from "../executor/contracts.js";
 import { localExecutor } from "../executor/local.js";
-import { bandTask, frameMetricsTask, seeingTask, syntheticTask, type ChannelMetrics, type TbqrBandPlan, type TbqrBandResult } from "./units.js";
+import { bandTask, frameMetricsTask, releaseFramePlanes, seeingTask, syntheticTask, type ChannelMetrics, type TbqrBandPlan, type TbqrBandResult } from "./units.js";
 import { clusterCount, DEFAULT_LOCAL, DEFAULT_TILE, globalWeights, localWeights, median, modeGate, robustZ, skyRow, tileGeometry, tileGrid, type Assumptions, type GlobalWeightParams, type LocalParams, type TbqrMode, type TileParams } from "./math.js";
 
 export interface TbqrOptions {
@@ -228,6 +228,8 @@ export async function reconstructTbqr(framePaths: string[], output: string, o: T
       t.fwhm.push(Array.from(mt.fwhm)); t.roundness.push(Array.from(mt.roundness)); t.contrast.push(Array.from(mt.contrast)); t.stars.push(Array.from(mt.stars)); t.eOverSigma.push(Array.from(mt.eOverSigma)); t.background.push(Array.from(mt.background)); t.noise.push(Array.from(mt.noise));
     }
   }
+
+  releaseFramePlanes();
 
   // 4. Weights per channel.
   const G: number[][] = [], Wt: number[][][] = [], Ql: number[][][] = [];

@@ -24,6 +24,11 @@ import { PlanePool } from "../util/planes.js";
 /** Frame planes reused from one pass-A unit to the next (see PlanePool). */
 const planes = new PlanePool();
 
+/** Drop the idle pass-A planes (after pass A, so pass B and later stages have the memory). */
+export function releaseFramePlanes(): void {
+  planes.clear();
+}
+
 function fail(file: string, reason: string, hint?: string): never {
   throw new TileCompileError("TC_INPUT_INVALID", { input: file, reason, ...(hint ? { hint } : {}) });
 }

@@ -24,4 +24,15 @@ describe("PlanePool", () => {
     const back = new Set([pool.take(10), pool.take(10), pool.take(10)]);
     expect([p, q, r].filter((x) => back.has(x)).length).toBe(2);
   });
+
+  it("keeps at most maxIdleBytes idle, and nothing after clear()", () => {
+    const pool = new PlanePool(12, 3 * 4000); // room for three planes of 1000 values
+    const planes = Array.from({ length: 5 }, () => pool.take(1000));
+    pool.give(...planes);
+    const back = new Set(Array.from({ length: 5 }, () => pool.take(1000)));
+    expect(planes.filter((x) => back.has(x)).length).toBe(3);
+    pool.give(planes[0]);
+    pool.clear();
+    expect(pool.take(1000)).not.toBe(planes[0]);
+  });
 });

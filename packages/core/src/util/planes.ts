@@ -10,9 +10,13 @@
 export class PlanePool {
   private readonly idle = new Map<number, Float32Array[]>();
   private held = 0;
+  private heldBytes = 0;
 
-  /** `maxIdle`: most idle planes kept (beyond, a returned plane is dropped to the collector). */
-  constructor(private readonly maxIdle = 12) {}
+  /**
+   * `maxIdle`: most idle planes kept, `maxIdleBytes`: most idle bytes (beyond either, a returned plane is
+   * dropped to the collector). Planes in use are not counted: their number is the caller's concurrency.
+   */
+  constructor(private readonly maxIdle = 12, private readonly maxIdleBytes = 256 * 2 ** 20) {}
 
   /** A plane of exactly `length` values (not zeroed). */
   take(length: number): Float32Array {
@@ -20,6 +24,7 @@ export class PlanePool {
     const p = list?.pop();
     if (p) {
       this.held--;
+      this.heldBytes -= p.byteLength;
       return p;
     }
     return new Float32Array(Buffer.allocUnsafeSlow(4 * length).buffer, 0, length);
@@ -28,12 +33,13 @@ export class PlanePool {
   /** Give back planes taken from {@link take} (or any Float32Array that owns its whole buffer). */
   give(...planes: (Float32Array | undefined)[]): void {
     for (const p of planes) {
-      if (!p || p.byteOffset !== 0 || p.buffer.byteLength !== p.byteLength || this.held >= this.maxIdle) continue;
+      if (!p || p.byteOffset !== 0 || p.buffer.byteLength !== p.byteLength || this.held >= this.maxIdle || this.heldBytes + p.byteLength > this.maxIdleBytes) continue;
       const list = this.idle.get(p.length) ?? [];
       if (list.includes(p)) continue; // given twice: keep one entry
       list.push(p);
       this.idle.set(p.length, list);
       this.held++;
+      this.heldBytes += p.byteLength;
     }
   }
 
@@ -41,5 +47,6 @@ export class PlanePool {
   clear(): void {
     this.idle.clear();
     this.held = 0;
+    this.heldBytes = 0;
   }
 }
