@@ -8,7 +8,7 @@ import { catalog, knownTransform, render } from "../test-support/sky.js";
 import { seestarDir } from "../test-support/tools.js";
 import { apply } from "./geometry.js";
 import { matchStars } from "./match.js";
-import { formatFrameName, matchTolerance, registerRelative } from "./relative.js";
+import { formatFrameName, framesInFlight, matchTolerance, registerRelative } from "./relative.js";
 import { seededRandom } from "../util/random.js";
 
 const W = 900, H = 640;
@@ -85,6 +85,32 @@ describe("relative registration on synthetic frames with known transforms", () =
     }
     expect(num / den).toBeGreaterThan(0.5);
     expect(flip.header.get("REGREF")).toBe("light_0.fit");
+  });
+
+  it("frames in flight follow runtime.memory_budget (9 planes per unit, 1 to 3), and the output does not depend on them", async () => {
+    const files = [];
+    for (const [i, [, t]] of cases.slice(0, 3).entries()) {
+      const f = join(dir, `budget_${i}.fit`);
+      await writeFitsImage(f, { width: W, height: H, data: render(cat, W, H, t, 200 + i) });
+      files.push(f);
+    }
+    const plane = 4 * W * H;
+    expect(await framesInFlight(files.map((path) => ({ path })), 9 * plane)).toBe(1);
+    expect(await framesInFlight(files.map((path) => ({ path })), 2 * 9 * plane + 1)).toBe(2);
+    expect(await framesInFlight(files.map((path) => ({ path })), 2 ** 32)).toBe(3);
+    expect(await framesInFlight([{ path: join(dir, "missing.fit") }], 9 * plane)).toBe(3); // its unit reports the error
+    const run = async (budget: number, name: string) => {
+      const c = ctx();
+      c.runtime.memoryBudgetBytes = budget;
+      const res = await registerRelative({ frames: files.map((path) => ({ path })), reference: "auto", outputDir: join(dir, name), filenamePattern: "reg_{index:05d}.fit", options: {}, history: [] }, c);
+      return { res, bytes: res.frames.map((f) => readFileSync(f.output!)) };
+    };
+    const one = await run(9 * plane, "budget-1"), three = await run(2 ** 32, "budget-3");
+    expect(one.res.reference).toBe(three.res.reference);
+    one.res.frames.forEach((f, i) => {
+      expect(f.matrix).toEqual(three.res.frames[i]!.matrix);
+      expect(one.bytes[i]!.equals(three.bytes[i]!)).toBe(true);
+    });
   });
 
   it("reports blank, foreign-field, mirrored and saturated frames with the reason and registers the rest", async () => {

@@ -311,7 +311,7 @@ const FRAMES_IN_FLIGHT = 3;
 const PLANES_PER_UNIT = 9;
 
 /** Units in flight within the memory budget, from the first frame's size (3 when it cannot be read). */
-async function framesInFlight(frames: readonly FrameRef[], budgetBytes: number | undefined): Promise<number> {
+export async function framesInFlight(frames: readonly FrameRef[], budgetBytes: number | undefined): Promise<number> {
   if (!budgetBytes || frames.length === 0) return FRAMES_IN_FLIGHT;
   try {
     const f = await FitsFile.open(frames[0]!.path);
