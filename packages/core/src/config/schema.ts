@@ -115,10 +115,10 @@ export const configSchema = z.strictObject({
   reconstruction: z
     .strictObject({
       noise_budget: z.number().min(1).max(2).default(1.08).describe("Largest background-noise increase over a plain mean the TBQR weighting may cost"),
-      clip: z.tuple([z.number().positive(), z.number().positive()]).default([3, 3]).describe("Winsorized rejection thresholds per tile [low, high]"),
+      clip: z.tuple([z.number().positive(), z.number().positive()]).default([5, 5]).describe("Per-pixel rejection thresholds across frames [low, high] in σ; each pixel's most extreme value is judged against the other frames' mean and σ"),
       epsilon: z.number().positive().default(1e-6),
     })
-    .default({ noise_budget: 1.08, clip: [3, 3], epsilon: 1e-6 }),
+    .default({ noise_budget: 1.08, clip: [5, 5], epsilon: 1e-6 }),
   assumptions: z
     .strictObject({
       frames_min: z.number().int().min(2).default(50),

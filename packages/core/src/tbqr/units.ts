@@ -139,8 +139,9 @@ function axisWindow(len: number): Float64Array {
  * pixel, a weighted mean of the frames with the smooth weight map
  *   ω_f(p) = Σ_t win_t(p)·W_{f,t}/D_t / Σ_t win_t(p),   D_t = Σ_f W_{f,t},
  * separable over the tile grid (win = wx·wy), so it is built row by row without materialising tiles.
- * Each frame enters as x = (y − sky_f)·s_f; values whose d = y − sky_f lies outside μ_d ± kσ_d of the
- * pixel (over all frames, computed first) are left out (cosmics, satellite trails).
+ * Each frame enters as x = (y − sky_f)·s_f; a pixel's largest (smallest) d = y − sky_f is left out when it
+ * lies beyond μ_d + k_high·σ_d (μ_d − k_low·σ_d) of the other frames (cosmics, satellite trails; the kernel
+ * `tbqrBand` of recon-native).
  */
 export const bandTask = defineTask("tbqr.band", async (i: { plan: SharedRef; c: number; y0: number; rows: number }, ctx): Promise<TbqrBandResult> => {
   const plan = await ctx.shared<TbqrBandPlan>(i.plan);

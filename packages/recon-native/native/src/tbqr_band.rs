@@ -1,7 +1,12 @@
 //! TBQR pass B for one band of rows of one channel over every frame (core's `tbqr.band` unit; the
 //! method is described in core/src/tbqr/units.ts). Per pixel, in frame order:
-//! 1. clip statistics of d = f32(raw·inv_f) − sky_f(u) over the frames (sum, sum of squares, count of the
-//!    finite d); bounds lo/hi = f32(m ∓ k·sd) with the sample sd;
+//! 1. clip statistics of d = f32(raw·inv_f) − sky_f(u) over the frames (sum, sum of squares, count, largest
+//!    and smallest of the finite d). Leave-one-out bounds: hi = f32(m' + k_high·sd') with the mean and
+//!    sample sd of the frames **without the pixel's largest d**, lo = f32(m'' − k_low·sd'') without its
+//!    smallest. With μ and σ over all frames a single outlier can never lie more than (N − 1)/√N σ out (a
+//!    cosmic in one of 20 frames: 4.25σ), so a bound wide enough to keep the sharpest frames' star cores
+//!    (5σ) could not reject it; judged against the others it can, at any N ≥ 3. Fewer than 3 finite
+//!    values: no clipping;
 //! 2. the weighted mean of x = (raw·inv_f − sky_f(u))·s_f over the frames whose d lies inside the bounds,
 //!    with the smooth weight ω_f(x, y) built from the tile grid's window sums, and the plain means of x
 //!    and of raw;
@@ -46,6 +51,7 @@ pub fn run(b: &Band, out: Buf<f32>, plain: Buf<f32>, cancel: Cancel) -> Result<(
     let tiles = if n > 0 { b.fractions.len() / n } else { 0 };
     for_chunks(b.rows, cancel, |r| {
         let (mut s1, mut s2, mut sn) = (vec![0.0f64; w], vec![0.0f64; w], vec![0u32; w]);
+        let (mut dmax, mut dmin) = (vec![f64::NEG_INFINITY; w], vec![f64::INFINITY; w]);
         for f in 0..n {
             let v = &b.frames[f].slice()[r * w..(r + 1) * w];
             let inv = b.inv[f];
@@ -54,17 +60,29 @@ pub fn run(b: &Band, out: Buf<f32>, plain: Buf<f32>, cancel: Cancel) -> Result<(
             for x in 0..w {
                 let u = b.u[x];
                 let d = ((v[x] as f64 * inv) as f32) as f64 - (a0 + a1 * u + a2 * u * u);
-                if d - d == 0.0 { s1[x] += d; s2[x] += d * d; sn[x] += 1; }
+                if d - d == 0.0 {
+                    s1[x] += d; s2[x] += d * d; sn[x] += 1;
+                    if d > dmax[x] { dmax[x] = d; }
+                    if d < dmin[x] { dmin[x] = d; }
+                }
             }
         }
         let (mut lo, mut hi) = (vec![0.0f32; w], vec![0.0f32; w]);
+        // Mean and sample sd of the finite d without one of them (v): Math.max(q, 0) of the twin (NaN stays
+        // NaN, −0 becomes +0).
+        let without = |s1: f64, s2: f64, k: f64, v: f64| -> (f64, f64) {
+            let (a, b, n) = (s1 - v, s2 - v * v, k - 1.0);
+            let m = a / n;
+            let q = (b - a * m) / (n - 1.0);
+            (m, (if q.is_nan() { q } else if q > 0.0 { q } else { 0.0 }).sqrt())
+        };
         for x in 0..w {
+            if sn[x] < 3 { lo[x] = f32::NEG_INFINITY; hi[x] = f32::INFINITY; continue; }
             let k = sn[x] as f64;
-            let m = s1[x] / k;
-            // Math.max(q, 0) of the twin: NaN stays NaN (f64::max would give 0), −0 becomes +0.
-            let sd = if sn[x] > 1 { let q = (s2[x] - s1[x] * m) / (k - 1.0); (if q.is_nan() { q } else if q > 0.0 { q } else { 0.0 }).sqrt() } else { f64::INFINITY };
-            lo[x] = (m - b.clip_low * sd) as f32;
-            hi[x] = (m + b.clip_high * sd) as f32;
+            let (mh, sh) = without(s1[x], s2[x], k, dmax[x]);
+            let (ml, sl) = without(s1[x], s2[x], k, dmin[x]);
+            lo[x] = (ml - b.clip_low * sl) as f32;
+            hi[x] = (mh + b.clip_high * sh) as f32;
         }
         let (mut acc, mut wsum, mut macc, mut mcnt, mut racc, mut rcnt) = (vec![0.0f64; w], vec![0.0f64; w], vec![0.0f64; w], vec![0.0f64; w], vec![0.0f64; w], vec![0.0f64; w]);
         let (mut row_a, mut wrow) = (vec![0.0f64; tx], vec![0.0f64; w]);

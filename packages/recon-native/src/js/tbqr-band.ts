@@ -7,24 +7,36 @@ export interface TbqrBandArgs {
 export function tbqrBand(b: TbqrBandArgs, out: Float32Array, plain: Float32Array): void {
   const W = b.width, N = b.frames.length, tx = b.xs0.length, tiles = b.fractions.length / N;
   const s1 = new Float64Array(W), s2 = new Float64Array(W), sn = new Uint32Array(W), lo = new Float32Array(W), hi = new Float32Array(W);
+  const dmax = new Float64Array(W), dmin = new Float64Array(W);
+  /** Mean and sample sd of the finite d without one of them (v), as tbqr_band.rs. */
+  const without = (a1: number, a2: number, k: number, v: number): [number, number] => {
+    const a = a1 - v, b2 = a2 - v * v, n = k - 1;
+    const m = a / n;
+    return [m, Math.sqrt(Math.max((b2 - a * m) / (n - 1), 0))];
+  };
   const acc = new Float64Array(W), wsum = new Float64Array(W), macc = new Float64Array(W), mcnt = new Float64Array(W), racc = new Float64Array(W), rcnt = new Float64Array(W);
   const rowA = new Float64Array(tx), wrow = new Float64Array(W);
   for (let r = 0; r < b.rows; r++) {
-    s1.fill(0); s2.fill(0); sn.fill(0);
+    s1.fill(0); s2.fill(0); sn.fill(0); dmax.fill(-Infinity); dmin.fill(Infinity);
     for (let f = 0; f < N; f++) {
       const v = b.frames[f]!, inv = b.inv[f]!, k = 3 * (f * b.rows + r);
       const a0 = b.sky[k]!, a1 = b.sky[k + 1]!, a2 = b.sky[k + 2]!;
       for (let x = 0, p = r * W; x < W; x++, p++) {
         const u = b.u[x]!;
         const d = Math.fround(v[p]! * inv) - (a0 + a1 * u + a2 * u * u);
-        if (d - d === 0) { s1[x] = s1[x]! + d; s2[x] = s2[x]! + d * d; sn[x] = sn[x]! + 1; }
+        if (d - d === 0) {
+          s1[x] = s1[x]! + d; s2[x] = s2[x]! + d * d; sn[x] = sn[x]! + 1;
+          if (d > dmax[x]!) dmax[x] = d;
+          if (d < dmin[x]!) dmin[x] = d;
+        }
       }
     }
     for (let x = 0; x < W; x++) {
-      const k = sn[x]!, m = s1[x]! / k;
-      const sd = k > 1 ? Math.sqrt(Math.max((s2[x]! - s1[x]! * m) / (k - 1), 0)) : Infinity;
-      lo[x] = m - b.clipLow * sd;
-      hi[x] = m + b.clipHigh * sd;
+      const k = sn[x]!;
+      if (k < 3) { lo[x] = -Infinity; hi[x] = Infinity; continue; }
+      const [mh, sh] = without(s1[x]!, s2[x]!, k, dmax[x]!), [ml, sl] = without(s1[x]!, s2[x]!, k, dmin[x]!);
+      lo[x] = ml - b.clipLow * sl;
+      hi[x] = mh + b.clipHigh * sh;
     }
     acc.fill(0); wsum.fill(0); macc.fill(0); mcnt.fill(0); racc.fill(0); rcnt.fill(0);
     const c0 = b.covStart[r]!, c1 = b.covStart[r + 1]!;
