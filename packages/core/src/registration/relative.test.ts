@@ -88,7 +88,7 @@ describe("relative registration on synthetic frames with known transforms", () =
   });
 
   it("frames in flight follow runtime.memory_budget (9 planes per unit, 1 to 3), and the output does not depend on them", async () => {
-    const files = [];
+    const files: string[] = [];
     for (const [i, [, t]] of cases.slice(0, 3).entries()) {
       const f = join(dir, `budget_${i}.fit`);
       await writeFitsImage(f, { width: W, height: H, data: render(cat, W, H, t, 200 + i) });
