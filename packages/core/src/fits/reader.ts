@@ -11,6 +11,7 @@ import { bytesPerPixel, decodeBigEndian, type Bitpix, type Scaling } from "./dec
 import { describeHdu, nextHduOffset, readHeaderAt, type HduInfo } from "./hdu.js";
 import type { FitsHeader } from "./header.js";
 import { FileSource, releaseScratch, takeScratch } from "./source.js";
+import { uninitialisedPlane } from "../util/planes.js";
 
 /** An image in memory: plane-major Float32Array (all of channel 0, then channel 1, …). */
 export interface FitsImage {
@@ -232,7 +233,7 @@ export class FitsImageReader {
     // Every value is written below, so the zero fill of `new Float32Array` is wasted work; worse, a fresh
     // zeroed 8 MB block costs page faults on every frame (measured: more than the whole file read).
     // Buffer.allocUnsafeSlow memory comes from malloc, which recycles it between frames.
-    const out = options.out ?? new Float32Array(Buffer.allocUnsafeSlow(4 * n * this.channels).buffer, 0, n * this.channels);
+    const out = options.out ?? uninitialisedPlane(n * this.channels);
     // Read in bands of ≤ 16 MB so a cancel is noticed and no second full-size buffer is held.
     const rowsPerBand = Math.max(1, Math.floor((16 << 20) / (this.width * bytesPerPixel(this.bitpix))));
     for (let c = 0; c < this.channels; c++) {

@@ -8,8 +8,9 @@
  * recorded) one pass suffices: each frame is read once, by its `registration.frame` unit. With `auto`
  * there are two passes: every frame's stars first (only the star lists come back), to choose the
  * reference; then the frame units. Memory does not grow with the number of frames: the local executor
- * runs three units at a time (one frame's JavaScript work — matching, the write's byte swap — overlaps
- * with the others' native kernels and file I/O), each holding one frame. Warnings and results are taken in frame order, whatever order units finish in.
+ * runs up to three units at a time (one frame's JavaScript work — matching, the write's byte swap —
+ * overlaps with the others' native kernels and file I/O; fewer when `runtime.memory_budget` is tight), each
+ * holding one frame. Warnings and results are taken in frame order, whatever order units finish in.
  *
  * Reference `auto`: the frame with the highest quality figure Q = star count / median FWHM (more and
  * sharper stars), earlier frame on ties. A reference chosen by an earlier run into the same output folder

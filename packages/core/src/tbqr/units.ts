@@ -84,10 +84,10 @@ export const frameMetricsTask = defineTask("tbqr.frame-metrics", async (i: { pat
     // 20–50 % of the range.
     if (st.median > 0 && p9999! > 0 && st.median / p9999! > 0.2 && p9999! <= 1.5) fail(i.path, `looks stretched (median ${st.median.toFixed(3)} at ${((100 * st.median) / p9999!).toFixed(0)} % of the 99.99th percentile); TBQR needs linear data`);
     const b = st.median;
-    const norm = plane; // y = raw/B_f, in place: the raw values are not used again
     const inv = 1 / Math.max(b, i.epsilon);
-    for (let p = 0; p < n; p++) norm[p] = plane[p]! * inv;
-    const m = await recon.tileMetrics({ data: norm, width: W, height: H }, tiles, { signal: sig });
+    // y = raw/B_f, in place: the raw values are not used again.
+    for (let p = 0; p < n; p++) plane[p] = plane[p]! * inv;
+    const m = await recon.tileMetrics({ data: plane, width: W, height: H }, tiles, { signal: sig });
     // This frame's own sky surface (in y units) from its tile sky levels; pass B's clip statistics are
     // gathered on d = y − surface, so a frame's gradient neither widens nor shifts the clip window.
     const sky = fitSkySurface(tiles.map((t, ti) => ({ u: (t.x0 + t.width / 2) / W - 0.5, v: (t.y0 + t.height / 2) / H - 0.5, value: m.background[ti]! })));

@@ -1,3 +1,8 @@
+/** A plane of `length` values on malloc'd memory, not zero-filled: for outputs written whole. */
+export function uninitialisedPlane(length: number): Float32Array {
+  return new Float32Array(Buffer.allocUnsafeSlow(4 * length).buffer, 0, length);
+}
+
 /**
  * A pool of whole-frame Float32Array planes for per-frame work that runs frame after frame (a
  * registration: decoded frame, background and noise maps, warped frame). Reusing the same few blocks
@@ -27,7 +32,7 @@ export class PlanePool {
       this.heldBytes -= p.byteLength;
       return p;
     }
-    return new Float32Array(Buffer.allocUnsafeSlow(4 * length).buffer, 0, length);
+    return uninitialisedPlane(length);
   }
 
   /** Give back planes taken from {@link take} (or any Float32Array that owns its whole buffer). */
