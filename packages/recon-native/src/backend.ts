@@ -6,7 +6,7 @@
  */
 import { TileCompileError } from "@tile-compile/errors";
 import {
-  BAYER_CODES, INTERPOLATION_CODES, REJECTION_CODES, STAR_FIELDS, TILE_FIELDS,
+  BAYER_CODES, INTERPOLATION_CODES, REJECTION_CODES, STAR_FIELDS, TILE_FIELDS, TILE_SCRATCH_PLANES, tileScratchLength, type TileMetricsOptions,
   type BackgroundMap, type BackgroundOptions, type CombineOptions, type CombineResult, type DebayerOptions, type KernelOptions,
   type Matrix3, type OverlapCanvas, type OverlapTile, type Plane, type ReconBackend, type ReconBackendKind, type RgbPlanes,
   type RobustStats, type RobustStatsOptions, type Star, type StarDetectionOptions, type StarList, type TbqrBandInput, type TileMetrics, type TileRect, type WarpOptions,
@@ -131,12 +131,14 @@ export class Backend implements ReconBackend {
     return { stars, count };
   }
 
-  async tileMetrics(p: Plane, tiles: readonly TileRect[], o: KernelOptions = {}): Promise<TileMetrics> {
+  async tileMetrics(p: Plane, tiles: readonly TileRect[], o: TileMetricsOptions = {}): Promise<TileMetrics> {
     checkPlane(p, "plane");
+    const need = tileScratchLength(p.width, p.height);
+    if (o.scratch && (o.scratch.length !== TILE_SCRATCH_PLANES || o.scratch.some((s) => s.length < need) || new Set(o.scratch.map((s) => s.buffer)).size !== o.scratch.length)) throw invalid("scratch", `must be ${TILE_SCRATCH_PLANES} distinct planes of at least ${need} values`);
     const rects = new Int32Array(tiles.length * 4);
     tiles.forEach((t, i) => { checkRect(t, p.width, p.height, `tiles[${i}]`); rects.set([t.x0, t.y0, t.width, t.height], 4 * i); });
     const out = new Float64Array(tiles.length * TILE_FIELDS);
-    await call("tileMetrics", o.signal, (c) => this.k.tileMetrics(p.data, p.width, p.height, rects, out, c));
+    await call("tileMetrics", o.signal, (c) => this.k.tileMetrics(p.data, p.width, p.height, rects, out, o.scratch ? [...o.scratch] : null, c));
     const field = (k: number) => Float64Array.from({ length: tiles.length }, (_, t) => out[t * TILE_FIELDS + k]!);
     return { background: field(0), noise: field(1), energy: field(2), energyOverNoise: field(3), starCount: field(4), fwhm: field(5), roundness: field(6), contrast: field(7), validFraction: field(8) };
   }

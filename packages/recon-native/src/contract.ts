@@ -107,6 +107,24 @@ export interface TileRect {
   height: number;
 }
 
+/** Options of {@link ReconKernels.tileMetrics}. */
+export interface TileMetricsOptions extends KernelOptions {
+  /**
+   * {@link TILE_SCRATCH_PLANES} distinct planes of at least {@link tileScratchLength} values for the
+   * kernel's working data (row counts, the binned frame and model, row sums); reused across frames they spare a fresh allocation
+   * (and its page faults) per frame. Allocated inside the call when absent. Contents undefined after.
+   */
+  scratch?: readonly Float32Array[];
+}
+
+/** Scratch planes {@link ReconKernels.tileMetrics} works in. */
+export const TILE_SCRATCH_PLANES = 3;
+
+/** Values each tile-metrics scratch plane needs for a width × height frame (the frame's size, or three 2×2-binned planes if larger). */
+export function tileScratchLength(width: number, height: number): number {
+  return Math.max(width * height, 3 * Math.ceil(width / 2) * Math.ceil(height / 2));
+}
+
 /** Per-tile TBQR metrics (tbqr-reference §1.8); NaN where a metric is undefined (no stars, no pixels). */
 export interface TileMetrics {
   background: Float64Array;
@@ -257,7 +275,11 @@ export interface ReconBackend {
   robustStats(values: Float32Array, options?: RobustStatsOptions): Promise<RobustStats>;
   backgroundMap(plane: Plane, options?: BackgroundOptions): Promise<BackgroundMap>;
   detectStars(plane: Plane, options?: StarDetectionOptions): Promise<StarList>;
-  tileMetrics(plane: Plane, tiles: readonly TileRect[], options?: KernelOptions): Promise<TileMetrics>;
+  /**
+   * Per-tile metrics of one frame, computed at frame level (one background model, one star list; see
+   * native/src/tiles.rs for the definitions).
+   */
+  tileMetrics(plane: Plane, tiles: readonly TileRect[], options?: TileMetricsOptions): Promise<TileMetrics>;
   warp(source: Plane, matrix: Matrix3, options?: WarpOptions): Promise<Plane>;
   debayer(mosaic: Plane, options: DebayerOptions): Promise<RgbPlanes>;
   combine(frames: readonly Float32Array[], options?: CombineOptions): Promise<CombineResult>;

@@ -18,7 +18,7 @@ export interface RawKernels {
   robustStats(values: F32, low: number, high: number, iterations: number, out: F64, cancel: Cancel): Promise<number>;
   backgroundMap(data: F32, w: number, h: number, mesh: number, k: number, iterations: number, bg: F32, noise: F32, cancel: Cancel): Promise<number>;
   detectStars(data: F32, w: number, h: number, bg: F32, noise: F32, k: number, minArea: number, maxStars: number, radius: number, out: F64, cancel: Cancel): Promise<number>;
-  tileMetrics(data: F32, w: number, h: number, rects: Int32Array, out: F64, cancel: Cancel): Promise<number>;
+  tileMetrics(data: F32, w: number, h: number, rects: Int32Array, out: F64, scratch: F32[] | null, cancel: Cancel): Promise<number>;
   warp(src: F32, sw: number, sh: number, matrix: F64, dst: F32, dw: number, dh: number, kind: number, cancel: Cancel): Promise<number>;
   debayer(src: F32, w: number, h: number, pattern: number, offX: number, offY: number, superpixel: number, r: F32, g: F32, b: F32, cancel: Cancel): Promise<number>;
   combine(frames: F32[], weights: F64 | null, norm: F64 | null, method: number, rejection: number, low: number, high: number, iterations: number, out: F32, rejLow: Uint16Array | null, rejHigh: Uint16Array | null, cancel: Cancel): Promise<number>;

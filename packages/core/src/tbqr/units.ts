@@ -13,7 +13,7 @@
  *
  * The master (reconstruct.ts) does what is global and cheap: weights, photometric calibration, validation.
  */
-import { loadRecon } from "@tile-compile/recon-native";
+import { loadRecon, TILE_SCRATCH_PLANES, tileScratchLength } from "@tile-compile/recon-native";
 import { TileCompileError } from "../errors/index.js";
 import { FitsFile, readFitsImage } from "../fits/reader.js";
 import { defineTask, type SharedRef } from "../executor/contracts.js";
@@ -21,7 +21,7 @@ import { readBand } from "../executor/cache.js";
 import { fitSkySurface, median, skyRow } from "./math.js";
 import { PlanePool } from "../util/planes.js";
 
-/** Frame planes reused from one pass-A unit to the next (see PlanePool). */
+/** Frame and scratch planes reused from one pass-A unit to the next (see PlanePool). */
 const planes = new PlanePool();
 
 /** Drop the idle pass-A planes (after pass A, so pass B and later stages have the memory). */
@@ -35,19 +35,54 @@ function fail(file: string, reason: string, hint?: string): never {
 
 export interface TileRect { x0: number; y0: number; width: number; height: number }
 
-/** Median FWHM of the round stars of one channel of one frame. */
-export const seeingTask = defineTask("tbqr.seeing", async (i: { path: string; channel: number }, ctx): Promise<number> => {
+/** One frame's seeing: the median FWHM of its round stars, and those stars (brightest first). */
+export interface FrameSeeing { fwhm: number; stars: { x: number; y: number; flux: number }[] }
+
+/** Median FWHM of the round stars of one channel of one frame, with the stars themselves. */
+export const seeingTask = defineTask("tbqr.seeing", async (i: { path: string; channel: number }, ctx): Promise<FrameSeeing> => {
   const recon = loadRecon();
   const f = await FitsFile.open(i.path);
   try {
     const r = await f.image();
     const data = await r.readRows(0, r.height, i.channel);
     const list = await recon.detectStars({ data, width: r.width, height: r.height }, { radius: 5, maxStars: 300, signal: ctx.signal });
-    return median(list.stars.filter((s) => s.roundness > 0.6).map((s) => s.fwhm));
+    const round = list.stars.filter((s) => s.roundness > 0.6);
+    return { fwhm: median(round.map((s) => s.fwhm)), stars: round.map((s) => ({ x: s.x, y: s.y, flux: s.flux })) };
   } finally {
     await f.close();
   }
 });
+
+/** The photometry stars of pass A: positions (registered frames share them) and the aperture radii. */
+export interface PhotometryPlan { stars: { x: number; y: number }[]; aperture: number; annulus: [number, number] }
+
+/**
+ * Aperture fluxes at fixed positions: the sum over the disc of radius `aperture` minus its pixel count
+ * times the median of the annulus [annulus₀, annulus₁] (NaN when a pixel of the disc is not finite or the
+ * annulus has fewer than 8 finite pixels). Positions must lie at least annulus₁ + 1 px inside the plane.
+ */
+export function apertureFluxes(plane: Float32Array, width: number, p: PhotometryPlan): Float64Array {
+  const out = new Float64Array(p.stars.length);
+  const R = Math.ceil(p.annulus[1]);
+  const a2 = p.aperture ** 2, i2 = p.annulus[0] ** 2, o2 = p.annulus[1] ** 2;
+  const bg = new Float64Array((2 * R + 1) ** 2);
+  for (const [k, s] of p.stars.entries()) {
+    let sum = 0, cnt = 0, nb = 0, bad = false;
+    const cx = Math.round(s.x), cy = Math.round(s.y);
+    for (let y = cy - R; y <= cy + R; y++) {
+      const dy2 = (y - s.y) ** 2, row = y * width;
+      for (let x = cx - R; x <= cx + R; x++) {
+        const d2 = (x - s.x) ** 2 + dy2, v = plane[row + x]!;
+        if (d2 <= a2) { if (v - v === 0) { sum += v; cnt++; } else bad = true; }
+        else if (d2 >= i2 && d2 <= o2 && v - v === 0) bg[nb++] = v;
+      }
+    }
+    if (bad || nb < 8) { out[k] = NaN; continue; }
+    const b = bg.subarray(0, nb).sort();
+    out[k] = sum - cnt * (nb % 2 ? b[nb >> 1]! : (b[nb / 2 - 1]! + b[nb / 2]!) / 2);
+  }
+  return out;
+}
 
 /** Pass A figures of one channel of one frame. Tile metrics are per tile, in the grid's order. */
 export interface ChannelMetrics {
@@ -59,18 +94,22 @@ export interface ChannelMetrics {
   /** The frame's sky surface in y units (6 coefficients, see fitSkySurface). */
   sky: number[];
   tiles: { fwhm: Float64Array; roundness: Float64Array; contrast: Float64Array; stars: Float64Array; eOverSigma: Float64Array; background: Float64Array; noise: Float64Array };
+  /** Aperture fluxes (y units) of the photometry stars, in the plan's order; empty without a plan. */
+  fluxes: Float64Array;
 }
 
 /** Pass A for one frame (every channel, independently). Refuses (almost) all-NaN and stretched frames. */
-export const frameMetricsTask = defineTask("tbqr.frame-metrics", async (i: { path: string; tiles: SharedRef; epsilon: number }, ctx): Promise<ChannelMetrics[]> => {
+export const frameMetricsTask = defineTask("tbqr.frame-metrics", async (i: { path: string; tiles: SharedRef; photometry?: SharedRef; epsilon: number }, ctx): Promise<ChannelMetrics[]> => {
   const recon = loadRecon();
   const sig = ctx.signal;
   const tiles = await ctx.shared<TileRect[]>(i.tiles);
+  const phot = i.photometry ? await ctx.shared<PhotometryPlan>(i.photometry) : undefined;
   // The frame is read into a pooled plane and normalised in place (y = raw/B_f needs no second plane):
   // 8 MB of fresh ArrayBuffers per 1024² frame kept V8's collector busy through pass A.
   const img = await readFitsImage(i.path, { signal: sig, out: (len) => planes.take(len) });
   const { width: W, height: H, channels: C } = img;
   const n = W * H;
+  const scratch = Array.from({ length: TILE_SCRATCH_PLANES }, () => planes.take(tileScratchLength(W, H)));
   const out: ChannelMetrics[] = [];
   for (let c = 0; c < C; c++) {
     const plane = img.data.subarray(c * n, (c + 1) * n);
@@ -87,7 +126,7 @@ export const frameMetricsTask = defineTask("tbqr.frame-metrics", async (i: { pat
     const inv = 1 / Math.max(b, i.epsilon);
     // y = raw/B_f, in place: the raw values are not used again.
     for (let p = 0; p < n; p++) plane[p] = plane[p]! * inv;
-    const m = await recon.tileMetrics({ data: plane, width: W, height: H }, tiles, { signal: sig });
+    const m = await recon.tileMetrics({ data: plane, width: W, height: H }, tiles, { signal: sig, scratch });
     // This frame's own sky surface (in y units) from its tile sky levels; pass B's clip statistics are
     // gathered on d = y − surface, so a frame's gradient neither widens nor shifts the clip window.
     const sky = fitSkySurface(tiles.map((t, ti) => ({ u: (t.x0 + t.width / 2) / W - 0.5, v: (t.y0 + t.height / 2) / H - 0.5, value: m.background[ti]! })));
@@ -95,9 +134,10 @@ export const frameMetricsTask = defineTask("tbqr.frame-metrics", async (i: { pat
     out.push({
       background: b, noise: median(Array.from(m.noise)), energy: median(Array.from(m.energy)), sky,
       tiles: { fwhm: f64(m.fwhm), roundness: f64(m.roundness), contrast: f64(m.contrast), stars: f64(m.starCount), eOverSigma: f64(m.energyOverNoise), background: f64(m.background), noise: f64(m.noise) },
+      fluxes: phot ? apertureFluxes(plane, W, phot) : new Float64Array(0),
     });
   }
-  planes.give(img.data);
+  planes.give(img.data, ...scratch);
   return out;
 });
 

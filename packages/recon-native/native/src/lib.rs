@@ -136,8 +136,8 @@ unsafe extern "C" fn detect_stars(env: napi_env, info: napi_callback_info) -> na
 
 // tileMetrics(data, w, h, rects: Int32Array, out: Float64Array, cancel)
 unsafe extern "C" fn tile_metrics(env: napi_env, info: napi_callback_info) -> napi_value {
-    let a = Args::new(env, info, 6);
-    async_call(env, &a, 5, || {
+    let a = Args::new(env, info, 7);
+    async_call(env, &a, 6, || {
         let (w, h) = (a.usize(1, "width")?, a.usize(2, "height")?);
         let data = plane(&a, 0, "data", w, h)?;
         let rects = a.i32s(3, "rects")?;
@@ -148,7 +148,15 @@ unsafe extern "C" fn tile_metrics(env: napi_env, info: napi_callback_info) -> na
         }
         let out = a.f64s(4, "out")?;
         need(out.len >= rects.len / 4 * tiles::TILE_FIELDS, || format!("out must hold {} values per tile", tiles::TILE_FIELDS))?;
-        Ok(Box::new(move |c| tiles::run(data.slice(), w, rects.slice(), out, c).map(|_| (rects.len / 4) as f64)))
+        let scratch = if a.is_nullish(5) { None } else {
+            let list = a.f32_list(5, "scratch")?;
+            need(list.len() == tiles::SCRATCH_PLANES && list.iter().all(|b| tiles::scratch_fits(w, h, b.len)), || format!("scratch must be {} planes of at least {w}×{h} values (and 3 × ⌈w/2⌉·⌈h/2⌉)", tiles::SCRATCH_PLANES))?;
+            // The kernel writes every scratch plane: they must not overlap each other or the frame.
+            let spans: Vec<(usize, usize)> = list.iter().map(|b| (b.ptr as usize, b.ptr as usize + 4 * b.len)).chain([(data.ptr as usize, data.ptr as usize + 4 * data.len)]).collect();
+            need(spans.iter().enumerate().all(|(i, a)| spans[i + 1..].iter().all(|b| a.1 <= b.0 || b.1 <= a.0)), || "scratch planes must be distinct buffers, apart from the frame".into())?;
+            Some(list)
+        };
+        Ok(Box::new(move |c| tiles::run(data.slice(), w, h, rects.slice(), out, scratch, c).map(|_| (rects.len / 4) as f64)))
     })
 }
 

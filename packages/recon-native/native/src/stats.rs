@@ -17,6 +17,26 @@ pub fn median(v: &mut [f64]) -> f64 {
     (lo + hi) / 2.0
 }
 
+/// f64 ↔ u64 keys in the order of `f64::total_cmp` (sign bit flipped for positives, all bits for negatives).
+#[inline]
+fn key(x: f64) -> u64 { let b = x.to_bits(); if b >> 63 == 1 { !b } else { b | (1 << 63) } }
+#[inline]
+fn unkey(k: u64) -> f64 { f64::from_bits(if k >> 63 == 1 { k & !(1 << 63) } else { !k }) }
+
+/// `median`, selecting on integer keys (`keys` is scratch): the same value, about twice as fast on the
+/// few-thousand-value sets of the tile metrics (a float comparator per comparison was most of the cost).
+pub fn median_keyed(v: &[f64], keys: &mut Vec<u64>) -> f64 {
+    let n = v.len();
+    if n == 0 { return f64::NAN; }
+    keys.clear();
+    keys.extend(v.iter().map(|&x| key(x)));
+    let (lo_part, hi, _) = keys.select_nth_unstable(n / 2);
+    let hi = unkey(*hi);
+    if n % 2 == 1 { return hi; }
+    let lo = unkey(*lo_part.iter().max().unwrap());
+    (lo + hi) / 2.0
+}
+
 /// Percentile p in [0, 1] with linear interpolation between order statistics (h = (n − 1)·p).
 pub fn percentile(v: &mut [f64], p: f64) -> f64 {
     let n = v.len();

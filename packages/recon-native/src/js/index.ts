@@ -11,7 +11,7 @@ import { decode } from "./decode.js";
 import { overlapAdd, normalizeOverlap } from "./ola.js";
 import { detect } from "./stars.js";
 import { percentile, robustStats, finiteValues } from "./stats.js";
-import { TILE_FIELDS, tileMetrics } from "./tiles.js";
+import { frameTileMetrics } from "./tiles.js";
 import { warp } from "./warp.js";
 import { tbqrBand } from "./tbqr-band.js";
 
@@ -47,10 +47,9 @@ export const jsKernels: RawKernels = {
   async detectStars(data, w, h, bg, noise, k, minArea, maxStars, radius, out) {
     return detect(data, w, h, bg, noise, k, minArea, maxStars, radius, out);
   },
-  async tileMetrics(data, w, _h, rects, out) {
-    const n = rects.length / 4;
-    for (let t = 0; t < n; t++) out.set(tileMetrics(data, w, rects[4 * t]!, rects[4 * t + 1]!, rects[4 * t + 2]!, rects[4 * t + 3]!), t * TILE_FIELDS);
-    return n;
+  async tileMetrics(data, w, h, rects, out, scratch) {
+    frameTileMetrics(data, w, h, rects, out, scratch);
+    return rects.length / 4;
   },
   async warp(src, sw, sh, matrix, dst, dw, dh, kind) {
     warp(src, sw, sh, matrix, dst, dw, dh, kind);

@@ -1,109 +1,156 @@
-/** Per-tile TBQR metrics — twin of native/src/tiles.rs (see there for the definitions). */
+/**
+ * Per-tile TBQR metrics at frame level — twin of native/src/tiles.rs (see there for the definitions).
+ * The same f64 operations in the same order, and the same f32 roundings where the kernel stores into its
+ * f32 planes, so both backends give the same bits.
+ */
 import { isPeak, measure, type Signal } from "./stars.js";
 import { median } from "./stats.js";
 
 export const TILE_FIELDS = 9;
 const MAD_TO_SIGMA = 1.482602218505602;
-const BOX_R = 15;
 const STAR_R = 5;
 const MAX_TILE_STARS = 50;
+export const CELL = 64;
 
-export function boxMean(t: Float64Array, w: number, h: number, r: number): Float64Array {
-  const hs = new Float64Array(w * h);
-  const hc = new Float64Array(w * h);
+const BIN = 2;
+const BOX_RB = 7;
+export const SCRATCH_PLANES = 3;
+
+/** Sums and counts of the finite (and, with a mask, unclipped) pixels of each 2×2 bin; f32 accumulation. */
+function binSums(data: Float32Array, w: number, h: number, bw: number, mask: { model: Float32Array; cut: Float64Array } | undefined, sb: Float32Array, cb: Float32Array): void {
+  const cw = Math.ceil(w / CELL);
+  sb.fill(0);
+  cb.fill(0);
+  for (let y = 0; y < h; y++) {
+    const brow = Math.floor(y / BIN) * bw, crow = Math.floor(y / CELL) * cw;
+    for (let x = 0; x < w; x++) {
+      const v = data[y * w + x]!;
+      const b = brow + Math.floor(x / BIN);
+      if (!Number.isFinite(v)) continue;
+      if (mask && !(v - mask.model[b]! <= mask.cut[crow + Math.floor(x / CELL)]!)) continue;
+      sb[b] = sb[b]! + v;
+      cb[b] = cb[b]! + 1;
+    }
+  }
+}
+
+/** Box mean of radius r (bins) of binned sums / counts into `out` (NaN or, with `keepOld`, unchanged where empty). */
+function boxMean(sb: Float32Array, cb: Float32Array, w: number, h: number, r: number, hs: Float32Array, hc: Float32Array, out: Float32Array, keepOld: boolean): void {
   for (let y = 0; y < h; y++) {
     const o = y * w;
     let s = 0, c = 0;
-    for (let x = 0; x < Math.min(r, w); x++) if (Number.isFinite(t[o + x]!)) { s += t[o + x]!; c += 1; }
+    for (let x = 0; x < Math.min(r, w); x++) { s += sb[o + x]!; c += cb[o + x]!; }
     for (let x = 0; x < w; x++) {
-      if (x + r < w && Number.isFinite(t[o + x + r]!)) { s += t[o + x + r]!; c += 1; }
-      if (x > r && Number.isFinite(t[o + x - r - 1]!)) { s -= t[o + x - r - 1]!; c -= 1; }
+      if (x + r < w) { s += sb[o + x + r]!; c += cb[o + x + r]!; }
+      if (x > r) { s -= sb[o + x - r - 1]!; c -= cb[o + x - r - 1]!; }
       hs[o + x] = s;
       hc[o + x] = c;
     }
   }
-  const out = new Float64Array(w * h).fill(NaN);
   for (let x = 0; x < w; x++) {
     let s = 0, c = 0;
     for (let y = 0; y < Math.min(r, h); y++) { s += hs[y * w + x]!; c += hc[y * w + x]!; }
     for (let y = 0; y < h; y++) {
       if (y + r < h) { s += hs[(y + r) * w + x]!; c += hc[(y + r) * w + x]!; }
       if (y > r) { s -= hs[(y - r - 1) * w + x]!; c -= hc[(y - r - 1) * w + x]!; }
-      out[y * w + x] = c > 0 ? s / c : NaN;
+      if (c > 0) out[y * w + x] = s / c;
+      else if (!keepOld) out[y * w + x] = NaN;
     }
   }
-  return out;
 }
 
-export function tileMetrics(data: Float32Array, w: number, tx0: number, ty0: number, tw: number, th: number): number[] {
-  const n = tw * th;
-  const t = new Float64Array(n);
-  let valid = 0;
-  for (let y = 0; y < th; y++) for (let x = 0; x < tw; x++) {
-    const v = data[(ty0 + y) * w + tx0 + x]!;
-    t[y * tw + x] = v;
-    if (Number.isFinite(v)) valid++;
+/** Clip level (median + 3σ0) and sky noise of each cell, from every 4th pixel of its rows. */
+function cellLevels(data: Float32Array, model: Float32Array, w: number, h: number, bw: number): { cut: Float64Array; noise: Float64Array } {
+  const cw = Math.ceil(w / CELL), ch = Math.ceil(h / CELL);
+  const cut = new Float64Array(cw * ch).fill(NaN), noise = new Float64Array(cw * ch).fill(NaN);
+  const v: number[] = [];
+  for (let cy = 0; cy < ch; cy++) for (let cx = 0; cx < cw; cx++) {
+    v.length = 0;
+    for (let y = cy * CELL; y < Math.min((cy + 1) * CELL, h); y++) for (let x = cx * CELL; x < Math.min((cx + 1) * CELL, w); x += 4) { const r = data[y * w + x]! - model[Math.floor(y / BIN) * bw + Math.floor(x / BIN)]!; if (Number.isFinite(r)) v.push(r); }
+    if (v.length === 0) continue;
+    const med = median(v);
+    const c = med + 3 * (MAD_TO_SIGMA * median(v.map((x) => Math.abs(x - med))));
+    const sky = v.filter((x) => x <= c);
+    const ms = median(sky);
+    for (let i = 0; i < sky.length; i++) sky[i] = Math.abs(sky[i]! - ms);
+    cut[cy * cw + cx] = c;
+    noise[cy * cw + cx] = MAD_TO_SIGMA * median(sky);
   }
-  const frac = valid / n;
-  if (valid < 3) return [NaN, NaN, NaN, NaN, 0, NaN, NaN, NaN, frac];
-  const model = boxMean(t, tw, th, BOX_R);
-  const masked = new Float64Array(n);
-  const v = new Float64Array(n);
-  let cut = 0;
-  for (let pass = 0; pass < 3; pass++) {
-    let nv = 0;
-    // Every 4th pixel (as the native kernel): the clip level needs the median and MAD to ~2 %, not exactly.
-    for (let i = 0; i < n; i += 4) { const r = t[i]! - model[i]!; if (Number.isFinite(r)) v[nv++] = r; }
-    const medR = median(v, nv);
-    for (let i = 0; i < nv; i++) v[i] = Math.abs(v[i]! - medR);
-    const sigma0 = MAD_TO_SIGMA * median(v, nv);
-    cut = medR + 3 * sigma0;
-    if (pass === 2) break;
-    for (let i = 0; i < n; i++) masked[i] = t[i]! - model[i]! <= cut ? t[i]! : NaN;
-    const next = boxMean(masked, tw, th, BOX_R);
-    for (let i = 0; i < n; i++) if (Number.isFinite(next[i]!)) model[i] = next[i]!;
+  return { cut, noise };
+}
+
+export function frameTileMetrics(data: Float32Array, w: number, h: number, rects: Int32Array, out: Float64Array, scratch?: readonly Float32Array[] | null): void {
+  const n = w * h;
+  const bw = Math.ceil(w / BIN), bh = Math.ceil(h / BIN), nb = bw * bh;
+  const [cnt, binned, rows] = scratch ?? [0, 1, 2].map(() => new Float32Array(Math.max(n, 3 * nb)));
+  const sb = binned!.subarray(0, nb), cb = binned!.subarray(nb, 2 * nb), mb = binned!.subarray(2 * nb, 3 * nb);
+  const hs = rows!.subarray(0, nb), hc = rows!.subarray(nb, 2 * nb);
+  const cw = Math.ceil(w / CELL);
+  const cell = (x: number, y: number) => Math.floor(y / CELL) * cw + Math.floor(x / CELL);
+  binSums(data, w, h, bw, undefined, sb, cb);
+  boxMean(sb, cb, bw, bh, BOX_RB, hs, hc, mb, false);
+  for (let pass = 0; pass < 2; pass++) {
+    const { cut } = cellLevels(data, mb, w, h, bw);
+    binSums(data, w, h, bw, { model: mb, cut }, sb, cb);
+    boxMean(sb, cb, bw, bh, BOX_RB, hs, hc, mb, true);
   }
-  const resid = new Float64Array(n);
-  for (let i = 0; i < n; i++) resid[i] = t[i]! - model[i]!;
-  const skyR = new Float64Array(valid);
-  const skyV = new Float64Array(valid);
-  let ns = 0;
-  for (let i = 0; i < n; i++) if (Number.isFinite(resid[i]!) && resid[i]! <= cut) { skyR[ns] = resid[i]!; skyV[ns] = t[i]!; ns++; }
-  const ms = median(Float64Array.from(skyR.subarray(0, ns)));
-  for (let i = 0; i < ns; i++) skyR[i] = Math.abs(skyR[i]! - ms);
-  const sigma = MAD_TO_SIGMA * median(skyR, ns);
-  const bg = median(skyV, ns);
-  const g2 = new Float64Array(Math.max(0, (tw - 2) * (th - 2)));
-  let ng = 0;
-  if (tw >= 3 && th >= 3) {
-    for (let y = 1; y < th - 1; y++) for (let x = 1; x < tw - 1; x++) {
-      const p = (dx: number, dy: number) => resid[(y + dy - 1) * tw + x + dx - 1]!;
-      const gx = (p(2, 0) + 2 * p(2, 1) + p(2, 2)) - (p(0, 0) + 2 * p(0, 1) + p(0, 2));
-      const gy = (p(0, 2) + 2 * p(1, 2) + p(2, 2)) - (p(0, 0) + 2 * p(1, 0) + p(2, 0));
-      const e = gx * gx + gy * gy;
-      if (Number.isFinite(e)) g2[ng++] = e;
-    }
-  }
-  const energy = median(g2, ng);
-  const sig: Signal = (x, y) => resid[y * tw + x]!;
-  const cands: [number, number, number][] = [];
-  if (sigma > 0 && tw > 2 * STAR_R && th > 2 * STAR_R) {
-    for (let y = STAR_R; y < th - STAR_R; y++) for (let x = STAR_R; x < tw - STAR_R; x++) {
+  const { cut, noise: cnoise } = cellLevels(data, mb, w, h, bw);
+  const sig: Signal = (x, y) => data[y * w + x]! - mb[Math.floor(y / BIN) * bw + Math.floor(x / BIN)]!;
+  const cands: { peak: number; x: number; y: number }[] = [];
+  if (w > 2 * STAR_R && h > 2 * STAR_R) {
+    for (let y = STAR_R; y < h - STAR_R; y++) for (let x = STAR_R; x < w - STAR_R; x++) {
+      const s = cnoise[cell(x, y)]!;
       const r = sig(x, y);
-      if (!(r > 5 * sigma) || !isPeak(sig, x, y, tw, th, 2)) continue;
+      if (!(r > 5 * s) || !(s > 0) || !isPeak(sig, x, y, w, h, 2)) continue;
       let above = 0;
-      for (let yy = y - 1; yy < y + 2; yy++) for (let xx = x - 1; xx < x + 2; xx++) if (sig(xx, yy) > 3 * sigma) above++;
-      if (above >= 4) cands.push([r, y, x]);
+      for (let yy = y - 1; yy < y + 2; yy++) for (let xx = x - 1; xx < x + 2; xx++) if (sig(xx, yy) > 3 * s) above++;
+      if (above >= 4) cands.push({ peak: r, x, y });
     }
   }
-  cands.sort((a, b) => b[0] - a[0]);
-  const fw: number[] = [], ro: number[] = [], co: number[] = [];
-  for (const [peak, y, x] of cands.slice(0, MAX_TILE_STARS)) {
-    const m = measure(sig, x - STAR_R, y - STAR_R, x + STAR_R + 1, y + STAR_R + 1);
-    if (!m || !(m.fwhmMinor > 0.2 && m.fwhmMajor < 50)) continue;
-    fw.push(Math.sqrt(m.fwhmMajor * m.fwhmMinor));
-    ro.push(m.fwhmMinor / m.fwhmMajor);
-    if (bg > 0) co.push(peak / bg);
+  cands.sort((a, b) => b.peak - a.peak); // stable: row-major among equal peaks, as the native sort
+  const shapes: ([number, number] | null | undefined)[] = new Array(cands.length);
+  for (let y = 0; y < h; y++) { let k = 0; for (let x = 0; x < w; x++) { if (Number.isFinite(data[y * w + x]!)) k++; cnt![y * w + x] = k; } }
+  const skyR: number[] = [], skyV: number[] = [], g2: number[] = [];
+  for (let k = 0; k < rects.length / 4; k++) {
+    const x0 = rects[4 * k]!, y0 = rects[4 * k + 1]!, tw = rects[4 * k + 2]!, th = rects[4 * k + 3]!;
+    let valid = 0;
+    for (let y = y0; y < y0 + th; y++) valid += cnt![y * w + x0 + tw - 1]! - (x0 > 0 ? cnt![y * w + x0 - 1]! : 0);
+    const frac = valid / (tw * th);
+    if (valid < 3) { out.set([NaN, NaN, NaN, NaN, 0, NaN, NaN, NaN, frac], k * TILE_FIELDS); continue; }
+    skyR.length = 0; skyV.length = 0; g2.length = 0;
+    for (let y = y0; y < y0 + th; y += 2) for (let x = x0; x < x0 + tw; x += 2) {
+      const rv = sig(x, y);
+      if (Number.isFinite(rv) && rv <= cut[cell(x, y)]!) { skyR.push(rv); skyV.push(data[y * w + x]!); }
+      if (y > y0 && y + 1 < y0 + th && x > x0 && x + 1 < x0 + tw) {
+        const p = (dx: number, dy: number) => sig(x + dx - 1, y + dy - 1);
+        const gx = (p(2, 0) + 2 * p(2, 1) + p(2, 2)) - (p(0, 0) + 2 * p(0, 1) + p(0, 2));
+        const gy = (p(0, 2) + 2 * p(1, 2) + p(2, 2)) - (p(0, 0) + 2 * p(1, 0) + p(2, 0));
+        const e = gx * gx + gy * gy;
+        if (Number.isFinite(e)) g2.push(e);
+      }
+    }
+    const ms = median(skyR.slice());
+    for (let i = 0; i < skyR.length; i++) skyR[i] = Math.abs(skyR[i]! - ms);
+    const sigma = MAD_TO_SIGMA * median(skyR);
+    const bg = median(skyV);
+    const energy = median(g2);
+    const fw: number[] = [], ro: number[] = [], co: number[] = [];
+    let taken = 0;
+    for (let ci = 0; ci < cands.length && taken < MAX_TILE_STARS; ci++) {
+      const c = cands[ci]!;
+      if (c.x < x0 + STAR_R || c.x + STAR_R >= x0 + tw || c.y < y0 + STAR_R || c.y + STAR_R >= y0 + th) continue;
+      taken++;
+      let shape = shapes[ci];
+      if (shape === undefined) {
+        const ms2 = measure(sig, c.x - STAR_R, c.y - STAR_R, c.x + STAR_R + 1, c.y + STAR_R + 1);
+        shape = ms2 && ms2.fwhmMinor > 0.2 && ms2.fwhmMajor < 50 ? [Math.sqrt(ms2.fwhmMajor * ms2.fwhmMinor), ms2.fwhmMinor / ms2.fwhmMajor] : null;
+        shapes[ci] = shape;
+      }
+      if (!shape) continue;
+      fw.push(shape[0]);
+      ro.push(shape[1]);
+      if (bg > 0) co.push(c.peak / bg);
+    }
+    out.set([bg, sigma, energy, energy / sigma, fw.length, median(fw), median(ro), median(co), frac], k * TILE_FIELDS);
   }
-  return [bg, sigma, energy, energy / sigma, fw.length, median(fw), median(ro), median(co), frac];
 }
