@@ -3,10 +3,12 @@
  * drift, clouds, satellite trails, cosmics, moving hot pixels, nebulae, sparse fields and OSC, five seeds
  * each, scored against the plain mean of the same frames by the independent scorer of generators/score.ts.
  *
- * What is asserted is what the method holds on every seed today (a regression guard with the margins
- * stated); the issue's targets (FWHM −3 % overall and −8 % in the bump, noise ≤ 1.08×, flux within 1 %,
- * self-measurements within 5 %) are printed next to the figures, and the ones not met on every seed are
- * listed in the stop note.
+ * The issue's targets are asserted on every seed where they hold on every seed (FWHM −3 %, noise ≤ 1.08×
+ * the plain mean on both independent estimators, self-reported noise within 5 %, no tile pattern); flux
+ * and the bump's −8 % are printed per seed with a weaker guard (see below). Noise figures drop pixels
+ * beyond 5σ (a plain mean keeps its frames' hot pixels and cosmics: over 1000 frames those make it noisier
+ * than the reconstruction by half); the self-reported figure is checked against the plain mean with
+ * rejection, the reference validation.json uses.
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -14,7 +16,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { DEFAULT_TBQR, readFitsImage, reconstructTbqr, type EngineContext } from "@tile-compile/core";
 import { makeSkySet, type SkySetOptions } from "./generators/sky.js";
-import { plainMean, scorer } from "./generators/score.js";
+import { clippedMean, plainMean, scorer } from "./generators/score.js";
 
 const ctx = (): EngineContext => ({ signal: new AbortController().signal, logger: { debug() {}, info() {}, warn() {}, error() {} } as never, progress() {}, workdir: tmpdir(), options: {}, runtime: { threads: 2, memoryBudgetBytes: 1 << 30 } });
 const seeing = { fwhmSpread: 0.2, bump: { amp: 0.35, radius: 0.3, period: 17 } };
@@ -23,6 +25,7 @@ const CONDITIONS: Record<string, Partial<SkySetOptions>> = {
   "nebula": { frames: 80, width: 384, height: 384, stars: 300, nebula: true, ...seeing },
   "sparse (80 stars)": { frames: 80, width: 384, height: 384, stars: 80, ...seeing },
   "OSC": { frames: 60, width: 320, height: 320, channels: 3, stars: 250, ...seeing },
+  "1000 frames": { frames: 1000, width: 256, height: 256, stars: 150, trails: 10, ...seeing },
 };
 const SEEDS = [1, 2, 3, 4, 5];
 
@@ -33,7 +36,9 @@ describe("TBQR on generated conditions, five seeds each, against an independent 
         const dir = mkdtempSync(join(tmpdir(), "tc-tbqr-cond-"));
         try {
           const set = await makeSkySet(dir, { seed, frames: 80, width: 384, height: 384, ...cond });
-          const plain = plainMean(await Promise.all(set.frames.map(async (f) => (await readFitsImage(f.path)).data)));
+          const images = await Promise.all(set.frames.map(async (f) => (await readFitsImage(f.path)).data));
+          const plain = plainMean(images), clipped = clippedMean(images);
+          images.length = 0;
           const sc = scorer(set);
           const rules = { minFwhmImprovementPercent: 0, maxBackgroundRmsIncreasePercent: 1000, minTileWeightVariance: 0, requireNoTilePattern: false, abortOnFail: false };
           const res = await reconstructTbqr(set.frames.map((f) => f.path), join(dir, "tbqr.fit"), { ...DEFAULT_TBQR, validation: rules }, ctx());
@@ -42,18 +47,25 @@ describe("TBQR on generated conditions, five seeds each, against an independent 
           const gain = ft.all / fp.all - 1, bumpGain = ft.bump / fp.bump - 1;
           const noise = sc.noise(out) / sc.noise(plain), local = sc.noiseLocal(out) / sc.noiseLocal(plain);
           const flux = sc.fluxTruth(out), fluxPlain = sc.fluxTruth(plain), pattern = sc.tilePattern(out, plain, res.S);
-          const selfNoise = res.validation.noiseRatio / local - 1;
+          // The self-measured noise is against equal weights with the same rejection: so is its check.
+          const selfNoise = res.validation.noiseRatio / (sc.noiseLocal(out) / sc.noiseLocal(clipped)) - 1;
           console.log(`${name} seed ${seed}: FWHM ${(100 * gain).toFixed(1)} % (target ≤ −3), bump ${(100 * bumpGain).toFixed(1)} % over ${fp.bumpStars} stars (target ≤ −8); noise ×${noise.toFixed(3)}, small-scale ×${local.toFixed(3)} (target ≤ 1.08); self-reported noise ×${res.validation.noiseRatio.toFixed(3)} (${(100 * selfNoise).toFixed(1)} % off, target 5); flux ${flux.toFixed(4)} of the truth (plain mean ${fluxPlain.toFixed(4)}); tile-period power ${pattern.toFixed(2)}×`);
-          expect(gain).toBeLessThanOrEqual(-0.01);
-          expect(noise).toBeLessThanOrEqual(1.13);
-          expect(local).toBeLessThanOrEqual(1.13);
-          expect(Math.abs(selfNoise)).toBeLessThanOrEqual(0.12);
+          // The issue's targets, on every seed: FWHM −3 %, noise ≤ 1.08× on both independent estimators,
+          // self-reported noise within 5 %, no tile pattern. Flux: within 1 % of the truth on 20 of the 21
+          // measurable seeds (one 1000-frame seed reads 0.987 on its few isolated stars), asserted at 1.5 %.
+          // The bump (−8 % target, measured on 2–5 stars per seed) holds on 17 of 25 seeds; asserted: never
+          // worse than the plain mean there.
+          expect(gain).toBeLessThanOrEqual(-0.03);
+          expect(noise).toBeLessThanOrEqual(1.08);
+          expect(local).toBeLessThanOrEqual(1.08);
+          expect(Math.abs(selfNoise)).toBeLessThanOrEqual(0.05);
           expect(pattern).toBeLessThan(1.6);
-          if (Number.isFinite(flux)) expect(Math.abs(flux - 1)).toBeLessThanOrEqual(0.07);
+          if (Number.isFinite(flux)) expect(Math.abs(flux - 1)).toBeLessThanOrEqual(0.015);
+          if (Number.isFinite(bumpGain)) expect(bumpGain).toBeLessThanOrEqual(0);
           // The self-reported FWHM figures (adaptive moments) agree with the fitted ones within 8 % (5 % on star
           // fields; up to 6.2 % off on nebula seeds, where the moments see the nebulosity under the stars).
           expect(Math.abs(res.validation.fwhmTbqr / ft.all - 1)).toBeLessThanOrEqual(0.08);
-          expect(Math.abs(res.validation.fwhmMean / fp.all - 1)).toBeLessThanOrEqual(0.08);
+          expect(Math.abs(res.validation.fwhmMean / sc.fwhm(clipped).all - 1)).toBeLessThanOrEqual(0.08);
         } finally {
           rmSync(dir, { recursive: true, force: true });
         }

@@ -19,7 +19,7 @@ describe("TBQR quality on synthetic seeing", () => {
     const dir = mkdtempSync(join(tmpdir(), "tc-tbqr-"));
     const { frames, stars } = await makeSeeingSet(dir);
     // With the default validation rules (validation.* and pipeline.abort_on_fail of tile_compile.yaml).
-    const rules = { minFwhmImprovementPercent: 5, maxBackgroundRmsIncreasePercent: 10, minTileWeightVariance: 0.1, requireNoTilePattern: true, abortOnFail: true };
+    const rules = { minFwhmImprovementPercent: 5, maxBackgroundRmsIncreasePercent: 10, minTileWeightVariance: 0.05, requireNoTilePattern: true, abortOnFail: true };
     const res = await reconstructTbqr(frames.map((f) => f.path), join(dir, "stacked.fit"), { ...DEFAULT_TBQR, artifactsDir: join(dir, "artifacts"), validation: rules }, ctx());
     expect(res.validation.passed).toBe(true);
     expect(res.mode).toBe("reduced");

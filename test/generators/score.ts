@@ -8,7 +8,8 @@
  *   region.
  * - background noise: sky pixels (far from every true star, off bright nebulosity — fainter nebulosity's
  *   truth subtracted — and off the trails) with a
- *   cubic surface removed (least squares), 1.4826·MAD of the rest. Level steps between tiles count as noise.
+ *   cubic surface removed (least squares), 1.4826·MAD of the rest after a 5σ cut (a plain mean's hot
+ *   pixels and cosmics are not its noise). Level steps between tiles count as noise.
  * - flux: aperture photometry at the true positions, local background from an annulus.
  * - tile pattern: power of the residual (image − reference) on the sky at the tile period along rows and
  *   columns, against the neighbouring frequencies; and the same for the squared residual (noise steps).
@@ -141,8 +142,7 @@ export function scorer(set: SkySet): Scorer {
         const t = terms((i % W) / W - 0.5, Math.floor(i / W) / H - 0.5);
         res.push(p[i]! - t.reduce((s, v, k) => s + v * coef[k]!, 0));
       }
-      const m = median(res);
-      return 1.482602 * median(res.map((v) => Math.abs(v - m)));
+      return clippedSigma(res);
     },
     noiseLocal(img, c = defC) {
       const p = plane(img, c), res: number[] = [], nb: number[] = [];
@@ -153,8 +153,7 @@ export function scorer(set: SkySet): Scorer {
         for (let dy = -3; dy <= 3; dy++) for (let dx = -3; dx <= 3; dx++) nb.push(p[i + dy * W + dx]!);
         res.push(p[i]! - median(nb));
       }
-      const m = median(res);
-      return 1.482602 * median(res.map((v) => Math.abs(v - m)));
+      return clippedSigma(res);
     },
     fluxTruth(img, c = defC) {
       const p = plane(img, c);
@@ -194,10 +193,49 @@ export function scorer(set: SkySet): Scorer {
   };
 }
 
+/**
+ * 1.4826·MAD of residuals after leaving out those beyond 5σ of a first estimate: a plain mean keeps every
+ * hot pixel and cosmic ray of its frames (+25…250 ADU at 80 frames, 2 % of the pixels on the generated
+ * sets), which inflated its MAD by 2–3 % and made any stack that rejects them look that much less noisy.
+ */
+export function clippedSigma(res: number[]): number {
+  const m = median(res);
+  const s = 1.482602 * median(res.map((v) => Math.abs(v - m)));
+  const kept = res.filter((v) => Math.abs(v - m) <= 5 * s);
+  const m2 = median(kept);
+  return 1.482602 * median(kept.map((v) => Math.abs(v - m2)));
+}
+
 /** The plain (unweighted, unnormalised) mean of the frames, NaN-aware. */
 export function plainMean(images: Float32Array[]): Float32Array {
   const n = images[0]!.length, out = new Float32Array(n), cnt = new Float32Array(n);
   for (const img of images) for (let i = 0; i < n; i++) { const v = img[i]!; if (v === v) { out[i] = out[i]! + v; cnt[i] = cnt[i]! + 1; } }
   for (let i = 0; i < n; i++) out[i] = out[i]! / cnt[i]!;
+  return out;
+}
+
+/**
+ * The plain mean with outlier rejection, the reference of the self-measured figures (TBQR's validation
+ * compares against equal weights with the same rejection): per pixel, each frame's value less the frame's
+ * median level, two passes of mean ± 5σ; the mean of the raw values kept. Written here independently
+ * of the reconstruction's leave-one-out clip.
+ */
+export function clippedMean(images: Float32Array[]): Float32Array {
+  const N = images.length, n = images[0]!.length, out = new Float32Array(n);
+  const level = images.map((img) => median(Array.from({ length: Math.floor(n / 7) }, (_, k) => img[7 * k]!)));
+  const keep = new Uint8Array(N);
+  for (let i = 0; i < n; i++) {
+    keep.fill(1);
+    for (let pass = 0; pass < 2; pass++) {
+      let s = 0, s2 = 0, c = 0;
+      for (let f = 0; f < N; f++) { const v = images[f]![i]! - level[f]!; if (keep[f] && v === v) { s += v; s2 += v * v; c++; } }
+      if (c < 3) break;
+      const m = s / c, sd = Math.sqrt(Math.max(0, s2 / c - m * m));
+      for (let f = 0; f < N; f++) { const v = images[f]![i]! - level[f]!; if (!(Math.abs(v - m) <= 5 * sd)) keep[f] = 0; }
+    }
+    let s = 0, c = 0;
+    for (let f = 0; f < N; f++) { const v = images[f]![i]!; if (keep[f] && v === v) { s += v; c++; } }
+    out[i] = c ? s / c : NaN;
+  }
   return out;
 }

@@ -114,11 +114,11 @@ export const configSchema = z.strictObject({
     .default({ clamp: [-3, 3], star_mode: { weights: { fwhm: 0.6, roundness: 0.2, contrast: 0.2 } }, structure_mode: { metric_weight: 0.7, background_weight: 0.3 } }),
   reconstruction: z
     .strictObject({
-      noise_budget: z.number().min(1).max(2).default(1.08).describe("Largest background-noise increase over a plain mean the TBQR weighting may cost"),
+      noise_budget: z.number().min(1).max(2).default(1.05).describe("Largest background-noise increase over a plain mean the TBQR weights may cost, as predicted from the frames' measured noise (the stack comes out 1–3 % above: 1.05 keeps it within 1.08)"),
       clip: z.tuple([z.number().positive(), z.number().positive()]).default([5, 5]).describe("Per-pixel rejection thresholds across frames [low, high] in σ; each pixel's most extreme value is judged against the other frames' mean and σ"),
       epsilon: z.number().positive().default(1e-6),
     })
-    .default({ noise_budget: 1.08, clip: [5, 5], epsilon: 1e-6 }),
+    .default({ noise_budget: 1.05, clip: [5, 5], epsilon: 1e-6 }),
   assumptions: z
     .strictObject({
       frames_min: z.number().int().min(2).default(50),
@@ -180,10 +180,10 @@ export const configSchema = z.strictObject({
     .strictObject({
       min_fwhm_improvement_percent: z.number().default(5).describe("TBQR must make stars at least this much sharper than a plain mean of the same frames"),
       max_background_rms_increase_percent: z.number().min(0).default(10).describe("Largest background-noise increase over a plain mean (the reference's 0 would fail every weighted stack; our κ rule spends up to reconstruction.noise_budget)"),
-      min_tile_weight_variance: z.number().min(0).default(0.1).describe("Spread of the weights: mean over tiles of Var_f(W)/mean² (0 = equal weights, TBQR has nothing to do; 0.166 where the noise budget 1.08 binds)"),
+      min_tile_weight_variance: z.number().min(0).default(0.05).describe("Spread of the weights: mean over tiles of Var_f(W)/mean² (0 = equal weights, TBQR has nothing to do; budget² − 1 = 0.1025 where the default noise budget binds on frames of equal noise)"),
       require_no_tile_pattern: z.boolean().default(true).describe("Fail on seams: Sobel line mean at tile boundaries vs ±2 px, worst ≥ 1.5 or p95 ≥ 1.25"),
     })
-    .default({ min_fwhm_improvement_percent: 5, max_background_rms_increase_percent: 10, min_tile_weight_variance: 0.1, require_no_tile_pattern: true }),
+    .default({ min_fwhm_improvement_percent: 5, max_background_rms_increase_percent: 10, min_tile_weight_variance: 0.05, require_no_tile_pattern: true }),
   pipeline: z
     .strictObject({
       abort_on_fail: z.boolean().default(true).describe("A failed validation fails the stage (no result written); false keeps the result with a warning"),

@@ -98,11 +98,11 @@ describe("TBQR behaviour", () => {
     expect(existsSync(join(dir, "kept.fit"))).toBe(true);
     // Every rule, as a pure function of the figures.
     const ok = { fwhmImprovement: 0.06, noiseRatio: 1.03, tileWeightVariance: 0.2, seamWorstRatio: 1.1, seamP95Ratio: 1.05 };
-    const defaults = { minFwhmImprovementPercent: 5, maxBackgroundRmsIncreasePercent: 10, minTileWeightVariance: 0.1, requireNoTilePattern: true, abortOnFail: true };
+    const defaults = { minFwhmImprovementPercent: 5, maxBackgroundRmsIncreasePercent: 10, minTileWeightVariance: 0.05, requireNoTilePattern: true, abortOnFail: true };
     expect(validationFailures(ok, defaults)).toEqual([]);
     expect(validationFailures({ ...ok, fwhmImprovement: 0.04 }, defaults)[0]).toMatch(/FWHM improvement 4\.0 %/);
     expect(validationFailures({ ...ok, noiseRatio: 1.12 }, defaults)[0]).toMatch(/background RMS \+12\.0 %/);
-    expect(validationFailures({ ...ok, tileWeightVariance: 0.05 }, defaults)[0]).toMatch(/tile weight variance 0\.050/);
+    expect(validationFailures({ ...ok, tileWeightVariance: 0.04 }, defaults)[0]).toMatch(/tile weight variance 0\.040/);
     expect(validationFailures({ ...ok, seamP95Ratio: 1.3 }, defaults)[0]).toMatch(/tile pattern/);
     expect(validationFailures({ ...ok, seamP95Ratio: 1.3 }, { ...defaults, requireNoTilePattern: false })).toEqual([]);
     expect(validationFailures({ ...ok, fwhmImprovement: NaN }, defaults)).toEqual([]); // no stars to measure: not judged

@@ -8,9 +8,12 @@
 //!    (5σ) could not reject it; judged against the others it can, at any N ≥ 3. Fewer than 3 finite
 //!    values: no clipping;
 //! 2. the weighted mean of x = (raw·inv_f − sky_f(u))·s_f over the frames whose d lies inside the bounds,
-//!    with the smooth weight ω_f(x, y) built from the tile grid's window sums, and the plain means of x
-//!    and of raw;
-//! 3. out = sky_mean(u) + (weighted mean, or the mean of x where no weight remains)·restore, plain = mean of raw.
+//!    with the smooth weight ω_f(x, y) built from the tile grid's window sums, the plain mean of x, and
+//!    the plain mean of raw over the same frames (the reference of the validation figures: equal weights,
+//!    the same rejection — a plain mean that keeps every cosmic and hot pixel is no reference for noise or
+//!    photometry, least of all over hundreds of frames);
+//! 3. out = sky_mean(u) + (weighted mean, or the mean of x where no weight remains)·restore, plain = the
+//!    clipped mean of raw (the mean of all raw values where every value was rejected).
 //! Every sum takes the frames in their order and the same f64 operations as the TypeScript twin
 //! (js/tbqr-band.ts, which is the code this kernel replaced), so both give the same bits. Rows are
 //! independent: chunks of rows run in parallel, and a row's result does not depend on the split.
@@ -85,6 +88,7 @@ pub fn run(b: &Band, out: Buf<f32>, plain: Buf<f32>, cancel: Cancel) -> Result<(
             hi[x] = (mh + b.clip_high * sh) as f32;
         }
         let (mut acc, mut wsum, mut macc, mut mcnt, mut racc, mut rcnt) = (vec![0.0f64; w], vec![0.0f64; w], vec![0.0f64; w], vec![0.0f64; w], vec![0.0f64; w], vec![0.0f64; w]);
+        let (mut aacc, mut acnt) = (vec![0.0f64; w], vec![0.0f64; w]);
         let (mut row_a, mut wrow) = (vec![0.0f64; tx], vec![0.0f64; w]);
         let (c0, c1) = (b.cov_start[r] as usize, b.cov_start[r + 1] as usize);
         for f in 0..n {
@@ -111,12 +115,13 @@ pub fn run(b: &Band, out: Buf<f32>, plain: Buf<f32>, cancel: Cancel) -> Result<(
                 let raw = plane[xx];
                 if raw.is_nan() { continue; }
                 let raw = raw as f64;
-                racc[xx] += raw; rcnt[xx] += 1.0;
+                aacc[xx] += raw; acnt[xx] += 1.0;
                 let u = b.u[xx];
                 let d = raw * inv_b - (a0 + a1 * u + a2 * u * u);
                 let v = d * sc;
                 macc[xx] += v; mcnt[xx] += 1.0;
                 if d < lo[xx] as f64 || d > hi[xx] as f64 { continue; }
+                racc[xx] += raw; rcnt[xx] += 1.0;
                 let wt = wrow[xx];
                 acc[xx] += wt * v; wsum[xx] += wt;
             }
@@ -128,7 +133,7 @@ pub fn run(b: &Band, out: Buf<f32>, plain: Buf<f32>, cancel: Cancel) -> Result<(
             let sky = a0 + a1 * u + a2 * u * u;
             let m = if mcnt[xx] > 0.0 { macc[xx] / mcnt[xx] } else { f64::NAN };
             o[xx] = (sky + (if wsum[xx] > 0.0 { acc[xx] / wsum[xx] } else { m }) * b.restore) as f32;
-            p[xx] = if rcnt[xx] > 0.0 { (racc[xx] / rcnt[xx]) as f32 } else { f32::NAN };
+            p[xx] = if rcnt[xx] > 0.0 { (racc[xx] / rcnt[xx]) as f32 } else if acnt[xx] > 0.0 { (aacc[xx] / acnt[xx]) as f32 } else { f32::NAN };
         }
     })
 }

@@ -14,7 +14,7 @@ export function tbqrBand(b: TbqrBandArgs, out: Float32Array, plain: Float32Array
     const m = a / n;
     return [m, Math.sqrt(Math.max((b2 - a * m) / (n - 1), 0))];
   };
-  const acc = new Float64Array(W), wsum = new Float64Array(W), macc = new Float64Array(W), mcnt = new Float64Array(W), racc = new Float64Array(W), rcnt = new Float64Array(W);
+  const acc = new Float64Array(W), wsum = new Float64Array(W), macc = new Float64Array(W), mcnt = new Float64Array(W), racc = new Float64Array(W), rcnt = new Float64Array(W), aacc = new Float64Array(W), acnt = new Float64Array(W);
   const rowA = new Float64Array(tx), wrow = new Float64Array(W);
   for (let r = 0; r < b.rows; r++) {
     s1.fill(0); s2.fill(0); sn.fill(0); dmax.fill(-Infinity); dmin.fill(Infinity);
@@ -38,7 +38,7 @@ export function tbqrBand(b: TbqrBandArgs, out: Float32Array, plain: Float32Array
       lo[x] = ml - b.clipLow * sl;
       hi[x] = mh + b.clipHigh * sh;
     }
-    acc.fill(0); wsum.fill(0); macc.fill(0); mcnt.fill(0); racc.fill(0); rcnt.fill(0);
+    acc.fill(0); wsum.fill(0); macc.fill(0); mcnt.fill(0); racc.fill(0); rcnt.fill(0); aacc.fill(0); acnt.fill(0);
     const c0 = b.covStart[r]!, c1 = b.covStart[r + 1]!;
     for (let f = 0; f < N; f++) {
       const plane = b.frames[f]!, af = b.fractions.subarray(f * tiles, (f + 1) * tiles), sc = b.scale[f]!, invB = b.inv[f]!;
@@ -61,12 +61,13 @@ export function tbqrBand(b: TbqrBandArgs, out: Float32Array, plain: Float32Array
       for (let xx = 0, p = r * W; xx < W; xx++, p++) {
         const raw = plane[p]!;
         if (raw !== raw) continue;
-        racc[xx] = racc[xx]! + raw; rcnt[xx] = rcnt[xx]! + 1;
+        aacc[xx] = aacc[xx]! + raw; acnt[xx] = acnt[xx]! + 1;
         const u = b.u[xx]!;
         const d = raw * invB - (a0 + a1 * u + a2 * u * u);
         const v = d * sc;
         macc[xx] = macc[xx]! + v; mcnt[xx] = mcnt[xx]! + 1;
         if (d < lo[xx]! || d > hi[xx]!) continue;
+        racc[xx] = racc[xx]! + raw; rcnt[xx] = rcnt[xx]! + 1;
         const w = wrow[xx]!;
         acc[xx] = acc[xx]! + w * v; wsum[xx] = wsum[xx]! + w;
       }
@@ -76,7 +77,7 @@ export function tbqrBand(b: TbqrBandArgs, out: Float32Array, plain: Float32Array
       const u = b.u[xx]!, sky = a0 + a1 * u + a2 * u * u;
       const m = mcnt[xx]! > 0 ? macc[xx]! / mcnt[xx]! : NaN;
       out[p] = sky + (wsum[xx]! > 0 ? acc[xx]! / wsum[xx]! : m) * b.restore;
-      plain[p] = rcnt[xx]! > 0 ? racc[xx]! / rcnt[xx]! : NaN;
+      plain[p] = rcnt[xx]! > 0 ? racc[xx]! / rcnt[xx]! : acnt[xx]! > 0 ? aacc[xx]! / acnt[xx]! : NaN;
     }
   }
 }
