@@ -10,7 +10,7 @@
  *   truth subtracted — and off the trails) with a
  *   cubic surface removed (least squares), 1.4826·MAD of the rest after a 5σ cut (a plain mean's hot
  *   pixels and cosmics are not its noise). Level steps between tiles count as noise.
- * - flux: aperture photometry at the true positions, local background from an annulus.
+ * - flux: aperture photometry at the true positions, local background from an annulus, against the truth.
  * - tile pattern: power of the residual (image − reference) on the sky at the tile period along rows and
  *   columns, against the neighbouring frequencies; and the same for the squared residual (noise steps).
  */
@@ -69,8 +69,6 @@ export interface Scorer {
   /** Noise on small scales only: sky pixels minus the median of their 7×7 neighbourhood, 1.4826·MAD, ×1.07
    *  (the 49-pixel median's own noise, measured on white noise). Immune to nebula structure; blind to steps. */
   noiseLocal(img: Float32Array, c?: number): number;
-  /** Median aperture-flux ratio a / b over bright isolated stars. */
-  fluxRatio(a: Float32Array, b: Float32Array, c?: number): number;
   /**
    * Median aperture flux over the true flux at the plain mean's scale (flux × colour × mean transparency)
    * over the same stars. A plain mean reads 1–2 % high here: it keeps the cosmic rays and hot pixels that
@@ -158,10 +156,6 @@ export function scorer(set: SkySet): Scorer {
     fluxTruth(img, c = defC) {
       const p = plane(img, c);
       return median(photStars.map((s) => phot(p, s) / (s.flux * s.colour[c]! * meanT)));
-    },
-    fluxRatio(a, b, c = defC) {
-      const pa = plane(a, c), pb = plane(b, c);
-      return median(photStars.map((s) => phot(pa, s) / phot(pb, s)));
     },
     tilePattern(img, reference, step, c = defC) {
       const pa = plane(img, c), pr = plane(reference, c);

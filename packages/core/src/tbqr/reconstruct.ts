@@ -36,7 +36,7 @@ import { seededRandom } from "../util/random.js";
 import { bandRows } from "../util/bands.js";
 import { runAll, type Executor, type WorkUnit } from "../executor/contracts.js";
 import { localExecutor } from "../executor/local.js";
-import { bandTask, frameMetricsTask, releaseFramePlanes, seeingTask, syntheticTask, type ChannelMetrics, type FrameSeeing, type PhotometryPlan, type TbqrBandPlan, type TbqrBandResult } from "./units.js";
+import { apertureFluxes, bandTask, frameMetricsTask, releaseFramePlanes, seeingTask, syntheticTask, type ChannelMetrics, type FrameSeeing, type PhotometryPlan, type TbqrBandPlan, type TbqrBandResult } from "./units.js";
 import { clusterCount, DEFAULT_LOCAL, DEFAULT_TILE, globalWeights, localWeights, median, modeGate, robustZ, skyRow, tileGeometry, tileGrid, type Assumptions, type GlobalWeightParams, type LocalParams, type TbqrMode, type TileParams } from "./math.js";
 
 export interface TbqrOptions {
@@ -197,14 +197,21 @@ export function relativeTransparency(fluxes: Float64Array[]): number[] | undefin
   const tau = fluxes.map((fl) => {
     const r: [number, number][] = [];
     for (let s = 0; s < S; s++) if (ref[s]! > 0 && Number.isFinite(fl[s]!)) r.push([fl[s]!, ref[s]!]);
-    if (r.length < 5) return NaN;
-    // Flux-weighted over the middle 80 % of the ratios: the bright stars, measured best, dominate, and a
-    // star hit by a trail or a cosmic in this frame drops out.
-    r.sort((x, y) => x[0] / x[1] - y[0] / y[1]);
-    const mid = r.slice(Math.floor(r.length * 0.1), Math.ceil(r.length * 0.9));
-    return mid.reduce((a, p) => a + p[0], 0) / mid.reduce((a, p) => a + p[1], 0);
+    return middleRatio(r);
   });
   return tau.every((v) => Number.isFinite(v) && v > 0) ? tau : undefined;
+}
+
+/**
+ * Flux ratio of paired measurements (a, b): Σa / Σb over the pairs whose ratio a/b lies in the middle
+ * 80 % — the bright stars, measured best, dominate (a median of ratios lets the many faint ones set it),
+ * and a star hit by a trail or a cosmic drops out. NaN with fewer than 5 pairs.
+ */
+function middleRatio(pairs: [number, number][]): number {
+  if (pairs.length < 5) return NaN;
+  const r = [...pairs].sort((x, y) => x[0] / x[1] - y[0] / y[1]);
+  const mid = r.slice(Math.floor(r.length * 0.1), Math.ceil(r.length * 0.9));
+  return mid.reduce((a, p) => a + p[0], 0) / mid.reduce((a, p) => a + p[1], 0);
 }
 
 function fail(file: string, reason: string, hint?: string): never {
@@ -421,21 +428,10 @@ export async function reconstructTbqr(framePaths: string[], output: string, o: T
     const ref = await recon.detectStars({ data: plainMean.subarray(starChannel * n, (starChannel + 1) * n), width: W, height: H }, { radius: 5, maxStars: 200, signal: sig });
     const rAp = Math.max(4, Math.ceil(3 * geom.F)), rIn = rAp + 2, rOut = rAp + 6;
     const iso = ref.stars.filter((s) => s.x > rOut && s.y > rOut && s.x < W - rOut - 1 && s.y < H - rOut - 1 && s.roundness > 0.6 && ref.stars.every((t) => t === s || Math.hypot(t.x - s.x, t.y - s.y) > rOut + 2 || t.flux < s.flux / 30)).slice(0, 60);
+    const checkPlan: PhotometryPlan = { stars: iso, aperture: rAp, annulus: [rIn, rOut] };
     for (let c = 0; c < C; c++) {
-      const phot = (d: Float32Array, s: { x: number; y: number }) => {
-        let sum = 0, cnt = 0; const bg: number[] = [];
-        for (let y = Math.floor(s.y) - rOut; y <= Math.floor(s.y) + rOut; y++) for (let x = Math.floor(s.x) - rOut; x <= Math.floor(s.x) + rOut; x++) {
-          const dd = Math.hypot(x - s.x, y - s.y), v = d[c * n + y * W + x]!;
-          if (!Number.isFinite(v)) continue;
-          if (dd <= rAp) { sum += v; cnt++; } else if (dd >= rIn && dd <= rOut) bg.push(v);
-        }
-        return sum - cnt * median(bg);
-      };
-      // Flux-weighted (Σ a / Σ b over the stars whose ratio lies within the middle 80 %): the bright stars,
-      // measured best, dominate; a median of ratios let the many faint ones set it, 1.2 % off for bright stars.
-      const pairs = iso.map((s) => [phot(out, s), phot(plainMean, s)] as const).filter(([a, b]) => Number.isFinite(a / b) && a > 0 && b > 0).sort((x, y) => x[0] / x[1] - y[0] / y[1]);
-      const mid = pairs.slice(Math.floor(pairs.length * 0.1), Math.ceil(pairs.length * 0.9));
-      const ratio = pairs.length >= 5 ? mid.reduce((a, p) => a + p[0], 0) / mid.reduce((a, p) => a + p[1], 0) : NaN;
+      const fo = apertureFluxes(out.subarray(c * n, (c + 1) * n), W, checkPlan), fp = apertureFluxes(plainMean.subarray(c * n, (c + 1) * n), W, checkPlan);
+      const ratio = middleRatio(iso.map((_, k) => [fo[k]!, fp[k]!] as [number, number]).filter(([a, b]) => Number.isFinite(a / b) && a > 0 && b > 0));
       ratios.push(ratio);
       // Applied only where the frames' transparency came from the peak-contrast fallback (no photometry
       // stars). With per-frame aperture photometry the stack's fluxes are right by construction, and the

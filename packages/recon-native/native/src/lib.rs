@@ -150,7 +150,7 @@ unsafe extern "C" fn tile_metrics(env: napi_env, info: napi_callback_info) -> na
         need(out.len >= rects.len / 4 * tiles::TILE_FIELDS, || format!("out must hold {} values per tile", tiles::TILE_FIELDS))?;
         let scratch = if a.is_nullish(5) { None } else {
             let list = a.f32_list(5, "scratch")?;
-            need(list.len() == tiles::SCRATCH_PLANES && list.iter().all(|b| tiles::scratch_fits(w, h, b.len)), || format!("scratch must be {} planes of at least {w}×{h} values (and 3 × ⌈w/2⌉·⌈h/2⌉)", tiles::SCRATCH_PLANES))?;
+            need(list.len() == tiles::SCRATCH_PLANES && list.iter().all(|b| b.len >= tiles::scratch_len(w, h)), || format!("scratch must be {} planes of at least {} values", tiles::SCRATCH_PLANES, tiles::scratch_len(w, h)))?;
             // The kernel writes every scratch plane: they must not overlap each other or the frame.
             let spans: Vec<(usize, usize)> = list.iter().map(|b| (b.ptr as usize, b.ptr as usize + 4 * b.len)).chain([(data.ptr as usize, data.ptr as usize + 4 * data.len)]).collect();
             need(spans.iter().enumerate().all(|(i, a)| spans[i + 1..].iter().all(|b| a.1 <= b.0 || b.1 <= a.0)), || "scratch planes must be distinct buffers, apart from the frame".into())?;

@@ -136,10 +136,10 @@ pub const SCRATCH_PLANES: usize = 3;
 const BIN: usize = 2;
 const BOX_RB: usize = 7;
 
-/// Do `scratch` planes of `len` values hold the kernel's working data for a w×h frame?
-pub fn scratch_fits(w: usize, h: usize, len: usize) -> bool {
-    let nb = w.div_ceil(BIN) * h.div_ceil(BIN);
-    len >= w * h && len >= 3 * nb && len >= 2 * nb
+/// Values each scratch plane needs for a w×h frame: the frame's size (row counts), or three binned planes
+/// if larger (tileScratchLength in contract.ts).
+pub fn scratch_len(w: usize, h: usize) -> usize {
+    (w * h).max(3 * w.div_ceil(BIN) * h.div_ceil(BIN))
 }
 
 pub fn frame_tile_metrics(data: &[f32], w: usize, h: usize, rects: &[i32], out: &mut [f64], scratch: [&mut [f32]; SCRATCH_PLANES], cancel: &Cancel) -> Result<(), String> {
@@ -248,9 +248,9 @@ pub fn frame_tile_metrics(data: &[f32], w: usize, h: usize, rects: &[i32], out: 
 }
 
 /// rects: [x0, y0, w, h] per tile (validated by the caller); out: TILE_FIELDS per tile; scratch: the
-/// caller's planes (reused across frames, checked with `scratch_fits`) or None (allocated here).
+/// caller's planes (reused across frames, checked against `scratch_len`) or None (allocated here).
 pub fn run(data: &[f32], w: usize, h: usize, rects: &[i32], out: Buf<f64>, scratch: Option<Vec<Buf<f32>>>, cancel: Cancel) -> Result<(), String> {
-    let len = (w * h).max(3 * w.div_ceil(BIN) * h.div_ceil(BIN));
+    let len = scratch_len(w, h);
     let mut own: Vec<Vec<f32>> = Vec::new();
     let planes: Vec<&mut [f32]> = match scratch {
         Some(list) => list.into_iter().map(|b| b.slice_mut()).collect(),

@@ -5,8 +5,8 @@
  */
 import { isPeak, measure, type Signal } from "./stars.js";
 import { median } from "./stats.js";
+import { TILE_FIELDS } from "../contract.js";
 
-export const TILE_FIELDS = 9;
 const MAD_TO_SIGMA = 1.482602218505602;
 const STAR_R = 5;
 const MAX_TILE_STARS = 50;
@@ -14,7 +14,6 @@ export const CELL = 64;
 
 const BIN = 2;
 const BOX_RB = 7;
-export const SCRATCH_PLANES = 3;
 
 /** Sums and counts of the finite (and, with a mask, unclipped) pixels of each 2×2 bin; f32 accumulation. */
 function binSums(data: Float32Array, w: number, h: number, bw: number, mask: { model: Float32Array; cut: Float64Array } | undefined, sb: Float32Array, cb: Float32Array): void {
@@ -59,8 +58,8 @@ function boxMean(sb: Float32Array, cb: Float32Array, w: number, h: number, r: nu
   }
 }
 
-/** Clip level (median + 3σ0) and sky noise of each cell, from every 4th pixel of its rows. */
-function cellLevels(data: Float32Array, model: Float32Array, w: number, h: number, bw: number): { cut: Float64Array; noise: Float64Array } {
+/** Clip level (median + 3σ0) of each cell, and with `withNoise` its sky noise, from every 4th pixel of its rows. */
+function cellLevels(data: Float32Array, model: Float32Array, w: number, h: number, bw: number, withNoise: boolean): { cut: Float64Array; noise: Float64Array } {
   const cw = Math.ceil(w / CELL), ch = Math.ceil(h / CELL);
   const cut = new Float64Array(cw * ch).fill(NaN), noise = new Float64Array(cw * ch).fill(NaN);
   const v: number[] = [];
@@ -70,10 +69,11 @@ function cellLevels(data: Float32Array, model: Float32Array, w: number, h: numbe
     if (v.length === 0) continue;
     const med = median(v);
     const c = med + 3 * (MAD_TO_SIGMA * median(v.map((x) => Math.abs(x - med))));
+    cut[cy * cw + cx] = c;
+    if (!withNoise) continue;
     const sky = v.filter((x) => x <= c);
     const ms = median(sky);
     for (let i = 0; i < sky.length; i++) sky[i] = Math.abs(sky[i]! - ms);
-    cut[cy * cw + cx] = c;
     noise[cy * cw + cx] = MAD_TO_SIGMA * median(sky);
   }
   return { cut, noise };
@@ -90,11 +90,11 @@ export function frameTileMetrics(data: Float32Array, w: number, h: number, rects
   binSums(data, w, h, bw, undefined, sb, cb);
   boxMean(sb, cb, bw, bh, BOX_RB, hs, hc, mb, false);
   for (let pass = 0; pass < 2; pass++) {
-    const { cut } = cellLevels(data, mb, w, h, bw);
+    const { cut } = cellLevels(data, mb, w, h, bw, false);
     binSums(data, w, h, bw, { model: mb, cut }, sb, cb);
     boxMean(sb, cb, bw, bh, BOX_RB, hs, hc, mb, true);
   }
-  const { cut, noise: cnoise } = cellLevels(data, mb, w, h, bw);
+  const { cut, noise: cnoise } = cellLevels(data, mb, w, h, bw, true);
   const sig: Signal = (x, y) => data[y * w + x]! - mb[Math.floor(y / BIN) * bw + Math.floor(x / BIN)]!;
   const cands: { peak: number; x: number; y: number }[] = [];
   if (w > 2 * STAR_R && h > 2 * STAR_R) {
