@@ -1,7 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { invertTransform, multiplyTransform, seededRandom } from "@tile-compile/core";
 import { loadRecon } from "@tile-compile/recon-native";
-import { chooseTransform, parseSeq, seqFrameFigures } from "./seq.js";
+import { chooseAmong, chooseTransform, parseSeq, seqFrameFigures } from "./seq.js";
+import { parseRegistrationLog } from "./stages.js";
 
 const W = 300, H = 200;
 function starField(seed: number): Float32Array {
@@ -64,5 +65,53 @@ describe("seqFrameFigures", () => {
   it("reads Siril 1.0's version-3 R lines (FWHM, roundness) and leaves a skipped frame undefined", () => {
     const text = "S 'f_' 1 3 3 5 0 3\nL 1\nI 1 1\nI 2 1\nI 3 1\nR0 0.000000 0.000000 3.57495 3.57495 0.972445 0\nR0 0.000000 0.000000 0 0 0 0\nR0 0.000000 0.000000 3.5714 3.76981 0.973743 0\n";
     expect(seqFrameFigures(text)).toEqual([{ fwhm: 3.57495, roundness: 0.972445 }, undefined, { fwhm: 3.5714, roundness: 0.973743 }]);
+  });
+});
+
+/** Siril 1.0.6's lines for one registered image, as its log prints them. */
+function block(image: number, t: { rot: string; dx: string; dy: string }): string[] {
+  return [`log: Found 60 stars in image ${image}, channel #0`, `log: Matching stars in image ${image}: done`, "log: Initial pair matches: 59", "log: Pair matches after fitting: 59", "log: Inliers:      1.000",
+    "log: scaleX:       1.000", "log: scaleY:       1.000", "log: scale:        1.000", `log: rotation:   ${t.rot} deg`, `log: dx:          ${t.dx} px`, `log: dy:          ${t.dy} px`, "log: FWHMx:        3.83 px"];
+}
+
+describe("parseRegistrationLog (Siril 1.0)", () => {
+  const t4 = { rot: "-0.001", dx: "-1.22", dy: "+0.57" }, t5 = { rot: "+0.002", dx: "-1.61", dy: "-0.33" }, t6 = { rot: "+0.000", dx: "+0.40", dy: "-1.89" };
+  const value = (t: { rot: string; dx: string; dy: string }) => ({ scale: 1, rotationDeg: Number(t.rot), dx: Number(t.dx), dy: Number(t.dy) });
+  it("one transform per image where each image's lines come in one piece", () => {
+    const m = parseRegistrationLog([...block(5, t5), "log: Saving FITS: file r_f_00005.fit", ...block(4, t4)]);
+    expect(m.get(5)).toEqual([value(t5)]);
+    expect(m.get(4)).toEqual([value(t4)]);
+  });
+  it("where two threads' lines interleave, both images get candidates that include their own transform; the next clean image stays certain", () => {
+    const a = block(4, t4), b = block(5, t5);
+    // Thread A prints "Matching … image 4", thread B "Matching … image 5", then their fields alternate.
+    const lines = [...a.slice(0, 2), ...b.slice(0, 2), ...a.slice(2, 8), ...b.slice(2, 9), ...a.slice(8), ...b.slice(9), ...block(6, t6)];
+    const m = parseRegistrationLog(lines);
+    for (const [image, t] of [[4, t4], [5, t5]] as const) {
+      expect(m.get(image)!.length, `image ${image}`).toBeGreaterThan(1);
+      expect(m.get(image), `image ${image}`).toContainEqual(value(t));
+    }
+    expect(m.get(6)).toEqual([value(t6)]);
+    // Image 5's "Matching" line came after image 4's: 4's candidates are a superset of 5's.
+    for (const c of m.get(5)!) expect(m.get(4)).toContainEqual(c);
+  });
+  it("a skipped image prints no Matching line and gets no entry; a log cut short still yields the printed image", () => {
+    const m = parseRegistrationLog(["log: Not enough stars. Image 3 skipped", ...block(2, t4).slice(0, 10)]);
+    expect(m.has(3)).toBe(false);
+    expect(m.get(2)).toEqual([]);
+  });
+});
+
+describe("chooseAmong", () => {
+  it("keeps the printed transform that reproduces the registered frame; candidates within 0.05 px count as one; an unrelated frame gets none", async () => {
+    const input = starField(7), shift = (dx: number, dy: number) => [1, 0, dx, 0, 1, dy, 0, 0, 1];
+    const truth = shift(-1.22, 0.57);
+    const registered = (await loadRecon().warp({ data: input, width: W, height: H }, invertTransform(truth)!, { interpolation: "bilinear" })).data;
+    const picked = await chooseAmong([shift(-1.61, -0.33), truth, shift(-1.22, -0.33)], { data: input, width: W, height: H }, { data: registered, width: W, height: H });
+    expect(picked?.matrix).toEqual(truth);
+    expect(picked!.rms * 20).toBeLessThan(picked!.runnerUp);
+    // Printed to two decimals, two threads' transforms may differ by less than the rounding: either is right.
+    expect((await chooseAmong([shift(-1.23, 0.57), shift(-1.21, 0.58)], { data: input, width: W, height: H }, { data: registered, width: W, height: H }))?.matrix).toEqual(shift(-1.23, 0.57));
+    expect(await chooseAmong([shift(-1.61, -0.33), truth], { data: input, width: W, height: H }, { data: starField(99), width: W, height: H })).toBeUndefined();
   });
 });

@@ -98,7 +98,6 @@ function flip(h: number): number[] {
  * Returns undefined when no candidate explains the registered frame clearly better than the others.
  */
 export async function chooseTransform(H: number[], input: { data: Float32Array; width: number; height: number }, registered: { data: Float32Array; width: number; height: number }, signal?: AbortSignal): Promise<{ matrix: number[]; rms: number; runnerUp: number } | undefined> {
-  const recon = loadRecon();
   const hi = invertTransform(H);
   const candidates: number[][] = [];
   for (const m of hi ? [[...H], hi] : [[...H]]) {
@@ -111,6 +110,41 @@ export async function chooseTransform(H: number[], input: { data: Float32Array; 
   const unique = candidates.filter((m, i) => candidates.findIndex((q) => q.every((v, k) => Math.abs(v - m[k]!) < 1e-9)) === i);
   candidates.length = 0;
   candidates.push(...unique);
+  const scored = await scoreCandidates(candidates, input, registered, signal);
+  return pickReproducing(scored, registered.width, registered.height);
+}
+
+/**
+ * The candidate that reproduces the registered frame, or undefined when none does clearly: the best
+ * residual must be under half that of the first candidate that places the frame differently (by more
+ * than 0.05 px anywhere in it). Candidates that agree within 0.05 px everywhere count as one answer.
+ */
+function pickReproducing(scored: { matrix: number[]; rms: number }[], W: number, H: number): { matrix: number[]; rms: number; runnerUp: number } | undefined {
+  scored.sort((a, b) => a.rms - b.rms);
+  const best = scored[0];
+  if (!best) return undefined;
+  const corners = [[0, 0], [W - 1, 0], [0, H - 1], [W - 1, H - 1], [(W - 1) / 2, (H - 1) / 2]] as const;
+  const apart = (m: number[]) => corners.some(([x, y]) => {
+    const d = (k: number) => (m[k]! - best.matrix[k]!) * x + (m[k + 1]! - best.matrix[k + 1]!) * y + (m[k + 2]! - best.matrix[k + 2]!);
+    return Math.hypot(d(0), d(3)) > 0.05;
+  });
+  const other = scored.find((c) => apart(c.matrix));
+  if (other && !(best.rms < 0.5 * other.rms)) return undefined;
+  return { matrix: best.matrix, rms: best.rms, runnerUp: other?.rms ?? Infinity };
+}
+
+/**
+ * Of several candidate input → reference matrices (affine, row-major 3×3) for one frame, the one that
+ * reproduces Siril's registered frame (bilinear resampling, as Siril 1.0 writes its `r_` frames); undefined
+ * when none does clearly. Used where Siril 1.0's log leaves open which printed transform is whose.
+ */
+export async function chooseAmong(candidates: number[][], input: { data: Float32Array; width: number; height: number }, registered: { data: Float32Array; width: number; height: number }, signal?: AbortSignal): Promise<{ matrix: number[]; rms: number; runnerUp: number } | undefined> {
+  return pickReproducing(await scoreCandidates(candidates, input, registered, signal), registered.width, registered.height);
+}
+
+/** Each candidate's RMS difference to the registered frame over its central 80 % (warped bilinearly). */
+async function scoreCandidates(candidates: number[][], input: { data: Float32Array; width: number; height: number }, registered: { data: Float32Array; width: number; height: number }, signal?: AbortSignal): Promise<{ matrix: number[]; rms: number }[]> {
+  const recon = loadRecon();
   const W = registered.width, Ht = registered.height;
   const x0 = Math.floor(W * 0.1), x1 = Math.ceil(W * 0.9), y0 = Math.floor(Ht * 0.1), y1 = Math.ceil(Ht * 0.9);
   const scored: { matrix: number[]; rms: number }[] = [];
@@ -127,8 +161,5 @@ export async function chooseTransform(H: number[], input: { data: Float32Array; 
     }
     if (n > 0.5 * (x1 - x0) * (y1 - y0)) scored.push({ matrix: m, rms: Math.sqrt(s / n) });
   }
-  scored.sort((a, b) => a.rms - b.rms);
-  const [best, second] = scored;
-  if (!best || (second && !(best.rms < 0.5 * second.rms))) return undefined;
-  return { matrix: best.matrix, rms: best.rms, runnerUp: second?.rms ?? Infinity };
+  return scored;
 }

@@ -6,7 +6,7 @@
  */
 import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, readFile, rm, statfs, symlink } from "node:fs/promises";
-import { chooseTransform, parseSeq, seqFrameFigures } from "./seq.js";
+import { chooseAmong, chooseTransform, parseSeq, seqFrameFigures } from "./seq.js";
 import { basename, join, resolve } from "node:path";
 import { combinedKeywords, formatFrameName, readFitsHeader, readFitsImage, TileCompileError, writeFitsImage, type EngineContext, type FrameRef, type RegisteredFrame, type RegistrationInput, type RegistrationResult, type StackingInput, type StackingResult, type FitsHeaderSummary, type FitsImage, filterFrames, type FrameFilter, type CalibrationInput, type CalibrationProvider, type CalibrationResult, type BackgroundInput, type BackgroundProvider, masterHeader } from "@tile-compile/core";
 import { locateSiril, PARTIAL_REGISTRATION, runSiril, type Siril } from "./siril.js";
@@ -187,23 +187,51 @@ export async function sirilStack(input: StackingInput, ctx: EngineContext): Prom
   return { frameCount: frames.length, width: img.width, height: img.height, channels: img.channels, ...(rejectedFrames.length ? { rejectedFrames } : {}) };
 }
 
-/** Per-image transforms from Siril 1.0's registration log: "…image N…" then scale/rotation/dx/dy. */
-export function parseRegistrationLog(lines: string[]): Map<number, { scale: number; rotationDeg: number; dx: number; dy: number }> {
-  const out = new Map<number, { scale: number; rotationDeg: number; dx: number; dy: number }>();
-  let image = -1;
-  let cur: { scale?: number; rotationDeg?: number; dx?: number } = {};
+/** One transform as Siril 1.0 prints it (display coordinates, y down). */
+export interface SirilPrintedTransform { scale: number; rotationDeg: number; dx: number; dy: number }
+
+/**
+ * Per-image transforms from Siril 1.0's registration log ("Matching stars in image N: done", then
+ * scale/rotation/dx/dy), as candidate lists: one transform where the log is unambiguous, several where it
+ * is not. Siril registers on several threads and each prints its lines separately, so two images' lines can
+ * interleave ("Matching … image 4", "Matching … image 5", then 4's fields). Lines are grouped into
+ * tangles — stretches in which some image has printed its "Matching" line but not yet its dy; an image is
+ * certain when it is alone in its tangle. Otherwise its candidates are every combination of the values of
+ * each field printed after its own "Matching" line within the tangle (its true values are among them; the
+ * caller picks by reproducing Siril's registered frame). An image with more than 256 combinations gets no
+ * candidates.
+ */
+export function parseRegistrationLog(lines: string[]): Map<number, SirilPrintedTransform[]> {
+  type Token = { image: number } | { field: "scale" | "rotation" | "dx" | "dy"; value: number };
+  const out = new Map<number, SirilPrintedTransform[]>();
+  const settle = (tangle: Token[]) => {
+    const hasField = (f: string) => tangle.some((t) => "field" in t && t.field === f);
+    for (const [p, t] of tangle.entries()) {
+      if (!("image" in t)) continue;
+      const after = tangle.slice(p + 1);
+      const values = (f: string, fallback?: number) => {
+        const v = [...new Set(after.flatMap((u) => ("field" in u && u.field === f ? [u.value] : [])))];
+        return v.length ? v : !hasField(f) && fallback !== undefined ? [fallback] : [];
+      };
+      const [scale, rot, dx, dy] = [values("scale", 1), values("rotation", 0), values("dx"), values("dy")];
+      if (scale.length * rot.length * dx.length * dy.length > 256) { out.set(t.image, []); continue; }
+      const list: SirilPrintedTransform[] = [];
+      for (const s of scale) for (const r of rot) for (const x of dx) for (const y of dy) list.push({ scale: s, rotationDeg: r, dx: x, dy: y });
+      out.set(t.image, list);
+    }
+  };
+  let tangle: Token[] = [];
+  let open = 0;
   for (const raw of lines) {
     const l = raw.replace(/^log:\s*/, "");
     const im = /Matching stars in image (\d+)/.exec(l);
-    if (im) { image = Number(im[1]); cur = {}; continue; }
+    if (im) { tangle.push({ image: Number(im[1]) }); open++; continue; }
     const m = /^(scale|rotation|dx|dy):\s*([+-]?[\d.]+)/.exec(l);
-    if (!m || image < 0) continue;
-    const v = Number(m[2]);
-    if (m[1] === "scale") cur.scale = v;
-    else if (m[1] === "rotation") cur.rotationDeg = v;
-    else if (m[1] === "dx") cur.dx = v;
-    else if (cur.dx !== undefined) { out.set(image, { scale: cur.scale ?? 1, rotationDeg: cur.rotationDeg ?? 0, dx: cur.dx, dy: v }); image = -1; }
+    if (!m || open === 0) continue;
+    tangle.push({ field: m[1] as "scale" | "rotation" | "dx" | "dy", value: Number(m[2]) });
+    if (m[1] === "dy" && --open === 0) { settle(tangle); tangle = []; }
   }
+  if (tangle.length) settle(tangle);
   return out;
 }
 
@@ -223,26 +251,37 @@ export async function sirilRegister(input: RegistrationInput, ctx: EngineContext
   await run(s, ctx, wd, "siril register", stageScripts.register(wd, ref, cfa, o, findstarOf(ctx.options)), [], (l) => log.push(l), PARTIAL_REGISTRATION);
   // Per input frame: Siril's registered file and our input → reference matrix, or why there is none.
   const found: ({ rpath: string; matrix: number[] } | { error: string })[] = [];
+  // One plane (green of a colour frame) of an f_ or r_ file, for matching a transform to Siril's output.
+  const plane = async (p: string) => { const img = await readFitsImage(p, { signal: ctx.signal }); const c = img.channels === 3 ? 1 : 0, n = img.width * img.height; return { data: img.data.subarray(c * n, (c + 1) * n), width: img.width, height: img.height }; };
   if (s.dialect === "1.0") {
     // 1.0 prints each transform in its log and writes r_ frames numbered consecutively over the frames it
     // registered. Siril works in display coordinates (y down, origin at the top left) and prints the map as
     // p' = s·R(−θ)·p − (dx, dy); in FITS coordinates (y up, y_d = H − 1 − y) that is
     // [c, −s; s, c]·p + (s·sinθ·(H − 1) − dx, −(s·cosθ − 1)·(H − 1) + dy), checked against our own
     // registration on frames with known shifts and rotations (siril.test.ts).
-    // The r_ files: the k-th image of r_f_.seq is the k-th frame Siril registered, under the file number
-    // the sequence gives it (1.0.6 keeps the input's number: with frame 3 skipped it writes r_f_00001,
-    // 00002, 00004).
+    // The r_ files keep the input's number (with frame 3 skipped 1.0.6 writes r_f_00001, 00002, 00004, and
+    // r_f_.seq lists those numbers). Which printed transform is whose: parseRegistrationLog.
     const transforms = parseRegistrationLog(log);
     const rseq = existsSync(join(proc, "r_f_.seq")) ? parseSeq(await readFile(join(proc, "r_f_.seq"), "utf8")) : undefined;
-    let k = 0;
     for (const [i] of frames.entries()) {
-      const t = i === ref ? { scale: 1, rotationDeg: 0, dx: 0, dy: 0 } : transforms.get(i + 1);
-      if (!t) { found.push({ error: "Siril could not register this frame (see the log)" }); continue; }
-      const rnum = rseq ? rseq.images[k]?.filenum : k + 1;
-      k++;
-      if (rnum === undefined) { found.push({ error: "Siril registered this frame but wrote no r_ file for it" }); continue; }
-      const th = (t.rotationDeg * Math.PI) / 180, c = t.scale * Math.cos(th), sn = t.scale * Math.sin(th), h1 = heads[i]!.height - 1;
-      found.push({ rpath: join(proc, `r_f_${String(rnum).padStart(5, "0")}.fit`), matrix: [c, -sn, sn * h1 - t.dx, sn, c, -(c - 1) * h1 + t.dy, 0, 0, 1] });
+      // Frame i is image i + 1 of the f_ sequence, and Siril 1.0.6 writes its r_ file under that number.
+      const num = i + 1, name = String(num).padStart(5, "0");
+      const printed = i === ref ? [{ scale: 1, rotationDeg: 0, dx: 0, dy: 0 }] : transforms.get(num);
+      if (!printed) { found.push({ error: "Siril could not register this frame (see the log)" }); continue; }
+      const rpath = join(proc, `r_f_${name}.fit`);
+      if (rseq ? !rseq.images.some((im) => im.filenum === num) : !existsSync(rpath)) { found.push({ error: "Siril registered this frame but wrote no r_ file for it" }); continue; }
+      const h1 = heads[i]!.height - 1;
+      const toMatrix = (t: SirilPrintedTransform) => {
+        const th = (t.rotationDeg * Math.PI) / 180, c = t.scale * Math.cos(th), sn = t.scale * Math.sin(th);
+        return [c, -sn, sn * h1 - t.dx, sn, c, -(c - 1) * h1 + t.dy, 0, 0, 1];
+      };
+      if (printed.length === 1) { found.push({ rpath, matrix: toMatrix(printed[0]!) }); continue; }
+      // Siril's threads interleaved this frame's lines with another frame's: keep the printed transform
+      // that reproduces its registered frame, or refuse the frame rather than guess.
+      const chosen = printed.length ? await chooseAmong(printed.map(toMatrix), await plane(join(proc, `f_${name}.fit`)), await plane(rpath), ctx.signal) : undefined;
+      if (!chosen) { found.push({ error: `Siril's log interleaves this frame's transform with other frames' and none of the ${printed.length} candidates reproduces its registered frame clearly` }); continue; }
+      ctx.logger.debug(`Siril's log interleaved image ${num}'s transform with another's; of ${printed.length} candidates the one reproducing r_f_${name}.fit was kept (RMS ${chosen.rms.toPrecision(3)} vs ${chosen.runnerUp.toPrecision(3)})`);
+      found.push({ rpath, matrix: chosen.matrix });
     }
   } else {
     // 1.2+: homographies in f_.seq, registered files listed (in order of the included images) in r_f_.seq;
@@ -256,7 +295,6 @@ export async function sirilRegister(input: RegistrationInput, ctx: EngineContext
       const rnum = rseq.images[k++]?.filenum;
       if (rnum === undefined) { found.push({ error: "Siril registered this frame but wrote no r_ file for it" }); continue; }
       const rpath = join(proc, `r_f_${String(rnum).padStart(5, "0")}.fit`);
-      const plane = async (p: string) => { const img = await readFitsImage(p, { signal: ctx.signal }); const c = img.channels === 3 ? 1 : 0, n = img.width * img.height; return { data: img.data.subarray(c * n, (c + 1) * n), width: img.width, height: img.height }; };
       const chosen = await chooseTransform(im.H, await plane(join(proc, `f_${String(im.filenum).padStart(5, "0")}.fit`)), await plane(rpath), ctx.signal);
       if (!chosen) { found.push({ error: `Siril's transform for this frame could not be matched to its registered frame (H = ${im.H.map((v) => v.toPrecision(6)).join(" ")})` }); continue; }
       found.push({ rpath, matrix: chosen.matrix });
