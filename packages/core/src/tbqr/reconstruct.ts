@@ -270,7 +270,10 @@ export async function reconstructTbqr(framePaths: string[], output: string, o: T
   const metricUnits: WorkUnit<unknown, ChannelMetrics[]>[] = framePaths.map((path, f) => ({ id: `metrics/${f}`, task: frameMetricsTask as never, input: { path, tiles: tilesRef, ...(photRef ? { photometry: photRef } : {}), epsilon: o.epsilon } }));
   // Per unit in flight: the frame (C planes) and the tile kernel's scratch planes, all 4 bytes per pixel.
   const perUnit = 4 * n * (C + TILE_SCRATCH_PLANES);
-  const inFlight = Math.max(1, Math.min(2, Math.floor(ctx.runtime.memoryBudgetBytes / perUnit)));
+  // One more unit than there are threads: each unit's reading, decoding and JavaScript work runs on the main
+  // thread between its kernel calls, and with only `threads` units in flight a core idled while a unit was
+  // there (pnpm bench tbqr: pass A 11.2 → 8.4 s).
+  const inFlight = Math.max(1, Math.min(Math.max(1, ctx.runtime.threads) + 1, Math.floor(ctx.runtime.memoryBudgetBytes / perUnit)));
   for await (const chans of executor.run(metricUnits, { signal: sig, concurrency: inFlight, onUnitDone: (d) => ctx.progress((0.45 * d) / N, "frame metrics") })) {
     for (let c = 0; c < C; c++) {
       const m = chans[c]!;
@@ -441,22 +444,13 @@ export async function reconstructTbqr(framePaths: string[], output: string, o: T
       const gain = !photometric[c] && Number.isFinite(ratio) ? ratio : 1;
       gains.push(gain);
       if (gain === 1) continue;
-      const sm = skyMeans[c]!;
-      for (let y = 0, i = c * n; y < H; y++) {
-        const [a0, a1, a2] = skyRow(sm, y / H - 0.5);
-        for (let xx = 0; xx < W; xx++, i++) { const u = xx / W - 0.5, sky = a0 + a1 * u + a2 * u * u; out[i] = sky + (out[i]! - sky) / gain; }
-      }
+      applyGainAboveSky(out.subarray(c * n, (c + 1) * n), W, H, skyMeans[c]!, gain);
     }
     // Sky level: the fitted sky surfaces sit ~1 ADU off the plain mean's sky (faint star wings in the tile
     // sky levels); the median difference on the darker half of the pixels is taken out, so the stack keeps
     // the plain mean's background level as well.
     for (let c = 0; c < C; c++) {
-      const pm = plainMean.subarray(c * n, (c + 1) * n), oc = out.subarray(c * n, (c + 1) * n);
-      const sample = Float32Array.from({ length: Math.floor(n / 7) }, (_, k) => pm[7 * k]!);
-      const [p50] = await recon.percentiles(sample, [0.5], { signal: sig });
-      const diff = Float32Array.from({ length: sample.length }, (_, k) => (pm[7 * k]! <= p50! ? oc[7 * k]! - pm[7 * k]! : NaN));
-      const off = (await recon.robustStats(diff, { iterations: 0, signal: sig })).median;
-      if (Number.isFinite(off)) for (let i = 0; i < n; i++) oc[i] = oc[i]! - off;
+      await matchSkyLevel(out.subarray(c * n, (c + 1) * n), plainMean.subarray(c * n, (c + 1) * n), sig);
     }
     ctx.logger.info(`TBQR photometry: star flux ${ratios.map((g) => g.toFixed(4)).join(", ")} × the plain mean's over ${iso.length} stars; ${photometric.every(Boolean) ? "per-frame aperture photometry, no gain applied" : `gain applied ${gains.map((g) => g.toFixed(4)).join(", ")} (channels without photometry stars)`}`);
   }
@@ -466,48 +460,6 @@ export async function reconstructTbqr(framePaths: string[], output: string, o: T
   // without it is mostly cosmics and hot pixels), background noise ratio, seam figures.
   const plane = (a: Float32Array) => ({ data: a.subarray(starChannel * n, (starChannel + 1) * n), width: W, height: H });
   const fwhmOf = async (a: Float32Array) => median((await recon.detectStars(plane(a), { radius: 5, maxStars: 500, signal: sig })).stars.filter((s) => s.roundness > 0.6).map((s) => s.fwhm));
-  // Background noise, the same estimator on both images: on sky pixels, the residual of a 4-neighbour
-  // Laplacian, 1.4826·MAD / √1.25. Sky pixels: the plain mean's 5×5 box mean below its background + 3σ of
-  // that mean (0.6σ), with 3 px around everything else excluded (star wings, where a sharper stack's
-  // Laplacian is larger). Choosing on a smoothed image does not select the pixels by their own noise.
-  // Smooth signal (nebulae, gradients) cancels; both stacks are per-pixel means of the same registered
-  // frames, so their noise has the same correlation and the ratio is that of the white noise. (A mesh
-  // noise map is pulled towards the structure in both and understated the ratio by ~10 % on nebulae.)
-  const skyPx: number[] = [];
-  {
-    const pm = plane(plainMean), bgm = await recon.backgroundMap(pm, { signal: sig });
-    const box = (src: Float32Array | Uint8Array, r: number, op: "mean" | "max") => {
-      const tmp = new Float32Array(n), res = new Float32Array(n);
-      for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) { let a = 0, c = 0; for (let d = -r; d <= r; d++) { const xx = x + d; if (xx < 0 || xx >= W) continue; const v = src[y * W + xx]!; if (op === "max") a = Math.max(a, v); else if (v === v) { a += v; c++; } } tmp[y * W + x] = op === "max" ? a : c ? a / c : NaN; }
-      for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) { let a = 0, c = 0; for (let d = -r; d <= r; d++) { const yy = y + d; if (yy < 0 || yy >= H) continue; const v = tmp[yy * W + x]!; if (op === "max") a = Math.max(a, v); else if (v === v) { a += v; c++; } } res[y * W + x] = op === "max" ? a : c ? a / c : NaN; }
-      return res;
-    };
-    const sm = box(pm.data, 2, "mean");
-    const excl = new Uint8Array(n);
-    for (let i = 0; i < n; i++) excl[i] = sm[i]! < bgm.background[i]! + 0.6 * bgm.noise[i]! ? 0 : 1;
-    const dil = box(excl, 3, "max");
-    for (let y = 2; y < H - 2; y++) for (let x = 2, i = y * W + 2; x < W - 2; x++, i++) if (dil[i] === 0) skyPx.push(i);
-  }
-  // Isolated outliers left in either stack would count as noise, and the Laplacian spreads each to its 4
-  // neighbours (against the unclipped plain mean the ratio read 7–8 % low on the generated nebula sets). So
-  // a sky pixel is used only when no pixel of its 3×3 neighbourhood is a > 5σ Laplacian outlier in either image.
-  const laplacian = (a: Float32Array) => {
-    const p = plane(a).data, h = new Float32Array(n).fill(NaN);
-    for (let y = 1; y < H - 1; y++) for (let x = 1, i = y * W + 1; x < W - 1; x++, i++) h[i] = p[i]! - 0.25 * (p[i - 1]! + p[i + 1]! + p[i - W]! + p[i + W]!);
-    return h;
-  };
-  const lapOut = laplacian(out), lapPlain = laplacian(plainMean);
-  const outlier = new Uint8Array(n);
-  for (const h of [lapOut, lapPlain]) {
-    const st = await recon.robustStats(Float32Array.from(skyPx, (i) => h[i]!), { iterations: 0, signal: sig });
-    const lim = 5 * 1.482602218505602 * st.mad;
-    for (let i = 0; i < n; i++) if (Math.abs(h[i]! - st.median) > lim) outlier[i] = 1;
-  }
-  const cleanPx = skyPx.filter((i) => { for (let dy = -W; dy <= W; dy += W) for (let dx = -1; dx <= 1; dx++) if (outlier[i + dy + dx]) return false; return true; });
-  const noiseOf = async (h: Float32Array) => {
-    const st = await recon.robustStats(Float32Array.from(cleanPx, (i) => h[i]!), { iterations: 0, signal: sig });
-    return (1.482602218505602 * st.mad) / Math.sqrt(1.25);
-  };
   const fwhmTbqr = await fwhmOf(out), fwhmMean = await fwhmOf(plainMean);
   const seam = seamFigures(out.subarray(starChannel * n, (starChannel + 1) * n), W, H, tiles, plainMean.subarray(starChannel * n, (starChannel + 1) * n));
   // Weight spread. The reference defines it as Var over tiles of the frame-mean weight / mean² (§2.4.5);
@@ -523,7 +475,7 @@ export async function reconstructTbqr(framePaths: string[], output: string, o: T
     spread += m > 0 ? (s2 / N - m * m) / (m * m) : 0;
   }
   const tileWeightVariance = spread / tiles.length;
-  const validation = { fwhmTbqr, fwhmMean, fwhmImprovement: 1 - fwhmTbqr / fwhmMean, noiseRatio: (await noiseOf(lapOut)) / (await noiseOf(lapPlain)), tileWeightVariance, seamWorstRatio: seam.worst, seamP95Ratio: seam.p95 };
+  const validation = { fwhmTbqr, fwhmMean, fwhmImprovement: 1 - fwhmTbqr / fwhmMean, noiseRatio: await backgroundNoiseRatio(plane(out).data, plane(plainMean).data, W, H, sig), tileWeightVariance, seamWorstRatio: seam.worst, seamP95Ratio: seam.p95 };
   ctx.logger.info(`TBQR: FWHM ${fwhmTbqr.toFixed(3)} px vs ${fwhmMean.toFixed(3)} px for a plain mean with the same rejection (${(100 * validation.fwhmImprovement).toFixed(1)} % sharper), background noise ×${validation.noiseRatio.toFixed(3)}, tile weight variance ${tileWeightVariance.toFixed(3)}`);
   const failures = o.validation ? validationFailures(validation, o.validation) : [];
   const report = { mode, frames: N, fallbackTiles, ...validation, passed: failures.length === 0, failures, ...(o.validation ? { rules: o.validation } : {}) };
@@ -582,6 +534,88 @@ export async function reconstructTbqr(framePaths: string[], output: string, o: T
     frameWeights: perFrame.map((w) => (meanFrame > 0 ? w / meanFrame : 1)), weightMap: { columns: tx, rows: ty, values: spreadMap },
   };
   }
+}
+
+/** out ← sky + (out − sky)/gain over one W × H plane, sky the 6-coefficient surface `sm` (see skyRow). */
+function applyGainAboveSky(out: Float32Array, W: number, H: number, sm: number[], gain: number): void {
+  for (let y = 0, i = 0; y < H; y++) {
+    const [a0, a1, a2] = skyRow(sm, y / H - 0.5);
+    for (let xx = 0; xx < W; xx++, i++) { const u = xx / W - 0.5, sky = a0 + a1 * u + a2 * u * u; out[i] = sky + (out[i]! - sky) / gain; }
+  }
+}
+
+/**
+ * Takes out of `oc` its median difference to `pm` on the darker half of the pixels (every 7th pixel), so
+ * the stack keeps the plain mean's background level.
+ */
+async function matchSkyLevel(oc: Float32Array, pm: Float32Array, signal: AbortSignal): Promise<void> {
+  const recon = loadRecon();
+  const n = oc.length, m = Math.floor(n / 7);
+  const sample = new Float32Array(m);
+  for (let k = 0; k < m; k++) sample[k] = pm[7 * k]!;
+  const [p50] = await recon.percentiles(sample, [0.5], { signal });
+  const diff = new Float32Array(m);
+  for (let k = 0; k < m; k++) diff[k] = pm[7 * k]! <= p50! ? oc[7 * k]! - pm[7 * k]! : NaN;
+  const off = (await recon.robustStats(diff, { iterations: 0, signal })).median;
+  if (Number.isFinite(off)) for (let i = 0; i < n; i++) oc[i] = oc[i]! - off;
+}
+
+/**
+ * Background noise of `out` over that of `plain` (one plane each, W × H), the same estimator on both: on
+ * sky pixels, the residual of a 4-neighbour Laplacian, 1.4826·MAD / √1.25. Sky pixels: the plain image's
+ * 5×5 box mean below its background + 0.6σ (3σ of that mean), with 3 px around everything else excluded
+ * (star wings, where a sharper stack's Laplacian is larger). Choosing on a smoothed image does not select
+ * the pixels by their own noise. Smooth signal (nebulae, gradients) cancels; both stacks are per-pixel means
+ * of the same registered frames, so their noise has the same correlation and the ratio is that of the white
+ * noise. (A mesh noise map is pulled towards the structure in both and understated the ratio by ~10 % on
+ * nebulae.) Isolated outliers left in either stack would count as noise, and the Laplacian spreads each to
+ * its 4 neighbours (against the unclipped plain mean the ratio read 7–8 % low on the generated nebula sets),
+ * so a sky pixel is used only when no pixel of its 3×3 neighbourhood is a > 5σ Laplacian outlier in either
+ * image. (A function of its own: V8 does not optimise reconstructTbqr's body, too large, and these
+ * per-pixel loops ran ~10× slower inside it.)
+ */
+export async function backgroundNoiseRatio(out: Float32Array, plain: Float32Array, W: number, H: number, signal: AbortSignal): Promise<number> {
+  const recon = loadRecon();
+  const n = W * H;
+  const bgm = await recon.backgroundMap({ data: plain, width: W, height: H }, { signal });
+  const sm = boxFilter(plain, W, H, 2, "mean");
+  const excl = new Uint8Array(n);
+  for (let i = 0; i < n; i++) excl[i] = sm[i]! < bgm.background[i]! + 0.6 * bgm.noise[i]! ? 0 : 1;
+  const dil = boxFilter(excl, W, H, 3, "max");
+  let ns = 0;
+  const skyPx = new Int32Array(n);
+  for (let y = 2; y < H - 2; y++) for (let x = 2, i = y * W + 2; x < W - 2; x++, i++) if (dil[i] === 0) skyPx[ns++] = i;
+  const sky = skyPx.subarray(0, ns);
+  const laplacian = (p: Float32Array) => {
+    const h = new Float32Array(n).fill(NaN);
+    for (let y = 1; y < H - 1; y++) for (let x = 1, i = y * W + 1; x < W - 1; x++, i++) h[i] = p[i]! - 0.25 * (p[i - 1]! + p[i + 1]! + p[i - W]! + p[i + W]!);
+    return h;
+  };
+  const gather = (h: Float32Array, idx: Int32Array) => { const v = new Float32Array(idx.length); for (let k = 0; k < idx.length; k++) v[k] = h[idx[k]!]!; return v; };
+  const lapOut = laplacian(out), lapPlain = laplacian(plain);
+  const outlier = new Uint8Array(n);
+  for (const h of [lapOut, lapPlain]) {
+    const st = await recon.robustStats(gather(h, sky), { iterations: 0, signal });
+    const lim = 5 * 1.482602218505602 * st.mad, med = st.median;
+    for (let i = 0; i < n; i++) if (Math.abs(h[i]! - med) > lim) outlier[i] = 1;
+  }
+  let nc = 0;
+  const clean = new Int32Array(ns);
+  for (let k = 0; k < ns; k++) {
+    const i = sky[k]!;
+    if (!(outlier[i - W - 1] || outlier[i - W] || outlier[i - W + 1] || outlier[i - 1] || outlier[i] || outlier[i + 1] || outlier[i + W - 1] || outlier[i + W] || outlier[i + W + 1])) clean[nc++] = i;
+  }
+  const noiseOf = async (h: Float32Array) => (1.482602218505602 * (await recon.robustStats(gather(h, clean.subarray(0, nc)), { iterations: 0, signal })).mad) / Math.sqrt(1.25);
+  return (await noiseOf(lapOut)) / (await noiseOf(lapPlain));
+}
+
+/** Separable box filter of radius r (mean of the finite values, or max) over a W × H plane. */
+function boxFilter(src: Float32Array | Uint8Array, W: number, H: number, r: number, op: "mean" | "max"): Float32Array {
+  const n = W * H, tmp = new Float32Array(n), res = new Float32Array(n);
+  const max = op === "max";
+  for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) { let a = 0, c = 0; for (let d = -r; d <= r; d++) { const xx = x + d; if (xx < 0 || xx >= W) continue; const v = src[y * W + xx]!; if (max) a = Math.max(a, v); else if (v === v) { a += v; c++; } } tmp[y * W + x] = max ? a : c ? a / c : NaN; }
+  for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) { let a = 0, c = 0; for (let d = -r; d <= r; d++) { const yy = y + d; if (yy < 0 || yy >= H) continue; const v = tmp[yy * W + x]!; if (max) a = Math.max(a, v); else if (v === v) { a += v; c++; } } res[y * W + x] = max ? a : c ? a / c : NaN; }
+  return res;
 }
 
 /**

@@ -11,28 +11,32 @@ export interface Shape {
 
 export type Signal = (x: number, y: number) => number;
 
+/** Twin of stars.rs `measure` (the box read once; the Gaussian weight from per-axis factors and a cross term stepped along each row). */
 export function measure(s: Signal, x0: number, y0: number, x1: number, y1: number): Shape | undefined {
+  const bw = x1 - x0, bh = y1 - y0;
+  const vals = new Float64Array(bw * bh);
+  for (let j = 0; j < bh; j++) for (let i = 0; i < bw; i++) vals[j * bw + i] = s(x0 + i, y0 + j);
   let flux = 0, w = 0, sx = 0, sy = 0;
-  for (let y = y0; y < y1; y++) {
-    for (let x = x0; x < x1; x++) {
-      const v = s(x, y);
+  for (let j = 0; j < bh; j++) {
+    for (let i = 0; i < bw; i++) {
+      const v = vals[j * bw + i]!;
       if (!Number.isFinite(v)) continue;
       flux += v;
       if (v > 0) {
         w += v;
-        sx += v * x;
-        sy += v * y;
+        sx += v * (x0 + i);
+        sy += v * (y0 + j);
       }
     }
   }
   if (!(w > 0)) return undefined;
   let cx = sx / w, cy = sy / w;
   let a = 0, b = 0, d = 0;
-  for (let y = y0; y < y1; y++) {
-    for (let x = x0; x < x1; x++) {
-      const v = s(x, y);
+  for (let j = 0; j < bh; j++) {
+    for (let i = 0; i < bw; i++) {
+      const v = vals[j * bw + i]!;
       if (!(v > 0)) continue;
-      const dx = x - cx, dy = y - cy;
+      const dx = x0 + i - cx, dy = y0 + j - cy;
       a += v * dx * dx;
       b += v * dx * dy;
       d += v * dy * dy;
@@ -48,17 +52,25 @@ export function measure(s: Signal, x0: number, y0: number, x1: number, y1: numbe
     b = 0;
     d = 1;
   }
+  const ex = new Float64Array(bw), ey = new Float64Array(bh);
   for (let it = 0; it < 30; it++) {
     const det = a * d - b * b;
     if (!(det > 1e-12)) break;
     const ia = d / det, ib = -b / det, id = a / det;
+    for (let i = 0; i < bw; i++) { const dx = x0 + i - cx; ex[i] = Math.exp(-0.5 * ia * dx * dx); }
+    for (let j = 0; j < bh; j++) { const dy = y0 + j - cy; ey[j] = Math.exp(-0.5 * id * dy * dy); }
     let s0 = 0, s1x = 0, s1y = 0, sxx = 0, sxy = 0, syy = 0;
-    for (let y = y0; y < y1; y++) {
-      for (let x = x0; x < x1; x++) {
-        const v = s(x, y);
+    for (let j = 0; j < bh; j++) {
+      const dy = y0 + j - cy;
+      const step = Math.exp(-ib * dy);
+      let cross = Math.exp(-ib * dy * (x0 - cx));
+      for (let i = 0; i < bw; i++) {
+        const v = vals[j * bw + i]!;
+        const dx = x0 + i - cx;
+        let g = ex[i]! * ey[j]! * cross;
+        cross *= step;
         if (!Number.isFinite(v)) continue;
-        const dx = x - cx, dy = y - cy;
-        const g = Math.exp(-0.5 * (ia * dx * dx + 2 * ib * dx * dy + id * dy * dy));
+        if (!Number.isFinite(g)) g = Math.exp(-0.5 * (ia * dx * dx + 2 * ib * dx * dy + id * dy * dy));
         const vg = v * g;
         s0 += vg;
         s1x += vg * dx;
