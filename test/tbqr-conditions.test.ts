@@ -51,16 +51,15 @@ describe("TBQR on generated conditions, five seeds each, against an independent 
           const selfNoise = res.validation.noiseRatio / (sc.noiseLocal(out) / sc.noiseLocal(clipped)) - 1;
           console.log(`${name} seed ${seed}: FWHM ${(100 * gain).toFixed(1)} % (target ≤ −3), bump ${(100 * bumpGain).toFixed(1)} % over ${fp.bumpStars} stars (target ≤ −8); noise ×${noise.toFixed(3)}, small-scale ×${local.toFixed(3)} (target ≤ 1.08); self-reported noise ×${res.validation.noiseRatio.toFixed(3)} (${(100 * selfNoise).toFixed(1)} % off, target 5); flux ${flux.toFixed(4)} of the truth (plain mean ${fluxPlain.toFixed(4)}); tile-period power ${pattern.toFixed(2)}×`);
           // The issue's targets, on every seed: FWHM −3 %, noise ≤ 1.08× on both independent estimators,
-          // self-reported noise within 5 %, no tile pattern. Flux: within 1 % of the truth on 20 of the 21
-          // measurable seeds (one 1000-frame seed reads 0.987 on its few isolated stars), asserted at 1.5 %.
-          // The bump (−8 % target, measured on 2–5 stars per seed) holds on 17 of 25 seeds; asserted: never
-          // worse than the plain mean there.
+          // self-reported noise within 5 %, no tile pattern, star flux within 1 % of the truth (0.994–1.005 on
+          // the 21 seeds with measurable stars). The bump (−8 % target, measured on 2–15 stars per seed) holds
+          // on 17 of 25 seeds; asserted: never worse than the plain mean there.
           expect(gain).toBeLessThanOrEqual(-0.03);
           expect(noise).toBeLessThanOrEqual(1.08);
           expect(local).toBeLessThanOrEqual(1.08);
           expect(Math.abs(selfNoise)).toBeLessThanOrEqual(0.05);
           expect(pattern).toBeLessThan(1.6);
-          if (Number.isFinite(flux)) expect(Math.abs(flux - 1)).toBeLessThanOrEqual(0.015);
+          if (Number.isFinite(flux)) expect(Math.abs(flux - 1)).toBeLessThanOrEqual(0.01);
           if (Number.isFinite(bumpGain)) expect(bumpGain).toBeLessThanOrEqual(0);
           // The self-reported FWHM figures (adaptive moments) agree with the fitted ones within 8 % (5 % on star
           // fields; up to 6.2 % off on nebula seeds, where the moments see the nebulosity under the stars).

@@ -187,8 +187,9 @@ export function photometryPlan(seen: FrameSeeing[], F: number, W: number, H: num
 }
 
 /**
- * Relative transparency per frame, τ_f = median over stars of flux_f(s) / median_f flux_f(s), from the
- * aperture fluxes of pass A. Undefined when a frame has fewer than 5 stars with a positive flux.
+ * Relative transparency per frame, τ_f = the robust flux ratio (robustFluxRatio) of each star's flux in
+ * frame f to its median over frames, from the aperture fluxes of pass A. Undefined when a frame has fewer
+ * than 5 stars with a positive flux.
  */
 export function relativeTransparency(fluxes: Float64Array[]): number[] | undefined {
   const N = fluxes.length, S = fluxes[0]?.length ?? 0;
@@ -197,21 +198,26 @@ export function relativeTransparency(fluxes: Float64Array[]): number[] | undefin
   const tau = fluxes.map((fl) => {
     const r: [number, number][] = [];
     for (let s = 0; s < S; s++) if (ref[s]! > 0 && Number.isFinite(fl[s]!)) r.push([fl[s]!, ref[s]!]);
-    return middleRatio(r);
+    return robustFluxRatio(r);
   });
   return tau.every((v) => Number.isFinite(v) && v > 0) ? tau : undefined;
 }
 
 /**
- * Flux ratio of paired measurements (a, b): Σa / Σb over the pairs whose ratio a/b lies in the middle
- * 80 % — the bright stars, measured best, dominate (a median of ratios lets the many faint ones set it),
- * and a star hit by a trail or a cosmic drops out. NaN with fewer than 5 pairs.
+ * Flux ratio of paired measurements (a, b): Σa / Σb over the pairs whose ratio a/b lies within 3σ of the
+ * median ratio (σ = 1.4826·MAD of the ratios) — the bright stars, measured best, dominate (a median of
+ * ratios lets the many faint ones set it), and a star hit by a trail, a cosmic or a hot pixel drops out.
+ * (A fixed middle-80 % trim kept every star of a frame with fewer than 10: on 256² frames with 8
+ * photometry stars one hot pixel in a hazy frame's aperture put its τ 50 % high.) NaN with fewer than 5
+ * pairs.
  */
-function middleRatio(pairs: [number, number][]): number {
+export function robustFluxRatio(pairs: [number, number][]): number {
   if (pairs.length < 5) return NaN;
-  const r = [...pairs].sort((x, y) => x[0] / x[1] - y[0] / y[1]);
-  const mid = r.slice(Math.floor(r.length * 0.1), Math.ceil(r.length * 0.9));
-  return mid.reduce((a, p) => a + p[0], 0) / mid.reduce((a, p) => a + p[1], 0);
+  const r = pairs.map(([a, b]) => a / b);
+  const m = median(r), s = 1.482602218505602 * median(r.map((v) => Math.abs(v - m)));
+  let sa = 0, sb = 0;
+  pairs.forEach(([a, b], k) => { if (Math.abs(r[k]! - m) <= 3 * s) { sa += a; sb += b; } });
+  return sa / sb;
 }
 
 function fail(file: string, reason: string, hint?: string): never {
@@ -434,7 +440,7 @@ export async function reconstructTbqr(framePaths: string[], output: string, o: T
     const checkPlan: PhotometryPlan = { stars: iso, aperture: rAp, annulus: [rIn, rOut] };
     for (let c = 0; c < C; c++) {
       const fo = apertureFluxes(out.subarray(c * n, (c + 1) * n), W, checkPlan), fp = apertureFluxes(plainMean.subarray(c * n, (c + 1) * n), W, checkPlan);
-      const ratio = middleRatio(iso.map((_, k) => [fo[k]!, fp[k]!] as [number, number]).filter(([a, b]) => Number.isFinite(a / b) && a > 0 && b > 0));
+      const ratio = robustFluxRatio(iso.map((_, k) => [fo[k]!, fp[k]!] as [number, number]).filter(([a, b]) => Number.isFinite(a / b) && a > 0 && b > 0));
       ratios.push(ratio);
       // Applied only where the frames' transparency came from the peak-contrast fallback (no photometry
       // stars). With per-frame aperture photometry the stack's fluxes are right by construction, and the
