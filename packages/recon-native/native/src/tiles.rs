@@ -158,6 +158,9 @@ pub fn frame_tile_metrics(data: &[f32], w: usize, h: usize, rects: &[i32], out: 
     let mut keys: Vec<u64> = Vec::new();
     let (mut colsum, mut colcnt) = (Vec::new(), Vec::new());
     bin_sums(data, w, h, bw, None, sb, cb);
+    // Every pixel finite (the bins' counts add up to the frame): then every tile is fully valid and the
+    // per-row counts below are not needed.
+    let all_finite = cb.iter().map(|&c| c as f64).sum::<f64>() == (w * h) as f64;
     box_mean(sb, cb, bw, bh, BOX_RB, hs, hc, mb, false, &mut colsum, &mut colcnt);
     for _pass in 0..2 {
         if cancel.is_set() { return Err(ABORTED.into()); }
@@ -192,7 +195,7 @@ pub fn frame_tile_metrics(data: &[f32], w: usize, h: usize, rects: &[i32], out: 
     // Measured once, when a tile first asks: (fwhm, roundness), None when rejected.
     let mut shapes: Vec<Option<Option<(f64, f64)>>> = vec![None; cands.len()];
     // Finite pixels up to and including x in each row (exact in f32 below 2²⁴), for each tile's valid fraction.
-    for y in 0..h { let mut k = 0u32; for x in 0..w { if data[y * w + x].is_finite() { k += 1; } cnt[y * w + x] = k as f32; } }
+    if !all_finite { for y in 0..h { let mut k = 0u32; for x in 0..w { if data[y * w + x].is_finite() { k += 1; } cnt[y * w + x] = k as f32; } } }
     // The Sobel energy |∇residual|² on the sample grid (even x and y; one value per 2×2 bin, stored as f32
     // in the bin counts' plane, NaN at the frame's border and where a pixel is not finite): computed once
     // for the frame, where per tile the overlaps computed it ~1.6 times.
@@ -213,7 +216,8 @@ pub fn frame_tile_metrics(data: &[f32], w: usize, h: usize, rects: &[i32], out: 
         if k % 16 == 0 && cancel.is_set() { return Err(ABORTED.into()); }
         let (x0, y0, tw, th) = (r[0] as usize, r[1] as usize, r[2] as usize, r[3] as usize);
         let mut valid = 0usize;
-        for y in y0..y0 + th { valid += (cnt[y * w + x0 + tw - 1] - if x0 > 0 { cnt[y * w + x0 - 1] } else { 0.0 }) as usize; }
+        if all_finite { valid = tw * th; }
+        else { for y in y0..y0 + th { valid += (cnt[y * w + x0 + tw - 1] - if x0 > 0 { cnt[y * w + x0 - 1] } else { 0.0 }) as usize; } }
         let frac = valid as f64 / (tw * th) as f64;
         let o = &mut out[k * TILE_FIELDS..(k + 1) * TILE_FIELDS];
         if valid < 3 { o.copy_from_slice(&[nan, nan, nan, nan, 0.0, nan, nan, nan, frac]); continue; }

@@ -89,6 +89,9 @@ export function frameTileMetrics(data: Float32Array, w: number, h: number, rects
   const cw = Math.ceil(w / CELL);
   const cell = (x: number, y: number) => Math.floor(y / CELL) * cw + Math.floor(x / CELL);
   binSums(data, w, h, bw, undefined, sb, cb);
+  let counted = 0;
+  for (let b = 0; b < nb; b++) counted += cb[b]!;
+  const allFinite = counted === n;
   boxMean(sb, cb, bw, bh, BOX_RB, hs, hc, mb, false);
   for (let pass = 0; pass < 2; pass++) {
     const { cut } = cellLevels(data, mb, w, h, bw, false, true);
@@ -110,7 +113,7 @@ export function frameTileMetrics(data: Float32Array, w: number, h: number, rects
   }
   cands.sort((a, b) => b.peak - a.peak); // stable: row-major among equal peaks, as the native sort
   const shapes: ([number, number] | null | undefined)[] = new Array(cands.length);
-  for (let y = 0; y < h; y++) { let k = 0; for (let x = 0; x < w; x++) { if (Number.isFinite(data[y * w + x]!)) k++; cnt![y * w + x] = k; } }
+  if (!allFinite) for (let y = 0; y < h; y++) { let k = 0; for (let x = 0; x < w; x++) { if (Number.isFinite(data[y * w + x]!)) k++; cnt![y * w + x] = k; } }
   // Sobel energy on the grid of even x and y, once per frame (f32, in the bin counts' plane).
   const energyGrid = cb;
   energyGrid.fill(NaN);
@@ -124,7 +127,8 @@ export function frameTileMetrics(data: Float32Array, w: number, h: number, rects
   for (let k = 0; k < rects.length / 4; k++) {
     const x0 = rects[4 * k]!, y0 = rects[4 * k + 1]!, tw = rects[4 * k + 2]!, th = rects[4 * k + 3]!;
     let valid = 0;
-    for (let y = y0; y < y0 + th; y++) valid += cnt![y * w + x0 + tw - 1]! - (x0 > 0 ? cnt![y * w + x0 - 1]! : 0);
+    if (allFinite) valid = tw * th;
+    else for (let y = y0; y < y0 + th; y++) valid += cnt![y * w + x0 + tw - 1]! - (x0 > 0 ? cnt![y * w + x0 - 1]! : 0);
     const frac = valid / (tw * th);
     if (valid < 3) { out.set([NaN, NaN, NaN, NaN, 0, NaN, NaN, NaN, frac], k * TILE_FIELDS); continue; }
     skyR.length = 0; skyV.length = 0; g2.length = 0;
