@@ -9,12 +9,12 @@
 //!   drop pixels above median + 3σ0 of the current residual in their 64-px cell, recompute the box mean —
 //!   remove that bias.)
 //! - clip level per 64-px cell: σ0 = 1.4826·MAD of the residual (median and MAD from every 4th pixel of
-//!   the cell; in the masking passes every 8th pixel of every 2nd row), cut = median + 3σ0; "sky" pixels are those with residual ≤ their cell's cut; the cell's
+//!   the cell), cut = median + 3σ0; "sky" pixels are those with residual ≤ their cell's cut; the cell's
 //!   sky noise (MAD of its sampled sky residuals) sets the star threshold.
-//! - per tile, from the pixels of even x and y (a quarter of the tile, ~2000 sky pixels on a 90-px
+//! - per tile, from every 2nd pixel of every 2nd row (a quarter of the tile, ~2000 sky pixels on a 90-px
 //!   tile: the noise to ~3 %, far inside what the weights need): noise σ = 1.4826·MAD of the sky
 //!   residuals, background B = median of the sky pixel values, gradient energy E = median of the Sobel
-//!   |∇residual|² (computed once per frame on that grid, f32; not on the frame's outermost pixels); also E/σ;
+//!   |∇residual|² (interior pixels); also E/σ;
 //! - stars: residual peaks > 5σ_cell with ≥ 4 pixels of their 3×3 above 3σ_cell (pure noise gives ~0.005
 //!   false stars per 128² area; a 3σ peak cut would give ~20), 5×5 maxima; a tile takes those at least
 //!   5 px inside it, the 50 highest, measured in an 11×11 box (see stars.rs); kept when 0.2 < FWHM per
@@ -98,17 +98,15 @@ fn box_mean(sb: &[f32], cb: &[f32], w: usize, h: usize, r: usize, hs: &mut [f32]
 }
 
 /// Clip level (median + 3σ0) of each cell, and with `with_noise` its sky noise, from every 4th pixel of
-/// its rows (with `sparse`, every 8th pixel of every 2nd row: the masking passes only need the level to a
-/// few per cent of σ0, and 256 values per cell give it to ~5 %).
-fn cell_levels(data: &[f32], model: &[f32], w: usize, h: usize, bw: usize, with_noise: bool, sparse: bool, v: &mut Vec<f64>, d: &mut Vec<f64>, keys: &mut Vec<u64>) -> (Vec<f64>, Vec<f64>) {
+/// its rows.
+fn cell_levels(data: &[f32], model: &[f32], w: usize, h: usize, bw: usize, with_noise: bool, v: &mut Vec<f64>, d: &mut Vec<f64>, keys: &mut Vec<u64>) -> (Vec<f64>, Vec<f64>) {
     let (cw, ch) = (w.div_ceil(CELL), h.div_ceil(CELL));
     let (mut cut, mut noise) = (vec![f64::NAN; cw * ch], vec![f64::NAN; cw * ch]);
     for cy in 0..ch { for cx in 0..cw {
         v.clear();
-        let (sx, sy) = if sparse { (8, 2) } else { (4, 1) };
-        for y in (cy * CELL..((cy + 1) * CELL).min(h)).step_by(sy) {
+        for y in cy * CELL..((cy + 1) * CELL).min(h) {
             let mut x = cx * CELL;
-            while x < ((cx + 1) * CELL).min(w) { let r = data[y * w + x] as f64 - model[(y / BIN) * bw + x / BIN] as f64; if r.is_finite() { v.push(r); } x += sx; }
+            while x < ((cx + 1) * CELL).min(w) { let r = data[y * w + x] as f64 - model[(y / BIN) * bw + x / BIN] as f64; if r.is_finite() { v.push(r); } x += 4; }
         }
         if v.is_empty() { continue; }
         let med = median_keyed(v, keys);
@@ -164,11 +162,11 @@ pub fn frame_tile_metrics(data: &[f32], w: usize, h: usize, rects: &[i32], out: 
     box_mean(sb, cb, bw, bh, BOX_RB, hs, hc, mb, false, &mut colsum, &mut colcnt);
     for _pass in 0..2 {
         if cancel.is_set() { return Err(ABORTED.into()); }
-        let (cut, _) = cell_levels(data, mb, w, h, bw, false, true, &mut v, &mut d, &mut keys);
+        let (cut, _) = cell_levels(data, mb, w, h, bw, false, &mut v, &mut d, &mut keys);
         bin_sums(data, w, h, bw, Some((mb, &cut)), sb, cb);
         box_mean(sb, cb, bw, bh, BOX_RB, hs, hc, mb, true, &mut colsum, &mut colcnt);
     }
-    let (cut, cnoise) = cell_levels(data, mb, w, h, bw, true, false, &mut v, &mut d, &mut keys);
+    let (cut, cnoise) = cell_levels(data, mb, w, h, bw, true, &mut v, &mut d, &mut keys);
     let model: &[f32] = mb;
     if cancel.is_set() { return Err(ABORTED.into()); }
     // The residual against the binned model, computed where it is read (no plane of its own).
@@ -196,20 +194,6 @@ pub fn frame_tile_metrics(data: &[f32], w: usize, h: usize, rects: &[i32], out: 
     let mut shapes: Vec<Option<Option<(f64, f64)>>> = vec![None; cands.len()];
     // Finite pixels up to and including x in each row (exact in f32 below 2²⁴), for each tile's valid fraction.
     if !all_finite { for y in 0..h { let mut k = 0u32; for x in 0..w { if data[y * w + x].is_finite() { k += 1; } cnt[y * w + x] = k as f32; } } }
-    // The Sobel energy |∇residual|² on the sample grid (even x and y; one value per 2×2 bin, stored as f32
-    // in the bin counts' plane, NaN at the frame's border and where a pixel is not finite): computed once
-    // for the frame, where per tile the overlaps computed it ~1.6 times.
-    let energy_grid = &mut cb[..];
-    energy_grid.fill(f32::NAN);
-    for y in (2..h.saturating_sub(1)).step_by(BIN) {
-        for x in (2..w.saturating_sub(1)).step_by(BIN) {
-            let p = |dx: usize, dy: usize| sig(x + dx - 1, y + dy - 1);
-            let gx = (p(2, 0) + 2.0 * p(2, 1) + p(2, 2)) - (p(0, 0) + 2.0 * p(0, 1) + p(0, 2));
-            let gy = (p(0, 2) + 2.0 * p(1, 2) + p(2, 2)) - (p(0, 0) + 2.0 * p(1, 0) + p(2, 0));
-            energy_grid[(y / BIN) * bw + x / BIN] = (gx * gx + gy * gy) as f32;
-        }
-    }
-    let energy_grid: &[f32] = energy_grid;
     let nan = f64::NAN;
     let (mut sky_r, mut sky_v, mut g2) = (Vec::new(), Vec::new(), Vec::new());
     for (k, r) in rects.chunks_exact(4).enumerate() {
@@ -222,19 +206,23 @@ pub fn frame_tile_metrics(data: &[f32], w: usize, h: usize, rects: &[i32], out: 
         let o = &mut out[k * TILE_FIELDS..(k + 1) * TILE_FIELDS];
         if valid < 3 { o.copy_from_slice(&[nan, nan, nan, nan, 0.0, nan, nan, nan, frac]); continue; }
         sky_r.clear(); sky_v.clear(); g2.clear();
-        // The tile's points of the sample grid (a quarter of its pixels).
-        let mut y = y0.next_multiple_of(BIN);
+        let mut y = y0;
         while y < y0 + th {
             let crow = &cut[(y / CELL) * cw..];
-            let mut x = x0.next_multiple_of(BIN);
+            let mut x = x0;
             while x < x0 + tw {
                 let rv = sig(x, y);
                 if rv.is_finite() && rv <= crow[x / CELL] { sky_r.push(rv); sky_v.push(data[y * w + x] as f64); }
-                let e = energy_grid[(y / BIN) * bw + x / BIN];
-                if e.is_finite() { g2.push(e as f64); }
-                x += BIN;
+                if y > y0 && y + 1 < y0 + th && x > x0 && x + 1 < x0 + tw {
+                    let p = |dx: usize, dy: usize| sig(x + dx - 1, y + dy - 1);
+                    let gx = (p(2, 0) + 2.0 * p(2, 1) + p(2, 2)) - (p(0, 0) + 2.0 * p(0, 1) + p(0, 2));
+                    let gy = (p(0, 2) + 2.0 * p(1, 2) + p(2, 2)) - (p(0, 0) + 2.0 * p(1, 0) + p(2, 0));
+                    let e = gx * gx + gy * gy;
+                    if e.is_finite() { g2.push(e); }
+                }
+                x += 2;
             }
-            y += BIN;
+            y += 2;
         }
         let ms = median_keyed(&sky_r, &mut keys);
         for x in sky_r.iter_mut() { *x = (*x - ms).abs(); }

@@ -58,15 +58,14 @@ function boxMean(sb: Float32Array, cb: Float32Array, w: number, h: number, r: nu
   }
 }
 
-/** Clip level (median + 3σ0) of each cell, and with `withNoise` its sky noise, from every 4th pixel of its rows (`sparse`: every 8th of every 2nd row). */
-function cellLevels(data: Float32Array, model: Float32Array, w: number, h: number, bw: number, withNoise: boolean, sparse: boolean): { cut: Float64Array; noise: Float64Array } {
+/** Clip level (median + 3σ0) of each cell, and with `withNoise` its sky noise, from every 4th pixel of its rows. */
+function cellLevels(data: Float32Array, model: Float32Array, w: number, h: number, bw: number, withNoise: boolean): { cut: Float64Array; noise: Float64Array } {
   const cw = Math.ceil(w / CELL), ch = Math.ceil(h / CELL);
   const cut = new Float64Array(cw * ch).fill(NaN), noise = new Float64Array(cw * ch).fill(NaN);
   const v: number[] = [];
   for (let cy = 0; cy < ch; cy++) for (let cx = 0; cx < cw; cx++) {
     v.length = 0;
-    const sx = sparse ? 8 : 4, sy = sparse ? 2 : 1;
-    for (let y = cy * CELL; y < Math.min((cy + 1) * CELL, h); y += sy) for (let x = cx * CELL; x < Math.min((cx + 1) * CELL, w); x += sx) { const r = data[y * w + x]! - model[Math.floor(y / BIN) * bw + Math.floor(x / BIN)]!; if (Number.isFinite(r)) v.push(r); }
+    for (let y = cy * CELL; y < Math.min((cy + 1) * CELL, h); y++) for (let x = cx * CELL; x < Math.min((cx + 1) * CELL, w); x += 4) { const r = data[y * w + x]! - model[Math.floor(y / BIN) * bw + Math.floor(x / BIN)]!; if (Number.isFinite(r)) v.push(r); }
     if (v.length === 0) continue;
     const med = median(v);
     const c = med + 3 * (MAD_TO_SIGMA * median(v.map((x) => Math.abs(x - med))));
@@ -94,11 +93,11 @@ export function frameTileMetrics(data: Float32Array, w: number, h: number, rects
   const allFinite = counted === n;
   boxMean(sb, cb, bw, bh, BOX_RB, hs, hc, mb, false);
   for (let pass = 0; pass < 2; pass++) {
-    const { cut } = cellLevels(data, mb, w, h, bw, false, true);
+    const { cut } = cellLevels(data, mb, w, h, bw, false);
     binSums(data, w, h, bw, { model: mb, cut }, sb, cb);
     boxMean(sb, cb, bw, bh, BOX_RB, hs, hc, mb, true);
   }
-  const { cut, noise: cnoise } = cellLevels(data, mb, w, h, bw, true, false);
+  const { cut, noise: cnoise } = cellLevels(data, mb, w, h, bw, true);
   const sig: Signal = (x, y) => data[y * w + x]! - mb[Math.floor(y / BIN) * bw + Math.floor(x / BIN)]!;
   const cands: { peak: number; x: number; y: number }[] = [];
   if (w > 2 * STAR_R && h > 2 * STAR_R) {
@@ -114,15 +113,6 @@ export function frameTileMetrics(data: Float32Array, w: number, h: number, rects
   cands.sort((a, b) => b.peak - a.peak); // stable: row-major among equal peaks, as the native sort
   const shapes: ([number, number] | null | undefined)[] = new Array(cands.length);
   if (!allFinite) for (let y = 0; y < h; y++) { let k = 0; for (let x = 0; x < w; x++) { if (Number.isFinite(data[y * w + x]!)) k++; cnt![y * w + x] = k; } }
-  // Sobel energy on the grid of even x and y, once per frame (f32, in the bin counts' plane).
-  const energyGrid = cb;
-  energyGrid.fill(NaN);
-  for (let y = 2; y < h - 1; y += BIN) for (let x = 2; x < w - 1; x += BIN) {
-    const p = (dx: number, dy: number) => sig(x + dx - 1, y + dy - 1);
-    const gx = (p(2, 0) + 2 * p(2, 1) + p(2, 2)) - (p(0, 0) + 2 * p(0, 1) + p(0, 2));
-    const gy = (p(0, 2) + 2 * p(1, 2) + p(2, 2)) - (p(0, 0) + 2 * p(1, 0) + p(2, 0));
-    energyGrid[(y / BIN) * bw + x / BIN] = gx * gx + gy * gy;
-  }
   const skyR: number[] = [], skyV: number[] = [], g2: number[] = [];
   for (let k = 0; k < rects.length / 4; k++) {
     const x0 = rects[4 * k]!, y0 = rects[4 * k + 1]!, tw = rects[4 * k + 2]!, th = rects[4 * k + 3]!;
@@ -132,11 +122,16 @@ export function frameTileMetrics(data: Float32Array, w: number, h: number, rects
     const frac = valid / (tw * th);
     if (valid < 3) { out.set([NaN, NaN, NaN, NaN, 0, NaN, NaN, NaN, frac], k * TILE_FIELDS); continue; }
     skyR.length = 0; skyV.length = 0; g2.length = 0;
-    for (let y = y0 + (y0 % BIN); y < y0 + th; y += BIN) for (let x = x0 + (x0 % BIN); x < x0 + tw; x += BIN) {
+    for (let y = y0; y < y0 + th; y += 2) for (let x = x0; x < x0 + tw; x += 2) {
       const rv = sig(x, y);
       if (Number.isFinite(rv) && rv <= cut[cell(x, y)]!) { skyR.push(rv); skyV.push(data[y * w + x]!); }
-      const e = energyGrid[(y / BIN) * bw + x / BIN]!;
-      if (Number.isFinite(e)) g2.push(e);
+      if (y > y0 && y + 1 < y0 + th && x > x0 && x + 1 < x0 + tw) {
+        const p = (dx: number, dy: number) => sig(x + dx - 1, y + dy - 1);
+        const gx = (p(2, 0) + 2 * p(2, 1) + p(2, 2)) - (p(0, 0) + 2 * p(0, 1) + p(0, 2));
+        const gy = (p(0, 2) + 2 * p(1, 2) + p(2, 2)) - (p(0, 0) + 2 * p(1, 0) + p(2, 0));
+        const e = gx * gx + gy * gy;
+        if (Number.isFinite(e)) g2.push(e);
+      }
     }
     const ms = median(skyR.slice());
     for (let i = 0; i < skyR.length; i++) skyR[i] = Math.abs(skyR[i]! - ms);
