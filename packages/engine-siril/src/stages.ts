@@ -254,8 +254,7 @@ export async function sirilRegister(input: RegistrationInput, ctx: EngineContext
   // One plane (green of a colour frame) of an f_ or r_ file, for matching a transform to Siril's output.
   const plane = async (p: string) => { const img = await readFitsImage(p, { signal: ctx.signal }); const c = img.channels === 3 ? 1 : 0, n = img.width * img.height; return { data: img.data.subarray(c * n, (c + 1) * n), width: img.width, height: img.height }; };
   if (s.dialect === "1.0") {
-    // 1.0 prints each transform in its log and writes r_ frames numbered consecutively over the frames it
-    // registered. Siril works in display coordinates (y down, origin at the top left) and prints the map as
+    // 1.0 prints each transform in its log and writes an r_ frame for each frame it registered. Siril works in display coordinates (y down, origin at the top left) and prints the map as
     // p' = s·R(−θ)·p − (dx, dy); in FITS coordinates (y up, y_d = H − 1 − y) that is
     // [c, −s; s, c]·p + (s·sinθ·(H − 1) − dx, −(s·cosθ − 1)·(H − 1) + dy), checked against our own
     // registration on frames with known shifts and rotations (siril.test.ts).

@@ -9,6 +9,8 @@ export * from "./contract.js";
 export { loadRecon, nativeAvailable, platformTriple } from "./load.js";
 export { Backend } from "./backend.js";
 export { jsKernels } from "./js/index.js";
+/** Median of v[0..n) by selection (reorders v; the mean of the two middle values for even n) — the kernels' own. */
+export { median as selectionMedian } from "./js/stats.js";
 export type { RawKernels } from "./raw.js";
 export { shiftMatrix, similarityMatrix, affineMatrix, multiplyMatrix, invertMatrix, separableWindow } from "./transforms.js";
 export { seededRandom } from "./random.js";

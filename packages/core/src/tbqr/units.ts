@@ -13,7 +13,7 @@
  *
  * The master (reconstruct.ts) does what is global and cheap: weights, photometric calibration, validation.
  */
-import { loadRecon, TILE_SCRATCH_PLANES, tileScratchLength } from "@tile-compile/recon-native";
+import { loadRecon, selectionMedian, TILE_SCRATCH_PLANES, tileScratchLength } from "@tile-compile/recon-native";
 import { TileCompileError } from "../errors/index.js";
 import { FitsFile, readFitsImage } from "../fits/reader.js";
 import { defineTask, type SharedRef } from "../executor/contracts.js";
@@ -78,35 +78,9 @@ export function apertureFluxes(plane: Float32Array, width: number, p: Photometry
       }
     }
     if (bad || nb < 8) { out[k] = NaN; continue; }
-    out[k] = sum - cnt * medianInPlace(bg.subarray(0, nb));
+    out[k] = sum - cnt * selectionMedian(bg, nb);
   }
   return out;
-}
-
-/** Median of `a` (finite values), reordering it: quickselect, the mean of the two middle values for even length. */
-function medianInPlace(a: Float64Array): number {
-  const n = a.length, k = n >> 1;
-  let lo = 0, hi = n - 1;
-  while (hi > lo) {
-    // Median-of-three pivot, Hoare partition.
-    const m = (lo + hi) >> 1;
-    const x = a[lo]!, y = a[m]!, z = a[hi]!;
-    const pivot = x < y ? (y < z ? y : x < z ? z : x) : (x < z ? x : y < z ? z : y);
-    let i = lo, j = hi;
-    while (i <= j) {
-      while (a[i]! < pivot) i++;
-      while (a[j]! > pivot) j--;
-      if (i <= j) { const t = a[i]!; a[i] = a[j]!; a[j] = t; i++; j--; }
-    }
-    if (k <= j) hi = j;
-    else if (k >= i) lo = i;
-    else break;
-  }
-  const upper = a[k]!;
-  if (n % 2) return upper;
-  let lower = -Infinity;
-  for (let q = 0; q < k; q++) if (a[q]! > lower) lower = a[q]!;
-  return (lower + upper) / 2;
 }
 
 /** Pass A figures of one channel of one frame. Tile metrics are per tile, in the grid's order. */
