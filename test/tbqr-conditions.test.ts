@@ -53,14 +53,17 @@ describe("TBQR on generated conditions, five seeds each, against an independent 
           // The issue's targets, on every seed: FWHM −3 %, noise ≤ 1.08× on both independent estimators,
           // self-reported noise within 5 %, no tile pattern, star flux within 1 % of the truth (0.994–1.005 on
           // the 21 seeds with measurable stars). The bump (−8 % target, measured on 2–15 stars per seed) holds
-          // on 17 of 25 seeds; asserted: never worse than the plain mean there.
+          // on 22 of 25 seeds (−7.4 … −14.5 % on all 25); asserted: −5 %. The three that miss (gradients 2,
+          // sparse 5, OSC 4: −7.4, −7.5, −7.5 %) are the sets where weights from the *true* local seeing of
+          // every frame, within the same predicted noise budget (1.05), reach only −8.5, −8.2, −9.6 % at the
+          // bump's centre and −7.6, −7.8, −8.6 % at ¾ of its depth, where the scorer's stars also sit.
           expect(gain).toBeLessThanOrEqual(-0.03);
           expect(noise).toBeLessThanOrEqual(1.08);
           expect(local).toBeLessThanOrEqual(1.08);
           expect(Math.abs(selfNoise)).toBeLessThanOrEqual(0.05);
           expect(pattern).toBeLessThan(1.6);
           if (Number.isFinite(flux)) expect(Math.abs(flux - 1)).toBeLessThanOrEqual(0.01);
-          if (Number.isFinite(bumpGain)) expect(bumpGain).toBeLessThanOrEqual(0);
+          if (Number.isFinite(bumpGain)) expect(bumpGain).toBeLessThanOrEqual(-0.05);
           // The self-reported FWHM figures (adaptive moments) agree with the fitted ones within 8 % (5 % on star
           // fields; up to 6.2 % off on nebula seeds, where the moments see the nebulosity under the stars).
           expect(Math.abs(res.validation.fwhmTbqr / ft.all - 1)).toBeLessThanOrEqual(0.08);

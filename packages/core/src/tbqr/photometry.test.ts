@@ -4,15 +4,20 @@
  */
 import { describe, expect, it } from "vitest";
 import { seededRandom } from "../util/random.js";
-import { photometryPlan, relativeTransparency, robustFluxRatio } from "./reconstruct.js";
-import { apertureFluxes } from "./units.js";
+import { localSeeing, photometryPlan, relativeTransparency, robustFluxRatio } from "./reconstruct.js";
+import { apertureFluxes, aperturePhotometry } from "./units.js";
 
-/** A W×H plane with Gaussian stars (FWHM `fwhm`) on a sky of `sky`, with Gaussian noise of `sigma`. */
-function field(W: number, H: number, stars: { x: number; y: number; flux: number }[], fwhm: number, sky: number, sigma: number, seed: number): Float32Array {
+/**
+ * A W×H plane with Gaussian stars (FWHM `fwhm`, or `fwhm(x, y)` where the seeing varies over the field) on a
+ * sky of `sky`, with Gaussian noise of `sigma`.
+ */
+function field(W: number, H: number, stars: { x: number; y: number; flux: number }[], fwhm: number | ((x: number, y: number) => number), sky: number, sigma: number, seed: number): Float32Array {
   const r = seededRandom(seed), g = () => Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r());
   const p = new Float32Array(W * H).map(() => sky + sigma * g());
-  const s2 = (fwhm / 2.3548) ** 2;
-  for (const s of stars) for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) p[y * W + x] = p[y * W + x]! + (s.flux / (2 * Math.PI * s2)) * Math.exp(-((x - s.x) ** 2 + (y - s.y) ** 2) / (2 * s2));
+  for (const s of stars) {
+    const s2 = ((typeof fwhm === "number" ? fwhm : fwhm(s.x, s.y)) / 2.3548) ** 2, R = Math.ceil(5 * Math.sqrt(s2));
+    for (let y = Math.max(0, Math.floor(s.y) - R); y <= Math.min(H - 1, Math.floor(s.y) + R); y++) for (let x = Math.max(0, Math.floor(s.x) - R); x <= Math.min(W - 1, Math.floor(s.x) + R); x++) p[y * W + x] = p[y * W + x]! + (s.flux / (2 * Math.PI * s2)) * Math.exp(-((x - s.x) ** 2 + (y - s.y) ** 2) / (2 * s2));
+  }
   return p;
 }
 
@@ -76,7 +81,7 @@ describe("TBQR photometry", () => {
     expect(relativeTransparency([])).toBeUndefined();
   });
 
-  it("the photometry stars: isolated, away from the edges, from the seeing frame with most stars, at most 100", () => {
+  it("the photometry stars: isolated, away from the edges, from the seeing frame with most stars, at most 300", () => {
     const star = (x: number, y: number, flux: number) => ({ x, y, flux });
     const few = { fwhm: 3, stars: [star(50, 50, 1000)] };
     const many = { fwhm: 3, stars: [star(50, 50, 1000), star(55, 50, 900), star(150, 150, 800), star(3, 100, 700), star(100, 100, 600), star(120, 40, 500), star(40, 150, 400), star(160, 60, 300), star(100, 105, 5)] };
@@ -85,7 +90,48 @@ describe("TBQR photometry", () => {
     expect(plan.stars.map((s) => [s.x, s.y])).toEqual([[150, 150], [100, 100], [120, 40], [40, 150], [160, 60]]);
     expect(plan.aperture).toBeCloseTo(10.5, 12);
     expect(plan.annulus).toEqual([12.5, 16.5]);
+    expect(plan.inner).toBeCloseTo(1.8, 12);
     // Fewer than 5 usable stars: no plan (the transparency falls back to the peak-contrast estimate).
     expect(photometryPlan([few], 3, 200, 200)).toBeUndefined();
+  });
+  it("local seeing from the encircled energy follows a seeing bump in one half of the field, and only there", () => {
+    // 24 frames of 240×240 px, 60 stars; the frame's FWHM 2.6–3.6 px; in the left half (x < 100) the seeing
+    // also swings by ±30 % from frame to frame, fading out over x 100–140.
+    const W = 240, H = 240, N = 24, r = seededRandom(11);
+    const stars = Array.from({ length: 60 }, () => ({ x: 20 + r() * 200, y: 20 + r() * 200, flux: 20_000 + 80_000 * r() }));
+    const frameF = Array.from({ length: N }, () => 2.6 + r());
+    const bump = Array.from({ length: N }, (_, f) => 1 + 0.3 * Math.sin((2 * Math.PI * f) / 7));
+    const bw = (x: number) => (x < 100 ? 1 : x > 140 ? 0 : (140 - x) / 40);
+    const F = (f: number, x: number) => frameF[f]! * (1 + (bump[f]! - 1) * bw(x));
+    const plan = { stars: stars.map((s) => ({ x: s.x, y: s.y })), aperture: 3.5 * 3, annulus: [12.5, 16.5] as [number, number], inner: 1.8 };
+    const inner: Float64Array[] = [], total: Float64Array[] = [];
+    for (let f = 0; f < N; f++) {
+      const ph = aperturePhotometry(field(W, H, stars, (x) => F(f, x), 100, 3, 100 + f), W, plan);
+      inner.push(ph.inner); total.push(ph.flux);
+    }
+    const centres = [{ x: 40, y: 60 }, { x: 60, y: 180 }, { x: 200, y: 60 }, { x: 190, y: 190 }];
+    const l = localSeeing(inner, total, plan.stars, plan.inner, centres, 48)!;
+    for (const [k, c] of centres.entries()) {
+      // Truth: ln F relative to its median over frames, at the tile's centre.
+      const truth = Array.from({ length: N }, (_, f) => Math.log(F(f, c.x)));
+      const tm = [...truth].sort((a, b) => a - b), mid = (tm[N / 2 - 1]! + tm[N / 2]!) / 2;
+      const est = l.map((row) => row[k]!), tt = truth.map((t) => t - mid);
+      const corr = est.reduce((a, e, f) => a + e * tt[f]!, 0) / Math.sqrt(est.reduce((a, e) => a + e * e, 0) * tt.reduce((a, t) => a + t * t, 0));
+      const slope = est.reduce((a, e, f) => a + e * tt[f]!, 0) / tt.reduce((a, t) => a + t * t, 0);
+      // It follows the truth (correlation ≥ 0.98; measured 0.996–0.99996) in the bump (swing ±0.25 in ln F)
+      // and outside it (frames only, ±0.1). The encircled energy of a ~10-pixel disc is not a continuous
+      // disc's: the swing comes out at 0.69–0.98 of the truth's (least in the bump). A compression is mostly
+      // harmless — κ is fitted to the noise budget on whatever scale q has —, so the test bounds it rather
+      // than the absolute error.
+      expect(corr, `tile at ${c.x}, ${c.y}`).toBeGreaterThan(0.98);
+      expect(slope, `tile at ${c.x}, ${c.y}`).toBeGreaterThan(0.6);
+      expect(slope, `tile at ${c.x}, ${c.y}`).toBeLessThan(1.05);
+    }
+    // The right half does not see the bump: its frame-to-frame swing is the frames' own (ratio of the
+    // estimated spreads right/left ≈ 0.1 / 0.25).
+    const sd = (k: number) => Math.sqrt(l.reduce((a, row) => a + row[k]! ** 2, 0) / N);
+    expect(sd(2) / sd(0)).toBeLessThan(0.6);
+    // Fewer than 5 stars measured in half the frames: no local seeing.
+    expect(localSeeing(inner.map((a) => a.subarray(0, 4)), total.map((a) => a.subarray(0, 4)), plan.stars.slice(0, 4), 1.8, centres, 48)).toBeUndefined();
   });
 });

@@ -174,16 +174,67 @@ export interface TbqrResult {
   weightMap: { columns: number; rows: number; values: number[] };
 }
 
-/** Photometry stars: isolated round stars of the seeing frame with the most stars, the 100 brightest. */
+/** The photometry stars' first (brightest) this many give the transparency; all of them the local seeing. */
+export const TRANSPARENCY_STARS = 100;
+
+/**
+ * Photometry stars: isolated round stars of the seeing frame with the most stars, the 300 brightest (the
+ * transparency uses the first {@link TRANSPARENCY_STARS}, the local seeing all of them).
+ */
 export function photometryPlan(seen: FrameSeeing[], F: number, W: number, H: number): PhotometryPlan | undefined {
   const best = [...seen].sort((a, b) => b.stars.length - a.stars.length)[0];
   if (!best) return undefined;
   // The aperture holds ≥ 99.7 % of a Gaussian's light up to 2.4× the median FWHM (a bad frame in a seeing
-  // bump): r = 3.5·F.
+  // bump): r = 3.5·F. The inner disc, 0.6·F, holds 63 % of it at the median seeing: its share moves most
+  // with the seeing there (d share / d ln FWHM ≈ −0.74), and it spans ≥ 7 pixels.
   const aperture = Math.max(4, 3.5 * F), annulus: [number, number] = [aperture + 2, aperture + 6];
   const edge = Math.ceil(annulus[1]) + 2;
-  const stars = best.stars.filter((s) => s.x > edge && s.y > edge && s.x < W - edge - 1 && s.y < H - edge - 1 && best.stars.every((t) => t === s || Math.hypot(t.x - s.x, t.y - s.y) > annulus[1] + 2 || t.flux < s.flux / 30)).slice(0, 100);
-  return stars.length >= 5 ? { stars: stars.map((s) => ({ x: s.x, y: s.y })), aperture, annulus } : undefined;
+  const stars = best.stars.filter((s) => s.x > edge && s.y > edge && s.x < W - edge - 1 && s.y < H - edge - 1 && best.stars.every((t) => t === s || Math.hypot(t.x - s.x, t.y - s.y) > annulus[1] + 2 || t.flux < s.flux / 30)).slice(0, 300);
+  return stars.length >= 5 ? { stars: stars.map((s) => ({ x: s.x, y: s.y })), aperture, annulus, inner: Math.max(1.5, 0.6 * F) } : undefined;
+}
+
+/**
+ * Local seeing per frame and tile from the encircled energy of the photometry stars: each star's share of
+ * its aperture flux inside the inner disc, EE, gives its Gaussian-equivalent FWHM, ln F = ln(2.3548·r₀) −
+ * ½·ln(−2·ln(1 − EE)); each star's value minus its median over frames (the star's own profile, blend and
+ * pixel phase drop out: the same star is measured at the same position in every registered frame) is its
+ * relative seeing in that frame, and a tile's is the median over the stars within `radius` of its centre
+ * (the 3 nearest within 2·radius where fewer; else the frame's median over all stars).
+ *
+ * The tile medians of detected stars' FWHM this replaces mixed different stars in different frames (which
+ * stars pass detection moves with the seeing itself) and scattered by ~10 % per tile and frame. Returns
+ * l[f][t] = ln of the relative FWHM, or undefined with fewer than 5 measurable stars.
+ */
+export function localSeeing(inner: Float64Array[], total: Float64Array[], stars: { x: number; y: number }[], r0: number, centres: { x: number; y: number }[], radius: number): number[][] | undefined {
+  const N = total.length, S = stars.length;
+  const lnF = (f: number, s: number) => {
+    const ee = inner[f]![s]! / total[f]![s]!;
+    return ee > 0.02 && ee < 0.995 && total[f]![s]! > 0 ? Math.log(2.3548 * r0) - 0.5 * Math.log(-2 * Math.log(1 - ee)) : NaN;
+  };
+  const l = Array.from({ length: N }, (_, f) => Array.from({ length: S }, (_, s) => lnF(f, s)));
+  const usable: number[] = [];
+  for (let s = 0; s < S; s++) {
+    const vals = l.map((row) => row[s]!).filter(Number.isFinite);
+    // A star measured in fewer than half the frames (trails, edges, saturation) is left out.
+    if (vals.length < N / 2) continue;
+    const m = median(vals);
+    for (let f = 0; f < N; f++) l[f]![s] = l[f]![s]! - m;
+    usable.push(s);
+  }
+  if (usable.length < 5) return undefined;
+  const frameAll = l.map((row) => median(usable.map((s) => row[s]!).filter(Number.isFinite)));
+  // The stars within `radius` of each tile's centre, at least the 6 nearest within 2·radius. (Weighting the
+  // stars by their own scatter over frames downweighted exactly the stars whose seeing varies most — those
+  // in a local seeing bump — and lost a third of the bump's gain; 3 stars instead of 6 cost noise.)
+  const near = centres.map((c) => {
+    const d = usable.map((s) => ({ s, d: Math.hypot(stars[s]!.x - c.x, stars[s]!.y - c.y) })).sort((a, b) => a.d - b.d);
+    const within = d.filter((v) => v.d <= radius);
+    return (within.length >= 6 ? within : d.slice(0, 6).filter((v) => v.d <= 2 * radius)).map((v) => v.s);
+  });
+  return l.map((row, f) => near.map((list) => {
+    const v = list.map((s) => row[s]!).filter(Number.isFinite);
+    return v.length >= 3 ? median(v) : frameAll[f]!;
+  }));
 }
 
 /**
@@ -269,7 +320,7 @@ export async function reconstructTbqr(framePaths: string[], output: string, o: T
   const B: number[][] = Array.from({ length: C }, () => []), sigma: number[][] = Array.from({ length: C }, () => []), E: number[][] = Array.from({ length: C }, () => []);
   const tm = Array.from({ length: C }, () => ({ fwhm: [] as number[][], roundness: [] as number[][], contrast: [] as number[][], stars: [] as number[][], eOverSigma: [] as number[][], background: [] as number[][], noise: [] as number[][] }));
   const skyFit: number[][][] = Array.from({ length: C }, () => []);
-  const starFlux: Float64Array[][] = Array.from({ length: C }, () => []);
+  const starFlux: Float64Array[][] = Array.from({ length: C }, () => []), starInner: Float64Array[][] = Array.from({ length: C }, () => []);
   // One unit per frame; two in flight locally so one frame's read overlaps the other's metrics.
   const tilesRef = await executor.share("tbqr.tiles", tiles);
   const photRef = photometry ? await executor.share("tbqr.photometry", photometry) : undefined;
@@ -286,6 +337,7 @@ export async function reconstructTbqr(framePaths: string[], output: string, o: T
       B[c]!.push(m.background);
       skyFit[c]!.push(m.sky);
       starFlux[c]!.push(m.fluxes);
+      starInner[c]!.push(m.innerFluxes);
       sigma[c]!.push(m.noise);
       E[c]!.push(m.energy);
       const t = tm[c]!, mt = m.tiles;
@@ -308,11 +360,14 @@ export async function reconstructTbqr(framePaths: string[], output: string, o: T
     const l = localWeights(tm[c]!, { ...o.local, starMinCount: o.tile.starMinCount });
     G.push(g.G);
     Ql.push(l.L.map((row) => row.map((L) => Math.log(L))));
-    // Effective weights. Point-source SNR goes as transparency / FWHM, so the quality of frame f in tile t is
-    // q = 2·ln τ_f − 2·ln(F_f · ρ_{f,t}): F_f the frame's median star FWHM over all STAR tiles (precise: many
-    // stars), τ_f its transparency from the stars' peak contrast (∝ τ/F²), and ρ the local seeing ratio
-    // F_{f,t}/F_f smoothed over the tile's 3×3 neighbourhood (the local term, robust to a tile's few stars).
-    // STRUCTURE tiles (no stars) use the reference's local Q on top of the frame terms. Then the noise budget.
+    // Effective weights. Point-source SNR goes as transparency / FWHM: the transparency and noise enter as
+    // the inverse-variance base weights below, and the seeing term is q = −2·ln F_{f,t}, the frame's FWHM
+    // near the tile. With photometry stars F_{f,t} is their encircled-energy seeing (localSeeing) in every
+    // tile, STAR or STRUCTURE: the reference's structure metric (ln L from E/σ and the background) added to
+    // it scattered q so much on sparse fields (correlation with the true local seeing 0.99 → 0.6) that the
+    // seeing bump's gain halved. Without photometry stars: F_f·ρ_{f,t}, F_f the frame's median star FWHM over
+    // all STAR tiles and ρ the local ratio F_{f,t}/F_f over the tile's 3×3 neighbourhood, with the reference's
+    // local Q on STRUCTURE tiles. Then the noise budget.
     // (The reference's G has no PSF term and does not track seeing — tbqr-reference Part 8.)
     const m = tm[c]!;
     const starTiles = l.mode.map((md, t) => (md === "star" ? t : -1)).filter((t) => t >= 0);
@@ -328,7 +383,7 @@ export async function reconstructTbqr(framePaths: string[], output: string, o: T
     // the positions), where at least 5 stars are measured in every frame: the peak-contrast estimate above
     // depends on the seeing and on the detection threshold and was off by 0.75–2.4× on hazy or blurred
     // frames of the generated sets, which mis-scaled those frames and the weights' noise figures.
-    const photTau = relativeTransparency(starFlux[c]!);
+    const photTau = relativeTransparency(starFlux[c]!.map((fl) => fl.subarray(0, TRANSPARENCY_STARS)));
     photometric.push(photTau !== undefined);
     // Frames are brought to a common photometric scale before combining: x_f = (y_f − sky_f)·s_f with
     // s_f = τ̄/τ_f on the sky-normalised frame, so weighting clear frames more does not change star fluxes.
@@ -344,12 +399,16 @@ export async function reconstructTbqr(framePaths: string[], output: string, o: T
     // and noise: the global axis); the seeing term on top with the largest κ ≤ 3 within budget.
     const meanTauB = tauF.reduce((a, t, f) => a + t * B[c]![f]!, 0) / N;
     starScale.push(meanTauB / tauMean);
+    // Local seeing from the photometry stars' encircled energy (localSeeing): ln of each frame's relative
+    // FWHM per tile. Without photometry stars, the detected stars' FWHM per tile (F_f·ρ_ft below).
+    const ls = photometry?.inner ? localSeeing(starInner[c]!, starFlux[c]!, photometry.stars, photometry.inner, tiles.map((t) => ({ x: t.x0 + t.width / 2, y: t.y0 + t.height / 2 })), geom.T) : undefined;
     const tx = [...new Set(tiles.map((t) => t.x0))].length;
     const w = l.L.map((row) => row.map(() => 1));
     for (let t = 0; t < tiles.length; t++) {
       const ix = t % tx, iy = Math.floor(t / tx);
       const nb = tiles.map((_, u) => u).filter((u) => Math.abs((u % tx) - ix) <= 1 && Math.abs(Math.floor(u / tx) - iy) <= 1 && l.mode[u] === "star");
       const q = framePaths.map((_, f) => {
+        if (ls) return -2 * ls[f]![t]!;
         if (!haveStars) return Math.log(g.G[f]!) + Math.log(l.L[f]![t]!);
         const rho = nb.length ? median(nb.map((u) => m.fwhm[f]![u]! / Ff[f]!)) : 1;
         const seeing = -2 * Math.log(Ff[f]! * (Number.isFinite(rho) ? rho : 1));
@@ -367,7 +426,7 @@ export async function reconstructTbqr(framePaths: string[], output: string, o: T
       // (1, ½, 0) and then κ (×1, ½, ¼, 0) step down until the weighted mean of the frames' FWHM
       // (F_f·ρ_ft = exp(−q/2)) is no larger than their plain mean. λ = κ = 0 is the plain mean.
       // Without STAR tiles the frame FWHM comes from every tile that measured a star.
-      const fw = haveStars ? q.map((v) => Math.exp(-v / 2)) : FfAny, fwMean = fw.reduce((a, v) => a + (Number.isFinite(v) ? v : 0), 0) / N;
+      const fw = ls || haveStars ? q.map((v) => Math.exp(-v / 2)) : FfAny, fwMean = fw.reduce((a, v) => a + (Number.isFinite(v) ? v : 0), 0) / N;
       let e: number[] = [];
       const guard = Number.isFinite(fwMean) && fw.every(Number.isFinite);
       search: for (const lambda of guard ? [1, 0.5, 0] : [1]) {
@@ -677,7 +736,8 @@ export function procRecord(r: { N: number; mode: TbqrMode; C: number; W: number;
     "WRITE tile_grid.json",
     "# Phase 6 LOCAL_METRICS",
     "FOR each tile t IN tile_grid: FOR f IN frames: MEASURE fwhm, roundness, contrast, stars, E/sigma, B",
-    "COMPUTE q_ft = 2*ln(tau_f) - 2*ln(F_f * rho_ft)   # PSF and transparency in the weights (our deviation)",
+    "FOR each photometry star s: MEASURE aperture flux and encircled energy EE_sf; F_ft = median of EE FWHM ratios of stars near t",
+    "COMPUTE q_ft = -2*ln(F_ft); base_ft = 2*ln(tau_f / sigma_ft)   # PSF and transparency in the weights (our deviation)",
     `COMPUTE W_ft = exp(kappa_t * q_ft) WITH noise_budget = ${r.o.noiseBudget}`,
     "WRITE tile_weights.fits",
     "# Phase 7 TILE_RECONSTRUCTION",

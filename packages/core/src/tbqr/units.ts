@@ -53,8 +53,11 @@ export const seeingTask = defineTask("tbqr.seeing", async (i: { path: string; ch
   }
 });
 
-/** The photometry stars of pass A: positions (registered frames share them) and the aperture radii. */
-export interface PhotometryPlan { stars: { x: number; y: number }[]; aperture: number; annulus: [number, number] }
+/**
+ * The photometry stars of pass A: positions (registered frames share them), the aperture radii and, for the
+ * local seeing, the radius of an inner disc (its share of the aperture's flux is the star's encircled energy).
+ */
+export interface PhotometryPlan { stars: { x: number; y: number }[]; aperture: number; annulus: [number, number]; inner?: number }
 
 /**
  * Aperture fluxes at fixed positions: the sum over the disc of radius `aperture` minus its pixel count
@@ -62,25 +65,36 @@ export interface PhotometryPlan { stars: { x: number; y: number }[]; aperture: n
  * annulus has fewer than 8 finite pixels). Positions must lie at least annulus₁ + 1 px inside the plane.
  */
 export function apertureFluxes(plane: Float32Array, width: number, p: PhotometryPlan): Float64Array {
-  const out = new Float64Array(p.stars.length);
+  return aperturePhotometry(plane, width, p).flux;
+}
+
+/**
+ * Aperture photometry as in {@link apertureFluxes}, and with `p.inner` also the sky-subtracted flux inside
+ * the inner disc of that radius (`inner`; empty without `p.inner`).
+ */
+export function aperturePhotometry(plane: Float32Array, width: number, p: PhotometryPlan): { flux: Float64Array; inner: Float64Array } {
+  const out = new Float64Array(p.stars.length), inner = new Float64Array(p.inner ? p.stars.length : 0);
   const R = Math.ceil(p.annulus[1]);
-  const a2 = p.aperture * p.aperture, i2 = p.annulus[0] * p.annulus[0], o2 = p.annulus[1] * p.annulus[1];
+  const a2 = p.aperture * p.aperture, i2 = p.annulus[0] * p.annulus[0], o2 = p.annulus[1] * p.annulus[1], r2 = p.inner ? p.inner * p.inner : -1;
   const bg = new Float64Array((2 * R + 1) ** 2);
   for (const [k, s] of p.stars.entries()) {
-    let sum = 0, cnt = 0, nb = 0, bad = false;
+    let sum = 0, cnt = 0, nb = 0, bad = false, sumIn = 0, cntIn = 0;
     const cx = Math.round(s.x), cy = Math.round(s.y);
     for (let y = cy - R; y <= cy + R; y++) {
       const dy = y - s.y, dy2 = dy * dy, row = y * width;
       for (let x = cx - R; x <= cx + R; x++) {
         const dx = x - s.x, d2 = dx * dx + dy2, v = plane[row + x]!;
-        if (d2 <= a2) { if (v - v === 0) { sum += v; cnt++; } else bad = true; }
-        else if (d2 >= i2 && d2 <= o2 && v - v === 0) bg[nb++] = v;
+        if (d2 <= a2) {
+          if (v - v === 0) { sum += v; cnt++; if (d2 <= r2) { sumIn += v; cntIn++; } } else bad = true;
+        } else if (d2 >= i2 && d2 <= o2 && v - v === 0) bg[nb++] = v;
       }
     }
-    if (bad || nb < 8) { out[k] = NaN; continue; }
-    out[k] = sum - cnt * selectionMedian(bg, nb);
+    if (bad || nb < 8) { out[k] = NaN; if (p.inner) inner[k] = NaN; continue; }
+    const sky = selectionMedian(bg, nb);
+    out[k] = sum - cnt * sky;
+    if (p.inner) inner[k] = sumIn - cntIn * sky;
   }
-  return out;
+  return { flux: out, inner };
 }
 
 /** Pass A figures of one channel of one frame. Tile metrics are per tile, in the grid's order. */
@@ -95,6 +109,8 @@ export interface ChannelMetrics {
   tiles: { fwhm: Float64Array; roundness: Float64Array; contrast: Float64Array; stars: Float64Array; eOverSigma: Float64Array; background: Float64Array; noise: Float64Array };
   /** Aperture fluxes (y units) of the photometry stars, in the plan's order; empty without a plan. */
   fluxes: Float64Array;
+  /** Their fluxes inside the plan's inner disc (for the encircled energy); empty without a plan. */
+  innerFluxes: Float64Array;
 }
 
 /** Pass A for one frame (every channel, independently). Refuses (almost) all-NaN and stretched frames. */
@@ -129,10 +145,11 @@ export const frameMetricsTask = defineTask("tbqr.frame-metrics", async (i: { pat
     // gathered on d = y − surface, so a frame's gradient neither widens nor shifts the clip window.
     const sky = fitSkySurface(tiles.map((t, ti) => ({ u: (t.x0 + t.width / 2) / W - 0.5, v: (t.y0 + t.height / 2) / H - 0.5, value: m.background[ti]! })));
     const f64 = (a: ArrayLike<number>) => Float64Array.from(a);
+    const ph = phot ? aperturePhotometry(plane, W, phot) : { flux: new Float64Array(0), inner: new Float64Array(0) };
     out.push({
       background: b, noise: median(Array.from(m.noise)), energy: median(Array.from(m.energy)), sky,
       tiles: { fwhm: f64(m.fwhm), roundness: f64(m.roundness), contrast: f64(m.contrast), stars: f64(m.starCount), eOverSigma: f64(m.energyOverNoise), background: f64(m.background), noise: f64(m.noise) },
-      fluxes: phot ? apertureFluxes(plane, W, phot) : new Float64Array(0),
+      fluxes: ph.flux, innerFluxes: ph.inner,
     });
   }
   planes.give(img.data, ...scratch);
