@@ -17,6 +17,7 @@ import { describe, expect, it } from "vitest";
 import { DEFAULT_TBQR, readFitsImage, reconstructTbqr, type EngineContext } from "@tile-compile/core";
 import { makeSkySet, type SkySetOptions } from "./generators/sky.js";
 import { clippedMean, plainMean, scorer } from "./generators/score.js";
+import { bumpOracle } from "./generators/oracle.js";
 
 const ctx = (): EngineContext => ({ signal: new AbortController().signal, logger: { debug() {}, info() {}, warn() {}, error() {} } as never, progress() {}, workdir: tmpdir(), options: {}, runtime: { threads: 2, memoryBudgetBytes: 1 << 30 } });
 const seeing = { fwhmSpread: 0.2, bump: { amp: 0.35, radius: 0.3, period: 17 } };
@@ -49,14 +50,16 @@ describe("TBQR on generated conditions, five seeds each, against an independent 
           const flux = sc.fluxTruth(out), fluxPlain = sc.fluxTruth(plain), pattern = sc.tilePattern(out, plain, res.S);
           // The self-measured noise is against equal weights with the same rejection: so is its check.
           const selfNoise = res.validation.noiseRatio / (sc.noiseLocal(out) / sc.noiseLocal(clipped)) - 1;
-          console.log(`${name} seed ${seed}: FWHM ${(100 * gain).toFixed(1)} % (target ≤ −3), bump ${(100 * bumpGain).toFixed(1)} % over ${fp.bumpStars} stars (target ≤ −8); noise ×${noise.toFixed(3)}, small-scale ×${local.toFixed(3)} (target ≤ 1.08); self-reported noise ×${res.validation.noiseRatio.toFixed(3)} (${(100 * selfNoise).toFixed(1)} % off, target 5); flux ${flux.toFixed(4)} of the truth (plain mean ${fluxPlain.toFixed(4)}); tile-period power ${pattern.toFixed(2)}×`);
+          console.log(`${name} seed ${seed}: FWHM ${(100 * gain).toFixed(1)} % (target ≤ −3), bump ${(100 * bumpGain).toFixed(1)} % over ${fp.bumpStars} stars (target ≤ −8; true-seeing oracle ${(100 * bumpOracle(set, 1, DEFAULT_TBQR.noiseBudget)).toFixed(1)} % at the centre, ${(100 * bumpOracle(set, 0.75, DEFAULT_TBQR.noiseBudget)).toFixed(1)} % at ¾ depth); noise ×${noise.toFixed(3)}, small-scale ×${local.toFixed(3)} (target ≤ 1.08); self-reported noise ×${res.validation.noiseRatio.toFixed(3)} (${(100 * selfNoise).toFixed(1)} % off, target 5); flux ${flux.toFixed(4)} of the truth (plain mean ${fluxPlain.toFixed(4)}); tile-period power ${pattern.toFixed(2)}×`);
           // The issue's targets, on every seed: FWHM −3 %, noise ≤ 1.08× on both independent estimators,
           // self-reported noise within 5 %, no tile pattern, star flux within 1 % of the truth (0.994–1.005 on
           // the 21 seeds with measurable stars). The bump (−8 % target, measured on 2–15 stars per seed) holds
           // on 22 of 25 seeds (−7.4 … −14.5 % on all 25); asserted: −5 %. The three that miss (gradients 2,
-          // sparse 5, OSC 4: −7.4, −7.5, −7.5 %) are the sets where weights from the *true* local seeing of
-          // every frame, within the same predicted noise budget (1.05), reach only −8.5, −8.2, −9.6 % at the
-          // bump's centre and −7.6, −7.8, −8.6 % at ¾ of its depth, where the scorer's stars also sit.
+          // sparse 5, OSC 4: −7.4, −7.5, −7.5 %) are among the sets where weights from the *true* local seeing
+          // of every frame, within the same predicted noise budget (1.05), reach least: −8.5, −8.2, −9.6 % at
+          // the bump's centre, −7.6, −7.8, −8.6 % at ¾ of its depth (generators/oracle.ts, printed per seed; a
+          // model — the FWHM of the mixture of the frames' Gaussians —, while the scorer fits Gaussians to 2–15
+          // stars: the two differ by a few points either way on single seeds).
           expect(gain).toBeLessThanOrEqual(-0.03);
           expect(noise).toBeLessThanOrEqual(1.08);
           expect(local).toBeLessThanOrEqual(1.08);
