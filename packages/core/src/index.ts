@@ -10,7 +10,7 @@ export * from "./config/load.js";
 export * from "./frames/metadata.js";
 export * from "./frames/scan.js";
 export { nativeEngine, builtinEngines } from "./engines/native.js";
-export { combinedKeywords } from "./engines/mean-stack.js";
+export { combinedKeywords, provenanceKeywords } from "./engines/mean-stack.js";
 export { seededRandom } from "./util/random.js";
 export { registerRelative, formatFrameName, bayerOf, frameStars, chooseReference, warpOntoReference, detectionPlane, type RelativeOptions, type FrameStars } from "./registration/relative.js";
 export { matchStars, refineMatch, type MatchOptions, type MatchResult } from "./registration/match.js";

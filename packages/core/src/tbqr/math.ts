@@ -108,13 +108,13 @@ export const DEFAULT_LOCAL: LocalParams = { starMinCount: 3, star: { fwhm: 0.6, 
  * chosen once per tile from the median star count over frames; z-scores are taken across frames for each
  * tile (so L ranks frames within a tile, as intended).
  */
-export function localWeights(m: { fwhm: number[][]; roundness: number[][]; contrast: number[][]; stars: number[][]; eOverSigma: number[][]; background: number[][] }, p: LocalParams = DEFAULT_LOCAL): { L: number[][]; mode: ("star" | "structure")[] } {
+export function localWeights(m: { fwhm: ArrayLike<number>[]; roundness: ArrayLike<number>[]; contrast: ArrayLike<number>[]; stars: ArrayLike<number>[]; eOverSigma: ArrayLike<number>[]; background: ArrayLike<number>[] }, p: LocalParams = DEFAULT_LOCAL): { L: number[][]; mode: ("star" | "structure")[] } {
   checkWeightSum("local_metrics.star_mode.weights", [p.star.fwhm, p.star.roundness, p.star.contrast]);
   checkWeightSum("local_metrics.structure_mode", [p.structure.metric, p.structure.background]);
   const nf = m.fwhm.length, nt = m.fwhm[0]?.length ?? 0;
   const L = Array.from({ length: nf }, () => new Array<number>(nt).fill(1));
   const mode: ("star" | "structure")[] = [];
-  const col = (a: number[][], t: number) => a.map((row) => row[t]!);
+  const col = (a: ArrayLike<number>[], t: number) => a.map((row) => row[t]!);
   for (let t = 0; t < nt; t++) {
     const star = median(col(m.stars, t)) >= p.starMinCount;
     mode.push(star ? "star" : "structure");

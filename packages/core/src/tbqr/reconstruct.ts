@@ -30,7 +30,7 @@ import { loadRecon, TILE_SCRATCH_PLANES } from "@tile-compile/recon-native";
 import { TileCompileError } from "../errors/index.js";
 import { readFitsHeader, type FitsHeaderSummary } from "../fits/reader.js";
 import { writeFitsImage } from "../fits/writer.js";
-import { combinedKeywords } from "../engines/mean-stack.js";
+import { provenanceKeywords } from "../engines/mean-stack.js";
 import type { EngineContext } from "../kernel/contracts.js";
 import { seededRandom } from "../util/random.js";
 import { bandRows } from "../util/bands.js";
@@ -281,15 +281,23 @@ export async function reconstructTbqr(framePaths: string[], output: string, o: T
   const N = framePaths.length;
   if (N === 0) fail("frames", "no frames to reconstruct");
   // 1. Checks.
-  const heads: FitsHeaderSummary[] = [];
-  for (const p of framePaths) heads.push(await readFitsHeader(p));
-  const { width: W, height: H, channels: C } = heads[0]!;
-  const exps = heads.map((h) => h.header.getNumber("EXPTIME") ?? h.header.getNumber("EXPOSURE"));
-  for (const [i, h] of heads.entries()) {
-    if (h.width !== W || h.height !== H || h.channels !== C) fail(h.path, `is ${h.width}×${h.height}×${h.channels}, ${basename(heads[0]!.path)} is ${W}×${H}×${C}; TBQR needs registered frames of one size`);
-    const e = exps[i], e0 = exps[0];
+  // Each header is checked as it is read and only the first kept, with the others' exposure and DATE-OBS
+  // for the output's provenance keywords: 400 headers held through the checks were promoted to the old
+  // generation and grew the heap by ~13 MB (memory must not grow with the number of frames).
+  let head0: FitsHeaderSummary | undefined;
+  const exps: (number | undefined)[] = [], datesObs: (string | undefined)[] = [];
+  for (const p of framePaths) {
+    const h = await readFitsHeader(p);
+    head0 ??= h;
+    const e = h.header.getNumber("EXPTIME") ?? h.header.getNumber("EXPOSURE"), e0 = exps.length ? exps[0] : e;
+    exps.push(e);
+    datesObs.push(h.header.getString("DATE-OBS"));
+    if (h.width !== head0.width || h.height !== head0.height || h.channels !== head0.channels) fail(h.path, `is ${h.width}×${h.height}×${h.channels}, ${basename(head0.path)} is ${head0.width}×${head0.height}×${head0.channels}; TBQR needs registered frames of one size`);
     if (e !== undefined && e0 !== undefined && Math.abs(e - e0) > (o.assumptions.exposureTolerancePercent / 100) * e0) fail(h.path, `exposure ${e} s differs from ${e0} s by more than ${o.assumptions.exposureTolerancePercent} %`, "Reconstruct each exposure separately (the job pipeline groups by filter and exposure).");
   }
+  const { width: W, height: H, channels: C } = head0!;
+  const combined = provenanceKeywords(exps, datesObs);
+  const header0 = head0!.header;
   const mode = modeGate(N, o.assumptions);
   if (mode === "emergency") ctx.logger.warn(`TBQR emergency mode: ${N} frames (< assumptions.frames_min = ${o.assumptions.framesMin}); reduced reconstruction without clustering`);
   const n = W * H;
@@ -318,7 +326,10 @@ export async function reconstructTbqr(framePaths: string[], output: string, o: T
 
   // 3. Pass A: per-frame, per-channel metrics.
   const B: number[][] = Array.from({ length: C }, () => []), sigma: number[][] = Array.from({ length: C }, () => []), E: number[][] = Array.from({ length: C }, () => []);
-  const tm = Array.from({ length: C }, () => ({ fwhm: [] as number[][], roundness: [] as number[][], contrast: [] as number[][], stars: [] as number[][], eOverSigma: [] as number[][], background: [] as number[][], noise: [] as number[][] }));
+  // Per channel, per frame, per tile (Float32Array rows: half the heap of number arrays, and per-frame data
+  // is what grows with N).
+  const f32 = (a: ArrayLike<number>) => Float32Array.from(a);
+  const tm = Array.from({ length: C }, () => ({ fwhm: [] as Float32Array[], roundness: [] as Float32Array[], contrast: [] as Float32Array[], stars: [] as Float32Array[], eOverSigma: [] as Float32Array[], background: [] as Float32Array[], noise: [] as Float32Array[] }));
   const skyFit: number[][][] = Array.from({ length: C }, () => []);
   const starFlux: Float64Array[][] = Array.from({ length: C }, () => []), starInner: Float64Array[][] = Array.from({ length: C }, () => []);
   // One unit per frame; two in flight locally so one frame's read overlaps the other's metrics.
@@ -341,7 +352,7 @@ export async function reconstructTbqr(framePaths: string[], output: string, o: T
       sigma[c]!.push(m.noise);
       E[c]!.push(m.energy);
       const t = tm[c]!, mt = m.tiles;
-      t.fwhm.push(Array.from(mt.fwhm)); t.roundness.push(Array.from(mt.roundness)); t.contrast.push(Array.from(mt.contrast)); t.stars.push(Array.from(mt.stars)); t.eOverSigma.push(Array.from(mt.eOverSigma)); t.background.push(Array.from(mt.background)); t.noise.push(Array.from(mt.noise));
+      t.fwhm.push(f32(mt.fwhm)); t.roundness.push(f32(mt.roundness)); t.contrast.push(f32(mt.contrast)); t.stars.push(f32(mt.stars)); t.eOverSigma.push(f32(mt.eOverSigma)); t.background.push(f32(mt.background)); t.noise.push(f32(mt.noise));
     }
   }
 
@@ -359,7 +370,8 @@ export async function reconstructTbqr(framePaths: string[], output: string, o: T
     const g = globalWeights(B[c]!, sigma[c]!, E[c]!, o.global);
     const l = localWeights(tm[c]!, { ...o.local, starMinCount: o.tile.starMinCount });
     G.push(g.G);
-    Ql.push(l.L.map((row) => row.map((L) => Math.log(L))));
+    // ln L per frame and tile: the synthetic frames of full mode only.
+    Ql.push(mode === "full" ? l.L.map((row) => row.map((L) => Math.log(L))) : []);
     // Effective weights. Point-source SNR goes as transparency / FWHM: the transparency and noise enter as
     // the inverse-variance base weights below, and the seeing term is q = −2·ln F_{f,t}, the frame's FWHM
     // near the tile. With photometry stars F_{f,t} is their encircled-energy seeing (localSeeing) in every
@@ -558,8 +570,8 @@ export async function reconstructTbqr(framePaths: string[], output: string, o: T
   }
 
   // Output and artifacts.
-  const header = heads[0]!.header.clone();
-  for (const k of combinedKeywords(heads)) header.set(k.key, k.value, k.comment, k.float ? { numberFormat: "float" } : undefined);
+  const header = header0.clone();
+  for (const k of combined) header.set(k.key, k.value, k.comment, k.float ? { numberFormat: "float" } : undefined);
   header.set("STACKMTH", "tbqr", "tile-based quality reconstruction");
   header.set("TBQRMODE", mode, "full, reduced or emergency");
   header.set("TBQRTILE", `${geom.T} ${geom.O} ${geom.S}`, "tile size, overlap, step (px)");
