@@ -54,8 +54,8 @@ describe("TBQR on generated conditions, five seeds each, against an independent 
           // The issue's targets, on every seed: FWHM −3 %, noise ≤ 1.08× on both independent estimators,
           // self-reported noise within 5 %, no tile pattern, star flux within 1 % of the truth (0.994–1.005 on
           // the 21 seeds with measurable stars). The bump (−8 % target, measured on 2–15 stars per seed) holds
-          // on 22 of 25 seeds (−7.4 … −14.5 % on all 25); asserted: −5 %. The three that miss (gradients 2,
-          // sparse 5, OSC 4: −7.4, −7.5, −7.5 %) are among the sets where weights from the *true* local seeing
+          // on 22 of 25 seeds (−7.2 … −14.3 % on all 25); asserted: −5 %. The three that miss (gradients 2,
+          // sparse 5, OSC 4: −7.3, −7.5, −7.2 %) are among the sets where weights from the *true* local seeing
           // of every frame, within the same predicted noise budget (1.05), reach least: −8.5, −8.2, −9.6 % at
           // the bump's centre, −7.6, −7.8, −8.6 % at ¾ of its depth (generators/oracle.ts, printed per seed; a
           // model — the FWHM of the mixture of the frames' Gaussians —, while the scorer fits Gaussians to 2–15

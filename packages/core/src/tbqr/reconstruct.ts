@@ -37,7 +37,7 @@ import { bandRows } from "../util/bands.js";
 import { runAll, type Executor, type WorkUnit } from "../executor/contracts.js";
 import { localExecutor } from "../executor/local.js";
 import { apertureFluxes, bandTask, frameMetricsTask, releaseFramePlanes, seeingTask, syntheticTask, type ChannelMetrics, type FrameSeeing, type PhotometryPlan, type TbqrBandPlan, type TbqrBandResult } from "./units.js";
-import { clusterCount, DEFAULT_LOCAL, DEFAULT_TILE, globalWeights, localWeights, median, modeGate, robustZ, skyRow, tileGeometry, tileGrid, type Assumptions, type GlobalWeightParams, type LocalParams, type TbqrMode, type TileParams } from "./math.js";
+import { clusterCount, DEFAULT_LOCAL, DEFAULT_TILE, fitSkySurface, globalWeights, localWeights, median, modeGate, robustZ, skyRow, tileGeometry, tileGrid, type Assumptions, type GlobalWeightParams, type LocalParams, type TbqrMode, type TileParams } from "./math.js";
 
 export interface TbqrOptions {
   global: GlobalWeightParams;
@@ -414,6 +414,19 @@ export async function reconstructTbqr(framePaths: string[], output: string, o: T
     // Local seeing from the photometry stars' encircled energy (localSeeing): ln of each frame's relative
     // FWHM per tile. Without photometry stars, the detected stars' FWHM per tile (F_f·ρ_ft below).
     const ls = photometry?.inner ? localSeeing(starInner[c]!, starFlux[c]!, photometry.stars, photometry.inner, tiles.map((t) => ({ x: t.x0 + t.width / 2, y: t.y0 + t.height / 2 })), geom.T) : undefined;
+    // Each frame's tile noise as a smooth surface (the quadratic of fitSkySurface on ln σ_t, with its
+    // rejection): the tile values scatter by their own estimation error — and on debayered OSC frames by
+    // the Bayer phase each frame's registration put under the tile's samples —, and inverse-variance weights
+    // chased that scatter: on the Seestar M 94 frames the base weights alone cost ×1.016 noise, ×1.001 with
+    // the surface. A tile's factor common to all frames (nebula shot noise) cancels in the weights anyway.
+    // Frames with fewer than 4 measurable tiles keep the raw values.
+    const tuv = tiles.map((t) => ({ u: (t.x0 + t.width / 2) / W - 0.5, v: (t.y0 + t.height / 2) / H - 0.5 }));
+    const noiseSurface = framePaths.map((_, f) => {
+      const pts = tuv.map((p, t) => ({ ...p, value: Math.log(m.noise[f]![t]!) }));
+      if (pts.filter((p) => Number.isFinite(p.value)).length < 4) return undefined;
+      const cf = fitSkySurface(pts);
+      return tuv.map(({ u, v }) => Math.exp(cf[0]! + cf[1]! * u + cf[2]! * v + cf[3]! * u * u + cf[4]! * u * v + cf[5]! * v * v));
+    });
     const tx = [...new Set(tiles.map((t) => t.x0))].length;
     const w = l.L.map((row) => row.map(() => 1));
     for (let t = 0; t < tiles.length; t++) {
@@ -426,10 +439,10 @@ export async function reconstructTbqr(framePaths: string[], output: string, o: T
         const seeing = -2 * Math.log(Ff[f]! * (Number.isFinite(rho) ? rho : 1));
         return l.mode[t] === "star" ? seeing : seeing + Math.log(l.L[f]![t]!);
       });
-      // Noise of this tile in each frame (the frame's median where the tile's is not measurable): a
-      // frame-wide σ misses gradients across the frame, and the structure metric (E/σ grows with the
-      // local noise) would then pick exactly the frames that are noisiest here.
-      const sT = sigma[c]!.map((s0, f) => { const v = m.noise[f]![t]!; return Number.isFinite(v) && v > 0 ? v : s0; });
+      // Noise of this tile in each frame, from the frame's noise surface (the frame's median where the tile's
+      // is not measurable): a frame-wide σ misses gradients across the frame, and the structure metric (E/σ
+      // grows with the local noise) would then pick exactly the frames that are noisiest here.
+      const sT = sigma[c]!.map((s0, f) => { const v = noiseSurface[f]?.[t] ?? m.noise[f]![t]!; return Number.isFinite(v) && v > 0 ? v : s0; });
       const sxT = sT.map((s0, f) => s0 * sc[f]!);
       const refT = (Math.sqrt(sT.reduce((a, s0, f) => a + (s0 * B[c]![f]!) ** 2, 0)) / N) * (tauMean / meanTauB);
       const baseT = sxT.map((v) => (v > 0 && Number.isFinite(v) ? -2 * Math.log(v) : 0));
