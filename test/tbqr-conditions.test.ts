@@ -26,6 +26,7 @@ const CONDITIONS: Record<string, Partial<SkySetOptions>> = {
   "nebula": { frames: 80, width: 384, height: 384, stars: 300, nebula: true, ...seeing },
   "sparse (80 stars)": { frames: 80, width: 384, height: 384, stars: 80, ...seeing },
   "OSC": { frames: 60, width: 320, height: 320, channels: 3, stars: 250, ...seeing },
+  "OSC through a Bayer mosaic, debayered and registered": { frames: 60, width: 320, height: 320, channels: 3, stars: 250, mosaic: true, ...seeing },
   "1000 frames": { frames: 1000, width: 256, height: 256, stars: 150, trails: 10, ...seeing },
 };
 const SEEDS = [1, 2, 3, 4, 5];

@@ -19,6 +19,7 @@
  */
 import { join } from "node:path";
 import { FitsHeader, seededRandom, writeFitsImage } from "@tile-compile/core";
+import { loadRecon } from "@tile-compile/recon-native";
 
 export interface SkySetOptions {
   seed: number;
@@ -40,6 +41,14 @@ export interface SkySetOptions {
   cosmics?: number;
   hot?: number;
   nebula?: boolean;
+  /**
+   * OSC as a sensor records it (channels 3 only): each frame is rendered shifted by up to ±2.5 px, sampled
+   * through a GRBG Bayer mosaic, given its noise on the mosaic, debayered (bilinear) and warped back onto the
+   * reference grid (Lanczos-3) by recon-native — as the pipeline's registration does. Its noise is then
+   * correlated between neighbours and between channels, and differs between the Bayer phases that each
+   * frame's shift moves around. Not with `nebula`.
+   */
+  mosaic?: boolean;
 }
 
 export interface TruthStar { x: number; y: number; flux: number; colour: [number, number, number] }
@@ -59,6 +68,8 @@ export async function makeSkySet(dir: string, opts: SkySetOptions): Promise<SkyS
   const o = { channels: 1 as 1 | 3, stars: 250, fwhm: 3, fwhmSpread: 0.12, bump: { amp: 0.3, radius: 0.22, period: 17 }, sky: 400, skyDrift: 1, gradient: 0.15, clouds: true, cloudMin: 0.3, trails: 3, cosmics: 10, hot: 30, nebula: false, ...opts };
   const { width: W, height: H, frames: N } = o;
   const C = o.channels;
+  if (o.mosaic && (C !== 3 || o.nebula)) throw new Error("mosaic: needs channels 3 and no nebula");
+  const recon = o.mosaic ? loadRecon() : undefined;
   const r = seededRandom(o.seed);
   const g = () => Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r());
   const stars: TruthStar[] = Array.from({ length: o.stars }, () => ({
@@ -95,6 +106,8 @@ export async function makeSkySet(dir: string, opts: SkySetOptions): Promise<SkyS
     const sky = o.sky * (1 + (o.skyDrift * k) / Math.max(1, N - 1)) * (cloudy ? 1.2 : 1);
     const ang = 2 * Math.PI * r(), ga = o.gradient * r(), gq = 0.3 * o.gradient * (r() - 0.5);
     const trail = k % Math.max(1, Math.floor(N / Math.max(1, o.trails))) === 1 && o.trails > 0 ? { x0: r() * W, y0: r() * H, angle: Math.PI * r(), level: 300 + 2700 * r() } : undefined;
+    // The frame's offset from the reference grid (mosaic sets only; stars land at x + dx, y + dy).
+    const [dx, dy] = o.mosaic ? [5 * r() - 2.5, 5 * r() - 2.5] : [0, 0];
     data.fill(0);
     for (let c = 0; c < C; c++) {
       const off = c * n;
@@ -111,8 +124,8 @@ export async function makeSkySet(dir: string, opts: SkySetOptions): Promise<SkyS
         const fw = fwhm * (1 + (bump - 1) * bumpWeight(s.x, s.y));
         const sg = fw / 2.3548;
         const amp = (s.flux * s.colour[c]! * t) / (2 * Math.PI * sg * sg);
-        const R = Math.ceil(4 * sg);
-        for (let y = Math.max(0, Math.floor(s.y) - R); y <= Math.min(H - 1, Math.floor(s.y) + R); y++) for (let x = Math.max(0, Math.floor(s.x) - R); x <= Math.min(W - 1, Math.floor(s.x) + R); x++) data[off + y * W + x] = data[off + y * W + x]! + amp * Math.exp(-((x - s.x) ** 2 + (y - s.y) ** 2) / (2 * sg * sg));
+        const R = Math.ceil(4 * sg), sx = s.x + dx, sy = s.y + dy;
+        for (let y = Math.max(0, Math.floor(sy) - R); y <= Math.min(H - 1, Math.floor(sy) + R); y++) for (let x = Math.max(0, Math.floor(sx) - R); x <= Math.min(W - 1, Math.floor(sx) + R); x++) data[off + y * W + x] = data[off + y * W + x]! + amp * Math.exp(-((x - sx) ** 2 + (y - sy) ** 2) / (2 * sg * sg));
       }
       if (trail) {
         const nx = -Math.sin(trail.angle), ny = Math.cos(trail.angle);
@@ -121,10 +134,26 @@ export async function makeSkySet(dir: string, opts: SkySetOptions): Promise<SkyS
           if (Math.abs(d) < 5) data[off + y * W + x] = data[off + y * W + x]! + trail.level * Math.exp(-(d * d) / (2 * 1.2 * 1.2));
         }
       }
+      if (o.mosaic) continue; // noise, hot pixels and cosmics go on the mosaic below
       // Shot noise (gain 1 e⁻/ADU) and 5 e⁻ read noise.
       for (let i = off; i < off + n; i++) { const s = data[i]!; data[i] = s + Math.sqrt(Math.max(s, 0) + 25) * g(); }
       for (let h = 0; h < o.hot; h++) data[off + Math.floor(r() * n)] = data[off + Math.floor(r() * n)]! + 2000;
       for (let q = 0; q < o.cosmics; q++) { const i = Math.floor(r() * n), v = 2000 + 18000 * r(); data[off + i] = v; if (r() < 0.5 && i + 1 < n) data[off + i + 1] = v / 2; }
+    }
+    if (recon) {
+      // GRBG: even rows G R G R …, odd rows B G B G …; the sensor sees one channel per pixel.
+      const cfa = new Float32Array(n);
+      for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) {
+        const c = y % 2 === 0 ? (x % 2 === 0 ? 1 : 0) : (x % 2 === 0 ? 2 : 1);
+        const sv = data[c * n + y * W + x]!;
+        cfa[y * W + x] = sv + Math.sqrt(Math.max(sv, 0) + 25) * g();
+      }
+      for (let h = 0; h < o.hot; h++) cfa[Math.floor(r() * n)] = cfa[Math.floor(r() * n)]! + 2000;
+      for (let q = 0; q < o.cosmics; q++) { const i = Math.floor(r() * n), v = 2000 + 18000 * r(); cfa[i] = v; if (r() < 0.5 && i + 1 < n) cfa[i + 1] = v / 2; }
+      const rgb = await recon.debayer({ data: cfa, width: W, height: H }, { pattern: "GRBG", method: "bilinear" });
+      // Back onto the reference grid: output pixel (x, y) samples the frame at (x + dx, y + dy).
+      const back = [1, 0, dx, 0, 1, dy, 0, 0, 1] as const;
+      for (const [c, plane] of [rgb.red, rgb.green, rgb.blue].entries()) await recon.warp({ data: plane, width: W, height: H }, back, { interpolation: "lanczos3", out: data.subarray(c * n, (c + 1) * n) });
     }
     const path = join(dir, `f${String(k).padStart(4, "0")}.fit`);
     await writeFitsImage(path, { width: W, height: H, channels: C, data }, { header: new FitsHeader().set("EXPTIME", 30) });

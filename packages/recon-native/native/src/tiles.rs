@@ -11,8 +11,9 @@
 //! - clip level per 64-px cell: σ0 = 1.4826·MAD of the residual (median and MAD from every 4th pixel of
 //!   the cell), cut = median + 3σ0; "sky" pixels are those with residual ≤ their cell's cut; the cell's
 //!   sky noise (MAD of its sampled sky residuals) sets the star threshold.
-//! - per tile, from every 2nd pixel of every 2nd row (a quarter of the tile, ~2000 sky pixels on a 90-px
-//!   tile: the noise to ~3 %, far inside what the weights need): noise σ = 1.4826·MAD of the sky
+//! - per tile, from every 4th pixel of every row, the column offset cycling 0, 2, 1, 3 with the frame row
+//!   (a quarter of the tile, ~2000 sky pixels on a 90-px tile: the noise to ~3 %, far inside what the
+//!   weights need; every 2×2 pixel phase equally — see PHASE_COL): noise σ = 1.4826·MAD of the sky
 //!   residuals, background B = median of the sky pixel values, gradient energy E = median of the Sobel
 //!   |∇residual|² (interior pixels); also E/σ;
 //! - stars: residual peaks > 5σ_cell with ≥ 4 pixels of their 3×3 above 3σ_cell (pure noise gives ~0.005
@@ -25,6 +26,14 @@
 use crate::js::{Buf, Cancel, ABORTED};
 use crate::stars::{is_peak, measure};
 use crate::stats::median_keyed;
+
+/// Column offset (mod 4, in frame coordinates) of the tile samples in frame row y: over any four rows every
+/// 2×2 pixel phase is sampled equally. A debayered colour frame's noise differs between the phases of its
+/// Bayer pattern (interpolated pixels are smoother), and registration moves the pattern by a different
+/// sub-pixel shift in every frame: the former grid of even rows and columns measured each frame's noise
+/// on whichever phase its shift put there, and the inverse-variance weights chased it (generated OSC frames
+/// through a mosaic, debayered and warped: stack noise ×1.095 for a predicted ×1.05).
+const PHASE_COL: [usize; 4] = [0, 2, 1, 3];
 
 pub const TILE_FIELDS: usize = 9; // background, noise, energy, energy/noise, stars, fwhm, roundness, contrast, valid fraction
 const MAD_TO_SIGMA: f64 = 1.482_602_218_505_602;
@@ -206,10 +215,9 @@ pub fn frame_tile_metrics(data: &[f32], w: usize, h: usize, rects: &[i32], out: 
         let o = &mut out[k * TILE_FIELDS..(k + 1) * TILE_FIELDS];
         if valid < 3 { o.copy_from_slice(&[nan, nan, nan, nan, 0.0, nan, nan, nan, frac]); continue; }
         sky_r.clear(); sky_v.clear(); g2.clear();
-        let mut y = y0;
-        while y < y0 + th {
+        for y in y0..y0 + th {
             let crow = &cut[(y / CELL) * cw..];
-            let mut x = x0;
+            let mut x = x0 + (PHASE_COL[y % 4] + 4 - x0 % 4) % 4;
             while x < x0 + tw {
                 let rv = sig(x, y);
                 if rv.is_finite() && rv <= crow[x / CELL] { sky_r.push(rv); sky_v.push(data[y * w + x] as f64); }
@@ -220,9 +228,8 @@ pub fn frame_tile_metrics(data: &[f32], w: usize, h: usize, rects: &[i32], out: 
                     let e = gx * gx + gy * gy;
                     if e.is_finite() { g2.push(e); }
                 }
-                x += 2;
+                x += 4;
             }
-            y += 2;
         }
         let ms = median_keyed(&sky_r, &mut keys);
         for x in sky_r.iter_mut() { *x = (*x - ms).abs(); }

@@ -14,6 +14,8 @@ export const CELL = 64;
 
 const BIN = 2;
 const BOX_RB = 7;
+/** Column offset (mod 4, frame coordinates) of the tile samples in frame row y: every 2×2 pixel phase equally (see native/src/tiles.rs). */
+const PHASE_COL = [0, 2, 1, 3] as const;
 
 /** Sums and counts of the finite (and, with a mask, unclipped) pixels of each 2×2 bin; f32 accumulation. */
 function binSums(data: Float32Array, w: number, h: number, bw: number, mask: { model: Float32Array; cut: Float64Array } | undefined, sb: Float32Array, cb: Float32Array): void {
@@ -122,7 +124,7 @@ export function frameTileMetrics(data: Float32Array, w: number, h: number, rects
     const frac = valid / (tw * th);
     if (valid < 3) { out.set([NaN, NaN, NaN, NaN, 0, NaN, NaN, NaN, frac], k * TILE_FIELDS); continue; }
     skyR.length = 0; skyV.length = 0; g2.length = 0;
-    for (let y = y0; y < y0 + th; y += 2) for (let x = x0; x < x0 + tw; x += 2) {
+    for (let y = y0; y < y0 + th; y++) for (let x = x0 + ((PHASE_COL[y % 4]! + 4 - (x0 % 4)) % 4); x < x0 + tw; x += 4) {
       const rv = sig(x, y);
       if (Number.isFinite(rv) && rv <= cut[cell(x, y)]!) { skyR.push(rv); skyV.push(data[y * w + x]!); }
       if (y > y0 && y + 1 < y0 + th && x > x0 && x + 1 < x0 + tw) {
