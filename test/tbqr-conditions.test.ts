@@ -54,13 +54,16 @@ describe("TBQR on generated conditions, five seeds each, against an independent 
           console.log(`${name} seed ${seed}: FWHM ${(100 * gain).toFixed(1)} % (target ≤ −3), bump ${(100 * bumpGain).toFixed(1)} % over ${fp.bumpStars} stars (target ≤ −8; true-seeing oracle ${(100 * bumpOracle(set, 1, DEFAULT_TBQR.noiseBudget)).toFixed(1)} % at the centre, ${(100 * bumpOracle(set, 0.75, DEFAULT_TBQR.noiseBudget)).toFixed(1)} % at ¾ depth); noise ×${noise.toFixed(3)}, small-scale ×${local.toFixed(3)} (target ≤ 1.08); self-reported noise ×${res.validation.noiseRatio.toFixed(3)} (${(100 * selfNoise).toFixed(1)} % off, target 5); flux ${flux.toFixed(4)} of the truth (plain mean ${fluxPlain.toFixed(4)}); tile-period power ${pattern.toFixed(2)}×`);
           // The issue's targets, on every seed: FWHM −3 %, noise ≤ 1.08× on both independent estimators,
           // self-reported noise within 5 %, no tile pattern, star flux within 1 % of the truth (0.994–1.005 on
-          // the 21 seeds with measurable stars). The bump (−8 % target, measured on 2–15 stars per seed) holds
-          // on 22 of 25 seeds (−7.2 … −14.3 % on all 25); asserted: −5 %. The three that miss (gradients 2,
-          // sparse 5, OSC 4: −7.3, −7.5, −7.2 %) are among the sets where weights from the *true* local seeing
-          // of every frame, within the same predicted noise budget (1.05), reach least: −8.5, −8.2, −9.6 % at
-          // the bump's centre, −7.6, −7.8, −8.6 % at ¾ of its depth (generators/oracle.ts, printed per seed; a
+          // the seeds with measurable stars). The bump (−8 % target, measured on 2–15 stars per seed) holds on
+          // 26 of 30 seeds (−6.2 … −14.2 % on all 30); asserted: −5 %. Three that miss (gradients 2, sparse 5,
+          // OSC 4: −7.4, −7.7, −7.4 %) are among the sets where weights from the *true* local seeing of every
+          // frame, within the same predicted noise budget (1.05), reach least: −8.5, −8.2, −9.6 % at the
+          // bump's centre, −7.6, −7.8, −8.6 % at ¾ of its depth (generators/oracle.ts, printed per seed; a
           // model — the FWHM of the mixture of the frames' Gaussians —, while the scorer fits Gaussians to 2–15
-          // stars: the two differ by a few points either way on single seeds).
+          // stars: the two differ by a few points either way on single seeds). The fourth, mosaic seed 5
+          // (−6.2 % where the oracle reaches −13 %), is a shortfall of the method: on the debayered and warped
+          // frames the noise prediction is pessimistic (measured ×0.97–1.02 for a predicted ×1.05), so the
+          // seeing term gets less of the budget than it could.
           expect(gain).toBeLessThanOrEqual(-0.03);
           expect(noise).toBeLessThanOrEqual(1.08);
           expect(local).toBeLessThanOrEqual(1.08);
