@@ -61,9 +61,9 @@ describe("TBQR on generated conditions, five seeds each, against an independent 
           // bump's centre, −7.6, −7.8, −8.6 % at ¾ of its depth (generators/oracle.ts, printed per seed; a
           // model — the FWHM of the mixture of the frames' Gaussians —, while the scorer fits Gaussians to 2–15
           // stars: the two differ by a few points either way on single seeds). The fourth, mosaic seed 5
-          // (−6.2 % where the oracle reaches −13 %), is a shortfall of the method: on the debayered and warped
-          // frames the noise prediction is pessimistic (measured ×0.97–1.02 for a predicted ×1.05), so the
-          // seeing term gets less of the budget than it could.
+          // (−6.2 % where the oracle says −13 %): the oracle ignores the blur the debayer and the warp add to
+          // every frame (which shrinks the relative seeing swing), and the noise prediction is pessimistic on
+          // those frames (measured ×0.97–1.02 for a predicted ×1.05): not settled which dominates.
           expect(gain).toBeLessThanOrEqual(-0.03);
           expect(noise).toBeLessThanOrEqual(1.08);
           expect(local).toBeLessThanOrEqual(1.08);
