@@ -131,6 +131,12 @@ describe("TBQR photometry", () => {
     // estimated spreads right/left ≈ 0.1 / 0.25).
     const sd = (k: number) => Math.sqrt(l.reduce((a, row) => a + row[k]! ** 2, 0) / N);
     expect(sd(2) / sd(0)).toBeLessThan(0.6);
+    // A frame where no star is measurable (here: every aperture flux NaN) gets the median seeing, 0, in
+    // every tile — it keeps its base weight — and the other frames are unchanged.
+    const blank = total.map((a, f) => (f === 5 ? a.map(() => NaN) : a));
+    const lb = localSeeing(inner, blank, plan.stars, plan.inner, centres, 48)!;
+    expect(lb[5]).toEqual([0, 0, 0, 0]);
+    expect(Math.max(...lb.flatMap((row, f) => (f === 5 ? [] : row.map((v, k) => Math.abs(v - l[f]![k]!)))))).toBeLessThan(0.02);
     // Fewer than 5 stars measured in half the frames: no local seeing.
     expect(localSeeing(inner.map((a) => a.subarray(0, 4)), total.map((a) => a.subarray(0, 4)), plan.stars.slice(0, 4), 1.8, centres, 48)).toBeUndefined();
   });

@@ -199,7 +199,9 @@ export function photometryPlan(seen: FrameSeeing[], F: number, W: number, H: num
  * ½·ln(−2·ln(1 − EE)); each star's value minus its median over frames (the star's own profile, blend and
  * pixel phase drop out: the same star is measured at the same position in every registered frame) is its
  * relative seeing in that frame, and a tile's is the median over the stars within `radius` of its centre
- * (the 3 nearest within 2·radius where fewer; else the frame's median over all stars).
+ * (the 6 nearest within 2·radius where fewer; with fewer than 3 measured there, the frame's median over
+ * all stars; in a frame where no star is measurable, 0 — the median seeing —, so the frame keeps its base
+ * weight instead of being dropped).
  *
  * The tile medians of detected stars' FWHM this replaces mixed different stars in different frames (which
  * stars pass detection moves with the seeing itself) and scattered by ~10 % per tile and frame. Returns
@@ -222,7 +224,7 @@ export function localSeeing(inner: Float64Array[], total: Float64Array[], stars:
     usable.push(s);
   }
   if (usable.length < 5) return undefined;
-  const frameAll = l.map((row) => median(usable.map((s) => row[s]!).filter(Number.isFinite)));
+  const frameAll = l.map((row) => { const v = usable.map((s) => row[s]!).filter(Number.isFinite); return v.length ? median(v) : 0; });
   // The stars within `radius` of each tile's centre, at least the 6 nearest within 2·radius. (Weighting the
   // stars by their own scatter over frames downweighted exactly the stars whose seeing varies most — those
   // in a local seeing bump — and lost a third of the bump's gain; 3 stars instead of 6 cost noise.)
