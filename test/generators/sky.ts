@@ -42,7 +42,8 @@ export interface SkySetOptions {
   hot?: number;
   nebula?: boolean;
   /**
-   * OSC as a sensor records it (channels 3 only): each frame is rendered shifted by up to ±2.5 px, sampled
+   * OSC as a sensor records it (channels 3 only): each frame is rendered shifted by up to ±2.5 px and
+   * rotated by up to ±1° about the centre (an alt-az mount's field rotation), sampled
    * through a GRBG Bayer mosaic, given its noise on the mosaic, debayered (bilinear) and warped back onto the
    * reference grid (Lanczos-3) by recon-native — as the pipeline's registration does. Its noise is then
    * correlated between neighbours and between channels, and differs between the Bayer phases that each
@@ -106,8 +107,11 @@ export async function makeSkySet(dir: string, opts: SkySetOptions): Promise<SkyS
     const sky = o.sky * (1 + (o.skyDrift * k) / Math.max(1, N - 1)) * (cloudy ? 1.2 : 1);
     const ang = 2 * Math.PI * r(), ga = o.gradient * r(), gq = 0.3 * o.gradient * (r() - 0.5);
     const trail = k % Math.max(1, Math.floor(N / Math.max(1, o.trails))) === 1 && o.trails > 0 ? { x0: r() * W, y0: r() * H, angle: Math.PI * r(), level: 300 + 2700 * r() } : undefined;
-    // The frame's offset from the reference grid (mosaic sets only; stars land at x + dx, y + dy).
-    const [dx, dy] = o.mosaic ? [5 * r() - 2.5, 5 * r() - 2.5] : [0, 0];
+    // The frame's offset and rotation (about the centre) from the reference grid (mosaic sets only; field
+    // rotation as an alt-az mount gives it): a star at (x, y) lands at (cx + ca·(x−cx) − sa·(y−cy) + dx, …).
+    const [dx, dy, rot] = o.mosaic ? [5 * r() - 2.5, 5 * r() - 2.5, ((2 * r() - 1) * Math.PI) / 180] : [0, 0, 0];
+    const ca = Math.cos(rot), sa = Math.sin(rot), cxm = (W - 1) / 2, cym = (H - 1) / 2;
+    const onFrame = (x: number, y: number): [number, number] => [cxm + ca * (x - cxm) - sa * (y - cym) + dx, cym + sa * (x - cxm) + ca * (y - cym) + dy];
     data.fill(0);
     for (let c = 0; c < C; c++) {
       const off = c * n;
@@ -124,7 +128,7 @@ export async function makeSkySet(dir: string, opts: SkySetOptions): Promise<SkyS
         const fw = fwhm * (1 + (bump - 1) * bumpWeight(s.x, s.y));
         const sg = fw / 2.3548;
         const amp = (s.flux * s.colour[c]! * t) / (2 * Math.PI * sg * sg);
-        const R = Math.ceil(4 * sg), sx = s.x + dx, sy = s.y + dy;
+        const R = Math.ceil(4 * sg), [sx, sy] = onFrame(s.x, s.y);
         for (let y = Math.max(0, Math.floor(sy) - R); y <= Math.min(H - 1, Math.floor(sy) + R); y++) for (let x = Math.max(0, Math.floor(sx) - R); x <= Math.min(W - 1, Math.floor(sx) + R); x++) data[off + y * W + x] = data[off + y * W + x]! + amp * Math.exp(-((x - sx) ** 2 + (y - sy) ** 2) / (2 * sg * sg));
       }
       if (trail) {
@@ -151,8 +155,8 @@ export async function makeSkySet(dir: string, opts: SkySetOptions): Promise<SkyS
       for (let h = 0; h < o.hot; h++) cfa[Math.floor(r() * n)] = cfa[Math.floor(r() * n)]! + 2000;
       for (let q = 0; q < o.cosmics; q++) { const i = Math.floor(r() * n), v = 2000 + 18000 * r(); cfa[i] = v; if (r() < 0.5 && i + 1 < n) cfa[i + 1] = v / 2; }
       const rgb = await recon.debayer({ data: cfa, width: W, height: H }, { pattern: "GRBG", method: "bilinear" });
-      // Back onto the reference grid: output pixel (x, y) samples the frame at (x + dx, y + dy).
-      const back = [1, 0, dx, 0, 1, dy, 0, 0, 1] as const;
+      // Back onto the reference grid: output pixel (x, y) samples the frame at onFrame(x, y).
+      const back = [ca, -sa, cxm - ca * cxm + sa * cym + dx, sa, ca, cym - sa * cxm - ca * cym + dy, 0, 0, 1] as const;
       for (const [c, plane] of [rgb.red, rgb.green, rgb.blue].entries()) await recon.warp({ data: plane, width: W, height: H }, back, { interpolation: "lanczos3", out: data.subarray(c * n, (c + 1) * n) });
     }
     const path = join(dir, `f${String(k).padStart(4, "0")}.fit`);
