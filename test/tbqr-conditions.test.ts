@@ -32,9 +32,11 @@ const CONDITIONS: Record<string, Partial<SkySetOptions>> = {
 const SEEDS = [1, 2, 3, 4, 5];
 /**
  * The bump guard asserted per seed (see the comment at the assertions): −5 %, and −2 % on the mosaic sets,
- * where TBQR's noise prediction is pessimistic (measured ×0.97–1.01 of the plain mean for a predicted ×1.05),
- * so the seeing term gets less of the budget than it could: −3.1 … −9.0 % there (the true-seeing oracle
- * −6.3 … −9.3 % at ¾ depth).
+ * where TBQR reaches −3.1 … −9.0 % (the true-seeing oracle −6.3 … −9.3 % at ¾ depth, but the oracle ignores
+ * the blur the debayer and the warp add to every frame, which shrinks the relative seeing swing). There the
+ * noise budget does not bind as elsewhere: measured ×0.97–1.01 of the plain mean (which carries the hot
+ * pixels and cosmics the debayer and the warp spread over several pixels: 2.2–2.5 % noisier than a clipped
+ * mean) and 1.01–1.03 of the clipped mean, for a predicted ×1.05. Not settled.
  */
 const BUMP_GUARD: Record<string, number> = { "OSC through a Bayer mosaic, debayered and registered": -0.02 };
 
@@ -69,8 +71,7 @@ describe("TBQR on generated conditions, five seeds each, against an independent 
           // (generators/oracle.ts, printed per seed; a model — the FWHM of the mixture of the frames'
           // Gaussians —, while the scorer fits Gaussians to 2–15 stars: the two differ by a few points either
           // way on single seeds). The other three are mosaic seeds 1, 3, 5 (−4.5, −3.1, −3.8 % for an oracle
-          // of −8.7, −6.3, −9.3 %): see BUMP_GUARD; the oracle also ignores the blur the debayer and the warp
-          // add to every frame.
+          // of −8.7, −6.3, −9.3 %): see BUMP_GUARD.
           expect(gain).toBeLessThanOrEqual(-0.03);
           expect(noise).toBeLessThanOrEqual(1.08);
           expect(local).toBeLessThanOrEqual(1.08);
