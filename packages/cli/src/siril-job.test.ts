@@ -72,12 +72,12 @@ describe.runIf(have)("one job, built-in engines vs Siril", () => {
     const report: string[] = [];
     let worstShift = 0;
     for (const group of ["L_180s", "R_60s", "G_60s", "B_60s"]) {
-      const t = (e: string) => JSON.parse(readFileSync(join(runs[e]!, "registered", group, "transforms.json"), "utf8")) as { frames: { input: string; matrix?: number[]; output?: string }[] };
+      const t = (e: string) => JSON.parse(readFileSync(join(runs[e]!, "registered", group, "transforms.json"), "utf8")) as { frames: { input: string; matrix?: number[]; output?: string; error?: string }[] };
       const [a, b] = [t("siril"), t("native")];
       expect(a.frames.map((f) => basename(f.input))).toEqual(b.frames.map((f) => basename(f.input)));
       for (const [i, fa] of a.frames.entries()) {
         const fb = b.frames[i]!;
-        expect(fa.matrix, `${group} ${basename(fa.input)}`).toBeDefined();
+        expect(fa.matrix, `${group} ${basename(fa.input)}: ${fa.error ?? "no error recorded"}`).toBeDefined();
         for (const [x, y] of [[200, 150], [20, 20], [380, 20], [20, 280], [380, 280]] as const) {
           const p = applyTransform(fa.matrix!, { x, y }), q = applyTransform(fb.matrix!, { x, y });
           worstShift = Math.max(worstShift, Math.hypot(p.x - q.x, p.y - q.y));

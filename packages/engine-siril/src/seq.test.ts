@@ -1,7 +1,10 @@
 import { describe, expect, it } from "vitest";
-import { invertTransform, multiplyTransform, seededRandom } from "@tile-compile/core";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { applyTransform, invertTransform, multiplyTransform, seededRandom, writeFitsImage } from "@tile-compile/core";
 import { loadRecon } from "@tile-compile/recon-native";
-import { chooseAmong, chooseTransform, parseSeq, seqFrameFigures } from "./seq.js";
+import { chooseAmong, chooseTransform, measureFromRegistered, parseSeq, seqFrameFigures } from "./seq.js";
 import { parseRegistrationLog } from "./stages.js";
 
 const W = 300, H = 200;
@@ -95,6 +98,13 @@ describe("parseRegistrationLog (Siril 1.0)", () => {
     // Image 5's "Matching" line came after image 4's: 4's candidates are a superset of 5's.
     for (const c of m.get(5)!) expect(m.get(4)).toContainEqual(c);
   });
+  it("lines Siril's log dropped (seen in CI: an image's scale and rotation lines): the transform is marked inferred, the others are not", () => {
+    const lossy = block(4, t4).filter((l) => !/ (scale|rotation):/.test(l));
+    const m = parseRegistrationLog([...block(5, t5), ...lossy, ...block(6, t6)]);
+    expect(m.get(4)).toEqual([{ ...value(t4), rotationDeg: 0, inferred: true }]);
+    expect(m.get(5)).toEqual([value(t5)]);
+    expect(m.get(6)).toEqual([value(t6)]);
+  });
   it("a skipped image prints no Matching line and gets no entry; a log cut short still yields the printed image", () => {
     const m = parseRegistrationLog(["log: Not enough stars. Image 3 skipped", ...block(2, t4).slice(0, 10)]);
     expect(m.has(3)).toBe(false);
@@ -113,5 +123,28 @@ describe("chooseAmong", () => {
     // Printed to two decimals, two threads' transforms may differ by less than the rounding: either is right.
     expect((await chooseAmong([shift(-1.23, 0.57), shift(-1.21, 0.58)], { data: input, width: W, height: H }, { data: registered, width: W, height: H }))?.matrix).toEqual(shift(-1.23, 0.57));
     expect(await chooseAmong([shift(-1.61, -0.33), truth], { data: input, width: W, height: H }, { data: starField(99), width: W, height: H })).toBeUndefined();
+  });
+  it("where the log gives no transform, measures it from the registered frame by matching stars: within 0.02 px at the corners; a frame of another field gets none", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "tc-siril-measure-"));
+    try {
+      const input = starField(7), th = (0.3 * Math.PI) / 180;
+      // A similarity as Siril 1.0 applies it: 0.3° and a sub-pixel shift.
+      const truth = [Math.cos(th), -Math.sin(th), -1.37, Math.sin(th), Math.cos(th), 0.82, 0, 0, 1];
+      const registered = (await loadRecon().warp({ data: input, width: W, height: H }, invertTransform(truth)!, { interpolation: "bilinear" })).data;
+      const fpath = join(dir, "f_00002.fit"), rpath = join(dir, "r_f_00002.fit"), other = join(dir, "r_other.fit");
+      await writeFitsImage(fpath, { width: W, height: H, channels: 1, data: input });
+      await writeFitsImage(rpath, { width: W, height: H, channels: 1, data: registered });
+      await writeFitsImage(other, { width: W, height: H, channels: 1, data: starField(99) });
+      const signal = new AbortController().signal;
+      const got = await measureFromRegistered(fpath, rpath, { data: input, width: W, height: H }, { data: registered, width: W, height: H }, signal);
+      expect(got).toBeDefined();
+      for (const [x, y] of [[0, 0], [W - 1, 0], [0, H - 1], [W - 1, H - 1]] as const) {
+        const p = applyTransform(got!.matrix, { x, y }), q = applyTransform(truth, { x, y });
+        expect(Math.hypot(p.x - q.x, p.y - q.y), `corner ${x}, ${y}`).toBeLessThan(0.02);
+      }
+      expect(await measureFromRegistered(fpath, other, { data: input, width: W, height: H }, { data: starField(99), width: W, height: H }, signal)).toBeUndefined();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

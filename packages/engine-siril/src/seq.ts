@@ -12,7 +12,7 @@
  * reproduces Siril's own `r_` frame — a wrong candidate misplaces every star by pixels, the right one
  * leaves only the interpolation difference.
  */
-import { invertTransform, multiplyTransform } from "@tile-compile/core";
+import { frameStars, invertTransform, matchStars, multiplyTransform, refineMatch } from "@tile-compile/core";
 import { loadRecon } from "@tile-compile/recon-native";
 
 export interface SeqImage {
@@ -162,4 +162,23 @@ async function scoreCandidates(candidates: number[][], input: { data: Float32Arr
     if (n > 0.5 * (x1 - x0) * (y1 - y0)) scored.push({ matrix: m, rms: Math.sqrt(s / n) });
   }
   return scored;
+}
+
+/**
+ * The input → reference matrix of one frame measured from Siril's own result: stars of the input frame
+ * matched (similarity) to the stars of its registered `r_` frame. For frames whose transform Siril 1.0's log
+ * does not give — under load its two threads' lines interleave, and lines can go missing altogether (seen:
+ * an image's `scale` and `rotation` lines, and in CI a whole image's lines) —, so a frame Siril registered is
+ * not lost to a log that cannot be read. Undefined unless at least 10 pairs fit within 0.25 px RMS and the
+ * matrix reproduces the registered frame (see chooseAmong).
+ */
+export async function measureFromRegistered(inputPath: string, registeredPath: string, input: { data: Float32Array; width: number; height: number }, registered: { data: Float32Array; width: number; height: number }, signal: AbortSignal): Promise<{ matrix: number[]; rmsPx: number; pairs: number } | undefined> {
+  const recon = loadRecon();
+  const [a, b] = [await frameStars(recon, { path: inputPath }, signal), await frameStars(recon, { path: registeredPath }, signal)];
+  const first = matchStars(a.stars, b.stars, { model: "similarity" });
+  if (!first.ok) return undefined;
+  const m = refineMatch(a.stars, b.stars, first.matrix, { model: "similarity", tolerancePx: 1 });
+  if (!m.ok || m.pairs < 10 || !(m.rmsPx <= 0.25)) return undefined;
+  const check = await chooseAmong([m.matrix], input, registered, signal);
+  return check ? { matrix: m.matrix, rmsPx: m.rmsPx, pairs: m.pairs } : undefined;
 }

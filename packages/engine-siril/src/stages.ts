@@ -6,7 +6,7 @@
  */
 import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, readFile, rm, statfs, symlink } from "node:fs/promises";
-import { chooseAmong, chooseTransform, parseSeq, seqFrameFigures } from "./seq.js";
+import { chooseAmong, chooseTransform, measureFromRegistered, parseSeq, seqFrameFigures } from "./seq.js";
 import { basename, join, resolve } from "node:path";
 import { combinedKeywords, formatFrameName, readFitsHeader, readFitsImage, TileCompileError, writeFitsImage, type EngineContext, type FrameRef, type RegisteredFrame, type RegistrationInput, type RegistrationResult, type StackingInput, type StackingResult, type FitsHeaderSummary, type FitsImage, filterFrames, type FrameFilter, type CalibrationInput, type CalibrationProvider, type CalibrationResult, type BackgroundInput, type BackgroundProvider, masterHeader } from "@tile-compile/core";
 import { locateSiril, PARTIAL_REGISTRATION, runSiril, type Siril } from "./siril.js";
@@ -188,7 +188,8 @@ export async function sirilStack(input: StackingInput, ctx: EngineContext): Prom
 }
 
 /** One transform as Siril 1.0 prints it (display coordinates, y down). */
-export interface SirilPrintedTransform { scale: number; rotationDeg: number; dx: number; dy: number }
+/** One printed transform; `inferred` where the log lacked its scale or rotation line (taken as 1 or 0). */
+export interface SirilPrintedTransform { scale: number; rotationDeg: number; dx: number; dy: number; inferred?: boolean }
 
 /**
  * Per-image transforms from Siril 1.0's registration log ("Matching stars in image N: done", then
@@ -199,7 +200,9 @@ export interface SirilPrintedTransform { scale: number; rotationDeg: number; dx:
  * certain when it is alone in its tangle. Otherwise its candidates are every combination of the values of
  * each field printed after its own "Matching" line within the tangle (its true values are among them; the
  * caller picks by reproducing Siril's registered frame). An image with more than 256 combinations gets no
- * candidates.
+ * candidates. Siril's log can also lose lines (seen: an image's scale and rotation lines): a transform
+ * missing those is marked `inferred`, and an image whose lines are lost entirely gets no entry — the caller
+ * then measures the transform from the registered frame.
  */
 export function parseRegistrationLog(lines: string[]): Map<number, SirilPrintedTransform[]> {
   type Token = { image: number } | { field: "scale" | "rotation" | "dx" | "dy"; value: number };
@@ -215,8 +218,11 @@ export function parseRegistrationLog(lines: string[]): Map<number, SirilPrintedT
       };
       const [scale, rot, dx, dy] = [values("scale", 1), values("rotation", 0), values("dx"), values("dy")];
       if (scale.length * rot.length * dx.length * dy.length > 256) { out.set(t.image, []); continue; }
+      // A scale or rotation line missing from the stretch (Siril's log can drop lines) is taken as 1 or 0
+      // and the transform marked inferred: it has to be confirmed against the registered frame.
+      const inferred = !hasField("scale") || !hasField("rotation");
       const list: SirilPrintedTransform[] = [];
-      for (const s of scale) for (const r of rot) for (const x of dx) for (const y of dy) list.push({ scale: s, rotationDeg: r, dx: x, dy: y });
+      for (const s of scale) for (const r of rot) for (const x of dx) for (const y of dy) list.push({ scale: s, rotationDeg: r, dx: x, dy: y, ...(inferred ? { inferred: true } : {}) });
       out.set(t.image, list);
     }
   };
@@ -266,21 +272,31 @@ export async function sirilRegister(input: RegistrationInput, ctx: EngineContext
       // Frame i is image i + 1 of the f_ sequence, and Siril 1.0.6 writes its r_ file under that number.
       const num = i + 1, name = String(num).padStart(5, "0");
       const printed = i === ref ? [{ scale: 1, rotationDeg: 0, dx: 0, dy: 0 }] : transforms.get(num);
-      if (!printed) { found.push({ error: "Siril could not register this frame (see the log)" }); continue; }
       const rpath = join(proc, `r_f_${name}.fit`);
-      if (rseq ? !rseq.images.some((im) => im.filenum === num) : !existsSync(rpath)) { found.push({ error: "Siril registered this frame but wrote no r_ file for it" }); continue; }
+      const hasR = rseq ? rseq.images.some((im) => im.filenum === num) && existsSync(rpath) : existsSync(rpath);
+      if (!printed && !hasR) { found.push({ error: "Siril could not register this frame (see the log)" }); continue; }
+      if (!hasR) { found.push({ error: "Siril registered this frame but wrote no r_ file for it" }); continue; }
       const h1 = heads[i]!.height - 1;
       const toMatrix = (t: SirilPrintedTransform) => {
         const th = (t.rotationDeg * Math.PI) / 180, c = t.scale * Math.cos(th), sn = t.scale * Math.sin(th);
         return [c, -sn, sn * h1 - t.dx, sn, c, -(c - 1) * h1 + t.dy, 0, 0, 1];
       };
-      if (printed.length === 1) { found.push({ rpath, matrix: toMatrix(printed[0]!) }); continue; }
+      if (printed?.length === 1 && !printed[0]!.inferred) { found.push({ rpath, matrix: toMatrix(printed[0]!) }); continue; }
       // Siril's threads interleaved this frame's lines with another frame's: keep the printed transform
-      // that reproduces its registered frame, or refuse the frame rather than guess.
-      const chosen = printed.length ? await chooseAmong(printed.map(toMatrix), await plane(join(proc, `f_${name}.fit`)), await plane(rpath), ctx.signal) : undefined;
-      if (!chosen) { found.push({ error: `Siril's log interleaves this frame's transform with other frames' and none of the ${printed.length} candidates reproduces its registered frame clearly` }); continue; }
-      ctx.logger.debug(`Siril's log interleaved image ${num}'s transform with another's; of ${printed.length} candidates the one reproducing r_f_${name}.fit was kept (RMS ${chosen.rms.toPrecision(3)} vs ${chosen.runnerUp.toPrecision(3)})`);
-      found.push({ rpath, matrix: chosen.matrix });
+      // that reproduces its registered frame. Where none does, or the log lost the frame's lines, measure
+      // the transform from Siril's registered frame itself (stars matched); else refuse the frame.
+      const fpath = join(proc, `f_${name}.fit`), fPlane = await plane(fpath), rPlane = await plane(rpath);
+      // (One inferred candidate is not chosen "among" anything: it goes to the measurement below.)
+      const chosen = printed && printed.length > 1 ? await chooseAmong(printed.map(toMatrix), fPlane, rPlane, ctx.signal) : undefined;
+      if (chosen) {
+        ctx.logger.debug(`Siril's log interleaved image ${num}'s transform with another's; of ${printed!.length} candidates the one reproducing r_f_${name}.fit was kept (RMS ${chosen.rms.toPrecision(3)} vs ${chosen.runnerUp.toPrecision(3)})`);
+        found.push({ rpath, matrix: chosen.matrix });
+        continue;
+      }
+      const measured = await measureFromRegistered(fpath, rpath, fPlane, rPlane, ctx.signal);
+      if (!measured) { found.push({ error: `Siril registered this frame, but its log ${printed?.length ? `interleaves its transform with other frames' (${printed.length} candidates, none reproducing r_f_${name}.fit clearly)` : "gives no transform for it"} and matching its stars to r_f_${name}.fit did not give one either` }); continue; }
+      ctx.logger.info(`Siril's log ${printed?.length ? "interleaves" : "lost"} image ${num}'s transform; measured from its registered frame r_f_${name}.fit instead (${measured.pairs} stars matched, ${measured.rmsPx.toFixed(3)} px RMS)`);
+      found.push({ rpath, matrix: measured.matrix });
     }
   } else {
     // 1.2+: homographies in f_.seq, registered files listed (in order of the included images) in r_f_.seq;
