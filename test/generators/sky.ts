@@ -71,6 +71,11 @@ export async function makeSkySet(dir: string, opts: SkySetOptions): Promise<SkyS
   const C = o.channels;
   if (o.mosaic && (C !== 3 || o.nebula)) throw new Error("mosaic: needs channels 3 and no nebula");
   const recon = o.mosaic ? loadRecon() : undefined;
+  /** Hot pixels (+2000 ADU) and cosmics (2000–20000 ADU, half of them two pixels long) on one plane. */
+  const defects = (a: Float32Array) => {
+    for (let h = 0; h < o.hot; h++) a[Math.floor(r() * n)] = a[Math.floor(r() * n)]! + 2000;
+    for (let q = 0; q < o.cosmics; q++) { const i = Math.floor(r() * n), v = 2000 + 18000 * r(); a[i] = v; if (r() < 0.5 && i + 1 < n) a[i + 1] = v / 2; }
+  };
   const r = seededRandom(o.seed);
   const g = () => Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r());
   const stars: TruthStar[] = Array.from({ length: o.stars }, () => ({
@@ -141,8 +146,7 @@ export async function makeSkySet(dir: string, opts: SkySetOptions): Promise<SkyS
       if (o.mosaic) continue; // noise, hot pixels and cosmics go on the mosaic below
       // Shot noise (gain 1 e⁻/ADU) and 5 e⁻ read noise.
       for (let i = off; i < off + n; i++) { const s = data[i]!; data[i] = s + Math.sqrt(Math.max(s, 0) + 25) * g(); }
-      for (let h = 0; h < o.hot; h++) data[off + Math.floor(r() * n)] = data[off + Math.floor(r() * n)]! + 2000;
-      for (let q = 0; q < o.cosmics; q++) { const i = Math.floor(r() * n), v = 2000 + 18000 * r(); data[off + i] = v; if (r() < 0.5 && i + 1 < n) data[off + i + 1] = v / 2; }
+      defects(data.subarray(off, off + n));
     }
     if (recon) {
       // GRBG: even rows G R G R …, odd rows B G B G …; the sensor sees one channel per pixel.
@@ -152,8 +156,7 @@ export async function makeSkySet(dir: string, opts: SkySetOptions): Promise<SkyS
         const sv = data[c * n + y * W + x]!;
         cfa[y * W + x] = sv + Math.sqrt(Math.max(sv, 0) + 25) * g();
       }
-      for (let h = 0; h < o.hot; h++) cfa[Math.floor(r() * n)] = cfa[Math.floor(r() * n)]! + 2000;
-      for (let q = 0; q < o.cosmics; q++) { const i = Math.floor(r() * n), v = 2000 + 18000 * r(); cfa[i] = v; if (r() < 0.5 && i + 1 < n) cfa[i + 1] = v / 2; }
+      defects(cfa);
       const rgb = await recon.debayer({ data: cfa, width: W, height: H }, { pattern: "GRBG", method: "bilinear" });
       // Back onto the reference grid: output pixel (x, y) samples the frame at onFrame(x, y).
       const back = [ca, -sa, cxm - ca * cxm + sa * cym + dx, sa, ca, cym - sa * cxm - ca * cym + dy, 0, 0, 1] as const;

@@ -12,7 +12,7 @@
  * reproduces Siril's own `r_` frame — a wrong candidate misplaces every star by pixels, the right one
  * leaves only the interpolation difference.
  */
-import { frameStars, invertTransform, matchStars, multiplyTransform, refineMatch } from "@tile-compile/core";
+import { frameStars, invertTransform, matchStars, multiplyTransform } from "@tile-compile/core";
 import { loadRecon } from "@tile-compile/recon-native";
 
 export interface SeqImage {
@@ -175,9 +175,8 @@ async function scoreCandidates(candidates: number[][], input: { data: Float32Arr
 export async function measureFromRegistered(inputPath: string, registeredPath: string, input: { data: Float32Array; width: number; height: number }, registered: { data: Float32Array; width: number; height: number }, signal: AbortSignal): Promise<{ matrix: number[]; rmsPx: number; pairs: number } | undefined> {
   const recon = loadRecon();
   const [a, b] = [await frameStars(recon, { path: inputPath }, signal), await frameStars(recon, { path: registeredPath }, signal)];
-  const first = matchStars(a.stars, b.stars, { model: "similarity" });
-  if (!first.ok) return undefined;
-  const m = refineMatch(a.stars, b.stars, first.matrix, { model: "similarity", tolerancePx: 1 });
+  // The same stars on both grids, resampled once: partners lie within a fraction of a pixel.
+  const m = matchStars(a.stars, b.stars, { model: "similarity", tolerancePx: 1 });
   if (!m.ok || m.pairs < 10 || !(m.rmsPx <= 0.25)) return undefined;
   const check = await chooseAmong([m.matrix], input, registered, signal);
   return check ? { matrix: m.matrix, rmsPx: m.rmsPx, pairs: m.pairs } : undefined;

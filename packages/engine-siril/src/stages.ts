@@ -187,8 +187,10 @@ export async function sirilStack(input: StackingInput, ctx: EngineContext): Prom
   return { frameCount: frames.length, width: img.width, height: img.height, channels: img.channels, ...(rejectedFrames.length ? { rejectedFrames } : {}) };
 }
 
-/** One transform as Siril 1.0 prints it (display coordinates, y down). */
-/** One printed transform; `inferred` where the log lacked its scale or rotation line (taken as 1 or 0). */
+/**
+ * One transform as Siril 1.0 prints it (display coordinates, y down); `inferred` where the log lacked its
+ * scale or rotation line (taken as 1 or 0).
+ */
 export interface SirilPrintedTransform { scale: number; rotationDeg: number; dx: number; dy: number; inferred?: boolean }
 
 /**

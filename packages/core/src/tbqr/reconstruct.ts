@@ -37,7 +37,7 @@ import { bandRows } from "../util/bands.js";
 import { runAll, type Executor, type WorkUnit } from "../executor/contracts.js";
 import { localExecutor } from "../executor/local.js";
 import { apertureFluxes, bandTask, frameMetricsTask, releaseFramePlanes, seeingTask, syntheticTask, type ChannelMetrics, type FrameSeeing, type PhotometryPlan, type TbqrBandPlan, type TbqrBandResult } from "./units.js";
-import { clusterCount, DEFAULT_LOCAL, DEFAULT_TILE, fitSkySurface, globalWeights, localWeights, median, modeGate, robustZ, skyRow, tileGeometry, tileGrid, type Assumptions, type GlobalWeightParams, type LocalParams, type TbqrMode, type TileParams } from "./math.js";
+import { clusterCount, DEFAULT_LOCAL, DEFAULT_TILE, evalSkySurface, fitSkySurface, globalWeights, localWeights, median, modeGate, robustZ, skyRow, tileGeometry, tileGrid, type Assumptions, type GlobalWeightParams, type LocalParams, type TbqrMode, type TileParams } from "./math.js";
 
 export interface TbqrOptions {
   global: GlobalWeightParams;
@@ -427,7 +427,7 @@ export async function reconstructTbqr(framePaths: string[], output: string, o: T
       const pts = tuv.map((p, t) => ({ ...p, value: Math.log(m.noise[f]![t]!) }));
       if (pts.filter((p) => Number.isFinite(p.value)).length < 4) return undefined;
       const cf = fitSkySurface(pts);
-      return tuv.map(({ u, v }) => Math.exp(cf[0]! + cf[1]! * u + cf[2]! * v + cf[3]! * u * u + cf[4]! * u * v + cf[5]! * v * v));
+      return tuv.map(({ u, v }) => Math.exp(evalSkySurface(cf, u, v)));
     });
     const tx = [...new Set(tiles.map((t) => t.x0))].length;
     const w = l.L.map((row) => row.map(() => 1));
