@@ -1,5 +1,5 @@
 /** `tile-compile scan <dir…>`: every FITS file found, grouped and counted; bad files listed at the end. */
-import { scanFrames, type FrameInfo, type ScanResult } from "@tile-compile/core";
+import { describeSources, scanFrames, type FrameInfo, type ScanResult } from "@tile-compile/core";
 import { progressBar, table, type Io } from "../output.js";
 
 const fmt = (v: number | undefined, digits = 1, unit = "") => (v === undefined ? "—" : `${Number.isInteger(v) ? v : v.toFixed(digits)}${unit}`);
@@ -27,6 +27,13 @@ export function renderScan(result: ScanResult, base: string): string {
   for (const g of result.groups) {
     lines.push(`\n${g.type} · ${g.object ?? "(no object)"} · ${g.filter ?? "(no filter)"} · ${fmt(g.exposureSeconds, 2, " s")} — ${g.count} frame${g.count === 1 ? "" : "s"}`);
     lines.push(table(["file", "type", "object", "filter", "exposure", "temp", "gain", "bin", "size", "date", "bayer"], g.frames.map((p) => row(byPath.get(p)!, base))));
+    // Where values came from when not the standard keyword, and what was read leniently: once per group.
+    const notes = new Map<string, number>();
+    for (const p of g.frames) {
+      const f = byPath.get(p)!;
+      for (const n of [...describeSources(f), ...(f.notes ?? [])]) notes.set(n, (notes.get(n) ?? 0) + 1);
+    }
+    for (const [n, count] of notes) lines.push(`  · ${n}${count < g.count ? ` (${count} of ${g.count} frames)` : ""}`);
   }
   lines.push(`\n${result.frames.length} frame${result.frames.length === 1 ? "" : "s"} in ${result.groups.length} group${result.groups.length === 1 ? "" : "s"}` + (result.bad.length ? `, ${result.bad.length} bad file${result.bad.length === 1 ? "" : "s"}` : ""));
   if (result.bad.length > 0) {

@@ -26,6 +26,11 @@ export interface FitsCard {
   hierarch?: boolean;
   /** Original 80-character card images (more than one with CONTINUE); dropped when the card changes. */
   images?: string[];
+  /**
+   * A non-standard value read leniently, and how (e.g. `decimal comma`: ZWO ASIImg writes
+   * `EXPTIME = 6,4E-05`). Such a card has no `images`, so it is written back in standard form.
+   */
+  repaired?: string;
 }
 
 export const BLOCK = 2880;
@@ -39,7 +44,7 @@ export class HeaderSyntaxError extends Error {
   }
 }
 
-function parseValueField(text: string, key: string): { value: FitsValue; comment?: string; numberFormat?: "int" | "float"; rawValue?: string } {
+function parseValueField(text: string, key: string): { value: FitsValue; comment?: string; numberFormat?: "int" | "float"; rawValue?: string; repaired?: string } {
   let i = 0;
   while (i < text.length && text[i] === " ") i++;
   if (text[i] === "'") {
@@ -77,6 +82,10 @@ function parseValueField(text: string, key: string): { value: FitsValue; comment
     return withComment({ value: Number(token.replace(/[Dd]/, "E")), numberFormat: "float" as const });
   }
   if (/^\(.*\)$/.test(token)) return withComment({ value: token, rawValue: token });
+  // A decimal comma (locale-formatted numbers, e.g. ZWO ASIImg's `6,4E-05`): not FITS, but unambiguous.
+  if (/^[+-]?(\d+,\d*|,\d+)([EeDd][+-]?\d+)?$/.test(token)) {
+    return withComment({ value: Number(token.replace(",", ".").replace(/[Dd]/, "E")), numberFormat: "float" as const, repaired: `decimal comma (${token})` });
+  }
   throw new HeaderSyntaxError(`cannot parse value "${token}"`, key);
 }
 
@@ -105,7 +114,7 @@ export function parseCards(text: string): FitsCard[] {
       if (eq < 0) { cards.push({ key, comment: image.slice(8).trimEnd(), images: [image] }); continue; }
       const hkey = image.slice(9, eq).trim().toUpperCase();
       const parsed = parseValueField(image.slice(eq + 1), hkey);
-      cards.push({ key: hkey, hierarch: true, ...parsed, images: [image] });
+      cards.push(parsed.repaired ? { key: hkey, hierarch: true, ...parsed } : { key: hkey, hierarch: true, ...parsed, images: [image] });
       continue;
     }
     if (COMMENTARY.has(key) || image.slice(8, 10) !== "= ") {
@@ -114,7 +123,7 @@ export function parseCards(text: string): FitsCard[] {
     }
     if (!/^[A-Z0-9_-]+$/.test(key)) throw new HeaderSyntaxError(`illegal keyword "${key}"`, key);
     const parsed = parseValueField(image.slice(10), key);
-    cards.push({ key, ...parsed, images: [image] });
+    cards.push(parsed.repaired ? { key, ...parsed } : { key, ...parsed, images: [image] });
   }
   return cards;
 }

@@ -14,10 +14,15 @@ export const DEFAULT_FILTER_ALIASES: Readonly<Record<string, string>> = {
   IRCUT: "IRCUT", LP: "LP",
 };
 
+/** Photometric-system prefixes observatories write before the band letter (`JohnsonV`, `Bessell R`, `sloan_g`). */
+const PHOTOMETRIC = /^(JOHNSON|BESSELL?|COUSINS|SLOAN|SDSS)[\s_-]*([UBVRIZ]|[UGRIZ]'?)$/;
+
 export function normalizeFilter(name: string, extra: Record<string, string> = {}): string {
   const key = name.trim().toUpperCase().replace(/\s+/g, " ");
   for (const table of [extra, DEFAULT_FILTER_ALIASES]) {
     for (const [k, v] of Object.entries(table)) if (k.toUpperCase() === key) return v;
   }
+  const band = PHOTOMETRIC.exec(key);
+  if (band) return band[2]!.replace("'", "");
   return name.trim();
 }
