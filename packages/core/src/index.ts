@@ -23,6 +23,8 @@ export { runCalibrateStage, writeRunRecord, jobError, type CalibrateStageResult,
 export { buildMaster, masterBandRows, masterHeader } from "./calibration/masters.js";
 export { nativeCalibration } from "./calibration/native.js";
 export { calibrateLight, defectMap, type Masters, type DefectMap } from "./calibration/apply.js";
+export { CHECK_NAMES, lightsHealth, mastersHealth, type CheckName, type CheckSeverity, type CheckVerdict, type HealthCheck } from "./calibration/health.js";
+export { darkCurrent, measureSetLevel, type SetLevel } from "./calibration/levels.js";
 export { runJobPipeline, PIPELINE_STEPS, type PipelineStep, type PipelineOptions, type PipelineResult } from "./jobs/pipeline.js";
 export { BUILTIN_PALETTES, paletteInputs, type Palette } from "./composition/palettes.js";
 export { nativeComposition } from "./composition/native.js";

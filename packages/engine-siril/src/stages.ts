@@ -116,6 +116,12 @@ async function stageScaled(path: string, target: string, k: number, signal: Abor
   await writeFitsImage(target, { width: img.width, height: img.height, channels: img.channels, data: img.data.map((v) => v * k) }, { header: img.header.withoutStructure() });
 }
 
+/** A constant image (a declared pedestal as a bias master Siril can subtract), in Siril's scale. */
+async function stageConstant(like: string, target: string, adu: number, signal: AbortSignal): Promise<void> {
+  const h = await readFitsHeader(like);
+  await writeFitsImage(target, { width: h.width, height: h.height, channels: h.channels, data: new Float32Array(h.width * h.height * h.channels).fill(adu / ADU) }, { signal });
+}
+
 /** A Siril output in ADU: float results are ADU / 65535, 16-bit ones are ADU already. */
 async function readResult(path: string, signal: AbortSignal): Promise<FitsImage> {
   const img = await readFitsImage(path, { signal });
@@ -359,8 +365,13 @@ export const sirilCalibration: CalibrationProvider = {
     const heads = await stageFrames(input.frames, wd, ctx.signal);
     const proc = join(wd, "process");
     const result = join(proc, "master");
-    const withBias = input.kind === "flat" && !!input.masterBias;
-    if (withBias) await stageScaled(input.masterBias!, join(wd, "masters", "mbias.fit"), 1 / ADU, ctx.signal);
+    const pedestal = typeof input.options.pedestal === "number" ? input.options.pedestal : undefined;
+    const withBias = input.kind === "flat" && (!!input.masterBias || pedestal !== undefined);
+    if (withBias) {
+      await mkdir(join(wd, "masters"), { recursive: true });
+      if (input.masterBias) await stageScaled(input.masterBias, join(wd, "masters", "mbias.fit"), 1 / ADU, ctx.signal);
+      else await stageConstant(input.frames[0]!.path, join(wd, "masters", "mbias.fit"), pedestal!, ctx.signal);
+    }
     await run(s, ctx, wd, `siril ${input.kind} master`, stageScripts.master(wd, input.kind, withBias, input.options.rejection === "sigma" ? "sigma" : "winsorized"), [`${result}.fit`]);
     const img = await readResult(`${result}.fit`, ctx.signal);
     if (input.kind === "flat") {
@@ -388,6 +399,7 @@ export const sirilCalibration: CalibrationProvider = {
     const staged: { bias?: string; dark?: string; flat?: string } = {};
     if (input.masterDark) await stageScaled(input.masterDark, (staged.dark = join(masters, "dark.fit")), 1 / ADU, ctx.signal);
     if (input.masterBias && (!input.masterDark || darkScaling)) await stageScaled(input.masterBias, (staged.bias = join(masters, "bias.fit")), 1 / ADU, ctx.signal);
+    else if (!input.masterDark && typeof input.options.pedestal === "number") await stageConstant(input.frames[0]!.path, (staged.bias = join(masters, "bias.fit")), input.options.pedestal, ctx.signal);
     // Siril divides by the flat and multiplies by the flat's mean, so its scale does not matter; half of
     // our mean-1 master keeps it inside [0, 1].
     if (input.masterFlat) await stageScaled(input.masterFlat, (staged.flat = join(masters, "flat.fit")), 0.5, ctx.signal);

@@ -174,6 +174,20 @@ export const errorCatalog = {
     hint: () => "Fix every problem listed above (each names the file and the field); `tile-compile validate JOB` checks again without reading any pixels or writing anything.",
     exitCode: 78,
   },
+  TC_CALIBRATION_NO_OFFSET: {
+    title: "No offset source for flat-fielding",
+    message: (d) => `${s(d.file)}: ${s(d.reason)}`,
+    hint: () =>
+      "Flat-fielding is only right after the offset (bias level / pedestal) is removed from the lights and the flats. Give one of: calibration.bias (a bias set), calibration.darks (darks of the lights' exposure, or darks at their temperature — the shortest serves as the offset), flat-darks (darks of the flats' exposure), or calibration.offset: <ADU> (the camera's pedestal). Or leave calibration.flats out.",
+    exitCode: 78,
+  },
+  TC_CALIBRATION_CHECK: {
+    title: "Calibration health check failed",
+    message: (d) => `The calibration check "${s(d.check)}" failed: ${s(d.reason)}`,
+    hint: (d) =>
+      `${s(d.advice)} If you have checked the calibrated frames and accept this, relax the check by name in tile_compile.yaml: calibration: { checks: { ${s(d.check)}: warn } }. The figures are in run.json (stages.calibrate.health) and report.html.`,
+    exitCode: 1,
+  },
   TC_NATIVE_FAILED: {
     title: "Native kernel failed",
     message: (d) => `The native kernel ${s(d.kernel)} failed: ${s(d.reason)}`,

@@ -22,6 +22,8 @@ export interface Masters {
 
 export interface CalibrateOptions {
   darkScaling?: boolean;
+  /** A constant offset (ADU) subtracted when neither a dark nor an offset master is given. */
+  pedestal?: number;
   cosmetic?: boolean;
   signal?: AbortSignal;
   history?: string[];
@@ -83,8 +85,11 @@ export async function calibrateLight(lightPath: string, output: string, m: Maste
   const steps: string[] = [];
   if (m.dark) {
     const dexp = m.dark.header.getNumber("EXPTIME");
-    if (o.darkScaling && m.bias && exp !== undefined && dexp && Math.abs(exp - dexp) > 1e-6) {
-      const k = exp / dexp;
+    // The offset master's own exposure t0 (0 for a bias; a short dark used as the offset has one):
+    // dark'(t) = offset + (dark − offset)·(t − t0)/(t_d − t0).
+    const t0 = m.bias?.header.getNumber("EXPTIME") ?? 0;
+    if (o.darkScaling && m.bias && exp !== undefined && dexp && Math.abs(exp - dexp) > 1e-6 && dexp > t0) {
+      const k = (exp - t0) / (dexp - t0);
       for (let i = 0; i < n; i++) d[i] = d[i]! - (m.bias.data[i]! + (m.dark.data[i]! - m.bias.data[i]!) * k);
       steps.push(`dark scaled ×${k.toFixed(4)} (bias + thermal)`);
     } else {
@@ -93,7 +98,10 @@ export async function calibrateLight(lightPath: string, output: string, m: Maste
     }
   } else if (m.bias) {
     for (let i = 0; i < n; i++) d[i] = d[i]! - m.bias.data[i]!;
-    steps.push("bias subtracted");
+    steps.push(m.bias.header.getString("IMAGETYP") === "Master Dark" ? `offset: shortest dark (${m.bias.header.getNumber("EXPTIME") ?? "?"} s) subtracted` : "bias subtracted");
+  } else if (o.pedestal !== undefined) {
+    for (let i = 0; i < n; i++) d[i] = d[i]! - o.pedestal;
+    steps.push(`pedestal ${o.pedestal} ADU subtracted`);
   }
   if (m.flat) {
     for (let i = 0; i < n; i++) d[i] = d[i]! / m.flat.data[i]!;
@@ -106,6 +114,6 @@ export async function calibrateLight(lightPath: string, output: string, m: Maste
     steps.push(`cosmetic: ${defects.hot.length} hot, ${defects.cold.length} cold pixels repaired`);
   }
   const header = light.header.withoutStructure();
-  header.set("CALSTAT", [m.bias || m.dark ? "B" : "", m.dark ? "D" : "", m.flat ? "F" : ""].join(""), "calibration applied (B bias, D dark, F flat)");
+  header.set("CALSTAT", [m.bias || m.dark || o.pedestal !== undefined ? "B" : "", m.dark ? "D" : "", m.flat ? "F" : ""].join(""), "calibration applied (B bias, D dark, F flat)");
   await writeFitsImage(output, { width: light.width, height: light.height, channels: light.channels, data: d }, { header, history: [...(o.history ?? []), `calibrated: ${steps.join("; ")}`], ...(o.signal ? { signal: o.signal } : {}) });
 }

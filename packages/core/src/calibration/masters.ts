@@ -20,8 +20,10 @@ import { recipeOf } from "../jobs/plan.js";
 import { bandRows } from "../util/bands.js";
 
 export interface BuildMasterOptions {
-  /** Master bias (for flats). */
+  /** Flats: the offset master subtracted from each raw flat (a flat-dark master, or the bias). */
   bias?: string;
+  /** Flats: a constant offset (ADU) when no offset master is given. */
+  pedestal?: number;
   engine: string;
   /** Pixel rejection (3σ low and high); default winsorized. */
   rejection?: "winsorized" | "sigma";
@@ -81,6 +83,7 @@ export async function buildMaster(m: MasterPlan, o: BuildMasterOptions): Promise
     // Flats: per-frame bias and median, measured first (one frame in memory at a time).
     let bias: Float32Array | undefined;
     const scale = new Float64Array(readers.length).fill(1);
+    const rawMedians: number[] = [], offsetMedians: number[] = [];
     if (m.kind === "flat") {
       if (o.bias) {
         const b = await readFitsImage(o.bias, { ...(o.signal ? { signal: o.signal } : {}) });
@@ -89,13 +92,24 @@ export async function buildMaster(m: MasterPlan, o: BuildMasterOptions): Promise
       }
       for (const [i, r] of readers.entries()) {
         const d = await r.readAll(o.signal ? { signal: o.signal } : {});
+        rawMedians.push((await recon.robustStats(d, { iterations: 0, ...(o.signal ? { signal: o.signal } : {}) })).median);
         if (bias) for (let k = 0; k < d.length; k++) d[k] = d[k]! - bias[k % bias.length]!;
+        else if (o.pedestal !== undefined) for (let k = 0; k < d.length; k++) d[k] = d[k]! - o.pedestal;
         const med = (await recon.robustStats(d, { iterations: 0, ...(o.signal ? { signal: o.signal } : {}) })).median;
         if (!(med > 0)) throw new TileCompileError("TC_INPUT_INVALID", { input: m.inputs[i]!, reason: `flat median ${med} after bias subtraction is not positive (wrong frame type or over-subtracted bias?)` });
         scale[i] = 1 / med;
+        offsetMedians.push(med);
       }
     }
     const header = masterHeader(m.kind, readers.map((r) => r.header), { recipeHash: m.recipeHash, ...(m.inputHash ? { inputHash: m.inputHash } : {}) });
+    if (m.kind === "flat") {
+      // Exposure of the raw flats, for the calibration health check (saturated / under-exposed flats).
+      const mean = (a: number[]) => a.reduce((x, y) => x + y, 0) / a.length;
+      header.set("FLATRAW", Number(mean(rawMedians).toFixed(2)), "[ADU] mean median of the raw flats");
+      header.set("FLATSIG", Number(mean(offsetMedians).toFixed(2)), "[ADU] mean median of the flats less their offset");
+      header.set("FLATMAXR", Number(Math.max(...rawMedians).toFixed(2)), "[ADU] highest raw flat median");
+      header.set("FLATBPX", readers[0]!.header.getNumber("BITPIX") ?? 16, "BITPIX of the raw flats");
+    }
     const history = [...(o.history ?? []), `${m.kind} master: ${recipeOf(m.kind, o.engine, o.rejection)}`, `inputs: ${m.inputs.map((p) => basename(p)).join(", ").slice(0, 2000)}`];
     const writer = await FitsWriter.create(m.path, { width, height, channels }, { header, history, ...(o.signal ? { signal: o.signal } : {}) });
     try {
@@ -112,7 +126,8 @@ export async function buildMaster(m: MasterPlan, o: BuildMasterOptions): Promise
           const band = await Promise.all(readers.map((r, i) => r.readRows(y, n, c, n === rows ? buffers[i] : buffers[i]!.subarray(0, n * width))));
           if (m.kind === "flat") {
             for (const [i, b] of band.entries()) {
-              for (let k = 0; k < b.length; k++) b[k] = (b[k]! - (bias ? bias[c * width * height + y * width + k]! : 0)) * scale[i]!;
+              const ped = bias ? 0 : o.pedestal ?? 0;
+              for (let k = 0; k < b.length; k++) b[k] = (b[k]! - (bias ? bias[c * width * height + y * width + k]! : ped)) * scale[i]!;
             }
           }
           const { data } = await recon.combine(band, { rejection: o.rejection ?? "winsorized", low: 3, high: 3, ...(o.signal ? { signal: o.signal } : {}) });

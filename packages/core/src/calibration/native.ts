@@ -25,6 +25,8 @@ export interface CalibrateLightInput {
   masters: { dark?: string; bias?: string; flat?: string };
   darkScaling: boolean;
   cosmetic: boolean;
+  /** A constant offset (ADU) when no offset master is given. */
+  pedestal?: number;
   history: string[];
 }
 
@@ -51,7 +53,7 @@ function mastersFor(i: CalibrateLightInput, cache: Map<string, unknown>, signal:
 /** `calibration.light`: calibrate one light into its output (atomic write). */
 export const calibrateLightTask = defineTask("calibration.light", async (i: CalibrateLightInput, ctx): Promise<string> => {
   const { m, defects } = await mastersFor(i, ctx.cache, ctx.signal);
-  await calibrateLight(i.light, i.output, m, defects, { cosmetic: i.cosmetic, darkScaling: i.darkScaling, history: i.history, signal: ctx.signal });
+  await calibrateLight(i.light, i.output, m, defects, { cosmetic: i.cosmetic, darkScaling: i.darkScaling, history: i.history, signal: ctx.signal, ...(i.pedestal !== undefined ? { pedestal: i.pedestal } : {}) });
   return i.output;
 });
 
@@ -64,7 +66,7 @@ export function nativeCalibration(engine: string): CalibrationProvider {
       const o = input.options;
       const r = await buildMaster(
         { kind: input.kind, name: String(o.name ?? basename(input.output)), path: input.output, action: "build", reason: "", inputs: input.frames.map((f) => f.path), ...(typeof o.inputHash === "string" ? { inputHash: o.inputHash } : {}), recipeHash: String(o.recipeHash ?? ""), set: { kind: input.kind, date: "", dir: "" } },
-        { engine, rejection: o.rejection === "sigma" ? "sigma" : "winsorized", memoryBudgetBytes: ctx.runtime.memoryBudgetBytes, signal: ctx.signal, history: input.history, ...(input.masterBias ? { bias: input.masterBias } : {}), onProgress: (f) => ctx.progress(f, basename(input.output)) },
+        { engine, rejection: o.rejection === "sigma" ? "sigma" : "winsorized", memoryBudgetBytes: ctx.runtime.memoryBudgetBytes, signal: ctx.signal, history: input.history, ...(input.masterBias ? { bias: input.masterBias } : {}), ...(typeof o.pedestal === "number" ? { pedestal: o.pedestal } : {}), onProgress: (f) => ctx.progress(f, basename(input.output)) },
       );
       return { output: r.path, frameCount: r.frames };
     },
@@ -72,9 +74,10 @@ export function nativeCalibration(engine: string): CalibrationProvider {
       const masters = { ...(input.masterDark ? { dark: input.masterDark } : {}), ...(input.masterBias ? { bias: input.masterBias } : {}), ...(input.masterFlat ? { flat: input.masterFlat } : {}) };
       const darkScaling = input.options.darkScaling === true;
       const cosmetic = input.options.cosmetic !== false;
+      const pedestal = typeof input.options.pedestal === "number" ? input.options.pedestal : undefined;
       const units: WorkUnit<unknown, string>[] = input.frames.map((f, i) => ({
         id: `light/${i}`, task: calibrateLightTask as never,
-        input: { light: f.path, output: join(input.outputDir, basename(f.path).replace(/\.(fits?|fts)(\.fz|\.gz)?$/i, ".fit")), masters, darkScaling, cosmetic, history: input.history } satisfies CalibrateLightInput,
+        input: { light: f.path, output: join(input.outputDir, basename(f.path).replace(/\.(fits?|fts)(\.fz|\.gz)?$/i, ".fit")), masters, darkScaling, cosmetic, history: input.history, ...(pedestal !== undefined ? { pedestal } : {}) } satisfies CalibrateLightInput,
       }));
       const executor: Executor = ctx.executor ?? localExecutor({ threads: ctx.runtime.threads });
       try {

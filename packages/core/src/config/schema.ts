@@ -6,6 +6,7 @@
  * error, reported with its path together with every other problem of the file.
  */
 import { z } from "zod";
+import { CHECK_NAMES } from "../calibration/health.js";
 
 const engineRef = z.string().min(1).describe("Engine: a short name of an official engine (native, siril), a full npm package name, or a relative path");
 
@@ -42,8 +43,9 @@ export const configSchema = z.strictObject({
       engine: engineRef.optional(),
       method: z.string().default("native").describe("Calibration method: native (built-in), siril, or one a loaded engine provides"),
       rejection: z.enum(["winsorized", "sigma"]).default("winsorized").describe("Pixel rejection of master bias, dark and flat (3σ low and high); part of each master's recipe"),
+      checks: z.partialRecord(z.enum(CHECK_NAMES), z.enum(["error", "warn", "off"])).default({}).describe("Calibration health checks (offset, double_offset, negative_pixels, master_mismatch, flat_exposure, vignetting_residual, dust_residual, temperature): a failing check stops the run (error, the default) unless relaxed by name to warn or off; a master of another size is always refused"),
     })
-    .default({ method: "native", rejection: "winsorized" }),
+    .default({ method: "native", rejection: "winsorized", checks: {} }),
   registration: z
     .strictObject({
       engine: z.string().default("relative").describe("Registration method: relative (built-in), wcs_anchor, siril, or one a loaded engine provides"),

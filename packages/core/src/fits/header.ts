@@ -138,6 +138,17 @@ function formatNumber(v: number, format: "int" | "float" | undefined): string {
   return t;
 }
 
+/**
+ * FITS headers are printable ASCII (Standard §4.1.2.1). Text from users and from our own messages (job
+ * names with accents, "×", "−", "°C") is transliterated: accents dropped (NFKD), a few symbols spelled,
+ * anything else '?'. Applied to every value and comment we write, so no written file is unreadable.
+ */
+export function asciiText(s: string): string {
+  if (/^[\x20-\x7e]*$/.test(s)) return s;
+  const spelled = s.replace(/×/g, "x").replace(/[−–—]/g, "-").replace(/°/g, "deg").replace(/[·•]/g, ".").replace(/[‘’]/g, "'").replace(/[“”]/g, '"').replace(/…/g, "...").replace(/σ/g, "sigma").replace(/µ|μ/g, "u").replace(/²/g, "2").replace(/ß/g, "ss");
+  return spelled.normalize("NFKD").replace(/[\u0300-\u036f]/g, "").replace(/[^\x20-\x7e]/g, "?");
+}
+
 function quote(s: string): string {
   const q = s.replace(/'/g, "''");
   return `'${q.padEnd(8, " ")}'`;
@@ -156,8 +167,9 @@ function withComment(head: string, comment: string | undefined): string {
 }
 
 /** Render one card to one or more 80-character card images. */
-export function formatCard(card: FitsCard): string[] {
-  if (card.images) return card.images;
+export function formatCard(raw: FitsCard): string[] {
+  if (raw.images) return raw.images;
+  const card: FitsCard = { ...raw, ...(raw.comment !== undefined ? { comment: asciiText(raw.comment) } : {}), ...(typeof raw.value === "string" && raw.rawValue === undefined ? { value: asciiText(raw.value) } : {}) };
   const key = card.key;
   if (card.value === undefined) {
     const text = card.comment ?? "";

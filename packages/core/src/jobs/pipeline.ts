@@ -26,7 +26,7 @@ import type { RegistrationResult, StageName, StackingResult } from "../kernel/co
 import { groupRecord, type GroupRecord } from "../report/records.js";
 import { expLabel } from "./library.js";
 import { hashOf, type JobPlan } from "./plan.js";
-import { runCalibrateStage, writeRunJson } from "./run.js";
+import { jobError, runCalibrateStage, writeRunJson } from "./run.js";
 
 export const PIPELINE_STEPS = ["calibrate", "register", "stack", "compose", "stretch"] as const;
 export type PipelineStep = (typeof PIPELINE_STEPS)[number];
@@ -75,7 +75,7 @@ export async function runJobPipeline(plan: JobPlan, o: PipelineOptions): Promise
 }
 
 async function runSteps(plan: JobPlan, o: PipelineOptions, rec: RunRecord): Promise<PipelineResult> {
-  if (plan.problems.length > 0 || !plan.job || !plan.output) throw new TileCompileError("TC_JOB_INVALID", { file: plan.jobFile, problems: plan.problems.map((p) => `${p.file}${p.field ? ` [${p.field}]` : ""}: ${p.message}`) });
+  if (plan.problems.length > 0 || !plan.job || !plan.output) throw jobError(plan);
   const out = plan.output;
   const job = plan.job;
   const cfg = o.config;
@@ -167,7 +167,7 @@ async function runSteps(plan: JobPlan, o: PipelineOptions, rec: RunRecord): Prom
   const lightsId = identity(plan.lights.map((f) => f.path));
   const calStamp = hashOf(`${lightsId}\n${plan.masters.map((m) => `${m.name}:${m.inputHash ?? ""}:${m.recipeHash}`).join(",")}\n${JSON.stringify(job.options ?? {})}\n${engineId(calPlan)}`);
   const calibrated = await step("calibrate", calStamp, async () => {
-    const r = await runStage(calPlan, [], (provider, ctx) => runCalibrateStage(plan, { provider, ctx, engine: engineId(calPlan), rejection: cfg.calibration.rejection, history: [provenanceLine(calPlan), `job ${job.name}`] }), o);
+    const r = await runStage(calPlan, [], (provider, ctx) => runCalibrateStage(plan, { provider, ctx, engine: engineId(calPlan), rejection: cfg.calibration.rejection, checks: cfg.calibration.checks, history: [provenanceLine(calPlan), `job ${job.name}`] }), o);
     return { outputs: r.calibrated.flatMap((g) => g.frames), value: r.calibrated };
   }, () => plan.groups.map((g) => {
     const dir = join(out, "calibrated", `${g.filter}_${expLabel(g.exposureSeconds)}`);

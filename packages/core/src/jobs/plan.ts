@@ -12,6 +12,7 @@ import { parse as parseYaml } from "yaml";
 import { readFitsHeader } from "../fits/reader.js";
 import { frameInfoFromHeader, type FrameInfo } from "../frames/metadata.js";
 import { FITS_EXTENSIONS } from "../frames/scan.js";
+import { darkCurrent, measureSetLevel, type SetLevel } from "../calibration/levels.js";
 import { normalizeFilter } from "./filters.js";
 import { daysBetween, existingMasters, expLabel, findBaseDir, insideBase, libraryLayout, masterPath, rawSets, tempLabel, type LibraryLayout, type RawSet } from "./library.js";
 import { jobSchema, type JobFile } from "./schema.js";
@@ -20,6 +21,8 @@ export interface JobProblem {
   file: string;
   field?: string;
   message: string;
+  /** A stable code when the problem has its own entry in the error catalogue (e.g. TC_CALIBRATION_NO_OFFSET). */
+  code?: string;
 }
 
 export interface LightFrame extends FrameInfo {
@@ -55,21 +58,43 @@ export interface MasterPlan {
   inputHash?: string;
   recipeHash: string;
   set: RawSet;
+  /** Flats: the offset subtracted from each raw flat (flat-dark or bias master, or a declared pedestal). */
+  offset?: { path?: string; name: string; pedestal?: number };
+}
+
+/**
+ * Where a light group's offset (bias level / pedestal) comes from: `dark` (a dark of the same exposure
+ * holds it), `scaled-dark` (bias + dark scaled by exposure), `bias`, `pedestal` (declared), `short-dark`
+ * (the shortest dark at the lights' temperature), or `none`. With the dark signal an offset-only
+ * calibration leaves in (measured dark current × exposure) and the read noise it is compared with.
+ */
+export interface LightOffset {
+  source: "dark" | "scaled-dark" | "bias" | "pedestal" | "short-dark" | "none";
+  label: string;
+  pedestal?: number;
+  /** The master subtracted as the offset (short-dark). */
+  offsetMaster?: string;
+  residualDarkAdu?: number;
+  darkRateAduPerS?: number;
+  readNoiseAdu?: number;
 }
 
 export interface Decision {
-  kind: "bias" | "dark" | "flat";
+  kind: "bias" | "dark" | "flat" | "offset";
   /** What was matched, e.g. `L 180 s at -9.6 °C (12 frames)`. */
   subject: string;
   chosen?: string;
   reason: string;
   rejected: { candidate: string; reason: string }[];
+  /** The offset source this decision gives its lights (or flats). */
+  offset?: LightOffset;
 }
 
 export interface CalibratedGroup {
   filter: string;
   exposureSeconds: number;
-  frames: { frame: LightFrame; dark?: string; bias?: string; flat?: string }[];
+  /** Per light: the masters; `bias` is the offset master (a bias, or the shortest dark), `pedestal` a constant. */
+  frames: { frame: LightFrame; dark?: string; bias?: string; flat?: string; pedestal?: number; darkScaling?: boolean; offset?: LightOffset["source"] }[];
 }
 
 export interface JobPlan {
@@ -156,11 +181,11 @@ function nightOf(folder: string, dateObs?: string): string {
 }
 
 /** Header facts of a raw set, from its first readable frame. */
-async function setFacts(files: string[]): Promise<{ gain?: number; binning?: string; width?: number; height?: number; temperatureC?: number }> {
+async function setFacts(files: string[]): Promise<{ gain?: number; binning?: string; width?: number; height?: number; temperatureC?: number; exposureSeconds?: number; bayerPattern?: string }> {
   for (const f of files) {
     try {
       const info = frameInfoFromHeader(await readFitsHeader(f));
-      return { ...(info.gain !== undefined ? { gain: info.gain } : {}), ...(info.binning ? { binning: info.binning } : {}), width: info.width, height: info.height, ...(info.temperatureC !== undefined ? { temperatureC: info.temperatureC } : {}) };
+      return { ...(info.gain !== undefined ? { gain: info.gain } : {}), ...(info.binning ? { binning: info.binning } : {}), width: info.width, height: info.height, ...(info.temperatureC !== undefined ? { temperatureC: info.temperatureC } : {}), ...(info.exposureSeconds !== undefined ? { exposureSeconds: info.exposureSeconds } : {}), ...(info.bayerPattern ? { bayerPattern: info.bayerPattern } : {}) };
     } catch {
       // try the next one
     }
@@ -275,13 +300,17 @@ export async function planJob(jobFile: string, options: PlanOptions = {}): Promi
     return factsCache.get(key)!;
   };
   const chosenMasters = new Map<string, MasterPlan>();
-  const useMaster = (c: { set: RawSet; raw?: RawSet; master?: RawSet }): MasterPlan => {
+  const pathIds = new Map<string, string>();
+  const identityOfPath = (p: string | undefined) => (p ? pathIds.get(p) ?? "" : "");
+  const useMaster = (c: { set: RawSet; raw?: RawSet; master?: RawSet }, offset?: MasterPlan["offset"]): MasterPlan => {
     const id = identity(c.set);
     const have = chosenMasters.get(id);
     if (have) return have;
     const kind = c.set.kind;
     const path = c.master?.dir ?? masterPath(library, kind, c.set);
-    const recipeHash = hashOf(recipeOf(kind, engine, options.masterRejection));
+    // A flat's offset is part of its recipe: another offset source rebuilds it.
+    const offsetId = offset ? (offset.pedestal !== undefined ? `pedestal=${offset.pedestal}` : `offset=${offset.name}:${chosenMasters.get(identityOfPath(offset.path))?.inputHash ?? ""}`) : "offset=none";
+    const recipeHash = hashOf(`${recipeOf(kind, engine, options.masterRejection)}${kind === "flat" ? `;${offsetId}` : ""}`);
     let mp: MasterPlan;
     if (c.raw) {
       const { files, hash } = setInputs(c.raw.dir);
@@ -291,7 +320,9 @@ export async function planJob(jobFile: string, options: PlanOptions = {}): Promi
         else mp = { kind, name: basename(path), path, action: "rebuild", reason: stale.inputHash === undefined ? "it records no input hash (made elsewhere)" : stale.inputHash !== hash ? `its raw frames changed (now ${files.length})` : "the recipe or engine version changed", inputs: files, inputHash: hash, recipeHash, set: c.set };
       } else mp = { kind, name: basename(path), path, action: "build", reason: `from ${files.length} raw frames in ${relative(base, c.raw.dir)}`, inputs: files, inputHash: hash, recipeHash, set: c.set };
     } else mp = { kind, name: basename(path), path, action: "reuse", reason: "existing master (no raw frames to check it against)", inputs: [], recipeHash, set: c.set };
+    if (offset) mp.offset = offset;
     chosenMasters.set(id, mp);
+    pathIds.set(mp.path, id);
     plan.masters.push(mp);
     return mp;
   };
@@ -300,7 +331,7 @@ export async function planJob(jobFile: string, options: PlanOptions = {}): Promi
   const all = [...candidates.values()];
 
   // Bias: by date reference and binning/gain.
-  let bias: MasterPlan | undefined;
+  let bias: { plan: MasterPlan; candidate: (typeof all)[number] } | undefined;
   if (cal.bias) {
     const ref = plan.lights[0];
     const rejected: Decision["rejected"] = [];
@@ -314,51 +345,175 @@ export async function planJob(jobFile: string, options: PlanOptions = {}): Promi
     ok.sort((a, b) => a.days - b.days || a.c.set.date.localeCompare(b.c.set.date));
     const best = ok.find((o) => o.days === 0) ?? undefined;
     for (const o of ok) if (o !== best) rejected.push({ candidate: describe(o.c), reason: `dated ${o.c.set.date}, the job asks for ${cal.bias}` });
-    if (best) bias = useMaster(best.c);
+    if (best) bias = { plan: useMaster(best.c), candidate: best.c };
     else problems.push({ file: jobFile, field: "calibration.bias", message: `no bias set or master dated ${cal.bias} (looked in ${relative(base, library.rawBiases)}/${cal.bias}/ and ${relative(base, library.masterBiases)}/bias_${cal.bias}.fit)${ok.length ? `; available: ${ok.map((o) => o.c.set.date).join(", ")}` : ""}` });
-    plan.decisions.push({ kind: "bias", subject: "all lights", ...(bias ? { chosen: bias.name } : {}), reason: bias ? `dated ${cal.bias} as the job asks` : "none found", rejected });
+    plan.decisions.push({ kind: "bias", subject: "all lights", ...(bias ? { chosen: bias.plan.name } : {}), reason: bias ? `dated ${cal.bias} as the job asks` : "none found", rejected });
   }
 
-  // Darks: per light, by exposure, temperature (nearest wins, inclusive tolerance), gain and binning.
+  // Darks and the offset, per light (exposure, temperature, gain, binning). Flat-fielding is only right
+  // once the offset (bias/pedestal) and the dark signal are out of the lights, so every group gets an
+  // offset source, chosen in this order and explained: a dark of the same exposure · the bias + a dark
+  // scaled from (dark − bias), shorter or longer · the bias alone · a declared pedestal · the shortest
+  // dark at the lights' temperature. None, with flats applied, is refused (the vignetting would invert).
   const darkOf = new Map<LightFrame, MasterPlan>();
-  if (cal.darks) {
-    const keyOf = (f: LightFrame) => `${f.exposureSeconds}|${f.temperatureC === undefined ? "?" : f.temperatureC.toFixed(1)}|${f.gain ?? ""}|${f.binning ?? ""}`;
-    const byKey = new Map<string, LightFrame[]>();
-    for (const f of plan.lights) if (f.exposureSeconds !== undefined) byKey.set(keyOf(f), [...(byKey.get(keyOf(f)) ?? []), f]);
-    for (const frames of byKey.values()) {
-      const f0 = frames[0]!;
-      const subject = `${[...new Set(frames.map((f) => f.filterKey))].join("/")} ${expLabel(f0.exposureSeconds!)}${f0.temperatureC !== undefined ? ` at ${f0.temperatureC.toFixed(1)} °C` : " (no temperature)"} (${frames.length} frame${frames.length > 1 ? "s" : ""})`;
-      const rejected: Decision["rejected"] = [];
-      const ok: { c: (typeof all)[number]; dt: number; days: number; exact: boolean }[] = [];
-      for (const c of all.filter((x) => x.set.kind === "dark")) {
-        const s = c.set;
-        const dExp = Math.abs(s.exposureSeconds! - f0.exposureSeconds!);
-        if (dExp > expTol && !opt.dark_scaling) { rejected.push({ candidate: describe(c), reason: `exposure ${expLabel(s.exposureSeconds!)}, lights ${expLabel(f0.exposureSeconds!)}` }); continue; }
-        if (opt.dark_scaling && s.exposureSeconds! < f0.exposureSeconds! - expTol && dExp > expTol) { rejected.push({ candidate: describe(c), reason: `exposure ${expLabel(s.exposureSeconds!)} is shorter than the lights' (scaling only shortens)` }); continue; }
-        const dt = f0.temperatureC === undefined ? 0 : Math.abs(s.temperatureC! - f0.temperatureC);
-        if (f0.temperatureC !== undefined && dt > tempTol + 1e-9) { rejected.push({ candidate: describe(c), reason: `temperature ${dt.toFixed(1)} °C away, tolerance ${tempTol}` }); continue; }
+  const offsetOf = new Map<LightFrame, LightOffset>();
+  const levelCache = new Map<string, Promise<SetLevel | undefined>>();
+  const levelOf = (c: { raw?: RawSet; master?: RawSet }): Promise<SetLevel | undefined> => {
+    const key = (c.raw ?? c.master)!.dir;
+    let p = levelCache.get(key);
+    if (!p) {
+      p = measureSetLevel(c.raw ? setInputs(c.raw.dir).files : [c.master!.dir]).catch(() => undefined);
+      levelCache.set(key, p);
+    }
+    return p;
+  };
+  const darks = all.filter((x) => x.set.kind === "dark");
+  /** Dark current (ADU/s) at a temperature, from the bias and the darks there, or from two dark exposures. */
+  const darkRateAt = async (temperatureC: number | undefined, pool: typeof darks): Promise<{ rate: number; from: string } | undefined> => {
+    const near = pool.filter((c) => temperatureC === undefined || Math.abs(c.set.temperatureC! - temperatureC) <= tempTol + 1e-9);
+    const points: { exposureSeconds: number; level: number }[] = [];
+    for (const c of near) { const l = await levelOf(c); if (l) points.push({ exposureSeconds: c.set.exposureSeconds!, level: l.level }); }
+    if (bias) { const l = await levelOf(bias.candidate); if (l) points.push({ exposureSeconds: 0, level: l.level }); }
+    const fit = darkCurrent(points);
+    if (!fit) return undefined;
+    return { rate: Math.max(0, fit.rate), from: `${points.length} levels (${[...new Set(points.map((p) => expLabel(p.exposureSeconds)))].join(", ")}${bias ? ", bias as 0 s" : ""})` };
+  };
+  const readNoiseOf = async (c: { raw?: RawSet; master?: RawSet } | undefined): Promise<number | undefined> => (c ? (await levelOf(c))?.noise : undefined);
+  const byKey = new Map<string, LightFrame[]>();
+  const keyOf = (f: LightFrame) => `${f.exposureSeconds}|${f.temperatureC === undefined ? "?" : f.temperatureC.toFixed(1)}|${f.gain ?? ""}|${f.binning ?? ""}`;
+  for (const f of plan.lights) if (f.exposureSeconds !== undefined) byKey.set(keyOf(f), [...(byKey.get(keyOf(f)) ?? []), f]);
+  for (const frames of byKey.values()) {
+    const f0 = frames[0]!;
+    const subject = `${[...new Set(frames.map((f) => f.filterKey))].join("/")} ${expLabel(f0.exposureSeconds!)}${f0.temperatureC !== undefined ? ` at ${f0.temperatureC.toFixed(1)} °C` : " (no temperature)"} (${frames.length} frame${frames.length > 1 ? "s" : ""})`;
+    const rejected: Decision["rejected"] = [];
+    const usable: { c: (typeof all)[number]; dt: number; days: number; dExp: number }[] = [];
+    for (const c of cal.darks ? darks : []) {
+      const s = c.set;
+      const dExp = Math.abs(s.exposureSeconds! - f0.exposureSeconds!);
+      const dt = f0.temperatureC === undefined ? 0 : Math.abs(s.temperatureC! - f0.temperatureC);
+      if (f0.temperatureC !== undefined && dt > tempTol + 1e-9) { rejected.push({ candidate: describe(c), reason: `temperature ${dt.toFixed(1)} °C away, tolerance ${tempTol}` }); continue; }
+      const fx = await facts(c);
+      if (f0.binning && fx.binning && fx.binning !== f0.binning) { rejected.push({ candidate: describe(c), reason: `binning ${fx.binning}, lights ${f0.binning}` }); continue; }
+      if (f0.gain !== undefined && fx.gain !== undefined && fx.gain !== f0.gain) { rejected.push({ candidate: describe(c), reason: `gain ${fx.gain}, lights ${f0.gain}` }); continue; }
+      usable.push({ c, dt, days: daysBetween(s.date, cal.darks!), dExp });
+    }
+    const exact = usable.filter((u) => u.dExp <= expTol).sort((a, b) => a.dt - b.dt || a.days - b.days || a.c.set.date.localeCompare(b.c.set.date));
+    const assign = (dark: MasterPlan | undefined, offset: LightOffset) => { for (const f of frames) { if (dark) darkOf.set(f, dark); offsetOf.set(f, offset); } };
+    if (cal.darks && usable.length === 0) {
+      const near = rejected.find((r) => r.reason.startsWith("temperature"));
+      problems.push({ file: jobFile, field: "calibration.darks", message: `no dark for ${subject}${near ? `: the nearest is ${near.candidate} (${near.reason})` : rejected.length ? `: ${rejected.map((r) => `${r.candidate} (${r.reason})`).join("; ")}` : " (no dark sets in the library)"}` });
+      plan.decisions.push({ kind: "dark", subject, reason: "no candidate within the tolerances", rejected });
+      continue;
+    }
+    const best = exact[0];
+    if (best) {
+      const mp = useMaster(best.c);
+      for (const o of usable) if (o !== best) rejected.push({ candidate: describe(o.c), reason: o.dExp > expTol ? `exposure ${expLabel(o.c.set.exposureSeconds!)}, lights ${expLabel(f0.exposureSeconds!)}` : o.dt > best.dt ? `temperature ${o.dt.toFixed(1)} °C away; ${describe(best.c)} is ${best.dt.toFixed(1)} °C away` : `dated ${o.c.set.date}, further from ${cal.darks}` });
+      const offset: LightOffset = { source: "dark", label: `dark ${mp.name} (holds the offset)` };
+      assign(mp, offset);
+      plan.decisions.push({ kind: "dark", subject, chosen: mp.name, reason: `same exposure, ${best.dt.toFixed(1)} °C away (tolerance ${tempTol}), ${best.days === 0 ? `dated ${cal.darks}` : `${best.days} days from ${cal.darks}`}; the dark holds the offset`, rejected, offset });
+      continue;
+    }
+    // No dark of the lights' exposure.
+    const t = f0.exposureSeconds!;
+    const rate = await darkRateAt(f0.temperatureC, usable.length ? usable.map((u) => u.c) : darks);
+    const residual = (t0: number) => (rate ? rate.rate * Math.max(0, t - t0) : undefined);
+    const residualText = (t0: number, rn: number | undefined) => {
+      const r = residual(t0);
+      if (r === undefined) return "dark current not measured (needs darks of two exposures, or a bias and a dark)";
+      return `leaves ${r.toFixed(1)} ADU of dark signal (${rate!.rate.toPrecision(2)} ADU/s × ${expLabel(Math.max(0, t - t0))}, from ${rate!.from})${rn !== undefined ? `, read noise ${rn.toFixed(1)} ADU${r < rn ? " — negligible" : " — above the read noise: take darks of this exposure"}` : ""}`;
+    };
+    const withOffsetStats = (o: LightOffset, t0: number, rn: number | undefined): LightOffset => {
+      const r = residual(t0);
+      return { ...o, ...(r !== undefined ? { residualDarkAdu: Number(r.toFixed(3)) } : {}), ...(rate ? { darkRateAduPerS: Number(rate.rate.toPrecision(4)) } : {}), ...(rn !== undefined ? { readNoiseAdu: Number(rn.toFixed(3)) } : {}) };
+    };
+    const noExact = usable.length ? `no dark of ${expLabel(t)} (have ${[...new Set(usable.map((u) => expLabel(u.c.set.exposureSeconds!)))].join(", ")})` : "no darks asked for";
+    for (const u of usable) rejected.push({ candidate: describe(u.c), reason: `exposure ${expLabel(u.c.set.exposureSeconds!)}, lights ${expLabel(t)}` });
+    if (bias && usable.length && opt.dark_scaling !== false) {
+      // Scaled: nearest exposure in ratio (scaling up a short dark multiplies its noise), ties to the longer.
+      const pick = [...usable].sort((a, b) => Math.abs(Math.log(a.c.set.exposureSeconds! / t)) - Math.abs(Math.log(b.c.set.exposureSeconds! / t)) || b.c.set.exposureSeconds! - a.c.set.exposureSeconds! || a.dt - b.dt)[0]!;
+      const mp = useMaster(pick.c);
+      const k = t / pick.c.set.exposureSeconds!;
+      const offset: LightOffset = { ...withOffsetStats({ source: "scaled-dark", label: `bias ${bias.plan.name} + dark ${mp.name} scaled ×${k.toFixed(3)}` }, t, await readNoiseOf(bias.candidate)), residualDarkAdu: 0 };
+      assign(mp, offset);
+      plan.decisions.push({ kind: "dark", subject, chosen: mp.name, reason: `${noExact}: bias + (dark − bias) × ${k.toFixed(3)} (${pick.dt.toFixed(1)} °C away)`, rejected: rejected.filter((r) => r.candidate !== describe(pick.c)), offset });
+      continue;
+    }
+    if (bias) {
+      const rn = await readNoiseOf(bias.candidate);
+      const offset = withOffsetStats({ source: "bias", label: `bias ${bias.plan.name}` }, 0, rn);
+      assign(undefined, offset);
+      plan.decisions.push({ kind: "offset", subject, chosen: bias.plan.name, reason: `${noExact}${opt.dark_scaling === false && usable.length ? " (dark_scaling: false)" : ""}: the bias removes the offset; ${residualText(0, rn)}`, rejected, offset });
+      continue;
+    }
+    if (cal.offset !== undefined) {
+      const offset = withOffsetStats({ source: "pedestal", label: `declared pedestal ${cal.offset} ADU`, pedestal: cal.offset }, 0, undefined);
+      assign(undefined, offset);
+      plan.decisions.push({ kind: "offset", subject, chosen: `pedestal ${cal.offset} ADU`, reason: `${noExact}: calibration.offset declares the pedestal; ${residualText(0, undefined)}`, rejected, offset });
+      continue;
+    }
+    // The shortest dark at the lights' temperature as the offset (from the job's darks, else the library's).
+    const pool = usable.length ? usable.map((u) => ({ c: u.c, dt: u.dt })) : [];
+    if (!pool.length) {
+      for (const c of darks) {
+        const dt = f0.temperatureC === undefined ? 0 : Math.abs(c.set.temperatureC! - f0.temperatureC);
+        if (f0.temperatureC !== undefined && dt > tempTol + 1e-9) continue;
         const fx = await facts(c);
-        if (f0.binning && fx.binning && fx.binning !== f0.binning) { rejected.push({ candidate: describe(c), reason: `binning ${fx.binning}, lights ${f0.binning}` }); continue; }
-        if (f0.gain !== undefined && fx.gain !== undefined && fx.gain !== f0.gain) { rejected.push({ candidate: describe(c), reason: `gain ${fx.gain}, lights ${f0.gain}` }); continue; }
-        ok.push({ c, dt, days: daysBetween(s.date, cal.darks), exact: dExp <= expTol });
+        if ((f0.binning && fx.binning && fx.binning !== f0.binning) || (f0.gain !== undefined && fx.gain !== undefined && fx.gain !== f0.gain)) continue;
+        pool.push({ c, dt });
       }
-      ok.sort((a, b) => Number(b.exact) - Number(a.exact) || a.dt - b.dt || a.days - b.days || a.c.set.date.localeCompare(b.c.set.date));
-      const best = ok[0];
-      for (const o of ok.slice(1)) rejected.push({ candidate: describe(o.c), reason: !o.exact && best?.exact ? "needs exposure scaling; an exact exposure exists" : o.dt > best!.dt ? `temperature ${o.dt.toFixed(1)} °C away; ${describe(best!.c)} is ${best!.dt.toFixed(1)} °C away` : `dated ${o.c.set.date}, further from ${cal.darks}` });
-      if (best) {
-        const mp = useMaster(best.c);
-        for (const f of frames) darkOf.set(f, mp);
-        plan.decisions.push({ kind: "dark", subject, chosen: mp.name, reason: `${best.exact ? "same exposure" : "exposure scaled"}, ${best.dt.toFixed(1)} °C away (tolerance ${tempTol}), ${best.days === 0 ? `dated ${cal.darks}` : `${best.days} days from ${cal.darks}`}`, rejected });
-      } else {
-        const near = rejected.find((r) => r.reason.startsWith("temperature"));
-        problems.push({ file: jobFile, field: "calibration.darks", message: `no dark for ${subject}${near ? `: the nearest is ${near.candidate} (${near.reason})` : rejected.length ? `: ${rejected.map((r) => `${r.candidate} (${r.reason})`).join("; ")}` : " (no dark sets in the library)"}` });
-        plan.decisions.push({ kind: "dark", subject, reason: "no candidate within the tolerances", rejected });
-      }
+    }
+    const shortest = pool.sort((a, b) => a.c.set.exposureSeconds! - b.c.set.exposureSeconds! || a.dt - b.dt || a.c.set.date.localeCompare(b.c.set.date))[0];
+    if (shortest) {
+      const mp = useMaster(shortest.c);
+      const t0 = shortest.c.set.exposureSeconds!;
+      const rn = await readNoiseOf(shortest.c);
+      const own = rate ? rate.rate * t0 : undefined;
+      const offset = withOffsetStats({ source: "short-dark", label: `shortest dark ${mp.name} as the offset` }, t0, rn);
+      assign(undefined, { ...offset, offsetMaster: mp.path });
+      plan.decisions.push({ kind: "offset", subject, chosen: mp.name, reason: `${noExact} and no bias: the shortest dark at the lights' temperature is the offset (its own dark signal ${own === undefined ? "not measured" : `${own.toFixed(2)} ADU${rn !== undefined ? ` vs read noise ${rn.toFixed(1)}` : ""}`})${cal.darks ? "" : ", taken from the library (set calibration.darks to choose a date)"}; ${residualText(t0, rn)}`, rejected, offset: { ...offset, offsetMaster: mp.path } });
+      continue;
+    }
+    const offset: LightOffset = { source: "none", label: "no offset source" };
+    assign(undefined, offset);
+    if (cal.flats) {
+      problems.push({ file: jobFile, field: "calibration", code: "TC_CALIBRATION_NO_OFFSET", message: `no offset source for ${subject}: with flats applied and the pedestal (bias level) left in, dividing by the flat inverts the vignetting and leaves dust donuts. Give one of: calibration.bias (a bias set), calibration.darks (darks of the lights' exposure, or any dark at their temperature — the shortest serves as the offset), or calibration.offset: <ADU> (the camera's pedestal)` });
+      plan.decisions.push({ kind: "offset", subject, reason: "none: no dark, bias, pedestal or short dark", rejected, offset });
+    } else {
+      plan.decisions.push({ kind: "offset", subject, reason: "none subtracted: no flats are applied, so the pedestal stays as a constant that normalisation and background extraction remove", rejected, offset });
     }
   }
 
-  // Flats: by filter and date reference, same binning.
+  // Flats: by filter and date reference, same binning; each with its offset: flat-darks (darks of the
+  // flats' exposure, any date, nearest the flats' date first), else the bias, else a declared pedestal,
+  // else the shortest dark at the flats' temperature.
   const flatOf = new Map<string, MasterPlan>();
+  const flatOffset = async (c: (typeof all)[number]): Promise<{ offset?: { path?: string; name: string; pedestal?: number }; reason: string }> => {
+    const fx = await facts(c);
+    const fits = async (d: (typeof all)[number]) => {
+      const dx = await facts(d);
+      if (fx.binning && dx.binning && dx.binning !== fx.binning) return false;
+      if (fx.gain !== undefined && dx.gain !== undefined && dx.gain !== fx.gain) return false;
+      return fx.temperatureC === undefined || d.set.temperatureC === undefined || Math.abs(d.set.temperatureC - fx.temperatureC) <= tempTol + 1e-9;
+    };
+    if (fx.exposureSeconds !== undefined) {
+      const te = fx.exposureSeconds;
+      const near: { d: (typeof all)[number]; dExp: number; days: number }[] = [];
+      for (const d of darks) {
+        const dExp = Math.abs(d.set.exposureSeconds! - te);
+        if (dExp <= Math.max(0.05, 0.1 * te) && (await fits(d))) near.push({ d, dExp, days: daysBetween(d.set.date, c.set.date) });
+      }
+      near.sort((a, b) => a.dExp - b.dExp || a.days - b.days || a.d.set.date.localeCompare(b.d.set.date));
+      if (near[0]) { const mp = useMaster(near[0].d); return { offset: { path: mp.path, name: mp.name }, reason: `flat-darks ${mp.name} (the flats' ${expLabel(te)})` }; }
+    }
+    if (bias) return { offset: { path: bias.plan.path, name: bias.plan.name }, reason: `bias ${bias.plan.name} (no darks of the flats' exposure${fx.exposureSeconds !== undefined ? ` ${expLabel(fx.exposureSeconds)}` : ""})` };
+    if (cal.offset !== undefined) return { offset: { name: `pedestal ${cal.offset} ADU`, pedestal: cal.offset }, reason: `declared pedestal ${cal.offset} ADU` };
+    const short: (typeof all)[number][] = [];
+    for (const d of darks) if (await fits(d)) short.push(d);
+    short.sort((a, b) => a.set.exposureSeconds! - b.set.exposureSeconds! || daysBetween(a.set.date, c.set.date) - daysBetween(b.set.date, c.set.date));
+    if (short[0]) { const mp = useMaster(short[0]); return { offset: { path: mp.path, name: mp.name }, reason: `shortest dark ${mp.name} as the offset (no flat-darks, no bias)` }; }
+    return { reason: "none" };
+  };
   if (cal.flats) {
     for (const filter of [...new Set(plan.lights.map((f) => f.filterKey))].sort()) {
       const ref = plan.lights.find((f) => f.filterKey === filter)!;
@@ -370,15 +525,18 @@ export async function planJob(jobFile: string, options: PlanOptions = {}): Promi
         const fx = await facts(c);
         if (ref.binning && fx.binning && fx.binning !== ref.binning) { rejected.push({ candidate: describe(c), reason: `binning ${fx.binning}, lights ${ref.binning}` }); continue; }
         if (fx.width !== undefined && (fx.width !== ref.width || fx.height !== ref.height)) { rejected.push({ candidate: describe(c), reason: `size ${fx.width}×${fx.height}, lights ${ref.width}×${ref.height}` }); continue; }
+        if (ref.bayerPattern && fx.bayerPattern && fx.bayerPattern !== ref.bayerPattern) { rejected.push({ candidate: describe(c), reason: `Bayer pattern ${fx.bayerPattern}, lights ${ref.bayerPattern}` }); continue; }
         ok.push({ c, days: daysBetween(c.set.date, cal.flats) });
       }
       ok.sort((a, b) => a.days - b.days || a.c.set.date.localeCompare(b.c.set.date));
       const best = ok.find((o) => o.days === 0);
       for (const o of ok) if (o !== best) rejected.push({ candidate: describe(o.c), reason: `dated ${o.c.set.date}, the job asks for ${cal.flats}` });
       if (best) {
-        const mp = useMaster(best.c);
+        const off = await flatOffset(best.c);
+        const mp = useMaster(best.c, off.offset);
         flatOf.set(filter, mp);
-        plan.decisions.push({ kind: "flat", subject: `filter ${filter}`, chosen: mp.name, reason: `filter ${filter} dated ${cal.flats}`, rejected });
+        if (!off.offset) problems.push({ file: jobFile, field: "calibration", code: "TC_CALIBRATION_NO_OFFSET", message: `no offset source for the ${filter} flats (${describe(best.c)}): a flat built with its pedestal in it is wrong by the pedestal's share of every pixel, and the lights divided by it show inverted vignetting. Add flat-darks (darks of the flats' exposure in calibration/raw/darks/<date>_<temp>C/<exposure>/), calibration.bias, or calibration.offset: <ADU>` });
+        plan.decisions.push({ kind: "flat", subject: `filter ${filter}`, chosen: mp.name, reason: `filter ${filter} dated ${cal.flats}; offset: ${off.reason}`, rejected, ...(off.offset ? { offset: { source: off.offset.pedestal !== undefined ? "pedestal" : off.reason.startsWith("flat-darks") ? "dark" : off.reason.startsWith("bias") ? "bias" : "short-dark", label: off.reason } } : {}) });
       } else {
         const other = rejected.filter((r) => r.reason.startsWith("filter")).map((r) => r.candidate);
         problems.push({ file: jobFile, field: "calibration.flats", message: `no flat for filter ${filter} dated ${cal.flats}${other.length ? ` (only ${other.join(", ")})` : ""}` });
@@ -387,14 +545,25 @@ export async function planJob(jobFile: string, options: PlanOptions = {}): Promi
     }
   }
 
-  // Flats are built bias-subtracted: the bias master is needed for them too.
   plan.masters.sort((a, b) => ["bias", "dark", "flat"].indexOf(a.kind) - ["bias", "dark", "flat"].indexOf(b.kind) || a.name.localeCompare(b.name));
   for (const frames of groups.values()) {
     const f0 = frames[0]!;
     plan.groups.push({
       filter: f0.filterKey,
       exposureSeconds: f0.exposureSeconds!,
-      frames: frames.map((frame) => ({ frame, ...(darkOf.get(frame) ? { dark: darkOf.get(frame)!.path } : {}), ...(bias ? { bias: bias.path } : {}), ...(flatOf.get(frame.filterKey) ? { flat: flatOf.get(frame.filterKey)!.path } : {}) })),
+      frames: frames.map((frame) => {
+        const off = offsetOf.get(frame);
+        const offsetMaster = off?.source === "bias" || off?.source === "scaled-dark" ? bias?.plan.path : off?.offsetMaster;
+        return {
+          frame,
+          ...(darkOf.get(frame) ? { dark: darkOf.get(frame)!.path } : {}),
+          ...(offsetMaster ? { bias: offsetMaster } : {}),
+          ...(off?.pedestal !== undefined ? { pedestal: off.pedestal } : {}),
+          ...(off?.source === "scaled-dark" ? { darkScaling: true } : {}),
+          ...(off ? { offset: off.source } : {}),
+          ...(flatOf.get(frame.filterKey) ? { flat: flatOf.get(frame.filterKey)!.path } : {}),
+        };
+      }),
     });
   }
   plan.groups.sort((a, b) => a.filter.localeCompare(b.filter) || b.exposureSeconds - a.exposureSeconds);

@@ -28,6 +28,7 @@ export const jobSchema = z.strictObject({
       bias: jobDate.optional().describe("Date of the bias set (calibration/raw/biases/<date>/ or masters/biases/bias_<date>.fit)"),
       darks: jobDate.optional().describe("Date of the dark sets (calibration/raw/darks/<date>_<temp>/<exposure>/)"),
       flats: jobDate.optional().describe("Date of the flat set (calibration/raw/flats/<date>/<filter>/)"),
+      offset: z.number().nonnegative().optional().describe("The camera's pedestal in ADU, subtracted as the offset when no bias or usable dark supplies it (e.g. a CMOS camera's offset × gain factor, measured from a bias)"),
     })
     .optional()
     .describe("Calibration sets by date; omitted kinds are not applied"),

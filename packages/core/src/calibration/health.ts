@@ -1,0 +1,256 @@
+/**
+ * The calibration health check: after the masters are built and the lights calibrated, measure on the
+ * masters and a sample of calibrated lights whether the calibration did what it should, each check with a
+ * figure and a verdict (pass, warn, fail, n/a). A failing check stops the run with TC_CALIBRATION_CHECK
+ * unless `calibration.checks.<name>: warn` (or `off`) in tile_compile.yaml relaxes it.
+ *
+ * | check | figure | fails when |
+ * |---|---|---|
+ * | offset | offset source and its level vs the raw lights' level | flats applied with no offset removed |
+ * | double_offset | calibrated sky level in σ; dark vs bias level | sky < −5σ, or a dark below its bias (bias already taken out) |
+ * | negative_pixels | % of calibrated pixels below 0 vs what the sky level and noise predict | more than twice the prediction + 1 point |
+ * | master_mismatch | each master's size, binning, Bayer pattern, gain vs the lights' | any differs (size cannot be relaxed) |
+ * | flat_exposure | raw flat median as % of the ADC range | > 90 % (saturated) or < 1 % (under-exposed) |
+ * | vignetting_residual | (mean of the 4 corners − centre) / centre sky, median over sampled lights | corners > 3 % brighter (inverted vignetting) |
+ * | dust_residual | dust shadows in the flat (blocks ≥ 1 % deep) and their contrast left in calibrated lights | residual above 1 % |
+ * | temperature | largest light − dark temperature difference | beyond the job's tolerance |
+ *
+ * Numerics: sky levels are medians of 8×8-pixel block medians (stars and cosmics drop out); the large-
+ * scale sky or flat is a median filter of the block image over ±6 blocks (±48 px), so dust shadows
+ * (typically 20–100 px across) stand out of it and vignetting does not.
+ */
+import { FitsFile, readFitsImage, type FitsImage } from "../fits/reader.js";
+
+export const CHECK_NAMES = ["offset", "double_offset", "negative_pixels", "master_mismatch", "flat_exposure", "vignetting_residual", "dust_residual", "temperature"] as const;
+export type CheckName = (typeof CHECK_NAMES)[number];
+export type CheckVerdict = "pass" | "warn" | "fail" | "n/a";
+/** Per check, from tile_compile.yaml `calibration.checks`: error (default), warn, or off. */
+export type CheckSeverity = "error" | "warn" | "off";
+
+export interface HealthCheck {
+  check: CheckName;
+  /** What was measured, e.g. "L 180 s". */
+  subject: string;
+  /** The measured figure (a number, for run.json and report.html), and its unit. */
+  value?: number;
+  unit?: string;
+  /** The limit the figure is held to, in words. */
+  limit: string;
+  verdict: CheckVerdict;
+  detail: string;
+}
+
+export interface HealthGroupInput {
+  subject: string;
+  /** Calibrated lights to sample (the first few are read). */
+  calibrated: string[];
+  /** Raw lights (one is read for its level). */
+  raw: string[];
+  flat?: string;
+  dark?: string;
+  bias?: string;
+  pedestal?: number;
+  offsetSource?: string;
+  /** |T_light − T_dark| largest in the group, and the tolerance. */
+  temperature?: { maxDelta: number; tolerance: number };
+}
+
+const BLOCK = 8;
+const RADIUS = 6;
+const SAMPLE = 3;
+
+function median(a: ArrayLike<number>): number {
+  const v = Float64Array.from(a as ArrayLike<number>).filter(Number.isFinite).sort();
+  if (!v.length) return Number.NaN;
+  const h = v.length >> 1;
+  return v.length % 2 ? v[h]! : (v[h - 1]! + v[h]!) / 2;
+}
+
+/** Robust σ of the pixels (1.4826 MAD) over a central box. */
+function noiseOf(img: FitsImage): number {
+  const { width: w, height: h } = img;
+  const bw = Math.min(256, w), bh = Math.min(256, h);
+  const x0 = (w - bw) >> 1, y0 = (h - bh) >> 1;
+  const box = new Float64Array(bw * bh);
+  for (let y = 0; y < bh; y++) for (let x = 0; x < bw; x++) box[y * bw + x] = img.data[(y0 + y) * w + x0 + x]!;
+  const m = median(box);
+  return 1.482602218505602 * median(box.map((v) => Math.abs(v - m)));
+}
+
+/** Block medians of the first channel (8×8 px). */
+export function blockMedians(img: Pick<FitsImage, "width" | "height" | "data">): { bw: number; bh: number; data: Float64Array } {
+  const bw = Math.floor(img.width / BLOCK), bh = Math.floor(img.height / BLOCK);
+  const data = new Float64Array(bw * bh);
+  const cell = new Float64Array(BLOCK * BLOCK);
+  for (let by = 0; by < bh; by++) for (let bx = 0; bx < bw; bx++) {
+    let k = 0;
+    for (let y = 0; y < BLOCK; y++) for (let x = 0; x < BLOCK; x++) cell[k++] = img.data[(by * BLOCK + y) * img.width + bx * BLOCK + x]!;
+    data[by * bw + bx] = median(cell);
+  }
+  return { bw, bh, data };
+}
+
+/** Median filter of a block image over ±RADIUS blocks: the large-scale level. */
+export function largeScale(b: { bw: number; bh: number; data: Float64Array }): Float64Array {
+  const out = new Float64Array(b.data.length);
+  const win: number[] = [];
+  for (let y = 0; y < b.bh; y++) for (let x = 0; x < b.bw; x++) {
+    win.length = 0;
+    for (let yy = Math.max(0, y - RADIUS); yy <= Math.min(b.bh - 1, y + RADIUS); yy++) for (let xx = Math.max(0, x - RADIUS); xx <= Math.min(b.bw - 1, x + RADIUS); xx++) win.push(b.data[yy * b.bw + xx]!);
+    out[y * b.bw + x] = median(win);
+  }
+  return out;
+}
+
+/** (mean of the four corner boxes − centre box) / centre, boxes of 1/8 (corners) and 1/4 (centre) of each side, on block medians. */
+export function cornerResidual(b: { bw: number; bh: number; data: Float64Array }): { corners: number; centre: number; residual: number } {
+  const box = (x0: number, y0: number, x1: number, y1: number) => {
+    const v: number[] = [];
+    for (let y = y0; y < y1; y++) for (let x = x0; x < x1; x++) v.push(b.data[y * b.bw + x]!);
+    return median(v);
+  };
+  const cw = Math.max(1, Math.round(b.bw / 8)), ch = Math.max(1, Math.round(b.bh / 8));
+  const corners = (box(0, 0, cw, ch) + box(b.bw - cw, 0, b.bw, ch) + box(0, b.bh - ch, cw, b.bh) + box(b.bw - cw, b.bh - ch, b.bw, b.bh)) / 4;
+  const centre = box(Math.round((3 * b.bw) / 8), Math.round((3 * b.bh) / 8), Math.round((5 * b.bw) / 8), Math.round((5 * b.bh) / 8));
+  return { corners, centre, residual: (corners - centre) / centre };
+}
+
+/** Dust shadows of a master flat: blocks ≥ 1 % below the flat's large scale. */
+export function dustMask(flat: Pick<FitsImage, "width" | "height" | "data">): { mask: Uint8Array; depth: number; blocks: number; bw: number; bh: number } {
+  const b = blockMedians(flat);
+  const big = largeScale(b);
+  const mask = new Uint8Array(b.data.length);
+  const depths: number[] = [];
+  for (let i = 0; i < mask.length; i++) {
+    const d = 1 - b.data[i]! / big[i]!;
+    if (d >= 0.01) { mask[i] = 1; depths.push(d); }
+  }
+  return { mask, depth: depths.length ? median(depths) : 0, blocks: depths.length, bw: b.bw, bh: b.bh };
+}
+
+/** Median contrast (light / its large scale − 1) of a calibrated light over the dust blocks. */
+export function dustResidual(light: Pick<FitsImage, "width" | "height" | "data">, mask: Uint8Array): number {
+  const b = blockMedians(light);
+  const big = largeScale(b);
+  const r: number[] = [];
+  for (let i = 0; i < mask.length && i < b.data.length; i++) if (mask[i]) r.push(b.data[i]! / big[i]! - 1);
+  return median(r);
+}
+
+/** Gaussian lower tail Φ(−z). */
+function lowerTail(z: number): number {
+  // Abramowitz–Stegun 26.2.17 (|error| < 7.5e-8).
+  const t = 1 / (1 + 0.2316419 * Math.abs(z));
+  const p = 0.3989422804014327 * Math.exp((-z * z) / 2) * t * (0.31938153 + t * (-0.356563782 + t * (1.781477937 + t * (-1.821255978 + t * 1.330274429))));
+  return z >= 0 ? p : 1 - p;
+}
+
+async function headerOf(path: string) {
+  const f = await FitsFile.open(path);
+  try { return await f.image(); } finally { await f.close(); }
+}
+
+const pct = (v: number) => `${(100 * v).toFixed(2)} %`;
+
+/** The lights' layout the masters must match. */
+export interface LightLayout { width: number; height: number; binning?: string; bayerPattern?: string; gain?: number }
+
+/** Master checks from headers only (master_mismatch, flat_exposure): run before any light is calibrated. */
+export async function mastersHealth(paths: Iterable<string>, lights: LightLayout): Promise<HealthCheck[]> {
+  const out: HealthCheck[] = [];
+  for (const path of new Set(paths)) {
+    const r = await headerOf(path);
+    const h = r.header;
+    const diffs: string[] = [];
+    if (r.width !== lights.width || r.height !== lights.height) diffs.push(`size ${r.width}×${r.height}, lights ${lights.width}×${lights.height}`);
+    const xb = h.getNumber("XBINNING"), yb = h.getNumber("YBINNING");
+    if (lights.binning && xb !== undefined && `${xb}x${yb ?? xb}` !== lights.binning) diffs.push(`binning ${xb}x${yb ?? xb}, lights ${lights.binning}`);
+    const bayer = h.getString("BAYERPAT");
+    if (lights.bayerPattern && bayer && bayer.toUpperCase() !== lights.bayerPattern) diffs.push(`Bayer ${bayer}, lights ${lights.bayerPattern}`);
+    const gain = h.getNumber("GAIN");
+    if (lights.gain !== undefined && gain !== undefined && gain !== lights.gain) diffs.push(`gain ${gain}, lights ${lights.gain}`);
+    const name = path.split(/[\\/]/).pop()!;
+    out.push({ check: "master_mismatch", subject: name, limit: "same size, binning, Bayer pattern and gain as the lights", verdict: diffs.length ? "fail" : "pass", detail: diffs.length ? diffs.join("; ") : `${r.width}×${r.height}${xb !== undefined ? `, bin ${xb}x${yb ?? xb}` : ""}${bayer ? `, ${bayer}` : ""}${gain !== undefined ? `, gain ${gain}` : ""}` });
+    if (h.getString("IMAGETYP") === "Master Flat") {
+      const raw = h.getNumber("FLATRAW"), top = h.getNumber("FLATMAXR"), bpx = h.getNumber("FLATBPX") ?? 16;
+      if (raw === undefined || bpx < 0) out.push({ check: "flat_exposure", subject: name, limit: "1 … 90 % of the ADC range", verdict: "n/a", detail: raw === undefined ? "the master records no raw flat level (built elsewhere)" : "float raw flats: no ADC range" });
+      else {
+        const range = bpx === 8 ? 255 : bpx === 16 ? 65535 : 2 ** (bpx - 1) - 1;
+        const frac = raw / range, hi = (top ?? raw) / range;
+        out.push({ check: "flat_exposure", subject: name, value: Number((100 * frac).toFixed(2)), unit: "% of ADC range", limit: "1 … 90 % of the ADC range", verdict: hi > 0.9 || frac < 0.01 ? "fail" : "pass", detail: hi > 0.9 ? `brightest raw flat at ${pct(hi)} of ${range}: saturated or non-linear — take flats at about half the range` : frac < 0.01 ? `raw flats at ${raw.toFixed(0)} ADU, ${pct(frac)} of ${range}: under-exposed, the flat's noise will show in every light` : `raw flats at ${raw.toFixed(0)} ADU (${pct(frac)} of ${range})` });
+      }
+    }
+  }
+  return out;
+}
+
+/** Checks on the calibrated lights of each group (and the masters' pixels); never throws for a failed check. */
+export async function lightsHealth(groups: HealthGroupInput[], signal?: AbortSignal): Promise<HealthCheck[]> {
+  const out: HealthCheck[] = [];
+  const dust = new Map<string, ReturnType<typeof dustMask>>();
+  for (const g of groups) {
+    signal?.throwIfAborted();
+    if (g.temperature) {
+      out.push({ check: "temperature", subject: g.subject, value: Number(g.temperature.maxDelta.toFixed(2)), unit: "°C", limit: `≤ ${g.temperature.tolerance} °C (options.temp_tolerance)`, verdict: g.temperature.maxDelta > g.temperature.tolerance + 1e-9 ? "fail" : "pass", detail: `largest light − dark difference ${g.temperature.maxDelta.toFixed(2)} °C` });
+    }
+    // Offset vs the raw level.
+    const rawImg = g.raw[0] ? await readFitsImage(g.raw[0], signal ? { signal } : {}) : undefined;
+    const rawLevel = rawImg ? median(blockMedians(rawImg).data) : Number.NaN;
+    let offsetLevel: number | undefined;
+    const offsetPath = g.bias ?? g.dark;
+    if (offsetPath) offsetLevel = median(blockMedians(await readFitsImage(offsetPath, signal ? { signal } : {})).data);
+    else if (g.pedestal !== undefined) offsetLevel = g.pedestal;
+    const none = offsetLevel === undefined;
+    out.push({ check: "offset", subject: g.subject, ...(offsetLevel !== undefined ? { value: Number(((100 * offsetLevel) / rawLevel).toFixed(2)), unit: "% of the raw level" } : {}), limit: "an offset removed whenever flats are applied", verdict: none && g.flat ? "fail" : "pass",
+      detail: none ? (g.flat ? `no offset removed from lights at ${rawLevel.toFixed(0)} ADU before dividing by the flat` : `no offset removed (no flats, so it stays a constant: ${rawLevel.toFixed(0)} ADU raw)`) : `${g.offsetSource ?? "offset"} at ${offsetLevel!.toFixed(1)} ADU, raw lights at ${rawLevel.toFixed(1)} ADU` });
+    // A dark below its bias: the bias was already taken out of it.
+    if (g.dark && g.bias && g.dark !== g.bias) {
+      const d = median(blockMedians(await readFitsImage(g.dark, signal ? { signal } : {})).data);
+      const b = median(blockMedians(await readFitsImage(g.bias, signal ? { signal } : {})).data);
+      out.push({ check: "double_offset", subject: `${g.subject}: dark vs bias`, value: Number((d - b).toFixed(2)), unit: "ADU", limit: "dark level ≥ bias level", verdict: d < b - Math.max(5, 0.05 * b) ? "fail" : "pass", detail: `dark ${d.toFixed(1)} ADU, bias ${b.toFixed(1)} ADU${d < b - Math.max(5, 0.05 * b) ? ": the dark looks bias-subtracted already — subtracting the bias again removes the offset twice" : ""}` });
+    }
+    // Calibrated lights: level, negatives, vignetting and dust residuals.
+    const sample = g.calibrated.slice(0, SAMPLE);
+    const levels: number[] = [], sigmas: number[] = [], negatives: number[] = [], expected: number[] = [], vign: { r: number; c: number; k: number }[] = [], dustR: number[] = [];
+    let mask: ReturnType<typeof dustMask> | undefined;
+    if (g.flat) {
+      mask = dust.get(g.flat);
+      if (!mask) { mask = dustMask(await readFitsImage(g.flat, signal ? { signal } : {})); dust.set(g.flat, mask); }
+    }
+    for (const p of sample) {
+      const img = await readFitsImage(p, signal ? { signal } : {});
+      const b = blockMedians(img);
+      const level = median(b.data), sigma = noiseOf(img);
+      levels.push(level); sigmas.push(sigma);
+      let neg = 0, n = 0;
+      for (let i = 0; i < img.width * img.height; i++) { const v = img.data[i]!; if (Number.isFinite(v)) { n++; if (v < 0) neg++; } }
+      negatives.push(neg / n);
+      expected.push(lowerTail(level / Math.max(sigma, 1e-9)));
+      if (g.flat) {
+        const c = cornerResidual(b);
+        vign.push({ r: c.residual, c: c.centre, k: c.centre / Math.max(sigma / BLOCK, 1e-9) });
+        if (mask && mask.blocks > 0) dustR.push(dustResidual(img, mask.mask));
+      }
+    }
+    if (!sample.length) continue;
+    const level = median(levels), sigma = median(sigmas);
+    out.push({ check: "double_offset", subject: g.subject, value: Number((level / sigma).toFixed(2)), unit: "σ", limit: "calibrated sky ≥ −5 σ", verdict: level < -5 * sigma ? "fail" : "pass", detail: `calibrated sky ${level.toFixed(1)} ADU, noise σ ${sigma.toFixed(1)} ADU${level < -5 * sigma ? ": far below zero — an offset was subtracted twice, or the dark/bias is from another camera setting" : ""}` });
+    const neg = median(negatives), exp = median(expected);
+    out.push({ check: "negative_pixels", subject: g.subject, value: Number((100 * neg).toFixed(3)), unit: "%", limit: `≤ 2 × ${(100 * exp).toFixed(3)} % + 1 point (what the sky level and noise predict)`, verdict: neg > 2 * exp + 0.01 ? "fail" : "pass", detail: `${pct(neg)} of the calibrated pixels are negative; ${pct(exp)} expected from a sky of ${level.toFixed(1)} ± ${sigma.toFixed(1)} ADU` });
+    if (g.flat) {
+      const measurable = vign.filter((v) => v.c > 0 && v.k >= 20);
+      if (!measurable.length) out.push({ check: "vignetting_residual", subject: g.subject, limit: "corners ≤ +3 % of the centre", verdict: "n/a", detail: "the calibrated sky is too faint against its noise to measure a few-% residual" });
+      else {
+        const r = median(measurable.map((v) => v.r));
+        out.push({ check: "vignetting_residual", subject: g.subject, value: Number((100 * r).toFixed(2)), unit: "% (corners − centre) / centre", limit: "corners ≤ +3 % of the centre (−10 % and below: a warning — a nebula or galaxy in the centre also gives it)", verdict: r > 0.03 ? "fail" : r < -0.1 ? "warn" : "pass", detail: `corners ${r >= 0 ? "+" : ""}${(100 * r).toFixed(2)} % against the centre on ${measurable.length} calibrated light(s)${r > 0.03 ? ": inverted vignetting — the offset was not (fully) removed before flat-fielding, or the flat does not belong to these lights" : ""}` });
+      }
+      if (!mask || mask.blocks === 0) out.push({ check: "dust_residual", subject: g.subject, limit: "residual ≤ 1 %", verdict: "n/a", detail: "no dust shadow ≥ 1 % deep in the master flat" });
+      else if (!dustR.length || !(median(levels) > 0)) out.push({ check: "dust_residual", subject: g.subject, limit: "residual ≤ 1 %", verdict: "n/a", detail: "calibrated sky not positive: no contrast to measure" });
+      else {
+        const r = median(dustR);
+        out.push({ check: "dust_residual", subject: g.subject, value: Number((100 * r).toFixed(2)), unit: "% contrast", limit: "|residual| ≤ 1 %", verdict: Math.abs(r) > 0.01 ? "fail" : "pass", detail: `dust shadows ${(100 * mask.depth).toFixed(1)} % deep over ${mask.blocks} blocks in the flat; ${r >= 0 ? "+" : ""}${(100 * r).toFixed(2)} % left in the calibrated lights${Math.abs(r) > 0.01 ? " — donuts remain: offset not removed, or the flat was taken with another optical setup" : ""}` });
+      }
+    }
+  }
+  return out;
+}
