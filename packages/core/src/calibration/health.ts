@@ -66,15 +66,18 @@ function median(a: ArrayLike<number>): number {
   return v.length % 2 ? v[h]! : (v[h - 1]! + v[h]!) / 2;
 }
 
-/** Robust σ of the pixels (1.4826 MAD) over a central box. */
+/**
+ * Pixel noise σ from neighbour differences over a central box: 1.4826·MAD(p(x) − p(x+1)) / √2, so smooth
+ * structure (a nebula, a gradient) does not count as noise.
+ */
 function noiseOf(img: FitsImage): number {
   const { width: w, height: h } = img;
-  const bw = Math.min(256, w), bh = Math.min(256, h);
-  const x0 = (w - bw) >> 1, y0 = (h - bh) >> 1;
-  const box = new Float64Array(bw * bh);
-  for (let y = 0; y < bh; y++) for (let x = 0; x < bw; x++) box[y * bw + x] = img.data[(y0 + y) * w + x0 + x]!;
-  const m = median(box);
-  return 1.482602218505602 * median(box.map((v) => Math.abs(v - m)));
+  const bw = Math.min(256, w - 1), bh = Math.min(256, h);
+  const x0 = (w - 1 - bw) >> 1, y0 = (h - bh) >> 1;
+  const d = new Float64Array(bw * bh);
+  for (let y = 0; y < bh; y++) for (let x = 0; x < bw; x++) { const i = (y0 + y) * w + x0 + x; d[y * bw + x] = img.data[i]! - img.data[i + 1]!; }
+  const m = median(d);
+  return (1.482602218505602 * median(d.map((v) => Math.abs(v - m)))) / Math.SQRT2;
 }
 
 /** Block medians of the first channel (8×8 px). */
@@ -90,8 +93,54 @@ export function blockMedians(img: Pick<FitsImage, "width" | "height" | "data">):
   return { bw, bh, data };
 }
 
-/** Median filter of a block image over ±RADIUS blocks: the large-scale level. */
+/**
+ * A cubic surface in x, y fitted to the block image by least squares with two rounds of 3σ clipping:
+ * vignetting and gradients, so the median filter below works on a flat residual and has no edge bias
+ * (a median over a window cut by the frame edge sits off the value on a slope).
+ */
+function smoothSurface(b: { bw: number; bh: number; data: Float64Array }): Float64Array {
+  const terms = (x: number, y: number) => [1, x, y, x * x, x * y, y * y, x * x * x, x * x * y, x * y * y, y * y * y];
+  const n = 10;
+  const keep = new Uint8Array(b.data.length).fill(1);
+  for (let i = 0; i < b.data.length; i++) if (!Number.isFinite(b.data[i]!)) keep[i] = 0;
+  let coef = new Float64Array(n);
+  const at = (i: number) => { const x = ((i % b.bw) / b.bw) * 2 - 1, y = (Math.floor(i / b.bw) / b.bh) * 2 - 1; return terms(x, y); };
+  for (let round = 0; round < 3; round++) {
+    const A = Array.from({ length: n }, () => new Float64Array(n + 1));
+    for (let i = 0; i < b.data.length; i++) {
+      if (!keep[i]) continue;
+      const t = at(i);
+      for (let r = 0; r < n; r++) { for (let c = 0; c < n; c++) A[r]![c]! += t[r]! * t[c]!; A[r]![n]! += t[r]! * b.data[i]!; }
+    }
+    // Gaussian elimination with partial pivoting.
+    for (let c = 0; c < n; c++) {
+      let p = c;
+      for (let r = c + 1; r < n; r++) if (Math.abs(A[r]![c]!) > Math.abs(A[p]![c]!)) p = r;
+      [A[c], A[p]] = [A[p]!, A[c]!];
+      const d = A[c]![c]!;
+      if (Math.abs(d) < 1e-300) continue;
+      for (let r = 0; r < n; r++) if (r !== c) { const f = A[r]![c]! / d; for (let k = c; k <= n; k++) A[r]![k]! -= f * A[c]![k]!; }
+    }
+    coef = Float64Array.from(A.map((row, r) => (Math.abs(row[r]!) < 1e-300 ? 0 : row[n]! / row[r]!)));
+    const res: number[] = [];
+    for (let i = 0; i < b.data.length; i++) if (keep[i]) { const t = at(i); let v = 0; for (let k = 0; k < n; k++) v += coef[k]! * t[k]!; res.push(b.data[i]! - v); }
+    const m = median(res), sd = 1.4826 * median(res.map((v) => Math.abs(v - m)));
+    for (let i = 0; i < b.data.length; i++) if (Number.isFinite(b.data[i]!)) { const t = at(i); let v = 0; for (let k = 0; k < n; k++) v += coef[k]! * t[k]!; keep[i] = Math.abs(b.data[i]! - v - m) <= 3 * sd ? 1 : 0; }
+  }
+  const out = new Float64Array(b.data.length);
+  for (let i = 0; i < out.length; i++) { const t = at(i); let v = 0; for (let k = 0; k < n; k++) v += coef[k]! * t[k]!; out[i] = v; }
+  return out;
+}
+
+/** The large-scale level of a block image: a cubic surface times the ±RADIUS-block median of what is left. */
 export function largeScale(b: { bw: number; bh: number; data: Float64Array }): Float64Array {
+  const surface = smoothSurface(b);
+  const flat = { bw: b.bw, bh: b.bh, data: b.data.map((v, i) => v / surface[i]!) };
+  const med = medianFilter(flat);
+  return med.map((v, i) => v * surface[i]!);
+}
+
+function medianFilter(b: { bw: number; bh: number; data: Float64Array }): Float64Array {
   const out = new Float64Array(b.data.length);
   const win: number[] = [];
   for (let y = 0; y < b.bh; y++) for (let x = 0; x < b.bw; x++) {
@@ -225,7 +274,11 @@ export async function lightsHealth(groups: HealthGroupInput[], signal?: AbortSig
       let neg = 0, n = 0;
       for (let i = 0; i < img.width * img.height; i++) { const v = img.data[i]!; if (Number.isFinite(v)) { n++; if (v < 0) neg++; } }
       negatives.push(neg / n);
-      expected.push(lowerTail(level / Math.max(sigma, 1e-9)));
+      // Expected negatives where the sky is faint: per 8×8 block, Φ(−level/σ), averaged (a nebula in the
+      // centre must not hide a faint sky at the edges).
+      let e = 0;
+      for (const v of b.data) e += lowerTail(v / Math.max(sigma, 1e-9));
+      expected.push(e / b.data.length);
       if (g.flat) {
         const c = cornerResidual(b);
         vign.push({ r: c.residual, c: c.centre, k: c.centre / Math.max(sigma / BLOCK, 1e-9) });
@@ -236,7 +289,7 @@ export async function lightsHealth(groups: HealthGroupInput[], signal?: AbortSig
     const level = median(levels), sigma = median(sigmas);
     out.push({ check: "double_offset", subject: g.subject, value: Number((level / sigma).toFixed(2)), unit: "σ", limit: "calibrated sky ≥ −5 σ", verdict: level < -5 * sigma ? "fail" : "pass", detail: `calibrated sky ${level.toFixed(1)} ADU, noise σ ${sigma.toFixed(1)} ADU${level < -5 * sigma ? ": far below zero — an offset was subtracted twice, or the dark/bias is from another camera setting" : ""}` });
     const neg = median(negatives), exp = median(expected);
-    out.push({ check: "negative_pixels", subject: g.subject, value: Number((100 * neg).toFixed(3)), unit: "%", limit: `≤ 2 × ${(100 * exp).toFixed(3)} % + 1 point (what the sky level and noise predict)`, verdict: neg > 2 * exp + 0.01 ? "fail" : "pass", detail: `${pct(neg)} of the calibrated pixels are negative; ${pct(exp)} expected from a sky of ${level.toFixed(1)} ± ${sigma.toFixed(1)} ADU` });
+    out.push({ check: "negative_pixels", subject: g.subject, value: Number((100 * neg).toFixed(3)), unit: "%", limit: `≤ 2 × ${(100 * exp).toFixed(3)} % (what the sky's local levels and noise predict) + 1 point`, verdict: neg > 2 * exp + 0.01 ? "fail" : "pass", detail: `${pct(neg)} of the calibrated pixels are negative; ${pct(exp)} expected from the sky's local levels (median ${level.toFixed(1)} ADU) and its noise σ ${sigma.toFixed(1)} ADU` });
     if (g.flat) {
       const measurable = vign.filter((v) => v.c > 0 && v.k >= 20);
       if (!measurable.length) out.push({ check: "vignetting_residual", subject: g.subject, limit: "corners ≤ +3 % of the centre", verdict: "n/a", detail: "the calibrated sky is too faint against its noise to measure a few-% residual" });

@@ -68,7 +68,9 @@ export async function runJobPipeline(plan: JobPlan, o: PipelineOptions): Promise
     const err = e as Error & { code?: string };
     if (plan.output && plan.job && plan.problems.length === 0 && err.code !== "TC_JOB_INVALID" && err.code !== "TC_CONFIG_INVALID") {
       const failed = { code: err.code ?? "ERROR", message: err.message };
-      try { await writeRunJson(plan, { pipeline: { ...(rec.result ?? {}), timings: rec.timings ?? {}, inputs: rec.inputs ?? [], groups: rec.groups ?? [], failed } }, "tile-compile", o.executor?.stats()); } catch { /* the error that stopped the run is what the user must see */ }
+      // A failed calibration health check keeps its figures (the table in report.html says why).
+      const health = (err as { health?: unknown }).health;
+      try { await writeRunJson(plan, { ...(health ? { calibrate: { health } } : {}), pipeline: { ...(rec.result ?? {}), timings: rec.timings ?? {}, inputs: rec.inputs ?? [], groups: rec.groups ?? [], failed } }, "tile-compile", o.executor?.stats()); } catch { /* the error that stopped the run is what the user must see */ }
     }
     throw e;
   }
@@ -94,6 +96,8 @@ async function runSteps(plan: JobPlan, o: PipelineOptions, rec: RunRecord): Prom
   const groups: GroupRecord[] = [];
   Object.assign(rec, { result, timings, groups });
   const upto = PIPELINE_STEPS.indexOf(o.until ?? "stretch");
+  /** The calibrate stage's masters and health figures, for run.json (also when reused from a checkpoint). */
+  let calibrateRecord: unknown;
   /** Run `fn` unless a checkpoint with the same stamp and all its outputs exists. */
   const step = async <T>(key: string, stamp: string, fn: () => Promise<{ outputs: string[]; value: T; info?: unknown }>, reuse: (outputs: string[], info: unknown) => T): Promise<T> => {
     const c = state[key];
@@ -168,11 +172,16 @@ async function runSteps(plan: JobPlan, o: PipelineOptions, rec: RunRecord): Prom
   const calStamp = hashOf(`${lightsId}\n${plan.masters.map((m) => `${m.name}:${m.inputHash ?? ""}:${m.recipeHash}`).join(",")}\n${JSON.stringify(job.options ?? {})}\n${engineId(calPlan)}`);
   const calibrated = await step("calibrate", calStamp, async () => {
     const r = await runStage(calPlan, [], (provider, ctx) => runCalibrateStage(plan, { provider, ctx, engine: engineId(calPlan), rejection: cfg.calibration.rejection, checks: cfg.calibration.checks, history: [provenanceLine(calPlan), `job ${job.name}`] }), o);
-    return { outputs: r.calibrated.flatMap((g) => g.frames), value: r.calibrated };
-  }, () => plan.groups.map((g) => {
-    const dir = join(out, "calibrated", `${g.filter}_${expLabel(g.exposureSeconds)}`);
-    return { filter: g.filter, exposureSeconds: g.exposureSeconds, dir, frames: g.frames.map((f) => join(dir, f.frame.night, basename(f.frame.path).replace(/\.(fits?|fts)(\.fz|\.gz)?$/i, ".fit"))) };
-  }));
+    calibrateRecord = { mastersBuilt: r.mastersBuilt, mastersReused: r.mastersReused, health: r.health };
+    return { outputs: r.calibrated.flatMap((g) => g.frames), value: r.calibrated, info: calibrateRecord };
+  }, (_outputs, info) => {
+    // The health figures of the run that calibrated these frames (kept in the checkpoint).
+    if (info) calibrateRecord = info;
+    return plan.groups.map((g) => {
+      const dir = join(out, "calibrated", `${g.filter}_${expLabel(g.exposureSeconds)}`);
+      return { filter: g.filter, exposureSeconds: g.exposureSeconds, dir, frames: g.frames.map((f) => join(dir, f.frame.night, basename(f.frame.path).replace(/\.(fits?|fts)(\.fz|\.gz)?$/i, ".fit"))) };
+    });
+  });
   if (upto < 1) return finish();
 
   // 2–3. Register and stack each (filter, exposure) group.
@@ -329,7 +338,7 @@ async function runSteps(plan: JobPlan, o: PipelineOptions, rec: RunRecord): Prom
   }
 
   async function finish(): Promise<PipelineResult> {
-    await writeRunJson(plan, { pipeline: { ...result, timings, inputs, groups } }, "tile-compile", o.executor?.stats());
+    await writeRunJson(plan, { ...(calibrateRecord ? { calibrate: calibrateRecord } : {}), pipeline: { ...result, timings, inputs, groups } }, "tile-compile", o.executor?.stats());
     return result;
   }
 }

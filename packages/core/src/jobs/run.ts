@@ -101,7 +101,7 @@ export async function runCalibrateStage(plan: JobPlan, o: CalibrateStageOptions)
   const healthGroups: HealthGroupInput[] = [];
   if (masterChecks.failure) {
     await writeRunJson(plan, { calibrate: { mastersBuilt: built, mastersReused: reused, calibrated: [], health: masterChecks.recorded, seconds: (performance.now() - started) / 1000 } }, o.engine);
-    throw checkError(masterChecks.failure);
+    throw Object.assign(checkError(masterChecks.failure), { health: masterChecks.recorded });
   }
 
   // Lights: one provider call per (group, master set), frames streamed inside it.
@@ -143,7 +143,7 @@ export async function runCalibrateStage(plan: JobPlan, o: CalibrateStageOptions)
   const health = [...masterChecks.recorded, ...lightChecks.recorded];
   const result = { mastersBuilt: built, mastersReused: reused, calibrated, health };
   await writeRunJson(plan, { calibrate: { ...result, seconds: (performance.now() - started) / 1000 } }, o.engine);
-  if (lightChecks.failure) throw checkError(lightChecks.failure);
+  if (lightChecks.failure) throw Object.assign(checkError(lightChecks.failure), { health });
   return result;
 }
 
