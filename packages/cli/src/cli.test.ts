@@ -124,8 +124,14 @@ describe("tile-compile validate / run --stage calibrate", () => {
     const text = v.out.join("\n");
     expect(text).toMatch(/requirements:/);
     expect(text).toMatch(/L\s+180 s\s+-\d+\.\d … -\d+\.\d °C\s+100\s+1x1\s+8\s+2024_01_15, 2024_01_20/);
-    expect(text).toMatch(/dark for L 180s at .* dark_180s_-10C_2024_01_15\.fit — same exposure/);
-    expect(text).toMatch(/not dark 300s -10C 2024_01_15: exposure 300s, lights 180s/);
+    // One line per group and decision: the 8 L frames of two nights at several temperatures share one.
+    expect(text).toMatch(/dark for L 180s, -\d+\.\d … -\d+\.\d °C \(8 frames\): dark_180s_-10C_2024_01_15\.fit — same exposure/);
+    expect(text.match(/^ {2}dark for L 180s/gm)).toHaveLength(1);
+    expect(text).not.toMatch(/not dark 300s/);
+    expect(text).toMatch(/rejected candidates not shown: --verbose/);
+    const vv = capture();
+    expect(await runCli(["--verbose", "validate", job], { io: vv.io, cwd: base })).toBe(0);
+    expect(vv.out.join("\n")).toMatch(/not dark 300s -10C 2024_01_15: exposure 300s, lights 180s/);
     expect(text).toMatch(/build\s+calibration\/masters\/biases\/bias_2024_01_15\.fit — from 6 raw frames/);
     const d = capture();
     expect(await runCli(["run", job, "--stage", "calibrate", "--dry-run"], { io: d.io, cwd: base })).toBe(0);

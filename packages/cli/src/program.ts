@@ -100,7 +100,7 @@ export async function runCli(argv: string[], options: CliOptions = {}): Promise<
     .option("--json", "machine-readable plan")
     .action(async (job: string, o: { json?: boolean }) => {
       const loaded = await config();
-      exitCode = await validateCommand(resolve(cwd, job), o, loaded, io, signal);
+      exitCode = await validateCommand(resolve(cwd, job), { ...o, verbose: Boolean(program.opts<{ verbose?: boolean }>().verbose) }, loaded, io, signal);
     });
 
   program
@@ -113,7 +113,7 @@ export async function runCli(argv: string[], options: CliOptions = {}): Promise<
     .action(async (job: string, o: { stage?: string; dryRun?: boolean; validate?: boolean }) => {
       const loaded = await config();
       for (const w of loaded.warnings) io.err(`warning: ${w}`);
-      exitCode = await runCommand(resolve(cwd, job), o, loaded, io, signal, cwd);
+      exitCode = await runCommand(resolve(cwd, job), { ...o, verbose: Boolean(program.opts<{ verbose?: boolean }>().verbose) }, loaded, io, signal, cwd);
     });
 
   program

@@ -21,7 +21,12 @@ function table(rows: string[][]): string[] {
   return rows.map((r) => r.map((v, c) => v.padEnd(w[c]!)).join("  ").trimEnd());
 }
 
-export function describePlan(plan: JobPlan, io: Io): void {
+/**
+ * The plan on the console: requirements, one line per calibration decision (lights that get the same
+ * masters share a line), strays, masters. The rejected candidates are in run.json and report.html, and
+ * on the console with --verbose.
+ */
+export function describePlan(plan: JobPlan, io: Io, verbose = false): void {
   const rel = (p: string) => relative(plan.base, p) || ".";
   io.out(`job ${plan.job?.name ?? "?"} (${plan.job?.type ?? "?"}), base ${plan.base}`);
   if (plan.requirements.length) {
@@ -34,10 +39,18 @@ export function describePlan(plan: JobPlan, io: Io): void {
   if (plan.decisions.length) {
     io.out("");
     io.out("calibration matching:");
+    let hidden = 0;
     for (const d of plan.decisions) {
       io.out(`  ${d.kind} for ${d.subject}: ${d.chosen ? `${d.chosen} — ${d.reason}` : `NONE — ${d.reason}`}`);
-      for (const r of d.rejected) io.out(`      not ${r.candidate}: ${r.reason}`);
+      if (verbose) for (const r of d.rejected) io.out(`      not ${r.candidate}: ${r.reason}`);
+      else hidden += d.rejected.length;
     }
+    if (hidden) io.out(`  (${hidden} rejected candidate${hidden === 1 ? "" : "s"} not shown: --verbose, or run.json / report.html after a run)`);
+  }
+  if (plan.strays.length) {
+    io.out("");
+    io.out("exposure groups:");
+    for (const s of plan.strays) io.out(`  ${s.action === "left out" ? "left out" : "stray?"}: ${s.filter} ${s.exposureSeconds} s — ${s.reason}`);
   }
   if (plan.masters.length) {
     io.out("");
@@ -55,16 +68,16 @@ async function plan(jobFile: string, loaded: LoadedConfig, signal: AbortSignal, 
   const aliases = loaded.config.filters.aliases;
   // The calibration method is part of every master's recipe: switching native ↔ siril rebuilds them.
   const cal = loaded.config.calibration;
-  return planJob(jobFile, { engine: cal.method === "native" ? ENGINE : `${ENGINE};calibration=${cal.method}${cal.engine ? `@${cal.engine}` : ""}`, masterRejection: cal.rejection, signal, filterAliases: aliases, stacksOnly, ...(base ? { baseDir: resolve(loaded.dir, base) } : {}) });
+  return planJob(jobFile, { engine: cal.method === "native" ? ENGINE : `${ENGINE};calibration=${cal.method}${cal.engine ? `@${cal.engine}` : ""}`, masterRejection: cal.rejection, hdrMinFrames: loaded.config.hdr.min_frames, signal, filterAliases: aliases, stacksOnly, ...(base ? { baseDir: resolve(loaded.dir, base) } : {}) });
 }
 
-export async function validateCommand(jobFile: string, opts: { json?: boolean }, loaded: LoadedConfig, io: Io, signal: AbortSignal): Promise<number> {
+export async function validateCommand(jobFile: string, opts: { json?: boolean; verbose?: boolean }, loaded: LoadedConfig, io: Io, signal: AbortSignal): Promise<number> {
   const p = await plan(jobFile, loaded, signal);
   if (opts.json) {
-    io.out(JSON.stringify({ job: p.job, base: p.base, output: p.output, requirements: p.requirements, decisions: p.decisions, masters: p.masters.map(({ set: _s, ...m }) => m), problems: p.problems, headerBytesRead: p.headerBytesRead }, null, 2));
+    io.out(JSON.stringify({ job: p.job, base: p.base, output: p.output, requirements: p.requirements, decisions: p.decisions, strays: p.strays, masters: p.masters.map(({ set: _s, ...m }) => m), problems: p.problems, headerBytesRead: p.headerBytesRead }, null, 2));
     return p.problems.length ? 78 : 0;
   }
-  describePlan(p, io);
+  describePlan(p, io, opts.verbose);
   if (p.problems.length) throw jobError(p);
   io.out("");
   io.out(`valid: ${p.lights.length} lights in ${p.groups.length} group(s); ${p.masters.filter((m) => m.action !== "reuse").length} master(s) to build, ${p.masters.filter((m) => m.action === "reuse").length} to reuse`);
@@ -80,16 +93,16 @@ export const STAGE_ALIASES: Readonly<Record<string, PipelineStep | "all" | "vali
   composition: "compose", stretching: "stretch", validation: "validate", validate: "validate", full: "all",
 };
 
-export async function runCommand(jobFile: string, opts: { stage?: string; dryRun?: boolean; json?: boolean; validate?: boolean }, loaded: LoadedConfig, io: Io, signal: AbortSignal, cwd: string): Promise<number> {
+export async function runCommand(jobFile: string, opts: { stage?: string; dryRun?: boolean; json?: boolean; validate?: boolean; verbose?: boolean }, loaded: LoadedConfig, io: Io, signal: AbortSignal, cwd: string): Promise<number> {
   const asked = opts.stage ?? "all";
   const stage = STAGE_ALIASES[asked] ?? asked;
   // `--validate` and `--stage validate` (the seed's Stage 0) are `tile-compile validate JOB`.
-  if (opts.validate || stage === "validate") return validateCommand(jobFile, { ...(opts.json ? { json: true } : {}) }, loaded, io, signal);
+  if (opts.validate || stage === "validate") return validateCommand(jobFile, { ...(opts.json ? { json: true } : {}), ...(opts.verbose ? { verbose: true } : {}) }, loaded, io, signal);
   if (stage !== "all" && !(PIPELINE_STEPS as readonly string[]).includes(stage)) throw new TileCompileError("TC_INPUT_INVALID", { input: "--stage", reason: `unknown stage "${asked}"`, hint: `Use one of ${PIPELINE_STEPS.join(", ")} or all (runs up to and including that stage; finished steps are reused), or a name of the job-file seed: ${Object.keys(STAGE_ALIASES).join(", ")}.` });
   // compose and stretch work from the stacks alone: the lights (and calibration) are not needed.
   const fromStacks = stage === "compose" || stage === "stretch";
   const p = await plan(jobFile, loaded, signal, fromStacks);
-  describePlan(p, io);
+  describePlan(p, io, opts.verbose);
   if (p.problems.length) throw jobError(p);
   if (opts.dryRun) {
     io.out("");

@@ -131,8 +131,11 @@ export const configSchema = z.strictObject({
     .refine((a) => a.frames_min < a.frames_reduced_threshold, "frames_min must be below frames_reduced_threshold")
     .default({ frames_min: 50, frames_reduced_threshold: 200, allow_emergency_mode: false, exposure_time_tolerance_percent: 5 }),
   hdr: z
-    .strictObject({ blend: z.boolean().default(false).describe("Blend the exposures of a filter (HDR) instead of skipping composition") })
-    .default({ blend: false }),
+    .strictObject({
+      blend: z.boolean().default(false).describe("Blend the exposures of a filter (HDR) instead of skipping composition"),
+      min_frames: z.number().int().min(1).default(3).describe("A filter's exposure group with fewer frames than this, beside a larger group, is left out (listed as a likely stray) instead of turning the job into HDR mode"),
+    })
+    .default({ blend: false, min_frames: 3 }),
   stretch: z
     .strictObject({
       engine: engineRef.optional(),

@@ -111,6 +111,12 @@ export interface JobPlan {
   problems: JobProblem[];
   /** Bytes read from light files (headers only). */
   headerBytesRead: number;
+  /**
+   * Exposure groups left out or flagged: a filter's minority exposure group of ≤ 2 frames or < 10 % of the
+   * filter's frames is a likely stray (another target, a test frame); groups smaller than `hdr.min_frames`
+   * are left out so they do not turn the job into HDR mode.
+   */
+  strays: { filter: string; exposureSeconds: number; frames: { path: string; object?: string }[]; action: "left out" | "kept"; reason: string }[];
 }
 
 export interface PlanOptions {
@@ -122,6 +128,8 @@ export interface PlanOptions {
   engine?: string;
   /** Pixel rejection of the masters (`calibration.rejection`): part of the recipe. */
   masterRejection?: "winsorized" | "sigma";
+  /** `hdr.min_frames`: a filter's exposure group with fewer frames than this (when the filter has another) is left out. Default 3. */
+  hdrMinFrames?: number;
   signal?: AbortSignal;
 }
 
@@ -197,7 +205,7 @@ export async function planJob(jobFile: string, options: PlanOptions = {}): Promi
   const problems: JobProblem[] = [];
   const base = findBaseDir(jobFile, options.baseDir);
   const library = libraryLayout(base);
-  const plan: JobPlan = { jobFile, base, library, lights: [], requirements: [], masters: [], decisions: [], groups: [], problems, headerBytesRead: 0 };
+  const plan: JobPlan = { jobFile, base, library, lights: [], requirements: [], masters: [], decisions: [], groups: [], problems, headerBytesRead: 0, strays: [] };
   const job = loadJobFile(jobFile, problems);
   if (!job) return plan;
   // A job that failed the schema only by unknown keys is still checked further (all problems at once),
@@ -261,6 +269,27 @@ export async function planJob(jobFile: string, options: PlanOptions = {}): Promi
     if (f.exposureSeconds === undefined) continue;
     const k = `${f.filterKey}\0${f.exposureSeconds}`;
     groups.set(k, [...(groups.get(k) ?? []), f]);
+  }
+  // HDR decided on purpose: a stray exposure group does not switch a filter into HDR mode.
+  const minFrames = options.hdrMinFrames ?? 3;
+  for (const filter of new Set([...groups.values()].map((g) => g[0]!.filterKey))) {
+    const list = [...groups.entries()].filter(([, g]) => g[0]!.filterKey === filter).sort((a, b) => b[1].length - a[1].length || b[1][0]!.exposureSeconds! - a[1][0]!.exposureSeconds!);
+    if (list.length < 2) continue;
+    const total = list.reduce((a, [, g]) => a + g.length, 0);
+    for (const [key, g] of list.slice(1)) {
+      const stray = g.length <= 2 || g.length < 0.1 * total;
+      const small = g.length < minFrames;
+      if (!stray && !small) continue;
+      const exp = g[0]!.exposureSeconds!;
+      const objects = [...new Set(g.map((f) => f.object ?? "no OBJECT"))];
+      const reason = `${g.length} of the ${total} ${filter} frames are ${expLabel(exp)} (${g.map((f) => basename(f.path)).slice(0, 5).join(", ")}${g.length > 5 ? ", …" : ""}; OBJECT ${objects.join(", ")}); the main group is ${expLabel(list[0]![1][0]!.exposureSeconds!)} (${list[0]![1].length} frames)`;
+      plan.strays.push({ filter, exposureSeconds: exp, frames: g.map((f) => ({ path: f.path, ...(f.object ? { object: f.object } : {}) })), action: small ? "left out" : "kept", reason: small ? `${reason}: fewer than hdr.min_frames (${minFrames}), left out — not an HDR set (lower hdr.min_frames to keep it)` : `${reason}: a likely stray, kept as an HDR exposure (≥ hdr.min_frames ${minFrames})` });
+      if (small) {
+        groups.delete(key);
+        const out = new Set(g);
+        plan.lights = plan.lights.filter((f) => !out.has(f));
+      }
+    }
   }
   for (const frames of groups.values()) {
     const first = frames[0]!;
@@ -382,6 +411,24 @@ export async function planJob(jobFile: string, options: PlanOptions = {}): Promi
   const byKey = new Map<string, LightFrame[]>();
   const keyOf = (f: LightFrame) => `${f.exposureSeconds}|${f.temperatureC === undefined ? "?" : f.temperatureC.toFixed(1)}|${f.gain ?? ""}|${f.binning ?? ""}`;
   for (const f of plan.lights) if (f.exposureSeconds !== undefined) byKey.set(keyOf(f), [...(byKey.get(keyOf(f)) ?? []), f]);
+  // One decision line per (filters, exposure, chosen master, offset source): lights that get the same
+  // masters are one line with their temperature range, not one line per 0.1 °C of sensor temperature.
+  const merged = new Map<string, { d: Decision; frames: LightFrame[] }>();
+  const pushDark = (frames: LightFrame[], d: Decision) => {
+    const f0 = frames[0]!;
+    const key = `${d.kind}|${d.chosen ?? ""}|${d.offset?.source ?? ""}|${f0.exposureSeconds}|${f0.gain ?? ""}|${f0.binning ?? ""}|${d.chosen ? "" : d.reason}`;
+    const have = merged.get(key);
+    if (!have) { merged.set(key, { d, frames: [...frames] }); plan.decisions.push(d); return; }
+    have.frames.push(...frames);
+    const all = have.frames;
+    const temps = all.map((f) => f.temperatureC).filter((t): t is number => t !== undefined);
+    const filters = [...new Set(all.map((f) => f.filterKey))].join("/");
+    have.d.subject = `${filters} ${expLabel(f0.exposureSeconds!)}${temps.length ? `, ${Math.min(...temps).toFixed(1)} … ${Math.max(...temps).toFixed(1)} °C` : ""} (${all.length} frames)`;
+    const dts = [have.d.reason, d.reason].flatMap((r) => [...r.matchAll(/([\d.]+) °C away/g)].map((m) => Number(m[1])));
+    if (dts.length) have.d.reason = have.d.reason.replace(/[\d.]+ °C away/, `≤ ${Math.max(...dts).toFixed(1)} °C away`).replace(/≤ ≤/, "≤");
+    const seen = new Set(have.d.rejected.map((r) => `${r.candidate}|${r.reason}`));
+    for (const r of d.rejected) if (!seen.has(`${r.candidate}|${r.reason}`)) { have.d.rejected.push(r); seen.add(`${r.candidate}|${r.reason}`); }
+  };
   for (const frames of byKey.values()) {
     const f0 = frames[0]!;
     const subject = `${[...new Set(frames.map((f) => f.filterKey))].join("/")} ${expLabel(f0.exposureSeconds!)}${f0.temperatureC !== undefined ? ` at ${f0.temperatureC.toFixed(1)} °C` : " (no temperature)"} (${frames.length} frame${frames.length > 1 ? "s" : ""})`;
@@ -402,7 +449,7 @@ export async function planJob(jobFile: string, options: PlanOptions = {}): Promi
     if (cal.darks && usable.length === 0) {
       const near = rejected.find((r) => r.reason.startsWith("temperature"));
       problems.push({ file: jobFile, field: "calibration.darks", message: `no dark for ${subject}${near ? `: the nearest is ${near.candidate} (${near.reason})` : rejected.length ? `: ${rejected.map((r) => `${r.candidate} (${r.reason})`).join("; ")}` : " (no dark sets in the library)"}` });
-      plan.decisions.push({ kind: "dark", subject, reason: "no candidate within the tolerances", rejected });
+      pushDark(frames, { kind: "dark", subject, reason: "no candidate within the tolerances", rejected });
       continue;
     }
     const best = exact[0];
@@ -411,7 +458,7 @@ export async function planJob(jobFile: string, options: PlanOptions = {}): Promi
       for (const o of usable) if (o !== best) rejected.push({ candidate: describe(o.c), reason: o.dExp > expTol ? `exposure ${expLabel(o.c.set.exposureSeconds!)}, lights ${expLabel(f0.exposureSeconds!)}` : o.dt > best.dt ? `temperature ${o.dt.toFixed(1)} °C away; ${describe(best.c)} is ${best.dt.toFixed(1)} °C away` : `dated ${o.c.set.date}, further from ${cal.darks}` });
       const offset: LightOffset = { source: "dark", label: `dark ${mp.name} (holds the offset)` };
       assign(mp, offset);
-      plan.decisions.push({ kind: "dark", subject, chosen: mp.name, reason: `same exposure, ${best.dt.toFixed(1)} °C away (tolerance ${tempTol}), ${best.days === 0 ? `dated ${cal.darks}` : `${best.days} days from ${cal.darks}`}; the dark holds the offset`, rejected, offset });
+      pushDark(frames, { kind: "dark", subject, chosen: mp.name, reason: `same exposure, ${best.dt.toFixed(1)} °C away (tolerance ${tempTol}), ${best.days === 0 ? `dated ${cal.darks}` : `${best.days} days from ${cal.darks}`}; the dark holds the offset`, rejected, offset });
       continue;
     }
     // No dark of the lights' exposure.
@@ -436,20 +483,20 @@ export async function planJob(jobFile: string, options: PlanOptions = {}): Promi
       const k = t / pick.c.set.exposureSeconds!;
       const offset: LightOffset = { ...withOffsetStats({ source: "scaled-dark", label: `bias ${bias.plan.name} + dark ${mp.name} scaled ×${k.toFixed(3)}` }, t, await readNoiseOf(bias.candidate)), residualDarkAdu: 0 };
       assign(mp, offset);
-      plan.decisions.push({ kind: "dark", subject, chosen: mp.name, reason: `${noExact}: bias + (dark − bias) × ${k.toFixed(3)} (${pick.dt.toFixed(1)} °C away)`, rejected: rejected.filter((r) => r.candidate !== describe(pick.c)), offset });
+      pushDark(frames, { kind: "dark", subject, chosen: mp.name, reason: `${noExact}: bias + (dark − bias) × ${k.toFixed(3)} (${pick.dt.toFixed(1)} °C away)`, rejected: rejected.filter((r) => r.candidate !== describe(pick.c)), offset });
       continue;
     }
     if (bias) {
       const rn = await readNoiseOf(bias.candidate);
       const offset = withOffsetStats({ source: "bias", label: `bias ${bias.plan.name}` }, 0, rn);
       assign(undefined, offset);
-      plan.decisions.push({ kind: "offset", subject, chosen: bias.plan.name, reason: `${noExact}${opt.dark_scaling === false && usable.length ? " (dark_scaling: false)" : ""}: the bias removes the offset; ${residualText(0, rn)}`, rejected, offset });
+      pushDark(frames, { kind: "offset", subject, chosen: bias.plan.name, reason: `${noExact}${opt.dark_scaling === false && usable.length ? " (dark_scaling: false)" : ""}: the bias removes the offset; ${residualText(0, rn)}`, rejected, offset });
       continue;
     }
     if (cal.offset !== undefined) {
       const offset = withOffsetStats({ source: "pedestal", label: `declared pedestal ${cal.offset} ADU`, pedestal: cal.offset }, 0, undefined);
       assign(undefined, offset);
-      plan.decisions.push({ kind: "offset", subject, chosen: `pedestal ${cal.offset} ADU`, reason: `${noExact}: calibration.offset declares the pedestal; ${residualText(0, undefined)}`, rejected, offset });
+      pushDark(frames, { kind: "offset", subject, chosen: `pedestal ${cal.offset} ADU`, reason: `${noExact}: calibration.offset declares the pedestal; ${residualText(0, undefined)}`, rejected, offset });
       continue;
     }
     // The shortest dark at the lights' temperature as the offset (from the job's darks, else the library's).
@@ -471,16 +518,16 @@ export async function planJob(jobFile: string, options: PlanOptions = {}): Promi
       const own = rate ? rate.rate * t0 : undefined;
       const offset = withOffsetStats({ source: "short-dark", label: `shortest dark ${mp.name} as the offset` }, t0, rn);
       assign(undefined, { ...offset, offsetMaster: mp.path });
-      plan.decisions.push({ kind: "offset", subject, chosen: mp.name, reason: `${noExact} and no bias: the shortest dark at the lights' temperature is the offset (its own dark signal ${own === undefined ? "not measured" : `${own.toFixed(2)} ADU${rn !== undefined ? ` vs read noise ${rn.toFixed(1)}` : ""}`})${cal.darks ? "" : ", taken from the library (set calibration.darks to choose a date)"}; ${residualText(t0, rn)}`, rejected, offset: { ...offset, offsetMaster: mp.path } });
+      pushDark(frames, { kind: "offset", subject, chosen: mp.name, reason: `${noExact} and no bias: the shortest dark at the lights' temperature is the offset (its own dark signal ${own === undefined ? "not measured" : `${own.toFixed(2)} ADU${rn !== undefined ? ` vs read noise ${rn.toFixed(1)}` : ""}`})${cal.darks ? "" : ", taken from the library (set calibration.darks to choose a date)"}; ${residualText(t0, rn)}`, rejected, offset: { ...offset, offsetMaster: mp.path } });
       continue;
     }
     const offset: LightOffset = { source: "none", label: "no offset source" };
     assign(undefined, offset);
     if (cal.flats) {
       problems.push({ file: jobFile, field: "calibration", code: "TC_CALIBRATION_NO_OFFSET", message: `no offset source for ${subject}: with flats applied and the pedestal (bias level) left in, dividing by the flat inverts the vignetting and leaves dust donuts. Give one of: calibration.bias (a bias set), calibration.darks (darks of the lights' exposure, or any dark at their temperature — the shortest serves as the offset), or calibration.offset: <ADU> (the camera's pedestal)` });
-      plan.decisions.push({ kind: "offset", subject, reason: "none: no dark, bias, pedestal or short dark", rejected, offset });
+      pushDark(frames, { kind: "offset", subject, reason: "none: no dark, bias, pedestal or short dark", rejected, offset });
     } else {
-      plan.decisions.push({ kind: "offset", subject, reason: "none subtracted: no flats are applied, so the pedestal stays as a constant that normalisation and background extraction remove", rejected, offset });
+      pushDark(frames, { kind: "offset", subject, reason: "none subtracted: no flats are applied, so the pedestal stays as a constant that normalisation and background extraction remove", rejected, offset });
     }
   }
 

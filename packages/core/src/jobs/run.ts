@@ -158,6 +158,7 @@ export async function writeRunJson(plan: JobPlan, stages: Record<string, unknown
     engine, kernels: { backend: recon.kind, simd: recon.simd, threads: recon.threads() },
     requirements: plan.requirements,
     decisions: plan.decisions,
+    strays: plan.strays,
     masters: plan.masters.map((m) => ({ kind: m.kind, name: m.name, path: m.path, action: m.action, reason: m.reason, inputs: m.inputs.length, inputHash: m.inputHash, recipeHash: m.recipeHash })),
     stages,
     ...(executor ? { executor } : {}),
