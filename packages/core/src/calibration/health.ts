@@ -11,7 +11,7 @@
  * | negative_pixels | % of calibrated pixels below 0 vs what the sky level and noise predict | more than twice the prediction + 1 point |
  * | master_mismatch | each master's size, binning, Bayer pattern, gain vs the lights' | any differs (size cannot be relaxed) |
  * | flat_exposure | raw flat median as % of the ADC range | > 90 % (saturated) or < 1 % (under-exposed) |
- * | vignetting_residual | (mean of the 4 corners − centre) / centre sky, median over sampled lights | corners > 3 % brighter (inverted vignetting) |
+ * | vignetting_residual | (mean of the 4 corners − centre) / centre sky, median over sampled lights | corners > 5 % brighter (inverted vignetting; > 2 % or < −10 % warns) |
  * | dust_residual | dust shadows in the flat (blocks ≥ 1 % deep) and their contrast left in calibrated lights | residual above 1 % |
  * | temperature | largest light − dark temperature difference | beyond the job's tolerance |
  *
@@ -292,10 +292,10 @@ export async function lightsHealth(groups: HealthGroupInput[], signal?: AbortSig
     out.push({ check: "negative_pixels", subject: g.subject, value: Number((100 * neg).toFixed(3)), unit: "%", limit: `≤ 2 × ${(100 * exp).toFixed(3)} % (what the sky's local levels and noise predict) + 1 point`, verdict: neg > 2 * exp + 0.01 ? "fail" : "pass", detail: `${pct(neg)} of the calibrated pixels are negative; ${pct(exp)} expected from the sky's local levels (median ${level.toFixed(1)} ADU) and its noise σ ${sigma.toFixed(1)} ADU` });
     if (g.flat) {
       const measurable = vign.filter((v) => v.c > 0 && v.k >= 20);
-      if (!measurable.length) out.push({ check: "vignetting_residual", subject: g.subject, limit: "corners ≤ +3 % of the centre", verdict: "n/a", detail: "the calibrated sky is too faint against its noise to measure a few-% residual" });
+      if (!measurable.length) out.push({ check: "vignetting_residual", subject: g.subject, limit: "corners ≤ +5 % of the centre", verdict: "n/a", detail: "the calibrated sky is too faint against its noise to measure a few-% residual" });
       else {
         const r = median(measurable.map((v) => v.r));
-        out.push({ check: "vignetting_residual", subject: g.subject, value: Number((100 * r).toFixed(2)), unit: "% (corners − centre) / centre", limit: "corners ≤ +3 % of the centre (−10 % and below: a warning — a nebula or galaxy in the centre also gives it)", verdict: r > 0.03 ? "fail" : r < -0.1 ? "warn" : "pass", detail: `corners ${r >= 0 ? "+" : ""}${(100 * r).toFixed(2)} % against the centre on ${measurable.length} calibrated light(s)${r > 0.03 ? ": inverted vignetting — the offset was not (fully) removed before flat-fielding, or the flat does not belong to these lights" : ""}` });
+        out.push({ check: "vignetting_residual", subject: g.subject, value: Number((100 * r).toFixed(2)), unit: "% (corners − centre) / centre", limit: "corners ≤ +5 % of the centre (a warning above +2 %, or at −10 % and below, where a nebula or galaxy in the centre also gives it)", verdict: r > 0.05 ? "fail" : r > 0.02 || r < -0.1 ? "warn" : "pass", detail: `corners ${r >= 0 ? "+" : ""}${(100 * r).toFixed(2)} % against the centre on ${measurable.length} calibrated light(s)${r > 0.05 ? ": inverted vignetting — the offset was not (fully) removed before flat-fielding, or the flat does not belong to these lights" : r > 0.02 ? ": the flat over-corrects a little — dome or panel illumination differs from the sky's, or scattered light in the lights" : r < -0.1 ? ": corners much darker — under-corrected, or a bright object in the centre" : ""}` });
       }
       if (!mask || mask.blocks === 0) out.push({ check: "dust_residual", subject: g.subject, limit: "residual ≤ 1 %", verdict: "n/a", detail: "no dust shadow ≥ 1 % deep in the master flat" });
       else if (!dustR.length || !(median(levels) > 0)) out.push({ check: "dust_residual", subject: g.subject, limit: "residual ≤ 1 %", verdict: "n/a", detail: "calibrated sky not positive: no contrast to measure" });

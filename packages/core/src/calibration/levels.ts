@@ -1,8 +1,8 @@
 /**
- * Levels of raw calibration sets, measured cheaply for planning: the median of a central box (256² or the
- * whole frame when smaller) of the first frames, and the temporal noise from the difference of two frames
- * (σ = 1.4826·MAD(a − b)/√2 — fixed-pattern structure cancels, so for a bias or a short dark it is the
- * read noise). From the levels of a bias and darks, or of darks of several exposures, the dark current
+ * Levels of raw calibration sets, measured cheaply for planning: the 5σ-clipped mean of a central box
+ * (256² or the whole frame when smaller) of the first frames, and the temporal noise from the difference
+ * of two frames (σ(a − b)/√2, clipped the same way — fixed-pattern structure cancels, so for a bias or a
+ * short dark it is the read noise). From the levels of a bias and darks, or of darks of several exposures, the dark current
  * (ADU/s) follows; the plan uses it to say how much dark signal an offset-only calibration leaves in.
  *
  * Only the box is read (a few hundred KB per frame), so `validate` stays fast on large libraries.
@@ -28,6 +28,21 @@ function median(values: Float32Array | number[]): number {
   return a.length % 2 ? a[h]! : (a[h - 1]! + a[h]!) / 2;
 }
 
+/**
+ * Mean and σ of the values within 5 robust σ of the median: unlike the median and the MAD, exact on
+ * quantised data (a 12-bit camera writing multiples of 16 has medians only on that grid).
+ */
+function clippedMoments(a: Float32Array): { mean: number; sigma: number } {
+  const m = median(a);
+  const dev = new Float32Array(a.length);
+  for (let i = 0; i < a.length; i++) dev[i] = Math.abs(a[i]! - m);
+  const limit = 5 * Math.max(1.482602218505602 * median(dev), 1e-6) + 1e-9;
+  let n = 0, s = 0, s2 = 0;
+  for (const v of a) if (Math.abs(v - m) <= Math.max(limit, 8)) { n++; s += v; s2 += v * v; }
+  const mean = s / n;
+  return { mean, sigma: Math.sqrt(Math.max(0, s2 / n - mean * mean)) };
+}
+
 /** The central box of a frame's first channel. */
 async function centralBox(path: string): Promise<{ data: Float32Array; exposure?: number }> {
   const f = await FitsFile.open(path);
@@ -46,15 +61,13 @@ async function centralBox(path: string): Promise<{ data: Float32Array; exposure?
 export async function measureSetLevel(files: readonly string[], frames = 2): Promise<SetLevel> {
   const boxes = [];
   for (const p of files.slice(0, frames)) boxes.push(await centralBox(p));
-  const levels = boxes.map((b) => median(b.data));
+  const levels = boxes.map((b) => clippedMoments(b.data).mean);
   const out: SetLevel = { level: levels.reduce((a, b) => a + b, 0) / levels.length, framesRead: boxes.length };
   if (boxes.length >= 2) {
     const [a, b] = [boxes[0]!.data, boxes[1]!.data];
     const d = new Float32Array(a.length);
     for (let i = 0; i < a.length; i++) d[i] = a[i]! - b[i]!;
-    const m = median(d);
-    for (let i = 0; i < d.length; i++) d[i] = Math.abs(d[i]! - m);
-    out.noise = (1.482602218505602 * median(d)) / Math.SQRT2;
+    out.noise = clippedMoments(d).sigma / Math.SQRT2;
   }
   const exps = boxes.map((b) => b.exposure).filter((e): e is number => e !== undefined);
   if (exps.length) out.exposureSeconds = exps.reduce((a, b) => a + b, 0) / exps.length;
