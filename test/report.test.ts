@@ -101,7 +101,7 @@ describe.skipIf(!CHROMIUM)("report.html in headless Chromium", () => {
         if (/\d/.test(copy.textContent ?? "")) untagged.push(td.textContent ?? "");
       }
       const images = [...document.images].map((i) => ({ alt: i.alt, width: i.naturalWidth, height: i.naturalHeight }));
-      return { figures, untagged, images, plots: document.querySelectorAll("figure.plot svg").length };
+      return { figures, untagged, images, plots: document.querySelectorAll("figure.plot svg").length, headings: [...document.querySelectorAll("h2")].map((e) => e.textContent ?? "") };
     });
     const shot = await page.screenshot({ fullPage: true, type: "png" });
     const plot = await page.$("figure.plot svg");
@@ -135,6 +135,15 @@ describe.skipIf(!CHROMIUM)("report.html in headless Chromium", () => {
       else expect(shown.has(`/stages/pipeline/groups/${gi}/frames/${fi}/reason`)).toBe(true);
     }));
     for (const k of Object.keys(pl.timings)) expect(shown.has(`/stages/pipeline/timings/${k.replace(/~/g, "~0").replace(/\//g, "~1")}`)).toBe(true);
+    // The calibration health table: every check's verdict and detail, and its figure where it has one.
+    const health = (run as unknown as { stages: { calibrate: { health: { check: string; value?: number }[] } } }).stages.calibrate.health;
+    expect(new Set(health.map((h) => h.check))).toEqual(new Set(["master_mismatch", "flat_exposure", "temperature", "offset", "double_offset", "negative_pixels", "vignetting_residual", "dust_residual"]));
+    health.forEach((h, i) => {
+      expect(shown.has(`/stages/calibrate/health/${i}/verdict`)).toBe(true);
+      expect(shown.has(`/stages/calibrate/health/${i}/detail`)).toBe(true);
+      if (h.value !== undefined) expect(shown.has(`/stages/calibrate/health/${i}/value`)).toBe(true);
+    });
+    expect(p.headings).toContain("Calibration health");
     const dropped = pl.groups.flatMap((g) => g.frames.filter((f) => !f.stacked));
     expect(dropped.length).toBeGreaterThanOrEqual(1);
     expect(dropped.every((f) => /fwhm/i.test(f.reason ?? ""))).toBe(true);

@@ -231,6 +231,25 @@ export function renderRunReport(doc: RunDocument, previews: { title: string; uri
       td(fig(m.kind, ["masters", i, "kind"], "text")), td(fig(m.name, ["masters", i, "name"], "text")), td(fig(m.action, ["masters", i, "action"], "text")), td(fig(m.reason, ["masters", i, "reason"], "text")), td(fig(m.inputs, ["masters", i, "inputs"], "int"), true),
     ])));
   }
+  const health = (st.calibrate?.health ?? []) as { check: string; subject: string; value?: number; unit?: string; limit: string; verdict: string; severity?: string; detail: string }[];
+  if (health.length) {
+    const hb = ["stages", "calibrate", "health"];
+    const failed = health.filter((h) => h.verdict === "fail").length, warned = health.filter((h) => h.verdict === "warn").length;
+    body.push(`<h2>Calibration health</h2>`, `<p class="meta">Measured on the masters and a sample of calibrated lights: ${failed ? `<span class="fail">failed checks present</span>` : warned ? "warnings present" : `<span class="pass">every check passed or was not applicable</span>`}. A failing check stops the run unless relaxed by name (tile_compile.yaml <code>calibration.checks.&lt;name&gt;: warn</code>).</p>`,
+      table(["check", "for", "figure", "limit", "verdict", "what was measured"], health.map((h, i) => [
+        td(fig(h.check, [...hb, i, "check"], "text")), td(fig(h.subject, [...hb, i, "subject"], "text")),
+        td(h.value === undefined ? `<span class="na">—</span>` : `${fig(h.value, [...hb, i, "value"], "fixed:2")} ${h.unit ? fig(h.unit, [...hb, i, "unit"], "text") : ""}`, true),
+        td(fig(h.limit, [...hb, i, "limit"], "text")),
+        td(`<span class="${h.verdict === "pass" ? "pass" : h.verdict === "fail" ? "fail" : ""}">${fig(h.verdict, [...hb, i, "verdict"], "text")}</span>${h.severity && h.severity !== "error" ? ` (${fig(h.severity, [...hb, i, "severity"], "text")})` : ""}`),
+        td(fig(h.detail, [...hb, i, "detail"], "text")),
+      ]), (i) => (health[i]!.verdict === "fail" ? "bad-row" : "")));
+  }
+  const strays = (doc.strays ?? []) as { filter: string; exposureSeconds: number; action: string; reason: string }[];
+  if (strays.length) {
+    body.push(`<h2>Exposure groups left out or flagged</h2>`, table(["filter", "exposure s", "action", "why"], strays.map((x, i) => [
+      td(fig(x.filter, ["strays", i, "filter"], "text")), td(fig(x.exposureSeconds, ["strays", i, "exposureSeconds"], "text"), true), td(fig(x.action, ["strays", i, "action"], "text")), td(fig(x.reason, ["strays", i, "reason"], "text")),
+    ])));
+  }
   if (stage.groups?.length) {
     body.push(`<h2>Frames, registration and stacks</h2>`);
     stage.groups.forEach((g, i) => body.push(groupSection(g, ["stages", stageKey, "groups", i])));
