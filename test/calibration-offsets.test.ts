@@ -21,6 +21,11 @@ function ctx(): EngineContext {
 }
 const calibrate = (plan: JobPlan, checks = {}) => runCalibrateStage(plan, { provider: nativeCalibration(ENGINE), ctx: ctx(), engine: ENGINE, checks });
 const mean = (a: number[]) => a.reduce((x, y) => x + y, 0) / a.length;
+/** The error a promise rejects with (fails the test when it resolves). */
+async function rejection(p: Promise<unknown>): Promise<{ code: string; message: string; hint: string }> {
+  try { await p; } catch (e) { return e as { code: string; message: string; hint: string }; }
+  throw new Error("expected a rejection");
+}
 
 describe("offset sources", () => {
   it("no bias, short darks: the shortest dark is the offset, flats use their flat-darks; the calibrated sky is flat and the donut gone", async () => {
@@ -54,9 +59,9 @@ describe("offset sources", () => {
     const lib = await makeCalibrationLibrary(base, { flatExposure: 1, lights: [180] });
     const plan = await planJob(lib.job({ flats: "2024_03_01", offset: 0 }), { engine: ENGINE });
     expect(plan.problems).toEqual([]);
-    const err = await calibrate(plan).catch((e: unknown) => e as { code: string; message: string; hint?: string });
+    const err = await rejection(calibrate(plan));
     expect(err).toMatchObject({ code: "TC_CALIBRATION_CHECK" });
-    expect((err as Error).message).toMatch(/vignetting_residual|dust_residual/);
+    expect(err.message).toMatch(/vignetting_residual|dust_residual/);
     const frames = plan.groups[0]!.frames.map((f) => join(plan.output!, "calibrated", "L_180s", f.frame.night, "light_0.fit"));
     const f = skyFigures((await readFitsImage(frames[0]!)).data);
     console.log(`offset left in: corner/centre ${(100 * f.cornerVsCentre).toFixed(2)} %, donut ${(100 * f.donutContrast).toFixed(2)} %`);
@@ -78,7 +83,7 @@ describe("offset sources", () => {
     const text = plan.problems.map((p) => p.message).join("\n");
     expect(text).toMatch(/inverts? the vignetting/);
     expect(text).toMatch(/calibration\.bias.*calibration\.darks.*calibration\.offset/s);
-    const err = await calibrate(plan).catch((e: unknown) => e as { code: string; hint: string });
+    const err = await rejection(calibrate(plan));
     expect(err.code).toBe("TC_CALIBRATION_NO_OFFSET");
     expect(err.hint).toMatch(/calibration\.offset: <ADU>/);
   }, 60_000);
@@ -141,7 +146,7 @@ describe("health check catches what the plan cannot see", () => {
     await writeFitsImage(join(base, "calibration/masters/darks/dark_60s_-30C_2024_03_01.fit"), { width: W, height: H, data: new Float32Array(W * H).fill(0.12) }, { header: h });
     const plan = await planJob(lib.job({ bias: "2024_03_01", darks: "2024_03_01" }), { engine: ENGINE });
     expect(plan.problems).toEqual([]);
-    const err = await calibrate(plan).catch((e: unknown) => e as { code: string; message: string });
+    const err = await rejection(calibrate(plan));
     expect(err.code).toBe("TC_CALIBRATION_CHECK");
     expect(err.message).toMatch(/double_offset.*bias-subtracted already|double_offset.*far below zero/);
   }, 60_000);
@@ -153,7 +158,7 @@ describe("health check catches what the plan cannot see", () => {
     const h = new FitsHeader(); h.set("IMAGETYP", "Master Dark").set("EXPTIME", 60).set("CCD-TEMP", -30);
     await writeFitsImage(join(base, "calibration/masters/darks/dark_60s_-30C_2024_03_01.fit"), { width: W / 2, height: H / 2, data: new Float32Array((W * H) / 4).fill(600) }, { header: h });
     const plan = await planJob(lib.job({ darks: "2024_03_01" }), { engine: ENGINE });
-    const err = await calibrate(plan, { master_mismatch: "off" }).catch((e: unknown) => e as { code: string; message: string });
+    const err = await rejection(calibrate(plan, { master_mismatch: "off" }));
     expect(err.code).toBe("TC_CALIBRATION_CHECK");
     expect(err.message).toMatch(/master_mismatch.*size 128×96, lights 256×192/);
   }, 60_000);

@@ -58,6 +58,7 @@ interface PageFacts {
   errors: string[];
   requests: string[];
   figures: { pointer: string; fmt: string; text: string }[];
+  headings: string[];
   untagged: string[];
   images: { alt: string; width: number; height: number }[];
   plots: number;
