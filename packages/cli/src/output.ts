@@ -2,7 +2,6 @@
  * Terminal output: errors with title, message, hint and code; plain tables; a progress bar on stderr
  * that appears only when stderr is a terminal (and never in --json mode).
  */
-import cliProgress from "cli-progress";
 import { TileCompileError, isAbortError } from "@tile-compile/core";
 
 export interface Io {
@@ -12,9 +11,21 @@ export interface Io {
   interactive: boolean;
 }
 
+/** The progress bar on screen, if any: a line written to the terminal goes above it, never into it. */
+let activeBar: { clear(): void; redraw(): void } | undefined;
+
+/** Write a line to a terminal stream: clear the bar's line first, redraw the bar after. */
+function writeLine(stream: NodeJS.WriteStream, t: string): void {
+  const line = t.endsWith("\n") ? t : `${t}\n`;
+  if (!activeBar || !stream.isTTY) { stream.write(line); return; }
+  activeBar.clear();
+  stream.write(line);
+  activeBar.redraw();
+}
+
 export const processIo: Io = {
-  out: (t) => process.stdout.write(t.endsWith("\n") ? t : `${t}\n`),
-  err: (t) => process.stderr.write(t.endsWith("\n") ? t : `${t}\n`),
+  out: (t) => writeLine(process.stdout, t),
+  err: (t) => writeLine(process.stderr, t),
   interactive: Boolean(process.stderr.isTTY) && !process.env.CI,
 };
 
@@ -42,17 +53,37 @@ export interface Progress {
   stop(): void;
 }
 
-/** A progress bar on stderr when interactive; otherwise nothing (logs stay clean in pipes and CI). */
+/**
+ * A progress bar on stderr when interactive; otherwise nothing (logs stay clean in pipes and CI). One
+ * line, cut to the terminal's width (a wrapped bar cannot be cleared with a carriage return), redrawn at
+ * most 10 times a second; lines written through `processIo` meanwhile go above it.
+ */
 export function progressBar(io: Io, label: string): Progress {
   if (!io.interactive) return { update: () => undefined, stop: () => undefined };
-  const bar = new cliProgress.SingleBar(
-    { format: `${label} [{bar}] {percentage}% {note}`, stream: process.stderr, hideCursor: true, clearOnComplete: true, barsize: 30 },
-    cliProgress.Presets.shades_classic,
-  );
-  bar.start(1000, 0, { note: "" });
+  const stream = process.stderr;
+  let value = 0, note = "", last = 0, shown = false;
+  const draw = () => {
+    const width = Math.max(20, (stream.columns || 80) - 1);
+    const filled = Math.round(value * 30);
+    const text = `${label} [${"█".repeat(filled)}${"░".repeat(30 - filled)}] ${String(Math.floor(value * 100)).padStart(3)}% ${note}`;
+    stream.write(`\r\x1b[2K${text.length > width ? `${text.slice(0, width - 1)}…` : text}`);
+    shown = true;
+    last = Date.now();
+  };
+  const me = {
+    clear: () => { if (shown) stream.write("\r\x1b[2K"); shown = false; },
+    redraw: draw,
+  };
+  activeBar = me;
+  stream.write("\x1b[?25l");
+  draw();
   return {
-    update: (f, note) => bar.update(Math.round(f * 1000), { note: note ?? "" }),
-    stop: () => bar.stop(),
+    update: (f, n) => {
+      value = Math.min(1, Math.max(0, f));
+      note = n ?? "";
+      if (Date.now() - last >= 100) draw();
+    },
+    stop: () => { me.clear(); stream.write("\x1b[?25h"); if (activeBar === me) activeBar = undefined; },
   };
 }
 

@@ -118,6 +118,7 @@ export async function runCommand(jobFile: string, opts: { stage?: string; dryRun
   try {
     scope.registry.freeze();
     const bar = progressBar(opts.json ? { ...io, interactive: false } : io, "run");
+    let stageLabel = "";
     // The event log: every stage event and log line as JSON lines, next to run.json.
     const { mkdirSync, createWriteStream } = await import("node:fs");
     mkdirSync(p.output!, { recursive: true });
@@ -127,8 +128,8 @@ export async function runCommand(jobFile: string, opts: { stage?: string; dryRun
     record({ type: "run:start", job: p.jobFile, stage });
     events.on((e) => {
       if (e.type !== "stage:progress") record(e);
-      if (e.type === "stage:start") bar.update(0, `${e.stage}:${e.method}`);
-      if (e.type === "stage:progress") bar.update(e.fraction, e.note);
+      if (e.type === "stage:start") { stageLabel = `${e.stage} (${e.method})`; bar.update(0, stageLabel); }
+      if (e.type === "stage:progress") bar.update(e.fraction, e.note ? `${stageLabel} · ${e.note}` : stageLabel);
       if (e.type === "warning") logger.warn(e.message);
     });
     const res = await runJobPipeline(p, {
