@@ -169,7 +169,9 @@ async function runSteps(plan: JobPlan, o: PipelineOptions, rec: RunRecord): Prom
 
   // 1. Calibrate.
   const lightsId = identity(plan.lights.map((f) => f.path));
-  const calStamp = hashOf(`${lightsId}\n${plan.masters.map((m) => `${m.name}:${m.inputHash ?? ""}:${m.recipeHash}`).join(",")}\n${JSON.stringify(job.options ?? {})}\n${engineId(calPlan)}`);
+  // The offset choice per light (source, offset master, pedestal, scaling) and the health checks' severities are part of the step.
+  const offsets = plan.groups.flatMap((g) => g.frames.map((f) => `${f.offset ?? ""}|${f.bias ?? ""}|${f.pedestal ?? ""}|${f.darkScaling ? 1 : 0}`)).join(",");
+  const calStamp = hashOf(`${lightsId}\n${plan.masters.map((m) => `${m.name}:${m.inputHash ?? ""}:${m.recipeHash}`).join(",")}\n${JSON.stringify(job.options ?? {})}\n${engineId(calPlan)}\n${offsets}\n${JSON.stringify(cfg.calibration.checks ?? {})}`);
   const calibrated = await step("calibrate", calStamp, async () => {
     const r = await runStage(calPlan, [], (provider, ctx) => runCalibrateStage(plan, { provider, ctx, engine: engineId(calPlan), rejection: cfg.calibration.rejection, checks: cfg.calibration.checks, history: [provenanceLine(calPlan), `job ${job.name}`] }), o);
     calibrateRecord = { mastersBuilt: r.mastersBuilt, mastersReused: r.mastersReused, health: r.health };
