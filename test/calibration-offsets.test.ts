@@ -8,7 +8,7 @@ import { mkdtempSync, mkdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { FitsHeader, nativeCalibration, planJob, readFitsImage, runCalibrateStage, writeFitsImage, type EngineContext, type JobPlan } from "@tile-compile/core";
+import { FitsHeader, mastersHealth, nativeCalibration, planJob, readFitsImage, runCalibrateStage, writeFitsImage, type EngineContext, type JobPlan } from "@tile-compile/core";
 import { H, makeCalibrationLibrary, skyFigures, W } from "./generators/calibration.js";
 
 const ENGINE = "@tile-compile/core@test";
@@ -151,15 +151,18 @@ describe("health check catches what the plan cannot see", () => {
     expect(err.message).toMatch(/double_offset.*bias-subtracted already|double_offset.*far below zero/);
   }, 60_000);
 
-  it("a master of another size is refused before any light is calibrated", async () => {
+  it("a master of another size: refused by validate (named, with both sizes); the health check refuses one that reaches calibration", async () => {
     const base = fresh();
     const lib = await makeCalibrationLibrary(base, { lights: [60] });
     mkdirSync(join(base, "calibration/masters/darks"), { recursive: true });
     const h = new FitsHeader(); h.set("IMAGETYP", "Master Dark").set("EXPTIME", 60).set("CCD-TEMP", -30);
-    await writeFitsImage(join(base, "calibration/masters/darks/dark_60s_-30C_2024_03_01.fit"), { width: W / 2, height: H / 2, data: new Float32Array((W * H) / 4).fill(600) }, { header: h });
+    const wrong = join(base, "calibration/masters/darks/dark_60s_-30C_2024_03_01.fit");
+    await writeFitsImage(wrong, { width: W / 2, height: H / 2, data: new Float32Array((W * H) / 4).fill(600) }, { header: h });
     const plan = await planJob(lib.job({ darks: "2024_03_01" }), { engine: ENGINE });
-    const err = await rejection(calibrate(plan, { master_mismatch: "off" }));
-    expect(err.code).toBe("TC_CALIBRATION_CHECK");
-    expect(err.message).toMatch(/master_mismatch.*size 128×96, lights 256×192/);
+    expect(plan.problems.map((p) => p.message).join("\n")).toMatch(/no dark for L 60s.*dark 60s -30C 2024_03_01 \(size 128×96, lights 256×192\)/);
+    // A master that reaches calibration anyway (e.g. given by an engine): master_mismatch, not relaxable for size.
+    const checks = await mastersHealth([wrong], { width: W, height: H });
+    expect(checks[0]).toMatchObject({ check: "master_mismatch", verdict: "fail" });
+    expect(checks[0]!.detail).toMatch(/size 128×96, lights 256×192/);
   }, 60_000);
 });

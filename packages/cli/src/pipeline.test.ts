@@ -90,7 +90,7 @@ const seestar = ["/work/shared/data/seestar", new URL("../../../../shared/data/s
 if (!seestar) console.log("SKIP Seestar job tests: shared frames not found (../shared/data/seestar)");
 
 describe.runIf(seestar)("the shared Seestar sets as jobs", () => {
-  it("M 94 gives a colour stack and a preview; NGC 7023 gives two stacks (10 s, 20 s) and says why composition was skipped", { timeout: 300_000 }, async () => {
+  it("M 94 gives a colour stack and a preview; NGC 7023 leaves its 2 × 20 s out as strays, and with hdr.min_frames 2 gives two stacks (10 s, 20 s) and says why composition was skipped", { timeout: 300_000 }, async () => {
     const { cpSync, mkdirSync, writeFileSync } = await import("node:fs");
     const { decode } = await import("fast-png");
     const base = mkdtempSync(join(tmpdir(), "tc-seestar-job-"));
@@ -106,6 +106,13 @@ describe.runIf(seestar)("the shared Seestar sets as jobs", () => {
     expect(stack.header.get("NCOMBINE")).toBe(16);
     const png = decode(readFileSync(join(base, "M94/processed/M94_stretched.png")));
     expect([png.width, png.height, png.channels]).toEqual([1080, 1920, 3]);
+    // 4 × 10 s and 2 × 20 s: the 20 s pair is below hdr.min_frames (3), left out with the reason, not an HDR job.
+    const n1 = capture();
+    expect(await runCli(["run", join(base, "jobs/ngc7023.json")], { io: n1.io, cwd: base }), n1.err.join("\n")).toBe(0);
+    expect(n1.out.join("\n")).toMatch(/left out: IRCUT 20 s — 2 of the 6 IRCUT frames are 20s .*OBJECT NGC 7023.*lower hdr\.min_frames/);
+    expect(existsSync(join(base, "NGC7023/processed/stack_IRCUT_20s.fit"))).toBe(false);
+    // Asked for on purpose (hdr.min_frames: 2): two stacks, composition skipped and why.
+    writeFileSync(join(base, "tile_compile.yaml"), "hdr: { min_frames: 2 }\n");
     const n = await runCli(["run", join(base, "jobs/ngc7023.json")], { io: capture().io, cwd: base });
     expect(n).toBe(0);
     const ng = capture();

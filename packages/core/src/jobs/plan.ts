@@ -369,6 +369,7 @@ export async function planJob(jobFile: string, options: PlanOptions = {}): Promi
       const f = await facts(c);
       if (ref?.binning && f.binning && f.binning !== ref.binning) { rejected.push({ candidate: describe(c), reason: `binning ${f.binning}, lights ${ref.binning}` }); continue; }
       if (ref?.gain !== undefined && f.gain !== undefined && f.gain !== ref.gain) { rejected.push({ candidate: describe(c), reason: `gain ${f.gain}, lights ${ref.gain}` }); continue; }
+      if (ref && f.width !== undefined && (f.width !== ref.width || f.height !== ref.height)) { rejected.push({ candidate: describe(c), reason: `size ${f.width}×${f.height}, lights ${ref.width}×${ref.height}` }); continue; }
       ok.push({ c, days: daysBetween(c.set.date, cal.bias) });
     }
     ok.sort((a, b) => a.days - b.days || a.c.set.date.localeCompare(b.c.set.date));
@@ -442,6 +443,7 @@ export async function planJob(jobFile: string, options: PlanOptions = {}): Promi
       const fx = await facts(c);
       if (f0.binning && fx.binning && fx.binning !== f0.binning) { rejected.push({ candidate: describe(c), reason: `binning ${fx.binning}, lights ${f0.binning}` }); continue; }
       if (f0.gain !== undefined && fx.gain !== undefined && fx.gain !== f0.gain) { rejected.push({ candidate: describe(c), reason: `gain ${fx.gain}, lights ${f0.gain}` }); continue; }
+      if (fx.width !== undefined && (fx.width !== f0.width || fx.height !== f0.height)) { rejected.push({ candidate: describe(c), reason: `size ${fx.width}×${fx.height}, lights ${f0.width}×${f0.height}` }); continue; }
       usable.push({ c, dt, days: daysBetween(s.date, cal.darks!), dExp });
     }
     const exact = usable.filter((u) => u.dExp <= expTol).sort((a, b) => a.dt - b.dt || a.days - b.days || a.c.set.date.localeCompare(b.c.set.date));
