@@ -173,6 +173,15 @@ describe.runIf(have)("engine-siril with siril-cli", () => {
       expect((await readFitsImage(r2.frames[0]!.output)).header.get("CALSTAT")).toBe("BDF");
     }
     for (let k = 0; k < lights.length; k++) agree(out.siril![k]!, out.native![k]!, `light ${k}`, 0.05);
+    // A declared pedestal (the job's calibration.offset) instead of an offset master, for the flats and the lights.
+    const outP: Record<string, Float32Array[]> = {};
+    for (const [eng, cal] of [["siril", sirilCalibration], ["native", nativeCalibration("native")]] as const) {
+      await cal.buildMaster!({ kind: "flat", frames: flats, output: m(`${eng}-flat-ped`), options: { recipeHash: "r", pedestal: 1009 }, history: [] }, ctx());
+      const r3 = await cal.calibrate({ frames: lights, masterFlat: m(`${eng}-flat-ped`), outputDir: join(dir, `cal-ped-${eng}`), options: { pedestal: 1039 }, history: [] }, ctx());
+      outP[eng] = await Promise.all(r3.frames.map(async (f) => (await readFitsImage(f.output)).data));
+      expect((await readFitsImage(r3.frames[0]!.output)).header.get("CALSTAT")).toBe("BF");
+    }
+    for (let k = 0; k < lights.length; k++) agree(outP.siril![k]!, outP.native![k]!, `light ${k}, pedestal`, 0.05);
     // Hot pixels: none survives in Siril's output either (> 10σ above the local sky).
     let survivors = 0;
     for (const i of hot) if (out.siril![0]![i]! > 600 + 10 * 12 / 0.7) survivors++;
