@@ -14,5 +14,7 @@ process.on("SIGINT", () => {
 });
 // systemd, docker stop, kill: cancel as for Ctrl-C (a run removes its partial files, a worker finishes its units).
 process.on("SIGTERM", () => controller.abort(new DOMException("Cancelled (SIGTERM)", "AbortError")));
+// A closed terminal (ssh dropped, window closed): cancel cleanly too, rather than die mid-write.
+process.on("SIGHUP", () => controller.abort(new DOMException("Cancelled (SIGHUP: the terminal closed)", "AbortError")));
 
 process.exitCode = await runCli(process.argv, { signal: controller.signal });

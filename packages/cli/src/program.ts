@@ -5,7 +5,7 @@
 import { createRequire } from "node:module";
 import { resolve } from "node:path";
 import { Command, CommanderError } from "commander";
-import { exitCodeOf, loadConfig } from "@tile-compile/core";
+import { exitCodeOf, ioFault, isIoFault, loadConfig, TileCompileError } from "@tile-compile/core";
 import { demoCommand } from "./commands/demo.js";
 import { enginesCommand } from "./commands/engines.js";
 import { scanCommand } from "./commands/scan.js";
@@ -157,7 +157,10 @@ export async function runCli(argv: string[], options: CliOptions = {}): Promise<
       // --help and --version "fail" with exit code 0.
       return error.exitCode === 0 ? 0 : 1;
     }
-    io.err(formatError(error));
-    return exitCodeOf(error);
+    // A raw file-system error that escaped a coded path still reaches the user coded, with its path.
+    const e = error as { code?: string; path?: string; syscall?: string };
+    const coded = !(error instanceof TileCompileError) && isIoFault(error) && typeof e.path === "string" ? ioFault(error, e.syscall ?? "access", e.path) : error;
+    io.err(formatError(coded));
+    return exitCodeOf(coded);
   }
 }

@@ -174,6 +174,18 @@ export const errorCatalog = {
     hint: () => "Fix every problem listed above (each names the file and the field); `tile-compile validate JOB` checks again without reading any pixels or writing anything.",
     exitCode: 78,
   },
+  TC_STAGE_TIMEOUT: {
+    title: "Stage timed out",
+    message: (d) => `The ${s(d.stage)} stage (${s(d.engine)}, ${s(d.method)}) ran longer than runtime.stage_timeout_seconds (${s(d.seconds)} s) and was stopped; nothing it was writing was kept.`,
+    hint: () => "Raise runtime.stage_timeout_seconds in tile_compile.yaml (or remove it), or give the stage fewer or smaller frames. Finished steps are reused when the job runs again.",
+    exitCode: 1,
+  },
+  TC_RUN_LOCKED: {
+    title: "Another run is using this output folder",
+    message: (d) => `${s(d.dir)} is locked by ${s(d.holder)} (its .tile-compile/lock): two runs of one job would overwrite each other's checkpoints.`,
+    hint: (d) => `Wait for process ${s(d.pid)} to finish, or stop it; a lock left by a process that no longer runs on this machine is taken over automatically. A lock from another machine (a shared folder) must be removed by hand once that run is over.`,
+    exitCode: 1,
+  },
   TC_CALIBRATION_NO_OFFSET: {
     title: "No offset source for flat-fielding",
     message: (d) => `${s(d.file)}: ${s(d.reason)}`,

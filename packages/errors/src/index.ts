@@ -58,3 +58,25 @@ export function exitCodeOf(error: unknown): number {
 export function tcError(code: ErrorCode, details: ErrorDetails, options?: { cause?: unknown }): TileCompileError {
   return new TileCompileError(code, details, options);
 }
+
+/** System error codes that are faults of the file system or the machine, never a verdict on one frame. */
+const IO_FAULT_CODES = new Set(["ENOSPC", "EDQUOT", "EIO", "EROFS", "EACCES", "EPERM", "EMFILE", "ENFILE", "ENOMEM", "EBUSY", "ENOENT", "ESTALE", "ENOTDIR", "ELOOP", "EFBIG"]);
+
+/**
+ * True when `error` is an I/O fault (a full disk, a read-only or vanished file, no permission…): the
+ * stage must fail with it, nothing may be checkpointed as finished, and no frame may be rejected for it.
+ * Only measurement failures (too few stars, no match, a damaged FITS file) are per-frame verdicts.
+ */
+export function isIoFault(error: unknown): boolean {
+  for (let e = error as { code?: unknown; cause?: unknown } | undefined, depth = 0; e && depth < 4; e = e.cause as typeof e, depth++) {
+    if (e instanceof TileCompileError && e.code === "TC_IO") return true;
+    if (typeof e.code === "string" && IO_FAULT_CODES.has(e.code)) return true;
+  }
+  return false;
+}
+
+/** The error to rethrow for an I/O fault: the TC_IO error itself, or one naming the path and the cause. */
+export function ioFault(error: unknown, op: string, file: string): TileCompileError {
+  if (error instanceof TileCompileError && error.code === "TC_IO") return error;
+  return new TileCompileError("TC_IO", { op, file, reason: (error as Error).message }, { cause: error });
+}

@@ -18,7 +18,7 @@ import { createHash } from "node:crypto";
 import { existsSync, statSync } from "node:fs";
 import { copyFile, mkdir, rename } from "node:fs/promises";
 import { basename, join, resolve } from "node:path";
-import { applyTransform, chooseReference, fitTransform, multiplyTransform, refineMatch, type Point, FitsFile, formatFrameName, frameStars, readFitsImage, detectionPlane, TileCompileError, warpOntoReference, writeFitsImage, type EngineContext, type FrameRef, type RegisteredFrame, type RegistrationInput, type RegistrationResult } from "@tile-compile/core";
+import { applyTransform, chooseReference, fitTransform, multiplyTransform, refineMatch, type Point, FitsFile, formatFrameName, frameStars, readFitsImage, detectionPlane, TileCompileError, isIoFault, ioFault, warpOntoReference, writeFitsImage, type EngineContext, type FrameRef, type RegisteredFrame, type RegistrationInput, type RegistrationResult } from "@tile-compile/core";
 import { loadRecon, type ReconBackend } from "@tile-compile/recon-native";
 import { hintsFromHeader, solveField } from "./solve.js";
 import { Wcs } from "./wcs.js";
@@ -115,6 +115,7 @@ export async function registerWcsAnchor(input: RegistrationInput, ctx: EngineCon
       info.push({ wcs, quality: st.quality, stars: st.stars, size: st.size });
     } catch (e) {
       if ((e as Error).name === "AbortError") throw e;
+      if (isIoFault(e)) throw ioFault(e, "read", frames[i]!.path);
       info.push({ quality: 0, stars: [], error: (e as Error).message });
       ctx.logger.warn(`${basename(frames[i]!.path)}: not registered: ${(e as Error).message}`);
     }
@@ -170,6 +171,7 @@ export async function registerWcsAnchor(input: RegistrationInput, ctx: EngineCon
       });
     } catch (e) {
       if ((e as Error).name === "AbortError") throw e;
+      if (isIoFault(e)) throw ioFault(e, "write", output);
       out.push({ input: path, error: (e as Error).message });
       continue;
     }

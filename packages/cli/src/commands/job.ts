@@ -6,10 +6,11 @@
  * `tile-compile run JOB --stage calibrate [--dry-run]` — the same plan, then (unless --dry-run) build the
  * masters it needs and calibrate the lights into `<output>/calibrated/`. Later stages join with their issues.
  */
+import { workRoot } from "../workroot.js";
+import { ensureWritable, lockOutput, openEventLog, sweepPartials } from "../outputdir.js";
 import { createRequire } from "node:module";
 import { join, relative, resolve } from "node:path";
 import { jobError, PIPELINE_STEPS, planJob, RunEvents, runJobPipeline, TileCompileError, type JobPlan, type LoadedConfig, type PipelineStep } from "@tile-compile/core";
-import { tmpdir } from "node:os";
 import { createExecutor, createRunScope, executorSummary, loadConfiguredEngines } from "../container.js";
 import { progressBar, stderrLogger, teeLogger, type Io } from "../output.js";
 
@@ -47,6 +48,11 @@ export function describePlan(plan: JobPlan, io: Io, verbose = false): void {
     }
     if (hidden) io.out(`  (${hidden} rejected candidate${hidden === 1 ? "" : "s"} not shown: --verbose, or run.json / report.html after a run)`);
   }
+  if (plan.duplicates.length) {
+    io.out("");
+    io.out("used once:");
+    for (const d of plan.duplicates) io.out(`  ${rel(d.path)} — ${d.reason}`);
+  }
   if (plan.strays.length) {
     io.out("");
     io.out("exposure groups:");
@@ -74,7 +80,7 @@ async function plan(jobFile: string, loaded: LoadedConfig, signal: AbortSignal, 
 export async function validateCommand(jobFile: string, opts: { json?: boolean; verbose?: boolean }, loaded: LoadedConfig, io: Io, signal: AbortSignal): Promise<number> {
   const p = await plan(jobFile, loaded, signal);
   if (opts.json) {
-    io.out(JSON.stringify({ job: p.job, base: p.base, output: p.output, requirements: p.requirements, decisions: p.decisions, strays: p.strays, masters: p.masters.map(({ set: _s, ...m }) => m), problems: p.problems, headerBytesRead: p.headerBytesRead }, null, 2));
+    io.out(JSON.stringify({ job: p.job, base: p.base, output: p.output, requirements: p.requirements, decisions: p.decisions, strays: p.strays, duplicates: p.duplicates, masters: p.masters.map(({ set: _s, ...m }) => m), problems: p.problems, headerBytesRead: p.headerBytesRead }, null, 2));
     return p.problems.length ? 78 : 0;
   }
   describePlan(p, io, opts.verbose);
@@ -112,6 +118,18 @@ export async function runCommand(jobFile: string, opts: { stage?: string; dryRun
   const wanted = [`registration:${loaded.config.registration.engine}`];
   const engines = await loadConfiguredEngines(loaded, cwd, wanted);
   const logger = teeLogger(stderrLogger(io, false));
+  // One run per output folder; what killed runs left half-written is swept first.
+  ensureWritable(p.output!);
+  const release = lockOutput(p.output!);
+  try {
+    const swept = sweepPartials(p.output!) + sweepPartials(join(p.base, "calibration", "masters"));
+    if (swept) logger.info(`removed ${swept} temporary file(s) left by interrupted runs`);
+    return await runLocked();
+  } finally {
+    release();
+  }
+
+  async function runLocked(): Promise<number> {
   const events = new RunEvents();
   const scope = await createRunScope({ signal, logger, events, engines, workdir: p.output!, threads: loaded.runtime.threads });
   const executor = await createExecutor(loaded, logger).catch(async (e: unknown) => { await scope.dispose(); throw e; });
@@ -120,9 +138,7 @@ export async function runCommand(jobFile: string, opts: { stage?: string; dryRun
     const bar = progressBar(opts.json ? { ...io, interactive: false } : io, "run");
     let stageLabel = "";
     // The event log: every stage event and log line as JSON lines, next to run.json.
-    const { mkdirSync, createWriteStream } = await import("node:fs");
-    mkdirSync(p.output!, { recursive: true });
-    const eventLog = createWriteStream(join(p.output!, "events.jsonl"), { flags: "a" });
+    const eventLog = openEventLog(p.output!, (m) => logger.warn(m));
     const record = (e: object) => eventLog.write(`${JSON.stringify({ time: new Date().toISOString(), ...e })}\n`);
     logger.sink = record; // engines' own logs (Siril's, at debug level) are in the run log, not on the terminal
     record({ type: "run:start", job: p.jobFile, stage });
@@ -134,7 +150,7 @@ export async function runCommand(jobFile: string, opts: { stage?: string; dryRun
     });
     const res = await runJobPipeline(p, {
       registry: scope.registry, config: loaded.config, until: stage === "all" || stage === "compose" ? "stretch" : (stage as PipelineStep), fromStacks,
-      signal, logger, events, runtime: loaded.runtime, engineOptions: loaded.config.engine_options, workRoot: join(tmpdir(), "tile-compile"),
+      signal, logger, events, runtime: loaded.runtime, engineOptions: loaded.config.engine_options, workRoot: workRoot(), ...(loaded.config.runtime.stage_timeout_seconds ? { timeoutMs: loaded.config.runtime.stage_timeout_seconds * 1000 } : {}),
       ...(executor ? { executor } : {}),
       observers: scope.registry.list().map((r) => r.engine), log: (l) => { record({ type: "log", message: l }); io.err(l); },
     }).catch((e: unknown) => { record({ type: "run:failed", error: (e as Error).message }); throw e; }).finally(() => { logger.sink = undefined; eventLog.end(); });
@@ -150,5 +166,6 @@ export async function runCommand(jobFile: string, opts: { stage?: string; dryRun
   } finally {
     await executor?.close().catch((e: Error) => logger.warn(`closing the executor: ${e.message}`));
     await scope.dispose();
+  }
   }
 }

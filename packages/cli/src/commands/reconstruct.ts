@@ -4,8 +4,8 @@
  * DIR/<stacking.output_file> (stacked.fit), with the artifacts next to it: frame_metrics.csv/json,
  * tile_grid.json, tile_weights.fits, synthetic/syn_XX.fits (full mode), validation.json.
  */
+import { workRoot } from "../workroot.js";
 import { readFileSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { findFitsFiles, groupRecord, readFitsHeader, planStage, provenanceLine, RunEvents, runStage, tbqrOptionsFromConfig, TileCompileError, writeRunRecord, type LoadedConfig } from "@tile-compile/core";
 import { loadRecon } from "@tile-compile/recon-native";
@@ -31,7 +31,7 @@ export async function reconstructCommand(dirArg: string, opts: { out?: string; e
     scope.registry.freeze();
     const bar = progressBar(io, "tbqr");
     events.on((e) => { if (e.type === "stage:progress") bar.update(e.fraction, e.note); });
-    const stageOpts = { signal, logger, events, runtime: loaded.runtime, engineOptions: cfg.engine_options, workRoot: join(tmpdir(), "tile-compile"), observers: scope.registry.list().map((r) => r.engine), ...(executor ? { executor } : {}) };
+    const stageOpts = { signal, logger, events, runtime: loaded.runtime, engineOptions: cfg.engine_options, workRoot: workRoot(), ...(loaded.config.runtime.stage_timeout_seconds ? { timeoutMs: loaded.config.runtime.stage_timeout_seconds * 1000 } : {}), observers: scope.registry.list().map((r) => r.engine), ...(executor ? { executor } : {}) };
     const t0 = performance.now();
     const reg = await runStage(regPlan, [], (provider, ctx) => provider.register({ frames: files.map((path) => ({ path })), reference: cfg.registration.reference, outputDir: join(out, cfg.registration.output_dir), filenamePattern: cfg.registration.registered_filename_pattern, options: regPlan.options, history: [provenanceLine(regPlan)] }, ctx), stageOpts);
     for (const f of reg.frames) if (f.error) io.err(`not registered (left out): ${f.input}: ${f.error}`);

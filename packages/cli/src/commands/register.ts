@@ -6,8 +6,8 @@
  * pixel centres, x along NAXIS1), `rms_px`, `median_px`, `stars` — or `error`, the reason it failed.
  * Frames that fail are reported and left out; the command exits 1 only when none could be registered.
  */
+import { workRoot } from "../workroot.js";
 import { rename, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
 import { basename, join, resolve } from "node:path";
 import { findFitsFiles, planStage, provenanceLine, RunEvents, runStage, TileCompileError, type LoadedConfig, type RegistrationResult } from "@tile-compile/core";
 import { createRunScope, loadConfiguredEngines } from "../container.js";
@@ -46,7 +46,7 @@ export async function registerCommand(inputs: string[], opts: RegisterOptions, l
     });
     const history = [provenanceLine(plan)];
     const result: RegistrationResult = await runStage(plan, [], (provider, ctx) => provider.register({ frames: files.map((path) => ({ path })), reference, outputDir: outDir, filenamePattern: reg.registered_filename_pattern, options: plan.options, history }, ctx), {
-      signal, logger, events, runtime: loaded.runtime, engineOptions: loaded.config.engine_options, workRoot: join(tmpdir(), "tile-compile"),
+      signal, logger, events, runtime: loaded.runtime, engineOptions: loaded.config.engine_options, workRoot: workRoot(),
       ...(loaded.config.runtime.stage_timeout_seconds ? { timeoutMs: loaded.config.runtime.stage_timeout_seconds * 1000 } : {}),
       observers: scope.registry.list().map((r) => r.engine),
     });

@@ -3,8 +3,8 @@
  * configuration selects (`stacking.engine`, `stacking.method`), capability-checked before any pixel is
  * read, output written atomically, progress shown, provenance in FITS HISTORY.
  */
-import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { workRoot } from "../workroot.js";
+import { resolve } from "node:path";
 import { findFitsFiles, planStage, provenanceLine, RunEvents, runStage, TileCompileError, type LoadedConfig } from "@tile-compile/core";
 import { createExecutor, createRunScope, loadConfiguredEngines } from "../container.js";
 import { progressBar, stderrLogger, type Io } from "../output.js";
@@ -34,7 +34,7 @@ export async function stackCommand(inputs: string[], opts: { out: string; method
     });
     const history = [provenanceLine(plan)];
     const result = await runStage(plan, [output], (provider, ctx, [tmp]) => provider.stack({ frames: files.map((path) => ({ path })), output: tmp!, method: plan.method, options: plan.options, history }, ctx), {
-      signal, logger, events, runtime: loaded.runtime, engineOptions: loaded.config.engine_options, workRoot: join(tmpdir(), "tile-compile"),
+      signal, logger, events, runtime: loaded.runtime, engineOptions: loaded.config.engine_options, workRoot: workRoot(),
       ...(loaded.config.runtime.stage_timeout_seconds ? { timeoutMs: loaded.config.runtime.stage_timeout_seconds * 1000 } : {}),
       observers: scope.registry.list().map((r) => r.engine),
       ...(executor ? { executor } : {}),

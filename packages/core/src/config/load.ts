@@ -37,7 +37,13 @@ function parseYamlFile(file: string, seen: Set<string>): Record<string, unknown>
   if (doc.errors.length > 0) {
     throw new ConfigError("TC_CONFIG_INVALID", { file, issues: doc.errors.map((e) => `YAML syntax: ${e.message.split("\n")[0]}`) });
   }
-  const value = doc.toJS() ?? {};
+  let value: unknown;
+  try {
+    // maxAliasCount bounds alias expansion: a "billion laughs" file is a configuration error, not a hang.
+    value = doc.toJS({ maxAliasCount: 1000 }) ?? {};
+  } catch (e) {
+    throw new ConfigError("TC_CONFIG_INVALID", { file, issues: [`YAML: ${(e as Error).message.split("\n")[0]}`] });
+  }
   if (typeof value !== "object" || Array.isArray(value)) throw new ConfigError("TC_CONFIG_INVALID", { file, issues: ["(root): expected a mapping of keys to values"] });
   return withImports(value as Record<string, unknown>, file, seen);
 }

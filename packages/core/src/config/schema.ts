@@ -144,7 +144,7 @@ export const configSchema = z.strictObject({
     .default({ method: "autostretch" }),
   runtime: z
     .strictObject({
-      threads: z.union([z.literal("auto"), z.number().int().positive()]).default("auto"),
+      threads: z.union([z.literal("auto"), z.number().int().positive().max(1024, "at most 1024 threads (use auto for one per core)")]).default("auto"),
       memory_budget: byteSize.default("4GiB").describe("Pixel data held at once by a stage"),
       stage_timeout_seconds: z.number().positive().optional(),
       executor: z.enum(["local", "rabbitmq"]).default("local").describe("Where a stage's work units run: this process (local) or workers over RabbitMQ (`tile-compile worker`); the output bytes are the same"),

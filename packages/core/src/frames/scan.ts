@@ -2,7 +2,7 @@
  * Scanning folders of frames: find FITS files (recursively, by extension), read their headers only,
  * describe them, group them, and collect unreadable files with the reason instead of stopping.
  */
-import { readdir, stat } from "node:fs/promises";
+import { readdir, realpath, stat } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { TileCompileError } from "../errors/index.js";
 import { readFitsHeader } from "../fits/reader.js";
@@ -45,19 +45,30 @@ export interface ScanOptions {
 export async function findFitsFiles(inputs: string[], signal?: AbortSignal): Promise<{ files: string[]; bad: BadFile[] }> {
   const files: string[] = [];
   const bad: BadFile[] = [];
+  // Folders by their real path: a symbolic link back up the tree (a loop) is walked once, not forever.
+  const seen = new Set<string>();
   const walk = async (p: string, explicit: boolean): Promise<void> => {
     signal?.throwIfAborted();
     let st;
     try {
       st = await stat(p);
     } catch (e) {
-      bad.push({ path: p, code: "TC_IO", reason: (e as Error).message });
+      const code = (e as { code?: string }).code;
+      bad.push({ path: p, code: "TC_IO", reason: code === "ELOOP" ? "a symbolic link that loops" : code === "ENOENT" ? "a symbolic link to nothing (target moved or deleted)" : (e as Error).message });
       return;
     }
     if (st.isDirectory()) {
+      let real = p;
+      try { real = await realpath(p); } catch { /* stat succeeded: keep the path */ }
+      if (seen.has(real)) return;
+      seen.add(real);
       const entries = (await readdir(p)).sort();
       for (const name of entries) if (!name.startsWith(".")) await walk(join(p, name), false);
     } else if (explicit || FITS_EXTENSIONS.test(p)) {
+      let real = p;
+      try { real = await realpath(p); } catch { /* keep the path */ }
+      if (seen.has(real)) return;
+      seen.add(real);
       files.push(p);
     }
   };

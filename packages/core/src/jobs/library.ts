@@ -10,7 +10,7 @@
  * Paths in a job are relative to the base directory and may not leave it.
  */
 import { existsSync, readdirSync, realpathSync, statSync } from "node:fs";
-import { dirname, isAbsolute, join, relative, resolve, sep } from "node:path";
+import { basename, dirname, isAbsolute, join, relative, resolve, sep } from "node:path";
 
 export interface LibraryLayout {
   base: string;
@@ -53,17 +53,23 @@ export function findBaseDir(jobPath: string, configured?: string): string {
   }
 }
 
-/** Resolve `rel` inside `base`; undefined (with the reason) when it escapes, including through symlinks. */
+/**
+ * Resolve `rel` inside `base`; an error (with the reason) when it escapes, including through symlinks.
+ * The real path of the deepest *existing* ancestor decides, so a path whose last folders do not exist yet
+ * (an output folder under a symlinked parent) is judged the same way before and after it is created.
+ */
 export function insideBase(base: string, rel: string): { path: string } | { error: string } {
   const p = isAbsolute(rel) ? resolve(rel) : resolve(base, rel);
   const within = (a: string, b: string) => { const r = relative(a, b); return r === "" || (!r.startsWith("..") && !isAbsolute(r)); };
   if (!within(resolve(base), p)) return { error: `${rel} is outside the base directory ${base}` };
-  if (existsSync(p)) {
-    try {
-      if (!within(realpathSync(base), realpathSync(p))) return { error: `${rel} leads outside the base directory ${base} through a symbolic link` };
-    } catch {
-      // Unreadable: reported by whoever reads it.
-    }
+  let existing = p;
+  const rest: string[] = [];
+  while (!existsSync(existing) && dirname(existing) !== existing) { rest.unshift(basename(existing)); existing = dirname(existing); }
+  try {
+    const real = join(realpathSync(existing), ...rest);
+    if (!within(realpathSync(base), real)) return { error: `${rel} leads outside the base directory ${base} through a symbolic link` };
+  } catch {
+    // Unreadable (a looping link): reported by whoever reads it.
   }
   return { path: p };
 }

@@ -25,7 +25,7 @@ import { planStage, provenanceLine, runStage, type StageRunOptions } from "../ke
 import type { RegistrationResult, StageName, StackingResult } from "../kernel/contracts.js";
 import { groupRecord, type GroupRecord } from "../report/records.js";
 import { expLabel } from "./library.js";
-import { hashOf, type JobPlan } from "./plan.js";
+import { calibratedName, hashOf, type JobPlan } from "./plan.js";
 import { jobError, runCalibrateStage, writeRunJson } from "./run.js";
 
 export const PIPELINE_STEPS = ["calibrate", "register", "stack", "compose", "stretch"] as const;
@@ -129,6 +129,21 @@ async function runSteps(plan: JobPlan, o: PipelineOptions, rec: RunRecord): Prom
     inputs.push({ path: f.path, sha256: hashCache[id]! });
   }
   if (plan.lights.length) { state["inputs"] = { stamp: "", outputs: [], info: hashCache }; await saveState(); }
+  // Identical copies of one light (the same content under two names) are stacked once.
+  const bySha = new Map<string, string>();
+  const copies = new Set<string>();
+  for (const { path, sha256 } of inputs) {
+    const first = bySha.get(sha256);
+    if (first === undefined) { bySha.set(sha256, path); continue; }
+    copies.add(path);
+    plan.duplicates.push({ path, sameAs: first, reason: `identical content to ${relative(plan.base, first)} (sha-256 ${sha256.slice(0, 12)}…)` });
+    log(`warning: ${relative(plan.base, path)} is an identical copy of ${relative(plan.base, first)}: used once`);
+  }
+  if (copies.size) {
+    plan.lights = plan.lights.filter((f) => !copies.has(f.path));
+    for (const g of plan.groups) g.frames = g.frames.filter((f) => !copies.has(f.frame.path));
+    plan.groups = plan.groups.filter((g) => g.frames.length > 0);
+  }
 
   const regCfg = cfg.registration;
   const bgCfg = cfg.background;
@@ -181,7 +196,7 @@ async function runSteps(plan: JobPlan, o: PipelineOptions, rec: RunRecord): Prom
     if (info) calibrateRecord = info;
     return plan.groups.map((g) => {
       const dir = join(out, "calibrated", `${g.filter}_${expLabel(g.exposureSeconds)}`);
-      return { filter: g.filter, exposureSeconds: g.exposureSeconds, dir, frames: g.frames.map((f) => join(dir, f.frame.night, basename(f.frame.path).replace(/\.(fits?|fts)(\.fz|\.gz)?$/i, ".fit"))) };
+      return { filter: g.filter, exposureSeconds: g.exposureSeconds, dir, frames: g.frames.map((f) => join(dir, f.frame.calibratedDir, calibratedName(f.frame.path))) };
     });
   });
   if (upto < 1) return finish();
@@ -202,6 +217,7 @@ async function runSteps(plan: JobPlan, o: PipelineOptions, rec: RunRecord): Prom
     }
     const regPlan = regPlanOf();
     const regDir = join(out, regCfg.output_dir, label);
+    const transformsPath = join(regDir, "transforms.json");
     const regStamp = hashOf(`${identity(g.frames)}\n${JSON.stringify(regCfg)}\n${engineId(regPlan)}`);
     const registered = await step(`register ${label}`, regStamp, async () => {
       const r = await runStage(regPlan, [], (provider, ctx) => provider.register({ frames: g.frames.map((path) => ({ path })), reference: regCfg.reference, outputDir: regDir, filenamePattern: regCfg.registered_filename_pattern, options: regPlan.options, history: [provenanceLine(regPlan)] }, ctx), o);
@@ -211,8 +227,9 @@ async function runSteps(plan: JobPlan, o: PipelineOptions, rec: RunRecord): Prom
       const ok = r.frames.filter((f) => f.output).map((f) => f.output!);
       if (ok.length === 0) throw new TileCompileError("TC_STAGE_FAILED", { stage: "registration", engine: regPlan.engine.meta.name, method: regPlan.method, reason: `no frame of ${label} could be registered` });
       const rejected = r.frames.filter((f) => f.error).map((f) => ({ path: f.input, reason: `not registered: ${f.error!}` }));
-      return { outputs: ok, value: { frames: ok, rejected }, info: rejected };
-    }, (outputs, info) => ({ frames: outputs, rejected: (info ?? []) as { path: string; reason: string }[] }));
+      // transforms.json is an output too: a deleted one re-runs the step instead of failing every re-run.
+      return { outputs: [...ok, transformsPath], value: { frames: ok, rejected }, info: rejected };
+    }, (outputs, info) => ({ frames: outputs.filter((p) => p !== transformsPath), rejected: (info ?? []) as { path: string; reason: string }[] }));
     // The registration result of this group (written with the registered frames; also on a reuse).
     const regResult = JSON.parse(readFileSync(join(regDir, "transforms.json"), "utf8")) as RegistrationResult;
     const groupInfo = { label, filter: g.filter, exposureSeconds: g.exposureSeconds };

@@ -6,7 +6,7 @@
  * reported together; nothing is written.
  */
 import { createHash } from "node:crypto";
-import { closeSync, existsSync, openSync, readdirSync, readFileSync, readSync, statSync } from "node:fs";
+import { closeSync, existsSync, openSync, readdirSync, readFileSync, readSync, realpathSync, statSync } from "node:fs";
 import { basename, extname, join, relative } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { readFitsHeader } from "../fits/reader.js";
@@ -32,6 +32,12 @@ export interface LightFrame extends FrameInfo {
   /** The night: the folder's YYYY_MM_DD component, else DATE-OBS's date. */
   night: string;
   offset?: number;
+  /**
+   * Where its calibrated copy goes under `calibrated/<filter>_<exposure>/`: the night, and when two
+   * folders of one night hold the same file names, the folder (relative to the base) below it — so no two
+   * lights share an output name.
+   */
+  calibratedDir: string;
 }
 
 export interface Requirement {
@@ -116,6 +122,8 @@ export interface JobPlan {
    * filter's frames is a likely stray (another target, a test frame); groups smaller than `hdr.min_frames`
    * are left out so they do not turn the job into HDR mode.
    */
+  /** Lights reached more than once (the same path listed twice, a symlink, a hard link): used once. */
+  duplicates: { path: string; sameAs: string; reason: string }[];
   strays: { filter: string; exposureSeconds: number; frames: { path: string; object?: string }[]; action: "left out" | "kept"; reason: string }[];
 }
 
@@ -205,7 +213,8 @@ export async function planJob(jobFile: string, options: PlanOptions = {}): Promi
   const problems: JobProblem[] = [];
   const base = findBaseDir(jobFile, options.baseDir);
   const library = libraryLayout(base);
-  const plan: JobPlan = { jobFile, base, library, lights: [], requirements: [], masters: [], decisions: [], groups: [], problems, headerBytesRead: 0, strays: [] };
+  const plan: JobPlan = { jobFile, base, library, lights: [], requirements: [], masters: [], decisions: [], groups: [], problems, headerBytesRead: 0, strays: [], duplicates: [] };
+  const seenFiles = new Map<string, string>();
   const job = loadJobFile(jobFile, problems);
   if (!job) return plan;
   // A job that failed the schema only by unknown keys is still checked further (all problems at once),
@@ -237,7 +246,12 @@ export async function planJob(jobFile: string, options: PlanOptions = {}): Promi
       if (!existsSync(dir) || !statSync(dir).isDirectory()) { problems.push({ file: jobFile, field, message: `folder ${rel} does not exist (looked in ${dir})` }); continue; }
       const entries = readdirSync(dir).filter((f) => !JUNK.test(f)).sort();
       const fits = entries.filter((f) => FITS_EXTENSIONS.test(f));
-      for (const f of entries) if (!FITS_EXTENSIONS.test(f) && statSync(join(dir, f)).isFile()) problems.push({ file: join(dir, f), field, message: "is not a FITS file but sits among the lights (move it away or rename it)" });
+      for (const f of entries) {
+        if (FITS_EXTENSIONS.test(f)) continue;
+        let st;
+        try { st = statSync(join(dir, f)); } catch (e) { problems.push({ file: join(dir, f), field, code: "TC_IO", message: `cannot be read (${(e as { code?: string }).code === "ELOOP" ? "a symbolic link that loops" : (e as { code?: string }).code === "ENOENT" ? "a symbolic link to nothing" : (e as Error).message}): remove it from the lights folder` }); continue; }
+        if (st.isFile()) problems.push({ file: join(dir, f), field, message: "is not a FITS file but sits among the lights (move it away or rename it)" });
+      }
       if (fits.length === 0) { problems.push({ file: jobFile, field, message: `folder ${rel} holds no FITS files` }); continue; }
       for (const f of fits) {
         options.signal?.throwIfAborted();
@@ -247,7 +261,14 @@ export async function planJob(jobFile: string, options: PlanOptions = {}): Promi
           plan.headerBytesRead += summary.bytesRead;
           const info = frameInfoFromHeader(summary);
           const offset = summary.header.getNumber("OFFSET");
-          const frame: LightFrame = { ...info, filterKey, folder: dir, night: nightOf(relative(base, dir), info.dateObs), ...(offset !== undefined ? { offset } : {}) };
+          // The same file reached twice (listed twice, through a symlink, or a hard link) is used once.
+          let real = path;
+          try { real = realpathSync(path); } catch { /* reported by the header read */ }
+          const id = (() => { try { const st = statSync(real); return `${st.dev}:${st.ino}`; } catch { return real; } })();
+          const first = seenFiles.get(id);
+          if (first) { plan.duplicates.push({ path, sameAs: first, reason: real === path && first === path ? "listed twice" : `the same file as ${relative(base, first)} (${realpathSync(first) === real ? "through a symbolic link or a second listing" : "a hard link"})` }); continue; }
+          seenFiles.set(id, path);
+          const frame: LightFrame = { ...info, filterKey, folder: dir, night: nightOf(relative(base, dir), info.dateObs), calibratedDir: "", ...(offset !== undefined ? { offset } : {}) };
           if (info.filter !== undefined && normalizeFilter(info.filter, aliases) !== filterKey) {
             problems.push({ file: path, field: "FILTER", message: `header filter "${info.filter}" (${normalizeFilter(info.filter, aliases)}) disagrees with the job key "${key}" (${filterKey})` });
           }
@@ -257,10 +278,22 @@ export async function planJob(jobFile: string, options: PlanOptions = {}): Promi
           }
           plan.lights.push(frame);
         } catch (e) {
-          problems.push({ file: path, message: (e as Error).message });
+          const code = (e as { cause?: { code?: string } }).cause?.code;
+          problems.push({ file: path, ...(code ? { code: "TC_IO" } : {}), message: code === "ELOOP" ? "is a symbolic link that loops: remove it from the lights folder" : code === "ENOENT" ? "is a symbolic link to nothing (its target was moved or deleted): remove it or restore the target" : (e as Error).message });
         }
       }
     }
+  }
+
+  // Unique calibrated names: within a (filter, exposure, night), folders whose file names collide get
+  // their own subfolder (the folder's path relative to the base, as one ASCII name).
+  const byNight = new Map<string, LightFrame[]>();
+  for (const f of plan.lights) { const k = `${f.filterKey}|${f.exposureSeconds}|${f.night}`; byNight.set(k, [...(byNight.get(k) ?? []), f]); }
+  for (const list of byNight.values()) {
+    const names = new Map<string, Set<string>>();
+    for (const f of list) { const n = calibratedName(f.path); names.set(n, (names.get(n) ?? new Set()).add(f.folder)); }
+    const clash = [...names.values()].some((folders) => folders.size > 1);
+    for (const f of list) f.calibratedDir = clash ? join(f.night, folderTag(relative(base, f.folder))) : f.night;
   }
 
   // Groups by (filter, exposure); sizes must agree within a group.
@@ -345,10 +378,15 @@ export async function planJob(jobFile: string, options: PlanOptions = {}): Promi
       const { files, hash } = setInputs(c.raw.dir);
       if (existsSync(path)) {
         const stale = masterStamp(path);
-        if (stale.inputHash === hash && stale.recipeHash === recipeHash) mp = { kind, name: basename(path), path, action: "reuse", reason: `up to date with its ${files.length} raw frames`, inputs: files, inputHash: hash, recipeHash, set: c.set };
+        if (stale.unreadable) mp = { kind, name: basename(path), path, action: "rebuild", reason: `unreadable (${stale.unreadable})`, inputs: files, inputHash: hash, recipeHash, set: c.set };
+        else if (stale.inputHash === hash && stale.recipeHash === recipeHash) mp = { kind, name: basename(path), path, action: "reuse", reason: `up to date with its ${files.length} raw frames`, inputs: files, inputHash: hash, recipeHash, set: c.set };
         else mp = { kind, name: basename(path), path, action: "rebuild", reason: stale.inputHash === undefined ? "it records no input hash (made elsewhere)" : stale.inputHash !== hash ? `its raw frames changed (now ${files.length})` : "the recipe or engine version changed", inputs: files, inputHash: hash, recipeHash, set: c.set };
       } else mp = { kind, name: basename(path), path, action: "build", reason: `from ${files.length} raw frames in ${relative(base, c.raw.dir)}`, inputs: files, inputHash: hash, recipeHash, set: c.set };
-    } else mp = { kind, name: basename(path), path, action: "reuse", reason: "existing master (no raw frames to check it against)", inputs: [], recipeHash, set: c.set };
+    } else {
+      mp = { kind, name: basename(path), path, action: "reuse", reason: "existing master (no raw frames to check it against)", inputs: [], recipeHash, set: c.set };
+      const bad = masterStamp(path).unreadable;
+      if (bad) problems.push({ file: path, message: `the master is unreadable (${bad}) and has no raw frames to rebuild it from: restore its raw frames in ${relative(base, kind === "bias" ? library.rawBiases : kind === "dark" ? library.rawDarks : library.rawFlats)}/, or delete it` });
+    }
     if (offset) mp.offset = offset;
     chosenMasters.set(id, mp);
     pathIds.set(mp.path, id);
@@ -620,8 +658,22 @@ export async function planJob(jobFile: string, options: PlanOptions = {}): Promi
   return plan;
 }
 
-/** The recipe and input hashes recorded in a master's header (undefined fields when absent). */
-export function masterStamp(path: string): { inputHash?: string; recipeHash?: string } {
+/** A calibrated light's file name: the raw name with a `.fit` extension. */
+export function calibratedName(path: string): string {
+  return basename(path).replace(/\.(fits?|fts)(\.fz|\.gz)?$/i, ".fit");
+}
+
+/** A folder path as one portable name: separators to `_`, anything not ASCII-safe transliterated or `_`. */
+export function folderTag(rel: string): string {
+  return rel.normalize("NFKD").replace(/[\u0300-\u036f]/g, "").replace(/[\\/]+/g, "_").replace(/[^A-Za-z0-9._+-]/g, "_") || "_";
+}
+
+/**
+ * The recipe and input hashes recorded in a master's header (undefined fields when absent), and
+ * `unreadable` when the header is not valid FITS text (a non-ASCII byte, no END card): such a master is
+ * stale and rebuilt, never "up to date".
+ */
+export function masterStamp(path: string): { inputHash?: string; recipeHash?: string; unreadable?: string } {
   try {
     // Headers are small; the first 64 KiB hold ours.
     const buf = Buffer.alloc(65536);
@@ -629,17 +681,21 @@ export function masterStamp(path: string): { inputHash?: string; recipeHash?: st
     const n = readSync(h, buf, 0, buf.length, 0);
     closeSync(h);
     const fd = buf.toString("latin1", 0, n);
+    let end = -1;
+    for (let i = 0; i + 80 <= fd.length; i += 80) if (fd.startsWith("END     ", i) || fd.slice(i, i + 80).trimEnd() === "END") { end = i; break; }
+    if (!fd.startsWith("SIMPLE  =") || end < 0) return { unreadable: "its header is not a FITS header (no SIMPLE or END card)" };
+    const bad = /[^\x20-\x7e]/.exec(fd.slice(0, end));
+    if (bad) return { unreadable: `its header holds a non-ASCII byte (0x${bad[0].charCodeAt(0).toString(16)}) at offset ${bad.index}` };
     const card = (key: string) => {
-      for (let i = 0; i + 80 <= fd.length; i += 80) {
+      for (let i = 0; i < end; i += 80) {
         const c = fd.slice(i, i + 80);
         if (c.startsWith(key.padEnd(8, " ") + "=")) return /'([^']*)'/.exec(c)?.[1]?.trim();
-        if (c.startsWith("END     ")) break;
       }
       return undefined;
     };
     const inputHash = card("TCINHASH"), recipeHash = card("TCRECIPE");
     return { ...(inputHash ? { inputHash } : {}), ...(recipeHash ? { recipeHash } : {}) };
-  } catch {
-    return {};
+  } catch (e) {
+    return { unreadable: (e as Error).message };
   }
 }

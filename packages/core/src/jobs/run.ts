@@ -114,7 +114,7 @@ export async function runCalibrateStage(plan: JobPlan, o: CalibrateStageOptions)
     const sets = new Map<string, typeof g.frames>();
     for (const f of g.frames) {
       // Per night as well: two nights may use the same file names (light_001.fit …).
-      const key = `${f.frame.night}|${f.dark ?? ""}|${f.bias ?? ""}|${f.flat ?? ""}|${f.pedestal ?? ""}|${f.darkScaling ? 1 : 0}`;
+      const key = `${f.frame.calibratedDir}|${f.dark ?? ""}|${f.bias ?? ""}|${f.flat ?? ""}|${f.pedestal ?? ""}|${f.darkScaling ? 1 : 0}`;
       sets.set(key, [...(sets.get(key) ?? []), f]);
     }
     const frames: string[] = [];
@@ -123,13 +123,13 @@ export async function runCalibrateStage(plan: JobPlan, o: CalibrateStageOptions)
       for (const p of [f0.dark, f0.bias, f0.flat]) if (p && !existsSync(p)) throw new TileCompileError("TC_INPUT_INVALID", { input: p, reason: "the master does not exist" });
       const before = done;
       const sub: EngineContext = { ...ctx, progress: (f, note) => ctx.progress(0.5 + (0.5 * (before + f * list.length)) / total, note) };
-      const r = await provider.calibrate({ frames: list.map((f) => ({ path: f.frame.path })), ...(f0.bias ? { masterBias: f0.bias } : {}), ...(f0.dark ? { masterDark: f0.dark } : {}), ...(f0.flat ? { masterFlat: f0.flat } : {}), outputDir: join(dir, f0.frame.night), options: { darkScaling: f0.darkScaling === true, cosmetic: opt.cosmetic !== false, ...(f0.pedestal !== undefined ? { pedestal: f0.pedestal } : {}) }, history: o.history ?? [] }, sub);
+      const r = await provider.calibrate({ frames: list.map((f) => ({ path: f.frame.path })), ...(f0.bias ? { masterBias: f0.bias } : {}), ...(f0.dark ? { masterDark: f0.dark } : {}), ...(f0.flat ? { masterFlat: f0.flat } : {}), outputDir: join(dir, f0.frame.calibratedDir), options: { darkScaling: f0.darkScaling === true, cosmetic: opt.cosmetic !== false, ...(f0.pedestal !== undefined ? { pedestal: f0.pedestal } : {}) }, history: o.history ?? [] }, sub);
       frames.push(...r.frames.map((x) => x.output));
       done += list.length;
       const darkMaster = f0.dark ? plan.masters.find((m) => m.path === f0.dark) : undefined;
       const dT = darkMaster?.set.temperatureC !== undefined ? Math.max(...list.map((f) => (f.frame.temperatureC === undefined ? 0 : Math.abs(f.frame.temperatureC - darkMaster.set.temperatureC!)))) : undefined;
       healthGroups.push({
-        subject: `${g.filter} ${expLabel(g.exposureSeconds)}${sets.size > 1 ? ` (${f0.frame.night})` : ""}`,
+        subject: `${g.filter} ${expLabel(g.exposureSeconds)}${sets.size > 1 ? ` (${f0.frame.calibratedDir})` : ""}`,
         calibrated: r.frames.map((x) => x.output), raw: list.map((f) => f.frame.path),
         ...(f0.flat ? { flat: f0.flat } : {}), ...(f0.dark ? { dark: f0.dark } : {}), ...(f0.bias && (!f0.dark || f0.darkScaling) ? { bias: f0.bias } : {}),
         ...(f0.pedestal !== undefined ? { pedestal: f0.pedestal } : {}), ...(f0.offset ? { offsetSource: f0.offset } : {}),
@@ -159,6 +159,7 @@ export async function writeRunJson(plan: JobPlan, stages: Record<string, unknown
     requirements: plan.requirements,
     decisions: plan.decisions,
     strays: plan.strays,
+    duplicates: plan.duplicates,
     masters: plan.masters.map((m) => ({ kind: m.kind, name: m.name, path: m.path, action: m.action, reason: m.reason, inputs: m.inputs.length, inputHash: m.inputHash, recipeHash: m.recipeHash })),
     stages,
     ...(executor ? { executor } : {}),

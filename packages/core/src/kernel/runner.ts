@@ -122,6 +122,8 @@ export async function runStage<S extends StageName, R>(
     const cancelled = isAbortError(error) || signal.aborted;
     opts.events.emit({ type: "stage:failed", stage, engine: engine.meta.name, method, error: (error as Error)?.message ?? String(error), cancelled });
     if (cancelled) {
+      // Our own time limit, not the user's Ctrl-C: a coded failure naming the stage and the limit.
+      if (opts.timeoutMs && !opts.signal.aborted) throw new StageError("TC_STAGE_TIMEOUT", { stage, engine: engine.meta.name, method, seconds: opts.timeoutMs / 1000 });
       if (isAbortError(error)) throw error;
       const reason = signal.reason;
       throw isAbortError(reason) ? reason : new DOMException(String(reason ?? "cancelled"), "AbortError");

@@ -29,7 +29,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { basename, extname, join, resolve } from "node:path";
 import { loadRecon, type BayerPattern, type Plane, type ReconBackend } from "@tile-compile/recon-native";
-import { TileCompileError } from "../errors/index.js";
+import { ioFault, isIoFault, TileCompileError } from "../errors/index.js";
 import { PlanePool } from "../util/planes.js";
 import { FitsFile, readFitsImage, type FitsImage } from "../fits/reader.js";
 import { writeFitsImage } from "../fits/writer.js";
@@ -217,6 +217,7 @@ async function measureFrame(recon: ReconBackend, frame: FrameRef, signal: AbortS
     return toWire(await frameStars(recon, frame, signal, threshold, image));
   } catch (e) {
     if ((e as Error).name === "AbortError") throw e;
+    if (isIoFault(e)) throw ioFault(e, "read", frame.path);
     return failed((e as Error).message);
   }
 }
@@ -265,6 +266,7 @@ export const registerFrameTask = defineTask("registration.frame", async (i: Regi
     fw = i.isReference ? shared.reference : i.measure ? ofSize(await measureFrame(recon, i.frame, ctx.signal, i.threshold, img), i.size) : shared.frames![i.index]!;
   } catch (e) {
     if ((e as Error).name === "AbortError") throw e;
+    if (isIoFault(e)) throw ioFault(e, "read", path);
     return { entry: { input: path, error: (e as Error).message } };
   }
   if (fw.error) return { entry: { input: path, error: fw.error } };
@@ -295,6 +297,8 @@ export const registerFrameTask = defineTask("registration.frame", async (i: Regi
     });
   } catch (e) {
     if ((e as Error).name === "AbortError") throw e;
+    // A failed write (full disk, read-only folder) fails the stage: never a frame left out for it.
+    if (isIoFault(e)) throw ioFault(e, "write", i.output);
     return { entry: { input: path, error: (e as Error).message } };
   }
   planes.give(img.data); // warped and written: nothing reads it any more
