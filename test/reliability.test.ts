@@ -256,4 +256,30 @@ describe("reliability", () => {
     expect(theirs.status, theirs.stderr).toBe(0);
     void FitsHeader;
   }, 120_000);
+
+  it("misleading messages fixed: an odd-sized first frame blames only itself; an unknown filter name gets the alias hint; a header error names the file once", async () => {
+    const base = await library();
+    const L = join(base, "M42/2024_01_15/L180");
+    const h = new FitsHeader(); h.set("IMAGETYP", "Light Frame").set("EXPTIME", 180).set("FILTER", "L").set("CCD-TEMP", -10);
+    await writeFitsImage(join(L, "a_odd.fit"), { width: 50, height: 40, data: new Float32Array(2000).fill(100) }, { header: h });
+    const r = capture();
+    expect(await runCli(["register", L, "-o", join(base, "reg"), "--json"], { io: r.io, cwd: base }), r.text()).toBe(0);
+    const doc = JSON.parse(r.out.join("")) as { frames: Record<string, { error?: string; output?: string }> };
+    expect(Object.entries(doc.frames).filter(([, f]) => f.error).map(([name]) => name)).toEqual(["a_odd.fit"]);
+    expect(doc.frames["a_odd.fit"]!.error).toMatch(/its size 50×40 differs from the set's 96×64/);
+    rmSync(join(L, "a_odd.fit"));
+    // A filter written 'Ha 7nm' under the job key H.
+    const H = join(base, "M42/2024_01_15/H300");
+    const img = await readFitsImage(join(H, readdirSync(H)[0]!));
+    img.header.set("FILTER", "Ha 7nm");
+    await writeFitsImage(join(H, "z_ha7.fit"), { width: img.width, height: img.height, data: img.data }, { bitpix: 16, header: img.header.withoutStructure() });
+    writeFileSync(join(H, "broken.fit"), "SIMPLE  =                    T");
+    const file = job(base, "msgs", { lights: { H: "M42/2024_01_15/H300" } });
+    const v = capture();
+    expect(await runCli(["validate", file], { io: v.io, cwd: base })).toBe(78);
+    const t = v.text();
+    expect(t).toMatch(/header filter "Ha 7nm".*filters: \{ aliases: \{ "Ha 7nm": H \} \}/);
+    const line = t.split("\n").find((l) => l.includes("broken.fit"))!;
+    expect(line.split(join(H, "broken.fit")).length - 1).toBe(1);
+  }, 60_000);
 });

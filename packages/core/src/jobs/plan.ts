@@ -270,7 +270,7 @@ export async function planJob(jobFile: string, options: PlanOptions = {}): Promi
           seenFiles.set(id, path);
           const frame: LightFrame = { ...info, filterKey, folder: dir, night: nightOf(relative(base, dir), info.dateObs), calibratedDir: "", ...(offset !== undefined ? { offset } : {}) };
           if (info.filter !== undefined && normalizeFilter(info.filter, aliases) !== filterKey) {
-            problems.push({ file: path, field: "FILTER", message: `header filter "${info.filter}" (${normalizeFilter(info.filter, aliases)}) disagrees with the job key "${key}" (${filterKey})` });
+            problems.push({ file: path, field: "FILTER", message: `header filter "${info.filter}" (${normalizeFilter(info.filter, aliases)}) disagrees with the job key "${key}" (${filterKey}); if "${info.filter}" is your ${filterKey} filter, say so in tile_compile.yaml: filters: { aliases: { "${info.filter}": ${filterKey} } }` });
           }
           if (info.exposureSeconds === undefined) problems.push({ file: path, field: "EXPTIME", message: "has no exposure keyword (EXPTIME, EXPOSURE or EXP_TIME)" });
           if (info.temperatureC === undefined && missingTemp === "error" && job.calibration?.darks) {
@@ -279,7 +279,8 @@ export async function planJob(jobFile: string, options: PlanOptions = {}): Promi
           plan.lights.push(frame);
         } catch (e) {
           const code = (e as { cause?: { code?: string } }).cause?.code;
-          problems.push({ file: path, ...(code ? { code: "TC_IO" } : {}), message: code === "ELOOP" ? "is a symbolic link that loops: remove it from the lights folder" : code === "ENOENT" ? "is a symbolic link to nothing (its target was moved or deleted): remove it or restore the target" : (e as Error).message });
+          const msg = (e as Error).message;
+          problems.push({ file: path, ...(code ? { code: "TC_IO" } : {}), message: code === "ELOOP" ? "is a symbolic link that loops: remove it from the lights folder" : code === "ENOENT" ? "is a symbolic link to nothing (its target was moved or deleted): remove it or restore the target" : msg.startsWith(`${path}: `) ? msg.slice(path.length + 2) : msg });
         }
       }
     }

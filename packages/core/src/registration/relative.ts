@@ -208,7 +208,7 @@ const failed = (error: string): FrameStarsWire => ({ xy: new Float64Array(0), qu
 /** The measurement, or a per-frame error when the frame's size differs from `size` (the first frame's). */
 function ofSize(w: FrameStarsWire, size: { width: number; height: number }): FrameStarsWire {
   if (w.error || w.width === undefined || w.height === undefined || (w.width === size.width && w.height === size.height)) return w;
-  return failed(`its size ${w.width}×${w.height} differs from the first frame's ${size.width}×${size.height}`);
+  return failed(`its size ${w.width}×${w.height} differs from the set's ${size.width}×${size.height}`);
 }
 
 /** Stars of one frame, or the reason it could not be measured (a per-frame error, not a failed unit). */
@@ -368,7 +368,7 @@ async function registerWith(input: RegistrationInput, ctx: EngineContext, execut
   let known = knownReference(input);
   const found: (FrameStarsWire | undefined)[] = new Array(frames.length);
   let size: { width: number; height: number } | undefined;
-  /** The first measured frame fixes the size; a frame of another size is a per-frame error. */
+  /** The reference (or the size most frames have) fixes the grid; a frame of another size is a per-frame error. */
   const sized = (w: FrameStarsWire): FrameStarsWire => {
     if (w.error || w.width === undefined || w.height === undefined) return w;
     size ??= { width: w.width, height: w.height };
@@ -392,7 +392,13 @@ async function registerWith(input: RegistrationInput, ctx: EngineContext, execut
   } else {
     const units: WorkUnit<unknown, FrameStarsWire>[] = frames.map((frame, i) => ({ id: `stars/${i}`, task: starsTask as never, input: { frame, threshold } }));
     let i = 0;
-    for await (const w of executor.run(units, { signal: ctx.signal, concurrency: inFlight, onUnitDone: (d) => ctx.progress((0.4 * d) / frames.length, "stars") })) found[i++] = sized(w);
+    for await (const w of executor.run(units, { signal: ctx.signal, concurrency: inFlight, onUnitDone: (d) => ctx.progress((0.4 * d) / frames.length, "stars") })) found[i++] = w;
+    // The size most frames have fixes the grid (an odd first frame must not make every good frame "odd").
+    const sizes = new Map<string, number>();
+    for (const w of found) if (w && !w.error && w.width !== undefined) sizes.set(`${w.width}x${w.height}`, (sizes.get(`${w.width}x${w.height}`) ?? 0) + 1);
+    const common = [...sizes.entries()].sort((a, b) => b[1] - a[1])[0];
+    if (common) { const [cw, ch] = common[0].split("x").map(Number) as [number, number]; size = { width: cw, height: ch }; }
+    for (let k = 0; k < found.length; k++) found[k] = sized(found[k]!);
     const fs = found.map((w) => fromWire(w!));
     refIndex = chooseReference(input, fs, (r) => { referenceReason = r; });
     // `auto` checks its choice against the set before any pixel is warped: it and the six best other
