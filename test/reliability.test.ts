@@ -198,6 +198,15 @@ describe("reliability", () => {
     const c = capture();
     expect(await runCli(["run", file, "--stage", "calibrate"], { io: c.io, cwd: base })).toBe(1);
     expect(c.text()).toMatch(new RegExp(`\\[TC_RUN_LOCKED\\].*locked by ${process.pid}@`, "s"));
+    // Two real runs at once: the second is refused while the first holds the folder.
+    rmSync(join(out, ".tile-compile/lock"));
+    const first = spawn(process.execPath, [CLI, "run", file], { cwd: base, stdio: ["ignore", "pipe", "pipe"] });
+    let firstErr = "";
+    await new Promise<void>((r) => first.stderr.on("data", (b: Buffer) => { firstErr += b.toString(); if (/building|reused|registration/.test(firstErr)) r(); }));
+    const second = capture();
+    expect(await runCli(["run", file], { io: second.io, cwd: base })).toBe(1);
+    expect(second.text()).toMatch(new RegExp(`\\[TC_RUN_LOCKED\\].*locked by ${first.pid}@`, "s"));
+    expect(await new Promise<number | null>((r) => first.on("exit", (code) => r(code))), firstErr).toBe(0);
     // A dead holder, and what a killed run left half-written.
     const dead = spawnSync(process.execPath, ["-e", "process.exit(0)"]).pid!;
     writeFileSync(join(out, ".tile-compile/lock"), `${dead}@${hostname()}\n`);
