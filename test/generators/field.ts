@@ -41,6 +41,14 @@ export interface FieldOptions {
   /** Frame index given the best seeing of the set (fwhmMin) — e.g. the trailed one, to tempt `auto`. */
   sharpest?: number;
   sky?: number;
+  /** AO-guided drift instead of random dithers: a random walk of `step` px per frame, plus one dither jump. */
+  drift?: { step: number; jump?: { at: number; dx: number; dy: number } };
+  /** Per-frame sky gradient (ADU across the frame, random direction) and a glow in a random corner (moon, light dome, amp glow). */
+  gradient?: number;
+  /** Hot columns (full-height bright columns, as on many CCDs), the same in every frame. */
+  hotColumns?: number;
+  /** 12-bit data in a 16-bit file: values rounded to multiples of 16. */
+  twelveBit?: boolean;
 }
 
 export interface FieldFrame {
@@ -97,10 +105,17 @@ export async function makeField(dir: string, opts: FieldOptions): Promise<FieldS
   ] : [];
   const frames: FieldFrame[] = [];
   const data = new Float32Array(W * H);
+  const hotCols = Array.from({ length: o.hotColumns ?? 0 }, () => ({ x: Math.floor(r() * W), level: 400 + 1500 * r() }));
+  let walkX = 0, walkY = 0;
   for (let k = 0; k < o.frames; k++) {
     const angleDeg = o.rotation * r();
     const th = (angleDeg * Math.PI) / 180, c = Math.cos(th), s = Math.sin(th);
-    const dx = (2 * r() - 1) * o.dither, dy = (2 * r() - 1) * o.dither;
+    let dx = (2 * r() - 1) * o.dither, dy = (2 * r() - 1) * o.dither;
+    if (o.drift) {
+      walkX += o.drift.step * g(); walkY += o.drift.step * g();
+      if (o.drift.jump && k === o.drift.jump.at) { walkX += o.drift.jump.dx; walkY += o.drift.jump.dy; }
+      dx = walkX; dy = walkY;
+    }
     const mirrored = o.mirrored.includes(k);
     // Rotate about the frame centre, then shift; a mirror flips x about the centre first.
     const mx = mirrored ? -1 : 1;
@@ -143,7 +158,17 @@ export async function makeField(dir: string, opts: FieldOptions): Promise<FieldS
         data[y * W + x] = data[y * W + x]! + o.trailLevel * (0.75 + 0.25 * Math.cos(along / 9)) * Math.exp(-(d * d) / (2 * 1.2 * 1.2));
       }
     }
+    if (o.gradient) {
+      const ga = 2 * Math.PI * r(), gx = Math.cos(ga) / W, gy = Math.sin(ga) / H;
+      const corner = Math.floor(4 * r()), gcx = corner & 1 ? W : 0, gcy = corner & 2 ? H : 0, glow = o.gradient * (0.5 + r());
+      for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) {
+        const d2 = ((x - gcx) ** 2 + (y - gcy) ** 2) / (0.3 * W) ** 2;
+        data[y * W + x] = data[y * W + x]! + o.gradient * ((x - W / 2) * gx + (y - H / 2) * gy) + glow * Math.exp(-d2);
+      }
+    }
+    for (const hc of hotCols) for (let y = 0; y < H; y++) data[y * W + hc.x] = data[y * W + hc.x]! + hc.level;
     for (let i = 0; i < data.length; i++) { const v = data[i]!; data[i] = v + Math.sqrt(Math.max(v, 0) + 25) * g(); }
+    if (o.twelveBit) for (let i = 0; i < data.length; i++) data[i] = Math.min(65520, Math.max(0, Math.round(data[i]! / 16) * 16));
     for (let h = 0; h < 25; h++) data[Math.floor(r() * data.length)] = 3000 + 3000 * r();
     for (let q = 0; q < 8; q++) { const i = Math.floor(r() * data.length); data[i] = 8000 + 12000 * r(); if (i + 1 < data.length) data[i + 1] = data[i]! / 2; }
     const path = join(dir, `f${String(k).padStart(3, "0")}.fit`);

@@ -30,6 +30,7 @@ import { mkdir } from "node:fs/promises";
 import { basename, extname, join, resolve } from "node:path";
 import { loadRecon, type BayerPattern, type Plane, type ReconBackend } from "@tile-compile/recon-native";
 import { ioFault, isIoFault, TileCompileError } from "../errors/index.js";
+import { pixelAgreement, pixelsConfirm } from "./verify.js";
 import { PlanePool } from "../util/planes.js";
 import { FitsFile, readFitsImage, type FitsImage } from "../fits/reader.js";
 import { writeFitsImage } from "../fits/writer.js";
@@ -37,7 +38,7 @@ import type { EngineContext, FrameRef, RegisteredFrame, RegistrationInput, Regis
 import { defineTask, type Executor, type SharedRef, type WorkUnit } from "../executor/contracts.js";
 import { localExecutor } from "../executor/local.js";
 import { cleanStars } from "./clean.js";
-import { describe, invert, TRANSFORM_MODELS, type Point, type TransformModel } from "./geometry.js";
+import { describe, invert, MIN_PAIRS, TRANSFORM_MODELS, type Point, type TransformModel } from "./geometry.js";
 import { matchStars } from "./match.js";
 
 export interface RelativeOptions {
@@ -112,12 +113,19 @@ export async function frameStars(recon: ReconBackend, frame: FrameRef, signal: A
   // ms per frame — and the same accuracy on the trailed, nebula and sparse sets of the conditions test).
   const meshSize = Math.min(plane.width, plane.height) >= 2048 ? 128 : 64;
   const background = await recon.backgroundMap(plane, { signal, meshSize, out: { background: planes.take(plane.data.length), noise: planes.take(plane.data.length) } });
-  const list = await recon.detectStars(plane, { threshold, radius: 5, maxStars: 800, signal, background });
-  // Trails, elongated and extended detections are not stars (clean.ts); the FWHM is of the stars only.
-  // A star whose measuring box the frame edge cuts has a centroid pulled inwards (by 2.5 px for one
-  // 1.6 px from the edge): only stars at least the box radius plus a FWHM inside are kept.
-  const inside = list.stars.filter((s) => { const m = 5 + (Number.isFinite(s.fwhm) ? s.fwhm : 0); return s.x >= m && s.y >= m && s.x <= plane.width - 1 - m && s.y <= plane.height - 1 - m; });
-  const clean = cleanStars(inside);
+  const detect = async (radius: number) => {
+    const list = await recon.detectStars(plane, { threshold, radius, maxStars: 800, signal, background });
+    // Trails, elongated and extended detections are not stars (clean.ts); the FWHM is of the stars only.
+    // A star whose measuring box the frame edge cuts has a centroid pulled inwards (by 2.5 px for one
+    // 1.6 px from the edge): only stars at least the box radius plus a FWHM inside are kept.
+    const inside = list.stars.filter((s) => { const m = radius + (Number.isFinite(s.fwhm) ? s.fwhm : 0); return s.x >= m && s.y >= m && s.x <= plane.width - 1 - m && s.y <= plane.height - 1 - m; });
+    return { list, clean: cleanStars(inside) };
+  };
+  let { list, clean } = await detect(5);
+  // Wide stars (binned frames, poor seeing: FWHM > 4 px) do not fit the 11×11 box: its cut wings pull
+  // each centroid towards the box centre (0.055–0.067 px RMS on a generated 2×2-binned set at FWHM 5–6.5
+  // px). Measured again with a box of ±1.6 FWHM.
+  if (clean.fwhm > 4 && Number.isFinite(clean.fwhm)) ({ list, clean } = await detect(Math.min(14, Math.ceil(1.6 * clean.fwhm))));
   const fwhm = clean.fwhm * scale;
   // The maps are smooth (mesh-interpolated): every 61st value describes them as well as all of them.
   // Every 997th value (4.2 k of a 2048² map, a prime stride so rows do not alias) in a typed array, which
@@ -243,11 +251,13 @@ export interface RegisterFrameInput {
   interpolation: "bilinear" | "bicubic" | "lanczos3";
   output: string;
   referenceName: string;
+  /** The reference frame, read (once per process) only to check a thin star match against its pixels. */
+  referencePath?: string;
   history: string[];
 }
 
 /** What one frame unit returns: the frame's entry and, when it was refused, the warning to log. */
-export interface RegisterFrameResult { entry: RegisteredFrame; warning?: string }
+export interface RegisterFrameResult { entry: RegisteredFrame; warning?: string; note?: string }
 
 /**
  * `registration.frame`: read one frame, (measure its stars,) match them to the reference's, check the fit
@@ -272,10 +282,26 @@ export const registerFrameTask = defineTask("registration.frame", async (i: Regi
   if (fw.error) return { entry: { input: path, error: fw.error } };
   const f = fromWire(fw);
   let matrix: number[], rmsPx = 0, medianPx = 0, stars = f.stars.length;
+  let confirmed = "";
   if (i.isReference) matrix = [1, 0, 0, 0, 1, 0, 0, 0, 1];
   else {
-    const m = matchStars(f.stars, ref.stars, { model: i.model, tolerancePx: matchTolerance(f.fwhm, ref.fwhm) });
+    let m = matchStars(f.stars, ref.stars, { model: i.model, tolerancePx: matchTolerance(f.fwhm, ref.fwhm) });
+    // A thin match (4–5 stars where 6 are asked: few-star frames, clouds) is accepted only when it also
+    // passes the chance test and the frame's pixels agree with the reference's under it (verify.ts).
+    const few = !m.ok ? /^only (\d+) stars matched the reference \(need \d+\)$/.exec(m.reason) : null;
+    if (few && Number(few[1]) >= MIN_PAIRS[i.model] + 2 && i.referencePath) {
+      const thin = matchStars(f.stars, ref.stars, { model: i.model, tolerancePx: matchTolerance(f.fwhm, ref.fwhm), minMatches: MIN_PAIRS[i.model] + 2 });
+      if (thin.ok) {
+        const key = `registration.reference-image:${i.referencePath}`;
+        let refImg = ctx.cache.get(key) as Promise<FitsImage> | undefined;
+        if (!refImg) { refImg = readFrame({ path: i.referencePath }, ctx.signal); refImg.catch(() => ctx.cache.delete(key)); ctx.cache.set(key, refImg); }
+        const agree = pixelAgreement(await refImg, ref.stars, img, thin.matrix, ref.fwhm);
+        if (pixelsConfirm(agree)) { m = thin; confirmed = `; ${thin.pairs} stars, confirmed by the pixels (correlation ${agree.r.toFixed(2)}, ${agree.control.toFixed(2)} off the transform)`; }
+        else m = { ok: false, reason: `only ${thin.pairs} stars matched the reference and the pixels do not confirm it (correlation ${agree.r.toFixed(2)}, ${agree.control.toFixed(2)} off the transform); not registered — a longer exposure or a reference with more stars (registration.reference) may get it in` };
+      }
+    }
     if (!m.ok) return { entry: { input: path, error: m.reason, ...frameMetrics(f) }, warning: `${basename(path)}: not registered: ${m.reason}` };
+
     // Frames of one set come through the same optics: a scale off by more than 2 % is a false match
     // (or a different instrument), never a registration to keep.
     const shape = describe(m.matrix);
@@ -302,7 +328,7 @@ export const registerFrameTask = defineTask("registration.frame", async (i: Regi
     return { entry: { input: path, error: (e as Error).message } };
   }
   planes.give(img.data); // warped and written: nothing reads it any more
-  return { entry: { input: path, output: i.output, matrix, rmsPx, medianPx, stars, ...frameMetrics(f) } };
+  return { entry: { input: path, output: i.output, matrix, rmsPx, medianPx, stars, ...frameMetrics(f) }, ...(confirmed ? { note: `${basename(path)}: registered on a thin match${confirmed}` } : {}) };
 });
 
 /**
@@ -440,13 +466,14 @@ async function registerWith(input: RegistrationInput, ctx: EngineContext, execut
     id: `frame/${i}`, task: registerFrameTask as never,
     input: {
       index: i, frame: frames[i]!, stars: starsRef, measure: onePass, isReference: i === refIndex, threshold, size: size!, model, interpolation,
-      output: resolve(input.outputDir, formatFrameName(input.filenamePattern, i, frames[i]!.path)), referenceName: basename(refPath), history: input.history,
+      output: resolve(input.outputDir, formatFrameName(input.filenamePattern, i, frames[i]!.path)), referenceName: basename(refPath), referencePath: refPath, history: input.history,
     } satisfies RegisterFrameInput,
   }));
   let k = 0;
   for await (const r of executor.run(units, { signal: ctx.signal, concurrency: inFlight, onUnitDone: (d, total) => ctx.progress(p0 + ((1 - p0) * d) / total, "register") })) {
     out[todo[k++]!] = r.entry;
     if (r.warning) ctx.logger.warn(r.warning);
+    if (r.note) ctx.logger.info(r.note);
   }
   ctx.progress(1);
   return { reference: refPath, referenceReason, frames: out };
