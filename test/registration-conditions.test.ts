@@ -22,7 +22,7 @@ import { makeField, mapError, trueMap, type FieldOptions, type FieldSet } from "
 const quiet = { debug() {}, info() {}, warn() {}, error() {} };
 const ctx = (): EngineContext => ({ signal: new AbortController().signal, logger: quiet as never, progress() {}, workdir: tmpdir(), options: {}, runtime: { threads: 2, memoryBudgetBytes: 1 << 30 } });
 
-interface Outcome { reason: string; reference: number; accepted: { k: number; rms: number; worst: number }[]; refused: { k: number; reason: string }[] }
+interface Outcome { reason: string; trailed: number[]; reference: number; accepted: { k: number; rms: number; worst: number }[]; refused: { k: number; reason: string }[] }
 
 async function run(name: string, opts: FieldOptions): Promise<{ set: FieldSet; out: Outcome }> {
   const dir = mkdtempSync(join(tmpdir(), `tc-reg-${name}-`));
@@ -30,7 +30,7 @@ async function run(name: string, opts: FieldOptions): Promise<{ set: FieldSet; o
   const res = await registerRelative({ frames: set.frames.map((f) => ({ path: f.path })), reference: "auto", outputDir: join(dir, "reg"), filenamePattern: "r_{index:03d}.fit", options: {}, history: [] }, ctx());
   const reference = set.frames.findIndex((f) => f.path === res.reference);
   expect(res.referenceReason ?? "").toMatch(/auto: the most stars per px of FWHM/);
-  const out: Outcome = { reason: res.referenceReason ?? "", reference, accepted: [], refused: [] };
+  const out: Outcome = { reason: res.referenceReason ?? "", trailed: res.frames.flatMap((f, k) => (f.trails?.length ? [k] : [])), reference, accepted: [], refused: [] };
   res.frames.forEach((f, k) => {
     if (f.matrix) out.accepted.push({ k, ...mapError(f.matrix, trueMap(set, k, reference), set.W, set.H) });
     else out.refused.push({ k, reason: f.error ?? "?" });
@@ -55,6 +55,9 @@ describe("registration on conditions it was not tuned to (issue 15)", () => {
     it(`satellite trail in the sharpest frame, 24 dithered 512² frames, ~25 bright stars (seed ${seed})`, { timeout: 120_000 }, async () => {
       const { set, out } = await run("trail", { seed, frames: 24, width: 512, height: 512, stars: 60, flux: [2000, 300000], trails: [3, 11, 17], sharpest: 3, trailLevel: 3000 });
       check(set, out);
+      // transforms.json names the trails it found: only on trailed frames (a faint or edge-cut one may be missed).
+      expect(out.trailed.filter((k) => ![3, 11, 17].includes(k))).toEqual([]);
+      expect(out.trailed.length).toBeGreaterThanOrEqual(1);
     });
     it(`nebula field, knots wider than the stars, rotations up to 40°, 12 frames 640×480 (seed ${seed})`, { timeout: 120_000 }, async () => {
       const { set, out } = await run("nebula", { seed, frames: 12, width: 640, height: 480, stars: 120, fwhmMin: 3.4, fwhmMax: 3.8, rotation: 40, nebula: true });
@@ -101,6 +104,7 @@ describe("registration on real-camera conditions (issue 31)", () => {
     expect(out.accepted.length).toBe(set.frames.length);
     // No trail generated, none flagged (the reference choice names trailed frames it set aside).
     expect(out.reason).not.toMatch(/satellite trail/);
+    expect(out.trailed.map((k) => `frame ${k}`)).toEqual([]);
   };
   for (const seed of [1, 2]) {
     it(`2×2-binned CCD, FWHM 5–6.5 px, AO drift of 0.3 px a frame and one 22 px dither, two frames through thin cloud (seed ${seed})`, { timeout: 180_000 }, async () => {

@@ -179,6 +179,8 @@ export interface RegisteredFrame {
   noise?: number;
   /** Stars detected in the frame. */
   detected?: number;
+  /** Satellite or aircraft trails found (and kept out of the star list): Hough angle (°), distance from the origin (px), detections on it. */
+  trails?: { thetaDeg: number; rhoPx: number; detections: number }[];
   error?: string;
 }
 

@@ -66,6 +66,8 @@ export interface FrameStars {
   detected?: number;
   /** A trail (satellite, aircraft) was found and removed from the star list. */
   trail?: boolean;
+  /** The trails' lines (Hough angle in degrees, distance from the frame origin in px) and how many detections lie on each. */
+  trails?: { thetaDeg: number; rhoPx: number; detections: number }[];
   /** Detections that were not kept as stars, by reason (clean.ts). */
   dropped?: { trail: number; elongated: number; extended: number; compact: number };
   error?: string;
@@ -143,13 +145,15 @@ export async function frameStars(recon: ReconBackend, frame: FrameRef, signal: A
   return {
     size: { width: img.width, height: img.height }, stars: clean.stars.map((s) => ({ x: s.x * scale + offset, y: s.y * scale + offset })), fwhm, quality: clean.stars.length > 0 ? clean.stars.length / fwhm : 0,
     trail: clean.trails.length > 0, dropped: clean.dropped,
+    ...(clean.trails.length ? { trails: clean.trails.map((t) => ({ thetaDeg: Number(((t.theta * 180) / Math.PI).toFixed(2)), rhoPx: Number((t.rho * scale).toFixed(1)), detections: t.detections })) } : {}),
     roundness: clean.roundness, ...sky, detected: list.count,
   };
 }
 
 /** The per-frame figures a registration result carries (run.json, the run report), finite ones only. */
-export function frameMetrics(f: FrameStars): Pick<RegisteredFrame, "fwhmPx" | "roundness" | "background" | "noise" | "detected"> {
-  const r: Pick<RegisteredFrame, "fwhmPx" | "roundness" | "background" | "noise" | "detected"> = {};
+export function frameMetrics(f: FrameStars): Pick<RegisteredFrame, "fwhmPx" | "roundness" | "background" | "noise" | "detected" | "trails"> {
+  const r: Pick<RegisteredFrame, "fwhmPx" | "roundness" | "background" | "noise" | "detected" | "trails"> = {};
+  if (f.trails?.length) r.trails = f.trails;
   if (Number.isFinite(f.fwhm)) r.fwhmPx = f.fwhm;
   if (f.roundness !== undefined && Number.isFinite(f.roundness)) r.roundness = f.roundness;
   if (f.background !== undefined && Number.isFinite(f.background)) r.background = f.background;

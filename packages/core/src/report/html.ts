@@ -184,9 +184,9 @@ function groupSection(g: GroupRecord, base: (string | number)[]): string {
   const dropped = g.frames.map((f, i) => ({ f, i })).filter((x) => !x.f.stacked);
   if (dropped.length) parts.push(`<p><b>Left out (${dropped.length}):</b></p>`, table(["#", "frame", "reason"], dropped.map(({ f, i }) => [td(String(i + 1), true, "idx"), td(fig(f.path, [...fb, i, "path"], "basename")), td(fig(f.reason ?? "", [...fb, i, "reason"], "text"))])));
   else parts.push(`<p class="meta">No frame was left out.</p>`);
-  parts.push(`<details><summary>Per-frame table (${g.frames.length} frames)</summary>`, table(["#", "frame", "FWHM px", "roundness", "stars", "background", "noise σ", "matched", "rms px", "median px", "weight", "stacked"], g.frames.map((f, i) => [
+  parts.push(`<details><summary>Per-frame table (${g.frames.length} frames)</summary>`, table(["#", "frame", "FWHM px", "roundness", "stars", "trails", "background", "noise σ", "matched", "rms px", "median px", "weight", "stacked"], g.frames.map((f, i) => [
     td(String(i + 1), true, "idx"), td(fig(f.path, [...fb, i, "path"], "basename")), td(fig(f.fwhmPx, [...fb, i, "fwhmPx"], "fixed:2"), true), td(fig(f.roundness, [...fb, i, "roundness"], "fixed:3"), true),
-    td(fig(f.detected, [...fb, i, "detected"], "int"), true), td(fig(f.background, [...fb, i, "background"], "fixed:1"), true), td(fig(f.noise, [...fb, i, "noise"], "fixed:2"), true),
+    td(fig(f.detected, [...fb, i, "detected"], "int"), true), td(fig(f.trails, [...fb, i, "trails"], "int"), true), td(fig(f.background, [...fb, i, "background"], "fixed:1"), true), td(fig(f.noise, [...fb, i, "noise"], "fixed:2"), true),
     td(fig(f.matched, [...fb, i, "matched"], "int"), true), td(fig(f.rmsPx, [...fb, i, "rmsPx"], "fixed:3"), true), td(fig(f.medianPx, [...fb, i, "medianPx"], "fixed:3"), true),
     td(fig(f.weight, [...fb, i, "weight"], "fixed:3"), true), td(f.stacked ? "yes" : "no"),
   ]), (i) => (g.frames[i]!.stacked ? "" : "bad-row")), `</details>`);

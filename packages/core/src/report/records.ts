@@ -18,6 +18,8 @@ export interface FrameRecord {
   noise?: number;
   /** Stars detected in the frame. */
   detected?: number;
+  /** Satellite/aircraft trails found in the frame (0 when none). */
+  trails?: number;
   /** Stars matched to the reference, and the fit's RMS / median residual (px). */
   matched?: number;
   rmsPx?: number;
@@ -48,6 +50,7 @@ export function groupRecord(g: { label: string; filter: string; exposureSeconds:
     const r: FrameRecord = { path: f.input, stacked: false };
     if (f.output) r.registered = f.output;
     for (const k of ["fwhmPx", "roundness", "background", "noise", "detected", "rmsPx", "medianPx"] as const) if (typeof f[k] === "number" && Number.isFinite(f[k])) r[k] = f[k];
+    if (f.fwhmPx !== undefined) r.trails = f.trails?.length ?? 0;
     if (typeof f.stars === "number") r.matched = f.stars;
     if (f.error) r.reason = `not registered: ${f.error}`;
     else if (f.output && dropped.has(f.output)) r.reason = dropped.get(f.output)!;
