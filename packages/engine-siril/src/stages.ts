@@ -107,6 +107,10 @@ async function stageFrames(frames: FrameRef[], workdir: string, signal: AbortSig
     if (h.bitpix === 16 || h.bitpix === 8) await symlink(resolve(f.path), target);
     else await stageScaled(f.path, target, 1 / ADU, signal);
   }
+  // Siril 1.0.6 makes no sequence of a single converted file ("No sequence f_ found"): a group of one
+  // frame (a stray exposure, a master from one raw flat) is staged twice. Calibrating, combining or
+  // stacking two copies of one frame gives that frame; only the first output is used.
+  if (frames.length === 1) await symlink(join(input, "f_00001.fit"), join(input, "f_00002.fit"));
   return heads;
 }
 
@@ -253,6 +257,16 @@ export async function sirilRegister(input: RegistrationInput, ctx: EngineContext
   const s = siril(ctx);
   const wd = await workdirOf(ctx);
   const frames = input.frames;
+  if (frames.length === 1) {
+    // One frame is its own reference: the identity, written under its registered name (no Siril run).
+    const output = resolve(input.outputDir, formatFrameName(input.filenamePattern, 0, frames[0]!.path));
+    const img = await readFitsImage(frames[0]!.path, { signal: ctx.signal });
+    await mkdir(input.outputDir, { recursive: true });
+    const header = img.header.withoutStructure();
+    header.set("REGREF", basename(frames[0]!.path), "registration reference frame (itself: a group of one)");
+    await writeFitsImage(output, { width: img.width, height: img.height, channels: img.channels, data: img.data }, { header, history: [...input.history, "registered: a group of one frame is its own reference"], signal: ctx.signal });
+    return { reference: frames[0]!.path, frames: [{ input: frames[0]!.path, output, matrix: [1, 0, 0, 0, 1, 0, 0, 0, 1], rmsPx: 0 }] };
+  }
   const heads = await stageFrames(frames, wd, ctx.signal);
   const ref = typeof input.reference === "number" ? input.reference : input.reference === "auto" ? 0 : Math.max(0, frames.findIndex((f) => resolve(f.path) === resolve(String(input.reference))));
   const cfa = heads[0]!.channels === 1 && typeof heads[0]!.header.get("BAYERPAT") === "string";
