@@ -10,10 +10,9 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { applyTransform, frameStars, readFitsImage, registerRelative, type EngineContext } from "@tile-compile/core";
+import { applyTransform, frameStars, pixelAgreement, readFitsImage, registerRelative, type EngineContext } from "@tile-compile/core";
 import { sirilRegister } from "@tile-compile/engine-siril";
 import { loadRecon } from "@tile-compile/recon-native";
-import { pixelAgreement } from "../packages/core/src/registration/verify.js";
 
 const real = [process.env.TILE_COMPILE_DATA && join(process.env.TILE_COMPILE_DATA, "real"), new URL("../../shared/data/real", import.meta.url).pathname, "/work/shared/data/real"].find((p) => p && existsSync(p));
 if (!real) console.log("SKIP real-data registration tests: ../shared/data/real not found (set TILE_COMPILE_DATA)");

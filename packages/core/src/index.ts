@@ -13,6 +13,7 @@ export { nativeEngine, builtinEngines } from "./engines/native.js";
 export { combinedKeywords, provenanceKeywords } from "./engines/mean-stack.js";
 export { seededRandom } from "./util/random.js";
 export { registerRelative, formatFrameName, bayerOf, frameStars, chooseReference, warpOntoReference, detectionPlane, type RelativeOptions, type FrameStars } from "./registration/relative.js";
+export { pixelAgreement, pixelsConfirm, type PixelAgreement } from "./registration/verify.js";
 export { matchStars, refineMatch, type MatchOptions, type MatchResult } from "./registration/match.js";
 export { fitTransform, apply as applyTransform, invert as invertTransform, multiply as multiplyTransform, describe as describeTransform, TRANSFORM_MODELS, type Point, type TransformModel } from "./registration/geometry.js";
 export { jobSchema, jobJsonSchema, JOB_TYPES, type JobFile } from "./jobs/schema.js";
