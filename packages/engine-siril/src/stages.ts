@@ -276,7 +276,18 @@ export async function sirilRegister(input: RegistrationInput, ctx: EngineContext
   if (s.dialect === "1.0" && o.interpolation && o.interpolation !== "bilinear") ctx.logger.warn(`Siril ${s.version} resamples registered frames bilinearly; registration.interpolation: ${o.interpolation} applies from Siril 1.2`);
   if (s.dialect === "1.0" && (o.transform === "affine" || o.transform === "homography")) ctx.logger.warn(`Siril ${s.version} prints its transforms as scale, rotation and shift only; transforms.json holds that similarity (the r_ frames use Siril's full ${o.transform})`);
   // Frames Siril skips are per-frame errors below (no transform for them), not a failed stage.
-  await run(s, ctx, wd, "siril register", stageScripts.register(wd, ref, cfa, o, findstarOf(ctx.options)), [], (l) => log.push(l), PARTIAL_REGISTRATION);
+  const findstar = findstarOf(ctx.options);
+  try {
+    await run(s, ctx, wd, "siril register", stageScripts.register(wd, ref, cfa, o, findstar), [], (l) => log.push(l), PARTIAL_REGISTRATION);
+  } catch (e) {
+    // Too few stars in the reference: a user's first move is a lower detection threshold; tried once, said.
+    const few = /not enough stars in reference image|Less than two stars were found in the reference/i;
+    if (!(log.some((l) => few.test(l)) || few.test((e as Error).message))) throw e;
+    const lower = { sigma: Number(((findstar?.sigma ?? 1) / 2).toFixed(3)), roundness: findstar?.roundness ?? 0.5 };
+    ctx.logger.warn(`Siril found too few stars in the reference frame ${basename(frames[ref]!.path)} at setfindstar sigma ${findstar?.sigma ?? 1}: retrying once at sigma ${lower.sigma} (engine_options."@tile-compile/engine-siril".findstar sets it)`);
+    log.length = 0;
+    await run(s, ctx, wd, "siril register (lower star threshold)", stageScripts.register(wd, ref, cfa, o, lower), [], (l) => log.push(l), PARTIAL_REGISTRATION);
+  }
   // Per input frame: Siril's registered file and our input → reference matrix, or why there is none.
   const found: ({ rpath: string; matrix: number[] } | { error: string })[] = [];
   // One plane (green of a colour frame) of an f_ or r_ file, for matching a transform to Siril's output.
