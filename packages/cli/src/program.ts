@@ -25,7 +25,7 @@ export interface CliOptions {
   signal?: AbortSignal;
 }
 
-interface RegisterOptionsCli { out?: string; engine?: string; reference?: string; transform?: string; json?: boolean }
+interface RegisterOptionsCli { out?: string; engine?: string; reference?: string; transform?: string; json?: boolean; compare?: string }
 
 export async function runCli(argv: string[], options: CliOptions = {}): Promise<number> {
   const io = options.io ?? processIo;
@@ -87,6 +87,7 @@ export async function runCli(argv: string[], options: CliOptions = {}): Promise<
     .option("-r, --reference <ref>", "auto, a 0-based frame index, or a path (default: registration.reference)")
     .option("-t, --transform <model>", "shift | similarity | affine | homography (relative; default similarity)")
     .option("--json", "machine-readable summary (the transforms.json document)")
+    .option("--compare <method>", "also register with this method (siril, wcs_anchor, relative) onto the same reference and report per-frame agreement at the corners and which one the pixels favour")
     .action(async (frames: string[], o: RegisterOptionsCli) => {
       const loaded = await config();
       for (const w of loaded.warnings) io.err(`warning: ${w}`);
