@@ -127,7 +127,12 @@ export async function frameStars(recon: ReconBackend, frame: FrameRef, signal: A
   // Wide stars (binned frames, poor seeing: FWHM > 4 px) do not fit the 11×11 box: its cut wings pull
   // each centroid towards the box centre (0.055–0.067 px RMS on a generated 2×2-binned set at FWHM 5–6.5
   // px). Measured again with a box of ±1.6 FWHM.
-  if (clean.fwhm > 4 && Number.isFinite(clean.fwhm)) ({ list, clean } = await detect(Math.min(14, Math.ceil(1.6 * clean.fwhm))));
+  // Kept only when it measures the same stars (median FWHM within 25 %): on nebula-rich frames a larger
+  // box takes in nebulosity and the "stars" grow (FWHM 4.2 → 23 px on the demo's narrowband stacks).
+  if (clean.fwhm > 4 && Number.isFinite(clean.fwhm)) {
+    const wide = await detect(Math.min(14, Math.ceil(1.6 * clean.fwhm)));
+    if (Number.isFinite(wide.clean.fwhm) && Math.abs(wide.clean.fwhm / clean.fwhm - 1) < 0.25 && wide.clean.stars.length >= 0.8 * clean.stars.length) ({ list, clean } = wide);
+  }
   const fwhm = clean.fwhm * scale;
   // The maps are smooth (mesh-interpolated): every 61st value describes them as well as all of them.
   // Every 997th value (4.2 k of a 2048² map, a prime stride so rows do not alias) in a typed array, which
