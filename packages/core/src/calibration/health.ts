@@ -237,6 +237,13 @@ export async function mastersHealth(paths: Iterable<string>, lights: LightLayout
 export async function lightsHealth(groups: HealthGroupInput[], signal?: AbortSignal): Promise<HealthCheck[]> {
   const out: HealthCheck[] = [];
   const dust = new Map<string, ReturnType<typeof dustMask>>();
+  // A master's level (median of its block medians), read once however many groups use it.
+  const levels = new Map<string, Promise<number>>();
+  const levelOf = (path: string) => {
+    let l = levels.get(path);
+    if (!l) { l = readFitsImage(path, signal ? { signal } : {}).then((img) => median(blockMedians(img).data)); levels.set(path, l); }
+    return l;
+  };
   for (const g of groups) {
     signal?.throwIfAborted();
     if (g.temperature) {
@@ -247,15 +254,14 @@ export async function lightsHealth(groups: HealthGroupInput[], signal?: AbortSig
     const rawLevel = rawImg ? median(blockMedians(rawImg).data) : Number.NaN;
     let offsetLevel: number | undefined;
     const offsetPath = g.bias ?? g.dark;
-    if (offsetPath) offsetLevel = median(blockMedians(await readFitsImage(offsetPath, signal ? { signal } : {})).data);
+    if (offsetPath) offsetLevel = await levelOf(offsetPath);
     else if (g.pedestal !== undefined) offsetLevel = g.pedestal;
     const none = offsetLevel === undefined;
     out.push({ check: "offset", subject: g.subject, ...(offsetLevel !== undefined ? { value: Number(((100 * offsetLevel) / rawLevel).toFixed(2)), unit: "% of the raw level" } : {}), limit: "an offset removed whenever flats are applied", verdict: none && g.flat ? "fail" : "pass",
       detail: none ? (g.flat ? `no offset removed from lights at ${rawLevel.toFixed(0)} ADU before dividing by the flat` : `no offset removed (no flats, so it stays a constant: ${rawLevel.toFixed(0)} ADU raw)`) : `${g.offsetSource ?? "offset"} at ${offsetLevel!.toFixed(1)} ADU, raw lights at ${rawLevel.toFixed(1)} ADU` });
     // A dark below its bias: the bias was already taken out of it.
     if (g.dark && g.bias && g.dark !== g.bias) {
-      const d = median(blockMedians(await readFitsImage(g.dark, signal ? { signal } : {})).data);
-      const b = median(blockMedians(await readFitsImage(g.bias, signal ? { signal } : {})).data);
+      const d = await levelOf(g.dark), b = await levelOf(g.bias);
       out.push({ check: "double_offset", subject: `${g.subject}: dark vs bias`, value: Number((d - b).toFixed(2)), unit: "ADU", limit: "dark level ≥ bias level", verdict: d < b - Math.max(5, 0.05 * b) ? "fail" : "pass", detail: `dark ${d.toFixed(1)} ADU, bias ${b.toFixed(1)} ADU${d < b - Math.max(5, 0.05 * b) ? ": the dark looks bias-subtracted already — subtracting the bias again removes the offset twice" : ""}` });
     }
     // Calibrated lights: level, negatives, vignetting and dust residuals.

@@ -363,8 +363,6 @@ export async function planJob(jobFile: string, options: PlanOptions = {}): Promi
     return factsCache.get(key)!;
   };
   const chosenMasters = new Map<string, MasterPlan>();
-  const pathIds = new Map<string, string>();
-  const identityOfPath = (p: string | undefined) => (p ? pathIds.get(p) ?? "" : "");
   const useMaster = (c: { set: RawSet; raw?: RawSet; master?: RawSet }, offset?: MasterPlan["offset"]): MasterPlan => {
     const id = identity(c.set);
     const have = chosenMasters.get(id);
@@ -372,7 +370,7 @@ export async function planJob(jobFile: string, options: PlanOptions = {}): Promi
     const kind = c.set.kind;
     const path = c.master?.dir ?? masterPath(library, kind, c.set);
     // A flat's offset is part of its recipe: another offset source rebuilds it.
-    const offsetId = offset ? (offset.pedestal !== undefined ? `pedestal=${offset.pedestal}` : `offset=${offset.name}:${chosenMasters.get(identityOfPath(offset.path))?.inputHash ?? ""}`) : "offset=none";
+    const offsetId = offset ? (offset.pedestal !== undefined ? `pedestal=${offset.pedestal}` : `offset=${offset.name}:${plan.masters.find((x) => x.path === offset.path)?.inputHash ?? ""}`) : "offset=none";
     const recipeHash = hashOf(`${recipeOf(kind, engine, options.masterRejection)}${kind === "flat" ? `;${offsetId}` : ""}`);
     let mp: MasterPlan;
     if (c.raw) {
@@ -390,7 +388,6 @@ export async function planJob(jobFile: string, options: PlanOptions = {}): Promi
     }
     if (offset) mp.offset = offset;
     chosenMasters.set(id, mp);
-    pathIds.set(mp.path, id);
     plan.masters.push(mp);
     return mp;
   };
