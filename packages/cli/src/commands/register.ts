@@ -93,16 +93,19 @@ export async function registerCommand(inputs: string[], opts: RegisterOptions, l
   }
 }
 
+/** One frame of a `--compare`: corner disagreement, pixel correlation under each transform, the other engine's transform. */
+export interface ComparedFrame { cornersPx: number; pixelCorrelation: { main: number; other: number }; otherMatrix: number[] }
+
 /**
  * Two registrations of the same frames onto the same reference: per frame both registered, the largest
  * distance between where the two transforms put the frame's four corners, and the pixel correlation of
  * the frame with the reference under each (the check that does not use either engine's star list).
  */
-export async function compareRegistrations(main: RegistrationResult, other: RegistrationResult, engine: string, method: string, signal: AbortSignal): Promise<{ engine: string; method: string; worstCornersPx: number; favoured: { main: number; other: number }; frames: Record<string, { cornersPx: number; pixelCorrelation: { main: number; other: number } }> }> {
+export async function compareRegistrations(main: RegistrationResult, other: RegistrationResult, engine: string, method: string, signal: AbortSignal): Promise<{ engine: string; method: string; worstCornersPx: number; favoured: { main: number; other: number }; frames: Record<string, ComparedFrame> }> {
   const refImg = await readFitsImage(main.reference, { signal });
   const refStars = await frameStars(loadRecon(), { path: main.reference }, signal);
   const W = refImg.width, H = refImg.height;
-  const frames: Record<string, { cornersPx: number; pixelCorrelation: { main: number; other: number } }> = {};
+  const frames: Record<string, ComparedFrame> = {};
   let worst = 0, favMain = 0, favOther = 0;
   for (const [k, a] of main.frames.entries()) {
     const b = other.frames[k];
@@ -113,7 +116,7 @@ export async function compareRegistrations(main: RegistrationResult, other: Regi
     const pm = pixelAgreement(refImg, refStars.stars, img, a.matrix, refStars.fwhm).r, po = pixelAgreement(refImg, refStars.stars, img, b.matrix, refStars.fwhm).r;
     if (pm >= po) favMain++; else favOther++;
     worst = Math.max(worst, cornersPx);
-    frames[basename(a.input)] = { cornersPx: Number(cornersPx.toFixed(4)), pixelCorrelation: { main: Number(pm.toFixed(5)), other: Number(po.toFixed(5)) } };
+    frames[basename(a.input)] = { cornersPx: Number(cornersPx.toFixed(4)), pixelCorrelation: { main: Number(pm.toFixed(5)), other: Number(po.toFixed(5)) }, otherMatrix: [...b.matrix] };
   }
   return { engine, method, worstCornersPx: worst, favoured: { main: favMain, other: favOther }, frames };
 }
