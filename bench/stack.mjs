@@ -10,6 +10,7 @@ import { readFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { FitsHeader, nativeStack, readFitsImage, seededRandom, writeFitsImage } from "../packages/core/dist/index.js";
+import { sirilCli } from "./siril-cli.mjs";
 
 const N = Number(process.env.BENCH_FRAMES ?? 100);
 const W = 2048, H = 2048;
@@ -74,9 +75,7 @@ rmSync(sdir, { recursive: true, force: true });
 mkdirSync(sdir, { recursive: true });
 const script = join(sdir, "stack.ssf");
 writeFileSync(script, `requires 1.0.0\nsetext fit\ncd ${dir}\nconvert light -out=${sdir}\ncd ${sdir}\nstack light rej w 3 3 -norm=addscale -out=${join(sdir, "result")}\nclose\n`);
-t = performance.now();
-execFileSync("siril-cli", ["-s", script, "-d", sdir], { encoding: "utf8", maxBuffer: 1 << 28 });
-const siril = performance.now() - t;
+const siril = sirilCli(script, sdir).seconds * 1000;
 const a = await readFitsImage(join(root, "ours.fit")), b = await readFitsImage(join(sdir, "result.fit"));
 let sq = 0, cnt = 0;
 for (let i = 0; i < a.data.length; i += 3) { const d = a.data[i] - b.data[i] * 65535; if (Number.isFinite(d)) { sq += d * d; cnt++; } }

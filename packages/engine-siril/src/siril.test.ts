@@ -4,7 +4,7 @@
  */
 import { spawn, spawnSync } from "node:child_process";
 import { mkdir, symlink } from "node:fs/promises";
-import { existsSync, mkdtempSync, readdirSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -297,6 +297,27 @@ describe.runIf(have)("engine-siril with siril-cli", () => {
     const r = await sirilRegister({ frames: [0, 1].map((k) => ({ path: join(blank, `b${k}.fit`) })), reference: 0, outputDir: join(dir, "reg-blank"), filenamePattern: "r_{index}.fit", options: {}, history: [] }, ctx()).catch((e: unknown) => e);
     if (r instanceof Error) expect(r).toMatchObject({ code: "TC_TOOL_FAILED" });
     else expect((r as { frames: { error?: string; matrix?: number[] }[] }).frames[1]).toMatchObject({ error: expect.stringMatching(/could not register/) });
+  });
+
+  it("siril-cli dying at start-up (SIGABRT before any log line, as 1.0.6 sometimes does) is started again, at most twice, and says so", { timeout: 60_000 }, async () => {
+    const dir = mkdtempSync(join(tmpdir(), "tc-siril-abrt-"));
+    const real = spawnSync("sh", ["-c", "command -v siril-cli"], { encoding: "utf8" }).stdout.trim();
+    // The real siril-cli behind a wrapper that aborts the first `crashes` starts of a script (never --version).
+    const wrapper = (crashes: number) => {
+      const bin = join(dir, `siril-cli-${crashes}`);
+      writeFileSync(bin, `#!/bin/sh\n[ "$1" = "--version" ] && exec ${real} "$@"\nn=$(cat ${bin}.count 2>/dev/null || echo 0); echo $((n + 1)) > ${bin}.count\n[ "$n" -lt ${crashes} ] && kill -ABRT $$\nexec ${real} "$@"\n`, { mode: 0o755 });
+      return bin;
+    };
+    const once = wrapper(1);
+    const log: string[] = [];
+    const w = ctx().workdir;
+    await runSiril(locateSiril(once), [{ op: "requires" }], { workdir: w, signal: new AbortController().signal, onLog: (l) => void log.push(l) });
+    expect(readFileSync(`${once}.count`, "utf8").trim()).toBe("2");
+    expect(log.join("\n")).toMatch(/died at start-up \(SIGABRT\); starting it again \(attempt 2 of 3\)/);
+    const always = wrapper(99);
+    const e = await runSiril(locateSiril(always), [{ op: "requires" }], { workdir: ctx().workdir, signal: new AbortController().signal }).catch((x: unknown) => x);
+    expect(e).toMatchObject({ code: "TC_TOOL_FAILED", details: { signal: "SIGABRT" } });
+    expect(readFileSync(`${always}.count`, "utf8").trim()).toBe("3");
   });
 
   it("timeout and cancellation mid-stack: siril-cli killed (and only it), no output written", { timeout: 180_000 }, async () => {

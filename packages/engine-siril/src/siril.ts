@@ -62,8 +62,25 @@ export async function runSiril(s: Siril, cmds: Command[], o: RunOptions): Promis
   o.signal.throwIfAborted();
   const script = join(o.workdir, "script.ssf");
   await writeFile(script, render(cmds, s.dialect));
+  const command = `siril-cli ${s.version} -s script.ssf`;
+  // siril-cli 1.0.6 sometimes aborts at start-up with glibc heap corruption ("corrupted size vs. prev_size",
+  // SIGABRT after ~0.1 s, not one log line; about one start in two on some days, seen in the bench and by
+  // hand with the same script succeeding the next time). A run that died of a signal before it logged
+  // anything did no work: start it again, at most twice, and say so.
+  for (let attempt = 1; ; attempt++) {
+    const run = await runOnce(s, script, o);
+    if (run.r.signal && !run.r.timedOut && !run.r.isCanceled && run.lines === 0 && !o.signal.aborted && attempt < 3) {
+      o.onLog?.(`siril-cli died at start-up (${run.r.signal}${run.tail.length ? `: ${run.tail.at(-1)}` : ""}); starting it again (attempt ${attempt + 1} of 3)`);
+      continue;
+    }
+    return finish(run, command, o);
+  }
+}
+
+async function runOnce(s: Siril, script: string, o: RunOptions) {
   const tail: string[] = [];
   const errors: string[] = [];
+  let lines = 0;
   // execa with an argument array (no shell); cancelSignal and timeout send SIGTERM to siril-cli (and only
   // it: no shell, no process group), then SIGKILL after 2 s.
   const child = execa(s.bin, ["-s", script, "-d", o.workdir], {
@@ -83,6 +100,7 @@ export async function runSiril(s: Siril, cmds: Command[], o: RunOptions): Promis
       tail.push(line);
       if (tail.length > 60) tail.shift();
       if (line.startsWith("log:")) {
+        lines++;
         o.onLog?.(line.slice(4).trim());
         if (ERROR_LINE.test(line) && !BENIGN.some((b) => b.test(line)) && !(o.allow ?? []).some((b) => b.test(line))) errors.push(line.slice(4).trim());
       }
@@ -91,7 +109,10 @@ export async function runSiril(s: Siril, cmds: Command[], o: RunOptions): Promis
   child.stdout!.on("data", onData);
   child.stderr!.on("data", onData);
   const r = await child;
-  const command = `siril-cli ${s.version} -s script.ssf`;
+  return { r, tail, errors, lines };
+}
+
+function finish({ r, tail, errors }: Awaited<ReturnType<typeof runOnce>>, command: string, o: RunOptions): string[] {
   if (r.timedOut) throw new TileCompileError("TC_TOOL_TIMEOUT", { command, timeoutS: o.timeoutS!, tail: tail.slice(-15).join("\n") });
   if (r.isCanceled || o.signal.aborted) throw o.signal.reason ?? new DOMException("cancelled", "AbortError");
   if (r.failed && r.exitCode === undefined && !r.signal) throw new TileCompileError("TC_TOOL_FAILED", { command, exitCode: "none", tail: r.message });

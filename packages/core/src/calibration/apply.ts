@@ -115,5 +115,5 @@ export async function calibrateLight(lightPath: string, output: string, m: Maste
   }
   const header = light.header.withoutStructure();
   header.set("CALSTAT", [m.bias || m.dark || o.pedestal !== undefined ? "B" : "", m.dark ? "D" : "", m.flat ? "F" : ""].join(""), "calibration applied (B bias, D dark, F flat)");
-  await writeFitsImage(output, { width: light.width, height: light.height, channels: light.channels, data: d }, { header, history: [...(o.history ?? []), `calibrated: ${steps.join("; ")}`], ...(o.signal ? { signal: o.signal } : {}) });
+  await writeFitsImage(output, { width: light.width, height: light.height, channels: light.channels, data: d }, { header, history: [...(o.history ?? []), `calibrated: ${steps.join("; ")}`], durable: false, ...(o.signal ? { signal: o.signal } : {}) });
 }

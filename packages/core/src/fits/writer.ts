@@ -3,9 +3,13 @@
  * observation keywords of a source header carried over, provenance (PROGRAM, HISTORY) added, and
  * 2880-byte padding (blanks after the header, zeros after the data).
  *
- * Writes are atomic: data goes to a temporary file next to the target, which is fsynced and renamed
- * over the target only when complete; an error or an abort removes it, so no half-written file that
- * looks finished is ever left behind. Output bytes depend only on the inputs: no wall-clock DATE is
+ * Writes are atomic: data goes to a temporary file next to the target, which is renamed over the target
+ * only when complete; an error or an abort removes it, so no half-written file that looks finished is
+ * ever left behind. By default the file is also fsynced before the rename (durable across a power loss);
+ * per-frame intermediates (calibrated and registered frames) pass `durable: false`: the rename still makes
+ * them atomic against a crash of the process, the job's checkpoints record their sizes so a file a power
+ * loss left short is made again, and the frame loop does not wait for the disk (on a disk that syncs at
+ * 250 MB/s the fsync was 65 of the 93 ms a 2048² f32 frame costs to write). Output bytes depend only on the inputs: no wall-clock DATE is
  * written unless the caller passes one.
  */
 import { randomBytes } from "node:crypto";
@@ -25,6 +29,8 @@ export interface WriteOptions {
   /** Name of the writing program; default `tile-compile`. */
   program?: string;
   signal?: AbortSignal;
+  /** fsync before the rename (default true); false for per-frame intermediates — see the module comment. */
+  durable?: boolean;
 }
 
 export interface ImageShape {
@@ -80,7 +86,7 @@ export class FitsWriter {
   private readonly total: number;
   private done = false;
 
-  private constructor(readonly path: string, private readonly tmp: string, private readonly fh: FileHandle, readonly bitpix: OutputBitpix, shape: ImageShape, private readonly signal?: AbortSignal, private readonly floor = 0) {
+  private constructor(readonly path: string, private readonly tmp: string, private readonly fh: FileHandle, readonly bitpix: OutputBitpix, shape: ImageShape, private readonly signal?: AbortSignal, private readonly floor = 0, private readonly durable = true) {
     this.total = shape.width * shape.height * (shape.channels ?? 1);
   }
 
@@ -99,7 +105,7 @@ export class FitsWriter {
     } catch (e) {
       throw ioError("create", tmp, e);
     }
-    const w = new FitsWriter(path, tmp, fh, bitpix, shape, options.signal, options.hasNaN ? 1 : 0);
+    const w = new FitsWriter(path, tmp, fh, bitpix, shape, options.signal, options.hasNaN ? 1 : 0, options.durable ?? true);
     try {
       await fh.write(buildImageHeader(shape, options, options.hasNaN).toBuffer());
     } catch (e) {
@@ -146,7 +152,7 @@ export class FitsWriter {
     }
   }
 
-  /** Pad, flush, close and rename into place. */
+  /** Pad, flush (fsync unless `durable: false`), close and rename into place. */
   async commit(): Promise<string> {
     if (this.written !== this.total) {
       await this.abort();
@@ -156,7 +162,7 @@ export class FitsWriter {
       const bytes = this.written * (this.bitpix === -32 ? 4 : 2);
       const pad = (BLOCK - (bytes % BLOCK)) % BLOCK;
       if (pad > 0) await this.fh.write(Buffer.alloc(pad));
-      await this.fh.sync();
+      if (this.durable) await this.fh.sync();
       await this.fh.close();
       this.done = true;
       await rename(this.tmp, this.path);

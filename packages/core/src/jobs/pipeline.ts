@@ -83,7 +83,9 @@ async function runSteps(plan: JobPlan, o: PipelineOptions, rec: RunRecord): Prom
   const cfg = o.config;
   const log = o.log ?? ((l: string) => o.logger.info(l));
   const stateFile = join(out, ".tile-compile", "checkpoints.json");
-  type Checkpoint = { stamp: string; outputs: string[]; info?: unknown };
+  /** A finished step: its stamp, its outputs and their sizes (per-frame outputs are not fsynced: a file a power loss left short does not match its size, and the step runs again). */
+  type Checkpoint = { stamp: string; outputs: string[]; sizes?: number[]; info?: unknown };
+  const sizeOf = (p: string): number => { try { const st = statSync(p); return st.isFile() ? st.size : -1; } catch { return -2; } };
   const state: Record<string, Checkpoint> = existsSync(stateFile) ? (JSON.parse(readFileSync(stateFile, "utf8")) as Record<string, Checkpoint>) : {};
   const saveState = async () => {
     await mkdir(join(out, ".tile-compile"), { recursive: true });
@@ -101,7 +103,7 @@ async function runSteps(plan: JobPlan, o: PipelineOptions, rec: RunRecord): Prom
   /** Run `fn` unless a checkpoint with the same stamp and all its outputs exists. */
   const step = async <T>(key: string, stamp: string, fn: () => Promise<{ outputs: string[]; value: T; info?: unknown }>, reuse: (outputs: string[], info: unknown) => T): Promise<T> => {
     const c = state[key];
-    if (c && c.stamp === stamp && c.outputs.every((p) => existsSync(p))) {
+    if (c && c.stamp === stamp && c.outputs.every((p, k) => existsSync(p) && (c.sizes?.[k] === undefined || c.sizes[k] === sizeOf(p)))) {
       result.reused.push(key);
       log(`✓ ${key} (finished earlier, reused)`);
       return reuse(c.outputs, c.info);
@@ -109,7 +111,7 @@ async function runSteps(plan: JobPlan, o: PipelineOptions, rec: RunRecord): Prom
     const t = performance.now();
     const r = await fn();
     timings[key] = (performance.now() - t) / 1000;
-    state[key] = { stamp, outputs: r.outputs, ...(r.info !== undefined ? { info: r.info } : {}) };
+    state[key] = { stamp, outputs: r.outputs, sizes: r.outputs.map(sizeOf), ...(r.info !== undefined ? { info: r.info } : {}) };
     await saveState();
     result.ran.push(key);
     return r.value;

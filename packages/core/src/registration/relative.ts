@@ -522,7 +522,7 @@ export async function warpOntoReference(recon: ReconBackend, frame: FrameRef, ma
   for (const [k, [v, comment]] of Object.entries(o.keywords)) header.set(k, v, comment);
   // `data` is ours alone: the writer byte-swaps it in place instead of copying 16 MB per frame.
   // Back to the pool once written (only then: the write reads it until it resolves).
-  const written = writeFitsImage(o.output, { width: img.width, height: img.height, channels: colour.length, data }, { header, history: o.history, signal: o.signal, consume: true }).then(() => planes.give(data));
+  const written = writeFitsImage(o.output, { width: img.width, height: img.height, channels: colour.length, data }, { header, history: o.history, signal: o.signal, consume: true, durable: false }).then(() => planes.give(data));
   if (o.deferWrite) {
     written.catch(() => undefined); // the caller awaits it
     return { written };
