@@ -363,6 +363,8 @@ export async function sirilRegister(input: RegistrationInput, ctx: EngineContext
     const img = await readResult(r.rpath, ctx.signal);
     const output = resolve(input.outputDir, formatFrameName(input.filenamePattern, i, f.path));
     const header = img.header.withoutStructure();
+    // Siril stamps its r_ files with the wall-clock DATE of writing them: not carried (same inputs, same bytes).
+    header.delete("DATE");
     header.set("REGREF", basename(frames[ref]!.path), "registration reference frame (Siril)");
     await writeFitsImage(output, { width: img.width, height: img.height, channels: img.channels, data: img.data }, { header, history: [...input.history, `registered by Siril ${s.version}`], signal: ctx.signal });
     out.push({ input: f.path, output, matrix: r.matrix, ...metrics(i) });
