@@ -73,7 +73,7 @@ function fitsDigest(bytes: Buffer, root: string): string {
       }
     }
     // Long strings continue over CONTINUE cards (the break falls anywhere in a path): joined before the run's folder is replaced.
-    h.update(cards.join("\n").replace(/&'\nCONTINUE  '/g, "").replaceAll(root, "<root>").replace(ENGINE, "@tile-compile/<native>@"));
+    h.update(cards.join("\n").replace(/&'\nCONTINUE {2}'/g, "").replaceAll(root, "<root>").replace(ENGINE, "@tile-compile/<native>@"));
     h.update(history.replaceAll(root, "<root>").replace(ENGINE, "@tile-compile/<native>@"));
     const dataBytes = naxis === 0 ? 0 : (Math.abs(bitpix) / 8) * gcount * (pcount + size);
     const padded = Math.ceil(dataBytes / 2880) * 2880;
