@@ -8,7 +8,8 @@ import { mkdtempSync, mkdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { FitsHeader, mastersHealth, nativeCalibration, planJob, readFitsImage, runCalibrateStage, writeFitsImage, type EngineContext, type JobPlan } from "@tile-compile/core";
+import { FitsHeader, mastersHealth, planJob, readFitsImage, runCalibrateStage, writeFitsImage, type EngineContext, type JobPlan } from "@tile-compile/core";
+import { nativeCalibration } from "@tile-compile/engine-native";
 import { H, makeCalibrationLibrary, skyFigures, W } from "./generators/calibration.js";
 
 const ENGINE = "@tile-compile/core@test";

@@ -1,6 +1,6 @@
 /** Every official engine and the fixture third-party engine pass the conformance kit. */
 import { runEngineConformance } from "@tile-compile/core/testing";
-import { nativeEngine } from "@tile-compile/core";
+import { nativeEngine } from "@tile-compile/engine-native";
 
 runEngineConformance(() => nativeEngine, "@tile-compile/core (native)");
 runEngineConformance(async () => (await import("./fixtures/engine-maxstack/index.js")).default, "tile-compile-engine-maxstack (fixture)");

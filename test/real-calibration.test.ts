@@ -13,7 +13,8 @@ import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { darkCurrent, measureSetLevel, nativeCalibration, planJob, readFitsImage, runCalibrateStage, type EngineContext } from "@tile-compile/core";
+import { darkCurrent, measureSetLevel, planJob, readFitsImage, runCalibrateStage, type EngineContext } from "@tile-compile/core";
+import { nativeCalibration } from "@tile-compile/engine-native";
 import { runCli } from "@tile-compile/cli";
 
 const real = [process.env.TILE_COMPILE_DATA && join(process.env.TILE_COMPILE_DATA, "real"), new URL("../../shared/data/real", import.meta.url).pathname, "/work/shared/data/real"].find((p) => p && existsSync(p));

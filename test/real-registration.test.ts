@@ -10,7 +10,8 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { applyTransform, registerRelative, type EngineContext } from "@tile-compile/core";
+import { applyTransform, type EngineContext } from "@tile-compile/core";
+import { registerRelative } from "@tile-compile/engine-native";
 import { runCli } from "@tile-compile/cli";
 
 const real = [process.env.TILE_COMPILE_DATA && join(process.env.TILE_COMPILE_DATA, "real"), new URL("../../shared/data/real", import.meta.url).pathname, "/work/shared/data/real"].find((p) => p && existsSync(p));

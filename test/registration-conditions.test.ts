@@ -15,7 +15,8 @@ import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { spawnSync } from "node:child_process";
-import { registerRelative, type EngineContext } from "@tile-compile/core";
+import { type EngineContext } from "@tile-compile/core";
+import { registerRelative } from "@tile-compile/engine-native";
 import { sirilRegister } from "@tile-compile/engine-siril";
 import { makeField, mapError, trueMap, type FieldOptions, type FieldSet } from "./generators/field.js";
 

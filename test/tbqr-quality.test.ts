@@ -8,7 +8,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { loadRecon } from "@tile-compile/recon-native";
-import { budgetKappa, DEFAULT_TBQR, readFitsImage, reconstructTbqr, type EngineContext } from "@tile-compile/core";
+import { readFitsImage, type EngineContext } from "@tile-compile/core";
+import { budgetKappa, DEFAULT_TBQR, reconstructTbqr } from "@tile-compile/engine-native";
 import { H, makeSeeingSet, N, W } from "./generators/seeing.js";
 
 const median = (v: number[]) => { const s = [...v].sort((a, b) => a - b); const n = s.length; return n === 0 ? NaN : n % 2 ? s[n >> 1]! : (s[n / 2 - 1]! + s[n / 2]!) / 2; };

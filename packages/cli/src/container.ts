@@ -7,7 +7,6 @@ import { fileURLToPath } from "node:url";
 import { container as rootContainer, type DependencyContainer } from "tsyringe";
 import {
   OFFICIAL_CAPABILITY_ENGINES,
-  builtinEngines,
   EngineRegistry,
   expandEngineName,
   loadEngine,
@@ -20,6 +19,7 @@ import {
   type Logger,
   type RunEvents,
 } from "@tile-compile/core";
+import { builtinEngines } from "@tile-compile/engine-native";
 import { loadRecon } from "@tile-compile/recon-native";
 
 export interface RunScope {
@@ -39,7 +39,7 @@ export async function loadConfiguredEngines(loaded: LoadedConfig, cwd: string, w
   const cfg = loaded.config;
   const opts = (base: string) => ({ configDir: loaded.dir, cwd: base, ...(loaded.file ? { configFile: loaded.file } : {}) });
   for (const spec of cfg.engines) {
-    if (spec === "native") continue;
+    if (spec === "native" || engines.some((e) => e.engine.meta.name === expandEngineName(spec))) continue;
     const { engine, resolved } = await loadEngine(spec, opts(cwd));
     engines.push({ engine, source: resolved.packageDir ?? resolved.entry });
   }

@@ -138,6 +138,7 @@ export async function runCli(argv: string[], options: CliOptions = {}): Promise<
     .option("--name <name>", "shown in the master's run.json (default: host:pid)")
     .option("--s3-endpoint <url>", "S3/MinIO endpoint for s3:// stores (credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)")
     .option("--s3-region <region>", "S3 region")
+    .option("--engine <pkg-or-path>", "also run the tasks of this engine (a third-party engine's stages on workers); repeatable", (v: string, acc: string[] = []) => [...acc, v])
     .action(async (o: WorkerCommandOptions) => {
       exitCode = await workerCommand({ ...o, verbose: Boolean(program.opts<{ verbose?: boolean }>().verbose) }, io, signal);
     });

@@ -8,7 +8,8 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } fro
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { applyTransform, FitsHeader, nativeCalibration, nativeEngine, readFitsImage, registerRelative, nativeStack, seededRandom, writeFitsImage, type EngineContext } from "@tile-compile/core";
+import { applyTransform, FitsHeader, readFitsImage, seededRandom, writeFitsImage, type EngineContext } from "@tile-compile/core";
+import { nativeCalibration, nativeEngine, registerRelative, nativeStack } from "@tile-compile/engine-native";
 import { sirilBackground, sirilCalibration, sirilRegister, sirilStack } from "./stages.js";
 import { locateSiril, runSiril } from "./siril.js";
 import { loadRecon } from "@tile-compile/recon-native";

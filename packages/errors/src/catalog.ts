@@ -74,6 +74,12 @@ export const errorCatalog = {
     hint: () => "List each engine once in `engines:` of tile_compile.yaml.",
     exitCode: 78,
   },
+  TC_TASK_CONFLICT: {
+    title: "Two engines define the same task",
+    message: (d) => `The work-unit task "${s(d.task)}" is defined by both ${s(d.engines)}; a worker could not tell which one a unit means.`,
+    hint: () => "Give the tasks of a third-party engine names of their own (prefix them with the package name), or start the worker without one of the engines.",
+    exitCode: 78,
+  },
   TC_CAPABILITY_MISSING: {
     title: "Capability not provided",
     message: (d) =>

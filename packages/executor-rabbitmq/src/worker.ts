@@ -1,12 +1,13 @@
 /**
- * The worker side: takes units from `tile-compile.units`, runs their tasks from the built-in catalogue
+ * The worker side: takes units from `tile-compile.units`, runs their tasks from the catalogue it is given
+ * (the tasks of the engines the worker was started with: core's `taskCatalogue`)
  * and publishes the results (inline when small, else by reference in the run's store). It survives a
  * broker restart (reconnects and resumes); a unit it was running when the connection dropped is
  * redelivered by the broker and done again (results are pure, so the bytes are the same).
  */
 import { hostname } from "node:os";
 import { connect, type Channel, type ConfirmChannel, type ConsumeMessage } from "amqplib";
-import { builtinTasks, closeCache, type Logger, type SharedRef, type Task, type TaskContext } from "@tile-compile/core";
+import { closeCache, type Logger, type SharedRef, type Task, type TaskContext } from "@tile-compile/core";
 import { loadRecon } from "@tile-compile/recon-native";
 import { decode, encode } from "./codec.js";
 import { StoreCache, type DataRef, type S3Settings } from "./store.js";
@@ -20,7 +21,8 @@ export interface WorkerOptions {
   /** Shown in run.json (`executor.workers`). Default `host:pid`. */
   name?: string;
   s3?: S3Settings;
-  tasks?: ReadonlyMap<string, Task>;
+  /** The tasks this worker runs, by name: `taskCatalogue(engines)` of the engines it was started with. */
+  tasks: ReadonlyMap<string, Task>;
   logger?: Logger;
   /**
    * Wait this long before each unit (fault injection: lets a test or a rehearsal kill a worker, or restart
@@ -51,7 +53,7 @@ export async function runWorker(o: WorkerOptions): Promise<WorkerHandle> {
   const name = o.name ?? `${hostname()}:${process.pid}`;
   // The kernels' thread pool is per process: a worker's units use `threads` of them.
   loadRecon().setThreads(o.threads ?? 1);
-  const tasks = o.tasks ?? builtinTasks;
+  const tasks = o.tasks;
   const stores = new StoreCache(o.s3);
   const log = o.logger;
   const runs = new Map<string, RunState>();

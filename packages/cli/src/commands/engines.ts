@@ -2,7 +2,8 @@
  * `tile-compile engines`: built-in engines and every engine the project names or has installed, with
  * their capabilities read from the static package.json manifest — nothing is imported or executed.
  */
-import { builtinEngines, listInstalledEngines, type LoadedConfig } from "@tile-compile/core";
+import { listInstalledEngines, type LoadedConfig } from "@tile-compile/core";
+import { builtinEngines } from "@tile-compile/engine-native";
 import { table, type Io } from "../output.js";
 
 export interface EngineListing {

@@ -225,7 +225,7 @@ export async function planJob(jobFile: string, options: PlanOptions = {}): Promi
   const expTol = opt.exposure_tolerance ?? 0.5;
   const missingTemp = opt.missing_temperature ?? "error";
   const aliases = options.filterAliases ?? {};
-  const engine = options.engine ?? "@tile-compile/core";
+  const engine = options.engine ?? "@tile-compile/engine-native";
 
   // Output folder.
   const outRel = job.output ?? join(Object.values(job.lights).flat()[0]!.split(/[\\/]/)[0]!, "processed");

@@ -21,7 +21,7 @@
  * NAXIS1, 0-based pixel centres; invalid pixels are NaN. Times in seconds, temperatures in °C.
  */
 
-import type { Executor } from "../executor/contracts.js";
+import type { Executor, Task } from "../executor/contracts.js";
 
 /** The stages of the pipeline that engines can provide. */
 export type StageName = "calibration" | "background" | "registration" | "stacking" | "composition" | "stretch";
@@ -247,7 +247,8 @@ export interface CompositionInput {
 }
 
 export interface CompositionProvider {
-  compose(input: CompositionInput, ctx: EngineContext): Promise<{ output: string }>;
+  /** `scales`: for an HDR blend (`composition:hdr`), the factor each shorter exposure was scaled by. */
+  compose(input: CompositionInput, ctx: EngineContext): Promise<{ output: string; scales?: number[] }>;
 }
 
 export interface StretchInput {
@@ -309,6 +310,12 @@ export interface EngineDefinition {
    * `options` is the engine's block from `engine_options`.
    */
   preflight?(options: Record<string, unknown>): void | Promise<void>;
+  /**
+   * The work units this engine's stages hand to an executor (`defineTask`). A distributed worker runs the
+   * tasks of the engines it was started with: an engine that lists its tasks here runs on workers like the
+   * built-in one; one that does not runs its stages with the local executor only.
+   */
+  tasks?: readonly Task[];
 }
 
 /** An engine as returned by `defineEngine`: frozen, branded. */

@@ -56,6 +56,7 @@ export function engineContractProblems(value: unknown): string[] {
   for (const obs of ["onFrameDone", "onStageDone"] as const) {
     if (e[obs] !== undefined && typeof e[obs] !== "function") problems.push(`${obs} must be a function`);
   }
+  if (e.tasks !== undefined && (!Array.isArray(e.tasks) || e.tasks.some((t) => typeof (t as { name?: unknown }).name !== "string" || typeof (t as { run?: unknown }).run !== "function"))) problems.push("tasks must be an array of tasks made with defineTask (a name and a run function)");
   if (e.optionsSchema !== undefined && typeof (e.optionsSchema as { "~standard"?: { validate?: unknown } })["~standard"]?.validate !== "function") {
     problems.push("optionsSchema must implement Standard Schema v1 (zod ≥ 3.24, valibot ≥ 1)");
   }

@@ -9,7 +9,7 @@ import type { CapabilityId, EngineDefinition, Stability, StageName } from "./con
 
 /** Short names of official engines; bare names not listed here map to `@tile-compile/engine-<name>`. */
 export const OFFICIAL_SHORT_NAMES: Readonly<Record<string, string>> = {
-  native: "@tile-compile/core",
+  native: "@tile-compile/engine-native",
   siril: "@tile-compile/engine-siril",
   "registration-wcs": "@tile-compile/registration-wcs",
   wcs: "@tile-compile/registration-wcs",

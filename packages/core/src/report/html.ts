@@ -13,7 +13,7 @@ import { rename, writeFile } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { encode } from "fast-png";
 import { readFitsImage } from "../fits/reader.js";
-import { mtf } from "../stretch/native.js";
+import { mtf } from "../util/mtf.js";
 import type { FrameRecord, GroupRecord } from "./records.js";
 
 /** The parts of run.json the report reads (both `run` and `reconstruct` write this shape). */
