@@ -11,7 +11,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
-import { DEFAULT_TBQR, reconstructTbqr } from "../packages/core/dist/index.js";
+import { DEFAULT_TBQR, reconstructTbqr } from "../packages/engine-native/dist/index.js";
 import { loadRecon } from "../packages/recon-native/dist/index.js";
 import { createRabbitExecutor } from "../packages/executor-rabbitmq/dist/index.js";
 import { ensureTbqrFrames } from "./tbqr-frames.mjs";

@@ -10,7 +10,8 @@ import { sirilCli } from "./siril-cli.mjs";
 import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { nativeStack, readFitsImage, registerRelative, seededRandom, writeFitsImage } from "../packages/core/dist/index.js";
+import { readFitsImage, seededRandom, writeFitsImage } from "../packages/core/dist/index.js";
+import { nativeStack, registerRelative } from "../packages/engine-native/dist/index.js";
 import { loadRecon } from "../packages/recon-native/dist/index.js";
 
 const N = Number(process.env.BENCH_FRAMES ?? 100);

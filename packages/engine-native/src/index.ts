@@ -13,3 +13,6 @@ export { nativeStretch, writePng } from "./stretch/native.js";
 export { extractBackground, backgroundModel, type BackgroundOptions } from "./background/extract.js";
 export { reconstructTbqr, DEFAULT_TBQR, seamFigures, kmeans, budgetKappa, noiseBudgetKappa, tileFractions, validationFailures, type TbqrOptions, type TbqrValidation, type TbqrResult } from "./tbqr/reconstruct.js";
 export { tileGeometry, tileGrid, globalWeights, localWeights, robustZ, clusterCount, modeGate, type TbqrMode } from "./tbqr/math.js";
+
+/** The engine, as the loader expects it (`engines: [native]`, `tile-compile worker --engine native`). */
+export { nativeEngine as default } from "./engine.js";

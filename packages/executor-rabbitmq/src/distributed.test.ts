@@ -21,6 +21,8 @@ import { S3Store } from "./store.js";
 import { brokerAvailable, startTestBroker, type TestBroker } from "./test-support/broker.js";
 
 const WORKER = fileURLToPath(new URL("../dist/worker-main.js", import.meta.url));
+/** The built-in engine's package folder: the worker runs its tasks (`--engine` takes a path). */
+const NATIVE = fileURLToPath(new URL("../../engine-native", import.meta.url));
 const available = brokerAvailable();
 const W = 320, H = 240, C = 3, N = 16;
 const hash = (p: string) => createHash("sha256").update(readFileSync(p)).digest("hex");
@@ -29,7 +31,7 @@ const ctx = (executor?: Executor): EngineContext => ({ signal: new AbortControll
 
 interface Worker { proc: ChildProcess; lines: string[]; waitFor(re: RegExp, ms?: number): Promise<string> }
 function startWorker(url: string, args: string[] = []): Promise<Worker> {
-  const proc = spawn(process.execPath, [WORKER, "--broker", url, "--log-units", "--quiet", ...args], { stdio: ["ignore", "pipe", "inherit"] });
+  const proc = spawn(process.execPath, [WORKER, "--broker", url, "--engine", NATIVE, "--log-units", "--quiet", ...args], { stdio: ["ignore", "pipe", "inherit"] });
   spawned.push(proc);
   const lines: string[] = [];
   const waiters: { re: RegExp; res: (l: string) => void }[] = [];
@@ -250,7 +252,7 @@ describe.skipIf(!available)("executor-rabbitmq on a real broker", () => {
 
   it("a master killed with SIGKILL: its queues expire and the workers drop its remaining units instead of computing them", { timeout: 120_000 }, async () => {
     const ws = [await startWorker(broker.url, ["--delay-ms", "600"])];
-    const core = new URL("../../core/dist/index.js", import.meta.url).href, self = new URL("../dist/index.js", import.meta.url).href;
+    const core = new URL("../../engine-native/dist/index.js", import.meta.url).href, self = new URL("../dist/index.js", import.meta.url).href;
     const script = `import { nativeStack } from ${JSON.stringify(core)}; import { createRabbitExecutor } from ${JSON.stringify(self)};
       const ex = await createRabbitExecutor({ url: ${JSON.stringify(broker.url)}, data: ${JSON.stringify(join(dir, "shared"))}, runId: "orphan", orphanAfterSeconds: 2 });
       const q = { debug() {}, info() {}, warn() {}, error() {} };

@@ -223,7 +223,7 @@ export interface OverlapTile extends TileRect {
 /**
  * One band of TBQR's pass B (core's `tbqr.band` unit): rows [y0, y0 + rows) of one channel of every
  * frame, already read, and what the reconstruction decided for them. The method is described in
- * core/src/tbqr/units.ts; per pixel every sum takes the frames in their order.
+ * engine-native/src/tbqr/units.ts; per pixel every sum takes the frames in their order.
  */
 export interface TbqrBandInput {
   /** The band of each frame (rows × width values, raw ADU). */
