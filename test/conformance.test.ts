@@ -2,5 +2,5 @@
 import { runEngineConformance } from "@tile-compile/core/testing";
 import { nativeEngine } from "@tile-compile/engine-native";
 
-runEngineConformance(() => nativeEngine, "@tile-compile/core (native)");
+runEngineConformance(() => nativeEngine, "@tile-compile/engine-native (native)");
 runEngineConformance(async () => (await import("./fixtures/engine-maxstack/index.js")).default, "tile-compile-engine-maxstack (fixture)");

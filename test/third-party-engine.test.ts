@@ -24,7 +24,7 @@ describe("a packed third-party engine installed with npm", { tags: ["slow"] }, (
   beforeAll(() => {
     mkdirSync(tarballs);
     mkdirSync(project);
-    for (const dir of ["packages/errors", "packages/core", "packages/recon-native", "packages/engine-siril", "packages/registration-wcs", "packages/executor-rabbitmq", "packages/cli", "test/fixtures/engine-maxstack"]) {
+    for (const dir of ["packages/errors", "packages/core", "packages/engine-native", "packages/recon-native", "packages/engine-siril", "packages/registration-wcs", "packages/executor-rabbitmq", "packages/cli", "test/fixtures/engine-maxstack"]) {
       execFileSync("pnpm", ["pack", "--pack-destination", tarballs], { cwd: join(repo, dir), stdio: "pipe" });
     }
     writeFileSync(join(project, "package.json"), JSON.stringify({ name: "m94-project", private: true, type: "module" }));
@@ -38,7 +38,7 @@ describe("a packed third-party engine installed with npm", { tags: ["slow"] }, (
     expect(r.status, r.stderr).toBe(0);
     const list = JSON.parse(r.stdout).engines as { name: string; status: string; capabilities: string[]; version: string }[];
     expect(list).toContainEqual(expect.objectContaining({ name: "tile-compile-engine-maxstack", status: "enabled", capabilities: ["stacking:maximum"], version: "1.0.0" }));
-    expect(list).toContainEqual(expect.objectContaining({ name: "@tile-compile/core", status: "built-in", capabilities: expect.arrayContaining(["stacking:mean", "stacking:rejection", "registration:relative", "calibration:native"]) }));
+    expect(list).toContainEqual(expect.objectContaining({ name: "@tile-compile/engine-native", status: "built-in", capabilities: expect.arrayContaining(["stacking:mean", "stacking:rejection", "registration:relative", "calibration:native"]) }));
   });
 
   it("a stacking stage runs through it and writes the per-pixel maximum", async () => {
