@@ -26,7 +26,7 @@ describe("a packed third-party engine installed with npm", { tags: ["slow"] }, (
   beforeAll(() => {
     mkdirSync(tarballs);
     mkdirSync(project);
-    for (const dir of ["packages/errors", "packages/core", "packages/engine-native", "packages/recon-native", "packages/engine-siril", "packages/registration-wcs", "packages/executor-rabbitmq", "packages/cli", "test/fixtures/engine-maxstack"]) {
+    for (const dir of ["packages/errors", "packages/fits", "packages/core", "packages/engine-native", "packages/recon-native", "packages/engine-siril", "packages/registration-wcs", "packages/executor-rabbitmq", "packages/cli", "test/fixtures/engine-maxstack"]) {
       execFileSync("pnpm", ["pack", "--pack-destination", tarballs], { cwd: join(repo, dir), stdio: "pipe" });
     }
     writeFileSync(join(project, "package.json"), JSON.stringify({ name: "m94-project", private: true, type: "module" }));

@@ -4,7 +4,7 @@
  * Depends on no other package of ours.
  */
 export * from "./errors/index.js";
-export * from "./fits/index.js";
+export * from "@tile-compile/fits";
 export * from "./kernel/index.js";
 export * from "./config/schema.js";
 export * from "./config/load.js";
@@ -35,7 +35,7 @@ export { localExecutor, type LocalExecutorOptions } from "./executor/local.js";
 export { cachedFile, closeCache, readBand, scratch, OPEN_FILES_MAX } from "./executor/cache.js";
 export { PlanePool } from "./util/planes.js";
 export { BAND_BYTES, bandRows } from "./util/bands.js";
-export { uninitialisedPlane } from "./util/planes.js";
+
 export { mapLimit } from "./util/pool.js";
 export { tbqrOptionsFromConfig, type TbqrOptions, type TbqrValidation } from "./config/tbqr.js";
 export { mtf } from "./util/mtf.js";

@@ -19,7 +19,7 @@
  * scale sky or flat is a median filter of the block image over ±6 blocks (±48 px), so dust shadows
  * (typically 20–100 px across) stand out of it and vignetting does not.
  */
-import { FitsFile, readFitsImage, type FitsImage } from "../fits/reader.js";
+import { FitsFile, readFitsImage, type FitsImage } from "@tile-compile/fits";
 
 export const CHECK_NAMES = ["offset", "double_offset", "negative_pixels", "master_mismatch", "flat_exposure", "vignetting_residual", "dust_residual", "temperature"] as const;
 export type CheckName = (typeof CHECK_NAMES)[number];

@@ -7,7 +7,7 @@
  *
  * Only the box is read (a few hundred KB per frame), so `validate` stays fast on large libraries.
  */
-import { FitsFile } from "../fits/reader.js";
+import { FitsFile } from "@tile-compile/fits";
 
 export interface SetLevel {
   /** Median level of the central box (ADU), averaged over the frames read. */

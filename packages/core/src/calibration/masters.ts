@@ -12,9 +12,9 @@
 import { basename } from "node:path";
 import { loadRecon } from "@tile-compile/recon-native";
 import { TileCompileError } from "../errors/index.js";
-import { FitsFile, readFitsImage } from "../fits/reader.js";
-import { FitsWriter } from "../fits/writer.js";
-import { FitsHeader } from "../fits/header.js";
+import { FitsFile, readFitsImage } from "@tile-compile/fits";
+import { FitsWriter } from "@tile-compile/fits";
+import { FitsHeader } from "@tile-compile/fits";
 import type { MasterPlan } from "../jobs/plan.js";
 import { recipeOf } from "../jobs/plan.js";
 import { bandRows } from "../util/bands.js";

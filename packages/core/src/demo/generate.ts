@@ -9,8 +9,8 @@
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { FitsHeader } from "../fits/header.js";
-import { writeFitsImage } from "../fits/writer.js";
+import { FitsHeader } from "@tile-compile/fits";
+import { writeFitsImage } from "@tile-compile/fits";
 import { seededRandom } from "../util/random.js";
 
 export interface DemoOptions {

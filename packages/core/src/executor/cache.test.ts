@@ -2,7 +2,7 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { writeFitsImage } from "../fits/writer.js";
+import { writeFitsImage } from "@tile-compile/fits";
 import { closeCache, OPEN_FILES_MAX, readBand } from "./cache.js";
 import type { TaskContext } from "./contracts.js";
 

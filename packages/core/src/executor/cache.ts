@@ -3,7 +3,7 @@
  * reopen and reparse every frame's header per band) and reusable buffers.
  */
 import { readFileSync } from "node:fs";
-import { FitsFile } from "../fits/reader.js";
+import { FitsFile } from "@tile-compile/fits";
 import { mapLimit } from "../util/pool.js";
 import type { TaskContext } from "./contracts.js";
 

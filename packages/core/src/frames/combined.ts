@@ -2,7 +2,7 @@
  * Provenance keywords every combined image carries, whichever engine combined it (native stacking,
  * TBQR, Siril through engine-siril).
  */
-import type { FitsHeaderSummary } from "../fits/reader.js";
+import type { FitsHeaderSummary } from "@tile-compile/fits";
 
 /** Provenance keywords of a combined frame: NCOMBINE, STACKCNT, EXPTIME (mean), LIVETIME (sum), DATE-OBS/DATE-END. */
 export function combinedKeywords(summaries: FitsHeaderSummary[]): { key: string; value: number | string; comment: string; float?: boolean }[] {

@@ -5,8 +5,8 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { FitsHeader } from "../fits/header.js";
-import type { FitsHeaderSummary } from "../fits/reader.js";
+import { FitsHeader } from "@tile-compile/fits";
+import type { FitsHeaderSummary } from "@tile-compile/fits";
 import { normalizeFilter } from "../jobs/filters.js";
 import { frameInfoFromHeader, frameTypeFromPath, frameTypeOf, utcDate } from "./metadata.js";
 import { scanFrames } from "./scan.js";

@@ -8,8 +8,8 @@
  * where it came from (`sources`), and every lenient reading or placeholder is a `note` — `scan`, `validate`
  * and run.json show them, so a user can tell "filter B from INSFLNAM" from a guess.
  */
-import type { FitsHeader } from "../fits/header.js";
-import type { FitsHeaderSummary } from "../fits/reader.js";
+import type { FitsHeader } from "@tile-compile/fits";
+import type { FitsHeaderSummary } from "@tile-compile/fits";
 
 export type FrameType = "light" | "dark" | "bias" | "flat" | "darkflat" | "unknown";
 

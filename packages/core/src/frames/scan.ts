@@ -5,7 +5,7 @@
 import { readdir, realpath, stat } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { TileCompileError } from "../errors/index.js";
-import { readFitsHeader } from "../fits/reader.js";
+import { readFitsHeader } from "@tile-compile/fits";
 import { frameInfoFromHeader, type FrameInfo, type FrameType } from "./metadata.js";
 
 export const FITS_EXTENSIONS = /\.(fits?|fts|fit\.fz|fits\.fz|fz|fits\.gz|fit\.gz)$/i;

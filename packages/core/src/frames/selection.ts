@@ -6,7 +6,7 @@
  */
 import { loadRecon } from "@tile-compile/recon-native";
 import { TileCompileError } from "../errors/index.js";
-import { FitsFile, readFitsHeader } from "../fits/reader.js";
+import { FitsFile, readFitsHeader } from "@tile-compile/fits";
 import type { EngineContext, FrameRef } from "../kernel/contracts.js";
 import { defineTask } from "../executor/contracts.js";
 

@@ -18,7 +18,7 @@ import { BUILTIN_PALETTES, paletteInputs, type Palette } from "../composition/pa
 import { tbqrOptionsFromConfig } from "../config/tbqr.js";
 import type { TileCompileConfig } from "../config/schema.js";
 import { TileCompileError } from "../errors/index.js";
-import { readFitsHeader } from "../fits/reader.js";
+import { readFitsHeader } from "@tile-compile/fits";
 import type { EngineRegistry } from "../kernel/registry.js";
 import { planStage, provenanceLine, runStage, type StageRunOptions } from "../kernel/runner.js";
 import type { RegistrationResult, StageName, StackingResult } from "../kernel/contracts.js";

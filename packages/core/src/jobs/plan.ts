@@ -9,7 +9,7 @@ import { createHash } from "node:crypto";
 import { closeSync, existsSync, openSync, readdirSync, readFileSync, readSync, realpathSync, statSync } from "node:fs";
 import { basename, extname, join, relative } from "node:path";
 import { parse as parseYaml } from "yaml";
-import { readFitsHeader } from "../fits/reader.js";
+import { readFitsHeader } from "@tile-compile/fits";
 import { frameInfoFromHeader, type FrameInfo } from "../frames/metadata.js";
 import { FITS_EXTENSIONS } from "../frames/scan.js";
 import { darkCurrent, measureSetLevel, type SetLevel } from "../calibration/levels.js";

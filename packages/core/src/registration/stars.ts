@@ -8,8 +8,8 @@
 import { extname, basename } from "node:path";
 import type { BayerPattern, Plane, ReconBackend } from "@tile-compile/recon-native";
 import { PlanePool } from "../util/planes.js";
-import { readFitsImage, type FitsImage } from "../fits/reader.js";
-import { writeFitsImage } from "../fits/writer.js";
+import { readFitsImage, type FitsImage } from "@tile-compile/fits";
+import { writeFitsImage } from "@tile-compile/fits";
 import type { FrameRef, RegisteredFrame } from "../kernel/contracts.js";
 import { cleanStars } from "./clean.js";
 import { invert, type Point } from "./geometry.js";

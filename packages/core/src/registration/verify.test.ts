@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import type { FitsImage } from "../fits/reader.js";
-import { FitsHeader } from "../fits/header.js";
+import type { FitsImage } from "@tile-compile/fits";
+import { FitsHeader } from "@tile-compile/fits";
 import { seededRandom } from "../util/random.js";
 import { pixelAgreement, pixelsConfirm } from "./verify.js";
 

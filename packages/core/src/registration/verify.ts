@@ -9,7 +9,7 @@
  * Used where the star evidence alone is thin (a match of fewer than six stars): such a match is accepted
  * only when the pixels agree too.
  */
-import type { FitsImage } from "../fits/reader.js";
+import type { FitsImage } from "@tile-compile/fits";
 import { apply, invert, type Point } from "./geometry.js";
 
 export interface PixelAgreement {

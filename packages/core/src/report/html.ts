@@ -12,7 +12,7 @@ import { existsSync } from "node:fs";
 import { rename, writeFile } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { encode } from "fast-png";
-import { readFitsImage } from "../fits/reader.js";
+import { readFitsImage } from "@tile-compile/fits";
 import { mtf } from "../util/mtf.js";
 import type { FrameRecord, GroupRecord } from "./records.js";
 

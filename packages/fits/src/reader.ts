@@ -5,13 +5,13 @@
  * Coordinates: x runs along NAXIS1, y along NAXIS2, both 0-based; y = 0 is the first row stored in the
  * file (FITS pixel row 1). Channels are NAXIS3 planes. Values are physical (BSCALE/BZERO applied), f32.
  */
-import { FitsError } from "../errors/index.js";
+import { FitsError } from "@tile-compile/errors";
 import { CompressedImage, compressedLayout } from "./compressed.js";
 import { bytesPerPixel, decodeBigEndian, type Bitpix, type Scaling } from "./decode.js";
 import { describeHdu, nextHduOffset, readHeaderAt, type HduInfo } from "./hdu.js";
 import type { FitsHeader } from "./header.js";
 import { FileSource, releaseScratch, takeScratch } from "./source.js";
-import { uninitialisedPlane } from "../util/planes.js";
+import { uninitialisedPlane } from "./planes.js";
 
 /** An image in memory: plane-major Float32Array (all of channel 0, then channel 1, …). */
 export interface FitsImage {

@@ -15,7 +15,7 @@
 import { randomBytes } from "node:crypto";
 import { mkdir, open, rename, rm, type FileHandle } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
-import { TileCompileError } from "../errors/index.js";
+import { TileCompileError } from "@tile-compile/errors";
 import { BLOCK, FitsHeader, formatCard } from "./header.js";
 
 export type OutputBitpix = -32 | 16;

@@ -3,7 +3,7 @@
  * header scan never touches pixel data.
  */
 import { open, type FileHandle } from "node:fs/promises";
-import { FitsError, TileCompileError } from "../errors/index.js";
+import { FitsError, TileCompileError } from "@tile-compile/errors";
 
 /**
  * Reusable scratch buffers for pixel reads: decoding happens right after the read, so the raw bytes are

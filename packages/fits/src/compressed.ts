@@ -7,7 +7,7 @@
  * PLIO_1 and HCOMPRESS_1 are reported as unsupported.
  */
 import { gunzipSync, inflateSync } from "node:zlib";
-import { FitsError } from "../errors/index.js";
+import { FitsError } from "@tile-compile/errors";
 import { BITPIX_VALUES, type Bitpix } from "./decode.js";
 import type { FitsHeader } from "./header.js";
 import type { HduInfo } from "./hdu.js";

@@ -7,11 +7,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FitsError } from "../errors/index.js";
-import { scanFrames } from "../frames/scan.js";
+import { scanFrames } from "./scan.js";
 import { DEBIAN_FITS } from "../test-support/tools.js";
-import { FitsHeader } from "./header.js";
-import { readFitsHeader, readFitsImage } from "./reader.js";
-import { writeFitsImage } from "./writer.js";
+import { FitsHeader } from "@tile-compile/fits";
+import { readFitsHeader, readFitsImage } from "@tile-compile/fits";
+import { writeFitsImage } from "@tile-compile/fits";
 
 const dir = mkdtempSync(join(tmpdir(), "tc-bad-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

@@ -2,7 +2,7 @@
  * HDU structure: reading one header from a byte offset, checking its structural keywords, and working
  * out where its data starts and ends. Nothing here reads pixel data.
  */
-import { FitsError } from "../errors/index.js";
+import { FitsError } from "@tile-compile/errors";
 import { BITPIX_VALUES, type Bitpix } from "./decode.js";
 import { BLOCK, FitsHeader, HeaderSyntaxError } from "./header.js";
 import type { FileSource } from "./source.js";
