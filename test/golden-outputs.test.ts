@@ -29,7 +29,7 @@ import { describe, expect, it } from "vitest";
 import { FitsHeader, generateDemoLibrary, seededRandom, writeFitsImage } from "@tile-compile/core";
 import { loadRecon } from "@tile-compile/recon-native";
 import { runCli } from "@tile-compile/cli";
-import { catalog, knownTransform, render } from "../packages/core/src/test-support/sky.js";
+import { catalog, knownTransform, render } from "@tile-compile/test-support/sky";
 
 const GOLDEN = new URL("./golden-outputs.json", import.meta.url).pathname;
 const write = process.env.TILE_COMPILE_WRITE_GOLDEN === "1";

@@ -1,6 +1,6 @@
 /**
  * Nothing silently dropped, nothing overwritten: the file-system findings of the reliability review,
- * each reproduced on a small generated library (packages/core/src/test-support/library.ts: 96×64 frames,
+ * each reproduced on a small generated library (packages/test-support/src/library.ts: 96×64 frames,
  * L 8 + R/G/B 4) and run through the CLI as a user runs it.
  *
  * Cases that need root (a tmpfs to fill, another user to drop to) skip with one line when not root.
@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { FitsHeader, readFitsHeader, readFitsImage, writeFitsImage } from "@tile-compile/core";
 import { runCli } from "@tile-compile/cli";
-import { makeLibrary } from "../packages/core/src/test-support/library.js";
+import { makeLibrary } from "@tile-compile/test-support/library";
 
 const CLI = new URL("../packages/cli/dist/main.js", import.meta.url).pathname;
 const root = process.getuid?.() === 0;

@@ -94,7 +94,7 @@ describe("tile-compile", () => {
 
 describe("tile-compile register", () => {
   it("registers synthetic frames, reports a blank one, and writes transforms.json", async () => {
-    const { catalogFrames } = await import("./test-support/sky.js");
+    const { catalogFrames } = await import("@tile-compile/test-support/sky");
     const work = mkdtempSync(join(tmpdir(), "tc-cli-reg-"));
     const truth = await catalogFrames(join(work, "lights"));
     const c = capture();
@@ -115,7 +115,7 @@ describe("tile-compile register", () => {
 
 describe("tile-compile validate / run --stage calibrate", () => {
   it("validate prints the requirements, decisions and masters; --dry-run writes nothing; run builds and calibrates", { timeout: 120_000 }, async () => {
-    const { makeLibrary } = await import("../../core/src/test-support/library.js");
+    const { makeLibrary } = await import("@tile-compile/test-support/library");
     const base = mkdtempSync(join(tmpdir(), "tc-cli-job-"));
     await makeLibrary(base);
     const job = join(base, "jobs", "M42_LRGB.json");

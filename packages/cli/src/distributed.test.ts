@@ -71,7 +71,7 @@ describe.skipIf(!available)("runtime.executor: rabbitmq through the CLI (real br
   }, 60_000);
 
   it("run JOB: every output file byte-identical to the local executor; run.json counts units and workers", { timeout: 300_000 }, async () => {
-    const { makeLibrary } = await import("../../core/src/test-support/library.js");
+    const { makeLibrary } = await import("@tile-compile/test-support/library");
     const local = mkdtempSync(join(tmpdir(), "tc-job-local-"));
     await makeLibrary(local, { lightsPerNight: 4 });
     const dist = mkdtempSync(join(tmpdir(), "tc-job-dist-"));
@@ -101,7 +101,7 @@ describe.skipIf(!available)("runtime.executor: rabbitmq through the CLI (real br
   });
 
   it("reconstruct (TBQR, full mode): stacked.fit, tile weights, synthetic frames and metrics byte-identical to local", { timeout: 300_000 }, async () => {
-    const { catalog, render, knownTransform } = await import("../../core/src/test-support/sky.js");
+    const { catalog, render, knownTransform } = await import("@tile-compile/test-support/sky");
     const { seededRandom } = await import("@tile-compile/core");
     const base = mkdtempSync(join(tmpdir(), "tc-recon-"));
     const framesDir = join(base, "frames");

@@ -12,7 +12,7 @@ function capture() {
 
 describe("tile-compile run JOB (full pipeline)", () => {
   it("LRGB on the generated library: stacks, composition, stretch, previews; a second run reuses every step", { timeout: 240_000 }, async () => {
-    const { makeLibrary } = await import("../../core/src/test-support/library.js");
+    const { makeLibrary } = await import("@tile-compile/test-support/library");
     const base = mkdtempSync(join(tmpdir(), "tc-pipe-"));
     await makeLibrary(base, { lightsPerNight: 5 });
     const job = join(base, "jobs", "M42_LRGB.json");
@@ -60,7 +60,7 @@ describe("tile-compile run JOB (full pipeline)", () => {
 
 describe("capabilities are checked before any pixel work", () => {
   it("Siril selected but siril-cli not installed: TC_TOOL_MISSING with the install command, before any master is built", { timeout: 60_000 }, async () => {
-    const { makeLibrary } = await import("../../core/src/test-support/library.js");
+    const { makeLibrary } = await import("@tile-compile/test-support/library");
     const { writeFileSync } = await import("node:fs");
     const base = mkdtempSync(join(tmpdir(), "tc-preflight-"));
     await makeLibrary(base, { lightsPerNight: 2 });
@@ -82,7 +82,7 @@ describe("capabilities are checked before any pixel work", () => {
 
 
   it("composition through Siril (which does not offer it) fails at planning: no master, no calibrated frame written", { timeout: 60_000 }, async () => {
-    const { makeLibrary } = await import("../../core/src/test-support/library.js");
+    const { makeLibrary } = await import("@tile-compile/test-support/library");
     const { readdirSync, writeFileSync } = await import("node:fs");
     const base = mkdtempSync(join(tmpdir(), "tc-cap-"));
     await makeLibrary(base, { lightsPerNight: 2 });

@@ -10,7 +10,7 @@ import { copyFileSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "n
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { cfitsioPixels, DEBIAN_FITS, requireTool, seestarDir } from "../../core/src/test-support/tools.js";
+import { cfitsioPixels, DEBIAN_FITS, requireTool, seestarDir } from "@tile-compile/test-support/tools";
 import { FitsHeader } from "./header.js";
 import { FitsFile, readFitsHeader, readFitsImage } from "./reader.js";
 

@@ -2,7 +2,7 @@ import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { fitsverify, requireTool } from "../../core/src/test-support/tools.js";
+import { fitsverify, requireTool } from "@tile-compile/test-support/tools";
 import { FitsHeader } from "./header.js";
 import { readFitsImage } from "./reader.js";
 import { FitsWriter, writeFitsImage } from "./writer.js";

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FitsError } from "../errors/index.js";
 import { scanFrames } from "./scan.js";
-import { DEBIAN_FITS } from "../test-support/tools.js";
+import { DEBIAN_FITS } from "@tile-compile/test-support/tools";
 import { FitsHeader } from "@tile-compile/fits";
 import { readFitsHeader, readFitsImage } from "@tile-compile/fits";
 import { writeFitsImage } from "@tile-compile/fits";

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { readFitsImage } from "@tile-compile/core";
-import { makeLibrary } from "../../../core/src/test-support/library.js";
+import { makeLibrary } from "@tile-compile/test-support/library";
 import { planJob, type JobPlan } from "@tile-compile/core";
 import { runCalibrateStage } from "@tile-compile/core";
 import { nativeCalibration } from "./native.js";
@@ -73,7 +73,7 @@ describe("job validation and the calibration library", () => {
     // calibrated sky is 200 × mean(vignetting) everywhere. Corner medians of 6×6 pixels (noise 4 ADU / 6 ≈
     // 0.7 ADU, dark-current shot noise not modelled) must sit within 3 ADU of that level (the raw corners
     // were ~60 ADU below the centre).
-    const { model } = await import("../../../core/src/test-support/library.js");
+    const { model } = await import("@tile-compile/test-support/library");
     const m = model(1);
     let vm = 0;
     for (let y = 0; y < 64; y++) for (let x = 0; x < 96; x++) vm += m.vignette(x, y) / (96 * 64);

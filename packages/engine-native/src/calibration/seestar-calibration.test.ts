@@ -20,7 +20,7 @@ import { FitsHeader } from "@tile-compile/core";
 import { planJob } from "@tile-compile/core";
 import { runCalibrateStage } from "@tile-compile/core";
 import { nativeCalibration } from "./native.js";
-import { seestarDir } from "../../../core/src/test-support/tools.js";
+import { seestarDir } from "@tile-compile/test-support/tools";
 import { seededRandom } from "@tile-compile/core";
 
 const dir = seestarDir();

@@ -1,9 +1,10 @@
 /**
- * A seeded synthetic sky for registration tests: a star catalogue in reference-frame pixels, rendered
- * through a known transform (input pixel → reference pixel) with a Gaussian PSF and Gaussian noise.
+ * The seeded synthetic sky the tests share: a star catalogue in reference-frame pixels, rendered through a
+ * known transform (input pixel → reference pixel) with a Gaussian PSF and Gaussian noise.
  */
-import { apply, invert } from "../registration/geometry.js";
-import { seededRandom } from "../util/random.js";
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { applyTransform as apply, invertTransform as invert, seededRandom, writeFitsImage } from "@tile-compile/core";
 
 export interface CatalogStar { x: number; y: number; flux: number }
 
@@ -39,4 +40,20 @@ export function knownTransform(width: number, height: number, deg: number, scale
   const t = (deg * Math.PI) / 180, c = Math.cos(t) * scale, s = Math.sin(t) * scale;
   const cx = (width - 1) / 2, cy = (height - 1) / 2;
   return [c, -s, cx - c * cx + s * cy + dx, s, c, cy - s * cx - c * cy + dy, 0, 0, 1];
+}
+
+/**
+ * Four 400×300 frames for the `register` command: a reference, two shifted copies of its sky (the second
+ * by (dx, dy): its pixel p maps to the reference at p + (dx, dy)) and a blank frame. Returns (dx, dy).
+ */
+export async function catalogFrames(dir: string): Promise<{ dx: number; dy: number }> {
+  mkdirSync(dir, { recursive: true });
+  const W = 400, H = 300, dx = 6.4, dy = -3.7;
+  const cat = catalog(W, H, 70, 5, 0);
+  const shifted = (sx: number, sy: number, stars: readonly CatalogStar[], seed: number) => render(stars, W, H, knownTransform(W, H, 0, 1, sx, sy), seed, { sky: 500, noise: 6 });
+  await writeFitsImage(join(dir, "a_ref.fit"), { width: W, height: H, data: shifted(0, 0, cat, 1) });
+  await writeFitsImage(join(dir, "b_shift.fit"), { width: W, height: H, data: shifted(dx, dy, cat, 2) });
+  await writeFitsImage(join(dir, "c_shift2.fit"), { width: W, height: H, data: shifted(-2.2, 4.1, cat, 3) });
+  await writeFitsImage(join(dir, "d_blank.fit"), { width: W, height: H, data: shifted(0, 0, [], 4) });
+  return { dx, dy };
 }

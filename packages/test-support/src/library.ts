@@ -5,9 +5,7 @@
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { FitsHeader } from "@tile-compile/fits";
-import { writeFitsImage } from "@tile-compile/fits";
-import { seededRandom } from "../util/random.js";
+import { FitsHeader, seededRandom, writeFitsImage } from "@tile-compile/core";
 
 export const W = 96, H = 64;
 export const HOT = [[10, 10], [50, 20], [70, 40], [30, 55], [88, 5]] as const;

@@ -59,7 +59,7 @@ export function fitsverify(path: string): { errors: number; warnings: number; re
   return { warnings: m ? Number(m[1]) : -1, errors: m ? Number(m[2]) : -1, report };
 }
 
-const REPO = new URL("../../../../", import.meta.url).pathname;
+const REPO = new URL("../../../", import.meta.url).pathname;
 
 /** The shared real frames (../shared/data/seestar next to the repository, or $TILE_COMPILE_DATA/seestar). */
 export function seestarDir(): string | undefined {
@@ -71,4 +71,4 @@ export function seestarDir(): string | undefined {
   }
   return undefined;
 }
-export const DEBIAN_FITS = new URL("../../../../test/fixtures/debian-fits/", import.meta.url).pathname;
+export const DEBIAN_FITS = new URL("../../../test/fixtures/debian-fits/", import.meta.url).pathname;
