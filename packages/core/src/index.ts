@@ -43,3 +43,4 @@ export { taskCatalogue } from "./executor/catalogue.js";
 export { combinedKeywords, provenanceKeywords } from "./frames/combined.js";
 export { filterFrames, frameStats, applyFrameFilters, frameStatsTask, type FrameStats, type FrameFilter } from "./frames/selection.js";
 export { chooseReference, knownReference } from "./registration/reference.js";
+export { median, MAD_TO_SIGMA } from "./util/stats.js";

@@ -20,6 +20,7 @@
  * (typically 20–100 px across) stand out of it and vignetting does not.
  */
 import { FitsFile, readFitsImage, type FitsImage } from "@tile-compile/fits";
+import { MAD_TO_SIGMA, median } from "../util/stats.js";
 
 export const CHECK_NAMES = ["offset", "double_offset", "negative_pixels", "master_mismatch", "flat_exposure", "vignetting_residual", "dust_residual", "temperature"] as const;
 export type CheckName = (typeof CHECK_NAMES)[number];
@@ -59,12 +60,6 @@ const BLOCK = 8;
 const RADIUS = 6;
 const SAMPLE = 3;
 
-function median(a: ArrayLike<number>): number {
-  const v = Float64Array.from(a as ArrayLike<number>).filter(Number.isFinite).sort();
-  if (!v.length) return Number.NaN;
-  const h = v.length >> 1;
-  return v.length % 2 ? v[h]! : (v[h - 1]! + v[h]!) / 2;
-}
 
 /**
  * Pixel noise σ from neighbour differences over a central box: 1.4826·MAD(p(x) − p(x+1)) / √2, so smooth
@@ -77,7 +72,7 @@ function noiseOf(img: FitsImage): number {
   const d = new Float64Array(bw * bh);
   for (let y = 0; y < bh; y++) for (let x = 0; x < bw; x++) { const i = (y0 + y) * w + x0 + x; d[y * bw + x] = img.data[i]! - img.data[i + 1]!; }
   const m = median(d);
-  return (1.482602218505602 * median(d.map((v) => Math.abs(v - m)))) / Math.SQRT2;
+  return (MAD_TO_SIGMA * median(d.map((v) => Math.abs(v - m)))) / Math.SQRT2;
 }
 
 /** Block medians of the first channel (8×8 px). */

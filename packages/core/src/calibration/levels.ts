@@ -8,6 +8,7 @@
  * Only the box is read (a few hundred KB per frame), so `validate` stays fast on large libraries.
  */
 import { FitsFile } from "@tile-compile/fits";
+import { MAD_TO_SIGMA, median } from "../util/stats.js";
 
 export interface SetLevel {
   /** Median level of the central box (ADU), averaged over the frames read. */
@@ -21,12 +22,6 @@ export interface SetLevel {
 
 const BOX = 256;
 
-function median(values: Float32Array | number[]): number {
-  const a = Float64Array.from(values).filter((v) => Number.isFinite(v)).sort();
-  if (a.length === 0) return Number.NaN;
-  const h = a.length >> 1;
-  return a.length % 2 ? a[h]! : (a[h - 1]! + a[h]!) / 2;
-}
 
 /**
  * Mean and σ of the values within 5 robust σ of the median: unlike the median and the MAD, exact on
@@ -36,7 +31,7 @@ function clippedMoments(a: Float32Array): { mean: number; sigma: number } {
   const m = median(a);
   const dev = new Float32Array(a.length);
   for (let i = 0; i < a.length; i++) dev[i] = Math.abs(a[i]! - m);
-  const limit = 5 * Math.max(1.482602218505602 * median(dev), 1e-6) + 1e-9;
+  const limit = 5 * Math.max(MAD_TO_SIGMA * median(dev), 1e-6) + 1e-9;
   let n = 0, s = 0, s2 = 0;
   for (const v of a) if (Math.abs(v - m) <= Math.max(limit, 8)) { n++; s += v; s2 += v * v; }
   const mean = s / n;

@@ -9,6 +9,7 @@ import { TileCompileError } from "../errors/index.js";
 import { FitsFile, readFitsHeader } from "@tile-compile/fits";
 import type { EngineContext, FrameRef } from "../kernel/contracts.js";
 import { defineTask } from "../executor/contracts.js";
+import { MAD_TO_SIGMA } from "../util/stats.js";
 
 /** Per-frame figures for normalisation, weights and frame filters. */
 export interface FrameStats {
@@ -57,7 +58,7 @@ export async function frameStats(path: string, hdu: number | undefined, channels
       }
       const s = await recon.robustStats(sample, { iterations: 0, signal });
       median.push(s.median);
-      sigma.push(1.482602218505602 * s.mad);
+      sigma.push(MAD_TO_SIGMA * s.mad);
     }
     let fwhm = NaN, roundness = NaN, stars = 0;
     if (withStars && all) {
@@ -98,7 +99,7 @@ export function applyFrameFilters(paths: string[], stats: FrameStats[], filters:
       threshold = def.worse === "high" ? finite[k - 1]! : finite[finite.length - k]!;
     } else {
       const m = finite[finite.length >> 1]!;
-      const mad = [...finite].map((v) => Math.abs(v - m)).sort((a, b) => a - b)[finite.length >> 1]! * 1.482602218505602;
+      const mad = [...finite].map((v) => Math.abs(v - m)).sort((a, b) => a - b)[finite.length >> 1]! * MAD_TO_SIGMA;
       const kappa = spec.kappa ?? 3;
       threshold = def.worse === "high" ? m + kappa * mad : m - kappa * mad;
     }

@@ -16,6 +16,7 @@
  * The frame's FWHM is the median of the stars that remain, so a nebula does not inflate it.
  */
 import type { Star } from "@tile-compile/recon-native";
+import { median } from "../util/stats.js";
 
 export interface CleanStars {
   /** The stars kept, in the detector's order (brightest first). */
@@ -30,7 +31,6 @@ export interface CleanStars {
 }
 
 const quantile = (sorted: readonly number[], q: number) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.max(0, Math.round(q * (sorted.length - 1))))]! : NaN);
-const median = (v: readonly number[]) => { if (!v.length) return NaN; const s = [...v].sort((a, b) => a - b); const h = s.length >> 1; return s.length % 2 ? s[h]! : (s[h - 1]! + s[h]!) / 2; };
 
 /**
  * `boxRadius`: the detector's measuring radius. Widths near the box (≥ 1.6 × radius) are the box's, not

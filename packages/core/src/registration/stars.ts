@@ -13,6 +13,7 @@ import { writeFitsImage } from "@tile-compile/fits";
 import type { FrameRef, RegisteredFrame } from "../kernel/contracts.js";
 import { cleanStars } from "./clean.js";
 import { invert, type Point } from "./geometry.js";
+import { median } from "../util/stats.js";
 
 /** Whole-frame planes reused from frame to frame (decoded frame, sky maps, warped frame): see PlanePool. */
 export const starPlanes = new PlanePool();
@@ -145,12 +146,6 @@ export function formatFrameName(pattern: string, index: number, input: string): 
   });
 }
 
-function median(v: number[] | Float64Array): number {
-  if (v.length === 0) return NaN;
-  const s = v instanceof Float64Array ? v.slice().sort() : [...v].sort((a, b) => a - b);
-  const h = s.length >> 1;
-  return s.length % 2 ? s[h]! : (s[h - 1]! + s[h]!) / 2;
-}
 
 /**
  * Pairing tolerance for star matching: 2 px, or half the larger star FWHM when stars are bigger. The

@@ -13,6 +13,7 @@ import { loadRecon } from "@tile-compile/recon-native";
 import { TileCompileError } from "@tile-compile/core";
 import { readFitsImage, type FitsImage } from "@tile-compile/core";
 import { writeFitsImage } from "@tile-compile/core";
+import { MAD_TO_SIGMA } from "@tile-compile/core";
 
 export interface Masters {
   dark?: FitsImage;
@@ -40,7 +41,7 @@ export async function defectMap(m: Masters): Promise<DefectMap> {
   const hot: number[] = [], cold: number[] = [];
   if (m.dark) {
     const s = await recon.robustStats(m.dark.data, { iterations: 0 });
-    const limit = s.median + 8 * 1.482602218505602 * Math.max(s.mad, 1e-6);
+    const limit = s.median + 8 * MAD_TO_SIGMA * Math.max(s.mad, 1e-6);
     m.dark.data.forEach((v, i) => { if (v > limit) hot.push(i); });
   }
   if (m.flat) m.flat.data.forEach((v, i) => { if (v < 0.5) cold.push(i); });

@@ -15,6 +15,7 @@ import { TileCompileError } from "@tile-compile/core";
 import { readFitsImage } from "@tile-compile/core";
 import { mtf, writeFitsImage } from "@tile-compile/core";
 import type { EngineContext, StretchInput, StretchProvider } from "@tile-compile/core";
+import { MAD_TO_SIGMA } from "@tile-compile/core";
 
 /**
  * Generalised hyperbolic stretch (Cranfield & Payne): stretch factor D, local intensity b (b = 0
@@ -49,7 +50,7 @@ async function stretchImage(input: StretchInput, ctx: EngineContext, kind: "auto
     for (let i = 0, k = 0; i < n; i += 5) sample[k++] = plane[i]!;
     const s = await recon.robustStats(sample, { iterations: 0, signal: ctx.signal });
     const [max] = await recon.percentiles(sample, [0.9999], { signal: ctx.signal });
-    stats.push({ median: s.median, sigma: 1.482602218505602 * s.mad, max: max! });
+    stats.push({ median: s.median, sigma: MAD_TO_SIGMA * s.mad, max: max! });
   }
   const avg = (k: "median" | "sigma" | "max") => stats.reduce((a, s) => a + s[k], 0) / stats.length;
   const out = new Float32Array(img.data.length);

@@ -3,23 +3,17 @@
  * weights, the seeing-adaptive tile geometry and grid, local tile quality, the cluster count rule and the
  * mode gate. Pure functions, unit-tested against the reference's derived cases (Part 4.3).
  */
-import { TileCompileError } from "@tile-compile/core";
+import { MAD_TO_SIGMA, median, TileCompileError } from "@tile-compile/core";
 
-const MAD_SIGMA = 1.482602218505602;
 
-export function median(v: ArrayLike<number>): number {
-  const s = Array.from(v).filter(Number.isFinite).sort((a, b) => a - b);
-  if (s.length === 0) return NaN;
-  const h = s.length >> 1;
-  return s.length % 2 ? s[h]! : (s[h - 1]! + s[h]!) / 2;
-}
+export { median };
 
 /** x̃ = (x − median) / max(1.4826·MAD, 1e-6); all zeros when MAD < 1e-12 (A.5 with HEAD's floor). NaN stays NaN. */
 export function robustZ(x: readonly number[]): number[] {
   const m = median(x);
   const mad = median(x.map((v) => Math.abs(v - m)));
   if (!(mad >= 1e-12)) return x.map((v) => (Number.isFinite(v) ? 0 : NaN));
-  const d = Math.max(MAD_SIGMA * mad, 1e-6);
+  const d = Math.max(MAD_TO_SIGMA * mad, 1e-6);
   return x.map((v) => (v - m) / d);
 }
 
@@ -157,7 +151,7 @@ export function fitSkySurface(points: readonly { u: number; v: number; value: nu
     x.forEach((c, i) => { coef[i] = c; });
     if (pass === 2) break;
     const res = use.map((p) => p.value - evalSkySurface(coef, p.u, p.v));
-    const mr = median(res), mad = MAD_SIGMA * median(res.map((r) => Math.abs(r - mr)));
+    const mr = median(res), mad = MAD_TO_SIGMA * median(res.map((r) => Math.abs(r - mr)));
     const kept = use.filter((_, i) => Math.abs(res[i]! - mr) <= 3 * mad);
     if (kept.length === use.length || kept.length < 4 || !(mad > 0)) break;
     use = kept;

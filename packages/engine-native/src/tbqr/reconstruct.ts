@@ -41,6 +41,7 @@ import type { TbqrOptions, TbqrValidation } from "@tile-compile/core";
 export type { TbqrOptions, TbqrValidation } from "@tile-compile/core";
 import { apertureFluxes, bandTask, frameMetricsTask, releaseFramePlanes, seeingTask, syntheticTask, type ChannelMetrics, type FrameSeeing, type PhotometryPlan, type TbqrBandPlan, type TbqrBandResult } from "./units.js";
 import { clusterCount, DEFAULT_LOCAL, DEFAULT_TILE, evalSkySurface, fitSkySurface, globalWeights, localWeights, median, modeGate, robustZ, skyRow, tileGeometry, tileGrid, type TbqrMode } from "./math.js";
+import { MAD_TO_SIGMA } from "@tile-compile/core";
 
 /** K, the number of states (synthetic frames) for N frames: clip(⌊N/10⌋, range), within [framesMin, framesMax]. */
 export function stateCount(N: number, s: TbqrOptions["synthetic"]): number {
@@ -238,7 +239,7 @@ export function relativeTransparency(fluxes: Float64Array[]): number[] | undefin
 export function robustFluxRatio(pairs: [number, number][]): number {
   if (pairs.length < 5) return NaN;
   const r = pairs.map(([a, b]) => a / b);
-  const m = median(r), s = 1.482602218505602 * median(r.map((v) => Math.abs(v - m)));
+  const m = median(r), s = MAD_TO_SIGMA * median(r.map((v) => Math.abs(v - m)));
   let sa = 0, sb = 0;
   pairs.forEach(([a, b], k) => { if (Math.abs(r[k]! - m) <= 3 * s) { sa += a; sb += b; } });
   return sa / sb;
@@ -659,7 +660,7 @@ export async function backgroundNoiseRatio(out: Float32Array, plain: Float32Arra
   const outlier = new Uint8Array(n);
   for (const h of [lapOut, lapPlain]) {
     const st = await recon.robustStats(gather(h, sky), { iterations: 0, signal });
-    const lim = 5 * 1.482602218505602 * st.mad, med = st.median;
+    const lim = 5 * MAD_TO_SIGMA * st.mad, med = st.median;
     for (let i = 0; i < n; i++) if (Math.abs(h[i]! - med) > lim) outlier[i] = 1;
   }
   let nc = 0;
@@ -668,7 +669,7 @@ export async function backgroundNoiseRatio(out: Float32Array, plain: Float32Arra
     const i = sky[k]!;
     if (!(outlier[i - W - 1] || outlier[i - W] || outlier[i - W + 1] || outlier[i - 1] || outlier[i] || outlier[i + 1] || outlier[i + W - 1] || outlier[i + W] || outlier[i + W + 1])) clean[nc++] = i;
   }
-  const noiseOf = async (h: Float32Array) => (1.482602218505602 * (await recon.robustStats(gather(h, clean.subarray(0, nc)), { iterations: 0, signal })).mad) / Math.sqrt(1.25);
+  const noiseOf = async (h: Float32Array) => (MAD_TO_SIGMA * (await recon.robustStats(gather(h, clean.subarray(0, nc)), { iterations: 0, signal })).mad) / Math.sqrt(1.25);
   return (await noiseOf(lapOut)) / (await noiseOf(lapPlain));
 }
 
