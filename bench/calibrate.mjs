@@ -6,11 +6,21 @@ import { existsSync, mkdirSync, readdirSync, rmSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { buildMaster, masterBandRows, FitsFile, FitsHeader, hashOf, recipeOf, seededRandom, writeFitsImage } from "../packages/core/dist/index.js";
+import {
+  buildMaster,
+  masterBandRows,
+  FitsFile,
+  FitsHeader,
+  hashOf,
+  recipeOf,
+  seededRandom,
+  writeFitsImage,
+} from "../packages/core/dist/index.js";
 import { loadRecon } from "../packages/recon-native/dist/index.js";
 
 const N = Number(process.env.BENCH_FRAMES ?? 50);
-const W = 2048, H = 2048;
+const W = 2048,
+  H = 2048;
 const dir = join(process.env.BENCH_DIR ?? join(tmpdir(), "tc-bench-calibrate"), `darks-${N}`);
 if (!existsSync(join(dir, "done"))) {
   rmSync(dir, { recursive: true, force: true });
@@ -19,19 +29,48 @@ if (!existsSync(join(dir, "done"))) {
   const r = seededRandom(9);
   for (let k = 0; k < N; k++) {
     const data = new Float32Array(W * H);
-    for (let i = 0; i < data.length; i++) data[i] = Math.round(1000 + 3 * Math.sin((i % W) / 7) + 5 * Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r()) + (i % 9973 === 0 ? 2000 : 0));
+    for (let i = 0; i < data.length; i++)
+      data[i] = Math.round(
+        1000 +
+          3 * Math.sin((i % W) / 7) +
+          5 * Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r()) +
+          (i % 9973 === 0 ? 2000 : 0),
+      );
     const h = new FitsHeader();
     h.set("IMAGETYP", "Dark Frame").set("EXPTIME", 300).set("CCD-TEMP", -10);
     await writeFitsImage(join(dir, `dark_${String(k).padStart(3, "0")}.fit`), { width: W, height: H, data }, { bitpix: 16, header: h });
   }
   (await import("node:fs")).writeFileSync(join(dir, "done"), "");
 }
-const files = readdirSync(dir).filter((f) => f.endsWith(".fit")).sort().map((f) => join(dir, f));
-const best = async (fn, runs) => { let b = Infinity; for (let i = 0; i < runs; i++) { const t = performance.now(); await fn(); b = Math.min(b, performance.now() - t); } return b; };
+const files = readdirSync(dir)
+  .filter((f) => f.endsWith(".fit"))
+  .sort()
+  .map((f) => join(dir, f));
+const best = async (fn, runs) => {
+  let b = Infinity;
+  for (let i = 0; i < runs; i++) {
+    const t = performance.now();
+    await fn();
+    b = Math.min(b, performance.now() - t);
+  }
+  return b;
+};
 for (const f of files) await readFile(f); // warm the page cache
-const read = await best(async () => { for (const f of files) await readFile(f); }, 3);
+const read = await best(async () => {
+  for (const f of files) await readFile(f);
+}, 3);
 const out = join(dir, "..", "master_dark.fit");
-const plan = { kind: "dark", name: "master_dark.fit", path: out, action: "build", reason: "bench", inputs: files, inputHash: "bench", recipeHash: hashOf(recipeOf("dark", "bench")), set: { kind: "dark", date: "2024_01_01", dir } };
+const plan = {
+  kind: "dark",
+  name: "master_dark.fit",
+  path: out,
+  action: "build",
+  reason: "bench",
+  inputs: files,
+  inputHash: "bench",
+  recipeHash: hashOf(recipeOf("dark", "bench")),
+  set: { kind: "dark", date: "2024_01_01", dir },
+};
 const build = await best(() => buildMaster(plan, { engine: "bench", memoryBudgetBytes: 1 << 30 }), 2);
 const recon = loadRecon();
 // Floors, same band layout as buildMaster: (a) reading and decoding every band with nothing combined;
@@ -48,11 +87,15 @@ const bandsOf = async (combine) => {
       const band = await Promise.all(rs.map((r, i) => r.readRows(y, n, 0, n === rows ? bufs[i] : bufs[i].subarray(0, n * W))));
       if (combine) await recon.combine(band, { method: "median" });
     }
-  } finally { await Promise.all(fs.map((f) => f.close())); }
+  } finally {
+    await Promise.all(fs.map((f) => f.close()));
+  }
 };
 const decodeOnly = await best(() => bandsOf(false), 2);
 const medianOnly = await best(() => bandsOf(true), 2);
-console.log(`bench calibrate: master dark from ${N} frames ${W}×${H} 16-bit (${(N * W * H * 2 / 1e6).toFixed(0)} MB), ${recon.kind} kernels (${recon.simd}, ${recon.threads()} threads), best of runs, warm cache`);
+console.log(
+  `bench calibrate: master dark from ${N} frames ${W}×${H} 16-bit (${((N * W * H * 2) / 1e6).toFixed(0)} MB), ${recon.kind} kernels (${recon.simd}, ${recon.threads()} threads), best of runs, warm cache`,
+);
 console.log(`plain fs.readFile of the frames   ${read.toFixed(0).padStart(7)} ms`);
 console.log(`buildMaster (winsorized 3/3)      ${build.toFixed(0).padStart(7)} ms`);
 console.log(`floor: bands read + decoded      ${decodeOnly.toFixed(0).padStart(7)} ms  (${(decodeOnly / read).toFixed(2)}× the read)`);

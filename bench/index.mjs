@@ -17,7 +17,9 @@ if (["native", "register", "calibrate", "stack", "tbqr", "distributed"].includes
   await import(`./${which}.mjs`);
   process.exit(0);
 }
-const dataRoot = [process.env.TILE_COMPILE_DATA, new URL("../../shared/data", import.meta.url).pathname, "/work/shared/data"].find((p) => p && existsSync(join(p, "seestar")));
+const dataRoot = [process.env.TILE_COMPILE_DATA, new URL("../../shared/data", import.meta.url).pathname, "/work/shared/data"].find(
+  (p) => p && existsSync(join(p, "seestar")),
+);
 if (!dataRoot) {
   console.error("bench fits needs the shared Seestar frames: set TILE_COMPILE_DATA to the folder holding seestar/");
   process.exit(1);
@@ -36,7 +38,10 @@ async function best(fn, runs = 7) {
 
 if (which === "fits") {
   const dir = join(dataRoot, "seestar", "M94", "2025_03_27");
-  const files = readdirSync(dir).filter((f) => f.endsWith(".fit")).sort().map((f) => join(dir, f));
+  const files = readdirSync(dir)
+    .filter((f) => f.endsWith(".fit"))
+    .sort()
+    .map((f) => join(dir, f));
   const headerBytes = (await readFitsHeader(files[0])).bytesRead;
   // Warm the page cache so both sides read from memory.
   for (const f of files) await readFile(f);
@@ -47,11 +52,20 @@ if (which === "fits") {
       await fh.close();
     }
   });
-  const scan = await best(async () => { for (const f of files) await readFitsHeader(f); });
-  const plainRead = await best(async () => { for (const f of files) await readFile(f); });
-  const decode = await best(async () => { for (const f of files) await readFitsImage(f); });
-  const mb = files.length * 1080 * 1920 * 2 / 1e6;
-  const row = (name, t, ref) => console.log(`${name.padEnd(44)} best ${t.best.toFixed(1).padStart(7)} ms  median ${t.median.toFixed(1).padStart(7)} ms  ratio ${(t.best / ref.best).toFixed(2)}×`);
+  const scan = await best(async () => {
+    for (const f of files) await readFitsHeader(f);
+  });
+  const plainRead = await best(async () => {
+    for (const f of files) await readFile(f);
+  });
+  const decode = await best(async () => {
+    for (const f of files) await readFitsImage(f);
+  });
+  const mb = (files.length * 1080 * 1920 * 2) / 1e6;
+  const row = (name, t, ref) =>
+    console.log(
+      `${name.padEnd(44)} best ${t.best.toFixed(1).padStart(7)} ms  median ${t.median.toFixed(1).padStart(7)} ms  ratio ${(t.best / ref.best).toFixed(2)}×`,
+    );
   console.log(`bench fits: ${files.length} Seestar frames (1080×1920, BITPIX 16, ${mb.toFixed(1)} MB of pixels), best of 7, warm cache`);
   row(`plain read of the header bytes (${headerBytes} B/file)`, plainHeader, plainHeader);
   row("readFitsHeader (parse + checks)", scan, plainHeader);

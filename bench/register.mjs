@@ -15,13 +15,21 @@ import { nativeStack, registerRelative } from "../packages/engine-native/dist/in
 import { loadRecon } from "../packages/recon-native/dist/index.js";
 
 const N = Number(process.env.BENCH_FRAMES ?? 100);
-const W = 2048, H = 2048, SIGMA = 1.5;
+const W = 2048,
+  H = 2048,
+  SIGMA = 1.5;
 const root = join(process.env.BENCH_DIR ?? join(tmpdir(), "tc-bench-register"));
 const lights = join(root, "light");
 const r = seededRandom(42);
-const stars = Array.from({ length: 500 }, () => ({ x: 30 + r() * (W - 60), y: 30 + r() * (H - 60), f: 4000 * Math.exp(r() * Math.log(50)) }));
+const stars = Array.from({ length: 500 }, () => ({
+  x: 30 + r() * (W - 60),
+  y: 30 + r() * (H - 60),
+  f: 4000 * Math.exp(r() * Math.log(50)),
+}));
 // Frame k: input pixel p maps to the reference at R(θk)·(p − c) + c + (dxk, dyk).
-const truth = Array.from({ length: N }, (_, k) => (k === 0 ? { dx: 0, dy: 0, th: 0 } : { dx: (r() - 0.5) * 16, dy: (r() - 0.5) * 16, th: (r() - 0.5) * 0.01 }));
+const truth = Array.from({ length: N }, (_, k) =>
+  k === 0 ? { dx: 0, dy: 0, th: 0 } : { dx: (r() - 0.5) * 16, dy: (r() - 0.5) * 16, th: (r() - 0.5) * 0.01 },
+);
 const c = (W - 1) / 2;
 
 const stamp = join(root, `frames-${N}.json`);
@@ -34,19 +42,27 @@ if (!existsSync(stamp)) {
     const data = new Float32Array(W * H);
     for (let i = 0; i < data.length; i++) data[i] = Math.round(600 + 9 * Math.sqrt(-2 * Math.log(1 - g())) * Math.cos(2 * Math.PI * g()));
     const { dx, dy, th } = truth[k];
-    const cs = Math.cos(th), sn = Math.sin(th);
+    const cs = Math.cos(th),
+      sn = Math.sin(th);
     for (const s of stars) {
       // input position = R(−θ)·(ref − c − d) + c
-      const ux = s.x - c - dx, uy = s.y - c - dy;
-      const x0 = cs * ux + sn * uy + c, y0 = -sn * ux + cs * uy + c;
+      const ux = s.x - c - dx,
+        uy = s.y - c - dy;
+      const x0 = cs * ux + sn * uy + c,
+        y0 = -sn * ux + cs * uy + c;
       const amp = s.f / (2 * Math.PI * SIGMA * SIGMA);
-      for (let y = Math.max(0, Math.floor(y0) - 8); y < Math.min(H, Math.floor(y0) + 9); y++) for (let x = Math.max(0, Math.floor(x0) - 8); x < Math.min(W, Math.floor(x0) + 9); x++) data[y * W + x] += Math.round(amp * Math.exp(-((x - x0) ** 2 + (y - y0) ** 2) / (2 * SIGMA * SIGMA)));
+      for (let y = Math.max(0, Math.floor(y0) - 8); y < Math.min(H, Math.floor(y0) + 9); y++)
+        for (let x = Math.max(0, Math.floor(x0) - 8); x < Math.min(W, Math.floor(x0) + 9); x++)
+          data[y * W + x] += Math.round(amp * Math.exp(-((x - x0) ** 2 + (y - y0) ** 2) / (2 * SIGMA * SIGMA)));
     }
     await writeFitsImage(join(lights, `light_${String(k + 1).padStart(4, "0")}.fit`), { width: W, height: H, data }, { bitpix: 16 });
   }
   writeFileSync(stamp, JSON.stringify(truth));
 }
-const files = readdirSync(lights).filter((f) => f.endsWith(".fit")).sort().map((f) => join(lights, f));
+const files = readdirSync(lights)
+  .filter((f) => f.endsWith(".fit"))
+  .sort()
+  .map((f) => join(lights, f));
 const recon = loadRecon();
 
 /** Median distance between detected stars of a registered frame and the true reference positions. */
@@ -63,22 +79,53 @@ async function accuracy(path, scale = 1) {
   d.sort((a, b) => a - b);
   return d[d.length >> 1];
 }
-const summarize = (v) => { const s = [...v].sort((a, b) => a - b); return { median: s[s.length >> 1], worst: s[s.length - 1] }; };
+const summarize = (v) => {
+  const s = [...v].sort((a, b) => a - b);
+  return { median: s[s.length >> 1], worst: s[s.length - 1] };
+};
 
 const out = join(root, "ours");
 rmSync(out, { recursive: true, force: true });
-const ctx = { signal: new AbortController().signal, logger: { debug() {}, info() {}, warn: console.warn, error: console.error }, progress() {}, workdir: tmpdir(), options: {}, runtime: {} };
+const ctx = {
+  signal: new AbortController().signal,
+  logger: { debug() {}, info() {}, warn: console.warn, error: console.error },
+  progress() {},
+  workdir: tmpdir(),
+  options: {},
+  runtime: {},
+};
 let t = performance.now();
-const res = await registerRelative({ frames: files.map((path) => ({ path })), reference: 0, outputDir: out, filenamePattern: "reg_{index:05d}.fit", options: {}, history: [] }, ctx);
+const res = await registerRelative(
+  {
+    frames: files.map((path) => ({ path })),
+    reference: 0,
+    outputDir: out,
+    filenamePattern: "reg_{index:05d}.fit",
+    options: {},
+    history: [],
+  },
+  ctx,
+);
 const ours = (performance.now() - t) / 1000;
 const failed = res.frames.filter((f) => f.error).length;
 const sample = res.frames.filter((f) => f.output).filter((_, i) => i % Math.max(1, Math.floor(N / 10)) === 0);
 const oursAcc = summarize(await Promise.all(sample.map((f) => accuracy(f.output))));
 t = performance.now();
-await nativeStack({ frames: res.frames.filter((f) => f.output).map((f) => ({ path: f.output })), output: join(root, "ours_stack.fit"), method: "rejection", options: { rejection: "winsorized", sigma: [3, 3], normalization: "additive_scaling" }, history: [] }, { ...ctx, runtime: { threads: 2, memoryBudgetBytes: 512 << 20 } });
+await nativeStack(
+  {
+    frames: res.frames.filter((f) => f.output).map((f) => ({ path: f.output })),
+    output: join(root, "ours_stack.fit"),
+    method: "rejection",
+    options: { rejection: "winsorized", sigma: [3, 3], normalization: "additive_scaling" },
+    history: [],
+  },
+  { ...ctx, runtime: { threads: 2, memoryBudgetBytes: 512 << 20 } },
+);
 const oursStack = (performance.now() - t) / 1000;
 console.log(`bench register: ${N} frames ${W}×${H}, ${recon.kind} kernels (${recon.simd}, ${recon.threads()} threads)`);
-console.log(`relative (ours):  ${ours.toFixed(1)} s  (${(ours / N * 1000).toFixed(0)} ms/frame), ${failed} failed; star offset after registration: median ${oursAcc.median.toFixed(3)} px, worst frame ${oursAcc.worst.toFixed(3)} px`);
+console.log(
+  `relative (ours):  ${ours.toFixed(1)} s  (${((ours / N) * 1000).toFixed(0)} ms/frame), ${failed} failed; star offset after registration: median ${oursAcc.median.toFixed(3)} px, worst frame ${oursAcc.worst.toFixed(3)} px`,
+);
 console.log(`stack (ours) of the registered frames: ${oursStack.toFixed(1)} s; register + stack ${(ours + oursStack).toFixed(1)} s`);
 
 // Floor: what every frame costs before any registration work — read and decode the 16-bit input and
@@ -104,19 +151,48 @@ const sdir = join(root, "siril");
 rmSync(sdir, { recursive: true, force: true });
 mkdirSync(join(sdir, "process"), { recursive: true });
 const script = join(sdir, "register.ssf");
-writeFileSync(script, `requires 1.0.0\nsetext fit\ncd ${lights}\nconvert light -out=${join(sdir, "process")}\ncd ${join(sdir, "process")}\nsetref light_ 1\nregister light_\nclose\n`);
+writeFileSync(
+  script,
+  `requires 1.0.0\nsetext fit\ncd ${lights}\nconvert light -out=${join(sdir, "process")}\ncd ${join(sdir, "process")}\nsetref light_ 1\nregister light_\nclose\n`,
+);
 const { log, seconds: siril } = sirilCli(script, sdir);
-if (/Error|[1-9]\d* failed/.test(log.split("\n").filter((l) => !/progress/.test(l)).join("\n"))) console.log("Siril log reports an error:\n" + log.split("\n").filter((l) => /Error|[1-9]\d* failed/.test(l)).join("\n"));
-const rfiles = readdirSync(join(sdir, "process")).filter((f) => f.startsWith("r_light_") && f.endsWith(".fit")).sort().map((f) => join(sdir, "process", f));
+if (
+  /Error|[1-9]\d* failed/.test(
+    log
+      .split("\n")
+      .filter((l) => !/progress/.test(l))
+      .join("\n"),
+  )
+)
+  console.log(
+    "Siril log reports an error:\n" +
+      log
+        .split("\n")
+        .filter((l) => /Error|[1-9]\d* failed/.test(l))
+        .join("\n"),
+  );
+const rfiles = readdirSync(join(sdir, "process"))
+  .filter((f) => f.startsWith("r_light_") && f.endsWith(".fit"))
+  .sort()
+  .map((f) => join(sdir, "process", f));
 // Siril writes 16-bit r_ frames of 16-bit input: same ADU scale as the input.
 const sirilAcc = summarize(await Promise.all(rfiles.filter((_, i) => i % Math.max(1, Math.floor(N / 10)) === 0).map((f) => accuracy(f))));
-console.log(`Siril register:   ${siril.toFixed(1)} s  (${(siril / N * 1000).toFixed(0)} ms/frame), ${rfiles.length} frames written; star offset: median ${sirilAcc.median.toFixed(3)} px, worst frame ${sirilAcc.worst.toFixed(3)} px`);
+console.log(
+  `Siril register:   ${siril.toFixed(1)} s  (${((siril / N) * 1000).toFixed(0)} ms/frame), ${rfiles.length} frames written; star offset: median ${sirilAcc.median.toFixed(3)} px, worst frame ${sirilAcc.worst.toFixed(3)} px`,
+);
 const ratio = siril / ours;
 const stackScript = join(sdir, "stack.ssf");
-writeFileSync(stackScript, `requires 1.0.0\nsetext fit\ncd ${join(sdir, "process")}\nstack r_light_ rej w 3 3 -norm=addscale -out=${join(sdir, "result")}\nclose\n`);
+writeFileSync(
+  stackScript,
+  `requires 1.0.0\nsetext fit\ncd ${join(sdir, "process")}\nstack r_light_ rej w 3 3 -norm=addscale -out=${join(sdir, "result")}\nclose\n`,
+);
 const { seconds: sirilStack } = sirilCli(stackScript, sdir);
 console.log(`Siril stack of its r_ frames: ${sirilStack.toFixed(1)} s; register + stack ${(siril + sirilStack).toFixed(1)} s`);
 const both = (siril + sirilStack) / (ours + oursStack);
 console.log(`register + stack: ours is ${both.toFixed(2)}× Siril's (target ≥ 3×, issue 15): ${both >= 3 ? "met" : "NOT met"}`);
-console.log(`floor / Siril: ${(ioFloor / (siril / N * 1000)).toFixed(2)} (3× Siril leaves ${(siril / N * 1000 / 3).toFixed(0)} ms/frame in all)`);
-console.log(`register alone: ours is ${ratio.toFixed(2)}× Siril's (target ≥ 3×): ${ratio >= 3 ? "met" : "NOT met"}; accuracy ${oursAcc.median <= sirilAcc.median * 1.05 ? "equal or better" : "worse"}`);
+console.log(
+  `floor / Siril: ${(ioFloor / ((siril / N) * 1000)).toFixed(2)} (3× Siril leaves ${(((siril / N) * 1000) / 3).toFixed(0)} ms/frame in all)`,
+);
+console.log(
+  `register alone: ours is ${ratio.toFixed(2)}× Siril's (target ≥ 3×): ${ratio >= 3 ? "met" : "NOT met"}; accuracy ${oursAcc.median <= sirilAcc.median * 1.05 ? "equal or better" : "worse"}`,
+);

@@ -8,7 +8,11 @@ export function sirilCli(script, dir) {
   for (let attempt = 1; ; attempt++) {
     const t = performance.now();
     try {
-      const log = execFileSync("siril-cli", ["-s", script, "-d", dir], { encoding: "utf8", maxBuffer: 1 << 28, stdio: ["ignore", "pipe", "pipe"] });
+      const log = execFileSync("siril-cli", ["-s", script, "-d", dir], {
+        encoding: "utf8",
+        maxBuffer: 1 << 28,
+        stdio: ["ignore", "pipe", "pipe"],
+      });
       return { log, seconds: (performance.now() - t) / 1000 };
     } catch (e) {
       if (!e.signal || attempt >= 5) throw e;

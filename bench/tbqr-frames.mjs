@@ -10,14 +10,25 @@ export async function ensureTbqrFrames(dir, N, S) {
   mkdirSync(dir, { recursive: true });
   console.log(`generating ${N} frames of ${S}² in ${dir} …`);
   const r = seededRandom(1);
-  const stars = Array.from({ length: Math.round((S * S) / 2500) }, () => ({ x: 8 + r() * (S - 16), y: 8 + r() * (S - 16), f: 3000 + 50000 * r() ** 2 }));
+  const stars = Array.from({ length: Math.round((S * S) / 2500) }, () => ({
+    x: 8 + r() * (S - 16),
+    y: 8 + r() * (S - 16),
+    f: 3000 + 50000 * r() ** 2,
+  }));
   for (let k = 0; k < N; k++) {
     const g = seededRandom(10 + k);
     const sg = (2.2 + 1.2 * g()) / 2.355;
     const data = new Float32Array(S * S);
     for (let i = 0; i < data.length; i++) data[i] = 500 + 8 * Math.sqrt(-2 * Math.log(1 - g())) * Math.cos(2 * Math.PI * g());
-    for (const s of stars) for (let y = Math.max(0, Math.floor(s.y) - 7); y < Math.min(S, Math.floor(s.y) + 8); y++) for (let x = Math.max(0, Math.floor(s.x) - 7); x < Math.min(S, Math.floor(s.x) + 8); x++) data[y * S + x] += (s.f / (2 * Math.PI * sg * sg)) * Math.exp(-((x - s.x) ** 2 + (y - s.y) ** 2) / (2 * sg * sg));
-    await writeFitsImage(join(dir, `f${String(k).padStart(4, "0")}.fit`), { width: S, height: S, data: data.map((v) => Math.min(65535, Math.round(v))) }, { bitpix: 16, header: new FitsHeader().set("EXPTIME", 60) });
+    for (const s of stars)
+      for (let y = Math.max(0, Math.floor(s.y) - 7); y < Math.min(S, Math.floor(s.y) + 8); y++)
+        for (let x = Math.max(0, Math.floor(s.x) - 7); x < Math.min(S, Math.floor(s.x) + 8); x++)
+          data[y * S + x] += (s.f / (2 * Math.PI * sg * sg)) * Math.exp(-((x - s.x) ** 2 + (y - s.y) ** 2) / (2 * sg * sg));
+    await writeFitsImage(
+      join(dir, `f${String(k).padStart(4, "0")}.fit`),
+      { width: S, height: S, data: data.map((v) => Math.min(65535, Math.round(v))) },
+      { bitpix: 16, header: new FitsHeader().set("EXPTIME", 60) },
+    );
   }
   writeFileSync(join(dir, "done"), "");
   return dir;

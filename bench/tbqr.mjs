@@ -8,24 +8,67 @@ import { join } from "node:path";
 import { DEFAULT_TBQR, nativeStack, reconstructTbqr } from "../packages/engine-native/dist/index.js";
 import { ensureTbqrFrames } from "./tbqr-frames.mjs";
 
-const N = Number(process.env.BENCH_FRAMES ?? 400), S = Number(process.env.BENCH_SIZE ?? 1024);
+const N = Number(process.env.BENCH_FRAMES ?? 400),
+  S = Number(process.env.BENCH_SIZE ?? 1024);
 const dir = join(process.env.BENCH_DIR ?? join(tmpdir(), "tc-bench-tbqr"), `frames-${N}-${S}`);
 // Phase marks (from the progress callback): when each phase of the reconstruction started.
 const marks = {};
-const ctx = () => ({ signal: new AbortController().signal, logger: { debug() {}, info() {}, warn() {}, error() {} }, progress(_f, what) { if (what && !(what in marks)) marks[what] = performance.now(); }, workdir: tmpdir(), options: {}, runtime: { threads: 2, memoryBudgetBytes: 512 << 20 } });
+const ctx = () => ({
+  signal: new AbortController().signal,
+  logger: { debug() {}, info() {}, warn() {}, error() {} },
+  progress(_f, what) {
+    if (what && !(what in marks)) marks[what] = performance.now();
+  },
+  workdir: tmpdir(),
+  options: {},
+  runtime: { threads: 2, memoryBudgetBytes: 512 << 20 },
+});
 
 if (process.argv[2] === "--child") {
-  const files = readdirSync(dir).filter((f) => f.endsWith(".fit")).sort().slice(0, Number(process.argv[3])).map((f) => join(dir, f));
+  const files = readdirSync(dir)
+    .filter((f) => f.endsWith(".fit"))
+    .sort()
+    .slice(0, Number(process.argv[3]))
+    .map((f) => join(dir, f));
   const t = performance.now();
-  if (process.argv[4] === "mean") await nativeStack({ frames: files.map((path) => ({ path })), output: join(dir, "..", "mean.fit"), method: "mean", options: { normalization: "none" }, history: [] }, ctx());
-  else await reconstructTbqr(files, join(dir, "..", `tbqr_${process.argv[3]}.fit`), { ...DEFAULT_TBQR, assumptions: { ...DEFAULT_TBQR.assumptions, framesMin: 2, framesReducedThreshold: 100000, allowEmergency: true } }, ctx());
+  if (process.argv[4] === "mean")
+    await nativeStack(
+      {
+        frames: files.map((path) => ({ path })),
+        output: join(dir, "..", "mean.fit"),
+        method: "mean",
+        options: { normalization: "none" },
+        history: [],
+      },
+      ctx(),
+    );
+  else
+    await reconstructTbqr(
+      files,
+      join(dir, "..", `tbqr_${process.argv[3]}.fit`),
+      { ...DEFAULT_TBQR, assumptions: { ...DEFAULT_TBQR.assumptions, framesMin: 2, framesReducedThreshold: 100000, allowEmergency: true } },
+      ctx(),
+    );
   const end = performance.now();
-  const phase = marks["frame metrics"] && marks.reconstruct ? { seeing: marks["frame metrics"] - t, passA: marks.reconstruct - marks["frame metrics"], passB: end - marks.reconstruct } : undefined;
+  const phase =
+    marks["frame metrics"] && marks.reconstruct
+      ? { seeing: marks["frame metrics"] - t, passA: marks.reconstruct - marks["frame metrics"], passB: end - marks.reconstruct }
+      : undefined;
   console.log(JSON.stringify({ ms: end - t, rss: process.resourceUsage().maxRSS * 1024, phase }));
   process.exit(0);
 }
 await ensureTbqrFrames(dir, N, S);
-const run = (n, what) => JSON.parse(execFileSync(process.execPath, [new URL(import.meta.url).pathname, "--child", String(n), what], { encoding: "utf8", env: process.env, maxBuffer: 1 << 24 }).trim().split("\n").pop());
+const run = (n, what) =>
+  JSON.parse(
+    execFileSync(process.execPath, [new URL(import.meta.url).pathname, "--child", String(n), what], {
+      encoding: "utf8",
+      env: process.env,
+      maxBuffer: 1 << 24,
+    })
+      .trim()
+      .split("\n")
+      .pop(),
+  );
 // The mean twice, before and after TBQR, and the faster kept: its time swung 1.5–3 s between runs on the
 // same frames (page cache, machine load), which moved the ratio by 2×.
 const mean1 = run(N, "mean");
@@ -34,7 +77,16 @@ const mean2 = run(N, "mean");
 const mean = mean1.ms <= mean2.ms ? mean1 : mean2;
 const tbq = run(Math.max(2, N >> 2), "tbqr");
 console.log(`bench tbqr: ${N} frames of ${S}² (16-bit), 2 threads`);
-console.log(`plain native mean   ${(mean.ms / 1000).toFixed(1).padStart(7)} s   (the faster of ${(mean1.ms / 1000).toFixed(1)} s before and ${(mean2.ms / 1000).toFixed(1)} s after TBQR)`);
-console.log(`TBQR                ${(tb.ms / 1000).toFixed(1).padStart(7)} s   ${(tb.ms / mean.ms).toFixed(2)}× the mean stack (target ≤ 3×): ${tb.ms / mean.ms <= 3 ? "met" : "NOT met"}`);
-if (tb.phase) console.log(`  seeing + set-up ${(tb.phase.seeing / 1000).toFixed(1)} s (${(tb.phase.seeing / mean.ms).toFixed(2)}×), pass A (frame metrics) ${(tb.phase.passA / 1000).toFixed(1)} s (${(tb.phase.passA / mean.ms).toFixed(2)}×), pass B and validation ${(tb.phase.passB / 1000).toFixed(1)} s (${(tb.phase.passB / mean.ms).toFixed(2)}×)`);
-console.log(`peak RSS TBQR: ${N} frames ${(tb.rss / 2 ** 20).toFixed(0)} MiB, ${Math.max(2, N >> 2)} frames ${(tbq.rss / 2 ** 20).toFixed(0)} MiB → ratio ${(tb.rss / tbq.rss).toFixed(3)} (target ≤ 1.15): ${tb.rss / tbq.rss <= 1.15 ? "met" : "NOT met"}`);
+console.log(
+  `plain native mean   ${(mean.ms / 1000).toFixed(1).padStart(7)} s   (the faster of ${(mean1.ms / 1000).toFixed(1)} s before and ${(mean2.ms / 1000).toFixed(1)} s after TBQR)`,
+);
+console.log(
+  `TBQR                ${(tb.ms / 1000).toFixed(1).padStart(7)} s   ${(tb.ms / mean.ms).toFixed(2)}× the mean stack (target ≤ 3×): ${tb.ms / mean.ms <= 3 ? "met" : "NOT met"}`,
+);
+if (tb.phase)
+  console.log(
+    `  seeing + set-up ${(tb.phase.seeing / 1000).toFixed(1)} s (${(tb.phase.seeing / mean.ms).toFixed(2)}×), pass A (frame metrics) ${(tb.phase.passA / 1000).toFixed(1)} s (${(tb.phase.passA / mean.ms).toFixed(2)}×), pass B and validation ${(tb.phase.passB / 1000).toFixed(1)} s (${(tb.phase.passB / mean.ms).toFixed(2)}×)`,
+  );
+console.log(
+  `peak RSS TBQR: ${N} frames ${(tb.rss / 2 ** 20).toFixed(0)} MiB, ${Math.max(2, N >> 2)} frames ${(tbq.rss / 2 ** 20).toFixed(0)} MiB → ratio ${(tb.rss / tbq.rss).toFixed(3)} (target ≤ 1.15): ${tb.rss / tbq.rss <= 1.15 ? "met" : "NOT met"}`,
+);

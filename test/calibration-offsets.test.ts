@@ -8,23 +8,50 @@ import { mkdtempSync, mkdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { FitsHeader, mastersHealth, planJob, readFitsImage, runCalibrateStage, writeFitsImage, type EngineContext, type JobPlan } from "@tile-compile/core";
+import {
+  FitsHeader,
+  mastersHealth,
+  planJob,
+  readFitsImage,
+  runCalibrateStage,
+  writeFitsImage,
+  type EngineContext,
+  type JobPlan,
+} from "@tile-compile/core";
 import { nativeCalibration } from "@tile-compile/engine-native";
 import { H, makeCalibrationLibrary, skyFigures, W } from "./generators/calibration.js";
 
 const ENGINE = "@tile-compile/core@test";
 const dirs: string[] = [];
-afterAll(() => { for (const d of dirs) rmSync(d, { recursive: true, force: true }); });
-const fresh = () => { const d = mkdtempSync(join(tmpdir(), "tc-offset-")); dirs.push(d); return d; };
+afterAll(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+const fresh = () => {
+  const d = mkdtempSync(join(tmpdir(), "tc-offset-"));
+  dirs.push(d);
+  return d;
+};
 const warnings: string[] = [];
 function ctx(): EngineContext {
-  return { signal: new AbortController().signal, logger: { debug() {}, info() {}, warn: (m: string) => void warnings.push(m), error() {} } as never, progress() {}, workdir: tmpdir(), options: {}, runtime: { threads: 2, memoryBudgetBytes: 64 << 20 } };
+  return {
+    signal: new AbortController().signal,
+    logger: { debug() {}, info() {}, warn: (m: string) => void warnings.push(m), error() {} } as never,
+    progress() {},
+    workdir: tmpdir(),
+    options: {},
+    runtime: { threads: 2, memoryBudgetBytes: 64 << 20 },
+  };
 }
-const calibrate = (plan: JobPlan, checks = {}) => runCalibrateStage(plan, { provider: nativeCalibration(ENGINE), ctx: ctx(), engine: ENGINE, checks });
+const calibrate = (plan: JobPlan, checks = {}) =>
+  runCalibrateStage(plan, { provider: nativeCalibration(ENGINE), ctx: ctx(), engine: ENGINE, checks });
 const mean = (a: number[]) => a.reduce((x, y) => x + y, 0) / a.length;
 /** The error a promise rejects with (fails the test when it resolves). */
 async function rejection(p: Promise<unknown>): Promise<{ code: string; message: string; hint: string }> {
-  try { await p; } catch (e) { return e as { code: string; message: string; hint: string }; }
+  try {
+    await p;
+  } catch (e) {
+    return e as { code: string; message: string; hint: string };
+  }
   throw new Error("expected a rejection");
 }
 
@@ -45,7 +72,8 @@ describe("offset sources", () => {
     expect(plan.decisions.find((d) => d.kind === "flat")!.reason).toMatch(/flat-darks dark_1s/);
     const r = await calibrate(plan);
     const figs = await Promise.all(r.calibrated[0]!.frames.map(async (p) => skyFigures((await readFitsImage(p)).data)));
-    const cv = mean(figs.map((f) => f.cornerVsCentre)), dc = mean(figs.map((f) => f.donutContrast));
+    const cv = mean(figs.map((f) => f.cornerVsCentre)),
+      dc = mean(figs.map((f) => f.donutContrast));
     console.log(`no bias + short darks: corner/centre ${(100 * cv).toFixed(2)} %, donut ${(100 * dc).toFixed(2)} % (truth 0, 0)`);
     expect(Math.abs(cv)).toBeLessThan(0.01);
     expect(Math.abs(dc)).toBeLessThan(0.01);
@@ -103,7 +131,8 @@ describe("offset sources", () => {
     expect(d400.reason).toMatch(/× 0\.667/);
     const r = await calibrate(plan);
     for (const g of r.calibrated) {
-      const resid: number[] = [], hot: number[] = [];
+      const resid: number[] = [],
+        hot: number[] = [];
       for (const p of g.frames) {
         const img = await readFitsImage(p);
         let s = 0;
@@ -111,7 +140,8 @@ describe("offset sources", () => {
         resid.push(s / img.data.length);
         for (const i of [31 * W + 40, 100 * W + 200, 150 * W + 90]) hot.push(img.data[i]!);
       }
-      const m = mean(resid), hm = mean(hot);
+      const m = mean(resid),
+        hm = mean(hot);
       console.log(`scaled dark, lights ${g.exposureSeconds} s: mean residual ${m.toFixed(3)} ADU, hot pixels ${hm.toFixed(2)} ADU (σ 6)`);
       expect(Math.abs(m)).toBeLessThan(0.5 * 6);
       expect(Math.abs(hm)).toBeLessThan(0.5 * 6 * 2); // a hot pixel carries the scaled dark's own noise (×k) on top
@@ -143,8 +173,13 @@ describe("health check catches what the plan cannot see", () => {
     const lib = await makeCalibrationLibrary(base, { bias: true, lights: [120] });
     // A 60 s master dark made elsewhere with the bias already taken out (level ≈ dark current only).
     mkdirSync(join(base, "calibration/masters/darks"), { recursive: true });
-    const h = new FitsHeader(); h.set("IMAGETYP", "Master Dark").set("EXPTIME", 60).set("CCD-TEMP", -30).set("XBINNING", 2).set("YBINNING", 2);
-    await writeFitsImage(join(base, "calibration/masters/darks/dark_60s_-30C_2024_03_01.fit"), { width: W, height: H, data: new Float32Array(W * H).fill(0.12) }, { header: h });
+    const h = new FitsHeader();
+    h.set("IMAGETYP", "Master Dark").set("EXPTIME", 60).set("CCD-TEMP", -30).set("XBINNING", 2).set("YBINNING", 2);
+    await writeFitsImage(
+      join(base, "calibration/masters/darks/dark_60s_-30C_2024_03_01.fit"),
+      { width: W, height: H, data: new Float32Array(W * H).fill(0.12) },
+      { header: h },
+    );
     const plan = await planJob(lib.job({ bias: "2024_03_01", darks: "2024_03_01" }), { engine: ENGINE });
     expect(plan.problems).toEqual([]);
     const err = await rejection(calibrate(plan));
@@ -156,11 +191,14 @@ describe("health check catches what the plan cannot see", () => {
     const base = fresh();
     const lib = await makeCalibrationLibrary(base, { lights: [60] });
     mkdirSync(join(base, "calibration/masters/darks"), { recursive: true });
-    const h = new FitsHeader(); h.set("IMAGETYP", "Master Dark").set("EXPTIME", 60).set("CCD-TEMP", -30);
+    const h = new FitsHeader();
+    h.set("IMAGETYP", "Master Dark").set("EXPTIME", 60).set("CCD-TEMP", -30);
     const wrong = join(base, "calibration/masters/darks/dark_60s_-30C_2024_03_01.fit");
     await writeFitsImage(wrong, { width: W / 2, height: H / 2, data: new Float32Array((W * H) / 4).fill(600) }, { header: h });
     const plan = await planJob(lib.job({ darks: "2024_03_01" }), { engine: ENGINE });
-    expect(plan.problems.map((p) => p.message).join("\n")).toMatch(/no dark for L 60s.*dark 60s -30C 2024_03_01 \(size 128×96, lights 256×192\)/);
+    expect(plan.problems.map((p) => p.message).join("\n")).toMatch(
+      /no dark for L 60s.*dark 60s -30C 2024_03_01 \(size 128×96, lights 256×192\)/,
+    );
     // A master that reaches calibration anyway (e.g. given by an engine): master_mismatch, not relaxable for size.
     const checks = await mastersHealth([wrong], { width: W, height: H });
     expect(checks[0]).toMatchObject({ check: "master_mismatch", verdict: "fail" });

@@ -38,7 +38,10 @@ const backend = `${recon.kind}/${recon.simd}`;
 type Golden = { backend: string; runs: Record<string, Record<string, string>> };
 const golden: Golden = existsSync(GOLDEN) ? (JSON.parse(readFileSync(GOLDEN, "utf8")) as Golden) : { backend, runs: {} };
 const sameKernels = write || golden.backend === backend;
-if (!sameKernels) console.log(`SKIP golden outputs: recorded with ${golden.backend} kernels, this machine has ${backend} (build the native addon: pnpm build)`);
+if (!sameKernels)
+  console.log(
+    `SKIP golden outputs: recorded with ${golden.backend} kernels, this machine has ${backend} (build the native addon: pnpm build)`,
+  );
 const siril = spawnSync("siril-cli", ["--version"], { stdio: "ignore" }).status === 0;
 if (!siril) console.log("SKIP the golden Siril job: siril-cli not installed — apt-get install siril");
 
@@ -52,13 +55,23 @@ function fitsDigest(bytes: Buffer, root: string): string {
     const cards: string[] = [];
     let history = "";
     let end = false;
-    let size = 1, bitpix = 8, pcount = 0, gcount = 1, naxis = 0;
+    let size = 1,
+      bitpix = 8,
+      pcount = 0,
+      gcount = 1,
+      naxis = 0;
     for (; !end && at < bytes.length; at += 2880) {
       for (let c = 0; c < 36; c++) {
         const card = bytes.subarray(at + 80 * c, at + 80 * c + 80).toString("latin1");
         const key = card.slice(0, 8).trim();
-        if (key === "END") { end = true; break; }
-        if (key === "HISTORY") { history += card.slice(8).replace(/\s+/g, ""); continue; }
+        if (key === "END") {
+          end = true;
+          break;
+        }
+        if (key === "HISTORY") {
+          history += card.slice(8).replace(/\s+/g, "");
+          continue;
+        }
         const m = /^\S+\s*=\s*(-?\d+)/.exec(card);
         if (m) {
           if (key === "BITPIX") bitpix = Number(m[1]);
@@ -73,7 +86,13 @@ function fitsDigest(bytes: Buffer, root: string): string {
       }
     }
     // Long strings continue over CONTINUE cards (the break falls anywhere in a path): joined before the run's folder is replaced.
-    h.update(cards.join("\n").replace(/&'\nCONTINUE {2}'/g, "").replaceAll(root, "<root>").replace(ENGINE, "@tile-compile/<native>@"));
+    h.update(
+      cards
+        .join("\n")
+        .replace(/&'\nCONTINUE {2}'/g, "")
+        .replaceAll(root, "<root>")
+        .replace(ENGINE, "@tile-compile/<native>@"),
+    );
     h.update(history.replaceAll(root, "<root>").replace(ENGINE, "@tile-compile/<native>@"));
     const dataBytes = naxis === 0 ? 0 : (Math.abs(bitpix) / 8) * gcount * (pcount + size);
     const padded = Math.ceil(dataBytes / 2880) * 2880;
@@ -91,14 +110,18 @@ function digests(dir: string, root: string): Record<string, string> {
     if (!e.isFile() || /^(run\.json|events\.jsonl|report\.html)$/.test(e.name) || p.includes("/.tile-compile/")) continue;
     const rel = p.slice(dir.length + 1);
     if (/\.(fits?|fts)$/i.test(e.name)) out[rel] = fitsDigest(readFileSync(p), root);
-    else if (/\.(json|csv)$/i.test(e.name)) out[rel] = createHash("sha256").update(readFileSync(p, "utf8").replaceAll(root, "<root>").replace(ENGINE, "@tile-compile/<native>@")).digest("hex");
+    else if (/\.(json|csv)$/i.test(e.name))
+      out[rel] = createHash("sha256")
+        .update(readFileSync(p, "utf8").replaceAll(root, "<root>").replace(ENGINE, "@tile-compile/<native>@"))
+        .digest("hex");
     else if (/\.png$/i.test(e.name)) out[rel] = createHash("sha256").update(readFileSync(p)).digest("hex");
   }
   return Object.fromEntries(Object.entries(out).sort(([a], [b]) => a.localeCompare(b)));
 }
 
 function capture() {
-  const out: string[] = [], err: string[] = [];
+  const out: string[] = [],
+    err: string[] = [];
   return { io: { out: (t: string) => void out.push(t), err: (t: string) => void err.push(t), interactive: false }, out, err };
 }
 
@@ -112,7 +135,10 @@ function check(name: string, got: Record<string, string>): void {
   const want = golden.runs[name];
   expect(want, `no golden hashes for ${name}: run with TILE_COMPILE_WRITE_GOLDEN=1`).toBeDefined();
   expect(Object.keys(got)).toEqual(Object.keys(want!));
-  expect(Object.keys(got).filter((k) => got[k] !== want![k]), `${name}: outputs whose bytes changed`).toEqual([]);
+  expect(
+    Object.keys(got).filter((k) => got[k] !== want![k]),
+    `${name}: outputs whose bytes changed`,
+  ).toEqual([]);
 }
 
 describe.runIf(sameKernels)("output bytes pinned (golden-outputs.json)", () => {
@@ -130,14 +156,25 @@ describe.runIf(sameKernels)("output bytes pinned (golden-outputs.json)", () => {
     const base = mkdtempSync(join(tmpdir(), "tc-golden-tbqr-"));
     const framesDir = join(base, "frames");
     mkdirSync(framesDir);
-    const W = 192, H = 144;
+    const W = 192,
+      H = 144;
     const cat = catalog(W, H, 60, 3, 8);
     for (let k = 0; k < 12; k++) {
       const r = seededRandom(40 + k);
-      const data = render(cat, W, H, knownTransform(W, H, 0, 1, 3 * r() - 1.5, 3 * r() - 1.5), 100 + k, { sigma: 1.2 + 0.6 * r(), noise: 6 });
-      await writeFitsImage(join(framesDir, `light_${String(k).padStart(2, "0")}.fits`), { width: W, height: H, channels: 1, data }, { header: new FitsHeader().set("EXPTIME", 60).set("FILTER", "L") });
+      const data = render(cat, W, H, knownTransform(W, H, 0, 1, 3 * r() - 1.5, 3 * r() - 1.5), 100 + k, {
+        sigma: 1.2 + 0.6 * r(),
+        noise: 6,
+      });
+      await writeFitsImage(
+        join(framesDir, `light_${String(k).padStart(2, "0")}.fits`),
+        { width: W, height: H, channels: 1, data },
+        { header: new FitsHeader().set("EXPTIME", 60).set("FILTER", "L") },
+      );
     }
-    writeFileSync(join(base, "tile_compile.yaml"), "runtime:\n  threads: 1\n  memory_budget: 4MiB\nassumptions:\n  frames_min: 8\n  frames_reduced_threshold: 10\nsynthetic:\n  frames_min: 2\n  frames_max: 4\n  clustering:\n    cluster_count_range: [2, 4]\nvalidation:\n  min_fwhm_improvement_percent: -100\n  max_background_rms_increase_percent: 100\n  min_tile_weight_variance: 0\n  require_no_tile_pattern: false\n");
+    writeFileSync(
+      join(base, "tile_compile.yaml"),
+      "runtime:\n  threads: 1\n  memory_budget: 4MiB\nassumptions:\n  frames_min: 8\n  frames_reduced_threshold: 10\nsynthetic:\n  frames_min: 2\n  frames_max: 4\n  clustering:\n    cluster_count_range: [2, 4]\nvalidation:\n  min_fwhm_improvement_percent: -100\n  max_background_rms_increase_percent: 100\n  min_tile_weight_variance: 0\n  require_no_tile_pattern: false\n",
+    );
     const c = capture();
     expect(await runCli(["reconstruct", framesDir, "--out", join(base, "out")], { io: c.io, cwd: base }), c.err.join("\n")).toBe(0);
     const got = digests(join(base, "out"), join(base, "out"));
@@ -149,7 +186,10 @@ describe.runIf(sameKernels)("output bytes pinned (golden-outputs.json)", () => {
   it.runIf(siril)("a job with Siril for calibration, registration and stacking", { timeout: 600_000 }, async () => {
     const base = mkdtempSync(join(tmpdir(), "tc-golden-siril-"));
     const { jobs } = await generateDemoLibrary(base, { width: 400, height: 300, framesPerSet: 6 });
-    writeFileSync(join(base, "tile_compile.yaml"), "calibration:\n  method: siril\nregistration:\n  engine: siril\n  reference: 0\nstacking:\n  engine: siril\n  method: rejection\ncomposition:\n  palette: RGB\n");
+    writeFileSync(
+      join(base, "tile_compile.yaml"),
+      "calibration:\n  method: siril\nregistration:\n  engine: siril\n  reference: 0\nstacking:\n  engine: siril\n  method: rejection\ncomposition:\n  palette: RGB\n",
+    );
     const c = capture();
     expect(await runCli(["run", jobs[0]!], { io: c.io, cwd: base }), c.err.join("\n")).toBe(0);
     const got = digests(join(base, "M42/processed"), base);

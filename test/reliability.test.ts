@@ -6,7 +6,19 @@
  * Cases that need root (a tmpfs to fill, another user to drop to) skip with one line when not root.
  */
 import { spawn, spawnSync } from "node:child_process";
-import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -19,8 +31,14 @@ const root = process.getuid?.() === 0;
 if (!root) console.log("SKIP reliability cases needing root (tmpfs full disk, another user): run the tests as root (CI does)");
 
 function capture() {
-  const out: string[] = [], err: string[] = [];
-  return { io: { out: (t: string) => void out.push(t), err: (t: string) => void err.push(t), interactive: false }, out, err, text: () => [...out, ...err].join("\n") };
+  const out: string[] = [],
+    err: string[] = [];
+  return {
+    io: { out: (t: string) => void out.push(t), err: (t: string) => void err.push(t), interactive: false },
+    out,
+    err,
+    text: () => [...out, ...err].join("\n"),
+  };
 }
 async function library(): Promise<string> {
   const base = mkdtempSync(join(tmpdir(), "tc-rel-"));
@@ -29,44 +47,60 @@ async function library(): Promise<string> {
 }
 function job(base: string, name: string, body: Record<string, unknown>): string {
   const p = join(base, "jobs", `${name}.json`);
-  writeFileSync(p, JSON.stringify({ name, type: "MONO", calibration: { bias: "2024_01_15", darks: "2024_01_15", flats: "2024_01_20" }, ...body }));
+  writeFileSync(
+    p,
+    JSON.stringify({ name, type: "MONO", calibration: { bias: "2024_01_15", darks: "2024_01_15", flats: "2024_01_20" }, ...body }),
+  );
   return p;
 }
 const ncombine = async (p: string) => (await readFitsHeader(p)).header.getNumber("NCOMBINE");
 /** Files that look finished but were left half-written (temporary names), anywhere under `dir`. */
 function leftovers(dir: string): string[] {
   const out: string[] = [];
-  const walk = (d: string) => { for (const e of readdirSync(d, { withFileTypes: true })) { const p = join(d, e.name); if (e.isDirectory()) walk(p); else if (/\.(tmp|partial)$/.test(e.name)) out.push(p); } };
+  const walk = (d: string) => {
+    for (const e of readdirSync(d, { withFileTypes: true })) {
+      const p = join(d, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (/\.(tmp|partial)$/.test(e.name)) out.push(p);
+    }
+  };
   if (existsSync(dir)) walk(dir);
   return out;
 }
 
 describe("reliability", () => {
-  it.skipIf(!root)("a full disk during registration fails the stage with TC_IO, checkpoints nothing as finished; after freeing space the re-run stacks every frame", async () => {
-    const base = await library();
-    const file = job(base, "full", { lights: { L: ["M42/2024_01_15/L180", "M42/2024_01_20/L180"] }, output: "M42/processed" });
-    const reg = join(base, "M42/processed/registered");
-    mkdirSync(reg, { recursive: true });
-    // 64 KiB: the calibrated frames fit elsewhere, the registered ones (24 KiB each) do not.
-    expect(spawnSync("mount", ["-t", "tmpfs", "-o", "size=64k", "tmpfs", reg]).status).toBe(0);
-    try {
-      const c = capture();
-      const code = await runCli(["run", file, "--stage", "stack"], { io: c.io, cwd: base });
-      expect(code).toBe(1);
-      expect(c.text()).toMatch(/\[TC_IO\]/);
-      expect(c.text()).toMatch(/No space left on device|ENOSPC/);
-      expect(c.text()).not.toMatch(/not registered/);
-      const state = JSON.parse(readFileSync(join(base, "M42/processed/.tile-compile/checkpoints.json"), "utf8")) as Record<string, unknown>;
-      expect(Object.keys(state).filter((k) => k.startsWith("register"))).toEqual([]);
-      expect(spawnSync("mount", ["-o", "remount,size=16m", reg]).status).toBe(0);
-      const again = capture();
-      expect(await runCli(["run", file, "--stage", "stack"], { io: again.io, cwd: base }), again.text()).toBe(0);
-      expect(await ncombine(join(base, "M42/processed/stack_L_180s.fit"))).toBe(8);
-      expect(leftovers(join(base, "M42/processed"))).toEqual([]);
-    } finally {
-      spawnSync("umount", [reg]);
-    }
-  }, 120_000);
+  it.skipIf(!root)(
+    "a full disk during registration fails the stage with TC_IO, checkpoints nothing as finished; after freeing space the re-run stacks every frame",
+    async () => {
+      const base = await library();
+      const file = job(base, "full", { lights: { L: ["M42/2024_01_15/L180", "M42/2024_01_20/L180"] }, output: "M42/processed" });
+      const reg = join(base, "M42/processed/registered");
+      mkdirSync(reg, { recursive: true });
+      // 64 KiB: the calibrated frames fit elsewhere, the registered ones (24 KiB each) do not.
+      expect(spawnSync("mount", ["-t", "tmpfs", "-o", "size=64k", "tmpfs", reg]).status).toBe(0);
+      try {
+        const c = capture();
+        const code = await runCli(["run", file, "--stage", "stack"], { io: c.io, cwd: base });
+        expect(code).toBe(1);
+        expect(c.text()).toMatch(/\[TC_IO\]/);
+        expect(c.text()).toMatch(/No space left on device|ENOSPC/);
+        expect(c.text()).not.toMatch(/not registered/);
+        const state = JSON.parse(readFileSync(join(base, "M42/processed/.tile-compile/checkpoints.json"), "utf8")) as Record<
+          string,
+          unknown
+        >;
+        expect(Object.keys(state).filter((k) => k.startsWith("register"))).toEqual([]);
+        expect(spawnSync("mount", ["-o", "remount,size=16m", reg]).status).toBe(0);
+        const again = capture();
+        expect(await runCli(["run", file, "--stage", "stack"], { io: again.io, cwd: base }), again.text()).toBe(0);
+        expect(await ncombine(join(base, "M42/processed/stack_L_180s.fit"))).toBe(8);
+        expect(leftovers(join(base, "M42/processed"))).toEqual([]);
+      } finally {
+        spawnSync("umount", [reg]);
+      }
+    },
+    120_000,
+  );
 
   it("two folders of one night with the same file names both count; the same folder listed twice, through a symlink or as a copy is used once with a warning", async () => {
     const base = await library();
@@ -75,11 +109,27 @@ describe("reliability", () => {
     mkdirSync(late);
     for (const f of readdirSync(join(base, "M42/2024_01_15/L180"))) {
       const img = await readFitsImage(join(base, "M42/2024_01_15/L180", f));
-      await writeFitsImage(join(late, f), { width: img.width, height: img.height, data: img.data.map((v) => v + 3) }, { bitpix: 16, header: img.header.withoutStructure() });
+      await writeFitsImage(
+        join(late, f),
+        { width: img.width, height: img.height, data: img.data.map((v) => v + 3) },
+        { bitpix: 16, header: img.header.withoutStructure() },
+      );
     }
     symlinkSync(join(base, "M42/2024_01_15/L180"), join(base, "M42/2024_01_15/L180_link"));
     cpSync(join(base, "M42/2024_01_20/L180"), join(base, "M42/2024_01_20/L180_copy"), { recursive: true });
-    const file = job(base, "collide", { lights: { L: ["M42/2024_01_15/L180", "M42/2024_01_15/L180_late", "M42/2024_01_15/L180", "M42/2024_01_15/L180_link", "M42/2024_01_20/L180", "M42/2024_01_20/L180_copy"] }, output: "M42/processed" });
+    const file = job(base, "collide", {
+      lights: {
+        L: [
+          "M42/2024_01_15/L180",
+          "M42/2024_01_15/L180_late",
+          "M42/2024_01_15/L180",
+          "M42/2024_01_15/L180_link",
+          "M42/2024_01_20/L180",
+          "M42/2024_01_20/L180_copy",
+        ],
+      },
+      output: "M42/processed",
+    });
     const c = capture();
     expect(await runCli(["run", file, "--stage", "stack"], { io: c.io, cwd: base }), c.text()).toBe(0);
     // 4 (L180) + 4 (L180_late) + 4 (second night); the repeat, the symlink and the copy once each.
@@ -111,7 +161,9 @@ describe("reliability", () => {
     writeFileSync(master, bytes);
     const v = capture();
     expect(await runCli(["validate", file], { io: v.io, cwd: base })).toBe(0);
-    expect(v.text()).toMatch(/rebuild +calibration\/masters\/biases\/bias_2024_01_15\.fit — unreadable \(its header holds a non-ASCII byte \(0xe9\)/);
+    expect(v.text()).toMatch(
+      /rebuild +calibration\/masters\/biases\/bias_2024_01_15\.fit — unreadable \(its header holds a non-ASCII byte \(0xe9\)/,
+    );
   }, 120_000);
 
   it("dangling and looping symlinks among the lights are coded problems in validate and run; scan lists a looping folder once", async () => {
@@ -121,7 +173,10 @@ describe("reliability", () => {
     symlinkSync(join(L, "loop_b"), join(L, "loop_a"));
     symlinkSync(join(L, "loop_a"), join(L, "loop_b"));
     const file = job(base, "links", { lights: { L: "M42/2024_01_15/L180" } });
-    for (const args of [["validate", file], ["run", file, "--stage", "calibrate"]]) {
+    for (const args of [
+      ["validate", file],
+      ["run", file, "--stage", "calibrate"],
+    ]) {
       const c = capture();
       expect(await runCli(args, { io: c.io, cwd: base })).toBe(78);
       const t = c.text();
@@ -165,7 +220,12 @@ describe("reliability", () => {
     const base = await library();
     const file = job(base, "bomb", { lights: { L: "M42/2024_01_15/L180" } });
     const levels = ["a: &a [x, x, x, x, x, x, x, x, x]"];
-    for (let k = 0; k < 9; k++) levels.push(`${String.fromCharCode(98 + k)}: &${String.fromCharCode(98 + k)} [${Array(9).fill(`*${String.fromCharCode(97 + k)}`).join(", ")}]`);
+    for (let k = 0; k < 9; k++)
+      levels.push(
+        `${String.fromCharCode(98 + k)}: &${String.fromCharCode(98 + k)} [${Array(9)
+          .fill(`*${String.fromCharCode(97 + k)}`)
+          .join(", ")}]`,
+      );
     writeFileSync(join(base, "tile_compile.yaml"), `${levels.join("\n")}\n`);
     const c = capture();
     expect(await runCli(["validate", file], { io: c.io, cwd: base })).toBe(78);
@@ -202,7 +262,12 @@ describe("reliability", () => {
     rmSync(join(out, ".tile-compile/lock"));
     const first = spawn(process.execPath, [CLI, "run", file], { cwd: base, stdio: ["ignore", "pipe", "pipe"] });
     let firstErr = "";
-    await new Promise<void>((r) => first.stderr.on("data", (b: Buffer) => { firstErr += b.toString(); if (/building|reused|registration/.test(firstErr)) r(); }));
+    await new Promise<void>((r) =>
+      first.stderr.on("data", (b: Buffer) => {
+        firstErr += b.toString();
+        if (/building|reused|registration/.test(firstErr)) r();
+      }),
+    );
     const second = capture();
     expect(await runCli(["run", file], { io: second.io, cwd: base })).toBe(1);
     expect(second.text()).toMatch(new RegExp(`\\[TC_RUN_LOCKED\\].*locked by ${first.pid}@`, "s"));
@@ -225,7 +290,10 @@ describe("reliability", () => {
     const file = job(base, "hup", { lights: { L: ["M42/2024_01_15/L180", "M42/2024_01_20/L180"] } });
     const child = spawn(process.execPath, [CLI, "run", file], { cwd: base, stdio: ["ignore", "pipe", "pipe"] });
     let err = "";
-    child.stderr.on("data", (b: Buffer) => { err += b.toString(); if (/building|registration|calibrat/.test(err) && !child.killed) child.kill("SIGHUP"); });
+    child.stderr.on("data", (b: Buffer) => {
+      err += b.toString();
+      if (/building|registration|calibrat/.test(err) && !child.killed) child.kill("SIGHUP");
+    });
     const code = await new Promise<number | null>((r) => child.on("exit", (c) => r(c)));
     expect(code, err).toBe(130);
     expect(err).toMatch(/SIGHUP|Cancelled/);
@@ -234,54 +302,78 @@ describe("reliability", () => {
     expect(await runCli(["run", file], { io: c.io, cwd: base }), c.text()).toBe(0);
   }, 120_000);
 
-  it.skipIf(!root)("a read-only output folder and a read-only library, as an unprivileged user: coded TC_IO errors; two users' work roots never collide", async () => {
-    const base = await library();
-    chmodSync(tmpdir(), 0o755); // the tests' private temp root: let nobody reach the library (read only)
-    chmodSync(base, 0o755);
-    spawnSync("chmod", ["-R", "a+rX", base]);
-    const file = job(base, "ro", { lights: { L: "M42/2024_01_15/L180" } });
-    const asNobody = (args: string[], env: Record<string, string> = {}) => spawnSync("setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", process.execPath, CLI, ...args], { cwd: base, env: { ...process.env, ...env }, encoding: "utf8" });
-    const probe = asNobody(["--version"]);
-    if (probe.status !== 0) { console.log(`SKIP unprivileged part: cannot run the CLI as nobody (${(probe.stderr || String(probe.error)).split("\n")[0]})`); return; }
-    // The library and output belong to root: nobody may read, not write.
-    const r = asNobody(["run", file, "--stage", "calibrate"]);
-    expect(r.status, r.stderr).toBe(1);
-    expect(r.stderr).toMatch(/\[TC_IO\]/);
-    expect(r.stderr).toMatch(/(create the output folder|create the run lock|open the event log|mkdir|open) .*(M42\/processed|calibration\/masters).*EACCES/s);
-    expect(r.stderr).not.toMatch(/Unexpected error|Unhandled/);
-    // Work roots: root's run leaves nothing shared behind that blocks another user's run in the same $TMPDIR.
-    const tmp = mkdtempSync(join(tmpdir(), "tc-shared-tmp-"));
-    chmodSync(tmp, 0o1777);
-    const lights = join(base, "M42/2024_01_15/L180");
-    const mine = capture();
-    const prev = process.env.TMPDIR;
-    process.env.TMPDIR = tmp;
-    try {
-      expect(await runCli(["stack", lights, "-o", join(tmp, "root_stack.fit")], { io: mine.io, cwd: base }), mine.text()).toBe(0);
-    } finally {
-      if (prev === undefined) delete process.env.TMPDIR; else process.env.TMPDIR = prev;
-    }
-    const theirs = asNobody(["stack", lights, "-o", join(tmp, "nobody_stack.fit")], { TMPDIR: tmp });
-    expect(theirs.status, theirs.stderr).toBe(0);
-    void FitsHeader;
-  }, 120_000);
+  it.skipIf(!root)(
+    "a read-only output folder and a read-only library, as an unprivileged user: coded TC_IO errors; two users' work roots never collide",
+    async () => {
+      const base = await library();
+      chmodSync(tmpdir(), 0o755); // the tests' private temp root: let nobody reach the library (read only)
+      chmodSync(base, 0o755);
+      spawnSync("chmod", ["-R", "a+rX", base]);
+      const file = job(base, "ro", { lights: { L: "M42/2024_01_15/L180" } });
+      const asNobody = (args: string[], env: Record<string, string> = {}) =>
+        spawnSync("setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", process.execPath, CLI, ...args], {
+          cwd: base,
+          env: { ...process.env, ...env },
+          encoding: "utf8",
+        });
+      const probe = asNobody(["--version"]);
+      if (probe.status !== 0) {
+        console.log(`SKIP unprivileged part: cannot run the CLI as nobody (${(probe.stderr || String(probe.error)).split("\n")[0]})`);
+        return;
+      }
+      // The library and output belong to root: nobody may read, not write.
+      const r = asNobody(["run", file, "--stage", "calibrate"]);
+      expect(r.status, r.stderr).toBe(1);
+      expect(r.stderr).toMatch(/\[TC_IO\]/);
+      expect(r.stderr).toMatch(
+        /(create the output folder|create the run lock|open the event log|mkdir|open) .*(M42\/processed|calibration\/masters).*EACCES/s,
+      );
+      expect(r.stderr).not.toMatch(/Unexpected error|Unhandled/);
+      // Work roots: root's run leaves nothing shared behind that blocks another user's run in the same $TMPDIR.
+      const tmp = mkdtempSync(join(tmpdir(), "tc-shared-tmp-"));
+      chmodSync(tmp, 0o1777);
+      const lights = join(base, "M42/2024_01_15/L180");
+      const mine = capture();
+      const prev = process.env.TMPDIR;
+      process.env.TMPDIR = tmp;
+      try {
+        expect(await runCli(["stack", lights, "-o", join(tmp, "root_stack.fit")], { io: mine.io, cwd: base }), mine.text()).toBe(0);
+      } finally {
+        if (prev === undefined) delete process.env.TMPDIR;
+        else process.env.TMPDIR = prev;
+      }
+      const theirs = asNobody(["stack", lights, "-o", join(tmp, "nobody_stack.fit")], { TMPDIR: tmp });
+      expect(theirs.status, theirs.stderr).toBe(0);
+      void FitsHeader;
+    },
+    120_000,
+  );
 
   it("misleading messages fixed: an odd-sized first frame blames only itself; an unknown filter name gets the alias hint; a header error names the file once", async () => {
     const base = await library();
     const L = join(base, "M42/2024_01_15/L180");
-    const h = new FitsHeader(); h.set("IMAGETYP", "Light Frame").set("EXPTIME", 180).set("FILTER", "L").set("CCD-TEMP", -10);
+    const h = new FitsHeader();
+    h.set("IMAGETYP", "Light Frame").set("EXPTIME", 180).set("FILTER", "L").set("CCD-TEMP", -10);
     await writeFitsImage(join(L, "a_odd.fit"), { width: 50, height: 40, data: new Float32Array(2000).fill(100) }, { header: h });
     const r = capture();
     expect(await runCli(["register", L, "-o", join(base, "reg"), "--json"], { io: r.io, cwd: base }), r.text()).toBe(0);
     const doc = JSON.parse(r.out.join("")) as { frames: Record<string, { error?: string; output?: string }> };
-    expect(Object.entries(doc.frames).filter(([, f]) => f.error).map(([name]) => name)).toEqual(["a_odd.fit"]);
+    expect(
+      Object.entries(doc.frames)
+        .filter(([, f]) => f.error)
+        .map(([name]) => name),
+    ).toEqual(["a_odd.fit"]);
     expect(doc.frames["a_odd.fit"]!.error).toMatch(/its size 50×40 differs from the set's 96×64/);
     rmSync(join(L, "a_odd.fit"));
     // A filter written 'Ha 7nm' under the job key H.
     const H = join(base, "M42/2024_01_15/H300");
     const img = await readFitsImage(join(H, readdirSync(H)[0]!));
     img.header.set("FILTER", "Ha 7nm");
-    await writeFitsImage(join(H, "z_ha7.fit"), { width: img.width, height: img.height, data: img.data }, { bitpix: 16, header: img.header.withoutStructure() });
+    await writeFitsImage(
+      join(H, "z_ha7.fit"),
+      { width: img.width, height: img.height, data: img.data },
+      { bitpix: 16, header: img.header.withoutStructure() },
+    );
     writeFileSync(join(H, "broken.fit"), "SIMPLE  =                    T");
     const file = job(base, "msgs", { lights: { H: "M42/2024_01_15/H300" } });
     const v = capture();

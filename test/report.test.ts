@@ -19,17 +19,24 @@ import type { Browser } from "puppeteer-core";
 import { generateDemoLibrary } from "@tile-compile/core";
 import { runCli } from "@tile-compile/cli";
 
-const CHROMIUM = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].find((p) => existsSync(p) && spawnSync(p, ["--version"], { stdio: "ignore" }).status === 0);
+const CHROMIUM = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].find(
+  (p) => existsSync(p) && spawnSync(p, ["--version"], { stdio: "ignore" }).status === 0,
+);
 if (!CHROMIUM) console.log("SKIP report.html browser test: chromium not installed — apt-get install chromium");
 
 function capture() {
-  const out: string[] = [], err: string[] = [];
+  const out: string[] = [],
+    err: string[] = [];
   return { io: { out: (t: string) => void out.push(t), err: (t: string) => void err.push(t), interactive: false }, out, err };
 }
 
 /** RFC 6901 pointer lookup. */
 function at(doc: unknown, pointer: string): unknown {
-  return pointer.split("/").slice(1).map((k) => k.replace(/~1/g, "/").replace(/~0/g, "~")).reduce<unknown>((v, k) => (v === undefined || v === null ? undefined : (v as Record<string, unknown>)[k]), doc);
+  return pointer
+    .split("/")
+    .slice(1)
+    .map((k) => k.replace(/~1/g, "/").replace(/~0/g, "~"))
+    .reduce<unknown>((v, k) => (v === undefined || v === null ? undefined : (v as Record<string, unknown>)[k]), doc);
 }
 
 /** The display rules of the report's data-fmt attribute, written independently of the renderer. */
@@ -45,7 +52,8 @@ function expected(v: unknown, fmt: string): string {
 /** Distinct colours of a PNG screenshot and the share of pixels unlike its most common colour. */
 function pixels(png: Uint8Array): { colours: number; nonBackground: number } {
   const img = decode(png);
-  const ch = img.channels, counts = new Map<number, number>();
+  const ch = img.channels,
+    counts = new Map<number, number>();
   for (let i = 0; i < img.width * img.height; i++) {
     const k = (Number(img.data[i * ch]) << 16) | (Number(img.data[i * ch + 1]) << 8) | Number(img.data[i * ch + 2]);
     counts.set(k, (counts.get(k) ?? 0) + 1);
@@ -69,30 +77,54 @@ describe.skipIf(!CHROMIUM)("report.html in headless Chromium", () => {
   let dir: string;
   beforeAll(async () => {
     const { default: puppeteer } = await import("puppeteer-core");
-    browser = await puppeteer.launch({ executablePath: CHROMIUM!, headless: true, args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"] });
+    browser = await puppeteer.launch({
+      executablePath: CHROMIUM!,
+      headless: true,
+      args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
+    });
     dir = mkdtempSync(join(tmpdir(), "tc-report-"));
     const { jobs } = await generateDemoLibrary(dir);
     // Noise weights (so the weight plot varies) and an FWHM filter that keeps 85 %: the L group (12 frames)
     // loses its worst one or two frames, each with its figure and the threshold as the reason.
-    writeFileSync(join(dir, "tile_compile.yaml"), "stacking:\n  weighting: noise\n  frame_filters:\n    fwhm: { keep: 85 }\npipeline:\n  abort_on_fail: false\n");
+    writeFileSync(
+      join(dir, "tile_compile.yaml"),
+      "stacking:\n  weighting: noise\n  frame_filters:\n    fwhm: { keep: 85 }\npipeline:\n  abort_on_fail: false\n",
+    );
     const c = capture();
     expect(await runCli(["run", jobs[0]!], { io: c.io, cwd: dir }), c.err.join("\n")).toBe(0);
     const r = capture();
-    expect(await runCli(["reconstruct", join(dir, "M42", "processed", "calibrated", "L_180s"), "--out", join(dir, "tbqr-out"), "--emergency"], { io: r.io, cwd: dir }), r.err.join("\n")).toBe(0);
+    expect(
+      await runCli(["reconstruct", join(dir, "M42", "processed", "calibrated", "L_180s"), "--out", join(dir, "tbqr-out"), "--emergency"], {
+        io: r.io,
+        cwd: dir,
+      }),
+      r.err.join("\n"),
+    ).toBe(0);
   });
-  afterAll(async () => { await browser?.close(); });
+  afterAll(async () => {
+    await browser?.close();
+  });
 
   async function open(html: string): Promise<PageFacts & { shot: Uint8Array; plotShot: Uint8Array; previewShot: Uint8Array }> {
     const page = await browser.newPage();
-    const errors: string[] = [], requests: string[] = [];
-    page.on("console", (m) => { if (m.type() === "error" || m.type() === "warn") errors.push(`console.${m.type()}: ${m.text()}`); });
+    const errors: string[] = [],
+      requests: string[] = [];
+    page.on("console", (m) => {
+      if (m.type() === "error" || m.type() === "warn") errors.push(`console.${m.type()}: ${m.text()}`);
+    });
     page.on("pageerror", (e) => errors.push(`page error: ${String(e)}`));
     page.on("requestfailed", (r) => errors.push(`request failed: ${r.url()}`));
-    page.on("request", (r) => { if (!/^(file|data):/.test(r.url())) requests.push(r.url()); });
+    page.on("request", (r) => {
+      if (!/^(file|data):/.test(r.url())) requests.push(r.url());
+    });
     await page.setViewport({ width: 1200, height: 900 });
     await page.goto(`file://${html}`, { waitUntil: "load" });
     const facts = await page.evaluate(() => {
-      const figures = [...document.querySelectorAll("[data-json]")].map((e) => ({ pointer: e.getAttribute("data-json")!, fmt: e.getAttribute("data-fmt")!, text: e.textContent ?? "" }));
+      const figures = [...document.querySelectorAll("[data-json]")].map((e) => ({
+        pointer: e.getAttribute("data-json")!,
+        fmt: e.getAttribute("data-fmt")!,
+        text: e.textContent ?? "",
+      }));
       // A table cell's own text, without its tagged figures: must hold no digit (row numbers excepted).
       const untagged: string[] = [];
       for (const td of document.querySelectorAll("td")) {
@@ -102,7 +134,13 @@ describe.skipIf(!CHROMIUM)("report.html in headless Chromium", () => {
         if (/\d/.test(copy.textContent ?? "")) untagged.push(td.textContent ?? "");
       }
       const images = [...document.images].map((i) => ({ alt: i.alt, width: i.naturalWidth, height: i.naturalHeight }));
-      return { figures, untagged, images, plots: document.querySelectorAll("figure.plot svg").length, headings: [...document.querySelectorAll("h2")].map((e) => e.textContent ?? "") };
+      return {
+        figures,
+        untagged,
+        images,
+        plots: document.querySelectorAll("figure.plot svg").length,
+        headings: [...document.querySelectorAll("h2")].map((e) => e.textContent ?? ""),
+      };
     });
     const shot = await page.screenshot({ fullPage: true, type: "png" });
     const plot = await page.$("figure.plot svg");
@@ -122,7 +160,15 @@ describe.skipIf(!CHROMIUM)("report.html in headless Chromium", () => {
 
   it("the job run's report: loads cleanly, plots and previews render, every figure is run.json's", async () => {
     const out = join(dir, "M42", "processed");
-    const run = JSON.parse(readFileSync(join(out, "run.json"), "utf8")) as { stages: { pipeline: { groups: { label: string; frames: { stacked: boolean; reason?: string; fwhmPx?: number; weight?: number }[] }[]; timings: Record<string, number>; stacks: unknown[] } } };
+    const run = JSON.parse(readFileSync(join(out, "run.json"), "utf8")) as {
+      stages: {
+        pipeline: {
+          groups: { label: string; frames: { stacked: boolean; reason?: string; fwhmPx?: number; weight?: number }[] }[];
+          timings: Record<string, number>;
+          stacks: unknown[];
+        };
+      };
+    };
     const p = await open(join(out, "report.html"));
     expect(p.errors).toEqual([]);
     expect(p.requests).toEqual([]);
@@ -130,15 +176,29 @@ describe.skipIf(!CHROMIUM)("report.html in headless Chromium", () => {
     const pl = run.stages.pipeline;
     // What the page must show: each frame's FWHM and weight, each dropped frame's reason, each timing.
     const shown = new Set(p.figures.map((f) => f.pointer));
-    pl.groups.forEach((g, gi) => g.frames.forEach((f, fi) => {
-      expect(shown.has(`/stages/pipeline/groups/${gi}/frames/${fi}/fwhmPx`)).toBe(true);
-      if (f.stacked) expect(shown.has(`/stages/pipeline/groups/${gi}/frames/${fi}/weight`)).toBe(true);
-      else expect(shown.has(`/stages/pipeline/groups/${gi}/frames/${fi}/reason`)).toBe(true);
-    }));
-    for (const k of Object.keys(pl.timings)) expect(shown.has(`/stages/pipeline/timings/${k.replace(/~/g, "~0").replace(/\//g, "~1")}`)).toBe(true);
+    pl.groups.forEach((g, gi) =>
+      g.frames.forEach((f, fi) => {
+        expect(shown.has(`/stages/pipeline/groups/${gi}/frames/${fi}/fwhmPx`)).toBe(true);
+        if (f.stacked) expect(shown.has(`/stages/pipeline/groups/${gi}/frames/${fi}/weight`)).toBe(true);
+        else expect(shown.has(`/stages/pipeline/groups/${gi}/frames/${fi}/reason`)).toBe(true);
+      }),
+    );
+    for (const k of Object.keys(pl.timings))
+      expect(shown.has(`/stages/pipeline/timings/${k.replace(/~/g, "~0").replace(/\//g, "~1")}`)).toBe(true);
     // The calibration health table: every check's verdict and detail, and its figure where it has one.
     const health = (run as unknown as { stages: { calibrate: { health: { check: string; value?: number }[] } } }).stages.calibrate.health;
-    expect(new Set(health.map((h) => h.check))).toEqual(new Set(["master_mismatch", "flat_exposure", "temperature", "offset", "double_offset", "negative_pixels", "vignetting_residual", "dust_residual"]));
+    expect(new Set(health.map((h) => h.check))).toEqual(
+      new Set([
+        "master_mismatch",
+        "flat_exposure",
+        "temperature",
+        "offset",
+        "double_offset",
+        "negative_pixels",
+        "vignetting_residual",
+        "dust_residual",
+      ]),
+    );
     health.forEach((h, i) => {
       expect(shown.has(`/stages/calibrate/health/${i}/verdict`)).toBe(true);
       expect(shown.has(`/stages/calibrate/health/${i}/detail`)).toBe(true);
@@ -166,11 +226,23 @@ describe.skipIf(!CHROMIUM)("report.html in headless Chromium", () => {
 
   it("reconstruct's report: TBQR figures, tile-weight map and per-frame weights from run.json", async () => {
     const out = join(dir, "tbqr-out");
-    const run = JSON.parse(readFileSync(join(out, "run.json"), "utf8")) as { stages: { reconstruct: { groups: { frames: { weight?: number }[]; stack: { tbqr: { mode: string; weightMap: { columns: number; rows: number; values: number[] }; validation: Record<string, unknown> } } }[] } } };
+    const run = JSON.parse(readFileSync(join(out, "run.json"), "utf8")) as {
+      stages: {
+        reconstruct: {
+          groups: {
+            frames: { weight?: number }[];
+            stack: {
+              tbqr: { mode: string; weightMap: { columns: number; rows: number; values: number[] }; validation: Record<string, unknown> };
+            };
+          }[];
+        };
+      };
+    };
     const validation = JSON.parse(readFileSync(join(out, "validation.json"), "utf8")) as Record<string, number>;
     const t = run.stages.reconstruct.groups[0]!.stack.tbqr;
     // run.json carries TBQR's own validation report, figure for figure.
-    for (const k of ["fwhmTbqr", "fwhmMean", "noiseRatio", "seamWorstRatio", "seamP95Ratio", "tileWeightVariance"]) expect(t.validation[k]).toBe(validation[k]);
+    for (const k of ["fwhmTbqr", "fwhmMean", "noiseRatio", "seamWorstRatio", "seamP95Ratio", "tileWeightVariance"])
+      expect(t.validation[k]).toBe(validation[k]);
     expect(t.mode).toBe("emergency");
     expect(t.weightMap.values.length).toBe(t.weightMap.columns * t.weightMap.rows);
     expect(Math.min(...t.weightMap.values)).toBeGreaterThanOrEqual(1 - 1e-9);
@@ -179,7 +251,8 @@ describe.skipIf(!CHROMIUM)("report.html in headless Chromium", () => {
     expect(p.requests).toEqual([]);
     checkFigures(run, p);
     const shown = new Set(p.figures.map((f) => f.pointer));
-    for (const k of ["fwhmTbqr", "fwhmMean", "noiseRatio", "seamWorstRatio"]) expect(shown.has(`/stages/reconstruct/groups/0/stack/tbqr/validation/${k}`)).toBe(true);
+    for (const k of ["fwhmTbqr", "fwhmMean", "noiseRatio", "seamWorstRatio"])
+      expect(shown.has(`/stages/reconstruct/groups/0/stack/tbqr/validation/${k}`)).toBe(true);
     expect(p.plots).toBe(6 + 1 + 1); // per-frame plots, tile-weight map, timings
     expect(p.images.length).toBe(1);
     expect(pixels(p.previewShot).nonBackground).toBeGreaterThan(0.3);
@@ -193,7 +266,9 @@ describe.skipIf(!CHROMIUM)("report.html in headless Chromium", () => {
     const c = capture();
     expect(await runCli(["run", jobs[0]!], { io: c.io, cwd: base })).not.toBe(0);
     const out = join(base, "M42", "processed");
-    const run = JSON.parse(readFileSync(join(out, "run.json"), "utf8")) as { stages: { pipeline: { failed: { code: string; message: string }; groups: unknown[]; timings: Record<string, number> } } };
+    const run = JSON.parse(readFileSync(join(out, "run.json"), "utf8")) as {
+      stages: { pipeline: { failed: { code: string; message: string }; groups: unknown[]; timings: Record<string, number> } };
+    };
     expect(run.stages.pipeline.failed.code).toMatch(/^TC_/);
     expect(run.stages.pipeline.timings.calibrate).toBeGreaterThan(0);
     const p = await open(join(out, "report.html"));

@@ -20,14 +20,29 @@ import { makeSkySet, type SkySetOptions } from "./generators/sky.js";
 import { clippedMean, plainMean, scorer } from "./generators/score.js";
 import { bumpOracle } from "./generators/oracle.js";
 
-const ctx = (): EngineContext => ({ signal: new AbortController().signal, logger: { debug() {}, info() {}, warn() {}, error() {} } as never, progress() {}, workdir: tmpdir(), options: {}, runtime: { threads: 2, memoryBudgetBytes: 1 << 30 } });
+const ctx = (): EngineContext => ({
+  signal: new AbortController().signal,
+  logger: { debug() {}, info() {}, warn() {}, error() {} } as never,
+  progress() {},
+  workdir: tmpdir(),
+  options: {},
+  runtime: { threads: 2, memoryBudgetBytes: 1 << 30 },
+});
 const seeing = { fwhmSpread: 0.2, bump: { amp: 0.35, radius: 0.3, period: 17 } };
 const CONDITIONS: Record<string, Partial<SkySetOptions>> = {
   "gradients, drift, clouds, trails": { frames: 80, width: 384, height: 384, stars: 300, gradient: 0.3, ...seeing },
-  "nebula": { frames: 80, width: 384, height: 384, stars: 300, nebula: true, ...seeing },
+  nebula: { frames: 80, width: 384, height: 384, stars: 300, nebula: true, ...seeing },
   "sparse (80 stars)": { frames: 80, width: 384, height: 384, stars: 80, ...seeing },
-  "OSC": { frames: 60, width: 320, height: 320, channels: 3, stars: 250, ...seeing },
-  "OSC through a Bayer mosaic, debayered and registered": { frames: 60, width: 320, height: 320, channels: 3, stars: 250, mosaic: true, ...seeing },
+  OSC: { frames: 60, width: 320, height: 320, channels: 3, stars: 250, ...seeing },
+  "OSC through a Bayer mosaic, debayered and registered": {
+    frames: 60,
+    width: 320,
+    height: 320,
+    channels: 3,
+    stars: 250,
+    mosaic: true,
+    ...seeing,
+  },
   "1000 frames": { frames: 1000, width: 256, height: 256, stars: 150, trails: 10, ...seeing },
 };
 const SEEDS = [1, 2, 3, 4, 5];
@@ -49,19 +64,38 @@ describe("TBQR on generated conditions, five seeds each, against an independent 
         try {
           const set = await makeSkySet(dir, { seed, frames: 80, width: 384, height: 384, ...cond });
           const images = await Promise.all(set.frames.map(async (f) => (await readFitsImage(f.path)).data));
-          const plain = plainMean(images), clipped = clippedMean(images);
+          const plain = plainMean(images),
+            clipped = clippedMean(images);
           images.length = 0;
           const sc = scorer(set);
-          const rules = { minFwhmImprovementPercent: 0, maxBackgroundRmsIncreasePercent: 1000, minTileWeightVariance: 0, requireNoTilePattern: false, abortOnFail: false };
-          const res = await reconstructTbqr(set.frames.map((f) => f.path), join(dir, "tbqr.fit"), { ...DEFAULT_TBQR, validation: rules }, ctx());
+          const rules = {
+            minFwhmImprovementPercent: 0,
+            maxBackgroundRmsIncreasePercent: 1000,
+            minTileWeightVariance: 0,
+            requireNoTilePattern: false,
+            abortOnFail: false,
+          };
+          const res = await reconstructTbqr(
+            set.frames.map((f) => f.path),
+            join(dir, "tbqr.fit"),
+            { ...DEFAULT_TBQR, validation: rules },
+            ctx(),
+          );
           const out = (await readFitsImage(join(dir, "tbqr.fit"))).data;
-          const fp = sc.fwhm(plain), ft = sc.fwhm(out);
-          const gain = ft.all / fp.all - 1, bumpGain = ft.bump / fp.bump - 1;
-          const noise = sc.noise(out) / sc.noise(plain), local = sc.noiseLocal(out) / sc.noiseLocal(plain);
-          const flux = sc.fluxTruth(out), fluxPlain = sc.fluxTruth(plain), pattern = sc.tilePattern(out, plain, res.S);
+          const fp = sc.fwhm(plain),
+            ft = sc.fwhm(out);
+          const gain = ft.all / fp.all - 1,
+            bumpGain = ft.bump / fp.bump - 1;
+          const noise = sc.noise(out) / sc.noise(plain),
+            local = sc.noiseLocal(out) / sc.noiseLocal(plain);
+          const flux = sc.fluxTruth(out),
+            fluxPlain = sc.fluxTruth(plain),
+            pattern = sc.tilePattern(out, plain, res.S);
           // The self-measured noise is against equal weights with the same rejection: so is its check.
           const selfNoise = res.validation.noiseRatio / (sc.noiseLocal(out) / sc.noiseLocal(clipped)) - 1;
-          console.log(`${name} seed ${seed}: FWHM ${(100 * gain).toFixed(1)} % (target ≤ −3), bump ${(100 * bumpGain).toFixed(1)} % over ${fp.bumpStars} stars (target ≤ −8; true-seeing oracle ${(100 * bumpOracle(set, 1, DEFAULT_TBQR.noiseBudget)).toFixed(1)} % at the centre, ${(100 * bumpOracle(set, 0.75, DEFAULT_TBQR.noiseBudget)).toFixed(1)} % at ¾ depth); noise ×${noise.toFixed(3)}, small-scale ×${local.toFixed(3)} (target ≤ 1.08); self-reported noise ×${res.validation.noiseRatio.toFixed(3)} (${(100 * selfNoise).toFixed(1)} % off, target 5); flux ${flux.toFixed(4)} of the truth (plain mean ${fluxPlain.toFixed(4)}); tile-period power ${pattern.toFixed(2)}×`);
+          console.log(
+            `${name} seed ${seed}: FWHM ${(100 * gain).toFixed(1)} % (target ≤ −3), bump ${(100 * bumpGain).toFixed(1)} % over ${fp.bumpStars} stars (target ≤ −8; true-seeing oracle ${(100 * bumpOracle(set, 1, DEFAULT_TBQR.noiseBudget)).toFixed(1)} % at the centre, ${(100 * bumpOracle(set, 0.75, DEFAULT_TBQR.noiseBudget)).toFixed(1)} % at ¾ depth); noise ×${noise.toFixed(3)}, small-scale ×${local.toFixed(3)} (target ≤ 1.08); self-reported noise ×${res.validation.noiseRatio.toFixed(3)} (${(100 * selfNoise).toFixed(1)} % off, target 5); flux ${flux.toFixed(4)} of the truth (plain mean ${fluxPlain.toFixed(4)}); tile-period power ${pattern.toFixed(2)}×`,
+          );
           // The issue's targets, on every seed: FWHM −3 %, noise ≤ 1.08× on both independent estimators,
           // self-reported noise within 5 %, no tile pattern, star flux within 1 % of the truth (0.994–1.005 on
           // the seeds with measurable stars). The bump (−8 % target, measured on 2–15 stars per seed) holds on

@@ -16,8 +16,13 @@ export function fwhmOfMixture(w: number[], F: number[]): number {
   const s2 = F.map((f) => (f / 2.3548) ** 2);
   const profile = (r: number) => w.reduce((a, wi, i) => a + (wi / (2 * Math.PI * s2[i]!)) * Math.exp((-r * r) / (2 * s2[i]!)), 0);
   const half = profile(0) / 2;
-  let lo = 0, hi = 20;
-  for (let i = 0; i < 50; i++) { const m = (lo + hi) / 2; if (profile(m) > half) lo = m; else hi = m; }
+  let lo = 0,
+    hi = 20;
+  for (let i = 0; i < 50; i++) {
+    const m = (lo + hi) / 2;
+    if (profile(m) > half) lo = m;
+    else hi = m;
+  }
   return 2 * lo;
 }
 
@@ -31,12 +36,17 @@ export function bumpOracle(set: SkySet, bw: number, budget: number, readNoise = 
   const N = F.length;
   const ref = Math.sqrt(set.frames.reduce((a, f) => a + f.sky + readNoise ** 2, 0)) / N / (set.frames.reduce((a, f) => a + f.t, 0) / N);
   const noise = (w: number[]) => Math.sqrt(w.reduce((a, wi, i) => a + (wi * sx[i]!) ** 2, 0)) / w.reduce((a, b) => a + b, 0) / ref;
-  const plain = fwhmOfMixture(set.frames.map((f) => f.t), F);
+  const plain = fwhmOfMixture(
+    set.frames.map((f) => f.t),
+    F,
+  );
   let best = 0;
-  for (const lambda of [0, 0.5, 1]) for (let k = 0; k <= 3 + 1e-9; k += 0.05) {
-    const e = sx.map((s, i) => -2 * lambda * Math.log(s) - 2 * k * Math.log(F[i]!)), mx = Math.max(...e);
-    const w = e.map((v) => Math.exp(v - mx));
-    if (noise(w) <= budget) best = Math.min(best, fwhmOfMixture(w, F) / plain - 1);
-  }
+  for (const lambda of [0, 0.5, 1])
+    for (let k = 0; k <= 3 + 1e-9; k += 0.05) {
+      const e = sx.map((s, i) => -2 * lambda * Math.log(s) - 2 * k * Math.log(F[i]!)),
+        mx = Math.max(...e);
+      const w = e.map((v) => Math.exp(v - mx));
+      if (noise(w) <= budget) best = Math.min(best, fwhmOfMixture(w, F) / plain - 1);
+    }
   return best;
 }

@@ -16,48 +16,87 @@
  */
 import type { SkySet } from "./sky.js";
 
-export const median = (v: ArrayLike<number>): number => { const s = Array.from(v).filter(Number.isFinite).sort((a, b) => a - b); const n = s.length; return n === 0 ? NaN : n % 2 ? s[n >> 1]! : (s[n / 2 - 1]! + s[n / 2]!) / 2; };
+export const median = (v: ArrayLike<number>): number => {
+  const s = Array.from(v)
+    .filter(Number.isFinite)
+    .sort((a, b) => a - b);
+  const n = s.length;
+  return n === 0 ? NaN : n % 2 ? s[n >> 1]! : (s[n / 2 - 1]! + s[n / 2]!) / 2;
+};
 
 /** FWHM of a circular Gaussian fitted to the stamp of half-size r at (x0, y0). NaN when the fit fails. */
 export function fitFwhm(img: Float32Array, W: number, H: number, x0: number, y0: number, r = 7): number {
-  const px: number[] = [], py: number[] = [], pv: number[] = [];
-  for (let y = Math.round(y0) - r; y <= Math.round(y0) + r; y++) for (let x = Math.round(x0) - r; x <= Math.round(x0) + r; x++) {
-    if (x < 0 || y < 0 || x >= W || y >= H) return NaN;
-    const v = img[y * W + x]!;
-    if (Number.isFinite(v)) { px.push(x); py.push(y); pv.push(v); }
-  }
+  const px: number[] = [],
+    py: number[] = [],
+    pv: number[] = [];
+  for (let y = Math.round(y0) - r; y <= Math.round(y0) + r; y++)
+    for (let x = Math.round(x0) - r; x <= Math.round(x0) + r; x++) {
+      if (x < 0 || y < 0 || x >= W || y >= H) return NaN;
+      const v = img[y * W + x]!;
+      if (Number.isFinite(v)) {
+        px.push(x);
+        py.push(y);
+        pv.push(v);
+      }
+    }
   const b0 = median(pv.filter((_, i) => Math.hypot(px[i]! - x0, py[i]! - y0) > r - 1.5));
   let p = [Math.max(...pv) - b0, x0, y0, 1.3, b0]; // A, x, y, σ, b
-  const model = (q: number[], i: number) => { const dx = px[i]! - q[1]!, dy = py[i]! - q[2]!; const e = Math.exp(-(dx * dx + dy * dy) / (2 * q[3]! * q[3]!)); return { v: q[0]! * e + q[4]!, e, dx, dy }; };
-  const cost = (q: number[]) => { let s = 0; for (let i = 0; i < pv.length; i++) s += (pv[i]! - model(q, i).v) ** 2; return s; };
-  let lambda = 1e-2, c = cost(p);
+  const model = (q: number[], i: number) => {
+    const dx = px[i]! - q[1]!,
+      dy = py[i]! - q[2]!;
+    const e = Math.exp(-(dx * dx + dy * dy) / (2 * q[3]! * q[3]!));
+    return { v: q[0]! * e + q[4]!, e, dx, dy };
+  };
+  const cost = (q: number[]) => {
+    let s = 0;
+    for (let i = 0; i < pv.length; i++) s += (pv[i]! - model(q, i).v) ** 2;
+    return s;
+  };
+  let lambda = 1e-2,
+    c = cost(p);
   for (let it = 0; it < 60; it++) {
-    const JTJ = Array.from({ length: 5 }, () => new Array<number>(5).fill(0)), JTr = new Array<number>(5).fill(0);
+    const JTJ = Array.from({ length: 5 }, () => new Array<number>(5).fill(0)),
+      JTr = new Array<number>(5).fill(0);
     for (let i = 0; i < pv.length; i++) {
-      const m = model(p, i), s2 = p[3]! * p[3]!;
+      const m = model(p, i),
+        s2 = p[3]! * p[3]!;
       const J = [m.e, (p[0]! * m.e * m.dx) / s2, (p[0]! * m.e * m.dy) / s2, (p[0]! * m.e * (m.dx * m.dx + m.dy * m.dy)) / (s2 * p[3]!), 1];
       const res = pv[i]! - m.v;
-      for (let a = 0; a < 5; a++) { JTr[a] = JTr[a]! + J[a]! * res; for (let b = 0; b < 5; b++) JTJ[a]![b] = JTJ[a]![b]! + J[a]! * J[b]!; }
+      for (let a = 0; a < 5; a++) {
+        JTr[a] = JTr[a]! + J[a]! * res;
+        for (let b = 0; b < 5; b++) JTJ[a]![b] = JTJ[a]![b]! + J[a]! * J[b]!;
+      }
     }
     for (let a = 0; a < 5; a++) JTJ[a]![a] = JTJ[a]![a]! * (1 + lambda);
     const step = solve(JTJ, JTr);
     if (!step) return NaN;
     const q = p.map((v, i) => v + step[i]!);
     const cq = q[3]! > 0.2 ? cost(q) : Infinity;
-    if (cq < c) { const done = Math.abs(c - cq) < 1e-10 * c; p = q; c = cq; lambda = Math.max(1e-7, lambda / 3); if (done) break; } else lambda *= 5;
+    if (cq < c) {
+      const done = Math.abs(c - cq) < 1e-10 * c;
+      p = q;
+      c = cq;
+      lambda = Math.max(1e-7, lambda / 3);
+      if (done) break;
+    } else lambda *= 5;
   }
   if (!(p[0]! > 0) || Math.hypot(p[1]! - x0, p[2]! - y0) > 2 || p[3]! > r / 1.5) return NaN;
   return 2.3548 * p[3]!;
 }
 
 function solve(A: number[][], b: number[]): number[] | undefined {
-  const n = b.length, M = A.map((row, i) => [...row, b[i]!]);
+  const n = b.length,
+    M = A.map((row, i) => [...row, b[i]!]);
   for (let c = 0; c < n; c++) {
     let piv = c;
     for (let r = c + 1; r < n; r++) if (Math.abs(M[r]![c]!) > Math.abs(M[piv]![c]!)) piv = r;
     if (Math.abs(M[piv]![c]!) < 1e-300) return undefined;
     [M[c], M[piv]] = [M[piv]!, M[c]!];
-    for (let r = 0; r < n; r++) if (r !== c) { const f = M[r]![c]! / M[c]![c]!; for (let k = c; k <= n; k++) M[r]![k] = M[r]![k]! - f * M[c]![k]!; }
+    for (let r = 0; r < n; r++)
+      if (r !== c) {
+        const f = M[r]![c]! / M[c]![c]!;
+        for (let k = c; k <= n; k++) M[r]![k] = M[r]![k]! - f * M[c]![k]!;
+      }
   }
   return M.map((row, i) => row[n]! / row[i]!);
 }
@@ -90,36 +129,71 @@ export function scorer(set: SkySet): Scorer {
   for (const s of stars) {
     const amp = (s.flux * 1.8) / (2 * Math.PI * sgW * sgW);
     const R = Math.ceil(sgW * Math.sqrt(2 * Math.log(Math.max(amp / 0.3, 1.0001)))) + 1;
-    for (let y = Math.max(0, Math.floor(s.y - R)); y <= Math.min(H - 1, Math.ceil(s.y + R)); y++) for (let x = Math.max(0, Math.floor(s.x - R)); x <= Math.min(W - 1, Math.ceil(s.x + R)); x++) if (Math.hypot(x - s.x, y - s.y) <= R) skyMask[y * W + x] = 0;
+    for (let y = Math.max(0, Math.floor(s.y - R)); y <= Math.min(H - 1, Math.ceil(s.y + R)); y++)
+      for (let x = Math.max(0, Math.floor(s.x - R)); x <= Math.min(W - 1, Math.ceil(s.x + R)); x++)
+        if (Math.hypot(x - s.x, y - s.y) <= R) skyMask[y * W + x] = 0;
   }
   // Faint nebulosity stays in the mask with its truth (at the plain mean's scale, mean transparency)
   // subtracted; bright parts (> 30 ADU, where their shot noise and small-scale structure dominate) are out.
   for (let i = 0; i < n; i++) if (set.nebula[i]! > 30) skyMask[i] = 0;
   const meanT = set.frames.reduce((a, f) => a + f.t, 0) / set.frames.length;
-  for (const f of set.frames) if (f.trail) {
-    const nx = -Math.sin(f.trail.angle), ny = Math.cos(f.trail.angle);
-    for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) if (Math.abs((x - f.trail.x0) * nx + (y - f.trail.y0) * ny) < 6) skyMask[y * W + x] = 0;
-  }
+  for (const f of set.frames)
+    if (f.trail) {
+      const nx = -Math.sin(f.trail.angle),
+        ny = Math.cos(f.trail.angle);
+      for (let y = 0; y < H; y++)
+        for (let x = 0; x < W; x++) if (Math.abs((x - f.trail.x0) * nx + (y - f.trail.y0) * ny) < 6) skyMask[y * W + x] = 0;
+    }
   for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) if (x < 3 || y < 3 || x >= W - 3 || y >= H - 3) skyMask[y * W + x] = 0;
   // Measurable stars: bright enough for a precise fit, isolated, off nebulae, away from edges.
-  const fitStars = stars.filter((s) => s.flux > 6000 && s.x > 10 && s.y > 10 && s.x < W - 11 && s.y < H - 11 && set.nebula[Math.round(s.y) * W + Math.round(s.x)]! < 30 && stars.every((t) => t === s || Math.hypot(t.x - s.x, t.y - s.y) > 14 || t.flux < s.flux / 50));
-  const photStars = fitStars.filter((s) => s.flux > 15000 && s.x > 18 && s.y > 18 && s.x < W - 19 && s.y < H - 19 && stars.every((t) => t === s || Math.hypot(t.x - s.x, t.y - s.y) > 20));
+  const fitStars = stars.filter(
+    (s) =>
+      s.flux > 6000 &&
+      s.x > 10 &&
+      s.y > 10 &&
+      s.x < W - 11 &&
+      s.y < H - 11 &&
+      set.nebula[Math.round(s.y) * W + Math.round(s.x)]! < 30 &&
+      stars.every((t) => t === s || Math.hypot(t.x - s.x, t.y - s.y) > 14 || t.flux < s.flux / 50),
+  );
+  const photStars = fitStars.filter(
+    (s) =>
+      s.flux > 15000 &&
+      s.x > 18 &&
+      s.y > 18 &&
+      s.x < W - 19 &&
+      s.y < H - 19 &&
+      stars.every((t) => t === s || Math.hypot(t.x - s.x, t.y - s.y) > 20),
+  );
   const plane = (img: Float32Array, c: number) => img.subarray(c * n, (c + 1) * n);
   const defC = C === 3 ? 1 : 0;
   function phot(d: Float32Array, s: { x: number; y: number }): number {
-    let sum = 0, cnt = 0; const bg: number[] = [];
-    for (let y = Math.floor(s.y) - 16; y <= Math.floor(s.y) + 16; y++) for (let x = Math.floor(s.x) - 16; x <= Math.floor(s.x) + 16; x++) {
-      const dd = Math.hypot(x - s.x, y - s.y), v = d[y * W + x]!;
-      if (dd <= 10) { sum += v; cnt++; } else if (dd >= 12 && dd <= 16) bg.push(v);
-    }
+    let sum = 0,
+      cnt = 0;
+    const bg: number[] = [];
+    for (let y = Math.floor(s.y) - 16; y <= Math.floor(s.y) + 16; y++)
+      for (let x = Math.floor(s.x) - 16; x <= Math.floor(s.x) + 16; x++) {
+        const dd = Math.hypot(x - s.x, y - s.y),
+          v = d[y * W + x]!;
+        if (dd <= 10) {
+          sum += v;
+          cnt++;
+        } else if (dd >= 12 && dd <= 16) bg.push(v);
+      }
     return sum - cnt * median(bg);
   }
   return {
     skyMask,
     fwhm(img, c = defC) {
       const p = plane(img, c);
-      const all: number[] = [], bump: number[] = [];
-      for (const s of fitStars) { const f = fitFwhm(p, W, H, s.x, s.y); if (!Number.isFinite(f)) continue; all.push(f); if (set.bumpWeight(s.x, s.y) > 0.5) bump.push(f); }
+      const all: number[] = [],
+        bump: number[] = [];
+      for (const s of fitStars) {
+        const f = fitFwhm(p, W, H, s.x, s.y);
+        if (!Number.isFinite(f)) continue;
+        all.push(f);
+        if (set.bumpWeight(s.x, s.y) > 0.5) bump.push(f);
+      }
       return { all: median(all), bump: median(bump), stars: all.length, bumpStars: bump.length };
     },
     noise(img, c = defC) {
@@ -127,11 +201,15 @@ export function scorer(set: SkySet): Scorer {
       const p = plane(img, c).map((v, i) => v - meanT * nebC * set.nebula[i]!);
       // Cubic surface by least squares on every 2nd sky pixel (normal equations in scaled coordinates).
       const terms = (u: number, v: number) => [1, u, v, u * u, u * v, v * v, u * u * u, u * u * v, u * v * v, v * v * v];
-      const A = Array.from({ length: 10 }, () => new Array<number>(10).fill(0)), b = new Array<number>(10).fill(0);
+      const A = Array.from({ length: 10 }, () => new Array<number>(10).fill(0)),
+        b = new Array<number>(10).fill(0);
       for (let i = 0; i < n; i += 2) {
         if (!skyMask[i] || !Number.isFinite(p[i]!)) continue;
         const t = terms((i % W) / W - 0.5, Math.floor(i / W) / H - 0.5);
-        for (let a = 0; a < 10; a++) { b[a] = b[a]! + t[a]! * p[i]!; for (let k = 0; k < 10; k++) A[a]![k] = A[a]![k]! + t[a]! * t[k]!; }
+        for (let a = 0; a < 10; a++) {
+          b[a] = b[a]! + t[a]! * p[i]!;
+          for (let k = 0; k < 10; k++) A[a]![k] = A[a]![k]! + t[a]! * t[k]!;
+        }
       }
       const coef = solve(A, b)!;
       const res: number[] = [];
@@ -143,14 +221,17 @@ export function scorer(set: SkySet): Scorer {
       return clippedSigma(res);
     },
     noiseLocal(img, c = defC) {
-      const p = plane(img, c), res: number[] = [], nb: number[] = [];
-      for (let y = 3; y < H - 3; y++) for (let x = 3; x < W - 3; x++) {
-        const i = y * W + x;
-        if (!skyMask[i] || (x + 3 * y) % 3 !== 0) continue;
-        nb.length = 0;
-        for (let dy = -3; dy <= 3; dy++) for (let dx = -3; dx <= 3; dx++) nb.push(p[i + dy * W + dx]!);
-        res.push(p[i]! - median(nb));
-      }
+      const p = plane(img, c),
+        res: number[] = [],
+        nb: number[] = [];
+      for (let y = 3; y < H - 3; y++)
+        for (let x = 3; x < W - 3; x++) {
+          const i = y * W + x;
+          if (!skyMask[i] || (x + 3 * y) % 3 !== 0) continue;
+          nb.length = 0;
+          for (let dy = -3; dy <= 3; dy++) for (let dx = -3; dx <= 3; dx++) nb.push(p[i + dy * W + dx]!);
+          res.push(p[i]! - median(nb));
+        }
       return clippedSigma(res);
     },
     fluxTruth(img, c = defC) {
@@ -158,25 +239,46 @@ export function scorer(set: SkySet): Scorer {
       return median(photStars.map((s) => phot(p, s) / (s.flux * s.colour[c]! * meanT)));
     },
     tilePattern(img, reference, step, c = defC) {
-      const pa = plane(img, c), pr = plane(reference, c);
+      const pa = plane(img, c),
+        pr = plane(reference, c);
       const resid = new Float64Array(n);
       for (let i = 0; i < n; i++) resid[i] = skyMask[i] && Number.isFinite(pa[i]!) ? pa[i]! - pr[i]! : 0;
-      let mean = 0, cnt = 0;
-      for (let i = 0; i < n; i++) if (skyMask[i]) { mean += resid[i]!; cnt++; }
+      let mean = 0,
+        cnt = 0;
+      for (let i = 0; i < n; i++)
+        if (skyMask[i]) {
+          mean += resid[i]!;
+          cnt++;
+        }
       mean /= cnt;
       let m2 = 0;
-      for (let i = 0; i < n; i++) if (skyMask[i]) { resid[i] = resid[i]! - mean; m2 += resid[i]! ** 2; }
+      for (let i = 0; i < n; i++)
+        if (skyMask[i]) {
+          resid[i] = resid[i]! - mean;
+          m2 += resid[i]! ** 2;
+        }
       m2 /= cnt;
       const sq = resid.map((v, i) => (skyMask[i] ? v * v - m2 : 0));
       const power = (len: number, lines: number, at: (l: number, p: number) => number, k: number) => {
         let sum = 0;
-        for (let l = 0; l < lines; l++) { let re = 0, im = 0; for (let p = 0; p < len; p++) { const ph = (2 * Math.PI * k * p) / len; re += at(l, p) * Math.cos(ph); im -= at(l, p) * Math.sin(ph); } sum += re * re + im * im; }
+        for (let l = 0; l < lines; l++) {
+          let re = 0,
+            im = 0;
+          for (let p = 0; p < len; p++) {
+            const ph = (2 * Math.PI * k * p) / len;
+            re += at(l, p) * Math.cos(ph);
+            im -= at(l, p) * Math.sin(ph);
+          }
+          sum += re * re + im * im;
+        }
         return sum / lines;
       };
       let worstRatio = 0;
       for (const [len, lines, at] of [
-        [W, H, (l: number, p: number) => resid[l * W + p]!], [H, W, (l: number, p: number) => resid[p * W + l]!],
-        [W, H, (l: number, p: number) => sq[l * W + p]!], [H, W, (l: number, p: number) => sq[p * W + l]!],
+        [W, H, (l: number, p: number) => resid[l * W + p]!],
+        [H, W, (l: number, p: number) => resid[p * W + l]!],
+        [W, H, (l: number, p: number) => sq[l * W + p]!],
+        [H, W, (l: number, p: number) => sq[p * W + l]!],
       ] as const) {
         const k0 = Math.round(len / step);
         const around = [-6, -5, -4, -3, 3, 4, 5, 6].map((d) => power(len, lines, at, k0 + d)).sort((x, y) => x - y);
@@ -202,8 +304,17 @@ export function clippedSigma(res: number[]): number {
 
 /** The plain (unweighted, unnormalised) mean of the frames, NaN-aware. */
 export function plainMean(images: Float32Array[]): Float32Array {
-  const n = images[0]!.length, out = new Float32Array(n), cnt = new Float32Array(n);
-  for (const img of images) for (let i = 0; i < n; i++) { const v = img[i]!; if (v === v) { out[i] = out[i]! + v; cnt[i] = cnt[i]! + 1; } }
+  const n = images[0]!.length,
+    out = new Float32Array(n),
+    cnt = new Float32Array(n);
+  for (const img of images)
+    for (let i = 0; i < n; i++) {
+      const v = img[i]!;
+      if (v === v) {
+        out[i] = out[i]! + v;
+        cnt[i] = cnt[i]! + 1;
+      }
+    }
   for (let i = 0; i < n; i++) out[i] = out[i]! / cnt[i]!;
   return out;
 }
@@ -215,20 +326,42 @@ export function plainMean(images: Float32Array[]): Float32Array {
  * of the reconstruction's leave-one-out clip.
  */
 export function clippedMean(images: Float32Array[]): Float32Array {
-  const N = images.length, n = images[0]!.length, out = new Float32Array(n);
+  const N = images.length,
+    n = images[0]!.length,
+    out = new Float32Array(n);
   const level = images.map((img) => median(Array.from({ length: Math.floor(n / 7) }, (_, k) => img[7 * k]!)));
   const keep = new Uint8Array(N);
   for (let i = 0; i < n; i++) {
     keep.fill(1);
     for (let pass = 0; pass < 2; pass++) {
-      let s = 0, s2 = 0, c = 0;
-      for (let f = 0; f < N; f++) { const v = images[f]![i]! - level[f]!; if (keep[f] && v === v) { s += v; s2 += v * v; c++; } }
+      let s = 0,
+        s2 = 0,
+        c = 0;
+      for (let f = 0; f < N; f++) {
+        const v = images[f]![i]! - level[f]!;
+        if (keep[f] && v === v) {
+          s += v;
+          s2 += v * v;
+          c++;
+        }
+      }
       if (c < 3) break;
-      const m = s / c, sd = Math.sqrt(Math.max(0, s2 / c - m * m));
-      for (let f = 0; f < N; f++) { const v = images[f]![i]! - level[f]!; if (!(Math.abs(v - m) <= 5 * sd)) keep[f] = 0; }
+      const m = s / c,
+        sd = Math.sqrt(Math.max(0, s2 / c - m * m));
+      for (let f = 0; f < N; f++) {
+        const v = images[f]![i]! - level[f]!;
+        if (!(Math.abs(v - m) <= 5 * sd)) keep[f] = 0;
+      }
     }
-    let s = 0, c = 0;
-    for (let f = 0; f < N; f++) { const v = images[f]![i]!; if (keep[f] && v === v) { s += v; c++; } }
+    let s = 0,
+      c = 0;
+    for (let f = 0; f < N; f++) {
+      const v = images[f]![i]!;
+      if (keep[f] && v === v) {
+        s += v;
+        c++;
+      }
+    }
     out[i] = c ? s / c : NaN;
   }
   return out;

@@ -9,9 +9,16 @@
 import { join } from "node:path";
 import { FitsHeader, seededRandom, writeFitsImage } from "@tile-compile/core";
 
-export const W = 480, H = 360, N = 60;
+export const W = 480,
+  H = 360,
+  N = 60;
 
-export interface SeeingFrame { path: string; fwhm: number; bump: number; t: number }
+export interface SeeingFrame {
+  path: string;
+  fwhm: number;
+  bump: number;
+  t: number;
+}
 
 export async function makeSeeingSet(dir: string): Promise<{ frames: SeeingFrame[]; stars: { x: number; y: number; f: number }[] }> {
   const r = seededRandom(77);
@@ -29,9 +36,14 @@ export async function makeSeeingSet(dir: string): Promise<{ frames: SeeingFrame[
       const sg = fw / 2.3548;
       const amp = (s.f * t) / (2 * Math.PI * sg * sg);
       const R = Math.ceil(4 * sg);
-      for (let y = Math.max(0, Math.floor(s.y) - R); y <= Math.min(H - 1, Math.floor(s.y) + R); y++) for (let x = Math.max(0, Math.floor(s.x) - R); x <= Math.min(W - 1, Math.floor(s.x) + R); x++) data[y * W + x] = data[y * W + x]! + amp * Math.exp(-((x - s.x) ** 2 + (y - s.y) ** 2) / (2 * sg * sg));
+      for (let y = Math.max(0, Math.floor(s.y) - R); y <= Math.min(H - 1, Math.floor(s.y) + R); y++)
+        for (let x = Math.max(0, Math.floor(s.x) - R); x <= Math.min(W - 1, Math.floor(s.x) + R); x++)
+          data[y * W + x] = data[y * W + x]! + amp * Math.exp(-((x - s.x) ** 2 + (y - s.y) ** 2) / (2 * sg * sg));
     }
-    for (let i = 0; i < data.length; i++) { const s = data[i]! + 300; data[i] = s + Math.sqrt(s + 25) * g(); }
+    for (let i = 0; i < data.length; i++) {
+      const s = data[i]! + 300;
+      data[i] = s + Math.sqrt(s + 25) * g();
+    }
     for (const h of hot) data[h] = data[h]! + 2000;
     for (let c = 0; c < 8; c++) data[Math.floor(r() * W * H)] = 8000; // cosmics
     const path = join(dir, `f${String(k).padStart(3, "0")}.fit`);

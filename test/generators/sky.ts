@@ -52,10 +52,24 @@ export interface SkySetOptions {
   mosaic?: boolean;
 }
 
-export interface TruthStar { x: number; y: number; flux: number; colour: [number, number, number] }
-export interface TruthFrame { path: string; fwhm: number; bump: number; t: number; sky: number; trail?: { x0: number; y0: number; angle: number } }
+export interface TruthStar {
+  x: number;
+  y: number;
+  flux: number;
+  colour: [number, number, number];
+}
+export interface TruthFrame {
+  path: string;
+  fwhm: number;
+  bump: number;
+  t: number;
+  sky: number;
+  trail?: { x0: number; y0: number; angle: number };
+}
 export interface SkySet {
-  W: number; H: number; C: number;
+  W: number;
+  H: number;
+  C: number;
   frames: TruthFrame[];
   stars: TruthStar[];
   /** The bump disc: centre and radius (px). Inside `bumpWeight(x, y) > 0.5` counts as the bump region. */
@@ -66,7 +80,23 @@ export interface SkySet {
 }
 
 export async function makeSkySet(dir: string, opts: SkySetOptions): Promise<SkySet> {
-  const o = { channels: 1 as 1 | 3, stars: 250, fwhm: 3, fwhmSpread: 0.12, bump: { amp: 0.3, radius: 0.22, period: 17 }, sky: 400, skyDrift: 1, gradient: 0.15, clouds: true, cloudMin: 0.3, trails: 3, cosmics: 10, hot: 30, nebula: false, ...opts };
+  const o = {
+    channels: 1 as 1 | 3,
+    stars: 250,
+    fwhm: 3,
+    fwhmSpread: 0.12,
+    bump: { amp: 0.3, radius: 0.22, period: 17 },
+    sky: 400,
+    skyDrift: 1,
+    gradient: 0.15,
+    clouds: true,
+    cloudMin: 0.3,
+    trails: 3,
+    cosmics: 10,
+    hot: 30,
+    nebula: false,
+    ...opts,
+  };
   const { width: W, height: H, frames: N } = o;
   const C = o.channels;
   if (o.mosaic && (C !== 3 || o.nebula)) throw new Error("mosaic: needs channels 3 and no nebula");
@@ -74,18 +104,27 @@ export async function makeSkySet(dir: string, opts: SkySetOptions): Promise<SkyS
   /** Hot pixels (+2000 ADU) and cosmics (2000–20000 ADU, half of them two pixels long) on one plane. */
   const defects = (a: Float32Array) => {
     for (let h = 0; h < o.hot; h++) a[Math.floor(r() * n)] = a[Math.floor(r() * n)]! + 2000;
-    for (let q = 0; q < o.cosmics; q++) { const i = Math.floor(r() * n), v = 2000 + 18000 * r(); a[i] = v; if (r() < 0.5 && i + 1 < n) a[i + 1] = v / 2; }
+    for (let q = 0; q < o.cosmics; q++) {
+      const i = Math.floor(r() * n),
+        v = 2000 + 18000 * r();
+      a[i] = v;
+      if (r() < 0.5 && i + 1 < n) a[i + 1] = v / 2;
+    }
   };
   const r = seededRandom(o.seed);
   const g = () => Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r());
   const stars: TruthStar[] = Array.from({ length: o.stars }, () => ({
-    x: 6 + r() * (W - 12), y: 6 + r() * (H - 12),
+    x: 6 + r() * (W - 12),
+    y: 6 + r() * (H - 12),
     // Power law: many faint stars, few bright ones (flux 1500–150000 ADU).
     flux: 1500 * 100 ** (r() ** 2.2),
-    colour: C === 3 ? [0.6 + 0.8 * r(), 1, 0.5 + 0.8 * r()] as [number, number, number] : [1, 1, 1],
+    colour: C === 3 ? ([0.6 + 0.8 * r(), 1, 0.5 + 0.8 * r()] as [number, number, number]) : [1, 1, 1],
   }));
   const bc = { x: W * (0.25 + 0.5 * r()), y: H * (0.25 + 0.5 * r()), r: o.bump.radius * Math.min(W, H) };
-  const bumpWeight = (x: number, y: number) => { const d = Math.hypot(x - bc.x, y - bc.y) / bc.r; return d >= 1 ? 0 : d <= 0.6 ? 1 : 0.5 * (1 + Math.cos((Math.PI * (d - 0.6)) / 0.4)); };
+  const bumpWeight = (x: number, y: number) => {
+    const d = Math.hypot(x - bc.x, y - bc.y) / bc.r;
+    return d >= 1 ? 0 : d <= 0.6 ? 1 : 0.5 * (1 + Math.cos((Math.PI * (d - 0.6)) / 0.4));
+  };
   const phase = 2 * Math.PI * r();
   // Nebula: a few large clouds and compact knots (channel 0 brightness; OSC scales it per channel).
   const nebula = new Float32Array(W * H);
@@ -96,7 +135,9 @@ export async function makeSkySet(dir: string, opts: SkySetOptions): Promise<SkyS
     ];
     for (const b of blobs) {
       const R = Math.ceil(4 * b.s);
-      for (let y = Math.max(0, Math.floor(b.y - R)); y < Math.min(H, b.y + R); y++) for (let x = Math.max(0, Math.floor(b.x - R)); x < Math.min(W, b.x + R); x++) nebula[y * W + x] = nebula[y * W + x]! + b.a * Math.exp(-((x - b.x) ** 2 + (y - b.y) ** 2) / (2 * b.s * b.s));
+      for (let y = Math.max(0, Math.floor(b.y - R)); y < Math.min(H, b.y + R); y++)
+        for (let x = Math.max(0, Math.floor(b.x - R)); x < Math.min(W, b.x + R); x++)
+          nebula[y * W + x] = nebula[y * W + x]! + b.a * Math.exp(-((x - b.x) ** 2 + (y - b.y) ** 2) / (2 * b.s * b.s));
     }
   }
   const skyColour = C === 3 ? [1.2, 1, 0.8] : [1];
@@ -110,13 +151,24 @@ export async function makeSkySet(dir: string, opts: SkySetOptions): Promise<SkyS
     const cloudy = o.clouds && k % 11 < 2;
     const t = cloudy ? o.cloudMin + (0.9 - o.cloudMin) * r() : 0.9 + 0.1 * r();
     const sky = o.sky * (1 + (o.skyDrift * k) / Math.max(1, N - 1)) * (cloudy ? 1.2 : 1);
-    const ang = 2 * Math.PI * r(), ga = o.gradient * r(), gq = 0.3 * o.gradient * (r() - 0.5);
-    const trail = k % Math.max(1, Math.floor(N / Math.max(1, o.trails))) === 1 && o.trails > 0 ? { x0: r() * W, y0: r() * H, angle: Math.PI * r(), level: 300 + 2700 * r() } : undefined;
+    const ang = 2 * Math.PI * r(),
+      ga = o.gradient * r(),
+      gq = 0.3 * o.gradient * (r() - 0.5);
+    const trail =
+      k % Math.max(1, Math.floor(N / Math.max(1, o.trails))) === 1 && o.trails > 0
+        ? { x0: r() * W, y0: r() * H, angle: Math.PI * r(), level: 300 + 2700 * r() }
+        : undefined;
     // The frame's offset and rotation (about the centre) from the reference grid (mosaic sets only; field
     // rotation as an alt-az mount gives it): a star at (x, y) lands at (cx + ca·(x−cx) − sa·(y−cy) + dx, …).
     const [dx, dy, rot] = o.mosaic ? [5 * r() - 2.5, 5 * r() - 2.5, ((2 * r() - 1) * Math.PI) / 180] : [0, 0, 0];
-    const ca = Math.cos(rot), sa = Math.sin(rot), cxm = (W - 1) / 2, cym = (H - 1) / 2;
-    const onFrame = (x: number, y: number): [number, number] => [cxm + ca * (x - cxm) - sa * (y - cym) + dx, cym + sa * (x - cxm) + ca * (y - cym) + dy];
+    const ca = Math.cos(rot),
+      sa = Math.sin(rot),
+      cxm = (W - 1) / 2,
+      cym = (H - 1) / 2;
+    const onFrame = (x: number, y: number): [number, number] => [
+      cxm + ca * (x - cxm) - sa * (y - cym) + dx,
+      cym + sa * (x - cxm) + ca * (y - cym) + dy,
+    ];
     data.fill(0);
     for (let c = 0; c < C; c++) {
       const off = c * n;
@@ -133,34 +185,44 @@ export async function makeSkySet(dir: string, opts: SkySetOptions): Promise<SkyS
         const fw = fwhm * (1 + (bump - 1) * bumpWeight(s.x, s.y));
         const sg = fw / 2.3548;
         const amp = (s.flux * s.colour[c]! * t) / (2 * Math.PI * sg * sg);
-        const R = Math.ceil(4 * sg), [sx, sy] = onFrame(s.x, s.y);
-        for (let y = Math.max(0, Math.floor(sy) - R); y <= Math.min(H - 1, Math.floor(sy) + R); y++) for (let x = Math.max(0, Math.floor(sx) - R); x <= Math.min(W - 1, Math.floor(sx) + R); x++) data[off + y * W + x] = data[off + y * W + x]! + amp * Math.exp(-((x - sx) ** 2 + (y - sy) ** 2) / (2 * sg * sg));
+        const R = Math.ceil(4 * sg),
+          [sx, sy] = onFrame(s.x, s.y);
+        for (let y = Math.max(0, Math.floor(sy) - R); y <= Math.min(H - 1, Math.floor(sy) + R); y++)
+          for (let x = Math.max(0, Math.floor(sx) - R); x <= Math.min(W - 1, Math.floor(sx) + R); x++)
+            data[off + y * W + x] = data[off + y * W + x]! + amp * Math.exp(-((x - sx) ** 2 + (y - sy) ** 2) / (2 * sg * sg));
       }
       if (trail) {
-        const nx = -Math.sin(trail.angle), ny = Math.cos(trail.angle);
-        for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) {
-          const d = (x - trail.x0) * nx + (y - trail.y0) * ny;
-          if (Math.abs(d) < 5) data[off + y * W + x] = data[off + y * W + x]! + trail.level * Math.exp(-(d * d) / (2 * 1.2 * 1.2));
-        }
+        const nx = -Math.sin(trail.angle),
+          ny = Math.cos(trail.angle);
+        for (let y = 0; y < H; y++)
+          for (let x = 0; x < W; x++) {
+            const d = (x - trail.x0) * nx + (y - trail.y0) * ny;
+            if (Math.abs(d) < 5) data[off + y * W + x] = data[off + y * W + x]! + trail.level * Math.exp(-(d * d) / (2 * 1.2 * 1.2));
+          }
       }
       if (o.mosaic) continue; // noise, hot pixels and cosmics go on the mosaic below
       // Shot noise (gain 1 e⁻/ADU) and 5 e⁻ read noise.
-      for (let i = off; i < off + n; i++) { const s = data[i]!; data[i] = s + Math.sqrt(Math.max(s, 0) + 25) * g(); }
+      for (let i = off; i < off + n; i++) {
+        const s = data[i]!;
+        data[i] = s + Math.sqrt(Math.max(s, 0) + 25) * g();
+      }
       defects(data.subarray(off, off + n));
     }
     if (recon) {
       // GRBG: even rows G R G R …, odd rows B G B G …; the sensor sees one channel per pixel.
       const cfa = new Float32Array(n);
-      for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) {
-        const c = y % 2 === 0 ? (x % 2 === 0 ? 1 : 0) : (x % 2 === 0 ? 2 : 1);
-        const sv = data[c * n + y * W + x]!;
-        cfa[y * W + x] = sv + Math.sqrt(Math.max(sv, 0) + 25) * g();
-      }
+      for (let y = 0; y < H; y++)
+        for (let x = 0; x < W; x++) {
+          const c = y % 2 === 0 ? (x % 2 === 0 ? 1 : 0) : x % 2 === 0 ? 2 : 1;
+          const sv = data[c * n + y * W + x]!;
+          cfa[y * W + x] = sv + Math.sqrt(Math.max(sv, 0) + 25) * g();
+        }
       defects(cfa);
       const rgb = await recon.debayer({ data: cfa, width: W, height: H }, { pattern: "GRBG", method: "bilinear" });
       // Back onto the reference grid: output pixel (x, y) samples the frame at onFrame(x, y).
       const back = [ca, -sa, cxm - ca * cxm + sa * cym + dx, sa, ca, cym - sa * cxm - ca * cym + dy, 0, 0, 1] as const;
-      for (const [c, plane] of [rgb.red, rgb.green, rgb.blue].entries()) await recon.warp({ data: plane, width: W, height: H }, back, { interpolation: "lanczos3", out: data.subarray(c * n, (c + 1) * n) });
+      for (const [c, plane] of [rgb.red, rgb.green, rgb.blue].entries())
+        await recon.warp({ data: plane, width: W, height: H }, back, { interpolation: "lanczos3", out: data.subarray(c * n, (c + 1) * n) });
     }
     const path = join(dir, `f${String(k).padStart(4, "0")}.fit`);
     await writeFitsImage(path, { width: W, height: H, channels: C, data }, { header: new FitsHeader().set("EXPTIME", 30) });

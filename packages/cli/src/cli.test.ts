@@ -14,8 +14,15 @@ function capture() {
   return { io: { out: (t: string) => void out.push(t), err: (t: string) => void err.push(t), interactive: false }, out, err };
 }
 
-const seestar = [process.env.TILE_COMPILE_DATA && join(process.env.TILE_COMPILE_DATA, "seestar"), new URL("../../../../shared/data/seestar", import.meta.url).pathname, "/work/shared/data/seestar"].find((p) => p && existsSync(p));
-if (!seestar) console.warn("SKIP: shared Seestar frames not found ($TILE_COMPILE_DATA/seestar or ../shared/data/seestar); the scan acceptance test is skipped");
+const seestar = [
+  process.env.TILE_COMPILE_DATA && join(process.env.TILE_COMPILE_DATA, "seestar"),
+  new URL("../../../../shared/data/seestar", import.meta.url).pathname,
+  "/work/shared/data/seestar",
+].find((p) => p && existsSync(p));
+if (!seestar)
+  console.warn(
+    "SKIP: shared Seestar frames not found ($TILE_COMPILE_DATA/seestar or ../shared/data/seestar); the scan acceptance test is skipped",
+  );
 
 describe("tile-compile", () => {
   it("--version and --help exit 0", async () => {
@@ -27,25 +34,56 @@ describe("tile-compile", () => {
     expect(h.out.join("")).toContain("scan");
   });
 
-  it.skipIf(!seestar)("scan lists the 22 shared Seestar frames in 3 groups with their header values; --json gives the same as data", async () => {
-    const c = capture();
-    expect(await runCli(["scan", seestar!], { io: c.io, cwd: dir })).toBe(0);
-    const text = c.out.join("\n");
-    expect(text).toContain("22 frames in 3 groups");
-    expect(text).toContain("light · M 94 · IRCUT · 10 s — 16 frames");
-    expect(text).toContain("light · NGC 7023 · IRCUT · 10 s — 4 frames");
-    expect(text).toContain("light · NGC 7023 · IRCUT · 20 s — 2 frames");
-    expect(text).toMatch(/Light_M 94_10\.0s_IRCUT_20250326-212046\.fit\s+light\s+M 94\s+IRCUT\s+10 s\s+25\.1 °C\s+80\s+1x1\s+1080×1920\s+2025-03-27T01:20:32\.955368\s+GRBG/);
-    const j = capture();
-    expect(await runCli(["scan", seestar!, "--json"], { io: j.io, cwd: dir })).toBe(0);
-    const data = JSON.parse(j.out.join("")) as { frames: { path: string; temperatureC: number; exposureSeconds: number; gain: number; bayerPattern: string; object: string; dateObs: string; width: number; height: number }[]; groups: { object: string; exposureSeconds: number; count: number }[]; bad: unknown[] };
-    expect(data.frames).toHaveLength(22);
-    expect(data.bad).toEqual([]);
-    expect(data.groups.map((g) => [g.object, g.exposureSeconds, g.count])).toEqual([["M 94", 10, 16], ["NGC 7023", 10, 4], ["NGC 7023", 20, 2]]);
-    const f = data.frames.find((x) => x.path.endsWith("Light_NGC 7023_20.0s_IRCUT_20250630-023441.fit"))!;
-    expect(f).toMatchObject({ object: "NGC 7023", exposureSeconds: 20, gain: 80, bayerPattern: "GRBG", width: 1080, height: 1920, dateObs: "2025-06-30T00:34:17.492655" });
-    expect(f.temperatureC).toBeCloseTo(31.1, 1);
-  });
+  it.skipIf(!seestar)(
+    "scan lists the 22 shared Seestar frames in 3 groups with their header values; --json gives the same as data",
+    async () => {
+      const c = capture();
+      expect(await runCli(["scan", seestar!], { io: c.io, cwd: dir })).toBe(0);
+      const text = c.out.join("\n");
+      expect(text).toContain("22 frames in 3 groups");
+      expect(text).toContain("light · M 94 · IRCUT · 10 s — 16 frames");
+      expect(text).toContain("light · NGC 7023 · IRCUT · 10 s — 4 frames");
+      expect(text).toContain("light · NGC 7023 · IRCUT · 20 s — 2 frames");
+      expect(text).toMatch(
+        /Light_M 94_10\.0s_IRCUT_20250326-212046\.fit\s+light\s+M 94\s+IRCUT\s+10 s\s+25\.1 °C\s+80\s+1x1\s+1080×1920\s+2025-03-27T01:20:32\.955368\s+GRBG/,
+      );
+      const j = capture();
+      expect(await runCli(["scan", seestar!, "--json"], { io: j.io, cwd: dir })).toBe(0);
+      const data = JSON.parse(j.out.join("")) as {
+        frames: {
+          path: string;
+          temperatureC: number;
+          exposureSeconds: number;
+          gain: number;
+          bayerPattern: string;
+          object: string;
+          dateObs: string;
+          width: number;
+          height: number;
+        }[];
+        groups: { object: string; exposureSeconds: number; count: number }[];
+        bad: unknown[];
+      };
+      expect(data.frames).toHaveLength(22);
+      expect(data.bad).toEqual([]);
+      expect(data.groups.map((g) => [g.object, g.exposureSeconds, g.count])).toEqual([
+        ["M 94", 10, 16],
+        ["NGC 7023", 10, 4],
+        ["NGC 7023", 20, 2],
+      ]);
+      const f = data.frames.find((x) => x.path.endsWith("Light_NGC 7023_20.0s_IRCUT_20250630-023441.fit"))!;
+      expect(f).toMatchObject({
+        object: "NGC 7023",
+        exposureSeconds: 20,
+        gain: 80,
+        bayerPattern: "GRBG",
+        width: 1080,
+        height: 1920,
+        dateObs: "2025-06-30T00:34:17.492655",
+      });
+      expect(f.temperatureC).toBeCloseTo(31.1, 1);
+    },
+  );
 
   it("scan lists bad files at the end and exits 0", async () => {
     const folder = join(dir, "bad");
@@ -101,7 +139,10 @@ describe("tile-compile register", () => {
     expect(await runCli(["register", "lights", "--out", "reg", "--reference", "0"], { io: c.io, cwd: work })).toBe(0);
     expect(c.out.join("\n")).toMatch(/registered 3 of 4 frames/);
     expect(c.out.join("\n")).toMatch(/not registered: d_blank\.fit: only \d+ stars detected/);
-    const doc = JSON.parse(readFileSync(join(work, "reg", "transforms.json"), "utf8")) as { reference: string; frames: Record<string, { matrix?: number[]; rms_px?: number; stars?: number; error?: string }> };
+    const doc = JSON.parse(readFileSync(join(work, "reg", "transforms.json"), "utf8")) as {
+      reference: string;
+      frames: Record<string, { matrix?: number[]; rms_px?: number; stars?: number; error?: string }>;
+    };
     expect(doc.reference).toBe(join(work, "lights", "a_ref.fit"));
     const shifted = doc.frames["b_shift.fit"]!;
     expect(shifted.matrix![2]).toBeCloseTo(truth.dx, 1);
@@ -114,54 +155,60 @@ describe("tile-compile register", () => {
 });
 
 describe("tile-compile validate / run --stage calibrate", () => {
-  it("validate prints the requirements, decisions and masters; --dry-run writes nothing; run builds and calibrates", { timeout: 120_000 }, async () => {
-    const { makeLibrary } = await import("@tile-compile/test-support/library");
-    const base = mkdtempSync(join(tmpdir(), "tc-cli-job-"));
-    await makeLibrary(base);
-    const job = join(base, "jobs", "M42_LRGB.json");
-    const v = capture();
-    expect(await runCli(["validate", job], { io: v.io, cwd: base })).toBe(0);
-    const text = v.out.join("\n");
-    expect(text).toMatch(/requirements:/);
-    expect(text).toMatch(/L\s+180 s\s+-\d+\.\d … -\d+\.\d °C\s+100\s+1x1\s+8\s+2024_01_15, 2024_01_20/);
-    // One line per group and decision: the 8 L frames of two nights at several temperatures share one.
-    expect(text).toMatch(/dark for L 180s, -\d+\.\d … -\d+\.\d °C \(8 frames\): dark_180s_-10C_2024_01_15\.fit — same exposure/);
-    expect(text.match(/^ {2}dark for L 180s/gm)).toHaveLength(1);
-    expect(text).not.toMatch(/not dark 300s/);
-    expect(text).toMatch(/rejected candidates not shown: --verbose/);
-    const vv = capture();
-    expect(await runCli(["--verbose", "validate", job], { io: vv.io, cwd: base })).toBe(0);
-    expect(vv.out.join("\n")).toMatch(/not dark 300s -10C 2024_01_15: exposure 300s, lights 180s/);
-    expect(text).toMatch(/build\s+calibration\/masters\/biases\/bias_2024_01_15\.fit — from 6 raw frames/);
-    const d = capture();
-    expect(await runCli(["run", job, "--stage", "calibrate", "--dry-run"], { io: d.io, cwd: base })).toBe(0);
-    expect(d.out.join("\n")).toMatch(/dry run: would build 7 master\(s\), calibrate 20 light\(s\), then per group: register \(relative\), stack \(rejection\).*Nothing written/);
-    expect(existsSync(join(base, "calibration", "masters"))).toBe(false);
-    const r = capture();
-    expect(await runCli(["run", job, "--stage", "calibrate"], { io: r.io, cwd: base })).toBe(0);
-    expect(r.out.join("\n")).toMatch(/steps run: 1, reused from an earlier run: 0/);
-    expect(readdirSync(join(base, "calibration", "masters", "darks"))).toHaveLength(2);
-    expect(readdirSync(join(base, "M42", "processed", "calibrated", "L_180s", "2024_01_15"))).toHaveLength(4);
-    expect(readdirSync(join(base, "M42", "processed", "calibrated", "L_180s", "2024_01_20"))).toHaveLength(4);
-    const again = capture();
-    expect(await runCli(["validate", job], { io: again.io, cwd: base })).toBe(0);
-    expect(again.out.join("\n")).toMatch(/0 master\(s\) to build, 7 to reuse/);
-    // The job-file seed's commands: --validate is `validate`; --stage preprocess is our stack stage (dry run).
-    const sv = capture();
-    expect(await runCli(["run", job, "--validate"], { io: sv.io, cwd: base })).toBe(0);
-    expect(sv.out.join("\n")).toBe(again.out.join("\n"));
-    const sp = capture();
-    expect(await runCli(["run", job, "--stage", "preprocess", "--dry-run"], { io: sp.io, cwd: base })).toBe(0);
-    expect(sp.out.join("\n")).toMatch(/dry run: would build 0 master\(s\), calibrate 20 light\(s\)/);
-    const su = capture();
-    expect(await runCli(["run", job, "--stage", "sharpen"], { io: su.io, cwd: base })).not.toBe(0);
-    expect(su.err.join("\n")).toMatch(/unknown stage "sharpen".*preprocess/s);
-    // A bad job: exit 78 with every problem named.
-    writeFileSync(join(base, "jobs", "bad.json"), JSON.stringify({ name: "b", type: "LRGB", lights: { L: "M42/none" }, extra: 1 }));
-    const b = capture();
-    expect(await runCli(["validate", join(base, "jobs", "bad.json")], { io: b.io, cwd: base })).toBe(78);
-    expect(b.err.join("\n")).toMatch(/TC_JOB_INVALID/);
-    expect(b.err.join("\n")).toMatch(/unknown key\(s\) "extra"/);
-    expect(b.err.join("\n")).toMatch(/folder M42\/none does not exist/);
-  });
+  it(
+    "validate prints the requirements, decisions and masters; --dry-run writes nothing; run builds and calibrates",
+    { timeout: 120_000 },
+    async () => {
+      const { makeLibrary } = await import("@tile-compile/test-support/library");
+      const base = mkdtempSync(join(tmpdir(), "tc-cli-job-"));
+      await makeLibrary(base);
+      const job = join(base, "jobs", "M42_LRGB.json");
+      const v = capture();
+      expect(await runCli(["validate", job], { io: v.io, cwd: base })).toBe(0);
+      const text = v.out.join("\n");
+      expect(text).toMatch(/requirements:/);
+      expect(text).toMatch(/L\s+180 s\s+-\d+\.\d … -\d+\.\d °C\s+100\s+1x1\s+8\s+2024_01_15, 2024_01_20/);
+      // One line per group and decision: the 8 L frames of two nights at several temperatures share one.
+      expect(text).toMatch(/dark for L 180s, -\d+\.\d … -\d+\.\d °C \(8 frames\): dark_180s_-10C_2024_01_15\.fit — same exposure/);
+      expect(text.match(/^ {2}dark for L 180s/gm)).toHaveLength(1);
+      expect(text).not.toMatch(/not dark 300s/);
+      expect(text).toMatch(/rejected candidates not shown: --verbose/);
+      const vv = capture();
+      expect(await runCli(["--verbose", "validate", job], { io: vv.io, cwd: base })).toBe(0);
+      expect(vv.out.join("\n")).toMatch(/not dark 300s -10C 2024_01_15: exposure 300s, lights 180s/);
+      expect(text).toMatch(/build\s+calibration\/masters\/biases\/bias_2024_01_15\.fit — from 6 raw frames/);
+      const d = capture();
+      expect(await runCli(["run", job, "--stage", "calibrate", "--dry-run"], { io: d.io, cwd: base })).toBe(0);
+      expect(d.out.join("\n")).toMatch(
+        /dry run: would build 7 master\(s\), calibrate 20 light\(s\), then per group: register \(relative\), stack \(rejection\).*Nothing written/,
+      );
+      expect(existsSync(join(base, "calibration", "masters"))).toBe(false);
+      const r = capture();
+      expect(await runCli(["run", job, "--stage", "calibrate"], { io: r.io, cwd: base })).toBe(0);
+      expect(r.out.join("\n")).toMatch(/steps run: 1, reused from an earlier run: 0/);
+      expect(readdirSync(join(base, "calibration", "masters", "darks"))).toHaveLength(2);
+      expect(readdirSync(join(base, "M42", "processed", "calibrated", "L_180s", "2024_01_15"))).toHaveLength(4);
+      expect(readdirSync(join(base, "M42", "processed", "calibrated", "L_180s", "2024_01_20"))).toHaveLength(4);
+      const again = capture();
+      expect(await runCli(["validate", job], { io: again.io, cwd: base })).toBe(0);
+      expect(again.out.join("\n")).toMatch(/0 master\(s\) to build, 7 to reuse/);
+      // The job-file seed's commands: --validate is `validate`; --stage preprocess is our stack stage (dry run).
+      const sv = capture();
+      expect(await runCli(["run", job, "--validate"], { io: sv.io, cwd: base })).toBe(0);
+      expect(sv.out.join("\n")).toBe(again.out.join("\n"));
+      const sp = capture();
+      expect(await runCli(["run", job, "--stage", "preprocess", "--dry-run"], { io: sp.io, cwd: base })).toBe(0);
+      expect(sp.out.join("\n")).toMatch(/dry run: would build 0 master\(s\), calibrate 20 light\(s\)/);
+      const su = capture();
+      expect(await runCli(["run", job, "--stage", "sharpen"], { io: su.io, cwd: base })).not.toBe(0);
+      expect(su.err.join("\n")).toMatch(/unknown stage "sharpen".*preprocess/s);
+      // A bad job: exit 78 with every problem named.
+      writeFileSync(join(base, "jobs", "bad.json"), JSON.stringify({ name: "b", type: "LRGB", lights: { L: "M42/none" }, extra: 1 }));
+      const b = capture();
+      expect(await runCli(["validate", join(base, "jobs", "bad.json")], { io: b.io, cwd: base })).toBe(78);
+      expect(b.err.join("\n")).toMatch(/TC_JOB_INVALID/);
+      expect(b.err.join("\n")).toMatch(/unknown key\(s\) "extra"/);
+      expect(b.err.join("\n")).toMatch(/folder M42\/none does not exist/);
+    },
+  );
 });

@@ -34,7 +34,11 @@ export interface RunScope {
  * `registration.engine`, `stacking.method`, …) that none of them provides, the official engine that does
  * (when installed).
  */
-export async function loadConfiguredEngines(loaded: LoadedConfig, cwd: string, wanted: string[] = []): Promise<{ engine: EngineDefinition; source: string }[]> {
+export async function loadConfiguredEngines(
+  loaded: LoadedConfig,
+  cwd: string,
+  wanted: string[] = [],
+): Promise<{ engine: EngineDefinition; source: string }[]> {
   const engines: { engine: EngineDefinition; source: string }[] = builtinEngines.map((engine) => ({ engine, source: "builtin" }));
   const cfg = loaded.config;
   const opts = (base: string) => ({ configDir: loaded.dir, cwd: base, ...(loaded.file ? { configFile: loaded.file } : {}) });
@@ -48,7 +52,8 @@ export async function loadConfiguredEngines(loaded: LoadedConfig, cwd: string, w
     for (const base of [cwd, fileURLToPath(new URL("..", import.meta.url))]) {
       try {
         const { engine, resolved } = await loadEngine(spec, opts(base));
-        if (!engines.some((e) => e.engine.meta.name === engine.meta.name)) engines.push({ engine, source: resolved.packageDir ?? resolved.entry });
+        if (!engines.some((e) => e.engine.meta.name === engine.meta.name))
+          engines.push({ engine, source: resolved.packageDir ?? resolved.entry });
         return;
       } catch {
         // Not installed here: the planner's errors then name what is missing.
@@ -58,7 +63,11 @@ export async function loadConfiguredEngines(loaded: LoadedConfig, cwd: string, w
   for (const spec of [cfg.calibration.engine, cfg.registration.provider, cfg.stacking.engine, cfg.composition.engine, cfg.stretch.engine]) {
     if (spec && spec !== "native" && !engines.some((e) => e.engine.meta.name === expandEngineName(spec))) await tryLoad(spec);
   }
-  const stageMethods = [`calibration:${cfg.calibration.method}`, `registration:${cfg.registration.engine}`, `stacking:${cfg.stacking.method}`];
+  const stageMethods = [
+    `calibration:${cfg.calibration.method}`,
+    `registration:${cfg.registration.engine}`,
+    `stacking:${cfg.stacking.method}`,
+  ];
   for (const cap of [...wanted, ...stageMethods]) {
     const official = OFFICIAL_CAPABILITY_ENGINES[cap];
     if (official && !engines.some((e) => cap in e.engine.capabilities)) await tryLoad(official);
@@ -66,7 +75,14 @@ export async function loadConfiguredEngines(loaded: LoadedConfig, cwd: string, w
   return engines;
 }
 
-export async function createRunScope(values: { signal: AbortSignal; logger: Logger; events: RunEvents; engines: { engine: EngineDefinition; source: string }[]; workdir: string; threads: number }): Promise<RunScope> {
+export async function createRunScope(values: {
+  signal: AbortSignal;
+  logger: Logger;
+  events: RunEvents;
+  engines: { engine: EngineDefinition; source: string }[];
+  workdir: string;
+  threads: number;
+}): Promise<RunScope> {
   // `runtime.threads` is the kernels' thread count for this run (their pool is per process).
   loadRecon().setThreads(values.threads);
   const c = rootContainer.createChildContainer();
@@ -92,10 +108,28 @@ export async function createExecutor(loaded: LoadedConfig, logger: Logger): Prom
   if (rt.executor === "local") return undefined;
   const rq = rt.rabbitmq!;
   const url = rq.url ?? process.env.TILE_COMPILE_BROKER;
-  if (!url) throw new TileCompileError("TC_CONFIG_INVALID", { file: loaded.file ?? "tile_compile.yaml", issues: ["runtime.rabbitmq.url: not set and TILE_COMPILE_BROKER is empty (amqp://user:password@host:5672)"] });
+  if (!url)
+    throw new TileCompileError("TC_CONFIG_INVALID", {
+      file: loaded.file ?? "tile_compile.yaml",
+      issues: ["runtime.rabbitmq.url: not set and TILE_COMPILE_BROKER is empty (amqp://user:password@host:5672)"],
+    });
   const { createRabbitExecutor } = await import("@tile-compile/executor-rabbitmq");
-  const s3 = rq.s3 ? { ...(rq.s3.endpoint ? { endpoint: rq.s3.endpoint } : {}), ...(rq.s3.region ? { region: rq.s3.region } : {}), ...(rq.s3.force_path_style !== undefined ? { forcePathStyle: rq.s3.force_path_style } : {}) } : undefined;
-  return createRabbitExecutor({ url, data: rq.data, ...(s3 ? { s3 } : {}), parallelism: rq.parallelism, window: rq.window, orphanAfterSeconds: rq.orphan_after_seconds, logger });
+  const s3 = rq.s3
+    ? {
+        ...(rq.s3.endpoint ? { endpoint: rq.s3.endpoint } : {}),
+        ...(rq.s3.region ? { region: rq.s3.region } : {}),
+        ...(rq.s3.force_path_style !== undefined ? { forcePathStyle: rq.s3.force_path_style } : {}),
+      }
+    : undefined;
+  return createRabbitExecutor({
+    url,
+    data: rq.data,
+    ...(s3 ? { s3 } : {}),
+    parallelism: rq.parallelism,
+    window: rq.window,
+    orphanAfterSeconds: rq.orphan_after_seconds,
+    logger,
+  });
 }
 
 /** One line on what a distributed run's executor did, printed by `run` and `reconstruct` (`stack --json` has the figures as data). */

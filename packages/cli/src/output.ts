@@ -17,7 +17,10 @@ let activeBar: { clear(): void; redraw(): void } | undefined;
 /** Write a line to a terminal stream: clear the bar's line first, redraw the bar after. */
 function writeLine(stream: NodeJS.WriteStream, t: string): void {
   const line = t.endsWith("\n") ? t : `${t}\n`;
-  if (!activeBar || !stream.isTTY) { stream.write(line); return; }
+  if (!activeBar || !stream.isTTY) {
+    stream.write(line);
+    return;
+  }
   activeBar.clear();
   stream.write(line);
   activeBar.redraw();
@@ -34,7 +37,8 @@ export function formatError(error: unknown): string {
   if (error instanceof TileCompileError) {
     const lines = [`✖ ${error.title} [${error.code}]`, error.message, `hint: ${error.hint}`];
     let cause = error.cause as Error | undefined;
-    for (let depth = 0; cause && depth < 3; depth++, cause = cause.cause as Error | undefined) lines.push(`cause: ${cause.message ?? String(cause)}`);
+    for (let depth = 0; cause && depth < 3; depth++, cause = cause.cause as Error | undefined)
+      lines.push(`cause: ${cause.message ?? String(cause)}`);
     return lines.join("\n");
   }
   const e = error as Error;
@@ -44,7 +48,11 @@ export function formatError(error: unknown): string {
 /** Left-aligned text table with a header row. */
 export function table(headers: string[], rows: string[][]): string {
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
-  const line = (cells: string[]) => cells.map((c, i) => (c ?? "").padEnd(widths[i]!)).join("  ").trimEnd();
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => (c ?? "").padEnd(widths[i]!))
+      .join("  ")
+      .trimEnd();
   return [line(headers), line(widths.map((w) => "─".repeat(w))), ...rows.map(line)].join("\n");
 }
 
@@ -61,7 +69,10 @@ export interface Progress {
 export function progressBar(io: Io, label: string): Progress {
   if (!io.interactive) return { update: () => undefined, stop: () => undefined };
   const stream = process.stderr;
-  let value = 0, note = "", last = 0, shown = false;
+  let value = 0,
+    note = "",
+    last = 0,
+    shown = false;
   const draw = () => {
     const width = Math.max(20, (stream.columns || 80) - 1);
     const filled = Math.round(value * 30);
@@ -71,7 +82,10 @@ export function progressBar(io: Io, label: string): Progress {
     last = Date.now();
   };
   const me = {
-    clear: () => { if (shown) stream.write("\r\x1b[2K"); shown = false; },
+    clear: () => {
+      if (shown) stream.write("\r\x1b[2K");
+      shown = false;
+    },
     redraw: draw,
   };
   activeBar = me;
@@ -83,7 +97,11 @@ export function progressBar(io: Io, label: string): Progress {
       note = n ?? "";
       if (Date.now() - last >= 100) draw();
     },
-    stop: () => { me.clear(); stream.write("\x1b[?25h"); if (activeBar === me) activeBar = undefined; },
+    stop: () => {
+      me.clear();
+      stream.write("\x1b[?25h");
+      if (activeBar === me) activeBar = undefined;
+    },
   };
 }
 
@@ -91,19 +109,35 @@ export function progressBar(io: Io, label: string): Progress {
  * The run log: every logger line (debug included — e.g. Siril's own log) goes to `sink` once it is set
  * (events.jsonl), while `base` decides what the terminal shows.
  */
-export function teeLogger(base: ReturnType<typeof stderrLogger>): ReturnType<typeof stderrLogger> & { sink?: (e: { type: "log"; level: string; message: string }) => void } {
+export function teeLogger(
+  base: ReturnType<typeof stderrLogger>,
+): ReturnType<typeof stderrLogger> & { sink?: (e: { type: "log"; level: string; message: string }) => void } {
   const t: ReturnType<typeof stderrLogger> & { sink?: (e: { type: "log"; level: string; message: string }) => void } = {
-    debug: (m: string) => { t.sink?.({ type: "log", level: "debug", message: m }); base.debug(m); },
-    info: (m: string) => { t.sink?.({ type: "log", level: "info", message: m }); base.info(m); },
-    warn: (m: string) => { t.sink?.({ type: "log", level: "warn", message: m }); base.warn(m); },
-    error: (m: string) => { t.sink?.({ type: "log", level: "error", message: m }); base.error(m); },
+    debug: (m: string) => {
+      t.sink?.({ type: "log", level: "debug", message: m });
+      base.debug(m);
+    },
+    info: (m: string) => {
+      t.sink?.({ type: "log", level: "info", message: m });
+      base.info(m);
+    },
+    warn: (m: string) => {
+      t.sink?.({ type: "log", level: "warn", message: m });
+      base.warn(m);
+    },
+    error: (m: string) => {
+      t.sink?.({ type: "log", level: "error", message: m });
+      base.error(m);
+    },
   };
   return t;
 }
 
 export function stderrLogger(io: Io, verbose: boolean) {
   return {
-    debug: (m: string) => { if (verbose) io.err(`debug: ${m}`); },
+    debug: (m: string) => {
+      if (verbose) io.err(`debug: ${m}`);
+    },
     info: (m: string) => io.err(m),
     warn: (m: string) => io.err(`warning: ${m}`),
     error: (m: string) => io.err(`error: ${m}`),

@@ -25,7 +25,14 @@ export interface CliOptions {
   signal?: AbortSignal;
 }
 
-interface RegisterOptionsCli { out?: string; engine?: string; reference?: string; transform?: string; json?: boolean; compare?: string }
+interface RegisterOptionsCli {
+  out?: string;
+  engine?: string;
+  reference?: string;
+  transform?: string;
+  json?: boolean;
+  compare?: string;
+}
 
 export async function runCli(argv: string[], options: CliOptions = {}): Promise<number> {
   const io = options.io ?? processIo;
@@ -75,7 +82,14 @@ export async function runCli(argv: string[], options: CliOptions = {}): Promise<
     .action(async (frames: string[], o: { out: string; method?: string; engine?: string; json?: boolean }) => {
       const loaded = await config();
       for (const w of loaded.warnings) io.err(`warning: ${w}`);
-      exitCode = await stackCommand(frames, { ...o, verbose: Boolean(program.opts<{ verbose?: boolean }>().verbose) }, loaded, io, signal, cwd);
+      exitCode = await stackCommand(
+        frames,
+        { ...o, verbose: Boolean(program.opts<{ verbose?: boolean }>().verbose) },
+        loaded,
+        io,
+        signal,
+        cwd,
+      );
     });
 
   program
@@ -87,11 +101,21 @@ export async function runCli(argv: string[], options: CliOptions = {}): Promise<
     .option("-r, --reference <ref>", "auto, a 0-based frame index, or a path (default: registration.reference)")
     .option("-t, --transform <model>", "shift | similarity | affine | homography (relative; default similarity)")
     .option("--json", "machine-readable summary (the transforms.json document)")
-    .option("--compare <method>", "also register with this method (siril, wcs_anchor, relative) onto the same reference and report per-frame agreement at the corners and which one the pixels favour")
+    .option(
+      "--compare <method>",
+      "also register with this method (siril, wcs_anchor, relative) onto the same reference and report per-frame agreement at the corners and which one the pixels favour",
+    )
     .action(async (frames: string[], o: RegisterOptionsCli) => {
       const loaded = await config();
       for (const w of loaded.warnings) io.err(`warning: ${w}`);
-      exitCode = await registerCommand(frames, { ...o, verbose: Boolean(program.opts<{ verbose?: boolean }>().verbose) }, loaded, io, signal, cwd);
+      exitCode = await registerCommand(
+        frames,
+        { ...o, verbose: Boolean(program.opts<{ verbose?: boolean }>().verbose) },
+        loaded,
+        io,
+        signal,
+        cwd,
+      );
     });
 
   program
@@ -101,20 +125,37 @@ export async function runCli(argv: string[], options: CliOptions = {}): Promise<
     .option("--json", "machine-readable plan")
     .action(async (job: string, o: { json?: boolean }) => {
       const loaded = await config();
-      exitCode = await validateCommand(resolve(cwd, job), { ...o, verbose: Boolean(program.opts<{ verbose?: boolean }>().verbose) }, loaded, io, signal);
+      exitCode = await validateCommand(
+        resolve(cwd, job),
+        { ...o, verbose: Boolean(program.opts<{ verbose?: boolean }>().verbose) },
+        loaded,
+        io,
+        signal,
+      );
     });
 
   program
     .command("run")
     .description("Run a job: calibrate → register → stack per (filter, exposure) → compose → stretch; resumes finished steps")
     .argument("<job>", "job file (.json or .yaml)")
-    .option("-s, --stage <stage>", "run up to this stage: calibrate, register, stack, compose, stretch or all (seed names: preprocess = stack, validate, …)", "all")
+    .option(
+      "-s, --stage <stage>",
+      "run up to this stage: calibrate, register, stack, compose, stretch or all (seed names: preprocess = stack, validate, …)",
+      "all",
+    )
     .option("--dry-run", "print the plan (every master to build or reuse, and why) and write nothing")
     .option("--validate", "only validate the job (the same as `tile-compile validate JOB`)")
     .action(async (job: string, o: { stage?: string; dryRun?: boolean; validate?: boolean }) => {
       const loaded = await config();
       for (const w of loaded.warnings) io.err(`warning: ${w}`);
-      exitCode = await runCommand(resolve(cwd, job), { ...o, verbose: Boolean(program.opts<{ verbose?: boolean }>().verbose) }, loaded, io, signal, cwd);
+      exitCode = await runCommand(
+        resolve(cwd, job),
+        { ...o, verbose: Boolean(program.opts<{ verbose?: boolean }>().verbose) },
+        loaded,
+        io,
+        signal,
+        cwd,
+      );
     });
 
   program
@@ -138,7 +179,11 @@ export async function runCli(argv: string[], options: CliOptions = {}): Promise<
     .option("--name <name>", "shown in the master's run.json (default: host:pid)")
     .option("--s3-endpoint <url>", "S3/MinIO endpoint for s3:// stores (credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)")
     .option("--s3-region <region>", "S3 region")
-    .option("--engine <pkg-or-path>", "also run the tasks of this engine (a third-party engine's stages on workers); repeatable", (v: string, acc: string[] = []) => [...acc, v])
+    .option(
+      "--engine <pkg-or-path>",
+      "also run the tasks of this engine (a third-party engine's stages on workers); repeatable",
+      (v: string, acc: string[] = []) => [...acc, v],
+    )
     .action(async (o: WorkerCommandOptions) => {
       exitCode = await workerCommand({ ...o, verbose: Boolean(program.opts<{ verbose?: boolean }>().verbose) }, io, signal);
     });
@@ -161,7 +206,10 @@ export async function runCli(argv: string[], options: CliOptions = {}): Promise<
     }
     // A raw file-system error that escaped a coded path still reaches the user coded, with its path.
     const e = error as { code?: string; path?: string; syscall?: string };
-    const coded = !(error instanceof TileCompileError) && isIoFault(error) && typeof e.path === "string" ? ioFault(error, e.syscall ?? "access", e.path) : error;
+    const coded =
+      !(error instanceof TileCompileError) && isIoFault(error) && typeof e.path === "string"
+        ? ioFault(error, e.syscall ?? "access", e.path)
+        : error;
     io.err(formatError(coded));
     return exitCodeOf(coded);
   }

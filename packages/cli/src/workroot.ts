@@ -18,6 +18,12 @@ export function workRoot(): string {
     throw new TileCompileError("TC_IO", { op: "create the work folder in", file: tmpdir(), reason: (e as Error).message }, { cause: e });
   }
   const made = root;
-  process.once("exit", () => { try { rmSync(made, { recursive: true, force: true }); } catch { /* best effort at exit */ } });
+  process.once("exit", () => {
+    try {
+      rmSync(made, { recursive: true, force: true });
+    } catch {
+      /* best effort at exit */
+    }
+  });
   return made;
 }

@@ -11,18 +11,62 @@ export * from "./config/load.js";
 export * from "./frames/metadata.js";
 export * from "./frames/scan.js";
 export { seededRandom } from "./util/random.js";
-export { starPlanes, formatFrameName, bayerOf, frameStars, frameMetrics, readFrame, matchTolerance, warpOntoReference, detectionPlane, type FrameStars, type WarpOntoReferenceOptions } from "./registration/stars.js";
+export {
+  starPlanes,
+  formatFrameName,
+  bayerOf,
+  frameStars,
+  frameMetrics,
+  readFrame,
+  matchTolerance,
+  warpOntoReference,
+  detectionPlane,
+  type FrameStars,
+  type WarpOntoReferenceOptions,
+} from "./registration/stars.js";
 export { cleanStars } from "./registration/clean.js";
 export { pixelAgreement, pixelsConfirm, type PixelAgreement } from "./registration/verify.js";
 export { matchStars, refineMatch, type MatchOptions, type MatchResult } from "./registration/match.js";
-export { MIN_PAIRS, solve as solveLinear, fitTransform, apply as applyTransform, invert as invertTransform, multiply as multiplyTransform, describe as describeTransform, TRANSFORM_MODELS, type Point, type TransformModel } from "./registration/geometry.js";
+export {
+  MIN_PAIRS,
+  solve as solveLinear,
+  fitTransform,
+  apply as applyTransform,
+  invert as invertTransform,
+  multiply as multiplyTransform,
+  describe as describeTransform,
+  TRANSFORM_MODELS,
+  type Point,
+  type TransformModel,
+} from "./registration/geometry.js";
 export { jobSchema, jobJsonSchema, JOB_TYPES, type JobFile } from "./jobs/schema.js";
 export { normalizeFilter, DEFAULT_FILTER_ALIASES } from "./jobs/filters.js";
 export { libraryLayout, findBaseDir, masterName, rawSets, type LibraryLayout, type RawSet } from "./jobs/library.js";
-export { planJob, masterStamp, recipeOf, hashOf, type JobPlan, type JobProblem, type MasterPlan, type Decision, type Requirement, type LightFrame, type CalibratedGroup, type PlanOptions } from "./jobs/plan.js";
+export {
+  planJob,
+  masterStamp,
+  recipeOf,
+  hashOf,
+  type JobPlan,
+  type JobProblem,
+  type MasterPlan,
+  type Decision,
+  type Requirement,
+  type LightFrame,
+  type CalibratedGroup,
+  type PlanOptions,
+} from "./jobs/plan.js";
 export { runCalibrateStage, writeRunRecord, jobError, type CalibrateStageResult, type CalibrateStageOptions } from "./jobs/run.js";
 export { buildMaster, masterBandRows, masterHeader } from "./calibration/masters.js";
-export { CHECK_NAMES, lightsHealth, mastersHealth, type CheckName, type CheckSeverity, type CheckVerdict, type HealthCheck } from "./calibration/health.js";
+export {
+  CHECK_NAMES,
+  lightsHealth,
+  mastersHealth,
+  type CheckName,
+  type CheckSeverity,
+  type CheckVerdict,
+  type HealthCheck,
+} from "./calibration/health.js";
 export { darkCurrent, measureSetLevel, type SetLevel } from "./calibration/levels.js";
 export { runJobPipeline, PIPELINE_STEPS, type PipelineStep, type PipelineOptions, type PipelineResult } from "./jobs/pipeline.js";
 export { BUILTIN_PALETTES, paletteInputs, type Palette } from "./composition/palettes.js";
@@ -30,7 +74,18 @@ export { generateDemoLibrary, type DemoOptions, type DemoStar } from "./demo/gen
 export { configReferenceMarkdown } from "./config/reference.js";
 export { renderRunReport, writeRunReport, previewDataUri, formatValue, type RunDocument, type PreviewSource } from "./report/html.js";
 export { groupRecord, type GroupRecord, type FrameRecord } from "./report/records.js";
-export { defineTask, runAll, type Executor, type ExecutorStats, type RunUnitsOptions, type SharedRef, type Task, type TaskArray, type TaskContext, type WorkUnit } from "./executor/contracts.js";
+export {
+  defineTask,
+  runAll,
+  type Executor,
+  type ExecutorStats,
+  type RunUnitsOptions,
+  type SharedRef,
+  type Task,
+  type TaskArray,
+  type TaskContext,
+  type WorkUnit,
+} from "./executor/contracts.js";
 export { localExecutor, type LocalExecutorOptions } from "./executor/local.js";
 export { cachedFile, closeCache, readBand, scratch, OPEN_FILES_MAX } from "./executor/cache.js";
 export { PlanePool } from "./util/planes.js";

@@ -21,26 +21,76 @@ const pkg = createRequire(import.meta.url)("../package.json") as { name: string;
 
 export const nativeEngine: Engine = defineEngine({
   meta: { name: pkg.name, version: pkg.version, apiVersion: 1, description: "Built-in engines of tile-compile (short name: native)" },
-  capabilities: { "stacking:mean": "stable", "stacking:median": "stable", "stacking:rejection": "stable", "stacking:tbqr": "stable", "registration:relative": "stable", "calibration:native": "stable", "composition:palette": "stable", "composition:hdr": "stable", "background:polynomial": "stable", "background:rbf": "stable", "stretch:autostretch": "stable", "stretch:asinh": "stable", "stretch:ghs": "stable" },
-  stacking: { mean: { stack: nativeStack }, median: { stack: nativeStack }, rejection: { stack: nativeStack }, tbqr: { stack: async (input, ctx) => {
-    // The job pipeline and `reconstruct` always pass the configured options (where frames_min guards a
-    // run); a caller with no configuration gets the defaults with emergency mode allowed, so a small set
-    // is reconstructed (with a warning) rather than refused by a gate nobody set.
-    const o = (input.options.tbqr as TbqrOptions | undefined) ?? { ...DEFAULT_TBQR, assumptions: { ...DEFAULT_TBQR.assumptions, allowEmergency: true } };
-    const r = await reconstructTbqr(input.frames.map((f) => f.path), input.output, o, ctx);
-    const h = await readFitsHeader(input.output);
-    return {
-      frameCount: r.frames, width: h.width, height: h.height, channels: h.channels,
-      frameWeights: input.frames.map((f, i) => ({ path: f.path, weight: r.frameWeights[i]! })),
-      tbqr: { mode: r.mode, tiles: r.tiles, fallbackTiles: r.fallbackTiles, tileSize: r.T, tileStep: r.S, validation: r.validation, weightMap: r.weightMap },
-    };
-  } } },
+  capabilities: {
+    "stacking:mean": "stable",
+    "stacking:median": "stable",
+    "stacking:rejection": "stable",
+    "stacking:tbqr": "stable",
+    "registration:relative": "stable",
+    "calibration:native": "stable",
+    "composition:palette": "stable",
+    "composition:hdr": "stable",
+    "background:polynomial": "stable",
+    "background:rbf": "stable",
+    "stretch:autostretch": "stable",
+    "stretch:asinh": "stable",
+    "stretch:ghs": "stable",
+  },
+  stacking: {
+    mean: { stack: nativeStack },
+    median: { stack: nativeStack },
+    rejection: { stack: nativeStack },
+    tbqr: {
+      stack: async (input, ctx) => {
+        // The job pipeline and `reconstruct` always pass the configured options (where frames_min guards a
+        // run); a caller with no configuration gets the defaults with emergency mode allowed, so a small set
+        // is reconstructed (with a warning) rather than refused by a gate nobody set.
+        const o = (input.options.tbqr as TbqrOptions | undefined) ?? {
+          ...DEFAULT_TBQR,
+          assumptions: { ...DEFAULT_TBQR.assumptions, allowEmergency: true },
+        };
+        const r = await reconstructTbqr(
+          input.frames.map((f) => f.path),
+          input.output,
+          o,
+          ctx,
+        );
+        const h = await readFitsHeader(input.output);
+        return {
+          frameCount: r.frames,
+          width: h.width,
+          height: h.height,
+          channels: h.channels,
+          frameWeights: input.frames.map((f, i) => ({ path: f.path, weight: r.frameWeights[i]! })),
+          tbqr: {
+            mode: r.mode,
+            tiles: r.tiles,
+            fallbackTiles: r.fallbackTiles,
+            tileSize: r.T,
+            tileStep: r.S,
+            validation: r.validation,
+            weightMap: r.weightMap,
+          },
+        };
+      },
+    },
+  },
   registration: { relative: { register: registerRelative } },
   calibration: { native: nativeCalibration(`${pkg.name}@${pkg.version}`) },
   background: { polynomial: nativeBackground("polynomial"), rbf: nativeBackground("rbf") },
   composition: { palette: nativeComposition, hdr: nativeHdrComposition },
   stretch: nativeStretch,
-  tasks: [calibrateLightTask, starsTask, registerFrameTask, frameStatsTask, stackBandTask, seeingTask, frameMetricsTask, bandTask, syntheticTask] as Task[],
+  tasks: [
+    calibrateLightTask,
+    starsTask,
+    registerFrameTask,
+    frameStatsTask,
+    stackBandTask,
+    seeingTask,
+    frameMetricsTask,
+    bandTask,
+    syntheticTask,
+  ] as Task[],
 });
 
 /** Engines every run has, registered before the configured ones. */

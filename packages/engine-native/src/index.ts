@@ -11,7 +11,19 @@ export { nativeComposition } from "./composition/native.js";
 export { blendHdr, nativeHdrComposition } from "./composition/hdr.js";
 export { nativeStretch, writePng } from "./stretch/native.js";
 export { extractBackground, backgroundModel, type BackgroundOptions } from "./background/extract.js";
-export { reconstructTbqr, DEFAULT_TBQR, seamFigures, kmeans, budgetKappa, noiseBudgetKappa, tileFractions, validationFailures, type TbqrOptions, type TbqrValidation, type TbqrResult } from "./tbqr/reconstruct.js";
+export {
+  reconstructTbqr,
+  DEFAULT_TBQR,
+  seamFigures,
+  kmeans,
+  budgetKappa,
+  noiseBudgetKappa,
+  tileFractions,
+  validationFailures,
+  type TbqrOptions,
+  type TbqrValidation,
+  type TbqrResult,
+} from "./tbqr/reconstruct.js";
 export { tileGeometry, tileGrid, globalWeights, localWeights, robustZ, clusterCount, modeGate, type TbqrMode } from "./tbqr/math.js";
 
 /** The engine, as the loader expects it (`engines: [native]`, `tile-compile worker --engine native`). */

@@ -3,7 +3,15 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { nativeEngine } from "./engine.js";
-import { CapabilityError, EngineContractError, EngineLoadError, EngineNotFoundError, EngineVersionError, exitCodeOf, TileCompileError } from "@tile-compile/core";
+import {
+  CapabilityError,
+  EngineContractError,
+  EngineLoadError,
+  EngineNotFoundError,
+  EngineVersionError,
+  exitCodeOf,
+  TileCompileError,
+} from "@tile-compile/core";
 import { readFitsImage } from "@tile-compile/core";
 import { runEngineConformance } from "@tile-compile/core/testing";
 import { writeTinyFrames } from "@tile-compile/core/testing";
@@ -24,8 +32,18 @@ runEngineConformance(() => nativeEngine, "native (built-in)");
 
 describe("defineEngine", () => {
   it("rejects a capability without a provider and a provider without a capability, listing both", () => {
-    const bad = { meta: meta("x"), capabilities: { "stacking:mean": "stable" }, stacking: { median: stackStub } } as unknown as EngineDefinition;
-    const err = (() => { try { defineEngine(bad); } catch (e) { return e; } })() as EngineContractError;
+    const bad = {
+      meta: meta("x"),
+      capabilities: { "stacking:mean": "stable" },
+      stacking: { median: stackStub },
+    } as unknown as EngineDefinition;
+    const err = (() => {
+      try {
+        defineEngine(bad);
+      } catch (e) {
+        return e;
+      }
+    })() as EngineContractError;
     expect(err).toBeInstanceOf(EngineContractError);
     expect(err.details.problems).toEqual([
       'capability "stacking:mean" is declared but stacking.mean.stack() is missing',
@@ -39,21 +57,35 @@ describe("defineEngine", () => {
 });
 
 describe("engine registry", () => {
-  const a = defineEngine({ meta: meta("engine-a"), capabilities: { "stacking:mean": "stable", "stacking:median": "experimental" }, stacking: { mean: stackStub, median: stackStub } });
+  const a = defineEngine({
+    meta: meta("engine-a"),
+    capabilities: { "stacking:mean": "stable", "stacking:median": "experimental" },
+    stacking: { mean: stackStub, median: stackStub },
+  });
   const b = defineEngine({ meta: meta("engine-b"), capabilities: { "stacking:mean": "stable" }, stacking: { mean: stackStub } });
 
   it("selects the only provider, warns for experimental ones, and names providers when the chosen engine lacks the capability", () => {
     const r = new EngineRegistry();
     r.register(a);
     r.register(b);
-    expect(planStage(r, { stage: "stacking", method: "median", field: "stacking.method" }).warnings).toEqual(["stacking:median of engine-a is experimental"]);
+    expect(planStage(r, { stage: "stacking", method: "median", field: "stacking.method" }).warnings).toEqual([
+      "stacking:median of engine-a is experimental",
+    ]);
     expect(planStage(r, { stage: "stacking", method: "mean", engine: "engine-b", field: "stacking.method" }).engine).toBe(b);
-    const err = (() => { try { r.select("stacking", "median", "engine-b", "stacking.method"); } catch (e) { return e; } })() as CapabilityError;
+    const err = (() => {
+      try {
+        r.select("stacking", "median", "engine-b", "stacking.method");
+      } catch (e) {
+        return e;
+      }
+    })() as CapabilityError;
     expect(err.code).toBe("TC_CAPABILITY_MISSING");
     expect(err.hint).toContain("engine-a");
     expect(exitCodeOf(err)).toBe(78);
     // `calibration: { engine: siril }` with the method left at its default: the hint names the method key.
-    expect(err.hint).toMatch(/The engine "engine-b" provides stacking\.method: mean; set stacking\.method to one of these\. Engines that provide "stacking:median": engine-a\./);
+    expect(err.hint).toMatch(
+      /The engine "engine-b" provides stacking\.method: mean; set stacking\.method to one of these\. Engines that provide "stacking:median": engine-a\./,
+    );
   });
 
   it("two engines claiming one method without a choice is an error, not last-wins", () => {
@@ -91,15 +123,31 @@ describe("engine loading fails in four distinct ways", () => {
   const pkg = (name: string, code: string, manifest?: object) => {
     const d = join(project, "node_modules", ...name.split("/"));
     mkdirSync(d, { recursive: true });
-    writeFileSync(join(d, "package.json"), JSON.stringify({ name, version: "1.2.3", type: "module", exports: { ".": { import: "./index.js" } }, keywords: ["tile-compile-engine"], ...(manifest ? { tileCompile: manifest } : {}) }));
+    writeFileSync(
+      join(d, "package.json"),
+      JSON.stringify({
+        name,
+        version: "1.2.3",
+        type: "module",
+        exports: { ".": { import: "./index.js" } },
+        keywords: ["tile-compile-engine"],
+        ...(manifest ? { tileCompile: manifest } : {}),
+      }),
+    );
     writeFileSync(join(d, "index.js"), code);
   };
   const good = `export default { meta: { name: "tile-compile-engine-good", version: "1.2.3", apiVersion: 1 }, capabilities: { "stacking:sum": "experimental" }, stacking: { sum: { stack: async () => ({}) } } };`;
   pkg("tile-compile-engine-good", good, { apiVersion: 1, provides: ["stacking:sum"] });
   pkg("tile-compile-engine-throws", `throw new Error("boom at import");`);
   pkg("tile-compile-engine-shape", `export default { meta: { name: "x" } };`);
-  pkg("tile-compile-engine-future", `export default { default: { meta: { name: "f", version: "1.0.0", apiVersion: 2 }, capabilities: {} } };`);
-  pkg("@someone/tile-compile-engine-lies", good.replace("tile-compile-engine-good", "@someone/tile-compile-engine-lies"), { apiVersion: 1, provides: ["stacking:mean"] });
+  pkg(
+    "tile-compile-engine-future",
+    `export default { default: { meta: { name: "f", version: "1.0.0", apiVersion: 2 }, capabilities: {} } };`,
+  );
+  pkg("@someone/tile-compile-engine-lies", good.replace("tile-compile-engine-good", "@someone/tile-compile-engine-lies"), {
+    apiVersion: 1,
+    provides: ["stacking:mean"],
+  });
   mkdirSync(join(project, "cfg"), { recursive: true });
   writeFileSync(join(project, "cfg", "local-engine.mjs"), good);
   writeFileSync(join(project, "package.json"), JSON.stringify({ dependencies: { "tile-compile-engine-good": "1.2.3", "left-pad": "1" } }));
@@ -111,16 +159,18 @@ describe("engine loading fails in four distinct ways", () => {
   });
 
   it("EngineNotFoundError names the config file and the install command", async () => {
-    const err = await loadEngine("tile-compile-engine-absent", opts).catch((e: unknown) => e) as EngineNotFoundError;
+    const err = (await loadEngine("tile-compile-engine-absent", opts).catch((e: unknown) => e)) as EngineNotFoundError;
     expect(err).toBeInstanceOf(EngineNotFoundError);
     expect(err.message).toContain(opts.configFile);
-    expect(err.hint).toBe("Install it next to your configuration: pnpm add tile-compile-engine-absent   (or npm install tile-compile-engine-absent)");
-    const short = await loadEngine("siril", { ...opts, cwd: opts.configDir }).catch((e: unknown) => e) as EngineNotFoundError;
+    expect(err.hint).toBe(
+      "Install it next to your configuration: pnpm add tile-compile-engine-absent   (or npm install tile-compile-engine-absent)",
+    );
+    const short = (await loadEngine("siril", { ...opts, cwd: opts.configDir }).catch((e: unknown) => e)) as EngineNotFoundError;
     expect(short.details.packageName).toBe("@tile-compile/engine-siril");
   });
 
   it("EngineLoadError keeps the import error as cause", async () => {
-    const err = await loadEngine("tile-compile-engine-throws", opts).catch((e: unknown) => e) as EngineLoadError;
+    const err = (await loadEngine("tile-compile-engine-throws", opts).catch((e: unknown) => e)) as EngineLoadError;
     expect(err).toBeInstanceOf(EngineLoadError);
     expect((err.cause as Error).message).toBe("boom at import");
   });
@@ -145,7 +195,11 @@ describe("engine loading fails in four distinct ways", () => {
 
 describe("running a stage", () => {
   const silent = { debug() {}, info() {}, warn() {}, error() {} };
-  const registry = () => { const r = new EngineRegistry(); r.register(nativeEngine); return r; };
+  const registry = () => {
+    const r = new EngineRegistry();
+    r.register(nativeEngine);
+    return r;
+  };
 
   it("writes the output atomically with provenance, emits progress, and cleans its workdir", async () => {
     const frames = await writeTinyFrames(join(dir, "frames"), 4);
@@ -155,9 +209,19 @@ describe("running a stage", () => {
     const seen: RunEvent["type"][] = [];
     events.on((e) => seen.push(e.type));
     const workRoot = join(dir, "work");
-    const r = await runStage(plan, [out], (p, ctx, [tmp]) => p.stack({ frames: frames.map((path) => ({ path })), output: tmp!, method: "mean", options: {}, history: ["prov line"] }, ctx), {
-      signal: new AbortController().signal, logger: silent, events, runtime: { threads: 1, memoryBudgetBytes: 16 * 16 * 4 }, workRoot,
-    });
+    const r = await runStage(
+      plan,
+      [out],
+      (p, ctx, [tmp]) =>
+        p.stack({ frames: frames.map((path) => ({ path })), output: tmp!, method: "mean", options: {}, history: ["prov line"] }, ctx),
+      {
+        signal: new AbortController().signal,
+        logger: silent,
+        events,
+        runtime: { threads: 1, memoryBudgetBytes: 16 * 16 * 4 },
+        workRoot,
+      },
+    );
     expect(r.frameCount).toBe(4);
     const img = await readFitsImage(out);
     expect(img.header.get("NCOMBINE")).toBe(4);
@@ -176,11 +240,21 @@ describe("running a stage", () => {
     const imgs = await Promise.all(frames.map((f) => readFitsImage(f)));
     const out = join(dir, "out2", "m.fit");
     const plan = planStage(registry(), { stage: "stacking", method: "mean", field: "stacking.method" });
-    await runStage(plan, [out], (p, ctx, [tmp]) => p.stack({ frames: frames.map((path) => ({ path })), output: tmp!, method: "mean", options: {}, history: [] }, ctx), {
-      signal: new AbortController().signal, logger: silent, events: new RunEvents(), runtime: { threads: 1, memoryBudgetBytes: 1 }, workRoot: join(dir, "work"),
-    });
+    await runStage(
+      plan,
+      [out],
+      (p, ctx, [tmp]) => p.stack({ frames: frames.map((path) => ({ path })), output: tmp!, method: "mean", options: {}, history: [] }, ctx),
+      {
+        signal: new AbortController().signal,
+        logger: silent,
+        events: new RunEvents(),
+        runtime: { threads: 1, memoryBudgetBytes: 1 },
+        workRoot: join(dir, "work"),
+      },
+    );
     const m = await readFitsImage(out);
-    for (let i = 0; i < m.data.length; i++) expect(m.data[i]).toBe(Math.fround((imgs[0]!.data[i]! + imgs[1]!.data[i]! + imgs[2]!.data[i]!) / 3));
+    for (let i = 0; i < m.data.length; i++)
+      expect(m.data[i]).toBe(Math.fround((imgs[0]!.data[i]! + imgs[1]!.data[i]! + imgs[2]!.data[i]!) / 3));
   });
 
   it("a cancel mid-stage rejects with AbortError (exit 130) and leaves no output", async () => {
@@ -189,10 +263,21 @@ describe("running a stage", () => {
     const controller = new AbortController();
     const plan = planStage(registry(), { stage: "stacking", method: "mean", field: "stacking.method" });
     const events = new RunEvents();
-    events.on((e) => { if (e.type === "stage:progress" && e.fraction > 0.3) controller.abort(); });
-    const err = await runStage(plan, [out], (p, ctx, [tmp]) => p.stack({ frames: frames.map((path) => ({ path })), output: tmp!, method: "mean", options: {}, history: [] }, ctx), {
-      signal: controller.signal, logger: silent, events, runtime: { threads: 1, memoryBudgetBytes: 16 * 16 }, workRoot: join(dir, "work"),
-    }).catch((e: unknown) => e);
+    events.on((e) => {
+      if (e.type === "stage:progress" && e.fraction > 0.3) controller.abort();
+    });
+    const err = await runStage(
+      plan,
+      [out],
+      (p, ctx, [tmp]) => p.stack({ frames: frames.map((path) => ({ path })), output: tmp!, method: "mean", options: {}, history: [] }, ctx),
+      {
+        signal: controller.signal,
+        logger: silent,
+        events,
+        runtime: { threads: 1, memoryBudgetBytes: 16 * 16 },
+        workRoot: join(dir, "work"),
+      },
+    ).catch((e: unknown) => e);
     expect((err as Error).name).toBe("AbortError");
     expect(exitCodeOf(err)).toBe(130);
     expect(existsSync(out)).toBe(false);
@@ -203,9 +288,19 @@ describe("running a stage", () => {
     const a = await writeTinyFrames(join(dir, "frames4"), 2, 16, 12);
     const b = await writeTinyFrames(join(dir, "frames5"), 1, 20, 12);
     const plan = planStage(registry(), { stage: "stacking", method: "mean", field: "stacking.method" });
-    const err = await runStage(plan, [join(dir, "out4", "x.fit")], (p, ctx, [tmp]) => p.stack({ frames: [...a, ...b].map((path) => ({ path })), output: tmp!, method: "mean", options: {}, history: [] }, ctx), {
-      signal: new AbortController().signal, logger: silent, events: new RunEvents(), runtime: { threads: 1, memoryBudgetBytes: 1 << 20 }, workRoot: join(dir, "work"),
-    }).catch((e: unknown) => e) as TileCompileError;
+    const err = (await runStage(
+      plan,
+      [join(dir, "out4", "x.fit")],
+      (p, ctx, [tmp]) =>
+        p.stack({ frames: [...a, ...b].map((path) => ({ path })), output: tmp!, method: "mean", options: {}, history: [] }, ctx),
+      {
+        signal: new AbortController().signal,
+        logger: silent,
+        events: new RunEvents(),
+        runtime: { threads: 1, memoryBudgetBytes: 1 << 20 },
+        workRoot: join(dir, "work"),
+      },
+    ).catch((e: unknown) => e)) as TileCompileError;
     expect(err.code).toBe("TC_INPUT_INVALID");
     expect(err.message).toContain(b[0]);
     expect(readdirSync(join(dir, "out4"))).toEqual([]);

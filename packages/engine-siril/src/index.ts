@@ -28,9 +28,11 @@ export const optionsSchema: OptionsSchema = {
       const issues: { message: string; path: string[] }[] = [];
       if (typeof value !== "object" || value === null || Array.isArray(value)) return { issues: [{ message: "must be a mapping" }] };
       for (const [k, v] of Object.entries(value)) {
-        if (k === "path") { if (typeof v !== "string" || v === "") issues.push({ message: "must be the path of siril-cli", path: [k] }); }
-        else if (k === "timeout_s") { if (typeof v !== "number" || !(v > 0)) issues.push({ message: "must be a positive number of seconds", path: [k] }); }
-        else if (k === "findstar") for (const m of findstarIssues(v)) issues.push({ message: m, path: [k] });
+        if (k === "path") {
+          if (typeof v !== "string" || v === "") issues.push({ message: "must be the path of siril-cli", path: [k] });
+        } else if (k === "timeout_s") {
+          if (typeof v !== "number" || !(v > 0)) issues.push({ message: "must be a positive number of seconds", path: [k] });
+        } else if (k === "findstar") for (const m of findstarIssues(v)) issues.push({ message: m, path: [k] });
         else issues.push({ message: `unknown option (known: path, timeout_s, findstar)`, path: [k] });
       }
       return issues.length ? { issues } : { value };
@@ -39,8 +41,20 @@ export const optionsSchema: OptionsSchema = {
 };
 
 const engine: Engine = defineEngine({
-  meta: { name: pkg.name, version: pkg.version, apiVersion: 1, description: "Siril (siril-cli 1.0/1.2/1.4): calibration, registration and stacking" },
-  capabilities: { "calibration:siril": "stable", "background:polynomial": "stable", "stacking:mean": "stable", "stacking:median": "stable", "stacking:rejection": "stable", "registration:siril": "stable" },
+  meta: {
+    name: pkg.name,
+    version: pkg.version,
+    apiVersion: 1,
+    description: "Siril (siril-cli 1.0/1.2/1.4): calibration, registration and stacking",
+  },
+  capabilities: {
+    "calibration:siril": "stable",
+    "background:polynomial": "stable",
+    "stacking:mean": "stable",
+    "stacking:median": "stable",
+    "stacking:rejection": "stable",
+    "registration:siril": "stable",
+  },
   optionsSchema,
   calibration: { siril: sirilCalibration },
   background: { polynomial: sirilBackground },
@@ -56,4 +70,12 @@ const engine: Engine = defineEngine({
 export default engine;
 export { locateSiril, runSiril, type Siril, type RunOptions } from "./siril.js";
 export { render, dialectOf, type Command, type Dialect } from "./script.js";
-export { findstarOf, parseRegistrationLog, sirilBackground, sirilCalibration, sirilRegister, sirilStack, type SirilEngineOptions } from "./stages.js";
+export {
+  findstarOf,
+  parseRegistrationLog,
+  sirilBackground,
+  sirilCalibration,
+  sirilRegister,
+  sirilStack,
+  type SirilEngineOptions,
+} from "./stages.js";

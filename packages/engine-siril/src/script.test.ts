@@ -176,24 +176,45 @@ const golden: Record<string, string> = {
   ].join("\n"),
 };
 
-
 const pipeline: Command[] = [
-  { op: "requires" }, { op: "setext" },
-  { op: "cd", dir: "/tmp/w/input" }, { op: "convert", name: "light", out: "/tmp/w/process", debayer: true },
+  { op: "requires" },
+  { op: "setext" },
+  { op: "cd", dir: "/tmp/w/input" },
+  { op: "convert", name: "light", out: "/tmp/w/process", debayer: true },
   { op: "cd", dir: "/tmp/w/process" },
   { op: "calibrate", seq: "light_", dark: "/tmp/w/masters/dark", flat: "/tmp/w/masters/flat" },
-  { op: "setref", seq: "pp_light_", index: 1 }, { op: "register", seq: "pp_light_" },
-  { op: "stack", seq: "r_pp_light_", method: "rejection", rejection: "winsorized", sigma: [3, 3], normalization: "additive_scaling", weighted: true, out: "/tmp/w/result" },
+  { op: "setref", seq: "pp_light_", index: 1 },
+  { op: "register", seq: "pp_light_" },
+  {
+    op: "stack",
+    seq: "r_pp_light_",
+    method: "rejection",
+    rejection: "winsorized",
+    sigma: [3, 3],
+    normalization: "additive_scaling",
+    weighted: true,
+    out: "/tmp/w/result",
+  },
   { op: "close" },
 ];
 
 describe("Siril script generation (golden text per dialect)", () => {
   it("1.0.x: preprocess, register writing r_, -weighted", () => {
-    expect(render(pipeline, "1.0")).toBe([
-      "requires 1.0.0", "setext fit", "cd /tmp/w/input", "convert light -debayer -out=/tmp/w/process", "cd /tmp/w/process",
-      "preprocess light_ -dark=/tmp/w/masters/dark -flat=/tmp/w/masters/flat", "setref pp_light_ 1", "register pp_light_",
-      "stack r_pp_light_ rej w 3 3 -norm=addscale -weighted -out=/tmp/w/result", "close", "",
-    ].join("\n"));
+    expect(render(pipeline, "1.0")).toBe(
+      [
+        "requires 1.0.0",
+        "setext fit",
+        "cd /tmp/w/input",
+        "convert light -debayer -out=/tmp/w/process",
+        "cd /tmp/w/process",
+        "preprocess light_ -dark=/tmp/w/masters/dark -flat=/tmp/w/masters/flat",
+        "setref pp_light_ 1",
+        "register pp_light_",
+        "stack r_pp_light_ rej w 3 3 -norm=addscale -weighted -out=/tmp/w/result",
+        "close",
+        "",
+      ].join("\n"),
+    );
   });
   it("1.2.x: calibrate, register -2pass + seqapplyreg, -weight_from_noise", () => {
     const t = render(pipeline, "1.2").split("\n");
@@ -204,14 +225,20 @@ describe("Siril script generation (golden text per dialect)", () => {
     expect(t).toContain("stack r_pp_light_ rej w 3 3 -norm=addscale -weight_from_noise -out=/tmp/w/result");
   });
   it("1.4.x: -weight=noise", () => {
-    expect(render(pipeline, "1.4")).toMatch(/requires 1\.4\.0[\s\S]*stack r_pp_light_ rej w 3 3 -norm=addscale -weight=noise -out=\/tmp\/w\/result/);
+    expect(render(pipeline, "1.4")).toMatch(
+      /requires 1\.4\.0[\s\S]*stack r_pp_light_ rej w 3 3 -norm=addscale -weight=noise -out=\/tmp\/w\/result/,
+    );
   });
   it("other stacks: plain mean, median, sum, MAD only from 1.2", () => {
     expect(render([{ op: "stack", seq: "s_", method: "mean", out: "/o/m" }], "1.0")).toBe("stack s_ rej n -nonorm -out=/o/m\n");
-    expect(render([{ op: "stack", seq: "s_", method: "median", normalization: "multiplicative", out: "/o/m" }], "1.0")).toBe("stack s_ med -norm=mul -out=/o/m\n");
+    expect(render([{ op: "stack", seq: "s_", method: "median", normalization: "multiplicative", out: "/o/m" }], "1.0")).toBe(
+      "stack s_ med -norm=mul -out=/o/m\n",
+    );
     expect(render([{ op: "stack", seq: "s_", method: "sum", out: "/o/s" }], "1.0")).toBe("stack s_ sum -out=/o/s\n");
     expect(() => render([{ op: "stack", seq: "s_", method: "rejection", rejection: "mad", out: "/o/m" }], "1.0")).toThrow(/1\.2/);
-    expect(render([{ op: "stack", seq: "s_", method: "rejection", rejection: "mad", sigma: [2.5, 3], out: "/o/m" }], "1.2")).toBe("stack s_ rej a 2.5 3 -nonorm -out=/o/m\n");
+    expect(render([{ op: "stack", seq: "s_", method: "rejection", rejection: "mad", sigma: [2.5, 3], out: "/o/m" }], "1.2")).toBe(
+      "stack s_ rej a 2.5 3 -nonorm -out=/o/m\n",
+    );
   });
   it("refuses anything that is not a safe token (user text never reaches a script)", () => {
     expect(() => render([{ op: "cd", dir: "/tmp/Light M 94" }], "1.0")).toThrow(/not a safe Siril token/);
@@ -232,7 +259,12 @@ describe("golden scripts of each stage in each dialect", () => {
     "calibrate lights": stageScripts.calibrate("/w", { dark: "/w/masters/dark.fit", flat: "/w/masters/flat.fit" }, false),
     register: stageScripts.register("/w", 2, false, { transform: "similarity", interpolation: "lanczos3" }),
     background: stageScripts.background("/w", 2),
-    stack: stageScripts.stack("/w", "rejection", { rejection: "winsorized", sigma: [3, 3], normalization: "additive_scaling", weighting: "noise" }),
+    stack: stageScripts.stack("/w", "rejection", {
+      rejection: "winsorized",
+      sigma: [3, 3],
+      normalization: "additive_scaling",
+      weighting: "noise",
+    }),
   };
   for (const d of ["1.0", "1.2", "1.4"] as const) {
     for (const [name, cmds] of Object.entries(stages)) {
@@ -240,7 +272,6 @@ describe("golden scripts of each stage in each dialect", () => {
     }
   }
 });
-
 
 describe("engine_options findstar → setfindstar", () => {
   it("renders positionally for 1.0 and with named options for 1.2+, before setref", () => {

@@ -22,14 +22,43 @@ export type Command =
   | { op: "convert"; name: string; out: string; debayer?: boolean }
   | { op: "setref"; seq: string; index: number }
   | { op: "setfindstar"; sigma: number; roundness: number }
-  | { op: "register"; seq: string; transform?: "shift" | "similarity" | "affine" | "homography"; interpolation?: "bilinear" | "bicubic" | "lanczos3" }
+  | {
+      op: "register";
+      seq: string;
+      transform?: "shift" | "similarity" | "affine" | "homography";
+      interpolation?: "bilinear" | "bicubic" | "lanczos3";
+    }
   | { op: "calibrate"; seq: string; bias?: string; dark?: string; flat?: string; optimizeDark?: boolean; cfa?: boolean }
-  | { op: "stack"; seq: string; method: "mean" | "median" | "rejection" | "sum"; rejection?: Rejection; sigma?: [number, number]; normalization?: Normalization; weighted?: boolean; out: string }
+  | {
+      op: "stack";
+      seq: string;
+      method: "mean" | "median" | "rejection" | "sum";
+      rejection?: Rejection;
+      sigma?: [number, number];
+      normalization?: Normalization;
+      weighted?: boolean;
+      out: string;
+    }
   | { op: "subsky"; seq: string; degree: number }
   | { op: "close" };
 
-const REJ: Record<Rejection, string> = { none: "n", percentile: "p", sigma: "s", sigma_median: "m", winsorized: "w", linear_fit: "l", gesdt: "g", mad: "a" };
-const NORM: Record<Normalization, string> = { none: "-nonorm", additive: "-norm=add", multiplicative: "-norm=mul", additive_scaling: "-norm=addscale", multiplicative_scaling: "-norm=mulscale" };
+const REJ: Record<Rejection, string> = {
+  none: "n",
+  percentile: "p",
+  sigma: "s",
+  sigma_median: "m",
+  winsorized: "w",
+  linear_fit: "l",
+  gesdt: "g",
+  mad: "a",
+};
+const NORM: Record<Normalization, string> = {
+  none: "-nonorm",
+  additive: "-norm=add",
+  multiplicative: "-norm=mul",
+  additive_scaling: "-norm=addscale",
+  multiplicative_scaling: "-norm=mulscale",
+};
 
 /** Tokens Siril reads as one word: we only ever emit our own paths, which contain none of these. */
 function safe(token: string, what: string): string {
@@ -41,13 +70,24 @@ export function render(cmds: readonly Command[], dialect: Dialect): string {
   const lines: string[] = [];
   for (const c of cmds) {
     switch (c.op) {
-      case "requires": lines.push(`requires ${dialect === "1.0" ? "1.0.0" : dialect === "1.2" ? "1.2.0" : "1.4.0"}`); break;
-      case "setext": lines.push("setext fit"); break;
-      case "cd": lines.push(`cd ${safe(c.dir, "folder")}`); break;
-      case "convert": lines.push(`convert ${safe(c.name, "name")}${c.debayer ? " -debayer" : ""} -out=${safe(c.out, "folder")}`); break;
-      case "setref": lines.push(`setref ${safe(c.seq, "sequence")} ${c.index}`); break;
+      case "requires":
+        lines.push(`requires ${dialect === "1.0" ? "1.0.0" : dialect === "1.2" ? "1.2.0" : "1.4.0"}`);
+        break;
+      case "setext":
+        lines.push("setext fit");
+        break;
+      case "cd":
+        lines.push(`cd ${safe(c.dir, "folder")}`);
+        break;
+      case "convert":
+        lines.push(`convert ${safe(c.name, "name")}${c.debayer ? " -debayer" : ""} -out=${safe(c.out, "folder")}`);
+        break;
+      case "setref":
+        lines.push(`setref ${safe(c.seq, "sequence")} ${c.index}`);
+        break;
       case "setfindstar": {
-        if (!(c.sigma > 0 && Number.isFinite(c.sigma)) || !(c.roundness >= 0 && c.roundness <= 1)) throw new Error(`internal: setfindstar sigma ${c.sigma}, roundness ${c.roundness}`);
+        if (!(c.sigma > 0 && Number.isFinite(c.sigma)) || !(c.roundness >= 0 && c.roundness <= 1))
+          throw new Error(`internal: setfindstar sigma ${c.sigma}, roundness ${c.roundness}`);
         // 1.0 takes both positionally ("Usage: setfindstar sigma roundness"); 1.2+ takes named options.
         lines.push(dialect === "1.0" ? `setfindstar ${c.sigma} ${c.roundness}` : `setfindstar -sigma=${c.sigma} -roundness=${c.roundness}`);
         break;
@@ -62,27 +102,47 @@ export function render(cmds: readonly Command[], dialect: Dialect): string {
         break;
       }
       case "calibrate": {
-        const args = [c.bias ? `-bias=${safe(c.bias, "master")}` : "", c.dark ? `-dark=${safe(c.dark, "master")}` : "", c.flat ? `-flat=${safe(c.flat, "master")}` : "", c.optimizeDark ? "-opt" : "", c.cfa ? "-cfa -equalize_cfa" : "", c.dark && dialect !== "1.0" ? "-cc=dark" : ""].filter(Boolean).join(" ");
+        const args = [
+          c.bias ? `-bias=${safe(c.bias, "master")}` : "",
+          c.dark ? `-dark=${safe(c.dark, "master")}` : "",
+          c.flat ? `-flat=${safe(c.flat, "master")}` : "",
+          c.optimizeDark ? "-opt" : "",
+          c.cfa ? "-cfa -equalize_cfa" : "",
+          c.dark && dialect !== "1.0" ? "-cc=dark" : "",
+        ]
+          .filter(Boolean)
+          .join(" ");
         lines.push(`${dialect === "1.0" ? "preprocess" : "calibrate"} ${safe(c.seq, "sequence")} ${args}`.trimEnd());
         break;
       }
       case "stack": {
         const seq = safe(c.seq, "sequence");
-        if (c.method === "sum") { lines.push(`stack ${seq} sum -out=${safe(c.out, "output")}`); break; }
-        if (c.method === "median") { lines.push(`stack ${seq} med ${NORM[c.normalization ?? "none"]} -out=${safe(c.out, "output")}`); break; }
+        if (c.method === "sum") {
+          lines.push(`stack ${seq} sum -out=${safe(c.out, "output")}`);
+          break;
+        }
+        if (c.method === "median") {
+          lines.push(`stack ${seq} med ${NORM[c.normalization ?? "none"]} -out=${safe(c.out, "output")}`);
+          break;
+        }
         const rej = c.method === "mean" ? "none" : (c.rejection ?? "winsorized");
         if (rej === "mad" && dialect === "1.0") throw new Error("MAD rejection needs Siril 1.2 or later");
         const [lo, hi] = c.sigma ?? [3, 3];
         const weight = c.weighted ? (dialect === "1.0" ? " -weighted" : dialect === "1.2" ? " -weight_from_noise" : " -weight=noise") : "";
-        lines.push(`stack ${seq} rej ${REJ[rej]}${rej === "none" ? "" : ` ${lo} ${hi}`} ${NORM[c.normalization ?? "none"]}${weight} -out=${safe(c.out, "output")}`);
+        lines.push(
+          `stack ${seq} rej ${REJ[rej]}${rej === "none" ? "" : ` ${lo} ${hi}`} ${NORM[c.normalization ?? "none"]}${weight} -out=${safe(c.out, "output")}`,
+        );
         break;
       }
       case "subsky": {
-        if (!(Number.isInteger(c.degree) && c.degree >= 1 && c.degree <= 4)) throw new Error(`Siril's seqsubsky takes a polynomial degree 1–4, got ${c.degree}`);
+        if (!(Number.isInteger(c.degree) && c.degree >= 1 && c.degree <= 4))
+          throw new Error(`Siril's seqsubsky takes a polynomial degree 1–4, got ${c.degree}`);
         lines.push(`seqsubsky ${safe(c.seq, "sequence")} ${c.degree}`);
         break;
       }
-      case "close": lines.push("close"); break;
+      case "close":
+        lines.push("close");
+        break;
     }
   }
   return `${lines.join("\n")}\n`;

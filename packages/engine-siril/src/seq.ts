@@ -30,7 +30,8 @@ export interface SeqFile {
 
 /** Parse a Siril sequence file (versions 3–7); registration homographies from version 4 on. */
 export function parseSeq(text: string): SeqFile {
-  let version = -1, reference = 0;
+  let version = -1,
+    reference = 0;
   const images: SeqImage[] = [];
   const byLayer = new Map<string, number[][]>();
   for (const raw of text.split(/\r?\n/)) {
@@ -56,7 +57,10 @@ export function parseSeq(text: string): SeqFile {
   // The registration layer is the one whose homographies are not all zero (Siril writes R lines for the
   // other layers of a colour sequence too, empty).
   const layer = [...byLayer.values()].find((l) => l.some((m) => m.some((v) => v !== 0)));
-  if (layer) layer.forEach((H, i) => { if (images[i] && H.some((v) => v !== 0)) images[i]!.H = H; });
+  if (layer)
+    layer.forEach((H, i) => {
+      if (images[i] && H.some((v) => v !== 0)) images[i]!.H = H;
+    });
   return { version, reference, images };
 }
 
@@ -72,7 +76,11 @@ export function seqFrameFigures(text: string): ({ fwhm: number; roundness: numbe
   const byLayer = new Map<string, number[][]>();
   for (const raw of text.split(/\r?\n/)) {
     const line = raw.trim();
-    if (line.startsWith("S ")) { const m = /^S\s+(?:'[^']*'|\S+)\s+-?\d+\s+\d+\s+\d+\s+\d+\s+-?\d+\s+(\d+)/.exec(line); if (m) version = Number(m[1]); continue; }
+    if (line.startsWith("S ")) {
+      const m = /^S\s+(?:'[^']*'|\S+)\s+-?\d+\s+\d+\s+\d+\s+\d+\s+-?\d+\s+(\d+)/.exec(line);
+      if (m) version = Number(m[1]);
+      continue;
+    }
     if (!/^R[\d*]\s/.test(line)) continue;
     const list = byLayer.get(line[1]!) ?? [];
     list.push(line.slice(3).trim().split(/\s+/).map(Number));
@@ -82,7 +90,8 @@ export function seqFrameFigures(text: string): ({ fwhm: number; roundness: numbe
   const layer = [...byLayer.values()].find((l) => l.some((p) => (p[iF] ?? 0) > 0));
   if (!layer) return [];
   return layer.map((p) => {
-    const fwhm = p[iF] ?? NaN, roundness = p[iR] ?? NaN;
+    const fwhm = p[iF] ?? NaN,
+      roundness = p[iR] ?? NaN;
     return fwhm > 0 && roundness > 0 && roundness <= 1 ? { fwhm, roundness } : undefined;
   });
 }
@@ -97,7 +106,12 @@ function flip(h: number): number[] {
  * and `registered` are one plane (the same channel) of the input frame and of Siril's `r_` frame.
  * Returns undefined when no candidate explains the registered frame clearly better than the others.
  */
-export async function chooseTransform(H: number[], input: { data: Float32Array; width: number; height: number }, registered: { data: Float32Array; width: number; height: number }, signal?: AbortSignal): Promise<{ matrix: number[]; rms: number; runnerUp: number } | undefined> {
+export async function chooseTransform(
+  H: number[],
+  input: { data: Float32Array; width: number; height: number },
+  registered: { data: Float32Array; width: number; height: number },
+  signal?: AbortSignal,
+): Promise<{ matrix: number[]; rms: number; runnerUp: number } | undefined> {
   const hi = invertTransform(H);
   const candidates: number[][] = [];
   for (const m of hi ? [[...H], hi] : [[...H]]) {
@@ -119,15 +133,26 @@ export async function chooseTransform(H: number[], input: { data: Float32Array; 
  * residual must be under half that of the first candidate that places the frame differently (by more
  * than 0.05 px anywhere in it). Candidates that agree within 0.05 px everywhere count as one answer.
  */
-function pickReproducing(scored: { matrix: number[]; rms: number }[], W: number, H: number): { matrix: number[]; rms: number; runnerUp: number } | undefined {
+function pickReproducing(
+  scored: { matrix: number[]; rms: number }[],
+  W: number,
+  H: number,
+): { matrix: number[]; rms: number; runnerUp: number } | undefined {
   scored.sort((a, b) => a.rms - b.rms);
   const best = scored[0];
   if (!best) return undefined;
-  const corners = [[0, 0], [W - 1, 0], [0, H - 1], [W - 1, H - 1], [(W - 1) / 2, (H - 1) / 2]] as const;
-  const apart = (m: number[]) => corners.some(([x, y]) => {
-    const d = (k: number) => (m[k]! - best.matrix[k]!) * x + (m[k + 1]! - best.matrix[k + 1]!) * y + (m[k + 2]! - best.matrix[k + 2]!);
-    return Math.hypot(d(0), d(3)) > 0.05;
-  });
+  const corners = [
+    [0, 0],
+    [W - 1, 0],
+    [0, H - 1],
+    [W - 1, H - 1],
+    [(W - 1) / 2, (H - 1) / 2],
+  ] as const;
+  const apart = (m: number[]) =>
+    corners.some(([x, y]) => {
+      const d = (k: number) => (m[k]! - best.matrix[k]!) * x + (m[k + 1]! - best.matrix[k + 1]!) * y + (m[k + 2]! - best.matrix[k + 2]!);
+      return Math.hypot(d(0), d(3)) > 0.05;
+    });
   const other = scored.find((c) => apart(c.matrix));
   if (other && !(best.rms < 0.5 * other.rms)) return undefined;
   return { matrix: best.matrix, rms: best.rms, runnerUp: other?.rms ?? Infinity };
@@ -138,27 +163,52 @@ function pickReproducing(scored: { matrix: number[]; rms: number }[], W: number,
  * reproduces Siril's registered frame (bilinear resampling, as Siril 1.0 writes its `r_` frames); undefined
  * when none does clearly. Used where Siril 1.0's log leaves open which printed transform is whose.
  */
-export async function chooseAmong(candidates: number[][], input: { data: Float32Array; width: number; height: number }, registered: { data: Float32Array; width: number; height: number }, signal?: AbortSignal): Promise<{ matrix: number[]; rms: number; runnerUp: number } | undefined> {
+export async function chooseAmong(
+  candidates: number[][],
+  input: { data: Float32Array; width: number; height: number },
+  registered: { data: Float32Array; width: number; height: number },
+  signal?: AbortSignal,
+): Promise<{ matrix: number[]; rms: number; runnerUp: number } | undefined> {
   return pickReproducing(await scoreCandidates(candidates, input, registered, signal), registered.width, registered.height);
 }
 
 /** Each candidate's RMS difference to the registered frame over its central 80 % (warped bilinearly). */
-async function scoreCandidates(candidates: number[][], input: { data: Float32Array; width: number; height: number }, registered: { data: Float32Array; width: number; height: number }, signal?: AbortSignal): Promise<{ matrix: number[]; rms: number }[]> {
+async function scoreCandidates(
+  candidates: number[][],
+  input: { data: Float32Array; width: number; height: number },
+  registered: { data: Float32Array; width: number; height: number },
+  signal?: AbortSignal,
+): Promise<{ matrix: number[]; rms: number }[]> {
   const recon = loadRecon();
-  const W = registered.width, Ht = registered.height;
-  const x0 = Math.floor(W * 0.1), x1 = Math.ceil(W * 0.9), y0 = Math.floor(Ht * 0.1), y1 = Math.ceil(Ht * 0.9);
+  const W = registered.width,
+    Ht = registered.height;
+  const x0 = Math.floor(W * 0.1),
+    x1 = Math.ceil(W * 0.9),
+    y0 = Math.floor(Ht * 0.1),
+    y1 = Math.ceil(Ht * 0.9);
   const scored: { matrix: number[]; rms: number }[] = [];
   const out = new Float32Array(W * Ht);
   for (const m of candidates) {
     const inv = invertTransform(m);
     if (!inv) continue;
     // recon.warp takes the output → input map; m maps input → reference (the registered grid).
-    await recon.warp({ data: input.data, width: input.width, height: input.height }, inv, { width: W, height: Ht, interpolation: "bilinear", out, ...(signal ? { signal } : {}) });
-    let s = 0, n = 0;
-    for (let y = y0; y < y1; y++) for (let x = x0; x < x1; x++) {
-      const d = out[y * W + x]! - registered.data[y * W + x]!;
-      if (Number.isFinite(d)) { s += d * d; n++; }
-    }
+    await recon.warp({ data: input.data, width: input.width, height: input.height }, inv, {
+      width: W,
+      height: Ht,
+      interpolation: "bilinear",
+      out,
+      ...(signal ? { signal } : {}),
+    });
+    let s = 0,
+      n = 0;
+    for (let y = y0; y < y1; y++)
+      for (let x = x0; x < x1; x++) {
+        const d = out[y * W + x]! - registered.data[y * W + x]!;
+        if (Number.isFinite(d)) {
+          s += d * d;
+          n++;
+        }
+      }
     if (n > 0.5 * (x1 - x0) * (y1 - y0)) scored.push({ matrix: m, rms: Math.sqrt(s / n) });
   }
   return scored;
@@ -172,7 +222,13 @@ async function scoreCandidates(candidates: number[][], input: { data: Float32Arr
  * not lost to a log that cannot be read. Undefined unless at least 10 pairs fit within 0.25 px RMS and the
  * matrix reproduces the registered frame (see chooseAmong).
  */
-export async function measureFromRegistered(inputPath: string, registeredPath: string, input: { data: Float32Array; width: number; height: number }, registered: { data: Float32Array; width: number; height: number }, signal: AbortSignal): Promise<{ matrix: number[]; rmsPx: number; pairs: number } | undefined> {
+export async function measureFromRegistered(
+  inputPath: string,
+  registeredPath: string,
+  input: { data: Float32Array; width: number; height: number },
+  registered: { data: Float32Array; width: number; height: number },
+  signal: AbortSignal,
+): Promise<{ matrix: number[]; rmsPx: number; pairs: number } | undefined> {
   const recon = loadRecon();
   const [a, b] = [await frameStars(recon, { path: inputPath }, signal), await frameStars(recon, { path: registeredPath }, signal)];
   // The same stars on both grids, resampled once: partners lie within a fraction of a pixel.

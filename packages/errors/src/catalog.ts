@@ -53,13 +53,16 @@ export const errorCatalog = {
   TC_ENGINE_LOAD: {
     title: "Engine failed to load",
     message: (d) => `Importing the engine "${s(d.engine)}" (${s(d.entry)}) threw: ${s(d.reason)}`,
-    hint: () => "The engine's own code failed while loading; the original error is attached as `cause`. Reinstall it or report it to its author.",
+    hint: () =>
+      "The engine's own code failed while loading; the original error is attached as `cause`. Reinstall it or report it to its author.",
     exitCode: 78,
   },
   TC_ENGINE_CONTRACT: {
     title: "Engine does not match the contract",
-    message: (d) => `The engine "${s(d.engine)}" does not match the tile-compile engine contract:\n  - ${(d.problems as string[] | undefined)?.join("\n  - ") ?? ""}`,
-    hint: () => "An engine module's default export must be the object returned by defineEngine() from @tile-compile/core. Run runEngineConformance() from @tile-compile/core/testing on it.",
+    message: (d) =>
+      `The engine "${s(d.engine)}" does not match the tile-compile engine contract:\n  - ${(d.problems as string[] | undefined)?.join("\n  - ") ?? ""}`,
+    hint: () =>
+      "An engine module's default export must be the object returned by defineEngine() from @tile-compile/core. Run runEngineConformance() from @tile-compile/core/testing on it.",
     exitCode: 78,
   },
   TC_ENGINE_VERSION: {
@@ -77,7 +80,8 @@ export const errorCatalog = {
   TC_TASK_CONFLICT: {
     title: "Two engines define the same task",
     message: (d) => `The work-unit task "${s(d.task)}" is defined by both ${s(d.engines)}; a worker could not tell which one a unit means.`,
-    hint: () => "Give the tasks of a third-party engine names of their own (prefix them with the package name), or start the worker without one of the engines.",
+    hint: () =>
+      "Give the tasks of a third-party engine names of their own (prefix them with the package name), or start the worker without one of the engines.",
     exitCode: 78,
   },
   TC_CAPABILITY_MISSING: {
@@ -87,11 +91,14 @@ export const errorCatalog = {
       (d.engine ? `, but the engine "${s(d.engine)}" does not provide it.` : ", but no loaded engine provides it."),
     hint: (d) =>
       Array.isArray(d.offers) && d.offers.length > 0
-        ? `The engine "${s(d.engine)}" provides ${list(d.offers.map((m) => `${s(d.field)}: ${s(m)}`), " or ")}; set ${s(d.field)} to one of these.` +
+        ? `The engine "${s(d.engine)}" provides ${list(
+            d.offers.map((m) => `${s(d.field)}: ${s(m)}`),
+            " or ",
+          )}; set ${s(d.field)} to one of these.` +
           (Array.isArray(d.providers) && d.providers.length > 0 ? ` Engines that provide "${s(d.capability)}": ${list(d.providers)}.` : "")
         : Array.isArray(d.providers) && d.providers.length > 0
-        ? `Engines that provide it: ${list(d.providers)}. Select one in ${s(d.field)} or add it to \`engines:\`.`
-        : "No installed engine provides it. Pick another method, or install an engine that provides it and list it in `engines:`.",
+          ? `Engines that provide it: ${list(d.providers)}. Select one in ${s(d.field)} or add it to \`engines:\`.`
+          : "No installed engine provides it. Pick another method, or install an engine that provides it and list it in `engines:`.",
     exitCode: 78,
   },
   TC_CAPABILITY_AMBIGUOUS: {
@@ -109,12 +116,14 @@ export const errorCatalog = {
   TC_FITS_INVALID: {
     title: "Invalid FITS file",
     message: (d) => `${s(d.file)}: ${s(d.reason)}` + (d.field ? ` (keyword ${s(d.field)})` : ""),
-    hint: () => "The file is not a valid FITS file. Check that it was copied completely; `fitsverify FILE` (Debian package fitsverify) gives a full report.",
+    hint: () =>
+      "The file is not a valid FITS file. Check that it was copied completely; `fitsverify FILE` (Debian package fitsverify) gives a full report.",
     exitCode: 1,
   },
   TC_FITS_TRUNCATED: {
     title: "Truncated FITS file",
-    message: (d) => `${s(d.file)}: the header declares ${s(d.expected)} bytes of data (${s(d.field)}), but the file holds only ${s(d.actual)}.`,
+    message: (d) =>
+      `${s(d.file)}: the header declares ${s(d.expected)} bytes of data (${s(d.field)}), but the file holds only ${s(d.actual)}.`,
     hint: () => "The file is incomplete (interrupted copy or capture). Copy it again from the source, or remove it from the set.",
     exitCode: 1,
   },
@@ -144,7 +153,9 @@ export const errorCatalog = {
   },
   TC_TOOL_FAILED: {
     title: "External tool failed",
-    message: (d) => `${s(d.command)} failed (exit code ${s(d.exitCode)}${d.signal ? `, signal ${s(d.signal)}` : ""}).` + (d.tail ? `\n--- last lines ---\n${s(d.tail)}` : ""),
+    message: (d) =>
+      `${s(d.command)} failed (exit code ${s(d.exitCode)}${d.signal ? `, signal ${s(d.signal)}` : ""}).` +
+      (d.tail ? `\n--- last lines ---\n${s(d.tail)}` : ""),
     hint: (d) => (typeof d.hint === "string" ? d.hint : "See the tool's output above."),
     exitCode: 1,
   },
@@ -157,19 +168,22 @@ export const errorCatalog = {
   TC_TOOL_TIMEOUT: {
     title: "External tool timed out",
     message: (d) => `${s(d.command)} ran longer than ${s(d.timeoutS)} s and was stopped.`,
-    hint: (d) => (typeof d.hint === "string" ? d.hint : "Raise the engine's timeout_s in tile_compile.yaml, or look at the log tail for where it hung."),
+    hint: (d) =>
+      typeof d.hint === "string" ? d.hint : "Raise the engine's timeout_s in tile_compile.yaml, or look at the log tail for where it hung.",
     exitCode: 1,
   },
   TC_VALIDATION_FAILED: {
     title: "Validation failed",
     message: (d) => `${s(d.stage)} failed its validation checks: ${s(d.failures)}. The result was not written (see ${s(d.report)}).`,
-    hint: () => "The figures are in the report. Use another stacking method, relax the validation.* thresholds, or set pipeline.abort_on_fail: false to keep the result with a warning.",
+    hint: () =>
+      "The figures are in the report. Use another stacking method, relax the validation.* thresholds, or set pipeline.abort_on_fail: false to keep the result with a warning.",
     exitCode: 1,
   },
   TC_NATIVE_UNAVAILABLE: {
     title: "Native kernels unavailable",
     message: (d) => `The native recon backend could not be loaded: ${s(d.reason)}`,
-    hint: () => "Reinstall without --no-optional (npm may have dropped the platform package), build it with `pnpm --filter @tile-compile/recon-native build:native`, or set TILE_COMPILE_RECON=js to use the TypeScript backend.",
+    hint: () =>
+      "Reinstall without --no-optional (npm may have dropped the platform package), build it with `pnpm --filter @tile-compile/recon-native build:native`, or set TILE_COMPILE_RECON=js to use the TypeScript backend.",
     exitCode: 1,
   },
   TC_JOB_INVALID: {
@@ -177,19 +191,24 @@ export const errorCatalog = {
     message: (d) =>
       `${s(d.file)} has ${Array.isArray(d.problems) ? d.problems.length : "some"} problem(s):\n` +
       (Array.isArray(d.problems) ? (d.problems as string[]).map((p) => `  - ${p}`).join("\n") : ""),
-    hint: () => "Fix every problem listed above (each names the file and the field); `tile-compile validate JOB` checks again without reading any pixels or writing anything.",
+    hint: () =>
+      "Fix every problem listed above (each names the file and the field); `tile-compile validate JOB` checks again without reading any pixels or writing anything.",
     exitCode: 78,
   },
   TC_STAGE_TIMEOUT: {
     title: "Stage timed out",
-    message: (d) => `The ${s(d.stage)} stage (${s(d.engine)}, ${s(d.method)}) ran longer than runtime.stage_timeout_seconds (${s(d.seconds)} s) and was stopped; nothing it was writing was kept.`,
-    hint: () => "Raise runtime.stage_timeout_seconds in tile_compile.yaml (or remove it), or give the stage fewer or smaller frames. Finished steps are reused when the job runs again.",
+    message: (d) =>
+      `The ${s(d.stage)} stage (${s(d.engine)}, ${s(d.method)}) ran longer than runtime.stage_timeout_seconds (${s(d.seconds)} s) and was stopped; nothing it was writing was kept.`,
+    hint: () =>
+      "Raise runtime.stage_timeout_seconds in tile_compile.yaml (or remove it), or give the stage fewer or smaller frames. Finished steps are reused when the job runs again.",
     exitCode: 1,
   },
   TC_RUN_LOCKED: {
     title: "Another run is using this output folder",
-    message: (d) => `${s(d.dir)} is locked by ${s(d.holder)} (its .tile-compile/lock): two runs of one job would overwrite each other's checkpoints.`,
-    hint: (d) => `Wait for process ${s(d.pid)} to finish, or stop it; a lock left by a process that no longer runs on this machine is taken over automatically. A lock from another machine (a shared folder) must be removed by hand once that run is over.`,
+    message: (d) =>
+      `${s(d.dir)} is locked by ${s(d.holder)} (its .tile-compile/lock): two runs of one job would overwrite each other's checkpoints.`,
+    hint: (d) =>
+      `Wait for process ${s(d.pid)} to finish, or stop it; a lock left by a process that no longer runs on this machine is taken over automatically. A lock from another machine (a shared folder) must be removed by hand once that run is over.`,
     exitCode: 1,
   },
   TC_CALIBRATION_NO_OFFSET: {
@@ -209,25 +228,32 @@ export const errorCatalog = {
   TC_NATIVE_FAILED: {
     title: "Native kernel failed",
     message: (d) => `The native kernel ${s(d.kernel)} failed: ${s(d.reason)}`,
-    hint: () => "This is a bug in tile-compile; please report it with the command you ran. Set TILE_COMPILE_RECON=js to continue with the TypeScript backend.",
+    hint: () =>
+      "This is a bug in tile-compile; please report it with the command you ran. Set TILE_COMPILE_RECON=js to continue with the TypeScript backend.",
     exitCode: 1,
   },
   TC_UNIT_FAILED: {
     title: "Work unit failed",
-    message: (d) => `Work unit ${s(d.unit)} (${s(d.task)}) of run ${s(d.run)} failed after ${s(d.attempts)} attempt(s)${d.worker ? ` on worker ${s(d.worker)}` : ""}: ${s(d.reason)}. It is in the dead-letter queue ${s(d.queue)}; nothing was written.`,
-    hint: (d) => (typeof d.hint === "string" ? d.hint : "The reason above comes from the worker. Run the same job with runtime.executor: local to reproduce it on one machine; inspect the unit with `rabbitmqadmin get queue=tile-compile.dead`."),
+    message: (d) =>
+      `Work unit ${s(d.unit)} (${s(d.task)}) of run ${s(d.run)} failed after ${s(d.attempts)} attempt(s)${d.worker ? ` on worker ${s(d.worker)}` : ""}: ${s(d.reason)}. It is in the dead-letter queue ${s(d.queue)}; nothing was written.`,
+    hint: (d) =>
+      typeof d.hint === "string"
+        ? d.hint
+        : "The reason above comes from the worker. Run the same job with runtime.executor: local to reproduce it on one machine; inspect the unit with `rabbitmqadmin get queue=tile-compile.dead`.",
     exitCode: 1,
   },
   TC_BROKER_UNAVAILABLE: {
     title: "Message broker unavailable",
     message: (d) => `Could not reach the broker ${s(d.url)}${d.seconds !== undefined ? ` within ${s(d.seconds)} s` : ""}: ${s(d.reason)}`,
-    hint: () => "Check runtime.rabbitmq.url (amqp://user:password@host:5672/vhost), that rabbitmq-server runs and its port is reachable from here; the guest user only works on loopback.",
+    hint: () =>
+      "Check runtime.rabbitmq.url (amqp://user:password@host:5672/vhost), that rabbitmq-server runs and its port is reachable from here; the guest user only works on loopback.",
     exitCode: 1,
   },
   TC_DATA_REF_INVALID: {
     title: "Shared data reference invalid",
     message: (d) => `${s(d.ref)}: ${s(d.reason)}`,
-    hint: () => "Master and workers must see the same runtime.rabbitmq.data folder (same path on every machine) or the same S3 bucket; a checksum mismatch means the object was changed or truncated in transit.",
+    hint: () =>
+      "Master and workers must see the same runtime.rabbitmq.data folder (same path on every machine) or the same S3 bucket; a checksum mismatch means the object was changed or truncated in transit.",
     exitCode: 1,
   },
 } satisfies Record<string, CatalogEntry>;

@@ -31,16 +31,36 @@ export class TileCompileError extends Error {
   }
 }
 
-export class ConfigError extends TileCompileError { override name = "ConfigError"; }
-export class EngineNotFoundError extends TileCompileError { override name = "EngineNotFoundError"; }
-export class EngineLoadError extends TileCompileError { override name = "EngineLoadError"; }
-export class EngineContractError extends TileCompileError { override name = "EngineContractError"; }
-export class EngineVersionError extends TileCompileError { override name = "EngineVersionError"; }
-export class CapabilityError extends TileCompileError { override name = "CapabilityError"; }
-export class FitsError extends TileCompileError { override name = "FitsError"; }
-export class StageError extends TileCompileError { override name = "StageError"; }
-export class ExternalToolError extends TileCompileError { override name = "ExternalToolError"; }
-export class NativeBindingError extends TileCompileError { override name = "NativeBindingError"; }
+export class ConfigError extends TileCompileError {
+  override name = "ConfigError";
+}
+export class EngineNotFoundError extends TileCompileError {
+  override name = "EngineNotFoundError";
+}
+export class EngineLoadError extends TileCompileError {
+  override name = "EngineLoadError";
+}
+export class EngineContractError extends TileCompileError {
+  override name = "EngineContractError";
+}
+export class EngineVersionError extends TileCompileError {
+  override name = "EngineVersionError";
+}
+export class CapabilityError extends TileCompileError {
+  override name = "CapabilityError";
+}
+export class FitsError extends TileCompileError {
+  override name = "FitsError";
+}
+export class StageError extends TileCompileError {
+  override name = "StageError";
+}
+export class ExternalToolError extends TileCompileError {
+  override name = "ExternalToolError";
+}
+export class NativeBindingError extends TileCompileError {
+  override name = "NativeBindingError";
+}
 
 /** True for the DOMException/Error raised by an aborted AbortSignal (never a TileCompileError). */
 export function isAbortError(error: unknown): boolean {
@@ -60,7 +80,23 @@ export function tcError(code: ErrorCode, details: ErrorDetails, options?: { caus
 }
 
 /** System error codes that are faults of the file system or the machine, never a verdict on one frame. */
-const IO_FAULT_CODES = new Set(["ENOSPC", "EDQUOT", "EIO", "EROFS", "EACCES", "EPERM", "EMFILE", "ENFILE", "ENOMEM", "EBUSY", "ENOENT", "ESTALE", "ENOTDIR", "ELOOP", "EFBIG"]);
+const IO_FAULT_CODES = new Set([
+  "ENOSPC",
+  "EDQUOT",
+  "EIO",
+  "EROFS",
+  "EACCES",
+  "EPERM",
+  "EMFILE",
+  "ENFILE",
+  "ENOMEM",
+  "EBUSY",
+  "ENOENT",
+  "ESTALE",
+  "ENOTDIR",
+  "ELOOP",
+  "EFBIG",
+]);
 
 /**
  * True when `error` is an I/O fault (a full disk, a read-only or vanished file, no permission…): the

@@ -12,7 +12,12 @@ import type { TaskArray } from "@tile-compile/core";
 
 const MAGIC = "TCU1";
 const TYPES = {
-  f32: Float32Array, f64: Float64Array, u16: Uint16Array, u32: Uint32Array, i32: Int32Array, u8: Uint8Array,
+  f32: Float32Array,
+  f64: Float64Array,
+  u16: Uint16Array,
+  u32: Uint32Array,
+  i32: Int32Array,
+  u8: Uint8Array,
 } as const;
 type TypeName = keyof typeof TYPES;
 
@@ -28,25 +33,26 @@ const align8 = (n: number) => (n + 7) & ~7;
 export function encode(value: unknown): Buffer {
   const arrays: ArrayBufferView[] = [];
   let offset = 0;
-  const json = JSON.stringify(value, function (this: Record<string, unknown>, k, value0: unknown) {
-    // The holder's own value: a Buffer has reached the replacer as its toJSON() form already.
-    const v = k === "" ? value0 : ArrayBuffer.isView(this[k]) ? this[k] : value0;
-    if (typeof v === "number") {
-      if (Number.isNaN(v)) return { $num: "NaN" };
-      if (v === Infinity) return { $num: "Infinity" };
-      if (v === -Infinity) return { $num: "-Infinity" };
-      if (Object.is(v, -0)) return { $num: "-0" };
+  const json =
+    JSON.stringify(value, function (this: Record<string, unknown>, k, value0: unknown) {
+      // The holder's own value: a Buffer has reached the replacer as its toJSON() form already.
+      const v = k === "" ? value0 : ArrayBuffer.isView(this[k]) ? this[k] : value0;
+      if (typeof v === "number") {
+        if (Number.isNaN(v)) return { $num: "NaN" };
+        if (v === Infinity) return { $num: "Infinity" };
+        if (v === -Infinity) return { $num: "-Infinity" };
+        if (Object.is(v, -0)) return { $num: "-0" };
+        return v;
+      }
+      if (ArrayBuffer.isView(v) && !(v instanceof DataView)) {
+        const t = typeName(v);
+        const d = { $ta: t, o: offset, n: (v as TaskArray).length };
+        arrays.push(v);
+        offset += align8(v.byteLength);
+        return d;
+      }
       return v;
-    }
-    if (ArrayBuffer.isView(v) && !(v instanceof DataView)) {
-      const t = typeName(v);
-      const d = { $ta: t, o: offset, n: (v as TaskArray).length };
-      arrays.push(v);
-      offset += align8(v.byteLength);
-      return d;
-    }
-    return v;
-  }) ?? "null";
+    }) ?? "null";
   const j = Buffer.from(json, "utf8");
   const head = align8(8 + j.length);
   const out = Buffer.alloc(head + offset);
@@ -75,7 +81,8 @@ export function decode<T = unknown>(buf: Uint8Array): T {
       if (o.$ta !== undefined && typeof o.o === "number" && typeof o.n === "number") {
         const C = TYPES[o.$ta];
         if (!C) throw new Error(`unknown array type ${o.$ta}`);
-        const bytes = o.n * C.BYTES_PER_ELEMENT, start = head + o.o;
+        const bytes = o.n * C.BYTES_PER_ELEMENT,
+          start = head + o.o;
         if (start + bytes > b.length) throw new Error("truncated unit buffer (array past the end)");
         const copy = new Uint8Array(bytes);
         copy.set(b.subarray(start, start + bytes));

@@ -18,7 +18,12 @@ export * from "./topology.js";
 const pkg = createRequire(import.meta.url)("../package.json") as { name: string; version: string };
 
 const engine: Engine = defineEngine({
-  meta: { name: pkg.name, version: pkg.version, apiVersion: 1, description: "distributed executor over RabbitMQ (runtime.executor: rabbitmq); provides no stage" },
+  meta: {
+    name: pkg.name,
+    version: pkg.version,
+    apiVersion: 1,
+    description: "distributed executor over RabbitMQ (runtime.executor: rabbitmq); provides no stage",
+  },
   capabilities: {},
 });
 

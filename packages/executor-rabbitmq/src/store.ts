@@ -31,9 +31,14 @@ export interface DataStore {
 export const sha256 = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
 
 function verify(ref: DataRef, b: Buffer): Buffer {
-  if (b.length !== ref.bytes) throw new TileCompileError("TC_DATA_REF_INVALID", { ref: ref.url, reason: `has ${b.length} bytes, the reference says ${ref.bytes}` });
+  if (b.length !== ref.bytes)
+    throw new TileCompileError("TC_DATA_REF_INVALID", { ref: ref.url, reason: `has ${b.length} bytes, the reference says ${ref.bytes}` });
   const h = sha256(b);
-  if (h !== ref.sha256) throw new TileCompileError("TC_DATA_REF_INVALID", { ref: ref.url, reason: `checksum sha256 ${h.slice(0, 12)}… does not match the reference's ${ref.sha256.slice(0, 12)}…` });
+  if (h !== ref.sha256)
+    throw new TileCompileError("TC_DATA_REF_INVALID", {
+      ref: ref.url,
+      reason: `checksum sha256 ${h.slice(0, 12)}… does not match the reference's ${ref.sha256.slice(0, 12)}…`,
+    });
   return b;
 }
 
@@ -55,7 +60,11 @@ export class FileStore implements DataStore {
     try {
       b = await readFile(fileURLToPath(ref.url));
     } catch (e) {
-      throw new TileCompileError("TC_DATA_REF_INVALID", { ref: ref.url, reason: `cannot be read here: ${(e as Error).message}` }, { cause: e });
+      throw new TileCompileError(
+        "TC_DATA_REF_INVALID",
+        { ref: ref.url, reason: `cannot be read here: ${(e as Error).message}` },
+        { cause: e },
+      );
     }
     this.bytes += b.length;
     return verify(ref, b);
@@ -82,32 +91,46 @@ export class S3Store implements DataStore {
   private sdk: Promise<typeof import("@aws-sdk/client-s3")>;
   readonly bucket: string;
   readonly prefix: string;
-  constructor(url: string, readonly settings: S3Settings = {}) {
+  constructor(
+    url: string,
+    readonly settings: S3Settings = {},
+  ) {
     const u = new URL(url);
     this.bucket = u.hostname;
     this.prefix = u.pathname.replace(/^\/+|\/+$/g, "");
     this.sdk = import("@aws-sdk/client-s3");
-    this.client = this.sdk.then((m) => new m.S3Client({
-      region: settings.region ?? process.env.AWS_REGION ?? "us-east-1",
-      ...(settings.endpoint ? { endpoint: settings.endpoint } : {}),
-      forcePathStyle: settings.forcePathStyle ?? settings.endpoint !== undefined,
-      ...(settings.accessKeyId && settings.secretAccessKey ? { credentials: { accessKeyId: settings.accessKeyId, secretAccessKey: settings.secretAccessKey } } : {}),
-    }) as never);
+    this.client = this.sdk.then(
+      (m) =>
+        new m.S3Client({
+          region: settings.region ?? process.env.AWS_REGION ?? "us-east-1",
+          ...(settings.endpoint ? { endpoint: settings.endpoint } : {}),
+          forcePathStyle: settings.forcePathStyle ?? settings.endpoint !== undefined,
+          ...(settings.accessKeyId && settings.secretAccessKey
+            ? { credentials: { accessKeyId: settings.accessKeyId, secretAccessKey: settings.secretAccessKey } }
+            : {}),
+        }) as never,
+    );
   }
-  private key(run: string, key: string) { return [this.prefix, run, key].filter(Boolean).join("/"); }
+  private key(run: string, key: string) {
+    return [this.prefix, run, key].filter(Boolean).join("/");
+  }
   async put(run: string, key: string, data: Uint8Array): Promise<DataRef> {
-    const m = await this.sdk, c = await this.client;
+    const m = await this.sdk,
+      c = await this.client;
     const k = this.key(run, key);
     await c.send(new m.PutObjectCommand({ Bucket: this.bucket, Key: k, Body: data }));
     this.bytes += data.byteLength;
     return { url: `s3://${this.bucket}/${k}`, sha256: sha256(data), bytes: data.byteLength };
   }
   async get(ref: DataRef): Promise<Buffer> {
-    const m = await this.sdk, c = await this.client;
+    const m = await this.sdk,
+      c = await this.client;
     const u = new URL(ref.url);
     let b: Buffer;
     try {
-      const r = (await c.send(new m.GetObjectCommand({ Bucket: u.hostname, Key: u.pathname.slice(1) }))) as { Body: { transformToByteArray(): Promise<Uint8Array> } };
+      const r = (await c.send(new m.GetObjectCommand({ Bucket: u.hostname, Key: u.pathname.slice(1) }))) as {
+        Body: { transformToByteArray(): Promise<Uint8Array> };
+      };
       b = Buffer.from(await r.Body.transformToByteArray());
     } catch (e) {
       throw new TileCompileError("TC_DATA_REF_INVALID", { ref: ref.url, reason: `cannot be read: ${(e as Error).message}` }, { cause: e });
@@ -116,7 +139,8 @@ export class S3Store implements DataStore {
     return verify(ref, b);
   }
   async clear(run: string): Promise<void> {
-    const m = await this.sdk, c = await this.client;
+    const m = await this.sdk,
+      c = await this.client;
     const Prefix = `${this.key(run, "")}`;
     for (;;) {
       const r = (await c.send(new m.ListObjectsV2Command({ Bucket: this.bucket, Prefix }))) as { Contents?: { Key?: string }[] };
@@ -131,7 +155,11 @@ export class S3Store implements DataStore {
 export function storeFor(url: string, s3?: S3Settings): DataStore {
   if (url.startsWith("s3://")) return new S3Store(url, s3);
   if (url.startsWith("file://")) return new FileStore(fileURLToPath(url));
-  if (url.includes("://")) throw new TileCompileError("TC_CONFIG_INVALID", { file: "tile_compile.yaml", issues: [`runtime.rabbitmq.data: "${url}" — use file:///shared/folder or s3://bucket/prefix`] });
+  if (url.includes("://"))
+    throw new TileCompileError("TC_CONFIG_INVALID", {
+      file: "tile_compile.yaml",
+      issues: [`runtime.rabbitmq.data: "${url}" — use file:///shared/folder or s3://bucket/prefix`],
+    });
   return new FileStore(url);
 }
 
@@ -141,8 +169,15 @@ export class StoreCache {
   constructor(private readonly s3?: S3Settings) {}
   for(base: string): DataStore {
     let s = this.stores.get(base);
-    if (!s) { s = storeFor(base, this.s3); this.stores.set(base, s); }
+    if (!s) {
+      s = storeFor(base, this.s3);
+      this.stores.set(base, s);
+    }
     return s;
   }
-  get bytes(): number { let n = 0; for (const s of this.stores.values()) n += s.bytes; return n; }
+  get bytes(): number {
+    let n = 0;
+    for (const s of this.stores.values()) n += s.bytes;
+    return n;
+  }
 }

@@ -35,7 +35,10 @@ export async function assertTopology(ch: Channel): Promise<void> {
   await ch.assertExchange(WORK_EXCHANGE, "fanout", { durable: true });
   await ch.assertExchange(DEAD_EXCHANGE, "topic", { durable: true });
   await ch.assertExchange(CONTROL_EXCHANGE, "fanout", { durable: true });
-  await ch.assertQueue(UNITS_QUEUE, { durable: true, arguments: { "x-queue-type": "quorum", "x-delivery-limit": DELIVERY_LIMIT, "x-dead-letter-exchange": DEAD_EXCHANGE } });
+  await ch.assertQueue(UNITS_QUEUE, {
+    durable: true,
+    arguments: { "x-queue-type": "quorum", "x-delivery-limit": DELIVERY_LIMIT, "x-dead-letter-exchange": DEAD_EXCHANGE },
+  });
   await ch.bindQueue(UNITS_QUEUE, WORK_EXCHANGE, "");
   await ch.assertQueue(DEAD_QUEUE, { durable: true });
   await ch.bindQueue(DEAD_QUEUE, DEAD_EXCHANGE, "#");
@@ -75,4 +78,7 @@ export interface ResultMessage {
 }
 
 /** A control notice. */
-export interface ControlMessage { type: "cancel" | "done"; run: string }
+export interface ControlMessage {
+  type: "cancel" | "done";
+  run: string;
+}

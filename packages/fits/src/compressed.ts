@@ -86,7 +86,9 @@ export function compressedLayout(src: FileSource, hdu: HduInfo): CompressedLayou
     if (v !== undefined) params[name.toUpperCase()] = v;
   }
   const q = (h.getString("ZQUANTIZ") ?? (zb < 0 ? "NO_DITHER" : "NONE")).toUpperCase();
-  const quantize = (["NO_DITHER", "SUBTRACTIVE_DITHER_1", "SUBTRACTIVE_DITHER_2", "NONE"].includes(q) ? q : "NO_DITHER") as CompressedLayout["quantize"];
+  const quantize = (
+    ["NO_DITHER", "SUBTRACTIVE_DITHER_1", "SUBTRACTIVE_DITHER_2", "NONE"].includes(q) ? q : "NO_DITHER"
+  ) as CompressedLayout["quantize"];
   const bytepixDefault = zb === 8 ? 1 : zb === 16 ? 2 : 4;
   const layout: CompressedLayout = {
     zbitpix: zb as Bitpix,
@@ -101,7 +103,11 @@ export function compressedLayout(src: FileSource, hdu: HduInfo): CompressedLayou
   const zblank = h.getNumber("ZBLANK");
   if (zblank !== undefined) layout.zblank = zblank;
   if (!["RICE_1", "RICE_ONE", "GZIP_1", "GZIP_2", "NOCOMPRESS"].includes(cmptype)) {
-    throw new FitsError("TC_FITS_UNSUPPORTED", { file, reason: `tile compression ${cmptype || "(none given)"} is not supported (RICE_1, GZIP_1, GZIP_2 are)`, field: "ZCMPTYPE" });
+    throw new FitsError("TC_FITS_UNSUPPORTED", {
+      file,
+      reason: `tile compression ${cmptype || "(none given)"} is not supported (RICE_1, GZIP_1, GZIP_2 are)`,
+      field: "ZCMPTYPE",
+    });
   }
   return layout;
 }
@@ -140,7 +146,12 @@ export class CompressedImage {
   readonly tilesX: number;
   readonly tilesY: number;
 
-  constructor(private readonly src: FileSource, private readonly hdu: HduInfo, readonly layout: CompressedLayout, private readonly scaling: { bzero: number; bscale: number; blank?: number }) {
+  constructor(
+    private readonly src: FileSource,
+    private readonly hdu: HduInfo,
+    readonly layout: CompressedLayout,
+    private readonly scaling: { bzero: number; bscale: number; blank?: number },
+  ) {
     this.cols = parseColumns(src.path, hdu.header);
     this.width = layout.axes[0]!;
     this.height = layout.axes[1] ?? 1;
@@ -163,15 +174,20 @@ export class CompressedImage {
     const at = row * this.hdu.axes[0]! + col.offset;
     let count: number;
     let off: number;
-    if (col.type === "P") { count = t.readInt32BE(at); off = t.readInt32BE(at + 4); }
-    else if (col.type === "Q") { count = Number(t.readBigInt64BE(at)); off = Number(t.readBigInt64BE(at + 8)); }
-    else throw bad(this.src.path, `column ${col.name} is not a variable-length array`, "TFORM");
+    if (col.type === "P") {
+      count = t.readInt32BE(at);
+      off = t.readInt32BE(at + 4);
+    } else if (col.type === "Q") {
+      count = Number(t.readBigInt64BE(at));
+      off = Number(t.readBigInt64BE(at + 8));
+    } else throw bad(this.src.path, `column ${col.name} is not a variable-length array`, "TFORM");
     if (count === 0) return undefined;
     const elem = TYPE_BYTES[col.arrayType ?? "B"] ?? 1;
     const theap = this.hdu.header.getNumber("THEAP") ?? this.hdu.axes[0]! * this.hdu.axes[1]!;
     const start = this.hdu.dataOffset + theap + off;
     const len = count * elem;
-    if (start + len > this.hdu.dataOffset + this.hdu.dataBytes) throw bad(this.src.path, `tile ${row + 1} points outside the heap`, col.name);
+    if (start + len > this.hdu.dataOffset + this.hdu.dataBytes)
+      throw bad(this.src.path, `tile ${row + 1} points outside the heap`, col.name);
     return { bytes: await this.src.read(start, len), count };
   }
 
@@ -181,12 +197,18 @@ export class CompressedImage {
     const t = await this.rows();
     const at = row * this.hdu.axes[0]! + c.offset;
     switch (c.type) {
-      case "D": return t.readDoubleBE(at);
-      case "E": return t.readFloatBE(at);
-      case "J": return t.readInt32BE(at);
-      case "K": return Number(t.readBigInt64BE(at));
-      case "I": return t.readInt16BE(at);
-      default: return undefined;
+      case "D":
+        return t.readDoubleBE(at);
+      case "E":
+        return t.readFloatBE(at);
+      case "J":
+        return t.readInt32BE(at);
+      case "K":
+        return Number(t.readBigInt64BE(at));
+      case "I":
+        return t.readInt16BE(at);
+      default:
+        return undefined;
     }
   }
 
@@ -243,20 +265,31 @@ export class CompressedImage {
       case "NOCOMPRESS": {
         let bytes: Buffer = data.bytes;
         if (L.cmptype !== "NOCOMPRESS") {
-          try { bytes = gunzipSync(bytes); } catch { bytes = inflateSync(bytes); }
+          try {
+            bytes = gunzipSync(bytes);
+          } catch {
+            bytes = inflateSync(bytes);
+          }
         }
         const bp = quantized ? 4 : Math.abs(L.zbitpix) / 8;
-        if (bytes.length < n * bp) throw bad(file, `tile ${row + 1} decompresses to ${bytes.length} bytes, expected ${n * bp}`, "COMPRESSED_DATA");
+        if (bytes.length < n * bp)
+          throw bad(file, `tile ${row + 1} decompresses to ${bytes.length} bytes, expected ${n * bp}`, "COMPRESSED_DATA");
         if (L.cmptype === "GZIP_2" && bp > 1) {
           // Byte shuffling: all first bytes, then all second bytes, …
           const un = Buffer.allocUnsafe(n * bp);
           for (let b = 0; b < bp; b++) for (let i = 0; i < n; i++) un[i * bp + b] = bytes[b * n + i]!;
           bytes = un;
         }
-        if (!quantized && L.zbitpix === -32) { floats = new Float64Array(n); for (let i = 0; i < n; i++) floats[i] = bytes.readFloatBE(i * 4); }
-        else if (!quantized && L.zbitpix === -64) { floats = new Float64Array(n); for (let i = 0; i < n; i++) floats[i] = bytes.readDoubleBE(i * 8); }
-        else if (!quantized && L.zbitpix === 64) { floats = new Float64Array(n); for (let i = 0; i < n; i++) floats[i] = Number(bytes.readBigInt64BE(i * 8)); }
-        else {
+        if (!quantized && L.zbitpix === -32) {
+          floats = new Float64Array(n);
+          for (let i = 0; i < n; i++) floats[i] = bytes.readFloatBE(i * 4);
+        } else if (!quantized && L.zbitpix === -64) {
+          floats = new Float64Array(n);
+          for (let i = 0; i < n; i++) floats[i] = bytes.readDoubleBE(i * 8);
+        } else if (!quantized && L.zbitpix === 64) {
+          floats = new Float64Array(n);
+          for (let i = 0; i < n; i++) floats[i] = Number(bytes.readBigInt64BE(i * 8));
+        } else {
           ints = new Int32Array(n);
           if (bp === 1) for (let i = 0; i < n; i++) ints[i] = bytes[i]!;
           else if (bp === 2) for (let i = 0; i < n; i++) ints[i] = bytes.readInt16BE(i * 2);

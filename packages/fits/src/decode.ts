@@ -25,6 +25,13 @@ export interface Scaling {
  * decode kernel (one pass in Rust when the addon is built; the TypeScript twin otherwise). `bytes` is
  * not modified.
  */
-export function decodeBigEndian(bytes: Uint8Array, bitpix: Bitpix, count: number, scaling: Scaling, out: Float32Array, outOffset = 0): void {
+export function decodeBigEndian(
+  bytes: Uint8Array,
+  bitpix: Bitpix,
+  count: number,
+  scaling: Scaling,
+  out: Float32Array,
+  outOffset = 0,
+): void {
   loadRecon().decode(bytes, bitpix, count, scaling, out, outOffset);
 }

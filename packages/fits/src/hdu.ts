@@ -35,8 +35,16 @@ export async function readHeaderAt(src: FileSource, offset: number, primary: boo
   let pos = offset;
   for (let n = 0; ; n++) {
     if (pos + BLOCK > src.size) {
-      if (n === 0 && primary) throw invalid(src.path, src.size === 0 ? "the file is empty" : `the file is ${src.size} bytes, shorter than one 2880-byte FITS block`);
-      throw invalid(src.path, n === 0 ? "truncated before the next header" : "the header has no END card (truncated or damaged file)", "END");
+      if (n === 0 && primary)
+        throw invalid(
+          src.path,
+          src.size === 0 ? "the file is empty" : `the file is ${src.size} bytes, shorter than one 2880-byte FITS block`,
+        );
+      throw invalid(
+        src.path,
+        n === 0 ? "truncated before the next header" : "the header has no END card (truncated or damaged file)",
+        "END",
+      );
     }
     if (n >= MAX_HEADER_BLOCKS) throw invalid(src.path, "the header has no END card within 10,000 blocks", "END");
     const block = await src.read(pos, BLOCK);
@@ -46,7 +54,8 @@ export async function readHeaderAt(src: FileSource, offset: number, primary: boo
     }
     for (let i = 0; i < BLOCK; i++) {
       const c = block[i]!;
-      if (c < 32 || c > 126) throw invalid(src.path, `the header holds a non-ASCII byte (0x${c.toString(16)}) at offset ${pos - BLOCK + i}`, undefined);
+      if (c < 32 || c > 126)
+        throw invalid(src.path, `the header holds a non-ASCII byte (0x${c.toString(16)}) at offset ${pos - BLOCK + i}`, undefined);
     }
     const text = block.toString("latin1");
     parts.push(text);
@@ -67,7 +76,8 @@ function intKey(file: string, h: FitsHeader, key: string, min: number, max: numb
   const v = h.get(key);
   if (v === undefined && fallback !== undefined) return fallback;
   if (v === undefined) throw invalid(file, `required keyword ${key} is missing`, key);
-  if (typeof v !== "number" || !Number.isInteger(v)) throw invalid(file, `${key} must be an integer, found ${JSON.stringify(typeof v === "bigint" ? v.toString() : v)}`, key);
+  if (typeof v !== "number" || !Number.isInteger(v))
+    throw invalid(file, `${key} must be an integer, found ${JSON.stringify(typeof v === "bigint" ? v.toString() : v)}`, key);
   if (v < min || v > max) throw invalid(file, `${key} = ${v} is out of range [${min}, ${max}]`, key);
   return v;
 }
@@ -76,7 +86,8 @@ function intKey(file: string, h: FitsHeader, key: string, min: number, max: numb
 export function describeHdu(src: FileSource, index: number, header: FitsHeader, headerOffset: number, dataOffset: number): HduInfo {
   const file = src.path;
   const bitpixRaw = intKey(file, header, "BITPIX", -64, 64);
-  if (!BITPIX_VALUES.includes(bitpixRaw as Bitpix)) throw invalid(file, `BITPIX = ${bitpixRaw} is not one of 8, 16, 32, 64, -32, -64`, "BITPIX");
+  if (!BITPIX_VALUES.includes(bitpixRaw as Bitpix))
+    throw invalid(file, `BITPIX = ${bitpixRaw} is not one of 8, 16, 32, 64, -32, -64`, "BITPIX");
   const bitpix = bitpixRaw as Bitpix;
   const naxis = intKey(file, header, "NAXIS", 0, 999);
   const axes: number[] = [];

@@ -46,12 +46,27 @@ describe("FITS header cards", () => {
   });
 
   it("joins CONTINUE long strings", () => {
-    const h = FitsHeader.parse(text("LONGSTR = 'This is a long string value that is continued over&'", "CONTINUE  ' more than one card&' / first comment", "CONTINUE  ' (three).'"));
+    const h = FitsHeader.parse(
+      text(
+        "LONGSTR = 'This is a long string value that is continued over&'",
+        "CONTINUE  ' more than one card&' / first comment",
+        "CONTINUE  ' (three).'",
+      ),
+    );
     expect(h.get("LONGSTR")).toBe("This is a long string value that is continued over more than one card (three).");
   });
 
   it("writes a header read from a file back byte for byte, and keeps order and comments after a change", () => {
-    const src = text("SIMPLE  =                    T", "BITPIX  =                   16", "NAXIS   =                    0", "EXPTIME =                 10.0 / exposure [s]", "LONGSTR = 'abc&'", "CONTINUE  'def'", "COMMENT keep me", "FILTER  = 'IRCUT   '           / filter name");
+    const src = text(
+      "SIMPLE  =                    T",
+      "BITPIX  =                   16",
+      "NAXIS   =                    0",
+      "EXPTIME =                 10.0 / exposure [s]",
+      "LONGSTR = 'abc&'",
+      "CONTINUE  'def'",
+      "COMMENT keep me",
+      "FILTER  = 'IRCUT   '           / filter name",
+    );
     const h = FitsHeader.parse(src);
     expect(h.toString()).toBe(src.padEnd(2880, " "));
     h.set("EXPTIME", 20.5);

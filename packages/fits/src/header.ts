@@ -39,12 +39,18 @@ const COMMENTARY = new Set(["COMMENT", "HISTORY", ""]);
 
 /** Error thrown by the pure parser; readers wrap it into a FitsError naming the file. */
 export class HeaderSyntaxError extends Error {
-  constructor(message: string, readonly field?: string) {
+  constructor(
+    message: string,
+    readonly field?: string,
+  ) {
     super(message);
   }
 }
 
-function parseValueField(text: string, key: string): { value: FitsValue; comment?: string; numberFormat?: "int" | "float"; rawValue?: string; repaired?: string } {
+function parseValueField(
+  text: string,
+  key: string,
+): { value: FitsValue; comment?: string; numberFormat?: "int" | "float"; rawValue?: string; repaired?: string } {
   let i = 0;
   while (i < text.length && text[i] === " ") i++;
   if (text[i] === "'") {
@@ -54,7 +60,11 @@ function parseValueField(text: string, key: string): { value: FitsValue; comment
       if (j >= text.length) throw new HeaderSyntaxError(`unterminated string value`, key);
       const ch = text[j]!;
       if (ch === "'") {
-        if (text[j + 1] === "'") { out += "'"; j += 2; continue; }
+        if (text[j + 1] === "'") {
+          out += "'";
+          j += 2;
+          continue;
+        }
         j++;
         break;
       }
@@ -84,7 +94,11 @@ function parseValueField(text: string, key: string): { value: FitsValue; comment
   if (/^\(.*\)$/.test(token)) return withComment({ value: token, rawValue: token });
   // A decimal comma (locale-formatted numbers, e.g. ZWO ASIImg's `6,4E-05`): not FITS, but unambiguous.
   if (/^[+-]?(\d+,\d*|,\d+)([EeDd][+-]?\d+)?$/.test(token)) {
-    return withComment({ value: Number(token.replace(",", ".").replace(/[Dd]/, "E")), numberFormat: "float" as const, repaired: `decimal comma (${token})` });
+    return withComment({
+      value: Number(token.replace(",", ".").replace(/[Dd]/, "E")),
+      numberFormat: "float" as const,
+      repaired: `decimal comma (${token})`,
+    });
   }
   throw new HeaderSyntaxError(`cannot parse value "${token}"`, key);
 }
@@ -111,7 +125,10 @@ export function parseCards(text: string): FitsCard[] {
     }
     if (key === "HIERARCH") {
       const eq = image.indexOf("=", 9);
-      if (eq < 0) { cards.push({ key, comment: image.slice(8).trimEnd(), images: [image] }); continue; }
+      if (eq < 0) {
+        cards.push({ key, comment: image.slice(8).trimEnd(), images: [image] });
+        continue;
+      }
       const hkey = image.slice(9, eq).trim().toUpperCase();
       const parsed = parseValueField(image.slice(eq + 1), hkey);
       cards.push(parsed.repaired ? { key: hkey, hierarch: true, ...parsed } : { key: hkey, hierarch: true, ...parsed, images: [image] });
@@ -145,8 +162,22 @@ function formatNumber(v: number, format: "int" | "float" | undefined): string {
  */
 export function asciiText(s: string): string {
   if (/^[\x20-\x7e]*$/.test(s)) return s;
-  const spelled = s.replace(/×/g, "x").replace(/[−–—]/g, "-").replace(/°/g, "deg").replace(/[·•]/g, ".").replace(/[‘’]/g, "'").replace(/[“”]/g, '"').replace(/…/g, "...").replace(/σ/g, "sigma").replace(/µ|μ/g, "u").replace(/²/g, "2").replace(/ß/g, "ss");
-  return spelled.normalize("NFKD").replace(/[\u0300-\u036f]/g, "").replace(/[^\x20-\x7e]/g, "?");
+  const spelled = s
+    .replace(/×/g, "x")
+    .replace(/[−–—]/g, "-")
+    .replace(/°/g, "deg")
+    .replace(/[·•]/g, ".")
+    .replace(/[‘’]/g, "'")
+    .replace(/[“”]/g, '"')
+    .replace(/…/g, "...")
+    .replace(/σ/g, "sigma")
+    .replace(/µ|μ/g, "u")
+    .replace(/²/g, "2")
+    .replace(/ß/g, "ss");
+  return spelled
+    .normalize("NFKD")
+    .replace(/[\u0300-\u036f]/g, "")
+    .replace(/[^\x20-\x7e]/g, "?");
 }
 
 function quote(s: string): string {
@@ -169,7 +200,11 @@ function withComment(head: string, comment: string | undefined): string {
 /** Render one card to one or more 80-character card images. */
 export function formatCard(raw: FitsCard): string[] {
   if (raw.images) return raw.images;
-  const card: FitsCard = { ...raw, ...(raw.comment !== undefined ? { comment: asciiText(raw.comment) } : {}), ...(typeof raw.value === "string" && raw.rawValue === undefined ? { value: asciiText(raw.value) } : {}) };
+  const card: FitsCard = {
+    ...raw,
+    ...(raw.comment !== undefined ? { comment: asciiText(raw.comment) } : {}),
+    ...(typeof raw.value === "string" && raw.rawValue === undefined ? { value: asciiText(raw.value) } : {}),
+  };
   const key = card.key;
   if (card.value === undefined) {
     const text = card.comment ?? "";
@@ -194,7 +229,9 @@ export function formatCard(raw: FitsCard): string[] {
       const room = CARD - head.length - 3;
       let take = Math.min(rest.length, room);
       while (rest.slice(0, take).replace(/'/g, "''").length > room) take--;
-      if (take < rest.length && rest[take - 1] === "'" && rest[take - 2] !== "'") { /* keep '' pairs whole */ }
+      if (take < rest.length && rest[take - 1] === "'" && rest[take - 2] !== "'") {
+        /* keep '' pairs whole */
+      }
       const piece = rest.slice(0, take);
       rest = rest.slice(take);
       const body = `'${piece.replace(/'/g, "''")}${rest.length > 0 ? "&" : ""}'`;
@@ -216,9 +253,36 @@ export function formatCard(raw: FitsCard): string[] {
 
 /** Keys whose value we treat as the header's structure; writers own them. */
 export const STRUCTURAL_KEYS = new Set([
-  "SIMPLE", "XTENSION", "BITPIX", "NAXIS", "EXTEND", "PCOUNT", "GCOUNT", "BZERO", "BSCALE", "BLANK", "END",
-  "CHECKSUM", "DATASUM", "TFIELDS", "THEAP", "ZIMAGE", "ZBITPIX", "ZNAXIS", "ZCMPTYPE", "ZQUANTIZ", "ZDITHER0",
-  "ZSIMPLE", "ZEXTEND", "ZBLANK", "ZPCOUNT", "ZGCOUNT", "ZHECKSUM", "ZDATASUM", "ZTENSION", "EXTNAME",
+  "SIMPLE",
+  "XTENSION",
+  "BITPIX",
+  "NAXIS",
+  "EXTEND",
+  "PCOUNT",
+  "GCOUNT",
+  "BZERO",
+  "BSCALE",
+  "BLANK",
+  "END",
+  "CHECKSUM",
+  "DATASUM",
+  "TFIELDS",
+  "THEAP",
+  "ZIMAGE",
+  "ZBITPIX",
+  "ZNAXIS",
+  "ZCMPTYPE",
+  "ZQUANTIZ",
+  "ZDITHER0",
+  "ZSIMPLE",
+  "ZEXTEND",
+  "ZBLANK",
+  "ZPCOUNT",
+  "ZGCOUNT",
+  "ZHECKSUM",
+  "ZDATASUM",
+  "ZTENSION",
+  "EXTNAME",
 ]);
 
 /** True for keywords that describe data layout (NAXISn, TFORMn, ZTILEn, …) rather than the observation. */
@@ -304,7 +368,8 @@ export class FitsHeader {
   delete(key: string): boolean {
     const k = key.toUpperCase();
     const before = this.cards.length;
-    for (let i = this.cards.length - 1; i >= 0; i--) if (this.cards[i]!.key === k && this.cards[i]!.value !== undefined) this.cards.splice(i, 1);
+    for (let i = this.cards.length - 1; i >= 0; i--)
+      if (this.cards[i]!.key === k && this.cards[i]!.value !== undefined) this.cards.splice(i, 1);
     return this.cards.length !== before;
   }
 
@@ -350,7 +415,8 @@ export class FitsHeader {
   /** Plain key → value view (first occurrence wins), for JSON output. */
   toRecord(): Record<string, FitsValue> {
     const out: Record<string, FitsValue> = {};
-    for (const c of this.cards) if (c.value !== undefined && !(c.key in out)) out[c.key] = typeof c.value === "bigint" ? c.value.toString() : c.value;
+    for (const c of this.cards)
+      if (c.value !== undefined && !(c.key in out)) out[c.key] = typeof c.value === "bigint" ? c.value.toString() : c.value;
     return out;
   }
 }

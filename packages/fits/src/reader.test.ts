@@ -42,7 +42,9 @@ for (const name of readdirSync(DEBIAN_FITS).sort()) {
     const f = await FitsFile.open(file);
     for (const h of await f.hdus()) {
       const dims = h.kind === "compressed-image" ? [h.header.getNumber("ZNAXIS1")!, h.header.getNumber("ZNAXIS2")!] : h.axes;
-      const isImage = h.kind === "compressed-image" || ((h.kind === "primary" || h.kind === "image") && h.axes.length >= 2 && h.axes.length <= 3 && !h.header.getBoolean("GROUPS"));
+      const isImage =
+        h.kind === "compressed-image" ||
+        ((h.kind === "primary" || h.kind === "image") && h.axes.length >= 2 && h.axes.length <= 3 && !h.header.getBoolean("GROUPS"));
       if (isImage && dims.every((d) => d > 0)) debianCases.push({ file: name, hdu: h.index });
     }
     await f.close();
@@ -73,7 +75,13 @@ describe.skipIf(!hasImcopy)("reading matches CFITSIO", () => {
   });
 
   it("BITPIX 8, 32 and −64 images converted by CFITSIO's pixel filters", async () => {
-    for (const [src, filter, expr, bitpix] of [[join(DEBIAN_FITS, "astropy__test0.fits[1]"), "pixb", "X / 40", 8], ...(["pixj:X * 1000 - 7:32", "pixd:X / 3.7:-64", "pixr:X / 3.7:-32"].map((s) => [join(DEBIAN_FITS, "ccdproc__a8280271.fits[0]"), ...s.split(":")]))] as [string, string, string, number][]) {
+    for (const [src, filter, expr, bitpix] of [
+      [join(DEBIAN_FITS, "astropy__test0.fits[1]"), "pixb", "X / 40", 8],
+      ...["pixj:X * 1000 - 7:32", "pixd:X / 3.7:-64", "pixr:X / 3.7:-32"].map((s) => [
+        join(DEBIAN_FITS, "ccdproc__a8280271.fits[0]"),
+        ...s.split(":"),
+      ]),
+    ] as [string, string, string, number][]) {
       const out = join(work, `conv_${filter}.fits`);
       execFileSync("imcopy", [`${src}[${filter} ${expr}]`, `!${out}`], { stdio: "pipe" });
       const ours = await readFitsImage(out);
@@ -83,7 +91,15 @@ describe.skipIf(!hasImcopy)("reading matches CFITSIO", () => {
   });
 
   it("BITPIX 64 with BZERO and BLANK (file built by hand)", async () => {
-    const h = new FitsHeader().set("SIMPLE", true).set("BITPIX", 64).set("NAXIS", 2).set("NAXIS1", 5).set("NAXIS2", 3).set("BZERO", 100).set("BSCALE", 0.5, undefined, { numberFormat: "float" }).set("BLANK", -1);
+    const h = new FitsHeader()
+      .set("SIMPLE", true)
+      .set("BITPIX", 64)
+      .set("NAXIS", 2)
+      .set("NAXIS1", 5)
+      .set("NAXIS2", 3)
+      .set("BZERO", 100)
+      .set("BSCALE", 0.5, undefined, { numberFormat: "float" })
+      .set("BLANK", -1);
     const data = Buffer.alloc(2880);
     const values = [0n, 1n, -1n, 2n ** 40n, -(2n ** 33n), 7n, 8n, 9n, 10n, 11n, 12n, 13n, 14n, 15n, 16n];
     values.forEach((v, i) => data.writeBigInt64BE(v, i * 8));
@@ -115,7 +131,11 @@ describe.skipIf(!hasFpack || !seestar)("fpack-compressed Seestar frames", () => 
   it("2-D Rice tiles (fpack -t 100,64) and GZIP tiles read by rectangles", async () => {
     const f = execFileSync("find", [seestar!, "-name", "*.fit"]).toString().trim().split("\n").sort()[0]!;
     const ref = await readFitsImage(f);
-    for (const args of [["-r", "-t", "100,64"], ["-g", "-t", "1080,1"], ["-g2", "-t", "128,128"]]) {
+    for (const args of [
+      ["-r", "-t", "100,64"],
+      ["-g", "-t", "1080,1"],
+      ["-g2", "-t", "128,128"],
+    ]) {
       const copy = join(work, "tiles.fit");
       copyFileSync(f, copy);
       rmSync(`${copy}.fz`, { force: true });
@@ -131,7 +151,11 @@ describe.skipIf(!hasFpack || !seestar)("fpack-compressed Seestar frames", () => 
   it("quantized float images (fpack -q 16) decode as CFITSIO does, dither included", async () => {
     const src = join(work, "float.fits");
     execFileSync("imcopy", [`${join(DEBIAN_FITS, "ccdproc__a8280271.fits")}[0][pixr X * 1.37]`, `!${src}`], { stdio: "pipe" });
-    for (const q of [["-q", "16"], ["-qz", "8"], ["-g", "-q", "8"]]) {
+    for (const q of [
+      ["-q", "16"],
+      ["-qz", "8"],
+      ["-g", "-q", "8"],
+    ]) {
       rmSync(`${src}.fz`, { force: true });
       execFileSync("fpack", [...q, "-O", `${src}.fz`, src]);
       const ours = await readFitsImage(`${src}.fz`);

@@ -57,7 +57,10 @@ export class FitsFile {
     while (this.hduCache.length <= index && !this.complete) {
       const prev = this.hduCache[this.hduCache.length - 1];
       const offset = prev ? nextHduOffset(prev) : 0;
-      if (prev && offset + 2880 > this.source.size) { this.complete = true; break; }
+      if (prev && offset + 2880 > this.source.size) {
+        this.complete = true;
+        break;
+      }
       const { header, dataOffset } = await readHeaderAt(this.source, offset, !prev);
       this.hduCache.push(describeHdu(this.source, this.hduCache.length, header, offset, dataOffset));
     }
@@ -85,7 +88,11 @@ export class FitsFile {
       if (!h) break;
       if ((h.kind === "image" && h.axes.length >= 2) || h.kind === "compressed-image") return h;
     }
-    throw new FitsError("TC_FITS_INVALID", { file: this.path, reason: "the file holds no 2-D image (primary HDU and extensions have none)", field: "NAXIS" });
+    throw new FitsError("TC_FITS_INVALID", {
+      file: this.path,
+      reason: "the file holds no 2-D image (primary HDU and extensions have none)",
+      field: "NAXIS",
+    });
   }
 
   /** A reader for an image HDU (the default image if no index is given). */
@@ -129,14 +136,26 @@ export async function readFitsHeader(path: string): Promise<FitsHeaderSummary> {
       header = f.primaryHeader.withoutStructure();
       for (const c of hdu.header.cards) if (c.value !== undefined) header.set(c.key, c.value, c.comment);
     }
-    return { path, header, width: r.width, height: r.height, channels: r.channels, bitpix: r.bitpix, compressed: hdu.kind === "compressed-image", bytesRead: f.bytesRead };
+    return {
+      path,
+      header,
+      width: r.width,
+      height: r.height,
+      channels: r.channels,
+      bitpix: r.bitpix,
+      compressed: hdu.kind === "compressed-image",
+      bytesRead: f.bytesRead,
+    };
   } finally {
     await f.close();
   }
 }
 
 /** Read a whole image (all channels) into memory. */
-export async function readFitsImage(path: string, options: OpenOptions & { hdu?: number; out?: (length: number) => Float32Array } = {}): Promise<FitsImage> {
+export async function readFitsImage(
+  path: string,
+  options: OpenOptions & { hdu?: number; out?: (length: number) => Float32Array } = {},
+): Promise<FitsImage> {
   const f = await FitsFile.open(path);
   try {
     const r = await f.image(options.hdu);
@@ -157,7 +176,11 @@ export class FitsImageReader {
   private readonly compressed?: CompressedImage;
   private tileCache?: { key: string; tiles: Float32Array[] };
 
-  private constructor(private readonly src: FileSource, readonly hdu: HduInfo, checkData: boolean) {
+  private constructor(
+    private readonly src: FileSource,
+    readonly hdu: HduInfo,
+    checkData: boolean,
+  ) {
     const h = hdu.header;
     const file = src.path;
     const scaling: Scaling = { bzero: h.getNumber("BZERO") ?? 0, bscale: h.getNumber("BSCALE") ?? 1 };
@@ -169,13 +192,22 @@ export class FitsImageReader {
       const layout = compressedLayout(src, hdu);
       axes = layout.axes;
       this.bitpix = layout.zbitpix;
-      if (checkData) this.compressed = new CompressedImage(src, hdu, layout, { bzero: scaling.bzero, bscale: scaling.bscale, ...(typeof blank === "number" ? { blank } : {}) });
+      if (checkData)
+        this.compressed = new CompressedImage(src, hdu, layout, {
+          bzero: scaling.bzero,
+          bscale: scaling.bscale,
+          ...(typeof blank === "number" ? { blank } : {}),
+        });
     } else {
       axes = hdu.axes;
       this.bitpix = hdu.bitpix;
     }
-    if (axes.length < 2 || axes.length > 3 && axes.slice(3).some((a) => a !== 1)) {
-      throw new FitsError("TC_FITS_UNSUPPORTED", { file, reason: `images with NAXIS = ${axes.length} are not supported (2 or 3 are)`, field: "NAXIS" });
+    if (axes.length < 2 || (axes.length > 3 && axes.slice(3).some((a) => a !== 1))) {
+      throw new FitsError("TC_FITS_UNSUPPORTED", {
+        file,
+        reason: `images with NAXIS = ${axes.length} are not supported (2 or 3 are)`,
+        field: "NAXIS",
+      });
     }
     this.width = axes[0]!;
     this.height = axes[1]!;
@@ -191,8 +223,20 @@ export class FitsImageReader {
   }
 
   private checkRect(x0: number, y0: number, w: number, h: number, channel: number): void {
-    if (!(Number.isInteger(x0) && Number.isInteger(y0) && Number.isInteger(w) && Number.isInteger(h)) || x0 < 0 || y0 < 0 || w < 0 || h < 0 || x0 + w > this.width || y0 + h > this.height || channel < 0 || channel >= this.channels) {
-      throw new RangeError(`${this.src.path}: region x=${x0} y=${y0} ${w}×${h} channel ${channel} is outside the ${this.width}×${this.height}×${this.channels} image`);
+    if (
+      !(Number.isInteger(x0) && Number.isInteger(y0) && Number.isInteger(w) && Number.isInteger(h)) ||
+      x0 < 0 ||
+      y0 < 0 ||
+      w < 0 ||
+      h < 0 ||
+      x0 + w > this.width ||
+      y0 + h > this.height ||
+      channel < 0 ||
+      channel >= this.channels
+    ) {
+      throw new RangeError(
+        `${this.src.path}: region x=${x0} y=${y0} ${w}×${h} channel ${channel} is outside the ${this.width}×${this.height}×${this.channels} image`,
+      );
     }
   }
 
@@ -229,7 +273,8 @@ export class FitsImageReader {
   /** All channels, plane-major. */
   async readAll(options: OpenOptions & { out?: Float32Array } = {}): Promise<Float32Array> {
     const n = this.width * this.height;
-    if (options.out && options.out.length !== n * this.channels) throw new RangeError(`readAll: out holds ${options.out.length} values, the image ${n * this.channels}`);
+    if (options.out && options.out.length !== n * this.channels)
+      throw new RangeError(`readAll: out holds ${options.out.length} values, the image ${n * this.channels}`);
     // Every value is written below, so the zero fill of `new Float32Array` is wasted work; worse, a fresh
     // zeroed 8 MB block costs page faults on every frame (measured: more than the whole file read).
     // Buffer.allocUnsafeSlow memory comes from malloc, which recycles it between frames.
@@ -275,4 +320,3 @@ export class FitsImageReader {
     return out;
   }
 }
-

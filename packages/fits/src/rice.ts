@@ -38,7 +38,10 @@ export function riceDecode(input: Uint8Array, count: number, blockSize: number, 
   for (let i = 0; i < count; i += blockSize) {
     const imax = Math.min(i + blockSize, count);
     nbits -= fsBits;
-    while (nbits < 0) { b = ((b << 8) | next()) >>> 0; nbits += 8; }
+    while (nbits < 0) {
+      b = ((b << 8) | next()) >>> 0;
+      nbits += 8;
+    }
     const fs = (b >>> nbits) - 1;
     b &= (1 << nbits) - 1;
     if (fs < 0) {
@@ -48,26 +51,39 @@ export function riceDecode(input: Uint8Array, count: number, blockSize: number, 
         // Read bbits verbatim bits: the nbits we hold, then whole bytes, then the top of one more byte.
         let diff = 0;
         let need = bbits;
-        diff = nbits > 0 ? b : 0; need -= nbits;
-        while (need >= 8) { diff = diff * 256 + next(); need -= 8; }
+        diff = nbits > 0 ? b : 0;
+        need -= nbits;
+        while (need >= 8) {
+          diff = diff * 256 + next();
+          need -= 8;
+        }
         if (need > 0) {
           b = next();
           diff = diff * (1 << need) + (b >>> (8 - need));
           nbits = 8 - need;
           b &= (1 << nbits) - 1;
-        } else { nbits = 0; b = 0; }
+        } else {
+          nbits = 0;
+          b = 0;
+        }
         last = wrap(last + unzig(diff), bytepix);
         out[j] = last;
       }
     } else {
       for (let j = i; j < imax; j++) {
         // Count leading zeros of the unary high part.
-        while (b === 0) { nbits += 8; b = next(); }
+        while (b === 0) {
+          nbits += 8;
+          b = next();
+        }
         const nzero = nbits - (32 - Math.clz32(b));
         nbits -= nzero + 1;
         b ^= 1 << nbits;
         nbits -= fs;
-        while (nbits < 0) { b = ((b << 8) | next()) >>> 0; nbits += 8; }
+        while (nbits < 0) {
+          b = ((b << 8) | next()) >>> 0;
+          nbits += 8;
+        }
         const diff = nzero * 2 ** fs + (b >>> nbits);
         b &= (1 << nbits) - 1;
         last = wrap(last + unzig(diff), bytepix);

@@ -24,7 +24,11 @@ export function releaseScratch(buf: Buffer): void {
 export class FileSource {
   /** Total bytes read through this source. */
   bytesRead = 0;
-  private constructor(readonly path: string, private readonly fh: FileHandle, readonly size: number) {}
+  private constructor(
+    readonly path: string,
+    private readonly fh: FileHandle,
+    readonly size: number,
+  ) {}
 
   static async open(path: string): Promise<FileSource> {
     let fh: FileHandle;
@@ -50,7 +54,8 @@ export class FileSource {
     let done = 0;
     while (done < length) {
       const { bytesRead } = await this.fh.read(buf, done, length - done, position + done);
-      if (bytesRead === 0) throw new FitsError("TC_FITS_TRUNCATED", { file: this.path, expected: position + length, actual: this.size, field: "data" });
+      if (bytesRead === 0)
+        throw new FitsError("TC_FITS_TRUNCATED", { file: this.path, expected: position + length, actual: this.size, field: "data" });
       done += bytesRead;
     }
     this.bytesRead += length;

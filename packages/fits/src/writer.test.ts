@@ -13,7 +13,7 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 function ramp(w: number, h: number, c = 1): Float32Array {
   const d = new Float32Array(w * h * c);
-  for (let i = 0; i < d.length; i++) d[i] = (i * 37) % 65000 + 0.25;
+  for (let i = 0; i < d.length; i++) d[i] = ((i * 37) % 65000) + 0.25;
   return d;
 }
 
@@ -35,7 +35,11 @@ describe("writing FITS", () => {
   ])("BITPIX $bitpix, $w×$h×$c round-trips and carries keywords and provenance", async ({ bitpix, w, h, c }) => {
     const data = ramp(w, h, c);
     const path = join(dir, `out_${bitpix}_${c}.fits`);
-    await writeFitsImage(path, { width: w, height: h, channels: c, data }, { bitpix, header: source, history: ["tile-compile stacking:mean @tile-compile/core@0.1.0 options=abc"] });
+    await writeFitsImage(
+      path,
+      { width: w, height: h, channels: c, data },
+      { bitpix, header: source, history: ["tile-compile stacking:mean @tile-compile/core@0.1.0 options=abc"] },
+    );
     const back = await readFitsImage(path);
     expect([back.width, back.height, back.channels]).toEqual([w, h, c]);
     for (let i = 0; i < data.length; i++) expect(back.data[i]).toBe(bitpix === -32 ? data[i] : Math.round(data[i]!));
@@ -47,7 +51,13 @@ describe("writing FITS", () => {
   });
 
   it.skipIf(!hasVerify)("every file we write passes fitsverify with no errors and no warnings", async () => {
-    const cases: [string, -32 | 16, number, boolean][] = [["f32.fits", -32, 1, false], ["u16.fits", 16, 1, false], ["cube.fits", -32, 3, false], ["u16nan.fits", 16, 1, true], ["f32nan.fits", -32, 1, true]];
+    const cases: [string, -32 | 16, number, boolean][] = [
+      ["f32.fits", -32, 1, false],
+      ["u16.fits", 16, 1, false],
+      ["cube.fits", -32, 3, false],
+      ["u16nan.fits", 16, 1, true],
+      ["f32nan.fits", -32, 1, true],
+    ];
     for (const [name, bitpix, channels, nan] of cases) {
       const data = ramp(100, 80, channels);
       if (nan) data[5] = NaN;
@@ -96,10 +106,12 @@ describe("writing FITS", () => {
   it("`consume` writes the same bytes without a copy, swapping the caller's values in place", async () => {
     const { readFileSync } = await import("node:fs");
     // 1.5 M values: more than one write chunk (1 M), with NaN and −0 among them.
-    const W = 1500, H = 1000;
+    const W = 1500,
+      H = 1000;
     const data = ramp(W, H).map((v, i) => (i % 977 === 0 ? NaN : i % 1013 === 0 ? -0 : v * 1.37 - 5));
     const copy = Float32Array.from(data);
-    const a = join(dir, "consume_a.fits"), b = join(dir, "consume_b.fits");
+    const a = join(dir, "consume_a.fits"),
+      b = join(dir, "consume_b.fits");
     await writeFitsImage(a, { width: W, height: H, data }, { header: source });
     expect(Buffer.from(data.buffer).equals(Buffer.from(copy.buffer))).toBe(true); // untouched without consume
     await writeFitsImage(b, { width: W, height: H, data }, { header: source, consume: true });

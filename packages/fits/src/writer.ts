@@ -86,7 +86,16 @@ export class FitsWriter {
   private readonly total: number;
   private done = false;
 
-  private constructor(readonly path: string, private readonly tmp: string, private readonly fh: FileHandle, readonly bitpix: OutputBitpix, shape: ImageShape, private readonly signal?: AbortSignal, private readonly floor = 0, private readonly durable = true) {
+  private constructor(
+    readonly path: string,
+    private readonly tmp: string,
+    private readonly fh: FileHandle,
+    readonly bitpix: OutputBitpix,
+    shape: ImageShape,
+    private readonly signal?: AbortSignal,
+    private readonly floor = 0,
+    private readonly durable = true,
+  ) {
     this.total = shape.width * shape.height * (shape.channels ?? 1);
   }
 
@@ -129,7 +138,9 @@ export class FitsWriter {
     try {
       this.signal?.throwIfAborted();
       const inPlace = consume && this.bitpix === -32;
-      const buf = inPlace ? Buffer.from(values.buffer, values.byteOffset, values.byteLength) : Buffer.allocUnsafeSlow(values.length * (this.bitpix === -32 ? 4 : 2));
+      const buf = inPlace
+        ? Buffer.from(values.buffer, values.byteOffset, values.byteLength)
+        : Buffer.allocUnsafeSlow(values.length * (this.bitpix === -32 ? 4 : 2));
       if (inPlace) buf.swap32();
       else if (this.bitpix === -32) {
         new Float32Array(buf.buffer, buf.byteOffset, values.length).set(values);
@@ -184,7 +195,11 @@ export class FitsWriter {
 }
 
 /** Write a whole image atomically. Returns the path. */
-export async function writeFitsImage(path: string, image: ImageShape & { data: Float32Array }, options: WriteOptions & { consume?: boolean } = {}): Promise<string> {
+export async function writeFitsImage(
+  path: string,
+  image: ImageShape & { data: Float32Array },
+  options: WriteOptions & { consume?: boolean } = {},
+): Promise<string> {
   const hasNaN = options.bitpix === 16 && image.data.some((v) => Number.isNaN(v));
   const w = await FitsWriter.create(path, image, { ...options, hasNaN });
   const chunk = 1 << 20;

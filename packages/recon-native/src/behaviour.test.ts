@@ -11,7 +11,12 @@ import { loadRecon, type ReconBackend } from "./index.js";
 import { backends, noiseFrames } from "./test-support/synth.js";
 
 const { js, native } = backends();
-const all: [string, ReconBackend][] = native ? [["js", js], ["native", native]] : [["js", js]];
+const all: [string, ReconBackend][] = native
+  ? [
+      ["js", js],
+      ["native", native],
+    ]
+  : [["js", js]];
 
 async function invalid(p: Promise<unknown> | (() => unknown), input: RegExp): Promise<void> {
   let err: unknown;
@@ -31,7 +36,12 @@ describe.each(all)("%s backend: bad input", (_n, b) => {
     await invalid(b.combine([new Float32Array(4), new Float32Array(5)]), /frames\[1\].*5 values/);
     await invalid(b.combine([new Float32Array(4)], { weights: [1, 2] }), /weights.*2 values for 1 frames/);
     await invalid(b.warp({ data: new Float32Array(11), width: 4, height: 3 }, [1, 0, 0, 0, 1, 0, 0, 0, 1]), /source.*11 values/);
-    await invalid(b.overlapAdd({ width: 4, height: 3, sum: new Float64Array(12), weightSum: new Float64Array(12) }, [{ x0: 0, y0: 0, width: 2, height: 2, data: new Float32Array(3) }]), /tiles\[0\].*3 values/);
+    await invalid(
+      b.overlapAdd({ width: 4, height: 3, sum: new Float64Array(12), weightSum: new Float64Array(12) }, [
+        { x0: 0, y0: 0, width: 2, height: 2, data: new Float32Array(3) },
+      ]),
+      /tiles\[0\].*3 values/,
+    );
     await invalid(() => b.decode(new Uint8Array(3), 16, 2, { bzero: 0, bscale: 1 }, new Float32Array(2)), /bytes.*3 bytes/);
   });
   it("zero or negative dimensions", async () => {
@@ -42,7 +52,12 @@ describe.each(all)("%s backend: bad input", (_n, b) => {
   });
   it("a tile larger than the image", async () => {
     await invalid(b.tileMetrics(plane, [{ x0: 0, y0: 0, width: 5, height: 3 }]), /tiles\[0\].*not inside the 4×3 image/);
-    await invalid(b.overlapAdd({ width: 4, height: 3, sum: new Float64Array(12), weightSum: new Float64Array(12) }, [{ x0: 2, y0: 0, width: 4, height: 3, data: new Float32Array(12) }]), /not inside/);
+    await invalid(
+      b.overlapAdd({ width: 4, height: 3, sum: new Float64Array(12), weightSum: new Float64Array(12) }, [
+        { x0: 2, y0: 0, width: 4, height: 3, data: new Float32Array(12) },
+      ]),
+      /not inside/,
+    );
   });
   it("unknown options and bad weights", async () => {
     await invalid(b.combine([new Float32Array(2)], { rejection: "kappa" as never }), /unknown rejection "kappa"/);
@@ -103,7 +118,10 @@ describe.runIf(native)("native addon: hostile raw calls and cancellation", () =>
     const ac = new AbortController();
     const t1 = performance.now();
     setTimeout(() => ac.abort(new DOMException("stop", "AbortError")), 5);
-    const err = await nat.combine(frames, { rejection: "winsorized", signal: ac.signal }).then(() => undefined, (e: unknown) => e);
+    const err = await nat.combine(frames, { rejection: "winsorized", signal: ac.signal }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     const took = performance.now() - t1;
     expect((err as Error)?.name).toBe("AbortError");
     // The kernel polls the flag per 4096-pixel chunk: it must end well before a full run would.
@@ -113,7 +131,16 @@ describe.runIf(native)("native addon: hostile raw calls and cancellation", () =>
 
 describe("backend selection", () => {
   const pkg = fileURLToPath(new URL("..", import.meta.url));
-  const run = (env: Record<string, string>) => spawnSync(process.execPath, ["--input-type=module", "-e", `import { loadRecon } from "./dist/index.js"; const b = loadRecon(); console.log(b.kind + " " + b.simd);`], { cwd: pkg, encoding: "utf8", env: { ...process.env, ...env } });
+  const run = (env: Record<string, string>) =>
+    spawnSync(
+      process.execPath,
+      [
+        "--input-type=module",
+        "-e",
+        `import { loadRecon } from "./dist/index.js"; const b = loadRecon(); console.log(b.kind + " " + b.simd);`,
+      ],
+      { cwd: pkg, encoding: "utf8", env: { ...process.env, ...env } },
+    );
 
   it("TILE_COMPILE_RECON=js forces the TypeScript backend, silently", () => {
     const r = run({ TILE_COMPILE_RECON: "js" });
@@ -127,7 +154,19 @@ describe("backend selection", () => {
     expect(r.stderr).toContain("/nonexistent/recon.node does not exist");
   });
   it("auto falls back to js and says so exactly once", () => {
-    const r = spawnSync(process.execPath, ["--input-type=module", "-e", `import { loadRecon } from "./dist/index.js"; loadRecon(); loadRecon(); console.log(loadRecon().kind);`], { cwd: pkg, encoding: "utf8", env: { ...process.env, TILE_COMPILE_RECON: "auto", TILE_COMPILE_RECON_ADDON: "/nonexistent/recon.node" } });
+    const r = spawnSync(
+      process.execPath,
+      [
+        "--input-type=module",
+        "-e",
+        `import { loadRecon } from "./dist/index.js"; loadRecon(); loadRecon(); console.log(loadRecon().kind);`,
+      ],
+      {
+        cwd: pkg,
+        encoding: "utf8",
+        env: { ...process.env, TILE_COMPILE_RECON: "auto", TILE_COMPILE_RECON_ADDON: "/nonexistent/recon.node" },
+      },
+    );
     expect(r.stdout.trim()).toBe("js");
     expect(r.stderr.match(/using the TypeScript backend/g)).toHaveLength(1);
   });

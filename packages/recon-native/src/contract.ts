@@ -266,7 +266,14 @@ export interface ReconBackend {
   setThreads(n: number): void;
 
   /** Big-endian FITS pixel bytes → physical f32 values in `out` (sync: well under 1 ms per MB). */
-  decode(bytes: Uint8Array, bitpix: number, count: number, scaling: { bzero: number; bscale: number; blank?: number | bigint | undefined }, out: Float32Array, outOffset?: number): void;
+  decode(
+    bytes: Uint8Array,
+    bitpix: number,
+    count: number,
+    scaling: { bzero: number; bscale: number; blank?: number | bigint | undefined },
+    out: Float32Array,
+    outOffset?: number,
+  ): void;
   /** Σ values in f64 (the bandwidth reference of the benchmarks). */
   sum(values: Float32Array): number;
 

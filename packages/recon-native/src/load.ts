@@ -35,7 +35,10 @@ function loadAddon(): RawKernels {
   const candidates = explicit ? [explicit] : [local, `@tile-compile/recon-native-${triple}`];
   const problems: string[] = [];
   for (const c of candidates) {
-    if ((c === local || c === explicit) && !existsSync(c)) { problems.push(`${c} does not exist (build it with cargo: pnpm --filter @tile-compile/recon-native build:native)`); continue; }
+    if ((c === local || c === explicit) && !existsSync(c)) {
+      problems.push(`${c} does not exist (build it with cargo: pnpm --filter @tile-compile/recon-native build:native)`);
+      continue;
+    }
     try {
       const mod = require(c) as RawKernels;
       if (typeof mod.tileMetrics !== "function") throw new Error("it does not export the kernel table");
@@ -60,7 +63,9 @@ export function loadRecon(prefer?: ReconBackendKind | "auto"): ReconBackend {
   } catch (e) {
     if (!warned) {
       warned = true;
-      process.stderr.write(`tile-compile: native kernels unavailable, using the TypeScript backend (slower). Reason: ${(e as Error).message}\n`);
+      process.stderr.write(
+        `tile-compile: native kernels unavailable, using the TypeScript backend (slower). Reason: ${(e as Error).message}\n`,
+      );
     }
     return cached("js", () => new Backend("js", jsKernels));
   }

@@ -47,7 +47,8 @@ d("native ≡ js", () => {
       if (scaling.blank !== undefined) vals[7] = scaling.blank;
       const bytes = bigEndianBytes(bitpix, vals);
       const copy = Uint8Array.from(bytes);
-      const a = new Float32Array(n + 3), b = new Float32Array(n + 3);
+      const a = new Float32Array(n + 3),
+        b = new Float32Array(n + 3);
       nat.decode(bytes, bitpix, n, scaling, a, 3);
       js.decode(bytes, bitpix, n, scaling, b, 3);
       expect(Array.from(bytes), "input bytes untouched").toEqual(Array.from(copy));
@@ -88,14 +89,16 @@ d("native ≡ js", () => {
     expect(a.stars.length).toBe(b.stars.length);
     a.stars.forEach((s, i) => {
       const t = b.stars[i]!;
-      for (const k of ["x", "y", "flux", "peak", "background", "fwhm", "roundness", "noise"] as const) expect(Math.abs(s[k] - t[k]) / Math.max(1, Math.abs(t[k]))).toBeLessThan(1e-9);
+      for (const k of ["x", "y", "flux", "peak", "background", "fwhm", "roundness", "noise"] as const)
+        expect(Math.abs(s[k] - t[k]) / Math.max(1, Math.abs(t[k]))).toBeLessThan(1e-9);
     });
   });
 
   it("tile metrics agree within 1e-9", async () => {
     const p = starField(360, 260, 5, { stars: 50 });
     const tiles = [];
-    for (let y = 0; y + 96 <= p.height; y += 72) for (let x = 0; x + 96 <= p.width; x += 72) tiles.push({ x0: x, y0: y, width: 96, height: 96 });
+    for (let y = 0; y + 96 <= p.height; y += 72)
+      for (let x = 0; x + 96 <= p.width; x += 72) tiles.push({ x0: x, y0: y, width: 96, height: 96 });
     tiles.push({ x0: 0, y0: 0, width: 5, height: 5 }, { x0: 10, y0: 10, width: 2, height: 1 });
     const a = await nat.tileMetrics(p, tiles);
     const b = await js.tileMetrics(p, tiles);
@@ -105,7 +108,11 @@ d("native ≡ js", () => {
   it("warp agrees within 1e-6 (relative to 1000 ADU) for every kernel and transform", async () => {
     const p = starField(200, 150, 6);
     for (const interpolation of ["bilinear", "bicubic", "lanczos3"] as const) {
-      for (const m of [shiftMatrix(3.37, -2.61), similarityMatrix(1.01, 0.02, -4.2, 3.3), [1.001, 0.002, -3, -0.003, 0.998, 2, 1e-6, -2e-6, 1]]) {
+      for (const m of [
+        shiftMatrix(3.37, -2.61),
+        similarityMatrix(1.01, 0.02, -4.2, 3.3),
+        [1.001, 0.002, -3, -0.003, 0.998, 2, 1e-6, -2e-6, 1],
+      ]) {
         const a = await nat.warp(p, m, { interpolation });
         const b = await js.warp(p, m, { interpolation });
         expect(maxRelDiff(a.data, b.data, 1000), interpolation).toBeLessThan(1e-6);
@@ -117,7 +124,12 @@ d("native ≡ js", () => {
     const p = starField(64, 48, 7, { stars: 5 });
     for (const pattern of ["RGGB", "GRBG", "GBRG", "BGGR"] as const) {
       for (const method of ["bilinear", "superpixel"] as const) {
-        for (const [offsetX, offsetY] of [[0, 0], [1, 0], [0, 1], [1, 1]] as const) {
+        for (const [offsetX, offsetY] of [
+          [0, 0],
+          [1, 0],
+          [0, 1],
+          [1, 1],
+        ] as const) {
           const a = await nat.debayer(p, { pattern, method, offsetX, offsetY });
           const b = await js.debayer(p, { pattern, method, offsetX, offsetY });
           for (const c of ["red", "green", "blue"] as const) expect(maxRelDiff(a[c], b[c], 0)).toBe(0);
@@ -134,7 +146,14 @@ d("native ≡ js", () => {
     const rejections: Rejection[] = ["none", "sigma", "winsorized", "linear-fit", "percentile", "mad"];
     for (const rejection of rejections) {
       for (const method of ["mean", "median"] as const) {
-        const o = { rejection, method, counts: true, weights, low: rejection === "percentile" ? 0.2 : 2.5, high: rejection === "percentile" ? 0.2 : 2.5 };
+        const o = {
+          rejection,
+          method,
+          counts: true,
+          weights,
+          low: rejection === "percentile" ? 0.2 : 2.5,
+          high: rejection === "percentile" ? 0.2 : 2.5,
+        };
         const a = await nat.combine(frames, o);
         const b = await js.combine(frames, o);
         expect(maxRelDiff(a.data, b.data, 0), `${method}/${rejection}`).toBe(0);
@@ -148,11 +167,18 @@ d("native ≡ js", () => {
     // 61 frames: the grouped (8-pixel) path with a sorting network padded to 64, plus the scalar tail.
     const frames = noiseFrames(61, 4_003, 12);
     frames[5]![100] = NaN;
-    const scale = frames.map((_, i) => 0.9 + i / 200), offset = frames.map((_, i) => 13.25 - i * 0.75);
+    const scale = frames.map((_, i) => 0.9 + i / 200),
+      offset = frames.map((_, i) => 13.25 - i * 0.75);
     const pre = frames.map((f, i) => Float32Array.from(f, (x) => scale[i]! * x + offset[i]!));
     for (const rejection of ["none", "sigma", "winsorized", "linear-fit", "percentile", "mad"] as Rejection[]) {
       for (const method of ["mean", "median"] as const) {
-        const o = { rejection, method, counts: true, low: rejection === "percentile" ? 0.2 : 3, high: rejection === "percentile" ? 0.2 : 3 };
+        const o = {
+          rejection,
+          method,
+          counts: true,
+          low: rejection === "percentile" ? 0.2 : 3,
+          high: rejection === "percentile" ? 0.2 : 3,
+        };
         const a = await nat.combine(frames, { ...o, normalize: { scale, offset } });
         const b = await js.combine(frames, { ...o, normalize: { scale, offset } });
         const c = await nat.combine(pre, o);
@@ -166,17 +192,22 @@ d("native ≡ js", () => {
   });
 
   it("overlap-add and its normalisation agree exactly", async () => {
-    const W = 230, H = 170, T = 64, S = 48;
+    const W = 230,
+      H = 170,
+      T = 64,
+      S = 48;
     const p = starField(W, H, 9);
     const win = separableWindow(T, T, "hann");
     const mk = () => ({ width: W, height: H, sum: new Float64Array(W * H), weightSum: new Float64Array(W * H) });
-    const ca = mk(), cb = mk();
+    const ca = mk(),
+      cb = mk();
     const tiles = [];
-    for (const y of [0, S, 2 * S, H - T]) for (const x of [0, S, 2 * S, 3 * S, W - T]) {
-      const data = new Float32Array(T * T);
-      for (let j = 0; j < T; j++) for (let i = 0; i < T; i++) data[j * T + i] = p.data[(y + j) * W + x + i]!;
-      tiles.push({ x0: x, y0: y, width: T, height: T, data, weight: 0.5 + (x + y) / 500 });
-    }
+    for (const y of [0, S, 2 * S, H - T])
+      for (const x of [0, S, 2 * S, 3 * S, W - T]) {
+        const data = new Float32Array(T * T);
+        for (let j = 0; j < T; j++) for (let i = 0; i < T; i++) data[j * T + i] = p.data[(y + j) * W + x + i]!;
+        tiles.push({ x0: x, y0: y, width: T, height: T, data, weight: 0.5 + (x + y) / 500 });
+      }
     await nat.overlapAdd(ca, tiles, win);
     await js.overlapAdd(cb, tiles, win);
     expect(maxRelDiff(ca.sum, cb.sum, 0)).toBe(0);
@@ -222,12 +253,19 @@ d("native results do not depend on the thread count", () => {
 /** A TBQR band with NaN pixels, cosmic outliers, sky surfaces per frame and a 3 × 2 tile grid. */
 function tbqrBandCase(seed: number) {
   const r = rng(seed);
-  const W = 57, rows = 9, N = 11, tw = 24, xs0 = Int32Array.from([0, 16, 33]), ty = 2;
-  const frames = Array.from({ length: N }, (_, f) => Float32Array.from({ length: W * rows }, (_, p) => {
-    if ((p * 7 + f) % 97 === 0) return NaN;
-    const v = 1000 + 40 * f + 25 * (r() - 0.5) + (p % 13 === 0 ? 300 : 0);
-    return (p + f) % 53 === 0 ? v + 5000 : v; // cosmics the clip must drop
-  }));
+  const W = 57,
+    rows = 9,
+    N = 11,
+    tw = 24,
+    xs0 = Int32Array.from([0, 16, 33]),
+    ty = 2;
+  const frames = Array.from({ length: N }, (_, f) =>
+    Float32Array.from({ length: W * rows }, (_, p) => {
+      if ((p * 7 + f) % 97 === 0) return NaN;
+      const v = 1000 + 40 * f + 25 * (r() - 0.5) + (p % 13 === 0 ? 300 : 0);
+      return (p + f) % 53 === 0 ? v + 5000 : v; // cosmics the clip must drop
+    }),
+  );
   const wx = Float64Array.from({ length: tw }, (_, i) => Math.sin((Math.PI * (i + 0.5)) / tw) ** 2);
   const sx = new Float64Array(W);
   for (const x0 of xs0) for (let k = 0; k < tw; k++) sx[x0 + k] = sx[x0 + k]! + wx[k]!;
@@ -235,10 +273,24 @@ function tbqrBandCase(seed: number) {
   const covIy = Int32Array.from({ length: covStart[rows]! }, (_, k) => (k < 6 ? 0 : k % 2));
   const covWy = Float64Array.from({ length: covIy.length }, () => 0.1 + r());
   return {
-    frames, width: W, rows, inv: Float64Array.from({ length: N }, (_, f) => 1 / (1000 + 40 * f)), scale: Float64Array.from({ length: N }, () => 0.9 + 0.2 * r()),
-    sky: Float64Array.from({ length: 3 * N * rows }, () => 1 + 0.01 * (r() - 0.5)), skyMean: Float64Array.from({ length: 3 * rows }, () => 1000 * (1 + 0.01 * r())), restore: 1000,
-    u: Float64Array.from({ length: W }, (_, x) => x / W - 0.5), clip: { low: 3, high: 3 },
-    fractions: Float64Array.from({ length: N * xs0.length * ty }, () => r() / N), xs0, tileWidth: tw, wx, sx, covStart, covIy, covWy,
+    frames,
+    width: W,
+    rows,
+    inv: Float64Array.from({ length: N }, (_, f) => 1 / (1000 + 40 * f)),
+    scale: Float64Array.from({ length: N }, () => 0.9 + 0.2 * r()),
+    sky: Float64Array.from({ length: 3 * N * rows }, () => 1 + 0.01 * (r() - 0.5)),
+    skyMean: Float64Array.from({ length: 3 * rows }, () => 1000 * (1 + 0.01 * r())),
+    restore: 1000,
+    u: Float64Array.from({ length: W }, (_, x) => x / W - 0.5),
+    clip: { low: 3, high: 3 },
+    fractions: Float64Array.from({ length: N * xs0.length * ty }, () => r() / N),
+    xs0,
+    tileWidth: tw,
+    wx,
+    sx,
+    covStart,
+    covIy,
+    covWy,
   };
 }
 
@@ -247,7 +299,8 @@ d("TBQR pass B band kernel", () => {
   it("native ≡ js bit for bit, and 1 thread ≡ 4 threads", async () => {
     for (const seed of [1, 2, 3]) {
       const b = tbqrBandCase(seed);
-      const a = await nat.tbqrBand(b), t = await js.tbqrBand(b);
+      const a = await nat.tbqrBand(b),
+        t = await js.tbqrBand(b);
       expect(maxRelDiff(a.out, t.out, 0)).toBe(0);
       expect(maxRelDiff(a.plain, t.plain, 0)).toBe(0);
       expect(Array.from(a.plain).every(Number.isFinite)).toBe(true); // NaN pixels of some frames: the others still count

@@ -8,7 +8,16 @@ type F64 = Float64Array;
 type Cancel = Int32Array;
 
 export interface RawKernels {
-  decode(bytes: Uint8Array, bitpix: number, count: number, bzero: number, bscale: number, blank: number, out: F32, outOffset: number): number;
+  decode(
+    bytes: Uint8Array,
+    bitpix: number,
+    count: number,
+    bzero: number,
+    bscale: number,
+    blank: number,
+    out: F32,
+    outOffset: number,
+  ): number;
   sumF32(values: F32): number;
   setThreads(n: number): number;
   getThreads(): number;
@@ -16,14 +25,93 @@ export interface RawKernels {
   simdLevel(): number;
   percentiles(values: F32, ps: F64, out: F64, cancel: Cancel): Promise<number>;
   robustStats(values: F32, low: number, high: number, iterations: number, out: F64, cancel: Cancel): Promise<number>;
-  backgroundMap(data: F32, w: number, h: number, mesh: number, k: number, iterations: number, bg: F32, noise: F32, cancel: Cancel): Promise<number>;
-  detectStars(data: F32, w: number, h: number, bg: F32, noise: F32, k: number, minArea: number, maxStars: number, radius: number, out: F64, cancel: Cancel): Promise<number>;
+  backgroundMap(
+    data: F32,
+    w: number,
+    h: number,
+    mesh: number,
+    k: number,
+    iterations: number,
+    bg: F32,
+    noise: F32,
+    cancel: Cancel,
+  ): Promise<number>;
+  detectStars(
+    data: F32,
+    w: number,
+    h: number,
+    bg: F32,
+    noise: F32,
+    k: number,
+    minArea: number,
+    maxStars: number,
+    radius: number,
+    out: F64,
+    cancel: Cancel,
+  ): Promise<number>;
   tileMetrics(data: F32, w: number, h: number, rects: Int32Array, out: F64, scratch: F32[] | null, cancel: Cancel): Promise<number>;
   warp(src: F32, sw: number, sh: number, matrix: F64, dst: F32, dw: number, dh: number, kind: number, cancel: Cancel): Promise<number>;
-  debayer(src: F32, w: number, h: number, pattern: number, offX: number, offY: number, superpixel: number, r: F32, g: F32, b: F32, cancel: Cancel): Promise<number>;
-  combine(frames: F32[], weights: F64 | null, norm: F64 | null, method: number, rejection: number, low: number, high: number, iterations: number, out: F32, rejLow: Uint16Array | null, rejHigh: Uint16Array | null, cancel: Cancel): Promise<number>;
-  overlapAdd(sum: F64, weightSum: F64, w: number, h: number, tiles: F32[], rects: Int32Array, weights: F64, window: F32 | null, cancel: Cancel): Promise<number>;
+  debayer(
+    src: F32,
+    w: number,
+    h: number,
+    pattern: number,
+    offX: number,
+    offY: number,
+    superpixel: number,
+    r: F32,
+    g: F32,
+    b: F32,
+    cancel: Cancel,
+  ): Promise<number>;
+  combine(
+    frames: F32[],
+    weights: F64 | null,
+    norm: F64 | null,
+    method: number,
+    rejection: number,
+    low: number,
+    high: number,
+    iterations: number,
+    out: F32,
+    rejLow: Uint16Array | null,
+    rejHigh: Uint16Array | null,
+    cancel: Cancel,
+  ): Promise<number>;
+  overlapAdd(
+    sum: F64,
+    weightSum: F64,
+    w: number,
+    h: number,
+    tiles: F32[],
+    rects: Int32Array,
+    weights: F64,
+    window: F32 | null,
+    cancel: Cancel,
+  ): Promise<number>;
   normalizeOverlap(sum: F64, weightSum: F64, out: F32, epsilon: number, cancel: Cancel): Promise<number>;
-  tbqrBand(frames: F32[], width: number, rows: number, inv: F64, scale: F64, sky: F64, skyMean: F64, restore: number, u: F64, clipLow: number, clipHigh: number,
-    fractions: F64, xs0: Int32Array, tileWidth: number, wx: F64, sx: F64, covStart: Int32Array, covIy: Int32Array, covWy: F64, out: F32, plain: F32, cancel: Cancel): Promise<number>;
+  tbqrBand(
+    frames: F32[],
+    width: number,
+    rows: number,
+    inv: F64,
+    scale: F64,
+    sky: F64,
+    skyMean: F64,
+    restore: number,
+    u: F64,
+    clipLow: number,
+    clipHigh: number,
+    fractions: F64,
+    xs0: Int32Array,
+    tileWidth: number,
+    wx: F64,
+    sx: F64,
+    covStart: Int32Array,
+    covIy: Int32Array,
+    covWy: F64,
+    out: F32,
+    plain: F32,
+    cancel: Cancel,
+  ): Promise<number>;
 }

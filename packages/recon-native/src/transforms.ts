@@ -8,7 +8,8 @@ export function shiftMatrix(dx: number, dy: number): number[] {
 
 /** Source = s·R(θ)·output + (tx, ty) (θ in radians, counter-clockwise in pixel coordinates). */
 export function similarityMatrix(scale: number, theta: number, tx: number, ty: number): number[] {
-  const c = scale * Math.cos(theta), s = scale * Math.sin(theta);
+  const c = scale * Math.cos(theta),
+    s = scale * Math.sin(theta);
   return [c, -s, tx, s, c, ty, 0, 0, 1];
 }
 
@@ -27,10 +28,22 @@ export function multiplyMatrix(a: Matrix3, b: Matrix3): number[] {
 /** Inverse of a 3×3 matrix (throws RangeError when singular). */
 export function invertMatrix(m: Matrix3): number[] {
   const [a, b, c, d, e, f, g, h, i] = Array.from(m) as [number, number, number, number, number, number, number, number, number];
-  const A = e * i - f * h, B = -(d * i - f * g), C = d * h - e * g;
+  const A = e * i - f * h,
+    B = -(d * i - f * g),
+    C = d * h - e * g;
   const det = a * A + b * B + c * C;
   if (!Number.isFinite(det) || Math.abs(det) < 1e-15) throw new RangeError("matrix is singular");
-  return [A / det, -(b * i - c * h) / det, (b * f - c * e) / det, B / det, (a * i - c * g) / det, -(a * f - c * d) / det, C / det, -(a * h - b * g) / det, (a * e - b * d) / det];
+  return [
+    A / det,
+    -(b * i - c * h) / det,
+    (b * f - c * e) / det,
+    B / det,
+    (a * i - c * g) / det,
+    -(a * f - c * d) / det,
+    C / det,
+    -(a * h - b * g) / det,
+    (a * e - b * d) / det,
+  ];
 }
 
 /**
@@ -39,12 +52,14 @@ export function invertMatrix(m: Matrix3): number[] {
  * so the outermost image pixels keep a weight (tbqr-reference §1.9 pitfall); `flat` is all ones.
  */
 export function separableWindow(width: number, height: number, kind: "hann" | "hann-positive" | "flat" = "hann-positive"): Float32Array {
-  const axis = (n: number) => Float64Array.from({ length: n }, (_, i) => {
-    if (kind === "flat" || n === 1) return 1;
-    if (kind === "hann") return 0.5 * (1 - Math.cos((2 * Math.PI * i) / (n - 1)));
-    return Math.sin((Math.PI * (i + 0.5)) / n) ** 2;
-  });
-  const wx = axis(width), wy = axis(height);
+  const axis = (n: number) =>
+    Float64Array.from({ length: n }, (_, i) => {
+      if (kind === "flat" || n === 1) return 1;
+      if (kind === "hann") return 0.5 * (1 - Math.cos((2 * Math.PI * i) / (n - 1)));
+      return Math.sin((Math.PI * (i + 0.5)) / n) ** 2;
+    });
+  const wx = axis(width),
+    wy = axis(height);
   const out = new Float32Array(width * height);
   for (let y = 0; y < height; y++) for (let x = 0; x < width; x++) out[y * width + x] = wx[x]! * wy[y]!;
   return out;

@@ -9,20 +9,32 @@ import type { ReconBackend } from "./index.js";
 import { backends, gauss, rng } from "./test-support/synth.js";
 
 const { js, native } = backends();
-const all: [string, ReconBackend][] = native ? [["js", js], ["native", native]] : [["js", js]];
+const all: [string, ReconBackend][] = native
+  ? [
+      ["js", js],
+      ["native", native],
+    ]
+  : [["js", js]];
 
 /** Reference: the documented rejection with σ from the plain winsorizing map iterated to 1e-14. */
 function reference(values: number[], low: number, high: number, iterations: number): number {
   let kept = values.slice().sort((a, b) => a - b);
   const med = (v: number[]) => (v.length % 2 ? v[v.length >> 1]! : (v[v.length / 2 - 1]! + v[v.length / 2]!) / 2);
-  const sd = (v: number[]) => { const m = v.reduce((a, b) => a + b, 0) / v.length; return Math.sqrt(v.reduce((a, b) => a + (b - m) ** 2, 0) / (v.length - 1)); };
+  const sd = (v: number[]) => {
+    const m = v.reduce((a, b) => a + b, 0) / v.length;
+    return Math.sqrt(v.reduce((a, b) => a + (b - m) ** 2, 0) / (v.length - 1));
+  };
   for (let pass = 0; pass < iterations && kept.length >= 3; pass++) {
-    let c = med(kept), s = sd(kept);
+    let c = med(kept),
+      s = sd(kept);
     for (let it = 0; it < 10000; it++) {
       const w = kept.map((x) => Math.min(Math.max(x, c - 1.5 * s), c + 1.5 * s));
       const s1 = 1.134 * sd(w);
       c = med(w);
-      if (Math.abs(s1 - s) <= 1e-14 * s) { s = s1; break; }
+      if (Math.abs(s1 - s) <= 1e-14 * s) {
+        s = s1;
+        break;
+      }
       s = s1;
     }
     const next = kept.filter((x) => x >= c - low * s && x <= c + high * s);
@@ -38,12 +50,23 @@ describe.each(all)("%s backend: winsorized rejection", (_n, b) => {
   for (const nf of [12, 45]) {
     it(`equals the fixed point of the winsorizing iteration (${nf} frames)`, async () => {
       const len = 4003;
-      const r = rng(nf), g = gauss(r);
-      const frames = Array.from({ length: nf }, () => Float32Array.from({ length: len }, () => { const u = r(); return u < 0.015 ? 3000 + 2000 * r() : u < 0.03 ? 200 * r() : 1000 + 25 * g(); }));
+      const r = rng(nf),
+        g = gauss(r);
+      const frames = Array.from({ length: nf }, () =>
+        Float32Array.from({ length: len }, () => {
+          const u = r();
+          return u < 0.015 ? 3000 + 2000 * r() : u < 0.03 ? 200 * r() : 1000 + 25 * g();
+        }),
+      );
       const got = (await b.combine(frames, { rejection: "winsorized", low: 3, high: 3, iterations: 5 })).data;
       let worst = 0;
       for (let i = 0; i < len; i++) {
-        const want = reference(frames.map((f) => f[i]!), 3, 3, 5);
+        const want = reference(
+          frames.map((f) => f[i]!),
+          3,
+          3,
+          5,
+        );
         worst = Math.max(worst, Math.abs(got[i]! - want) / want);
       }
       // Float32 output: 1 ulp is 6e-8 relative at 1000; a differently kept value would move the mean by

@@ -18,7 +18,29 @@ import { createHash } from "node:crypto";
 import { existsSync, statSync } from "node:fs";
 import { copyFile, mkdir, rename } from "node:fs/promises";
 import { basename, join, resolve } from "node:path";
-import { applyTransform, chooseReference, fitTransform, multiplyTransform, refineMatch, type Point, FitsFile, formatFrameName, frameStars, readFitsImage, detectionPlane, TileCompileError, isIoFault, ioFault, warpOntoReference, writeFitsImage, type EngineContext, type FrameRef, type RegisteredFrame, type RegistrationInput, type RegistrationResult } from "@tile-compile/core";
+import {
+  applyTransform,
+  chooseReference,
+  fitTransform,
+  multiplyTransform,
+  refineMatch,
+  type Point,
+  FitsFile,
+  formatFrameName,
+  frameStars,
+  readFitsImage,
+  detectionPlane,
+  TileCompileError,
+  isIoFault,
+  ioFault,
+  warpOntoReference,
+  writeFitsImage,
+  type EngineContext,
+  type FrameRef,
+  type RegisteredFrame,
+  type RegistrationInput,
+  type RegistrationResult,
+} from "@tile-compile/core";
 import { loadRecon, type ReconBackend } from "@tile-compile/recon-native";
 import { hintsFromHeader, solveField } from "./solve.js";
 import { Wcs } from "./wcs.js";
@@ -37,7 +59,10 @@ export interface WcsAnchorOptions {
 
 function cacheKey(path: string): string {
   const st = statSync(path);
-  return createHash("sha1").update(`${resolve(path)}\0${st.size}\0${st.mtimeMs}`).digest("hex").slice(0, 16);
+  return createHash("sha1")
+    .update(`${resolve(path)}\0${st.size}\0${st.mtimeMs}`)
+    .digest("hex")
+    .slice(0, 16);
 }
 
 async function readWcsFile(path: string): Promise<Wcs | undefined> {
@@ -50,7 +75,13 @@ async function readWcsFile(path: string): Promise<Wcs | undefined> {
 }
 
 /** The frame's WCS: from its header, the cache, or a plate solve (cached). */
-export async function frameWcs(recon: ReconBackend, frame: FrameRef, cacheDir: string, workdir: string, o: { signal: AbortSignal; cpulimit?: number; sipOrder?: number }): Promise<{ wcs: Wcs; source: "header" | "cache" | "solved" }> {
+export async function frameWcs(
+  recon: ReconBackend,
+  frame: FrameRef,
+  cacheDir: string,
+  workdir: string,
+  o: { signal: AbortSignal; cpulimit?: number; sipOrder?: number },
+): Promise<{ wcs: Wcs; source: "header" | "cache" | "solved" }> {
   const img = await readFitsImage(frame.path, { signal: o.signal, ...(frame.hdu !== undefined ? { hdu: frame.hdu } : {}) });
   const own = Wcs.fromHeader(img.header);
   if (own) return { wcs: own, source: "header" };
@@ -66,7 +97,11 @@ export async function frameWcs(recon: ReconBackend, frame: FrameRef, cacheDir: s
   await mkdir(dir, { recursive: true });
   const image = join(dir, "frame.fits");
   await writeFitsImage(image, { width: plane.width, height: plane.height, data: plane.data });
-  const wcs = await solveField(image, dir, hintsFromHeader(img.header), { signal: o.signal, ...(o.cpulimit ? { cpulimitSeconds: o.cpulimit } : {}), ...(o.sipOrder !== undefined ? { sipOrder: o.sipOrder } : {}) });
+  const wcs = await solveField(image, dir, hintsFromHeader(img.header), {
+    signal: o.signal,
+    ...(o.cpulimit ? { cpulimitSeconds: o.cpulimit } : {}),
+    ...(o.sipOrder !== undefined ? { sipOrder: o.sipOrder } : {}),
+  });
   await mkdir(cacheDir, { recursive: true });
   const tmp = `${cached}.${process.pid}.partial`;
   await copyFile(join(dir, "solution.wcs"), tmp);
@@ -75,18 +110,30 @@ export async function frameWcs(recon: ReconBackend, frame: FrameRef, cacheDir: s
 }
 
 /** Homography taking `from` pixels to `to` pixels through the sky, with its fit residual (px). */
-export function skyHomography(from: Wcs, to: Wcs, width: number, height: number): { matrix: number[]; rmsPx: number; maxPx: number; overlap: number } | undefined {
-  const src: { x: number; y: number }[] = [], dst: { x: number; y: number }[] = [];
+export function skyHomography(
+  from: Wcs,
+  to: Wcs,
+  width: number,
+  height: number,
+): { matrix: number[]; rmsPx: number; maxPx: number; overlap: number } | undefined {
+  const src: { x: number; y: number }[] = [],
+    dst: { x: number; y: number }[] = [];
   const n = 16;
-  for (let j = 0; j < n; j++) for (let i = 0; i < n; i++) {
-    const x = (i * (width - 1)) / (n - 1), y = (j * (height - 1)) / (n - 1);
-    const [ra, dec] = from.pixelToSky(x, y);
-    const [u, v] = to.skyToPixel(ra, dec);
-    if (Number.isFinite(u) && Number.isFinite(v)) { src.push({ x, y }); dst.push({ x: u, y: v }); }
-  }
+  for (let j = 0; j < n; j++)
+    for (let i = 0; i < n; i++) {
+      const x = (i * (width - 1)) / (n - 1),
+        y = (j * (height - 1)) / (n - 1);
+      const [ra, dec] = from.pixelToSky(x, y);
+      const [u, v] = to.skyToPixel(ra, dec);
+      if (Number.isFinite(u) && Number.isFinite(v)) {
+        src.push({ x, y });
+        dst.push({ x: u, y: v });
+      }
+    }
   const m = fitTransform(src, dst, "homography");
   if (!m) return undefined;
-  let sq = 0, max = 0;
+  let sq = 0,
+    max = 0;
   // Fraction of the grid that lands inside the target frame (same size assumed, as registration requires).
   const overlap = dst.filter((q) => q.x >= 0 && q.y >= 0 && q.x <= width - 1 && q.y <= height - 1).length / (n * n);
   src.forEach((p, k) => {
@@ -110,7 +157,11 @@ export async function registerWcsAnchor(input: RegistrationInput, ctx: EngineCon
     ctx.progress((0.5 * i) / frames.length, `plate solve ${basename(frames[i]!.path)}`);
     try {
       const st = await frameStars(recon, frames[i]!, ctx.signal);
-      const { wcs, source } = await frameWcs(recon, frames[i]!, cacheDir, ctx.workdir, { signal: ctx.signal, ...(opts.cpulimit ? { cpulimit: opts.cpulimit } : {}), ...(opts.sipOrder !== undefined ? { sipOrder: opts.sipOrder } : {}) });
+      const { wcs, source } = await frameWcs(recon, frames[i]!, cacheDir, ctx.workdir, {
+        signal: ctx.signal,
+        ...(opts.cpulimit ? { cpulimit: opts.cpulimit } : {}),
+        ...(opts.sipOrder !== undefined ? { sipOrder: opts.sipOrder } : {}),
+      });
       ctx.logger.debug(`${basename(frames[i]!.path)}: WCS from ${source}, ${wcs.scaleArcsec.toFixed(3)}″/px`);
       info.push({ wcs, quality: st.quality, stars: st.stars, size: st.size });
     } catch (e) {
@@ -136,21 +187,33 @@ export async function registerWcsAnchor(input: RegistrationInput, ctx: EngineCon
       out.push({ input: path, error: f.error ?? "no WCS" });
       continue;
     }
-    const h = i === anchorIndex ? { matrix: [1, 0, 0, 0, 1, 0, 0, 0, 1], rmsPx: 0, maxPx: 0, overlap: 1 } : skyHomography(f.wcs, anchor.wcs!, f.size.width, f.size.height);
+    const h =
+      i === anchorIndex
+        ? { matrix: [1, 0, 0, 0, 1, 0, 0, 0, 1], rmsPx: 0, maxPx: 0, overlap: 1 }
+        : skyHomography(f.wcs, anchor.wcs!, f.size.width, f.size.height);
     if (!h || h.overlap < 0.1) {
       const [ra, dec] = f.wcs.pixelToSky(f.size.width / 2, f.size.height / 2);
-      out.push({ input: path, error: `the frame and the anchor do not overlap on the sky (frame centre RA ${ra.toFixed(3)}°, Dec ${dec.toFixed(3)}°; a different field?)` });
+      out.push({
+        input: path,
+        error: `the frame and the anchor do not overlap on the sky (frame centre RA ${ra.toFixed(3)}°, Dec ${dec.toFixed(3)}°; a different field?)`,
+      });
       continue;
     }
     if (h.maxPx > maxResidual) {
-      out.push({ input: path, error: `the frame's distortion relative to the anchor is not a homography (residual ${h.maxPx.toFixed(3)} px > ${maxResidual} px)` });
+      out.push({
+        input: path,
+        error: `the frame's distortion relative to the anchor is not a homography (residual ${h.maxPx.toFixed(3)} px > ${maxResidual} px)`,
+      });
       continue;
     }
     // Refine with the frames' own stars: the plate solutions rest on a few dozen catalogue stars whose
     // J2000 positions carry ~25 years of proper motion, so frame-to-frame they disagree by up to ~0.5 px;
     // the stars both frames share pin the map down to their centroid noise. Without enough shared
     // stars the sky map stands.
-    let matrix = h.matrix, rmsPx = h.rmsPx, medianPx: number | undefined, stars: number | undefined;
+    let matrix = h.matrix,
+      rmsPx = h.rmsPx,
+      medianPx: number | undefined,
+      stars: number | undefined;
     if (i !== anchorIndex && opts.refine !== false) {
       // A similarity correction on top of the sky map: it keeps the map's projective part (exact for two
       // TAN projections) and fits only the 4 parameters the catalogue noise disturbs; a full homography
@@ -165,8 +228,13 @@ export async function registerWcsAnchor(input: RegistrationInput, ctx: EngineCon
     const output = resolve(input.outputDir, formatFrameName(input.filenamePattern, i, path));
     try {
       await warpOntoReference(recon, frames[i]!, matrix, {
-        output, interpolation, signal: ctx.signal,
-        keywords: { REGREF: [basename(anchorPath), "registration anchor frame (WCS)"], REGRMS: [Number(rmsPx.toFixed(4)), "[px] RMS residual of the final fit"] },
+        output,
+        interpolation,
+        signal: ctx.signal,
+        keywords: {
+          REGREF: [basename(anchorPath), "registration anchor frame (WCS)"],
+          REGRMS: [Number(rmsPx.toFixed(4)), "[px] RMS residual of the final fit"],
+        },
         history: [...input.history, `reprojected onto the WCS of ${basename(anchorPath)} (${interpolation})`],
       });
     } catch (e) {
@@ -175,7 +243,14 @@ export async function registerWcsAnchor(input: RegistrationInput, ctx: EngineCon
       out.push({ input: path, error: (e as Error).message });
       continue;
     }
-    out.push({ input: path, output, matrix, rmsPx, ...(medianPx !== undefined ? { medianPx } : {}), ...(stars !== undefined ? { stars } : {}) });
+    out.push({
+      input: path,
+      output,
+      matrix,
+      rmsPx,
+      ...(medianPx !== undefined ? { medianPx } : {}),
+      ...(stars !== undefined ? { stars } : {}),
+    });
   }
   ctx.progress(1);
   return { reference: anchorPath, frames: out };

@@ -10,7 +10,12 @@ import { registerWcsAnchor } from "./anchor.js";
 const pkg = createRequire(import.meta.url)("../package.json") as { name: string; version: string };
 
 const engine: Engine = defineEngine({
-  meta: { name: pkg.name, version: pkg.version, apiVersion: 1, description: "Plate-solved WCS registration (wcs_anchor) with astrometry.net" },
+  meta: {
+    name: pkg.name,
+    version: pkg.version,
+    apiVersion: 1,
+    description: "Plate-solved WCS registration (wcs_anchor) with astrometry.net",
+  },
   capabilities: { "registration:wcs_anchor": "stable" },
   registration: { wcs_anchor: { register: registerWcsAnchor } },
 });

@@ -30,14 +30,17 @@ function sexagesimal(v: string, hours: boolean): number | undefined {
 /** Position and scale hints from the usual capture-software keywords. */
 export function hintsFromHeader(h: FitsHeader): SolveHints {
   const hints: SolveHints = {};
-  const ra = h.get("RA") ?? h.get("OBJCTRA"), dec = h.get("DEC") ?? h.get("OBJCTDEC");
+  const ra = h.get("RA") ?? h.get("OBJCTRA"),
+    dec = h.get("DEC") ?? h.get("OBJCTDEC");
   const raDeg = typeof ra === "number" ? ra : typeof ra === "string" ? sexagesimal(ra, true) : undefined;
   const decDeg = typeof dec === "number" ? dec : typeof dec === "string" ? sexagesimal(dec, false) : undefined;
   if (raDeg !== undefined && decDeg !== undefined && Math.abs(decDeg) <= 90) {
     hints.ra = raDeg;
     hints.dec = decDeg;
   }
-  const focal = h.getNumber("FOCALLEN"), pix = h.getNumber("XPIXSZ") ?? h.getNumber("PIXSIZE1"), bin = h.getNumber("XBINNING") ?? 1;
+  const focal = h.getNumber("FOCALLEN"),
+    pix = h.getNumber("XPIXSZ") ?? h.getNumber("PIXSIZE1"),
+    bin = h.getNumber("XBINNING") ?? 1;
   if (focal && pix && focal > 0 && pix > 0) hints.scaleArcsec = (206.264806 * pix * bin) / focal;
   return hints;
 }
@@ -48,11 +51,47 @@ export function solveFieldAvailable(): boolean {
 }
 
 /** Solve `image` (a FITS file) into `dir`; resolves with the WCS or rejects with the reason. */
-export async function solveField(image: string, dir: string, hints: SolveHints, options: { signal?: AbortSignal; cpulimitSeconds?: number; sipOrder?: number } = {}): Promise<Wcs> {
+export async function solveField(
+  image: string,
+  dir: string,
+  hints: SolveHints,
+  options: { signal?: AbortSignal; cpulimitSeconds?: number; sipOrder?: number } = {},
+): Promise<Wcs> {
   if (!solveFieldAvailable()) throw new Error(`solve-field (astrometry.net) is not installed; install it with: ${INSTALL}`);
-  const args = ["--no-plots", "--overwrite", "--no-remove-lines", "--uniformize", "0", "--new-fits", "none", "--corr", "none", "--rdls", "none", "--match", "none", "--index-xyls", "none", "--cpulimit", String(options.cpulimitSeconds ?? 60), "--dir", dir, "--out", "solution"];
-  if (hints.scaleArcsec) args.push("--scale-units", "arcsecperpix", "--scale-low", (hints.scaleArcsec * 0.85).toFixed(4), "--scale-high", (hints.scaleArcsec * 1.15).toFixed(4));
-  if (hints.ra !== undefined && hints.dec !== undefined) args.push("--ra", hints.ra.toFixed(6), "--dec", hints.dec.toFixed(6), "--radius", "3");
+  const args = [
+    "--no-plots",
+    "--overwrite",
+    "--no-remove-lines",
+    "--uniformize",
+    "0",
+    "--new-fits",
+    "none",
+    "--corr",
+    "none",
+    "--rdls",
+    "none",
+    "--match",
+    "none",
+    "--index-xyls",
+    "none",
+    "--cpulimit",
+    String(options.cpulimitSeconds ?? 60),
+    "--dir",
+    dir,
+    "--out",
+    "solution",
+  ];
+  if (hints.scaleArcsec)
+    args.push(
+      "--scale-units",
+      "arcsecperpix",
+      "--scale-low",
+      (hints.scaleArcsec * 0.85).toFixed(4),
+      "--scale-high",
+      (hints.scaleArcsec * 1.15).toFixed(4),
+    );
+  if (hints.ra !== undefined && hints.dec !== undefined)
+    args.push("--ra", hints.ra.toFixed(6), "--dec", hints.dec.toFixed(6), "--radius", "3");
   // SIP distortion fitted per frame from a few dozen stars is noisy toward the corners (measured on the
   // M 94 frames: frame-to-frame differences of 0.3–0.7 px); a plain TAN solution is the default.
   const sip = options.sipOrder ?? 0;
@@ -70,7 +109,9 @@ export async function solveField(image: string, dir: string, hints: SolveHints, 
   const wcsPath = join(dir, "solution.wcs");
   if (!existsSync(wcsPath)) {
     const tail = log.split("\n").filter(Boolean).slice(-2).join(" / ");
-    throw new Error(`astrometry.net could not solve the field (${tail || "no solution"}); check the scale hint (FOCALLEN, XPIXSZ) and that the Tycho-2 index 08/09 covers it`);
+    throw new Error(
+      `astrometry.net could not solve the field (${tail || "no solution"}); check the scale hint (FOCALLEN, XPIXSZ) and that the Tycho-2 index 08/09 covers it`,
+    );
   }
   const f = await FitsFile.open(wcsPath);
   try {

@@ -82,17 +82,23 @@ export class Wcs {
     let u = x + 1 - this.crpix[0];
     let v = y + 1 - this.crpix[1];
     if (this.sip) {
-      const du = poly(this.sip.a, u, v), dv = poly(this.sip.b, u, v);
+      const du = poly(this.sip.a, u, v),
+        dv = poly(this.sip.b, u, v);
       u += du;
       v += dv;
     }
     const [a, b, c, d] = this.cd;
-    const xw = (a * u + b * v) * D2R, yw = (c * u + d * v) * D2R;
+    const xw = (a * u + b * v) * D2R,
+      yw = (c * u + d * v) * D2R;
     const r = Math.hypot(xw, yw);
     const phi = r === 0 ? 0 : Math.atan2(xw, -yw);
     const theta = Math.atan2(1, r);
-    const ap = this.crval[0] * D2R, dp = this.crval[1] * D2R, pp = this.lonpole * D2R;
-    const sinT = Math.sin(theta), cosT = Math.cos(theta), dphi = phi - pp;
+    const ap = this.crval[0] * D2R,
+      dp = this.crval[1] * D2R,
+      pp = this.lonpole * D2R;
+    const sinT = Math.sin(theta),
+      cosT = Math.cos(theta),
+      dphi = phi - pp;
     const ra = ap + Math.atan2(-cosT * Math.sin(dphi), sinT * Math.cos(dp) - cosT * Math.sin(dp) * Math.cos(dphi));
     const dec = Math.asin(Math.max(-1, Math.min(1, sinT * Math.sin(dp) + cosT * Math.cos(dp) * Math.cos(dphi))));
     let raDeg = ra * R2D;
@@ -102,17 +108,23 @@ export class Wcs {
 
   /** Sky (degrees) → 0-based pixel; NaN for points on the far hemisphere (θ ≤ 0). */
   skyToPixel(raDeg: number, decDeg: number): [number, number] {
-    const ra = raDeg * D2R, dec = decDeg * D2R;
-    const ap = this.crval[0] * D2R, dp = this.crval[1] * D2R, pp = this.lonpole * D2R;
+    const ra = raDeg * D2R,
+      dec = decDeg * D2R;
+    const ap = this.crval[0] * D2R,
+      dp = this.crval[1] * D2R,
+      pp = this.lonpole * D2R;
     const da = ra - ap;
     const phi = pp + Math.atan2(-Math.cos(dec) * Math.sin(da), Math.sin(dec) * Math.cos(dp) - Math.cos(dec) * Math.sin(dp) * Math.cos(da));
     const theta = Math.asin(Math.max(-1, Math.min(1, Math.sin(dec) * Math.sin(dp) + Math.cos(dec) * Math.cos(dp) * Math.cos(da))));
     if (theta <= 0) return [NaN, NaN];
     const r = Math.cos(theta) / Math.sin(theta);
-    const xw = r * Math.sin(phi) * R2D, yw = -r * Math.cos(phi) * R2D;
+    const xw = r * Math.sin(phi) * R2D,
+      yw = -r * Math.cos(phi) * R2D;
     const [ia, ib, ic, id] = this.cdInv;
-    const U = ia * xw + ib * yw, V = ic * xw + id * yw;
-    let u = U, v = V;
+    const U = ia * xw + ib * yw,
+      V = ic * xw + id * yw;
+    let u = U,
+      v = V;
     if (this.sip) {
       if (this.sip.ap && this.sip.bp) {
         u = U + poly(this.sip.ap, U, V);
@@ -120,7 +132,8 @@ export class Wcs {
       } else {
         // Newton: solve (u + f(u, v), v + g(u, v)) = (U, V).
         for (let it = 0; it < 20; it++) {
-          const fu = u + poly(this.sip.a, u, v) - U, fv = v + poly(this.sip.b, u, v) - V;
+          const fu = u + poly(this.sip.a, u, v) - U,
+            fv = v + poly(this.sip.b, u, v) - V;
           if (Math.abs(fu) < 1e-10 && Math.abs(fv) < 1e-10) break;
           const h = 1e-3;
           const j11 = 1 + (poly(this.sip.a, u + h, v) - poly(this.sip.a, u - h, v)) / (2 * h);
@@ -138,21 +151,28 @@ export class Wcs {
 
   /** Read a celestial TAN or TAN-SIP WCS from a header; undefined when the header has none. */
   static fromHeader(h: FitsHeader): Wcs | undefined {
-    const t1 = h.get("CTYPE1"), t2 = h.get("CTYPE2");
+    const t1 = h.get("CTYPE1"),
+      t2 = h.get("CTYPE2");
     if (typeof t1 !== "string" || typeof t2 !== "string") return undefined;
-    const c1 = t1.trim().toUpperCase(), c2 = t2.trim().toUpperCase();
+    const c1 = t1.trim().toUpperCase(),
+      c2 = t2.trim().toUpperCase();
     if (!c1.startsWith("RA---TAN") || !c2.startsWith("DEC--TAN")) {
-      if (c1.startsWith("RA--") || c2.startsWith("DEC-")) throw new RangeError(`projection ${c1}/${c2} is not supported (TAN and TAN-SIP are)`);
+      if (c1.startsWith("RA--") || c2.startsWith("DEC-"))
+        throw new RangeError(`projection ${c1}/${c2} is not supported (TAN and TAN-SIP are)`);
       return undefined;
     }
     const num = (k: string) => h.getNumber(k);
-    const crpix1 = num("CRPIX1"), crpix2 = num("CRPIX2"), crval1 = num("CRVAL1"), crval2 = num("CRVAL2");
+    const crpix1 = num("CRPIX1"),
+      crpix2 = num("CRPIX2"),
+      crval1 = num("CRVAL1"),
+      crval2 = num("CRVAL2");
     if ([crpix1, crpix2, crval1, crval2].some((v) => v === undefined)) throw new RangeError("CRPIX1/2 or CRVAL1/2 is missing");
     let cd: [number, number, number, number];
     if (num("CD1_1") !== undefined || num("CD2_2") !== undefined) {
       cd = [num("CD1_1") ?? 0, num("CD1_2") ?? 0, num("CD2_1") ?? 0, num("CD2_2") ?? 0];
     } else {
-      const cdelt1 = num("CDELT1"), cdelt2 = num("CDELT2");
+      const cdelt1 = num("CDELT1"),
+        cdelt2 = num("CDELT2");
       if (cdelt1 === undefined || cdelt2 === undefined) throw new RangeError("neither CDi_j nor CDELT1/2 is present");
       if (num("PC1_1") !== undefined || num("PC2_2") !== undefined) {
         cd = [cdelt1 * (num("PC1_1") ?? 1), cdelt1 * (num("PC1_2") ?? 0), cdelt2 * (num("PC2_1") ?? 0), cdelt2 * (num("PC2_2") ?? 1)];
@@ -173,12 +193,20 @@ export class Wcs {
         }
         return c;
       };
-      const a = read("A"), b = read("B");
+      const a = read("A"),
+        b = read("B");
       if (!a || !b) throw new RangeError("a -SIP projection without A_ORDER/B_ORDER");
-      const ap = read("AP"), bp = read("BP");
+      const ap = read("AP"),
+        bp = read("BP");
       sip = { a, b, ...(ap && bp ? { ap, bp } : {}) };
     }
     const lonpole = num("LONPOLE");
-    return new Wcs({ crpix: [crpix1!, crpix2!], crval: [crval1!, crval2!], cd, ...(lonpole !== undefined ? { lonpole } : {}), ...(sip ? { sip } : {}) });
+    return new Wcs({
+      crpix: [crpix1!, crpix2!],
+      crval: [crval1!, crval2!],
+      cd,
+      ...(lonpole !== undefined ? { lonpole } : {}),
+      ...(sip ? { sip } : {}),
+    });
   }
 }

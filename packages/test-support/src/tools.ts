@@ -17,7 +17,9 @@ export function requireTool(name: string, pkg: string): boolean {
   if (haveTool(name)) return true;
   if (!announced.has(name)) {
     announced.add(name);
-    console.warn(`SKIP: ${name} not found — install it with: apt-get install -y ${pkg}   (CI installs it; tests needing it are skipped here)`);
+    console.warn(
+      `SKIP: ${name} not found — install it with: apt-get install -y ${pkg}   (CI installs it; tests needing it are skipped here)`,
+    );
   }
   return false;
 }
@@ -26,7 +28,7 @@ export function requireTool(name: string, pkg: string): boolean {
 export function readDoublesFits(path: string): Float64Array {
   const buf = readFileSync(path);
   let off = 0;
-  for (;; off += 80) {
+  for (; ; off += 80) {
     if (buf.toString("latin1", off, off + 3) === "END" && buf.toString("latin1", off + 3, off + 80).trim() === "") break;
   }
   const dataStart = Math.ceil((off + 80) / 2880) * 2880;
@@ -63,11 +65,17 @@ const REPO = new URL("../../../", import.meta.url).pathname;
 
 /** The shared real frames (../shared/data/seestar next to the repository, or $TILE_COMPILE_DATA/seestar). */
 export function seestarDir(): string | undefined {
-  const candidates = [process.env.TILE_COMPILE_DATA && join(process.env.TILE_COMPILE_DATA, "seestar"), join(REPO, "..", "shared", "data", "seestar"), "/work/shared/data/seestar"];
+  const candidates = [
+    process.env.TILE_COMPILE_DATA && join(process.env.TILE_COMPILE_DATA, "seestar"),
+    join(REPO, "..", "shared", "data", "seestar"),
+    "/work/shared/data/seestar",
+  ];
   for (const c of candidates) if (c && existsSync(c)) return c;
   if (!announced.has("seestar")) {
     announced.add("seestar");
-    console.warn("SKIP: the shared Seestar frames were not found (looked in $TILE_COMPILE_DATA/seestar and ../shared/data/seestar); tests on real frames are skipped");
+    console.warn(
+      "SKIP: the shared Seestar frames were not found (looked in $TILE_COMPILE_DATA/seestar and ../shared/data/seestar); tests on real frames are skipped",
+    );
   }
   return undefined;
 }

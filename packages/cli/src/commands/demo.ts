@@ -26,6 +26,8 @@ export async function demoCommand(dirArg: string | undefined, io: Io, signal: Ab
     const code = await runCli(["run", job], { io, cwd: dir, signal });
     if (code !== 0) return code;
   }
-  io.out(`\nDone. Open ${join(dir, "M42", "processed", "M42_LRGB_stretched.png")} for the colour image; the linear data is M42_LRGB_linear.fits, the per-filter stacks stack_*.fit; report.html shows the run (frames, decisions, previews, timings) and run.json records every decision.`);
+  io.out(
+    `\nDone. Open ${join(dir, "M42", "processed", "M42_LRGB_stretched.png")} for the colour image; the linear data is M42_LRGB_linear.fits, the per-filter stacks stack_*.fit; report.html shows the run (frames, decisions, previews, timings) and run.json records every decision.`,
+  );
   return 0;
 }

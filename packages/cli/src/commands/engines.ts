@@ -16,11 +16,24 @@ export interface EngineListing {
 }
 
 export function listEngines(loaded: LoadedConfig, cwd: string): EngineListing[] {
-  const out: EngineListing[] = builtinEngines.map((e) => ({ name: e.meta.name, version: e.meta.version, status: "built-in", capabilities: Object.keys(e.capabilities), source: "built-in (short name: native)" }));
+  const out: EngineListing[] = builtinEngines.map((e) => ({
+    name: e.meta.name,
+    version: e.meta.version,
+    status: "built-in",
+    capabilities: Object.keys(e.capabilities),
+    source: "built-in (short name: native)",
+  }));
   const configured = loaded.config.engines.filter((e) => e !== "native");
   for (const item of listInstalledEngines({ configDir: loaded.dir, cwd, configured })) {
     if (item.error || !item.resolved) {
-      out.push({ name: item.name, version: "—", status: "missing", capabilities: [], source: "—", problem: item.error?.split("\n")[0] ?? "not found" });
+      out.push({
+        name: item.name,
+        version: "—",
+        status: "missing",
+        capabilities: [],
+        source: "—",
+        problem: item.error?.split("\n")[0] ?? "not found",
+      });
       continue;
     }
     const r = item.resolved;
@@ -44,7 +57,12 @@ export function enginesCommand(loaded: LoadedConfig, cwd: string, opts: { json?:
     return 0;
   }
   io.out(`config: ${loaded.file ?? "(none found; defaults)"}`);
-  io.out(table(["engine", "version", "status", "capabilities"], list.map((e) => [e.name, e.version, e.status, e.capabilities.join(", ") || "(none)"])));
+  io.out(
+    table(
+      ["engine", "version", "status", "capabilities"],
+      list.map((e) => [e.name, e.version, e.status, e.capabilities.join(", ") || "(none)"]),
+    ),
+  );
   for (const e of list) if (e.problem) io.out(`\n${e.name}: ${e.problem}`);
   return list.some((e) => e.status === "missing") ? 1 : 0;
 }

@@ -10,7 +10,17 @@ import { workRoot } from "../workroot.js";
 import { ensureWritable, lockOutput, openEventLog, sweepPartials } from "../outputdir.js";
 import { createRequire } from "node:module";
 import { join, relative, resolve } from "node:path";
-import { jobError, PIPELINE_STEPS, planJob, RunEvents, runJobPipeline, TileCompileError, type JobPlan, type LoadedConfig, type PipelineStep } from "@tile-compile/core";
+import {
+  jobError,
+  PIPELINE_STEPS,
+  planJob,
+  RunEvents,
+  runJobPipeline,
+  TileCompileError,
+  type JobPlan,
+  type LoadedConfig,
+  type PipelineStep,
+} from "@tile-compile/core";
 import { createExecutor, createRunScope, executorSummary, loadConfiguredEngines } from "../container.js";
 import { progressBar, stderrLogger, teeLogger, type Io } from "../output.js";
 
@@ -19,7 +29,12 @@ const ENGINE = `${corePkg.name}@${corePkg.version}`;
 
 function table(rows: string[][]): string[] {
   const w = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
-  return rows.map((r) => r.map((v, c) => v.padEnd(w[c]!)).join("  ").trimEnd());
+  return rows.map((r) =>
+    r
+      .map((v, c) => v.padEnd(w[c]!))
+      .join("  ")
+      .trimEnd(),
+  );
 }
 
 /**
@@ -34,7 +49,20 @@ export function describePlan(plan: JobPlan, io: Io, verbose = false): void {
     io.out("");
     io.out("requirements:");
     const rows = [["filter", "exposure", "temperature", "gain", "binning", "frames", "nights"]];
-    for (const r of plan.requirements) rows.push([r.filter, `${r.exposureSeconds} s`, r.temperatureMin === undefined ? "—" : r.temperatureMin === r.temperatureMax ? `${r.temperatureMin} °C` : `${r.temperatureMin.toFixed(1)} … ${r.temperatureMax!.toFixed(1)} °C`, r.gain === undefined ? "—" : String(r.gain), r.binning ?? "—", String(r.count), r.nights.join(", ")]);
+    for (const r of plan.requirements)
+      rows.push([
+        r.filter,
+        `${r.exposureSeconds} s`,
+        r.temperatureMin === undefined
+          ? "—"
+          : r.temperatureMin === r.temperatureMax
+            ? `${r.temperatureMin} °C`
+            : `${r.temperatureMin.toFixed(1)} … ${r.temperatureMax!.toFixed(1)} °C`,
+        r.gain === undefined ? "—" : String(r.gain),
+        r.binning ?? "—",
+        String(r.count),
+        r.nights.join(", "),
+      ]);
     for (const l of table(rows)) io.out(`  ${l}`);
   }
   if (plan.decisions.length) {
@@ -46,7 +74,8 @@ export function describePlan(plan: JobPlan, io: Io, verbose = false): void {
       if (verbose) for (const r of d.rejected) io.out(`      not ${r.candidate}: ${r.reason}`);
       else hidden += d.rejected.length;
     }
-    if (hidden) io.out(`  (${hidden} rejected candidate${hidden === 1 ? "" : "s"} not shown: --verbose, or run.json / report.html after a run)`);
+    if (hidden)
+      io.out(`  (${hidden} rejected candidate${hidden === 1 ? "" : "s"} not shown: --verbose, or run.json / report.html after a run)`);
   }
   if (plan.duplicates.length) {
     io.out("");
@@ -56,7 +85,8 @@ export function describePlan(plan: JobPlan, io: Io, verbose = false): void {
   if (plan.strays.length) {
     io.out("");
     io.out("exposure groups:");
-    for (const s of plan.strays) io.out(`  ${s.action === "left out" ? "left out" : "stray?"}: ${s.filter} ${s.exposureSeconds} s — ${s.reason}`);
+    for (const s of plan.strays)
+      io.out(`  ${s.action === "left out" ? "left out" : "stray?"}: ${s.filter} ${s.exposureSeconds} s — ${s.reason}`);
   }
   if (plan.masters.length) {
     io.out("");
@@ -74,19 +104,52 @@ async function plan(jobFile: string, loaded: LoadedConfig, signal: AbortSignal, 
   const aliases = loaded.config.filters.aliases;
   // The calibration method is part of every master's recipe: switching native ↔ siril rebuilds them.
   const cal = loaded.config.calibration;
-  return planJob(jobFile, { engine: cal.method === "native" ? ENGINE : `${ENGINE};calibration=${cal.method}${cal.engine ? `@${cal.engine}` : ""}`, masterRejection: cal.rejection, hdrMinFrames: loaded.config.hdr.min_frames, signal, filterAliases: aliases, stacksOnly, ...(base ? { baseDir: resolve(loaded.dir, base) } : {}) });
+  return planJob(jobFile, {
+    engine: cal.method === "native" ? ENGINE : `${ENGINE};calibration=${cal.method}${cal.engine ? `@${cal.engine}` : ""}`,
+    masterRejection: cal.rejection,
+    hdrMinFrames: loaded.config.hdr.min_frames,
+    signal,
+    filterAliases: aliases,
+    stacksOnly,
+    ...(base ? { baseDir: resolve(loaded.dir, base) } : {}),
+  });
 }
 
-export async function validateCommand(jobFile: string, opts: { json?: boolean; verbose?: boolean }, loaded: LoadedConfig, io: Io, signal: AbortSignal): Promise<number> {
+export async function validateCommand(
+  jobFile: string,
+  opts: { json?: boolean; verbose?: boolean },
+  loaded: LoadedConfig,
+  io: Io,
+  signal: AbortSignal,
+): Promise<number> {
   const p = await plan(jobFile, loaded, signal);
   if (opts.json) {
-    io.out(JSON.stringify({ job: p.job, base: p.base, output: p.output, requirements: p.requirements, decisions: p.decisions, strays: p.strays, duplicates: p.duplicates, masters: p.masters.map(({ set: _s, ...m }) => m), problems: p.problems, headerBytesRead: p.headerBytesRead }, null, 2));
+    io.out(
+      JSON.stringify(
+        {
+          job: p.job,
+          base: p.base,
+          output: p.output,
+          requirements: p.requirements,
+          decisions: p.decisions,
+          strays: p.strays,
+          duplicates: p.duplicates,
+          masters: p.masters.map(({ set: _s, ...m }) => m),
+          problems: p.problems,
+          headerBytesRead: p.headerBytesRead,
+        },
+        null,
+        2,
+      ),
+    );
     return p.problems.length ? 78 : 0;
   }
   describePlan(p, io, opts.verbose);
   if (p.problems.length) throw jobError(p);
   io.out("");
-  io.out(`valid: ${p.lights.length} lights in ${p.groups.length} group(s); ${p.masters.filter((m) => m.action !== "reuse").length} master(s) to build, ${p.masters.filter((m) => m.action === "reuse").length} to reuse`);
+  io.out(
+    `valid: ${p.lights.length} lights in ${p.groups.length} group(s); ${p.masters.filter((m) => m.action !== "reuse").length} master(s) to build, ${p.masters.filter((m) => m.action === "reuse").length} to reuse`,
+  );
   return 0;
 }
 
@@ -95,16 +158,43 @@ export async function validateCommand(jobFile: string, opts: { json?: boolean; v
  * calibrate, background, register, stack —, composition, stretching) as aliases of ours.
  */
 export const STAGE_ALIASES: Readonly<Record<string, PipelineStep | "all" | "validate">> = {
-  preprocess: "stack", preprocessing: "stack", calibration: "calibrate", registration: "register", stacking: "stack",
-  composition: "compose", stretching: "stretch", validation: "validate", validate: "validate", full: "all",
+  preprocess: "stack",
+  preprocessing: "stack",
+  calibration: "calibrate",
+  registration: "register",
+  stacking: "stack",
+  composition: "compose",
+  stretching: "stretch",
+  validation: "validate",
+  validate: "validate",
+  full: "all",
 };
 
-export async function runCommand(jobFile: string, opts: { stage?: string; dryRun?: boolean; json?: boolean; validate?: boolean; verbose?: boolean }, loaded: LoadedConfig, io: Io, signal: AbortSignal, cwd: string): Promise<number> {
+export async function runCommand(
+  jobFile: string,
+  opts: { stage?: string; dryRun?: boolean; json?: boolean; validate?: boolean; verbose?: boolean },
+  loaded: LoadedConfig,
+  io: Io,
+  signal: AbortSignal,
+  cwd: string,
+): Promise<number> {
   const asked = opts.stage ?? "all";
   const stage = STAGE_ALIASES[asked] ?? asked;
   // `--validate` and `--stage validate` (the seed's Stage 0) are `tile-compile validate JOB`.
-  if (opts.validate || stage === "validate") return validateCommand(jobFile, { ...(opts.json ? { json: true } : {}), ...(opts.verbose ? { verbose: true } : {}) }, loaded, io, signal);
-  if (stage !== "all" && !(PIPELINE_STEPS as readonly string[]).includes(stage)) throw new TileCompileError("TC_INPUT_INVALID", { input: "--stage", reason: `unknown stage "${asked}"`, hint: `Use one of ${PIPELINE_STEPS.join(", ")} or all (runs up to and including that stage; finished steps are reused), or a name of the job-file seed: ${Object.keys(STAGE_ALIASES).join(", ")}.` });
+  if (opts.validate || stage === "validate")
+    return validateCommand(
+      jobFile,
+      { ...(opts.json ? { json: true } : {}), ...(opts.verbose ? { verbose: true } : {}) },
+      loaded,
+      io,
+      signal,
+    );
+  if (stage !== "all" && !(PIPELINE_STEPS as readonly string[]).includes(stage))
+    throw new TileCompileError("TC_INPUT_INVALID", {
+      input: "--stage",
+      reason: `unknown stage "${asked}"`,
+      hint: `Use one of ${PIPELINE_STEPS.join(", ")} or all (runs up to and including that stage; finished steps are reused), or a name of the job-file seed: ${Object.keys(STAGE_ALIASES).join(", ")}.`,
+    });
   // compose and stretch work from the stacks alone: the lights (and calibration) are not needed.
   const fromStacks = stage === "compose" || stage === "stretch";
   const p = await plan(jobFile, loaded, signal, fromStacks);
@@ -112,7 +202,9 @@ export async function runCommand(jobFile: string, opts: { stage?: string; dryRun
   if (p.problems.length) throw jobError(p);
   if (opts.dryRun) {
     io.out("");
-    io.out(`dry run: would build ${p.masters.filter((m) => m.action !== "reuse").length} master(s), calibrate ${p.lights.length} light(s), then per group: register (${loaded.config.registration.engine}), stack (${loaded.config.stacking.method}) → ${p.groups.map((g) => `stack_${g.filter}_${g.exposureSeconds}s.fit`).join(", ")}; compose (${loaded.config.composition.palette ?? p.job!.type}); stretch (${loaded.config.stretch.method}). Nothing written.`);
+    io.out(
+      `dry run: would build ${p.masters.filter((m) => m.action !== "reuse").length} master(s), calibrate ${p.lights.length} light(s), then per group: register (${loaded.config.registration.engine}), stack (${loaded.config.stacking.method}) → ${p.groups.map((g) => `stack_${g.filter}_${g.exposureSeconds}s.fit`).join(", ")}; compose (${loaded.config.composition.palette ?? p.job!.type}); stretch (${loaded.config.stretch.method}). Nothing written.`,
+    );
     return 0;
   }
   const wanted = [`registration:${loaded.config.registration.engine}`];
@@ -130,42 +222,69 @@ export async function runCommand(jobFile: string, opts: { stage?: string; dryRun
   }
 
   async function runLocked(): Promise<number> {
-  const events = new RunEvents();
-  const scope = await createRunScope({ signal, logger, events, engines, workdir: p.output!, threads: loaded.runtime.threads });
-  const executor = await createExecutor(loaded, logger).catch(async (e: unknown) => { await scope.dispose(); throw e; });
-  try {
-    scope.registry.freeze();
-    const bar = progressBar(opts.json ? { ...io, interactive: false } : io, "run");
-    let stageLabel = "";
-    // The event log: every stage event and log line as JSON lines, next to run.json.
-    const eventLog = openEventLog(p.output!, (m) => logger.warn(m));
-    const record = (e: object) => eventLog.write(`${JSON.stringify({ time: new Date().toISOString(), ...e })}\n`);
-    logger.sink = record; // engines' own logs (Siril's, at debug level) are in the run log, not on the terminal
-    record({ type: "run:start", job: p.jobFile, stage });
-    events.on((e) => {
-      if (e.type !== "stage:progress") record(e);
-      if (e.type === "stage:start") { stageLabel = `${e.stage} (${e.method})`; bar.update(0, stageLabel); }
-      if (e.type === "stage:progress") bar.update(e.fraction, e.note ? `${stageLabel} · ${e.note}` : stageLabel);
-      if (e.type === "warning") logger.warn(e.message);
+    const events = new RunEvents();
+    const scope = await createRunScope({ signal, logger, events, engines, workdir: p.output!, threads: loaded.runtime.threads });
+    const executor = await createExecutor(loaded, logger).catch(async (e: unknown) => {
+      await scope.dispose();
+      throw e;
     });
-    const res = await runJobPipeline(p, {
-      registry: scope.registry, config: loaded.config, until: stage === "all" || stage === "compose" ? "stretch" : (stage as PipelineStep), fromStacks,
-      signal, logger, events, runtime: loaded.runtime, engineOptions: loaded.config.engine_options, workRoot: workRoot(), ...(loaded.config.runtime.stage_timeout_seconds ? { timeoutMs: loaded.config.runtime.stage_timeout_seconds * 1000 } : {}),
-      ...(executor ? { executor } : {}),
-      observers: scope.registry.list().map((r) => r.engine), log: (l) => { record({ type: "log", message: l }); io.err(l); },
-    }).catch((e: unknown) => { record({ type: "run:failed", error: (e as Error).message }); throw e; }).finally(() => { logger.sink = undefined; eventLog.end(); });
-    bar.stop();
-    io.out("");
-    for (const s of res.stacks) io.out(`stack ${s.filter} ${s.exposureSeconds} s: ${s.frames} frames → ${relative(p.base, s.path)}`);
-    if (res.composed) io.out(`composed → ${relative(p.base, res.composed)}`);
-    if (res.compositionSkipped) io.out(`composition skipped: ${res.compositionSkipped}`);
-    for (const s of res.stretched) io.out(`stretched → ${relative(p.base, s)} (+ PNG previews)`);
-    io.out(`steps run: ${res.ran.length}, reused from an earlier run: ${res.reused.length}; run.json in ${relative(p.base, p.output!)}`);
-    if (executor) io.out(executorSummary(executor.stats()));
-    return 0;
-  } finally {
-    await executor?.close().catch((e: Error) => logger.warn(`closing the executor: ${e.message}`));
-    await scope.dispose();
-  }
+    try {
+      scope.registry.freeze();
+      const bar = progressBar(opts.json ? { ...io, interactive: false } : io, "run");
+      let stageLabel = "";
+      // The event log: every stage event and log line as JSON lines, next to run.json.
+      const eventLog = openEventLog(p.output!, (m) => logger.warn(m));
+      const record = (e: object) => eventLog.write(`${JSON.stringify({ time: new Date().toISOString(), ...e })}\n`);
+      logger.sink = record; // engines' own logs (Siril's, at debug level) are in the run log, not on the terminal
+      record({ type: "run:start", job: p.jobFile, stage });
+      events.on((e) => {
+        if (e.type !== "stage:progress") record(e);
+        if (e.type === "stage:start") {
+          stageLabel = `${e.stage} (${e.method})`;
+          bar.update(0, stageLabel);
+        }
+        if (e.type === "stage:progress") bar.update(e.fraction, e.note ? `${stageLabel} · ${e.note}` : stageLabel);
+        if (e.type === "warning") logger.warn(e.message);
+      });
+      const res = await runJobPipeline(p, {
+        registry: scope.registry,
+        config: loaded.config,
+        until: stage === "all" || stage === "compose" ? "stretch" : (stage as PipelineStep),
+        fromStacks,
+        signal,
+        logger,
+        events,
+        runtime: loaded.runtime,
+        engineOptions: loaded.config.engine_options,
+        workRoot: workRoot(),
+        ...(loaded.config.runtime.stage_timeout_seconds ? { timeoutMs: loaded.config.runtime.stage_timeout_seconds * 1000 } : {}),
+        ...(executor ? { executor } : {}),
+        observers: scope.registry.list().map((r) => r.engine),
+        log: (l) => {
+          record({ type: "log", message: l });
+          io.err(l);
+        },
+      })
+        .catch((e: unknown) => {
+          record({ type: "run:failed", error: (e as Error).message });
+          throw e;
+        })
+        .finally(() => {
+          logger.sink = undefined;
+          eventLog.end();
+        });
+      bar.stop();
+      io.out("");
+      for (const s of res.stacks) io.out(`stack ${s.filter} ${s.exposureSeconds} s: ${s.frames} frames → ${relative(p.base, s.path)}`);
+      if (res.composed) io.out(`composed → ${relative(p.base, res.composed)}`);
+      if (res.compositionSkipped) io.out(`composition skipped: ${res.compositionSkipped}`);
+      for (const s of res.stretched) io.out(`stretched → ${relative(p.base, s)} (+ PNG previews)`);
+      io.out(`steps run: ${res.ran.length}, reused from an earlier run: ${res.reused.length}; run.json in ${relative(p.base, p.output!)}`);
+      if (executor) io.out(executorSummary(executor.stats()));
+      return 0;
+    } finally {
+      await executor?.close().catch((e: Error) => logger.warn(`closing the executor: ${e.message}`));
+      await scope.dispose();
+    }
   }
 }

@@ -7,12 +7,31 @@
 import { workRoot } from "../workroot.js";
 import { readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { findFitsFiles, groupRecord, readFitsHeader, planStage, provenanceLine, RunEvents, runStage, tbqrOptionsFromConfig, TileCompileError, writeRunRecord, type LoadedConfig } from "@tile-compile/core";
+import {
+  findFitsFiles,
+  groupRecord,
+  readFitsHeader,
+  planStage,
+  provenanceLine,
+  RunEvents,
+  runStage,
+  tbqrOptionsFromConfig,
+  TileCompileError,
+  writeRunRecord,
+  type LoadedConfig,
+} from "@tile-compile/core";
 import { loadRecon } from "@tile-compile/recon-native";
 import { createExecutor, createRunScope, executorSummary, loadConfiguredEngines } from "../container.js";
 import { progressBar, stderrLogger, type Io } from "../output.js";
 
-export async function reconstructCommand(dirArg: string, opts: { out?: string; emergency?: boolean }, loaded: LoadedConfig, io: Io, signal: AbortSignal, cwd: string): Promise<number> {
+export async function reconstructCommand(
+  dirArg: string,
+  opts: { out?: string; emergency?: boolean },
+  loaded: LoadedConfig,
+  io: Io,
+  signal: AbortSignal,
+  cwd: string,
+): Promise<number> {
   const { files, bad } = await findFitsFiles([resolve(cwd, dirArg)], signal);
   if (bad.length > 0) throw new TileCompileError("TC_INPUT_INVALID", { input: bad[0]!.path, reason: bad[0]!.reason });
   if (files.length === 0) throw new TileCompileError("TC_INPUT_INVALID", { input: dirArg, reason: "no FITS files found" });
@@ -22,18 +41,64 @@ export async function reconstructCommand(dirArg: string, opts: { out?: string; e
   const logger = stderrLogger(io, false);
   const events = new RunEvents();
   const scope = await createRunScope({ signal, logger, events, engines, workdir: out, threads: loaded.runtime.threads });
-  const executor = await createExecutor(loaded, logger).catch(async (e: unknown) => { await scope.dispose(); throw e; });
+  const executor = await createExecutor(loaded, logger).catch(async (e: unknown) => {
+    await scope.dispose();
+    throw e;
+  });
   try {
-    const regPlan = planStage(scope.registry, { stage: "registration", method: cfg.registration.engine, ...(cfg.registration.provider ? { engine: cfg.registration.provider } : {}), field: "registration.engine", options: { transform: cfg.registration.transform, ...(cfg.registration.interpolation ? { interpolation: cfg.registration.interpolation } : {}) } });
+    const regPlan = planStage(scope.registry, {
+      stage: "registration",
+      method: cfg.registration.engine,
+      ...(cfg.registration.provider ? { engine: cfg.registration.provider } : {}),
+      field: "registration.engine",
+      options: {
+        transform: cfg.registration.transform,
+        ...(cfg.registration.interpolation ? { interpolation: cfg.registration.interpolation } : {}),
+      },
+    });
     const tb = tbqrOptionsFromConfig(cfg, out);
     if (opts.emergency) tb.assumptions.allowEmergency = true;
-    const stPlan = planStage(scope.registry, { stage: "stacking", method: "tbqr", ...(cfg.stacking.engine ? { engine: cfg.stacking.engine } : {}), field: "stacking.method", options: { tbqr: tb } });
+    const stPlan = planStage(scope.registry, {
+      stage: "stacking",
+      method: "tbqr",
+      ...(cfg.stacking.engine ? { engine: cfg.stacking.engine } : {}),
+      field: "stacking.method",
+      options: { tbqr: tb },
+    });
     scope.registry.freeze();
     const bar = progressBar(io, "tbqr");
-    events.on((e) => { if (e.type === "stage:progress") bar.update(e.fraction, e.note); });
-    const stageOpts = { signal, logger, events, runtime: loaded.runtime, engineOptions: cfg.engine_options, workRoot: workRoot(), ...(loaded.config.runtime.stage_timeout_seconds ? { timeoutMs: loaded.config.runtime.stage_timeout_seconds * 1000 } : {}), observers: scope.registry.list().map((r) => r.engine), ...(executor ? { executor } : {}) };
+    events.on((e) => {
+      if (e.type === "stage:progress") bar.update(e.fraction, e.note);
+    });
+    const stageOpts = {
+      signal,
+      logger,
+      events,
+      runtime: loaded.runtime,
+      engineOptions: cfg.engine_options,
+      workRoot: workRoot(),
+      ...(loaded.config.runtime.stage_timeout_seconds ? { timeoutMs: loaded.config.runtime.stage_timeout_seconds * 1000 } : {}),
+      observers: scope.registry.list().map((r) => r.engine),
+      ...(executor ? { executor } : {}),
+    };
     const t0 = performance.now();
-    const reg = await runStage(regPlan, [], (provider, ctx) => provider.register({ frames: files.map((path) => ({ path })), reference: cfg.registration.reference, outputDir: join(out, cfg.registration.output_dir), filenamePattern: cfg.registration.registered_filename_pattern, options: regPlan.options, history: [provenanceLine(regPlan)] }, ctx), stageOpts);
+    const reg = await runStage(
+      regPlan,
+      [],
+      (provider, ctx) =>
+        provider.register(
+          {
+            frames: files.map((path) => ({ path })),
+            reference: cfg.registration.reference,
+            outputDir: join(out, cfg.registration.output_dir),
+            filenamePattern: cfg.registration.registered_filename_pattern,
+            options: regPlan.options,
+            history: [provenanceLine(regPlan)],
+          },
+          ctx,
+        ),
+      stageOpts,
+    );
     for (const f of reg.frames) if (f.error) io.err(`not registered (left out): ${f.input}: ${f.error}`);
     const frames = reg.frames.filter((f) => f.output).map((f) => ({ path: f.output! }));
     const output = join(out, cfg.stacking.output_file);
@@ -44,26 +109,63 @@ export async function reconstructCommand(dirArg: string, opts: { out?: string; e
     const h0 = (await readFitsHeader(files[0]!)).header;
     const filter = String(h0.get("FILTER") ?? "frames").trim() || "frames";
     const info = { label: filter, filter, exposureSeconds: h0.getNumber("EXPTIME") ?? h0.getNumber("EXPOSURE") ?? 0 };
-    const record = (reconstruct: Record<string, unknown>) => writeRunRecord(out, {
-      command: `reconstruct ${dirArg}`, input: resolve(cwd, dirArg), output: out, engine: `${stPlan.engine.meta.name}@${stPlan.engine.meta.version}`,
-      kernels: { backend: recon.kind, simd: recon.simd, threads: recon.threads() }, stages: { reconstruct }, ...(executor ? { executor: executor.stats() } : {}),
-    }, [{ title: `${cfg.stacking.output_file} (TBQR, linear, display stretch)`, path: output, stretched: false }]);
+    const record = (reconstruct: Record<string, unknown>) =>
+      writeRunRecord(
+        out,
+        {
+          command: `reconstruct ${dirArg}`,
+          input: resolve(cwd, dirArg),
+          output: out,
+          engine: `${stPlan.engine.meta.name}@${stPlan.engine.meta.version}`,
+          kernels: { backend: recon.kind, simd: recon.simd, threads: recon.threads() },
+          stages: { reconstruct },
+          ...(executor ? { executor: executor.stats() } : {}),
+        },
+        [{ title: `${cfg.stacking.output_file} (TBQR, linear, display stretch)`, path: output, stretched: false }],
+      );
     let st;
     try {
-      st = await runStage(stPlan, [output], (provider, ctx, [tmp]) => provider.stack({ frames, output: tmp!, method: "tbqr", options: stPlan.options, history: [provenanceLine(regPlan), provenanceLine(stPlan)] }, ctx), stageOpts);
+      st = await runStage(
+        stPlan,
+        [output],
+        (provider, ctx, [tmp]) =>
+          provider.stack(
+            { frames, output: tmp!, method: "tbqr", options: stPlan.options, history: [provenanceLine(regPlan), provenanceLine(stPlan)] },
+            ctx,
+          ),
+        stageOpts,
+      );
     } catch (e) {
       bar.stop();
       const err = e as Error & { code?: string };
-      await record({ groups: [groupRecord(info, reg)], timings: { register: (t1 - t0) / 1000 }, failed: { code: err.code ?? "ERROR", message: err.message } }).catch(() => undefined);
+      await record({
+        groups: [groupRecord(info, reg)],
+        timings: { register: (t1 - t0) / 1000 },
+        failed: { code: err.code ?? "ERROR", message: err.message },
+      }).catch(() => undefined);
       throw e;
     }
     const t2 = performance.now();
     bar.stop();
-    await record({ groups: [groupRecord(info, reg, { path: output, method: "tbqr", result: st })], timings: { register: (t1 - t0) / 1000, tbqr: (t2 - t1) / 1000 } });
-    const v = JSON.parse(readFileSync(join(out, "validation.json"), "utf8")) as { mode: string; fwhmTbqr: number; fwhmMean: number; fwhmImprovement: number; noiseRatio: number; seamWorstRatio: number };
+    await record({
+      groups: [groupRecord(info, reg, { path: output, method: "tbqr", result: st })],
+      timings: { register: (t1 - t0) / 1000, tbqr: (t2 - t1) / 1000 },
+    });
+    const v = JSON.parse(readFileSync(join(out, "validation.json"), "utf8")) as {
+      mode: string;
+      fwhmTbqr: number;
+      fwhmMean: number;
+      fwhmImprovement: number;
+      noiseRatio: number;
+      seamWorstRatio: number;
+    };
     io.out(`TBQR ${v.mode}: ${frames.length} frames → ${output}`);
-    io.out(`  star FWHM ${v.fwhmTbqr.toFixed(2)} px vs ${v.fwhmMean.toFixed(2)} px for a plain mean (${(100 * v.fwhmImprovement).toFixed(1)} % sharper); background noise ×${v.noiseRatio.toFixed(3)}; worst tile-boundary ratio ${v.seamWorstRatio.toFixed(2)}`);
-    io.out(`  artifacts: frame_metrics.csv, tile_grid.json, tile_weights.fits, validation.json in ${out}; run.json and report.html beside them`);
+    io.out(
+      `  star FWHM ${v.fwhmTbqr.toFixed(2)} px vs ${v.fwhmMean.toFixed(2)} px for a plain mean (${(100 * v.fwhmImprovement).toFixed(1)} % sharper); background noise ×${v.noiseRatio.toFixed(3)}; worst tile-boundary ratio ${v.seamWorstRatio.toFixed(2)}`,
+    );
+    io.out(
+      `  artifacts: frame_metrics.csv, tile_grid.json, tile_weights.fits, validation.json in ${out}; run.json and report.html beside them`,
+    );
     if (executor) io.out(`  ${executorSummary(executor.stats())}`);
     return 0;
   } finally {

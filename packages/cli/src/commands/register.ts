@@ -9,7 +9,20 @@
 import { workRoot } from "../workroot.js";
 import { rename, writeFile } from "node:fs/promises";
 import { basename, join, resolve } from "node:path";
-import { applyTransform, findFitsFiles, frameStars, pixelAgreement, planStage, provenanceLine, readFitsImage, RunEvents, runStage, TileCompileError, type LoadedConfig, type RegistrationResult } from "@tile-compile/core";
+import {
+  applyTransform,
+  findFitsFiles,
+  frameStars,
+  pixelAgreement,
+  planStage,
+  provenanceLine,
+  readFitsImage,
+  RunEvents,
+  runStage,
+  TileCompileError,
+  type LoadedConfig,
+  type RegistrationResult,
+} from "@tile-compile/core";
 import { loadRecon } from "@tile-compile/recon-native";
 import { createRunScope, loadConfiguredEngines } from "../container.js";
 import { progressBar, stderrLogger, type Io } from "../output.js";
@@ -25,22 +38,50 @@ export interface RegisterOptions {
   compare?: string;
 }
 
-export async function registerCommand(inputs: string[], opts: RegisterOptions, loaded: LoadedConfig, io: Io, signal: AbortSignal, cwd: string): Promise<number> {
-  const { files, bad } = await findFitsFiles(inputs.map((i) => resolve(cwd, i)), signal);
+export async function registerCommand(
+  inputs: string[],
+  opts: RegisterOptions,
+  loaded: LoadedConfig,
+  io: Io,
+  signal: AbortSignal,
+  cwd: string,
+): Promise<number> {
+  const { files, bad } = await findFitsFiles(
+    inputs.map((i) => resolve(cwd, i)),
+    signal,
+  );
   if (bad.length > 0) throw new TileCompileError("TC_INPUT_INVALID", { input: bad[0]!.path, reason: bad[0]!.reason });
-  if (files.length === 0) throw new TileCompileError("TC_INPUT_INVALID", { input: inputs.join(", "), reason: "no FITS files found", hint: "Give FITS files or folders holding .fit/.fits/.fz files." });
+  if (files.length === 0)
+    throw new TileCompileError("TC_INPUT_INVALID", {
+      input: inputs.join(", "),
+      reason: "no FITS files found",
+      hint: "Give FITS files or folders holding .fit/.fits/.fz files.",
+    });
   const reg = loaded.config.registration;
   const outDir = resolve(cwd, opts.out ?? reg.output_dir);
   const refOpt = opts.reference ?? reg.reference;
-  const reference = refOpt === "auto" ? "auto" : typeof refOpt === "number" ? refOpt : /^\d+$/.test(refOpt) ? Number(refOpt) : resolve(cwd, refOpt);
+  const reference =
+    refOpt === "auto" ? "auto" : typeof refOpt === "number" ? refOpt : /^\d+$/.test(refOpt) ? Number(refOpt) : resolve(cwd, refOpt);
   const method = opts.engine ?? reg.engine;
-  const engines = await loadConfiguredEngines(loaded, cwd, [`registration:${method}`, ...(opts.compare ? [`registration:${opts.compare}`] : [])]);
+  const engines = await loadConfiguredEngines(loaded, cwd, [
+    `registration:${method}`,
+    ...(opts.compare ? [`registration:${opts.compare}`] : []),
+  ]);
   const logger = stderrLogger(io, Boolean(opts.verbose));
   const events = new RunEvents();
   const scope = await createRunScope({ signal, logger, events, engines, workdir: outDir, threads: loaded.runtime.threads });
   try {
-    const options: Record<string, unknown> = { transform: opts.transform ?? reg.transform, ...(reg.interpolation ? { interpolation: reg.interpolation } : {}) };
-    const plan = planStage(scope.registry, { stage: "registration", method, ...(reg.provider ? { engine: reg.provider } : {}), field: opts.engine ? "--engine" : "registration.engine", options });
+    const options: Record<string, unknown> = {
+      transform: opts.transform ?? reg.transform,
+      ...(reg.interpolation ? { interpolation: reg.interpolation } : {}),
+    };
+    const plan = planStage(scope.registry, {
+      stage: "registration",
+      method,
+      ...(reg.provider ? { engine: reg.provider } : {}),
+      field: opts.engine ? "--engine" : "registration.engine",
+      options,
+    });
     scope.registry.freeze();
     const bar = opts.json ? progressBar({ ...io, interactive: false }, "") : progressBar(io, `registration:${plan.method}`);
     events.on((e) => {
@@ -48,27 +89,83 @@ export async function registerCommand(inputs: string[], opts: RegisterOptions, l
       if (e.type === "warning") logger.warn(e.message);
     });
     const history = [provenanceLine(plan)];
-    const result: RegistrationResult = await runStage(plan, [], (provider, ctx) => provider.register({ frames: files.map((path) => ({ path })), reference, outputDir: outDir, filenamePattern: reg.registered_filename_pattern, options: plan.options, history }, ctx), {
-      signal, logger, events, runtime: loaded.runtime, engineOptions: loaded.config.engine_options, workRoot: workRoot(),
-      ...(loaded.config.runtime.stage_timeout_seconds ? { timeoutMs: loaded.config.runtime.stage_timeout_seconds * 1000 } : {}),
-      observers: scope.registry.list().map((r) => r.engine),
-    });
+    const result: RegistrationResult = await runStage(
+      plan,
+      [],
+      (provider, ctx) =>
+        provider.register(
+          {
+            frames: files.map((path) => ({ path })),
+            reference,
+            outputDir: outDir,
+            filenamePattern: reg.registered_filename_pattern,
+            options: plan.options,
+            history,
+          },
+          ctx,
+        ),
+      {
+        signal,
+        logger,
+        events,
+        runtime: loaded.runtime,
+        engineOptions: loaded.config.engine_options,
+        workRoot: workRoot(),
+        ...(loaded.config.runtime.stage_timeout_seconds ? { timeoutMs: loaded.config.runtime.stage_timeout_seconds * 1000 } : {}),
+        observers: scope.registry.list().map((r) => r.engine),
+      },
+    );
     bar.stop();
     const doc: Record<string, unknown> = {
       engine: `${plan.engine.meta.name}@${plan.engine.meta.version}`,
       method: plan.method,
       reference: result.reference,
-      frames: Object.fromEntries(result.frames.map((f) => [basename(f.input), f.error !== undefined ? { input: f.input, error: f.error } : { input: f.input, output: f.output, matrix: f.matrix, rms_px: f.rmsPx, median_px: f.medianPx, stars: f.stars }])),
+      frames: Object.fromEntries(
+        result.frames.map((f) => [
+          basename(f.input),
+          f.error !== undefined
+            ? { input: f.input, error: f.error }
+            : { input: f.input, output: f.output, matrix: f.matrix, rms_px: f.rmsPx, median_px: f.medianPx, stars: f.stars },
+        ]),
+      ),
     };
     if (opts.compare) {
       // The same frames onto the same reference with the other method; per frame, how far the two
       // transforms put the frame's corners apart, and which one the pixels favour (verify.ts).
       const other = planStage(scope.registry, { stage: "registration", method: opts.compare, field: "--compare", options });
       const otherDir = join(outDir, `compare-${opts.compare}`);
-      const second: RegistrationResult = await runStage(other, [], (provider, ctx) => provider.register({ frames: files.map((path) => ({ path })), reference: result.reference, outputDir: otherDir, filenamePattern: reg.registered_filename_pattern, options: other.options, history: [provenanceLine(other)] }, ctx), {
-        signal, logger, events, runtime: loaded.runtime, engineOptions: loaded.config.engine_options, workRoot: workRoot(), observers: scope.registry.list().map((r) => r.engine),
-      });
-      doc.compare = await compareRegistrations(result, second, `${other.engine.meta.name}@${other.engine.meta.version}`, other.method, signal);
+      const second: RegistrationResult = await runStage(
+        other,
+        [],
+        (provider, ctx) =>
+          provider.register(
+            {
+              frames: files.map((path) => ({ path })),
+              reference: result.reference,
+              outputDir: otherDir,
+              filenamePattern: reg.registered_filename_pattern,
+              options: other.options,
+              history: [provenanceLine(other)],
+            },
+            ctx,
+          ),
+        {
+          signal,
+          logger,
+          events,
+          runtime: loaded.runtime,
+          engineOptions: loaded.config.engine_options,
+          workRoot: workRoot(),
+          observers: scope.registry.list().map((r) => r.engine),
+        },
+      );
+      doc.compare = await compareRegistrations(
+        result,
+        second,
+        `${other.engine.meta.name}@${other.engine.meta.version}`,
+        other.method,
+        signal,
+      );
     }
     const target = join(outDir, "transforms.json");
     const tmp = join(outDir, `.transforms.json.${process.pid}.partial`);
@@ -78,12 +175,19 @@ export async function registerCommand(inputs: string[], opts: RegisterOptions, l
     const failed = result.frames.filter((f) => f.error);
     if (opts.json) io.out(JSON.stringify(doc, null, 2));
     else {
-      io.out(`registered ${ok.length} of ${result.frames.length} frames onto ${basename(result.reference)} with registration:${plan.method} → ${outDir}`);
+      io.out(
+        `registered ${ok.length} of ${result.frames.length} frames onto ${basename(result.reference)} with registration:${plan.method} → ${outDir}`,
+      );
       for (const f of failed) io.out(`  not registered: ${basename(f.input)}: ${f.error}`);
       const cmp = doc.compare as Awaited<ReturnType<typeof compareRegistrations>> | undefined;
       if (cmp) {
-        io.out(`compared with registration:${cmp.method}: worst corner disagreement ${cmp.worstCornersPx.toFixed(3)} px over ${Object.keys(cmp.frames).length} frames both registered; the pixels favour ${plan.method} on ${cmp.favoured.main}, ${cmp.method} on ${cmp.favoured.other}`);
-        for (const [name, f] of Object.entries(cmp.frames)) io.out(`  ${name}: corners ${f.cornersPx.toFixed(3)} px; pixel correlation ${f.pixelCorrelation.main.toFixed(4)} (${plan.method}) / ${f.pixelCorrelation.other.toFixed(4)} (${cmp.method})`);
+        io.out(
+          `compared with registration:${cmp.method}: worst corner disagreement ${cmp.worstCornersPx.toFixed(3)} px over ${Object.keys(cmp.frames).length} frames both registered; the pixels favour ${plan.method} on ${cmp.favoured.main}, ${cmp.method} on ${cmp.favoured.other}`,
+        );
+        for (const [name, f] of Object.entries(cmp.frames))
+          io.out(
+            `  ${name}: corners ${f.cornersPx.toFixed(3)} px; pixel correlation ${f.pixelCorrelation.main.toFixed(4)} (${plan.method}) / ${f.pixelCorrelation.other.toFixed(4)} (${cmp.method})`,
+          );
       }
       io.out(`transforms: ${target}`);
     }
@@ -94,29 +198,63 @@ export async function registerCommand(inputs: string[], opts: RegisterOptions, l
 }
 
 /** One frame of a `--compare`: corner disagreement, pixel correlation under each transform, the other engine's transform. */
-export interface ComparedFrame { cornersPx: number; pixelCorrelation: { main: number; other: number }; otherMatrix: number[] }
+export interface ComparedFrame {
+  cornersPx: number;
+  pixelCorrelation: { main: number; other: number };
+  otherMatrix: number[];
+}
 
 /**
  * Two registrations of the same frames onto the same reference: per frame both registered, the largest
  * distance between where the two transforms put the frame's four corners, and the pixel correlation of
  * the frame with the reference under each (the check that does not use either engine's star list).
  */
-export async function compareRegistrations(main: RegistrationResult, other: RegistrationResult, engine: string, method: string, signal: AbortSignal): Promise<{ engine: string; method: string; worstCornersPx: number; favoured: { main: number; other: number }; frames: Record<string, ComparedFrame> }> {
+export async function compareRegistrations(
+  main: RegistrationResult,
+  other: RegistrationResult,
+  engine: string,
+  method: string,
+  signal: AbortSignal,
+): Promise<{
+  engine: string;
+  method: string;
+  worstCornersPx: number;
+  favoured: { main: number; other: number };
+  frames: Record<string, ComparedFrame>;
+}> {
   const refImg = await readFitsImage(main.reference, { signal });
   const refStars = await frameStars(loadRecon(), { path: main.reference }, signal);
-  const W = refImg.width, H = refImg.height;
+  const W = refImg.width,
+    H = refImg.height;
   const frames: Record<string, ComparedFrame> = {};
-  let worst = 0, favMain = 0, favOther = 0;
+  let worst = 0,
+    favMain = 0,
+    favOther = 0;
   for (const [k, a] of main.frames.entries()) {
     const b = other.frames[k];
     if (!a.matrix || !b?.matrix || a.input === main.reference) continue;
     let cornersPx = 0;
-    for (const [x, y] of [[0, 0], [W - 1, 0], [0, H - 1], [W - 1, H - 1]] as const) { const p = applyTransform(a.matrix, { x, y }), q = applyTransform(b.matrix, { x, y }); cornersPx = Math.max(cornersPx, Math.hypot(p.x - q.x, p.y - q.y)); }
+    for (const [x, y] of [
+      [0, 0],
+      [W - 1, 0],
+      [0, H - 1],
+      [W - 1, H - 1],
+    ] as const) {
+      const p = applyTransform(a.matrix, { x, y }),
+        q = applyTransform(b.matrix, { x, y });
+      cornersPx = Math.max(cornersPx, Math.hypot(p.x - q.x, p.y - q.y));
+    }
     const img = await readFitsImage(a.input, { signal });
-    const pm = pixelAgreement(refImg, refStars.stars, img, a.matrix, refStars.fwhm).r, po = pixelAgreement(refImg, refStars.stars, img, b.matrix, refStars.fwhm).r;
-    if (pm >= po) favMain++; else favOther++;
+    const pm = pixelAgreement(refImg, refStars.stars, img, a.matrix, refStars.fwhm).r,
+      po = pixelAgreement(refImg, refStars.stars, img, b.matrix, refStars.fwhm).r;
+    if (pm >= po) favMain++;
+    else favOther++;
     worst = Math.max(worst, cornersPx);
-    frames[basename(a.input)] = { cornersPx: Number(cornersPx.toFixed(4)), pixelCorrelation: { main: Number(pm.toFixed(5)), other: Number(po.toFixed(5)) }, otherMatrix: [...b.matrix] };
+    frames[basename(a.input)] = {
+      cornersPx: Number(cornersPx.toFixed(4)),
+      pixelCorrelation: { main: Number(pm.toFixed(5)), other: Number(po.toFixed(5)) },
+      otherMatrix: [...b.matrix],
+    };
   }
   return { engine, method, worstCornersPx: worst, favoured: { main: favMain, other: favOther }, frames };
 }

@@ -9,23 +9,48 @@ import { findFitsFiles, planStage, provenanceLine, RunEvents, runStage, TileComp
 import { createExecutor, createRunScope, loadConfiguredEngines } from "../container.js";
 import { progressBar, stderrLogger, type Io } from "../output.js";
 
-export async function stackCommand(inputs: string[], opts: { out: string; method?: string; engine?: string; json?: boolean; verbose?: boolean }, loaded: LoadedConfig, io: Io, signal: AbortSignal, cwd: string): Promise<number> {
-  const { files, bad } = await findFitsFiles(inputs.map((i) => resolve(cwd, i)), signal);
+export async function stackCommand(
+  inputs: string[],
+  opts: { out: string; method?: string; engine?: string; json?: boolean; verbose?: boolean },
+  loaded: LoadedConfig,
+  io: Io,
+  signal: AbortSignal,
+  cwd: string,
+): Promise<number> {
+  const { files, bad } = await findFitsFiles(
+    inputs.map((i) => resolve(cwd, i)),
+    signal,
+  );
   if (bad.length > 0) throw new TileCompileError("TC_INPUT_INVALID", { input: bad[0]!.path, reason: bad[0]!.reason });
-  if (files.length === 0) throw new TileCompileError("TC_INPUT_INVALID", { input: inputs.join(", "), reason: "no FITS files found", hint: "Give FITS files or folders holding .fit/.fits/.fz files." });
+  if (files.length === 0)
+    throw new TileCompileError("TC_INPUT_INVALID", {
+      input: inputs.join(", "),
+      reason: "no FITS files found",
+      hint: "Give FITS files or folders holding .fit/.fits/.fz files.",
+    });
   const engines = await loadConfiguredEngines(loaded, cwd);
   const logger = stderrLogger(io, Boolean(opts.verbose));
   const events = new RunEvents();
   const output = resolve(cwd, opts.out);
   const scope = await createRunScope({ signal, logger, events, engines, workdir: resolve(output, ".."), threads: loaded.runtime.threads });
-  const executor = await createExecutor(loaded, logger).catch(async (e: unknown) => { await scope.dispose(); throw e; });
+  const executor = await createExecutor(loaded, logger).catch(async (e: unknown) => {
+    await scope.dispose();
+    throw e;
+  });
   try {
     const { stacking } = loaded.config;
     const method = opts.method ?? stacking.method;
     const engine = opts.engine ?? stacking.engine;
     const { engine: _e, method: _m, ...options } = stacking;
-    void _e; void _m;
-    const plan = planStage(scope.registry, { stage: "stacking", method: method === "average" ? "mean" : method, ...(engine ? { engine } : {}), field: opts.method ? "--method" : "stacking.method", options });
+    void _e;
+    void _m;
+    const plan = planStage(scope.registry, {
+      stage: "stacking",
+      method: method === "average" ? "mean" : method,
+      ...(engine ? { engine } : {}),
+      field: opts.method ? "--method" : "stacking.method",
+      options,
+    });
     scope.registry.freeze();
     const bar = opts.json ? progressBar({ ...io, interactive: false }, "") : progressBar(io, `stacking:${plan.method}`);
     events.on((e) => {
@@ -33,16 +58,36 @@ export async function stackCommand(inputs: string[], opts: { out: string; method
       if (e.type === "warning") logger.warn(e.message);
     });
     const history = [provenanceLine(plan)];
-    const result = await runStage(plan, [output], (provider, ctx, [tmp]) => provider.stack({ frames: files.map((path) => ({ path })), output: tmp!, method: plan.method, options: plan.options, history }, ctx), {
-      signal, logger, events, runtime: loaded.runtime, engineOptions: loaded.config.engine_options, workRoot: workRoot(),
-      ...(loaded.config.runtime.stage_timeout_seconds ? { timeoutMs: loaded.config.runtime.stage_timeout_seconds * 1000 } : {}),
-      observers: scope.registry.list().map((r) => r.engine),
-      ...(executor ? { executor } : {}),
-    });
+    const result = await runStage(
+      plan,
+      [output],
+      (provider, ctx, [tmp]) =>
+        provider.stack({ frames: files.map((path) => ({ path })), output: tmp!, method: plan.method, options: plan.options, history }, ctx),
+      {
+        signal,
+        logger,
+        events,
+        runtime: loaded.runtime,
+        engineOptions: loaded.config.engine_options,
+        workRoot: workRoot(),
+        ...(loaded.config.runtime.stage_timeout_seconds ? { timeoutMs: loaded.config.runtime.stage_timeout_seconds * 1000 } : {}),
+        observers: scope.registry.list().map((r) => r.engine),
+        ...(executor ? { executor } : {}),
+      },
+    );
     bar.stop();
-    const summary = { output, engine: `${plan.engine.meta.name}@${plan.engine.meta.version}`, method: plan.method, ...result, ...(executor ? { executor: executor.stats() } : {}) };
+    const summary = {
+      output,
+      engine: `${plan.engine.meta.name}@${plan.engine.meta.version}`,
+      method: plan.method,
+      ...result,
+      ...(executor ? { executor: executor.stats() } : {}),
+    };
     if (opts.json) io.out(JSON.stringify(summary, null, 2));
-    else io.out(`stacked ${result.frameCount} frames (${result.width}×${result.height}${result.channels > 1 ? `×${result.channels}` : ""}) with stacking:${plan.method} of ${summary.engine} → ${output}`);
+    else
+      io.out(
+        `stacked ${result.frameCount} frames (${result.width}×${result.height}${result.channels > 1 ? `×${result.channels}` : ""}) with stacking:${plan.method} of ${summary.engine} → ${output}`,
+      );
     return 0;
   } finally {
     await executor?.close().catch((e: Error) => logger.warn(`closing the executor: ${e.message}`));

@@ -22,7 +22,6 @@ export interface SetLevel {
 
 const BOX = 256;
 
-
 /**
  * Mean and σ of the values within 5 robust σ of the median: unlike the median and the MAD, exact on
  * quantised data (a 12-bit camera writing multiples of 16 has medians only on that grid).
@@ -32,8 +31,15 @@ function clippedMoments(a: Float32Array): { mean: number; sigma: number } {
   const dev = new Float32Array(a.length);
   for (let i = 0; i < a.length; i++) dev[i] = Math.abs(a[i]! - m);
   const limit = 5 * Math.max(MAD_TO_SIGMA * median(dev), 1e-6) + 1e-9;
-  let n = 0, s = 0, s2 = 0;
-  for (const v of a) if (Math.abs(v - m) <= Math.max(limit, 8)) { n++; s += v; s2 += v * v; }
+  let n = 0,
+    s = 0,
+    s2 = 0;
+  for (const v of a)
+    if (Math.abs(v - m) <= Math.max(limit, 8)) {
+      n++;
+      s += v;
+      s2 += v * v;
+    }
   const mean = s / n;
   return { mean, sigma: Math.sqrt(Math.max(0, s2 / n - mean * mean)) };
 }
@@ -43,7 +49,8 @@ async function centralBox(path: string): Promise<{ data: Float32Array; exposure?
   const f = await FitsFile.open(path);
   try {
     const r = await f.image();
-    const w = Math.min(BOX, r.width), h = Math.min(BOX, r.height);
+    const w = Math.min(BOX, r.width),
+      h = Math.min(BOX, r.height);
     const data = await r.readTile((r.width - w) >> 1, (r.height - h) >> 1, w, h, 0);
     const exposure = r.header.getNumber("EXPTIME") ?? r.header.getNumber("EXPOSURE");
     return { data, ...(exposure !== undefined ? { exposure } : {}) };
@@ -73,13 +80,21 @@ export async function measureSetLevel(files: readonly string[], frames = 2): Pro
  * Dark current (ADU/s) from levels at several exposures: the least-squares slope of level against
  * exposure (a bias counts as exposure 0). Undefined when fewer than two distinct exposures.
  */
-export function darkCurrent(points: readonly { exposureSeconds: number; level: number }[]): { rate: number; intercept: number } | undefined {
-  const xs = points.map((p) => p.exposureSeconds), ys = points.map((p) => p.level);
+export function darkCurrent(
+  points: readonly { exposureSeconds: number; level: number }[],
+): { rate: number; intercept: number } | undefined {
+  const xs = points.map((p) => p.exposureSeconds),
+    ys = points.map((p) => p.level);
   if (new Set(xs).size < 2) return undefined;
   const n = xs.length;
-  const mx = xs.reduce((a, b) => a + b, 0) / n, my = ys.reduce((a, b) => a + b, 0) / n;
-  let sxy = 0, sxx = 0;
-  for (let i = 0; i < n; i++) { sxy += (xs[i]! - mx) * (ys[i]! - my); sxx += (xs[i]! - mx) ** 2; }
+  const mx = xs.reduce((a, b) => a + b, 0) / n,
+    my = ys.reduce((a, b) => a + b, 0) / n;
+  let sxy = 0,
+    sxx = 0;
+  for (let i = 0; i < n; i++) {
+    sxy += (xs[i]! - mx) * (ys[i]! - my);
+    sxx += (xs[i]! - mx) ** 2;
+  }
   const rate = sxy / sxx;
   return { rate, intercept: my - rate * mx };
 }

@@ -38,19 +38,41 @@ export interface BuildMasterOptions {
  * IMAGETYP, mean EXPTIME and CCD-TEMP (with the spread), NCOMBINE, and the identity (TCINHASH) and recipe
  * (TCRECIPE) hashes a later plan compares to tell a stale master.
  */
-export function masterHeader(kind: "bias" | "dark" | "flat", raw: readonly FitsHeader[], ids: { inputHash?: string; recipeHash: string }): FitsHeader {
+export function masterHeader(
+  kind: "bias" | "dark" | "flat",
+  raw: readonly FitsHeader[],
+  ids: { inputHash?: string; recipeHash: string },
+): FitsHeader {
   const header = new FitsHeader();
   const h0 = raw[0]!;
-  for (const k of ["INSTRUME", "TELESCOP", "XBINNING", "YBINNING", "GAIN", "OFFSET", "FILTER", "BAYERPAT", "XBAYROFF", "YBAYROFF", "XPIXSZ", "YPIXSZ"]) {
+  for (const k of [
+    "INSTRUME",
+    "TELESCOP",
+    "XBINNING",
+    "YBINNING",
+    "GAIN",
+    "OFFSET",
+    "FILTER",
+    "BAYERPAT",
+    "XBAYROFF",
+    "YBAYROFF",
+    "XPIXSZ",
+    "YPIXSZ",
+  ]) {
     const v = h0.get(k);
     if (v !== undefined) header.set(k, v);
   }
   header.set("IMAGETYP", kind === "bias" ? "Master Bias" : kind === "dark" ? "Master Dark" : "Master Flat");
   const exps = raw.map((h) => h.getNumber("EXPTIME") ?? h.getNumber("EXPOSURE")).filter((v): v is number => v !== undefined);
-  if (exps.length && kind !== "bias") header.set("EXPTIME", exps.reduce((a, b) => a + b, 0) / exps.length, "[s] mean exposure of the inputs");
+  if (exps.length && kind !== "bias")
+    header.set("EXPTIME", exps.reduce((a, b) => a + b, 0) / exps.length, "[s] mean exposure of the inputs");
   const temps = raw.map((h) => h.getNumber("CCD-TEMP") ?? h.getNumber("CCD_TEMP")).filter((v): v is number => v !== undefined);
   if (temps.length) {
-    header.set("CCD-TEMP", Number((temps.reduce((a, b) => a + b, 0) / temps.length).toFixed(3)), "[C] mean sensor temperature of the inputs");
+    header.set(
+      "CCD-TEMP",
+      Number((temps.reduce((a, b) => a + b, 0) / temps.length).toFixed(3)),
+      "[C] mean sensor temperature of the inputs",
+    );
     header.set("TEMPSPRD", Number((Math.max(...temps) - Math.min(...temps)).toFixed(3)), "[C] max - min sensor temperature of the inputs");
   }
   header.set("NCOMBINE", raw.length, "raw frames combined");
@@ -77,17 +99,25 @@ export async function buildMaster(m: MasterPlan, o: BuildMasterOptions): Promise
     const { width, height, channels } = readers[0]!;
     for (const [i, r] of readers.entries()) {
       if (r.width !== width || r.height !== height || r.channels !== channels) {
-        throw new TileCompileError("TC_INPUT_INVALID", { input: m.inputs[i]!, reason: `is ${r.width}×${r.height}×${r.channels}, the other frames of ${m.name} are ${width}×${height}×${channels}` });
+        throw new TileCompileError("TC_INPUT_INVALID", {
+          input: m.inputs[i]!,
+          reason: `is ${r.width}×${r.height}×${r.channels}, the other frames of ${m.name} are ${width}×${height}×${channels}`,
+        });
       }
     }
     // Flats: per-frame bias and median, measured first (one frame in memory at a time).
     let bias: Float32Array | undefined;
     const scale = new Float64Array(readers.length).fill(1);
-    const rawMedians: number[] = [], offsetMedians: number[] = [];
+    const rawMedians: number[] = [],
+      offsetMedians: number[] = [];
     if (m.kind === "flat") {
       if (o.bias) {
         const b = await readFitsImage(o.bias, { ...(o.signal ? { signal: o.signal } : {}) });
-        if (b.width !== width || b.height !== height) throw new TileCompileError("TC_INPUT_INVALID", { input: o.bias, reason: `the master bias is ${b.width}×${b.height}, the flats ${width}×${height}` });
+        if (b.width !== width || b.height !== height)
+          throw new TileCompileError("TC_INPUT_INVALID", {
+            input: o.bias,
+            reason: `the master bias is ${b.width}×${b.height}, the flats ${width}×${height}`,
+          });
         bias = b.data;
       }
       for (const [i, r] of readers.entries()) {
@@ -96,12 +126,20 @@ export async function buildMaster(m: MasterPlan, o: BuildMasterOptions): Promise
         if (bias) for (let k = 0; k < d.length; k++) d[k] = d[k]! - bias[k % bias.length]!;
         else if (o.pedestal !== undefined) for (let k = 0; k < d.length; k++) d[k] = d[k]! - o.pedestal;
         const med = (await recon.robustStats(d, { iterations: 0, ...(o.signal ? { signal: o.signal } : {}) })).median;
-        if (!(med > 0)) throw new TileCompileError("TC_INPUT_INVALID", { input: m.inputs[i]!, reason: `flat median ${med} after bias subtraction is not positive (wrong frame type or over-subtracted bias?)` });
+        if (!(med > 0))
+          throw new TileCompileError("TC_INPUT_INVALID", {
+            input: m.inputs[i]!,
+            reason: `flat median ${med} after bias subtraction is not positive (wrong frame type or over-subtracted bias?)`,
+          });
         scale[i] = 1 / med;
         offsetMedians.push(med);
       }
     }
-    const header = masterHeader(m.kind, readers.map((r) => r.header), { recipeHash: m.recipeHash, ...(m.inputHash ? { inputHash: m.inputHash } : {}) });
+    const header = masterHeader(
+      m.kind,
+      readers.map((r) => r.header),
+      { recipeHash: m.recipeHash, ...(m.inputHash ? { inputHash: m.inputHash } : {}) },
+    );
     if (m.kind === "flat") {
       // Exposure of the raw flats, for the calibration health check (saturated / under-exposed flats).
       const mean = (a: number[]) => a.reduce((x, y) => x + y, 0) / a.length;
@@ -110,11 +148,23 @@ export async function buildMaster(m: MasterPlan, o: BuildMasterOptions): Promise
       header.set("FLATMAXR", Number(Math.max(...rawMedians).toFixed(2)), "[ADU] highest raw flat median");
       header.set("FLATBPX", readers[0]!.header.getNumber("BITPIX") ?? 16, "BITPIX of the raw flats");
     }
-    const history = [...(o.history ?? []), `${m.kind} master: ${recipeOf(m.kind, o.engine, o.rejection)}`, `inputs: ${m.inputs.map((p) => basename(p)).join(", ").slice(0, 2000)}`];
-    const writer = await FitsWriter.create(m.path, { width, height, channels }, { header, history, ...(o.signal ? { signal: o.signal } : {}) });
+    const history = [
+      ...(o.history ?? []),
+      `${m.kind} master: ${recipeOf(m.kind, o.engine, o.rejection)}`,
+      `inputs: ${m.inputs
+        .map((p) => basename(p))
+        .join(", ")
+        .slice(0, 2000)}`,
+    ];
+    const writer = await FitsWriter.create(
+      m.path,
+      { width, height, channels },
+      { header, history, ...(o.signal ? { signal: o.signal } : {}) },
+    );
     try {
       const rows = masterBandRows(readers.length, width, height, o.memoryBudgetBytes);
-      let flatSum = 0, flatCount = 0;
+      let flatSum = 0,
+        flatCount = 0;
       const planes: Float32Array[] = [];
       // One buffer per frame, reused for every band (fresh ones cost page zeroing and GC per band).
       const buffers = readers.map(() => new Float32Array(rows * width));
@@ -123,17 +173,28 @@ export async function buildMaster(m: MasterPlan, o: BuildMasterOptions): Promise
         for (let y = 0; y < height; y += rows) {
           o.signal?.throwIfAborted();
           const n = Math.min(rows, height - y);
-          const band = await Promise.all(readers.map((r, i) => r.readRows(y, n, c, n === rows ? buffers[i] : buffers[i]!.subarray(0, n * width))));
+          const band = await Promise.all(
+            readers.map((r, i) => r.readRows(y, n, c, n === rows ? buffers[i] : buffers[i]!.subarray(0, n * width))),
+          );
           if (m.kind === "flat") {
             for (const [i, b] of band.entries()) {
-              const ped = bias ? 0 : o.pedestal ?? 0;
+              const ped = bias ? 0 : (o.pedestal ?? 0);
               for (let k = 0; k < b.length; k++) b[k] = (b[k]! - (bias ? bias[c * width * height + y * width + k]! : ped)) * scale[i]!;
             }
           }
-          const { data } = await recon.combine(band, { rejection: o.rejection ?? "winsorized", low: 3, high: 3, ...(o.signal ? { signal: o.signal } : {}) });
+          const { data } = await recon.combine(band, {
+            rejection: o.rejection ?? "winsorized",
+            low: 3,
+            high: 3,
+            ...(o.signal ? { signal: o.signal } : {}),
+          });
           if (plane) {
             plane.set(data, y * width);
-            for (const v of data) if (Number.isFinite(v)) { flatSum += v; flatCount++; }
+            for (const v of data)
+              if (Number.isFinite(v)) {
+                flatSum += v;
+                flatCount++;
+              }
           } else await writer.write(data);
           o.onProgress?.((c * height + y + n) / (channels * height));
         }

@@ -26,12 +26,39 @@ describe("tile_compile.yaml", () => {
 
   it("lists every bad field with its path at once", async () => {
     const file = join(dir, "bad.yaml");
-    writeFileSync(file, ["engines: [siril, 3]", "stacking:", "  method: mean", "  sigma: [3]", "  rejection: fancy", "  colour: red", "runtime:", "  threads: 0", "  memory_budget: lots", "registraton: {}"].join("\n"));
-    const err = await loadConfig({ cwd: dir, file }).then(() => undefined, (e: unknown) => e);
+    writeFileSync(
+      file,
+      [
+        "engines: [siril, 3]",
+        "stacking:",
+        "  method: mean",
+        "  sigma: [3]",
+        "  rejection: fancy",
+        "  colour: red",
+        "runtime:",
+        "  threads: 0",
+        "  memory_budget: lots",
+        "registraton: {}",
+      ].join("\n"),
+    );
+    const err = await loadConfig({ cwd: dir, file }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(err).toBeInstanceOf(ConfigError);
     const issues = (err as ConfigError).details.issues as string[];
     const paths = issues.map((i) => i.split(":")[0]).sort();
-    expect(paths).toEqual(["engines.1", "registraton", "runtime.memory_budget", "runtime.threads", "stacking.colour", "stacking.rejection", "stacking.sigma"].sort());
+    expect(paths).toEqual(
+      [
+        "engines.1",
+        "registraton",
+        "runtime.memory_budget",
+        "runtime.threads",
+        "stacking.colour",
+        "stacking.rejection",
+        "stacking.sigma",
+      ].sort(),
+    );
     expect(issues).toContain("registraton: unknown key");
     expect((err as ConfigError).exitCode).toBe(78);
     expect((err as ConfigError).message).toContain(file);
@@ -60,8 +87,12 @@ describe("tile_compile.yaml", () => {
   });
 
   it("synthetic.*: frames_max ≥ frames_min and an ordered cluster_count_range, with the path named", () => {
-    expect(() => validateConfig({ synthetic: { frames_min: 20, frames_max: 10 } })).toThrow(/synthetic\.frames_max.*must be ≥ synthetic\.frames_min/);
-    expect(() => validateConfig({ synthetic: { clustering: { cluster_count_range: [30, 5] } } })).toThrow(/synthetic\.clustering\.cluster_count_range/);
+    expect(() => validateConfig({ synthetic: { frames_min: 20, frames_max: 10 } })).toThrow(
+      /synthetic\.frames_max.*must be ≥ synthetic\.frames_min/,
+    );
+    expect(() => validateConfig({ synthetic: { clustering: { cluster_count_range: [30, 5] } } })).toThrow(
+      /synthetic\.clustering\.cluster_count_range/,
+    );
     expect(validateConfig({}).config.synthetic).toEqual({ frames_min: 15, frames_max: 30, clustering: { cluster_count_range: [5, 30] } });
   });
 

@@ -44,7 +44,8 @@ function parseYamlFile(file: string, seen: Set<string>): Record<string, unknown>
   } catch (e) {
     throw new ConfigError("TC_CONFIG_INVALID", { file, issues: [`YAML: ${(e as Error).message.split("\n")[0]}`] });
   }
-  if (typeof value !== "object" || Array.isArray(value)) throw new ConfigError("TC_CONFIG_INVALID", { file, issues: ["(root): expected a mapping of keys to values"] });
+  if (typeof value !== "object" || Array.isArray(value))
+    throw new ConfigError("TC_CONFIG_INVALID", { file, issues: ["(root): expected a mapping of keys to values"] });
   return withImports(value as Record<string, unknown>, file, seen);
 }
 
@@ -54,7 +55,8 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
 
 function deepMerge(base: Record<string, unknown>, over: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = { ...base };
-  for (const [k, v] of Object.entries(over)) out[k] = isPlainObject(v) && isPlainObject(out[k]) ? deepMerge(out[k] as Record<string, unknown>, v) : v;
+  for (const [k, v] of Object.entries(over))
+    out[k] = isPlainObject(v) && isPlainObject(out[k]) ? deepMerge(out[k] as Record<string, unknown>, v) : v;
   return out;
 }
 
@@ -65,7 +67,8 @@ function withImports(value: Record<string, unknown>, file: string, seen: Set<str
   const list = Array.isArray(imp) ? imp : [imp];
   let base: Record<string, unknown> = {};
   for (const rel of list) {
-    if (typeof rel !== "string") throw new ConfigError("TC_CONFIG_INVALID", { file, issues: ["$import: expected a path or a list of paths"] });
+    if (typeof rel !== "string")
+      throw new ConfigError("TC_CONFIG_INVALID", { file, issues: ["$import: expected a path or a list of paths"] });
     const p = resolve(dirname(file), rel);
     if (seen.has(p)) throw new ConfigError("TC_CONFIG_INVALID", { file, issues: [`$import: ${rel} imports itself (cycle)`] });
     if (!existsSync(p)) throw new ConfigError("TC_CONFIG_INVALID", { file, issues: [`$import: ${rel} does not exist (resolved to ${p})`] });
@@ -100,7 +103,8 @@ export function validateConfig(raw: unknown, file = "tile_compile.yaml"): { conf
   if (config.stacking.method === "average") config.stacking.method = "mean";
   // Cross-field rules.
   const issues: string[] = [];
-  if (config.stacking.sigma[0] > 20 || config.stacking.sigma[1] > 20) warnings.push("stacking.sigma: thresholds above 20σ reject nothing; did you mean 2–5?");
+  if (config.stacking.sigma[0] > 20 || config.stacking.sigma[1] > 20)
+    warnings.push("stacking.sigma: thresholds above 20σ reject nothing; did you mean 2–5?");
   const dup = config.engines.filter((e, i) => config.engines.indexOf(e) !== i);
   if (dup.length > 0) issues.push(`engines: ${dup.join(", ")} listed more than once`);
   if (issues.length > 0) throw new ConfigError("TC_CONFIG_INVALID", { file, issues });

@@ -4,13 +4,29 @@
  */
 import { configJsonSchema } from "./schema.js";
 
-interface Node { type?: string; enum?: unknown[]; anyOf?: Node[]; const?: unknown; items?: Node; prefixItems?: Node[]; properties?: Record<string, Node>; default?: unknown; description?: string }
+interface Node {
+  type?: string;
+  enum?: unknown[];
+  anyOf?: Node[];
+  const?: unknown;
+  items?: Node;
+  prefixItems?: Node[];
+  properties?: Record<string, Node>;
+  default?: unknown;
+  description?: string;
+}
 
 const typeOf = (n: Node): string =>
-  n.enum ? n.enum.map((v) => `\`${String(v)}\``).join(" | ")
-    : n.anyOf ? n.anyOf.map(typeOf).join(" or ")
-      : n.const !== undefined ? `\`${String(n.const)}\``
-        : n.type === "array" ? (n.prefixItems ? `[${n.prefixItems.map(typeOf).join(", ")}]` : `${typeOf(n.items ?? {})}[]`)
+  n.enum
+    ? n.enum.map((v) => `\`${String(v)}\``).join(" | ")
+    : n.anyOf
+      ? n.anyOf.map(typeOf).join(" or ")
+      : n.const !== undefined
+        ? `\`${String(n.const)}\``
+        : n.type === "array"
+          ? n.prefixItems
+            ? `[${n.prefixItems.map(typeOf).join(", ")}]`
+            : `${typeOf(n.items ?? {})}[]`
           : (n.type ?? "any");
 const cell = (t: string) => t.replace(/\|/g, "\\|").replace(/\n/g, " ");
 
@@ -21,7 +37,9 @@ export function configReferenceMarkdown(): string {
       if (k.startsWith("$")) continue;
       const p = path ? `${path}.${k}` : k;
       const section = v.type === "object" && v.properties !== undefined;
-      rows.push(`| \`${p}\` | ${section ? "section" : cell(typeOf(v))} | ${!section && v.default !== undefined ? `\`${cell(JSON.stringify(v.default))}\`` : ""} | ${cell(v.description ?? "")} |`);
+      rows.push(
+        `| \`${p}\` | ${section ? "section" : cell(typeOf(v))} | ${!section && v.default !== undefined ? `\`${cell(JSON.stringify(v.default))}\`` : ""} | ${cell(v.description ?? "")} |`,
+      );
       if (section) walk(v, p);
     }
   };

@@ -8,7 +8,10 @@
 import { z } from "zod";
 import { CHECK_NAMES } from "../calibration/health.js";
 
-const engineRef = z.string().min(1).describe("Engine: a short name of an official engine (native, siril), a full npm package name, or a relative path");
+const engineRef = z
+  .string()
+  .min(1)
+  .describe("Engine: a short name of an official engine (native, siril), a full npm package name, or a relative path");
 
 /** Sizes like `4GiB`, `512 MiB`, `2GB` or a number of bytes. */
 export const byteSize = z.union([
@@ -30,70 +33,152 @@ export const normalizations = ["none", "additive", "multiplicative", "additive_s
 
 export const configSchema = z.strictObject({
   $schema: z.string().optional(),
-  $import: z.union([z.string(), z.array(z.string())]).optional().describe("Shared presets merged under this file (paths relative to it)"),
+  $import: z
+    .union([z.string(), z.array(z.string())])
+    .optional()
+    .describe("Shared presets merged under this file (paths relative to it)"),
   engines: z.array(engineRef).default([]).describe("Engines to load besides the built-in ones; listed engines are the only ones used"),
-  base_dir: z.string().min(1).optional().describe("Library root of job files (holding calibration/ and jobs/); default: found from the job file's location"),
+  base_dir: z
+    .string()
+    .min(1)
+    .optional()
+    .describe("Library root of job files (holding calibration/ and jobs/); default: found from the job file's location"),
   filters: z
     .strictObject({
-      aliases: z.record(z.string().min(1), z.string().min(1)).default({}).describe("Extra filter-name aliases, e.g. { \"Halpha 7nm\": H }"),
+      aliases: z.record(z.string().min(1), z.string().min(1)).default({}).describe('Extra filter-name aliases, e.g. { "Halpha 7nm": H }'),
     })
     .default({ aliases: {} }),
   calibration: z
     .strictObject({
       engine: engineRef.optional(),
       method: z.string().default("native").describe("Calibration method: native (built-in), siril, or one a loaded engine provides"),
-      rejection: z.enum(["winsorized", "sigma"]).default("winsorized").describe("Pixel rejection of master bias, dark and flat (3σ low and high); part of each master's recipe"),
-      checks: z.partialRecord(z.enum(CHECK_NAMES), z.enum(["error", "warn", "off"])).default({}).describe("Calibration health checks (offset, double_offset, negative_pixels, master_mismatch, flat_exposure, vignetting_residual, dust_residual, temperature): a failing check stops the run (error, the default) unless relaxed by name to warn or off; a master of another size is always refused"),
+      rejection: z
+        .enum(["winsorized", "sigma"])
+        .default("winsorized")
+        .describe("Pixel rejection of master bias, dark and flat (3σ low and high); part of each master's recipe"),
+      checks: z
+        .partialRecord(z.enum(CHECK_NAMES), z.enum(["error", "warn", "off"]))
+        .default({})
+        .describe(
+          "Calibration health checks (offset, double_offset, negative_pixels, master_mismatch, flat_exposure, vignetting_residual, dust_residual, temperature): a failing check stops the run (error, the default) unless relaxed by name to warn or off; a master of another size is always refused",
+        ),
     })
     .default({ method: "native", rejection: "winsorized", checks: {} }),
   registration: z
     .strictObject({
-      engine: z.string().default("relative").describe("Registration method: relative (built-in), wcs_anchor, siril, or one a loaded engine provides"),
+      engine: z
+        .string()
+        .default("relative")
+        .describe("Registration method: relative (built-in), wcs_anchor, siril, or one a loaded engine provides"),
       provider: engineRef.optional().describe("Which engine provides the method, when more than one does"),
       reference: z.union([z.literal("auto"), z.number().int().nonnegative(), z.string().min(1)]).default("auto"),
       output_dir: z.string().default("registered"),
       registered_filename_pattern: z.string().default("reg_{index:05d}.fit"),
-      transform: z.enum(["shift", "similarity", "affine", "homography"]).default("similarity").describe("Transform model fitted to the matched stars (relative; Siril 1.2+ as -transf=)"),
-      interpolation: z.enum(["bilinear", "bicubic", "lanczos3"]).optional().describe("Resampling kernel of the registered frames; default lanczos3 (Siril: its own default; 1.0.6 always resamples bilinearly)"),
+      transform: z
+        .enum(["shift", "similarity", "affine", "homography"])
+        .default("similarity")
+        .describe("Transform model fitted to the matched stars (relative; Siril 1.2+ as -transf=)"),
+      interpolation: z
+        .enum(["bilinear", "bicubic", "lanczos3"])
+        .optional()
+        .describe(
+          "Resampling kernel of the registered frames; default lanczos3 (Siril: its own default; 1.0.6 always resamples bilinearly)",
+        ),
     })
-    .default({ engine: "relative", reference: "auto", output_dir: "registered", registered_filename_pattern: "reg_{index:05d}.fit", transform: "similarity" }),
+    .default({
+      engine: "relative",
+      reference: "auto",
+      output_dir: "registered",
+      registered_filename_pattern: "reg_{index:05d}.fit",
+      transform: "similarity",
+    }),
   stacking: z
     .strictObject({
       engine: engineRef.optional(),
-      method: z.string().default("rejection").describe("rejection (mean of the values surviving stacking.rejection; default), mean (alias: average), median, tbqr, or one a loaded engine provides"),
+      method: z
+        .string()
+        .default("rejection")
+        .describe(
+          "rejection (mean of the values surviving stacking.rejection; default), mean (alias: average), median, tbqr, or one a loaded engine provides",
+        ),
       rejection: z.enum(rejectionMethods).default("winsorized"),
       sigma: z.tuple([z.number().positive(), z.number().positive()]).default([3, 3]).describe("[low, high] rejection thresholds"),
-      normalization: z.enum(normalizations).default("additive").describe("Frame normalisation before stacking. additive (default) keeps fluxes; the *_scaling variants also equalise the noise, which rescales star fluxes by the frames' noise ratio (measured: 3–6 % colour errors on the demo set)"),
-      weighting: z.enum(["none", "noise", "fwhm", "stars"]).default("none").describe("Frame weights: none, noise (1/σ² of the normalised frame), fwhm (1/FWHM²) or stars (star count)"),
-      frame_filters: z.partialRecord(z.enum(["fwhm", "roundness", "stars", "background"]), z.union([z.strictObject({ keep: z.number().gt(0).max(100) }), z.strictObject({ kappa: z.number().positive() })]))
+      normalization: z
+        .enum(normalizations)
+        .default("additive")
+        .describe(
+          "Frame normalisation before stacking. additive (default) keeps fluxes; the *_scaling variants also equalise the noise, which rescales star fluxes by the frames' noise ratio (measured: 3–6 % colour errors on the demo set)",
+        ),
+      weighting: z
+        .enum(["none", "noise", "fwhm", "stars"])
+        .default("none")
+        .describe("Frame weights: none, noise (1/σ² of the normalised frame), fwhm (1/FWHM²) or stars (star count)"),
+      frame_filters: z
+        .partialRecord(
+          z.enum(["fwhm", "roundness", "stars", "background"]),
+          z.union([z.strictObject({ keep: z.number().gt(0).max(100) }), z.strictObject({ kappa: z.number().positive() })]),
+        )
         .default({})
         .describe("Drop frames before stacking: e.g. { fwhm: { kappa: 2 }, stars: { keep: 90 } } (keep the best 90 %)"),
-      rejection_maps: z.boolean().default(false).describe("Also write stack_<filter>_<exposure>s_rejlow.fit and _rejhigh.fit: per pixel, how many frames were rejected below and above"),
+      rejection_maps: z
+        .boolean()
+        .default(false)
+        .describe(
+          "Also write stack_<filter>_<exposure>s_rejlow.fit and _rejhigh.fit: per pixel, how many frames were rejected below and above",
+        ),
       input_dir: z.string().default("synthetic"),
       input_pattern: z.string().default("syn_*.fits"),
       output_file: z.string().default("stacked.fit"),
     })
-    .default({ method: "rejection", rejection: "winsorized", sigma: [3, 3], normalization: "additive", weighting: "none", frame_filters: {}, rejection_maps: false, input_dir: "synthetic", input_pattern: "syn_*.fits", output_file: "stacked.fit" }),
+    .default({
+      method: "rejection",
+      rejection: "winsorized",
+      sigma: [3, 3],
+      normalization: "additive",
+      weighting: "none",
+      frame_filters: {},
+      rejection_maps: false,
+      input_dir: "synthetic",
+      input_pattern: "syn_*.fits",
+      output_file: "stacked.fit",
+    }),
   composition: z
     .strictObject({
       engine: engineRef.optional(),
       method: z.string().default("palette").describe("Composition method: palette (built-in) or one a loaded engine provides"),
-      palette: z.string().optional().describe("Palette name (built-in RGB, LRGB, SHO, HOO, LSHO, LHOO or one of composition.palettes); default: the job's type"),
-      palettes: z.record(z.string(), z.record(z.string(), z.record(z.string(), z.number()))).default({}).describe("User palettes: name → output channel → { filter: weight }"),
+      palette: z
+        .string()
+        .optional()
+        .describe("Palette name (built-in RGB, LRGB, SHO, HOO, LSHO, LHOO or one of composition.palettes); default: the job's type"),
+      palettes: z
+        .record(z.string(), z.record(z.string(), z.record(z.string(), z.number())))
+        .default({})
+        .describe("User palettes: name → output channel → { filter: weight }"),
     })
     .default({ method: "palette", palettes: {} }),
   background: z
     .strictObject({
       engine: engineRef.optional().describe("Engine providing the method (e.g. siril for polynomial through seqsubsky)"),
-      method: z.string().default("none").describe("Background extraction: none (default), polynomial or rbf (thin-plate spline) on a sigma-clipped sample grid, or one a loaded engine provides"),
+      method: z
+        .string()
+        .default("none")
+        .describe(
+          "Background extraction: none (default), polynomial or rbf (thin-plate spline) on a sigma-clipped sample grid, or one a loaded engine provides",
+        ),
       degree: z.number().int().min(1).max(4).default(2).describe("Polynomial degree"),
       grid: z.number().int().min(4).max(64).default(16).describe("Sample boxes across the longer side"),
-      on: z.enum(["frames", "stacks"]).default("frames").describe("Extract from every calibrated frame, or from the stacks before composition"),
+      on: z
+        .enum(["frames", "stacks"])
+        .default("frames")
+        .describe("Extract from every calibrated frame, or from the stacks before composition"),
     })
     .default({ method: "none", degree: 2, grid: 16, on: "frames" }),
   global_metrics: z
     .strictObject({
-      weights: z.strictObject({ background: z.number().default(0.4), noise: z.number().default(0.3), gradient: z.number().default(0.3) }).default({ background: 0.4, noise: 0.3, gradient: 0.3 }).describe("TBQR global quality Q = α(−B̃) + β(−σ̃) + γẼ; must sum to 1"),
+      weights: z
+        .strictObject({ background: z.number().default(0.4), noise: z.number().default(0.3), gradient: z.number().default(0.3) })
+        .default({ background: 0.4, noise: 0.3, gradient: 0.3 })
+        .describe("TBQR global quality Q = α(−B̃) + β(−σ̃) + γẼ; must sum to 1"),
       clamp: z.tuple([z.number(), z.number()]).default([-3, 3]),
       weight_exponent_scale: z.number().positive().default(1),
     })
@@ -110,14 +195,38 @@ export const configSchema = z.strictObject({
   local_metrics: z
     .strictObject({
       clamp: z.tuple([z.number(), z.number()]).default([-3, 3]),
-      star_mode: z.strictObject({ weights: z.strictObject({ fwhm: z.number().default(0.6), roundness: z.number().default(0.2), contrast: z.number().default(0.2) }).default({ fwhm: 0.6, roundness: 0.2, contrast: 0.2 }) }).default({ weights: { fwhm: 0.6, roundness: 0.2, contrast: 0.2 } }),
-      structure_mode: z.strictObject({ metric_weight: z.number().default(0.7), background_weight: z.number().default(0.3) }).default({ metric_weight: 0.7, background_weight: 0.3 }),
+      star_mode: z
+        .strictObject({
+          weights: z
+            .strictObject({ fwhm: z.number().default(0.6), roundness: z.number().default(0.2), contrast: z.number().default(0.2) })
+            .default({ fwhm: 0.6, roundness: 0.2, contrast: 0.2 }),
+        })
+        .default({ weights: { fwhm: 0.6, roundness: 0.2, contrast: 0.2 } }),
+      structure_mode: z
+        .strictObject({ metric_weight: z.number().default(0.7), background_weight: z.number().default(0.3) })
+        .default({ metric_weight: 0.7, background_weight: 0.3 }),
     })
-    .default({ clamp: [-3, 3], star_mode: { weights: { fwhm: 0.6, roundness: 0.2, contrast: 0.2 } }, structure_mode: { metric_weight: 0.7, background_weight: 0.3 } }),
+    .default({
+      clamp: [-3, 3],
+      star_mode: { weights: { fwhm: 0.6, roundness: 0.2, contrast: 0.2 } },
+      structure_mode: { metric_weight: 0.7, background_weight: 0.3 },
+    }),
   reconstruction: z
     .strictObject({
-      noise_budget: z.number().min(1).max(2).default(1.05).describe("Largest background-noise increase over a plain mean the TBQR weights may cost, as predicted from the frames' measured noise (the stack comes out 1–3 % above: 1.05 keeps it within 1.08)"),
-      clip: z.tuple([z.number().positive(), z.number().positive()]).default([5, 5]).describe("Per-pixel rejection thresholds across frames [low, high] in σ; each pixel's most extreme value is judged against the other frames' mean and σ"),
+      noise_budget: z
+        .number()
+        .min(1)
+        .max(2)
+        .default(1.05)
+        .describe(
+          "Largest background-noise increase over a plain mean the TBQR weights may cost, as predicted from the frames' measured noise (the stack comes out 1–3 % above: 1.05 keeps it within 1.08)",
+        ),
+      clip: z
+        .tuple([z.number().positive(), z.number().positive()])
+        .default([5, 5])
+        .describe(
+          "Per-pixel rejection thresholds across frames [low, high] in σ; each pixel's most extreme value is judged against the other frames' mean and σ",
+        ),
       epsilon: z.number().positive().default(1e-6),
     })
     .default({ noise_budget: 1.05, clip: [5, 5], epsilon: 1e-6 }),
@@ -125,7 +234,10 @@ export const configSchema = z.strictObject({
     .strictObject({
       frames_min: z.number().int().min(2).default(50),
       frames_reduced_threshold: z.number().int().min(2).default(200),
-      allow_emergency_mode: z.boolean().default(false).describe("Reconstruct sets below frames_min (reduced, no clustering) instead of refusing"),
+      allow_emergency_mode: z
+        .boolean()
+        .default(false)
+        .describe("Reconstruct sets below frames_min (reduced, no clustering) instead of refusing"),
       exposure_time_tolerance_percent: z.number().nonnegative().default(5),
     })
     .refine((a) => a.frames_min < a.frames_reduced_threshold, "frames_min must be below frames_reduced_threshold")
@@ -133,7 +245,14 @@ export const configSchema = z.strictObject({
   hdr: z
     .strictObject({
       blend: z.boolean().default(false).describe("Blend the exposures of a filter (HDR) instead of skipping composition"),
-      min_frames: z.number().int().min(1).default(3).describe("A filter's exposure group with fewer frames than this, beside a larger group, is left out (listed as a likely stray) instead of turning the job into HDR mode"),
+      min_frames: z
+        .number()
+        .int()
+        .min(1)
+        .default(3)
+        .describe(
+          "A filter's exposure group with fewer frames than this, beside a larger group, is left out (listed as a likely stray) instead of turning the job into HDR mode",
+        ),
     })
     .default({ blend: false, min_frames: 3 }),
   stretch: z
@@ -144,14 +263,28 @@ export const configSchema = z.strictObject({
     .default({ method: "autostretch" }),
   runtime: z
     .strictObject({
-      threads: z.union([z.literal("auto"), z.number().int().positive().max(1024, "at most 1024 threads (use auto for one per core)")]).default("auto"),
+      threads: z
+        .union([z.literal("auto"), z.number().int().positive().max(1024, "at most 1024 threads (use auto for one per core)")])
+        .default("auto"),
       memory_budget: byteSize.default("4GiB").describe("Pixel data held at once by a stage"),
       stage_timeout_seconds: z.number().positive().optional(),
-      executor: z.enum(["local", "rabbitmq"]).default("local").describe("Where a stage's work units run: this process (local) or workers over RabbitMQ (`tile-compile worker`); the output bytes are the same"),
+      executor: z
+        .enum(["local", "rabbitmq"])
+        .default("local")
+        .describe(
+          "Where a stage's work units run: this process (local) or workers over RabbitMQ (`tile-compile worker`); the output bytes are the same",
+        ),
       rabbitmq: z
         .strictObject({
-          url: z.string().regex(/^amqps?:\/\//, "expected amqp://user:password@host:5672/vhost").optional().describe("Broker URL; default: the TILE_COMPILE_BROKER environment variable (keeps the password out of the file)"),
-          data: z.string().regex(/^((file|s3):\/\/|\/)/, "expected file:///shared/folder, an absolute path or s3://bucket/prefix").describe("Shared store for pixel data: a folder at the same path on every machine (file://) or an S3/MinIO bucket (s3://)"),
+          url: z
+            .string()
+            .regex(/^amqps?:\/\//, "expected amqp://user:password@host:5672/vhost")
+            .optional()
+            .describe("Broker URL; default: the TILE_COMPILE_BROKER environment variable (keeps the password out of the file)"),
+          data: z
+            .string()
+            .regex(/^((file|s3):\/\/|\/)/, "expected file:///shared/folder, an absolute path or s3://bucket/prefix")
+            .describe("Shared store for pixel data: a folder at the same path on every machine (file://) or an S3/MinIO bucket (s3://)"),
           s3: z
             .strictObject({
               endpoint: z.string().url().optional().describe("S3 endpoint (MinIO, s3rver); default: AWS"),
@@ -159,14 +292,31 @@ export const configSchema = z.strictObject({
               force_path_style: z.boolean().optional().describe("Path-style addressing; default true when an endpoint is given"),
             })
             .optional()
-            .describe("Credentials come from the AWS environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_PROFILE), never from this file"),
-          parallelism: z.number().int().positive().default(16).describe("Units a stage splits into at least (bands of rows), so every worker has work"),
+            .describe(
+              "Credentials come from the AWS environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_PROFILE), never from this file",
+            ),
+          parallelism: z
+            .number()
+            .int()
+            .positive()
+            .default(16)
+            .describe("Units a stage splits into at least (bands of rows), so every worker has work"),
           window: z.number().int().positive().default(32).describe("Units published ahead of the one the stage waits for"),
-          orphan_after_seconds: z.number().int().positive().default(600).describe("A killed master's queues are deleted after this long unused; workers then drop its units (keep it above a broker outage you want runs to survive)"),
+          orphan_after_seconds: z
+            .number()
+            .int()
+            .positive()
+            .default(600)
+            .describe(
+              "A killed master's queues are deleted after this long unused; workers then drop its units (keep it above a broker outage you want runs to survive)",
+            ),
         })
         .optional(),
     })
-    .refine((r) => r.executor !== "rabbitmq" || r.rabbitmq !== undefined, { message: "runtime.executor: rabbitmq needs runtime.rabbitmq.data (file:///shared/folder or s3://bucket/prefix)", path: ["rabbitmq"] })
+    .refine((r) => r.executor !== "rabbitmq" || r.rabbitmq !== undefined, {
+      message: "runtime.executor: rabbitmq needs runtime.rabbitmq.data (file:///shared/folder or s3://bucket/prefix)",
+      path: ["rabbitmq"],
+    })
     .default({ threads: "auto", memory_budget: "4GiB", executor: "local" }),
   synthetic: z
     .strictObject({
@@ -174,27 +324,62 @@ export const configSchema = z.strictObject({
       frames_max: z.number().int().positive().default(30).describe("Most synthetic frames"),
       clustering: z
         .strictObject({
-          cluster_count_range: z.tuple([z.number().int().positive(), z.number().int().positive()]).default([5, 30]).describe("K = clip(⌊N/10⌋, low, high), then kept within [frames_min, frames_max]"),
+          cluster_count_range: z
+            .tuple([z.number().int().positive(), z.number().int().positive()])
+            .default([5, 30])
+            .describe("K = clip(⌊N/10⌋, low, high), then kept within [frames_min, frames_max]"),
         })
         .default({ cluster_count_range: [5, 30] }),
     })
     .refine((s) => s.frames_max >= s.frames_min, { message: "synthetic.frames_max must be ≥ synthetic.frames_min", path: ["frames_max"] })
-    .refine((s) => s.clustering.cluster_count_range[1] >= s.clustering.cluster_count_range[0], { message: "cluster_count_range must be [low, high] with high ≥ low", path: ["clustering", "cluster_count_range"] })
+    .refine((s) => s.clustering.cluster_count_range[1] >= s.clustering.cluster_count_range[0], {
+      message: "cluster_count_range must be [low, high] with high ≥ low",
+      path: ["clustering", "cluster_count_range"],
+    })
     .default({ frames_min: 15, frames_max: 30, clustering: { cluster_count_range: [5, 30] } }),
   validation: z
     .strictObject({
-      min_fwhm_improvement_percent: z.number().default(5).describe("TBQR must make stars at least this much sharper than a plain mean of the same frames"),
-      max_background_rms_increase_percent: z.number().min(0).default(10).describe("Largest background-noise increase over a plain mean (the reference's 0 would fail every weighted stack; our κ rule spends up to reconstruction.noise_budget)"),
-      min_tile_weight_variance: z.number().min(0).default(0.05).describe("Spread of the weights: mean over tiles of Var_f(W)/mean² (0 = equal weights, TBQR has nothing to do; budget² − 1 = 0.1025 where the default noise budget binds on frames of equal noise)"),
-      require_no_tile_pattern: z.boolean().default(true).describe("Fail on seams: Sobel line mean at tile boundaries vs ±2 px, worst ≥ 1.5 or p95 ≥ 1.25"),
+      min_fwhm_improvement_percent: z
+        .number()
+        .default(5)
+        .describe("TBQR must make stars at least this much sharper than a plain mean of the same frames"),
+      max_background_rms_increase_percent: z
+        .number()
+        .min(0)
+        .default(10)
+        .describe(
+          "Largest background-noise increase over a plain mean (the reference's 0 would fail every weighted stack; our κ rule spends up to reconstruction.noise_budget)",
+        ),
+      min_tile_weight_variance: z
+        .number()
+        .min(0)
+        .default(0.05)
+        .describe(
+          "Spread of the weights: mean over tiles of Var_f(W)/mean² (0 = equal weights, TBQR has nothing to do; budget² − 1 = 0.1025 where the default noise budget binds on frames of equal noise)",
+        ),
+      require_no_tile_pattern: z
+        .boolean()
+        .default(true)
+        .describe("Fail on seams: Sobel line mean at tile boundaries vs ±2 px, worst ≥ 1.5 or p95 ≥ 1.25"),
     })
-    .default({ min_fwhm_improvement_percent: 5, max_background_rms_increase_percent: 10, min_tile_weight_variance: 0.05, require_no_tile_pattern: true }),
+    .default({
+      min_fwhm_improvement_percent: 5,
+      max_background_rms_increase_percent: 10,
+      min_tile_weight_variance: 0.05,
+      require_no_tile_pattern: true,
+    }),
   pipeline: z
     .strictObject({
-      abort_on_fail: z.boolean().default(true).describe("A failed validation fails the stage (no result written); false keeps the result with a warning"),
+      abort_on_fail: z
+        .boolean()
+        .default(true)
+        .describe("A failed validation fails the stage (no result written); false keeps the result with a warning"),
     })
     .default({ abort_on_fail: true }),
-  engine_options: z.record(z.string(), z.record(z.string(), z.unknown())).default({}).describe("Per-engine option blocks, validated by each engine's optionsSchema"),
+  engine_options: z
+    .record(z.string(), z.record(z.string(), z.unknown()))
+    .default({})
+    .describe("Per-engine option blocks, validated by each engine's optionsSchema"),
 });
 
 /** tile_compile.yaml as written (defaults optional). */

@@ -10,7 +10,12 @@ export interface TbqrOptions {
   /** Global weight parameters α, β, γ (background, noise, gradient), the clamp of the exponent and its scale. */
   global: { background: number; noise: number; gradient: number; clamp: [number, number]; exponentScale?: number };
   tile: { sizeFactor: number; minSize: number; maxDivisor: number; overlapFraction: number; starMinCount: number };
-  local: { starMinCount: number; star: { fwhm: number; roundness: number; contrast: number }; structure: { metric: number; background: number }; clamp: [number, number] };
+  local: {
+    starMinCount: number;
+    star: { fwhm: number; roundness: number; contrast: number };
+    structure: { metric: number; background: number };
+    clamp: [number, number];
+  };
   assumptions: { framesMin: number; framesReducedThreshold: number; allowEmergency: boolean; exposureTolerancePercent: number };
   epsilon: number;
   clip: { low: number; high: number; iterations: number };
@@ -32,7 +37,6 @@ export interface TbqrOptions {
   synthetic?: { framesMin: number; framesMax: number; clusterRange: [number, number] };
 }
 
-
 export interface TbqrValidation {
   minFwhmImprovementPercent: number;
   maxBackgroundRmsIncreasePercent: number;
@@ -42,29 +46,73 @@ export interface TbqrValidation {
 }
 
 /** TBQR options from tile_compile.yaml's reference keys. */
-export function tbqrOptionsFromConfig(cfg: {
-  global_metrics: { weights: { background: number; noise: number; gradient: number }; clamp: [number, number]; weight_exponent_scale: number };
-  tile: { size_factor: number; min_size: number; max_divisor: number; overlap_fraction: number; star_min_count: number };
-  local_metrics: { clamp: [number, number]; star_mode: { weights: { fwhm: number; roundness: number; contrast: number } }; structure_mode: { metric_weight: number; background_weight: number } };
-  reconstruction: { noise_budget: number; clip: [number, number]; epsilon: number };
-  assumptions: { frames_min: number; frames_reduced_threshold: number; allow_emergency_mode: boolean; exposure_time_tolerance_percent: number };
-  validation: { min_fwhm_improvement_percent: number; max_background_rms_increase_percent: number; min_tile_weight_variance: number; require_no_tile_pattern: boolean };
-  pipeline: { abort_on_fail: boolean };
-  synthetic: { frames_min: number; frames_max: number; clustering: { cluster_count_range: [number, number] } };
-}, artifactsDir?: string): TbqrOptions {
+export function tbqrOptionsFromConfig(
+  cfg: {
+    global_metrics: {
+      weights: { background: number; noise: number; gradient: number };
+      clamp: [number, number];
+      weight_exponent_scale: number;
+    };
+    tile: { size_factor: number; min_size: number; max_divisor: number; overlap_fraction: number; star_min_count: number };
+    local_metrics: {
+      clamp: [number, number];
+      star_mode: { weights: { fwhm: number; roundness: number; contrast: number } };
+      structure_mode: { metric_weight: number; background_weight: number };
+    };
+    reconstruction: { noise_budget: number; clip: [number, number]; epsilon: number };
+    assumptions: {
+      frames_min: number;
+      frames_reduced_threshold: number;
+      allow_emergency_mode: boolean;
+      exposure_time_tolerance_percent: number;
+    };
+    validation: {
+      min_fwhm_improvement_percent: number;
+      max_background_rms_increase_percent: number;
+      min_tile_weight_variance: number;
+      require_no_tile_pattern: boolean;
+    };
+    pipeline: { abort_on_fail: boolean };
+    synthetic: { frames_min: number; frames_max: number; clustering: { cluster_count_range: [number, number] } };
+  },
+  artifactsDir?: string,
+): TbqrOptions {
   return {
     global: { ...cfg.global_metrics.weights, clamp: cfg.global_metrics.clamp, exponentScale: cfg.global_metrics.weight_exponent_scale },
-    tile: { sizeFactor: cfg.tile.size_factor, minSize: cfg.tile.min_size, maxDivisor: cfg.tile.max_divisor, overlapFraction: cfg.tile.overlap_fraction, starMinCount: cfg.tile.star_min_count },
-    local: { starMinCount: cfg.tile.star_min_count, star: cfg.local_metrics.star_mode.weights, structure: { metric: cfg.local_metrics.structure_mode.metric_weight, background: cfg.local_metrics.structure_mode.background_weight }, clamp: cfg.local_metrics.clamp },
-    assumptions: { framesMin: cfg.assumptions.frames_min, framesReducedThreshold: cfg.assumptions.frames_reduced_threshold, allowEmergency: cfg.assumptions.allow_emergency_mode, exposureTolerancePercent: cfg.assumptions.exposure_time_tolerance_percent },
+    tile: {
+      sizeFactor: cfg.tile.size_factor,
+      minSize: cfg.tile.min_size,
+      maxDivisor: cfg.tile.max_divisor,
+      overlapFraction: cfg.tile.overlap_fraction,
+      starMinCount: cfg.tile.star_min_count,
+    },
+    local: {
+      starMinCount: cfg.tile.star_min_count,
+      star: cfg.local_metrics.star_mode.weights,
+      structure: { metric: cfg.local_metrics.structure_mode.metric_weight, background: cfg.local_metrics.structure_mode.background_weight },
+      clamp: cfg.local_metrics.clamp,
+    },
+    assumptions: {
+      framesMin: cfg.assumptions.frames_min,
+      framesReducedThreshold: cfg.assumptions.frames_reduced_threshold,
+      allowEmergency: cfg.assumptions.allow_emergency_mode,
+      exposureTolerancePercent: cfg.assumptions.exposure_time_tolerance_percent,
+    },
     epsilon: cfg.reconstruction.epsilon,
     clip: { low: cfg.reconstruction.clip[0], high: cfg.reconstruction.clip[1], iterations: 2 },
     noiseBudget: cfg.reconstruction.noise_budget,
     ...(artifactsDir ? { artifactsDir } : {}),
-    synthetic: { framesMin: cfg.synthetic.frames_min, framesMax: cfg.synthetic.frames_max, clusterRange: cfg.synthetic.clustering.cluster_count_range },
+    synthetic: {
+      framesMin: cfg.synthetic.frames_min,
+      framesMax: cfg.synthetic.frames_max,
+      clusterRange: cfg.synthetic.clustering.cluster_count_range,
+    },
     validation: {
-      minFwhmImprovementPercent: cfg.validation.min_fwhm_improvement_percent, maxBackgroundRmsIncreasePercent: cfg.validation.max_background_rms_increase_percent,
-      minTileWeightVariance: cfg.validation.min_tile_weight_variance, requireNoTilePattern: cfg.validation.require_no_tile_pattern, abortOnFail: cfg.pipeline.abort_on_fail,
+      minFwhmImprovementPercent: cfg.validation.min_fwhm_improvement_percent,
+      maxBackgroundRmsIncreasePercent: cfg.validation.max_background_rms_increase_percent,
+      minTileWeightVariance: cfg.validation.min_tile_weight_variance,
+      requireNoTilePattern: cfg.validation.require_no_tile_pattern,
+      abortOnFail: cfg.pipeline.abort_on_fail,
     },
   };
 }

@@ -6,21 +6,38 @@ import { writeFitsImage } from "@tile-compile/fits";
 import { closeCache, OPEN_FILES_MAX, readBand } from "./cache.js";
 import type { TaskContext } from "./contracts.js";
 
-const ctx = (): TaskContext => ({ signal: new AbortController().signal, runId: "t", cache: new Map(), threads: 1, shared: async () => { throw new Error("none"); } });
+const ctx = (): TaskContext => ({
+  signal: new AbortController().signal,
+  runId: "t",
+  cache: new Map(),
+  threads: 1,
+  shared: async () => {
+    throw new Error("none");
+  },
+});
 
 describe("readBand", () => {
   it("reads the same rows whether files stay open across bands or are opened per band", async () => {
     const dir = mkdtempSync(join(tmpdir(), "tc-band-"));
-    const W = 7, H = 9, frames: { path: string }[] = [];
+    const W = 7,
+      H = 9,
+      frames: { path: string }[] = [];
     for (let f = 0; f < 6; f++) {
       const path = join(dir, `f${f}.fit`);
-      await writeFitsImage(path, { width: W, height: H, channels: 2, data: Float32Array.from({ length: 2 * W * H }, (_, i) => 1000 * f + i) });
+      await writeFitsImage(path, {
+        width: W,
+        height: H,
+        channels: 2,
+        data: Float32Array.from({ length: 2 * W * H }, (_, i) => 1000 * f + i),
+      });
       frames.push({ path });
     }
-    const open = ctx(), perBand = ctx();
+    const open = ctx(),
+      perBand = ctx();
     for (const y0 of [0, 4, 8]) {
       const rows = Math.min(4, H - y0);
-      const a = await readBand(open, "k", frames, y0, rows, 1, W), b = await readBand(perBand, "k", frames, y0, rows, 1, W, 4);
+      const a = await readBand(open, "k", frames, y0, rows, 1, W),
+        b = await readBand(perBand, "k", frames, y0, rows, 1, W, 4);
       frames.forEach((_, f) => {
         expect(Array.from(a[f]!)).toEqual(Array.from({ length: rows * W }, (_, k) => 1000 * f + W * H + y0 * W + k));
         expect(Array.from(b[f]!)).toEqual(Array.from(a[f]!));

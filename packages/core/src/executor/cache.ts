@@ -25,10 +25,17 @@ function openFilesMax(): number {
   return 256;
 }
 
-interface FileEntry { file: Promise<FitsFile>; users: number }
+interface FileEntry {
+  file: Promise<FitsFile>;
+  users: number;
+}
 
 /** An open FITS file from the cache (opened on first use). Keep at most {@link OPEN_FILES_MAX}: beyond, open per use. */
-export async function cachedFile(ctx: TaskContext, path: string, openMax = OPEN_FILES_MAX): Promise<{ file: FitsFile; release(): Promise<void> }> {
+export async function cachedFile(
+  ctx: TaskContext,
+  path: string,
+  openMax = OPEN_FILES_MAX,
+): Promise<{ file: FitsFile; release(): Promise<void> }> {
   const files = (ctx.cache.get("files") as Map<string, FileEntry> | undefined) ?? new Map<string, FileEntry>();
   ctx.cache.set("files", files);
   let e = files.get(path);
@@ -64,7 +71,16 @@ const READS_IN_FLIGHT = 8;
  * read itself). Files stay open across bands up to `openMax` of them (default OPEN_FILES_MAX), else they
  * are opened per band.
  */
-export async function readBand(ctx: TaskContext, key: string, frames: readonly { path: string; hdu?: number }[], y0: number, rows: number, c: number, width: number, openMax = OPEN_FILES_MAX): Promise<Float32Array[]> {
+export async function readBand(
+  ctx: TaskContext,
+  key: string,
+  frames: readonly { path: string; hdu?: number }[],
+  y0: number,
+  rows: number,
+  c: number,
+  width: number,
+  openMax = OPEN_FILES_MAX,
+): Promise<Float32Array[]> {
   const len = rows * width;
   const views = frames.map((_, k) => scratch(ctx, `${key}:${k}`, len));
   const keepOpen = frames.length <= openMax;
@@ -75,7 +91,8 @@ export async function readBand(ctx: TaskContext, key: string, frames: readonly {
     try {
       await (await file.image(f.hdu)).readRows(y0, rows, c, views[k]);
     } finally {
-      if (h) await h.release(); else await file.close();
+      if (h) await h.release();
+      else await file.close();
     }
   });
   return views;

@@ -12,7 +12,8 @@ export function taskCatalogue(engines: readonly { meta: { name: string }; tasks?
   for (const e of engines) {
     for (const t of e.tasks ?? []) {
       const other = owner.get(t.name);
-      if (other !== undefined && other !== e.meta.name) throw new TileCompileError("TC_TASK_CONFLICT", { task: t.name, engines: `${other} and ${e.meta.name}` });
+      if (other !== undefined && other !== e.meta.name)
+        throw new TileCompileError("TC_TASK_CONFLICT", { task: t.name, engines: `${other} and ${e.meta.name}` });
       tasks.set(t.name, t);
       owner.set(t.name, e.meta.name);
     }

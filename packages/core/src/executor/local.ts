@@ -15,7 +15,8 @@ export function localExecutor(options: LocalExecutorOptions = {}): Executor {
   const shared = new Map<string, unknown>();
   const cache = new Map<string, unknown>();
   const runId = options.runId ?? "local";
-  let n = 0, units = 0;
+  let n = 0,
+    units = 0;
   const ctxFor = (signal: AbortSignal): TaskContext => ({
     signal,
     runId,
@@ -37,7 +38,8 @@ export function localExecutor(options: LocalExecutorOptions = {}): Executor {
       const ctx = ctxFor(opts.signal);
       const limit = Math.max(1, Math.min(opts.concurrency ?? 1, list.length));
       const pending = new Map<number, Promise<O>>();
-      let next = 0, done = 0;
+      let next = 0,
+        done = 0;
       const start = (i: number) => {
         const u = list[i]!;
         const p = (async () => {
@@ -63,7 +65,17 @@ export function localExecutor(options: LocalExecutorOptions = {}): Executor {
       }
     },
     stats(): ExecutorStats {
-      return { executor: "local", units, redelivered: 0, duplicates: 0, workers: [], brokerBytes: 0, storeBytes: 0, largestMessage: 0, reconnects: 0 };
+      return {
+        executor: "local",
+        units,
+        redelivered: 0,
+        duplicates: 0,
+        workers: [],
+        brokerBytes: 0,
+        storeBytes: 0,
+        largestMessage: 0,
+        reconnects: 0,
+      };
     },
     async close() {
       shared.clear();

@@ -25,35 +25,108 @@ const header = (cards: [string, string | number | boolean][]) => {
 const cases: { name: string; make: (p: string) => void; code: string; message: RegExp }[] = [
   {
     name: "truncated file",
-    make: (p) => writeFileSync(p, Buffer.concat([header([["SIMPLE", true], ["BITPIX", 16], ["NAXIS", 2], ["NAXIS1", 100], ["NAXIS2", 100]]), Buffer.alloc(5000)])),
+    make: (p) =>
+      writeFileSync(
+        p,
+        Buffer.concat([
+          header([
+            ["SIMPLE", true],
+            ["BITPIX", 16],
+            ["NAXIS", 2],
+            ["NAXIS1", 100],
+            ["NAXIS2", 100],
+          ]),
+          Buffer.alloc(5000),
+        ]),
+      ),
     code: "TC_FITS_TRUNCATED",
     message: /declares 22880 bytes of data \(NAXIS1\.\.2\), but the file holds only 7880/,
   },
-  { name: "not a FITS file", make: (p) => writeFileSync(p, "just some text, not an image\n".repeat(200)), code: "TC_FITS_INVALID", message: /not a FITS file: it does not start with SIMPLE/ },
-  { name: "tiny file", make: (p) => writeFileSync(p, "SIMPLE  =                    T"), code: "TC_FITS_INVALID", message: /shorter than one 2880-byte FITS block/ },
+  {
+    name: "not a FITS file",
+    make: (p) => writeFileSync(p, "just some text, not an image\n".repeat(200)),
+    code: "TC_FITS_INVALID",
+    message: /not a FITS file: it does not start with SIMPLE/,
+  },
+  {
+    name: "tiny file",
+    make: (p) => writeFileSync(p, "SIMPLE  =                    T"),
+    code: "TC_FITS_INVALID",
+    message: /shorter than one 2880-byte FITS block/,
+  },
   { name: "empty file", make: (p) => writeFileSync(p, ""), code: "TC_FITS_INVALID", message: /the file is empty/ },
   {
     name: "header without END",
-    make: (p) => writeFileSync(p, header([["SIMPLE", true], ["BITPIX", 16], ["NAXIS", 0]]).toString("latin1").replace(/END {77}/, " ".repeat(80))),
+    make: (p) =>
+      writeFileSync(
+        p,
+        header([
+          ["SIMPLE", true],
+          ["BITPIX", 16],
+          ["NAXIS", 0],
+        ])
+          .toString("latin1")
+          .replace(/END {77}/, " ".repeat(80)),
+      ),
     code: "TC_FITS_INVALID",
     message: /no END card/,
   },
   {
     name: "NAXIS claiming more data than the file holds",
-    make: (p) => writeFileSync(p, header([["SIMPLE", true], ["BITPIX", -64], ["NAXIS", 3], ["NAXIS1", 200000], ["NAXIS2", 200000], ["NAXIS3", 3]])),
+    make: (p) =>
+      writeFileSync(
+        p,
+        header([
+          ["SIMPLE", true],
+          ["BITPIX", -64],
+          ["NAXIS", 3],
+          ["NAXIS1", 200000],
+          ["NAXIS2", 200000],
+          ["NAXIS3", 3],
+        ]),
+      ),
     code: "TC_FITS_TRUNCATED",
     message: /declares 960000002880 bytes of data/,
   },
   {
     name: "non-numeric NAXIS",
-    make: (p) => writeFileSync(p, header([["SIMPLE", true], ["BITPIX", 16], ["NAXIS", "two"]])),
+    make: (p) =>
+      writeFileSync(
+        p,
+        header([
+          ["SIMPLE", true],
+          ["BITPIX", 16],
+          ["NAXIS", "two"],
+        ]),
+      ),
     code: "TC_FITS_INVALID",
     message: /NAXIS must be an integer, found "two" \(keyword NAXIS\)/,
   },
-  { name: "bad BITPIX", make: (p) => writeFileSync(p, header([["SIMPLE", true], ["BITPIX", 12], ["NAXIS", 0]])), code: "TC_FITS_INVALID", message: /BITPIX = 12 is not one of/ },
+  {
+    name: "bad BITPIX",
+    make: (p) =>
+      writeFileSync(
+        p,
+        header([
+          ["SIMPLE", true],
+          ["BITPIX", 12],
+          ["NAXIS", 0],
+        ]),
+      ),
+    code: "TC_FITS_INVALID",
+    message: /BITPIX = 12 is not one of/,
+  },
   {
     name: "binary junk in the header",
-    make: (p) => { const b = header([["SIMPLE", true], ["BITPIX", 8], ["NAXIS", 0]]); b[200] = 0; writeFileSync(p, b); },
+    make: (p) => {
+      const b = header([
+        ["SIMPLE", true],
+        ["BITPIX", 8],
+        ["NAXIS", 0],
+      ]);
+      b[200] = 0;
+      writeFileSync(p, b);
+    },
     code: "TC_FITS_INVALID",
     message: /non-ASCII byte \(0x0\) at offset 200/,
   },
@@ -64,7 +137,10 @@ describe("bad FITS input", () => {
     const p = join(dir, `${name.replace(/\W+/g, "_")}.fits`);
     make(p);
     for (const read of [readFitsHeader, readFitsImage]) {
-      const err = await read(p).then(() => undefined, (e: unknown) => e);
+      const err = await read(p).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
       expect(err).toBeInstanceOf(FitsError);
       expect((err as FitsError).code).toBe(code);
       expect((err as Error).message).toContain(p);
@@ -78,7 +154,10 @@ describe("bad FITS input", () => {
   });
 
   it("4-D images are refused as unsupported, naming NAXIS", async () => {
-    await expect(readFitsImage(join(DEBIAN_FITS, "astropy__complex.fits"), { hdu: 1 })).rejects.toMatchObject({ code: "TC_FITS_UNSUPPORTED", details: { field: "NAXIS" } });
+    await expect(readFitsImage(join(DEBIAN_FITS, "astropy__complex.fits"), { hdu: 1 })).rejects.toMatchObject({
+      code: "TC_FITS_UNSUPPORTED",
+      details: { field: "NAXIS" },
+    });
   });
 
   it("a folder scan lists every bad file with its reason and goes on", async () => {
@@ -86,7 +165,12 @@ describe("bad FITS input", () => {
     mkdirSync(folder);
     for (const c of cases) c.make(join(folder, `${c.name.replace(/\W+/g, "_")}.fit`));
     writeFileSync(join(folder, "notes.txt"), "ignored: not a FITS extension");
-    for (let i = 0; i < 3; i++) await writeFitsImage(join(folder, `good_${i}.fits`), { width: 8, height: 4, data: new Float32Array(32) }, { header: new FitsHeader().set("IMAGETYP", "Light").set("EXPTIME", 30) });
+    for (let i = 0; i < 3; i++)
+      await writeFitsImage(
+        join(folder, `good_${i}.fits`),
+        { width: 8, height: 4, data: new Float32Array(32) },
+        { header: new FitsHeader().set("IMAGETYP", "Light").set("EXPTIME", 30) },
+      );
     const result = await scanFrames([folder]);
     expect(result.frames).toHaveLength(3);
     expect(result.bad).toHaveLength(cases.length);
@@ -101,7 +185,16 @@ describe("header-only scan", () => {
     mkdirSync(many);
     // 1,000 frames whose headers claim 4000×4000 16-bit pixels; the data blocks are sparse (holes), so
     // the files are the right size without 32 GB on disk. Any pixel read would show in bytesRead.
-    const h = new FitsHeader().set("SIMPLE", true).set("BITPIX", 16).set("NAXIS", 2).set("NAXIS1", 4000).set("NAXIS2", 4000).set("IMAGETYP", "Light").set("EXPTIME", 120).set("FILTER", "Ha").toBuffer();
+    const h = new FitsHeader()
+      .set("SIMPLE", true)
+      .set("BITPIX", 16)
+      .set("NAXIS", 2)
+      .set("NAXIS1", 4000)
+      .set("NAXIS2", 4000)
+      .set("IMAGETYP", "Light")
+      .set("EXPTIME", 120)
+      .set("FILTER", "Ha")
+      .toBuffer();
     for (let i = 0; i < 1000; i++) {
       const p = join(many, `L_${String(i).padStart(4, "0")}.fits`);
       writeFileSync(p, h);

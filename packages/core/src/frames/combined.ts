@@ -5,15 +5,23 @@
 import type { FitsHeaderSummary } from "@tile-compile/fits";
 
 /** Provenance keywords of a combined frame: NCOMBINE, STACKCNT, EXPTIME (mean), LIVETIME (sum), DATE-OBS/DATE-END. */
-export function combinedKeywords(summaries: FitsHeaderSummary[]): { key: string; value: number | string; comment: string; float?: boolean }[] {
-  return provenanceKeywords(summaries.map((s) => s.header.getNumber("EXPTIME") ?? s.header.getNumber("EXPOSURE")), summaries.map((s) => s.header.getString("DATE-OBS")));
+export function combinedKeywords(
+  summaries: FitsHeaderSummary[],
+): { key: string; value: number | string; comment: string; float?: boolean }[] {
+  return provenanceKeywords(
+    summaries.map((s) => s.header.getNumber("EXPTIME") ?? s.header.getNumber("EXPOSURE")),
+    summaries.map((s) => s.header.getString("DATE-OBS")),
+  );
 }
 
 /**
  * {@link combinedKeywords} from each frame's exposure (EXPTIME, else EXPOSURE) and DATE-OBS alone, one entry
  * per frame (undefined where the header has none) — for callers that do not keep every frame's header.
  */
-export function provenanceKeywords(exposures: (number | undefined)[], datesObs: (string | undefined)[]): { key: string; value: number | string; comment: string; float?: boolean }[] {
+export function provenanceKeywords(
+  exposures: (number | undefined)[],
+  datesObs: (string | undefined)[],
+): { key: string; value: number | string; comment: string; float?: boolean }[] {
   const out: { key: string; value: number | string; comment: string; float?: boolean }[] = [
     { key: "NCOMBINE", value: exposures.length, comment: "number of frames combined" },
     { key: "STACKCNT", value: exposures.length, comment: "number of frames stacked" },

@@ -91,7 +91,10 @@ export function frameTypeFromPath(path: string): { type: FrameType; from: string
   const names = parts.slice(-4).reverse();
   for (const [i, name] of names.entries()) {
     const stem = i === 0 ? name.replace(/\.(fits?|fts)(\.fz|\.gz)?$/i, "") : name;
-    const words = stem.toLowerCase().split(/[^a-z]+/).filter(Boolean);
+    const words = stem
+      .toLowerCase()
+      .split(/[^a-z]+/)
+      .filter(Boolean);
     const has = (...w: string[]) => words.some((x) => w.includes(x));
     let type: FrameType | undefined;
     if (has("darkflat", "darkflats", "flatdark", "flatdarks") || (has("dark", "darks") && has("flat", "flats"))) type = "darkflat";
@@ -110,7 +113,8 @@ export function utcDate(value: string, time?: string): { iso: string; note?: str
   const full = /^(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)\s*(Z|UTC|[+-]\d{2}:?\d{2})?$/i.exec(v);
   if (full) {
     const [, d, t, zone] = full;
-    if (!zone || /^(Z|UTC)$/i.test(zone)) return { iso: `${d}T${t}`, ...(zone ? { note: `DATE-OBS zone suffix ${zone} dropped (UTC)` } : {}) };
+    if (!zone || /^(Z|UTC)$/i.test(zone))
+      return { iso: `${d}T${t}`, ...(zone ? { note: `DATE-OBS zone suffix ${zone} dropped (UTC)` } : {}) };
     const ms = Date.parse(`${d}T${t!.length === 5 ? `${t}:00` : t}${zone.length === 5 ? `${zone.slice(0, 3)}:${zone.slice(3)}` : zone}`);
     if (!Number.isFinite(ms)) return undefined;
     const frac = /\.(\d+)$/.exec(t!)?.[1];
@@ -118,7 +122,8 @@ export function utcDate(value: string, time?: string): { iso: string; note?: str
     return { iso, note: `DATE-OBS written with zone ${zone}, converted to UTC` };
   }
   if (/^\d{4}-\d{2}-\d{2}$/.test(v)) {
-    if (time && /^\d{2}:\d{2}(:\d{2}(\.\d+)?)?$/.test(time.trim())) return { iso: `${v}T${time.trim()}`, note: `DATE-OBS holds the date only; time of day from the time keyword` };
+    if (time && /^\d{2}:\d{2}(:\d{2}(\.\d+)?)?$/.test(time.trim()))
+      return { iso: `${v}T${time.trim()}`, note: `DATE-OBS holds the date only; time of day from the time keyword` };
     return { iso: v };
   }
   // Old FITS form DD/MM/YY is ambiguous and rare in amateur data: left as written.
@@ -156,7 +161,12 @@ export function sensorTemperature(h: FitsHeader): { value?: number; key?: string
   const { value, key } = t;
   if (value <= -99 && value >= -99.5) return { note: `${key} = ${value} is a placeholder (no sensor reading): temperature unknown` };
   if (value <= -100) return { note: `${key} = ${value} is not a sensor temperature (placeholder): temperature unknown` };
-  if (value > 150 && value < 400) return { value: Number((value - 273.15).toFixed(2)), key, note: `${key} = ${value} read as Kelvin (${(value - 273.15).toFixed(1)} °C)` };
+  if (value > 150 && value < 400)
+    return {
+      value: Number((value - 273.15).toFixed(2)),
+      key,
+      note: `${key} = ${value} read as Kelvin (${(value - 273.15).toFixed(1)} °C)`,
+    };
   if (value >= 400) return { note: `${key} = ${value} is not a plausible temperature: unknown` };
   if (value === 0 && !hasCooler(h)) return { note: `${key} = 0 with no cooler keyword is a driver placeholder: temperature unknown` };
   return { value, key };
@@ -188,7 +198,11 @@ export function frameInfoFromHeader(summary: FitsHeaderSummary): FrameInfo {
       sources.type = byName.from;
       if (typeCard) notes.push(`type: ${typeCard.key} = '${typeCard.value}' is not a frame type; ${byName.type} from the ${byName.from}`);
     } else {
-      notes.push(typeCard ? `type unknown: ${typeCard.key} = '${typeCard.value}' is not a frame type and no file or folder name says one` : `type unknown: no ${HEADER_DIALECT.type.slice(0, 5).join("/")} keyword and no file or folder name says one (bias, dark, flat, light)`);
+      notes.push(
+        typeCard
+          ? `type unknown: ${typeCard.key} = '${typeCard.value}' is not a frame type and no file or folder name says one`
+          : `type unknown: no ${HEADER_DIALECT.type.slice(0, 5).join("/")} keyword and no file or folder name says one (bias, dark, flat, light)`,
+      );
     }
   }
   const object = firstString(h, HEADER_DIALECT.object);
@@ -226,14 +240,19 @@ export function frameInfoFromHeader(summary: FitsHeaderSummary): FrameInfo {
   const bayer = firstString(h, HEADER_DIALECT.bayer);
   if (bayer && /^[RGB]{4}$/i.test(bayer.value)) info.bayerPattern = bayer.value.toUpperCase();
   const repaired = h.cards.filter((c) => c.repaired);
-  if (repaired.length) notes.push(`${repaired.map((c) => c.key).join(", ")}: ${[...new Set(repaired.map((c) => c.repaired!.replace(/ \(.*/, "")))].join(", ")} (not valid FITS), read leniently`);
+  if (repaired.length)
+    notes.push(
+      `${repaired.map((c) => c.key).join(", ")}: ${[...new Set(repaired.map((c) => c.repaired!.replace(/ \(.*/, "")))].join(", ")} (not valid FITS), read leniently`,
+    );
   if (Object.keys(sources).length) info.sources = sources;
   if (notes.length) info.notes = notes;
   return info;
 }
 
 /** "filter B from INSFLNAM, type dark from folder Dark_30s": the non-standard origins of a frame's values. */
-export function describeSources(f: Pick<FrameInfo, "sources" | "type" | "filter" | "exposureSeconds" | "temperatureC" | "dateObs">): string[] {
+export function describeSources(
+  f: Pick<FrameInfo, "sources" | "type" | "filter" | "exposureSeconds" | "temperatureC" | "dateObs">,
+): string[] {
   const out: string[] = [];
   const s = f.sources ?? {};
   if (s.type) out.push(`type ${f.type} from ${s.type}`);

@@ -54,19 +54,36 @@ export async function findFitsFiles(inputs: string[], signal?: AbortSignal): Pro
       st = await stat(p);
     } catch (e) {
       const code = (e as { code?: string }).code;
-      bad.push({ path: p, code: "TC_IO", reason: code === "ELOOP" ? "a symbolic link that loops" : code === "ENOENT" ? "a symbolic link to nothing (target moved or deleted)" : (e as Error).message });
+      bad.push({
+        path: p,
+        code: "TC_IO",
+        reason:
+          code === "ELOOP"
+            ? "a symbolic link that loops"
+            : code === "ENOENT"
+              ? "a symbolic link to nothing (target moved or deleted)"
+              : (e as Error).message,
+      });
       return;
     }
     if (st.isDirectory()) {
       let real = p;
-      try { real = await realpath(p); } catch { /* stat succeeded: keep the path */ }
+      try {
+        real = await realpath(p);
+      } catch {
+        /* stat succeeded: keep the path */
+      }
       if (seen.has(real)) return;
       seen.add(real);
       const entries = (await readdir(p)).sort();
       for (const name of entries) if (!name.startsWith(".")) await walk(join(p, name), false);
     } else if (explicit || FITS_EXTENSIONS.test(p)) {
       let real = p;
-      try { real = await realpath(p); } catch { /* keep the path */ }
+      try {
+        real = await realpath(p);
+      } catch {
+        /* keep the path */
+      }
       if (seen.has(real)) return;
       seen.add(real);
       files.push(p);
@@ -92,8 +109,13 @@ export function groupFrames(frames: FrameInfo[]): FrameGroup[] {
     g.count++;
     g.frames.push(f.path);
   }
-  return [...groups.values()].sort((a, b) =>
-    a.type.localeCompare(b.type) || (a.object ?? "").localeCompare(b.object ?? "") || (a.filter ?? "").localeCompare(b.filter ?? "") || (a.exposureSeconds ?? 0) - (b.exposureSeconds ?? 0));
+  return [...groups.values()].sort(
+    (a, b) =>
+      a.type.localeCompare(b.type) ||
+      (a.object ?? "").localeCompare(b.object ?? "") ||
+      (a.filter ?? "").localeCompare(b.filter ?? "") ||
+      (a.exposureSeconds ?? 0) - (b.exposureSeconds ?? 0),
+  );
 }
 
 /** Scan files and folders. Never throws for a bad file; it is listed in `bad` with the reason. */
@@ -113,7 +135,8 @@ export async function scanFrames(inputs: string[], options: ScanOptions = {}): P
         bytesRead += summary.bytesRead;
         results[i] = frameInfoFromHeader(summary);
       } catch (e) {
-        if (e instanceof TileCompileError) bad.push({ path, code: e.code, reason: e.message.startsWith(path) ? e.message.slice(path.length + 2) : e.message });
+        if (e instanceof TileCompileError)
+          bad.push({ path, code: e.code, reason: e.message.startsWith(path) ? e.message.slice(path.length + 2) : e.message });
         else throw e;
       }
       options.onProgress?.(++done, files.length, path);

@@ -23,7 +23,13 @@ export interface FrameStats {
 }
 
 /** Location/scale per channel (1-in-16 sample) and, with `withStars`, median FWHM, roundness and star count. */
-export async function frameStats(path: string, hdu: number | undefined, channels: number, signal: AbortSignal, withStars: boolean): Promise<FrameStats> {
+export async function frameStats(
+  path: string,
+  hdu: number | undefined,
+  channels: number,
+  signal: AbortSignal,
+  withStars: boolean,
+): Promise<FrameStats> {
   const recon = loadRecon();
   const f = await FitsFile.open(path);
   try {
@@ -36,7 +42,8 @@ export async function frameStats(path: string, hdu: number | undefined, channels
     const STRIPS = 16;
     const stripRows = Math.ceil(height / (16 * STRIPS));
     const all = withStars || STRIPS * stripRows * 2 > height ? await r.readAll({ signal }) : undefined;
-    const median: number[] = [], sigma: number[] = [];
+    const median: number[] = [],
+      sigma: number[] = [];
     for (let c = 0; c < channels; c++) {
       let sample: Float32Array;
       if (all) {
@@ -50,7 +57,11 @@ export async function frameStats(path: string, hdu: number | undefined, channels
         // and a MAD, and their selection costs a quarter.
         // The strips are read concurrently (each is a small read; their latencies overlap).
         signal.throwIfAborted();
-        const strips = await Promise.all(Array.from({ length: STRIPS }, (_, k) => r.readRows(Math.min(height - stripRows, Math.floor(((k + 0.5) * height) / STRIPS)), stripRows, c)));
+        const strips = await Promise.all(
+          Array.from({ length: STRIPS }, (_, k) =>
+            r.readRows(Math.min(height - stripRows, Math.floor(((k + 0.5) * height) / STRIPS)), stripRows, c),
+          ),
+        );
         sample = new Float32Array(STRIPS * Math.ceil((stripRows * width) / 4));
         let m = 0;
         for (const rows of strips) for (let i = 0; i < rows.length; i += 4) sample[m++] = rows[i]!;
@@ -60,11 +71,16 @@ export async function frameStats(path: string, hdu: number | undefined, channels
       median.push(s.median);
       sigma.push(MAD_TO_SIGMA * s.mad);
     }
-    let fwhm = NaN, roundness = NaN, stars = 0;
+    let fwhm = NaN,
+      roundness = NaN,
+      stars = 0;
     if (withStars && all) {
       const c = channels === 3 ? 1 : 0;
       const list = await recon.detectStars({ data: all.subarray(c * n, (c + 1) * n), width, height }, { radius: 5, maxStars: 500, signal });
-      const med = (v: number[]) => { const t = [...v].sort((a, b) => a - b); return t.length ? (t.length % 2 ? t[t.length >> 1]! : (t[(t.length >> 1) - 1]! + t[t.length >> 1]!) / 2) : NaN; };
+      const med = (v: number[]) => {
+        const t = [...v].sort((a, b) => a - b);
+        return t.length ? (t.length % 2 ? t[t.length >> 1]! : (t[(t.length >> 1) - 1]! + t[t.length >> 1]!) / 2) : NaN;
+      };
       fwhm = med(list.stars.map((s) => s.fwhm));
       roundness = med(list.stars.map((s) => s.roundness));
       stars = list.count;
@@ -76,7 +92,10 @@ export async function frameStats(path: string, hdu: number | undefined, channels
 }
 
 /** A frame filter: keep the best `keep` % of the frames, or drop those more than `kappa` σ on the bad side of the median. */
-export interface FrameFilter { keep?: number; kappa?: number }
+export interface FrameFilter {
+  keep?: number;
+  kappa?: number;
+}
 const FILTERS: Record<string, { metric: keyof FrameStats; worse: "high" | "low"; label: string; unit: string }> = {
   fwhm: { metric: "fwhm", worse: "high", label: "FWHM", unit: " px" },
   roundness: { metric: "roundness", worse: "low", label: "roundness", unit: "" },
@@ -89,7 +108,11 @@ export function applyFrameFilters(paths: string[], stats: FrameStats[], filters:
   const out = new Map<number, string>();
   for (const [name, spec] of Object.entries(filters)) {
     const def = FILTERS[name];
-    if (!def) throw new TileCompileError("TC_CONFIG_INVALID", { file: "tile_compile.yaml", issues: [`stacking.frame_filters.${name}: unknown filter (use ${Object.keys(FILTERS).join(", ")})`] });
+    if (!def)
+      throw new TileCompileError("TC_CONFIG_INVALID", {
+        file: "tile_compile.yaml",
+        issues: [`stacking.frame_filters.${name}: unknown filter (use ${Object.keys(FILTERS).join(", ")})`],
+      });
     const vals = stats.map((s) => s[def.metric] as number);
     const finite = vals.filter(Number.isFinite).sort((a, b) => a - b);
     if (finite.length < 3) continue;
@@ -105,7 +128,11 @@ export function applyFrameFilters(paths: string[], stats: FrameStats[], filters:
     }
     vals.forEach((v, i) => {
       const bad = !Number.isFinite(v) || (def.worse === "high" ? v > threshold : v < threshold);
-      if (bad && !out.has(i)) out.set(i, `${def.label} ${Number.isFinite(v) ? v.toFixed(3) : "not measurable"}${def.unit} ${def.worse === "high" ? ">" : "<"} ${threshold.toFixed(3)}${def.unit} (${spec.keep !== undefined ? `keep ${spec.keep} %` : `median ${def.worse === "high" ? "+" : "−"} ${spec.kappa ?? 3}σ`})`);
+      if (bad && !out.has(i))
+        out.set(
+          i,
+          `${def.label} ${Number.isFinite(v) ? v.toFixed(3) : "not measurable"}${def.unit} ${def.worse === "high" ? ">" : "<"} ${threshold.toFixed(3)}${def.unit} (${spec.keep !== undefined ? `keep ${spec.keep} %` : `median ${def.worse === "high" ? "+" : "−"} ${spec.kappa ?? 3}σ`})`,
+        );
     });
   }
   void paths;
@@ -116,7 +143,11 @@ export function applyFrameFilters(paths: string[], stats: FrameStats[], filters:
  * The frames `stacking.frame_filters` keeps, for engines that stack elsewhere (Siril): the same figures
  * and thresholds as the native engine, every rejected frame logged with its figure.
  */
-export async function filterFrames(frames: FrameRef[], filters: Record<string, FrameFilter>, ctx: EngineContext): Promise<{ frames: FrameRef[]; rejectedFrames: { path: string; reason: string }[] }> {
+export async function filterFrames(
+  frames: FrameRef[],
+  filters: Record<string, FrameFilter>,
+  ctx: EngineContext,
+): Promise<{ frames: FrameRef[]; rejectedFrames: { path: string; reason: string }[] }> {
   if (Object.keys(filters).length === 0) return { frames, rejectedFrames: [] };
   const needStars = Object.keys(filters).some((k) => k !== "background");
   const stats: FrameStats[] = [];
@@ -125,14 +156,25 @@ export async function filterFrames(frames: FrameRef[], filters: Record<string, F
     stats.push(await frameStats(f.path, f.hdu, h.channels, ctx.signal, needStars));
     ctx.progress((i + 1) / frames.length, "frame statistics");
   }
-  const bad = applyFrameFilters(frames.map((f) => f.path), stats, filters);
-  if (bad.size >= frames.length) throw new TileCompileError("TC_INPUT_INVALID", { input: "stacking.frame_filters", reason: "the frame filters reject every frame", hint: "Loosen the filters (a larger keep percentage or kappa)." });
+  const bad = applyFrameFilters(
+    frames.map((f) => f.path),
+    stats,
+    filters,
+  );
+  if (bad.size >= frames.length)
+    throw new TileCompileError("TC_INPUT_INVALID", {
+      input: "stacking.frame_filters",
+      reason: "the frame filters reject every frame",
+      hint: "Loosen the filters (a larger keep percentage or kappa).",
+    });
   const rejectedFrames = [...bad.entries()].sort((a, b) => a[0] - b[0]).map(([i, reason]) => ({ path: frames[i]!.path, reason }));
   for (const r of rejectedFrames) ctx.logger.info(`frame filtered out: ${r.path}: ${r.reason}`);
   return { frames: frames.filter((_, i) => !bad.has(i)), rejectedFrames };
 }
 
 /** Per-frame statistics as a work unit (location/scale per channel, star figures with `withStars`). */
-export const frameStatsTask = defineTask("stack.frame-stats", async (i: { path: string; hdu?: number; channels: number; withStars: boolean }, ctx) =>
-  frameStats(i.path, i.hdu, i.channels, ctx.signal, i.withStars));
-
+export const frameStatsTask = defineTask(
+  "stack.frame-stats",
+  async (i: { path: string; hdu?: number; channels: number; withStars: boolean }, ctx) =>
+    frameStats(i.path, i.hdu, i.channels, ctx.signal, i.withStars),
+);

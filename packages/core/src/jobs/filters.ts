@@ -3,15 +3,34 @@
  * the seed's single letters. The table can be extended in tile_compile.yaml (`filters.aliases`).
  */
 export const DEFAULT_FILTER_ALIASES: Readonly<Record<string, string>> = {
-  L: "L", LUM: "L", LUMINANCE: "L", CLEAR: "L", CLR: "L",
-  R: "R", RED: "R",
-  G: "G", GREEN: "G",
-  B: "B", BLUE: "B",
-  H: "H", HA: "H", HALPHA: "H", "H-ALPHA": "H", "H_ALPHA": "H", "H ALPHA": "H",
-  O: "O", O3: "O", OIII: "O", "O-III": "O",
-  S: "S", S2: "S", SII: "S", "S-II": "S",
+  L: "L",
+  LUM: "L",
+  LUMINANCE: "L",
+  CLEAR: "L",
+  CLR: "L",
+  R: "R",
+  RED: "R",
+  G: "G",
+  GREEN: "G",
+  B: "B",
+  BLUE: "B",
+  H: "H",
+  HA: "H",
+  HALPHA: "H",
+  "H-ALPHA": "H",
+  H_ALPHA: "H",
+  "H ALPHA": "H",
+  O: "O",
+  O3: "O",
+  OIII: "O",
+  "O-III": "O",
+  S: "S",
+  S2: "S",
+  SII: "S",
+  "S-II": "S",
   // Seestar S50's built-in filters: IRCUT is a broadband (RGB through the CFA), LP the dual-band.
-  IRCUT: "IRCUT", LP: "LP",
+  IRCUT: "IRCUT",
+  LP: "LP",
 };
 
 /** Photometric-system prefixes observatories write before the band letter (`JohnsonV`, `Bessell R`, `sloan_g`). */

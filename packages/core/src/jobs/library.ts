@@ -60,11 +60,17 @@ export function findBaseDir(jobPath: string, configured?: string): string {
  */
 export function insideBase(base: string, rel: string): { path: string } | { error: string } {
   const p = isAbsolute(rel) ? resolve(rel) : resolve(base, rel);
-  const within = (a: string, b: string) => { const r = relative(a, b); return r === "" || (!r.startsWith("..") && !isAbsolute(r)); };
+  const within = (a: string, b: string) => {
+    const r = relative(a, b);
+    return r === "" || (!r.startsWith("..") && !isAbsolute(r));
+  };
   if (!within(resolve(base), p)) return { error: `${rel} is outside the base directory ${base}` };
   let existing = p;
   const rest: string[] = [];
-  while (!existsSync(existing) && dirname(existing) !== existing) { rest.unshift(basename(existing)); existing = dirname(existing); }
+  while (!existsSync(existing) && dirname(existing) !== existing) {
+    rest.unshift(basename(existing));
+    existing = dirname(existing);
+  }
   try {
     const real = join(realpathSync(existing), ...rest);
     if (!within(realpathSync(base), real)) return { error: `${rel} leads outside the base directory ${base} through a symbolic link` };
@@ -88,7 +94,9 @@ const DARK_DIR = /^(\d{4}_\d{2}_\d{2})_([+-]?\d+(?:\.\d+)?)C?$/i;
 
 function subdirs(dir: string): string[] {
   if (!existsSync(dir)) return [];
-  return readdirSync(dir).filter((d) => !d.startsWith(".") && statSync(join(dir, d)).isDirectory()).sort();
+  return readdirSync(dir)
+    .filter((d) => !d.startsWith(".") && statSync(join(dir, d)).isDirectory())
+    .sort();
 }
 
 /** Every raw calibration set of the library, from its folder names. */
@@ -100,7 +108,8 @@ export function rawSets(lib: LibraryLayout): RawSet[] {
     if (!m) continue;
     for (const e of subdirs(join(lib.rawDarks, d))) {
       const exp = Number(e.replace(/s$/i, ""));
-      if (Number.isFinite(exp) && exp >= 0) out.push({ kind: "dark", date: m[1]!, temperatureC: Number(m[2]), exposureSeconds: exp, dir: join(lib.rawDarks, d, e) });
+      if (Number.isFinite(exp) && exp >= 0)
+        out.push({ kind: "dark", date: m[1]!, temperatureC: Number(m[2]), exposureSeconds: exp, dir: join(lib.rawDarks, d, e) });
     }
   }
   for (const d of subdirs(lib.rawFlats)) {
@@ -118,13 +127,20 @@ export function expLabel(e: number): string {
   return `${Number(e.toFixed(3))}s`;
 }
 
-export function masterName(kind: "bias" | "dark" | "flat", s: { date: string; exposureSeconds?: number; temperatureC?: number; filter?: string }): string {
+export function masterName(
+  kind: "bias" | "dark" | "flat",
+  s: { date: string; exposureSeconds?: number; temperatureC?: number; filter?: string },
+): string {
   if (kind === "bias") return `bias_${s.date}.fit`;
   if (kind === "dark") return `dark_${expLabel(s.exposureSeconds!)}_${tempLabel(s.temperatureC!)}_${s.date}.fit`;
   return `flat_${s.filter}_${s.date}.fit`;
 }
 
-export function masterPath(lib: LibraryLayout, kind: "bias" | "dark" | "flat", s: { date: string; exposureSeconds?: number; temperatureC?: number; filter?: string }): string {
+export function masterPath(
+  lib: LibraryLayout,
+  kind: "bias" | "dark" | "flat",
+  s: { date: string; exposureSeconds?: number; temperatureC?: number; filter?: string },
+): string {
   const dir = kind === "bias" ? lib.masterBiases : kind === "dark" ? lib.masterDarks : lib.masterFlats;
   return join(dir, masterName(kind, s));
 }
@@ -132,18 +148,33 @@ export function masterPath(lib: LibraryLayout, kind: "bias" | "dark" | "flat", s
 /** Masters present in the library (parsed back from their names). */
 export function existingMasters(lib: LibraryLayout): RawSet[] {
   const out: RawSet[] = [];
-  const files = (dir: string) => (existsSync(dir) ? readdirSync(dir).filter((f) => /\.fits?$/i.test(f)).sort() : []);
-  for (const f of files(lib.masterBiases)) { const m = /^bias_(\d{4}_\d{2}_\d{2})\.fits?$/i.exec(f); if (m) out.push({ kind: "bias", date: m[1]!, dir: join(lib.masterBiases, f) }); }
+  const files = (dir: string) =>
+    existsSync(dir)
+      ? readdirSync(dir)
+          .filter((f) => /\.fits?$/i.test(f))
+          .sort()
+      : [];
+  for (const f of files(lib.masterBiases)) {
+    const m = /^bias_(\d{4}_\d{2}_\d{2})\.fits?$/i.exec(f);
+    if (m) out.push({ kind: "bias", date: m[1]!, dir: join(lib.masterBiases, f) });
+  }
   for (const f of files(lib.masterDarks)) {
     const m = /^dark_([\d.]+)s_([+-]?[\d.]+)C_(\d{4}_\d{2}_\d{2})\.fits?$/i.exec(f);
-    if (m) out.push({ kind: "dark", date: m[3]!, exposureSeconds: Number(m[1]), temperatureC: Number(m[2]), dir: join(lib.masterDarks, f) });
+    if (m)
+      out.push({ kind: "dark", date: m[3]!, exposureSeconds: Number(m[1]), temperatureC: Number(m[2]), dir: join(lib.masterDarks, f) });
   }
-  for (const f of files(lib.masterFlats)) { const m = /^flat_(.+)_(\d{4}_\d{2}_\d{2})\.fits?$/i.exec(f); if (m) out.push({ kind: "flat", date: m[2]!, filter: m[1]!, dir: join(lib.masterFlats, f) }); }
+  for (const f of files(lib.masterFlats)) {
+    const m = /^flat_(.+)_(\d{4}_\d{2}_\d{2})\.fits?$/i.exec(f);
+    if (m) out.push({ kind: "flat", date: m[2]!, filter: m[1]!, dir: join(lib.masterFlats, f) });
+  }
   return out;
 }
 
 /** Days between two YYYY_MM_DD dates. */
 export function daysBetween(a: string, b: string): number {
-  const t = (d: string) => { const [y, m, dd] = d.split("_").map(Number) as [number, number, number]; return Date.UTC(y, m - 1, dd); };
+  const t = (d: string) => {
+    const [y, m, dd] = d.split("_").map(Number) as [number, number, number];
+    return Date.UTC(y, m - 1, dd);
+  };
   return Math.abs(t(a) - t(b)) / 86_400_000;
 }

@@ -14,7 +14,19 @@ import { frameInfoFromHeader, type FrameInfo } from "../frames/metadata.js";
 import { FITS_EXTENSIONS } from "../frames/scan.js";
 import { darkCurrent, measureSetLevel, type SetLevel } from "../calibration/levels.js";
 import { normalizeFilter } from "./filters.js";
-import { daysBetween, existingMasters, expLabel, findBaseDir, insideBase, libraryLayout, masterPath, rawSets, tempLabel, type LibraryLayout, type RawSet } from "./library.js";
+import {
+  daysBetween,
+  existingMasters,
+  expLabel,
+  findBaseDir,
+  insideBase,
+  libraryLayout,
+  masterPath,
+  rawSets,
+  tempLabel,
+  type LibraryLayout,
+  type RawSet,
+} from "./library.js";
 import { jobSchema, type JobFile } from "./schema.js";
 
 export interface JobProblem {
@@ -100,7 +112,15 @@ export interface CalibratedGroup {
   filter: string;
   exposureSeconds: number;
   /** Per light: the masters; `bias` is the offset master (a bias, or the shortest dark), `pedestal` a constant. */
-  frames: { frame: LightFrame; dark?: string; bias?: string; flat?: string; pedestal?: number; darkScaling?: boolean; offset?: LightOffset["source"] }[];
+  frames: {
+    frame: LightFrame;
+    dark?: string;
+    bias?: string;
+    flat?: string;
+    pedestal?: number;
+    darkScaling?: boolean;
+    offset?: LightOffset["source"];
+  }[];
 }
 
 export interface JobPlan {
@@ -124,7 +144,13 @@ export interface JobPlan {
    */
   /** Lights reached more than once (the same path listed twice, a symlink, a hard link): used once. */
   duplicates: { path: string; sameAs: string; reason: string }[];
-  strays: { filter: string; exposureSeconds: number; frames: { path: string; object?: string }[]; action: "left out" | "kept"; reason: string }[];
+  strays: {
+    filter: string;
+    exposureSeconds: number;
+    frames: { path: string; object?: string }[];
+    action: "left out" | "kept";
+    reason: string;
+  }[];
 }
 
 export interface PlanOptions {
@@ -154,8 +180,16 @@ export function hashOf(text: string): string {
 
 /** FITS files of a raw set and the hash of their identities (name, size, mtime). */
 export function setInputs(dir: string): { files: string[]; hash: string } {
-  const files = readdirSync(dir).filter((f) => FITS_EXTENSIONS.test(f)).sort().map((f) => join(dir, f));
-  const id = files.map((f) => { const st = statSync(f); return `${basename(f)}\0${st.size}\0${Math.round(st.mtimeMs)}`; }).join("\n");
+  const files = readdirSync(dir)
+    .filter((f) => FITS_EXTENSIONS.test(f))
+    .sort()
+    .map((f) => join(dir, f));
+  const id = files
+    .map((f) => {
+      const st = statSync(f);
+      return `${basename(f)}\0${st.size}\0${Math.round(st.mtimeMs)}`;
+    })
+    .join("\n");
   return { files, hash: hashOf(id) };
 }
 
@@ -173,7 +207,10 @@ function loadJobFile(path: string, problems: JobProblem[]): JobFile | undefined 
   let onlyUnknownKeys = true;
   for (const issue of r.error.issues) {
     const field = issue.path.map(String).join(".") || undefined;
-    const message = issue.code === "unrecognized_keys" ? `unknown key(s) ${(issue as { keys: string[] }).keys.map((k) => `"${k}"`).join(", ")}` : issue.message;
+    const message =
+      issue.code === "unrecognized_keys"
+        ? `unknown key(s) ${(issue as { keys: string[] }).keys.map((k) => `"${k}"`).join(", ")}`
+        : issue.message;
     problems.push({ file: path, ...(field ? { field } : {}), message });
     if (issue.code !== "unrecognized_keys") onlyUnknownKeys = false;
     else {
@@ -197,11 +234,27 @@ function nightOf(folder: string, dateObs?: string): string {
 }
 
 /** Header facts of a raw set, from its first readable frame. */
-async function setFacts(files: string[]): Promise<{ gain?: number; binning?: string; width?: number; height?: number; temperatureC?: number; exposureSeconds?: number; bayerPattern?: string }> {
+async function setFacts(files: string[]): Promise<{
+  gain?: number;
+  binning?: string;
+  width?: number;
+  height?: number;
+  temperatureC?: number;
+  exposureSeconds?: number;
+  bayerPattern?: string;
+}> {
   for (const f of files) {
     try {
       const info = frameInfoFromHeader(await readFitsHeader(f));
-      return { ...(info.gain !== undefined ? { gain: info.gain } : {}), ...(info.binning ? { binning: info.binning } : {}), width: info.width, height: info.height, ...(info.temperatureC !== undefined ? { temperatureC: info.temperatureC } : {}), ...(info.exposureSeconds !== undefined ? { exposureSeconds: info.exposureSeconds } : {}), ...(info.bayerPattern ? { bayerPattern: info.bayerPattern } : {}) };
+      return {
+        ...(info.gain !== undefined ? { gain: info.gain } : {}),
+        ...(info.binning ? { binning: info.binning } : {}),
+        width: info.width,
+        height: info.height,
+        ...(info.temperatureC !== undefined ? { temperatureC: info.temperatureC } : {}),
+        ...(info.exposureSeconds !== undefined ? { exposureSeconds: info.exposureSeconds } : {}),
+        ...(info.bayerPattern ? { bayerPattern: info.bayerPattern } : {}),
+      };
     } catch {
       // try the next one
     }
@@ -213,7 +266,20 @@ export async function planJob(jobFile: string, options: PlanOptions = {}): Promi
   const problems: JobProblem[] = [];
   const base = findBaseDir(jobFile, options.baseDir);
   const library = libraryLayout(base);
-  const plan: JobPlan = { jobFile, base, library, lights: [], requirements: [], masters: [], decisions: [], groups: [], problems, headerBytesRead: 0, strays: [], duplicates: [] };
+  const plan: JobPlan = {
+    jobFile,
+    base,
+    library,
+    lights: [],
+    requirements: [],
+    masters: [],
+    decisions: [],
+    groups: [],
+    problems,
+    headerBytesRead: 0,
+    strays: [],
+    duplicates: [],
+  };
   const seenFiles = new Map<string, string>();
   const job = loadJobFile(jobFile, problems);
   if (!job) return plan;
@@ -241,18 +307,40 @@ export async function planJob(jobFile: string, options: PlanOptions = {}): Promi
     for (const [k, rel] of folders.entries()) {
       const field = Array.isArray(value) ? `lights.${key}[${k}]` : `lights.${key}`;
       const inside = insideBase(base, rel);
-      if ("error" in inside) { problems.push({ file: jobFile, field, message: inside.error }); continue; }
+      if ("error" in inside) {
+        problems.push({ file: jobFile, field, message: inside.error });
+        continue;
+      }
       const dir = inside.path;
-      if (!existsSync(dir) || !statSync(dir).isDirectory()) { problems.push({ file: jobFile, field, message: `folder ${rel} does not exist (looked in ${dir})` }); continue; }
-      const entries = readdirSync(dir).filter((f) => !JUNK.test(f)).sort();
+      if (!existsSync(dir) || !statSync(dir).isDirectory()) {
+        problems.push({ file: jobFile, field, message: `folder ${rel} does not exist (looked in ${dir})` });
+        continue;
+      }
+      const entries = readdirSync(dir)
+        .filter((f) => !JUNK.test(f))
+        .sort();
       const fits = entries.filter((f) => FITS_EXTENSIONS.test(f));
       for (const f of entries) {
         if (FITS_EXTENSIONS.test(f)) continue;
         let st;
-        try { st = statSync(join(dir, f)); } catch (e) { problems.push({ file: join(dir, f), field, code: "TC_IO", message: `cannot be read (${(e as { code?: string }).code === "ELOOP" ? "a symbolic link that loops" : (e as { code?: string }).code === "ENOENT" ? "a symbolic link to nothing" : (e as Error).message}): remove it from the lights folder` }); continue; }
-        if (st.isFile()) problems.push({ file: join(dir, f), field, message: "is not a FITS file but sits among the lights (move it away or rename it)" });
+        try {
+          st = statSync(join(dir, f));
+        } catch (e) {
+          problems.push({
+            file: join(dir, f),
+            field,
+            code: "TC_IO",
+            message: `cannot be read (${(e as { code?: string }).code === "ELOOP" ? "a symbolic link that loops" : (e as { code?: string }).code === "ENOENT" ? "a symbolic link to nothing" : (e as Error).message}): remove it from the lights folder`,
+          });
+          continue;
+        }
+        if (st.isFile())
+          problems.push({ file: join(dir, f), field, message: "is not a FITS file but sits among the lights (move it away or rename it)" });
       }
-      if (fits.length === 0) { problems.push({ file: jobFile, field, message: `folder ${rel} holds no FITS files` }); continue; }
+      if (fits.length === 0) {
+        problems.push({ file: jobFile, field, message: `folder ${rel} holds no FITS files` });
+        continue;
+      }
       for (const f of fits) {
         options.signal?.throwIfAborted();
         const path = join(dir, f);
@@ -263,24 +351,73 @@ export async function planJob(jobFile: string, options: PlanOptions = {}): Promi
           const offset = summary.header.getNumber("OFFSET");
           // The same file reached twice (listed twice, through a symlink, or a hard link) is used once.
           let real = path;
-          try { real = realpathSync(path); } catch { /* reported by the header read */ }
-          const id = (() => { try { const st = statSync(real); return `${st.dev}:${st.ino}`; } catch { return real; } })();
-          const first = seenFiles.get(id);
-          if (first) { plan.duplicates.push({ path, sameAs: first, reason: real === path && first === path ? "listed twice" : `the same file as ${relative(base, first)} (${realpathSync(first) === real ? "through a symbolic link or a second listing" : "a hard link"})` }); continue; }
-          seenFiles.set(id, path);
-          const frame: LightFrame = { ...info, filterKey, folder: dir, night: nightOf(relative(base, dir), info.dateObs), calibratedDir: "", ...(offset !== undefined ? { offset } : {}) };
-          if (info.filter !== undefined && normalizeFilter(info.filter, aliases) !== filterKey) {
-            problems.push({ file: path, field: "FILTER", message: `header filter "${info.filter}" (${normalizeFilter(info.filter, aliases)}) disagrees with the job key "${key}" (${filterKey}); if "${info.filter}" is your ${filterKey} filter, say so in tile_compile.yaml: filters: { aliases: { "${info.filter}": ${filterKey} } }` });
+          try {
+            real = realpathSync(path);
+          } catch {
+            /* reported by the header read */
           }
-          if (info.exposureSeconds === undefined) problems.push({ file: path, field: "EXPTIME", message: "has no exposure keyword (EXPTIME, EXPOSURE or EXP_TIME)" });
+          const id = (() => {
+            try {
+              const st = statSync(real);
+              return `${st.dev}:${st.ino}`;
+            } catch {
+              return real;
+            }
+          })();
+          const first = seenFiles.get(id);
+          if (first) {
+            plan.duplicates.push({
+              path,
+              sameAs: first,
+              reason:
+                real === path && first === path
+                  ? "listed twice"
+                  : `the same file as ${relative(base, first)} (${realpathSync(first) === real ? "through a symbolic link or a second listing" : "a hard link"})`,
+            });
+            continue;
+          }
+          seenFiles.set(id, path);
+          const frame: LightFrame = {
+            ...info,
+            filterKey,
+            folder: dir,
+            night: nightOf(relative(base, dir), info.dateObs),
+            calibratedDir: "",
+            ...(offset !== undefined ? { offset } : {}),
+          };
+          if (info.filter !== undefined && normalizeFilter(info.filter, aliases) !== filterKey) {
+            problems.push({
+              file: path,
+              field: "FILTER",
+              message: `header filter "${info.filter}" (${normalizeFilter(info.filter, aliases)}) disagrees with the job key "${key}" (${filterKey}); if "${info.filter}" is your ${filterKey} filter, say so in tile_compile.yaml: filters: { aliases: { "${info.filter}": ${filterKey} } }`,
+            });
+          }
+          if (info.exposureSeconds === undefined)
+            problems.push({ file: path, field: "EXPTIME", message: "has no exposure keyword (EXPTIME, EXPOSURE or EXP_TIME)" });
           if (info.temperatureC === undefined && missingTemp === "error" && job.calibration?.darks) {
-            problems.push({ file: path, field: "CCD-TEMP", message: "has no sensor temperature (CCD-TEMP, CCD_TEMP, SET-TEMP or TEMPERAT); set options.missing_temperature: ignore to match darks by exposure only" });
+            problems.push({
+              file: path,
+              field: "CCD-TEMP",
+              message:
+                "has no sensor temperature (CCD-TEMP, CCD_TEMP, SET-TEMP or TEMPERAT); set options.missing_temperature: ignore to match darks by exposure only",
+            });
           }
           plan.lights.push(frame);
         } catch (e) {
           const code = (e as { cause?: { code?: string } }).cause?.code;
           const msg = (e as Error).message;
-          problems.push({ file: path, ...(code ? { code: "TC_IO" } : {}), message: code === "ELOOP" ? "is a symbolic link that loops: remove it from the lights folder" : code === "ENOENT" ? "is a symbolic link to nothing (its target was moved or deleted): remove it or restore the target" : msg.startsWith(`${path}: `) ? msg.slice(path.length + 2) : msg });
+          problems.push({
+            file: path,
+            ...(code ? { code: "TC_IO" } : {}),
+            message:
+              code === "ELOOP"
+                ? "is a symbolic link that loops: remove it from the lights folder"
+                : code === "ENOENT"
+                  ? "is a symbolic link to nothing (its target was moved or deleted): remove it or restore the target"
+                  : msg.startsWith(`${path}: `)
+                    ? msg.slice(path.length + 2)
+                    : msg,
+          });
         }
       }
     }
@@ -289,10 +426,16 @@ export async function planJob(jobFile: string, options: PlanOptions = {}): Promi
   // Unique calibrated names: within a (filter, exposure, night), folders whose file names collide get
   // their own subfolder (the folder's path relative to the base, as one ASCII name).
   const byNight = new Map<string, LightFrame[]>();
-  for (const f of plan.lights) { const k = `${f.filterKey}|${f.exposureSeconds}|${f.night}`; byNight.set(k, [...(byNight.get(k) ?? []), f]); }
+  for (const f of plan.lights) {
+    const k = `${f.filterKey}|${f.exposureSeconds}|${f.night}`;
+    byNight.set(k, [...(byNight.get(k) ?? []), f]);
+  }
   for (const list of byNight.values()) {
     const names = new Map<string, Set<string>>();
-    for (const f of list) { const n = calibratedName(f.path); names.set(n, (names.get(n) ?? new Set()).add(f.folder)); }
+    for (const f of list) {
+      const n = calibratedName(f.path);
+      names.set(n, (names.get(n) ?? new Set()).add(f.folder));
+    }
     const clash = [...names.values()].some((folders) => folders.size > 1);
     for (const f of list) f.calibratedDir = clash ? join(f.night, folderTag(relative(base, f.folder))) : f.night;
   }
@@ -307,7 +450,9 @@ export async function planJob(jobFile: string, options: PlanOptions = {}): Promi
   // HDR decided on purpose: a stray exposure group does not switch a filter into HDR mode.
   const minFrames = options.hdrMinFrames ?? 3;
   for (const filter of new Set([...groups.values()].map((g) => g[0]!.filterKey))) {
-    const list = [...groups.entries()].filter(([, g]) => g[0]!.filterKey === filter).sort((a, b) => b[1].length - a[1].length || b[1][0]!.exposureSeconds! - a[1][0]!.exposureSeconds!);
+    const list = [...groups.entries()]
+      .filter(([, g]) => g[0]!.filterKey === filter)
+      .sort((a, b) => b[1].length - a[1].length || b[1][0]!.exposureSeconds! - a[1][0]!.exposureSeconds!);
     if (list.length < 2) continue;
     const total = list.reduce((a, [, g]) => a + g.length, 0);
     for (const [key, g] of list.slice(1)) {
@@ -316,8 +461,21 @@ export async function planJob(jobFile: string, options: PlanOptions = {}): Promi
       if (!stray && !small) continue;
       const exp = g[0]!.exposureSeconds!;
       const objects = [...new Set(g.map((f) => f.object ?? "no OBJECT"))];
-      const reason = `${g.length} of the ${total} ${filter} frames are ${expLabel(exp)} (${g.map((f) => basename(f.path)).slice(0, 5).join(", ")}${g.length > 5 ? ", …" : ""}; OBJECT ${objects.join(", ")}); the main group is ${expLabel(list[0]![1][0]!.exposureSeconds!)} (${list[0]![1].length} frames)`;
-      plan.strays.push({ filter, exposureSeconds: exp, frames: g.map((f) => ({ path: f.path, ...(f.object ? { object: f.object } : {}) })), action: small ? "left out" : "kept", reason: small ? `${reason}: fewer than hdr.min_frames (${minFrames}), left out — not an HDR set (lower hdr.min_frames to keep it)` : `${reason}: a likely stray, kept as an HDR exposure (≥ hdr.min_frames ${minFrames})` });
+      const reason = `${g.length} of the ${total} ${filter} frames are ${expLabel(exp)} (${g
+        .map((f) => basename(f.path))
+        .slice(0, 5)
+        .join(
+          ", ",
+        )}${g.length > 5 ? ", …" : ""}; OBJECT ${objects.join(", ")}); the main group is ${expLabel(list[0]![1][0]!.exposureSeconds!)} (${list[0]![1].length} frames)`;
+      plan.strays.push({
+        filter,
+        exposureSeconds: exp,
+        frames: g.map((f) => ({ path: f.path, ...(f.object ? { object: f.object } : {}) })),
+        action: small ? "left out" : "kept",
+        reason: small
+          ? `${reason}: fewer than hdr.min_frames (${minFrames}), left out — not an HDR set (lower hdr.min_frames to keep it)`
+          : `${reason}: a likely stray, kept as an HDR exposure (≥ hdr.min_frames ${minFrames})`,
+      });
       if (small) {
         groups.delete(key);
         const out = new Set(g);
@@ -329,7 +487,11 @@ export async function planJob(jobFile: string, options: PlanOptions = {}): Promi
     const first = frames[0]!;
     for (const f of frames) {
       if (f.width !== first.width || f.height !== first.height || f.channels !== first.channels) {
-        problems.push({ file: f.path, field: "NAXIS1/NAXIS2", message: `is ${f.width}×${f.height}${f.channels > 1 ? `×${f.channels}` : ""} but ${basename(first.path)} in the same group (${first.filterKey} ${expLabel(first.exposureSeconds!)}) is ${first.width}×${first.height}${first.channels > 1 ? `×${first.channels}` : ""}` });
+        problems.push({
+          file: f.path,
+          field: "NAXIS1/NAXIS2",
+          message: `is ${f.width}×${f.height}${f.channels > 1 ? `×${f.channels}` : ""} but ${basename(first.path)} in the same group (${first.filterKey} ${expLabel(first.exposureSeconds!)}) is ${first.width}×${first.height}${first.channels > 1 ? `×${first.channels}` : ""}`,
+        });
       }
     }
     const temps = frames.map((f) => f.temperatureC).filter((t): t is number => t !== undefined);
@@ -370,28 +532,99 @@ export async function planJob(jobFile: string, options: PlanOptions = {}): Promi
     const kind = c.set.kind;
     const path = c.master?.dir ?? masterPath(library, kind, c.set);
     // A flat's offset is part of its recipe: another offset source rebuilds it.
-    const offsetId = offset ? (offset.pedestal !== undefined ? `pedestal=${offset.pedestal}` : `offset=${offset.name}:${plan.masters.find((x) => x.path === offset.path)?.inputHash ?? ""}`) : "offset=none";
+    const offsetId = offset
+      ? offset.pedestal !== undefined
+        ? `pedestal=${offset.pedestal}`
+        : `offset=${offset.name}:${plan.masters.find((x) => x.path === offset.path)?.inputHash ?? ""}`
+      : "offset=none";
     const recipeHash = hashOf(`${recipeOf(kind, engine, options.masterRejection)}${kind === "flat" ? `;${offsetId}` : ""}`);
     let mp: MasterPlan;
     if (c.raw) {
       const { files, hash } = setInputs(c.raw.dir);
       if (existsSync(path)) {
         const stale = masterStamp(path);
-        if (stale.unreadable) mp = { kind, name: basename(path), path, action: "rebuild", reason: `unreadable (${stale.unreadable})`, inputs: files, inputHash: hash, recipeHash, set: c.set };
-        else if (stale.inputHash === hash && stale.recipeHash === recipeHash) mp = { kind, name: basename(path), path, action: "reuse", reason: `up to date with its ${files.length} raw frames`, inputs: files, inputHash: hash, recipeHash, set: c.set };
-        else mp = { kind, name: basename(path), path, action: "rebuild", reason: stale.inputHash === undefined ? "it records no input hash (made elsewhere)" : stale.inputHash !== hash ? `its raw frames changed (now ${files.length})` : "the recipe or engine version changed", inputs: files, inputHash: hash, recipeHash, set: c.set };
-      } else mp = { kind, name: basename(path), path, action: "build", reason: `from ${files.length} raw frames in ${relative(base, c.raw.dir)}`, inputs: files, inputHash: hash, recipeHash, set: c.set };
+        if (stale.unreadable)
+          mp = {
+            kind,
+            name: basename(path),
+            path,
+            action: "rebuild",
+            reason: `unreadable (${stale.unreadable})`,
+            inputs: files,
+            inputHash: hash,
+            recipeHash,
+            set: c.set,
+          };
+        else if (stale.inputHash === hash && stale.recipeHash === recipeHash)
+          mp = {
+            kind,
+            name: basename(path),
+            path,
+            action: "reuse",
+            reason: `up to date with its ${files.length} raw frames`,
+            inputs: files,
+            inputHash: hash,
+            recipeHash,
+            set: c.set,
+          };
+        else
+          mp = {
+            kind,
+            name: basename(path),
+            path,
+            action: "rebuild",
+            reason:
+              stale.inputHash === undefined
+                ? "it records no input hash (made elsewhere)"
+                : stale.inputHash !== hash
+                  ? `its raw frames changed (now ${files.length})`
+                  : "the recipe or engine version changed",
+            inputs: files,
+            inputHash: hash,
+            recipeHash,
+            set: c.set,
+          };
+      } else
+        mp = {
+          kind,
+          name: basename(path),
+          path,
+          action: "build",
+          reason: `from ${files.length} raw frames in ${relative(base, c.raw.dir)}`,
+          inputs: files,
+          inputHash: hash,
+          recipeHash,
+          set: c.set,
+        };
     } else {
-      mp = { kind, name: basename(path), path, action: "reuse", reason: "existing master (no raw frames to check it against)", inputs: [], recipeHash, set: c.set };
+      mp = {
+        kind,
+        name: basename(path),
+        path,
+        action: "reuse",
+        reason: "existing master (no raw frames to check it against)",
+        inputs: [],
+        recipeHash,
+        set: c.set,
+      };
       const bad = masterStamp(path).unreadable;
-      if (bad) problems.push({ file: path, message: `the master is unreadable (${bad}) and has no raw frames to rebuild it from: restore its raw frames in ${relative(base, kind === "bias" ? library.rawBiases : kind === "dark" ? library.rawDarks : library.rawFlats)}/, or delete it` });
+      if (bad)
+        problems.push({
+          file: path,
+          message: `the master is unreadable (${bad}) and has no raw frames to rebuild it from: restore its raw frames in ${relative(base, kind === "bias" ? library.rawBiases : kind === "dark" ? library.rawDarks : library.rawFlats)}/, or delete it`,
+        });
     }
     if (offset) mp.offset = offset;
     chosenMasters.set(id, mp);
     plan.masters.push(mp);
     return mp;
   };
-  const describe = (c: { set: RawSet }) => (c.set.kind === "dark" ? `dark ${expLabel(c.set.exposureSeconds!)} ${tempLabel(c.set.temperatureC!)} ${c.set.date}` : c.set.kind === "flat" ? `flat ${c.set.filter} ${c.set.date}` : `bias ${c.set.date}`);
+  const describe = (c: { set: RawSet }) =>
+    c.set.kind === "dark"
+      ? `dark ${expLabel(c.set.exposureSeconds!)} ${tempLabel(c.set.temperatureC!)} ${c.set.date}`
+      : c.set.kind === "flat"
+        ? `flat ${c.set.filter} ${c.set.date}`
+        : `bias ${c.set.date}`;
   const cal = job.calibration ?? {};
   const all = [...candidates.values()];
 
@@ -403,17 +636,38 @@ export async function planJob(jobFile: string, options: PlanOptions = {}): Promi
     const ok: { c: (typeof all)[number]; days: number }[] = [];
     for (const c of all.filter((x) => x.set.kind === "bias")) {
       const f = await facts(c);
-      if (ref?.binning && f.binning && f.binning !== ref.binning) { rejected.push({ candidate: describe(c), reason: `binning ${f.binning}, lights ${ref.binning}` }); continue; }
-      if (ref?.gain !== undefined && f.gain !== undefined && f.gain !== ref.gain) { rejected.push({ candidate: describe(c), reason: `gain ${f.gain}, lights ${ref.gain}` }); continue; }
-      if (ref && f.width !== undefined && (f.width !== ref.width || f.height !== ref.height)) { rejected.push({ candidate: describe(c), reason: `size ${f.width}×${f.height}, lights ${ref.width}×${ref.height}` }); continue; }
+      if (ref?.binning && f.binning && f.binning !== ref.binning) {
+        rejected.push({ candidate: describe(c), reason: `binning ${f.binning}, lights ${ref.binning}` });
+        continue;
+      }
+      if (ref?.gain !== undefined && f.gain !== undefined && f.gain !== ref.gain) {
+        rejected.push({ candidate: describe(c), reason: `gain ${f.gain}, lights ${ref.gain}` });
+        continue;
+      }
+      if (ref && f.width !== undefined && (f.width !== ref.width || f.height !== ref.height)) {
+        rejected.push({ candidate: describe(c), reason: `size ${f.width}×${f.height}, lights ${ref.width}×${ref.height}` });
+        continue;
+      }
       ok.push({ c, days: daysBetween(c.set.date, cal.bias) });
     }
     ok.sort((a, b) => a.days - b.days || a.c.set.date.localeCompare(b.c.set.date));
     const best = ok.find((o) => o.days === 0) ?? undefined;
-    for (const o of ok) if (o !== best) rejected.push({ candidate: describe(o.c), reason: `dated ${o.c.set.date}, the job asks for ${cal.bias}` });
+    for (const o of ok)
+      if (o !== best) rejected.push({ candidate: describe(o.c), reason: `dated ${o.c.set.date}, the job asks for ${cal.bias}` });
     if (best) bias = { plan: useMaster(best.c), candidate: best.c };
-    else problems.push({ file: jobFile, field: "calibration.bias", message: `no bias set or master dated ${cal.bias} (looked in ${relative(base, library.rawBiases)}/${cal.bias}/ and ${relative(base, library.masterBiases)}/bias_${cal.bias}.fit)${ok.length ? `; available: ${ok.map((o) => o.c.set.date).join(", ")}` : ""}` });
-    plan.decisions.push({ kind: "bias", subject: "all lights", ...(bias ? { chosen: bias.plan.name } : {}), reason: bias ? `dated ${cal.bias} as the job asks` : "none found", rejected });
+    else
+      problems.push({
+        file: jobFile,
+        field: "calibration.bias",
+        message: `no bias set or master dated ${cal.bias} (looked in ${relative(base, library.rawBiases)}/${cal.bias}/ and ${relative(base, library.masterBiases)}/bias_${cal.bias}.fit)${ok.length ? `; available: ${ok.map((o) => o.c.set.date).join(", ")}` : ""}`,
+      });
+    plan.decisions.push({
+      kind: "bias",
+      subject: "all lights",
+      ...(bias ? { chosen: bias.plan.name } : {}),
+      reason: bias ? `dated ${cal.bias} as the job asks` : "none found",
+      rejected,
+    });
   }
 
   // Darks and the offset, per light (exposure, temperature, gain, binning). Flat-fielding is only right
@@ -438,15 +692,26 @@ export async function planJob(jobFile: string, options: PlanOptions = {}): Promi
   const darkRateAt = async (temperatureC: number | undefined, pool: typeof darks): Promise<{ rate: number; from: string } | undefined> => {
     const near = pool.filter((c) => temperatureC === undefined || Math.abs(c.set.temperatureC! - temperatureC) <= tempTol + 1e-9);
     const points: { exposureSeconds: number; level: number }[] = [];
-    for (const c of near) { const l = await levelOf(c); if (l) points.push({ exposureSeconds: c.set.exposureSeconds!, level: l.level }); }
-    if (bias) { const l = await levelOf(bias.candidate); if (l) points.push({ exposureSeconds: 0, level: l.level }); }
+    for (const c of near) {
+      const l = await levelOf(c);
+      if (l) points.push({ exposureSeconds: c.set.exposureSeconds!, level: l.level });
+    }
+    if (bias) {
+      const l = await levelOf(bias.candidate);
+      if (l) points.push({ exposureSeconds: 0, level: l.level });
+    }
     const fit = darkCurrent(points);
     if (!fit) return undefined;
-    return { rate: Math.max(0, fit.rate), from: `${points.length} levels (${[...new Set(points.map((p) => expLabel(p.exposureSeconds)))].join(", ")}${bias ? ", bias as 0 s" : ""})` };
+    return {
+      rate: Math.max(0, fit.rate),
+      from: `${points.length} levels (${[...new Set(points.map((p) => expLabel(p.exposureSeconds)))].join(", ")}${bias ? ", bias as 0 s" : ""})`,
+    };
   };
-  const readNoiseOf = async (c: { raw?: RawSet; master?: RawSet } | undefined): Promise<number | undefined> => (c ? (await levelOf(c))?.noise : undefined);
+  const readNoiseOf = async (c: { raw?: RawSet; master?: RawSet } | undefined): Promise<number | undefined> =>
+    c ? (await levelOf(c))?.noise : undefined;
   const byKey = new Map<string, LightFrame[]>();
-  const keyOf = (f: LightFrame) => `${f.exposureSeconds}|${f.temperatureC === undefined ? "?" : f.temperatureC.toFixed(1)}|${f.gain ?? ""}|${f.binning ?? ""}`;
+  const keyOf = (f: LightFrame) =>
+    `${f.exposureSeconds}|${f.temperatureC === undefined ? "?" : f.temperatureC.toFixed(1)}|${f.gain ?? ""}|${f.binning ?? ""}`;
   for (const f of plan.lights) if (f.exposureSeconds !== undefined) byKey.set(keyOf(f), [...(byKey.get(keyOf(f)) ?? []), f]);
   // One decision line per (filters, exposure, chosen master, offset source): lights that get the same
   // masters are one line with their temperature range, not one line per 0.1 °C of sensor temperature.
@@ -455,7 +720,11 @@ export async function planJob(jobFile: string, options: PlanOptions = {}): Promi
     const f0 = frames[0]!;
     const key = `${d.kind}|${d.chosen ?? ""}|${d.offset?.source ?? ""}|${f0.exposureSeconds}|${f0.gain ?? ""}|${f0.binning ?? ""}|${d.chosen ? "" : d.reason}`;
     const have = merged.get(key);
-    if (!have) { merged.set(key, { d, frames: [...frames] }); plan.decisions.push(d); return; }
+    if (!have) {
+      merged.set(key, { d, frames: [...frames] });
+      plan.decisions.push(d);
+      return;
+    }
     have.frames.push(...frames);
     const all = have.frames;
     const temps = all.map((f) => f.temperatureC).filter((t): t is number => t !== undefined);
@@ -464,7 +733,11 @@ export async function planJob(jobFile: string, options: PlanOptions = {}): Promi
     const dts = [have.d.reason, d.reason].flatMap((r) => [...r.matchAll(/([\d.]+) °C away/g)].map((m) => Number(m[1])));
     if (dts.length) have.d.reason = have.d.reason.replace(/[\d.]+ °C away/, `≤ ${Math.max(...dts).toFixed(1)} °C away`).replace(/≤ ≤/, "≤");
     const seen = new Set(have.d.rejected.map((r) => `${r.candidate}|${r.reason}`));
-    for (const r of d.rejected) if (!seen.has(`${r.candidate}|${r.reason}`)) { have.d.rejected.push(r); seen.add(`${r.candidate}|${r.reason}`); }
+    for (const r of d.rejected)
+      if (!seen.has(`${r.candidate}|${r.reason}`)) {
+        have.d.rejected.push(r);
+        seen.add(`${r.candidate}|${r.reason}`);
+      }
   };
   for (const frames of byKey.values()) {
     const f0 = frames[0]!;
@@ -475,28 +748,68 @@ export async function planJob(jobFile: string, options: PlanOptions = {}): Promi
       const s = c.set;
       const dExp = Math.abs(s.exposureSeconds! - f0.exposureSeconds!);
       const dt = f0.temperatureC === undefined ? 0 : Math.abs(s.temperatureC! - f0.temperatureC);
-      if (f0.temperatureC !== undefined && dt > tempTol + 1e-9) { rejected.push({ candidate: describe(c), reason: `temperature ${dt.toFixed(1)} °C away, tolerance ${tempTol}` }); continue; }
+      if (f0.temperatureC !== undefined && dt > tempTol + 1e-9) {
+        rejected.push({ candidate: describe(c), reason: `temperature ${dt.toFixed(1)} °C away, tolerance ${tempTol}` });
+        continue;
+      }
       const fx = await facts(c);
-      if (f0.binning && fx.binning && fx.binning !== f0.binning) { rejected.push({ candidate: describe(c), reason: `binning ${fx.binning}, lights ${f0.binning}` }); continue; }
-      if (f0.gain !== undefined && fx.gain !== undefined && fx.gain !== f0.gain) { rejected.push({ candidate: describe(c), reason: `gain ${fx.gain}, lights ${f0.gain}` }); continue; }
-      if (fx.width !== undefined && (fx.width !== f0.width || fx.height !== f0.height)) { rejected.push({ candidate: describe(c), reason: `size ${fx.width}×${fx.height}, lights ${f0.width}×${f0.height}` }); continue; }
+      if (f0.binning && fx.binning && fx.binning !== f0.binning) {
+        rejected.push({ candidate: describe(c), reason: `binning ${fx.binning}, lights ${f0.binning}` });
+        continue;
+      }
+      if (f0.gain !== undefined && fx.gain !== undefined && fx.gain !== f0.gain) {
+        rejected.push({ candidate: describe(c), reason: `gain ${fx.gain}, lights ${f0.gain}` });
+        continue;
+      }
+      if (fx.width !== undefined && (fx.width !== f0.width || fx.height !== f0.height)) {
+        rejected.push({ candidate: describe(c), reason: `size ${fx.width}×${fx.height}, lights ${f0.width}×${f0.height}` });
+        continue;
+      }
       usable.push({ c, dt, days: daysBetween(s.date, cal.darks!), dExp });
     }
-    const exact = usable.filter((u) => u.dExp <= expTol).sort((a, b) => a.dt - b.dt || a.days - b.days || a.c.set.date.localeCompare(b.c.set.date));
-    const assign = (dark: MasterPlan | undefined, offset: LightOffset) => { for (const f of frames) { if (dark) darkOf.set(f, dark); offsetOf.set(f, offset); } };
+    const exact = usable
+      .filter((u) => u.dExp <= expTol)
+      .sort((a, b) => a.dt - b.dt || a.days - b.days || a.c.set.date.localeCompare(b.c.set.date));
+    const assign = (dark: MasterPlan | undefined, offset: LightOffset) => {
+      for (const f of frames) {
+        if (dark) darkOf.set(f, dark);
+        offsetOf.set(f, offset);
+      }
+    };
     if (cal.darks && usable.length === 0) {
       const near = rejected.find((r) => r.reason.startsWith("temperature"));
-      problems.push({ file: jobFile, field: "calibration.darks", message: `no dark for ${subject}${near ? `: the nearest is ${near.candidate} (${near.reason})` : rejected.length ? `: ${rejected.map((r) => `${r.candidate} (${r.reason})`).join("; ")}` : " (no dark sets in the library)"}` });
+      problems.push({
+        file: jobFile,
+        field: "calibration.darks",
+        message: `no dark for ${subject}${near ? `: the nearest is ${near.candidate} (${near.reason})` : rejected.length ? `: ${rejected.map((r) => `${r.candidate} (${r.reason})`).join("; ")}` : " (no dark sets in the library)"}`,
+      });
       pushDark(frames, { kind: "dark", subject, reason: "no candidate within the tolerances", rejected });
       continue;
     }
     const best = exact[0];
     if (best) {
       const mp = useMaster(best.c);
-      for (const o of usable) if (o !== best) rejected.push({ candidate: describe(o.c), reason: o.dExp > expTol ? `exposure ${expLabel(o.c.set.exposureSeconds!)}, lights ${expLabel(f0.exposureSeconds!)}` : o.dt > best.dt ? `temperature ${o.dt.toFixed(1)} °C away; ${describe(best.c)} is ${best.dt.toFixed(1)} °C away` : `dated ${o.c.set.date}, further from ${cal.darks}` });
+      for (const o of usable)
+        if (o !== best)
+          rejected.push({
+            candidate: describe(o.c),
+            reason:
+              o.dExp > expTol
+                ? `exposure ${expLabel(o.c.set.exposureSeconds!)}, lights ${expLabel(f0.exposureSeconds!)}`
+                : o.dt > best.dt
+                  ? `temperature ${o.dt.toFixed(1)} °C away; ${describe(best.c)} is ${best.dt.toFixed(1)} °C away`
+                  : `dated ${o.c.set.date}, further from ${cal.darks}`,
+          });
       const offset: LightOffset = { source: "dark", label: `dark ${mp.name} (holds the offset)` };
       assign(mp, offset);
-      pushDark(frames, { kind: "dark", subject, chosen: mp.name, reason: `same exposure, ${best.dt.toFixed(1)} °C away (tolerance ${tempTol}), ${best.days === 0 ? `dated ${cal.darks}` : `${best.days} days from ${cal.darks}`}; the dark holds the offset`, rejected, offset });
+      pushDark(frames, {
+        kind: "dark",
+        subject,
+        chosen: mp.name,
+        reason: `same exposure, ${best.dt.toFixed(1)} °C away (tolerance ${tempTol}), ${best.days === 0 ? `dated ${cal.darks}` : `${best.days} days from ${cal.darks}`}; the dark holds the offset`,
+        rejected,
+        offset,
+      });
       continue;
     }
     // No dark of the lights' exposure.
@@ -510,31 +823,76 @@ export async function planJob(jobFile: string, options: PlanOptions = {}): Promi
     };
     const withOffsetStats = (o: LightOffset, t0: number, rn: number | undefined): LightOffset => {
       const r = residual(t0);
-      return { ...o, ...(r !== undefined ? { residualDarkAdu: Number(r.toFixed(3)) } : {}), ...(rate ? { darkRateAduPerS: Number(rate.rate.toPrecision(4)) } : {}), ...(rn !== undefined ? { readNoiseAdu: Number(rn.toFixed(3)) } : {}) };
+      return {
+        ...o,
+        ...(r !== undefined ? { residualDarkAdu: Number(r.toFixed(3)) } : {}),
+        ...(rate ? { darkRateAduPerS: Number(rate.rate.toPrecision(4)) } : {}),
+        ...(rn !== undefined ? { readNoiseAdu: Number(rn.toFixed(3)) } : {}),
+      };
     };
-    const noExact = usable.length ? `no dark of ${expLabel(t)} (have ${[...new Set(usable.map((u) => expLabel(u.c.set.exposureSeconds!)))].join(", ")})` : "no darks asked for";
-    for (const u of usable) rejected.push({ candidate: describe(u.c), reason: `exposure ${expLabel(u.c.set.exposureSeconds!)}, lights ${expLabel(t)}` });
+    const noExact = usable.length
+      ? `no dark of ${expLabel(t)} (have ${[...new Set(usable.map((u) => expLabel(u.c.set.exposureSeconds!)))].join(", ")})`
+      : "no darks asked for";
+    for (const u of usable)
+      rejected.push({ candidate: describe(u.c), reason: `exposure ${expLabel(u.c.set.exposureSeconds!)}, lights ${expLabel(t)}` });
     if (bias && usable.length && opt.dark_scaling !== false) {
       // Scaled: nearest exposure in ratio (scaling up a short dark multiplies its noise), ties to the longer.
-      const pick = [...usable].sort((a, b) => Math.abs(Math.log(a.c.set.exposureSeconds! / t)) - Math.abs(Math.log(b.c.set.exposureSeconds! / t)) || b.c.set.exposureSeconds! - a.c.set.exposureSeconds! || a.dt - b.dt)[0]!;
+      const pick = [...usable].sort(
+        (a, b) =>
+          Math.abs(Math.log(a.c.set.exposureSeconds! / t)) - Math.abs(Math.log(b.c.set.exposureSeconds! / t)) ||
+          b.c.set.exposureSeconds! - a.c.set.exposureSeconds! ||
+          a.dt - b.dt,
+      )[0]!;
       const mp = useMaster(pick.c);
       const k = t / pick.c.set.exposureSeconds!;
-      const offset: LightOffset = { ...withOffsetStats({ source: "scaled-dark", label: `bias ${bias.plan.name} + dark ${mp.name} scaled ×${k.toFixed(3)}` }, t, await readNoiseOf(bias.candidate)), residualDarkAdu: 0 };
+      const offset: LightOffset = {
+        ...withOffsetStats(
+          { source: "scaled-dark", label: `bias ${bias.plan.name} + dark ${mp.name} scaled ×${k.toFixed(3)}` },
+          t,
+          await readNoiseOf(bias.candidate),
+        ),
+        residualDarkAdu: 0,
+      };
       assign(mp, offset);
-      pushDark(frames, { kind: "dark", subject, chosen: mp.name, reason: `${noExact}: bias + (dark − bias) × ${k.toFixed(3)} (${pick.dt.toFixed(1)} °C away)`, rejected: rejected.filter((r) => r.candidate !== describe(pick.c)), offset });
+      pushDark(frames, {
+        kind: "dark",
+        subject,
+        chosen: mp.name,
+        reason: `${noExact}: bias + (dark − bias) × ${k.toFixed(3)} (${pick.dt.toFixed(1)} °C away)`,
+        rejected: rejected.filter((r) => r.candidate !== describe(pick.c)),
+        offset,
+      });
       continue;
     }
     if (bias) {
       const rn = await readNoiseOf(bias.candidate);
       const offset = withOffsetStats({ source: "bias", label: `bias ${bias.plan.name}` }, 0, rn);
       assign(undefined, offset);
-      pushDark(frames, { kind: "offset", subject, chosen: bias.plan.name, reason: `${noExact}${opt.dark_scaling === false && usable.length ? " (dark_scaling: false)" : ""}: the bias removes the offset; ${residualText(0, rn)}`, rejected, offset });
+      pushDark(frames, {
+        kind: "offset",
+        subject,
+        chosen: bias.plan.name,
+        reason: `${noExact}${opt.dark_scaling === false && usable.length ? " (dark_scaling: false)" : ""}: the bias removes the offset; ${residualText(0, rn)}`,
+        rejected,
+        offset,
+      });
       continue;
     }
     if (cal.offset !== undefined) {
-      const offset = withOffsetStats({ source: "pedestal", label: `declared pedestal ${cal.offset} ADU`, pedestal: cal.offset }, 0, undefined);
+      const offset = withOffsetStats(
+        { source: "pedestal", label: `declared pedestal ${cal.offset} ADU`, pedestal: cal.offset },
+        0,
+        undefined,
+      );
       assign(undefined, offset);
-      pushDark(frames, { kind: "offset", subject, chosen: `pedestal ${cal.offset} ADU`, reason: `${noExact}: calibration.offset declares the pedestal; ${residualText(0, undefined)}`, rejected, offset });
+      pushDark(frames, {
+        kind: "offset",
+        subject,
+        chosen: `pedestal ${cal.offset} ADU`,
+        reason: `${noExact}: calibration.offset declares the pedestal; ${residualText(0, undefined)}`,
+        rejected,
+        offset,
+      });
       continue;
     }
     // The shortest dark at the lights' temperature as the offset (from the job's darks, else the library's).
@@ -544,11 +902,17 @@ export async function planJob(jobFile: string, options: PlanOptions = {}): Promi
         const dt = f0.temperatureC === undefined ? 0 : Math.abs(c.set.temperatureC! - f0.temperatureC);
         if (f0.temperatureC !== undefined && dt > tempTol + 1e-9) continue;
         const fx = await facts(c);
-        if ((f0.binning && fx.binning && fx.binning !== f0.binning) || (f0.gain !== undefined && fx.gain !== undefined && fx.gain !== f0.gain)) continue;
+        if (
+          (f0.binning && fx.binning && fx.binning !== f0.binning) ||
+          (f0.gain !== undefined && fx.gain !== undefined && fx.gain !== f0.gain)
+        )
+          continue;
         pool.push({ c, dt });
       }
     }
-    const shortest = pool.sort((a, b) => a.c.set.exposureSeconds! - b.c.set.exposureSeconds! || a.dt - b.dt || a.c.set.date.localeCompare(b.c.set.date))[0];
+    const shortest = pool.sort(
+      (a, b) => a.c.set.exposureSeconds! - b.c.set.exposureSeconds! || a.dt - b.dt || a.c.set.date.localeCompare(b.c.set.date),
+    )[0];
     if (shortest) {
       const mp = useMaster(shortest.c);
       const t0 = shortest.c.set.exposureSeconds!;
@@ -556,16 +920,35 @@ export async function planJob(jobFile: string, options: PlanOptions = {}): Promi
       const own = rate ? rate.rate * t0 : undefined;
       const offset = withOffsetStats({ source: "short-dark", label: `shortest dark ${mp.name} as the offset` }, t0, rn);
       assign(undefined, { ...offset, offsetMaster: mp.path });
-      pushDark(frames, { kind: "offset", subject, chosen: mp.name, reason: `${noExact} and no bias: the shortest dark at the lights' temperature is the offset (its own dark signal ${own === undefined ? "not measured" : `${own.toFixed(2)} ADU${rn !== undefined ? ` vs read noise ${rn.toFixed(1)}` : ""}`})${cal.darks ? "" : ", taken from the library (set calibration.darks to choose a date)"}; ${residualText(t0, rn)}`, rejected, offset: { ...offset, offsetMaster: mp.path } });
+      pushDark(frames, {
+        kind: "offset",
+        subject,
+        chosen: mp.name,
+        reason: `${noExact} and no bias: the shortest dark at the lights' temperature is the offset (its own dark signal ${own === undefined ? "not measured" : `${own.toFixed(2)} ADU${rn !== undefined ? ` vs read noise ${rn.toFixed(1)}` : ""}`})${cal.darks ? "" : ", taken from the library (set calibration.darks to choose a date)"}; ${residualText(t0, rn)}`,
+        rejected,
+        offset: { ...offset, offsetMaster: mp.path },
+      });
       continue;
     }
     const offset: LightOffset = { source: "none", label: "no offset source" };
     assign(undefined, offset);
     if (cal.flats) {
-      problems.push({ file: jobFile, field: "calibration", code: "TC_CALIBRATION_NO_OFFSET", message: `no offset source for ${subject}: with flats applied and the pedestal (bias level) left in, dividing by the flat inverts the vignetting and leaves dust donuts. Give one of: calibration.bias (a bias set), calibration.darks (darks of the lights' exposure, or any dark at their temperature — the shortest serves as the offset), or calibration.offset: <ADU> (the camera's pedestal)` });
+      problems.push({
+        file: jobFile,
+        field: "calibration",
+        code: "TC_CALIBRATION_NO_OFFSET",
+        message: `no offset source for ${subject}: with flats applied and the pedestal (bias level) left in, dividing by the flat inverts the vignetting and leaves dust donuts. Give one of: calibration.bias (a bias set), calibration.darks (darks of the lights' exposure, or any dark at their temperature — the shortest serves as the offset), or calibration.offset: <ADU> (the camera's pedestal)`,
+      });
       pushDark(frames, { kind: "offset", subject, reason: "none: no dark, bias, pedestal or short dark", rejected, offset });
     } else {
-      pushDark(frames, { kind: "offset", subject, reason: "none subtracted: no flats are applied, so the pedestal stays as a constant that normalisation and background extraction remove", rejected, offset });
+      pushDark(frames, {
+        kind: "offset",
+        subject,
+        reason:
+          "none subtracted: no flats are applied, so the pedestal stays as a constant that normalisation and background extraction remove",
+        rejected,
+        offset,
+      });
     }
   }
 
@@ -573,13 +956,19 @@ export async function planJob(jobFile: string, options: PlanOptions = {}): Promi
   // flats' exposure, any date, nearest the flats' date first), else the bias, else a declared pedestal,
   // else the shortest dark at the flats' temperature.
   const flatOf = new Map<string, MasterPlan>();
-  const flatOffset = async (c: (typeof all)[number]): Promise<{ offset?: { path?: string; name: string; pedestal?: number }; reason: string }> => {
+  const flatOffset = async (
+    c: (typeof all)[number],
+  ): Promise<{ offset?: { path?: string; name: string; pedestal?: number }; reason: string }> => {
     const fx = await facts(c);
     const fits = async (d: (typeof all)[number]) => {
       const dx = await facts(d);
       if (fx.binning && dx.binning && dx.binning !== fx.binning) return false;
       if (fx.gain !== undefined && dx.gain !== undefined && dx.gain !== fx.gain) return false;
-      return fx.temperatureC === undefined || d.set.temperatureC === undefined || Math.abs(d.set.temperatureC - fx.temperatureC) <= tempTol + 1e-9;
+      return (
+        fx.temperatureC === undefined ||
+        d.set.temperatureC === undefined ||
+        Math.abs(d.set.temperatureC - fx.temperatureC) <= tempTol + 1e-9
+      );
     };
     if (fx.exposureSeconds !== undefined) {
       const te = fx.exposureSeconds;
@@ -589,14 +978,28 @@ export async function planJob(jobFile: string, options: PlanOptions = {}): Promi
         if (dExp <= Math.max(0.05, 0.1 * te) && (await fits(d))) near.push({ d, dExp, days: daysBetween(d.set.date, c.set.date) });
       }
       near.sort((a, b) => a.dExp - b.dExp || a.days - b.days || a.d.set.date.localeCompare(b.d.set.date));
-      if (near[0]) { const mp = useMaster(near[0].d); return { offset: { path: mp.path, name: mp.name }, reason: `flat-darks ${mp.name} (the flats' ${expLabel(te)})` }; }
+      if (near[0]) {
+        const mp = useMaster(near[0].d);
+        return { offset: { path: mp.path, name: mp.name }, reason: `flat-darks ${mp.name} (the flats' ${expLabel(te)})` };
+      }
     }
-    if (bias) return { offset: { path: bias.plan.path, name: bias.plan.name }, reason: `bias ${bias.plan.name} (no darks of the flats' exposure${fx.exposureSeconds !== undefined ? ` ${expLabel(fx.exposureSeconds)}` : ""})` };
-    if (cal.offset !== undefined) return { offset: { name: `pedestal ${cal.offset} ADU`, pedestal: cal.offset }, reason: `declared pedestal ${cal.offset} ADU` };
+    if (bias)
+      return {
+        offset: { path: bias.plan.path, name: bias.plan.name },
+        reason: `bias ${bias.plan.name} (no darks of the flats' exposure${fx.exposureSeconds !== undefined ? ` ${expLabel(fx.exposureSeconds)}` : ""})`,
+      };
+    if (cal.offset !== undefined)
+      return { offset: { name: `pedestal ${cal.offset} ADU`, pedestal: cal.offset }, reason: `declared pedestal ${cal.offset} ADU` };
     const short: (typeof all)[number][] = [];
     for (const d of darks) if (await fits(d)) short.push(d);
-    short.sort((a, b) => a.set.exposureSeconds! - b.set.exposureSeconds! || daysBetween(a.set.date, c.set.date) - daysBetween(b.set.date, c.set.date));
-    if (short[0]) { const mp = useMaster(short[0]); return { offset: { path: mp.path, name: mp.name }, reason: `shortest dark ${mp.name} as the offset (no flat-darks, no bias)` }; }
+    short.sort(
+      (a, b) =>
+        a.set.exposureSeconds! - b.set.exposureSeconds! || daysBetween(a.set.date, c.set.date) - daysBetween(b.set.date, c.set.date),
+    );
+    if (short[0]) {
+      const mp = useMaster(short[0]);
+      return { offset: { path: mp.path, name: mp.name }, reason: `shortest dark ${mp.name} as the offset (no flat-darks, no bias)` };
+    }
     return { reason: "none" };
   };
   if (cal.flats) {
@@ -606,31 +1009,77 @@ export async function planJob(jobFile: string, options: PlanOptions = {}): Promi
       const ok: { c: (typeof all)[number]; days: number }[] = [];
       for (const c of all.filter((x) => x.set.kind === "flat")) {
         const ff = normalizeFilter(c.set.filter!, aliases);
-        if (ff !== filter) { rejected.push({ candidate: describe(c), reason: `filter ${ff}, lights ${filter}` }); continue; }
+        if (ff !== filter) {
+          rejected.push({ candidate: describe(c), reason: `filter ${ff}, lights ${filter}` });
+          continue;
+        }
         const fx = await facts(c);
-        if (ref.binning && fx.binning && fx.binning !== ref.binning) { rejected.push({ candidate: describe(c), reason: `binning ${fx.binning}, lights ${ref.binning}` }); continue; }
-        if (fx.width !== undefined && (fx.width !== ref.width || fx.height !== ref.height)) { rejected.push({ candidate: describe(c), reason: `size ${fx.width}×${fx.height}, lights ${ref.width}×${ref.height}` }); continue; }
-        if (ref.bayerPattern && fx.bayerPattern && fx.bayerPattern !== ref.bayerPattern) { rejected.push({ candidate: describe(c), reason: `Bayer pattern ${fx.bayerPattern}, lights ${ref.bayerPattern}` }); continue; }
+        if (ref.binning && fx.binning && fx.binning !== ref.binning) {
+          rejected.push({ candidate: describe(c), reason: `binning ${fx.binning}, lights ${ref.binning}` });
+          continue;
+        }
+        if (fx.width !== undefined && (fx.width !== ref.width || fx.height !== ref.height)) {
+          rejected.push({ candidate: describe(c), reason: `size ${fx.width}×${fx.height}, lights ${ref.width}×${ref.height}` });
+          continue;
+        }
+        if (ref.bayerPattern && fx.bayerPattern && fx.bayerPattern !== ref.bayerPattern) {
+          rejected.push({ candidate: describe(c), reason: `Bayer pattern ${fx.bayerPattern}, lights ${ref.bayerPattern}` });
+          continue;
+        }
         ok.push({ c, days: daysBetween(c.set.date, cal.flats) });
       }
       ok.sort((a, b) => a.days - b.days || a.c.set.date.localeCompare(b.c.set.date));
       const best = ok.find((o) => o.days === 0);
-      for (const o of ok) if (o !== best) rejected.push({ candidate: describe(o.c), reason: `dated ${o.c.set.date}, the job asks for ${cal.flats}` });
+      for (const o of ok)
+        if (o !== best) rejected.push({ candidate: describe(o.c), reason: `dated ${o.c.set.date}, the job asks for ${cal.flats}` });
       if (best) {
         const off = await flatOffset(best.c);
         const mp = useMaster(best.c, off.offset);
         flatOf.set(filter, mp);
-        if (!off.offset) problems.push({ file: jobFile, field: "calibration", code: "TC_CALIBRATION_NO_OFFSET", message: `no offset source for the ${filter} flats (${describe(best.c)}): a flat built with its pedestal in it is wrong by the pedestal's share of every pixel, and the lights divided by it show inverted vignetting. Add flat-darks (darks of the flats' exposure in calibration/raw/darks/<date>_<temp>C/<exposure>/), calibration.bias, or calibration.offset: <ADU>` });
-        plan.decisions.push({ kind: "flat", subject: `filter ${filter}`, chosen: mp.name, reason: `filter ${filter} dated ${cal.flats}; offset: ${off.reason}`, rejected, ...(off.offset ? { offset: { source: off.offset.pedestal !== undefined ? "pedestal" : off.reason.startsWith("flat-darks") ? "dark" : off.reason.startsWith("bias") ? "bias" : "short-dark", label: off.reason } } : {}) });
+        if (!off.offset)
+          problems.push({
+            file: jobFile,
+            field: "calibration",
+            code: "TC_CALIBRATION_NO_OFFSET",
+            message: `no offset source for the ${filter} flats (${describe(best.c)}): a flat built with its pedestal in it is wrong by the pedestal's share of every pixel, and the lights divided by it show inverted vignetting. Add flat-darks (darks of the flats' exposure in calibration/raw/darks/<date>_<temp>C/<exposure>/), calibration.bias, or calibration.offset: <ADU>`,
+          });
+        plan.decisions.push({
+          kind: "flat",
+          subject: `filter ${filter}`,
+          chosen: mp.name,
+          reason: `filter ${filter} dated ${cal.flats}; offset: ${off.reason}`,
+          rejected,
+          ...(off.offset
+            ? {
+                offset: {
+                  source:
+                    off.offset.pedestal !== undefined
+                      ? "pedestal"
+                      : off.reason.startsWith("flat-darks")
+                        ? "dark"
+                        : off.reason.startsWith("bias")
+                          ? "bias"
+                          : "short-dark",
+                  label: off.reason,
+                },
+              }
+            : {}),
+        });
       } else {
         const other = rejected.filter((r) => r.reason.startsWith("filter")).map((r) => r.candidate);
-        problems.push({ file: jobFile, field: "calibration.flats", message: `no flat for filter ${filter} dated ${cal.flats}${other.length ? ` (only ${other.join(", ")})` : ""}` });
+        problems.push({
+          file: jobFile,
+          field: "calibration.flats",
+          message: `no flat for filter ${filter} dated ${cal.flats}${other.length ? ` (only ${other.join(", ")})` : ""}`,
+        });
         plan.decisions.push({ kind: "flat", subject: `filter ${filter}`, reason: "none found", rejected });
       }
     }
   }
 
-  plan.masters.sort((a, b) => ["bias", "dark", "flat"].indexOf(a.kind) - ["bias", "dark", "flat"].indexOf(b.kind) || a.name.localeCompare(b.name));
+  plan.masters.sort(
+    (a, b) => ["bias", "dark", "flat"].indexOf(a.kind) - ["bias", "dark", "flat"].indexOf(b.kind) || a.name.localeCompare(b.name),
+  );
   for (const frames of groups.values()) {
     const f0 = frames[0]!;
     plan.groups.push({
@@ -663,7 +1112,13 @@ export function calibratedName(path: string): string {
 
 /** A folder path as one portable name: separators to `_`, anything not ASCII-safe transliterated or `_`. */
 export function folderTag(rel: string): string {
-  return rel.normalize("NFKD").replace(/[\u0300-\u036f]/g, "").replace(/[\\/]+/g, "_").replace(/[^A-Za-z0-9._+-]/g, "_") || "_";
+  return (
+    rel
+      .normalize("NFKD")
+      .replace(/[\u0300-\u036f]/g, "")
+      .replace(/[\\/]+/g, "_")
+      .replace(/[^A-Za-z0-9._+-]/g, "_") || "_"
+  );
 }
 
 /**
@@ -680,7 +1135,11 @@ export function masterStamp(path: string): { inputHash?: string; recipeHash?: st
     closeSync(h);
     const fd = buf.toString("latin1", 0, n);
     let end = -1;
-    for (let i = 0; i + 80 <= fd.length; i += 80) if (fd.startsWith("END     ", i) || fd.slice(i, i + 80).trimEnd() === "END") { end = i; break; }
+    for (let i = 0; i + 80 <= fd.length; i += 80)
+      if (fd.startsWith("END     ", i) || fd.slice(i, i + 80).trimEnd() === "END") {
+        end = i;
+        break;
+      }
     if (!fd.startsWith("SIMPLE  =") || end < 0) return { unreadable: "its header is not a FITS header (no SIMPLE or END card)" };
     const bad = /[^\x20-\x7e]/.exec(fd.slice(0, end));
     if (bad) return { unreadable: `its header holds a non-ASCII byte (0x${bad[0].charCodeAt(0).toString(16)}) at offset ${bad.index}` };
@@ -691,7 +1150,8 @@ export function masterStamp(path: string): { inputHash?: string; recipeHash?: st
       }
       return undefined;
     };
-    const inputHash = card("TCINHASH"), recipeHash = card("TCRECIPE");
+    const inputHash = card("TCINHASH"),
+      recipeHash = card("TCRECIPE");
     return { ...(inputHash ? { inputHash } : {}), ...(recipeHash ? { recipeHash } : {}) };
   } catch (e) {
     return { unreadable: (e as Error).message };

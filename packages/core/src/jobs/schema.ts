@@ -21,14 +21,24 @@ const folderList = z.union([z.string().min(1), z.array(z.string().min(1)).min(1)
 
 export const jobSchema = z.strictObject({
   $schema: z.string().optional(),
-  name: z.string().min(1).regex(/^[^/\\]+$/, "a name, not a path").describe("Job name; used in output file names"),
+  name: z
+    .string()
+    .min(1)
+    .regex(/^[^/\\]+$/, "a name, not a path")
+    .describe("Job name; used in output file names"),
   type: z.enum(JOB_TYPES).describe("Composition: LRGB, RGB, SHO, HOO, LSHO, LHOO or MONO (no composition)"),
   calibration: z
     .strictObject({
       bias: jobDate.optional().describe("Date of the bias set (calibration/raw/biases/<date>/ or masters/biases/bias_<date>.fit)"),
       darks: jobDate.optional().describe("Date of the dark sets (calibration/raw/darks/<date>_<temp>/<exposure>/)"),
       flats: jobDate.optional().describe("Date of the flat set (calibration/raw/flats/<date>/<filter>/)"),
-      offset: z.number().nonnegative().optional().describe("The camera's pedestal in ADU, subtracted as the offset when no bias or usable dark supplies it (e.g. a CMOS camera's offset × gain factor, measured from a bias)"),
+      offset: z
+        .number()
+        .nonnegative()
+        .optional()
+        .describe(
+          "The camera's pedestal in ADU, subtracted as the offset when no bias or usable dark supplies it (e.g. a CMOS camera's offset × gain factor, measured from a bias)",
+        ),
     })
     .optional()
     .describe("Calibration sets by date; omitted kinds are not applied"),
@@ -36,15 +46,25 @@ export const jobSchema = z.strictObject({
     .record(z.string().min(1), folderList)
     .refine((r) => Object.keys(r).length > 0, "at least one filter with light folders")
     .describe("Filter → light folder(s), relative to the base directory; several folders = several nights or exposures"),
-  output: z.string().min(1).optional().describe("Output folder relative to the base directory (default: <first light folder's object>/processed)"),
+  output: z
+    .string()
+    .min(1)
+    .optional()
+    .describe("Output folder relative to the base directory (default: <first light folder's object>/processed)"),
   options: z
     .strictObject({
       fwhm_filter: z.number().positive().optional().describe("Drop frames whose FWHM exceeds this many times the median"),
       temp_tolerance: z.number().nonnegative().optional().describe("°C between a light and its dark (default 2, inclusive)"),
       exposure_tolerance: z.number().nonnegative().optional().describe("Seconds between a light and its dark (default 0.5)"),
-      dark_scaling: z.boolean().optional().describe("Scale the dark by the exposure ratio when no dark of the right exposure exists (default false)"),
+      dark_scaling: z
+        .boolean()
+        .optional()
+        .describe("Scale the dark by the exposure ratio when no dark of the right exposure exists (default false)"),
       cosmetic: z.boolean().optional().describe("Correct hot and cold pixels found in the master dark (default true)"),
-      missing_temperature: z.enum(["error", "ignore"]).optional().describe("When a light or dark has no temperature keyword (default error)"),
+      missing_temperature: z
+        .enum(["error", "ignore"])
+        .optional()
+        .describe("When a light or dark has no temperature keyword (default error)"),
     })
     .optional(),
 });

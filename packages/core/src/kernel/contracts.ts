@@ -133,7 +133,17 @@ export interface TbqrSummary {
   /** Tile size and step (px). */
   tileSize: number;
   tileStep: number;
-  validation: { fwhmTbqr: number; fwhmMean: number; fwhmImprovement: number; noiseRatio: number; tileWeightVariance: number; seamWorstRatio: number; seamP95Ratio: number; passed: boolean; failures: string[] };
+  validation: {
+    fwhmTbqr: number;
+    fwhmMean: number;
+    fwhmImprovement: number;
+    noiseRatio: number;
+    tileWeightVariance: number;
+    seamWorstRatio: number;
+    seamP95Ratio: number;
+    passed: boolean;
+    failures: string[];
+  };
   /**
    * Per tile (row-major, `columns` × `rows`), the spread of the effective weights across frames: the
    * highest frame weight over the mean (1 = all frames equal in that tile).
@@ -214,7 +224,17 @@ export interface CalibrationResult {
 /** Master building and light calibration. Built-in `native` provider: see the calibration issue. */
 export interface CalibrationProvider {
   /** Combine raw bias/dark/flat frames into a master. */
-  buildMaster?(input: { kind: "bias" | "dark" | "flat"; frames: FrameRef[]; output: string; masterBias?: string; options: Record<string, unknown>; history: string[] }, ctx: EngineContext): Promise<{ output: string; frameCount: number }>;
+  buildMaster?(
+    input: {
+      kind: "bias" | "dark" | "flat";
+      frames: FrameRef[];
+      output: string;
+      masterBias?: string;
+      options: Record<string, unknown>;
+      history: string[];
+    },
+    ctx: EngineContext,
+  ): Promise<{ output: string; frameCount: number }>;
   calibrate(input: CalibrationInput, ctx: EngineContext): Promise<CalibrationResult>;
 }
 
@@ -272,8 +292,18 @@ export interface StageProviders {
   stretch: StretchProvider;
 }
 
-export interface FrameDoneEvent { stage: StageName; frame: string; metrics?: Record<string, number> }
-export interface StageDoneEvent { stage: StageName; engine: string; method: string; outputs: string[]; seconds: number }
+export interface FrameDoneEvent {
+  stage: StageName;
+  frame: string;
+  metrics?: Record<string, number>;
+}
+export interface StageDoneEvent {
+  stage: StageName;
+  engine: string;
+  method: string;
+  outputs: string[];
+  seconds: number;
+}
 
 /**
  * A minimal Standard Schema v1 validator (zod 4 and valibot implement it), so third-party engines can
@@ -283,7 +313,12 @@ export interface OptionsSchema {
   readonly "~standard": {
     readonly version: 1;
     readonly vendor: string;
-    validate(value: unknown): { value: unknown; issues?: undefined } | { issues: readonly { message: string; path?: readonly (PropertyKey | { key: PropertyKey })[] }[] } | Promise<unknown>;
+    validate(
+      value: unknown,
+    ):
+      | { value: unknown; issues?: undefined }
+      | { issues: readonly { message: string; path?: readonly (PropertyKey | { key: PropertyKey })[] }[] }
+      | Promise<unknown>;
   };
 }
 

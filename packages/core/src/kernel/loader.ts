@@ -61,7 +61,7 @@ function packageEntry(dir: string, pkg: PackageJson): string {
     const t = target as Record<string, unknown>;
     target = t.import ?? t.node ?? t.default;
   }
-  const rel = typeof target === "string" ? target : pkg.main ?? "index.js";
+  const rel = typeof target === "string" ? target : (pkg.main ?? "index.js");
   return resolve(dir, rel);
 }
 
@@ -83,20 +83,46 @@ export function resolveEngine(specifier: string, options: { configDir: string; c
       if (statSync(p).isDirectory()) {
         const pkg = readPackageJson(p);
         if (!pkg) continue;
-        return { specifier, packageName: pkg.name ?? p, entry: packageEntry(p, pkg), packageDir: p, ...(pkg.version ? { version: pkg.version } : {}), ...(pkg.tileCompile ? { manifest: pkg.tileCompile } : {}), ...(pkg.keywords ? { keywords: pkg.keywords } : {}) };
+        return {
+          specifier,
+          packageName: pkg.name ?? p,
+          entry: packageEntry(p, pkg),
+          packageDir: p,
+          ...(pkg.version ? { version: pkg.version } : {}),
+          ...(pkg.tileCompile ? { manifest: pkg.tileCompile } : {}),
+          ...(pkg.keywords ? { keywords: pkg.keywords } : {}),
+        };
       }
       return { specifier, packageName: p, entry: p };
     }
-    throw new EngineNotFoundError("TC_ENGINE_NOT_FOUND", { engine: specifier, packageName: specifier, configFile: options.configFile ?? "tile_compile.yaml", searched: bases.join(" and ") });
+    throw new EngineNotFoundError("TC_ENGINE_NOT_FOUND", {
+      engine: specifier,
+      packageName: specifier,
+      configFile: options.configFile ?? "tile_compile.yaml",
+      searched: bases.join(" and "),
+    });
   }
   const packageName = expandEngineName(specifier);
   for (const base of bases) {
     const dir = findPackageDir(packageName, base);
     if (!dir) continue;
     const pkg = readPackageJson(dir)!;
-    return { specifier, packageName, entry: packageEntry(dir, pkg), packageDir: dir, ...(pkg.version ? { version: pkg.version } : {}), ...(pkg.tileCompile ? { manifest: pkg.tileCompile } : {}), ...(pkg.keywords ? { keywords: pkg.keywords } : {}) };
+    return {
+      specifier,
+      packageName,
+      entry: packageEntry(dir, pkg),
+      packageDir: dir,
+      ...(pkg.version ? { version: pkg.version } : {}),
+      ...(pkg.tileCompile ? { manifest: pkg.tileCompile } : {}),
+      ...(pkg.keywords ? { keywords: pkg.keywords } : {}),
+    };
   }
-  throw new EngineNotFoundError("TC_ENGINE_NOT_FOUND", { engine: specifier, packageName, configFile: options.configFile ?? "tile_compile.yaml", searched: bases.join(" and ") });
+  throw new EngineNotFoundError("TC_ENGINE_NOT_FOUND", {
+    engine: specifier,
+    packageName,
+    configFile: options.configFile ?? "tile_compile.yaml",
+    searched: bases.join(" and "),
+  });
 }
 
 /** Unwrap `default` once or twice (ESM default, or CJS interop that wraps it again). */
@@ -114,40 +140,58 @@ export async function importEngine(resolved: ResolvedEngine): Promise<EngineDefi
   try {
     mod = await import(pathToFileURL(resolved.entry).href);
   } catch (cause) {
-    throw new EngineLoadError("TC_ENGINE_LOAD", { engine: resolved.specifier, entry: resolved.entry, reason: (cause as Error)?.message ?? String(cause) }, { cause });
+    throw new EngineLoadError(
+      "TC_ENGINE_LOAD",
+      { engine: resolved.specifier, entry: resolved.entry, reason: (cause as Error)?.message ?? String(cause) },
+      { cause },
+    );
   }
   const engine = unwrapDefault(mod);
   const problems = engineContractProblems(engine);
   if (problems.length === 0 && resolved.manifest) {
     const declared = Object.keys((engine as EngineDefinition).capabilities).sort();
     const listed = [...(resolved.manifest.provides ?? [])].sort();
-    if (declared.join() !== listed.join()) problems.push(`package.json tileCompile.provides [${listed.join(", ")}] differs from the engine's capabilities [${declared.join(", ")}]`);
+    if (declared.join() !== listed.join())
+      problems.push(
+        `package.json tileCompile.provides [${listed.join(", ")}] differs from the engine's capabilities [${declared.join(", ")}]`,
+      );
   }
   if (problems.length > 0) throw new EngineContractError("TC_ENGINE_CONTRACT", { engine: resolved.specifier, problems });
   assertApiVersion(engine as EngineDefinition);
   return engine as EngineDefinition;
 }
 
-export async function loadEngine(specifier: string, options: { configDir: string; cwd: string; configFile?: string }): Promise<{ engine: EngineDefinition; resolved: ResolvedEngine }> {
+export async function loadEngine(
+  specifier: string,
+  options: { configDir: string; cwd: string; configFile?: string },
+): Promise<{ engine: EngineDefinition; resolved: ResolvedEngine }> {
   const resolved = resolveEngine(specifier, options);
   return { engine: await importEngine(resolved), resolved };
 }
 
 /** True for package names that follow the engine naming convention (STYLE.md §4). */
 export function isEnginePackageName(name: string): boolean {
-  return /^@tile-compile\/(engine-|registration-|executor-|stacking-|calibration-|composition-|stretch-)/.test(name) || /^(@[^/]+\/)?tile-compile-engine-/.test(name);
+  return (
+    /^@tile-compile\/(engine-|registration-|executor-|stacking-|calibration-|composition-|stretch-)/.test(name) ||
+    /^(@[^/]+\/)?tile-compile-engine-/.test(name)
+  );
 }
 
 /**
  * Engines a project has installed, from its package.json dependencies (by naming convention) plus the
  * ones named in the configuration, each with its static manifest. Nothing is imported or executed.
  */
-export function listInstalledEngines(options: { configDir: string; cwd: string; configured: string[] }): { name: string; resolved?: ResolvedEngine; error?: string; configured: boolean }[] {
+export function listInstalledEngines(options: {
+  configDir: string;
+  cwd: string;
+  configured: string[];
+}): { name: string; resolved?: ResolvedEngine; error?: string; configured: boolean }[] {
   const names = new Map<string, boolean>();
   for (const c of options.configured) names.set(c, true);
   for (const base of new Set([options.configDir, options.cwd])) {
     for (let dir = resolve(base); ; dir = dirname(dir)) {
-      const pkg = readPackageJson(dir) as (PackageJson & { dependencies?: Record<string, string>; devDependencies?: Record<string, string> }) | undefined;
+      const pkg = readPackageJson(dir) as
+        (PackageJson & { dependencies?: Record<string, string>; devDependencies?: Record<string, string> }) | undefined;
       if (pkg) {
         for (const dep of Object.keys({ ...pkg.dependencies, ...pkg.devDependencies })) {
           const configured = options.configured.some((c) => expandEngineName(c) === dep);

@@ -78,7 +78,9 @@ export class EngineRegistry {
   }
 
   providersOf(capability: CapabilityId): EngineDefinition[] {
-    return this.list().map((r) => r.engine).filter((e) => capability in e.capabilities);
+    return this.list()
+      .map((r) => r.engine)
+      .filter((e) => capability in e.capabilities);
   }
 
   /**
@@ -93,20 +95,40 @@ export class EngineRegistry {
     if (engineName !== undefined) {
       const engine = this.get(engineName);
       if (!engine) {
-        throw new CapabilityError("TC_CAPABILITY_MISSING", { capability, field, engine: engineName, providers: names, reason: "engine not loaded" });
+        throw new CapabilityError("TC_CAPABILITY_MISSING", {
+          capability,
+          field,
+          engine: engineName,
+          providers: names,
+          reason: "engine not loaded",
+        });
       }
       const stability = engine.capabilities[capability];
       // What this engine does offer for the stage, so `calibration: { engine: siril }` (method left at its
       // default, native) is told to set `calibration.method: siril`.
-      const offers = Object.keys(engine.capabilities).filter((c) => c.startsWith(`${stage}:`)).map((c) => c.slice(stage.length + 1));
-      if (!stability) throw new CapabilityError("TC_CAPABILITY_MISSING", { capability, field, engine: engine.meta.name, providers: names, ...(offers.length ? { offers } : {}) });
+      const offers = Object.keys(engine.capabilities)
+        .filter((c) => c.startsWith(`${stage}:`))
+        .map((c) => c.slice(stage.length + 1));
+      if (!stability)
+        throw new CapabilityError("TC_CAPABILITY_MISSING", {
+          capability,
+          field,
+          engine: engine.meta.name,
+          providers: names,
+          ...(offers.length ? { offers } : {}),
+        });
       return { capability, engine, stability };
     }
     if (providers.length === 0) throw new CapabilityError("TC_CAPABILITY_MISSING", { capability, field, providers: [] });
     // The built-in engines are the default: loading Siril for one stage must not make every stage it
     // also offers ambiguous. Among other engines, the configuration must say which one.
     const builtin = providers.find((e) => e.meta.name === OFFICIAL_SHORT_NAMES.native);
-    if (providers.length > 1 && !builtin) throw new CapabilityError("TC_CAPABILITY_AMBIGUOUS", { capability, field: `${field.replace(/\.method$/, "")}.engine`, providers: names });
+    if (providers.length > 1 && !builtin)
+      throw new CapabilityError("TC_CAPABILITY_AMBIGUOUS", {
+        capability,
+        field: `${field.replace(/\.method$/, "")}.engine`,
+        providers: names,
+      });
     const engine = builtin ?? providers[0]!;
     return { capability, engine, stability: engine.capabilities[capability]! };
   }

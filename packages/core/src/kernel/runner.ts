@@ -29,22 +29,48 @@ export interface StagePlan<S extends StageName = StageName> {
 /** Stable JSON (sorted keys) → sha256, first 12 hex digits. */
 export function optionsHash(options: unknown): string {
   const stable = (v: unknown): unknown =>
-    Array.isArray(v) ? v.map(stable) : v && typeof v === "object" ? Object.fromEntries(Object.keys(v).sort().map((k) => [k, stable((v as Record<string, unknown>)[k])])) : v;
-  return createHash("sha256").update(JSON.stringify(stable(options))).digest("hex").slice(0, 12);
+    Array.isArray(v)
+      ? v.map(stable)
+      : v && typeof v === "object"
+        ? Object.fromEntries(
+            Object.keys(v)
+              .sort()
+              .map((k) => [k, stable((v as Record<string, unknown>)[k])]),
+          )
+        : v;
+  return createHash("sha256")
+    .update(JSON.stringify(stable(options)))
+    .digest("hex")
+    .slice(0, 12);
 }
 
-export function planStage<S extends StageName>(registry: EngineRegistry, request: { stage: S; method: string; engine?: string; field: string; options?: Record<string, unknown> }): StagePlan<S> {
+export function planStage<S extends StageName>(
+  registry: EngineRegistry,
+  request: { stage: S; method: string; engine?: string; field: string; options?: Record<string, unknown> },
+): StagePlan<S> {
   const sel = registry.select(request.stage, request.method, request.engine, request.field);
   const provider = providerOf(sel.engine, request.stage, request.method)!;
   const warnings: string[] = [];
   if (sel.stability !== "stable") warnings.push(`${sel.capability} of ${sel.engine.meta.name} is ${sel.stability}`);
   const options = request.options ?? {};
-  return { stage: request.stage, method: request.method, engine: sel.engine, provider, options, optionsHash: optionsHash(options), warnings };
+  return {
+    stage: request.stage,
+    method: request.method,
+    engine: sel.engine,
+    provider,
+    options,
+    optionsHash: optionsHash(options),
+    warnings,
+  };
 }
 
 /** The provenance line every output of a stage carries (FITS HISTORY and run.json). */
 export function provenanceLine(plan: StagePlan, extra: Record<string, string> = {}): string {
-  const parts = [`tile-compile ${plan.stage}:${plan.method}`, `${plan.engine.meta.name}@${plan.engine.meta.version}`, `options=${plan.optionsHash}`];
+  const parts = [
+    `tile-compile ${plan.stage}:${plan.method}`,
+    `${plan.engine.meta.name}@${plan.engine.meta.version}`,
+    `options=${plan.optionsHash}`,
+  ];
   for (const [k, v] of Object.entries(extra)) parts.push(`${k}=${v}`);
   return parts.join(" ");
 }
@@ -92,7 +118,8 @@ export async function runStage<S extends StageName, R>(
     runtime: opts.runtime,
     ...(opts.executor ? { executor: opts.executor } : {}),
     options: opts.engineOptions?.[engine.meta.name] ?? {},
-    progress: (fraction, note) => opts.events.emit({ type: "stage:progress", stage, fraction: Math.max(0, Math.min(1, fraction)), ...(note ? { note } : {}) }),
+    progress: (fraction, note) =>
+      opts.events.emit({ type: "stage:progress", stage, fraction: Math.max(0, Math.min(1, fraction)), ...(note ? { note } : {}) }),
   };
   const cleanup = async () => {
     await Promise.all(temps.map((t) => rm(t, { force: true })));
@@ -103,7 +130,13 @@ export async function runStage<S extends StageName, R>(
     const result = await invoke(plan.provider, ctx, temps);
     signal.throwIfAborted();
     for (let i = 0; i < outputs.length; i++) {
-      if (!existsSync(temps[i]!)) throw new StageError("TC_STAGE_FAILED", { stage, engine: engine.meta.name, method, reason: `the engine reported success but did not write ${outputs[i]}` });
+      if (!existsSync(temps[i]!))
+        throw new StageError("TC_STAGE_FAILED", {
+          stage,
+          engine: engine.meta.name,
+          method,
+          reason: `the engine reported success but did not write ${outputs[i]}`,
+        });
     }
     for (let i = 0; i < outputs.length; i++) await rename(temps[i]!, outputs[i]!);
     await rm(workdir, { recursive: true, force: true });
@@ -120,15 +153,27 @@ export async function runStage<S extends StageName, R>(
   } catch (error) {
     await cleanup();
     const cancelled = isAbortError(error) || signal.aborted;
-    opts.events.emit({ type: "stage:failed", stage, engine: engine.meta.name, method, error: (error as Error)?.message ?? String(error), cancelled });
+    opts.events.emit({
+      type: "stage:failed",
+      stage,
+      engine: engine.meta.name,
+      method,
+      error: (error as Error)?.message ?? String(error),
+      cancelled,
+    });
     if (cancelled) {
       // Our own time limit, not the user's Ctrl-C: a coded failure naming the stage and the limit.
-      if (opts.timeoutMs && !opts.signal.aborted) throw new StageError("TC_STAGE_TIMEOUT", { stage, engine: engine.meta.name, method, seconds: opts.timeoutMs / 1000 });
+      if (opts.timeoutMs && !opts.signal.aborted)
+        throw new StageError("TC_STAGE_TIMEOUT", { stage, engine: engine.meta.name, method, seconds: opts.timeoutMs / 1000 });
       if (isAbortError(error)) throw error;
       const reason = signal.reason;
       throw isAbortError(reason) ? reason : new DOMException(String(reason ?? "cancelled"), "AbortError");
     }
     if (error instanceof TileCompileError) throw error;
-    throw new StageError("TC_STAGE_FAILED", { stage, engine: engine.meta.name, method, reason: (error as Error)?.message ?? String(error) }, { cause: error });
+    throw new StageError(
+      "TC_STAGE_FAILED",
+      { stage, engine: engine.meta.name, method, reason: (error as Error)?.message ?? String(error) },
+      { cause: error },
+    );
   }
 }

@@ -30,7 +30,8 @@ export interface CleanStars {
   dropped: { trail: number; elongated: number; extended: number; compact: number };
 }
 
-const quantile = (sorted: readonly number[], q: number) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.max(0, Math.round(q * (sorted.length - 1))))]! : NaN);
+const quantile = (sorted: readonly number[], q: number) =>
+  sorted.length ? sorted[Math.min(sorted.length - 1, Math.max(0, Math.round(q * (sorted.length - 1))))]! : NaN;
 
 /**
  * `boxRadius`: the detector's measuring radius. Widths near the box (≥ 1.6 × radius) are the box's, not
@@ -50,24 +51,41 @@ export function cleanStars(detected: readonly Star[], boxRadius = 5): CleanStars
       if (pts.length < 5) break;
       const acc = new Map<number, number>();
       let best = { key: 0, n: 0 };
-      for (const s of pts) for (let a = 0; a < 180; a++) {
-        const th = (a * Math.PI) / 180;
-        const key = a * 100000 + Math.round((s.x * Math.cos(th) + s.y * Math.sin(th)) / 4) + 50000;
-        const n = (acc.get(key) ?? 0) + 1;
-        acc.set(key, n);
-        if (n > best.n || (n === best.n && key < best.key)) best = { key, n };
-      }
+      for (const s of pts)
+        for (let a = 0; a < 180; a++) {
+          const th = (a * Math.PI) / 180;
+          const key = a * 100000 + Math.round((s.x * Math.cos(th) + s.y * Math.sin(th)) / 4) + 50000;
+          const n = (acc.get(key) ?? 0) + 1;
+          acc.set(key, n);
+          if (n > best.n || (n === best.n && key < best.key)) best = { key, n };
+        }
       if (best.n < 5) break;
       // Refine the line on its members (total least squares), then take every detection near it.
-      const a = Math.floor(best.key / 100000), th0 = (a * Math.PI) / 180, rho0 = (best.key % 100000 - 50000) * 4;
+      const a = Math.floor(best.key / 100000),
+        th0 = (a * Math.PI) / 180,
+        rho0 = ((best.key % 100000) - 50000) * 4;
       const members = pts.filter((s) => Math.abs(s.x * Math.cos(th0) + s.y * Math.sin(th0) - rho0) <= 6);
-      const mx = members.reduce((t, s) => t + s.x, 0) / members.length, my = members.reduce((t, s) => t + s.y, 0) / members.length;
-      let sxx = 0, syy = 0, sxy = 0;
-      for (const s of members) { sxx += (s.x - mx) ** 2; syy += (s.y - my) ** 2; sxy += (s.x - mx) * (s.y - my); }
+      const mx = members.reduce((t, s) => t + s.x, 0) / members.length,
+        my = members.reduce((t, s) => t + s.y, 0) / members.length;
+      let sxx = 0,
+        syy = 0,
+        sxy = 0;
+      for (const s of members) {
+        sxx += (s.x - mx) ** 2;
+        syy += (s.y - my) ** 2;
+        sxy += (s.x - mx) * (s.y - my);
+      }
       const theta = 0.5 * Math.atan2(2 * sxy, sxx - syy) + Math.PI / 2; // normal of the principal direction
       const rho = mx * Math.cos(theta) + my * Math.sin(theta);
       let n = 0;
-      for (const s of detected) if (Math.abs(s.x * Math.cos(theta) + s.y * Math.sin(theta) - rho) <= 4) { if (!onTrail.has(s)) { onTrail.add(s); n++; } used.add(s); }
+      for (const s of detected)
+        if (Math.abs(s.x * Math.cos(theta) + s.y * Math.sin(theta) - rho) <= 4) {
+          if (!onTrail.has(s)) {
+            onTrail.add(s);
+            n++;
+          }
+          used.add(s);
+        }
       for (const s of members) used.add(s);
       trails.push({ theta, rho, detections: n });
     }
@@ -83,16 +101,28 @@ export function cleanStars(detected: readonly Star[], boxRadius = 5): CleanStars
     return ok;
   });
   // 3. The PSF width from the narrowest common width; drop what is much wider or narrower.
-  const all = round.slice(0, 200).map((s) => s.fwhm).filter(Number.isFinite).sort((a, b) => a - b);
+  const all = round
+    .slice(0, 200)
+    .map((s) => s.fwhm)
+    .filter(Number.isFinite)
+    .sort((a, b) => a - b);
   const measurable = all.filter((w) => w < 1.6 * boxRadius);
   const widths = measurable.length >= Math.max(5, 0.1 * all.length) ? measurable : all;
   const f0 = quantile(widths, 0.25);
   const F = median(widths.filter((w) => w >= 0.75 * f0 && w <= 1.35 * f0));
-  const stars = Number.isFinite(F) ? round.filter((s) => {
-    if (s.fwhm > 1.45 * F) { dropped.extended++; return false; }
-    if (s.fwhm < 0.55 * F) { dropped.compact++; return false; }
-    return true;
-  }) : round;
+  const stars = Number.isFinite(F)
+    ? round.filter((s) => {
+        if (s.fwhm > 1.45 * F) {
+          dropped.extended++;
+          return false;
+        }
+        if (s.fwhm < 0.55 * F) {
+          dropped.compact++;
+          return false;
+        }
+        return true;
+      })
+    : round;
   const top = stars.slice(0, 200);
   return { stars, fwhm: median(top.map((s) => s.fwhm)), roundness: median(top.map((s) => s.roundness)), trails, dropped };
 }

@@ -74,8 +74,12 @@ export function fitTransform(src: readonly Point[], dst: readonly Point[], model
   const n = src.length;
   if (n < MIN_PAIRS[model] || dst.length !== n) return undefined;
   const norm = (pts: readonly Point[]) => {
-    let cx = 0, cy = 0;
-    for (const p of pts) { cx += p.x; cy += p.y; }
+    let cx = 0,
+      cy = 0;
+    for (const p of pts) {
+      cx += p.x;
+      cy += p.y;
+    }
     cx /= n;
     cy /= n;
     let d = 0;
@@ -83,13 +87,18 @@ export function fitTransform(src: readonly Point[], dst: readonly Point[], model
     const s = d > 0 ? (n * Math.SQRT2) / d : 1;
     return { cx, cy, s, m: [s, 0, -s * cx, 0, s, -s * cy, 0, 0, 1], inv: [1 / s, 0, cx, 0, 1 / s, cy, 0, 0, 1] };
   };
-  const ns = norm(src), nd = norm(dst);
+  const ns = norm(src),
+    nd = norm(dst);
   const a = src.map((p) => ({ x: (p.x - ns.cx) * ns.s, y: (p.y - ns.cy) * ns.s }));
   const b = dst.map((p) => ({ x: (p.x - nd.cx) * nd.s, y: (p.y - nd.cy) * nd.s }));
   let h: number[] | undefined;
   if (model === "shift") {
-    let px = 0, py = 0;
-    for (let i = 0; i < n; i++) { px += dst[i]!.x - src[i]!.x; py += dst[i]!.y - src[i]!.y; }
+    let px = 0,
+      py = 0;
+    for (let i = 0; i < n; i++) {
+      px += dst[i]!.x - src[i]!.x;
+      py += dst[i]!.y - src[i]!.y;
+    }
     return [1, 0, px / n, 0, 1, py / n, 0, 0, 1];
   }
   if (model === "similarity") {
@@ -101,17 +110,20 @@ export function fitTransform(src: readonly Point[], dst: readonly Point[], model
     const s = ls.solve();
     if (s) h = [s[0]!, -s[1]!, s[2]!, s[1]!, s[0]!, s[3]!, 0, 0, 1];
   } else if (model === "affine") {
-    const lx = new LeastSquares(3), ly = new LeastSquares(3);
+    const lx = new LeastSquares(3),
+      ly = new LeastSquares(3);
     for (let i = 0; i < n; i++) {
       lx.add([a[i]!.x, a[i]!.y, 1], b[i]!.x);
       ly.add([a[i]!.x, a[i]!.y, 1], b[i]!.y);
     }
-    const sx = lx.solve(), sy = ly.solve();
+    const sx = lx.solve(),
+      sy = ly.solve();
     if (sx && sy) h = [sx[0]!, sx[1]!, sx[2]!, sy[0]!, sy[1]!, sy[2]!, 0, 0, 1];
   } else {
     const ls = new LeastSquares(8); // DLT with h33 = 1
     for (let i = 0; i < n; i++) {
-      const { x, y } = a[i]!, { x: u, y: v } = b[i]!;
+      const { x, y } = a[i]!,
+        { x: u, y: v } = b[i]!;
       ls.add([x, y, 1, 0, 0, 0, -u * x, -u * y], u);
       ls.add([0, 0, 0, x, y, 1, -v * x, -v * y], v);
     }
@@ -132,10 +144,22 @@ export function multiply(a: readonly number[], b: readonly number[]): number[] {
 
 export function invert(m: readonly number[]): number[] | undefined {
   const [a, b, c, d, e, f, g, h, i] = m as [number, number, number, number, number, number, number, number, number];
-  const A = e * i - f * h, B = -(d * i - f * g), C = d * h - e * g;
+  const A = e * i - f * h,
+    B = -(d * i - f * g),
+    C = d * h - e * g;
   const det = a * A + b * B + c * C;
   if (!Number.isFinite(det) || Math.abs(det) < 1e-15) return undefined;
-  return [A / det, -(b * i - c * h) / det, (b * f - c * e) / det, B / det, (a * i - c * g) / det, -(a * f - c * d) / det, C / det, -(a * h - b * g) / det, (a * e - b * d) / det];
+  return [
+    A / det,
+    -(b * i - c * h) / det,
+    (b * f - c * e) / det,
+    B / det,
+    (a * i - c * g) / det,
+    -(a * f - c * d) / det,
+    C / det,
+    -(a * h - b * g) / det,
+    (a * e - b * d) / det,
+  ];
 }
 
 /** Scale, rotation (degrees) and whether the linear part mirrors (negative determinant). */

@@ -7,7 +7,10 @@ function tail(lambda: number, k: number): number {
   let term = Math.exp(-lambda);
   for (let i = 1; i <= k; i++) term *= lambda / i;
   let t = 0;
-  for (let i = k; i < k + 400; i++) { t += term; term *= lambda / (i + 1); }
+  for (let i = k; i < k + 400; i++) {
+    t += term;
+    term *= lambda / (i + 1);
+  }
   return t;
 }
 

@@ -48,12 +48,17 @@ export function bayerOf(img: FitsImage): { pattern: BayerPattern; offsetX: numbe
   if (typeof p !== "string") return undefined;
   const pattern = p.trim().toUpperCase() as BayerPattern;
   if (!PATTERNS.includes(pattern)) return undefined;
-  const ox = img.header.getNumber("XBAYROFF") ?? 0, oy = img.header.getNumber("YBAYROFF") ?? 0;
+  const ox = img.header.getNumber("XBAYROFF") ?? 0,
+    oy = img.header.getNumber("YBAYROFF") ?? 0;
   return { pattern, offsetX: Math.abs(Math.round(ox)) & 1, offsetY: Math.abs(Math.round(oy)) & 1 };
 }
 
 /** The plane stars are detected on, and the factor/offset mapping its pixels to the frame's. */
-export async function detectionPlane(recon: ReconBackend, img: FitsImage, signal: AbortSignal): Promise<{ plane: Plane; scale: number; offset: number }> {
+export async function detectionPlane(
+  recon: ReconBackend,
+  img: FitsImage,
+  signal: AbortSignal,
+): Promise<{ plane: Plane; scale: number; offset: number }> {
   const n = img.width * img.height;
   const bayer = bayerOf(img);
   if (bayer) {
@@ -72,7 +77,13 @@ export async function detectionPlane(recon: ReconBackend, img: FitsImage, signal
  * Stars of one frame (brightest first, frame pixel coordinates) and its quality figure
  * Q = star count / median FWHM, as used to pick a reference.
  */
-export async function frameStars(recon: ReconBackend, frame: FrameRef, signal: AbortSignal, threshold = 5, image?: FitsImage): Promise<FrameStars & { size: { width: number; height: number } }> {
+export async function frameStars(
+  recon: ReconBackend,
+  frame: FrameRef,
+  signal: AbortSignal,
+  threshold = 5,
+  image?: FitsImage,
+): Promise<FrameStars & { size: { width: number; height: number } }> {
   const img = image ?? (await readFrame(frame, signal, true));
   const { plane, scale, offset } = await detectionPlane(recon, img, signal);
   // An 11×11 measuring box (radius 5): on the M 94 frames it gave less centroid noise than 15×15.
@@ -80,13 +91,20 @@ export async function frameStars(recon: ReconBackend, frame: FrameRef, signal: A
   // of the field; at 2048² a quarter of the cells to clip — 100 frames of the register bench: 78–87 → 69–70
   // ms per frame — and the same accuracy on the trailed, nebula and sparse sets of the conditions test).
   const meshSize = Math.min(plane.width, plane.height) >= 2048 ? 128 : 64;
-  const background = await recon.backgroundMap(plane, { signal, meshSize, out: { background: planes.take(plane.data.length), noise: planes.take(plane.data.length) } });
+  const background = await recon.backgroundMap(plane, {
+    signal,
+    meshSize,
+    out: { background: planes.take(plane.data.length), noise: planes.take(plane.data.length) },
+  });
   const detect = async (radius: number) => {
     const list = await recon.detectStars(plane, { threshold, radius, maxStars: 800, signal, background });
     // Trails, elongated and extended detections are not stars (clean.ts); the FWHM is of the stars only.
     // A star whose measuring box the frame edge cuts has a centroid pulled inwards (by 2.5 px for one
     // 1.6 px from the edge): only stars at least the box radius plus a FWHM inside are kept.
-    const inside = list.stars.filter((s) => { const m = radius + (Number.isFinite(s.fwhm) ? s.fwhm : 0); return s.x >= m && s.y >= m && s.x <= plane.width - 1 - m && s.y <= plane.height - 1 - m; });
+    const inside = list.stars.filter((s) => {
+      const m = radius + (Number.isFinite(s.fwhm) ? s.fwhm : 0);
+      return s.x >= m && s.y >= m && s.x <= plane.width - 1 - m && s.y <= plane.height - 1 - m;
+    });
     return { list, clean: cleanStars(inside) };
   };
   let { list, clean } = await detect(5);
@@ -97,7 +115,12 @@ export async function frameStars(recon: ReconBackend, frame: FrameRef, signal: A
   // box takes in nebulosity and the "stars" grow (FWHM 4.2 → 23 px on the demo's narrowband stacks).
   if (clean.fwhm > 4 && Number.isFinite(clean.fwhm)) {
     const wide = await detect(Math.min(14, Math.ceil(1.6 * clean.fwhm)));
-    if (Number.isFinite(wide.clean.fwhm) && Math.abs(wide.clean.fwhm / clean.fwhm - 1) < 0.25 && wide.clean.stars.length >= 0.8 * clean.stars.length) ({ list, clean } = wide);
+    if (
+      Number.isFinite(wide.clean.fwhm) &&
+      Math.abs(wide.clean.fwhm / clean.fwhm - 1) < 0.25 &&
+      wide.clean.stars.length >= 0.8 * clean.stars.length
+    )
+      ({ list, clean } = wide);
   }
   const fwhm = clean.fwhm * scale;
   // The maps are smooth (mesh-interpolated): every 61st value describes them as well as all of them.
@@ -114,15 +137,31 @@ export async function frameStars(recon: ReconBackend, frame: FrameRef, signal: A
   planes.give(background.background, background.noise);
   if (!image) planes.give(img.data);
   return {
-    size: { width: img.width, height: img.height }, stars: clean.stars.map((s) => ({ x: s.x * scale + offset, y: s.y * scale + offset })), fwhm, quality: clean.stars.length > 0 ? clean.stars.length / fwhm : 0,
-    trail: clean.trails.length > 0, dropped: clean.dropped,
-    ...(clean.trails.length ? { trails: clean.trails.map((t) => ({ thetaDeg: Number(((t.theta * 180) / Math.PI).toFixed(2)), rhoPx: Number((t.rho * scale).toFixed(1)), detections: t.detections })) } : {}),
-    roundness: clean.roundness, ...sky, detected: list.count,
+    size: { width: img.width, height: img.height },
+    stars: clean.stars.map((s) => ({ x: s.x * scale + offset, y: s.y * scale + offset })),
+    fwhm,
+    quality: clean.stars.length > 0 ? clean.stars.length / fwhm : 0,
+    trail: clean.trails.length > 0,
+    dropped: clean.dropped,
+    ...(clean.trails.length
+      ? {
+          trails: clean.trails.map((t) => ({
+            thetaDeg: Number(((t.theta * 180) / Math.PI).toFixed(2)),
+            rhoPx: Number((t.rho * scale).toFixed(1)),
+            detections: t.detections,
+          })),
+        }
+      : {}),
+    roundness: clean.roundness,
+    ...sky,
+    detected: list.count,
   };
 }
 
 /** The per-frame figures a registration result carries (run.json, the run report), finite ones only. */
-export function frameMetrics(f: FrameStars): Pick<RegisteredFrame, "fwhmPx" | "roundness" | "background" | "noise" | "detected" | "trails"> {
+export function frameMetrics(
+  f: FrameStars,
+): Pick<RegisteredFrame, "fwhmPx" | "roundness" | "background" | "noise" | "detected" | "trails"> {
   const r: Pick<RegisteredFrame, "fwhmPx" | "roundness" | "background" | "noise" | "detected" | "trails"> = {};
   if (f.trails?.length) r.trails = f.trails;
   if (Number.isFinite(f.fwhm)) r.fwhmPx = f.fwhm;
@@ -135,7 +174,11 @@ export function frameMetrics(f: FrameStars): Pick<RegisteredFrame, "fwhmPx" | "r
 
 /** Read a frame (its HDU, if the reference names one). */
 export function readFrame(frame: FrameRef, signal: AbortSignal, pooled = false): Promise<FitsImage> {
-  return readFitsImage(frame.path, { signal, ...(frame.hdu !== undefined ? { hdu: frame.hdu } : {}), ...(pooled ? { out: (n: number) => planes.take(n) } : {}) });
+  return readFitsImage(frame.path, {
+    signal,
+    ...(frame.hdu !== undefined ? { hdu: frame.hdu } : {}),
+    ...(pooled ? { out: (n: number) => planes.take(n) } : {}),
+  });
 }
 
 /** `reg_{index:05d}.fit` → `reg_00007.fit`; `{name}` is the input file name without extension. */
@@ -145,7 +188,6 @@ export function formatFrameName(pattern: string, index: number, input: string): 
     return width ? String(index).padStart(Number(width), "0") : String(index);
   });
 }
-
 
 /**
  * Pairing tolerance for star matching: 2 px, or half the larger star FWHM when stars are bigger. The
@@ -157,7 +199,6 @@ export function matchTolerance(fwhm: number, refFwhm: number): number {
   const f = Math.max(Number.isFinite(fwhm) ? fwhm : 0, Number.isFinite(refFwhm) ? refFwhm : 0);
   return Math.max(2, 0.5 * f);
 }
-
 
 /**
  * Warp one frame onto the reference grid and write it (atomically). `matrix` maps the frame's pixels to
@@ -174,9 +215,24 @@ export interface WarpOntoReferenceOptions {
   image?: FitsImage;
 }
 /** With `deferWrite`, resolves once the pixels are warped, to `{ written }`: the (atomic) write in flight. */
-export async function warpOntoReference(recon: ReconBackend, frame: FrameRef, matrix: readonly number[], o: WarpOntoReferenceOptions & { deferWrite: true }): Promise<{ written: Promise<void> }>;
-export async function warpOntoReference(recon: ReconBackend, frame: FrameRef, matrix: readonly number[], o: WarpOntoReferenceOptions): Promise<void>;
-export async function warpOntoReference(recon: ReconBackend, frame: FrameRef, matrix: readonly number[], o: WarpOntoReferenceOptions & { deferWrite?: boolean }): Promise<void | { written: Promise<void> }> {
+export async function warpOntoReference(
+  recon: ReconBackend,
+  frame: FrameRef,
+  matrix: readonly number[],
+  o: WarpOntoReferenceOptions & { deferWrite: true },
+): Promise<{ written: Promise<void> }>;
+export async function warpOntoReference(
+  recon: ReconBackend,
+  frame: FrameRef,
+  matrix: readonly number[],
+  o: WarpOntoReferenceOptions,
+): Promise<void>;
+export async function warpOntoReference(
+  recon: ReconBackend,
+  frame: FrameRef,
+  matrix: readonly number[],
+  o: WarpOntoReferenceOptions & { deferWrite?: boolean },
+): Promise<void | { written: Promise<void> }> {
   const inverse = invert(matrix);
   if (!inverse) throw new Error("the fitted transform is singular");
   const img = o.image ?? (await readFrame(frame, o.signal));
@@ -186,14 +242,22 @@ export async function warpOntoReference(recon: ReconBackend, frame: FrameRef, ma
   // (its page faults cost more than the write of the frame).
   const data = planes.take(n * colour.length);
   for (let c = 0; c < colour.length; c++) {
-    await recon.warp({ data: colour[c]!, width: img.width, height: img.height }, inverse, { interpolation: o.interpolation, signal: o.signal, out: data.subarray(c * n, (c + 1) * n) });
+    await recon.warp({ data: colour[c]!, width: img.width, height: img.height }, inverse, {
+      interpolation: o.interpolation,
+      signal: o.signal,
+      out: data.subarray(c * n, (c + 1) * n),
+    });
   }
   const header = img.header.withoutStructure();
   if (colour.length === 3 && bayerOf(img)) for (const k of ["BAYERPAT", "XBAYROFF", "YBAYROFF"]) header.delete(k);
   for (const [k, [v, comment]] of Object.entries(o.keywords)) header.set(k, v, comment);
   // `data` is ours alone: the writer byte-swaps it in place instead of copying 16 MB per frame.
   // Back to the pool once written (only then: the write reads it until it resolves).
-  const written = writeFitsImage(o.output, { width: img.width, height: img.height, channels: colour.length, data }, { header, history: o.history, signal: o.signal, consume: true, durable: false }).then(() => planes.give(data));
+  const written = writeFitsImage(
+    o.output,
+    { width: img.width, height: img.height, channels: colour.length, data },
+    { header, history: o.history, signal: o.signal, consume: true, durable: false },
+  ).then(() => planes.give(data));
   if (o.deferWrite) {
     written.catch(() => undefined); // the caller awaits it
     return { written };
@@ -211,4 +275,3 @@ async function colourPlanes(recon: ReconBackend, img: FitsImage, signal: AbortSi
   const n = img.width * img.height;
   return Array.from({ length: img.channels }, (_, c) => img.data.subarray(c * n, (c + 1) * n));
 }
-

@@ -24,15 +24,34 @@ export interface RunDocument {
   output?: string;
   engine?: string;
   kernels?: { backend: string; simd?: string; threads: number };
-  requirements?: { filter: string; exposureSeconds: number; temperatureMin?: number; temperatureMax?: number; gain?: number; binning?: string; count: number; nights?: string[] }[];
-  decisions?: { kind: string; subject: string; chosen?: string | null; reason: string; rejected?: { candidate: string; reason: string }[] }[];
+  requirements?: {
+    filter: string;
+    exposureSeconds: number;
+    temperatureMin?: number;
+    temperatureMax?: number;
+    gain?: number;
+    binning?: string;
+    count: number;
+    nights?: string[];
+  }[];
+  decisions?: {
+    kind: string;
+    subject: string;
+    chosen?: string | null;
+    reason: string;
+    rejected?: { candidate: string; reason: string }[];
+  }[];
   masters?: { kind: string; name: string; action: string; reason: string; inputs: number }[];
   stages: Record<string, unknown>;
   [key: string]: unknown;
 }
 
 /** A preview to show: an image file and whether it is already display-stretched. */
-export interface PreviewSource { title: string; path: string; stretched: boolean }
+export interface PreviewSource {
+  title: string;
+  path: string;
+  stretched: boolean;
+}
 
 type Fmt = "int" | "text" | "basename" | `fixed:${number}` | `percent:${number}`;
 
@@ -61,50 +80,94 @@ function fig(v: unknown, path: (string | number)[], fmt: Fmt, tag = "span"): str
  * A per-frame series as an SVG scatter plot: x = frame number in the group, stacked frames blue,
  * left-out frames red crosses. The y-axis labels are the series' extremes (tagged like every figure).
  */
-function seriesPlot(title: string, unit: string, frames: FrameRecord[], key: keyof FrameRecord, base: (string | number)[], digits: number): string {
-  const pts = frames.map((f, i) => ({ i, v: f[key] as number | undefined, ok: f.stacked })).filter((p) => typeof p.v === "number" && Number.isFinite(p.v));
-  const W = 560, H = 150, L = 56, R = 10, T = 22, B = 26;
-  if (pts.length === 0) return `<figure class="plot"><figcaption>${esc(title)}</figcaption><p class="na">not measured by this engine</p></figure>`;
-  let lo = pts[0]!, hi = pts[0]!;
-  for (const p of pts) { if (p.v! < lo.v!) lo = p; if (p.v! > hi.v!) hi = p; }
+function seriesPlot(
+  title: string,
+  unit: string,
+  frames: FrameRecord[],
+  key: keyof FrameRecord,
+  base: (string | number)[],
+  digits: number,
+): string {
+  const pts = frames
+    .map((f, i) => ({ i, v: f[key] as number | undefined, ok: f.stacked }))
+    .filter((p) => typeof p.v === "number" && Number.isFinite(p.v));
+  const W = 560,
+    H = 150,
+    L = 56,
+    R = 10,
+    T = 22,
+    B = 26;
+  if (pts.length === 0)
+    return `<figure class="plot"><figcaption>${esc(title)}</figcaption><p class="na">not measured by this engine</p></figure>`;
+  let lo = pts[0]!,
+    hi = pts[0]!;
+  for (const p of pts) {
+    if (p.v! < lo.v!) lo = p;
+    if (p.v! > hi.v!) hi = p;
+  }
   const span = hi.v! - lo.v! || Math.abs(hi.v!) || 1;
-  const y0 = lo.v! - 0.08 * span, y1 = hi.v! + 0.08 * span;
-  const X = (i: number) => L + ((W - L - R) * (frames.length > 1 ? i / (frames.length - 1) : 0.5));
+  const y0 = lo.v! - 0.08 * span,
+    y1 = hi.v! + 0.08 * span;
+  const X = (i: number) => L + (W - L - R) * (frames.length > 1 ? i / (frames.length - 1) : 0.5);
   const Y = (v: number) => T + (H - T - B) * (1 - (v - y0) / (y1 - y0));
-  const marks = pts.map((p) => p.ok
-    ? `<circle cx="${X(p.i).toFixed(1)}" cy="${Y(p.v!).toFixed(1)}" r="3" class="ok"><title>frame ${p.i + 1}: ${formatValue(p.v, `fixed:${digits}`)}</title></circle>`
-    : `<path d="M${(X(p.i) - 3).toFixed(1)} ${(Y(p.v!) - 3).toFixed(1)}l6 6m0 -6l-6 6" class="bad"><title>frame ${p.i + 1} (left out): ${formatValue(p.v, `fixed:${digits}`)}</title></path>`).join("");
-  const line = pts.filter((p) => p.ok).map((p, k) => `${k ? "L" : "M"}${X(p.i).toFixed(1)} ${Y(p.v!).toFixed(1)}`).join("");
-  const label = (p: typeof lo, anchorY: number) => `<text x="${L - 6}" y="${anchorY.toFixed(1)}" text-anchor="end" ${`data-json="${esc(pointer([...base, p.i, key]))}" data-fmt="fixed:${digits}"`}>${esc(formatValue(p.v, `fixed:${digits}`))}</text>`;
-  return `<figure class="plot"><figcaption>${esc(title)}${unit ? ` (${esc(unit)})` : ""}</figcaption><svg viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" role="img" aria-label="${esc(title)}">`
-    + `<rect x="${L}" y="${T}" width="${W - L - R}" height="${H - T - B}" class="frame"/>`
-    + label(hi, Y(hi.v!) + 4) + (lo.i !== hi.i ? label(lo, Y(lo.v!) + 4) : "")
-    + `<text x="${L}" y="${H - 8}" class="axis">frame 1</text><text x="${W - R}" y="${H - 8}" text-anchor="end" class="axis">frame ${frames.length}</text>`
-    + `<path d="${line}" class="line"/>${marks}</svg></figure>`;
+  const marks = pts
+    .map((p) =>
+      p.ok
+        ? `<circle cx="${X(p.i).toFixed(1)}" cy="${Y(p.v!).toFixed(1)}" r="3" class="ok"><title>frame ${p.i + 1}: ${formatValue(p.v, `fixed:${digits}`)}</title></circle>`
+        : `<path d="M${(X(p.i) - 3).toFixed(1)} ${(Y(p.v!) - 3).toFixed(1)}l6 6m0 -6l-6 6" class="bad"><title>frame ${p.i + 1} (left out): ${formatValue(p.v, `fixed:${digits}`)}</title></path>`,
+    )
+    .join("");
+  const line = pts
+    .filter((p) => p.ok)
+    .map((p, k) => `${k ? "L" : "M"}${X(p.i).toFixed(1)} ${Y(p.v!).toFixed(1)}`)
+    .join("");
+  const label = (p: typeof lo, anchorY: number) =>
+    `<text x="${L - 6}" y="${anchorY.toFixed(1)}" text-anchor="end" ${`data-json="${esc(pointer([...base, p.i, key]))}" data-fmt="fixed:${digits}"`}>${esc(formatValue(p.v, `fixed:${digits}`))}</text>`;
+  return (
+    `<figure class="plot"><figcaption>${esc(title)}${unit ? ` (${esc(unit)})` : ""}</figcaption><svg viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" role="img" aria-label="${esc(title)}">` +
+    `<rect x="${L}" y="${T}" width="${W - L - R}" height="${H - T - B}" class="frame"/>` +
+    label(hi, Y(hi.v!) + 4) +
+    (lo.i !== hi.i ? label(lo, Y(lo.v!) + 4) : "") +
+    `<text x="${L}" y="${H - 8}" class="axis">frame 1</text><text x="${W - R}" y="${H - 8}" text-anchor="end" class="axis">frame ${frames.length}</text>` +
+    `<path d="${line}" class="line"/>${marks}</svg></figure>`
+  );
 }
 
 /** Colour of t ∈ [0, 1] on a dark-blue → yellow ramp. */
 function ramp(t: number): string {
   const c = Math.max(0, Math.min(1, t));
-  const r = Math.round(30 + 225 * c), g = Math.round(40 + 180 * c), b = Math.round(110 - 80 * c);
+  const r = Math.round(30 + 225 * c),
+    g = Math.round(40 + 180 * c),
+    b = Math.round(110 - 80 * c);
   return `rgb(${r},${g},${b})`;
 }
 
 /** TBQR's tile-weight map: each tile coloured by the spread of its frame weights (max / mean). */
 function weightMapSvg(map: { columns: number; rows: number; values: number[] }, base: (string | number)[]): string {
   const cell = Math.max(6, Math.min(28, Math.floor(520 / Math.max(map.columns, map.rows))));
-  const W = map.columns * cell, H = map.rows * cell;
-  let lo = 0, hi = 0;
-  map.values.forEach((v, i) => { if (v < map.values[lo]!) lo = i; if (v > map.values[hi]!) hi = i; });
-  const vlo = map.values[lo]!, vhi = map.values[hi]!;
+  const W = map.columns * cell,
+    H = map.rows * cell;
+  let lo = 0,
+    hi = 0;
+  map.values.forEach((v, i) => {
+    if (v < map.values[lo]!) lo = i;
+    if (v > map.values[hi]!) hi = i;
+  });
+  const vlo = map.values[lo]!,
+    vhi = map.values[hi]!;
   // FITS row 0 is the bottom of the picture: tile row 0 is drawn at the bottom.
-  const rects = map.values.map((v, i) => {
-    const x = (i % map.columns) * cell, y = (map.rows - 1 - Math.floor(i / map.columns)) * cell;
-    return `<rect x="${x}" y="${y}" width="${cell}" height="${cell}" fill="${ramp(vhi > vlo ? (v - vlo) / (vhi - vlo) : 0.5)}"><title>tile ${i}: ${v.toFixed(3)}</title></rect>`;
-  }).join("");
-  return `<figure class="plot"><figcaption>Tile weights: highest frame weight ÷ mean weight per tile (1 = all frames equal)</figcaption>`
-    + `<svg viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" role="img" aria-label="tile weight map">${rects}</svg>`
-    + `<p class="legend"><span class="swatch" style="background:${ramp(0)}"></span> ${fig(vlo, [...base, "values", lo], "fixed:3")} … <span class="swatch" style="background:${ramp(1)}"></span> ${fig(vhi, [...base, "values", hi], "fixed:3")}</p></figure>`;
+  const rects = map.values
+    .map((v, i) => {
+      const x = (i % map.columns) * cell,
+        y = (map.rows - 1 - Math.floor(i / map.columns)) * cell;
+      return `<rect x="${x}" y="${y}" width="${cell}" height="${cell}" fill="${ramp(vhi > vlo ? (v - vlo) / (vhi - vlo) : 0.5)}"><title>tile ${i}: ${v.toFixed(3)}</title></rect>`;
+    })
+    .join("");
+  return (
+    `<figure class="plot"><figcaption>Tile weights: highest frame weight ÷ mean weight per tile (1 = all frames equal)</figcaption>` +
+    `<svg viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" role="img" aria-label="tile weight map">${rects}</svg>` +
+    `<p class="legend"><span class="swatch" style="background:${ramp(0)}"></span> ${fig(vlo, [...base, "values", lo], "fixed:3")} … <span class="swatch" style="background:${ramp(1)}"></span> ${fig(vhi, [...base, "values", hi], "fixed:3")}</p></figure>`
+  );
 }
 
 /** Seconds per step as horizontal bars. */
@@ -112,10 +175,17 @@ function timingBars(timings: Record<string, number>, base: (string | number)[]):
   const entries = Object.entries(timings);
   if (entries.length === 0) return `<p class="na">no step ran in this invocation (every step was reused)</p>`;
   const max = Math.max(...entries.map(([, v]) => v), 1e-9);
-  const rowH = 20, L = 230, W = 640;
-  const bars = entries.map(([k, v], i) => `<text x="${L - 8}" y="${i * rowH + 14}" text-anchor="end">${esc(k)}</text>`
-    + `<rect x="${L}" y="${i * rowH + 3}" width="${Math.max(1, ((W - L - 70) * v) / max).toFixed(1)}" height="${rowH - 6}" class="bar"/>`
-    + `<text x="${(L + Math.max(1, ((W - L - 70) * v) / max) + 6).toFixed(1)}" y="${i * rowH + 14}" data-json="${esc(pointer([...base, k]))}" data-fmt="fixed:2">${v.toFixed(2)}</text>`).join("");
+  const rowH = 20,
+    L = 230,
+    W = 640;
+  const bars = entries
+    .map(
+      ([k, v], i) =>
+        `<text x="${L - 8}" y="${i * rowH + 14}" text-anchor="end">${esc(k)}</text>` +
+        `<rect x="${L}" y="${i * rowH + 3}" width="${Math.max(1, ((W - L - 70) * v) / max).toFixed(1)}" height="${rowH - 6}" class="bar"/>` +
+        `<text x="${(L + Math.max(1, ((W - L - 70) * v) / max) + 6).toFixed(1)}" y="${i * rowH + 14}" data-json="${esc(pointer([...base, k]))}" data-fmt="fixed:2">${v.toFixed(2)}</text>`,
+    )
+    .join("");
   return `<figure class="plot"><figcaption>Time per step (s)</figcaption><svg viewBox="0 0 ${W} ${entries.length * rowH + 4}" width="${W}" height="${entries.length * rowH + 4}" role="img" aria-label="timings">${bars}</svg></figure>`;
 }
 
@@ -129,30 +199,46 @@ function timingBars(timings: Record<string, number>, base: (string | number)[]):
 export async function previewDataUri(path: string, stretched: boolean, maxSide = 480): Promise<string> {
   const img = await readFitsImage(path);
   const k = Math.max(1, Math.ceil(Math.max(img.width, img.height) / maxSide));
-  const w = Math.floor(img.width / k), h = Math.floor(img.height / k), n = img.width * img.height;
+  const w = Math.floor(img.width / k),
+    h = Math.floor(img.height / k),
+    n = img.width * img.height;
   const ch = img.channels >= 3 ? 3 : 1;
   const binned = new Float32Array(w * h * ch);
-  for (let c = 0; c < ch; c++) for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) {
-    let s = 0, m = 0;
-    for (let dy = 0; dy < k; dy++) for (let dx = 0; dx < k; dx++) { const v = img.data[c * n + (y * k + dy) * img.width + x * k + dx]!; if (Number.isFinite(v)) { s += v; m++; } }
-    binned[c * w * h + y * w + x] = m ? s / m : 0;
-  }
+  for (let c = 0; c < ch; c++)
+    for (let y = 0; y < h; y++)
+      for (let x = 0; x < w; x++) {
+        let s = 0,
+          m = 0;
+        for (let dy = 0; dy < k; dy++)
+          for (let dx = 0; dx < k; dx++) {
+            const v = img.data[c * n + (y * k + dy) * img.width + x * k + dx]!;
+            if (Number.isFinite(v)) {
+              s += v;
+              m++;
+            }
+          }
+        binned[c * w * h + y * w + x] = m ? s / m : 0;
+      }
   let map = (v: number) => v;
   if (!stretched) {
     const sorted = Float32Array.from(binned).sort();
     const med = sorted[sorted.length >> 1]!;
     const dev = Float32Array.from(sorted, (v) => Math.abs(v - med)).sort();
     const sigma = 1.4826 * dev[dev.length >> 1]!;
-    const black = med - 2.8 * sigma, white = Math.max(sorted[Math.floor(0.9995 * (sorted.length - 1))]!, black + 1e-6);
-    const m0 = (med - black) / (white - black), t = 0.25;
+    const black = med - 2.8 * sigma,
+      white = Math.max(sorted[Math.floor(0.9995 * (sorted.length - 1))]!, black + 1e-6);
+    const m0 = (med - black) / (white - black),
+      t = 0.25;
     const mid = m0 > 0 && m0 < 1 ? (m0 * (t - 1)) / (2 * m0 * t - m0 - t) : 0.5;
     map = (v: number) => mtf(Math.min(1, Math.max(0, (v - black) / (white - black))), mid);
   }
   const px = new Uint8Array(w * h * ch);
-  for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) for (let c = 0; c < ch; c++) {
-    const v = map(binned[c * w * h + (h - 1 - y) * w + x]!);
-    px[(y * w + x) * ch + c] = Math.round(255 * Math.min(1, Math.max(0, Number.isFinite(v) ? v : 0)));
-  }
+  for (let y = 0; y < h; y++)
+    for (let x = 0; x < w; x++)
+      for (let c = 0; c < ch; c++) {
+        const v = map(binned[c * w * h + (h - 1 - y) * w + x]!);
+        px[(y * w + x) * ch + c] = Math.round(255 * Math.min(1, Math.max(0, Number.isFinite(v) ? v : 0)));
+      }
   return `data:image/png;base64,${Buffer.from(encode({ width: w, height: h, data: px, channels: ch, depth: 8 })).toString("base64")}`;
 }
 
@@ -173,33 +259,123 @@ function table(head: string[], rows: string[][], rowClass?: (i: number) => strin
 }
 /** A cell; `idx` marks a row number (the one kind of figure in a table that is not from run.json). */
 const rowHead = (text: string) => `<th scope="row">${esc(text)}</th>`;
-const td = (html: string, numeric = false, cls = "") => `<td${numeric || cls ? ` class="${[numeric ? "n" : "", cls].filter(Boolean).join(" ")}"` : ""}>${html}</td>`;
+const td = (html: string, numeric = false, cls = "") =>
+  `<td${numeric || cls ? ` class="${[numeric ? "n" : "", cls].filter(Boolean).join(" ")}"` : ""}>${html}</td>`;
 
 function groupSection(g: GroupRecord, base: (string | number)[]): string {
   const fb = [...base, "frames"];
   const stacked = g.frames.filter((f) => f.stacked).length;
-  const parts: string[] = [`<h3>${esc(g.filter)} ${fig(g.exposureSeconds, [...base, "exposureSeconds"], "int")} s — ${stacked} of ${g.frames.length} frames stacked</h3>`];
-  parts.push(`<p class="meta">Registration reference: ${fig(g.reference, [...base, "reference"], "basename")}${g.stack ? `; stack ${fig(g.stack.path, [...base, "stack", "path"], "basename")} by ${fig(g.stack.method, [...base, "stack", "method"], "text")} of ${fig(g.stack.frames, [...base, "stack", "frames"], "int")} frames` : ""}${g.stack?.rejectedPercent ? `; pixels rejected ${fig(g.stack.rejectedPercent.low, [...base, "stack", "rejectedPercent", "low"], "fixed:3")} % low, ${fig(g.stack.rejectedPercent.high, [...base, "stack", "rejectedPercent", "high"], "fixed:3")} % high` : ""}</p>`);
-  parts.push(seriesPlot("Star FWHM", "px", g.frames, "fwhmPx", fb, 2), seriesPlot("Roundness", "minor/major", g.frames, "roundness", fb, 3), seriesPlot("Stars detected", "", g.frames, "detected", fb, 0), seriesPlot("Background", "ADU", g.frames, "background", fb, 1), seriesPlot("Weight in the stack", "relative to the mean", g.frames, "weight", fb, 3), seriesPlot("Registration residual", "px RMS", g.frames, "rmsPx", fb, 3));
+  const parts: string[] = [
+    `<h3>${esc(g.filter)} ${fig(g.exposureSeconds, [...base, "exposureSeconds"], "int")} s — ${stacked} of ${g.frames.length} frames stacked</h3>`,
+  ];
+  parts.push(
+    `<p class="meta">Registration reference: ${fig(g.reference, [...base, "reference"], "basename")}${g.stack ? `; stack ${fig(g.stack.path, [...base, "stack", "path"], "basename")} by ${fig(g.stack.method, [...base, "stack", "method"], "text")} of ${fig(g.stack.frames, [...base, "stack", "frames"], "int")} frames` : ""}${g.stack?.rejectedPercent ? `; pixels rejected ${fig(g.stack.rejectedPercent.low, [...base, "stack", "rejectedPercent", "low"], "fixed:3")} % low, ${fig(g.stack.rejectedPercent.high, [...base, "stack", "rejectedPercent", "high"], "fixed:3")} % high` : ""}</p>`,
+  );
+  parts.push(
+    seriesPlot("Star FWHM", "px", g.frames, "fwhmPx", fb, 2),
+    seriesPlot("Roundness", "minor/major", g.frames, "roundness", fb, 3),
+    seriesPlot("Stars detected", "", g.frames, "detected", fb, 0),
+    seriesPlot("Background", "ADU", g.frames, "background", fb, 1),
+    seriesPlot("Weight in the stack", "relative to the mean", g.frames, "weight", fb, 3),
+    seriesPlot("Registration residual", "px RMS", g.frames, "rmsPx", fb, 3),
+  );
   const dropped = g.frames.map((f, i) => ({ f, i })).filter((x) => !x.f.stacked);
-  if (dropped.length) parts.push(`<p><b>Left out (${dropped.length}):</b></p>`, table(["#", "frame", "reason"], dropped.map(({ f, i }) => [td(String(i + 1), true, "idx"), td(fig(f.path, [...fb, i, "path"], "basename")), td(fig(f.reason ?? "", [...fb, i, "reason"], "text"))])));
+  if (dropped.length)
+    parts.push(
+      `<p><b>Left out (${dropped.length}):</b></p>`,
+      table(
+        ["#", "frame", "reason"],
+        dropped.map(({ f, i }) => [
+          td(String(i + 1), true, "idx"),
+          td(fig(f.path, [...fb, i, "path"], "basename")),
+          td(fig(f.reason ?? "", [...fb, i, "reason"], "text")),
+        ]),
+      ),
+    );
   else parts.push(`<p class="meta">No frame was left out.</p>`);
-  parts.push(`<details><summary>Per-frame table (${g.frames.length} frames)</summary>`, table(["#", "frame", "FWHM px", "roundness", "stars", "trails", "background", "noise σ", "matched", "rms px", "median px", "weight", "stacked"], g.frames.map((f, i) => [
-    td(String(i + 1), true, "idx"), td(fig(f.path, [...fb, i, "path"], "basename")), td(fig(f.fwhmPx, [...fb, i, "fwhmPx"], "fixed:2"), true), td(fig(f.roundness, [...fb, i, "roundness"], "fixed:3"), true),
-    td(fig(f.detected, [...fb, i, "detected"], "int"), true), td(fig(f.trails, [...fb, i, "trails"], "int"), true), td(fig(f.background, [...fb, i, "background"], "fixed:1"), true), td(fig(f.noise, [...fb, i, "noise"], "fixed:2"), true),
-    td(fig(f.matched, [...fb, i, "matched"], "int"), true), td(fig(f.rmsPx, [...fb, i, "rmsPx"], "fixed:3"), true), td(fig(f.medianPx, [...fb, i, "medianPx"], "fixed:3"), true),
-    td(fig(f.weight, [...fb, i, "weight"], "fixed:3"), true), td(f.stacked ? "yes" : "no"),
-  ]), (i) => (g.frames[i]!.stacked ? "" : "bad-row")), `</details>`);
+  parts.push(
+    `<details><summary>Per-frame table (${g.frames.length} frames)</summary>`,
+    table(
+      [
+        "#",
+        "frame",
+        "FWHM px",
+        "roundness",
+        "stars",
+        "trails",
+        "background",
+        "noise σ",
+        "matched",
+        "rms px",
+        "median px",
+        "weight",
+        "stacked",
+      ],
+      g.frames.map((f, i) => [
+        td(String(i + 1), true, "idx"),
+        td(fig(f.path, [...fb, i, "path"], "basename")),
+        td(fig(f.fwhmPx, [...fb, i, "fwhmPx"], "fixed:2"), true),
+        td(fig(f.roundness, [...fb, i, "roundness"], "fixed:3"), true),
+        td(fig(f.detected, [...fb, i, "detected"], "int"), true),
+        td(fig(f.trails, [...fb, i, "trails"], "int"), true),
+        td(fig(f.background, [...fb, i, "background"], "fixed:1"), true),
+        td(fig(f.noise, [...fb, i, "noise"], "fixed:2"), true),
+        td(fig(f.matched, [...fb, i, "matched"], "int"), true),
+        td(fig(f.rmsPx, [...fb, i, "rmsPx"], "fixed:3"), true),
+        td(fig(f.medianPx, [...fb, i, "medianPx"], "fixed:3"), true),
+        td(fig(f.weight, [...fb, i, "weight"], "fixed:3"), true),
+        td(f.stacked ? "yes" : "no"),
+      ]),
+      (i) => (g.frames[i]!.stacked ? "" : "bad-row"),
+    ),
+    `</details>`,
+  );
   const t = g.stack?.tbqr;
   if (t) {
-    const tb = [...base, "stack", "tbqr"], v = t.validation, vb = [...tb, "validation"];
-    parts.push(`<h3>TBQR (${fig(t.mode, [...tb, "mode"], "text")} mode): ${fig(t.tiles, [...tb, "tiles"], "int")} tiles of ${fig(t.tileSize, [...tb, "tileSize"], "int")} px, step ${fig(t.tileStep, [...tb, "tileStep"], "int")} px, ${fig(t.fallbackTiles, [...tb, "fallbackTiles"], "int")} fallback</h3>`);
-    parts.push(table(["figure", "TBQR", "plain mean", "verdict"], [
-      [rowHead("star FWHM (px)"), td(fig(v.fwhmTbqr, [...vb, "fwhmTbqr"], "fixed:3"), true), td(fig(v.fwhmMean, [...vb, "fwhmMean"], "fixed:3"), true), td(`${fig(v.fwhmImprovement, [...vb, "fwhmImprovement"], "percent:1")} % sharper`)],
-      [rowHead("background noise"), td(`×${fig(v.noiseRatio, [...vb, "noiseRatio"], "fixed:3")}`, true), td("×1", true, "const"), td("")],
-      [rowHead("tile seams (worst / 95th percentile boundary ratio, 1 = none)"), td(`${fig(v.seamWorstRatio, [...vb, "seamWorstRatio"], "fixed:3")} / ${fig(v.seamP95Ratio, [...vb, "seamP95Ratio"], "fixed:3")}`, true), td(""), td("")],
-      [rowHead("weight spread across frames (mean CV²)"), td(fig(v.tileWeightVariance, [...vb, "tileWeightVariance"], "fixed:3"), true), td("0", true, "const"), td(v.passed ? `<span class="pass">validation passed</span>` : `<span class="fail">validation failed: ${v.failures.map((f, k) => fig(f, [...vb, "failures", k], "text")).join("; ")}</span>`)],
-    ]));
+    const tb = [...base, "stack", "tbqr"],
+      v = t.validation,
+      vb = [...tb, "validation"];
+    parts.push(
+      `<h3>TBQR (${fig(t.mode, [...tb, "mode"], "text")} mode): ${fig(t.tiles, [...tb, "tiles"], "int")} tiles of ${fig(t.tileSize, [...tb, "tileSize"], "int")} px, step ${fig(t.tileStep, [...tb, "tileStep"], "int")} px, ${fig(t.fallbackTiles, [...tb, "fallbackTiles"], "int")} fallback</h3>`,
+    );
+    parts.push(
+      table(
+        ["figure", "TBQR", "plain mean", "verdict"],
+        [
+          [
+            rowHead("star FWHM (px)"),
+            td(fig(v.fwhmTbqr, [...vb, "fwhmTbqr"], "fixed:3"), true),
+            td(fig(v.fwhmMean, [...vb, "fwhmMean"], "fixed:3"), true),
+            td(`${fig(v.fwhmImprovement, [...vb, "fwhmImprovement"], "percent:1")} % sharper`),
+          ],
+          [
+            rowHead("background noise"),
+            td(`×${fig(v.noiseRatio, [...vb, "noiseRatio"], "fixed:3")}`, true),
+            td("×1", true, "const"),
+            td(""),
+          ],
+          [
+            rowHead("tile seams (worst / 95th percentile boundary ratio, 1 = none)"),
+            td(
+              `${fig(v.seamWorstRatio, [...vb, "seamWorstRatio"], "fixed:3")} / ${fig(v.seamP95Ratio, [...vb, "seamP95Ratio"], "fixed:3")}`,
+              true,
+            ),
+            td(""),
+            td(""),
+          ],
+          [
+            rowHead("weight spread across frames (mean CV²)"),
+            td(fig(v.tileWeightVariance, [...vb, "tileWeightVariance"], "fixed:3"), true),
+            td("0", true, "const"),
+            td(
+              v.passed
+                ? `<span class="pass">validation passed</span>`
+                : `<span class="fail">validation failed: ${v.failures.map((f, k) => fig(f, [...vb, "failures", k], "text")).join("; ")}</span>`,
+            ),
+          ],
+        ],
+      ),
+    );
     parts.push(weightMapSvg(t.weightMap, [...tb, "weightMap"]));
   }
   return parts.join("\n");
@@ -208,56 +384,148 @@ function groupSection(g: GroupRecord, base: (string | number)[]): string {
 /** The report page for a run.json document and its previews (title, data URI). */
 export function renderRunReport(doc: RunDocument, previews: { title: string; uri: string }[]): string {
   const st = doc.stages as Record<string, Record<string, unknown>>;
-  const stageKey = st.pipeline ? "pipeline" : st.reconstruct ? "reconstruct" : Object.keys(st)[0] ?? "";
-  const stage = (st[stageKey] ?? {}) as { groups?: GroupRecord[]; timings?: Record<string, number>; reused?: string[]; compositionSkipped?: string; failed?: { code: string; message: string } };
-  const title = doc.job?.name ? `${doc.job.name} (${doc.job.type ?? ""})` : doc.command ?? "tile-compile run";
-  const body: string[] = [`<h1>tile-compile — ${esc(title)}</h1>`, `<p class="meta">${doc.jobFile ? `Job ${fig(doc.jobFile, ["jobFile"], "text")} · ` : ""}output ${fig(doc.output, ["output"], "text")} · kernels ${fig(doc.kernels?.backend, ["kernels", "backend"], "text")}, ${fig(doc.kernels?.threads, ["kernels", "threads"], "int")} threads · everything here is from run.json beside this file</p>`];
-  if (stage.failed) body.push(`<p class="failed"><b>This run failed</b> (${fig(stage.failed.code, ["stages", stageKey, "failed", "code"], "text")}): ${fig(stage.failed.message, ["stages", stageKey, "failed", "message"], "text")}. What it had done before is below; finished steps are reused when it runs again.</p>`);
+  const stageKey = st.pipeline ? "pipeline" : st.reconstruct ? "reconstruct" : (Object.keys(st)[0] ?? "");
+  const stage = (st[stageKey] ?? {}) as {
+    groups?: GroupRecord[];
+    timings?: Record<string, number>;
+    reused?: string[];
+    compositionSkipped?: string;
+    failed?: { code: string; message: string };
+  };
+  const title = doc.job?.name ? `${doc.job.name} (${doc.job.type ?? ""})` : (doc.command ?? "tile-compile run");
+  const body: string[] = [
+    `<h1>tile-compile — ${esc(title)}</h1>`,
+    `<p class="meta">${doc.jobFile ? `Job ${fig(doc.jobFile, ["jobFile"], "text")} · ` : ""}output ${fig(doc.output, ["output"], "text")} · kernels ${fig(doc.kernels?.backend, ["kernels", "backend"], "text")}, ${fig(doc.kernels?.threads, ["kernels", "threads"], "int")} threads · everything here is from run.json beside this file</p>`,
+  ];
+  if (stage.failed)
+    body.push(
+      `<p class="failed"><b>This run failed</b> (${fig(stage.failed.code, ["stages", stageKey, "failed", "code"], "text")}): ${fig(stage.failed.message, ["stages", stageKey, "failed", "message"], "text")}. What it had done before is below; finished steps are reused when it runs again.</p>`,
+    );
   if (doc.requirements?.length) {
-    body.push(`<h2>Requirements</h2>`, table(["filter", "exposure s", "frames", "temperature °C", "gain", "binning", "nights"], doc.requirements.map((r, i) => [
-      td(fig(r.filter, ["requirements", i, "filter"], "text")), td(fig(r.exposureSeconds, ["requirements", i, "exposureSeconds"], "text"), true), td(fig(r.count, ["requirements", i, "count"], "int"), true),
-      td(`${fig(r.temperatureMin, ["requirements", i, "temperatureMin"], "fixed:2")} … ${fig(r.temperatureMax, ["requirements", i, "temperatureMax"], "fixed:2")}`, true), td(fig(r.gain, ["requirements", i, "gain"], "text"), true), td(fig(r.binning, ["requirements", i, "binning"], "text")),
-      td((r.nights ?? []).map((n, k) => fig(n, ["requirements", i, "nights", k], "text")).join(", ")),
-    ])));
+    body.push(
+      `<h2>Requirements</h2>`,
+      table(
+        ["filter", "exposure s", "frames", "temperature °C", "gain", "binning", "nights"],
+        doc.requirements.map((r, i) => [
+          td(fig(r.filter, ["requirements", i, "filter"], "text")),
+          td(fig(r.exposureSeconds, ["requirements", i, "exposureSeconds"], "text"), true),
+          td(fig(r.count, ["requirements", i, "count"], "int"), true),
+          td(
+            `${fig(r.temperatureMin, ["requirements", i, "temperatureMin"], "fixed:2")} … ${fig(r.temperatureMax, ["requirements", i, "temperatureMax"], "fixed:2")}`,
+            true,
+          ),
+          td(fig(r.gain, ["requirements", i, "gain"], "text"), true),
+          td(fig(r.binning, ["requirements", i, "binning"], "text")),
+          td((r.nights ?? []).map((n, k) => fig(n, ["requirements", i, "nights", k], "text")).join(", ")),
+        ]),
+      ),
+    );
   }
   if (doc.decisions?.length) {
-    body.push(`<h2>Calibration decisions</h2>`, table(["kind", "for", "chosen", "why", "candidates not taken"], doc.decisions.map((d, i) => [
-      td(fig(d.kind, ["decisions", i, "kind"], "text")), td(fig(d.subject, ["decisions", i, "subject"], "text")), td(d.chosen ? fig(d.chosen, ["decisions", i, "chosen"], "text") : `<span class="na">none</span>`), td(fig(d.reason, ["decisions", i, "reason"], "text")),
-      td((d.rejected ?? []).map((r, k) => `${fig(r.candidate, ["decisions", i, "rejected", k, "candidate"], "text")}: ${fig(r.reason, ["decisions", i, "rejected", k, "reason"], "text")}`).join("<br>")),
-    ])));
+    body.push(
+      `<h2>Calibration decisions</h2>`,
+      table(
+        ["kind", "for", "chosen", "why", "candidates not taken"],
+        doc.decisions.map((d, i) => [
+          td(fig(d.kind, ["decisions", i, "kind"], "text")),
+          td(fig(d.subject, ["decisions", i, "subject"], "text")),
+          td(d.chosen ? fig(d.chosen, ["decisions", i, "chosen"], "text") : `<span class="na">none</span>`),
+          td(fig(d.reason, ["decisions", i, "reason"], "text")),
+          td(
+            (d.rejected ?? [])
+              .map(
+                (r, k) =>
+                  `${fig(r.candidate, ["decisions", i, "rejected", k, "candidate"], "text")}: ${fig(r.reason, ["decisions", i, "rejected", k, "reason"], "text")}`,
+              )
+              .join("<br>"),
+          ),
+        ]),
+      ),
+    );
   }
   if (doc.masters?.length) {
-    body.push(`<h2>Masters</h2>`, table(["kind", "master", "action", "why", "raw frames"], doc.masters.map((m, i) => [
-      td(fig(m.kind, ["masters", i, "kind"], "text")), td(fig(m.name, ["masters", i, "name"], "text")), td(fig(m.action, ["masters", i, "action"], "text")), td(fig(m.reason, ["masters", i, "reason"], "text")), td(fig(m.inputs, ["masters", i, "inputs"], "int"), true),
-    ])));
+    body.push(
+      `<h2>Masters</h2>`,
+      table(
+        ["kind", "master", "action", "why", "raw frames"],
+        doc.masters.map((m, i) => [
+          td(fig(m.kind, ["masters", i, "kind"], "text")),
+          td(fig(m.name, ["masters", i, "name"], "text")),
+          td(fig(m.action, ["masters", i, "action"], "text")),
+          td(fig(m.reason, ["masters", i, "reason"], "text")),
+          td(fig(m.inputs, ["masters", i, "inputs"], "int"), true),
+        ]),
+      ),
+    );
   }
-  const health = (st.calibrate?.health ?? []) as { check: string; subject: string; value?: number; unit?: string; limit: string; verdict: string; severity?: string; detail: string }[];
+  const health = (st.calibrate?.health ?? []) as {
+    check: string;
+    subject: string;
+    value?: number;
+    unit?: string;
+    limit: string;
+    verdict: string;
+    severity?: string;
+    detail: string;
+  }[];
   if (health.length) {
     const hb = ["stages", "calibrate", "health"];
-    const failed = health.filter((h) => h.verdict === "fail").length, warned = health.filter((h) => h.verdict === "warn").length;
-    body.push(`<h2>Calibration health</h2>`, `<p class="meta">Measured on the masters and a sample of calibrated lights: ${failed ? `<span class="fail">failed checks present</span>` : warned ? "warnings present" : `<span class="pass">every check passed or was not applicable</span>`}. A failing check stops the run unless relaxed by name (tile_compile.yaml <code>calibration.checks.&lt;name&gt;: warn</code>).</p>`,
-      table(["check", "for", "figure", "limit", "verdict", "what was measured"], health.map((h, i) => [
-        td(fig(h.check, [...hb, i, "check"], "text")), td(fig(h.subject, [...hb, i, "subject"], "text")),
-        td(h.value === undefined ? `<span class="na">—</span>` : `${fig(h.value, [...hb, i, "value"], "fixed:2")} ${h.unit ? fig(h.unit, [...hb, i, "unit"], "text") : ""}`, true),
-        td(fig(h.limit, [...hb, i, "limit"], "text")),
-        td(`<span class="${h.verdict === "pass" ? "pass" : h.verdict === "fail" ? "fail" : ""}">${fig(h.verdict, [...hb, i, "verdict"], "text")}</span>${h.severity && h.severity !== "error" ? ` (${fig(h.severity, [...hb, i, "severity"], "text")})` : ""}`),
-        td(fig(h.detail, [...hb, i, "detail"], "text")),
-      ]), (i) => (health[i]!.verdict === "fail" ? "bad-row" : "")));
+    const failed = health.filter((h) => h.verdict === "fail").length,
+      warned = health.filter((h) => h.verdict === "warn").length;
+    body.push(
+      `<h2>Calibration health</h2>`,
+      `<p class="meta">Measured on the masters and a sample of calibrated lights: ${failed ? `<span class="fail">failed checks present</span>` : warned ? "warnings present" : `<span class="pass">every check passed or was not applicable</span>`}. A failing check stops the run unless relaxed by name (tile_compile.yaml <code>calibration.checks.&lt;name&gt;: warn</code>).</p>`,
+      table(
+        ["check", "for", "figure", "limit", "verdict", "what was measured"],
+        health.map((h, i) => [
+          td(fig(h.check, [...hb, i, "check"], "text")),
+          td(fig(h.subject, [...hb, i, "subject"], "text")),
+          td(
+            h.value === undefined
+              ? `<span class="na">—</span>`
+              : `${fig(h.value, [...hb, i, "value"], "fixed:2")} ${h.unit ? fig(h.unit, [...hb, i, "unit"], "text") : ""}`,
+            true,
+          ),
+          td(fig(h.limit, [...hb, i, "limit"], "text")),
+          td(
+            `<span class="${h.verdict === "pass" ? "pass" : h.verdict === "fail" ? "fail" : ""}">${fig(h.verdict, [...hb, i, "verdict"], "text")}</span>${h.severity && h.severity !== "error" ? ` (${fig(h.severity, [...hb, i, "severity"], "text")})` : ""}`,
+          ),
+          td(fig(h.detail, [...hb, i, "detail"], "text")),
+        ]),
+        (i) => (health[i]!.verdict === "fail" ? "bad-row" : ""),
+      ),
+    );
   }
   const strays = (doc.strays ?? []) as { filter: string; exposureSeconds: number; action: string; reason: string }[];
   if (strays.length) {
-    body.push(`<h2>Exposure groups left out or flagged</h2>`, table(["filter", "exposure s", "action", "why"], strays.map((x, i) => [
-      td(fig(x.filter, ["strays", i, "filter"], "text")), td(fig(x.exposureSeconds, ["strays", i, "exposureSeconds"], "text"), true), td(fig(x.action, ["strays", i, "action"], "text")), td(fig(x.reason, ["strays", i, "reason"], "text")),
-    ])));
+    body.push(
+      `<h2>Exposure groups left out or flagged</h2>`,
+      table(
+        ["filter", "exposure s", "action", "why"],
+        strays.map((x, i) => [
+          td(fig(x.filter, ["strays", i, "filter"], "text")),
+          td(fig(x.exposureSeconds, ["strays", i, "exposureSeconds"], "text"), true),
+          td(fig(x.action, ["strays", i, "action"], "text")),
+          td(fig(x.reason, ["strays", i, "reason"], "text")),
+        ]),
+      ),
+    );
   }
   if (stage.groups?.length) {
     body.push(`<h2>Frames, registration and stacks</h2>`);
     stage.groups.forEach((g, i) => body.push(groupSection(g, ["stages", stageKey, "groups", i])));
   }
-  if (stage.compositionSkipped) body.push(`<p><b>Composition skipped:</b> ${fig(stage.compositionSkipped, ["stages", stageKey, "compositionSkipped"], "text")}</p>`);
-  if (previews.length) body.push(`<h2>Previews</h2><div class="previews">${previews.map((p) => `<figure><img alt="${esc(p.title)}" src="${p.uri}"><figcaption>${esc(p.title)}</figcaption></figure>`).join("")}</div>`);
+  if (stage.compositionSkipped)
+    body.push(`<p><b>Composition skipped:</b> ${fig(stage.compositionSkipped, ["stages", stageKey, "compositionSkipped"], "text")}</p>`);
+  if (previews.length)
+    body.push(
+      `<h2>Previews</h2><div class="previews">${previews.map((p) => `<figure><img alt="${esc(p.title)}" src="${p.uri}"><figcaption>${esc(p.title)}</figcaption></figure>`).join("")}</div>`,
+    );
   body.push(`<h2>Timings</h2>`, timingBars(stage.timings ?? {}, ["stages", stageKey, "timings"]));
-  if (stage.reused?.length) body.push(`<p class="meta">Reused from an earlier run: ${stage.reused.map((r, k) => fig(r, ["stages", stageKey, "reused", k], "text")).join(", ")}</p>`);
+  if (stage.reused?.length)
+    body.push(
+      `<p class="meta">Reused from an earlier run: ${stage.reused.map((r, k) => fig(r, ["stages", stageKey, "reused", k], "text")).join(", ")}</p>`,
+    );
   return `<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1"><title>${esc(title)} — tile-compile report</title><style>${CSS}</style></head><body>\n${body.join("\n")}\n</body></html>\n`;
 }
 

@@ -43,13 +43,22 @@ export interface GroupRecord {
 }
 
 /** The group record from what registration and stacking returned. */
-export function groupRecord(g: { label: string; filter: string; exposureSeconds: number }, reg: RegistrationResult, stack?: { path: string; method: string; result: Pick<StackingResult, "frameCount" | "rejectedFrames" | "frameWeights" | "rejectedPercent" | "tbqr"> }): GroupRecord {
+export function groupRecord(
+  g: { label: string; filter: string; exposureSeconds: number },
+  reg: RegistrationResult,
+  stack?: {
+    path: string;
+    method: string;
+    result: Pick<StackingResult, "frameCount" | "rejectedFrames" | "frameWeights" | "rejectedPercent" | "tbqr">;
+  },
+): GroupRecord {
   const weights = new Map((stack?.result.frameWeights ?? []).map((w) => [w.path, w.weight]));
   const dropped = new Map((stack?.result.rejectedFrames ?? []).map((r) => [r.path, r.reason]));
   const frames: FrameRecord[] = reg.frames.map((f) => {
     const r: FrameRecord = { path: f.input, stacked: false };
     if (f.output) r.registered = f.output;
-    for (const k of ["fwhmPx", "roundness", "background", "noise", "detected", "rmsPx", "medianPx"] as const) if (typeof f[k] === "number" && Number.isFinite(f[k])) r[k] = f[k];
+    for (const k of ["fwhmPx", "roundness", "background", "noise", "detected", "rmsPx", "medianPx"] as const)
+      if (typeof f[k] === "number" && Number.isFinite(f[k])) r[k] = f[k];
     if (f.fwhmPx !== undefined) r.trails = f.trails?.length ?? 0;
     if (typeof f.stars === "number") r.matched = f.stars;
     if (f.error) r.reason = `not registered: ${f.error}`;
@@ -61,7 +70,21 @@ export function groupRecord(g: { label: string; filter: string; exposureSeconds:
     return r;
   });
   return {
-    label: g.label, filter: g.filter, exposureSeconds: g.exposureSeconds, reference: reg.reference, frames,
-    ...(stack ? { stack: { path: stack.path, method: stack.method, frames: stack.result.frameCount, ...(stack.result.rejectedPercent ? { rejectedPercent: stack.result.rejectedPercent } : {}), ...(stack.result.tbqr ? { tbqr: stack.result.tbqr } : {}) } } : {}),
+    label: g.label,
+    filter: g.filter,
+    exposureSeconds: g.exposureSeconds,
+    reference: reg.reference,
+    frames,
+    ...(stack
+      ? {
+          stack: {
+            path: stack.path,
+            method: stack.method,
+            frames: stack.result.frameCount,
+            ...(stack.result.rejectedPercent ? { rejectedPercent: stack.result.rejectedPercent } : {}),
+            ...(stack.result.tbqr ? { tbqr: stack.result.tbqr } : {}),
+          },
+        }
+      : {}),
   };
 }

@@ -34,11 +34,16 @@ export async function writeTinyFrames(dir: string, count = 3, width = 16, height
   const paths: string[] = [];
   for (let k = 0; k < count; k++) {
     const data = new Float32Array(width * height);
-    for (let y = 0; y < height; y++) for (let x = 0; x < width; x++) {
-      const r2 = (x - width / 2) ** 2 + (y - height / 2) ** 2;
-      data[y * width + x] = 1000 + 20 * (rnd() - 0.5) + 5000 * Math.exp(-r2 / 4);
-    }
-    const header = new FitsHeader().set("IMAGETYP", "Light").set("EXPTIME", 10, "[s]", { numberFormat: "float" }).set("FILTER", "L").set("DATE-OBS", `2024-01-15T20:0${k}:00`);
+    for (let y = 0; y < height; y++)
+      for (let x = 0; x < width; x++) {
+        const r2 = (x - width / 2) ** 2 + (y - height / 2) ** 2;
+        data[y * width + x] = 1000 + 20 * (rnd() - 0.5) + 5000 * Math.exp(-r2 / 4);
+      }
+    const header = new FitsHeader()
+      .set("IMAGETYP", "Light")
+      .set("EXPTIME", 10, "[s]", { numberFormat: "float" })
+      .set("FILTER", "L")
+      .set("DATE-OBS", `2024-01-15T20:0${k}:00`);
     const p = join(dir, `tiny_${String(k + 1).padStart(3, "0")}.fit`);
     await writeFitsImage(p, { width, height, data }, { header });
     paths.push(p);
@@ -48,19 +53,47 @@ export async function writeTinyFrames(dir: string, count = 3, width = 16, height
 
 function silentContext(signal: AbortSignal, workdir: string): EngineContext {
   const noop = () => undefined;
-  return { signal, workdir, logger: { debug: noop, info: noop, warn: noop, error: noop }, progress: noop, options: {}, runtime: { threads: 1, memoryBudgetBytes: 64 << 20 } };
+  return {
+    signal,
+    workdir,
+    logger: { debug: noop, info: noop, warn: noop, error: noop },
+    progress: noop,
+    options: {},
+    runtime: { threads: 1, memoryBudgetBytes: 64 << 20 },
+  };
 }
 
-async function callProvider(stage: StageName, provider: Record<string, unknown>, frames: string[], outDir: string, ctx: EngineContext): Promise<unknown> {
+async function callProvider(
+  stage: StageName,
+  provider: Record<string, unknown>,
+  frames: string[],
+  outDir: string,
+  ctx: EngineContext,
+): Promise<unknown> {
   const refs = frames.map((path) => ({ path }));
   const out = join(outDir, `${stage}.fit`);
   switch (stage) {
-    case "stacking": return (provider as { stack: Function }).stack({ frames: refs, output: out, method: "", options: {}, history: [] }, ctx);
-    case "registration": return (provider as { register: Function }).register({ frames: refs, reference: "auto", outputDir: outDir, filenamePattern: "reg_{index:05d}.fit", options: {}, history: [] }, ctx);
-    case "calibration": return (provider as { calibrate: Function }).calibrate({ frames: refs, outputDir: outDir, options: {}, history: [] }, ctx);
-    case "background": return (provider as { extract: Function }).extract({ images: refs, outputs: refs.map((_, i) => join(outDir, `background_${i}.fit`)), options: {}, history: [] }, ctx);
-    case "composition": return (provider as { compose: Function }).compose({ channels: { L: frames[0] }, palette: { L: { L: 1 } }, output: out, options: {}, history: [] }, ctx);
-    case "stretch": return (provider as { stretch: Function }).stretch({ input: frames[0], output: out, options: {}, history: [] }, ctx);
+    case "stacking":
+      return (provider as { stack: Function }).stack({ frames: refs, output: out, method: "", options: {}, history: [] }, ctx);
+    case "registration":
+      return (provider as { register: Function }).register(
+        { frames: refs, reference: "auto", outputDir: outDir, filenamePattern: "reg_{index:05d}.fit", options: {}, history: [] },
+        ctx,
+      );
+    case "calibration":
+      return (provider as { calibrate: Function }).calibrate({ frames: refs, outputDir: outDir, options: {}, history: [] }, ctx);
+    case "background":
+      return (provider as { extract: Function }).extract(
+        { images: refs, outputs: refs.map((_, i) => join(outDir, `background_${i}.fit`)), options: {}, history: [] },
+        ctx,
+      );
+    case "composition":
+      return (provider as { compose: Function }).compose(
+        { channels: { L: frames[0] }, palette: { L: { L: 1 } }, output: out, options: {}, history: [] },
+        ctx,
+      );
+    case "stretch":
+      return (provider as { stretch: Function }).stretch({ input: frames[0], output: out, options: {}, history: [] }, ctx);
   }
 }
 
@@ -70,7 +103,8 @@ export async function checkEngineConformance(engineOrFactory: unknown): Promise<
   const checks: ConformanceCheck[] = [];
   const contract = engineContractProblems(engine);
   const metaProblems = contract.filter((p) => p.startsWith("meta"));
-  if (metaProblems.length === 0 && !SUPPORTED_API_VERSIONS.includes(engine.meta.apiVersion)) metaProblems.push(`meta.apiVersion ${engine.meta.apiVersion} is not supported (${SUPPORTED_API_VERSIONS.join(", ")})`);
+  if (metaProblems.length === 0 && !SUPPORTED_API_VERSIONS.includes(engine.meta.apiVersion))
+    metaProblems.push(`meta.apiVersion ${engine.meta.apiVersion} is not supported (${SUPPORTED_API_VERSIONS.join(", ")})`);
   checks.push({ name: "meta", problems: metaProblems });
   checks.push({ name: "capability map", problems: contract.filter((p) => !p.startsWith("meta")) });
   if (contract.length > 0) return checks;
@@ -90,14 +124,19 @@ export async function checkEngineConformance(engineOrFactory: unknown): Promise<
           await callProvider(stage, provider, frames, outDir, silentContext(controller.signal, outDir));
           abortProblems.push(`${id}: resolved although the signal was already aborted`);
         } catch (e) {
-          if (!isAbortError(e)) abortProblems.push(`${id}: rejected with ${(e as Error)?.name ?? e} ("${(e as Error)?.message}") instead of an AbortError`);
+          if (!isAbortError(e))
+            abortProblems.push(`${id}: rejected with ${(e as Error)?.name ?? e} ("${(e as Error)?.message}") instead of an AbortError`);
         }
         const left = (await readdir(outDir)).filter((f) => !f.startsWith("."));
         if (left.length > 0) abortProblems.push(`${id}: wrote ${left.join(", ")} although cancelled`);
         if (stage === "stacking") {
           const ctx = silentContext(new AbortController().signal, outDir);
           try {
-            const result = (await callProvider(stage, provider, frames, outDir, ctx)) as { frameCount?: number; width?: number; height?: number };
+            const result = (await callProvider(stage, provider, frames, outDir, ctx)) as {
+              frameCount?: number;
+              width?: number;
+              height?: number;
+            };
             const out = join(outDir, "stacking.fit");
             if (!existsSync(out)) shapeProblems.push(`${id}: did not write its output file`);
             else {
@@ -105,7 +144,8 @@ export async function checkEngineConformance(engineOrFactory: unknown): Promise<
               if (h.width !== 16 || h.height !== 12) shapeProblems.push(`${id}: output is ${h.width}×${h.height}, expected 16×12`);
             }
             if (result?.frameCount !== 3) shapeProblems.push(`${id}: reported frameCount ${result?.frameCount}, expected 3`);
-            if (result?.width !== 16 || result?.height !== 12) shapeProblems.push(`${id}: reported ${result?.width}×${result?.height}, expected 16×12`);
+            if (result?.width !== 16 || result?.height !== 12)
+              shapeProblems.push(`${id}: reported ${result?.width}×${result?.height}, expected 16×12`);
           } catch (e) {
             shapeProblems.push(`${id}: failed on three valid frames: ${(e as Error)?.message ?? e}`);
           }

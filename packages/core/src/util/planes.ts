@@ -18,7 +18,10 @@ export class PlanePool {
    * `maxIdle`: most idle planes kept, `maxIdleBytes`: most idle bytes (beyond either, a returned plane is
    * dropped to the collector). Planes in use are not counted: their number is the caller's concurrency.
    */
-  constructor(private readonly maxIdle = 12, private readonly maxIdleBytes = 256 * 2 ** 20) {}
+  constructor(
+    private readonly maxIdle = 12,
+    private readonly maxIdleBytes = 256 * 2 ** 20,
+  ) {}
 
   /** A plane of exactly `length` values (not zeroed). */
   take(length: number): Float32Array {
@@ -35,7 +38,14 @@ export class PlanePool {
   /** Give back planes taken from {@link take} (or any Float32Array that owns its whole buffer). */
   give(...planes: (Float32Array | undefined)[]): void {
     for (const p of planes) {
-      if (!p || p.byteOffset !== 0 || p.buffer.byteLength !== p.byteLength || this.held >= this.maxIdle || this.heldBytes + p.byteLength > this.maxIdleBytes) continue;
+      if (
+        !p ||
+        p.byteOffset !== 0 ||
+        p.buffer.byteLength !== p.byteLength ||
+        this.held >= this.maxIdle ||
+        this.heldBytes + p.byteLength > this.maxIdleBytes
+      )
+        continue;
       const list = this.idle.get(p.length) ?? [];
       if (list.includes(p)) continue; // given twice: keep one entry
       list.push(p);

@@ -38,13 +38,19 @@ export interface DefectMap {
 /** Hot pixels from the master dark, cold pixels from the master flat. */
 export async function defectMap(m: Masters): Promise<DefectMap> {
   const recon = loadRecon();
-  const hot: number[] = [], cold: number[] = [];
+  const hot: number[] = [],
+    cold: number[] = [];
   if (m.dark) {
     const s = await recon.robustStats(m.dark.data, { iterations: 0 });
     const limit = s.median + 8 * MAD_TO_SIGMA * Math.max(s.mad, 1e-6);
-    m.dark.data.forEach((v, i) => { if (v > limit) hot.push(i); });
+    m.dark.data.forEach((v, i) => {
+      if (v > limit) hot.push(i);
+    });
   }
-  if (m.flat) m.flat.data.forEach((v, i) => { if (v < 0.5) cold.push(i); });
+  if (m.flat)
+    m.flat.data.forEach((v, i) => {
+      if (v < 0.5) cold.push(i);
+    });
   return { hot: Uint32Array.from(hot), cold: Uint32Array.from(cold) };
 }
 
@@ -54,15 +60,20 @@ function repair(data: Float32Array, width: number, height: number, channels: num
   const bad = new Set(indices);
   const nb: number[] = [];
   for (const idx of indices) {
-    const c = Math.floor(idx / n), p = idx % n, x = p % width, y = Math.floor(p / width);
+    const c = Math.floor(idx / n),
+      p = idx % n,
+      x = p % width,
+      y = Math.floor(p / width);
     nb.length = 0;
-    for (let dy = -step; dy <= step; dy += step) for (let dx = -step; dx <= step; dx += step) {
-      if (dx === 0 && dy === 0) continue;
-      const xx = x + dx, yy = y + dy;
-      if (xx < 0 || yy < 0 || xx >= width || yy >= height) continue;
-      const q = c * n + yy * width + xx;
-      if (!bad.has(q) && Number.isFinite(data[q]!)) nb.push(data[q]!);
-    }
+    for (let dy = -step; dy <= step; dy += step)
+      for (let dx = -step; dx <= step; dx += step) {
+        if (dx === 0 && dy === 0) continue;
+        const xx = x + dx,
+          yy = y + dy;
+        if (xx < 0 || yy < 0 || xx >= width || yy >= height) continue;
+        const q = c * n + yy * width + xx;
+        if (!bad.has(q) && Number.isFinite(data[q]!)) nb.push(data[q]!);
+      }
     if (nb.length) {
       nb.sort((a, b) => a - b);
       const h = nb.length >> 1;
@@ -73,12 +84,21 @@ function repair(data: Float32Array, width: number, height: number, channels: num
 }
 
 /** Calibrate one light into `output` (float32 FITS, header carried over, HISTORY added). */
-export async function calibrateLight(lightPath: string, output: string, m: Masters, defects: DefectMap | undefined, o: CalibrateOptions = {}): Promise<void> {
+export async function calibrateLight(
+  lightPath: string,
+  output: string,
+  m: Masters,
+  defects: DefectMap | undefined,
+  o: CalibrateOptions = {},
+): Promise<void> {
   const light = await readFitsImage(lightPath, o.signal ? { signal: o.signal } : {});
   const n = light.data.length;
   for (const [name, img] of Object.entries(m) as [string, FitsImage | undefined][]) {
     if (img && (img.width !== light.width || img.height !== light.height || img.data.length !== n)) {
-      throw new TileCompileError("TC_INPUT_INVALID", { input: lightPath, reason: `is ${light.width}×${light.height}×${light.channels}, the master ${name} ${img.width}×${img.height}×${img.channels}` });
+      throw new TileCompileError("TC_INPUT_INVALID", {
+        input: lightPath,
+        reason: `is ${light.width}×${light.height}×${light.channels}, the master ${name} ${img.width}×${img.height}×${img.channels}`,
+      });
     }
   }
   const d = light.data;
@@ -99,7 +119,11 @@ export async function calibrateLight(lightPath: string, output: string, m: Maste
     }
   } else if (m.bias) {
     for (let i = 0; i < n; i++) d[i] = d[i]! - m.bias.data[i]!;
-    steps.push(m.bias.header.getString("IMAGETYP") === "Master Dark" ? `offset: shortest dark (${m.bias.header.getNumber("EXPTIME") ?? "?"} s) subtracted` : "bias subtracted");
+    steps.push(
+      m.bias.header.getString("IMAGETYP") === "Master Dark"
+        ? `offset: shortest dark (${m.bias.header.getNumber("EXPTIME") ?? "?"} s) subtracted`
+        : "bias subtracted",
+    );
   } else if (o.pedestal !== undefined) {
     for (let i = 0; i < n; i++) d[i] = d[i]! - o.pedestal;
     steps.push(`pedestal ${o.pedestal} ADU subtracted`);
@@ -115,6 +139,19 @@ export async function calibrateLight(lightPath: string, output: string, m: Maste
     steps.push(`cosmetic: ${defects.hot.length} hot, ${defects.cold.length} cold pixels repaired`);
   }
   const header = light.header.withoutStructure();
-  header.set("CALSTAT", [m.bias || m.dark || o.pedestal !== undefined ? "B" : "", m.dark ? "D" : "", m.flat ? "F" : ""].join(""), "calibration applied (B bias, D dark, F flat)");
-  await writeFitsImage(output, { width: light.width, height: light.height, channels: light.channels, data: d }, { header, history: [...(o.history ?? []), `calibrated: ${steps.join("; ")}`], durable: false, ...(o.signal ? { signal: o.signal } : {}) });
+  header.set(
+    "CALSTAT",
+    [m.bias || m.dark || o.pedestal !== undefined ? "B" : "", m.dark ? "D" : "", m.flat ? "F" : ""].join(""),
+    "calibration applied (B bias, D dark, F flat)",
+  );
+  await writeFitsImage(
+    output,
+    { width: light.width, height: light.height, channels: light.channels, data: d },
+    {
+      header,
+      history: [...(o.history ?? []), `calibrated: ${steps.join("; ")}`],
+      durable: false,
+      ...(o.signal ? { signal: o.signal } : {}),
+    },
+  );
 }

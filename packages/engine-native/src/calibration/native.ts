@@ -31,7 +31,11 @@ export interface CalibrateLightInput {
 }
 
 /** The masters a unit applies, read (and their defect map derived) once per run and process. */
-function mastersFor(i: CalibrateLightInput, cache: Map<string, unknown>, signal: AbortSignal): Promise<{ m: Masters; defects: DefectMap | undefined }> {
+function mastersFor(
+  i: CalibrateLightInput,
+  cache: Map<string, unknown>,
+  signal: AbortSignal,
+): Promise<{ m: Masters; defects: DefectMap | undefined }> {
   const key = `calibration.masters:${JSON.stringify([i.masters, i.darkScaling, i.cosmetic])}`;
   let p = cache.get(key) as Promise<{ m: Masters; defects: DefectMap | undefined }> | undefined;
   if (!p) {
@@ -53,7 +57,13 @@ function mastersFor(i: CalibrateLightInput, cache: Map<string, unknown>, signal:
 /** `calibration.light`: calibrate one light into its output (atomic write). */
 export const calibrateLightTask = defineTask("calibration.light", async (i: CalibrateLightInput, ctx): Promise<string> => {
   const { m, defects } = await mastersFor(i, ctx.cache, ctx.signal);
-  await calibrateLight(i.light, i.output, m, defects, { cosmetic: i.cosmetic, darkScaling: i.darkScaling, history: i.history, signal: ctx.signal, ...(i.pedestal !== undefined ? { pedestal: i.pedestal } : {}) });
+  await calibrateLight(i.light, i.output, m, defects, {
+    cosmetic: i.cosmetic,
+    darkScaling: i.darkScaling,
+    history: i.history,
+    signal: ctx.signal,
+    ...(i.pedestal !== undefined ? { pedestal: i.pedestal } : {}),
+  });
   return i.output;
 });
 
@@ -62,28 +72,75 @@ const LIGHTS_IN_FLIGHT = 2;
 
 export function nativeCalibration(engine: string): CalibrationProvider {
   return {
-    async buildMaster(input: { kind: "bias" | "dark" | "flat"; frames: FrameRef[]; output: string; masterBias?: string; options: Record<string, unknown>; history: string[] }, ctx: EngineContext) {
+    async buildMaster(
+      input: {
+        kind: "bias" | "dark" | "flat";
+        frames: FrameRef[];
+        output: string;
+        masterBias?: string;
+        options: Record<string, unknown>;
+        history: string[];
+      },
+      ctx: EngineContext,
+    ) {
       const o = input.options;
       const r = await buildMaster(
-        { kind: input.kind, name: String(o.name ?? basename(input.output)), path: input.output, action: "build", reason: "", inputs: input.frames.map((f) => f.path), ...(typeof o.inputHash === "string" ? { inputHash: o.inputHash } : {}), recipeHash: String(o.recipeHash ?? ""), set: { kind: input.kind, date: "", dir: "" } },
-        { engine, rejection: o.rejection === "sigma" ? "sigma" : "winsorized", memoryBudgetBytes: ctx.runtime.memoryBudgetBytes, signal: ctx.signal, history: input.history, ...(input.masterBias ? { bias: input.masterBias } : {}), ...(typeof o.pedestal === "number" ? { pedestal: o.pedestal } : {}), onProgress: (f) => ctx.progress(f, basename(input.output)) },
+        {
+          kind: input.kind,
+          name: String(o.name ?? basename(input.output)),
+          path: input.output,
+          action: "build",
+          reason: "",
+          inputs: input.frames.map((f) => f.path),
+          ...(typeof o.inputHash === "string" ? { inputHash: o.inputHash } : {}),
+          recipeHash: String(o.recipeHash ?? ""),
+          set: { kind: input.kind, date: "", dir: "" },
+        },
+        {
+          engine,
+          rejection: o.rejection === "sigma" ? "sigma" : "winsorized",
+          memoryBudgetBytes: ctx.runtime.memoryBudgetBytes,
+          signal: ctx.signal,
+          history: input.history,
+          ...(input.masterBias ? { bias: input.masterBias } : {}),
+          ...(typeof o.pedestal === "number" ? { pedestal: o.pedestal } : {}),
+          onProgress: (f) => ctx.progress(f, basename(input.output)),
+        },
       );
       return { output: r.path, frameCount: r.frames };
     },
     async calibrate(input: CalibrationInput, ctx: EngineContext): Promise<CalibrationResult> {
-      const masters = { ...(input.masterDark ? { dark: input.masterDark } : {}), ...(input.masterBias ? { bias: input.masterBias } : {}), ...(input.masterFlat ? { flat: input.masterFlat } : {}) };
+      const masters = {
+        ...(input.masterDark ? { dark: input.masterDark } : {}),
+        ...(input.masterBias ? { bias: input.masterBias } : {}),
+        ...(input.masterFlat ? { flat: input.masterFlat } : {}),
+      };
       const darkScaling = input.options.darkScaling === true;
       const cosmetic = input.options.cosmetic !== false;
       const pedestal = typeof input.options.pedestal === "number" ? input.options.pedestal : undefined;
       const units: WorkUnit<unknown, string>[] = input.frames.map((f, i) => ({
-        id: `light/${i}`, task: calibrateLightTask as never,
-        input: { light: f.path, output: join(input.outputDir, basename(f.path).replace(/\.(fits?|fts)(\.fz|\.gz)?$/i, ".fit")), masters, darkScaling, cosmetic, history: input.history, ...(pedestal !== undefined ? { pedestal } : {}) } satisfies CalibrateLightInput,
+        id: `light/${i}`,
+        task: calibrateLightTask as never,
+        input: {
+          light: f.path,
+          output: join(input.outputDir, basename(f.path).replace(/\.(fits?|fts)(\.fz|\.gz)?$/i, ".fit")),
+          masters,
+          darkScaling,
+          cosmetic,
+          history: input.history,
+          ...(pedestal !== undefined ? { pedestal } : {}),
+        } satisfies CalibrateLightInput,
       }));
       const executor: Executor = ctx.executor ?? localExecutor({ threads: ctx.runtime.threads });
       try {
         const frames: CalibrationResult["frames"] = [];
         let k = 0;
-        for await (const output of executor.run(units, { signal: ctx.signal, concurrency: LIGHTS_IN_FLIGHT, onUnitDone: (d, total) => ctx.progress(d / total, "calibrate") })) frames.push({ input: input.frames[k++]!.path, output });
+        for await (const output of executor.run(units, {
+          signal: ctx.signal,
+          concurrency: LIGHTS_IN_FLIGHT,
+          onUnitDone: (d, total) => ctx.progress(d / total, "calibrate"),
+        }))
+          frames.push({ input: input.frames[k++]!.path, output });
         return { frames };
       } finally {
         if (!ctx.executor) await executor.close();

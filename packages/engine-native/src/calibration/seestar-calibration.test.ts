@@ -27,17 +27,26 @@ const dir = seestarDir();
 describe.runIf(dir)("calibration on real sky with a known synthetic calibration", () => {
   it("calibrating back gives the original frames within the noise; no hot pixel survives", { timeout: 240_000 }, async () => {
     const src = join(dir!, "M94", "2025_03_27");
-    const truths = readdirSync(src).filter((f) => f.endsWith(".fit")).sort().slice(0, 4).map((f) => join(src, f));
+    const truths = readdirSync(src)
+      .filter((f) => f.endsWith(".fit"))
+      .sort()
+      .slice(0, 4)
+      .map((f) => join(src, f));
     const base = mkdtempSync(join(tmpdir(), "tc-seestar-cal-"));
     const r = seededRandom(2025);
     const g = () => Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r());
     const first = await readFitsImage(truths[0]!);
-    const W = first.width, Hh = first.height, n = W * Hh;
-    const B = new Float32Array(n), Dc = new Float32Array(n), F = new Float32Array(n);
+    const W = first.width,
+      Hh = first.height,
+      n = W * Hh;
+    const B = new Float32Array(n),
+      Dc = new Float32Array(n),
+      F = new Float32Array(n);
     const hot = new Set<number>();
     while (hot.size < 60) hot.add(Math.floor(r() * n));
     for (let i = 0; i < n; i++) {
-      const x = i % W, y = Math.floor(i / W);
+      const x = i % W,
+        y = Math.floor(i / W);
       B[i] = 500 + 4 * Math.sin(x / 7);
       Dc[i] = (hot.has(i) ? 300 : 0.2) * 10; // ADU over 10 s
       F[i] = 1 - 0.25 * (((x - W / 2) / W) ** 2 + ((y - Hh / 2) / Hh) ** 2) * 2;
@@ -47,17 +56,35 @@ describe.runIf(dir)("calibration on real sky with a known synthetic calibration"
     for (let i = 0; i < n; i++) F[i] = F[i]! / fm; // mean 1, as the master flat will be
     const keys = (h: FitsHeader, kind: string, exp: number, temp: number) => {
       const out = new FitsHeader();
-      for (const k of ["BAYERPAT", "GAIN", "XBINNING", "YBINNING", "INSTRUME", "FILTER", "XPIXSZ", "YPIXSZ", "FOCALLEN"]) { const v = h.get(k); if (v !== undefined) out.set(k, v); }
+      for (const k of ["BAYERPAT", "GAIN", "XBINNING", "YBINNING", "INSTRUME", "FILTER", "XPIXSZ", "YPIXSZ", "FOCALLEN"]) {
+        const v = h.get(k);
+        if (v !== undefined) out.set(k, v);
+      }
       return out.set("IMAGETYP", kind).set("EXPTIME", exp).set("CCD-TEMP", temp);
     };
-    const mk = (p: string) => { mkdirSync(p, { recursive: true }); return p; };
+    const mk = (p: string) => {
+      mkdirSync(p, { recursive: true });
+      return p;
+    };
     const rawB = mk(join(base, "calibration/raw/biases/2025_03_26"));
     const rawD = mk(join(base, "calibration/raw/darks/2025_03_26_25C/10"));
     const rawF = mk(join(base, "calibration/raw/flats/2025_03_26/IRCUT"));
     for (let k = 0; k < 8; k++) {
-      await writeFitsImage(join(rawB, `b${k}.fit`), { width: W, height: Hh, data: B.map((v) => v + 3 * g()) }, { header: keys(first.header, "Bias", 0, 25) });
-      await writeFitsImage(join(rawD, `d${k}.fit`), { width: W, height: Hh, data: B.map((v, i) => v + Dc[i]! + Math.sqrt(9 + Dc[i]!) * g()) }, { header: keys(first.header, "Dark", 10, 25 + 0.2 * g()) });
-      await writeFitsImage(join(rawF, `f${k}.fit`), { width: W, height: Hh, data: B.map((v, i) => v + 20000 * F[i]! * (1 + 0.01 * g())) }, { header: keys(first.header, "Flat", 0.5, 25) });
+      await writeFitsImage(
+        join(rawB, `b${k}.fit`),
+        { width: W, height: Hh, data: B.map((v) => v + 3 * g()) },
+        { header: keys(first.header, "Bias", 0, 25) },
+      );
+      await writeFitsImage(
+        join(rawD, `d${k}.fit`),
+        { width: W, height: Hh, data: B.map((v, i) => v + Dc[i]! + Math.sqrt(9 + Dc[i]!) * g()) },
+        { header: keys(first.header, "Dark", 10, 25 + 0.2 * g()) },
+      );
+      await writeFitsImage(
+        join(rawF, `f${k}.fit`),
+        { width: W, height: Hh, data: B.map((v, i) => v + 20000 * F[i]! * (1 + 0.01 * g())) },
+        { header: keys(first.header, "Flat", 0.5, 25) },
+      );
     }
     const lights = mk(join(base, "M94/2025_03_26/IRCUT10"));
     for (const t of truths) {
@@ -68,10 +95,26 @@ describe.runIf(dir)("calibration on real sky with a known synthetic calibration"
       await writeFitsImage(join(lights, t.split("/").pop()!), { width: W, height: Hh, data: raw }, { header: L.header.withoutStructure() });
     }
     mk(join(base, "jobs"));
-    writeFileSync(join(base, "jobs/m94.json"), JSON.stringify({ name: "M94", type: "RGB", calibration: { bias: "2025_03_26", darks: "2025_03_26", flats: "2025_03_26" }, lights: { IRCUT: "M94/2025_03_26/IRCUT10" }, output: "M94/processed" }));
+    writeFileSync(
+      join(base, "jobs/m94.json"),
+      JSON.stringify({
+        name: "M94",
+        type: "RGB",
+        calibration: { bias: "2025_03_26", darks: "2025_03_26", flats: "2025_03_26" },
+        lights: { IRCUT: "M94/2025_03_26/IRCUT10" },
+        output: "M94/processed",
+      }),
+    );
     const plan = await planJob(join(base, "jobs/m94.json"), { engine: "test" });
     expect(plan.problems).toEqual([]);
-    const ctx = { signal: new AbortController().signal, logger: { debug() {}, info() {}, warn() {}, error() {} } as never, progress() {}, workdir: tmpdir(), options: {}, runtime: { threads: 2, memoryBudgetBytes: 256 << 20 } };
+    const ctx = {
+      signal: new AbortController().signal,
+      logger: { debug() {}, info() {}, warn() {}, error() {} } as never,
+      progress() {},
+      workdir: tmpdir(),
+      options: {},
+      runtime: { threads: 2, memoryBudgetBytes: 256 << 20 },
+    };
     const res = await runCalibrateStage(plan, { provider: nativeCalibration("test"), ctx, engine: "test" });
     expect(res.mastersBuilt).toHaveLength(3);
     for (const [k, out] of res.calibrated[0]!.frames.entries()) {
@@ -92,7 +135,9 @@ describe.runIf(dir)("calibration on real sky with a known synthetic calibration"
       res.sort((a, b) => a - b);
       const median = res[res.length >> 1]!;
       const mad = res.map((v) => Math.abs(v - median)).sort((a, b) => a - b)[res.length >> 1]! * 1.4826;
-      console.log(`frame ${k}: residual median ${median.toFixed(3)} ADU, robust σ ${mad.toFixed(3)} ADU, predicted ${predicted.toFixed(3)} ADU`);
+      console.log(
+        `frame ${k}: residual median ${median.toFixed(3)} ADU, robust σ ${mad.toFixed(3)} ADU, predicted ${predicted.toFixed(3)} ADU`,
+      );
       expect(Math.abs(median)).toBeLessThan(0.5);
       expect(mad / predicted).toBeGreaterThan(0.75);
       expect(mad / predicted).toBeLessThan(1.25);
@@ -101,13 +146,25 @@ describe.runIf(dir)("calibration on real sky with a known synthetic calibration"
       // local structure — that is interpolation, not a surviving defect.)
       let worst = 0;
       for (const i of hot) {
-        const x = i % W, y = Math.floor(i / W);
+        const x = i % W,
+          y = Math.floor(i / W);
         const nb: number[] = [];
-        for (const [dx, dy] of [[-2, 0], [2, 0], [0, -2], [0, 2], [-2, -2], [2, 2], [-2, 2], [2, -2]] as const) {
-          const xx = x + dx, yy = y + dy;
+        for (const [dx, dy] of [
+          [-2, 0],
+          [2, 0],
+          [0, -2],
+          [0, 2],
+          [-2, -2],
+          [2, 2],
+          [-2, 2],
+          [2, -2],
+        ] as const) {
+          const xx = x + dx,
+            yy = y + dy;
           if (xx >= 0 && yy >= 0 && xx < W && yy < Hh && !hot.has(yy * W + xx)) nb.push(C.data[yy * W + xx]!);
         }
-        const above = C.data[i]! - Math.max(...nb), below = Math.min(...nb) - C.data[i]!;
+        const above = C.data[i]! - Math.max(...nb),
+          below = Math.min(...nb) - C.data[i]!;
         worst = Math.max(worst, above / predicted, below / predicted);
       }
       expect(worst, "hot pixel outside its neighbours' range, in σ").toBeLessThan(5);

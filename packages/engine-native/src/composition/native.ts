@@ -35,9 +35,14 @@ export const nativeComposition: CompositionProvider = {
       const img = await readFitsImage(path, { signal: ctx.signal });
       images.push(img);
       shape ??= { width: img.width, height: img.height };
-      if (img.width !== shape.width || img.height !== shape.height) throw new TileCompileError("TC_INPUT_INVALID", { input: path, reason: `is ${img.width}×${img.height}, the other channels ${shape.width}×${shape.height}; register the stacks onto one grid first` });
+      if (img.width !== shape.width || img.height !== shape.height)
+        throw new TileCompileError("TC_INPUT_INVALID", {
+          input: path,
+          reason: `is ${img.width}×${img.height}, the other channels ${shape.width}×${shape.height}; register the stacks onto one grid first`,
+        });
       const n = img.width * img.height;
-      if (img.channels === 3 && (name === "RGB" || name === "OSC")) ["R", "G", "B"].forEach((c, k) => planes.set(c, img.data.subarray(k * n, (k + 1) * n)));
+      if (img.channels === 3 && (name === "RGB" || name === "OSC"))
+        ["R", "G", "B"].forEach((c, k) => planes.set(c, img.data.subarray(k * n, (k + 1) * n)));
       else planes.set(name, img.data.subarray(0, n));
     }
     const { width, height } = shape!;
@@ -49,18 +54,28 @@ export const nativeComposition: CompositionProvider = {
     const ref = levels.get(names.includes("G") ? "G" : names[0]!)!;
     for (const c of names) {
       const d = ref - levels.get(c)!;
-      if (d !== 0) { const p = Float32Array.from(planes.get(c)!); for (let i = 0; i < n; i++) p[i] = p[i]! + d; planes.set(c, p); }
+      if (d !== 0) {
+        const p = Float32Array.from(planes.get(c)!);
+        for (let i = 0; i < n; i++) p[i] = p[i]! + d;
+        planes.set(c, p);
+      }
     }
     const mix = (spec: Record<string, number>): Float32Array => {
       const out = new Float32Array(n);
       for (const [c, w] of Object.entries(spec)) {
         const p = planes.get(c);
-        if (!p) throw new TileCompileError("TC_INPUT_INVALID", { input: c, reason: `the palette needs channel ${c}, which the job has no stack for` });
+        if (!p)
+          throw new TileCompileError("TC_INPUT_INVALID", {
+            input: c,
+            reason: `the palette needs channel ${c}, which the job has no stack for`,
+          });
         for (let i = 0; i < n; i++) out[i] = out[i]! + w * p[i]!;
       }
       return out;
     };
-    const R = mix(input.palette.R ?? {}), G = mix(input.palette.G ?? {}), B = mix(input.palette.B ?? {});
+    const R = mix(input.palette.R ?? {}),
+      G = mix(input.palette.G ?? {}),
+      B = mix(input.palette.B ?? {});
     if (input.palette.L) {
       const L = mix(input.palette.L);
       const Y = new Float32Array(n);
@@ -68,21 +83,49 @@ export const nativeComposition: CompositionProvider = {
       const recon = loadRecon();
       const ys = await recon.robustStats(Y, { iterations: 3, signal: ctx.signal });
       const ls = await recon.robustStats(L, { iterations: 3, signal: ctx.signal });
-      const sky = ref, yFloor = 3 * ys.clippedSigma;
+      const sky = ref,
+        yFloor = 3 * ys.clippedSigma;
       for (let i = 0; i < n; i++) {
-        const y = Y[i]! - ys.median, l = L[i]! - ls.median;
-        if (y > yFloor) { const k = l / y; R[i] = sky + (R[i]! - sky) * k; G[i] = sky + (G[i]! - sky) * k; B[i] = sky + (B[i]! - sky) * k; }
-        else { R[i] = sky + l; G[i] = sky + l; B[i] = sky + l; }
+        const y = Y[i]! - ys.median,
+          l = L[i]! - ls.median;
+        if (y > yFloor) {
+          const k = l / y;
+          R[i] = sky + (R[i]! - sky) * k;
+          G[i] = sky + (G[i]! - sky) * k;
+          B[i] = sky + (B[i]! - sky) * k;
+        } else {
+          R[i] = sky + l;
+          G[i] = sky + l;
+          B[i] = sky + l;
+        }
       }
     }
     // A pixel missing from any channel (outside a registered stack's footprint) is missing from all three,
     // so frame edges come out black, not coloured.
-    for (let i = 0; i < n; i++) if (!(Number.isFinite(R[i]!) && Number.isFinite(G[i]!) && Number.isFinite(B[i]!))) { R[i] = NaN; G[i] = NaN; B[i] = NaN; }
+    for (let i = 0; i < n; i++)
+      if (!(Number.isFinite(R[i]!) && Number.isFinite(G[i]!) && Number.isFinite(B[i]!))) {
+        R[i] = NaN;
+        G[i] = NaN;
+        B[i] = NaN;
+      }
     const data = new Float32Array(3 * n);
-    data.set(R, 0); data.set(G, n); data.set(B, 2 * n);
+    data.set(R, 0);
+    data.set(G, n);
+    data.set(B, 2 * n);
     const header = images[0]!.header.withoutStructure();
     for (const k of ["FILTER", "BAYERPAT"]) header.delete(k);
-    header.set("COMPOSIT", Object.entries(input.palette).map(([o, m]) => `${o}=${Object.entries(m).map(([c, w]) => (w === 1 ? c : `${w}${c}`)).join("+")}`).join(" "), "palette");
+    header.set(
+      "COMPOSIT",
+      Object.entries(input.palette)
+        .map(
+          ([o, m]) =>
+            `${o}=${Object.entries(m)
+              .map(([c, w]) => (w === 1 ? c : `${w}${c}`))
+              .join("+")}`,
+        )
+        .join(" "),
+      "palette",
+    );
     await writeFitsImage(input.output, { width, height, channels: 3, data }, { header, history: input.history, signal: ctx.signal });
     return { output: input.output };
   },

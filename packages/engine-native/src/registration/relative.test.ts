@@ -11,7 +11,8 @@ import { matchStars } from "@tile-compile/core";
 import { framesInFlight, registerRelative } from "./relative.js";
 import { seededRandom } from "@tile-compile/core";
 
-const W = 900, H = 640;
+const W = 900,
+  H = 640;
 
 function ctx(): EngineContext & { warnings: string[] } {
   const warnings: string[] = [];
@@ -32,14 +33,17 @@ function rmsError(est: number[], truth: number[], cat: { x: number; y: number }[
     // invert truth numerically via its matrix inverse
     const [a, b, c, d, e, f] = truth as [number, number, number, number, number, number];
     const det = a * e - b * d;
-    const x = p.x - c, y = p.y - f;
+    const x = p.x - c,
+      y = p.y - f;
     return { x: (e * x - b * y) / det, y: (-d * x + a * y) / det };
   };
-  let sq = 0, n = 0;
+  let sq = 0,
+    n = 0;
   for (const s of cat) {
     const p = toInput(s);
     if (p.x < 0 || p.y < 0 || p.x > W - 1 || p.y > H - 1) continue;
-    const q1 = apply(est, p), q2 = apply(truth, p);
+    const q1 = apply(est, p),
+      q2 = apply(truth, p);
     sq += (q1.x - q2.x) ** 2 + (q1.y - q2.y) ** 2;
     n++;
   }
@@ -65,7 +69,17 @@ describe("relative registration on synthetic frames with known transforms", () =
       files.push(f);
     }
     const out = join(dir, "registered");
-    const res = await registerRelative({ frames: files.map((path) => ({ path })), reference: 0, outputDir: out, filenamePattern: "reg_{index:05d}.fit", options: {}, history: ["test"] }, ctx());
+    const res = await registerRelative(
+      {
+        frames: files.map((path) => ({ path })),
+        reference: 0,
+        outputDir: out,
+        filenamePattern: "reg_{index:05d}.fit",
+        options: {},
+        history: ["test"],
+      },
+      ctx(),
+    );
     expect(res.reference).toBe(files[0]);
     for (const [i, [name, truth]] of cases.entries()) {
       const fr = res.frames[i]!;
@@ -78,11 +92,17 @@ describe("relative registration on synthetic frames with known transforms", () =
     // The registered meridian-flip frame lies on the reference grid: compare a bright interior region.
     const ref = await readFitsImage(join(out, "reg_00000.fit"));
     const flip = await readFitsImage(join(out, "reg_00003.fit"));
-    let num = 0, den = 0;
-    for (let y = 100; y < H - 100; y++) for (let x = 100; x < W - 100; x++) {
-      const a = ref.data[y * W + x]! - 800, b = flip.data[y * W + x]! - 800;
-      if (Number.isFinite(b)) { num += a * b; den += Math.sqrt(a * a * b * b); }
-    }
+    let num = 0,
+      den = 0;
+    for (let y = 100; y < H - 100; y++)
+      for (let x = 100; x < W - 100; x++) {
+        const a = ref.data[y * W + x]! - 800,
+          b = flip.data[y * W + x]! - 800;
+        if (Number.isFinite(b)) {
+          num += a * b;
+          den += Math.sqrt(a * a * b * b);
+        }
+      }
     expect(num / den).toBeGreaterThan(0.5);
     expect(flip.header.get("REGREF")).toBe("light_0.fit");
   });
@@ -95,17 +115,43 @@ describe("relative registration on synthetic frames with known transforms", () =
       files.push(f);
     }
     const plane = 4 * W * H;
-    expect(await framesInFlight(files.map((path) => ({ path })), 9 * plane)).toBe(1);
-    expect(await framesInFlight(files.map((path) => ({ path })), 2 * 9 * plane + 1)).toBe(2);
-    expect(await framesInFlight(files.map((path) => ({ path })), 2 ** 32)).toBe(3);
+    expect(
+      await framesInFlight(
+        files.map((path) => ({ path })),
+        9 * plane,
+      ),
+    ).toBe(1);
+    expect(
+      await framesInFlight(
+        files.map((path) => ({ path })),
+        2 * 9 * plane + 1,
+      ),
+    ).toBe(2);
+    expect(
+      await framesInFlight(
+        files.map((path) => ({ path })),
+        2 ** 32,
+      ),
+    ).toBe(3);
     expect(await framesInFlight([{ path: join(dir, "missing.fit") }], 9 * plane)).toBe(3); // its unit reports the error
     const run = async (budget: number, name: string) => {
       const c = ctx();
       c.runtime.memoryBudgetBytes = budget;
-      const res = await registerRelative({ frames: files.map((path) => ({ path })), reference: "auto", outputDir: join(dir, name), filenamePattern: "reg_{index:05d}.fit", options: {}, history: [] }, c);
+      const res = await registerRelative(
+        {
+          frames: files.map((path) => ({ path })),
+          reference: "auto",
+          outputDir: join(dir, name),
+          filenamePattern: "reg_{index:05d}.fit",
+          options: {},
+          history: [],
+        },
+        c,
+      );
       return { res, bytes: res.frames.map((f) => readFileSync(f.output!)) };
     };
-    const one = await run(9 * plane, "budget-1"), three = await run(2 ** 32, "budget-3");
+    const one = await run(9 * plane, "budget-1"),
+      three = await run(2 ** 32, "budget-3");
     expect(one.res.reference).toBe(three.res.reference);
     one.res.frames.forEach((f, i) => {
       expect(f.matrix).toEqual(three.res.frames[i]!.matrix);
@@ -114,14 +160,31 @@ describe("relative registration on synthetic frames with known transforms", () =
   });
 
   it("reports blank, foreign-field, mirrored and saturated frames with the reason and registers the rest", async () => {
-    const files = [join(dir, "good_ref.fit"), join(dir, "blank.fit"), join(dir, "other_field.fit"), join(dir, "mirrored.fit"), join(dir, "good.fit"), join(dir, "saturated.fit")];
+    const files = [
+      join(dir, "good_ref.fit"),
+      join(dir, "blank.fit"),
+      join(dir, "other_field.fit"),
+      join(dir, "mirrored.fit"),
+      join(dir, "good.fit"),
+      join(dir, "saturated.fit"),
+    ];
     await writeFitsImage(files[0]!, { width: W, height: H, data: render(cat, W, H, [1, 0, 0, 0, 1, 0, 0, 0, 1], 1, { sigma: 1.2 }) }); // sharpest: the auto reference
     await writeFitsImage(files[1]!, { width: W, height: H, data: render([], W, H, [1, 0, 0, 0, 1, 0, 0, 0, 1], 2) });
     await writeFitsImage(files[2]!, { width: W, height: H, data: render(catalog(W, H, 260, 99), W, H, [1, 0, 0, 0, 1, 0, 0, 0, 1], 3) });
     await writeFitsImage(files[3]!, { width: W, height: H, data: render(cat, W, H, [-1, 0, W - 1, 0, 1, 0, 0, 0, 1], 4) });
     await writeFitsImage(files[4]!, { width: W, height: H, data: render(cat, W, H, knownTransform(W, H, 90, 1, 1, 2), 5) });
     await writeFitsImage(files[5]!, { width: W, height: H, data: new Float32Array(W * H).fill(65535) });
-    const res = await registerRelative({ frames: files.map((path) => ({ path })), reference: "auto", outputDir: join(dir, "reg2"), filenamePattern: "r_{name}.fit", options: {}, history: [] }, ctx());
+    const res = await registerRelative(
+      {
+        frames: files.map((path) => ({ path })),
+        reference: "auto",
+        outputDir: join(dir, "reg2"),
+        filenamePattern: "r_{name}.fit",
+        options: {},
+        history: [],
+      },
+      ctx(),
+    );
     expect(res.reference).toBe(files[0]);
     expect(res.frames[1]!.error).toMatch(/stars detected/);
     expect(res.frames[2]!.error).toMatch(/pattern in common|matched/);
@@ -136,10 +199,30 @@ describe("relative registration on synthetic frames with known transforms", () =
     await writeFitsImage(files[0]!, { width: W, height: H, data: render(cat, W, H, [1, 0, 0, 0, 1, 0, 0, 0, 1], 11, { sigma: 2.4 }) });
     await writeFitsImage(files[1]!, { width: W, height: H, data: render(cat, W, H, knownTransform(W, H, 1, 1, 3, 3), 12, { sigma: 1.5 }) });
     const out = join(dir, "reg3");
-    const first = await registerRelative({ frames: files.map((path) => ({ path })), reference: "auto", outputDir: out, filenamePattern: "reg_{index:05d}.fit", options: {}, history: [] }, ctx());
+    const first = await registerRelative(
+      {
+        frames: files.map((path) => ({ path })),
+        reference: "auto",
+        outputDir: out,
+        filenamePattern: "reg_{index:05d}.fit",
+        options: {},
+        history: [],
+      },
+      ctx(),
+    );
     expect(first.reference).toBe(files[1]); // sharper stars win
     writeFileSync(join(out, "transforms.json"), JSON.stringify({ reference: files[0] }));
-    const second = await registerRelative({ frames: files.map((path) => ({ path })), reference: "auto", outputDir: out, filenamePattern: "reg_{index:05d}.fit", options: {}, history: [] }, ctx());
+    const second = await registerRelative(
+      {
+        frames: files.map((path) => ({ path })),
+        reference: "auto",
+        outputDir: out,
+        filenamePattern: "reg_{index:05d}.fit",
+        options: {},
+        history: [],
+      },
+      ctx(),
+    );
     expect(second.reference).toBe(files[0]);
     expect(JSON.parse(readFileSync(join(out, "transforms.json"), "utf8")).reference).toBe(files[0]);
   });
@@ -149,7 +232,13 @@ describe("relative registration on synthetic frames with known transforms", () =
     const t = knownTransform(W, H, 180, 1, 2, 3);
     const inv = [-1, 0, 0, 0, -1, 0, 0, 0, 1];
     void inv;
-    const moved = stars.map((p) => { const [a, b, c, d, e, f] = t as [number, number, number, number, number, number]; const det = a * e - b * d; const x = p.x - c, y = p.y - f; return { x: (e * x - b * y) / det, y: (-d * x + a * y) / det }; });
+    const moved = stars.map((p) => {
+      const [a, b, c, d, e, f] = t as [number, number, number, number, number, number];
+      const det = a * e - b * d;
+      const x = p.x - c,
+        y = p.y - f;
+      return { x: (e * x - b * y) / det, y: (-d * x + a * y) / det };
+    });
     const m = matchStars(moved, stars);
     expect(m.ok).toBe(true);
     if (m.ok) expect(rmsError(m.matrix, t, cat)).toBeLessThan(1e-6);
@@ -157,7 +246,8 @@ describe("relative registration on synthetic frames with known transforms", () =
 
   it("bloated stars (FWHM 9 px, centroids good to 1 px): the FWHM-scaled tolerance keeps the true pairs", () => {
     // 50 stars, both lists with 1 px (per axis) centroid noise, as the narrowband demo frames have.
-    const r = seededRandom(7), g = () => Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r());
+    const r = seededRandom(7),
+      g = () => Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r());
     const truth = cat.slice(0, 50);
     const ref = truth.map((p) => ({ x: p.x + g(), y: p.y + g() }));
     const frame = truth.map((p) => ({ x: p.x + 7.3 + g(), y: p.y - 4.1 + g() }));
@@ -180,9 +270,22 @@ describe.runIf(seestarDir())("relative registration of the shared Seestar M 94 f
   it("registers all 16 frames; matched stars lie within 0.3 px of the reference (median)", { timeout: 120_000 }, async () => {
     const { readdirSync } = await import("node:fs");
     const d = join(seestarDir()!, "M94", "2025_03_27");
-    const files = readdirSync(d).filter((f) => f.endsWith(".fit")).sort().map((f) => join(d, f));
+    const files = readdirSync(d)
+      .filter((f) => f.endsWith(".fit"))
+      .sort()
+      .map((f) => join(d, f));
     const out = mkdtempSync(join(tmpdir(), "tc-m94-"));
-    const res = await registerRelative({ frames: files.map((path) => ({ path })), reference: "auto", outputDir: out, filenamePattern: "reg_{index:05d}.fit", options: {}, history: [] }, ctx());
+    const res = await registerRelative(
+      {
+        frames: files.map((path) => ({ path })),
+        reference: "auto",
+        outputDir: out,
+        filenamePattern: "reg_{index:05d}.fit",
+        options: {},
+        history: [],
+      },
+      ctx(),
+    );
     expect(res.frames.filter((f) => f.error)).toEqual([]);
     // Median distance between each frame's matched stars and the reference's, after the transform.
     for (const f of res.frames) expect(f.medianPx!, f.input).toBeLessThanOrEqual(0.3);
@@ -195,32 +298,69 @@ describe.runIf(seestarDir())("relative registration of the shared Seestar M 94 f
 
 describe("one-shot colour: the Bayer phase survives registration (TBQR derived case 14)", () => {
   it("a mosaic shifted by an odd number of pixels registers back with the stars' colours unchanged (R/G, B/G within 2 %)", async () => {
-    const w = 320, h = 240, { seededRandom } = await import("@tile-compile/core");
+    const w = 320,
+      h = 240,
+      { seededRandom } = await import("@tile-compile/core");
     const r = seededRandom(14);
     // Stars of distinct colours on a grey sky; RGGB mosaic: (even row, even col) R, (odd, odd) B, else G.
-    const stars = Array.from({ length: 70 }, () => ({ x: 15 + r() * (w - 30), y: 15 + r() * (h - 30), f: 20000 + 60000 * r(), c: [0.4 + 1.2 * r(), 1, 0.4 + 1.2 * r()] as const }));
+    const stars = Array.from({ length: 70 }, () => ({
+      x: 15 + r() * (w - 30),
+      y: 15 + r() * (h - 30),
+      f: 20000 + 60000 * r(),
+      c: [0.4 + 1.2 * r(), 1, 0.4 + 1.2 * r()] as const,
+    }));
     const mosaic = (dx: number, dy: number) => {
       const g = seededRandom(99 + dx);
       const d = new Float32Array(w * h);
-      for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) {
-        const ch = y % 2 === 0 ? (x % 2 === 0 ? 0 : 1) : x % 2 === 1 ? 2 : 1;
-        let v = 300 + 3 * (g() - 0.5);
-        for (const s of stars) { const ex = x - (s.x + dx), ey = y - (s.y + dy); if (ex * ex + ey * ey < 100) v += (s.f * s.c[ch]!) / (2 * Math.PI * 2.25) * Math.exp(-(ex * ex + ey * ey) / 4.5); }
-        d[y * w + x] = v;
-      }
+      for (let y = 0; y < h; y++)
+        for (let x = 0; x < w; x++) {
+          const ch = y % 2 === 0 ? (x % 2 === 0 ? 0 : 1) : x % 2 === 1 ? 2 : 1;
+          let v = 300 + 3 * (g() - 0.5);
+          for (const s of stars) {
+            const ex = x - (s.x + dx),
+              ey = y - (s.y + dy);
+            if (ex * ex + ey * ey < 100) v += ((s.f * s.c[ch]!) / (2 * Math.PI * 2.25)) * Math.exp(-(ex * ex + ey * ey) / 4.5);
+          }
+          d[y * w + x] = v;
+        }
       return d;
     };
     const dir = mkdtempSync(join(tmpdir(), "tc-cfa-parity-"));
     const paths = [join(dir, "a.fit"), join(dir, "b.fit")];
-    for (const [k, [dx, dy]] of [[0, 0], [3, 1]].entries()) await writeFitsImage(paths[k]!, { width: w, height: h, data: mosaic(dx!, dy!) }, { header: new FitsHeader().set("BAYERPAT", "RGGB").set("EXPTIME", 10) });
-    const res = await registerRelative({ frames: paths.map((path) => ({ path })), reference: 0, outputDir: join(dir, "reg"), filenamePattern: "{name}.fit", options: { transform: "shift" }, history: [] }, ctx());
+    for (const [k, [dx, dy]] of [
+      [0, 0],
+      [3, 1],
+    ].entries())
+      await writeFitsImage(
+        paths[k]!,
+        { width: w, height: h, data: mosaic(dx!, dy!) },
+        { header: new FitsHeader().set("BAYERPAT", "RGGB").set("EXPTIME", 10) },
+      );
+    const res = await registerRelative(
+      {
+        frames: paths.map((path) => ({ path })),
+        reference: 0,
+        outputDir: join(dir, "reg"),
+        filenamePattern: "{name}.fit",
+        options: { transform: "shift" },
+        history: [],
+      },
+      ctx(),
+    );
     expect(res.frames.map((f) => f.error)).toEqual([undefined, undefined]);
     const [a, b] = await Promise.all(res.frames.map((f) => readFitsImage(f.output!)));
     expect(a!.channels).toBe(3);
     const n = w * h;
-    const phot = (img: typeof a, c: number, s: { x: number; y: number }) => { let sum = 0; for (let y = Math.floor(s.y) - 5; y <= Math.floor(s.y) + 5; y++) for (let x = Math.floor(s.x) - 5; x <= Math.floor(s.x) + 5; x++) sum += img!.data[c * n + y * w + x]! - 300; return sum; };
+    const phot = (img: typeof a, c: number, s: { x: number; y: number }) => {
+      let sum = 0;
+      for (let y = Math.floor(s.y) - 5; y <= Math.floor(s.y) + 5; y++)
+        for (let x = Math.floor(s.x) - 5; x <= Math.floor(s.x) + 5; x++) sum += img!.data[c * n + y * w + x]! - 300;
+      return sum;
+    };
     const worst = { r: 0, b: 0 };
-    const isolated = stars.filter((s) => s.x > 25 && s.y > 25 && s.x < w - 25 && s.y < h - 25 && stars.every((t) => t === s || Math.hypot(t.x - s.x, t.y - s.y) > 14));
+    const isolated = stars.filter(
+      (s) => s.x > 25 && s.y > 25 && s.x < w - 25 && s.y < h - 25 && stars.every((t) => t === s || Math.hypot(t.x - s.x, t.y - s.y) > 14),
+    );
     for (const s of isolated) {
       const ratio = (img: typeof a, c: number) => phot(img, c, s) / phot(img, 1, s);
       worst.r = Math.max(worst.r, Math.abs(ratio(b, 0) / ratio(a, 0) - 1));
@@ -228,7 +368,9 @@ describe("one-shot colour: the Bayer phase survives registration (TBQR derived c
       // and both are the true colour (bilinear debayer of a 1.5 px star: a few % of colour bleed).
       expect(Math.abs(ratio(a, 0) / s.c[0] - 1), "R/G vs truth").toBeLessThan(0.08);
     }
-    console.log(`CFA parity: ${isolated.length} stars, odd shift (3, 1): worst R/G change ${(100 * worst.r).toFixed(2)} %, B/G ${(100 * worst.b).toFixed(2)} %`);
+    console.log(
+      `CFA parity: ${isolated.length} stars, odd shift (3, 1): worst R/G change ${(100 * worst.r).toFixed(2)} %, B/G ${(100 * worst.b).toFixed(2)} %`,
+    );
     expect(isolated.length).toBeGreaterThan(15);
     expect(worst.r).toBeLessThan(0.02);
     expect(worst.b).toBeLessThan(0.02);

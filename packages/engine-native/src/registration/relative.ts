@@ -29,8 +29,39 @@ import { mkdir } from "node:fs/promises";
 import { basename, resolve } from "node:path";
 import { loadRecon, type ReconBackend } from "@tile-compile/recon-native";
 import {
-  chooseReference, defineTask, knownReference, describeTransform as describe, FitsFile, formatFrameName, frameMetrics, frameStars, ioFault, isIoFault, localExecutor, matchStars, matchTolerance, MIN_PAIRS, pixelAgreement, pixelsConfirm, readFrame, starPlanes, TileCompileError, TRANSFORM_MODELS, warpOntoReference,
-  type EngineContext, type Executor, type FitsImage, type FrameRef, type FrameStars, type Point, type RegisteredFrame, type RegistrationInput, type RegistrationResult, type SharedRef, type TransformModel, type WorkUnit,
+  chooseReference,
+  defineTask,
+  knownReference,
+  describeTransform as describe,
+  FitsFile,
+  formatFrameName,
+  frameMetrics,
+  frameStars,
+  ioFault,
+  isIoFault,
+  localExecutor,
+  matchStars,
+  matchTolerance,
+  MIN_PAIRS,
+  pixelAgreement,
+  pixelsConfirm,
+  readFrame,
+  starPlanes,
+  TileCompileError,
+  TRANSFORM_MODELS,
+  warpOntoReference,
+  type EngineContext,
+  type Executor,
+  type FitsImage,
+  type FrameRef,
+  type FrameStars,
+  type Point,
+  type RegisteredFrame,
+  type RegistrationInput,
+  type RegistrationResult,
+  type SharedRef,
+  type TransformModel,
+  type WorkUnit,
 } from "@tile-compile/core";
 
 export interface RelativeOptions {
@@ -55,13 +86,17 @@ export interface FrameStarsWire extends Omit<FrameStars, "stars"> {
 const toWire = (f: FrameStars & { size?: { width: number; height: number } }): FrameStarsWire => {
   const { stars, size, ...rest } = f;
   const xy = new Float64Array(2 * stars.length);
-  stars.forEach((p, k) => { xy[2 * k] = p.x; xy[2 * k + 1] = p.y; });
+  stars.forEach((p, k) => {
+    xy[2 * k] = p.x;
+    xy[2 * k + 1] = p.y;
+  });
   return { ...rest, xy, ...(size ? { width: size.width, height: size.height } : {}) };
 };
 
 const fromWire = (w: FrameStarsWire): FrameStars => {
   const { xy, width: _w, height: _h, ...rest } = w;
-  void _w; void _h;
+  void _w;
+  void _h;
   const stars: Point[] = [];
   for (let k = 0; k + 1 < xy.length; k += 2) stars.push({ x: xy[k]!, y: xy[k + 1]! });
   return { ...rest, stars };
@@ -76,7 +111,13 @@ function ofSize(w: FrameStarsWire, size: { width: number; height: number }): Fra
 }
 
 /** Stars of one frame, or the reason it could not be measured (a per-frame error, not a failed unit). */
-async function measureFrame(recon: ReconBackend, frame: FrameRef, signal: AbortSignal, threshold: number, image?: FitsImage): Promise<FrameStarsWire> {
+async function measureFrame(
+  recon: ReconBackend,
+  frame: FrameRef,
+  signal: AbortSignal,
+  threshold: number,
+  image?: FitsImage,
+): Promise<FrameStarsWire> {
   try {
     return toWire(await frameStars(recon, frame, signal, threshold, image));
   } catch (e) {
@@ -88,10 +129,14 @@ async function measureFrame(recon: ReconBackend, frame: FrameRef, signal: AbortS
 
 /** `registration.stars`: one frame's stars, FWHM, quality and sky figures (pass 1 of `auto`). */
 export const starsTask = defineTask("registration.stars", async (i: { frame: FrameRef; threshold: number }, ctx): Promise<FrameStarsWire> =>
-  measureFrame(loadRecon(), i.frame, ctx.signal, i.threshold));
+  measureFrame(loadRecon(), i.frame, ctx.signal, i.threshold),
+);
 
 /** Stars every frame unit of one registration shares: the reference's and, after an `auto` pass 1, every frame's. */
-interface RegistrationStars { reference: FrameStarsWire; frames: (FrameStarsWire | null)[] | null }
+interface RegistrationStars {
+  reference: FrameStarsWire;
+  frames: (FrameStarsWire | null)[] | null;
+}
 
 /** Input of one `registration.frame` unit (JSON; star lists by reference). */
 export interface RegisterFrameInput {
@@ -113,7 +158,11 @@ export interface RegisterFrameInput {
 }
 
 /** What one frame unit returns: the frame's entry and, when it was refused, the warning to log. */
-export interface RegisterFrameResult { entry: RegisteredFrame; warning?: string; note?: string }
+export interface RegisterFrameResult {
+  entry: RegisteredFrame;
+  warning?: string;
+  note?: string;
+}
 
 /**
  * `registration.frame`: read one frame, (measure its stars,) match them to the reference's, check the fit
@@ -129,7 +178,11 @@ export const registerFrameTask = defineTask("registration.frame", async (i: Regi
   let fw: FrameStarsWire;
   try {
     img = await readFrame(i.frame, ctx.signal, true);
-    fw = i.isReference ? shared.reference : i.measure ? ofSize(await measureFrame(recon, i.frame, ctx.signal, i.threshold, img), i.size) : shared.frames![i.index]!;
+    fw = i.isReference
+      ? shared.reference
+      : i.measure
+        ? ofSize(await measureFrame(recon, i.frame, ctx.signal, i.threshold, img), i.size)
+        : shared.frames![i.index]!;
   } catch (e) {
     if ((e as Error).name === "AbortError") throw e;
     if (isIoFault(e)) throw ioFault(e, "read", path);
@@ -137,7 +190,10 @@ export const registerFrameTask = defineTask("registration.frame", async (i: Regi
   }
   if (fw.error) return { entry: { input: path, error: fw.error } };
   const f = fromWire(fw);
-  let matrix: number[], rmsPx = 0, medianPx = 0, stars = f.stars.length;
+  let matrix: number[],
+    rmsPx = 0,
+    medianPx = 0,
+    stars = f.stars.length;
   let confirmed = "";
   if (i.isReference) matrix = [1, 0, 0, 0, 1, 0, 0, 0, 1];
   else {
@@ -146,17 +202,32 @@ export const registerFrameTask = defineTask("registration.frame", async (i: Regi
     // passes the chance test and the frame's pixels agree with the reference's under it (verify.ts).
     const few = !m.ok ? /^only (\d+) stars matched the reference \(need \d+\)$/.exec(m.reason) : null;
     if (few && Number(few[1]) >= MIN_PAIRS[i.model] + 2 && i.referencePath) {
-      const thin = matchStars(f.stars, ref.stars, { model: i.model, tolerancePx: matchTolerance(f.fwhm, ref.fwhm), minMatches: MIN_PAIRS[i.model] + 2 });
+      const thin = matchStars(f.stars, ref.stars, {
+        model: i.model,
+        tolerancePx: matchTolerance(f.fwhm, ref.fwhm),
+        minMatches: MIN_PAIRS[i.model] + 2,
+      });
       if (thin.ok) {
         const key = `registration.reference-image:${i.referencePath}`;
         let refImg = ctx.cache.get(key) as Promise<FitsImage> | undefined;
-        if (!refImg) { refImg = readFrame({ path: i.referencePath }, ctx.signal); refImg.catch(() => ctx.cache.delete(key)); ctx.cache.set(key, refImg); }
+        if (!refImg) {
+          refImg = readFrame({ path: i.referencePath }, ctx.signal);
+          refImg.catch(() => ctx.cache.delete(key));
+          ctx.cache.set(key, refImg);
+        }
         const agree = pixelAgreement(await refImg, ref.stars, img, thin.matrix, ref.fwhm);
-        if (pixelsConfirm(agree)) { m = thin; confirmed = `; ${thin.pairs} stars, confirmed by the pixels (correlation ${agree.r.toFixed(2)}, ${agree.control.toFixed(2)} off the transform)`; }
-        else m = { ok: false, reason: `only ${thin.pairs} stars matched the reference and the pixels do not confirm it (correlation ${agree.r.toFixed(2)}, ${agree.control.toFixed(2)} off the transform); not registered — a longer exposure or a reference with more stars (registration.reference) may get it in` };
+        if (pixelsConfirm(agree)) {
+          m = thin;
+          confirmed = `; ${thin.pairs} stars, confirmed by the pixels (correlation ${agree.r.toFixed(2)}, ${agree.control.toFixed(2)} off the transform)`;
+        } else
+          m = {
+            ok: false,
+            reason: `only ${thin.pairs} stars matched the reference and the pixels do not confirm it (correlation ${agree.r.toFixed(2)}, ${agree.control.toFixed(2)} off the transform); not registered — a longer exposure or a reference with more stars (registration.reference) may get it in`,
+          };
       }
     }
-    if (!m.ok) return { entry: { input: path, error: m.reason, ...frameMetrics(f) }, warning: `${basename(path)}: not registered: ${m.reason}` };
+    if (!m.ok)
+      return { entry: { input: path, error: m.reason, ...frameMetrics(f) }, warning: `${basename(path)}: not registered: ${m.reason}` };
 
     // Frames of one set come through the same optics: a scale off by more than 2 % is a false match
     // (or a different instrument), never a registration to keep.
@@ -165,7 +236,8 @@ export const registerFrameTask = defineTask("registration.frame", async (i: Regi
       const error = `the fitted scale ${shape.scale.toFixed(4)} differs from the reference's by more than ${100 * MAX_SCALE_CHANGE} % (same optics expected): a false match or another instrument; not registered`;
       return { entry: { input: path, error, ...frameMetrics(f) }, warning: `${basename(path)}: not registered: ${error}` };
     }
-    if (shape.mirrored) return { entry: { input: path, error: "the frame is mirrored relative to the reference; it is not registered", ...frameMetrics(f) } };
+    if (shape.mirrored)
+      return { entry: { input: path, error: "the frame is mirrored relative to the reference; it is not registered", ...frameMetrics(f) } };
     matrix = m.matrix;
     rmsPx = m.rmsPx;
     medianPx = m.medianPx;
@@ -173,8 +245,15 @@ export const registerFrameTask = defineTask("registration.frame", async (i: Regi
   }
   try {
     await warpOntoReference(recon, i.frame, matrix, {
-      output: i.output, interpolation: i.interpolation, signal: ctx.signal, image: img,
-      keywords: { REGREF: [i.referenceName, "registration reference frame"], REGRMS: [Number(rmsPx.toFixed(4)), "[px] RMS residual of matched stars"], REGSTARS: [stars, "stars matched to the reference"] },
+      output: i.output,
+      interpolation: i.interpolation,
+      signal: ctx.signal,
+      image: img,
+      keywords: {
+        REGREF: [i.referenceName, "registration reference frame"],
+        REGRMS: [Number(rmsPx.toFixed(4)), "[px] RMS residual of matched stars"],
+        REGSTARS: [stars, "stars matched to the reference"],
+      },
       history: [...i.history, `registered onto ${i.referenceName} (${i.model}, ${i.interpolation}, rms ${rmsPx.toFixed(3)} px)`],
     });
   } catch (e) {
@@ -184,7 +263,10 @@ export const registerFrameTask = defineTask("registration.frame", async (i: Regi
     return { entry: { input: path, error: (e as Error).message } };
   }
   planes.give(img.data); // warped and written: nothing reads it any more
-  return { entry: { input: path, output: i.output, matrix, rmsPx, medianPx, stars, ...frameMetrics(f) }, ...(confirmed ? { note: `${basename(path)}: registered on a thin match${confirmed}` } : {}) };
+  return {
+    entry: { input: path, output: i.output, matrix, rmsPx, medianPx, stars, ...frameMetrics(f) },
+    ...(confirmed ? { note: `${basename(path)}: registered on a thin match${confirmed}` } : {}),
+  };
 });
 
 /**
@@ -224,7 +306,11 @@ const planes = starPlanes;
 export async function registerRelative(input: RegistrationInput, ctx: EngineContext): Promise<RegistrationResult> {
   const opts = input.options as RelativeOptions;
   const model = opts.transform ?? "similarity";
-  if (!TRANSFORM_MODELS.includes(model)) throw new TileCompileError("TC_CONFIG_INVALID", { file: "tile_compile.yaml", issues: [`registration.transform: "${String(model)}" is not one of ${TRANSFORM_MODELS.join(", ")}`] });
+  if (!TRANSFORM_MODELS.includes(model))
+    throw new TileCompileError("TC_CONFIG_INVALID", {
+      file: "tile_compile.yaml",
+      issues: [`registration.transform: "${String(model)}" is not one of ${TRANSFORM_MODELS.join(", ")}`],
+    });
   if (input.frames.length === 0) throw new TileCompileError("TC_INPUT_INVALID", { input: "frames", reason: "no frames to register" });
   const executor: Executor = ctx.executor ?? localExecutor({ threads: ctx.runtime.threads });
   try {
@@ -235,7 +321,13 @@ export async function registerRelative(input: RegistrationInput, ctx: EngineCont
   }
 }
 
-async function registerWith(input: RegistrationInput, ctx: EngineContext, executor: Executor, model: TransformModel, opts: RelativeOptions): Promise<RegistrationResult> {
+async function registerWith(
+  input: RegistrationInput,
+  ctx: EngineContext,
+  executor: Executor,
+  model: TransformModel,
+  opts: RelativeOptions,
+): Promise<RegistrationResult> {
   const interpolation = opts.interpolation ?? "lanczos3";
   const threshold = opts.threshold ?? 5;
   const recon = loadRecon();
@@ -269,34 +361,62 @@ async function registerWith(input: RegistrationInput, ctx: EngineContext, execut
   }
   const starCount = (w: FrameStarsWire | undefined) => (w ? w.xy.length >> 1 : 0);
   if (known !== undefined) {
-    refIndex = chooseReference({ ...input, reference: known }, frames.map((_, i) => (found[i] ? fromWire(found[i]!) : { quality: 0, stars: [] })));
+    refIndex = chooseReference(
+      { ...input, reference: known },
+      frames.map((_, i) => (found[i] ? fromWire(found[i]!) : { quality: 0, stars: [] })),
+    );
     referenceReason = input.reference !== "auto" ? "registration.reference" : "the reference of the earlier run into this folder";
   } else {
-    const units: WorkUnit<unknown, FrameStarsWire>[] = frames.map((frame, i) => ({ id: `stars/${i}`, task: starsTask as never, input: { frame, threshold } }));
+    const units: WorkUnit<unknown, FrameStarsWire>[] = frames.map((frame, i) => ({
+      id: `stars/${i}`,
+      task: starsTask as never,
+      input: { frame, threshold },
+    }));
     let i = 0;
-    for await (const w of executor.run(units, { signal: ctx.signal, concurrency: inFlight, onUnitDone: (d) => ctx.progress((0.4 * d) / frames.length, "stars") })) found[i++] = w;
+    for await (const w of executor.run(units, {
+      signal: ctx.signal,
+      concurrency: inFlight,
+      onUnitDone: (d) => ctx.progress((0.4 * d) / frames.length, "stars"),
+    }))
+      found[i++] = w;
     // The size most frames have fixes the grid (an odd first frame must not make every good frame "odd").
     const sizes = new Map<string, number>();
-    for (const w of found) if (w && !w.error && w.width !== undefined) sizes.set(`${w.width}x${w.height}`, (sizes.get(`${w.width}x${w.height}`) ?? 0) + 1);
+    for (const w of found)
+      if (w && !w.error && w.width !== undefined) sizes.set(`${w.width}x${w.height}`, (sizes.get(`${w.width}x${w.height}`) ?? 0) + 1);
     const common = [...sizes.entries()].sort((a, b) => b[1] - a[1])[0];
-    if (common) { const [cw, ch] = common[0].split("x").map(Number) as [number, number]; size = { width: cw, height: ch }; }
+    if (common) {
+      const [cw, ch] = common[0].split("x").map(Number) as [number, number];
+      size = { width: cw, height: ch };
+    }
     for (let k = 0; k < found.length; k++) found[k] = sized(found[k]!);
     const fs = found.map((w) => fromWire(w!));
-    refIndex = chooseReference(input, fs, (r) => { referenceReason = r; });
+    refIndex = chooseReference(input, fs, (r) => {
+      referenceReason = r;
+    });
     // `auto` checks its choice against the set before any pixel is warped: it and the six best other
     // frames (no trailed ones) are matched with each other on their star lists alone; a frame's support
     // is how many of the others register onto it unmirrored. A reference with less support than another
     // of them is the odd one out (a mirrored frame, another field) and gives way to the best supported.
     if (input.reference === "auto") {
-      const others = fs.map((f, k) => ({ f, k })).filter(({ f, k }) => k !== refIndex && !f.error && f.stars.length >= 3 && !f.trail).sort((x, y) => y.f.quality - x.f.quality || x.k - y.k).slice(0, 6).map(({ k }) => k);
+      const others = fs
+        .map((f, k) => ({ f, k }))
+        .filter(({ f, k }) => k !== refIndex && !f.error && f.stars.length >= 3 && !f.trail)
+        .sort((x, y) => y.f.quality - x.f.quality || x.k - y.k)
+        .slice(0, 6)
+        .map(({ k }) => k);
       if (others.length >= 2) {
         const S = [refIndex, ...others];
-        const onto = (o: number, c: number) => { const m = matchStars(fs[o]!.stars, fs[c]!.stars, { model: "similarity", tolerancePx: matchTolerance(fs[o]!.fwhm, fs[c]!.fwhm) }); return m.ok && !describe(m.matrix).mirrored; };
+        const onto = (o: number, c: number) => {
+          const m = matchStars(fs[o]!.stars, fs[c]!.stars, { model: "similarity", tolerancePx: matchTolerance(fs[o]!.fwhm, fs[c]!.fwhm) });
+          return m.ok && !describe(m.matrix).mirrored;
+        };
         const support = S.map((c) => S.filter((o) => o !== c && onto(o, c)).length);
         let best = 0;
         for (let k = 1; k < S.length; k++) if (support[k]! > support[best]!) best = k;
         if (best !== 0) {
-          ctx.logger.warn(`${basename(frames[refIndex]!.path)} would be the reference, but only ${support[0]} of the ${S.length - 1} best other frames register onto it unmirrored (${support[best]} onto ${basename(frames[S[best]!]!.path)}): set aside as the odd one out`);
+          ctx.logger.warn(
+            `${basename(frames[refIndex]!.path)} would be the reference, but only ${support[0]} of the ${S.length - 1} best other frames register onto it unmirrored (${support[best]} onto ${basename(frames[S[best]!]!.path)}): set aside as the odd one out`,
+          );
           referenceReason = `${referenceReason}; ${basename(frames[refIndex]!.path)} was set aside (only ${support[0]} of ${S.length - 1} frames registered onto it unmirrored), ${basename(frames[S[best]!]!.path)} taken (${support[best]} of ${S.length - 1})`;
           refIndex = S[best]!;
         }
@@ -305,12 +425,17 @@ async function registerWith(input: RegistrationInput, ctx: EngineContext, execut
   }
   const refPath = frames[refIndex]!.path;
   const ref = found[refIndex]!;
-  ctx.logger.info(`registration reference: ${basename(refPath)} (${starCount(ref)} stars, FWHM ${ref.fwhm.toFixed(2)} px) — ${referenceReason}`);
+  ctx.logger.info(
+    `registration reference: ${basename(refPath)} (${starCount(ref)} stars, FWHM ${ref.fwhm.toFixed(2)} px) — ${referenceReason}`,
+  );
 
   // Pass 2: one unit per frame (frames whose pass-1 measurement failed are reported without one).
   await mkdir(input.outputDir, { recursive: true });
   const onePass = known !== undefined;
-  const starsRef = await executor.share("registration.stars", { reference: ref, frames: onePass ? null : found.map((w) => w ?? null) } satisfies RegistrationStars);
+  const starsRef = await executor.share("registration.stars", {
+    reference: ref,
+    frames: onePass ? null : found.map((w) => w ?? null),
+  } satisfies RegistrationStars);
   const out: RegisteredFrame[] = new Array(frames.length);
   const todo: number[] = [];
   for (let i = 0; i < frames.length; i++) {
@@ -319,14 +444,30 @@ async function registerWith(input: RegistrationInput, ctx: EngineContext, execut
   }
   const p0 = onePass ? 0 : 0.4; // progress already spent on pass 1
   const units: WorkUnit<unknown, RegisterFrameResult>[] = todo.map((i) => ({
-    id: `frame/${i}`, task: registerFrameTask as never,
+    id: `frame/${i}`,
+    task: registerFrameTask as never,
     input: {
-      index: i, frame: frames[i]!, stars: starsRef, measure: onePass, isReference: i === refIndex, threshold, size: size!, model, interpolation,
-      output: resolve(input.outputDir, formatFrameName(input.filenamePattern, i, frames[i]!.path)), referenceName: basename(refPath), referencePath: refPath, history: input.history,
+      index: i,
+      frame: frames[i]!,
+      stars: starsRef,
+      measure: onePass,
+      isReference: i === refIndex,
+      threshold,
+      size: size!,
+      model,
+      interpolation,
+      output: resolve(input.outputDir, formatFrameName(input.filenamePattern, i, frames[i]!.path)),
+      referenceName: basename(refPath),
+      referencePath: refPath,
+      history: input.history,
     } satisfies RegisterFrameInput,
   }));
   let k = 0;
-  for await (const r of executor.run(units, { signal: ctx.signal, concurrency: inFlight, onUnitDone: (d, total) => ctx.progress(p0 + ((1 - p0) * d) / total, "register") })) {
+  for await (const r of executor.run(units, {
+    signal: ctx.signal,
+    concurrency: inFlight,
+    onUnitDone: (d, total) => ctx.progress(p0 + ((1 - p0) * d) / total, "register"),
+  })) {
     out[todo[k++]!] = r.entry;
     if (r.warning) ctx.logger.warn(r.warning);
     if (r.note) ctx.logger.info(r.note);

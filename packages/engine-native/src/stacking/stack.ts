@@ -27,7 +27,13 @@ import { applyFrameFilters, combinedKeywords, frameStatsTask, localExecutor, typ
 const STATS_IN_FLIGHT = 4;
 
 const REJECTIONS: Record<string, Rejection | undefined> = {
-  none: "none", percentile: "percentile", sigma: "sigma", sigma_median: "sigma", mad: "mad", winsorized: "winsorized", linear_fit: "linear-fit",
+  none: "none",
+  percentile: "percentile",
+  sigma: "sigma",
+  sigma_median: "sigma",
+  mad: "mad",
+  winsorized: "winsorized",
+  linear_fit: "linear-fit",
 };
 
 /** What every band unit of one stack shares (one copy per run, by reference). */
@@ -43,22 +49,38 @@ export interface StackBandPlan {
 }
 
 /** The result of one band: combined rows and, with rejection, per-pixel rejected counts. */
-export interface StackBandResult { data: Float32Array; rejectedLow?: Uint16Array; rejectedHigh?: Uint16Array }
+export interface StackBandResult {
+  data: Float32Array;
+  rejectedLow?: Uint16Array;
+  rejectedHigh?: Uint16Array;
+}
 
 /**
  * One band of rows of one channel, combined over every frame (a work unit). Each pixel's combination
  * is independent of the band split, and the frames enter in their fixed order, so bytes never depend on
  * how the bands are scheduled.
  */
-export const stackBandTask = defineTask("stack.band", async (i: { plan: SharedRef; c: number; y0: number; rows: number }, ctx): Promise<StackBandResult> => {
-  const plan = await ctx.shared<StackBandPlan>(i.plan);
-  const { frames, width } = plan;
-  const { weights, norm } = plan.channels[i.c]!;
-  const views = await readBand(ctx, "stack.band", frames, i.y0, i.rows, i.c, width);
-  // Normalisation is applied inside the kernel (same f32 values as normalising the rows first).
-  const recon = loadRecon();
-  return recon.combine(views, { method: plan.method, rejection: plan.rejection, low: plan.low, high: plan.high, counts: plan.rejection !== "none", signal: ctx.signal, ...(weights ? { weights } : {}), ...(norm ? { normalize: norm } : {}) });
-});
+export const stackBandTask = defineTask(
+  "stack.band",
+  async (i: { plan: SharedRef; c: number; y0: number; rows: number }, ctx): Promise<StackBandResult> => {
+    const plan = await ctx.shared<StackBandPlan>(i.plan);
+    const { frames, width } = plan;
+    const { weights, norm } = plan.channels[i.c]!;
+    const views = await readBand(ctx, "stack.band", frames, i.y0, i.rows, i.c, width);
+    // Normalisation is applied inside the kernel (same f32 values as normalising the rows first).
+    const recon = loadRecon();
+    return recon.combine(views, {
+      method: plan.method,
+      rejection: plan.rejection,
+      low: plan.low,
+      high: plan.high,
+      counts: plan.rejection !== "none",
+      signal: ctx.signal,
+      ...(weights ? { weights } : {}),
+      ...(norm ? { normalize: norm } : {}),
+    });
+  },
+);
 
 export async function nativeStack(input: StackingInput, ctx: EngineContext): Promise<StackingResult> {
   let { frames } = input;
@@ -67,7 +89,11 @@ export async function nativeStack(input: StackingInput, ctx: EngineContext): Pro
   const method = input.method === "median" ? "median" : "mean";
   const rejName = input.method === "rejection" ? String(o.rejection ?? "winsorized") : "none";
   const rejection = REJECTIONS[rejName];
-  if (!rejection) throw new TileCompileError("TC_CONFIG_INVALID", { file: "tile_compile.yaml", issues: [`stacking.rejection: "${rejName}" is not available in the native engine (use ${Object.keys(REJECTIONS).join(", ")})`] });
+  if (!rejection)
+    throw new TileCompileError("TC_CONFIG_INVALID", {
+      file: "tile_compile.yaml",
+      issues: [`stacking.rejection: "${rejName}" is not available in the native engine (use ${Object.keys(REJECTIONS).join(", ")})`],
+    });
   const [low, high] = Array.isArray(o.sigma) ? (o.sigma as number[]) : [3, 3];
   const normalization = String(o.normalization ?? (input.method === "rejection" ? "additive" : "none"));
   const weighting = String(o.weighting ?? "none");
@@ -81,124 +107,220 @@ export async function nativeStack(input: StackingInput, ctx: EngineContext): Pro
   }
 
   async function stackWith(executor: Executor): Promise<StackingResult> {
-  const summaries: FitsHeaderSummary[] = [];
-  for (const f of frames) {
-    ctx.signal.throwIfAborted();
-    summaries.push(await readFitsHeader(f.path));
-  }
-  const first = summaries[0]!;
-  const { width, height, channels } = first;
-  for (const s of summaries) {
-    if (s.width !== width || s.height !== height || s.channels !== channels) {
-      throw new TileCompileError("TC_INPUT_INVALID", { file: s.path, reason: `is ${s.width}×${s.height}×${s.channels}, but ${first.path} is ${width}×${height}×${channels}; frames of one stack must have the same size`, hint: "Register the frames onto one reference first, or stack each size separately." });
+    const summaries: FitsHeaderSummary[] = [];
+    for (const f of frames) {
+      ctx.signal.throwIfAborted();
+      summaries.push(await readFitsHeader(f.path));
     }
-  }
-  // Per-frame statistics for normalisation and weights.
-  let stats: FrameStats[] = [];
-  if (normalization !== "none" || weighting !== "none" || Object.keys(filters).length > 0) {
-    // A few frames in flight: their small strip reads overlap with the statistics of the others.
-    const units: WorkUnit<unknown, FrameStats>[] = frames.map((f, i) => ({ id: `stats/${i}`, task: frameStatsTask as never, input: { path: f.path, ...(f.hdu !== undefined ? { hdu: f.hdu } : {}), channels, withStars: needStars } }));
-    stats = [];
-    for await (const st of executor.run(units, { signal: ctx.signal, concurrency: STATS_IN_FLIGHT, onUnitDone: (d) => ctx.progress((0.2 * d) / frames.length, "frame statistics") })) stats.push(st);
-  }
-  // Frame filters: every rejected frame is reported with its figure and the threshold.
-  const rejectedFrames: { path: string; reason: string }[] = [];
-  if (Object.keys(filters).length > 0) {
-    const bad = applyFrameFilters(frames.map((f) => f.path), stats, filters);
-    for (const [i, reason] of [...bad.entries()].sort((a, b) => a[0] - b[0])) {
-      rejectedFrames.push({ path: frames[i]!.path, reason });
-      ctx.logger.info(`frame filtered out: ${frames[i]!.path}: ${reason}`);
-    }
-    if (bad.size >= frames.length) throw new TileCompileError("TC_INPUT_INVALID", { input: "stacking.frame_filters", reason: "the frame filters reject every frame", hint: "Loosen the filters (a larger keep percentage or kappa)." });
-    const keep = frames.map((_, i) => !bad.has(i));
-    frames = frames.filter((_, i) => keep[i]);
-    summaries.splice(0, summaries.length, ...summaries.filter((_, i) => keep[i]));
-    stats = stats.filter((_, i) => keep[i]);
-  }
-  const affine = (i: number, c: number): [number, number] => {
-    // x' = a·x + b
-    if (normalization === "none") return [1, 0];
-    const m = stats[i]!.median[c]!, s = stats[i]!.sigma[c]!, m0 = stats[0]!.median[c]!, s0 = stats[0]!.sigma[c]!;
-    switch (normalization) {
-      case "additive": return [1, m0 - m];
-      case "multiplicative": return [m0 / m, 0];
-      case "additive_scaling": { const k = s > 0 ? s0 / s : 1; return [k, m0 - k * m]; }
-      case "multiplicative_scaling": { const g = m0 / m; const k = s > 0 ? s0 / (s * g) : 1; return [g * k, m0 - k * m0]; }
-      default: throw new TileCompileError("TC_CONFIG_INVALID", { file: "tile_compile.yaml", issues: [`stacking.normalization: "${normalization}" is unknown`] });
-    }
-  };
-  const weightsFor = (c: number): number[] | undefined => {
-    if (weighting === "none") return undefined;
-    return frames.map((_, i) => {
-      const st = stats[i]!;
-      if (weighting === "fwhm") return Number.isFinite(st.fwhm) && st.fwhm > 0 ? 1 / (st.fwhm * st.fwhm) : 1e-6;
-      if (weighting === "stars") return Math.max(1, st.stars);
-      const [a] = affine(i, c); const s = st.sigma[c]! * Math.abs(a); return s > 0 ? 1 / (s * s) : 1;
-    });
-  };
-
-  // Bands: every frame's rows (f32) plus the combine's output, within the memory budget and cache-sized.
-  // (At least `executor.parallelism` bands, so every worker of a distributed run has some.)
-  const rowsPerBand = Math.min(bandRows(width * 4 * (frames.length + 2), height, ctx.runtime.memoryBudgetBytes), Math.max(1, Math.ceil(height / (executor.parallelism ?? 1))));
-  const header = first.header.clone();
-  for (const k of combinedKeywords(summaries)) header.set(k.key, k.value, k.comment, k.float ? { numberFormat: "float" } : undefined);
-  header.set("STACKMTH", input.method, "stacking method");
-  if (rejection !== "none") header.set("REJECT", `${rejName} ${low} ${high}`, "pixel rejection and thresholds");
-  if (normalization !== "none") header.set("NORMALIZ", normalization, "frame normalisation before combining");
-  const writer = await FitsWriter.create(input.output, { width, height, channels }, { bitpix: -32, header, history: input.history, signal: ctx.signal });
-  // Rejection maps: per pixel, the number of frames rejected below / above (16-bit, the stack's shape).
-  const maps: FitsWriter[] = [];
-  if (input.rejectionMaps) {
-    if (rejection === "none") throw new TileCompileError("TC_CONFIG_INVALID", { file: "tile_compile.yaml", issues: ["stacking.rejection_maps: needs stacking.method: rejection"] });
-    for (const [side, path] of [["low", input.rejectionMaps.low], ["high", input.rejectionMaps.high]] as const) {
-      const h = new FitsHeader().set("IMAGETYP", `Rejection map (${side})`).set("REJECT", `${rejName} ${low} ${high}`, "pixel rejection and thresholds").set("NCOMBINE", frames.length, "frames combined");
-      maps.push(await FitsWriter.create(path, { width, height, channels }, { bitpix: 16, header: h, history: [...input.history, `frames rejected ${side === "low" ? "below" : "above"} the ${rejName} bounds, per pixel`], signal: ctx.signal }));
-    }
-  }
-  let rejectedLow = 0, rejectedHigh = 0;
-  let rejectedPercent: { low: number; high: number } | undefined;
-  try {
-    const bands = Math.ceil(height / rowsPerBand);
-    const plan: StackBandPlan = {
-      frames: frames.map((f) => ({ path: f.path, ...(f.hdu !== undefined ? { hdu: f.hdu } : {}) })),
-      width, method, rejection: rejection!, low: low!, high: high!,
-      channels: Array.from({ length: channels }, (_, c) => {
-        const w = weightsFor(c);
-        return { weights: w ?? null, norm: normalization === "none" ? null : { scale: frames.map((_, i) => affine(i, c)[0]), offset: frames.map((_, i) => affine(i, c)[1]) } };
-      }),
-    };
-    const shared = await executor.share("stack.plan", plan);
-    const units: WorkUnit<unknown, StackBandResult>[] = [];
-    for (let c = 0; c < channels; c++) for (let y0 = 0; y0 < height; y0 += rowsPerBand) units.push({ id: `band/${c}/${y0}`, task: stackBandTask as never, input: { plan: shared, c, y0, rows: Math.min(rowsPerBand, height - y0) } });
-    // Results arrive in band order whatever ran them; they are written as they come.
-    let done = 0;
-    for await (const r of executor.run(units, { signal: ctx.signal })) {
-      const u = units[done]!.input as { c: number; y0: number; rows: number };
-      if (r.rejectedLow) for (const v of r.rejectedLow) rejectedLow += v;
-      if (r.rejectedHigh) for (const v of r.rejectedHigh) rejectedHigh += v;
-      await writer.write(r.data);
-      if (maps.length) {
-        await maps[0]!.write(Float32Array.from(r.rejectedLow ?? new Uint16Array(r.data.length)));
-        await maps[1]!.write(Float32Array.from(r.rejectedHigh ?? new Uint16Array(r.data.length)));
+    const first = summaries[0]!;
+    const { width, height, channels } = first;
+    for (const s of summaries) {
+      if (s.width !== width || s.height !== height || s.channels !== channels) {
+        throw new TileCompileError("TC_INPUT_INVALID", {
+          file: s.path,
+          reason: `is ${s.width}×${s.height}×${s.channels}, but ${first.path} is ${width}×${height}×${channels}; frames of one stack must have the same size`,
+          hint: "Register the frames onto one reference first, or stack each size separately.",
+        });
       }
-      ctx.progress(0.2 + (0.8 * ++done) / (bands * channels), `rows ${u.y0 + u.rows}/${height}${channels > 1 ? ` channel ${u.c + 1}` : ""}`);
     }
-    if (rejection !== "none") {
-      const total = width * height * channels * frames.length;
-      rejectedPercent = { low: (100 * rejectedLow) / total, high: (100 * rejectedHigh) / total };
-      ctx.logger.info(`rejection ${rejName}: ${rejectedPercent.low.toFixed(3)} % low, ${rejectedPercent.high.toFixed(3)} % high`);
+    // Per-frame statistics for normalisation and weights.
+    let stats: FrameStats[] = [];
+    if (normalization !== "none" || weighting !== "none" || Object.keys(filters).length > 0) {
+      // A few frames in flight: their small strip reads overlap with the statistics of the others.
+      const units: WorkUnit<unknown, FrameStats>[] = frames.map((f, i) => ({
+        id: `stats/${i}`,
+        task: frameStatsTask as never,
+        input: { path: f.path, ...(f.hdu !== undefined ? { hdu: f.hdu } : {}), channels, withStars: needStars },
+      }));
+      stats = [];
+      for await (const st of executor.run(units, {
+        signal: ctx.signal,
+        concurrency: STATS_IN_FLIGHT,
+        onUnitDone: (d) => ctx.progress((0.2 * d) / frames.length, "frame statistics"),
+      }))
+        stats.push(st);
     }
-    await writer.commit();
-    for (const m of maps) await m.commit();
-  } catch (e) {
-    await writer.abort();
-    for (const m of maps) await m.abort();
-    throw e;
-  }
-  // Relative weights (mean 1) of the first channel's weighting, for run.json and the run report.
-  const w0 = weightsFor(0);
-  const wMean = w0 ? w0.reduce((a, v) => a + v, 0) / w0.length : 1;
-  const frameWeights = w0 ? frames.map((f, i) => ({ path: f.path, weight: wMean > 0 ? w0[i]! / wMean : 1 })) : undefined;
-  return { frameCount: frames.length, width, height, channels, ...(rejectedFrames.length ? { rejectedFrames } : {}), ...(frameWeights ? { frameWeights } : {}), ...(rejectedPercent ? { rejectedPercent } : {}) };
+    // Frame filters: every rejected frame is reported with its figure and the threshold.
+    const rejectedFrames: { path: string; reason: string }[] = [];
+    if (Object.keys(filters).length > 0) {
+      const bad = applyFrameFilters(
+        frames.map((f) => f.path),
+        stats,
+        filters,
+      );
+      for (const [i, reason] of [...bad.entries()].sort((a, b) => a[0] - b[0])) {
+        rejectedFrames.push({ path: frames[i]!.path, reason });
+        ctx.logger.info(`frame filtered out: ${frames[i]!.path}: ${reason}`);
+      }
+      if (bad.size >= frames.length)
+        throw new TileCompileError("TC_INPUT_INVALID", {
+          input: "stacking.frame_filters",
+          reason: "the frame filters reject every frame",
+          hint: "Loosen the filters (a larger keep percentage or kappa).",
+        });
+      const keep = frames.map((_, i) => !bad.has(i));
+      frames = frames.filter((_, i) => keep[i]);
+      summaries.splice(0, summaries.length, ...summaries.filter((_, i) => keep[i]));
+      stats = stats.filter((_, i) => keep[i]);
+    }
+    const affine = (i: number, c: number): [number, number] => {
+      // x' = a·x + b
+      if (normalization === "none") return [1, 0];
+      const m = stats[i]!.median[c]!,
+        s = stats[i]!.sigma[c]!,
+        m0 = stats[0]!.median[c]!,
+        s0 = stats[0]!.sigma[c]!;
+      switch (normalization) {
+        case "additive":
+          return [1, m0 - m];
+        case "multiplicative":
+          return [m0 / m, 0];
+        case "additive_scaling": {
+          const k = s > 0 ? s0 / s : 1;
+          return [k, m0 - k * m];
+        }
+        case "multiplicative_scaling": {
+          const g = m0 / m;
+          const k = s > 0 ? s0 / (s * g) : 1;
+          return [g * k, m0 - k * m0];
+        }
+        default:
+          throw new TileCompileError("TC_CONFIG_INVALID", {
+            file: "tile_compile.yaml",
+            issues: [`stacking.normalization: "${normalization}" is unknown`],
+          });
+      }
+    };
+    const weightsFor = (c: number): number[] | undefined => {
+      if (weighting === "none") return undefined;
+      return frames.map((_, i) => {
+        const st = stats[i]!;
+        if (weighting === "fwhm") return Number.isFinite(st.fwhm) && st.fwhm > 0 ? 1 / (st.fwhm * st.fwhm) : 1e-6;
+        if (weighting === "stars") return Math.max(1, st.stars);
+        const [a] = affine(i, c);
+        const s = st.sigma[c]! * Math.abs(a);
+        return s > 0 ? 1 / (s * s) : 1;
+      });
+    };
+
+    // Bands: every frame's rows (f32) plus the combine's output, within the memory budget and cache-sized.
+    // (At least `executor.parallelism` bands, so every worker of a distributed run has some.)
+    const rowsPerBand = Math.min(
+      bandRows(width * 4 * (frames.length + 2), height, ctx.runtime.memoryBudgetBytes),
+      Math.max(1, Math.ceil(height / (executor.parallelism ?? 1))),
+    );
+    const header = first.header.clone();
+    for (const k of combinedKeywords(summaries)) header.set(k.key, k.value, k.comment, k.float ? { numberFormat: "float" } : undefined);
+    header.set("STACKMTH", input.method, "stacking method");
+    if (rejection !== "none") header.set("REJECT", `${rejName} ${low} ${high}`, "pixel rejection and thresholds");
+    if (normalization !== "none") header.set("NORMALIZ", normalization, "frame normalisation before combining");
+    const writer = await FitsWriter.create(
+      input.output,
+      { width, height, channels },
+      { bitpix: -32, header, history: input.history, signal: ctx.signal },
+    );
+    // Rejection maps: per pixel, the number of frames rejected below / above (16-bit, the stack's shape).
+    const maps: FitsWriter[] = [];
+    if (input.rejectionMaps) {
+      if (rejection === "none")
+        throw new TileCompileError("TC_CONFIG_INVALID", {
+          file: "tile_compile.yaml",
+          issues: ["stacking.rejection_maps: needs stacking.method: rejection"],
+        });
+      for (const [side, path] of [
+        ["low", input.rejectionMaps.low],
+        ["high", input.rejectionMaps.high],
+      ] as const) {
+        const h = new FitsHeader()
+          .set("IMAGETYP", `Rejection map (${side})`)
+          .set("REJECT", `${rejName} ${low} ${high}`, "pixel rejection and thresholds")
+          .set("NCOMBINE", frames.length, "frames combined");
+        maps.push(
+          await FitsWriter.create(
+            path,
+            { width, height, channels },
+            {
+              bitpix: 16,
+              header: h,
+              history: [...input.history, `frames rejected ${side === "low" ? "below" : "above"} the ${rejName} bounds, per pixel`],
+              signal: ctx.signal,
+            },
+          ),
+        );
+      }
+    }
+    let rejectedLow = 0,
+      rejectedHigh = 0;
+    let rejectedPercent: { low: number; high: number } | undefined;
+    try {
+      const bands = Math.ceil(height / rowsPerBand);
+      const plan: StackBandPlan = {
+        frames: frames.map((f) => ({ path: f.path, ...(f.hdu !== undefined ? { hdu: f.hdu } : {}) })),
+        width,
+        method,
+        rejection: rejection!,
+        low: low!,
+        high: high!,
+        channels: Array.from({ length: channels }, (_, c) => {
+          const w = weightsFor(c);
+          return {
+            weights: w ?? null,
+            norm:
+              normalization === "none"
+                ? null
+                : { scale: frames.map((_, i) => affine(i, c)[0]), offset: frames.map((_, i) => affine(i, c)[1]) },
+          };
+        }),
+      };
+      const shared = await executor.share("stack.plan", plan);
+      const units: WorkUnit<unknown, StackBandResult>[] = [];
+      for (let c = 0; c < channels; c++)
+        for (let y0 = 0; y0 < height; y0 += rowsPerBand)
+          units.push({
+            id: `band/${c}/${y0}`,
+            task: stackBandTask as never,
+            input: { plan: shared, c, y0, rows: Math.min(rowsPerBand, height - y0) },
+          });
+      // Results arrive in band order whatever ran them; they are written as they come.
+      let done = 0;
+      for await (const r of executor.run(units, { signal: ctx.signal })) {
+        const u = units[done]!.input as { c: number; y0: number; rows: number };
+        if (r.rejectedLow) for (const v of r.rejectedLow) rejectedLow += v;
+        if (r.rejectedHigh) for (const v of r.rejectedHigh) rejectedHigh += v;
+        await writer.write(r.data);
+        if (maps.length) {
+          await maps[0]!.write(Float32Array.from(r.rejectedLow ?? new Uint16Array(r.data.length)));
+          await maps[1]!.write(Float32Array.from(r.rejectedHigh ?? new Uint16Array(r.data.length)));
+        }
+        ctx.progress(
+          0.2 + (0.8 * ++done) / (bands * channels),
+          `rows ${u.y0 + u.rows}/${height}${channels > 1 ? ` channel ${u.c + 1}` : ""}`,
+        );
+      }
+      if (rejection !== "none") {
+        const total = width * height * channels * frames.length;
+        rejectedPercent = { low: (100 * rejectedLow) / total, high: (100 * rejectedHigh) / total };
+        ctx.logger.info(`rejection ${rejName}: ${rejectedPercent.low.toFixed(3)} % low, ${rejectedPercent.high.toFixed(3)} % high`);
+      }
+      await writer.commit();
+      for (const m of maps) await m.commit();
+    } catch (e) {
+      await writer.abort();
+      for (const m of maps) await m.abort();
+      throw e;
+    }
+    // Relative weights (mean 1) of the first channel's weighting, for run.json and the run report.
+    const w0 = weightsFor(0);
+    const wMean = w0 ? w0.reduce((a, v) => a + v, 0) / w0.length : 1;
+    const frameWeights = w0 ? frames.map((f, i) => ({ path: f.path, weight: wMean > 0 ? w0[i]! / wMean : 1 })) : undefined;
+    return {
+      frameCount: frames.length,
+      width,
+      height,
+      channels,
+      ...(rejectedFrames.length ? { rejectedFrames } : {}),
+      ...(frameWeights ? { frameWeights } : {}),
+      ...(rejectedPercent ? { rejectedPercent } : {}),
+    };
   }
 }

@@ -24,13 +24,16 @@ import { MAD_TO_SIGMA } from "@tile-compile/core";
  */
 export function ghs(x: number, D: number, b: number, SP: number): number {
   const q = (v: number): number => {
-    const d = v - SP, s = d >= 0 ? 1 : -1, a = Math.abs(d);
+    const d = v - SP,
+      s = d >= 0 ? 1 : -1,
+      a = Math.abs(d);
     if (D === 0) return d;
     if (Math.abs(b) < 1e-6) return s * (1 - Math.exp(-D * a)); // the b → 0 limit (and no 1/b overflow)
     if (b === -1) return s * Math.log1p(D * a);
     return s * (1 - Math.pow(1 + b * D * a, -1 / b));
   };
-  const q0 = q(0), q1 = q(1);
+  const q0 = q(0),
+    q1 = q(1);
   return (q(Math.min(1, Math.max(0, x))) - q0) / (q1 - q0);
 }
 
@@ -41,8 +44,13 @@ async function stretchImage(input: StretchInput, ctx: EngineContext, kind: "auto
   const linked = input.options.linked !== false;
   const target = Number(input.options.target ?? 0.25);
   const beta = Number(input.options.beta ?? 50);
-  const ghsD = Number(input.options.D ?? 8), ghsB = Number(input.options.b ?? 2);
-  if (kind === "ghs" && !(ghsD >= 0 && (ghsB >= 0 || ghsB === -1))) throw new TileCompileError("TC_CONFIG_INVALID", { file: "tile_compile.yaml", issues: [`engine_options: ghs needs D ≥ 0 and b ≥ 0 or b = −1 (got D=${ghsD}, b=${ghsB})`] });
+  const ghsD = Number(input.options.D ?? 8),
+    ghsB = Number(input.options.b ?? 2);
+  if (kind === "ghs" && !(ghsD >= 0 && (ghsB >= 0 || ghsB === -1)))
+    throw new TileCompileError("TC_CONFIG_INVALID", {
+      file: "tile_compile.yaml",
+      issues: [`engine_options: ghs needs D ≥ 0 and b ≥ 0 or b = −1 (got D=${ghsD}, b=${ghsB})`],
+    });
   const stats: { median: number; sigma: number; max: number }[] = [];
   for (let c = 0; c < img.channels; c++) {
     const plane = img.data.subarray(c * n, (c + 1) * n);
@@ -70,8 +78,20 @@ async function stretchImage(input: StretchInput, ctx: EngineContext, kind: "auto
     }
   }
   const header = img.header.withoutStructure();
-  header.set("STRETCH", kind === "asinh" ? `asinh beta=${beta}` : kind === "ghs" ? `ghs D=${ghsD} b=${ghsB} SP=median` : `mtf target=${target} ${linked ? "linked" : "unlinked"}`, "display stretch applied; not linear");
-  await writeFitsImage(input.output, { width: img.width, height: img.height, channels: img.channels, data: out }, { header, history: input.history, signal: ctx.signal });
+  header.set(
+    "STRETCH",
+    kind === "asinh"
+      ? `asinh beta=${beta}`
+      : kind === "ghs"
+        ? `ghs D=${ghsD} b=${ghsB} SP=median`
+        : `mtf target=${target} ${linked ? "linked" : "unlinked"}`,
+    "display stretch applied; not linear",
+  );
+  await writeFitsImage(
+    input.output,
+    { width: img.width, height: img.height, channels: img.channels, data: out },
+    { header, history: input.history, signal: ctx.signal },
+  );
   // Previews sit next to the final output (the runner hands us a temporary path for the FITS itself).
   const base = typeof input.options.previewBase === "string" ? input.options.previewBase : input.output.replace(/\.(fits?|fit)$/i, "");
   if (input.options.previews !== false) {
@@ -82,17 +102,25 @@ async function stretchImage(input: StretchInput, ctx: EngineContext, kind: "auto
 }
 
 /** A PNG of a [0, 1] image (FITS row 0 is the bottom of the picture, so rows are flipped). Atomic. */
-export async function writePng(path: string, data: Float32Array, width: number, height: number, channels: number, depth: 8 | 16): Promise<void> {
+export async function writePng(
+  path: string,
+  data: Float32Array,
+  width: number,
+  height: number,
+  channels: number,
+  depth: 8 | 16,
+): Promise<void> {
   const n = width * height;
   const ch = channels >= 3 ? 3 : 1;
   const max = depth === 8 ? 255 : 65535;
   const px = depth === 8 ? new Uint8Array(n * ch) : new Uint16Array(n * ch);
   for (let y = 0; y < height; y++) {
     const src = (height - 1 - y) * width;
-    for (let x = 0; x < width; x++) for (let c = 0; c < ch; c++) {
-      const v = data[c * n + src + x]!;
-      px[(y * width + x) * ch + c] = Math.round(Math.min(1, Math.max(0, Number.isFinite(v) ? v : 0)) * max);
-    }
+    for (let x = 0; x < width; x++)
+      for (let c = 0; c < ch; c++) {
+        const v = data[c * n + src + x]!;
+        px[(y * width + x) * ch + c] = Math.round(Math.min(1, Math.max(0, Number.isFinite(v) ? v : 0)) * max);
+      }
   }
   const png = encode({ width, height, data: px, channels: ch, depth });
   const tmp = `${path}.${process.pid}.partial`;

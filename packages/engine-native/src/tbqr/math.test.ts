@@ -13,10 +13,30 @@ describe("TBQR derived cases (tbqr-reference Part 4.3)", () => {
     expect(G[1]).toBeCloseTo(1.0, 12);
     expect(G[2]).toBeCloseTo(0.7635, 4);
     expect(G.reduce((a, b) => a + b, 0)).not.toBeCloseTo(1, 2);
-    fc.assert(fc.property(fc.array(fc.tuple(fc.double({ min: -1e3, max: 1e3, noNaN: true }), fc.double({ min: 0, max: 1e3, noNaN: true }), fc.double({ min: 0, max: 1e3, noNaN: true })), { minLength: 3, maxLength: 30 }), (rows) => {
-      const { G: g } = globalWeights(rows.map((r) => r[0]), rows.map((r) => r[1]), rows.map((r) => r[2]), P);
-      for (const v of g) { expect(v).toBeGreaterThanOrEqual(Math.exp(-3) - 1e-12); expect(v).toBeLessThanOrEqual(Math.exp(3) + 1e-9); }
-    }));
+    fc.assert(
+      fc.property(
+        fc.array(
+          fc.tuple(
+            fc.double({ min: -1e3, max: 1e3, noNaN: true }),
+            fc.double({ min: 0, max: 1e3, noNaN: true }),
+            fc.double({ min: 0, max: 1e3, noNaN: true }),
+          ),
+          { minLength: 3, maxLength: 30 },
+        ),
+        (rows) => {
+          const { G: g } = globalWeights(
+            rows.map((r) => r[0]),
+            rows.map((r) => r[1]),
+            rows.map((r) => r[2]),
+            P,
+          );
+          for (const v of g) {
+            expect(v).toBeGreaterThanOrEqual(Math.exp(-3) - 1e-12);
+            expect(v).toBeLessThanOrEqual(Math.exp(3) + 1e-9);
+          }
+        },
+      ),
+    );
   });
   it("2. clamp before exp: Q = ±100 gives G = e^±3 exactly", () => {
     const { Q, G } = globalWeights([1, 2, 3, -1000, 1e6], [0, 0, 0, 0, 0], [0, 0, 0, 0, 0], { ...P, background: 1, noise: 0, gradient: 0 });
@@ -34,20 +54,38 @@ describe("TBQR derived cases (tbqr-reference Part 4.3)", () => {
     expect(tileGrid(3840, 2160, 96, 72)).toHaveLength(53 * 30);
     expect(tileGeometry(0, 3840, 2160)).toMatchObject({ F: 3, T: 96 });
     expect(tileGeometry(-2, 3840, 2160).F).toBe(3);
-    expect(() => tileGeometry(3, 3840, 2160, { sizeFactor: 32, minSize: 64, maxDivisor: 6, overlapFraction: 0.6 })).toThrow(/overlap_fraction/);
+    expect(() => tileGeometry(3, 3840, 2160, { sizeFactor: 32, minSize: 64, maxDivisor: 6, overlapFraction: 0.6 })).toThrow(
+      /overlap_fraction/,
+    );
     expect(tileGeometry(3, 60, 50)).toMatchObject({ T: 50, O: 0, S: 50 });
-    expect(tileGrid(60, 50, 50, 50)).toEqual([{ x0: 0, y0: 0, width: 50, height: 50 }, { x0: 10, y0: 0, width: 50, height: 50 }]);
+    expect(tileGrid(60, 50, 50, 50)).toEqual([
+      { x0: 0, y0: 0, width: 50, height: 50 },
+      { x0: 10, y0: 0, width: 50, height: 50 },
+    ]);
   });
   it("4. monotonicity: F = 0.5…20 gives non-decreasing T", () => {
     let prev = 0;
-    for (let F = 0.5; F <= 20; F += 0.05) { const { T } = tileGeometry(F, 3840, 2160); expect(T).toBeGreaterThanOrEqual(prev); prev = T; }
+    for (let F = 0.5; F <= 20; F += 0.05) {
+      const { T } = tileGeometry(F, 3840, 2160);
+      expect(T).toBeGreaterThanOrEqual(prev);
+      prev = T;
+    }
   });
   it("5. full coverage: every pixel of odd-sized images is in some tile", () => {
-    for (const [W, H, F] of [[1001, 777, 3], [257, 129, 2.2], [64, 64, 5], [3840, 2160, 7.7]] as const) {
+    for (const [W, H, F] of [
+      [1001, 777, 3],
+      [257, 129, 2.2],
+      [64, 64, 5],
+      [3840, 2160, 7.7],
+    ] as const) {
       const { T, S } = tileGeometry(F, W, H);
       const cover = new Uint8Array(W * H);
-      for (const t of tileGrid(W, H, T, S)) for (let y = t.y0; y < t.y0 + t.height; y++) cover.fill(1, y * W + t.x0, y * W + t.x0 + t.width);
-      expect(cover.every((c) => c === 1), `${W}×${H}`).toBe(true);
+      for (const t of tileGrid(W, H, T, S))
+        for (let y = t.y0; y < t.y0 + t.height; y++) cover.fill(1, y * W + t.x0, y * W + t.x0 + t.width);
+      expect(
+        cover.every((c) => c === 1),
+        `${W}×${H}`,
+      ).toBe(true);
     }
   });
   it("11. mode gate: 49 → abort (or emergency), 50–199 → reduced, ≥ 200 → full", () => {
@@ -68,10 +106,22 @@ describe("TBQR derived cases (tbqr-reference Part 4.3)", () => {
   });
   it("local weights: mode once per tile from the median star count; z across frames ranks frames within a tile", () => {
     // 5 frames × 2 tiles; tile 0 has stars (frame 4 blurred), tile 1 is structure (frame 2 sharper).
-    const fwhm = [[3, NaN], [3.1, NaN], [2.9, NaN], [3.0, NaN], [5, NaN]];
+    const fwhm = [
+      [3, NaN],
+      [3.1, NaN],
+      [2.9, NaN],
+      [3.0, NaN],
+      [5, NaN],
+    ];
     const ones = fwhm.map(() => [1, 1]);
     const stars = fwhm.map(() => [10, 0]);
-    const eOverSigma = [[0, 10], [0, 10.5], [0, 14], [0, 9.8], [0, 10.2]];
+    const eOverSigma = [
+      [0, 10],
+      [0, 10.5],
+      [0, 14],
+      [0, 9.8],
+      [0, 10.2],
+    ];
     const { L, mode } = localWeights({ fwhm, roundness: ones, contrast: ones, stars, eOverSigma, background: ones });
     expect(mode).toEqual(["star", "structure"]);
     expect(L[4]![0]).toBeLessThan(L[0]![0]!);

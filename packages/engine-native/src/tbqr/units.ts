@@ -33,10 +33,18 @@ function fail(file: string, reason: string, hint?: string): never {
   throw new TileCompileError("TC_INPUT_INVALID", { input: file, reason, ...(hint ? { hint } : {}) });
 }
 
-export interface TileRect { x0: number; y0: number; width: number; height: number }
+export interface TileRect {
+  x0: number;
+  y0: number;
+  width: number;
+  height: number;
+}
 
 /** One frame's seeing: the median FWHM of its round stars, and those stars (brightest first). */
-export interface FrameSeeing { fwhm: number; stars: { x: number; y: number; flux: number }[] }
+export interface FrameSeeing {
+  fwhm: number;
+  stars: { x: number; y: number; flux: number }[];
+}
 
 /** Median FWHM of the round stars of one channel of one frame, with the stars themselves. */
 export const seeingTask = defineTask("tbqr.seeing", async (i: { path: string; channel: number }, ctx): Promise<FrameSeeing> => {
@@ -57,7 +65,12 @@ export const seeingTask = defineTask("tbqr.seeing", async (i: { path: string; ch
  * The photometry stars of pass A: positions (registered frames share them), the aperture radii and, for the
  * local seeing, the radius of an inner disc (its share of the aperture's flux is the star's encircled energy).
  */
-export interface PhotometryPlan { stars: { x: number; y: number }[]; aperture: number; annulus: [number, number]; inner?: number }
+export interface PhotometryPlan {
+  stars: { x: number; y: number }[];
+  aperture: number;
+  annulus: [number, number];
+  inner?: number;
+}
 
 /**
  * Aperture fluxes at fixed positions: the sum over the disc of radius `aperture` minus its pixel count
@@ -73,23 +86,48 @@ export function apertureFluxes(plane: Float32Array, width: number, p: Photometry
  * the inner disc of that radius (`inner`; empty without `p.inner`).
  */
 export function aperturePhotometry(plane: Float32Array, width: number, p: PhotometryPlan): { flux: Float64Array; inner: Float64Array } {
-  const out = new Float64Array(p.stars.length), inner = new Float64Array(p.inner ? p.stars.length : 0);
+  const out = new Float64Array(p.stars.length),
+    inner = new Float64Array(p.inner ? p.stars.length : 0);
   const R = Math.ceil(p.annulus[1]);
-  const a2 = p.aperture * p.aperture, i2 = p.annulus[0] * p.annulus[0], o2 = p.annulus[1] * p.annulus[1], r2 = p.inner ? p.inner * p.inner : -1;
+  const a2 = p.aperture * p.aperture,
+    i2 = p.annulus[0] * p.annulus[0],
+    o2 = p.annulus[1] * p.annulus[1],
+    r2 = p.inner ? p.inner * p.inner : -1;
   const bg = new Float64Array((2 * R + 1) ** 2);
   for (const [k, s] of p.stars.entries()) {
-    let sum = 0, cnt = 0, nb = 0, bad = false, sumIn = 0, cntIn = 0;
-    const cx = Math.round(s.x), cy = Math.round(s.y);
+    let sum = 0,
+      cnt = 0,
+      nb = 0,
+      bad = false,
+      sumIn = 0,
+      cntIn = 0;
+    const cx = Math.round(s.x),
+      cy = Math.round(s.y);
     for (let y = cy - R; y <= cy + R; y++) {
-      const dy = y - s.y, dy2 = dy * dy, row = y * width;
+      const dy = y - s.y,
+        dy2 = dy * dy,
+        row = y * width;
       for (let x = cx - R; x <= cx + R; x++) {
-        const dx = x - s.x, d2 = dx * dx + dy2, v = plane[row + x]!;
+        const dx = x - s.x,
+          d2 = dx * dx + dy2,
+          v = plane[row + x]!;
         if (d2 <= a2) {
-          if (v - v === 0) { sum += v; cnt++; if (d2 <= r2) { sumIn += v; cntIn++; } } else bad = true;
+          if (v - v === 0) {
+            sum += v;
+            cnt++;
+            if (d2 <= r2) {
+              sumIn += v;
+              cntIn++;
+            }
+          } else bad = true;
         } else if (d2 >= i2 && d2 <= o2 && v - v === 0) bg[nb++] = v;
       }
     }
-    if (bad || nb < 8) { out[k] = NaN; if (p.inner) inner[k] = NaN; continue; }
+    if (bad || nb < 8) {
+      out[k] = NaN;
+      if (p.inner) inner[k] = NaN;
+      continue;
+    }
     const sky = selectionMedian(bg, nb);
     out[k] = sum - cnt * sky;
     if (p.inner) inner[k] = sumIn - cntIn * sky;
@@ -106,7 +144,15 @@ export interface ChannelMetrics {
   energy: number;
   /** The frame's sky surface in y units (6 coefficients, see fitSkySurface). */
   sky: number[];
-  tiles: { fwhm: Float64Array; roundness: Float64Array; contrast: Float64Array; stars: Float64Array; eOverSigma: Float64Array; background: Float64Array; noise: Float64Array };
+  tiles: {
+    fwhm: Float64Array;
+    roundness: Float64Array;
+    contrast: Float64Array;
+    stars: Float64Array;
+    eOverSigma: Float64Array;
+    background: Float64Array;
+    noise: Float64Array;
+  };
   /** Aperture fluxes (y units) of the photometry stars, in the plan's order; empty without a plan. */
   fluxes: Float64Array;
   /** Their fluxes inside the plan's inner disc (for the encircled energy); empty without a plan. */
@@ -114,47 +160,76 @@ export interface ChannelMetrics {
 }
 
 /** Pass A for one frame (every channel, independently). Refuses (almost) all-NaN and stretched frames. */
-export const frameMetricsTask = defineTask("tbqr.frame-metrics", async (i: { path: string; tiles: SharedRef; photometry?: SharedRef; epsilon: number }, ctx): Promise<ChannelMetrics[]> => {
-  const recon = loadRecon();
-  const sig = ctx.signal;
-  const tiles = await ctx.shared<TileRect[]>(i.tiles);
-  const phot = i.photometry ? await ctx.shared<PhotometryPlan>(i.photometry) : undefined;
-  // The frame is read into a pooled plane and normalised in place (y = raw/B_f needs no second plane):
-  // 8 MB of fresh ArrayBuffers per 1024² frame kept V8's collector busy through pass A.
-  const img = await readFitsImage(i.path, { signal: sig, out: (len) => planes.take(len) });
-  const { width: W, height: H, channels: C } = img;
-  const n = W * H;
-  const scratch = Array.from({ length: TILE_SCRATCH_PLANES }, () => planes.take(tileScratchLength(W, H)));
-  const out: ChannelMetrics[] = [];
-  for (let c = 0; c < C; c++) {
-    const plane = img.data.subarray(c * n, (c + 1) * n);
-    const sample = new Float32Array(Math.ceil(n / 9));
-    let finite = 0;
-    for (let p = 0, k = 0; p < n; p += 9, k++) { sample[k] = plane[p]!; if (Number.isFinite(plane[p]!)) finite++; }
-    if (finite < sample.length / 10) fail(i.path, `channel ${c + 1} is (almost) entirely NaN`, "A frame that failed registration or calibration should be left out before TBQR.");
-    // The median (B_f) and the 99.99th percentile from one call (one selection pass over the sample).
-    const [b, p9999] = (await recon.percentiles(sample, [0.5, 0.9999], { signal: sig })) as [number, number];
-    // Linear data: the sky sits far below the brightest stars. A stretched frame puts its median at
-    // 20–50 % of the range.
-    if (b > 0 && p9999 > 0 && b / p9999 > 0.2 && p9999 <= 1.5) fail(i.path, `looks stretched (median ${b.toFixed(3)} at ${((100 * b) / p9999).toFixed(0)} % of the 99.99th percentile); TBQR needs linear data`);
-    const inv = 1 / Math.max(b, i.epsilon);
-    // y = raw/B_f, in place: the raw values are not used again.
-    for (let p = 0; p < n; p++) plane[p] = plane[p]! * inv;
-    const m = await recon.tileMetrics({ data: plane, width: W, height: H }, tiles, { signal: sig, scratch });
-    // This frame's own sky surface (in y units) from its tile sky levels; pass B's clip statistics are
-    // gathered on d = y − surface, so a frame's gradient neither widens nor shifts the clip window.
-    const sky = fitSkySurface(tiles.map((t, ti) => ({ u: (t.x0 + t.width / 2) / W - 0.5, v: (t.y0 + t.height / 2) / H - 0.5, value: m.background[ti]! })));
-    const f64 = (a: ArrayLike<number>) => Float64Array.from(a);
-    const ph = phot ? aperturePhotometry(plane, W, phot) : { flux: new Float64Array(0), inner: new Float64Array(0) };
-    out.push({
-      background: b, noise: median(Array.from(m.noise)), energy: median(Array.from(m.energy)), sky,
-      tiles: { fwhm: f64(m.fwhm), roundness: f64(m.roundness), contrast: f64(m.contrast), stars: f64(m.starCount), eOverSigma: f64(m.energyOverNoise), background: f64(m.background), noise: f64(m.noise) },
-      fluxes: ph.flux, innerFluxes: ph.inner,
-    });
-  }
-  planes.give(img.data, ...scratch);
-  return out;
-});
+export const frameMetricsTask = defineTask(
+  "tbqr.frame-metrics",
+  async (i: { path: string; tiles: SharedRef; photometry?: SharedRef; epsilon: number }, ctx): Promise<ChannelMetrics[]> => {
+    const recon = loadRecon();
+    const sig = ctx.signal;
+    const tiles = await ctx.shared<TileRect[]>(i.tiles);
+    const phot = i.photometry ? await ctx.shared<PhotometryPlan>(i.photometry) : undefined;
+    // The frame is read into a pooled plane and normalised in place (y = raw/B_f needs no second plane):
+    // 8 MB of fresh ArrayBuffers per 1024² frame kept V8's collector busy through pass A.
+    const img = await readFitsImage(i.path, { signal: sig, out: (len) => planes.take(len) });
+    const { width: W, height: H, channels: C } = img;
+    const n = W * H;
+    const scratch = Array.from({ length: TILE_SCRATCH_PLANES }, () => planes.take(tileScratchLength(W, H)));
+    const out: ChannelMetrics[] = [];
+    for (let c = 0; c < C; c++) {
+      const plane = img.data.subarray(c * n, (c + 1) * n);
+      const sample = new Float32Array(Math.ceil(n / 9));
+      let finite = 0;
+      for (let p = 0, k = 0; p < n; p += 9, k++) {
+        sample[k] = plane[p]!;
+        if (Number.isFinite(plane[p]!)) finite++;
+      }
+      if (finite < sample.length / 10)
+        fail(
+          i.path,
+          `channel ${c + 1} is (almost) entirely NaN`,
+          "A frame that failed registration or calibration should be left out before TBQR.",
+        );
+      // The median (B_f) and the 99.99th percentile from one call (one selection pass over the sample).
+      const [b, p9999] = (await recon.percentiles(sample, [0.5, 0.9999], { signal: sig })) as [number, number];
+      // Linear data: the sky sits far below the brightest stars. A stretched frame puts its median at
+      // 20–50 % of the range.
+      if (b > 0 && p9999 > 0 && b / p9999 > 0.2 && p9999 <= 1.5)
+        fail(
+          i.path,
+          `looks stretched (median ${b.toFixed(3)} at ${((100 * b) / p9999).toFixed(0)} % of the 99.99th percentile); TBQR needs linear data`,
+        );
+      const inv = 1 / Math.max(b, i.epsilon);
+      // y = raw/B_f, in place: the raw values are not used again.
+      for (let p = 0; p < n; p++) plane[p] = plane[p]! * inv;
+      const m = await recon.tileMetrics({ data: plane, width: W, height: H }, tiles, { signal: sig, scratch });
+      // This frame's own sky surface (in y units) from its tile sky levels; pass B's clip statistics are
+      // gathered on d = y − surface, so a frame's gradient neither widens nor shifts the clip window.
+      const sky = fitSkySurface(
+        tiles.map((t, ti) => ({ u: (t.x0 + t.width / 2) / W - 0.5, v: (t.y0 + t.height / 2) / H - 0.5, value: m.background[ti]! })),
+      );
+      const f64 = (a: ArrayLike<number>) => Float64Array.from(a);
+      const ph = phot ? aperturePhotometry(plane, W, phot) : { flux: new Float64Array(0), inner: new Float64Array(0) };
+      out.push({
+        background: b,
+        noise: median(Array.from(m.noise)),
+        energy: median(Array.from(m.energy)),
+        sky,
+        tiles: {
+          fwhm: f64(m.fwhm),
+          roundness: f64(m.roundness),
+          contrast: f64(m.contrast),
+          stars: f64(m.starCount),
+          eOverSigma: f64(m.energyOverNoise),
+          background: f64(m.background),
+          noise: f64(m.noise),
+        },
+        fluxes: ph.flux,
+        innerFluxes: ph.inner,
+      });
+    }
+    planes.give(img.data, ...scratch);
+    return out;
+  },
+);
 
 /** What every band unit of one reconstruction shares (one copy per run, by reference). */
 export interface TbqrBandPlan {
@@ -182,7 +257,10 @@ export interface TbqrBandPlan {
 }
 
 /** One band's reconstruction (before photometric calibration) and the plain mean of the raw frames. */
-export interface TbqrBandResult { out: Float32Array; plain: Float32Array }
+export interface TbqrBandResult {
+  out: Float32Array;
+  plain: Float32Array;
+}
 
 /** The Hann window of a tile axis, positive up to the border. */
 function axisWindow(len: number): Float64Array {
@@ -198,56 +276,106 @@ function axisWindow(len: number): Float64Array {
  * lies beyond μ_d + k_high·σ_d (μ_d − k_low·σ_d) of the other frames (cosmics, satellite trails; the kernel
  * `tbqrBand` of recon-native).
  */
-export const bandTask = defineTask("tbqr.band", async (i: { plan: SharedRef; c: number; y0: number; rows: number }, ctx): Promise<TbqrBandResult> => {
-  const plan = await ctx.shared<TbqrBandPlan>(i.plan);
-  const { width: W, height: H, xs0, ys0, tw, th } = plan;
-  const ch = plan.channels[i.c]!;
-  const N = plan.frames.length;
-  const views = await readBand(ctx, "tbqr.band", plan.frames.map((path) => ({ path })), i.y0, i.rows, i.c, W);
-  ctx.signal.throwIfAborted();
-  // What the kernel needs besides the pixels, all computed here with the expressions the per-pixel code
-  // used (so the native kernel and its TypeScript twin reproduce it bit for bit): u = x/W − 0.5 per column,
-  // the sky surfaces' row coefficients per frame and row, the grid's window sums per column, and each
-  // row's covering tile rows with their window weights.
-  const U = new Float64Array(W);
-  for (let x = 0; x < W; x++) U[x] = x / W - 0.5;
-  const inv = new Float64Array(N), sky = new Float64Array(3 * N * i.rows), skyMean = new Float64Array(3 * i.rows);
-  for (let f = 0; f < N; f++) {
-    inv[f] = 1 / Math.max(ch.background[f]!, plan.epsilon);
-    const surf = ch.sky.subarray(6 * f, 6 * f + 6) as unknown as number[];
-    for (let r = 0; r < i.rows; r++) sky.set(skyRow(surf, (i.y0 + r) / H - 0.5), 3 * (f * i.rows + r));
-  }
-  for (let r = 0; r < i.rows; r++) skyMean.set(skyRow(ch.skyMean, (i.y0 + r) / H - 0.5), 3 * r);
-  const wxA = axisWindow(tw), wyA = axisWindow(th);
-  const sx = new Float64Array(W);
-  for (const x0 of xs0) for (let k = 0; k < tw; k++) sx[x0 + k] = sx[x0 + k]! + wxA[k]!;
-  const covStart = new Int32Array(i.rows + 1), covIy: number[] = [], covWy: number[] = [];
-  for (let r = 0; r < i.rows; r++) {
-    const y = i.y0 + r;
-    ys0.forEach((s0, iy) => { if (y >= s0 && y < s0 + th) { covIy.push(iy); covWy.push(wyA[y - s0]!); } });
-    covStart[r + 1] = covIy.length;
-  }
-  return loadRecon().tbqrBand({
-    frames: views, width: W, rows: i.rows, inv, scale: Float64Array.from(ch.fluxScale), sky, skyMean, restore: ch.restore, u: U, clip: plan.clip,
-    fractions: ch.fractions, xs0: Int32Array.from(xs0), tileWidth: tw, wx: wxA, sx, covStart, covIy: Int32Array.from(covIy), covWy: Float64Array.from(covWy),
-  }, { signal: ctx.signal });
-});
+export const bandTask = defineTask(
+  "tbqr.band",
+  async (i: { plan: SharedRef; c: number; y0: number; rows: number }, ctx): Promise<TbqrBandResult> => {
+    const plan = await ctx.shared<TbqrBandPlan>(i.plan);
+    const { width: W, height: H, xs0, ys0, tw, th } = plan;
+    const ch = plan.channels[i.c]!;
+    const N = plan.frames.length;
+    const views = await readBand(
+      ctx,
+      "tbqr.band",
+      plan.frames.map((path) => ({ path })),
+      i.y0,
+      i.rows,
+      i.c,
+      W,
+    );
+    ctx.signal.throwIfAborted();
+    // What the kernel needs besides the pixels, all computed here with the expressions the per-pixel code
+    // used (so the native kernel and its TypeScript twin reproduce it bit for bit): u = x/W − 0.5 per column,
+    // the sky surfaces' row coefficients per frame and row, the grid's window sums per column, and each
+    // row's covering tile rows with their window weights.
+    const U = new Float64Array(W);
+    for (let x = 0; x < W; x++) U[x] = x / W - 0.5;
+    const inv = new Float64Array(N),
+      sky = new Float64Array(3 * N * i.rows),
+      skyMean = new Float64Array(3 * i.rows);
+    for (let f = 0; f < N; f++) {
+      inv[f] = 1 / Math.max(ch.background[f]!, plan.epsilon);
+      const surf = ch.sky.subarray(6 * f, 6 * f + 6) as unknown as number[];
+      for (let r = 0; r < i.rows; r++) sky.set(skyRow(surf, (i.y0 + r) / H - 0.5), 3 * (f * i.rows + r));
+    }
+    for (let r = 0; r < i.rows; r++) skyMean.set(skyRow(ch.skyMean, (i.y0 + r) / H - 0.5), 3 * r);
+    const wxA = axisWindow(tw),
+      wyA = axisWindow(th);
+    const sx = new Float64Array(W);
+    for (const x0 of xs0) for (let k = 0; k < tw; k++) sx[x0 + k] = sx[x0 + k]! + wxA[k]!;
+    const covStart = new Int32Array(i.rows + 1),
+      covIy: number[] = [],
+      covWy: number[] = [];
+    for (let r = 0; r < i.rows; r++) {
+      const y = i.y0 + r;
+      ys0.forEach((s0, iy) => {
+        if (y >= s0 && y < s0 + th) {
+          covIy.push(iy);
+          covWy.push(wyA[y - s0]!);
+        }
+      });
+      covStart[r + 1] = covIy.length;
+    }
+    return loadRecon().tbqrBand(
+      {
+        frames: views,
+        width: W,
+        rows: i.rows,
+        inv,
+        scale: Float64Array.from(ch.fluxScale),
+        sky,
+        skyMean,
+        restore: ch.restore,
+        u: U,
+        clip: plan.clip,
+        fractions: ch.fractions,
+        xs0: Int32Array.from(xs0),
+        tileWidth: tw,
+        wx: wxA,
+        sx,
+        covStart,
+        covIy: Int32Array.from(covIy),
+        covWy: Float64Array.from(covWy),
+      },
+      { signal: ctx.signal },
+    );
+  },
+);
 
 /** One state's synthetic frame: Σ_f G_f·I_f/B_f / Σ_f G_f over its members, × the restore level, per channel. */
-export const syntheticTask = defineTask("tbqr.synthetic", async (i: { paths: string[]; G: number[][]; B: number[][]; restore: number[] }, ctx): Promise<Float32Array> => {
-  let acc: Float64Array | undefined, n = 0, C = 0;
-  const ws = new Float64Array(i.G.length);
-  for (const [k, path] of i.paths.entries()) {
-    const img = await readFitsImage(path, { signal: ctx.signal });
-    n = img.width * img.height; C = img.channels;
-    acc ??= new Float64Array(n * C);
-    for (let c = 0; c < C; c++) {
-      const g = i.G[c]![k]!, b = i.B[c]![k]!;
-      ws[c] = ws[c]! + g;
-      for (let p = 0; p < n; p++) { const v = img.data[c * n + p]!; if (Number.isFinite(v)) acc[c * n + p] = acc[c * n + p]! + (g * v) / b; }
+export const syntheticTask = defineTask(
+  "tbqr.synthetic",
+  async (i: { paths: string[]; G: number[][]; B: number[][]; restore: number[] }, ctx): Promise<Float32Array> => {
+    let acc: Float64Array | undefined,
+      n = 0,
+      C = 0;
+    const ws = new Float64Array(i.G.length);
+    for (const [k, path] of i.paths.entries()) {
+      const img = await readFitsImage(path, { signal: ctx.signal });
+      n = img.width * img.height;
+      C = img.channels;
+      acc ??= new Float64Array(n * C);
+      for (let c = 0; c < C; c++) {
+        const g = i.G[c]![k]!,
+          b = i.B[c]![k]!;
+        ws[c] = ws[c]! + g;
+        for (let p = 0; p < n; p++) {
+          const v = img.data[c * n + p]!;
+          if (Number.isFinite(v)) acc[c * n + p] = acc[c * n + p]! + (g * v) / b;
+        }
+      }
     }
-  }
-  const data = new Float32Array(n * C);
-  for (let c = 0; c < C; c++) for (let p = 0; p < n; p++) data[c * n + p] = (acc![c * n + p]! / ws[c]!) * i.restore[c]!;
-  return data;
-});
+    const data = new Float32Array(n * C);
+    for (let c = 0; c < C; c++) for (let p = 0; p < n; p++) data[c * n + p] = (acc![c * n + p]! / ws[c]!) * i.restore[c]!;
+    return data;
+  },
+);

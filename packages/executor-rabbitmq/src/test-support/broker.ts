@@ -23,23 +23,32 @@ export interface TestBroker {
 /** Whether the broker can run here; prints how to install it when not. */
 export function brokerAvailable(): boolean {
   if (existsSync(SERVER)) return true;
-  console.log("SKIP executor-rabbitmq broker tests: rabbitmq-server is not installed (apt-get install -y --no-install-recommends rabbitmq-server)");
+  console.log(
+    "SKIP executor-rabbitmq broker tests: rabbitmq-server is not installed (apt-get install -y --no-install-recommends rabbitmq-server)",
+  );
   return false;
 }
 
 async function freePort(): Promise<number> {
   return new Promise((res, rej) => {
     const s = createServer();
-    s.listen(0, "127.0.0.1", () => { const p = (s.address() as { port: number }).port; s.close(() => res(p)); });
+    s.listen(0, "127.0.0.1", () => {
+      const p = (s.address() as { port: number }).port;
+      s.close(() => res(p));
+    });
     s.on("error", rej);
   });
 }
 
-const portOpen = (port: number) => new Promise<boolean>((res) => {
-  const s = connect(port, "127.0.0.1");
-  s.once("connect", () => { s.destroy(); res(true); });
-  s.once("error", () => res(false));
-});
+const portOpen = (port: number) =>
+  new Promise<boolean>((res) => {
+    const s = connect(port, "127.0.0.1");
+    s.once("connect", () => {
+      s.destroy();
+      res(true);
+    });
+    s.once("error", () => res(false));
+  });
 
 export async function startTestBroker(): Promise<TestBroker> {
   const dir = mkdtempSync(join(tmpdir(), "tc-rabbit-"));
@@ -72,10 +81,21 @@ export async function startTestBroker(): Promise<TestBroker> {
   };
   const stop = async () => {
     if (!child?.pid) return;
-    try { process.kill(-child.pid, "SIGTERM"); } catch { /* gone */ }
+    try {
+      process.kill(-child.pid, "SIGTERM");
+    } catch {
+      /* gone */
+    }
     const t0 = Date.now();
     while (await portOpen(port)) {
-      if (Date.now() - t0 > 30_000) { try { process.kill(-child.pid, "SIGKILL"); } catch { /* gone */ } break; }
+      if (Date.now() - t0 > 30_000) {
+        try {
+          process.kill(-child.pid, "SIGKILL");
+        } catch {
+          /* gone */
+        }
+        break;
+      }
       await new Promise((r) => setTimeout(r, 100));
     }
     await new Promise((r) => setTimeout(r, 300));

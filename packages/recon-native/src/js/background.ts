@@ -15,20 +15,29 @@ export function clippedMedianSd(vals: Float64Array, n: number, k: number, iterat
   // prefix[2i], prefix[2i + 1]: Σ d and Σ d² of the first i sorted values, d = x − p.
   prefix[0] = 0;
   prefix[1] = 0;
-  let s = 0, q = 0;
-  for (let i = 0; i < n; i++) { const d = v[i]! - p; s += d; q += d * d; prefix[2 * i + 2] = s; prefix[2 * i + 3] = q; }
+  let s = 0,
+    q = 0;
+  for (let i = 0; i < n; i++) {
+    const d = v[i]! - p;
+    s += d;
+    q += d * d;
+    prefix[2 * i + 2] = s;
+    prefix[2 * i + 3] = q;
+  }
   const sd = (lo: number, hi: number) => {
     if (hi === lo) return NaN;
     const m = hi - lo;
     const mean = (prefix[2 * hi]! - prefix[2 * lo]!) / m;
     return Math.sqrt(Math.max((prefix[2 * hi + 1]! - prefix[2 * lo + 1]!) / m - mean * mean, 0));
   };
-  let lo = 0, hi = n;
+  let lo = 0,
+    hi = n;
   for (let it = 0; it < iterations; it++) {
     if (hi - lo < 3) break;
     const c = mid(lo, hi);
     const t = k * sd(lo, hi);
-    const l0 = lo, h0 = hi;
+    const l0 = lo,
+      h0 = hi;
     while (lo < hi && !(Math.abs(v[lo]! - c) <= t)) lo++;
     while (hi > lo && !(Math.abs(v[hi - 1]! - c) <= t)) hi--;
     if (lo === l0 && hi === h0) break;
@@ -53,7 +62,10 @@ export function mesh(data: Float32Array, w: number, h: number, m: number, k: num
   const prefix = new Float64Array(2 * m * m + 2);
   for (let j = 0; j < gy; j++) {
     for (let i = 0; i < gx; i++) {
-      const x0 = i * m, x1 = Math.min(w, (i + 1) * m), y0 = j * m, y1 = Math.min(h, (j + 1) * m);
+      const x0 = i * m,
+        x1 = Math.min(w, (i + 1) * m),
+        y0 = j * m,
+        y1 = Math.min(h, (j + 1) * m);
       let n = 0;
       for (let y = y0; y < y1; y += step) {
         for (let x = x0; x < x1; x += step) {
@@ -119,7 +131,9 @@ export function interpolate(meshValues: Float64Array, gx: number, gy: number, m:
   }
   for (let y = 0; y < h; y++) {
     const [j0, j1, ty] = axis(y, m, gy);
-    const sy = 1 - ty, o0 = j0 * w, o1 = j1 * w;
+    const sy = 1 - ty,
+      o0 = j0 * w,
+      o1 = j1 * w;
     for (let x = 0; x < w; x++) out[y * w + x] = sy * along[o0 + x]! + ty * along[o1 + x]!;
   }
 }

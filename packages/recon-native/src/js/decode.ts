@@ -11,12 +11,24 @@ function aligned(bytes: Uint8Array, n: number): Buffer {
   return b;
 }
 
-export function decode(bytes: Uint8Array, bitpix: number, count: number, bzero: number, bscale: number, blank: number, out: Float32Array, off: number): number {
+export function decode(
+  bytes: Uint8Array,
+  bitpix: number,
+  count: number,
+  bzero: number,
+  bscale: number,
+  blank: number,
+  out: Float32Array,
+  off: number,
+): number {
   const hasBlank = Number.isFinite(blank);
   const target = out.subarray(off, off + count);
   switch (bitpix) {
     case 8:
-      for (let i = 0; i < count; i++) { const v = bytes[i]!; target[i] = hasBlank && v === blank ? NaN : v * bscale + bzero; }
+      for (let i = 0; i < count; i++) {
+        const v = bytes[i]!;
+        target[i] = hasBlank && v === blank ? NaN : v * bscale + bzero;
+      }
       return count;
     case 16: {
       const b = aligned(bytes, 2 * count).swap16();
@@ -30,20 +42,29 @@ export function decode(bytes: Uint8Array, bitpix: number, count: number, bzero: 
         target.set(u16);
         return count;
       }
-      for (let i = 0; i < count; i++) { const v = a[i]!; target[i] = hasBlank && v === blank ? NaN : v * bscale + bzero; }
+      for (let i = 0; i < count; i++) {
+        const v = a[i]!;
+        target[i] = hasBlank && v === blank ? NaN : v * bscale + bzero;
+      }
       return count;
     }
     case 32: {
       const b = aligned(bytes, 4 * count).swap32();
       const a = new Int32Array(b.buffer, b.byteOffset, count);
-      for (let i = 0; i < count; i++) { const v = a[i]!; target[i] = hasBlank && v === blank ? NaN : v * bscale + bzero; }
+      for (let i = 0; i < count; i++) {
+        const v = a[i]!;
+        target[i] = hasBlank && v === blank ? NaN : v * bscale + bzero;
+      }
       return count;
     }
     case 64: {
       const b = aligned(bytes, 8 * count).swap64();
       const a = new BigInt64Array(b.buffer, b.byteOffset, count);
       const bl = hasBlank ? BigInt(blank) : undefined;
-      for (let i = 0; i < count; i++) { const v = a[i]!; target[i] = v === bl ? NaN : Number(v) * bscale + bzero; }
+      for (let i = 0; i < count; i++) {
+        const v = a[i]!;
+        target[i] = v === bl ? NaN : Number(v) * bscale + bzero;
+      }
       return count;
     }
     case -32: {

@@ -22,7 +22,7 @@ export const jsKernels: RawKernels = {
     const acc = new Float64Array(8);
     const n8 = values.length - (values.length % 8);
     for (let i = 0; i < n8; i += 8) for (let k = 0; k < 8; k++) acc[k] = acc[k]! + values[i + k]!;
-    let s = ((acc[0]! + acc[1]!) + (acc[2]! + acc[3]!)) + ((acc[4]! + acc[5]!) + (acc[6]! + acc[7]!));
+    let s = acc[0]! + acc[1]! + (acc[2]! + acc[3]!) + (acc[4]! + acc[5]! + (acc[6]! + acc[7]!));
     for (let i = n8; i < values.length; i++) s += values[i]!;
     return s;
   },
@@ -31,7 +31,9 @@ export const jsKernels: RawKernels = {
   simdLevel: () => -1,
   async percentiles(values, ps, out) {
     const v = finiteValues(values);
-    ps.forEach((p, k) => { out[k] = percentile(v, p); });
+    ps.forEach((p, k) => {
+      out[k] = percentile(v, p);
+    });
     return v.length;
   },
   async robustStats(values, low, high, iterations, out) {
@@ -71,8 +73,34 @@ export const jsKernels: RawKernels = {
     normalizeOverlap(sum, weightSum, out, eps);
     return 0;
   },
-  async tbqrBand(frames, width, rows, inv, scale, sky, skyMean, restore, u, clipLow, clipHigh, fractions, xs0, tw, wx, sx, covStart, covIy, covWy, out, plain) {
-    tbqrBand({ frames, width, rows, inv, scale, sky, skyMean, restore, u, clipLow, clipHigh, fractions, xs0, tw, wx, sx, covStart, covIy, covWy }, out, plain);
+  async tbqrBand(
+    frames,
+    width,
+    rows,
+    inv,
+    scale,
+    sky,
+    skyMean,
+    restore,
+    u,
+    clipLow,
+    clipHigh,
+    fractions,
+    xs0,
+    tw,
+    wx,
+    sx,
+    covStart,
+    covIy,
+    covWy,
+    out,
+    plain,
+  ) {
+    tbqrBand(
+      { frames, width, rows, inv, scale, sky, skyMean, restore, u, clipLow, clipHigh, fractions, xs0, tw, wx, sx, covStart, covIy, covWy },
+      out,
+      plain,
+    );
     return 0;
   },
 };

@@ -1,7 +1,18 @@
 /** Windowed overlap-add — twin of native/src/ola.rs. */
-export function overlapAdd(sum: Float64Array, weightSum: Float64Array, cw: number, tiles: Float32Array[], rects: Int32Array, weights: Float64Array, window: Float32Array | null): void {
+export function overlapAdd(
+  sum: Float64Array,
+  weightSum: Float64Array,
+  cw: number,
+  tiles: Float32Array[],
+  rects: Int32Array,
+  weights: Float64Array,
+  window: Float32Array | null,
+): void {
   for (let t = 0; t < tiles.length; t++) {
-    const x0 = rects[4 * t]!, y0 = rects[4 * t + 1]!, tw = rects[4 * t + 2]!, th = rects[4 * t + 3]!;
+    const x0 = rects[4 * t]!,
+      y0 = rects[4 * t + 1]!,
+      tw = rects[4 * t + 2]!,
+      th = rects[4 * t + 3]!;
     const wt = weights[t]!;
     const tile = tiles[t]!;
     for (let ty = 0; ty < th; ty++) {
@@ -10,12 +21,19 @@ export function overlapAdd(sum: Float64Array, weightSum: Float64Array, cw: numbe
       if (window) {
         for (let i = 0; i < tw; i++) {
           const v = tile[tb + i]!;
-          if (v === v && v !== Infinity && v !== -Infinity) { const k = wt * window[tb + i]!; sum[base + i] = sum[base + i]! + k * v; weightSum[base + i] = weightSum[base + i]! + k; }
+          if (v === v && v !== Infinity && v !== -Infinity) {
+            const k = wt * window[tb + i]!;
+            sum[base + i] = sum[base + i]! + k * v;
+            weightSum[base + i] = weightSum[base + i]! + k;
+          }
         }
       } else {
         for (let i = 0; i < tw; i++) {
           const v = tile[tb + i]!;
-          if (v === v && v !== Infinity && v !== -Infinity) { sum[base + i] = sum[base + i]! + wt * v; weightSum[base + i] = weightSum[base + i]! + wt; }
+          if (v === v && v !== Infinity && v !== -Infinity) {
+            sum[base + i] = sum[base + i]! + wt * v;
+            weightSum[base + i] = weightSum[base + i]! + wt;
+          }
         }
       }
     }

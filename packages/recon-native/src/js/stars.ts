@@ -13,10 +13,14 @@ export type Signal = (x: number, y: number) => number;
 
 /** Twin of stars.rs `measure` (the box read once; the Gaussian weight from per-axis factors and a cross term stepped along each row). */
 export function measure(s: Signal, x0: number, y0: number, x1: number, y1: number): Shape | undefined {
-  const bw = x1 - x0, bh = y1 - y0;
+  const bw = x1 - x0,
+    bh = y1 - y0;
   const vals = new Float64Array(bw * bh);
   for (let j = 0; j < bh; j++) for (let i = 0; i < bw; i++) vals[j * bw + i] = s(x0 + i, y0 + j);
-  let flux = 0, w = 0, sx = 0, sy = 0;
+  let flux = 0,
+    w = 0,
+    sx = 0,
+    sy = 0;
   for (let j = 0; j < bh; j++) {
     for (let i = 0; i < bw; i++) {
       const v = vals[j * bw + i]!;
@@ -30,13 +34,17 @@ export function measure(s: Signal, x0: number, y0: number, x1: number, y1: numbe
     }
   }
   if (!(w > 0)) return undefined;
-  let cx = sx / w, cy = sy / w;
-  let a = 0, b = 0, d = 0;
+  let cx = sx / w,
+    cy = sy / w;
+  let a = 0,
+    b = 0,
+    d = 0;
   for (let j = 0; j < bh; j++) {
     for (let i = 0; i < bw; i++) {
       const v = vals[j * bw + i]!;
       if (!(v > 0)) continue;
-      const dx = x0 + i - cx, dy = y0 + j - cy;
+      const dx = x0 + i - cx,
+        dy = y0 + j - cy;
       a += v * dx * dx;
       b += v * dx * dy;
       d += v * dy * dy;
@@ -52,14 +60,28 @@ export function measure(s: Signal, x0: number, y0: number, x1: number, y1: numbe
     b = 0;
     d = 1;
   }
-  const ex = new Float64Array(bw), ey = new Float64Array(bh);
+  const ex = new Float64Array(bw),
+    ey = new Float64Array(bh);
   for (let it = 0; it < 30; it++) {
     const det = a * d - b * b;
     if (!(det > 1e-12)) break;
-    const ia = d / det, ib = -b / det, id = a / det;
-    for (let i = 0; i < bw; i++) { const dx = x0 + i - cx; ex[i] = Math.exp(-0.5 * ia * dx * dx); }
-    for (let j = 0; j < bh; j++) { const dy = y0 + j - cy; ey[j] = Math.exp(-0.5 * id * dy * dy); }
-    let s0 = 0, s1x = 0, s1y = 0, sxx = 0, sxy = 0, syy = 0;
+    const ia = d / det,
+      ib = -b / det,
+      id = a / det;
+    for (let i = 0; i < bw; i++) {
+      const dx = x0 + i - cx;
+      ex[i] = Math.exp(-0.5 * ia * dx * dx);
+    }
+    for (let j = 0; j < bh; j++) {
+      const dy = y0 + j - cy;
+      ey[j] = Math.exp(-0.5 * id * dy * dy);
+    }
+    let s0 = 0,
+      s1x = 0,
+      s1y = 0,
+      sxx = 0,
+      sxy = 0,
+      syy = 0;
     for (let j = 0; j < bh; j++) {
       const dy = y0 + j - cy;
       const step = Math.exp(-ib * dy);
@@ -81,7 +103,8 @@ export function measure(s: Signal, x0: number, y0: number, x1: number, y1: numbe
       }
     }
     if (!(s0 > 0)) break;
-    const mx = s1x / s0, my = s1y / s0;
+    const mx = s1x / s0,
+      my = s1y / s0;
     const na = 2 * (sxx / s0 - mx * mx);
     const nb = 2 * (sxy / s0 - mx * my);
     const nd = 2 * (syy / s0 - my * my);
@@ -100,7 +123,8 @@ export function measure(s: Signal, x0: number, y0: number, x1: number, y1: numbe
   if (!ok) [cx, cy, a, b, d] = unweighted;
   const tr = (a + d) / 2;
   const disc = Math.sqrt(((a - d) / 2) ** 2 + b * b);
-  const l1 = tr + disc, l2 = tr - disc;
+  const l1 = tr + disc,
+    l2 = tr - disc;
   if (!(l2 > 0)) return undefined;
   return { x: cx, y: cy, flux, fwhmMajor: FWHM_PER_SIGMA * Math.sqrt(l1), fwhmMinor: FWHM_PER_SIGMA * Math.sqrt(l2) };
 }
@@ -118,7 +142,18 @@ export function isPeak(s: Signal, x: number, y: number, w: number, h: number, r:
 
 export const STAR_FIELDS = 8;
 
-export function detect(data: Float32Array, w: number, h: number, bg: Float32Array, noise: Float32Array, k: number, minArea: number, maxStars: number, radius: number, out: Float64Array): number {
+export function detect(
+  data: Float32Array,
+  w: number,
+  h: number,
+  bg: Float32Array,
+  noise: Float32Array,
+  k: number,
+  minArea: number,
+  maxStars: number,
+  radius: number,
+  out: Float64Array,
+): number {
   const sig: Signal = (x, y) => data[y * w + x]! - bg[y * w + x]!;
   const all: number[][] = [];
   for (let y = 0; y < h; y++) {
@@ -128,7 +163,8 @@ export function detect(data: Float32Array, w: number, h: number, bg: Float32Arra
       const v = sig(x, y);
       if (!(v > thr) || !(thr > 0)) continue;
       let above = 0;
-      for (let yy = Math.max(0, y - 1); yy < Math.min(h, y + 2); yy++) for (let xx = Math.max(0, x - 1); xx < Math.min(w, x + 2); xx++) if (sig(xx, yy) > k * noise[yy * w + xx]!) above++;
+      for (let yy = Math.max(0, y - 1); yy < Math.min(h, y + 2); yy++)
+        for (let xx = Math.max(0, x - 1); xx < Math.min(w, x + 2); xx++) if (sig(xx, yy) > k * noise[yy * w + xx]!) above++;
       if (above < minArea || !isPeak(sig, x, y, w, h, 2)) continue;
       const r = radius;
       const m = measure(sig, Math.max(0, x - r), Math.max(0, y - r), Math.min(w, x + r + 1), Math.min(h, y + r + 1));

@@ -10,7 +10,9 @@ export function select(v: Float64Array | number[], k: number, n = v.length): num
   while (hi > lo) {
     // Median-of-three pivot, then a Hoare-style partition.
     const mid = (lo + hi) >>> 1;
-    const a = v[lo]!, b = v[mid]!, c = v[hi]!;
+    const a = v[lo]!,
+      b = v[mid]!,
+      c = v[hi]!;
     const pivot = a < b ? (b < c ? b : a < c ? c : a) : a < c ? a : b < c ? c : b;
     let i = lo;
     let j = hi;

@@ -18,12 +18,21 @@ const BOX_RB = 7;
 const PHASE_COL = [0, 2, 1, 3] as const;
 
 /** Sums and counts of the finite (and, with a mask, unclipped) pixels of each 2×2 bin; f32 accumulation. */
-function binSums(data: Float32Array, w: number, h: number, bw: number, mask: { model: Float32Array; cut: Float64Array } | undefined, sb: Float32Array, cb: Float32Array): void {
+function binSums(
+  data: Float32Array,
+  w: number,
+  h: number,
+  bw: number,
+  mask: { model: Float32Array; cut: Float64Array } | undefined,
+  sb: Float32Array,
+  cb: Float32Array,
+): void {
   const cw = Math.ceil(w / CELL);
   sb.fill(0);
   cb.fill(0);
   for (let y = 0; y < h; y++) {
-    const brow = Math.floor(y / BIN) * bw, crow = Math.floor(y / CELL) * cw;
+    const brow = Math.floor(y / BIN) * bw,
+      crow = Math.floor(y / CELL) * cw;
     for (let x = 0; x < w; x++) {
       const v = data[y * w + x]!;
       const b = brow + Math.floor(x / BIN);
@@ -36,24 +45,54 @@ function binSums(data: Float32Array, w: number, h: number, bw: number, mask: { m
 }
 
 /** Box mean of radius r (bins) of binned sums / counts into `out` (NaN or, with `keepOld`, unchanged where empty). */
-function boxMean(sb: Float32Array, cb: Float32Array, w: number, h: number, r: number, hs: Float32Array, hc: Float32Array, out: Float32Array, keepOld: boolean): void {
+function boxMean(
+  sb: Float32Array,
+  cb: Float32Array,
+  w: number,
+  h: number,
+  r: number,
+  hs: Float32Array,
+  hc: Float32Array,
+  out: Float32Array,
+  keepOld: boolean,
+): void {
   for (let y = 0; y < h; y++) {
     const o = y * w;
-    let s = 0, c = 0;
-    for (let x = 0; x < Math.min(r, w); x++) { s += sb[o + x]!; c += cb[o + x]!; }
+    let s = 0,
+      c = 0;
+    for (let x = 0; x < Math.min(r, w); x++) {
+      s += sb[o + x]!;
+      c += cb[o + x]!;
+    }
     for (let x = 0; x < w; x++) {
-      if (x + r < w) { s += sb[o + x + r]!; c += cb[o + x + r]!; }
-      if (x > r) { s -= sb[o + x - r - 1]!; c -= cb[o + x - r - 1]!; }
+      if (x + r < w) {
+        s += sb[o + x + r]!;
+        c += cb[o + x + r]!;
+      }
+      if (x > r) {
+        s -= sb[o + x - r - 1]!;
+        c -= cb[o + x - r - 1]!;
+      }
       hs[o + x] = s;
       hc[o + x] = c;
     }
   }
   for (let x = 0; x < w; x++) {
-    let s = 0, c = 0;
-    for (let y = 0; y < Math.min(r, h); y++) { s += hs[y * w + x]!; c += hc[y * w + x]!; }
+    let s = 0,
+      c = 0;
+    for (let y = 0; y < Math.min(r, h); y++) {
+      s += hs[y * w + x]!;
+      c += hc[y * w + x]!;
+    }
     for (let y = 0; y < h; y++) {
-      if (y + r < h) { s += hs[(y + r) * w + x]!; c += hc[(y + r) * w + x]!; }
-      if (y > r) { s -= hs[(y - r - 1) * w + x]!; c -= hc[(y - r - 1) * w + x]!; }
+      if (y + r < h) {
+        s += hs[(y + r) * w + x]!;
+        c += hc[(y + r) * w + x]!;
+      }
+      if (y > r) {
+        s -= hs[(y - r - 1) * w + x]!;
+        c -= hc[(y - r - 1) * w + x]!;
+      }
       if (c > 0) out[y * w + x] = s / c;
       else if (!keepOld) out[y * w + x] = NaN;
     }
@@ -61,32 +100,58 @@ function boxMean(sb: Float32Array, cb: Float32Array, w: number, h: number, r: nu
 }
 
 /** Clip level (median + 3σ0) of each cell, and with `withNoise` its sky noise, from every 4th pixel of its rows. */
-function cellLevels(data: Float32Array, model: Float32Array, w: number, h: number, bw: number, withNoise: boolean): { cut: Float64Array; noise: Float64Array } {
-  const cw = Math.ceil(w / CELL), ch = Math.ceil(h / CELL);
-  const cut = new Float64Array(cw * ch).fill(NaN), noise = new Float64Array(cw * ch).fill(NaN);
+function cellLevels(
+  data: Float32Array,
+  model: Float32Array,
+  w: number,
+  h: number,
+  bw: number,
+  withNoise: boolean,
+): { cut: Float64Array; noise: Float64Array } {
+  const cw = Math.ceil(w / CELL),
+    ch = Math.ceil(h / CELL);
+  const cut = new Float64Array(cw * ch).fill(NaN),
+    noise = new Float64Array(cw * ch).fill(NaN);
   const v: number[] = [];
-  for (let cy = 0; cy < ch; cy++) for (let cx = 0; cx < cw; cx++) {
-    v.length = 0;
-    for (let y = cy * CELL; y < Math.min((cy + 1) * CELL, h); y++) for (let x = cx * CELL; x < Math.min((cx + 1) * CELL, w); x += 4) { const r = data[y * w + x]! - model[Math.floor(y / BIN) * bw + Math.floor(x / BIN)]!; if (Number.isFinite(r)) v.push(r); }
-    if (v.length === 0) continue;
-    const med = median(v);
-    const c = med + 3 * (MAD_TO_SIGMA * median(v.map((x) => Math.abs(x - med))));
-    cut[cy * cw + cx] = c;
-    if (!withNoise) continue;
-    const sky = v.filter((x) => x <= c);
-    const ms = median(sky);
-    for (let i = 0; i < sky.length; i++) sky[i] = Math.abs(sky[i]! - ms);
-    noise[cy * cw + cx] = MAD_TO_SIGMA * median(sky);
-  }
+  for (let cy = 0; cy < ch; cy++)
+    for (let cx = 0; cx < cw; cx++) {
+      v.length = 0;
+      for (let y = cy * CELL; y < Math.min((cy + 1) * CELL, h); y++)
+        for (let x = cx * CELL; x < Math.min((cx + 1) * CELL, w); x += 4) {
+          const r = data[y * w + x]! - model[Math.floor(y / BIN) * bw + Math.floor(x / BIN)]!;
+          if (Number.isFinite(r)) v.push(r);
+        }
+      if (v.length === 0) continue;
+      const med = median(v);
+      const c = med + 3 * (MAD_TO_SIGMA * median(v.map((x) => Math.abs(x - med))));
+      cut[cy * cw + cx] = c;
+      if (!withNoise) continue;
+      const sky = v.filter((x) => x <= c);
+      const ms = median(sky);
+      for (let i = 0; i < sky.length; i++) sky[i] = Math.abs(sky[i]! - ms);
+      noise[cy * cw + cx] = MAD_TO_SIGMA * median(sky);
+    }
   return { cut, noise };
 }
 
-export function frameTileMetrics(data: Float32Array, w: number, h: number, rects: Int32Array, out: Float64Array, scratch?: readonly Float32Array[] | null): void {
+export function frameTileMetrics(
+  data: Float32Array,
+  w: number,
+  h: number,
+  rects: Int32Array,
+  out: Float64Array,
+  scratch?: readonly Float32Array[] | null,
+): void {
   const n = w * h;
-  const bw = Math.ceil(w / BIN), bh = Math.ceil(h / BIN), nb = bw * bh;
+  const bw = Math.ceil(w / BIN),
+    bh = Math.ceil(h / BIN),
+    nb = bw * bh;
   const [cnt, binned, rows] = scratch ?? [0, 1, 2].map(() => new Float32Array(Math.max(n, 3 * nb)));
-  const sb = binned!.subarray(0, nb), cb = binned!.subarray(nb, 2 * nb), mb = binned!.subarray(2 * nb, 3 * nb);
-  const hs = rows!.subarray(0, nb), hc = rows!.subarray(nb, 2 * nb);
+  const sb = binned!.subarray(0, nb),
+    cb = binned!.subarray(nb, 2 * nb),
+    mb = binned!.subarray(2 * nb, 3 * nb);
+  const hs = rows!.subarray(0, nb),
+    hc = rows!.subarray(nb, 2 * nb);
   const cw = Math.ceil(w / CELL);
   const cell = (x: number, y: number) => Math.floor(y / CELL) * cw + Math.floor(x / CELL);
   binSums(data, w, h, bw, undefined, sb, cb);
@@ -103,44 +168,68 @@ export function frameTileMetrics(data: Float32Array, w: number, h: number, rects
   const sig: Signal = (x, y) => data[y * w + x]! - mb[Math.floor(y / BIN) * bw + Math.floor(x / BIN)]!;
   const cands: { peak: number; x: number; y: number }[] = [];
   if (w > 2 * STAR_R && h > 2 * STAR_R) {
-    for (let y = STAR_R; y < h - STAR_R; y++) for (let x = STAR_R; x < w - STAR_R; x++) {
-      const s = cnoise[cell(x, y)]!;
-      const r = sig(x, y);
-      if (!(r > 5 * s) || !(s > 0) || !isPeak(sig, x, y, w, h, 2)) continue;
-      let above = 0;
-      for (let yy = y - 1; yy < y + 2; yy++) for (let xx = x - 1; xx < x + 2; xx++) if (sig(xx, yy) > 3 * s) above++;
-      if (above >= 4) cands.push({ peak: r, x, y });
-    }
+    for (let y = STAR_R; y < h - STAR_R; y++)
+      for (let x = STAR_R; x < w - STAR_R; x++) {
+        const s = cnoise[cell(x, y)]!;
+        const r = sig(x, y);
+        if (!(r > 5 * s) || !(s > 0) || !isPeak(sig, x, y, w, h, 2)) continue;
+        let above = 0;
+        for (let yy = y - 1; yy < y + 2; yy++) for (let xx = x - 1; xx < x + 2; xx++) if (sig(xx, yy) > 3 * s) above++;
+        if (above >= 4) cands.push({ peak: r, x, y });
+      }
   }
   cands.sort((a, b) => b.peak - a.peak); // stable: row-major among equal peaks, as the native sort
   const shapes: ([number, number] | null | undefined)[] = new Array(cands.length);
-  if (!allFinite) for (let y = 0; y < h; y++) { let k = 0; for (let x = 0; x < w; x++) { if (Number.isFinite(data[y * w + x]!)) k++; cnt![y * w + x] = k; } }
-  const skyR: number[] = [], skyV: number[] = [], g2: number[] = [];
+  if (!allFinite)
+    for (let y = 0; y < h; y++) {
+      let k = 0;
+      for (let x = 0; x < w; x++) {
+        if (Number.isFinite(data[y * w + x]!)) k++;
+        cnt![y * w + x] = k;
+      }
+    }
+  const skyR: number[] = [],
+    skyV: number[] = [],
+    g2: number[] = [];
   for (let k = 0; k < rects.length / 4; k++) {
-    const x0 = rects[4 * k]!, y0 = rects[4 * k + 1]!, tw = rects[4 * k + 2]!, th = rects[4 * k + 3]!;
+    const x0 = rects[4 * k]!,
+      y0 = rects[4 * k + 1]!,
+      tw = rects[4 * k + 2]!,
+      th = rects[4 * k + 3]!;
     let valid = 0;
     if (allFinite) valid = tw * th;
     else for (let y = y0; y < y0 + th; y++) valid += cnt![y * w + x0 + tw - 1]! - (x0 > 0 ? cnt![y * w + x0 - 1]! : 0);
     const frac = valid / (tw * th);
-    if (valid < 3) { out.set([NaN, NaN, NaN, NaN, 0, NaN, NaN, NaN, frac], k * TILE_FIELDS); continue; }
-    skyR.length = 0; skyV.length = 0; g2.length = 0;
-    for (let y = y0; y < y0 + th; y++) for (let x = x0 + ((PHASE_COL[y % 4]! + 4 - (x0 % 4)) % 4); x < x0 + tw; x += 4) {
-      const rv = sig(x, y);
-      if (Number.isFinite(rv) && rv <= cut[cell(x, y)]!) { skyR.push(rv); skyV.push(data[y * w + x]!); }
-      if (y > y0 && y + 1 < y0 + th && x > x0 && x + 1 < x0 + tw) {
-        const p = (dx: number, dy: number) => sig(x + dx - 1, y + dy - 1);
-        const gx = (p(2, 0) + 2 * p(2, 1) + p(2, 2)) - (p(0, 0) + 2 * p(0, 1) + p(0, 2));
-        const gy = (p(0, 2) + 2 * p(1, 2) + p(2, 2)) - (p(0, 0) + 2 * p(1, 0) + p(2, 0));
-        const e = gx * gx + gy * gy;
-        if (Number.isFinite(e)) g2.push(e);
-      }
+    if (valid < 3) {
+      out.set([NaN, NaN, NaN, NaN, 0, NaN, NaN, NaN, frac], k * TILE_FIELDS);
+      continue;
     }
+    skyR.length = 0;
+    skyV.length = 0;
+    g2.length = 0;
+    for (let y = y0; y < y0 + th; y++)
+      for (let x = x0 + ((PHASE_COL[y % 4]! + 4 - (x0 % 4)) % 4); x < x0 + tw; x += 4) {
+        const rv = sig(x, y);
+        if (Number.isFinite(rv) && rv <= cut[cell(x, y)]!) {
+          skyR.push(rv);
+          skyV.push(data[y * w + x]!);
+        }
+        if (y > y0 && y + 1 < y0 + th && x > x0 && x + 1 < x0 + tw) {
+          const p = (dx: number, dy: number) => sig(x + dx - 1, y + dy - 1);
+          const gx = p(2, 0) + 2 * p(2, 1) + p(2, 2) - (p(0, 0) + 2 * p(0, 1) + p(0, 2));
+          const gy = p(0, 2) + 2 * p(1, 2) + p(2, 2) - (p(0, 0) + 2 * p(1, 0) + p(2, 0));
+          const e = gx * gx + gy * gy;
+          if (Number.isFinite(e)) g2.push(e);
+        }
+      }
     const ms = median(skyR.slice());
     for (let i = 0; i < skyR.length; i++) skyR[i] = Math.abs(skyR[i]! - ms);
     const sigma = MAD_TO_SIGMA * median(skyR);
     const bg = median(skyV);
     const energy = median(g2);
-    const fw: number[] = [], ro: number[] = [], co: number[] = [];
+    const fw: number[] = [],
+      ro: number[] = [],
+      co: number[] = [];
     let taken = 0;
     for (let ci = 0; ci < cands.length && taken < MAX_TILE_STARS; ci++) {
       const c = cands[ci]!;
@@ -149,7 +238,10 @@ export function frameTileMetrics(data: Float32Array, w: number, h: number, rects
       let shape = shapes[ci];
       if (shape === undefined) {
         const ms2 = measure(sig, c.x - STAR_R, c.y - STAR_R, c.x + STAR_R + 1, c.y + STAR_R + 1);
-        shape = ms2 && ms2.fwhmMinor > 0.2 && ms2.fwhmMajor < 50 ? [Math.sqrt(ms2.fwhmMajor * ms2.fwhmMinor), ms2.fwhmMinor / ms2.fwhmMajor] : null;
+        shape =
+          ms2 && ms2.fwhmMinor > 0.2 && ms2.fwhmMajor < 50
+            ? [Math.sqrt(ms2.fwhmMajor * ms2.fwhmMinor), ms2.fwhmMinor / ms2.fwhmMajor]
+            : null;
         shapes[ci] = shape;
       }
       if (!shape) continue;

@@ -7,7 +7,10 @@ function lanczosTable(): Float64Array {
   for (let k = 0; k <= PHASES; k++) {
     const f = k / PHASES;
     let s = 0;
-    for (let i = 0; i < 6; i++) { table[k * 6 + i] = lanczos3(f - (i - 2)); s += table[k * 6 + i]!; }
+    for (let i = 0; i < 6; i++) {
+      table[k * 6 + i] = lanczos3(f - (i - 2));
+      s += table[k * 6 + i]!;
+    }
     for (let i = 0; i < 6; i++) table[k * 6 + i] = table[k * 6 + i]! / s;
   }
   return table;
@@ -41,8 +44,18 @@ function weights(kind: number, f: number, w: Float64Array): [number, number] {
   return [-2, 6];
 }
 
-export function warp(src: Float32Array, sw: number, sh: number, hm: Float64Array, dst: Float32Array, dw: number, dh: number, kind: number): void {
-  const wx = new Float64Array(6), wy = new Float64Array(6);
+export function warp(
+  src: Float32Array,
+  sw: number,
+  sh: number,
+  hm: Float64Array,
+  dst: Float32Array,
+  dw: number,
+  dh: number,
+  kind: number,
+): void {
+  const wx = new Float64Array(6),
+    wy = new Float64Array(6);
   const EPS = 1e-9;
   for (let y = 0; y < dh; y++) {
     for (let x = 0; x < dw; x++) {
@@ -53,7 +66,8 @@ export function warp(src: Float32Array, sw: number, sh: number, hm: Float64Array
         dst[y * dw + x] = NaN;
         continue;
       }
-      const u0 = Math.floor(u), v0 = Math.floor(v);
+      const u0 = Math.floor(u),
+        v0 = Math.floor(v);
       const [ox, nx] = weights(kind, u - u0, wx);
       const [oy, ny] = weights(kind, v - v0, wy);
       let acc = 0;

@@ -9,13 +9,23 @@ export function gauss(r: () => number): () => number {
   return () => Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r());
 }
 
-export interface SynthStar { x: number; y: number; flux: number; sigma: number }
+export interface SynthStar {
+  x: number;
+  y: number;
+  flux: number;
+  sigma: number;
+}
 
 /**
  * A sky frame: background `sky` + a gentle gradient, Gaussian noise σ = `noise`, and round Gaussian
  * stars (pixel-centre sampled) of the given σ.
  */
-export function starField(width: number, height: number, seed: number, opts: { stars?: number; sky?: number; noise?: number; sigma?: number; gradient?: number; margin?: number } = {}): Plane & { truth: SynthStar[] } {
+export function starField(
+  width: number,
+  height: number,
+  seed: number,
+  opts: { stars?: number; sky?: number; noise?: number; sigma?: number; gradient?: number; margin?: number } = {},
+): Plane & { truth: SynthStar[] } {
   const r = rng(seed);
   const g = gauss(r);
   const { stars = 40, sky = 1000, noise = 10, sigma = 1.8, gradient = 0.05, margin = 12 } = opts;
@@ -37,16 +47,23 @@ export function starField(width: number, height: number, seed: number, opts: { s
   return { data, width, height, truth };
 }
 
-export function noiseFrames(n: number, len: number, seed: number, opts: { mean?: number; noise?: number; outliers?: number } = {}): Float32Array[] {
+export function noiseFrames(
+  n: number,
+  len: number,
+  seed: number,
+  opts: { mean?: number; noise?: number; outliers?: number } = {},
+): Float32Array[] {
   const r = rng(seed);
   const g = gauss(r);
   const { mean = 500, noise = 20, outliers = 0.02 } = opts;
-  return Array.from({ length: n }, () => Float32Array.from({ length: len }, () => {
-    const u = r();
-    if (u < outliers / 2) return mean + 50 * noise * r();
-    if (u < outliers) return mean - 30 * noise * r();
-    return mean + noise * g();
-  }));
+  return Array.from({ length: n }, () =>
+    Float32Array.from({ length: len }, () => {
+      const u = r();
+      if (u < outliers / 2) return mean + 50 * noise * r();
+      if (u < outliers) return mean - 30 * noise * r();
+      return mean + noise * g();
+    }),
+  );
 }
 
 /**
@@ -72,8 +89,12 @@ export function maxRelDiff(a: ArrayLike<number>, b: ArrayLike<number>, floor = 1
   if (a.length !== b.length) return Infinity;
   let m = 0;
   for (let i = 0; i < a.length; i++) {
-    const x = a[i]!, y = b[i]!;
-    if (Number.isNaN(x) || Number.isNaN(y)) { if (Number.isNaN(x) !== Number.isNaN(y)) return Infinity; continue; }
+    const x = a[i]!,
+      y = b[i]!;
+    if (Number.isNaN(x) || Number.isNaN(y)) {
+      if (Number.isNaN(x) !== Number.isNaN(y)) return Infinity;
+      continue;
+    }
     if (x === y) continue;
     m = Math.max(m, Math.abs(x - y) / Math.max(Math.abs(y), floor));
   }
