@@ -86,7 +86,7 @@ export {
   type TaskContext,
   type WorkUnit,
 } from "./executor/contracts.js";
-export { localExecutor, type LocalExecutorOptions } from "./executor/local.js";
+export { localExecutor, withExecutor, type LocalExecutorOptions } from "./executor/local.js";
 export { cachedFile, closeCache, readBand, scratch, OPEN_FILES_MAX } from "./executor/cache.js";
 export { PlanePool } from "./util/planes.js";
 export { BAND_BYTES, bandRows } from "./util/bands.js";

@@ -83,3 +83,20 @@ export function localExecutor(options: LocalExecutorOptions = {}): Executor {
     },
   };
 }
+
+/**
+ * Run `fn` with the context's executor — the kernel's runner always supplies one — or, for a caller that
+ * invokes an engine function directly (a test, a bench), with a local executor closed afterwards.
+ */
+export async function withExecutor<T>(
+  ctx: { executor?: Executor; runtime: { threads?: number } },
+  fn: (executor: Executor) => Promise<T>,
+): Promise<T> {
+  if (ctx.executor) return fn(ctx.executor);
+  const executor = localExecutor({ threads: ctx.runtime.threads });
+  try {
+    return await fn(executor);
+  } finally {
+    await executor.close();
+  }
+}

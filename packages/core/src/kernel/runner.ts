@@ -11,6 +11,7 @@ import { basename, dirname, join } from "node:path";
 import { isAbortError, StageError, TileCompileError } from "../errors/index.js";
 import type { EngineContext, EngineDefinition, Logger, RuntimeLimits, StageName, StageProviders } from "./contracts.js";
 import type { Executor } from "../executor/contracts.js";
+import { localExecutor } from "../executor/local.js";
 import { providerOf } from "./define.js";
 import type { RunEvents } from "./events.js";
 import type { EngineRegistry } from "./registry.js";
@@ -111,17 +112,23 @@ export async function runStage<S extends StageName, R>(
   await mkdir(opts.workRoot, { recursive: true });
   const workdir = await mkdtemp(join(opts.workRoot, `${stage}-`));
   for (const o of outputs) await mkdir(dirname(o), { recursive: true });
+  // The stage always gets an executor: the run's (distributed), else one in this process for this stage.
+  const executor = opts.executor ?? localExecutor({ threads: opts.runtime.threads });
   const ctx: EngineContext = {
     signal,
     logger: opts.logger,
     workdir,
     runtime: opts.runtime,
-    ...(opts.executor ? { executor: opts.executor } : {}),
+    executor,
     options: opts.engineOptions?.[engine.meta.name] ?? {},
     progress: (fraction, note) =>
       opts.events.emit({ type: "stage:progress", stage, fraction: Math.max(0, Math.min(1, fraction)), ...(note ? { note } : {}) }),
   };
+  const closeOwn = async () => {
+    if (!opts.executor) await executor.close();
+  };
   const cleanup = async () => {
+    await closeOwn();
     await Promise.all(temps.map((t) => rm(t, { force: true })));
     await rm(workdir, { recursive: true, force: true });
   };
@@ -139,6 +146,7 @@ export async function runStage<S extends StageName, R>(
         });
     }
     for (let i = 0; i < outputs.length; i++) await rename(temps[i]!, outputs[i]!);
+    await closeOwn();
     await rm(workdir, { recursive: true, force: true });
     const seconds = (performance.now() - started) / 1000;
     opts.events.emit({ type: "stage:done", stage, engine: engine.meta.name, method, outputs, seconds });

@@ -14,8 +14,8 @@ import { basename, join } from "node:path";
 import type { CalibrationInput, CalibrationProvider, CalibrationResult, EngineContext, FrameRef } from "@tile-compile/core";
 import { readFitsImage, type FitsImage } from "@tile-compile/core";
 import { calibrateLight, defectMap, type DefectMap, type Masters } from "./apply.js";
-import { defineTask, type Executor, type WorkUnit } from "@tile-compile/core";
-import { localExecutor } from "@tile-compile/core";
+import { defineTask, type WorkUnit } from "@tile-compile/core";
+import { withExecutor } from "@tile-compile/core";
 import { buildMaster } from "@tile-compile/core";
 
 /** Input of one `calibration.light` unit: paths and flags only. */
@@ -131,8 +131,7 @@ export function nativeCalibration(engine: string): CalibrationProvider {
           ...(pedestal !== undefined ? { pedestal } : {}),
         } satisfies CalibrateLightInput,
       }));
-      const executor: Executor = ctx.executor ?? localExecutor({ threads: ctx.runtime.threads });
-      try {
+      return withExecutor(ctx, async (executor) => {
         const frames: CalibrationResult["frames"] = [];
         let k = 0;
         for await (const output of executor.run(units, {
@@ -142,9 +141,7 @@ export function nativeCalibration(engine: string): CalibrationProvider {
         }))
           frames.push({ input: input.frames[k++]!.path, output });
         return { frames };
-      } finally {
-        if (!ctx.executor) await executor.close();
-      }
+      });
     },
   };
 }

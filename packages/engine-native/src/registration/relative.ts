@@ -39,7 +39,7 @@ import {
   frameStars,
   ioFault,
   isIoFault,
-  localExecutor,
+  withExecutor,
   matchStars,
   matchTolerance,
   MIN_PAIRS,
@@ -312,11 +312,9 @@ export async function registerRelative(input: RegistrationInput, ctx: EngineCont
       issues: [`registration.transform: "${String(model)}" is not one of ${TRANSFORM_MODELS.join(", ")}`],
     });
   if (input.frames.length === 0) throw new TileCompileError("TC_INPUT_INVALID", { input: "frames", reason: "no frames to register" });
-  const executor: Executor = ctx.executor ?? localExecutor({ threads: ctx.runtime.threads });
   try {
-    return await registerWith(input, ctx, executor, model, opts);
+    return await withExecutor(ctx, (executor) => registerWith(input, ctx, executor, model, opts));
   } finally {
-    if (!ctx.executor) await executor.close();
     planes.clear(); // nothing idle held for the stages after this one
   }
 }

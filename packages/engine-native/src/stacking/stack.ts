@@ -21,7 +21,7 @@ import type { EngineContext, StackingInput, StackingResult } from "@tile-compile
 import { bandRows } from "@tile-compile/core";
 import { defineTask, type Executor, type SharedRef, type WorkUnit } from "@tile-compile/core";
 import { readBand } from "@tile-compile/core";
-import { applyFrameFilters, combinedKeywords, frameStatsTask, localExecutor, type FrameFilter, type FrameStats } from "@tile-compile/core";
+import { applyFrameFilters, combinedKeywords, frameStatsTask, withExecutor, type FrameFilter, type FrameStats } from "@tile-compile/core";
 
 /** Frames measured at once by the statistics pass. */
 const STATS_IN_FLIGHT = 4;
@@ -99,12 +99,7 @@ export async function nativeStack(input: StackingInput, ctx: EngineContext): Pro
   const weighting = String(o.weighting ?? "none");
   const filters = (o.frame_filters ?? {}) as Record<string, FrameFilter>;
   const needStars = Object.keys(filters).some((k) => k !== "background") || weighting === "fwhm" || weighting === "stars";
-  const executor: Executor = ctx.executor ?? localExecutor({ threads: ctx.runtime.threads });
-  try {
-    return await stackWith(executor);
-  } finally {
-    if (!ctx.executor) await executor.close();
-  }
+  return withExecutor(ctx, stackWith);
 
   async function stackWith(executor: Executor): Promise<StackingResult> {
     const summaries: FitsHeaderSummary[] = [];

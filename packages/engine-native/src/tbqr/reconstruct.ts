@@ -35,7 +35,7 @@ import type { EngineContext } from "@tile-compile/core";
 import { seededRandom } from "@tile-compile/core";
 import { bandRows } from "@tile-compile/core";
 import { runAll, type Executor, type WorkUnit } from "@tile-compile/core";
-import { localExecutor } from "@tile-compile/core";
+import { withExecutor } from "@tile-compile/core";
 import type { TbqrOptions, TbqrValidation } from "@tile-compile/core";
 
 export type { TbqrOptions, TbqrValidation } from "@tile-compile/core";
@@ -402,12 +402,7 @@ export async function reconstructTbqr(framePaths: string[], output: string, o: T
   const n = W * H;
   const sig = ctx.signal;
 
-  const executor: Executor = ctx.executor ?? localExecutor({ threads: ctx.runtime.threads });
-  try {
-    return await reconstructWith(executor);
-  } finally {
-    if (!ctx.executor) await executor.close();
-  }
+  return withExecutor(ctx, reconstructWith);
 
   async function reconstructWith(executor: Executor): Promise<TbqrResult> {
     // 2. Seeing and tile geometry (stars on the green/first channel of up to 8 frames).
