@@ -12,8 +12,9 @@
  */
 export type Dialect = "1.0" | "1.2" | "1.4";
 
-export type Rejection = "none" | "percentile" | "sigma" | "sigma_median" | "winsorized" | "linear_fit" | "gesdt" | "mad";
-export type Normalization = "none" | "additive" | "multiplicative" | "additive_scaling" | "multiplicative_scaling";
+/** The stacking vocabulary is core's (config/schema.ts); Siril's script takes the same names. */
+export type { RejectionMethod as Rejection, Normalization } from "@tile-compile/core";
+import type { RejectionMethod as Rejection, Normalization } from "@tile-compile/core";
 
 export type Command =
   | { op: "requires" }

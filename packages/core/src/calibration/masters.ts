@@ -18,6 +18,7 @@ import { FitsHeader } from "@tile-compile/fits";
 import type { MasterPlan } from "../jobs/plan.js";
 import { recipeOf } from "../jobs/plan.js";
 import { bandRows } from "../util/bands.js";
+import type { MasterRejection } from "../config/schema.js";
 
 export interface BuildMasterOptions {
   /** Flats: the offset master subtracted from each raw flat (a flat-dark master, or the bias). */
@@ -26,7 +27,7 @@ export interface BuildMasterOptions {
   pedestal?: number;
   engine: string;
   /** Pixel rejection (3σ low and high); default winsorized. */
-  rejection?: "winsorized" | "sigma";
+  rejection?: MasterRejection;
   memoryBudgetBytes: number;
   signal?: AbortSignal;
   history?: string[];

@@ -28,8 +28,20 @@ export function parseByteSize(v: number | string): number {
   return Math.round(Number(m[1]) * base ** pow);
 }
 
+/**
+ * The stacking vocabulary, defined once: every engine's options are typed by these names, so a new method
+ * is added here and the compiler lists each engine that must map it.
+ */
 export const rejectionMethods = ["none", "percentile", "sigma", "mad", "sigma_median", "winsorized", "linear_fit", "gesdt"] as const;
+/** Pixel rejection of a stack (`stacking.rejection`). */
+export type RejectionMethod = (typeof rejectionMethods)[number];
+export const DEFAULT_REJECTION: RejectionMethod = "winsorized";
+/** Pixel rejection of master bias, dark and flat (`calibration.rejection`); part of each master's recipe. */
+export const masterRejections = ["winsorized", "sigma"] as const;
+export type MasterRejection = (typeof masterRejections)[number];
 export const normalizations = ["none", "additive", "multiplicative", "additive_scaling", "multiplicative_scaling"] as const;
+/** Frame normalisation before combining (`stacking.normalization`). */
+export type Normalization = (typeof normalizations)[number];
 
 export const configSchema = z.strictObject({
   $schema: z.string().optional(),
@@ -53,8 +65,8 @@ export const configSchema = z.strictObject({
       engine: engineRef.optional(),
       method: z.string().default("native").describe("Calibration method: native (built-in), siril, or one a loaded engine provides"),
       rejection: z
-        .enum(["winsorized", "sigma"])
-        .default("winsorized")
+        .enum(masterRejections)
+        .default(DEFAULT_REJECTION as MasterRejection)
         .describe("Pixel rejection of master bias, dark and flat (3σ low and high); part of each master's recipe"),
       checks: z
         .partialRecord(z.enum(CHECK_NAMES), z.enum(["error", "warn", "off"]))
@@ -63,7 +75,7 @@ export const configSchema = z.strictObject({
           "Calibration health checks (offset, double_offset, negative_pixels, master_mismatch, flat_exposure, vignetting_residual, dust_residual, temperature): a failing check stops the run (error, the default) unless relaxed by name to warn or off; a master of another size is always refused",
         ),
     })
-    .default({ method: "native", rejection: "winsorized", checks: {} }),
+    .default({ method: "native", rejection: DEFAULT_REJECTION as MasterRejection, checks: {} }),
   registration: z
     .strictObject({
       engine: z
@@ -101,7 +113,7 @@ export const configSchema = z.strictObject({
         .describe(
           "rejection (mean of the values surviving stacking.rejection; default), mean (alias: average), median, tbqr, or one a loaded engine provides",
         ),
-      rejection: z.enum(rejectionMethods).default("winsorized"),
+      rejection: z.enum(rejectionMethods).default(DEFAULT_REJECTION),
       sigma: z.tuple([z.number().positive(), z.number().positive()]).default([3, 3]).describe("[low, high] rejection thresholds"),
       normalization: z
         .enum(normalizations)

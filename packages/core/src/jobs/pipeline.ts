@@ -16,7 +16,7 @@ import { mkdir, rename, writeFile } from "node:fs/promises";
 import { basename, join, relative } from "node:path";
 import { BUILTIN_PALETTES, paletteInputs, type Palette } from "../composition/palettes.js";
 import { tbqrOptionsFromConfig } from "../config/tbqr.js";
-import type { TileCompileConfig } from "../config/schema.js";
+import { DEFAULT_REJECTION, type TileCompileConfig } from "../config/schema.js";
 import { TileCompileError } from "../errors/index.js";
 import { readFitsHeader } from "@tile-compile/fits";
 import type { EngineRegistry } from "../kernel/registry.js";
@@ -450,7 +450,7 @@ async function runSteps(plan: JobPlan, o: PipelineOptions, rec: RunRecord): Prom
     groups.push(
       groupRecord(groupInfo, regResult, {
         path: stackPath,
-        method: stMethod === "rejection" ? `rejection (${String(cfg.stacking.rejection ?? "winsorized")})` : stMethod,
+        method: stMethod === "rejection" ? `rejection (${String(cfg.stacking.rejection ?? DEFAULT_REJECTION)})` : stMethod,
         result: { ...stacked, frameCount: stacked.frames, rejectedFrames: stacked.rejected },
       }),
     );

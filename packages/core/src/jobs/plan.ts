@@ -28,6 +28,7 @@ import {
   type RawSet,
 } from "./library.js";
 import { jobSchema, type JobFile } from "./schema.js";
+import { type MasterRejection } from "../config/schema.js";
 
 export interface JobProblem {
   file: string;
@@ -161,7 +162,7 @@ export interface PlanOptions {
   /** engine@version that builds masters: part of the recipe (a new engine version rebuilds them). */
   engine?: string;
   /** Pixel rejection of the masters (`calibration.rejection`): part of the recipe. */
-  masterRejection?: "winsorized" | "sigma";
+  masterRejection?: MasterRejection;
   /** `hdr.min_frames`: a filter's exposure group with fewer frames than this (when the filter has another) is left out. Default 3. */
   hdrMinFrames?: number;
   signal?: AbortSignal;
@@ -170,7 +171,7 @@ export interface PlanOptions {
 const JUNK = /^(\.|thumbs\.db$|desktop\.ini$)/i;
 
 /** Recipe of a master: what would change its pixels. */
-export function recipeOf(kind: "bias" | "dark" | "flat", engine: string, rejection: "winsorized" | "sigma" = "winsorized"): string {
+export function recipeOf(kind: "bias" | "dark" | "flat", engine: string, rejection: MasterRejection = "winsorized"): string {
   const steps = kind === "flat" ? "bias-subtracted,normalised-by-median" : "raw";
   return `${kind};combine=mean;rejection=${rejection};sigma=3,3;inputs=${steps};engine=${engine}`;
 }

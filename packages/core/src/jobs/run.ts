@@ -21,6 +21,7 @@ import {
   type HealthCheck,
   type HealthGroupInput,
 } from "../calibration/health.js";
+import { DEFAULT_REJECTION, type MasterRejection } from "../config/schema.js";
 
 export function jobError(plan: JobPlan): TileCompileError {
   const fmt = (p: JobProblem) => `${p.code ? `[${p.code}] ` : ""}${p.file}${p.field ? ` [${p.field}]` : ""}: ${p.message}`;
@@ -39,7 +40,7 @@ export interface CalibrateStageOptions {
   /** engine@version of the provider: part of every master's recipe. */
   engine: string;
   /** Pixel rejection of the masters (`calibration.rejection`, default winsorized). */
-  rejection?: "winsorized" | "sigma";
+  rejection?: MasterRejection;
   history?: string[];
   /** `calibration.checks` of tile_compile.yaml: per health check, error (default), warn or off. */
   checks?: Partial<Record<CheckName, CheckSeverity>>;
@@ -124,7 +125,7 @@ export async function runCalibrateStage(plan: JobPlan, o: CalibrateStageOptions)
         options: {
           name: m.name,
           recipeHash: m.recipeHash,
-          rejection: o.rejection ?? "winsorized",
+          rejection: o.rejection ?? DEFAULT_REJECTION,
           ...(m.inputHash ? { inputHash: m.inputHash } : {}),
           ...(offset?.pedestal !== undefined ? { pedestal: offset.pedestal } : {}),
         },

@@ -21,12 +21,21 @@ import type { EngineContext, StackingInput, StackingResult } from "@tile-compile
 import { bandRows } from "@tile-compile/core";
 import { defineTask, type Executor, type SharedRef, type WorkUnit } from "@tile-compile/core";
 import { readBand } from "@tile-compile/core";
-import { applyFrameFilters, combinedKeywords, frameStatsTask, withExecutor, type FrameFilter, type FrameStats } from "@tile-compile/core";
+import {
+  applyFrameFilters,
+  combinedKeywords,
+  frameStatsTask,
+  withExecutor,
+  type FrameFilter,
+  type FrameStats,
+  type RejectionMethod,
+} from "@tile-compile/core";
 
 /** Frames measured at once by the statistics pass. */
 const STATS_IN_FLIGHT = 4;
 
-const REJECTIONS: Record<string, Rejection | undefined> = {
+/** Every rejection method of the configuration, as the kernels call it (undefined: not provided by this engine). */
+const REJECTIONS: Record<RejectionMethod, Rejection | undefined> = {
   none: "none",
   percentile: "percentile",
   sigma: "sigma",
@@ -34,6 +43,7 @@ const REJECTIONS: Record<string, Rejection | undefined> = {
   mad: "mad",
   winsorized: "winsorized",
   linear_fit: "linear-fit",
+  gesdt: undefined, // generalized ESD: Siril's (engine-siril); not in our kernels
 };
 
 /** What every band unit of one stack shares (one copy per run, by reference). */
@@ -88,7 +98,7 @@ export async function nativeStack(input: StackingInput, ctx: EngineContext): Pro
   const o = input.options;
   const method = input.method === "median" ? "median" : "mean";
   const rejName = input.method === "rejection" ? String(o.rejection ?? "winsorized") : "none";
-  const rejection = REJECTIONS[rejName];
+  const rejection = REJECTIONS[rejName as RejectionMethod];
   if (!rejection)
     throw new TileCompileError("TC_CONFIG_INVALID", {
       file: "tile_compile.yaml",
