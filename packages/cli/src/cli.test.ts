@@ -152,6 +152,32 @@ describe("tile-compile register", () => {
     expect(existsSync(join(work, "reg", "reg_00001.fit"))).toBe(true);
     expect(existsSync(join(work, "reg", "reg_00003.fit"))).toBe(false);
   });
+
+  it("--dry-run on register, stack and reconstruct prints the planned stages (capability, engine, frames, outputs) and writes nothing", async () => {
+    const { catalogFrames } = await import("@tile-compile/test-support/sky");
+    const work = mkdtempSync(join(tmpdir(), "tc-cli-dry-"));
+    await catalogFrames(join(work, "lights"));
+    const before = readdirSync(work);
+    const reg = capture();
+    expect(await runCli(["register", "lights", "--out", "reg", "--dry-run"], { io: reg.io, cwd: work }), reg.err.join("\n")).toBe(0);
+    expect(reg.out.join("\n")).toMatch(
+      /1\. registration:relative \(@tile-compile\/engine-native@[\d.]+\): 4 frames → .*reg \[options [0-9a-f]{12}\]/,
+    );
+    const st = capture();
+    expect(await runCli(["stack", "lights", "--out", "out/s.fit", "--dry-run", "--json"], { io: st.io, cwd: work })).toBe(0);
+    const plan = JSON.parse(st.out.join("")) as {
+      dryRun: boolean;
+      stages: { capability: string; engine: string; inputs: number; outputs: string[] }[];
+    };
+    expect(plan).toMatchObject({
+      dryRun: true,
+      stages: [{ capability: "stacking:rejection", inputs: 4, outputs: [join(work, "out/s.fit")] }],
+    });
+    const rc = capture();
+    expect(await runCli(["reconstruct", "lights", "--out", "tb", "--dry-run"], { io: rc.io, cwd: work })).toBe(0);
+    expect(rc.out.join("\n")).toMatch(/1\. registration:relative .*\n2\. stacking:tbqr .*stacked\.fit/);
+    expect(readdirSync(work)).toEqual(before);
+  });
 });
 
 describe("tile-compile validate / run --stage calibrate", () => {

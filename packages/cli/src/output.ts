@@ -2,7 +2,7 @@
  * Terminal output: errors with title, message, hint and code; plain tables; a progress bar on stderr
  * that appears only when stderr is a terminal (and never in --json mode).
  */
-import { TileCompileError, isAbortError } from "@tile-compile/core";
+import { formatStagePlan, TileCompileError, isAbortError, type StageDescription } from "@tile-compile/core";
 
 export interface Io {
   out: (text: string) => void;
@@ -142,4 +142,12 @@ export function stderrLogger(io: Io, verbose: boolean) {
     warn: (m: string) => io.err(`warning: ${m}`),
     error: (m: string) => io.err(`error: ${m}`),
   };
+}
+
+/** `--dry-run`: the planned stages (capability, engine, inputs, outputs, options hash); nothing is read or written. */
+export function printPlan(io: Io, stages: readonly StageDescription[], json: boolean): number {
+  io.out(
+    json ? JSON.stringify({ dryRun: true, stages }, null, 2) : `plan (--dry-run: nothing is run or written)\n${formatStagePlan(stages)}`,
+  );
+  return 0;
 }

@@ -31,6 +31,7 @@ interface RegisterOptionsCli {
   reference?: string;
   transform?: string;
   json?: boolean;
+  dryRun?: boolean;
   compare?: string;
 }
 
@@ -79,7 +80,8 @@ export async function runCli(argv: string[], options: CliOptions = {}): Promise<
     .option("-m, --method <method>", "stacking method (default: stacking.method of tile_compile.yaml)")
     .option("-e, --engine <engine>", "engine providing the method (default: stacking.engine, or the only provider)")
     .option("--json", "machine-readable summary")
-    .action(async (frames: string[], o: { out: string; method?: string; engine?: string; json?: boolean }) => {
+    .option("--dry-run", "print the plan (capability, engine, frames, output) and stack nothing")
+    .action(async (frames: string[], o: { out: string; method?: string; engine?: string; json?: boolean; dryRun?: boolean }) => {
       const loaded = await config();
       for (const w of loaded.warnings) io.err(`warning: ${w}`);
       exitCode = await stackCommand(
@@ -101,6 +103,7 @@ export async function runCli(argv: string[], options: CliOptions = {}): Promise<
     .option("-r, --reference <ref>", "auto, a 0-based frame index, or a path (default: registration.reference)")
     .option("-t, --transform <model>", "shift | similarity | affine | homography (relative; default similarity)")
     .option("--json", "machine-readable summary (the transforms.json document)")
+    .option("--dry-run", "print the plan (capability, engine, frames, output folder) and register nothing")
     .option(
       "--compare <method>",
       "also register with this method (siril, wcs_anchor, relative) onto the same reference and report per-frame agreement at the corners and which one the pixels favour",
@@ -164,7 +167,8 @@ export async function runCli(argv: string[], options: CliOptions = {}): Promise<
     .argument("<frames-dir>", "folder of (calibrated) frames")
     .option("-o, --out <dir>", "output folder", "tbqr-out")
     .option("--emergency", "reconstruct sets below assumptions.frames_min (reduced mode, no clustering)")
-    .action(async (dir: string, o: { out?: string; emergency?: boolean }) => {
+    .option("--dry-run", "print the plan (registration and TBQR stages, engines, outputs) and run nothing")
+    .action(async (dir: string, o: { out?: string; emergency?: boolean; dryRun?: boolean }) => {
       const loaded = await config();
       for (const w of loaded.warnings) io.err(`warning: ${w}`);
       exitCode = await reconstructCommand(dir, o, loaded, io, signal, cwd);

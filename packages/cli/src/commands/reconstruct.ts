@@ -8,6 +8,7 @@ import { workRoot } from "../workroot.js";
 import { readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import {
+  describeStage,
   findFitsFiles,
   groupRecord,
   readFitsHeader,
@@ -22,11 +23,11 @@ import {
 } from "@tile-compile/core";
 import { loadRecon } from "@tile-compile/recon-native";
 import { createExecutor, createRunScope, executorSummary, loadConfiguredEngines } from "../container.js";
-import { progressBar, stderrLogger, type Io } from "../output.js";
+import { printPlan, progressBar, stderrLogger, type Io } from "../output.js";
 
 export async function reconstructCommand(
   dirArg: string,
-  opts: { out?: string; emergency?: boolean },
+  opts: { out?: string; emergency?: boolean; dryRun?: boolean; json?: boolean },
   loaded: LoadedConfig,
   io: Io,
   signal: AbortSignal,
@@ -41,10 +42,12 @@ export async function reconstructCommand(
   const logger = stderrLogger(io, false);
   const events = new RunEvents();
   const scope = await createRunScope({ signal, logger, events, engines, workdir: out, threads: loaded.runtime.threads });
-  const executor = await createExecutor(loaded, logger).catch(async (e: unknown) => {
-    await scope.dispose();
-    throw e;
-  });
+  const executor = opts.dryRun
+    ? undefined
+    : await createExecutor(loaded, logger).catch(async (e: unknown) => {
+        await scope.dispose();
+        throw e;
+      });
   try {
     const regPlan = planStage(scope.registry, {
       stage: "registration",
@@ -66,6 +69,12 @@ export async function reconstructCommand(
       options: { tbqr: tb },
     });
     scope.registry.freeze();
+    if (opts.dryRun)
+      return printPlan(
+        io,
+        [describeStage(regPlan, files, [join(out, cfg.registration.output_dir)]), describeStage(stPlan, files, [join(out, "stacked.fit")])],
+        Boolean(opts.json),
+      );
     const bar = progressBar(io, "tbqr");
     events.on((e) => {
       if (e.type === "stage:progress") bar.update(e.fraction, e.note);

@@ -11,6 +11,7 @@ import { rename, writeFile } from "node:fs/promises";
 import { basename, join, resolve } from "node:path";
 import {
   applyTransform,
+  describeStage,
   findFitsFiles,
   frameStars,
   pixelAgreement,
@@ -25,7 +26,7 @@ import {
 } from "@tile-compile/core";
 import { loadRecon } from "@tile-compile/recon-native";
 import { createRunScope, loadConfiguredEngines } from "../container.js";
-import { progressBar, stderrLogger, type Io } from "../output.js";
+import { printPlan, progressBar, stderrLogger, type Io } from "../output.js";
 
 export interface RegisterOptions {
   out?: string;
@@ -34,6 +35,8 @@ export interface RegisterOptions {
   transform?: string;
   json?: boolean;
   verbose?: boolean;
+  /** Print the plan (stage, engine, frames, outputs) and register nothing. */
+  dryRun?: boolean;
   /** A second registration method (siril, wcs_anchor, relative) run onto the same reference; per-frame agreement written beside. */
   compare?: string;
 }
@@ -83,6 +86,7 @@ export async function registerCommand(
       options,
     });
     scope.registry.freeze();
+    if (opts.dryRun) return printPlan(io, [describeStage(plan, files, [outDir])], Boolean(opts.json));
     const bar = opts.json ? progressBar({ ...io, interactive: false }, "") : progressBar(io, `registration:${plan.method}`);
     events.on((e) => {
       if (e.type === "stage:progress") bar.update(e.fraction, e.note);

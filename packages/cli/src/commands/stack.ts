@@ -5,13 +5,22 @@
  */
 import { workRoot } from "../workroot.js";
 import { resolve } from "node:path";
-import { findFitsFiles, planStage, provenanceLine, RunEvents, runStage, TileCompileError, type LoadedConfig } from "@tile-compile/core";
+import {
+  describeStage,
+  findFitsFiles,
+  planStage,
+  provenanceLine,
+  RunEvents,
+  runStage,
+  TileCompileError,
+  type LoadedConfig,
+} from "@tile-compile/core";
 import { createExecutor, createRunScope, loadConfiguredEngines } from "../container.js";
-import { progressBar, stderrLogger, type Io } from "../output.js";
+import { printPlan, progressBar, stderrLogger, type Io } from "../output.js";
 
 export async function stackCommand(
   inputs: string[],
-  opts: { out: string; method?: string; engine?: string; json?: boolean; verbose?: boolean },
+  opts: { out: string; method?: string; engine?: string; json?: boolean; verbose?: boolean; dryRun?: boolean },
   loaded: LoadedConfig,
   io: Io,
   signal: AbortSignal,
@@ -33,10 +42,12 @@ export async function stackCommand(
   const events = new RunEvents();
   const output = resolve(cwd, opts.out);
   const scope = await createRunScope({ signal, logger, events, engines, workdir: resolve(output, ".."), threads: loaded.runtime.threads });
-  const executor = await createExecutor(loaded, logger).catch(async (e: unknown) => {
-    await scope.dispose();
-    throw e;
-  });
+  const executor = opts.dryRun
+    ? undefined
+    : await createExecutor(loaded, logger).catch(async (e: unknown) => {
+        await scope.dispose();
+        throw e;
+      });
   try {
     const { stacking } = loaded.config;
     const method = opts.method ?? stacking.method;
@@ -52,6 +63,7 @@ export async function stackCommand(
       options,
     });
     scope.registry.freeze();
+    if (opts.dryRun) return printPlan(io, [describeStage(plan, files, [output])], Boolean(opts.json));
     const bar = opts.json ? progressBar({ ...io, interactive: false }, "") : progressBar(io, `stacking:${plan.method}`);
     events.on((e) => {
       if (e.type === "stage:progress") bar.update(e.fraction, e.note);
