@@ -25,6 +25,9 @@ import { loadRecon } from "@tile-compile/recon-native";
 export interface RunScope {
   container: DependencyContainer;
   registry: EngineRegistry;
+  /** The run's distributed executor (`runtime.executor: rabbitmq`), resolved from the container; undefined: each stage runs in this process. */
+  executor: Executor | undefined;
+  /** Closes the executor (if any) and disposes of the container. */
   dispose(): Promise<void>;
 }
 
@@ -82,10 +85,14 @@ export async function createRunScope(values: {
   engines: { engine: EngineDefinition; source: string }[];
   workdir: string;
   threads: number;
+  /** Connect the executor `runtime.executor` of this configuration asks for (not for a dry run). */
+  executorFrom?: LoadedConfig;
 }): Promise<RunScope> {
   // `runtime.threads` is the kernels' thread count for this run (their pool is per process).
-  loadRecon().setThreads(values.threads);
+  const kernels = loadRecon();
+  kernels.setThreads(values.threads);
   const c = rootContainer.createChildContainer();
+  c.registerInstance(tokens.Kernels, kernels);
   c.registerInstance(tokens.RunSignal, values.signal);
   c.registerInstance(tokens.RunLogger, values.logger);
   c.registerInstance(tokens.Events, values.events);
@@ -95,7 +102,26 @@ export async function createRunScope(values: {
   const sources = new Map(values.engines.map((e) => [e.engine, e.source]));
   for (const engine of c.resolveAll(tokens.Engine)) registry.register(engine, sources.get(engine));
   c.registerInstance(tokens.Registry, registry);
-  return { container: c, registry, dispose: () => c.dispose() as Promise<void> };
+  const executor = values.executorFrom
+    ? await createExecutor(values.executorFrom, values.logger).catch(async (e: unknown) => {
+        await (c.dispose() as Promise<void>);
+        throw e;
+      })
+    : undefined;
+  if (executor) c.registerInstance(tokens.RunExecutor, executor);
+  return {
+    container: c,
+    registry,
+    executor: c.isRegistered(tokens.RunExecutor) ? c.resolve(tokens.RunExecutor) : undefined,
+    dispose: async () => {
+      if (c.isRegistered(tokens.RunExecutor))
+        await c
+          .resolve(tokens.RunExecutor)
+          .close()
+          .catch((e: Error) => values.logger.warn(`closing the executor: ${e.message}`));
+      await (c.dispose() as Promise<void>);
+    },
+  };
 }
 
 /**

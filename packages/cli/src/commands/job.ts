@@ -21,7 +21,7 @@ import {
   type LoadedConfig,
   type PipelineStep,
 } from "@tile-compile/core";
-import { createExecutor, createRunScope, executorSummary, loadConfiguredEngines } from "../container.js";
+import { createRunScope, executorSummary, loadConfiguredEngines } from "../container.js";
 import { progressBar, stderrLogger, teeLogger, type Io } from "../output.js";
 
 const corePkg = createRequire(import.meta.url)("@tile-compile/core/package.json") as { name: string; version: string };
@@ -223,11 +223,16 @@ export async function runCommand(
 
   async function runLocked(): Promise<number> {
     const events = new RunEvents();
-    const scope = await createRunScope({ signal, logger, events, engines, workdir: p.output!, threads: loaded.runtime.threads });
-    const executor = await createExecutor(loaded, logger).catch(async (e: unknown) => {
-      await scope.dispose();
-      throw e;
+    const scope = await createRunScope({
+      signal,
+      logger,
+      events,
+      engines,
+      workdir: p.output!,
+      threads: loaded.runtime.threads,
+      executorFrom: loaded,
     });
+    const executor = scope.executor;
     try {
       scope.registry.freeze();
       const bar = progressBar(opts.json ? { ...io, interactive: false } : io, "run");
@@ -283,7 +288,6 @@ export async function runCommand(
       if (executor) io.out(executorSummary(executor.stats()));
       return 0;
     } finally {
-      await executor?.close().catch((e: Error) => logger.warn(`closing the executor: ${e.message}`));
       await scope.dispose();
     }
   }

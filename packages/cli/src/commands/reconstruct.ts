@@ -22,7 +22,7 @@ import {
   type LoadedConfig,
 } from "@tile-compile/core";
 import { loadRecon } from "@tile-compile/recon-native";
-import { createExecutor, createRunScope, executorSummary, loadConfiguredEngines } from "../container.js";
+import { createRunScope, executorSummary, loadConfiguredEngines } from "../container.js";
 import { printPlan, progressBar, stderrLogger, type Io } from "../output.js";
 
 export async function reconstructCommand(
@@ -41,13 +41,16 @@ export async function reconstructCommand(
   const engines = await loadConfiguredEngines(loaded, cwd, [`registration:${cfg.registration.engine}`]);
   const logger = stderrLogger(io, false);
   const events = new RunEvents();
-  const scope = await createRunScope({ signal, logger, events, engines, workdir: out, threads: loaded.runtime.threads });
-  const executor = opts.dryRun
-    ? undefined
-    : await createExecutor(loaded, logger).catch(async (e: unknown) => {
-        await scope.dispose();
-        throw e;
-      });
+  const scope = await createRunScope({
+    signal,
+    logger,
+    events,
+    engines,
+    workdir: out,
+    threads: loaded.runtime.threads,
+    ...(opts.dryRun ? {} : { executorFrom: loaded }),
+  });
+  const executor = scope.executor;
   try {
     const regPlan = planStage(scope.registry, {
       stage: "registration",
@@ -178,7 +181,6 @@ export async function reconstructCommand(
     if (executor) io.out(`  ${executorSummary(executor.stats())}`);
     return 0;
   } finally {
-    await executor?.close().catch((e: Error) => logger.warn(`closing the executor: ${e.message}`));
     await scope.dispose();
   }
 }

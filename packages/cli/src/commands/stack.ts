@@ -15,7 +15,7 @@ import {
   TileCompileError,
   type LoadedConfig,
 } from "@tile-compile/core";
-import { createExecutor, createRunScope, loadConfiguredEngines } from "../container.js";
+import { createRunScope, loadConfiguredEngines } from "../container.js";
 import { printPlan, progressBar, stderrLogger, type Io } from "../output.js";
 
 export async function stackCommand(
@@ -41,13 +41,16 @@ export async function stackCommand(
   const logger = stderrLogger(io, Boolean(opts.verbose));
   const events = new RunEvents();
   const output = resolve(cwd, opts.out);
-  const scope = await createRunScope({ signal, logger, events, engines, workdir: resolve(output, ".."), threads: loaded.runtime.threads });
-  const executor = opts.dryRun
-    ? undefined
-    : await createExecutor(loaded, logger).catch(async (e: unknown) => {
-        await scope.dispose();
-        throw e;
-      });
+  const scope = await createRunScope({
+    signal,
+    logger,
+    events,
+    engines,
+    workdir: resolve(output, ".."),
+    threads: loaded.runtime.threads,
+    ...(opts.dryRun ? {} : { executorFrom: loaded }),
+  });
+  const executor = scope.executor;
   try {
     const { stacking } = loaded.config;
     const method = opts.method ?? stacking.method;
@@ -102,7 +105,6 @@ export async function stackCommand(
       );
     return 0;
   } finally {
-    await executor?.close().catch((e: Error) => logger.warn(`closing the executor: ${e.message}`));
     await scope.dispose();
   }
 }
