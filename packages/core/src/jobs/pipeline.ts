@@ -12,7 +12,7 @@
  * step. Outputs are written atomically, so a killed step leaves nothing that looks finished.
  */
 import { existsSync, readFileSync, statSync } from "node:fs";
-import { mkdir, rename, writeFile } from "node:fs/promises";
+import { mkdir, writeFile } from "node:fs/promises";
 import { basename, join, relative } from "node:path";
 import { BUILTIN_PALETTES, paletteInputs, type Palette } from "../composition/palettes.js";
 import { tbqrOptionsFromConfig } from "../config/tbqr.js";
@@ -21,6 +21,7 @@ import { TileCompileError } from "../errors/index.js";
 import { readFitsHeader } from "@tile-compile/fits";
 import type { EngineRegistry } from "../kernel/registry.js";
 import { planStage, provenanceLine, runStage, type StageRunOptions } from "../kernel/runner.js";
+import { openCheckpoints, type StepResult } from "../kernel/checkpoints.js";
 import type { RegistrationResult, StageName, StackingResult } from "../kernel/contracts.js";
 import { groupRecord, type GroupRecord } from "../report/records.js";
 import { expLabel } from "./library.js";
@@ -104,54 +105,21 @@ async function runSteps(plan: JobPlan, o: PipelineOptions, rec: RunRecord): Prom
   const job = plan.job;
   const cfg = o.config;
   const log = o.log ?? ((l: string) => o.logger.info(l));
-  const stateFile = join(out, ".tile-compile", "checkpoints.json");
-  /** A finished step: its stamp, its outputs and their sizes (per-frame outputs are not fsynced: a file a power loss left short does not match its size, and the step runs again). */
-  type Checkpoint = { stamp: string; outputs: string[]; sizes?: number[]; info?: unknown };
-  const sizeOf = (p: string): number => {
-    try {
-      const st = statSync(p);
-      return st.isFile() ? st.size : -1;
-    } catch {
-      return -2;
-    }
-  };
-  const state: Record<string, Checkpoint> = existsSync(stateFile)
-    ? (JSON.parse(readFileSync(stateFile, "utf8")) as Record<string, Checkpoint>)
-    : {};
-  const saveState = async () => {
-    await mkdir(join(out, ".tile-compile"), { recursive: true });
-    const tmp = `${stateFile}.${process.pid}.partial`;
-    await writeFile(tmp, JSON.stringify(state, null, 2));
-    await rename(tmp, stateFile);
-  };
-  const result: PipelineResult = { stacks: [], stretched: [], reused: [], ran: [] };
-  const timings: Record<string, number> = {};
+  const checkpoints = openCheckpoints(out, log);
+  const result: PipelineResult = { stacks: [], stretched: [], reused: checkpoints.reused, ran: checkpoints.ran };
+  const timings = checkpoints.seconds;
   const groups: GroupRecord[] = [];
   Object.assign(rec, { result, timings, groups });
   const upto = PIPELINE_STEPS.indexOf(o.until ?? "stretch");
   /** The calibrate stage's masters and health figures, for run.json (also when reused from a checkpoint). */
   let calibrateRecord: unknown;
-  /** Run `fn` unless a checkpoint with the same stamp and all its outputs exists. */
-  const step = async <T>(
+  /** Run `fn` unless a checkpoint with the same stamp and all its outputs exists (kernel/checkpoints.ts). */
+  const step = <T>(
     key: string,
     stamp: string,
-    fn: () => Promise<{ outputs: string[]; value: T; info?: unknown }>,
+    fn: () => Promise<StepResult<T>>,
     reuse: (outputs: string[], info: unknown) => T,
-  ): Promise<T> => {
-    const c = state[key];
-    if (c && c.stamp === stamp && c.outputs.every((p, k) => existsSync(p) && (c.sizes?.[k] === undefined || c.sizes[k] === sizeOf(p)))) {
-      result.reused.push(key);
-      log(`✓ ${key} (finished earlier, reused)`);
-      return reuse(c.outputs, c.info);
-    }
-    const t = performance.now();
-    const r = await fn();
-    timings[key] = (performance.now() - t) / 1000;
-    state[key] = { stamp, outputs: r.outputs, sizes: r.outputs.map(sizeOf), ...(r.info !== undefined ? { info: r.info } : {}) };
-    await saveState();
-    result.ran.push(key);
-    return r.value;
-  };
+  ): Promise<T> => checkpoints.step(key, stamp, fn, reuse);
   const stageOf = <S extends StageName>(
     stage: S,
     method: string,
@@ -164,7 +132,7 @@ async function runSteps(plan: JobPlan, o: PipelineOptions, rec: RunRecord): Prom
   // Input hashes for run.json (sha-256 of each light; cached by file identity, so re-runs do not re-read).
   const { createHash } = await import("node:crypto");
   const { readFile } = await import("node:fs/promises");
-  const hashCache = (state["inputs"]?.info ?? {}) as Record<string, string>;
+  const hashCache = (checkpoints.info("inputs") ?? {}) as Record<string, string>;
   const inputs: { path: string; sha256: string }[] = [];
   rec.inputs = inputs;
   for (const f of plan.lights) {
@@ -174,10 +142,7 @@ async function runSteps(plan: JobPlan, o: PipelineOptions, rec: RunRecord): Prom
       .digest("hex");
     inputs.push({ path: f.path, sha256: hashCache[id]! });
   }
-  if (plan.lights.length) {
-    state["inputs"] = { stamp: "", outputs: [], info: hashCache };
-    await saveState();
-  }
+  if (plan.lights.length) await checkpoints.setInfo("inputs", hashCache);
   // Identical copies of one light (the same content under two names) are stacked once.
   const bySha = new Map<string, string>();
   const copies = new Set<string>();

@@ -5,3 +5,4 @@ export * from "./loader.js";
 export * from "./events.js";
 export * from "./runner.js";
 export * as tokens from "./tokens.js";
+export * from "./checkpoints.js";
