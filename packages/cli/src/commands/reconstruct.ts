@@ -9,7 +9,6 @@ import { readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import {
   describeStage,
-  findFitsFiles,
   groupRecord,
   readFitsHeader,
   planStage,
@@ -17,13 +16,13 @@ import {
   RunEvents,
   runStage,
   tbqrOptionsFromConfig,
-  TileCompileError,
   writeRunRecord,
   type LoadedConfig,
 } from "@tile-compile/core";
 import { loadRecon } from "@tile-compile/recon-native";
 import { createRunScope, executorSummary, loadConfiguredEngines } from "../container.js";
 import { printPlan, progressBar, stderrLogger, type Io } from "../output.js";
+import { framesFrom } from "../frames.js";
 
 export async function reconstructCommand(
   dirArg: string,
@@ -33,9 +32,7 @@ export async function reconstructCommand(
   signal: AbortSignal,
   cwd: string,
 ): Promise<number> {
-  const { files, bad } = await findFitsFiles([resolve(cwd, dirArg)], signal);
-  if (bad.length > 0) throw new TileCompileError("TC_INPUT_INVALID", { input: bad[0]!.path, reason: bad[0]!.reason });
-  if (files.length === 0) throw new TileCompileError("TC_INPUT_INVALID", { input: dirArg, reason: "no FITS files found" });
+  const files = await framesFrom([dirArg], cwd, signal);
   const cfg = loaded.config;
   const out = resolve(cwd, opts.out ?? "tbqr-out");
   const engines = await loadConfiguredEngines(loaded, cwd, [`registration:${cfg.registration.engine}`]);

@@ -12,7 +12,6 @@ import { basename, join, resolve } from "node:path";
 import {
   applyTransform,
   describeStage,
-  findFitsFiles,
   frameStars,
   pixelAgreement,
   planStage,
@@ -20,13 +19,13 @@ import {
   readFitsImage,
   RunEvents,
   runStage,
-  TileCompileError,
   type LoadedConfig,
   type RegistrationResult,
 } from "@tile-compile/core";
 import { loadRecon } from "@tile-compile/recon-native";
 import { createRunScope, loadConfiguredEngines } from "../container.js";
 import { printPlan, progressBar, stderrLogger, type Io } from "../output.js";
+import { framesFrom } from "../frames.js";
 
 export interface RegisterOptions {
   out?: string;
@@ -49,17 +48,7 @@ export async function registerCommand(
   signal: AbortSignal,
   cwd: string,
 ): Promise<number> {
-  const { files, bad } = await findFitsFiles(
-    inputs.map((i) => resolve(cwd, i)),
-    signal,
-  );
-  if (bad.length > 0) throw new TileCompileError("TC_INPUT_INVALID", { input: bad[0]!.path, reason: bad[0]!.reason });
-  if (files.length === 0)
-    throw new TileCompileError("TC_INPUT_INVALID", {
-      input: inputs.join(", "),
-      reason: "no FITS files found",
-      hint: "Give FITS files or folders holding .fit/.fits/.fz files.",
-    });
+  const files = await framesFrom(inputs, cwd, signal);
   const reg = loaded.config.registration;
   const outDir = resolve(cwd, opts.out ?? reg.output_dir);
   const refOpt = opts.reference ?? reg.reference;

@@ -5,18 +5,10 @@
  */
 import { workRoot } from "../workroot.js";
 import { resolve } from "node:path";
-import {
-  describeStage,
-  findFitsFiles,
-  planStage,
-  provenanceLine,
-  RunEvents,
-  runStage,
-  TileCompileError,
-  type LoadedConfig,
-} from "@tile-compile/core";
+import { describeStage, planStage, provenanceLine, RunEvents, runStage, type LoadedConfig } from "@tile-compile/core";
 import { createRunScope, loadConfiguredEngines } from "../container.js";
 import { printPlan, progressBar, stderrLogger, type Io } from "../output.js";
+import { framesFrom } from "../frames.js";
 
 export async function stackCommand(
   inputs: string[],
@@ -26,17 +18,7 @@ export async function stackCommand(
   signal: AbortSignal,
   cwd: string,
 ): Promise<number> {
-  const { files, bad } = await findFitsFiles(
-    inputs.map((i) => resolve(cwd, i)),
-    signal,
-  );
-  if (bad.length > 0) throw new TileCompileError("TC_INPUT_INVALID", { input: bad[0]!.path, reason: bad[0]!.reason });
-  if (files.length === 0)
-    throw new TileCompileError("TC_INPUT_INVALID", {
-      input: inputs.join(", "),
-      reason: "no FITS files found",
-      hint: "Give FITS files or folders holding .fit/.fits/.fz files.",
-    });
+  const files = await framesFrom(inputs, cwd, signal);
   const engines = await loadConfiguredEngines(loaded, cwd);
   const logger = stderrLogger(io, Boolean(opts.verbose));
   const events = new RunEvents();
