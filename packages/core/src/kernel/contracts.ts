@@ -75,8 +75,9 @@ export interface EngineContext {
   options: Record<string, unknown>;
   runtime: RuntimeLimits;
   /**
-   * Runs the stage's work units (`runtime.executor`): this process, or workers over a broker. Absent
-   * means this process; a stage creates its own local executor then.
+   * Runs the stage's work units (`runtime.executor`): this process, or workers over a broker. The kernel's
+   * runner (and the conformance kit) always supply one; it is optional only for callers that invoke an
+   * engine function directly, which `withExecutor(ctx, …)` serves with a local executor.
    */
   executor?: Executor;
 }

@@ -19,6 +19,8 @@ import { FitsHeader } from "@tile-compile/fits";
 import { STAGE_NAMES, SUPPORTED_API_VERSIONS, type EngineContext, type EngineDefinition, type StageName } from "../kernel/contracts.js";
 import { engineContractProblems } from "../kernel/define.js";
 import { seededRandom } from "../util/random.js";
+import { localExecutor } from "../executor/local.js";
+import type { Executor } from "../executor/contracts.js";
 
 export { seededRandom };
 
@@ -51,11 +53,13 @@ export async function writeTinyFrames(dir: string, count = 3, width = 16, height
   return paths;
 }
 
-function silentContext(signal: AbortSignal, workdir: string): EngineContext {
+/** A context as the kernel's runner gives it: silent, small budget, and always an executor (here, this process). */
+function silentContext(signal: AbortSignal, workdir: string, executor: Executor): EngineContext {
   const noop = () => undefined;
   return {
     signal,
     workdir,
+    executor,
     logger: { debug: noop, info: noop, warn: noop, error: noop },
     progress: noop,
     options: {},
@@ -110,6 +114,7 @@ export async function checkEngineConformance(engineOrFactory: unknown): Promise<
   if (contract.length > 0) return checks;
 
   const dir = await mkdtemp(join(tmpdir(), "tc-conformance-"));
+  const executor = localExecutor({ threads: 1 });
   try {
     const frames = await writeTinyFrames(join(dir), 3);
     const abortProblems: string[] = [];
@@ -121,7 +126,7 @@ export async function checkEngineConformance(engineOrFactory: unknown): Promise<
         const controller = new AbortController();
         controller.abort();
         try {
-          await callProvider(stage, provider, frames, outDir, silentContext(controller.signal, outDir));
+          await callProvider(stage, provider, frames, outDir, silentContext(controller.signal, outDir, executor));
           abortProblems.push(`${id}: resolved although the signal was already aborted`);
         } catch (e) {
           if (!isAbortError(e))
@@ -130,7 +135,7 @@ export async function checkEngineConformance(engineOrFactory: unknown): Promise<
         const left = (await readdir(outDir)).filter((f) => !f.startsWith("."));
         if (left.length > 0) abortProblems.push(`${id}: wrote ${left.join(", ")} although cancelled`);
         if (stage === "stacking") {
-          const ctx = silentContext(new AbortController().signal, outDir);
+          const ctx = silentContext(new AbortController().signal, outDir, executor);
           try {
             const result = (await callProvider(stage, provider, frames, outDir, ctx)) as {
               frameCount?: number;
@@ -155,6 +160,7 @@ export async function checkEngineConformance(engineOrFactory: unknown): Promise<
     checks.push({ name: "abort behaviour", problems: abortProblems });
     checks.push({ name: "output shapes", problems: shapeProblems });
   } finally {
+    await executor.close();
     await rm(dir, { recursive: true, force: true });
   }
   return checks;
