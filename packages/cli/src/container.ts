@@ -18,15 +18,19 @@ import {
   type LoadedConfig,
   type Logger,
   type RunEvents,
+  type StageRunOptions,
 } from "@tile-compile/core";
 import { builtinEngines } from "@tile-compile/engine-native";
 import { loadRecon } from "@tile-compile/recon-native";
+import { workRoot } from "./workroot.js";
 
 export interface RunScope {
   container: DependencyContainer;
   registry: EngineRegistry;
   /** The run's distributed executor (`runtime.executor: rabbitmq`), resolved from the container; undefined: each stage runs in this process. */
   executor: Executor | undefined;
+  /** What every stage of this run is run with (`runStage`): signal, logger, events, limits, engine options, work root, time limit, observers, executor. */
+  stageOptions(loaded: LoadedConfig): StageRunOptions;
   /** Closes the executor (if any) and disposes of the container. */
   dispose(): Promise<void>;
 }
@@ -109,10 +113,22 @@ export async function createRunScope(values: {
       })
     : undefined;
   if (executor) c.registerInstance(tokens.RunExecutor, executor);
+  const runExecutor = c.isRegistered(tokens.RunExecutor) ? c.resolve(tokens.RunExecutor) : undefined;
   return {
     container: c,
     registry,
-    executor: c.isRegistered(tokens.RunExecutor) ? c.resolve(tokens.RunExecutor) : undefined,
+    executor: runExecutor,
+    stageOptions: (loaded) => ({
+      signal: values.signal,
+      logger: values.logger,
+      events: values.events,
+      runtime: loaded.runtime,
+      engineOptions: loaded.config.engine_options,
+      workRoot: workRoot(),
+      ...(loaded.config.runtime.stage_timeout_seconds ? { timeoutMs: loaded.config.runtime.stage_timeout_seconds * 1000 } : {}),
+      observers: registry.list().map((r) => r.engine),
+      ...(runExecutor ? { executor: runExecutor } : {}),
+    }),
     dispose: async () => {
       if (c.isRegistered(tokens.RunExecutor))
         await c

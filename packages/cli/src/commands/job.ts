@@ -6,7 +6,6 @@
  * `tile-compile run JOB --stage calibrate [--dry-run]` — the same plan, then (unless --dry-run) build the
  * masters it needs and calibrate the lights into `<output>/calibrated/`. Later stages join with their issues.
  */
-import { workRoot } from "../workroot.js";
 import { ensureWritable, lockOutput, openEventLog, sweepPartials } from "../outputdir.js";
 import { createRequire } from "node:module";
 import { join, relative, resolve } from "node:path";
@@ -256,15 +255,7 @@ export async function runCommand(
         config: loaded.config,
         until: stage === "all" || stage === "compose" ? "stretch" : (stage as PipelineStep),
         fromStacks,
-        signal,
-        logger,
-        events,
-        runtime: loaded.runtime,
-        engineOptions: loaded.config.engine_options,
-        workRoot: workRoot(),
-        ...(loaded.config.runtime.stage_timeout_seconds ? { timeoutMs: loaded.config.runtime.stage_timeout_seconds * 1000 } : {}),
-        ...(executor ? { executor } : {}),
-        observers: scope.registry.list().map((r) => r.engine),
+        ...scope.stageOptions(loaded),
         log: (l) => {
           record({ type: "log", message: l });
           io.err(l);

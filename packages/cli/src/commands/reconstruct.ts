@@ -4,7 +4,6 @@
  * DIR/<stacking.output_file> (stacked.fit), with the artifacts next to it: frame_metrics.csv/json,
  * tile_grid.json, tile_weights.fits, synthetic/syn_XX.fits (full mode), validation.json.
  */
-import { workRoot } from "../workroot.js";
 import { readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import {
@@ -79,17 +78,7 @@ export async function reconstructCommand(
     events.on((e) => {
       if (e.type === "stage:progress") bar.update(e.fraction, e.note);
     });
-    const stageOpts = {
-      signal,
-      logger,
-      events,
-      runtime: loaded.runtime,
-      engineOptions: cfg.engine_options,
-      workRoot: workRoot(),
-      ...(loaded.config.runtime.stage_timeout_seconds ? { timeoutMs: loaded.config.runtime.stage_timeout_seconds * 1000 } : {}),
-      observers: scope.registry.list().map((r) => r.engine),
-      ...(executor ? { executor } : {}),
-    };
+    const stageOpts = scope.stageOptions(loaded);
     const t0 = performance.now();
     const reg = await runStage(
       regPlan,

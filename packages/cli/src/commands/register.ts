@@ -6,7 +6,6 @@
  * pixel centres, x along NAXIS1), `rms_px`, `median_px`, `stars` — or `error`, the reason it failed.
  * Frames that fail are reported and left out; the command exits 1 only when none could be registered.
  */
-import { workRoot } from "../workroot.js";
 import { rename, writeFile } from "node:fs/promises";
 import { basename, join, resolve } from "node:path";
 import {
@@ -97,16 +96,7 @@ export async function registerCommand(
           },
           ctx,
         ),
-      {
-        signal,
-        logger,
-        events,
-        runtime: loaded.runtime,
-        engineOptions: loaded.config.engine_options,
-        workRoot: workRoot(),
-        ...(loaded.config.runtime.stage_timeout_seconds ? { timeoutMs: loaded.config.runtime.stage_timeout_seconds * 1000 } : {}),
-        observers: scope.registry.list().map((r) => r.engine),
-      },
+      scope.stageOptions(loaded),
     );
     bar.stop();
     const doc: Record<string, unknown> = {
@@ -142,15 +132,7 @@ export async function registerCommand(
             },
             ctx,
           ),
-        {
-          signal,
-          logger,
-          events,
-          runtime: loaded.runtime,
-          engineOptions: loaded.config.engine_options,
-          workRoot: workRoot(),
-          observers: scope.registry.list().map((r) => r.engine),
-        },
+        scope.stageOptions(loaded),
       );
       doc.compare = await compareRegistrations(
         result,

@@ -3,7 +3,6 @@
  * configuration selects (`stacking.engine`, `stacking.method`), capability-checked before any pixel is
  * read, output written atomically, progress shown, provenance in FITS HISTORY.
  */
-import { workRoot } from "../workroot.js";
 import { resolve } from "node:path";
 import { describeStage, planStage, provenanceLine, RunEvents, runStage, type LoadedConfig } from "@tile-compile/core";
 import { createRunScope, loadConfiguredEngines } from "../container.js";
@@ -60,17 +59,7 @@ export async function stackCommand(
       [output],
       (provider, ctx, [tmp]) =>
         provider.stack({ frames: files.map((path) => ({ path })), output: tmp!, method: plan.method, options: plan.options, history }, ctx),
-      {
-        signal,
-        logger,
-        events,
-        runtime: loaded.runtime,
-        engineOptions: loaded.config.engine_options,
-        workRoot: workRoot(),
-        ...(loaded.config.runtime.stage_timeout_seconds ? { timeoutMs: loaded.config.runtime.stage_timeout_seconds * 1000 } : {}),
-        observers: scope.registry.list().map((r) => r.engine),
-        ...(executor ? { executor } : {}),
-      },
+      scope.stageOptions(loaded),
     );
     bar.stop();
     const summary = {
