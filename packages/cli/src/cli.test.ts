@@ -161,21 +161,21 @@ describe("tile-compile register", () => {
     const reg = capture();
     expect(await runCli(["register", "lights", "--out", "reg", "--dry-run"], { io: reg.io, cwd: work }), reg.err.join("\n")).toBe(0);
     expect(reg.out.join("\n")).toMatch(
-      /1\. registration:relative \(@tile-compile\/engine-native@[\d.]+\): 4 frames → .*reg \[options [0-9a-f]{12}\]/,
+      /1\. register — registration:relative \(@tile-compile\/engine-native@[\d.]+\): 4 inputs → .*reg \[options [0-9a-f]{12}\]/,
     );
     const st = capture();
     expect(await runCli(["stack", "lights", "--out", "out/s.fit", "--dry-run", "--json"], { io: st.io, cwd: work })).toBe(0);
     const plan = JSON.parse(st.out.join("")) as {
       dryRun: boolean;
-      stages: { capability: string; engine: string; inputs: number; outputs: string[] }[];
+      steps: { capability: string; engine: string; inputs: number; outputs: string[] }[];
     };
     expect(plan).toMatchObject({
       dryRun: true,
-      stages: [{ capability: "stacking:rejection", inputs: 4, outputs: [join(work, "out/s.fit")] }],
+      steps: [{ key: "stack", capability: "stacking:rejection", inputs: 4, outputs: [join(work, "out/s.fit")] }],
     });
     const rc = capture();
     expect(await runCli(["reconstruct", "lights", "--out", "tb", "--dry-run"], { io: rc.io, cwd: work })).toBe(0);
-    expect(rc.out.join("\n")).toMatch(/1\. registration:relative .*\n2\. stacking:tbqr .*stacked\.fit/);
+    expect(rc.out.join("\n")).toMatch(/1\. register — registration:relative .*\n2\. tbqr — stacking:tbqr .*stacked\.fit/);
     expect(readdirSync(work)).toEqual(before);
   });
 });
@@ -206,8 +206,9 @@ describe("tile-compile validate / run --stage calibrate", () => {
       const d = capture();
       expect(await runCli(["run", job, "--stage", "calibrate", "--dry-run"], { io: d.io, cwd: base })).toBe(0);
       expect(d.out.join("\n")).toMatch(
-        /dry run: would build 7 master\(s\), calibrate 20 light\(s\), then per group: register \(relative\), stack \(rejection\).*Nothing written/,
+        /1\. calibrate — calibration:native \(@tile-compile\/engine-native@[\d.]+\): 20 inputs → .*calibrated .*\(runs\)/,
       );
+      expect(d.out.join("\n")).toMatch(/dry run: would build 7 master\(s\), calibrate 20 light\(s\) in 1 step\(s\)\. Nothing written/);
       expect(existsSync(join(base, "calibration", "masters"))).toBe(false);
       const r = capture();
       expect(await runCli(["run", job, "--stage", "calibrate"], { io: r.io, cwd: base })).toBe(0);

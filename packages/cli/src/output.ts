@@ -2,7 +2,7 @@
  * Terminal output: errors with title, message, hint and code; plain tables; a progress bar on stderr
  * that appears only when stderr is a terminal (and never in --json mode).
  */
-import { formatStagePlan, TileCompileError, isAbortError, type StageDescription } from "@tile-compile/core";
+import { formatRunPlan, TileCompileError, isAbortError, type StepDescription } from "@tile-compile/core";
 
 export interface Io {
   out: (text: string) => void;
@@ -144,10 +144,8 @@ export function stderrLogger(io: Io, verbose: boolean) {
   };
 }
 
-/** `--dry-run`: the planned stages (capability, engine, inputs, outputs, options hash); nothing is read or written. */
-export function printPlan(io: Io, stages: readonly StageDescription[], json: boolean): number {
-  io.out(
-    json ? JSON.stringify({ dryRun: true, stages }, null, 2) : `plan (--dry-run: nothing is run or written)\n${formatStagePlan(stages)}`,
-  );
+/** `--dry-run`: the planned steps (capability, engine, inputs, outputs, options hash, reuse); nothing is run or written. */
+export function printPlan(io: Io, steps: readonly StepDescription[], json: boolean): number {
+  io.out(json ? JSON.stringify({ dryRun: true, steps }, null, 2) : `plan (--dry-run: nothing is run or written)\n${formatRunPlan(steps)}`);
   return 0;
 }

@@ -41,12 +41,13 @@ export {
 } from "./registration/geometry.js";
 export { jobSchema, jobJsonSchema, JOB_TYPES, type JobFile } from "./jobs/schema.js";
 export { normalizeFilter, DEFAULT_FILTER_ALIASES } from "./jobs/filters.js";
-export { libraryLayout, findBaseDir, masterName, rawSets, type LibraryLayout, type RawSet } from "./jobs/library.js";
+export { libraryLayout, findBaseDir, masterName, rawSets, expLabel, type LibraryLayout, type RawSet } from "./jobs/library.js";
 export {
   planJob,
   masterStamp,
   recipeOf,
   hashOf,
+  calibratedName,
   type JobPlan,
   type JobProblem,
   type MasterPlan,
@@ -56,7 +57,14 @@ export {
   type CalibratedGroup,
   type PlanOptions,
 } from "./jobs/plan.js";
-export { runCalibrateStage, writeRunRecord, jobError, type CalibrateStageResult, type CalibrateStageOptions } from "./jobs/run.js";
+export {
+  runCalibrateStage,
+  writeRunRecord,
+  writeRunJson,
+  jobError,
+  type CalibrateStageResult,
+  type CalibrateStageOptions,
+} from "./jobs/run.js";
 export { buildMaster, masterBandRows, masterHeader } from "./calibration/masters.js";
 export {
   CHECK_NAMES,
@@ -68,7 +76,6 @@ export {
   type HealthCheck,
 } from "./calibration/health.js";
 export { darkCurrent, measureSetLevel, type SetLevel } from "./calibration/levels.js";
-export { runJobPipeline, PIPELINE_STEPS, type PipelineStep, type PipelineOptions, type PipelineResult } from "./jobs/pipeline.js";
 export { BUILTIN_PALETTES, paletteInputs, type Palette } from "./composition/palettes.js";
 export { generateDemoLibrary, type DemoOptions, type DemoStar } from "./demo/generate.js";
 export { configReferenceMarkdown } from "./config/reference.js";

@@ -9,19 +9,10 @@
 import { ensureWritable, lockOutput, openEventLog, sweepPartials } from "../outputdir.js";
 import { createRequire } from "node:module";
 import { join, relative, resolve } from "node:path";
-import {
-  jobError,
-  PIPELINE_STEPS,
-  planJob,
-  RunEvents,
-  runJobPipeline,
-  TileCompileError,
-  type JobPlan,
-  type LoadedConfig,
-  type PipelineStep,
-} from "@tile-compile/core";
-import { createRunScope, executorSummary, loadConfiguredEngines } from "../container.js";
-import { progressBar, stderrLogger, teeLogger, type Io } from "../output.js";
+import { describeRun, jobError, planJob, RunEvents, TileCompileError, type JobPlan, type LoadedConfig } from "@tile-compile/core";
+import { createRunScope, executorSummary, loadConfiguredEngines, type RunScope } from "../container.js";
+import { printPlan, progressBar, stderrLogger, teeLogger, type Io } from "../output.js";
+import { PIPELINE_STEPS, planJobRun, runJobPipeline, type PipelineOptions, type PipelineStep } from "../pipeline/index.js";
 
 const corePkg = createRequire(import.meta.url)("@tile-compile/core/package.json") as { name: string; version: string };
 const ENGINE = `${corePkg.name}@${corePkg.version}`;
@@ -199,16 +190,39 @@ export async function runCommand(
   const p = await plan(jobFile, loaded, signal, fromStacks);
   describePlan(p, io, opts.verbose);
   if (p.problems.length) throw jobError(p);
-  if (opts.dryRun) {
-    io.out("");
-    io.out(
-      `dry run: would build ${p.masters.filter((m) => m.action !== "reuse").length} master(s), calibrate ${p.lights.length} light(s), then per group: register (${loaded.config.registration.engine}), stack (${loaded.config.stacking.method}) → ${p.groups.map((g) => `stack_${g.filter}_${g.exposureSeconds}s.fit`).join(", ")}; compose (${loaded.config.composition.palette ?? p.job!.type}); stretch (${loaded.config.stretch.method}). Nothing written.`,
-    );
-    return 0;
-  }
   const wanted = [`registration:${loaded.config.registration.engine}`];
   const engines = await loadConfiguredEngines(loaded, cwd, wanted);
   const logger = teeLogger(stderrLogger(io, false));
+  const until: PipelineStep = stage === "all" || stage === "compose" ? "stretch" : (stage as PipelineStep);
+  const pipelineOptions = (scope: RunScope, log?: (line: string) => void): PipelineOptions => ({
+    registry: scope.registry,
+    config: loaded.config,
+    until,
+    fromStacks,
+    ...scope.stageOptions(loaded),
+    ...(log ? { log } : {}),
+  });
+  if (opts.dryRun) {
+    // The steps the run would take, each with its engine and whether a checkpoint already covers it.
+    const events = new RunEvents();
+    const scope = await createRunScope({ signal, logger, events, engines, workdir: p.output!, threads: loaded.runtime.threads });
+    try {
+      scope.registry.freeze();
+      const run = await planJobRun(
+        p,
+        pipelineOptions(scope, () => {}),
+      );
+      io.out("");
+      printPlan(io, describeRun(run.steps, run.checkpoints), Boolean(opts.json));
+      if (!opts.json)
+        io.out(
+          `dry run: would build ${p.masters.filter((m) => m.action !== "reuse").length} master(s), calibrate ${p.lights.length} light(s) in ${run.steps.length} step(s). Nothing written.`,
+        );
+      return 0;
+    } finally {
+      await scope.dispose();
+    }
+  }
   // One run per output folder; what killed runs left half-written is swept first.
   ensureWritable(p.output!);
   const release = lockOutput(p.output!);
@@ -250,17 +264,13 @@ export async function runCommand(
         if (e.type === "stage:progress") bar.update(e.fraction, e.note ? `${stageLabel} · ${e.note}` : stageLabel);
         if (e.type === "warning") logger.warn(e.message);
       });
-      const res = await runJobPipeline(p, {
-        registry: scope.registry,
-        config: loaded.config,
-        until: stage === "all" || stage === "compose" ? "stretch" : (stage as PipelineStep),
-        fromStacks,
-        ...scope.stageOptions(loaded),
-        log: (l) => {
+      const res = await runJobPipeline(
+        p,
+        pipelineOptions(scope, (l) => {
           record({ type: "log", message: l });
           io.err(l);
-        },
-      })
+        }),
+      )
         .catch((e: unknown) => {
           record({ type: "run:failed", error: (e as Error).message });
           throw e;

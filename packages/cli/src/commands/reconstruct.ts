@@ -7,16 +7,18 @@
 import { readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import {
-  describeStage,
+  defineStep,
+  describeRun,
   groupRecord,
   readFitsHeader,
   planStage,
   provenanceLine,
   RunEvents,
-  runStage,
+  runStep,
   tbqrOptionsFromConfig,
   writeRunRecord,
   type LoadedConfig,
+  type RegistrationResult,
 } from "@tile-compile/core";
 import { loadRecon } from "@tile-compile/recon-native";
 import { createRunScope, executorSummary, loadConfiguredEngines } from "../container.js";
@@ -67,39 +69,62 @@ export async function reconstructCommand(
       field: "stacking.method",
       options: { tbqr: tb },
     });
-    scope.registry.freeze();
-    if (opts.dryRun)
-      return printPlan(
-        io,
-        [describeStage(regPlan, files, [join(out, cfg.registration.output_dir)]), describeStage(stPlan, files, [join(out, "stacked.fit")])],
-        Boolean(opts.json),
-      );
-    const bar = progressBar(io, "tbqr");
-    events.on((e) => {
-      if (e.type === "stage:progress") bar.update(e.fraction, e.note);
-    });
-    const stageOpts = scope.stageOptions(loaded);
-    const t0 = performance.now();
-    const reg = await runStage(
-      regPlan,
-      [],
-      (provider, ctx) =>
-        provider.register(
+    const regDir = join(out, cfg.registration.output_dir);
+    const output = join(out, cfg.stacking.output_file);
+    let reg: RegistrationResult | undefined;
+    const registered = () => reg!.frames.filter((f) => f.output).map((f) => ({ path: f.output! }));
+    const registerStep = defineStep({
+      key: "register",
+      stage: regPlan,
+      inputs: files,
+      outputs: [],
+      writes: [regDir],
+      run: async (provider, ctx) => ({
+        value: await provider.register(
           {
             frames: files.map((path) => ({ path })),
             reference: cfg.registration.reference,
-            outputDir: join(out, cfg.registration.output_dir),
+            outputDir: regDir,
             filenamePattern: cfg.registration.registered_filename_pattern,
             options: regPlan.options,
             history: [provenanceLine(regPlan)],
           },
           ctx,
         ),
-      stageOpts,
-    );
-    for (const f of reg.frames) if (f.error) io.err(`not registered (left out): ${f.input}: ${f.error}`);
-    const frames = reg.frames.filter((f) => f.output).map((f) => ({ path: f.output! }));
-    const output = join(out, cfg.stacking.output_file);
+      }),
+      done: (r) => {
+        reg = r;
+      },
+    });
+    const tbqrStep = defineStep({
+      key: "tbqr",
+      stage: stPlan,
+      inputs: files,
+      outputs: [output],
+      run: async (provider, ctx, [tmp]) => ({
+        value: await provider.stack(
+          {
+            frames: registered(),
+            output: tmp!,
+            method: "tbqr",
+            options: stPlan.options,
+            history: [provenanceLine(regPlan), provenanceLine(stPlan)],
+          },
+          ctx,
+        ),
+      }),
+    });
+    scope.registry.freeze();
+    if (opts.dryRun) return printPlan(io, describeRun([registerStep, tbqrStep]), Boolean(opts.json));
+    const bar = progressBar(io, "tbqr");
+    events.on((e) => {
+      if (e.type === "stage:progress") bar.update(e.fraction, e.note);
+    });
+    const driver = { stage: scope.stageOptions(loaded) };
+    const t0 = performance.now();
+    await runStep(registerStep, driver);
+    for (const f of reg!.frames) if (f.error) io.err(`not registered (left out): ${f.input}: ${f.error}`);
+    const frames = registered();
     const t1 = performance.now();
     // run.json and report.html, as `run` writes them: the frames with their figures, TBQR's own report;
     // when TBQR fails (its validation, a refusal), what registration did and the error.
@@ -123,21 +148,12 @@ export async function reconstructCommand(
       );
     let st;
     try {
-      st = await runStage(
-        stPlan,
-        [output],
-        (provider, ctx, [tmp]) =>
-          provider.stack(
-            { frames, output: tmp!, method: "tbqr", options: stPlan.options, history: [provenanceLine(regPlan), provenanceLine(stPlan)] },
-            ctx,
-          ),
-        stageOpts,
-      );
+      st = await runStep(tbqrStep, driver);
     } catch (e) {
       bar.stop();
       const err = e as Error & { code?: string };
       await record({
-        groups: [groupRecord(info, reg)],
+        groups: [groupRecord(info, reg!)],
         timings: { register: (t1 - t0) / 1000 },
         failed: { code: err.code ?? "ERROR", message: err.message },
       }).catch(() => undefined);
@@ -146,7 +162,7 @@ export async function reconstructCommand(
     const t2 = performance.now();
     bar.stop();
     await record({
-      groups: [groupRecord(info, reg, { path: output, method: "tbqr", result: st })],
+      groups: [groupRecord(info, reg!, { path: output, method: "tbqr", result: st })],
       timings: { register: (t1 - t0) / 1000, tbqr: (t2 - t1) / 1000 },
     });
     const v = JSON.parse(readFileSync(join(out, "validation.json"), "utf8")) as {

@@ -10,16 +10,18 @@ import { rename, writeFile } from "node:fs/promises";
 import { basename, join, resolve } from "node:path";
 import {
   applyTransform,
-  describeStage,
+  defineStep,
+  describeRun,
   frameStars,
   pixelAgreement,
   planStage,
   provenanceLine,
   readFitsImage,
   RunEvents,
-  runStage,
+  runStep,
   type LoadedConfig,
   type RegistrationResult,
+  type StagePlan,
 } from "@tile-compile/core";
 import { loadRecon } from "@tile-compile/recon-native";
 import { createRunScope, loadConfiguredEngines } from "../container.js";
@@ -73,31 +75,44 @@ export async function registerCommand(
       field: opts.engine ? "--engine" : "registration.engine",
       options,
     });
+    // The frames onto the reference; with --compare, the same frames onto the same reference with the other method.
+    const registerStep = (key: string, stage: StagePlan<"registration">, dir: string, ref: () => typeof reference) =>
+      defineStep({
+        key,
+        stage,
+        inputs: files,
+        outputs: [],
+        writes: [dir],
+        run: async (provider, ctx) => ({
+          value: await provider.register(
+            {
+              frames: files.map((path) => ({ path })),
+              reference: ref(),
+              outputDir: dir,
+              filenamePattern: reg.registered_filename_pattern,
+              options: stage.options,
+              history: [provenanceLine(stage)],
+            },
+            ctx,
+          ),
+        }),
+      });
+    const results: RegistrationResult[] = [];
+    const steps = [registerStep("register", plan, outDir, () => reference)];
+    if (opts.compare) {
+      const other = planStage(scope.registry, { stage: "registration", method: opts.compare, field: "--compare", options });
+      steps.push(registerStep(`compare ${opts.compare}`, other, join(outDir, `compare-${opts.compare}`), () => results[0]!.reference));
+    }
     scope.registry.freeze();
-    if (opts.dryRun) return printPlan(io, [describeStage(plan, files, [outDir])], Boolean(opts.json));
+    if (opts.dryRun) return printPlan(io, describeRun(steps), Boolean(opts.json));
     const bar = opts.json ? progressBar({ ...io, interactive: false }, "") : progressBar(io, `registration:${plan.method}`);
     events.on((e) => {
       if (e.type === "stage:progress") bar.update(e.fraction, e.note);
       if (e.type === "warning") logger.warn(e.message);
     });
-    const history = [provenanceLine(plan)];
-    const result: RegistrationResult = await runStage(
-      plan,
-      [],
-      (provider, ctx) =>
-        provider.register(
-          {
-            frames: files.map((path) => ({ path })),
-            reference,
-            outputDir: outDir,
-            filenamePattern: reg.registered_filename_pattern,
-            options: plan.options,
-            history,
-          },
-          ctx,
-        ),
-      scope.stageOptions(loaded),
-    );
+    const driver = { stage: scope.stageOptions(loaded) };
+    const result = await runStep(steps[0]!, driver);
+    results.push(result);
     bar.stop();
     const doc: Record<string, unknown> = {
       engine: `${plan.engine.meta.name}@${plan.engine.meta.version}`,
@@ -112,28 +127,10 @@ export async function registerCommand(
         ]),
       ),
     };
-    if (opts.compare) {
-      // The same frames onto the same reference with the other method; per frame, how far the two
-      // transforms put the frame's corners apart, and which one the pixels favour (verify.ts).
-      const other = planStage(scope.registry, { stage: "registration", method: opts.compare, field: "--compare", options });
-      const otherDir = join(outDir, `compare-${opts.compare}`);
-      const second: RegistrationResult = await runStage(
-        other,
-        [],
-        (provider, ctx) =>
-          provider.register(
-            {
-              frames: files.map((path) => ({ path })),
-              reference: result.reference,
-              outputDir: otherDir,
-              filenamePattern: reg.registered_filename_pattern,
-              options: other.options,
-              history: [provenanceLine(other)],
-            },
-            ctx,
-          ),
-        scope.stageOptions(loaded),
-      );
+    if (steps[1]) {
+      // Per frame, how far the two transforms put the frame's corners apart, and which one the pixels favour (verify.ts).
+      const other = steps[1].stage;
+      const second = await runStep(steps[1], driver);
       doc.compare = await compareRegistrations(
         result,
         second,

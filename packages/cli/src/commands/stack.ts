@@ -4,7 +4,7 @@
  * read, output written atomically, progress shown, provenance in FITS HISTORY.
  */
 import { resolve } from "node:path";
-import { describeStage, planStage, provenanceLine, RunEvents, runStage, type LoadedConfig } from "@tile-compile/core";
+import { defineStep, describeRun, planStage, provenanceLine, RunEvents, runStep, type LoadedConfig } from "@tile-compile/core";
 import { createRunScope, loadConfiguredEngines } from "../container.js";
 import { printPlan, progressBar, stderrLogger, type Io } from "../output.js";
 import { framesFrom } from "../frames.js";
@@ -46,21 +46,32 @@ export async function stackCommand(
       field: opts.method ? "--method" : "stacking.method",
       options,
     });
+    const step = defineStep({
+      key: "stack",
+      stage: plan,
+      inputs: files,
+      outputs: [output],
+      run: async (provider, ctx, [tmp]) => ({
+        value: await provider.stack(
+          {
+            frames: files.map((path) => ({ path })),
+            output: tmp!,
+            method: plan.method,
+            options: plan.options,
+            history: [provenanceLine(plan)],
+          },
+          ctx,
+        ),
+      }),
+    });
     scope.registry.freeze();
-    if (opts.dryRun) return printPlan(io, [describeStage(plan, files, [output])], Boolean(opts.json));
+    if (opts.dryRun) return printPlan(io, describeRun([step]), Boolean(opts.json));
     const bar = opts.json ? progressBar({ ...io, interactive: false }, "") : progressBar(io, `stacking:${plan.method}`);
     events.on((e) => {
       if (e.type === "stage:progress") bar.update(e.fraction, e.note);
       if (e.type === "warning") logger.warn(e.message);
     });
-    const history = [provenanceLine(plan)];
-    const result = await runStage(
-      plan,
-      [output],
-      (provider, ctx, [tmp]) =>
-        provider.stack({ frames: files.map((path) => ({ path })), output: tmp!, method: plan.method, options: plan.options, history }, ctx),
-      scope.stageOptions(loaded),
-    );
+    const result = await runStep(step, { stage: scope.stageOptions(loaded) });
     bar.stop();
     const summary = {
       output,

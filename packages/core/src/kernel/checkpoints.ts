@@ -27,6 +27,8 @@ export interface StepResult<T> {
 export interface Checkpoints {
   /** Run `fn` unless a checkpoint with the same stamp and all its outputs (at their recorded sizes) exists; then `reuse` rebuilds the value. */
   step<T>(key: string, stamp: string, fn: () => Promise<StepResult<T>>, reuse: (outputs: string[], info: unknown) => T): Promise<T>;
+  /** Whether `step(key, stamp, …)` would reuse the checkpoint (`--dry-run`). */
+  isDone(key: string, stamp: string): boolean;
   /** Data kept between runs under `key` that is not a step (e.g. the inputs' hashes), and saving it. */
   info(key: string): unknown;
   setInfo(key: string, info: unknown): Promise<void>;
@@ -56,6 +58,12 @@ export function openCheckpoints(outputDir: string, log: (line: string) => void =
     await writeFile(tmp, JSON.stringify(state, null, 2));
     await rename(tmp, file);
   };
+  const isDone = (key: string, stamp: string): boolean => {
+    const c = state[key];
+    return Boolean(
+      c && c.stamp === stamp && c.outputs.every((p, k) => existsSync(p) && (c.sizes?.[k] === undefined || c.sizes[k] === sizeOf(p))),
+    );
+  };
   const ran: string[] = [],
     reused: string[] = [],
     seconds: Record<string, number> = {};
@@ -63,12 +71,13 @@ export function openCheckpoints(outputDir: string, log: (line: string) => void =
     ran,
     reused,
     seconds,
+    isDone,
     async step(key, stamp, fn, reuse) {
       const c = state[key];
-      if (c && c.stamp === stamp && c.outputs.every((p, k) => existsSync(p) && (c.sizes?.[k] === undefined || c.sizes[k] === sizeOf(p)))) {
+      if (isDone(key, stamp)) {
         reused.push(key);
         log(`✓ ${key} (finished earlier, reused)`);
-        return reuse(c.outputs, c.info);
+        return reuse(c!.outputs, c!.info);
       }
       const t = performance.now();
       const r = await fn();

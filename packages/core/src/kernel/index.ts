@@ -6,3 +6,4 @@ export * from "./events.js";
 export * from "./runner.js";
 export * as tokens from "./tokens.js";
 export * from "./checkpoints.js";
+export * from "./driver.js";

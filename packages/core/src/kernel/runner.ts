@@ -185,38 +185,3 @@ export async function runStage<S extends StageName, R>(
     );
   }
 }
-
-/** A planned stage as `--dry-run` shows it: what runs, which engine, on what, into what. */
-export interface StageDescription {
-  capability: string;
-  engine: string;
-  optionsHash: string;
-  options: Record<string, unknown>;
-  inputs: number;
-  outputs: string[];
-  warnings: string[];
-}
-
-/** The description of a planned stage (nothing is read or written). */
-export function describeStage(plan: StagePlan, inputs: readonly string[], outputs: readonly string[]): StageDescription {
-  return {
-    capability: `${plan.stage}:${plan.method}`,
-    engine: `${plan.engine.meta.name}@${plan.engine.meta.version}`,
-    optionsHash: plan.optionsHash,
-    options: plan.options,
-    inputs: inputs.length,
-    outputs: [...outputs],
-    warnings: [...plan.warnings],
-  };
-}
-
-/** One line per planned stage, for the console: `1. registration:relative (@tile-compile/engine-native@0.1.0) 12 frames → out/ [options 3f2a…]`. */
-export function formatStagePlan(stages: readonly StageDescription[]): string {
-  return stages
-    .map(
-      (d, i) =>
-        `${i + 1}. ${d.capability} (${d.engine}): ${d.inputs} frame${d.inputs === 1 ? "" : "s"} → ${d.outputs.join(", ")} [options ${d.optionsHash}]` +
-        d.warnings.map((w) => `\n   warning: ${w}`).join(""),
-    )
-    .join("\n");
-}
