@@ -26,7 +26,8 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { FitsHeader, generateDemoLibrary, seededRandom, writeFitsImage } from "@tile-compile/core";
+import { FitsHeader, seededRandom, writeFitsImage } from "@tile-compile/core";
+import { generateDemoLibrary } from "@tile-compile/cli";
 import { loadRecon } from "@tile-compile/recon-native";
 import { runCli } from "@tile-compile/cli";
 import { catalog, knownTransform, render } from "@tile-compile/test-support/sky";

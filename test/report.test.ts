@@ -16,7 +16,7 @@ import { basename, join } from "node:path";
 import { decode } from "fast-png";
 import { beforeAll, afterAll, describe, expect, it } from "vitest";
 import type { Browser } from "puppeteer-core";
-import { generateDemoLibrary } from "@tile-compile/core";
+import { generateDemoLibrary } from "@tile-compile/cli";
 import { runCli } from "@tile-compile/cli";
 
 const CHROMIUM = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].find(

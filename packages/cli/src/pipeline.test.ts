@@ -189,7 +189,7 @@ describe("the demo data set end to end", () => {
     "LRGB colours of stars with known per-channel fluxes come out within 3 % (stars measurable to 1 %); every FITS output passes fitsverify; previews decode",
     { timeout: 300_000 },
     async () => {
-      const { generateDemoLibrary } = await import("@tile-compile/core");
+      const { generateDemoLibrary } = await import("./demo-library.js");
       const { loadRecon } = await import("@tile-compile/recon-native");
       const { decode } = await import("fast-png");
       const { readdirSync } = await import("node:fs");
@@ -315,7 +315,7 @@ describe("the demo data set end to end", () => {
     "kill -9 in the middle of a run, then run again: it finishes, reuses finished steps, and the outputs are byte-identical to an uninterrupted run",
     { timeout: 300_000 },
     async () => {
-      const { generateDemoLibrary } = await import("@tile-compile/core");
+      const { generateDemoLibrary } = await import("./demo-library.js");
       const { spawn } = await import("node:child_process");
       const { readdirSync } = await import("node:fs");
       const mk = async () => {
@@ -355,7 +355,7 @@ describe("the demo data set end to end", () => {
 
 describe("narrowband jobs", () => {
   it("SHO and HOO jobs produce every output of Stages 1–4; the HDR job keeps both stacks", { timeout: 300_000 }, async () => {
-    const { generateDemoLibrary } = await import("@tile-compile/core");
+    const { generateDemoLibrary } = await import("./demo-library.js");
     const base = mkdtempSync(join(tmpdir(), "tc-nb-"));
     const { jobs } = await generateDemoLibrary(base, { width: 240, height: 180, framesPerSet: 3, narrowband: true });
     for (const job of jobs.slice(1)) {
@@ -386,7 +386,7 @@ describe("HDR blend", () => {
     "hdr.blend: true matches the 30 s stack to the 180 s one (scale ≈ 6) and composes the blended stack",
     { timeout: 300_000 },
     async () => {
-      const { generateDemoLibrary } = await import("@tile-compile/core");
+      const { generateDemoLibrary } = await import("./demo-library.js");
       const { writeFileSync } = await import("node:fs");
       const base = mkdtempSync(join(tmpdir(), "tc-hdr-"));
       const { jobs } = await generateDemoLibrary(base, { width: 240, height: 180, framesPerSet: 3 });

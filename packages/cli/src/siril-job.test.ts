@@ -8,7 +8,8 @@ import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { applyTransform, generateDemoLibrary, readFitsImage } from "@tile-compile/core";
+import { applyTransform, readFitsImage } from "@tile-compile/core";
+import { generateDemoLibrary } from "./demo-library.js";
 import { loadRecon } from "@tile-compile/recon-native";
 import { runCli } from "./program.js";
 

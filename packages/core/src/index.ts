@@ -77,7 +77,6 @@ export {
 } from "./calibration/health.js";
 export { darkCurrent, measureSetLevel, type SetLevel } from "./calibration/levels.js";
 export { BUILTIN_PALETTES, paletteInputs, type Palette } from "./composition/palettes.js";
-export { generateDemoLibrary, type DemoOptions, type DemoStar } from "./demo/generate.js";
 export { configReferenceMarkdown } from "./config/reference.js";
 export { renderRunReport, writeRunReport, previewDataUri, formatValue, type RunDocument, type PreviewSource } from "./report/html.js";
 export { groupRecord, type GroupRecord, type FrameRecord } from "./report/records.js";
@@ -99,7 +98,13 @@ export { PlanePool } from "./util/planes.js";
 export { BAND_BYTES, bandRows } from "./util/bands.js";
 
 export { mapLimit } from "./util/pool.js";
-export { tbqrOptionsFromConfig, type TbqrOptions, type TbqrValidation } from "./config/tbqr.js";
+export {
+  tbqrOptionsFromConfig,
+  tbqrStageOptionsSchema,
+  type TbqrOptions,
+  type TbqrStageOptions,
+  type TbqrValidation,
+} from "./config/tbqr.js";
 export { mtf } from "./util/mtf.js";
 export { taskCatalogue } from "./executor/catalogue.js";
 export { combinedKeywords, provenanceKeywords } from "./frames/combined.js";

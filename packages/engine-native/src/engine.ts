@@ -4,13 +4,22 @@
  * `stacking:mean|median|rejection|tbqr`, `composition:palette|hdr`, `stretch:autostretch|asinh|ghs`.
  */
 import { createRequire } from "node:module";
-import { defineEngine, frameStatsTask, readFitsHeader, type Engine, type Task } from "@tile-compile/core";
-import { nativeStack, stackBandTask } from "./stacking/stack.js";
+import {
+  defineEngine,
+  frameStatsTask,
+  readFitsHeader,
+  tbqrStageOptionsSchema,
+  type Engine,
+  type StackingProvider,
+  type TbqrStageOptions,
+  type Task,
+} from "@tile-compile/core";
+import { nativeStacking, stackBandTask } from "./stacking/stack.js";
 import { calibrateLightTask } from "./calibration/native.js";
 import { registerFrameTask, starsTask } from "./registration/relative.js";
 import { bandTask, frameMetricsTask, seeingTask, syntheticTask } from "./tbqr/units.js";
-import { DEFAULT_TBQR, reconstructTbqr, type TbqrOptions } from "./tbqr/reconstruct.js";
-import { registerRelative } from "./registration/relative.js";
+import { DEFAULT_TBQR, reconstructTbqr } from "./tbqr/reconstruct.js";
+import { relativeRegistration } from "./registration/relative.js";
 import { nativeCalibration } from "./calibration/native.js";
 import { nativeComposition } from "./composition/native.js";
 import { nativeHdrComposition } from "./composition/hdr.js";
@@ -18,6 +27,43 @@ import { nativeStretch } from "./stretch/native.js";
 import { nativeBackground } from "./background/extract.js";
 
 const pkg = createRequire(import.meta.url)("../package.json") as { name: string; version: string };
+
+/** `stacking:tbqr`: the TBQR options made from tile_compile.yaml (`tbqrStageOptionsSchema`). */
+const tbqrStacking: StackingProvider<TbqrStageOptions> = {
+  optionsSchema: tbqrStageOptionsSchema,
+  stack: async (input, ctx) => {
+    // The job pipeline and `reconstruct` always pass the configured options (where frames_min guards a
+    // run); a caller with no configuration gets the defaults with emergency mode allowed, so a small set
+    // is reconstructed (with a warning) rather than refused by a gate nobody set.
+    const o = input.options.tbqr ?? {
+      ...DEFAULT_TBQR,
+      assumptions: { ...DEFAULT_TBQR.assumptions, allowEmergency: true },
+    };
+    const r = await reconstructTbqr(
+      input.frames.map((f) => f.path),
+      input.output,
+      o,
+      ctx,
+    );
+    const h = await readFitsHeader(input.output);
+    return {
+      frameCount: r.frames,
+      width: h.width,
+      height: h.height,
+      channels: h.channels,
+      frameWeights: input.frames.map((f, i) => ({ path: f.path, weight: r.frameWeights[i]! })),
+      tbqr: {
+        mode: r.mode,
+        tiles: r.tiles,
+        fallbackTiles: r.fallbackTiles,
+        tileSize: r.T,
+        tileStep: r.S,
+        validation: r.validation,
+        weightMap: r.weightMap,
+      },
+    };
+  },
+};
 
 export const nativeEngine: Engine = defineEngine({
   meta: { name: pkg.name, version: pkg.version, apiVersion: 1, description: "Built-in engines of tile-compile (short name: native)" },
@@ -37,45 +83,12 @@ export const nativeEngine: Engine = defineEngine({
     "stretch:ghs": "stable",
   },
   stacking: {
-    mean: { stack: nativeStack },
-    median: { stack: nativeStack },
-    rejection: { stack: nativeStack },
-    tbqr: {
-      stack: async (input, ctx) => {
-        // The job pipeline and `reconstruct` always pass the configured options (where frames_min guards a
-        // run); a caller with no configuration gets the defaults with emergency mode allowed, so a small set
-        // is reconstructed (with a warning) rather than refused by a gate nobody set.
-        const o = (input.options.tbqr as TbqrOptions | undefined) ?? {
-          ...DEFAULT_TBQR,
-          assumptions: { ...DEFAULT_TBQR.assumptions, allowEmergency: true },
-        };
-        const r = await reconstructTbqr(
-          input.frames.map((f) => f.path),
-          input.output,
-          o,
-          ctx,
-        );
-        const h = await readFitsHeader(input.output);
-        return {
-          frameCount: r.frames,
-          width: h.width,
-          height: h.height,
-          channels: h.channels,
-          frameWeights: input.frames.map((f, i) => ({ path: f.path, weight: r.frameWeights[i]! })),
-          tbqr: {
-            mode: r.mode,
-            tiles: r.tiles,
-            fallbackTiles: r.fallbackTiles,
-            tileSize: r.T,
-            tileStep: r.S,
-            validation: r.validation,
-            weightMap: r.weightMap,
-          },
-        };
-      },
-    },
+    mean: nativeStacking,
+    median: nativeStacking,
+    rejection: nativeStacking,
+    tbqr: tbqrStacking,
   },
-  registration: { relative: { register: registerRelative } },
+  registration: { relative: relativeRegistration },
   calibration: { native: nativeCalibration(`${pkg.name}@${pkg.version}`) },
   background: { polynomial: nativeBackground("polynomial"), rbf: nativeBackground("rbf") },
   composition: { palette: nativeComposition, hdr: nativeHdrComposition },

@@ -12,7 +12,7 @@
 import { createRequire } from "node:module";
 import { defineEngine, type Engine, type OptionsSchema } from "@tile-compile/core";
 import { locateSiril } from "./siril.js";
-import { findstarIssues, findstarOf, sirilBackground, sirilCalibration, sirilRegister, sirilStack } from "./stages.js";
+import { findstarIssues, findstarOf, sirilBackground, sirilCalibration, sirilRegistration, sirilStacking } from "./stages.js";
 
 const pkg = createRequire(import.meta.url)("../package.json") as { name: string; version: string };
 
@@ -58,8 +58,8 @@ const engine: Engine = defineEngine({
   optionsSchema,
   calibration: { siril: sirilCalibration },
   background: { polynomial: sirilBackground },
-  stacking: { mean: { stack: sirilStack }, median: { stack: sirilStack }, rejection: { stack: sirilStack } },
-  registration: { siril: { register: sirilRegister } },
+  stacking: { mean: sirilStacking, median: sirilStacking, rejection: sirilStacking },
+  registration: { siril: sirilRegistration },
   // Before any pixel work: siril-cli must be there (TC_TOOL_MISSING names how to install or configure it).
   preflight(options) {
     findstarOf(options); // a bad engine_options.findstar fails before any pixel work

@@ -25,16 +25,23 @@ import {
   type FitsHeaderSummary,
   type FitsImage,
   filterFrames,
-  type FrameFilter,
   type CalibrationInput,
   type CalibrationProvider,
   type CalibrationResult,
-  type BackgroundInput,
+  type BackgroundOptions,
   type BackgroundProvider,
+  type RegistrationOptions,
+  type StackingOptions,
+  type RegistrationProvider,
+  type StackingProvider,
+  backgroundOptionsSchema,
+  DEFAULT_REJECTION,
+  registrationOptionsSchema,
+  stackingOptionsSchema,
   masterHeader,
 } from "@tile-compile/core";
 import { locateSiril, PARTIAL_REGISTRATION, runSiril, type Siril } from "./siril.js";
-import type { Command, Normalization, Rejection } from "./script.js";
+import type { Command } from "./script.js";
 
 /** Siril's float data are ADU / 65535. */
 const ADU = 65535;
@@ -247,14 +254,12 @@ export const stageScripts = {
     workdir: string,
     reference: number,
     cfa: boolean,
-    o: { transform?: string; interpolation?: string } = {},
+    o: RegistrationOptions = {},
     findstar?: { sigma: number; roundness: number },
   ): Command[] {
     const reg: Command = { op: "register", seq: "f_" };
-    if (o.transform === "shift" || o.transform === "similarity" || o.transform === "affine" || o.transform === "homography")
-      reg.transform = o.transform;
-    if (o.interpolation === "bilinear" || o.interpolation === "bicubic" || o.interpolation === "lanczos3")
-      reg.interpolation = o.interpolation;
+    if (o.transform) reg.transform = o.transform;
+    if (o.interpolation) reg.interpolation = o.interpolation;
     return [
       ...base(),
       ...sequence(workdir, cfa),
@@ -267,7 +272,7 @@ export const stageScripts = {
   background(workdir: string, degree: number): Command[] {
     return [...base(), ...sequence(workdir), { op: "subsky", seq: "f_", degree }, { op: "close" }];
   },
-  stack(workdir: string, method: "mean" | "median" | "rejection", o: Record<string, unknown>): Command[] {
+  stack(workdir: string, method: "mean" | "median" | "rejection", o: StackingOptions): Command[] {
     return [
       ...base(),
       ...sequence(workdir),
@@ -275,9 +280,9 @@ export const stageScripts = {
         op: "stack",
         seq: "f_",
         method,
-        rejection: String(o.rejection ?? "winsorized") as Rejection,
-        sigma: (Array.isArray(o.sigma) ? o.sigma : [3, 3]) as [number, number],
-        normalization: String(o.normalization ?? (method === "rejection" ? "additive" : "none")) as Normalization,
+        rejection: o.rejection ?? DEFAULT_REJECTION,
+        sigma: o.sigma ?? [3, 3],
+        normalization: o.normalization ?? (method === "rejection" ? "additive" : "none"),
         weighted: o.weighting === "noise",
         out: join(workdir, "process", "result"),
       },
@@ -286,7 +291,10 @@ export const stageScripts = {
   },
 };
 
-export async function sirilStack(input: StackingInput, ctx: EngineContext): Promise<StackingResult> {
+/** `stacking:mean|median|rejection` through Siril: options parsed by core's `stackingOptionsSchema`. */
+export const sirilStacking: StackingProvider<StackingOptions> = { optionsSchema: stackingOptionsSchema, stack: (i, c) => sirilStack(i, c) };
+
+export async function sirilStack(input: StackingInput<StackingOptions>, ctx: EngineContext): Promise<StackingResult> {
   const s = siril(ctx);
   const wd = await workdirOf(ctx);
   if (input.frames.length === 0) throw new TileCompileError("TC_INPUT_INVALID", { input: "stacking", reason: "no frames to stack" });
@@ -298,14 +306,14 @@ export async function sirilStack(input: StackingInput, ctx: EngineContext): Prom
         `stacking.rejection_maps: Siril ${s.version} does not write rejection maps (1.2's -rejmaps is not wired yet); use the native engine or turn them off`,
       ],
     });
-  if (typeof o.weighting === "string" && !["none", "noise"].includes(o.weighting)) {
+  if (o.weighting && !["none", "noise"].includes(o.weighting)) {
     throw new TileCompileError("TC_CONFIG_INVALID", {
       file: "tile_compile.yaml",
       issues: [`stacking.weighting: "${o.weighting}" is not available with Siril (use none or noise, or the native engine)`],
     });
   }
   // Frame filters are measured by our code (Siril 1.0.6 only filters on figures from its own `register`).
-  const { frames, rejectedFrames } = await filterFrames(input.frames, (o.frame_filters ?? {}) as Record<string, FrameFilter>, ctx);
+  const { frames, rejectedFrames } = await filterFrames(input.frames, o.frame_filters ?? {}, ctx);
   const heads = await stageFrames(frames, wd, ctx.signal);
   const method = input.method === "median" ? "median" : input.method === "mean" ? "mean" : "rejection";
   const result = join(wd, "process", "result");
@@ -405,7 +413,13 @@ export function parseRegistrationLog(lines: string[]): Map<number, SirilPrintedT
   return out;
 }
 
-export async function sirilRegister(input: RegistrationInput, ctx: EngineContext): Promise<RegistrationResult> {
+/** `registration:siril`: `registration.transform` and `.interpolation` parsed by core's `registrationOptionsSchema`. */
+export const sirilRegistration: RegistrationProvider<RegistrationOptions> = {
+  optionsSchema: registrationOptionsSchema,
+  register: (i, c) => sirilRegister(i, c),
+};
+
+export async function sirilRegister(input: RegistrationInput<RegistrationOptions>, ctx: EngineContext): Promise<RegistrationResult> {
   const s = siril(ctx);
   const wd = await workdirOf(ctx);
   const frames = input.frames;
@@ -436,7 +450,7 @@ export async function sirilRegister(input: RegistrationInput, ctx: EngineContext
   const cfa = heads[0]!.channels === 1 && typeof heads[0]!.header.get("BAYERPAT") === "string";
   const proc = join(wd, "process");
   const log: string[] = [];
-  const o = input.options as { transform?: string; interpolation?: string };
+  const o = input.options;
   if (s.dialect === "1.0" && o.interpolation && o.interpolation !== "bilinear")
     ctx.logger.warn(
       `Siril ${s.version} resamples registered frames bilinearly; registration.interpolation: ${o.interpolation} applies from Siril 1.2`,
@@ -625,7 +639,7 @@ export const sirilCalibration: CalibrationProvider = {
     const heads = await stageFrames(input.frames, wd, ctx.signal);
     const proc = join(wd, "process");
     const result = join(proc, "master");
-    const pedestal = typeof input.options.pedestal === "number" ? input.options.pedestal : undefined;
+    const pedestal = input.options.pedestal;
     const withBias = input.kind === "flat" && (!!input.masterBias || pedestal !== undefined);
     if (withBias) {
       await mkdir(join(wd, "masters"), { recursive: true });
@@ -689,12 +703,12 @@ export const sirilCalibration: CalibrationProvider = {
     const heads = await stageFrames(input.frames, wd, ctx.signal);
     const masters = join(wd, "masters");
     await mkdir(masters, { recursive: true });
-    const darkScaling = input.options.darkScaling === true;
+    const darkScaling = input.options.darkScaling ?? false;
     const staged: { bias?: string; dark?: string; flat?: string } = {};
     if (input.masterDark) await stageScaled(input.masterDark, (staged.dark = join(masters, "dark.fit")), 1 / ADU, ctx.signal);
     if (input.masterBias && (!input.masterDark || darkScaling))
       await stageScaled(input.masterBias, (staged.bias = join(masters, "bias.fit")), 1 / ADU, ctx.signal);
-    else if (!input.masterDark && typeof input.options.pedestal === "number")
+    else if (!input.masterDark && input.options.pedestal !== undefined)
       await stageConstant(input.frames[0]!.path, (staged.bias = join(masters, "bias.fit")), input.options.pedestal, ctx.signal);
     // Siril divides by the flat and multiplies by the flat's mean, so its scale does not matter; half of
     // our mean-1 master keeps it inside [0, 1].
@@ -747,11 +761,12 @@ export const sirilCalibration: CalibrationProvider = {
  * `background:polynomial` through Siril's `seqsubsky` (degree 1–4; Siril places its own samples, so
  * `background.grid` does not apply). Works on frames and on stacks (a one-image sequence).
  */
-export const sirilBackground: BackgroundProvider = {
-  async extract(input: BackgroundInput, ctx: EngineContext) {
+export const sirilBackground: BackgroundProvider<BackgroundOptions> = {
+  optionsSchema: backgroundOptionsSchema,
+  async extract(input, ctx) {
     const s = siril(ctx);
     const wd = await workdirOf(ctx);
-    const degree = typeof input.options.degree === "number" ? input.options.degree : 2;
+    const degree = input.options.degree ?? 2;
     if (!(Number.isInteger(degree) && degree >= 1 && degree <= 4))
       throw new TileCompileError("TC_CONFIG_INVALID", {
         file: "tile_compile.yaml",

@@ -39,23 +39,29 @@ import {
   type FrameRef,
   type RegisteredFrame,
   type RegistrationInput,
+  type RegistrationProvider,
+  registrationOptionsSchema,
   type RegistrationResult,
 } from "@tile-compile/core";
 import { loadRecon, type ReconBackend } from "@tile-compile/recon-native";
+import { z } from "zod";
 import { hintsFromHeader, solveField } from "./solve.js";
 import { Wcs } from "./wcs.js";
 
-export interface WcsAnchorOptions {
-  interpolation?: "bilinear" | "bicubic" | "lanczos3";
-  /** Seconds astrometry.net may spend per frame (default 60). */
-  cpulimit?: number;
-  /** SIP order of fresh plate solutions (default 0: plain TAN, whose frame-to-anchor map is an exact homography). */
-  sipOrder?: number;
-  /** Refine the WCS map with the stars the frame shares with the anchor (default true). */
-  refine?: boolean;
-  /** Largest accepted residual of the homography fit, in pixels (default 0.25). */
-  maxModelResidualPx?: number;
-}
+/**
+ * The `wcs_anchor` method's options: `registration.interpolation` (default lanczos3), and for callers the
+ * seconds astrometry.net may spend per frame (`cpulimit`, default 60), the SIP order of fresh plate
+ * solutions (`sipOrder`, default 0: plain TAN, whose frame-to-anchor map is an exact homography), whether to
+ * refine the WCS map with the stars the frame shares with the anchor (`refine`, default true), and the
+ * largest accepted residual of the homography fit in pixels (`maxModelResidualPx`, default 0.25).
+ */
+export const wcsAnchorOptionsSchema = registrationOptionsSchema.extend({
+  cpulimit: z.number().positive().optional(),
+  sipOrder: z.number().int().min(0).max(5).optional(),
+  refine: z.boolean().optional(),
+  maxModelResidualPx: z.number().positive().optional(),
+});
+export type WcsAnchorOptions = z.infer<typeof wcsAnchorOptionsSchema>;
 
 function cacheKey(path: string): string {
   const st = statSync(path);
@@ -145,8 +151,14 @@ export function skyHomography(
   return { matrix: m, rmsPx: Math.sqrt(sq / src.length), maxPx: max, overlap };
 }
 
-export async function registerWcsAnchor(input: RegistrationInput, ctx: EngineContext): Promise<RegistrationResult> {
-  const opts = input.options as WcsAnchorOptions;
+/** `registration:wcs_anchor`: options parsed by `wcsAnchorOptionsSchema` when the stage is planned. */
+export const wcsAnchorRegistration: RegistrationProvider<WcsAnchorOptions> = {
+  optionsSchema: wcsAnchorOptionsSchema,
+  register: (i, c) => registerWcsAnchor(i, c),
+};
+
+export async function registerWcsAnchor(input: RegistrationInput<WcsAnchorOptions>, ctx: EngineContext): Promise<RegistrationResult> {
+  const opts = input.options;
   const recon = loadRecon();
   const frames = input.frames;
   if (frames.length === 0) throw new TileCompileError("TC_INPUT_INVALID", { input: "frames", reason: "no frames to register" });

@@ -5,7 +5,7 @@
  */
 import { createRequire } from "node:module";
 import { defineEngine, type Engine } from "@tile-compile/core";
-import { registerWcsAnchor } from "./anchor.js";
+import { wcsAnchorRegistration } from "./anchor.js";
 
 const pkg = createRequire(import.meta.url)("../package.json") as { name: string; version: string };
 
@@ -17,10 +17,10 @@ const engine: Engine = defineEngine({
     description: "Plate-solved WCS registration (wcs_anchor) with astrometry.net",
   },
   capabilities: { "registration:wcs_anchor": "stable" },
-  registration: { wcs_anchor: { register: registerWcsAnchor } },
+  registration: { wcs_anchor: wcsAnchorRegistration },
 });
 
 export default engine;
 export { Wcs, type WcsParams, type Sip } from "./wcs.js";
 export { solveField, hintsFromHeader, solveFieldAvailable, type SolveHints } from "./solve.js";
-export { registerWcsAnchor, skyHomography, frameWcs, type WcsAnchorOptions } from "./anchor.js";
+export { registerWcsAnchor, wcsAnchorOptionsSchema, skyHomography, frameWcs, type WcsAnchorOptions } from "./anchor.js";

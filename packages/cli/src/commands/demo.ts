@@ -7,7 +7,7 @@
  */
 import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { generateDemoLibrary } from "@tile-compile/core";
+import { generateDemoLibrary } from "../demo-library.js";
 import type { Io } from "../output.js";
 import { runCli } from "../program.js";
 

@@ -35,13 +35,56 @@ export function parseByteSize(v: number | string): number {
 export const rejectionMethods = ["none", "percentile", "sigma", "mad", "sigma_median", "winsorized", "linear_fit", "gesdt"] as const;
 /** Pixel rejection of a stack (`stacking.rejection`). */
 export type RejectionMethod = (typeof rejectionMethods)[number];
-export const DEFAULT_REJECTION: RejectionMethod = "winsorized";
 /** Pixel rejection of master bias, dark and flat (`calibration.rejection`); part of each master's recipe. */
 export const masterRejections = ["winsorized", "sigma"] as const;
 export type MasterRejection = (typeof masterRejections)[number];
+/** Winsorized sigma clipping: the default of stacks and masters alike. */
+export const DEFAULT_REJECTION = "winsorized" satisfies RejectionMethod & MasterRejection;
 export const normalizations = ["none", "additive", "multiplicative", "additive_scaling", "multiplicative_scaling"] as const;
 /** Frame normalisation before combining (`stacking.normalization`). */
 export type Normalization = (typeof normalizations)[number];
+
+export const interpolations = ["bilinear", "bicubic", "lanczos3"] as const;
+/** Resampling kernel of registered frames (`registration.interpolation`). */
+export type Interpolation = (typeof interpolations)[number];
+export const transformModels = ["shift", "similarity", "affine", "homography"] as const;
+export const weightings = ["none", "noise", "fwhm", "stars"] as const;
+/** Frame weights of a stack (`stacking.weighting`). */
+export type Weighting = (typeof weightings)[number];
+
+const sigmaPair = z.tuple([z.number().positive(), z.number().positive()]);
+const frameFilters = z.partialRecord(
+  z.enum(["fwhm", "roundness", "stars", "background"]),
+  z.union([z.strictObject({ keep: z.number().gt(0).max(100) }), z.strictObject({ kappa: z.number().positive() })]),
+);
+
+/**
+ * The options the kernel hands a registration provider (`registration.transform`, `.interpolation`): an
+ * engine declares `optionsSchema: registrationOptionsSchema` (or an `.extend({ … })` of it) and receives
+ * them parsed and typed. Absent keys are the engine's defaults.
+ */
+export const registrationOptionsSchema = z.object({
+  transform: z.enum(transformModels).optional(),
+  interpolation: z.enum(interpolations).optional(),
+});
+export type RegistrationOptions = z.infer<typeof registrationOptionsSchema>;
+
+/** The options of a stacking method (`stacking.rejection`, `.sigma`, `.normalization`, `.weighting`, `.frame_filters`). */
+export const stackingOptionsSchema = z.object({
+  rejection: z.enum(rejectionMethods).optional(),
+  sigma: sigmaPair.optional(),
+  normalization: z.enum(normalizations).optional(),
+  weighting: z.enum(weightings).optional(),
+  frame_filters: frameFilters.optional(),
+});
+export type StackingOptions = z.infer<typeof stackingOptionsSchema>;
+
+/** The options of a background model (`background.degree`, `.grid`). */
+export const backgroundOptionsSchema = z.object({
+  degree: z.number().int().min(1).max(4).optional(),
+  grid: z.number().int().min(4).max(64).optional(),
+});
+export type BackgroundOptions = z.infer<typeof backgroundOptionsSchema>;
 
 export const configSchema = z.strictObject({
   $schema: z.string().optional(),
@@ -66,7 +109,7 @@ export const configSchema = z.strictObject({
       method: z.string().default("native").describe("Calibration method: native (built-in), siril, or one a loaded engine provides"),
       rejection: z
         .enum(masterRejections)
-        .default(DEFAULT_REJECTION as MasterRejection)
+        .default(DEFAULT_REJECTION)
         .describe("Pixel rejection of master bias, dark and flat (3σ low and high); part of each master's recipe"),
       checks: z
         .partialRecord(z.enum(CHECK_NAMES), z.enum(["error", "warn", "off"]))
@@ -75,7 +118,7 @@ export const configSchema = z.strictObject({
           "Calibration health checks (offset, double_offset, negative_pixels, master_mismatch, flat_exposure, vignetting_residual, dust_residual, temperature): a failing check stops the run (error, the default) unless relaxed by name to warn or off; a master of another size is always refused",
         ),
     })
-    .default({ method: "native", rejection: DEFAULT_REJECTION as MasterRejection, checks: {} }),
+    .default({ method: "native", rejection: DEFAULT_REJECTION, checks: {} }),
   registration: z
     .strictObject({
       engine: z
@@ -87,11 +130,11 @@ export const configSchema = z.strictObject({
       output_dir: z.string().default("registered"),
       registered_filename_pattern: z.string().default("reg_{index:05d}.fit"),
       transform: z
-        .enum(["shift", "similarity", "affine", "homography"])
+        .enum(transformModels)
         .default("similarity")
         .describe("Transform model fitted to the matched stars (relative; Siril 1.2+ as -transf=)"),
       interpolation: z
-        .enum(["bilinear", "bicubic", "lanczos3"])
+        .enum(interpolations)
         .optional()
         .describe(
           "Resampling kernel of the registered frames; default lanczos3 (Siril: its own default; 1.0.6 always resamples bilinearly)",
@@ -114,7 +157,7 @@ export const configSchema = z.strictObject({
           "rejection (mean of the values surviving stacking.rejection; default), mean (alias: average), median, tbqr, or one a loaded engine provides",
         ),
       rejection: z.enum(rejectionMethods).default(DEFAULT_REJECTION),
-      sigma: z.tuple([z.number().positive(), z.number().positive()]).default([3, 3]).describe("[low, high] rejection thresholds"),
+      sigma: sigmaPair.default([3, 3]).describe("[low, high] rejection thresholds"),
       normalization: z
         .enum(normalizations)
         .default("additive")
@@ -122,14 +165,10 @@ export const configSchema = z.strictObject({
           "Frame normalisation before stacking. additive (default) keeps fluxes; the *_scaling variants also equalise the noise, which rescales star fluxes by the frames' noise ratio (measured: 3–6 % colour errors on the demo set)",
         ),
       weighting: z
-        .enum(["none", "noise", "fwhm", "stars"])
+        .enum(weightings)
         .default("none")
         .describe("Frame weights: none, noise (1/σ² of the normalised frame), fwhm (1/FWHM²) or stars (star count)"),
-      frame_filters: z
-        .partialRecord(
-          z.enum(["fwhm", "roundness", "stars", "background"]),
-          z.union([z.strictObject({ keep: z.number().gt(0).max(100) }), z.strictObject({ kappa: z.number().positive() })]),
-        )
+      frame_filters: frameFilters
         .default({})
         .describe("Drop frames before stacking: e.g. { fwhm: { kappa: 2 }, stars: { keep: 90 } } (keep the best 90 %)"),
       rejection_maps: z

@@ -4,6 +4,7 @@
  * `reconstruction`, `assumptions`, `validation`, `synthetic`, `pipeline`). The contract between the
  * configuration and the engine that reconstructs (the built-in one is in @tile-compile/engine-native).
  */
+import { z } from "zod";
 
 /** What the TBQR stage reads (`StackingInput.options.tbqr`). */
 export interface TbqrOptions {
@@ -116,3 +117,24 @@ export function tbqrOptionsFromConfig(
     },
   };
 }
+
+const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
+
+/** The parameter groups every TbqrOptions has (made by `tbqrOptionsFromConfig`, never typed by hand in YAML). */
+function isTbqrOptions(v: unknown): v is TbqrOptions {
+  return (
+    isRecord(v) &&
+    ["global", "tile", "local", "assumptions", "clip"].every((k) => isRecord(v[k])) &&
+    typeof v.noiseBudget === "number" &&
+    typeof v.epsilon === "number"
+  );
+}
+
+/**
+ * The options of `stacking:tbqr`: `tbqr`, the TbqrOptions made from tile_compile.yaml by
+ * `tbqrOptionsFromConfig`; absent when a caller has no configuration (the engine's defaults then).
+ */
+export const tbqrStageOptionsSchema = z.object({
+  tbqr: z.custom<TbqrOptions>(isTbqrOptions, "expected the TBQR options made by tbqrOptionsFromConfig").optional(),
+});
+export type TbqrStageOptions = z.infer<typeof tbqrStageOptionsSchema>;

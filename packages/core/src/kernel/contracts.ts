@@ -22,6 +22,7 @@
  */
 
 import type { Executor, Task } from "../executor/contracts.js";
+import type { MasterRejection } from "../config/schema.js";
 
 /** The stages of the pipeline that engines can provide. */
 export type StageName = "calibration" | "background" | "registration" | "stacking" | "composition" | "stretch";
@@ -91,14 +92,26 @@ export interface FrameRef {
 
 // ── stacking ────────────────────────────────────────────────────────────────────────────────────────
 
-export interface StackingInput {
+/** A stage's options when its provider declares no schema: the stage block of tile_compile.yaml. */
+export type StageOptions = Record<string, unknown>;
+
+/**
+ * What a provider may declare about its options: a schema (Standard Schema v1 — zod, valibot, …). The
+ * kernel validates the stage's options with it when it plans the stage (a mismatch is a configuration
+ * error naming the field) and hands the provider the parsed value, typed `O`.
+ */
+export interface TypedOptions<O> {
+  optionsSchema?: OptionsSchema<O>;
+}
+
+export interface StackingInput<O = StageOptions> {
   frames: FrameRef[];
   /** Where to write the stacked FITS image. A temporary path; the runner moves it into place. */
   output: string;
   /** The method id this provider was selected for (`mean`, `median`, `rejection`, `tbqr`, …). */
   method: string;
-  /** Method options from the `stacking:` block (rejection, sigma, normalization, weights, …). */
-  options: Record<string, unknown>;
+  /** Method options from the `stacking:` block (rejection, sigma, normalization, weights, …), parsed by the provider's schema. */
+  options: O;
   /** Provenance lines the provider must add as FITS HISTORY (engine@version, options hash). */
   history: string[];
   /**
@@ -152,20 +165,21 @@ export interface TbqrSummary {
   weightMap: { columns: number; rows: number; values: number[] };
 }
 
-export interface StackingProvider {
-  stack(input: StackingInput, ctx: EngineContext): Promise<StackingResult>;
+export interface StackingProvider<O = StageOptions> extends TypedOptions<O> {
+  stack(input: StackingInput<O>, ctx: EngineContext): Promise<StackingResult>;
 }
 
 // ── registration ────────────────────────────────────────────────────────────────────────────────────
 
-export interface RegistrationInput {
+export interface RegistrationInput<O = StageOptions> {
   frames: FrameRef[];
   /** `auto`, a 0-based frame index, or a path. */
   reference: "auto" | number | string;
   outputDir: string;
   /** e.g. `reg_{index:05d}.fit`. */
   filenamePattern: string;
-  options: Record<string, unknown>;
+  /** `registration.transform`, `registration.interpolation`, parsed by the provider's schema. */
+  options: O;
   history: string[];
 }
 
@@ -202,8 +216,8 @@ export interface RegistrationResult {
   frames: RegisteredFrame[];
 }
 
-export interface RegistrationProvider {
-  register(input: RegistrationInput, ctx: EngineContext): Promise<RegistrationResult>;
+export interface RegistrationProvider<O = StageOptions> extends TypedOptions<O> {
+  register(input: RegistrationInput<O>, ctx: EngineContext): Promise<RegistrationResult>;
 }
 
 // ── calibration ─────────────────────────────────────────────────────────────────────────────────────
@@ -214,8 +228,32 @@ export interface CalibrationInput {
   masterDark?: string;
   masterFlat?: string;
   outputDir: string;
-  options: Record<string, unknown>;
+  options: CalibrationOptions;
   history: string[];
+}
+
+/** What the job's calibration asks of every light of a call (the kernel decides them per light group). */
+export interface CalibrationOptions {
+  /** Scale the dark by exposure ratio (the dark's exposure differs from the lights'; bias subtracted from both). Default false. */
+  darkScaling?: boolean;
+  /** Repair hot and cold pixels found in the masters (job option `cosmetic`, default true). */
+  cosmetic?: boolean;
+  /** A constant offset (ADU) to subtract when there is no bias or dark (`calibration.offset`). */
+  pedestal?: number;
+}
+
+/** How a master is made (recorded in its header; the library's cache keys). */
+export interface MasterOptions {
+  /** The master's library name (default: the output's file name). */
+  name?: string;
+  /** Hash of the recipe (engine, rejection, offset, kind), recorded in the header for the library's cache. */
+  recipeHash?: string;
+  /** Hash of the raw frames' identities. */
+  inputHash?: string;
+  /** Pixel rejection of the master (`calibration.rejection`, default winsorized). */
+  rejection?: MasterRejection;
+  /** A flat's offset when it is a constant (pedestal) rather than a bias master. */
+  pedestal?: number;
 }
 
 export interface CalibrationResult {
@@ -223,7 +261,7 @@ export interface CalibrationResult {
 }
 
 /** Master building and light calibration. Built-in `native` provider: see the calibration issue. */
-export interface CalibrationProvider {
+export interface CalibrationProvider extends TypedOptions<StageOptions> {
   /** Combine raw bias/dark/flat frames into a master. */
   buildMaster?(
     input: {
@@ -231,7 +269,7 @@ export interface CalibrationProvider {
       frames: FrameRef[];
       output: string;
       masterBias?: string;
-      options: Record<string, unknown>;
+      options: MasterOptions;
       history: string[];
     },
     ctx: EngineContext,
@@ -241,46 +279,55 @@ export interface CalibrationProvider {
 
 // ── background extraction ───────────────────────────────────────────────────────────────────────────
 
-export interface BackgroundInput {
+export interface BackgroundInput<O = StageOptions> {
   /** Images (calibrated frames or stacks) to flatten; `outputs[i]` receives the result for `images[i]`. */
   images: FrameRef[];
   outputs: string[];
-  /** `background.*` of tile_compile.yaml: degree, grid, … */
-  options: Record<string, unknown>;
+  /** `background.*` of tile_compile.yaml (degree, grid, …), parsed by the provider's schema. */
+  options: O;
   history: string[];
 }
 
 /** Removes a smooth sky model (gradients, light pollution) from each image; the method is the model. */
-export interface BackgroundProvider {
-  extract(input: BackgroundInput, ctx: EngineContext): Promise<{ outputs: string[] }>;
+export interface BackgroundProvider<O = StageOptions> extends TypedOptions<O> {
+  extract(input: BackgroundInput<O>, ctx: EngineContext): Promise<{ outputs: string[] }>;
 }
 
 // ── composition and stretch ─────────────────────────────────────────────────────────────────────────
 
-export interface CompositionInput {
+export interface CompositionInput<O = StageOptions> {
   /** Channel name (L, R, G, B, H, O, S, …) → stacked image. */
   channels: Record<string, string>;
   /** Palette as data: output channel (R, G, B, L) → { input channel: weight }. */
   palette: Record<string, Record<string, number>>;
   output: string;
-  options: Record<string, unknown>;
+  options: O;
   history: string[];
 }
 
-export interface CompositionProvider {
+export interface CompositionProvider<O = StageOptions> extends TypedOptions<O> {
   /** `scales`: for an HDR blend (`composition:hdr`), the factor each shorter exposure was scaled by. */
-  compose(input: CompositionInput, ctx: EngineContext): Promise<{ output: string; scales?: number[] }>;
+  compose(input: CompositionInput<O>, ctx: EngineContext): Promise<{ output: string; scales?: number[] }>;
 }
 
-export interface StretchInput {
+/** How a stretch writes its previews (decided by the run, not the stage block). */
+export interface StretchOptions {
+  /** Path without extension of the PNG previews (`<base>.png`, `<base>_16bit.png`); default: the output's. */
+  previewBase?: string;
+  /** Write the previews (default true). */
+  previews?: boolean;
+}
+
+export interface StretchInput<O = StageOptions> {
   input: string;
   output: string;
-  options: Record<string, unknown>;
+  /** The `stretch` stage options (parsed by the provider's schema) and the preview settings. */
+  options: O & StretchOptions;
   history: string[];
 }
 
-export interface StretchProvider {
-  stretch(input: StretchInput, ctx: EngineContext): Promise<{ output: string }>;
+export interface StretchProvider<O = StageOptions> extends TypedOptions<O> {
+  stretch(input: StretchInput<O>, ctx: EngineContext): Promise<{ output: string }>;
 }
 
 /** Provider interface per stage. */
@@ -310,14 +357,14 @@ export interface StageDoneEvent {
  * A minimal Standard Schema v1 validator (zod 4 and valibot implement it), so third-party engines can
  * ship an options schema without sharing our copy of zod.
  */
-export interface OptionsSchema {
+export interface OptionsSchema<O = unknown> {
   readonly "~standard": {
     readonly version: 1;
     readonly vendor: string;
     validate(
       value: unknown,
     ):
-      | { value: unknown; issues?: undefined }
+      | { value: O; issues?: undefined }
       | { issues: readonly { message: string; path?: readonly (PropertyKey | { key: PropertyKey })[] }[] }
       | Promise<unknown>;
   };

@@ -9,7 +9,7 @@ import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, rename, rm } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { isAbortError, StageError, TileCompileError } from "../errors/index.js";
-import type { EngineContext, EngineDefinition, Logger, RuntimeLimits, StageName, StageProviders } from "./contracts.js";
+import type { EngineContext, EngineDefinition, Logger, OptionsSchema, RuntimeLimits, StageName, StageProviders } from "./contracts.js";
 import type { Executor } from "../executor/contracts.js";
 import { localExecutor } from "../executor/local.js";
 import { providerOf } from "./define.js";
@@ -53,16 +53,48 @@ export function planStage<S extends StageName>(
   const provider = providerOf(sel.engine, request.stage, request.method)!;
   const warnings: string[] = [];
   if (sel.stability !== "stable") warnings.push(`${sel.capability} of ${sel.engine.meta.name} is ${sel.stability}`);
-  const options = request.options ?? {};
+  const raw = request.options ?? {};
   return {
     stage: request.stage,
     method: request.method,
     engine: sel.engine,
     provider,
-    options,
-    optionsHash: optionsHash(options),
+    options: provider.optionsSchema ? parseStageOptions(provider.optionsSchema, raw, request, sel.engine.meta.name) : raw,
+    // The hash is of the options as configured (what FITS HISTORY and run.json have always named).
+    optionsHash: optionsHash(raw),
     warnings,
   };
+}
+
+/** The stage's options through its provider's schema: the parsed value, or a configuration error naming each field. */
+function parseStageOptions(
+  schema: OptionsSchema,
+  raw: Record<string, unknown>,
+  request: { stage: StageName; method: string; field: string },
+  engine: string,
+): Record<string, unknown> {
+  const r = schema["~standard"].validate(raw);
+  const where = `${request.stage}:${request.method} of ${engine}`;
+  if (r instanceof Promise)
+    throw new TileCompileError("TC_ENGINE_CONTRACT", {
+      engine,
+      problems: [
+        `the options schema of ${where} validates asynchronously; stage options are checked when the stage is planned, so it must be synchronous`,
+      ],
+    });
+  if (r.issues)
+    throw new TileCompileError("TC_CONFIG_INVALID", {
+      file: "tile_compile.yaml",
+      issues: r.issues.map((i) => {
+        const path = (i.path ?? []).map((k) => String(typeof k === "object" ? k.key : k)).join(".");
+        return `${request.field} (${where})${path ? `: ${path}` : ""}: ${i.message}`;
+      }),
+    });
+  // An object schema parses to an object; anything else is the engine's mistake.
+  const v: unknown = r.value;
+  if (typeof v !== "object" || v === null || Array.isArray(v))
+    throw new TileCompileError("TC_ENGINE_CONTRACT", { engine, problems: [`the options schema of ${where} does not parse to an object`] });
+  return Object.fromEntries(Object.entries(v));
 }
 
 /** The provenance line every output of a stage carries (FITS HISTORY and run.json). */

@@ -11,7 +11,7 @@ import { solveLinear as solve } from "@tile-compile/core";
 import { basename } from "node:path";
 import { readFitsImage } from "@tile-compile/core";
 import { writeFitsImage } from "@tile-compile/core";
-import type { BackgroundInput, BackgroundProvider, EngineContext } from "@tile-compile/core";
+import { backgroundOptionsSchema, type BackgroundOptions as BackgroundStageOptions, type BackgroundProvider } from "@tile-compile/core";
 
 export interface BackgroundOptions {
   method: "polynomial" | "rbf";
@@ -171,11 +171,11 @@ export async function extractBackground(
  * The built-in `background:polynomial` and `background:rbf` providers: each image is read, flattened by
  * `extractBackground` and written to its output with the HISTORY of what was removed.
  */
-export function nativeBackground(method: "polynomial" | "rbf"): BackgroundProvider {
+export function nativeBackground(method: "polynomial" | "rbf"): BackgroundProvider<BackgroundStageOptions> {
   return {
-    async extract(input: BackgroundInput, ctx: EngineContext) {
-      const degree = typeof input.options.degree === "number" ? input.options.degree : 2;
-      const grid = typeof input.options.grid === "number" ? input.options.grid : 16;
+    optionsSchema: backgroundOptionsSchema,
+    async extract(input, ctx) {
+      const { degree = 2, grid = 16 } = input.options;
       for (const [k, f] of input.images.entries()) {
         ctx.signal.throwIfAborted();
         const img = await readFitsImage(f.path, { signal: ctx.signal });

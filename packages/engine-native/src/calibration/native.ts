@@ -11,12 +11,20 @@
  * them (and derives the defect map) once per run, through the executor's per-run cache.
  */
 import { basename, join } from "node:path";
-import type { CalibrationInput, CalibrationProvider, CalibrationResult, EngineContext, FrameRef } from "@tile-compile/core";
-import { readFitsImage, type FitsImage } from "@tile-compile/core";
+import {
+  buildMaster,
+  DEFAULT_REJECTION,
+  defineTask,
+  readFitsImage,
+  withExecutor,
+  type CalibrationInput,
+  type CalibrationProvider,
+  type CalibrationResult,
+  type EngineContext,
+  type FitsImage,
+  type WorkUnit,
+} from "@tile-compile/core";
 import { calibrateLight, defectMap, type DefectMap, type Masters } from "./apply.js";
-import { defineTask, type WorkUnit } from "@tile-compile/core";
-import { withExecutor } from "@tile-compile/core";
-import { buildMaster } from "@tile-compile/core";
 
 /** Input of one `calibration.light` unit: paths and flags only. */
 export interface CalibrateLightInput {
@@ -72,38 +80,28 @@ const LIGHTS_IN_FLIGHT = 2;
 
 export function nativeCalibration(engine: string): CalibrationProvider {
   return {
-    async buildMaster(
-      input: {
-        kind: "bias" | "dark" | "flat";
-        frames: FrameRef[];
-        output: string;
-        masterBias?: string;
-        options: Record<string, unknown>;
-        history: string[];
-      },
-      ctx: EngineContext,
-    ) {
+    async buildMaster(input, ctx) {
       const o = input.options;
       const r = await buildMaster(
         {
           kind: input.kind,
-          name: String(o.name ?? basename(input.output)),
+          name: o.name ?? basename(input.output),
           path: input.output,
           action: "build",
           reason: "",
           inputs: input.frames.map((f) => f.path),
-          ...(typeof o.inputHash === "string" ? { inputHash: o.inputHash } : {}),
-          recipeHash: String(o.recipeHash ?? ""),
+          ...(o.inputHash !== undefined ? { inputHash: o.inputHash } : {}),
+          recipeHash: o.recipeHash ?? "",
           set: { kind: input.kind, date: "", dir: "" },
         },
         {
           engine,
-          rejection: o.rejection === "sigma" ? "sigma" : "winsorized",
+          rejection: o.rejection ?? DEFAULT_REJECTION,
           memoryBudgetBytes: ctx.runtime.memoryBudgetBytes,
           signal: ctx.signal,
           history: input.history,
           ...(input.masterBias ? { bias: input.masterBias } : {}),
-          ...(typeof o.pedestal === "number" ? { pedestal: o.pedestal } : {}),
+          ...(o.pedestal !== undefined ? { pedestal: o.pedestal } : {}),
           onProgress: (f) => ctx.progress(f, basename(input.output)),
         },
       );
@@ -115,9 +113,7 @@ export function nativeCalibration(engine: string): CalibrationProvider {
         ...(input.masterBias ? { bias: input.masterBias } : {}),
         ...(input.masterFlat ? { flat: input.masterFlat } : {}),
       };
-      const darkScaling = input.options.darkScaling === true;
-      const cosmetic = input.options.cosmetic !== false;
-      const pedestal = typeof input.options.pedestal === "number" ? input.options.pedestal : undefined;
+      const { darkScaling = false, cosmetic = true, pedestal } = input.options;
       const units: WorkUnit<unknown, string>[] = input.frames.map((f, i) => ({
         id: `light/${i}`,
         task: calibrateLightTask as never,

@@ -28,6 +28,7 @@
 import { mkdir } from "node:fs/promises";
 import { basename, resolve } from "node:path";
 import { loadRecon, type ReconBackend } from "@tile-compile/recon-native";
+import { z } from "zod";
 import {
   chooseReference,
   defineTask,
@@ -46,9 +47,9 @@ import {
   pixelAgreement,
   pixelsConfirm,
   readFrame,
+  registrationOptionsSchema,
   starPlanes,
   TileCompileError,
-  TRANSFORM_MODELS,
   warpOntoReference,
   type EngineContext,
   type Executor,
@@ -58,20 +59,20 @@ import {
   type Point,
   type RegisteredFrame,
   type RegistrationInput,
+  type RegistrationProvider,
   type RegistrationResult,
   type SharedRef,
   type TransformModel,
   type WorkUnit,
 } from "@tile-compile/core";
 
-export interface RelativeOptions {
-  /** shift | similarity (default) | affine | homography. */
-  transform?: TransformModel;
-  /** bilinear | bicubic | lanczos3 (default). */
-  interpolation?: "bilinear" | "bicubic" | "lanczos3";
-  /** Star detection threshold in σ (default 5). */
-  threshold?: number;
-}
+/**
+ * The `relative` method's options: `registration.transform` (shift | similarity (default) | affine |
+ * homography), `registration.interpolation` (bilinear | bicubic | lanczos3 (default)), and the star
+ * detection threshold in σ (default 5).
+ */
+export const relativeOptionsSchema = registrationOptionsSchema.extend({ threshold: z.number().positive().optional() });
+export type RelativeOptions = z.infer<typeof relativeOptionsSchema>;
 
 /** Largest relative scale difference between a frame and the reference that registration accepts. */
 export const MAX_SCALE_CHANGE = 0.02;
@@ -303,14 +304,15 @@ export async function framesInFlight(frames: readonly FrameRef[], budgetBytes: n
 /** Whole-frame planes: the star toolkit's pool (the frame units give back what the toolkit took). */
 const planes = starPlanes;
 
-export async function registerRelative(input: RegistrationInput, ctx: EngineContext): Promise<RegistrationResult> {
-  const opts = input.options as RelativeOptions;
+/** `registration:relative`: its options parsed by `relativeOptionsSchema` when the stage is planned. */
+export const relativeRegistration: RegistrationProvider<RelativeOptions> = {
+  optionsSchema: relativeOptionsSchema,
+  register: registerRelative,
+};
+
+export async function registerRelative(input: RegistrationInput<RelativeOptions>, ctx: EngineContext): Promise<RegistrationResult> {
+  const opts = input.options;
   const model = opts.transform ?? "similarity";
-  if (!TRANSFORM_MODELS.includes(model))
-    throw new TileCompileError("TC_CONFIG_INVALID", {
-      file: "tile_compile.yaml",
-      issues: [`registration.transform: "${String(model)}" is not one of ${TRANSFORM_MODELS.join(", ")}`],
-    });
   if (input.frames.length === 0) throw new TileCompileError("TC_INPUT_INVALID", { input: "frames", reason: "no frames to register" });
   try {
     return await withExecutor(ctx, (executor) => registerWith(input, ctx, executor, model, opts));
@@ -320,7 +322,7 @@ export async function registerRelative(input: RegistrationInput, ctx: EngineCont
 }
 
 async function registerWith(
-  input: RegistrationInput,
+  input: RegistrationInput<RelativeOptions>,
   ctx: EngineContext,
   executor: Executor,
   model: TransformModel,

@@ -13,22 +13,32 @@
  * `sigma: [low, high]`) is recon-native's combine.
  */
 import { loadRecon, type Rejection } from "@tile-compile/recon-native";
-import { TileCompileError } from "@tile-compile/core";
-import { readFitsHeader, type FitsHeaderSummary } from "@tile-compile/core";
-import { FitsWriter } from "@tile-compile/core";
-import { FitsHeader } from "@tile-compile/core";
-import type { EngineContext, StackingInput, StackingResult } from "@tile-compile/core";
-import { bandRows } from "@tile-compile/core";
-import { defineTask, type Executor, type SharedRef, type WorkUnit } from "@tile-compile/core";
-import { readBand } from "@tile-compile/core";
 import {
   applyFrameFilters,
+  bandRows,
   combinedKeywords,
+  defineTask,
+  DEFAULT_REJECTION,
+  FitsHeader,
+  FitsWriter,
   frameStatsTask,
+  readBand,
+  readFitsHeader,
+  stackingOptionsSchema,
+  TileCompileError,
   withExecutor,
+  type EngineContext,
+  type Executor,
+  type FitsHeaderSummary,
   type FrameFilter,
   type FrameStats,
   type RejectionMethod,
+  type SharedRef,
+  type StackingInput,
+  type StackingOptions,
+  type StackingProvider,
+  type StackingResult,
+  type WorkUnit,
 } from "@tile-compile/core";
 
 /** Frames measured at once by the statistics pass. */
@@ -92,22 +102,25 @@ export const stackBandTask = defineTask(
   },
 );
 
-export async function nativeStack(input: StackingInput, ctx: EngineContext): Promise<StackingResult> {
+/** `stacking:mean|median|rejection` of the built-in engine: options parsed by core's `stackingOptionsSchema`. */
+export const nativeStacking: StackingProvider<StackingOptions> = { optionsSchema: stackingOptionsSchema, stack: nativeStack };
+
+export async function nativeStack(input: StackingInput<StackingOptions>, ctx: EngineContext): Promise<StackingResult> {
   let { frames } = input;
   if (frames.length === 0) throw new TileCompileError("TC_INPUT_INVALID", { input: "stacking", reason: "no frames to stack" });
   const o = input.options;
   const method = input.method === "median" ? "median" : "mean";
-  const rejName = input.method === "rejection" ? String(o.rejection ?? "winsorized") : "none";
-  const rejection = REJECTIONS[rejName as RejectionMethod];
+  const rejName: RejectionMethod = input.method === "rejection" ? (o.rejection ?? DEFAULT_REJECTION) : "none";
+  const rejection = REJECTIONS[rejName];
   if (!rejection)
     throw new TileCompileError("TC_CONFIG_INVALID", {
       file: "tile_compile.yaml",
       issues: [`stacking.rejection: "${rejName}" is not available in the native engine (use ${Object.keys(REJECTIONS).join(", ")})`],
     });
-  const [low, high] = Array.isArray(o.sigma) ? (o.sigma as number[]) : [3, 3];
-  const normalization = String(o.normalization ?? (input.method === "rejection" ? "additive" : "none"));
-  const weighting = String(o.weighting ?? "none");
-  const filters = (o.frame_filters ?? {}) as Record<string, FrameFilter>;
+  const [low, high] = o.sigma ?? [3, 3];
+  const normalization = o.normalization ?? (input.method === "rejection" ? "additive" : "none");
+  const weighting = o.weighting ?? "none";
+  const filters: Record<string, FrameFilter> = o.frame_filters ?? {};
   const needStars = Object.keys(filters).some((k) => k !== "background") || weighting === "fwhm" || weighting === "stars";
   return withExecutor(ctx, stackWith);
 

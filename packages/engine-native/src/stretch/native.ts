@@ -11,11 +11,31 @@
 import { writeFile, rename } from "node:fs/promises";
 import { encode } from "fast-png";
 import { loadRecon } from "@tile-compile/recon-native";
-import { TileCompileError } from "@tile-compile/core";
-import { readFitsImage } from "@tile-compile/core";
-import { mtf, writeFitsImage } from "@tile-compile/core";
-import type { EngineContext, StretchInput, StretchProvider } from "@tile-compile/core";
-import { MAD_TO_SIGMA } from "@tile-compile/core";
+import { z } from "zod";
+import {
+  MAD_TO_SIGMA,
+  mtf,
+  readFitsImage,
+  TileCompileError,
+  writeFitsImage,
+  type EngineContext,
+  type StretchInput,
+  type StretchProvider,
+} from "@tile-compile/core";
+
+/**
+ * The stretches' own options (none are in tile_compile.yaml's `stretch:` block today; an engine caller may
+ * pass them): `linked` channels (default true), the autostretch background `target` (0.25), the asinh
+ * `beta` (50), the generalised hyperbolic stretch's `D` (8) and `b` (2, or −1 for a logarithmic stretch).
+ */
+export const stretchOptionsSchema = z.object({
+  linked: z.boolean().optional(),
+  target: z.number().gt(0).lt(1).optional(),
+  beta: z.number().positive().optional(),
+  D: z.number().optional(),
+  b: z.number().optional(),
+});
+export type NativeStretchOptions = z.infer<typeof stretchOptionsSchema>;
 
 /**
  * Generalised hyperbolic stretch (Cranfield & Payne): stretch factor D, local intensity b (b = 0
@@ -37,15 +57,15 @@ export function ghs(x: number, D: number, b: number, SP: number): number {
   return (q(Math.min(1, Math.max(0, x))) - q0) / (q1 - q0);
 }
 
-async function stretchImage(input: StretchInput, ctx: EngineContext, kind: "autostretch" | "asinh" | "ghs"): Promise<{ output: string }> {
+async function stretchImage(
+  input: StretchInput<NativeStretchOptions>,
+  ctx: EngineContext,
+  kind: "autostretch" | "asinh" | "ghs",
+): Promise<{ output: string }> {
   const img = await readFitsImage(input.input, { signal: ctx.signal });
   const recon = loadRecon();
   const n = img.width * img.height;
-  const linked = input.options.linked !== false;
-  const target = Number(input.options.target ?? 0.25);
-  const beta = Number(input.options.beta ?? 50);
-  const ghsD = Number(input.options.D ?? 8),
-    ghsB = Number(input.options.b ?? 2);
+  const { linked = true, target = 0.25, beta = 50, D: ghsD = 8, b: ghsB = 2 } = input.options;
   if (kind === "ghs" && !(ghsD >= 0 && (ghsB >= 0 || ghsB === -1)))
     throw new TileCompileError("TC_CONFIG_INVALID", {
       file: "tile_compile.yaml",
@@ -128,8 +148,9 @@ export async function writePng(
   await rename(tmp, path);
 }
 
-export const nativeStretch: Record<string, StretchProvider> = {
-  autostretch: { stretch: (i, c) => stretchImage(i, c, "autostretch") },
-  asinh: { stretch: (i, c) => stretchImage(i, c, "asinh") },
-  ghs: { stretch: (i, c) => stretchImage(i, c, "ghs") },
-};
+const stretchProvider = (kind: "autostretch" | "asinh" | "ghs"): StretchProvider<NativeStretchOptions> => ({
+  optionsSchema: stretchOptionsSchema,
+  stretch: (i, c) => stretchImage(i, c, kind),
+});
+
+export const nativeStretch = { autostretch: stretchProvider("autostretch"), asinh: stretchProvider("asinh"), ghs: stretchProvider("ghs") };

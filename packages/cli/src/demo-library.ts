@@ -9,9 +9,7 @@
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { FitsHeader } from "@tile-compile/fits";
-import { writeFitsImage } from "@tile-compile/fits";
-import { seededRandom } from "../util/random.js";
+import { FitsHeader, seededRandom, writeFitsImage } from "@tile-compile/core";
 
 export interface DemoOptions {
   width?: number;
