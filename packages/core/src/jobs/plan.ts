@@ -263,6 +263,50 @@ async function setFacts(files: string[]): Promise<{
   return {};
 }
 
+/** What the phases of `planJob` share. */
+interface Planner {
+  plan: JobPlan;
+  problems: JobProblem[];
+  job: JobFile;
+  jobFile: string;
+  base: string;
+  library: LibraryLayout;
+  options: PlanOptions;
+  opt: NonNullable<JobFile["options"]>;
+  cal: NonNullable<JobFile["calibration"]>;
+  tempTol: number;
+  expTol: number;
+  missingTemp: NonNullable<NonNullable<JobFile["options"]>["missing_temperature"]>;
+  aliases: Record<string, string>;
+  engine: string;
+}
+
+/** A calibration set of the library: its raw frames, its master, or both. */
+type Candidate = { set: RawSet; raw?: RawSet; master?: RawSet };
+
+interface Candidates {
+  all: Candidate[];
+  darks: Candidate[];
+  /** Camera facts of a set (binning, gain, size, …), read once. */
+  facts(c: { raw?: RawSet; master?: RawSet }): Promise<Awaited<ReturnType<typeof setFacts>>>;
+  /** The master a candidate becomes (built, rebuilt or reused), planned once. */
+  useMaster(c: Candidate, offset?: MasterPlan["offset"]): MasterPlan;
+  describe(c: { set: RawSet }): string;
+}
+
+type BiasChoice = { plan: MasterPlan; candidate: Candidate };
+
+/** A dark that passed the temperature, binning, gain and size checks for a light group. */
+type UsableDark = { c: Candidate; dt: number; days: number; dExp: number };
+
+interface DarkMatching {
+  darkOf: Map<LightFrame, MasterPlan>;
+  offsetOf: Map<LightFrame, LightOffset>;
+  darkRateAt(temperatureC: number | undefined, pool: Candidate[]): Promise<{ rate: number; from: string } | undefined>;
+  readNoiseOf(c: { raw?: RawSet; master?: RawSet } | undefined): Promise<number | undefined>;
+  pushDark(frames: LightFrame[], d: Decision): void;
+}
+
 export async function planJob(jobFile: string, options: PlanOptions = {}): Promise<JobPlan> {
   const problems: JobProblem[] = [];
   const base = findBaseDir(jobFile, options.baseDir);
@@ -281,18 +325,28 @@ export async function planJob(jobFile: string, options: PlanOptions = {}): Promi
     strays: [],
     duplicates: [],
   };
-  const seenFiles = new Map<string, string>();
   const job = loadJobFile(jobFile, problems);
   if (!job) return plan;
   // A job that failed the schema only by unknown keys is still checked further (all problems at once),
   // but it never runs: the problems recorded above stay.
   plan.job = job;
   const opt = job.options ?? {};
-  const tempTol = opt.temp_tolerance ?? 2;
-  const expTol = opt.exposure_tolerance ?? 0.5;
-  const missingTemp = opt.missing_temperature ?? "error";
-  const aliases = options.filterAliases ?? {};
-  const engine = options.engine ?? "@tile-compile/engine-native";
+  const p: Planner = {
+    plan,
+    problems,
+    job,
+    jobFile,
+    base,
+    library,
+    options,
+    opt,
+    cal: job.calibration ?? {},
+    tempTol: opt.temp_tolerance ?? 2,
+    expTol: opt.exposure_tolerance ?? 0.5,
+    missingTemp: opt.missing_temperature ?? "error",
+    aliases: options.filterAliases ?? {},
+    engine: options.engine ?? "@tile-compile/engine-native",
+  };
 
   // Output folder.
   const outRel = job.output ?? join(Object.values(job.lights).flat()[0]!.split(/[\\/]/)[0]!, "processed");
@@ -301,7 +355,22 @@ export async function planJob(jobFile: string, options: PlanOptions = {}): Promi
   else plan.output = out.path;
   if (options.stacksOnly) return plan;
 
-  // Lights: folders, files, headers.
+  await readLights(p);
+  assignCalibratedDirs(plan, base);
+  const groups = groupLights(p);
+  const c = libraryCandidates(p);
+  const bias = await matchBias(p, c);
+  const darks = await matchDarks(p, c, bias);
+  const flats = await matchFlats(p, c, bias);
+  assembleGroups(p, groups, bias, darks, flats);
+  void extname;
+  return plan;
+}
+
+/** The lights of every filter: folders, files, headers; duplicates used once, every problem recorded. */
+async function readLights(p: Planner): Promise<void> {
+  const { plan, problems, job, jobFile, base, options, missingTemp, aliases } = p;
+  const seenFiles = new Map<string, string>();
   for (const [key, value] of Object.entries(job.lights)) {
     const filterKey = normalizeFilter(key, aliases);
     const folders = Array.isArray(value) ? value : [value];
@@ -423,9 +492,13 @@ export async function planJob(jobFile: string, options: PlanOptions = {}): Promi
       }
     }
   }
+}
 
-  // Unique calibrated names: within a (filter, exposure, night), folders whose file names collide get
-  // their own subfolder (the folder's path relative to the base, as one ASCII name).
+/**
+ * Unique calibrated names: within a (filter, exposure, night), folders whose file names collide get
+ * their own subfolder (the folder's path relative to the base, as one ASCII name).
+ */
+function assignCalibratedDirs(plan: JobPlan, base: string): void {
   const byNight = new Map<string, LightFrame[]>();
   for (const f of plan.lights) {
     const k = `${f.filterKey}|${f.exposureSeconds}|${f.night}`;
@@ -440,8 +513,11 @@ export async function planJob(jobFile: string, options: PlanOptions = {}): Promi
     const clash = [...names.values()].some((folders) => folders.size > 1);
     for (const f of list) f.calibratedDir = clash ? join(f.night, folderTag(relative(base, f.folder))) : f.night;
   }
+}
 
-  // Groups by (filter, exposure); sizes must agree within a group.
+/** Groups by (filter, exposure), strays and small HDR groups decided, sizes checked, the requirements table. */
+function groupLights(p: Planner): Map<string, LightFrame[]> {
+  const { plan, problems, options } = p;
   const groups = new Map<string, LightFrame[]>();
   for (const f of plan.lights) {
     if (f.exposureSeconds === undefined) continue;
@@ -507,8 +583,12 @@ export async function planJob(jobFile: string, options: PlanOptions = {}): Promi
     });
   }
   plan.requirements.sort((a, b) => a.filter.localeCompare(b.filter) || b.exposureSeconds - a.exposureSeconds);
+  return groups;
+}
 
-  // Candidates: raw sets and existing masters, one candidate per identity.
+/** Candidates: raw sets and existing masters, one candidate per identity; the master each would become. */
+function libraryCandidates(p: Planner): Candidates {
+  const { plan, problems, base, library, options, engine } = p;
   const raws = rawSets(library);
   const masters = existingMasters(library);
   const identity = (s: RawSet) => `${s.kind}|${s.date}|${s.temperatureC ?? ""}|${s.exposureSeconds ?? ""}|${s.filter ?? ""}`;
@@ -626,15 +706,20 @@ export async function planJob(jobFile: string, options: PlanOptions = {}): Promi
       : c.set.kind === "flat"
         ? `flat ${c.set.filter} ${c.set.date}`
         : `bias ${c.set.date}`;
-  const cal = job.calibration ?? {};
   const all = [...candidates.values()];
+  const darks = all.filter((x) => x.set.kind === "dark");
+  return { all, darks, facts, useMaster, describe };
+}
 
-  // Bias: by date reference and binning/gain.
-  let bias: { plan: MasterPlan; candidate: (typeof all)[number] } | undefined;
+/** Bias: by date reference and binning/gain. */
+async function matchBias(p: Planner, c: Candidates): Promise<BiasChoice | undefined> {
+  const { plan, problems, jobFile, base, library, cal } = p;
+  const { all, facts, useMaster, describe } = c;
+  let bias: BiasChoice | undefined;
   if (cal.bias) {
     const ref = plan.lights[0];
     const rejected: Decision["rejected"] = [];
-    const ok: { c: (typeof all)[number]; days: number }[] = [];
+    const ok: { c: Candidate; days: number }[] = [];
     for (const c of all.filter((x) => x.set.kind === "bias")) {
       const f = await facts(c);
       if (ref?.binning && f.binning && f.binning !== ref.binning) {
@@ -670,12 +755,15 @@ export async function planJob(jobFile: string, options: PlanOptions = {}): Promi
       rejected,
     });
   }
+  return bias;
+}
 
-  // Darks and the offset, per light (exposure, temperature, gain, binning). Flat-fielding is only right
-  // once the offset (bias/pedestal) and the dark signal are out of the lights, so every group gets an
-  // offset source, chosen in this order and explained: a dark of the same exposure · the bias + a dark
-  // scaled from (dark − bias), shorter or longer · the bias alone · a declared pedestal · the shortest
-  // dark at the lights' temperature. None, with flats applied, is refused (the vignetting would invert).
+/**
+ * What matching darks shares across light groups: the choices per light, the dark current and read noise
+ * measured from the library, and the decision lines (lights that get the same masters share one).
+ */
+function darkMatching(p: Planner, c: Candidates, bias: BiasChoice | undefined): DarkMatching {
+  const { plan, tempTol } = p;
   const darkOf = new Map<LightFrame, MasterPlan>();
   const offsetOf = new Map<LightFrame, LightOffset>();
   const levelCache = new Map<string, Promise<SetLevel | undefined>>();
@@ -688,9 +776,8 @@ export async function planJob(jobFile: string, options: PlanOptions = {}): Promi
     }
     return p;
   };
-  const darks = all.filter((x) => x.set.kind === "dark");
   /** Dark current (ADU/s) at a temperature, from the bias and the darks there, or from two dark exposures. */
-  const darkRateAt = async (temperatureC: number | undefined, pool: typeof darks): Promise<{ rate: number; from: string } | undefined> => {
+  const darkRateAt = async (temperatureC: number | undefined, pool: Candidate[]): Promise<{ rate: number; from: string } | undefined> => {
     const near = pool.filter((c) => temperatureC === undefined || Math.abs(c.set.temperatureC! - temperatureC) <= tempTol + 1e-9);
     const points: { exposureSeconds: number; level: number }[] = [];
     for (const c of near) {
@@ -710,10 +797,6 @@ export async function planJob(jobFile: string, options: PlanOptions = {}): Promi
   };
   const readNoiseOf = async (c: { raw?: RawSet; master?: RawSet } | undefined): Promise<number | undefined> =>
     c ? (await levelOf(c))?.noise : undefined;
-  const byKey = new Map<string, LightFrame[]>();
-  const keyOf = (f: LightFrame) =>
-    `${f.exposureSeconds}|${f.temperatureC === undefined ? "?" : f.temperatureC.toFixed(1)}|${f.gain ?? ""}|${f.binning ?? ""}`;
-  for (const f of plan.lights) if (f.exposureSeconds !== undefined) byKey.set(keyOf(f), [...(byKey.get(keyOf(f)) ?? []), f]);
   // One decision line per (filters, exposure, chosen master, offset source): lights that get the same
   // masters are one line with their temperature range, not one line per 0.1 °C of sensor temperature.
   const merged = new Map<string, { d: Decision; frames: LightFrame[] }>();
@@ -740,228 +823,283 @@ export async function planJob(jobFile: string, options: PlanOptions = {}): Promi
         seen.add(`${r.candidate}|${r.reason}`);
       }
   };
-  for (const frames of byKey.values()) {
-    const f0 = frames[0]!;
-    const subject = `${[...new Set(frames.map((f) => f.filterKey))].join("/")} ${expLabel(f0.exposureSeconds!)}${f0.temperatureC !== undefined ? ` at ${f0.temperatureC.toFixed(1)} °C` : " (no temperature)"} (${frames.length} frame${frames.length > 1 ? "s" : ""})`;
-    const rejected: Decision["rejected"] = [];
-    const usable: { c: (typeof all)[number]; dt: number; days: number; dExp: number }[] = [];
-    for (const c of cal.darks ? darks : []) {
-      const s = c.set;
-      const dExp = Math.abs(s.exposureSeconds! - f0.exposureSeconds!);
-      const dt = f0.temperatureC === undefined ? 0 : Math.abs(s.temperatureC! - f0.temperatureC);
-      if (f0.temperatureC !== undefined && dt > tempTol + 1e-9) {
-        rejected.push({ candidate: describe(c), reason: `temperature ${dt.toFixed(1)} °C away, tolerance ${tempTol}` });
-        continue;
-      }
-      const fx = await facts(c);
-      if (f0.binning && fx.binning && fx.binning !== f0.binning) {
-        rejected.push({ candidate: describe(c), reason: `binning ${fx.binning}, lights ${f0.binning}` });
-        continue;
-      }
-      if (f0.gain !== undefined && fx.gain !== undefined && fx.gain !== f0.gain) {
-        rejected.push({ candidate: describe(c), reason: `gain ${fx.gain}, lights ${f0.gain}` });
-        continue;
-      }
-      if (fx.width !== undefined && (fx.width !== f0.width || fx.height !== f0.height)) {
-        rejected.push({ candidate: describe(c), reason: `size ${fx.width}×${fx.height}, lights ${f0.width}×${f0.height}` });
-        continue;
-      }
-      usable.push({ c, dt, days: daysBetween(s.date, cal.darks!), dExp });
+  return { darkOf, offsetOf, darkRateAt, readNoiseOf, pushDark };
+}
+
+/**
+ * Darks and the offset, per light (exposure, temperature, gain, binning). Flat-fielding is only right
+ * once the offset (bias/pedestal) and the dark signal are out of the lights, so every group gets an
+ * offset source, chosen in this order and explained: a dark of the same exposure · the bias + a dark
+ * scaled from (dark − bias), shorter or longer · the bias alone · a declared pedestal · the shortest
+ * dark at the lights' temperature. None, with flats applied, is refused (the vignetting would invert).
+ */
+async function matchDarks(p: Planner, c: Candidates, bias: BiasChoice | undefined): Promise<DarkMatching> {
+  const { plan } = p;
+  const d = darkMatching(p, c, bias);
+  const byKey = new Map<string, LightFrame[]>();
+  const keyOf = (f: LightFrame) =>
+    `${f.exposureSeconds}|${f.temperatureC === undefined ? "?" : f.temperatureC.toFixed(1)}|${f.gain ?? ""}|${f.binning ?? ""}`;
+  for (const f of plan.lights) if (f.exposureSeconds !== undefined) byKey.set(keyOf(f), [...(byKey.get(keyOf(f)) ?? []), f]);
+  for (const frames of byKey.values()) await matchDarkGroup(p, c, bias, d, frames);
+  return d;
+}
+
+/** One light group's dark: the same exposure within the tolerances, else (offsetWithoutDark) an offset source. */
+async function matchDarkGroup(
+  p: Planner,
+  c: Candidates,
+  bias: BiasChoice | undefined,
+  d: DarkMatching,
+  frames: LightFrame[],
+): Promise<void> {
+  const { problems, jobFile, cal, tempTol, expTol } = p;
+  const { darks, facts, useMaster, describe } = c;
+  const { darkOf, offsetOf, pushDark } = d;
+  const f0 = frames[0]!;
+  const subject = `${[...new Set(frames.map((f) => f.filterKey))].join("/")} ${expLabel(f0.exposureSeconds!)}${f0.temperatureC !== undefined ? ` at ${f0.temperatureC.toFixed(1)} °C` : " (no temperature)"} (${frames.length} frame${frames.length > 1 ? "s" : ""})`;
+  const rejected: Decision["rejected"] = [];
+  const usable: { c: Candidate; dt: number; days: number; dExp: number }[] = [];
+  for (const c of cal.darks ? darks : []) {
+    const s = c.set;
+    const dExp = Math.abs(s.exposureSeconds! - f0.exposureSeconds!);
+    const dt = f0.temperatureC === undefined ? 0 : Math.abs(s.temperatureC! - f0.temperatureC);
+    if (f0.temperatureC !== undefined && dt > tempTol + 1e-9) {
+      rejected.push({ candidate: describe(c), reason: `temperature ${dt.toFixed(1)} °C away, tolerance ${tempTol}` });
+      continue;
     }
-    const exact = usable
-      .filter((u) => u.dExp <= expTol)
-      .sort((a, b) => a.dt - b.dt || a.days - b.days || a.c.set.date.localeCompare(b.c.set.date));
-    const assign = (dark: MasterPlan | undefined, offset: LightOffset) => {
-      for (const f of frames) {
-        if (dark) darkOf.set(f, dark);
-        offsetOf.set(f, offset);
-      }
+    const fx = await facts(c);
+    if (f0.binning && fx.binning && fx.binning !== f0.binning) {
+      rejected.push({ candidate: describe(c), reason: `binning ${fx.binning}, lights ${f0.binning}` });
+      continue;
+    }
+    if (f0.gain !== undefined && fx.gain !== undefined && fx.gain !== f0.gain) {
+      rejected.push({ candidate: describe(c), reason: `gain ${fx.gain}, lights ${f0.gain}` });
+      continue;
+    }
+    if (fx.width !== undefined && (fx.width !== f0.width || fx.height !== f0.height)) {
+      rejected.push({ candidate: describe(c), reason: `size ${fx.width}×${fx.height}, lights ${f0.width}×${f0.height}` });
+      continue;
+    }
+    usable.push({ c, dt, days: daysBetween(s.date, cal.darks!), dExp });
+  }
+  const exact = usable
+    .filter((u) => u.dExp <= expTol)
+    .sort((a, b) => a.dt - b.dt || a.days - b.days || a.c.set.date.localeCompare(b.c.set.date));
+  const assign = (dark: MasterPlan | undefined, offset: LightOffset) => {
+    for (const f of frames) {
+      if (dark) darkOf.set(f, dark);
+      offsetOf.set(f, offset);
+    }
+  };
+  if (cal.darks && usable.length === 0) {
+    const near = rejected.find((r) => r.reason.startsWith("temperature"));
+    problems.push({
+      file: jobFile,
+      field: "calibration.darks",
+      message: `no dark for ${subject}${near ? `: the nearest is ${near.candidate} (${near.reason})` : rejected.length ? `: ${rejected.map((r) => `${r.candidate} (${r.reason})`).join("; ")}` : " (no dark sets in the library)"}`,
+    });
+    pushDark(frames, { kind: "dark", subject, reason: "no candidate within the tolerances", rejected });
+    return;
+  }
+  const best = exact[0];
+  if (best) {
+    const mp = useMaster(best.c);
+    for (const o of usable)
+      if (o !== best)
+        rejected.push({
+          candidate: describe(o.c),
+          reason:
+            o.dExp > expTol
+              ? `exposure ${expLabel(o.c.set.exposureSeconds!)}, lights ${expLabel(f0.exposureSeconds!)}`
+              : o.dt > best.dt
+                ? `temperature ${o.dt.toFixed(1)} °C away; ${describe(best.c)} is ${best.dt.toFixed(1)} °C away`
+                : `dated ${o.c.set.date}, further from ${cal.darks}`,
+        });
+    const offset: LightOffset = { source: "dark", label: `dark ${mp.name} (holds the offset)` };
+    assign(mp, offset);
+    pushDark(frames, {
+      kind: "dark",
+      subject,
+      chosen: mp.name,
+      reason: `same exposure, ${best.dt.toFixed(1)} °C away (tolerance ${tempTol}), ${best.days === 0 ? `dated ${cal.darks}` : `${best.days} days from ${cal.darks}`}; the dark holds the offset`,
+      rejected,
+      offset,
+    });
+    return;
+  }
+  await offsetWithoutDark(p, c, bias, d, frames, { subject, rejected, usable, assign });
+}
+
+/** No dark of the lights' exposure: a scaled dark, the bias, a declared pedestal or the shortest dark as the offset — or none, explained. */
+async function offsetWithoutDark(
+  p: Planner,
+  c: Candidates,
+  bias: BiasChoice | undefined,
+  d: DarkMatching,
+  frames: LightFrame[],
+  g: {
+    subject: string;
+    rejected: Decision["rejected"];
+    usable: UsableDark[];
+    assign: (dark: MasterPlan | undefined, offset: LightOffset) => void;
+  },
+): Promise<void> {
+  const { problems, jobFile, opt, cal, tempTol } = p;
+  const { darks, facts, useMaster, describe } = c;
+  const { darkRateAt, readNoiseOf, pushDark } = d;
+  const { subject, rejected, usable, assign } = g;
+  const f0 = frames[0]!;
+  const t = f0.exposureSeconds!;
+  const rate = await darkRateAt(f0.temperatureC, usable.length ? usable.map((u) => u.c) : darks);
+  const residual = (t0: number) => (rate ? rate.rate * Math.max(0, t - t0) : undefined);
+  const residualText = (t0: number, rn: number | undefined) => {
+    const r = residual(t0);
+    if (r === undefined) return "dark current not measured (needs darks of two exposures, or a bias and a dark)";
+    return `leaves ${r.toFixed(1)} ADU of dark signal (${rate!.rate.toPrecision(2)} ADU/s × ${expLabel(Math.max(0, t - t0))}, from ${rate!.from})${rn !== undefined ? `, read noise ${rn.toFixed(1)} ADU${r < rn ? " — negligible" : " — above the read noise: take darks of this exposure"}` : ""}`;
+  };
+  const withOffsetStats = (o: LightOffset, t0: number, rn: number | undefined): LightOffset => {
+    const r = residual(t0);
+    return {
+      ...o,
+      ...(r !== undefined ? { residualDarkAdu: Number(r.toFixed(3)) } : {}),
+      ...(rate ? { darkRateAduPerS: Number(rate.rate.toPrecision(4)) } : {}),
+      ...(rn !== undefined ? { readNoiseAdu: Number(rn.toFixed(3)) } : {}),
     };
-    if (cal.darks && usable.length === 0) {
-      const near = rejected.find((r) => r.reason.startsWith("temperature"));
-      problems.push({
-        file: jobFile,
-        field: "calibration.darks",
-        message: `no dark for ${subject}${near ? `: the nearest is ${near.candidate} (${near.reason})` : rejected.length ? `: ${rejected.map((r) => `${r.candidate} (${r.reason})`).join("; ")}` : " (no dark sets in the library)"}`,
-      });
-      pushDark(frames, { kind: "dark", subject, reason: "no candidate within the tolerances", rejected });
-      continue;
-    }
-    const best = exact[0];
-    if (best) {
-      const mp = useMaster(best.c);
-      for (const o of usable)
-        if (o !== best)
-          rejected.push({
-            candidate: describe(o.c),
-            reason:
-              o.dExp > expTol
-                ? `exposure ${expLabel(o.c.set.exposureSeconds!)}, lights ${expLabel(f0.exposureSeconds!)}`
-                : o.dt > best.dt
-                  ? `temperature ${o.dt.toFixed(1)} °C away; ${describe(best.c)} is ${best.dt.toFixed(1)} °C away`
-                  : `dated ${o.c.set.date}, further from ${cal.darks}`,
-          });
-      const offset: LightOffset = { source: "dark", label: `dark ${mp.name} (holds the offset)` };
-      assign(mp, offset);
-      pushDark(frames, {
-        kind: "dark",
-        subject,
-        chosen: mp.name,
-        reason: `same exposure, ${best.dt.toFixed(1)} °C away (tolerance ${tempTol}), ${best.days === 0 ? `dated ${cal.darks}` : `${best.days} days from ${cal.darks}`}; the dark holds the offset`,
-        rejected,
-        offset,
-      });
-      continue;
-    }
-    // No dark of the lights' exposure.
-    const t = f0.exposureSeconds!;
-    const rate = await darkRateAt(f0.temperatureC, usable.length ? usable.map((u) => u.c) : darks);
-    const residual = (t0: number) => (rate ? rate.rate * Math.max(0, t - t0) : undefined);
-    const residualText = (t0: number, rn: number | undefined) => {
-      const r = residual(t0);
-      if (r === undefined) return "dark current not measured (needs darks of two exposures, or a bias and a dark)";
-      return `leaves ${r.toFixed(1)} ADU of dark signal (${rate!.rate.toPrecision(2)} ADU/s × ${expLabel(Math.max(0, t - t0))}, from ${rate!.from})${rn !== undefined ? `, read noise ${rn.toFixed(1)} ADU${r < rn ? " — negligible" : " — above the read noise: take darks of this exposure"}` : ""}`;
+  };
+  const noExact = usable.length
+    ? `no dark of ${expLabel(t)} (have ${[...new Set(usable.map((u) => expLabel(u.c.set.exposureSeconds!)))].join(", ")})`
+    : "no darks asked for";
+  for (const u of usable)
+    rejected.push({ candidate: describe(u.c), reason: `exposure ${expLabel(u.c.set.exposureSeconds!)}, lights ${expLabel(t)}` });
+  if (bias && usable.length && opt.dark_scaling !== false) {
+    // Scaled: nearest exposure in ratio (scaling up a short dark multiplies its noise), ties to the longer.
+    const pick = [...usable].sort(
+      (a, b) =>
+        Math.abs(Math.log(a.c.set.exposureSeconds! / t)) - Math.abs(Math.log(b.c.set.exposureSeconds! / t)) ||
+        b.c.set.exposureSeconds! - a.c.set.exposureSeconds! ||
+        a.dt - b.dt,
+    )[0]!;
+    const mp = useMaster(pick.c);
+    const k = t / pick.c.set.exposureSeconds!;
+    const offset: LightOffset = {
+      ...withOffsetStats(
+        { source: "scaled-dark", label: `bias ${bias.plan.name} + dark ${mp.name} scaled ×${k.toFixed(3)}` },
+        t,
+        await readNoiseOf(bias.candidate),
+      ),
+      residualDarkAdu: 0,
     };
-    const withOffsetStats = (o: LightOffset, t0: number, rn: number | undefined): LightOffset => {
-      const r = residual(t0);
-      return {
-        ...o,
-        ...(r !== undefined ? { residualDarkAdu: Number(r.toFixed(3)) } : {}),
-        ...(rate ? { darkRateAduPerS: Number(rate.rate.toPrecision(4)) } : {}),
-        ...(rn !== undefined ? { readNoiseAdu: Number(rn.toFixed(3)) } : {}),
-      };
-    };
-    const noExact = usable.length
-      ? `no dark of ${expLabel(t)} (have ${[...new Set(usable.map((u) => expLabel(u.c.set.exposureSeconds!)))].join(", ")})`
-      : "no darks asked for";
-    for (const u of usable)
-      rejected.push({ candidate: describe(u.c), reason: `exposure ${expLabel(u.c.set.exposureSeconds!)}, lights ${expLabel(t)}` });
-    if (bias && usable.length && opt.dark_scaling !== false) {
-      // Scaled: nearest exposure in ratio (scaling up a short dark multiplies its noise), ties to the longer.
-      const pick = [...usable].sort(
-        (a, b) =>
-          Math.abs(Math.log(a.c.set.exposureSeconds! / t)) - Math.abs(Math.log(b.c.set.exposureSeconds! / t)) ||
-          b.c.set.exposureSeconds! - a.c.set.exposureSeconds! ||
-          a.dt - b.dt,
-      )[0]!;
-      const mp = useMaster(pick.c);
-      const k = t / pick.c.set.exposureSeconds!;
-      const offset: LightOffset = {
-        ...withOffsetStats(
-          { source: "scaled-dark", label: `bias ${bias.plan.name} + dark ${mp.name} scaled ×${k.toFixed(3)}` },
-          t,
-          await readNoiseOf(bias.candidate),
-        ),
-        residualDarkAdu: 0,
-      };
-      assign(mp, offset);
-      pushDark(frames, {
-        kind: "dark",
-        subject,
-        chosen: mp.name,
-        reason: `${noExact}: bias + (dark − bias) × ${k.toFixed(3)} (${pick.dt.toFixed(1)} °C away)`,
-        rejected: rejected.filter((r) => r.candidate !== describe(pick.c)),
-        offset,
-      });
-      continue;
-    }
-    if (bias) {
-      const rn = await readNoiseOf(bias.candidate);
-      const offset = withOffsetStats({ source: "bias", label: `bias ${bias.plan.name}` }, 0, rn);
-      assign(undefined, offset);
-      pushDark(frames, {
-        kind: "offset",
-        subject,
-        chosen: bias.plan.name,
-        reason: `${noExact}${opt.dark_scaling === false && usable.length ? " (dark_scaling: false)" : ""}: the bias removes the offset; ${residualText(0, rn)}`,
-        rejected,
-        offset,
-      });
-      continue;
-    }
-    if (cal.offset !== undefined) {
-      const offset = withOffsetStats(
-        { source: "pedestal", label: `declared pedestal ${cal.offset} ADU`, pedestal: cal.offset },
-        0,
-        undefined,
-      );
-      assign(undefined, offset);
-      pushDark(frames, {
-        kind: "offset",
-        subject,
-        chosen: `pedestal ${cal.offset} ADU`,
-        reason: `${noExact}: calibration.offset declares the pedestal; ${residualText(0, undefined)}`,
-        rejected,
-        offset,
-      });
-      continue;
-    }
-    // The shortest dark at the lights' temperature as the offset (from the job's darks, else the library's).
-    const pool = usable.length ? usable.map((u) => ({ c: u.c, dt: u.dt })) : [];
-    if (!pool.length) {
-      for (const c of darks) {
-        const dt = f0.temperatureC === undefined ? 0 : Math.abs(c.set.temperatureC! - f0.temperatureC);
-        if (f0.temperatureC !== undefined && dt > tempTol + 1e-9) continue;
-        const fx = await facts(c);
-        if (
-          (f0.binning && fx.binning && fx.binning !== f0.binning) ||
-          (f0.gain !== undefined && fx.gain !== undefined && fx.gain !== f0.gain)
-        )
-          continue;
-        pool.push({ c, dt });
-      }
-    }
-    const shortest = pool.sort(
-      (a, b) => a.c.set.exposureSeconds! - b.c.set.exposureSeconds! || a.dt - b.dt || a.c.set.date.localeCompare(b.c.set.date),
-    )[0];
-    if (shortest) {
-      const mp = useMaster(shortest.c);
-      const t0 = shortest.c.set.exposureSeconds!;
-      const rn = await readNoiseOf(shortest.c);
-      const own = rate ? rate.rate * t0 : undefined;
-      const offset = withOffsetStats({ source: "short-dark", label: `shortest dark ${mp.name} as the offset` }, t0, rn);
-      assign(undefined, { ...offset, offsetMaster: mp.path });
-      pushDark(frames, {
-        kind: "offset",
-        subject,
-        chosen: mp.name,
-        reason: `${noExact} and no bias: the shortest dark at the lights' temperature is the offset (its own dark signal ${own === undefined ? "not measured" : `${own.toFixed(2)} ADU${rn !== undefined ? ` vs read noise ${rn.toFixed(1)}` : ""}`})${cal.darks ? "" : ", taken from the library (set calibration.darks to choose a date)"}; ${residualText(t0, rn)}`,
-        rejected,
-        offset: { ...offset, offsetMaster: mp.path },
-      });
-      continue;
-    }
-    const offset: LightOffset = { source: "none", label: "no offset source" };
+    assign(mp, offset);
+    pushDark(frames, {
+      kind: "dark",
+      subject,
+      chosen: mp.name,
+      reason: `${noExact}: bias + (dark − bias) × ${k.toFixed(3)} (${pick.dt.toFixed(1)} °C away)`,
+      rejected: rejected.filter((r) => r.candidate !== describe(pick.c)),
+      offset,
+    });
+    return;
+  }
+  if (bias) {
+    const rn = await readNoiseOf(bias.candidate);
+    const offset = withOffsetStats({ source: "bias", label: `bias ${bias.plan.name}` }, 0, rn);
     assign(undefined, offset);
-    if (cal.flats) {
-      problems.push({
-        file: jobFile,
-        field: "calibration",
-        code: "TC_CALIBRATION_NO_OFFSET",
-        message: `no offset source for ${subject}: with flats applied and the pedestal (bias level) left in, dividing by the flat inverts the vignetting and leaves dust donuts. Give one of: calibration.bias (a bias set), calibration.darks (darks of the lights' exposure, or any dark at their temperature — the shortest serves as the offset), or calibration.offset: <ADU> (the camera's pedestal)`,
-      });
-      pushDark(frames, { kind: "offset", subject, reason: "none: no dark, bias, pedestal or short dark", rejected, offset });
-    } else {
-      pushDark(frames, {
-        kind: "offset",
-        subject,
-        reason:
-          "none subtracted: no flats are applied, so the pedestal stays as a constant that normalisation and background extraction remove",
-        rejected,
-        offset,
-      });
+    pushDark(frames, {
+      kind: "offset",
+      subject,
+      chosen: bias.plan.name,
+      reason: `${noExact}${opt.dark_scaling === false && usable.length ? " (dark_scaling: false)" : ""}: the bias removes the offset; ${residualText(0, rn)}`,
+      rejected,
+      offset,
+    });
+    return;
+  }
+  if (cal.offset !== undefined) {
+    const offset = withOffsetStats(
+      { source: "pedestal", label: `declared pedestal ${cal.offset} ADU`, pedestal: cal.offset },
+      0,
+      undefined,
+    );
+    assign(undefined, offset);
+    pushDark(frames, {
+      kind: "offset",
+      subject,
+      chosen: `pedestal ${cal.offset} ADU`,
+      reason: `${noExact}: calibration.offset declares the pedestal; ${residualText(0, undefined)}`,
+      rejected,
+      offset,
+    });
+    return;
+  }
+  // The shortest dark at the lights' temperature as the offset (from the job's darks, else the library's).
+  const pool = usable.length ? usable.map((u) => ({ c: u.c, dt: u.dt })) : [];
+  if (!pool.length) {
+    for (const c of darks) {
+      const dt = f0.temperatureC === undefined ? 0 : Math.abs(c.set.temperatureC! - f0.temperatureC);
+      if (f0.temperatureC !== undefined && dt > tempTol + 1e-9) continue;
+      const fx = await facts(c);
+      if (
+        (f0.binning && fx.binning && fx.binning !== f0.binning) ||
+        (f0.gain !== undefined && fx.gain !== undefined && fx.gain !== f0.gain)
+      )
+        continue;
+      pool.push({ c, dt });
     }
   }
+  const shortest = pool.sort(
+    (a, b) => a.c.set.exposureSeconds! - b.c.set.exposureSeconds! || a.dt - b.dt || a.c.set.date.localeCompare(b.c.set.date),
+  )[0];
+  if (shortest) {
+    const mp = useMaster(shortest.c);
+    const t0 = shortest.c.set.exposureSeconds!;
+    const rn = await readNoiseOf(shortest.c);
+    const own = rate ? rate.rate * t0 : undefined;
+    const offset = withOffsetStats({ source: "short-dark", label: `shortest dark ${mp.name} as the offset` }, t0, rn);
+    assign(undefined, { ...offset, offsetMaster: mp.path });
+    pushDark(frames, {
+      kind: "offset",
+      subject,
+      chosen: mp.name,
+      reason: `${noExact} and no bias: the shortest dark at the lights' temperature is the offset (its own dark signal ${own === undefined ? "not measured" : `${own.toFixed(2)} ADU${rn !== undefined ? ` vs read noise ${rn.toFixed(1)}` : ""}`})${cal.darks ? "" : ", taken from the library (set calibration.darks to choose a date)"}; ${residualText(t0, rn)}`,
+      rejected,
+      offset: { ...offset, offsetMaster: mp.path },
+    });
+    return;
+  }
+  const offset: LightOffset = { source: "none", label: "no offset source" };
+  assign(undefined, offset);
+  if (cal.flats) {
+    problems.push({
+      file: jobFile,
+      field: "calibration",
+      code: "TC_CALIBRATION_NO_OFFSET",
+      message: `no offset source for ${subject}: with flats applied and the pedestal (bias level) left in, dividing by the flat inverts the vignetting and leaves dust donuts. Give one of: calibration.bias (a bias set), calibration.darks (darks of the lights' exposure, or any dark at their temperature — the shortest serves as the offset), or calibration.offset: <ADU> (the camera's pedestal)`,
+    });
+    pushDark(frames, { kind: "offset", subject, reason: "none: no dark, bias, pedestal or short dark", rejected, offset });
+  } else {
+    pushDark(frames, {
+      kind: "offset",
+      subject,
+      reason:
+        "none subtracted: no flats are applied, so the pedestal stays as a constant that normalisation and background extraction remove",
+      rejected,
+      offset,
+    });
+  }
+}
 
-  // Flats: by filter and date reference, same binning; each with its offset: flat-darks (darks of the
-  // flats' exposure, any date, nearest the flats' date first), else the bias, else a declared pedestal,
-  // else the shortest dark at the flats' temperature.
+/**
+ * Flats: by filter and date reference, same binning; each with its offset: flat-darks (darks of the
+ * flats' exposure, any date, nearest the flats' date first), else the bias, else a declared pedestal,
+ * else the shortest dark at the flats' temperature.
+ */
+async function matchFlats(p: Planner, c: Candidates, bias: BiasChoice | undefined): Promise<Map<string, MasterPlan>> {
+  const { plan, problems, jobFile, cal, tempTol, aliases } = p;
+  const { all, darks, facts, useMaster, describe } = c;
   const flatOf = new Map<string, MasterPlan>();
-  const flatOffset = async (
-    c: (typeof all)[number],
-  ): Promise<{ offset?: { path?: string; name: string; pedestal?: number }; reason: string }> => {
+  const flatOffset = async (c: Candidate): Promise<{ offset?: { path?: string; name: string; pedestal?: number }; reason: string }> => {
     const fx = await facts(c);
-    const fits = async (d: (typeof all)[number]) => {
+    const fits = async (d: Candidate) => {
       const dx = await facts(d);
       if (fx.binning && dx.binning && dx.binning !== fx.binning) return false;
       if (fx.gain !== undefined && dx.gain !== undefined && dx.gain !== fx.gain) return false;
@@ -973,7 +1111,7 @@ export async function planJob(jobFile: string, options: PlanOptions = {}): Promi
     };
     if (fx.exposureSeconds !== undefined) {
       const te = fx.exposureSeconds;
-      const near: { d: (typeof all)[number]; dExp: number; days: number }[] = [];
+      const near: { d: Candidate; dExp: number; days: number }[] = [];
       for (const d of darks) {
         const dExp = Math.abs(d.set.exposureSeconds! - te);
         if (dExp <= Math.max(0.05, 0.1 * te) && (await fits(d))) near.push({ d, dExp, days: daysBetween(d.set.date, c.set.date) });
@@ -991,7 +1129,7 @@ export async function planJob(jobFile: string, options: PlanOptions = {}): Promi
       };
     if (cal.offset !== undefined)
       return { offset: { name: `pedestal ${cal.offset} ADU`, pedestal: cal.offset }, reason: `declared pedestal ${cal.offset} ADU` };
-    const short: (typeof all)[number][] = [];
+    const short: Candidate[] = [];
     for (const d of darks) if (await fits(d)) short.push(d);
     short.sort(
       (a, b) =>
@@ -1007,7 +1145,7 @@ export async function planJob(jobFile: string, options: PlanOptions = {}): Promi
     for (const filter of [...new Set(plan.lights.map((f) => f.filterKey))].sort()) {
       const ref = plan.lights.find((f) => f.filterKey === filter)!;
       const rejected: Decision["rejected"] = [];
-      const ok: { c: (typeof all)[number]; days: number }[] = [];
+      const ok: { c: Candidate; days: number }[] = [];
       for (const c of all.filter((x) => x.set.kind === "flat")) {
         const ff = normalizeFilter(c.set.filter!, aliases);
         if (ff !== filter) {
@@ -1077,7 +1215,19 @@ export async function planJob(jobFile: string, options: PlanOptions = {}): Promi
       }
     }
   }
+  return flatOf;
+}
 
+/** The masters in order, and per (filter, exposure) group each light with the masters and offset it gets. */
+function assembleGroups(
+  p: Planner,
+  groups: Map<string, LightFrame[]>,
+  bias: BiasChoice | undefined,
+  d: DarkMatching,
+  flatOf: Map<string, MasterPlan>,
+): void {
+  const { plan } = p;
+  const { darkOf, offsetOf } = d;
   plan.masters.sort(
     (a, b) => ["bias", "dark", "flat"].indexOf(a.kind) - ["bias", "dark", "flat"].indexOf(b.kind) || a.name.localeCompare(b.name),
   );
@@ -1102,8 +1252,6 @@ export async function planJob(jobFile: string, options: PlanOptions = {}): Promi
     });
   }
   plan.groups.sort((a, b) => a.filter.localeCompare(b.filter) || b.exposureSeconds - a.exposureSeconds);
-  void extname;
-  return plan;
 }
 
 /** A calibrated light's file name: the raw name with a `.fit` extension. */

@@ -83,6 +83,59 @@ function repair(data: Float32Array, width: number, height: number, channels: num
   void channels;
 }
 
+/**
+ * Subtract the dark master (which holds the bias). With `scaling`, a dark of another exposure t_d is
+ * scaled to the light's t by its thermal part over the offset master's own exposure t0 (0 for a bias; a
+ * short dark used as the offset has one): dark'(t) = offset + (dark − offset)·(t − t0)/(t_d − t0).
+ * Returns the HISTORY phrase.
+ */
+export function subtractDark(
+  d: Float32Array,
+  dark: FitsImage,
+  scaling?: { offset: FitsImage | undefined; exposure: number | undefined },
+): string {
+  const n = d.length;
+  const dexp = dark.header.getNumber("EXPTIME");
+  const offset = scaling?.offset,
+    exp = scaling?.exposure;
+  const t0 = offset?.header.getNumber("EXPTIME") ?? 0;
+  if (offset && exp !== undefined && dexp && Math.abs(exp - dexp) > 1e-6 && dexp > t0) {
+    const k = (exp - t0) / (dexp - t0);
+    for (let i = 0; i < n; i++) d[i] = d[i]! - (offset.data[i]! + (dark.data[i]! - offset.data[i]!) * k);
+    return `dark scaled ×${k.toFixed(4)} (bias + thermal)`;
+  }
+  for (let i = 0; i < n; i++) d[i] = d[i]! - dark.data[i]!;
+  return "dark (incl. bias) subtracted";
+}
+
+/** Subtract the offset master: a bias, or the shortest dark standing in for one. Returns the HISTORY phrase. */
+export function subtractBias(d: Float32Array, bias: FitsImage): string {
+  for (let i = 0; i < d.length; i++) d[i] = d[i]! - bias.data[i]!;
+  return bias.header.getString("IMAGETYP") === "Master Dark"
+    ? `offset: shortest dark (${bias.header.getNumber("EXPTIME") ?? "?"} s) subtracted`
+    : "bias subtracted";
+}
+
+/** Subtract a constant offset (ADU): the camera's pedestal when there is no bias or dark. */
+export function subtractPedestal(d: Float32Array, pedestal: number): string {
+  for (let i = 0; i < d.length; i++) d[i] = d[i]! - pedestal;
+  return `pedestal ${pedestal} ADU subtracted`;
+}
+
+/** Divide by the flat master (normalised to mean 1). */
+export function flatCorrect(d: Float32Array, flat: FitsImage): string {
+  for (let i = 0; i < d.length; i++) d[i] = d[i]! / flat.data[i]!;
+  return "divided by the flat (mean 1)";
+}
+
+/** Replace the masters' hot and cold pixels by the median of their neighbours (same CFA colour on a mosaic). */
+export function repairDefects(d: Float32Array, light: FitsImage, defects: DefectMap): string {
+  const cfa = light.channels === 1 && typeof light.header.get("BAYERPAT") === "string";
+  repair(d, light.width, light.height, light.channels, defects.hot, cfa);
+  repair(d, light.width, light.height, light.channels, defects.cold, cfa);
+  return `cosmetic: ${defects.hot.length} hot, ${defects.cold.length} cold pixels repaired`;
+}
+
 /** Calibrate one light into `output` (float32 FITS, header carried over, HISTORY added). */
 export async function calibrateLight(
   lightPath: string,
@@ -103,41 +156,13 @@ export async function calibrateLight(
   }
   const d = light.data;
   const exp = light.header.getNumber("EXPTIME") ?? light.header.getNumber("EXPOSURE");
+  // ccdproc's order: the offset and the dark signal out, then the flat, then the defects.
   const steps: string[] = [];
-  if (m.dark) {
-    const dexp = m.dark.header.getNumber("EXPTIME");
-    // The offset master's own exposure t0 (0 for a bias; a short dark used as the offset has one):
-    // dark'(t) = offset + (dark − offset)·(t − t0)/(t_d − t0).
-    const t0 = m.bias?.header.getNumber("EXPTIME") ?? 0;
-    if (o.darkScaling && m.bias && exp !== undefined && dexp && Math.abs(exp - dexp) > 1e-6 && dexp > t0) {
-      const k = (exp - t0) / (dexp - t0);
-      for (let i = 0; i < n; i++) d[i] = d[i]! - (m.bias.data[i]! + (m.dark.data[i]! - m.bias.data[i]!) * k);
-      steps.push(`dark scaled ×${k.toFixed(4)} (bias + thermal)`);
-    } else {
-      for (let i = 0; i < n; i++) d[i] = d[i]! - m.dark.data[i]!;
-      steps.push("dark (incl. bias) subtracted");
-    }
-  } else if (m.bias) {
-    for (let i = 0; i < n; i++) d[i] = d[i]! - m.bias.data[i]!;
-    steps.push(
-      m.bias.header.getString("IMAGETYP") === "Master Dark"
-        ? `offset: shortest dark (${m.bias.header.getNumber("EXPTIME") ?? "?"} s) subtracted`
-        : "bias subtracted",
-    );
-  } else if (o.pedestal !== undefined) {
-    for (let i = 0; i < n; i++) d[i] = d[i]! - o.pedestal;
-    steps.push(`pedestal ${o.pedestal} ADU subtracted`);
-  }
-  if (m.flat) {
-    for (let i = 0; i < n; i++) d[i] = d[i]! / m.flat.data[i]!;
-    steps.push("divided by the flat (mean 1)");
-  }
-  if (defects && o.cosmetic !== false) {
-    const cfa = light.channels === 1 && typeof light.header.get("BAYERPAT") === "string";
-    repair(d, light.width, light.height, light.channels, defects.hot, cfa);
-    repair(d, light.width, light.height, light.channels, defects.cold, cfa);
-    steps.push(`cosmetic: ${defects.hot.length} hot, ${defects.cold.length} cold pixels repaired`);
-  }
+  if (m.dark) steps.push(subtractDark(d, m.dark, o.darkScaling ? { offset: m.bias, exposure: exp } : undefined));
+  else if (m.bias) steps.push(subtractBias(d, m.bias));
+  else if (o.pedestal !== undefined) steps.push(subtractPedestal(d, o.pedestal));
+  if (m.flat) steps.push(flatCorrect(d, m.flat));
+  if (defects && o.cosmetic !== false) steps.push(repairDefects(d, light, defects));
   const header = light.header.withoutStructure();
   header.set(
     "CALSTAT",
