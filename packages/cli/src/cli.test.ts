@@ -177,6 +177,12 @@ describe("tile-compile register", () => {
     expect(await runCli(["reconstruct", "lights", "--out", "tb", "--dry-run"], { io: rc.io, cwd: work })).toBe(0);
     expect(rc.out.join("\n")).toMatch(/1\. register — registration:relative .*\n2\. tbqr — stacking:tbqr .*stacked\.fit/);
     expect(readdirSync(work)).toEqual(before);
+    // The configuration accepts any rejection name; the engine's options schema says which it offers,
+    // when the stage is planned (gesdt is Siril's, not the built-in engine's).
+    writeFileSync(join(work, "tile_compile.yaml"), "stacking:\n  rejection: gesdt\n");
+    const bad = capture();
+    expect(await runCli(["stack", "lights", "--out", "out/s.fit", "--dry-run"], { io: bad.io, cwd: work })).toBe(78);
+    expect(bad.err.join("\n")).toMatch(/stacking\.rejection: .*"winsorized".* \(stacking:rejection of @tile-compile\/engine-native\)/);
   });
 });
 

@@ -156,7 +156,12 @@ export const configSchema = z.strictObject({
         .describe(
           "rejection (mean of the values surviving stacking.rejection; default), mean (alias: average), median, tbqr, or one a loaded engine provides",
         ),
-      rejection: z.enum(rejectionMethods).default(DEFAULT_REJECTION),
+      rejection: z
+        .union([z.enum(rejectionMethods), z.string().min(1)])
+        .default(DEFAULT_REJECTION)
+        .describe(
+          "Pixel rejection: none, percentile, sigma, mad, sigma_median, winsorized (default), linear_fit, gesdt — each engine's options schema says which it offers (the built-in one has all but gesdt; Siril all), and an engine may add its own",
+        ),
       sigma: sigmaPair.default([3, 3]).describe("[low, high] rejection thresholds"),
       normalization: z
         .enum(normalizations)

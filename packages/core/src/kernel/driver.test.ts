@@ -61,7 +61,7 @@ describe("stage options typed by the provider's schema", () => {
     })();
     expect(err).toBeInstanceOf(TileCompileError);
     expect((err as TileCompileError).code).toBe("TC_CONFIG_INVALID");
-    expect((err as TileCompileError).message).toMatch(/stacking\.method \(stacking:typed of typed\): sigma: /);
+    expect((err as TileCompileError).message).toMatch(/stacking\.sigma: .* \(stacking:typed of typed\)/);
   });
 });
 

@@ -86,8 +86,9 @@ function parseStageOptions(
     throw new TileCompileError("TC_CONFIG_INVALID", {
       file: "tile_compile.yaml",
       issues: r.issues.map((i) => {
+        // The options are the stage's block of tile_compile.yaml (stacking.*, registration.*, …).
         const path = (i.path ?? []).map((k) => String(typeof k === "object" ? k.key : k)).join(".");
-        return `${request.field} (${where})${path ? `: ${path}` : ""}: ${i.message}`;
+        return `${path ? `${request.stage}.${path}` : request.field}: ${i.message} (${where})`;
       }),
     });
   // An object schema parses to an object; anything else is the engine's mistake.

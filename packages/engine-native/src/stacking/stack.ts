@@ -13,6 +13,7 @@
  * `sigma: [low, high]`) is recon-native's combine.
  */
 import { loadRecon, type Rejection } from "@tile-compile/recon-native";
+import { z } from "zod";
 import {
   applyFrameFilters,
   bandRows,
@@ -32,10 +33,8 @@ import {
   type FitsHeaderSummary,
   type FrameFilter,
   type FrameStats,
-  type RejectionMethod,
   type SharedRef,
   type StackingInput,
-  type StackingOptions,
   type StackingProvider,
   type StackingResult,
   type WorkUnit,
@@ -44,8 +43,14 @@ import {
 /** Frames measured at once by the statistics pass. */
 const STATS_IN_FLIGHT = 4;
 
-/** Every rejection method of the configuration, as the kernels call it (undefined: not provided by this engine). */
-const REJECTIONS: Record<RejectionMethod, Rejection | undefined> = {
+/**
+ * The rejection methods of this engine, as the kernels call them. A new one is added here (and to the
+ * kernels); the configuration accepts any name, and this engine's options schema says which it offers.
+ * (Generalized ESD, `gesdt`, is Siril's: engine-siril.)
+ */
+const nativeRejections = ["none", "percentile", "sigma", "sigma_median", "mad", "winsorized", "linear_fit"] as const;
+type NativeRejection = (typeof nativeRejections)[number];
+const REJECTIONS: Record<NativeRejection, Rejection> = {
   none: "none",
   percentile: "percentile",
   sigma: "sigma",
@@ -53,8 +58,11 @@ const REJECTIONS: Record<RejectionMethod, Rejection | undefined> = {
   mad: "mad",
   winsorized: "winsorized",
   linear_fit: "linear-fit",
-  gesdt: undefined, // generalized ESD: Siril's (engine-siril); not in our kernels
 };
+
+/** `stacking:mean|median|rejection` options: core's stacking vocabulary with this engine's rejection methods. */
+export const nativeStackingOptionsSchema = stackingOptionsSchema.extend({ rejection: z.enum(nativeRejections).optional() });
+export type NativeStackingOptions = z.infer<typeof nativeStackingOptionsSchema>;
 
 /** What every band unit of one stack shares (one copy per run, by reference). */
 export interface StackBandPlan {
@@ -103,20 +111,15 @@ export const stackBandTask = defineTask(
 );
 
 /** `stacking:mean|median|rejection` of the built-in engine: options parsed by core's `stackingOptionsSchema`. */
-export const nativeStacking: StackingProvider<StackingOptions> = { optionsSchema: stackingOptionsSchema, stack: nativeStack };
+export const nativeStacking: StackingProvider<NativeStackingOptions> = { optionsSchema: nativeStackingOptionsSchema, stack: nativeStack };
 
-export async function nativeStack(input: StackingInput<StackingOptions>, ctx: EngineContext): Promise<StackingResult> {
+export async function nativeStack(input: StackingInput<NativeStackingOptions>, ctx: EngineContext): Promise<StackingResult> {
   let { frames } = input;
   if (frames.length === 0) throw new TileCompileError("TC_INPUT_INVALID", { input: "stacking", reason: "no frames to stack" });
   const o = input.options;
   const method = input.method === "median" ? "median" : "mean";
-  const rejName: RejectionMethod = input.method === "rejection" ? (o.rejection ?? DEFAULT_REJECTION) : "none";
+  const rejName: NativeRejection = input.method === "rejection" ? (o.rejection ?? DEFAULT_REJECTION) : "none";
   const rejection = REJECTIONS[rejName];
-  if (!rejection)
-    throw new TileCompileError("TC_CONFIG_INVALID", {
-      file: "tile_compile.yaml",
-      issues: [`stacking.rejection: "${rejName}" is not available in the native engine (use ${Object.keys(REJECTIONS).join(", ")})`],
-    });
   const [low, high] = o.sigma ?? [3, 3];
   const normalization = o.normalization ?? (input.method === "rejection" ? "additive" : "none");
   const weighting = o.weighting ?? "none";
