@@ -6,17 +6,8 @@ import { existsSync, mkdirSync, readdirSync, rmSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import {
-  buildMaster,
-  masterBandRows,
-  FitsFile,
-  FitsHeader,
-  hashOf,
-  recipeOf,
-  seededRandom,
-  writeFitsImage,
-} from "../packages/core/dist/index.js";
-import { loadRecon } from "../packages/recon-native/dist/index.js";
+import { buildMaster, masterBandRows, FitsFile, FitsHeader, hashOf, recipeOf, seededRandom, writeFitsImage } from "@tile-compile/core";
+import { loadRecon } from "@tile-compile/recon-native";
 
 const N = Number(process.env.BENCH_FRAMES ?? 50);
 const W = 2048,

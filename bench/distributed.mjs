@@ -9,11 +9,12 @@ import { execFileSync, spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
+import { createRequire } from "node:module";
 import { createInterface } from "node:readline";
-import { DEFAULT_TBQR, reconstructTbqr } from "../packages/engine-native/dist/index.js";
-import { loadRecon } from "../packages/recon-native/dist/index.js";
-import { createRabbitExecutor } from "../packages/executor-rabbitmq/dist/index.js";
+import { DEFAULT_TBQR, reconstructTbqr } from "@tile-compile/engine-native";
+import { loadRecon } from "@tile-compile/recon-native";
+import { createRabbitExecutor } from "@tile-compile/executor-rabbitmq";
 import { ensureTbqrFrames } from "./tbqr-frames.mjs";
 
 const N = Number(process.env.BENCH_FRAMES ?? 400),
@@ -78,13 +79,15 @@ const child = (...args) =>
 
 let broker;
 if (!process.env.BENCH_BROKER) {
-  const { brokerAvailable, startTestBroker } = await import("../packages/executor-rabbitmq/dist/test-support/broker.js");
+  const { brokerAvailable, startTestBroker } = await import("@tile-compile/executor-rabbitmq/testing");
   if (!brokerAvailable()) process.exit(1);
   broker = await startTestBroker();
 }
 const url = process.env.BENCH_BROKER ?? broker.url;
 const shared = mkdtempSync(join(tmpdir(), "tc-bench-shared-"));
-const workerMain = new URL("../packages/executor-rabbitmq/dist/worker-main.js", import.meta.url).pathname;
+// The worker's command, from the package's `bin` (not a path inside it).
+const rabbitPkg = createRequire(import.meta.url).resolve("@tile-compile/executor-rabbitmq/package.json");
+const workerMain = join(dirname(rabbitPkg), JSON.parse(readFileSync(rabbitPkg, "utf8")).bin["tile-compile-worker"]);
 const workers = await Promise.all(
   Array.from(
     { length: WORKERS },

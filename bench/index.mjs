@@ -10,7 +10,7 @@
 import { readdirSync, existsSync } from "node:fs";
 import { open, readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { readFitsHeader, readFitsImage } from "../packages/core/dist/index.js";
+import { readFitsHeader, readFitsImage } from "@tile-compile/core";
 
 const which = process.argv[2] ?? "fits";
 if (["native", "register", "calibrate", "stack", "tbqr", "distributed"].includes(which)) {

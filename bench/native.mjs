@@ -5,7 +5,7 @@
 // once, outside the timing, as a streaming pipeline would. Targets (issue: recon-native, revised by issue
 // 18): native ≥ 8× TS for tile metrics and warp; overlap-add ≥ 70 % of the measured bandwidth; combine
 // winsorized ≤ 2× a plain per-pixel median; combine mean within 3× of the bandwidth reference.
-import { loadRecon, nativeAvailable, separableWindow, similarityMatrix } from "../packages/recon-native/dist/index.js";
+import { loadRecon, nativeAvailable, separableWindow, similarityMatrix } from "@tile-compile/recon-native";
 import { noiseFrames, starField } from "./synth.mjs";
 
 if (!nativeAvailable()) {

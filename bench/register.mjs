@@ -10,9 +10,9 @@ import { sirilCli } from "./siril-cli.mjs";
 import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { readFitsImage, seededRandom, writeFitsImage } from "../packages/core/dist/index.js";
-import { nativeStack, registerRelative } from "../packages/engine-native/dist/index.js";
-import { loadRecon } from "../packages/recon-native/dist/index.js";
+import { readFitsImage, seededRandom, writeFitsImage } from "@tile-compile/core";
+import { nativeStack, registerRelative } from "@tile-compile/engine-native";
+import { loadRecon } from "@tile-compile/recon-native";
 
 const N = Number(process.env.BENCH_FRAMES ?? 100);
 const W = 2048,

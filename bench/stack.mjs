@@ -9,8 +9,8 @@ import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from "node:
 import { readFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { FitsHeader, readFitsImage, seededRandom, writeFitsImage } from "../packages/core/dist/index.js";
-import { nativeStack } from "../packages/engine-native/dist/index.js";
+import { FitsHeader, readFitsImage, seededRandom, writeFitsImage } from "@tile-compile/core";
+import { nativeStack } from "@tile-compile/engine-native";
 import { sirilCli } from "./siril-cli.mjs";
 
 const N = Number(process.env.BENCH_FRAMES ?? 100);

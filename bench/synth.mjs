@@ -1,5 +1,5 @@
 // Seeded synthetic data for benchmarks (same generator as recon-native's tests).
-import { seededRandom as rng } from "../packages/recon-native/dist/index.js";
+import { seededRandom as rng } from "@tile-compile/recon-native";
 export { rng };
 const gauss = (r) => () => Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r());
 export function starField(width, height, seed, { stars = 40, sky = 1000, noise = 10, sigma = 1.8 } = {}) {

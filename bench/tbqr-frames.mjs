@@ -2,7 +2,7 @@
 // seeing varying per frame, seeded; generated once into `dir` (a "done" marker) and reused.
 import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { FitsHeader, seededRandom, writeFitsImage } from "../packages/core/dist/index.js";
+import { FitsHeader, seededRandom, writeFitsImage } from "@tile-compile/core";
 
 export async function ensureTbqrFrames(dir, N, S) {
   if (existsSync(join(dir, "done"))) return dir;

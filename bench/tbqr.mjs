@@ -5,7 +5,7 @@ import { execFileSync } from "node:child_process";
 import { readdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { DEFAULT_TBQR, nativeStack, reconstructTbqr } from "../packages/engine-native/dist/index.js";
+import { DEFAULT_TBQR, nativeStack, reconstructTbqr } from "@tile-compile/engine-native";
 import { ensureTbqrFrames } from "./tbqr-frames.mjs";
 
 const N = Number(process.env.BENCH_FRAMES ?? 400),

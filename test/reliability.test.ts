@@ -20,13 +20,16 @@ import {
   writeFileSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
+import { createRequire } from "node:module";
 import { describe, expect, it } from "vitest";
 import { FitsHeader, readFitsHeader, readFitsImage, writeFitsImage } from "@tile-compile/core";
 import { runCli } from "@tile-compile/cli";
 import { makeLibrary } from "@tile-compile/test-support/library";
 
-const CLI = new URL("../packages/cli/dist/main.js", import.meta.url).pathname;
+// The `tile-compile` command from the cli package's `bin`, as a user runs it.
+const cliPkg = createRequire(import.meta.url).resolve("@tile-compile/cli/package.json");
+const CLI = join(dirname(cliPkg), (JSON.parse(readFileSync(cliPkg, "utf8")) as { bin: Record<string, string> }).bin["tile-compile"]!);
 const root = process.getuid?.() === 0;
 if (!root) console.log("SKIP reliability cases needing root (tmpfs full disk, another user): run the tests as root (CI does)");
 

@@ -11,7 +11,8 @@ import { existsSync, mkdtempSync, readFileSync, truncateSync, writeFileSync } fr
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
-import { fileURLToPath } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { createRequire } from "node:module";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connect } from "amqplib";
 import {
@@ -354,8 +355,10 @@ describe.skipIf(!available)("executor-rabbitmq on a real broker", () => {
     { timeout: 120_000 },
     async () => {
       const ws = [await startWorker(broker.url, ["--delay-ms", "600"])];
-      const core = new URL("../../engine-native/dist/index.js", import.meta.url).href,
-        self = new URL("../dist/index.js", import.meta.url).href;
+      // The packages by name (a devDependency and this package itself), as a user's script imports them.
+      const req = createRequire(import.meta.url);
+      const core = pathToFileURL(req.resolve("@tile-compile/engine-native")).href,
+        self = pathToFileURL(req.resolve("@tile-compile/executor-rabbitmq")).href;
       const script = `import { nativeStack } from ${JSON.stringify(core)}; import { createRabbitExecutor } from ${JSON.stringify(self)};
       const ex = await createRabbitExecutor({ url: ${JSON.stringify(broker.url)}, data: ${JSON.stringify(join(dir, "shared"))}, runId: "orphan", orphanAfterSeconds: 2 });
       const q = { debug() {}, info() {}, warn() {}, error() {} };
