@@ -1,5 +1,7 @@
-// pnpm bench tbqr: total TBQR time vs a plain native mean stack of the same frames in the same run
-// (target ≤ 3×), and peak RSS of TBQR on N frames vs N/4 frames (streaming: target within 15 %).
+// pnpm bench tbqr: the TBQR stage's time vs the winsorized stack stage (`stacking.method: rejection`, the
+// default) of the same registered frames in the same run (issue 33: target ≤ 2×; the plain mean is printed
+// too), and peak RSS of TBQR on N frames vs N/4 frames (streaming: target within 15 %). The end-to-end
+// figure (reconstruct vs register + stack of unregistered frames, target ≤ 1.5×) is not measured here yet.
 // Synthetic registered frames, 1024² 16-bit (BENCH_FRAMES=n, default 400; BENCH_SIZE=px).
 import { execFileSync } from "node:child_process";
 import { readdirSync } from "node:fs";
@@ -31,7 +33,18 @@ if (process.argv[2] === "--child") {
     .slice(0, Number(process.argv[3]))
     .map((f) => join(dir, f));
   const t = performance.now();
-  if (process.argv[4] === "mean")
+  if (process.argv[4] === "winsorized")
+    await nativeStack(
+      {
+        frames: files.map((path) => ({ path })),
+        output: join(dir, "..", "winsorized.fit"),
+        method: "rejection",
+        options: { rejection: "winsorized", sigma: [3, 3], normalization: "additive" },
+        history: [],
+      },
+      ctx(),
+    );
+  else if (process.argv[4] === "mean")
     await nativeStack(
       {
         frames: files.map((path) => ({ path })),
@@ -72,20 +85,26 @@ const run = (n, what) =>
 // The mean twice, before and after TBQR, and the faster kept: its time swung 1.5–3 s between runs on the
 // same frames (page cache, machine load), which moved the ratio by 2×.
 const mean1 = run(N, "mean");
+const win1 = run(N, "winsorized");
 const tb = run(N, "tbqr");
+const win2 = run(N, "winsorized");
 const mean2 = run(N, "mean");
 const mean = mean1.ms <= mean2.ms ? mean1 : mean2;
+const win = win1.ms <= win2.ms ? win1 : win2;
 const tbq = run(Math.max(2, N >> 2), "tbqr");
 console.log(`bench tbqr: ${N} frames of ${S}² (16-bit), 2 threads`);
 console.log(
   `plain native mean   ${(mean.ms / 1000).toFixed(1).padStart(7)} s   (the faster of ${(mean1.ms / 1000).toFixed(1)} s before and ${(mean2.ms / 1000).toFixed(1)} s after TBQR)`,
 );
 console.log(
-  `TBQR                ${(tb.ms / 1000).toFixed(1).padStart(7)} s   ${(tb.ms / mean.ms).toFixed(2)}× the mean stack (target ≤ 3×): ${tb.ms / mean.ms <= 3 ? "met" : "NOT met"}`,
+  `winsorized stack    ${(win.ms / 1000).toFixed(1).padStart(7)} s   (the faster of ${(win1.ms / 1000).toFixed(1)} s before and ${(win2.ms / 1000).toFixed(1)} s after TBQR)`,
+);
+console.log(
+  `TBQR                ${(tb.ms / 1000).toFixed(1).padStart(7)} s   ${(tb.ms / win.ms).toFixed(2)}× the winsorized stack (target ≤ 2×): ${tb.ms / win.ms <= 2 ? "met" : "NOT met"}; ${(tb.ms / mean.ms).toFixed(2)}× the plain mean`,
 );
 if (tb.phase)
   console.log(
-    `  seeing + set-up ${(tb.phase.seeing / 1000).toFixed(1)} s (${(tb.phase.seeing / mean.ms).toFixed(2)}×), pass A (frame metrics) ${(tb.phase.passA / 1000).toFixed(1)} s (${(tb.phase.passA / mean.ms).toFixed(2)}×), pass B and validation ${(tb.phase.passB / 1000).toFixed(1)} s (${(tb.phase.passB / mean.ms).toFixed(2)}×)`,
+    `  seeing + set-up ${(tb.phase.seeing / 1000).toFixed(1)} s (${(tb.phase.seeing / win.ms).toFixed(2)}× the winsorized stack), pass A (frame metrics) ${(tb.phase.passA / 1000).toFixed(1)} s (${(tb.phase.passA / win.ms).toFixed(2)}×), pass B and validation ${(tb.phase.passB / 1000).toFixed(1)} s (${(tb.phase.passB / win.ms).toFixed(2)}×)`,
   );
 console.log(
   `peak RSS TBQR: ${N} frames ${(tb.rss / 2 ** 20).toFixed(0)} MiB, ${Math.max(2, N >> 2)} frames ${(tbq.rss / 2 ** 20).toFixed(0)} MiB → ratio ${(tb.rss / tbq.rss).toFixed(3)} (target ≤ 1.15): ${tb.rss / tbq.rss <= 1.15 ? "met" : "NOT met"}`,

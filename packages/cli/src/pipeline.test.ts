@@ -52,6 +52,12 @@ describe("tile-compile run JOB (full pipeline)", () => {
       const again = capture();
       expect(await runCli(["run", job], { io: again.io, cwd: base })).toBe(0);
       expect(again.out.join("\n")).toMatch(/steps run: 0, reused from an earlier run: \d+/);
+      // --dry-run says the same before anything runs: every planned step is covered by a checkpoint.
+      const dry = capture();
+      expect(await runCli(["run", job, "--dry-run"], { io: dry.io, cwd: base })).toBe(0);
+      const planned = dry.out.join("\n").match(/^\d+\. .*$/gm) ?? [];
+      expect(planned.length).toBeGreaterThanOrEqual(12);
+      expect(planned.filter((l) => !l.endsWith("(finished earlier: reused)"))).toEqual([]);
       // Registered frames are not fsynced (atomic by rename only): one a power loss left short no longer has the
       // size its checkpoint recorded, and its step runs again instead of stacking a truncated frame.
       const { readdirSync: ls, truncateSync } = await import("node:fs");

@@ -170,12 +170,13 @@ export async function reconstructCommand(
       fwhmTbqr: number;
       fwhmMean: number;
       fwhmImprovement: number;
+      fwhmStars: number;
       noiseRatio: number;
       seamWorstRatio: number;
     };
     io.out(`TBQR ${v.mode}: ${frames.length} frames → ${output}`);
     io.out(
-      `  star FWHM ${v.fwhmTbqr.toFixed(2)} px vs ${v.fwhmMean.toFixed(2)} px for a plain mean (${(100 * v.fwhmImprovement).toFixed(1)} % sharper); background noise ×${v.noiseRatio.toFixed(3)}; worst tile-boundary ratio ${v.seamWorstRatio.toFixed(2)}`,
+      `  ${Number.isFinite(v.fwhmImprovement) ? `star FWHM ${v.fwhmTbqr.toFixed(2)} px vs ${v.fwhmMean.toFixed(2)} px for a plain mean over the same ${v.fwhmStars} stars (${(100 * v.fwhmImprovement).toFixed(1)} % sharper)` : `star FWHM not compared (${v.fwhmStars} comparable stars, 5 needed)`}; background noise ×${v.noiseRatio.toFixed(3)}; worst tile-boundary ratio ${v.seamWorstRatio.toFixed(2)}`,
     );
     io.out(
       `  artifacts: frame_metrics.csv, tile_grid.json, tile_weights.fits, validation.json in ${out}; run.json and report.html beside them`,

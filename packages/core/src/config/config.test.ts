@@ -49,14 +49,7 @@ describe("tile_compile.yaml", () => {
     const issues = (err as ConfigError).details.issues as string[];
     const paths = issues.map((i) => i.split(":")[0]).sort();
     expect(paths).toEqual(
-      [
-        "engines.1",
-        "registraton",
-        "runtime.memory_budget",
-        "runtime.threads",
-        "stacking.colour",
-        "stacking.sigma",
-      ].sort(),
+      ["engines.1", "registraton", "runtime.memory_budget", "runtime.threads", "stacking.colour", "stacking.sigma"].sort(),
     );
     // `stacking.rejection: fancy` is the engine's to refuse (its options schema, when the stage is planned:
     // cli.test.ts), since an engine may offer rejection methods of its own.

@@ -284,8 +284,14 @@ export const configSchema = z.strictObject({
           "Per-pixel rejection thresholds across frames [low, high] in σ; each pixel's most extreme value is judged against the other frames' mean and σ",
         ),
       epsilon: z.number().positive().default(1e-6),
+      weighting: z
+        .enum(["sharpness", "snr", "auto"])
+        .default("auto")
+        .describe(
+          "What TBQR's weights spend the noise budget on: sharpness (the local seeing, every tile), snr (transparency and noise only: the least noise), auto (default: the seeing only in tiles where it is predicted to make them ≥ 2 % sharper)",
+        ),
     })
-    .default({ noise_budget: 1.05, clip: [5, 5], epsilon: 1e-6 }),
+    .default({ noise_budget: 1.05, clip: [5, 5], epsilon: 1e-6, weighting: "auto" }),
   assumptions: z
     .strictObject({
       frames_min: z.number().int().min(2).default(50),

@@ -30,6 +30,14 @@ export interface TbqrOptions {
    * gave 1.087, 1.08 gave 1.096).
    */
   noiseBudget: number;
+  /**
+   * What the weights spend the noise budget on (`reconstruction.weighting`): `sharpness` — the seeing term
+   * at the largest strength within the budget, every tile; `snr` — none: inverse-variance weights
+   * (transparency and noise) only; `auto` (default) — the seeing term only in tiles where it is predicted
+   * to make the tile at least 2 % sharper than the SNR weights, so a set whose frames' seeing hardly differs
+   * is not made noisier for nothing. Absent: `sharpness` (the behaviour before the option).
+   */
+  weighting?: "sharpness" | "snr" | "auto";
   /** Where frame metrics, the tile grid, weight maps, synthetic frames and validation.json go. */
   artifactsDir?: string;
   /** Checks on the result (`validation.*`, `pipeline.abort_on_fail`); none when absent. */
@@ -60,7 +68,7 @@ export function tbqrOptionsFromConfig(
       star_mode: { weights: { fwhm: number; roundness: number; contrast: number } };
       structure_mode: { metric_weight: number; background_weight: number };
     };
-    reconstruction: { noise_budget: number; clip: [number, number]; epsilon: number };
+    reconstruction: { noise_budget: number; clip: [number, number]; epsilon: number; weighting: "sharpness" | "snr" | "auto" };
     assumptions: {
       frames_min: number;
       frames_reduced_threshold: number;
@@ -102,6 +110,7 @@ export function tbqrOptionsFromConfig(
     epsilon: cfg.reconstruction.epsilon,
     clip: { low: cfg.reconstruction.clip[0], high: cfg.reconstruction.clip[1], iterations: 2 },
     noiseBudget: cfg.reconstruction.noise_budget,
+    weighting: cfg.reconstruction.weighting,
     ...(artifactsDir ? { artifactsDir } : {}),
     synthetic: {
       framesMin: cfg.synthetic.frames_min,

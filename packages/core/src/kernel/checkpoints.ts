@@ -29,6 +29,8 @@ export interface Checkpoints {
   step<T>(key: string, stamp: string, fn: () => Promise<StepResult<T>>, reuse: (outputs: string[], info: unknown) => T): Promise<T>;
   /** Whether `step(key, stamp, …)` would reuse the checkpoint (`--dry-run`). */
   isDone(key: string, stamp: string): boolean;
+  /** The outputs and info a finished step recorded (what `reuse` is given). */
+  recorded(key: string): { outputs: string[]; info: unknown } | undefined;
   /** Data kept between runs under `key` that is not a step (e.g. the inputs' hashes), and saving it. */
   info(key: string): unknown;
   setInfo(key: string, info: unknown): Promise<void>;
@@ -72,6 +74,7 @@ export function openCheckpoints(outputDir: string, log: (line: string) => void =
     reused,
     seconds,
     isDone,
+    recorded: (key) => (state[key] ? { outputs: state[key].outputs, info: state[key].info } : undefined),
     async step(key, stamp, fn, reuse) {
       const c = state[key];
       if (isDone(key, stamp)) {

@@ -151,7 +151,11 @@ export interface TbqrSummary {
     fwhmTbqr: number;
     fwhmMean: number;
     fwhmImprovement: number;
+    /** Stars measured in both stacks (the same isolated point sources); absent in older run.json files. */
+    fwhmStars?: number;
+    /** Background noise over the plain mean's: the noisiest channel (judged by the rule), and each channel. */
     noiseRatio: number;
+    noiseRatios?: number[];
     tileWeightVariance: number;
     seamWorstRatio: number;
     seamP95Ratio: number;

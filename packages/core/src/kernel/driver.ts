@@ -69,7 +69,9 @@ export interface RunDriverOptions {
 
 /**
  * The plan of `steps` as `--dry-run` prints it. With `checkpoints`, each step whose stamp can be made now
- * says whether a run would reuse it.
+ * says whether a run would reuse it; a reused step's value is rebuilt from its checkpoint and handed to
+ * `done` (in memory, nothing is written), as a run would, so the stamps of the steps after it are made from
+ * what it produced.
  */
 export function describeRun(steps: readonly RunStep[], checkpoints?: Checkpoints): StepDescription[] {
   return steps.map((s) => {
@@ -91,6 +93,8 @@ export function describeRun(steps: readonly RunStep[], checkpoints?: Checkpoints
         stamp = undefined; // inputs an earlier step writes
       }
       d.status = stamp === undefined ? "pending" : checkpoints.isDone(s.key, stamp) ? "reuse" : "run";
+      const recorded = d.status === "reuse" ? checkpoints.recorded(s.key) : undefined;
+      if (recorded) s.done?.(reusedValue(s, recorded.outputs, recorded.info));
     }
     return d;
   });
@@ -110,6 +114,12 @@ export function formatRunPlan(steps: readonly StepDescription[]): string {
     .join("\n");
 }
 
+/** A reused step's value: from `reuse`, or nothing for a step whose value is only its files. */
+function reusedValue<T>(step: RunStep<StageName, T>, outputs: string[], info: unknown): T {
+  // A step without `reuse` has no value beyond its outputs (T is void for it).
+  return step.reuse ? step.reuse(outputs, info) : (undefined as T);
+}
+
 /** Run one step: reused when its checkpoint says it is done, else through `runStage`. */
 export async function runStep<S extends StageName, T>(step: RunStep<S, T>, o: RunDriverOptions): Promise<T> {
   const exec = async (): Promise<{ outputs: string[]; value: T; info?: unknown }> => {
@@ -118,9 +128,7 @@ export async function runStep<S extends StageName, T>(step: RunStep<S, T>, o: Ru
   };
   const value =
     o.checkpoints && step.stamp
-      ? await o.checkpoints.step(step.key, step.stamp(), exec, (outputs, info) =>
-          step.reuse ? step.reuse(outputs, info) : (undefined as T),
-        )
+      ? await o.checkpoints.step(step.key, step.stamp(), exec, (outputs, info) => reusedValue(step, outputs, info))
       : (await exec()).value;
   step.done?.(value);
   return value;

@@ -69,6 +69,7 @@ import {
   type TbqrMode,
 } from "./math.js";
 import { MAD_TO_SIGMA } from "@tile-compile/core";
+import { comparisonStars, compareFwhm, MIN_PAIRED_STARS } from "./selfcheck.js";
 
 /** K, the number of states (synthetic frames) for N frames: clip(⌊N/10⌋, range), within [framesMin, framesMax]. */
 export function stateCount(N: number, s: TbqrOptions["synthetic"]): number {
@@ -142,7 +143,63 @@ export const DEFAULT_TBQR: TbqrOptions = {
   // single pixels of small sets (10 frames: noise ×1.082 → ×1.111).
   clip: { low: 5, high: 5, iterations: 2 },
   noiseBudget: 1.05,
+  weighting: "auto",
 };
+
+/**
+ * `reconstruction.weighting: auto` spends the noise budget on a tile's seeing term only where it is
+ * predicted to make the tile at least this much sharper than the SNR weights do (the frames' FWHM weighted
+ * by each weighting: a prediction from the same per-frame seeing the weights use).
+ */
+export const AUTO_MIN_GAIN = 0.02;
+/** `weighting: auto` uses the SNR weights for a channel whose frames' seeing spread (robust σ of ln FWHM) is below this. */
+export const AUTO_MIN_SPREAD = 0.03;
+/** How much blurrier than a plain mean (weighted FWHM over the mean FWHM − 1) the SNR weights may make a tile. */
+export const SNR_FWHM_TOLERANCE = 0.005;
+
+/**
+ * One tile's weight exponents e_f (w_f ∝ exp e_f): inverse-variance base weights `baseT` and, with `seeing`,
+ * the seeing term κ·q_f at the largest κ within the noise budget (`noiseBudgetKappa`). With the frames' FWHM
+ * `fw`, the weighting must not make the seeing worse than a plain mean's (clear, dark frames can be the blurry
+ * ones): the base strength λ (1, ½, 0) and then κ (×1, ½, ¼, 0) step down until the weighted mean FWHM is no
+ * larger than the plain mean's (λ = κ = 0 is the plain mean). Also returns that weighted FWHM over the plain
+ * mean's (1 without `fw`).
+ *
+ * Without the seeing term (SNR weights) the inverse-variance weights may make a tile up to
+ * SNR_FWHM_TOLERANCE blurrier than a plain mean: they are uncorrelated with the seeing, so by chance about
+ * half the tiles' weighted FWHM comes out a hair above the mean, and stepping λ down there gives the hazy
+ * frames — scaled up by τ̄/τ_f to the common photometric scale — equal weight: on a steady-seeing set with
+ * clouds that cost ×1.017 noise for no sharpness.
+ */
+export function tileExponents(
+  t: { baseT: number[]; q: number[]; sxT: number[]; refT: number; budget: number; fw: number[] | undefined; fwMean: number },
+  seeing: boolean,
+): { e: number[]; fwhmRatio: number } {
+  const { baseT, q, sxT, refT, budget, fw, fwMean } = t;
+  let e: number[] = [],
+    ratio = 1;
+  for (const lambda of fw ? [1, 0.5, 0] : [1]) {
+    const bl = baseT.map((b0) => lambda * b0);
+    const k0 = seeing ? noiseBudgetKappa(bl, q, sxT, refT, budget) : 0;
+    for (const ks of fw ? [1, 0.5, 0.25, 0] : [1]) {
+      e = bl.map((b0, f) => b0 + ks * k0 * q[f]!);
+      if (!fw) return { e, fwhmRatio: 1 };
+      const mx = Math.max(...e.filter(Number.isFinite));
+      let sw = 0,
+        swf = 0;
+      e.forEach((v, f) => {
+        if (Number.isFinite(v)) {
+          const ww = Math.exp(v - mx);
+          sw += ww;
+          swf += ww * fw[f]!;
+        }
+      });
+      ratio = swf / sw / fwMean;
+      if (ratio <= 1 + (seeing ? 1e-9 : SNR_FWHM_TOLERANCE)) return { e, fwhmRatio: ratio };
+    }
+  }
+  return { e, fwhmRatio: ratio };
+}
 
 /**
  * The largest κ ∈ [0, κmax] (steps of 0.02) for which the mean weighted by w_f = exp(base_f + κ·q_f) of
@@ -210,8 +267,13 @@ export interface TbqrResult {
   validation: {
     fwhmTbqr: number;
     fwhmMean: number;
+    /** 1 − the median over the compared stars of FWHM_tbqr / FWHM_mean; NaN with fewer than 5 of them. */
     fwhmImprovement: number;
+    /** Stars measured in both stacks. */
+    fwhmStars: number;
+    /** Background noise over the plain mean's: the noisiest channel, and each channel. */
     noiseRatio: number;
+    noiseRatios: number[];
     tileWeightVariance: number;
     seamWorstRatio: number;
     seamP95Ratio: number;
@@ -631,6 +693,14 @@ function frameWeights(run: TbqrRun, layout: TileLayout, a: PassA): FrameWeights 
     );
     const FfAny = framePaths.map((_, f) => median(m.fwhm[f]!));
     const haveStars = starTiles.length > 0 && Ff.every(Number.isFinite) && tau.every((v) => Number.isFinite(v) && v > 0);
+    // `weighting: auto`: the frames' seeing spread (robust σ of ln FWHM over frames, each frame's FWHM the
+    // median over its tiles). Below AUTO_MIN_SPREAD the seeing is steady and the seeing term would only
+    // chase the per-tile measurement scatter (steady-seeing sets: noise ×1.039 for no FWHM gain), so the
+    // channel gets the SNR weights.
+    const lnF = (haveStars ? Ff : FfAny).map((v) => Math.log(v)).filter(Number.isFinite);
+    const lnMed = median(lnF);
+    const seeingSpread = 1.4826 * median(lnF.map((v) => Math.abs(v - lnMed)));
+    const weighting = o.weighting === "auto" && !(seeingSpread >= AUTO_MIN_SPREAD) ? "snr" : (o.weighting ?? "sharpness");
     // The transparency from aperture photometry of the same stars in every frame (registered frames share
     // the positions), where at least 5 stars are measured in every frame: the peak-contrast estimate above
     // depends on the seeing and on the detection threshold and was off by 0.75–2.4× on hazy or blurred
@@ -708,26 +778,16 @@ function frameWeights(run: TbqrRun, layout: TileLayout, a: PassA): FrameWeights 
       // Without STAR tiles the frame FWHM comes from every tile that measured a star.
       const fw = ls || haveStars ? q.map((v) => Math.exp(-v / 2)) : FfAny,
         fwMean = fw.reduce((a, v) => a + (Number.isFinite(v) ? v : 0), 0) / N;
-      let e: number[] = [];
       const guard = Number.isFinite(fwMean) && fw.every(Number.isFinite);
-      search: for (const lambda of guard ? [1, 0.5, 0] : [1]) {
-        const bl = baseT.map((b0) => lambda * b0);
-        const k0 = noiseBudgetKappa(bl, q, sxT, refT, o.noiseBudget);
-        for (const ks of guard ? [1, 0.5, 0.25, 0] : [1]) {
-          e = bl.map((b0, f) => b0 + ks * k0 * q[f]!);
-          if (!guard) break search;
-          const mx = Math.max(...e.filter(Number.isFinite));
-          let sw = 0,
-            swf = 0;
-          e.forEach((v, f) => {
-            if (Number.isFinite(v)) {
-              const ww = Math.exp(v - mx);
-              sw += ww;
-              swf += ww * fw[f]!;
-            }
-          });
-          if (swf / sw <= fwMean * (1 + 1e-9)) break search;
-        }
+      const tile = { baseT, q, sxT, refT, budget: o.noiseBudget, fw: guard ? fw : undefined, fwMean };
+      let e = tileExponents(tile, weighting !== "snr").e;
+      if (weighting === "auto" && guard) {
+        // Spend the noise budget on sharpness only where the predicted FWHM gain over the SNR weights is
+        // worth it (≥ AUTO_MIN_GAIN): where the frames' seeing hardly differs, the seeing term buys no
+        // sharpness, only noise.
+        const sharp = tileExponents(tile, true),
+          snr = tileExponents(tile, false);
+        e = 1 - sharp.fwhmRatio / snr.fwhmRatio >= AUTO_MIN_GAIN ? sharp.e : snr.e;
       }
       const mean = e.reduce((a, v) => a + (Number.isFinite(v) ? v : 0), 0) / N;
       e.forEach((v, f) => {
@@ -878,22 +938,31 @@ async function photometricCheck(run: TbqrRun, layout: TileLayout, w: FrameWeight
 
 /** 7. Validation figures (FWHM and noise against the plain mean, seams, weight spread) and the report; a failure that aborts writes the report only. */
 async function validate(run: TbqrRun, layout: TileLayout, w: FrameWeights, b: PassB): Promise<Checked> {
-  const { output, N, W, H, n, o, ctx, sig, mode, recon } = run;
-  const { starChannel, tiles } = layout;
+  const { output, N, W, H, C, n, o, ctx, sig, mode, recon } = run;
+  const { starChannel, geom, tiles } = layout;
   const { Wt } = w;
   const { out, plainMean, fallbackTiles } = b;
-  // Validation figures: FWHM of the output vs the plain mean with the same rejection (equal weights: the
-  // figures show what the weighting did, not what the rejection did — over hundreds of frames a plain mean
-  // without it is mostly cosmics and hot pixels), background noise ratio, seam figures.
-  const plane = (a: Float32Array) => ({ data: a.subarray(starChannel * n, (starChannel + 1) * n), width: W, height: H });
-  const fwhmOf = async (a: Float32Array) =>
-    median(
-      (await recon.detectStars(plane(a), { radius: 5, maxStars: 500, signal: sig })).stars
-        .filter((s) => s.roundness > 0.6)
-        .map((s) => s.fwhm),
+  // Validation figures against the plain mean with the same rejection (equal weights: the figures show what
+  // the weighting did, not what the rejection did — over hundreds of frames a plain mean without it is mostly
+  // cosmics and hot pixels): the same isolated point sources' Gaussian FWHM in both (selfcheck.ts), the
+  // background noise ratio per channel, seam figures.
+  const plane = (a: Float32Array, c = starChannel) => ({ data: a.subarray(c * n, (c + 1) * n), width: W, height: H });
+  const stamp = Math.max(5, Math.ceil(2.5 * geom.F));
+  const compared = compareFwhm(
+    plane(out).data,
+    plane(plainMean).data,
+    W,
+    H,
+    await comparisonStars(recon, plane(plainMean), stamp, sig),
+    stamp,
+  );
+  if (compared.stars.length < MIN_PAIRED_STARS)
+    ctx.logger.warn(
+      `TBQR validation: only ${compared.stars.length} isolated, unsaturated point sources to compare the FWHM on (${MIN_PAIRED_STARS} needed); the sharpness is not judged`,
     );
-  const fwhmTbqr = await fwhmOf(out),
-    fwhmMean = await fwhmOf(plainMean);
+  const { fwhm: fwhmTbqr, fwhmMean } = compared;
+  const noiseRatios: number[] = [];
+  for (let c = 0; c < C; c++) noiseRatios.push(await backgroundNoiseRatio(plane(out, c).data, plane(plainMean, c).data, W, H, sig));
   const seam = seamFigures(
     out.subarray(starChannel * n, (starChannel + 1) * n),
     W,
@@ -922,14 +991,17 @@ async function validate(run: TbqrRun, layout: TileLayout, w: FrameWeights, b: Pa
   const validation = {
     fwhmTbqr,
     fwhmMean,
-    fwhmImprovement: 1 - fwhmTbqr / fwhmMean,
-    noiseRatio: await backgroundNoiseRatio(plane(out).data, plane(plainMean).data, W, H, sig),
+    fwhmImprovement: compared.improvement,
+    fwhmStars: compared.stars.length,
+    // The noisiest channel is what the budget rule judges (on OSC the colour channels differ).
+    noiseRatio: Math.max(...noiseRatios),
+    noiseRatios,
     tileWeightVariance,
     seamWorstRatio: seam.worst,
     seamP95Ratio: seam.p95,
   };
   ctx.logger.info(
-    `TBQR: FWHM ${fwhmTbqr.toFixed(3)} px vs ${fwhmMean.toFixed(3)} px for a plain mean with the same rejection (${(100 * validation.fwhmImprovement).toFixed(1)} % sharper), background noise ×${validation.noiseRatio.toFixed(3)}, tile weight variance ${tileWeightVariance.toFixed(3)}`,
+    `TBQR: ${Number.isFinite(validation.fwhmImprovement) ? `FWHM ${fwhmTbqr.toFixed(3)} px vs ${fwhmMean.toFixed(3)} px for a plain mean with the same rejection over ${validation.fwhmStars} stars (${(100 * validation.fwhmImprovement).toFixed(1)} % sharper)` : "FWHM not measured"}, background noise ×${noiseRatios.map((r) => r.toFixed(3)).join(" / ")}, tile weight variance ${tileWeightVariance.toFixed(3)}`,
   );
   const failures = o.validation ? validationFailures(validation, o.validation) : [];
   const report = {
