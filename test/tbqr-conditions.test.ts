@@ -139,6 +139,10 @@ describe("TBQR on generated conditions, five seeds each, against an independent 
           // of −8.7, −6.3, −9.3 %): see BUMP_GUARD.
           expect(gain).toBeLessThanOrEqual(-0.03);
           expect(noise).toBeLessThanOrEqual(1.08);
+          // Every colour channel of an OSC set, not only the green one the figures above use.
+          const perChannel = Array.from({ length: set.C }, (_, c) => sc.noise(out, c) / sc.noise(plain, c));
+          if (set.C === 3) console.log(`  noise per channel ×${perChannel.map((v) => v.toFixed(3)).join(" / ")} (target ≤ 1.08)`);
+          for (const v of perChannel) expect(v).toBeLessThanOrEqual(1.08);
           expect(local).toBeLessThanOrEqual(1.08);
           expect(Math.abs(selfNoise)).toBeLessThanOrEqual(0.05);
           expect(pattern).toBeLessThan(1.6);
