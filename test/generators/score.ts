@@ -15,6 +15,7 @@
  *   columns, against the neighbouring frequencies; and the same for the squared residual (noise steps).
  */
 import type { SkySet } from "./sky.js";
+import { trimmedSdScale } from "@tile-compile/recon-native";
 
 export const median = (v: ArrayLike<number>): number => {
   const s = Array.from(v)
@@ -116,6 +117,13 @@ export interface Scorer {
   fluxTruth(img: Float32Array, c?: number): number;
   /** Residual power at the tile period / neighbouring frequencies: worst of rows, columns, and their squares. */
   tilePattern(img: Float32Array, reference: Float32Array, step: number, c?: number): number;
+  /**
+   * Dither-persistent hot pixels left in a stack: at each `hotSites` position on the sky mask, the pixel
+   * minus the median of its 5×5 neighbourhood, in units of noiseLocal; `left` counts those above 5. Only
+   * sites with at most `maxFrames` outliers: frames a hot pixel sat there plus cosmics that hit it (two
+   * sensor hot pixels can land on the same sky pixel under different dither positions: twice the frames).
+   */
+  hotResidues(img: Float32Array, maxFrames: number, c?: number): { sites: number; left: number; worst: number };
   skyMask: Uint8Array;
 }
 
@@ -145,6 +153,10 @@ export function scorer(set: SkySet): Scorer {
         for (let x = 0; x < W; x++) if (Math.abs((x - f.trail.x0) * nx + (y - f.trail.y0) * ny) < 6) skyMask[y * W + x] = 0;
     }
   for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) if (x < 3 || y < 3 || x >= W - 3 || y >= H - 3) skyMask[y * W + x] = 0;
+  // Dither-persistent hot pixels' sites are not sky for the noise figures (a reference stack that cannot
+  // reject them would be scored noisier for them); hotResidues looks at them on the mask before this.
+  const siteMask = skyMask.slice();
+  for (const h of set.hotSites) skyMask[h.y * W + h.x] = 0;
   // Measurable stars: bright enough for a precise fit, isolated, off nebulae, away from edges.
   const fitStars = stars.filter(
     (s) =>
@@ -234,6 +246,23 @@ export function scorer(set: SkySet): Scorer {
         }
       return clippedSigma(res);
     },
+    hotResidues(img, maxFrames, c = defC) {
+      const p = plane(img, c),
+        sigma = this.noiseLocal(img, c);
+      let sites = 0,
+        left = 0,
+        worst = 0;
+      for (const h of set.hotSites) {
+        if (h.frames + h.cosmics > maxFrames || h.x < 2 || h.y < 2 || h.x >= W - 2 || h.y >= H - 2 || !siteMask[h.y * W + h.x]) continue;
+        const nb: number[] = [];
+        for (let dy = -2; dy <= 2; dy++) for (let dx = -2; dx <= 2; dx++) if (dx || dy) nb.push(p[(h.y + dy) * W + h.x + dx]!);
+        const z = (p[h.y * W + h.x]! - median(nb)) / sigma;
+        sites++;
+        if (z > 5) left++;
+        worst = Math.max(worst, z);
+      }
+      return { sites, left, worst };
+    },
     fluxTruth(img, c = defC) {
       const p = plane(img, c);
       return median(photStars.map((s) => phot(p, s) / (s.flux * s.colour[c]! * meanT)));
@@ -320,49 +349,50 @@ export function plainMean(images: Float32Array[]): Float32Array {
 }
 
 /**
- * The plain mean with outlier rejection, the reference of the self-measured figures (TBQR's validation
- * compares against equal weights with the same rejection): per pixel, each frame's value less the frame's
- * median level, two passes of mean ± 5σ; the mean of the raw values kept. Written here independently
- * of the reconstruction's leave-one-out clip.
+ * The plain mean with TBQR's rejection rule, written independently (sorting, not the kernel's running
+ * lists): per pixel, the frames' values less their median level; mean and σ of those without the
+ * ⌈0.05·N⌉ largest and smallest (at most ⌊(n − 2)/2⌋ each; σ × trimmedSdScale), values beyond 5σ left out,
+ * and the mean of the rest at the frames' mean level (a raw mean of the kept frames would take the level of
+ * whichever frames were kept). The reference the self-measured figures are checked against: equal weights,
+ * the same rejection.
  */
 export function clippedMean(images: Float32Array[]): Float32Array {
   const N = images.length,
     n = images[0]!.length,
     out = new Float32Array(n);
   const level = images.map((img) => median(Array.from({ length: Math.floor(n / 7) }, (_, k) => img[7 * k]!)));
-  const keep = new Uint8Array(N);
+  const meanLevel = level.reduce((a, b) => a + b, 0) / N;
+  const trim = Math.max(1, Math.ceil(0.05 * N));
+  const v = new Float64Array(N);
   for (let i = 0; i < n; i++) {
-    keep.fill(1);
-    for (let pass = 0; pass < 2; pass++) {
-      let s = 0,
-        s2 = 0,
-        c = 0;
-      for (let f = 0; f < N; f++) {
-        const v = images[f]![i]! - level[f]!;
-        if (keep[f] && v === v) {
-          s += v;
-          s2 += v * v;
-          c++;
-        }
-      }
-      if (c < 3) break;
-      const m = s / c,
-        sd = Math.sqrt(Math.max(0, s2 / c - m * m));
-      for (let f = 0; f < N; f++) {
-        const v = images[f]![i]! - level[f]!;
-        if (!(Math.abs(v - m) <= 5 * sd)) keep[f] = 0;
-      }
+    let c = 0;
+    for (let f = 0; f < N; f++) {
+      const x = images[f]![i]! - level[f]!;
+      if (x === x) v[c++] = x;
+    }
+    if (c === 0) {
+      out[i] = NaN;
+      continue;
+    }
+    const sorted = v.slice(0, c).sort();
+    const k = c >= 4 ? Math.min(trim, Math.floor((c - 2) / 2)) : 0;
+    let lo = -Infinity,
+      hi = Infinity;
+    if (k > 0) {
+      const mid = sorted.subarray(k, c - k);
+      const m = mid.reduce((a, b) => a + b, 0) / mid.length;
+      const sd = Math.sqrt(mid.reduce((a, b) => a + (b - m) ** 2, 0) / (mid.length - 1)) * trimmedSdScale(c, k);
+      lo = m - 5 * sd;
+      hi = m + 5 * sd;
     }
     let s = 0,
-      c = 0;
-    for (let f = 0; f < N; f++) {
-      const v = images[f]![i]!;
-      if (keep[f] && v === v) {
-        s += v;
-        c++;
+      kept = 0;
+    for (let j = 0; j < c; j++)
+      if (sorted[j]! >= lo && sorted[j]! <= hi) {
+        s += sorted[j]!;
+        kept++;
       }
-    }
-    out[i] = c ? s / c : NaN;
+    out[i] = meanLevel + (kept ? s / kept : sorted.reduce((a, b) => a + b, 0) / c);
   }
   return out;
 }

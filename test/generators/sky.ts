@@ -10,6 +10,10 @@
  * - clouds: transparency 0.9–1.0, with cloud episodes (transparency down to `cloudMin`, sky glow up 20 %);
  * - trails: `trails` frames carry a satellite trail (straight, 1.2 px σ, 300–3000 ADU, any angle);
  * - cosmics (per frame, 1–2 px, 2000–20000 ADU) and hot pixels that move between frames (dither residue);
+ * - `ditherHot`: hot pixels fixed on the sensor, uncalibrated (no darks), under a dither that moves the
+ *   frame every `every` frames — on the registered frames each sits on one sky position for `every` frames
+ *   in a row (integer offsets, so no interpolation spreads them), the pattern a stack leaves as dotted
+ *   dither tracks when its rejection cannot catch an outlier that repeats;
  * - nebula: extended emission (Gaussian clouds of 12–80 px σ) and compact knots (2–4 px σ);
  * - star density: `stars` stars, fluxes from a power law; OSC: three channels, star colours and sky colour
  *   differ per channel.
@@ -41,6 +45,8 @@ export interface SkySetOptions {
   cosmics?: number;
   hot?: number;
   nebula?: boolean;
+  /** Sensor hot pixels (`count`, 300–3000 ADU, log-uniform) under a dither of ±8 px every `every` frames (mono). */
+  ditherHot?: { count: number; every: number };
   /**
    * OSC as a sensor records it (channels 3 only): each frame is rendered shifted by up to ±2.5 px and
    * rotated by up to ±1° about the centre (an alt-az mount's field rotation), sampled
@@ -77,6 +83,8 @@ export interface SkySet {
   bumpWeight(x: number, y: number): number;
   /** Noise-free nebula brightness (ADU at transparency 1, channel 0). */
   nebula: Float32Array;
+  /** Where `ditherHot` put its hot pixels on the registered frames: sky pixel, amplitude, frames there, and cosmics that hit it too. */
+  hotSites: { x: number; y: number; amp: number; frames: number; cosmics: number }[];
 }
 
 export async function makeSkySet(dir: string, opts: SkySetOptions): Promise<SkySet> {
@@ -108,10 +116,16 @@ export async function makeSkySet(dir: string, opts: SkySetOptions): Promise<SkyS
       const i = Math.floor(r() * n),
         v = 2000 + 18000 * r();
       a[i] = v;
-      if (r() < 0.5 && i + 1 < n) a[i + 1] = v / 2;
+      cosmicHits.set(i, (cosmicHits.get(i) ?? 0) + 1);
+      if (r() < 0.5 && i + 1 < n) {
+        a[i + 1] = v / 2;
+        cosmicHits.set(i + 1, (cosmicHits.get(i + 1) ?? 0) + 1);
+      }
     }
   };
   const r = seededRandom(o.seed);
+  /** Cosmic hits per pixel (mono sets: the pixel index), for the hot-pixel sites' outlier count. */
+  const cosmicHits = new Map<number, number>();
   const g = () => Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r());
   const stars: TruthStar[] = Array.from({ length: o.stars }, () => ({
     x: 6 + r() * (W - 12),
@@ -144,6 +158,15 @@ export async function makeSkySet(dir: string, opts: SkySetOptions): Promise<SkyS
   const nebColour = C === 3 ? [1.5, 0.6, 0.4] : [1];
   const frames: TruthFrame[] = [];
   const n = W * H;
+  // Dither-persistent hot pixels: their own random stream, so every other condition's frames are unchanged.
+  const hotSites = new Map<number, { x: number; y: number; amp: number; frames: number }>();
+  const dh = o.ditherHot;
+  const hr = seededRandom(o.seed + 7919);
+  const sensorHot = dh
+    ? Array.from({ length: dh.count }, () => ({ x: Math.floor(hr() * W), y: Math.floor(hr() * H), amp: 300 * 10 ** hr() }))
+    : [];
+  let dither: [number, number] = [0, 0];
+  const used = new Set<string>();
   const data = new Float32Array(n * C);
   for (let k = 0; k < N; k++) {
     const fwhm = o.fwhm * Math.min(1.8, Math.max(0.6, Math.exp(o.fwhmSpread * g())));
@@ -207,6 +230,23 @@ export async function makeSkySet(dir: string, opts: SkySetOptions): Promise<SkyS
         data[i] = s + Math.sqrt(Math.max(s, 0) + 25) * g();
       }
       defects(data.subarray(off, off + n));
+      if (dh) {
+        // A new dither position every `every` frames, never one used before (a dither that returned would
+        // put the same hot pixels on the same sky for twice as many frames).
+        if (c === 0 && k % dh.every === 0)
+          do dither = [Math.round(16 * hr() - 8), Math.round(16 * hr() - 8)];
+          while (used.has(dither.join()));
+        used.add(dither.join());
+        for (const h of sensorHot) {
+          const x = h.x - dither[0],
+            y = h.y - dither[1];
+          if (x < 0 || y < 0 || x >= W || y >= H) continue;
+          data[off + y * W + x] = data[off + y * W + x]! + h.amp;
+          const site = hotSites.get(y * W + x) ?? { x, y, amp: h.amp, frames: 0 };
+          site.frames++;
+          hotSites.set(y * W + x, site);
+        }
+      }
     }
     if (recon) {
       // GRBG: even rows G R G R …, odd rows B G B G …; the sensor sees one channel per pixel.
@@ -228,5 +268,15 @@ export async function makeSkySet(dir: string, opts: SkySetOptions): Promise<SkyS
     await writeFitsImage(path, { width: W, height: H, channels: C, data }, { header: new FitsHeader().set("EXPTIME", 30) });
     frames.push({ path, fwhm, bump, t, sky, ...(trail ? { trail: { x0: trail.x0, y0: trail.y0, angle: trail.angle } } : {}) });
   }
-  return { W, H, C, frames, stars, bumpCentre: bc, bumpWeight, nebula };
+  return {
+    W,
+    H,
+    C,
+    frames,
+    stars,
+    bumpCentre: bc,
+    bumpWeight,
+    nebula,
+    hotSites: [...hotSites.entries()].map(([i, h]) => ({ ...h, cosmics: cosmicHits.get(i) ?? 0 })),
+  };
 }

@@ -240,8 +240,12 @@ export interface TbqrBandInput {
   restore: number;
   /** u = x/W − 0.5 per column. */
   u: Float64Array;
-  /** Clip thresholds k_low, k_high (in sample σ of d over the frames). */
-  clip: { low: number; high: number };
+  /**
+   * Clip thresholds k_low, k_high in σ of d over the frames, both measured on the frames without a pixel's
+   * `trim` largest and `trim` smallest values (default 1; at most ⌊(n − 2)/2⌋ where n frames are finite
+   * there), so up to `trim` repeated outliers at one place are rejected (trimmedSdScale corrects σ).
+   */
+  clip: { low: number; high: number; trim?: number };
   /** W_ft/D_t, frame-major (N × tiles, tiles row-major over the grid). */
   fractions: Float64Array;
   /** Tile column starts, tile width, the column window and its sum over the grid per image column. */

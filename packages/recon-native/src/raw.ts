@@ -102,6 +102,8 @@ export interface RawKernels {
     u: F64,
     clipLow: number,
     clipHigh: number,
+    trim: number,
+    trimScale: F64,
     fractions: F64,
     xs0: Int32Array,
     tileWidth: number,

@@ -19,7 +19,13 @@ export interface TbqrOptions {
   };
   assumptions: { framesMin: number; framesReducedThreshold: number; allowEmergency: boolean; exposureTolerancePercent: number };
   epsilon: number;
-  clip: { low: number; high: number; iterations: number };
+  /**
+   * Pass B's rejection: a value is left out beyond `low` / `high` σ of a pixel's values over the frames, the
+   * mean and σ measured without that pixel's ⌈repeated·N⌉ largest and smallest values (N frames), so an
+   * outlier that repeats in up to that share of the frames (a hot pixel that stays on the same sky position
+   * between dithers) is judged against the clean frames and rejected. Default 0.05.
+   */
+  clip: { low: number; high: number; iterations: number; repeated?: number };
   /**
    * Largest background-noise increase over a plain mean of the raw frames (at the same star-flux scale)
    * that each tile's weights may cost, as predicted from the frames' measured tile noise and transparency
@@ -108,7 +114,7 @@ export function tbqrOptionsFromConfig(
       exposureTolerancePercent: cfg.assumptions.exposure_time_tolerance_percent,
     },
     epsilon: cfg.reconstruction.epsilon,
-    clip: { low: cfg.reconstruction.clip[0], high: cfg.reconstruction.clip[1], iterations: 2 },
+    clip: { low: cfg.reconstruction.clip[0], high: cfg.reconstruction.clip[1], iterations: 2, repeated: 0.05 },
     noiseBudget: cfg.reconstruction.noise_budget,
     weighting: cfg.reconstruction.weighting,
     ...(artifactsDir ? { artifactsDir } : {}),

@@ -140,8 +140,12 @@ export const DEFAULT_TBQR: TbqrOptions = {
   // conditions (4 × 5 seeds) the FWHM gain grew on 17 seeds and fell on none by more than 0.1 point (sparse
   // −1.5…−4.4 → −2.6…−5.4 %), the truth-based noise fell (nebula seed 1 ×1.076 → ×1.060), trail wings
   // leak ≤ 0.71σ of the stack (was ≤ 0.64σ; the plain mean 1–5σ). A 3σ lower clip, leave-one-out, biased
-  // single pixels of small sets (10 frames: noise ×1.082 → ×1.111).
-  clip: { low: 5, high: 5, iterations: 2 },
+  // single pixels of small sets (10 frames: noise ×1.082 → ×1.111). Since issue 33 the "others" are the
+  // frames without the pixel's ⌈0.05·N⌉ largest and smallest values (σ corrected for the trim): a hot pixel
+  // that stays on one sky position for 4 of 80 frames between dithers kept itself in under leave-one-out
+  // and is rejected now (test/tbqr-conditions.test.ts, "dither-persistent hot pixels": 0 of ~3000 sites
+  // left above 5σ, the plain mean ~97 %).
+  clip: { low: 5, high: 5, iterations: 2, repeated: 0.05 },
   noiseBudget: 1.05,
   weighting: "auto",
 };
@@ -808,7 +812,8 @@ async function combineBands(run: TbqrRun, layout: TileLayout, a: PassA, w: Frame
   // Pass B in bands of rows over every frame (units of bandTask: memory independent of N, per-pixel sums
   // over frames inside one unit). Frames enter as x = (y − sky_f)·s_f (y = raw/B_f sky-normalised, s_f the
   // photometric scale), weighted by the smooth weight map of the tile-wise weights W_ft/D_t; values outside
-  // μ_y ± 3σ_y of the pixel are left out (cosmics, satellite trails). Clipping on y rather than x does not
+  // μ ± 5σ of the pixel's other values are left out (cosmics, satellite trails, repeated hot pixels: see
+  // DEFAULT_TBQR.clip). Clipping on y rather than x does not
   // punish a clear frame's star cores for being brighter than a hazy frame's. The plain mean of the raw
   // frames is kept for the validation figures.
   const xs0 = [...new Set(tiles.map((t) => t.x0))].sort((a, b) => a - b),
@@ -842,15 +847,17 @@ async function combineBands(run: TbqrRun, layout: TileLayout, a: PassA, w: Frame
     ys0,
     tw: tiles[0]!.width,
     th: tiles[0]!.height,
-    clip: { low: o.clip.low, high: o.clip.high },
+    // Values set aside per side for a pixel's clip statistics (tbqr_band.rs): repeated outliers up to this many.
+    clip: { low: o.clip.low, high: o.clip.high, trim: Math.max(1, Math.ceil((o.clip.repeated ?? 0.05) * N)) },
     epsilon: o.epsilon,
     channels: planChannels,
   };
   const planRef = await executor.share("tbqr.plan", plan);
-  // Per band pixel: every frame's value (f32) and the unit's own sums (≈ 80 bytes); at least
+  // Per band pixel: every frame's value (f32), the unit's own sums (≈ 80 bytes) and the 2·trim values set
+  // aside for its clip statistics (f64); at least
   // `executor.parallelism` bands so every worker of a distributed run has some.
   const rowsPerBand = Math.min(
-    bandRows(W * (4 * N + 80), H, ctx.runtime.memoryBudgetBytes),
+    bandRows(W * (4 * N + 80 + 16 * plan.clip.trim), H, ctx.runtime.memoryBudgetBytes),
     Math.max(1, Math.ceil(H / (executor.parallelism ?? 1))),
   );
   const bandUnits: WorkUnit<unknown, TbqrBandResult>[] = [];

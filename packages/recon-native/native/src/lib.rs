@@ -230,11 +230,11 @@ unsafe extern "C" fn combine(env: napi_env, info: napi_callback_info) -> napi_va
     })
 }
 
-// tbqrBand(frames, width, rows, inv, scale, sky, skyMean, restore, u, clipLow, clipHigh, fractions, xs0, tw, wx, sx,
+// tbqrBand(frames, width, rows, inv, scale, sky, skyMean, restore, u, clipLow, clipHigh, trim, trimScale, fractions, xs0, tw, wx, sx,
 //          covStart, covIy, covWy, out, plain, cancel)
 unsafe extern "C" fn tbqr_band(env: napi_env, info: napi_callback_info) -> napi_value {
-    let a = Args::new(env, info, 22);
-    async_call(env, &a, 21, || {
+    let a = Args::new(env, info, 24);
+    async_call(env, &a, 23, || {
         let frames = a.f32_list(0, "frames")?;
         let (w, rows) = (a.usize(1, "width")?, a.usize(2, "rows")?);
         let len = dims(w, rows)?;
@@ -249,25 +249,27 @@ unsafe extern "C" fn tbqr_band(env: napi_env, info: napi_callback_info) -> napi_
         let u = a.f64s(8, "u")?;
         need(u.len == w, || "u needs one value per column".into())?;
         let (clip_low, clip_high) = (a.f64(9, "clipLow")?, a.f64(10, "clipHigh")?);
-        let fractions = a.f64s(11, "fractions")?;
-        let xs0 = a.i32s(12, "xs0")?;
-        let tw = a.usize(13, "tileWidth")?;
-        let (wx, sx) = (a.f64s(14, "wx")?, a.f64s(15, "sx")?);
+        let (trim, trim_scale) = (a.usize(11, "trim")?, a.f64s(12, "trimScale")?);
+        need(trim_scale.len == n + 1, || "trimScale needs one value per count of frames, 0 … N".into())?;
+        let fractions = a.f64s(13, "fractions")?;
+        let xs0 = a.i32s(14, "xs0")?;
+        let tw = a.usize(15, "tileWidth")?;
+        let (wx, sx) = (a.f64s(16, "wx")?, a.f64s(17, "sx")?);
         need(wx.len == tw && sx.len == w, || "wx needs one value per tile column, sx one per image column".into())?;
         need(xs0.slice().iter().all(|&x| x >= 0 && x as usize + tw <= w), || "xs0: a tile reaches past the band".into())?;
         need(xs0.len > 0 && fractions.len % n == 0 && fractions.len / n >= xs0.len, || "fractions need N × tiles values".into())?;
         let tiles = fractions.len / n;
-        let (cov_start, cov_iy, cov_wy) = (a.i32s(16, "covStart")?, a.i32s(17, "covIy")?, a.f64s(18, "covWy")?);
+        let (cov_start, cov_iy, cov_wy) = (a.i32s(18, "covStart")?, a.i32s(19, "covIy")?, a.f64s(20, "covWy")?);
         need(cov_start.len == rows + 1 && cov_iy.len == cov_wy.len, || "covStart needs rows + 1 offsets, covIy and covWy the same length".into())?;
         let cs = cov_start.slice();
         need(cs[0] == 0 && cs.windows(2).all(|p| p[0] <= p[1]) && cs[rows] as usize == cov_iy.len, || "covStart must rise from 0 to the coverage length".into())?;
         need(cov_iy.slice().iter().all(|&iy| iy >= 0 && (iy as usize + 1) * xs0.len <= tiles), || "covIy: a tile row outside the grid".into())?;
-        let (out, plain) = (a.f32s(19, "out")?, a.f32s(20, "plain")?);
+        let (out, plain) = (a.f32s(21, "out")?, a.f32s(22, "plain")?);
         need(out.len == len && plain.len == len, || "out and plain need the band's size".into())?;
         Ok(Box::new(move |c| {
             let b = tbqr_band::Band {
                 frames: &frames, width: w, rows, inv: inv.slice(), scale: scale.slice(), sky: sky.slice(), sky_mean: sky_mean.slice(), restore, u: u.slice(),
-                clip_low, clip_high, fractions: fractions.slice(), xs0: xs0.slice(), tw, wx: wx.slice(), sx: sx.slice(),
+                clip_low, clip_high, trim, trim_scale: trim_scale.slice(), fractions: fractions.slice(), xs0: xs0.slice(), tw, wx: wx.slice(), sx: sx.slice(),
                 cov_start: cov_start.slice(), cov_iy: cov_iy.slice(), cov_wy: cov_wy.slice(),
             };
             tbqr_band::run(&b, out, plain, c).map(|_| 0.0)

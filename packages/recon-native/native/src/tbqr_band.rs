@@ -1,19 +1,23 @@
 //! TBQR pass B for one band of rows of one channel over every frame (core's `tbqr.band` unit; the
 //! method is described in core/src/tbqr/units.ts). Per pixel, in frame order:
-//! 1. clip statistics of d = f32(raw·inv_f) − sky_f(u) over the frames (sum, sum of squares, count, largest
-//!    and smallest of the finite d). Leave-one-out bounds: hi = f32(m' + k_high·sd') with the mean and
-//!    sample sd of the frames **without the pixel's largest d**, lo = f32(m'' − k_low·sd'') without its
-//!    smallest. With μ and σ over all frames a single outlier can never lie more than (N − 1)/√N σ out (a
-//!    cosmic in one of 20 frames: 4.25σ), so a bound wide enough to keep the sharpest frames' star cores
-//!    (5σ) could not reject it; judged against the others it can, at any N ≥ 3. Fewer than 3 finite
-//!    values: no clipping;
+//! 1. clip statistics of d = f32(raw·inv_f) − sky_f(u) over the frames: sum, sum of squares and count of
+//!    the finite d, and the `trim` largest and `trim` smallest of them (insertion into short sorted lists,
+//!    frames in order). The bounds come from the **trimmed** set — the n finite d without their k largest
+//!    and k smallest, k = min(trim, ⌊(n − 2)/2⌋): m = its mean, σ = its sample sd × trim_scale[n] (the
+//!    caller's table: a Gaussian sample trimmed k per side has a smaller sd, js/stats.ts
+//!    trimmedSdScale); lo = f32(m − k_low·σ), hi = f32(m + k_high·σ). With μ and σ over all frames a
+//!    single outlier can never lie more than (N − 1)/√N σ out, and k outliers at one place (a hot pixel
+//!    that stays on the same sky position between dithers) inflate σ until none of them is rejected; with
+//!    up to `trim` of them set aside they are judged against the others and rejected (issue 33, item 4).
+//!    Fewer than 4 finite values (k = 0): no clipping;
 //! 2. the weighted mean of x = (raw·inv_f − sky_f(u))·s_f over the frames whose d lies inside the bounds,
 //!    with the smooth weight ω_f(x, y) built from the tile grid's window sums, the plain mean of x, and
 //!    the plain mean of raw over the same frames (the reference of the validation figures: equal weights,
 //!    the same rejection — a plain mean that keeps every cosmic and hot pixel is no reference for noise or
 //!    photometry, least of all over hundreds of frames);
 //! 3. out = sky_mean(u) + (weighted mean, or the mean of x where no weight remains)·restore, plain = the
-//!    clipped mean of raw (the mean of all raw values where every value was rejected).
+//!    clipped mean of raw at the common sky: sky_mean(u) + the mean over the kept frames of raw minus the
+//!    frame's own sky B_f·sky_f(u) (the mean of all raw values where every value was rejected).
 //! Every sum takes the frames in their order and the same f64 operations as the TypeScript twin
 //! (js/tbqr-band.ts, which is the code this kernel replaced), so both give the same bits. Rows are
 //! independent: chunks of rows run in parallel, and a row's result does not depend on the split.
@@ -36,6 +40,9 @@ pub struct Band<'a> {
     pub u: &'a [f64],
     pub clip_low: f64,
     pub clip_high: f64,
+    /// Values set aside per side for the clip statistics, and the sd scale per count of finite values (N + 1).
+    pub trim: usize,
+    pub trim_scale: &'a [f64],
     /// Tile grid: W_ft/D_t frame-major (N × tiles), column starts, tile width, column window, Σ windows per column.
     pub fractions: &'a [f64],
     pub xs0: &'a [i32],
@@ -54,7 +61,9 @@ pub fn run(b: &Band, out: Buf<f32>, plain: Buf<f32>, cancel: Cancel) -> Result<(
     let tiles = if n > 0 { b.fractions.len() / n } else { 0 };
     for_chunks(b.rows, cancel, |r| {
         let (mut s1, mut s2, mut sn) = (vec![0.0f64; w], vec![0.0f64; w], vec![0u32; w]);
-        let (mut dmax, mut dmin) = (vec![f64::NEG_INFINITY; w], vec![f64::INFINITY; w]);
+        // Per column: its `trim` largest d (descending) and smallest d (ascending), min(sn, trim) of each.
+        let kt = b.trim.max(1);
+        let (mut top, mut bot) = (vec![0.0f64; w * kt], vec![0.0f64; w * kt]);
         for f in 0..n {
             let v = &b.frames[f].slice()[r * w..(r + 1) * w];
             let inv = b.inv[f];
@@ -64,28 +73,35 @@ pub fn run(b: &Band, out: Buf<f32>, plain: Buf<f32>, cancel: Cancel) -> Result<(
                 let u = b.u[x];
                 let d = ((v[x] as f64 * inv) as f32) as f64 - (a0 + a1 * u + a2 * u * u);
                 if d - d == 0.0 {
-                    s1[x] += d; s2[x] += d * d; sn[x] += 1;
-                    if d > dmax[x] { dmax[x] = d; }
-                    if d < dmin[x] { dmin[x] = d; }
+                    s1[x] += d; s2[x] += d * d;
+                    let filled = (sn[x] as usize).min(kt);
+                    sn[x] += 1;
+                    let (t, lo) = (&mut top[x * kt..(x + 1) * kt], &mut bot[x * kt..(x + 1) * kt]);
+                    // Insert after equal values: the earlier frame stays first.
+                    let mut i = if filled < kt { filled } else if d > t[kt - 1] { kt - 1 } else { kt };
+                    if i < kt { while i > 0 && t[i - 1] < d { t[i] = t[i - 1]; i -= 1; } t[i] = d; }
+                    let mut i = if filled < kt { filled } else if d < lo[kt - 1] { kt - 1 } else { kt };
+                    if i < kt { while i > 0 && lo[i - 1] > d { lo[i] = lo[i - 1]; i -= 1; } lo[i] = d; }
                 }
             }
         }
         let (mut lo, mut hi) = (vec![0.0f32; w], vec![0.0f32; w]);
-        // Mean and sample sd of the finite d without one of them (v): Math.max(q, 0) of the twin (NaN stays
-        // NaN, −0 becomes +0).
-        let without = |s1: f64, s2: f64, k: f64, v: f64| -> (f64, f64) {
-            let (a, b, n) = (s1 - v, s2 - v * v, k - 1.0);
-            let m = a / n;
-            let q = (b - a * m) / (n - 1.0);
-            (m, (if q.is_nan() { q } else if q > 0.0 { q } else { 0.0 }).sqrt())
-        };
         for x in 0..w {
-            if sn[x] < 3 { lo[x] = f32::NEG_INFINITY; hi[x] = f32::INFINITY; continue; }
-            let k = sn[x] as f64;
-            let (mh, sh) = without(s1[x], s2[x], k, dmax[x]);
-            let (ml, sl) = without(s1[x], s2[x], k, dmin[x]);
-            lo[x] = (ml - b.clip_low * sl) as f32;
-            hi[x] = (mh + b.clip_high * sh) as f32;
+            let nf = sn[x] as usize;
+            let k = if nf >= 4 { b.trim.min((nf - 2) / 2) } else { 0 };
+            if k == 0 { lo[x] = f32::NEG_INFINITY; hi[x] = f32::INFINITY; continue; }
+            let (mut a, mut q) = (s1[x], s2[x]);
+            for j in 0..k {
+                let (t, l) = (top[x * kt + j], bot[x * kt + j]);
+                a -= t; q -= t * t; a -= l; q -= l * l;
+            }
+            let m = (nf - 2 * k) as f64;
+            let mean = a / m;
+            let var = (q - a * mean) / (m - 1.0);
+            // Math.max(var, 0) of the twin (NaN stays NaN, −0 becomes +0).
+            let sd = (if var.is_nan() { var } else if var > 0.0 { var } else { 0.0 }).sqrt() * b.trim_scale[nf];
+            lo[x] = (mean - b.clip_low * sd) as f32;
+            hi[x] = (mean + b.clip_high * sd) as f32;
         }
         let (mut acc, mut wsum, mut macc, mut mcnt, mut racc, mut rcnt) = (vec![0.0f64; w], vec![0.0f64; w], vec![0.0f64; w], vec![0.0f64; w], vec![0.0f64; w], vec![0.0f64; w]);
         let (mut aacc, mut acnt) = (vec![0.0f64; w], vec![0.0f64; w]);
@@ -121,7 +137,11 @@ pub fn run(b: &Band, out: Buf<f32>, plain: Buf<f32>, cancel: Cancel) -> Result<(
                 let v = d * sc;
                 macc[xx] += v; mcnt[xx] += 1.0;
                 if d < lo[xx] as f64 || d > hi[xx] as f64 { continue; }
-                racc[xx] += raw; rcnt[xx] += 1.0;
+                // The plain mean at the frames' common sky: raw minus this frame's own sky (raw units), the
+                // mean sky added back below. A mean of raw values over the kept frames only would take the
+                // sky level of whichever frames were kept (a hot pixel rejected in 4 early frames of a night
+                // whose sky doubles: a spike of 5 % of the sky at every such pixel).
+                racc[xx] += raw - (a0 + a1 * u + a2 * u * u) / inv_b; rcnt[xx] += 1.0;
                 let wt = wrow[xx];
                 acc[xx] += wt * v; wsum[xx] += wt;
             }
@@ -133,7 +153,7 @@ pub fn run(b: &Band, out: Buf<f32>, plain: Buf<f32>, cancel: Cancel) -> Result<(
             let sky = a0 + a1 * u + a2 * u * u;
             let m = if mcnt[xx] > 0.0 { macc[xx] / mcnt[xx] } else { f64::NAN };
             o[xx] = (sky + (if wsum[xx] > 0.0 { acc[xx] / wsum[xx] } else { m }) * b.restore) as f32;
-            p[xx] = if rcnt[xx] > 0.0 { (racc[xx] / rcnt[xx]) as f32 } else if acnt[xx] > 0.0 { (aacc[xx] / acnt[xx]) as f32 } else { f32::NAN };
+            p[xx] = if rcnt[xx] > 0.0 { (sky + racc[xx] / rcnt[xx]) as f32 } else if acnt[xx] > 0.0 { (aacc[xx] / acnt[xx]) as f32 } else { f32::NAN };
         }
     })
 }

@@ -49,24 +49,27 @@ fn bin_sums(data: &[f32], w: usize, h: usize, bw: usize, mask: Option<(&[f32], &
     let cw = w.div_ceil(CELL);
     sb.fill(0.0);
     cb.fill(0.0);
+    // f32 `s + v` is the f32 rounding of the exact sum, as is f32(f64(s) + f64(v)) of the twin (a double holds
+    // the sum of two floats exactly enough: the rounding to f32 is the same), so the bits agree.
     for y in 0..h {
-        let (row, brow) = (&data[y * w..(y + 1) * w], (y / BIN) * bw);
+        let row = &data[y * w..(y + 1) * w];
+        let brow = (y / BIN) * bw;
+        let (sbr, cbr) = (&mut sb[brow..brow + bw], &mut cb[brow..brow + bw]);
         match mask {
-            None => for x in 0..w {
-                let v = row[x];
-                if !v.is_finite() { continue; }
-                let b = brow + x / BIN;
-                sb[b] = (sb[b] as f64 + v as f64) as f32;
-                cb[b] += 1.0;
+            None => for (bx, pair) in row.chunks(BIN).enumerate() {
+                let (mut s, mut c) = (sbr[bx], cbr[bx]);
+                for &v in pair { if v.is_finite() { s += v; c += 1.0; } }
+                sbr[bx] = s;
+                cbr[bx] = c;
             },
             Some((m, cut)) => {
-                let crow = &cut[(y / CELL) * cw..];
-                for x in 0..w {
-                    let v = row[x];
-                    let b = brow + x / BIN;
-                    if !v.is_finite() || !(v as f64 - m[b] as f64 <= crow[x / CELL]) { continue; }
-                    sb[b] = (sb[b] as f64 + v as f64) as f32;
-                    cb[b] += 1.0;
+                let (mrow, crow) = (&m[brow..brow + bw], &cut[(y / CELL) * cw..(y / CELL + 1) * cw]);
+                for (bx, pair) in row.chunks(BIN).enumerate() {
+                    let (mb, lim) = (mrow[bx] as f64, crow[bx * BIN / CELL]);
+                    let (mut s, mut c) = (sbr[bx], cbr[bx]);
+                    for &v in pair { if v.is_finite() && v as f64 - mb <= lim { s += v; c += 1.0; } }
+                    sbr[bx] = s;
+                    cbr[bx] = c;
                 }
             }
         }

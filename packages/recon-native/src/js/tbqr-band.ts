@@ -11,6 +11,9 @@ export interface TbqrBandArgs {
   u: Float64Array;
   clipLow: number;
   clipHigh: number;
+  /** Values set aside per side for the clip statistics; the sd scale per count of finite values (N + 1). */
+  trim: number;
+  trimScale: Float64Array;
   fractions: Float64Array;
   xs0: Int32Array;
   tw: number;
@@ -31,16 +34,10 @@ export function tbqrBand(b: TbqrBandArgs, out: Float32Array, plain: Float32Array
     sn = new Uint32Array(W),
     lo = new Float32Array(W),
     hi = new Float32Array(W);
-  const dmax = new Float64Array(W),
-    dmin = new Float64Array(W);
-  /** Mean and sample sd of the finite d without one of them (v), as tbqr_band.rs. */
-  const without = (a1: number, a2: number, k: number, v: number): [number, number] => {
-    const a = a1 - v,
-      b2 = a2 - v * v,
-      n = k - 1;
-    const m = a / n;
-    return [m, Math.sqrt(Math.max((b2 - a * m) / (n - 1), 0))];
-  };
+  // Per column: its `trim` largest d (descending) and smallest d (ascending), min(sn, trim) of each.
+  const kt = Math.max(1, b.trim);
+  const top = new Float64Array(W * kt),
+    bot = new Float64Array(W * kt);
   const acc = new Float64Array(W),
     wsum = new Float64Array(W),
     macc = new Float64Array(W),
@@ -55,8 +52,6 @@ export function tbqrBand(b: TbqrBandArgs, out: Float32Array, plain: Float32Array
     s1.fill(0);
     s2.fill(0);
     sn.fill(0);
-    dmax.fill(-Infinity);
-    dmin.fill(Infinity);
     for (let f = 0; f < N; f++) {
       const v = b.frames[f]!,
         inv = b.inv[f]!,
@@ -70,24 +65,13 @@ export function tbqrBand(b: TbqrBandArgs, out: Float32Array, plain: Float32Array
         if (d - d === 0) {
           s1[x] = s1[x]! + d;
           s2[x] = s2[x]! + d * d;
+          const filled = Math.min(sn[x]!, kt);
           sn[x] = sn[x]! + 1;
-          if (d > dmax[x]!) dmax[x] = d;
-          if (d < dmin[x]!) dmin[x] = d;
+          keepExtremes(top, bot, x * kt, kt, filled, d);
         }
       }
     }
-    for (let x = 0; x < W; x++) {
-      const k = sn[x]!;
-      if (k < 3) {
-        lo[x] = -Infinity;
-        hi[x] = Infinity;
-        continue;
-      }
-      const [mh, sh] = without(s1[x]!, s2[x]!, k, dmax[x]!),
-        [ml, sl] = without(s1[x]!, s2[x]!, k, dmin[x]!);
-      lo[x] = ml - b.clipLow * sl;
-      hi[x] = mh + b.clipHigh * sh;
-    }
+    clipBounds(b, sn, s1, s2, top, bot, kt, lo, hi);
     acc.fill(0);
     wsum.fill(0);
     macc.fill(0);
@@ -134,7 +118,7 @@ export function tbqrBand(b: TbqrBandArgs, out: Float32Array, plain: Float32Array
         macc[xx] = macc[xx]! + v;
         mcnt[xx] = mcnt[xx]! + 1;
         if (d < lo[xx]! || d > hi[xx]!) continue;
-        racc[xx] = racc[xx]! + raw;
+        racc[xx] = racc[xx]! + (raw - (a0 + a1 * u + a2 * u * u) / invB);
         rcnt[xx] = rcnt[xx]! + 1;
         const w = wrow[xx]!;
         acc[xx] = acc[xx]! + w * v;
@@ -149,7 +133,68 @@ export function tbqrBand(b: TbqrBandArgs, out: Float32Array, plain: Float32Array
         sky = a0 + a1 * u + a2 * u * u;
       const m = mcnt[xx]! > 0 ? macc[xx]! / mcnt[xx]! : NaN;
       out[p] = sky + (wsum[xx]! > 0 ? acc[xx]! / wsum[xx]! : m) * b.restore;
-      plain[p] = rcnt[xx]! > 0 ? racc[xx]! / rcnt[xx]! : acnt[xx]! > 0 ? aacc[xx]! / acnt[xx]! : NaN;
+      plain[p] = rcnt[xx]! > 0 ? sky + racc[xx]! / rcnt[xx]! : acnt[xx]! > 0 ? aacc[xx]! / acnt[xx]! : NaN;
     }
+  }
+}
+
+/** The clip bounds of one row from its sums and the values set aside (tbqr_band.rs, step 1). */
+function clipBounds(
+  b: TbqrBandArgs,
+  sn: Uint32Array,
+  s1: Float64Array,
+  s2: Float64Array,
+  top: Float64Array,
+  bot: Float64Array,
+  kt: number,
+  lo: Float32Array,
+  hi: Float32Array,
+): void {
+  for (let x = 0; x < sn.length; x++) {
+    const nf = sn[x]!;
+    const k = nf >= 4 ? Math.min(b.trim, Math.floor((nf - 2) / 2)) : 0;
+    if (k === 0) {
+      lo[x] = -Infinity;
+      hi[x] = Infinity;
+      continue;
+    }
+    let a = s1[x]!,
+      q = s2[x]!;
+    for (let j = 0, o = x * kt; j < k; j++) {
+      const t = top[o + j]!,
+        l = bot[o + j]!;
+      a -= t;
+      q -= t * t;
+      a -= l;
+      q -= l * l;
+    }
+    const m = nf - 2 * k;
+    const mean = a / m;
+    const sd = Math.sqrt(Math.max((q - a * mean) / (m - 1), 0)) * b.trimScale[nf]!;
+    lo[x] = mean - b.clipLow * sd;
+    hi[x] = mean + b.clipHigh * sd;
+  }
+}
+
+/**
+ * Insert d into a column's `kt` largest (top, descending) and smallest (bot, ascending) values, `filled` of
+ * each held so far; after equal values, so the earlier frame stays first (as tbqr_band.rs).
+ */
+function keepExtremes(top: Float64Array, bot: Float64Array, o: number, kt: number, filled: number, d: number): void {
+  let i = filled < kt ? filled : d > top[o + kt - 1]! ? kt - 1 : kt;
+  if (i < kt) {
+    while (i > 0 && top[o + i - 1]! < d) {
+      top[o + i] = top[o + i - 1]!;
+      i--;
+    }
+    top[o + i] = d;
+  }
+  i = filled < kt ? filled : d < bot[o + kt - 1]! ? kt - 1 : kt;
+  if (i < kt) {
+    while (i > 0 && bot[o + i - 1]! > d) {
+      bot[o + i] = bot[o + i - 1]!;
+      i--;
+    }
+    bot[o + i] = d;
   }
 }
