@@ -115,6 +115,8 @@ export interface Scorer {
    * land in the apertures (10 cosmics of 2000–20000 ADU and 30 hot pixels per generated frame).
    */
   fluxTruth(img: Float32Array, c?: number): number;
+  /** How many stars fluxTruth measures (bright, isolated; each to ~0.5–1 % on a bright nebula). */
+  fluxStars: number;
   /** Residual power at the tile period / neighbouring frequencies: worst of rows, columns, and their squares. */
   tilePattern(img: Float32Array, reference: Float32Array, step: number, c?: number): number;
   /**
@@ -143,7 +145,10 @@ export function scorer(set: SkySet): Scorer {
   }
   // Faint nebulosity stays in the mask with its truth (at the plain mean's scale, mean transparency)
   // subtracted; bright parts (> 30 ADU, where their shot noise and small-scale structure dominate) are out.
-  for (let i = 0; i < n; i++) if (set.nebula[i]! > 30) skyMask[i] = 0;
+  // A bright extended nebula (brightNebula) stays in: it is smooth on the scale of a star and of the 7×7
+  // neighbourhoods, and the noise figures and star fits subtract its truth.
+  const nebulaLimit = set.brightNebula ? Infinity : 30;
+  for (let i = 0; i < n; i++) if (set.nebula[i]! > nebulaLimit) skyMask[i] = 0;
   const meanT = set.frames.reduce((a, f) => a + f.t, 0) / set.frames.length;
   for (const f of set.frames)
     if (f.trail) {
@@ -165,7 +170,7 @@ export function scorer(set: SkySet): Scorer {
       s.y > 10 &&
       s.x < W - 11 &&
       s.y < H - 11 &&
-      set.nebula[Math.round(s.y) * W + Math.round(s.x)]! < 30 &&
+      set.nebula[Math.round(s.y) * W + Math.round(s.x)]! < nebulaLimit &&
       stars.every((t) => t === s || Math.hypot(t.x - s.x, t.y - s.y) > 14 || t.flux < s.flux / 50),
   );
   const photStars = fitStars.filter(
@@ -179,6 +184,13 @@ export function scorer(set: SkySet): Scorer {
   );
   const plane = (img: Float32Array, c: number) => img.subarray(c * n, (c + 1) * n);
   const defC = C === 3 ? 1 : 0;
+  /** Channel c, with a bright nebula's truth (at the plain mean's transparency) subtracted. */
+  const clean = (img: Float32Array, c: number) => {
+    const p = plane(img, c);
+    if (!set.brightNebula) return p;
+    const nebC = C === 3 ? [1.5, 0.6, 0.4][c]! : 1;
+    return p.map((v, i) => v - meanT * nebC * set.nebula[i]!);
+  };
   function phot(d: Float32Array, s: { x: number; y: number }): number {
     let sum = 0,
       cnt = 0;
@@ -196,8 +208,9 @@ export function scorer(set: SkySet): Scorer {
   }
   return {
     skyMask,
+    fluxStars: photStars.length,
     fwhm(img, c = defC) {
-      const p = plane(img, c);
+      const p = clean(img, c);
       const all: number[] = [],
         bump: number[] = [];
       for (const s of fitStars) {
@@ -233,7 +246,7 @@ export function scorer(set: SkySet): Scorer {
       return clippedSigma(res);
     },
     noiseLocal(img, c = defC) {
-      const p = plane(img, c),
+      const p = clean(img, c),
         res: number[] = [],
         nb: number[] = [];
       for (let y = 3; y < H - 3; y++)
@@ -264,7 +277,7 @@ export function scorer(set: SkySet): Scorer {
       return { sites, left, worst };
     },
     fluxTruth(img, c = defC) {
-      const p = plane(img, c);
+      const p = clean(img, c);
       return median(photStars.map((s) => phot(p, s) / (s.flux * s.colour[c]! * meanT)));
     },
     tilePattern(img, reference, step, c = defC) {

@@ -15,6 +15,8 @@
  *   in a row (integer offsets, so no interpolation spreads them), the pattern a stack leaves as dotted
  *   dither tracks when its rejection cannot catch an outlier that repeats;
  * - nebula: extended emission (Gaussian clouds of 12–80 px σ) and compact knots (2–4 px σ);
+ * - brightNebula: emission over most of the frame — 24 Gaussian clouds of σ 0.12–0.32·W and 200–1200 ADU
+ *   over the 400 ADU sky (its own random stream, so the stars and every other knob are unchanged);
  * - star density: `stars` stars, fluxes from a power law; OSC: three channels, star colours and sky colour
  *   differ per channel.
  *
@@ -45,6 +47,8 @@ export interface SkySetOptions {
   cosmics?: number;
   hot?: number;
   nebula?: boolean;
+  /** Bright extended emission over most of the frame (mono and OSC, not with `nebula` or `mosaic`). */
+  brightNebula?: boolean;
   /** Sensor hot pixels (`count`, 300–3000 ADU, log-uniform) under a dither of ±8 px every `every` frames (mono). */
   ditherHot?: { count: number; every: number };
   /**
@@ -83,6 +87,8 @@ export interface SkySet {
   bumpWeight(x: number, y: number): number;
   /** Noise-free nebula brightness (ADU at transparency 1, channel 0). */
   nebula: Float32Array;
+  /** The nebula is `brightNebula`'s: the scorer measures on it (truth subtracted) instead of masking it. */
+  brightNebula: boolean;
   /** Where `ditherHot` put its hot pixels on the registered frames: sky pixel, amplitude, frames there, and cosmics that hit it too. */
   hotSites: { x: number; y: number; amp: number; frames: number; cosmics: number }[];
 }
@@ -152,6 +158,18 @@ export async function makeSkySet(dir: string, opts: SkySetOptions): Promise<SkyS
       for (let y = Math.max(0, Math.floor(b.y - R)); y < Math.min(H, b.y + R); y++)
         for (let x = Math.max(0, Math.floor(b.x - R)); x < Math.min(W, b.x + R); x++)
           nebula[y * W + x] = nebula[y * W + x]! + b.a * Math.exp(-((x - b.x) ** 2 + (y - b.y) ** 2) / (2 * b.s * b.s));
+    }
+  }
+  if (o.brightNebula) {
+    if (o.nebula || o.mosaic) throw new Error("brightNebula: not with nebula or mosaic");
+    const nr = seededRandom(o.seed + 104729);
+    for (let b = 0; b < 24; b++) {
+      const bx = nr() * W,
+        by = nr() * H,
+        sg = (0.12 + 0.2 * nr()) * W,
+        a = 200 + 1000 * nr();
+      for (let y = 0; y < H; y++)
+        for (let x = 0; x < W; x++) nebula[y * W + x] = nebula[y * W + x]! + a * Math.exp(-((x - bx) ** 2 + (y - by) ** 2) / (2 * sg * sg));
     }
   }
   const skyColour = C === 3 ? [1.2, 1, 0.8] : [1];
@@ -277,6 +295,7 @@ export async function makeSkySet(dir: string, opts: SkySetOptions): Promise<SkyS
     bumpCentre: bc,
     bumpWeight,
     nebula,
+    brightNebula: !!o.brightNebula,
     hotSites: [...hotSites.entries()].map(([i, h]) => ({ ...h, cosmics: cosmicHits.get(i) ?? 0 })),
   };
 }
