@@ -98,7 +98,7 @@ describe("TBQR on generated conditions, five seeds each, against an independent 
           const set = await makeSkySet(dir, { seed, frames: 80, width: 384, height: 384, ...cond });
           const images = await Promise.all(set.frames.map(async (f) => (await readFitsImage(f.path)).data));
           const plain = plainMean(images),
-            clipped = clippedMean(images);
+            clipped = clippedMean(images, { W: set.W, H: set.H });
           images.length = 0;
           const sc = scorer(set);
           if (set.brightNebula) {

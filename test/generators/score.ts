@@ -15,7 +15,7 @@
  *   columns, against the neighbouring frequencies; and the same for the squared residual (noise steps).
  */
 import type { SkySet } from "./sky.js";
-import { trimmedSdScale } from "@tile-compile/recon-native";
+import { trimmedSdScale, truncatedSdScale } from "@tile-compile/recon-native";
 
 export const median = (v: ArrayLike<number>): number => {
   const s = Array.from(v)
@@ -362,50 +362,116 @@ export function plainMean(images: Float32Array[]): Float32Array {
 }
 
 /**
- * The plain mean with TBQR's rejection rule, written independently (sorting, not the kernel's running
- * lists): per pixel, the frames' values less their median level; mean and σ of those without the
- * ⌈0.05·N⌉ largest and smallest (at most ⌊(n − 2)/2⌋ each; σ × trimmedSdScale), values beyond 5σ left out,
- * and the mean of the rest at the frames' mean level (a raw mean of the kept frames would take the level of
- * whichever frames were kept). The reference the self-measured figures are checked against: equal weights,
- * the same rejection.
+ * A frame's smooth background: a quadratic surface (1, u, v, u², uv, v²) fitted by least squares to the medians
+ * of 6 × 6 blocks (every 4th pixel of each) — as TBQR takes each frame's sky surface from its tile levels, a
+ * bright extended nebula goes partly into it.
  */
-export function clippedMean(images: Float32Array[]): Float32Array {
+function backgroundSurface(img: Float32Array, W: number, H: number): Float64Array {
+  const G = 6,
+    A = Array.from({ length: 6 }, () => new Array<number>(6).fill(0)),
+    b = new Array<number>(6).fill(0);
+  const terms = (u: number, v: number) => [1, u, v, u * u, u * v, v * v];
+  for (let by = 0; by < G; by++)
+    for (let bx = 0; bx < G; bx++) {
+      const vals: number[] = [];
+      for (let y = Math.floor((by * H) / G); y < Math.floor(((by + 1) * H) / G); y += 2)
+        for (let x = Math.floor((bx * W) / G) + (y % 4 === 0 ? 0 : 2); x < Math.floor(((bx + 1) * W) / G); x += 4)
+          vals.push(img[y * W + x]!);
+      const m = median(vals);
+      if (!Number.isFinite(m)) continue;
+      const t = terms((bx + 0.5) / G - 0.5, (by + 0.5) / G - 0.5);
+      for (let i = 0; i < 6; i++) {
+        b[i] = b[i]! + t[i]! * m;
+        for (let k = 0; k < 6; k++) A[i]![k] = A[i]![k]! + t[i]! * t[k]!;
+      }
+    }
+  const c = solve(A, b) ?? [median(Array.from(img).filter(Number.isFinite)), 0, 0, 0, 0, 0];
+  const out = new Float64Array(W * H);
+  for (let y = 0; y < H; y++)
+    for (let x = 0; x < W; x++) {
+      const t = terms((x + 0.5) / W - 0.5, (y + 0.5) / H - 0.5);
+      out[y * W + x] = t.reduce((s0, v, k) => s0 + v * c[k]!, 0);
+    }
+  return out;
+}
+
+/**
+ * The plain mean with TBQR's rejection rule, written independently (sorting, not the kernel's sums): per
+ * pixel, the frames' values less their smooth background (backgroundSurface), over their median level (TBQR
+ * judges sky-normalised values less each frame's sky surface); the window m₁ ± 3σ₁ of those without the
+ * largest and smallest (σ₁ × trimmedSdScale(n, 1)); mean and σ₂ of the values inside it
+ * (× truncatedSdScale(3)); values beyond 5σ₂ left out, and the mean of the rest (less their frames'
+ * backgrounds) plus the frames' mean background (a raw mean of the kept frames would take the level of
+ * whichever frames were kept). The reference the self-measured figures are checked against: equal weights,
+ * the same rejection. With `geom` (a plane's width and height) the backgrounds are those surfaces, plane by
+ * plane; without it, each frame's median level.
+ */
+export function clippedMean(images: Float32Array[], geom?: { W: number; H: number }): Float32Array {
   const N = images.length,
-    n = images[0]!.length,
-    out = new Float32Array(n);
-  const level = images.map((img) => median(Array.from({ length: Math.floor(n / 7) }, (_, k) => img[7 * k]!)));
-  const meanLevel = level.reduce((a, b) => a + b, 0) / N;
-  const trim = Math.max(1, Math.ceil(0.05 * N));
-  const v = new Float64Array(N);
+    n = images[0]!.length;
+  const out = new Float32Array(n);
+  const planeLen = geom ? geom.W * geom.H : n;
+  const planes = n / planeLen;
+  // Per frame and plane: the median level, and the background.
+  const levels = images.map((img) =>
+    Array.from({ length: planes }, (_, p) =>
+      median(Array.from({ length: Math.floor(planeLen / 7) }, (_, k) => img[p * planeLen + 7 * k]!)),
+    ),
+  );
+  const bg = images.map((img, f) => {
+    const b = new Float64Array(n);
+    for (let p = 0; p < planes; p++)
+      if (geom) b.set(backgroundSurface(img.subarray(p * planeLen, (p + 1) * planeLen), geom.W, geom.H), p * planeLen);
+      else b.fill(levels[f]![p]!, p * planeLen, (p + 1) * planeLen);
+    return b;
+  });
+  const level = (f: number, i: number) => levels[f]![Math.floor(i / planeLen)]!;
+  const trunc = truncatedSdScale(3);
+  const y = new Float64Array(N);
+  const meanSd = (x: Float64Array) => {
+    const m = x.reduce((a, b) => a + b, 0) / x.length;
+    return [m, Math.sqrt(x.reduce((a, b) => a + (b - m) ** 2, 0) / (x.length - 1))] as const;
+  };
   for (let i = 0; i < n; i++) {
-    let c = 0;
+    let c = 0,
+      meanBg = 0;
     for (let f = 0; f < N; f++) {
-      const x = images[f]![i]! - level[f]!;
-      if (x === x) v[c++] = x;
+      meanBg += bg[f]![i]! / N;
+      const x = (images[f]![i]! - bg[f]![i]!) / level(f, i);
+      if (x === x) y[c++] = x;
     }
     if (c === 0) {
       out[i] = NaN;
       continue;
     }
-    const sorted = v.slice(0, c).sort();
-    const k = c >= 4 ? Math.min(trim, Math.floor((c - 2) / 2)) : 0;
     let lo = -Infinity,
       hi = Infinity;
-    if (k > 0) {
-      const mid = sorted.subarray(k, c - k);
-      const m = mid.reduce((a, b) => a + b, 0) / mid.length;
-      const sd = Math.sqrt(mid.reduce((a, b) => a + (b - m) ** 2, 0) / (mid.length - 1)) * trimmedSdScale(c, k);
-      lo = m - 5 * sd;
-      hi = m + 5 * sd;
+    if (c >= 4) {
+      const sorted = y.slice(0, c).sort();
+      const [m1, s1] = meanSd(sorted.subarray(1, c - 1));
+      const sd1 = s1 * trimmedSdScale(c, 1);
+      const inside = sorted.filter((x) => x >= m1 - 3 * sd1 && x <= m1 + 3 * sd1);
+      const [m2, s2] = inside.length >= 3 ? [meanSd(inside)[0], meanSd(inside)[1] * trunc] : [m1, sd1];
+      lo = m2 - 5 * s2;
+      hi = m2 + 5 * s2;
     }
     let s = 0,
-      kept = 0;
-    for (let j = 0; j < c; j++)
-      if (sorted[j]! >= lo && sorted[j]! <= hi) {
-        s += sorted[j]!;
+      all = 0,
+      kept = 0,
+      cnt = 0;
+    for (let f = 0; f < N; f++) {
+      const v = images[f]![i]!;
+      if (v !== v) continue;
+      const r = v - bg[f]![i]!,
+        x = r / level(f, i);
+      all += r;
+      cnt++;
+      if (x >= lo && x <= hi) {
+        s += r;
         kept++;
       }
-    out[i] = meanLevel + (kept ? s / kept : sorted.reduce((a, b) => a + b, 0) / c);
+    }
+    out[i] = meanBg + (kept ? s / kept : all / cnt);
   }
   return out;
 }

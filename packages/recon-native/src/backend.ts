@@ -38,7 +38,7 @@ import {
   type WarpOptions,
 } from "./contract.js";
 import type { RawKernels } from "./raw.js";
-import { trimmedSdScales } from "./trim.js";
+import { trimmedSdScales, truncatedSdScale } from "./trim.js";
 
 /** A Float32Array of n values on malloc'd memory (not zero-filled): for outputs a kernel writes whole. */
 function uninitialised(n: number): Float32Array {
@@ -381,8 +381,6 @@ export class Backend implements ReconBackend {
       throw invalid("covStart", "must rise from 0 to the coverage length, one offset per row and one more");
     for (let r = 0; r < b.rows; r++) if (b.covStart[r]! > b.covStart[r + 1]!) throw invalid("covStart", "must not decrease");
     if (![...b.covIy].every((iy) => iy >= 0 && (iy + 1) * b.xs0.length <= tiles)) throw invalid("covIy", "a tile row outside the grid");
-    const trim = b.clip.trim ?? 1;
-    if (!Number.isInteger(trim) || trim < 1) throw invalid("clip.trim", "must be an integer ≥ 1");
     const out = uninitialised(len),
       plain = uninitialised(len);
     await call("tbqrBand", o.signal, (c) =>
@@ -398,8 +396,8 @@ export class Backend implements ReconBackend {
         b.u,
         finite(b.clip.low, "clip.low"),
         finite(b.clip.high, "clip.high"),
-        trim,
-        trimmedSdScales(n, trim),
+        trimmedSdScales(n),
+        truncatedSdScale(3),
         b.fractions,
         b.xs0,
         b.tileWidth,

@@ -241,11 +241,11 @@ export interface TbqrBandInput {
   /** u = x/W − 0.5 per column. */
   u: Float64Array;
   /**
-   * Clip thresholds k_low, k_high in σ of d over the frames, both measured on the frames without a pixel's
-   * `trim` largest and `trim` smallest values (default 1; at most ⌊(n − 2)/2⌋ where n frames are finite
-   * there), so up to `trim` repeated outliers at one place are rejected (trimmedSdScale corrects σ).
+   * Clip thresholds k_low, k_high in σ of d over the frames, σ measured robustly: inside m ± 3σ of the
+   * values without their largest and smallest (so repeated outliers at one place in up to ~10 % of the
+   * frames are rejected; see tbqr_band.rs).
    */
-  clip: { low: number; high: number; trim?: number };
+  clip: { low: number; high: number };
   /** W_ft/D_t, frame-major (N × tiles, tiles row-major over the grid). */
   fractions: Float64Array;
   /** Tile column starts, tile width, the column window and its sum over the grid per image column. */

@@ -14,4 +14,4 @@ export { median as selectionMedian } from "./js/stats.js";
 export type { RawKernels } from "./raw.js";
 export { shiftMatrix, similarityMatrix, affineMatrix, multiplyMatrix, invertMatrix, separableWindow } from "./transforms.js";
 export { seededRandom } from "./random.js";
-export { trimmedSdScale, trimmedSdScales } from "./trim.js";
+export { trimmedSdScale, trimmedSdScales, truncatedSdScale } from "./trim.js";

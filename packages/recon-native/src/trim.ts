@@ -15,12 +15,21 @@ export function trimmedSdScale(n: number, k: number): number {
 
 /**
  * The table the TBQR band kernel reads: for every count m = 0 … n of finite values at a pixel, the scale for
- * the k = min(trim, ⌊(m − 2)/2⌋) values set aside per side (k = 0 below 4 values).
+ * those values without their largest and smallest (1 below 4 values).
  */
-export function trimmedSdScales(n: number, trim: number): Float64Array {
+export function trimmedSdScales(n: number): Float64Array {
   const t = new Float64Array(n + 1);
-  for (let m = 0; m <= n; m++) t[m] = trimmedSdScale(m, m >= 4 ? Math.min(trim, Math.floor((m - 2) / 2)) : 0);
+  for (let m = 0; m <= n; m++) t[m] = trimmedSdScale(m, m >= 4 ? 1 : 0);
   return t;
+}
+
+/**
+ * The scale that turns the sample sd of a Gaussian sample cut at ±kσ into σ: 1/√(1 − 2kφ(k)/(2Φ(k) − 1))
+ * (k = 3: 1.0137).
+ */
+export function truncatedSdScale(k: number): number {
+  const phi = Math.exp(-0.5 * k * k) / Math.sqrt(2 * Math.PI);
+  return 1 / Math.sqrt(1 - (2 * k * phi) / (2 * normalCdf(k) - 1));
 }
 
 /** Φ(z) from erfc (Numerical Recipes' Chebyshev fit, relative error < 1.2e-7 everywhere). */

@@ -21,11 +21,11 @@ export interface TbqrOptions {
   epsilon: number;
   /**
    * Pass B's rejection: a value is left out beyond `low` / `high` σ of a pixel's values over the frames, the
-   * mean and σ measured without that pixel's ⌈repeated·N⌉ largest and smallest values (N frames), so an
-   * outlier that repeats in up to that share of the frames (a hot pixel that stays on the same sky position
-   * between dithers) is judged against the clean frames and rejected. Default 0.05.
+   * mean and σ measured inside m ± 3σ of the values without their largest and smallest, so an outlier that
+   * repeats in up to ~10 % of the frames (a hot pixel that stays on one sky position between dithers) is
+   * judged against the clean frames and rejected.
    */
-  clip: { low: number; high: number; iterations: number; repeated?: number };
+  clip: { low: number; high: number; iterations: number };
   /**
    * Largest background-noise increase over a plain mean of the raw frames (at the same star-flux scale)
    * that each tile's weights may cost, as predicted from the frames' measured tile noise and transparency
@@ -114,7 +114,7 @@ export function tbqrOptionsFromConfig(
       exposureTolerancePercent: cfg.assumptions.exposure_time_tolerance_percent,
     },
     epsilon: cfg.reconstruction.epsilon,
-    clip: { low: cfg.reconstruction.clip[0], high: cfg.reconstruction.clip[1], iterations: 2, repeated: 0.05 },
+    clip: { low: cfg.reconstruction.clip[0], high: cfg.reconstruction.clip[1], iterations: 2 },
     noiseBudget: cfg.reconstruction.noise_budget,
     weighting: cfg.reconstruction.weighting,
     ...(artifactsDir ? { artifactsDir } : {}),

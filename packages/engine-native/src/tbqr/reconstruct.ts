@@ -140,12 +140,12 @@ export const DEFAULT_TBQR: TbqrOptions = {
   // conditions (4 × 5 seeds) the FWHM gain grew on 17 seeds and fell on none by more than 0.1 point (sparse
   // −1.5…−4.4 → −2.6…−5.4 %), the truth-based noise fell (nebula seed 1 ×1.076 → ×1.060), trail wings
   // leak ≤ 0.71σ of the stack (was ≤ 0.64σ; the plain mean 1–5σ). A 3σ lower clip, leave-one-out, biased
-  // single pixels of small sets (10 frames: noise ×1.082 → ×1.111). Since issue 33 the "others" are the
-  // frames without the pixel's ⌈0.05·N⌉ largest and smallest values (σ corrected for the trim): a hot pixel
-  // that stays on one sky position for 4 of 80 frames between dithers kept itself in under leave-one-out
-  // and is rejected now (test/tbqr-conditions.test.ts, "dither-persistent hot pixels": 0 of ~3000 sites
-  // left above 5σ, the plain mean ~97 %).
-  clip: { low: 5, high: 5, iterations: 2, repeated: 0.05 },
+  // single pixels of small sets (10 frames: noise ×1.082 → ×1.111). Since issue 33 the mean and σ are those
+  // inside m ± 3σ of the values without the largest and smallest (tbqr_band.rs): a hot pixel that stays on
+  // one sky position for 4 of 80 frames between dithers kept itself in under leave-one-out and is rejected
+  // now (test/tbqr-conditions.test.ts, "dither-persistent hot pixels": none of ~3000 sites left above 5σ,
+  // the plain mean ~97 %).
+  clip: { low: 5, high: 5, iterations: 2 },
   noiseBudget: 1.05,
   weighting: "auto",
 };
@@ -156,8 +156,56 @@ export const DEFAULT_TBQR: TbqrOptions = {
  * by each weighting: a prediction from the same per-frame seeing the weights use).
  */
 export const AUTO_MIN_GAIN = 0.02;
-/** `weighting: auto` uses the SNR weights for a channel whose frames' seeing spread (robust σ of ln FWHM) is below this. */
-export const AUTO_MIN_SPREAD = 0.03;
+/**
+ * `weighting: auto` gives the SNR weights where the frames' seeing spread (sharedSpread: σ of ln FWHM over the
+ * frames that two halves of the tiles agree on) is below this. Weights w that make a weighted mean no
+ * noisier than `budget`× the plain mean have cv(w) ≤ √(budget² − 1), and they can make it sharper by at most
+ * cv(w)·σ(ln F) (all of w's spread on the seeing): AUTO_MIN_GAIN needs σ(ln F) ≥ AUTO_MIN_GAIN / √(budget² − 1)
+ * — 6.2 % at the default budget 1.05. Below that a tile's predicted gain is its measurement scatter: on the 16
+ * Seestar M 94 frames (spread 3.7 %) the seeing term bought 0.0 % for noise ×1.015–1.024. Never below 3 %.
+ */
+export function autoMinSpread(budget: number): number {
+  return Math.max(0.03, AUTO_MIN_GAIN / Math.sqrt(Math.max(budget * budget - 1, 1e-9)));
+}
+/**
+ * The seeing spread over frames that two halves of the tiles agree on: each frame's ln FWHM as the median over
+ * the even- and over the odd-numbered tiles of `sel`; where their correlation across frames exceeds 2/√(N − 1)
+ * (2σ for uncorrelated halves), √ of their covariance (measurement errors of the halves are independent, so
+ * only the frames' real spread is common to both); else 0. NaN tile values are skipped.
+ */
+export function sharedSpread(fwhm: readonly ArrayLike<number>[], sel: readonly number[]): number {
+  const half = (p: number) =>
+    fwhm.map((row) =>
+      Math.log(
+        median(
+          sel
+            .filter((_, k) => k % 2 === p)
+            .map((t) => row[t]!)
+            .filter(Number.isFinite),
+        ),
+      ),
+    );
+  const a = half(0),
+    b = half(1);
+  const ok = a.map((_, f) => Number.isFinite(a[f]!) && Number.isFinite(b[f]!));
+  const xa = a.filter((_, f) => ok[f]),
+    xb = b.filter((_, f) => ok[f]);
+  const n = xa.length;
+  if (n < 4) return 0;
+  const ma = xa.reduce((s, v) => s + v, 0) / n,
+    mb = xb.reduce((s, v) => s + v, 0) / n;
+  let cov = 0,
+    va = 0,
+    vb = 0;
+  for (let f = 0; f < n; f++) {
+    cov += (xa[f]! - ma) * (xb[f]! - mb);
+    va += (xa[f]! - ma) ** 2;
+    vb += (xb[f]! - mb) ** 2;
+  }
+  const r = cov / Math.sqrt(va * vb);
+  return r > 2 / Math.sqrt(n - 1) ? Math.sqrt(cov / (n - 1)) : 0;
+}
+
 /** How much blurrier than a plain mean (weighted FWHM over the mean FWHM − 1) the SNR weights may make a tile. */
 export const SNR_FWHM_TOLERANCE = 0.005;
 
@@ -670,6 +718,22 @@ function frameWeights(run: TbqrRun, layout: TileLayout, a: PassA): FrameWeights 
   const starScale: number[] = [];
   /** Per channel: was the transparency measured by aperture photometry (else the peak-contrast fallback)? */
   const photometric: boolean[] = [];
+  // Seeing is achromatic: `auto` decides every channel by the seeing spread (sharedSpread) of the channel
+  // whose FWHM is measured on the most STAR tiles. On debayered colour frames the red and blue channels'
+  // FWHM also varies with the Bayer phase each frame's registration put under the stars — consistently
+  // (two halves of the tiles agree), but not seeing: on the M 94 frames red and blue read a spread of 6 and
+  // 14 % where green, with twice the stars, read none, and the seeing term bought nothing in any channel.
+  let autoSpread = 0;
+  for (let c = 0, most = -1; c < C; c++) {
+    const md = localWeights(tm[c]!, { ...o.local, starMinCount: o.tile.starMinCount }).mode;
+    const st = md.map((v, t) => (v === "star" ? t : -1)).filter((t) => t >= 0);
+    if (st.length > most) {
+      most = st.length;
+      // Too few STAR tiles (≥ 3 stars) to split in halves (a sparse field: 20 stars, one STAR tile): every
+      // tile that measured a star.
+      autoSpread = sharedSpread(tm[c]!.fwhm, st.length >= 8 ? st : tiles.map((_, t) => t));
+    }
+  }
   for (let c = 0; c < C; c++) {
     const g = globalWeights(B[c]!, sigma[c]!, E[c]!, o.global);
     const l = localWeights(tm[c]!, { ...o.local, starMinCount: o.tile.starMinCount });
@@ -698,13 +762,16 @@ function frameWeights(run: TbqrRun, layout: TileLayout, a: PassA): FrameWeights 
     const FfAny = framePaths.map((_, f) => median(m.fwhm[f]!));
     const haveStars = starTiles.length > 0 && Ff.every(Number.isFinite) && tau.every((v) => Number.isFinite(v) && v > 0);
     // `weighting: auto`: the frames' seeing spread (robust σ of ln FWHM over frames, each frame's FWHM the
-    // median over its tiles). Below AUTO_MIN_SPREAD the seeing is steady and the seeing term would only
+    // median over its tiles). Below autoMinSpread the seeing is steady and the seeing term would only
     // chase the per-tile measurement scatter (steady-seeing sets: noise ×1.039 for no FWHM gain), so the
     // channel gets the SNR weights.
-    const lnF = (haveStars ? Ff : FfAny).map((v) => Math.log(v)).filter(Number.isFinite);
-    const lnMed = median(lnF);
-    const seeingSpread = 1.4826 * median(lnF.map((v) => Math.abs(v - lnMed)));
-    const weighting = o.weighting === "auto" && !(seeingSpread >= AUTO_MIN_SPREAD) ? "snr" : (o.weighting ?? "sharpness");
+    // The spread counts only where the frames' FWHM is measured well enough to show it: the frame FWHM from
+    // two halves of the tiles (alternate tiles) must agree across frames (correlation significant at 2σ),
+    // and the spread is then the part they share, √cov. On 16 Seestar M 94 frames of 10 s the robust spread
+    // read 6–14 % per channel, all of it measurement scatter (halves uncorrelated); the seeing term then
+    // bought 0.0 % sharpness for noise ×1.015–1.024, the SNR weights ×0.999–1.005. Measured on the channel
+    // with the most STAR tiles (autoSpread, before this loop) and applied to every channel.
+    const weighting = o.weighting === "auto" && !(autoSpread >= autoMinSpread(o.noiseBudget)) ? "snr" : (o.weighting ?? "sharpness");
     // The transparency from aperture photometry of the same stars in every frame (registered frames share
     // the positions), where at least 5 stars are measured in every frame: the peak-contrast estimate above
     // depends on the seeing and on the detection threshold and was off by 0.75–2.4× on hazy or blurred
@@ -847,17 +914,15 @@ async function combineBands(run: TbqrRun, layout: TileLayout, a: PassA, w: Frame
     ys0,
     tw: tiles[0]!.width,
     th: tiles[0]!.height,
-    // Values set aside per side for a pixel's clip statistics (tbqr_band.rs): repeated outliers up to this many.
-    clip: { low: o.clip.low, high: o.clip.high, trim: Math.max(1, Math.ceil((o.clip.repeated ?? 0.05) * N)) },
+    clip: { low: o.clip.low, high: o.clip.high },
     epsilon: o.epsilon,
     channels: planChannels,
   };
   const planRef = await executor.share("tbqr.plan", plan);
-  // Per band pixel: every frame's value (f32), the unit's own sums (≈ 80 bytes) and the 2·trim values set
-  // aside for its clip statistics (f64); at least
+  // Per band pixel: every frame's value (f32) and the unit's own sums (≈ 120 bytes); at least
   // `executor.parallelism` bands so every worker of a distributed run has some.
   const rowsPerBand = Math.min(
-    bandRows(W * (4 * N + 80 + 16 * plan.clip.trim), H, ctx.runtime.memoryBudgetBytes),
+    bandRows(W * (4 * N + 120), H, ctx.runtime.memoryBudgetBytes),
     Math.max(1, Math.ceil(H / (executor.parallelism ?? 1))),
   );
   const bandUnits: WorkUnit<unknown, TbqrBandResult>[] = [];

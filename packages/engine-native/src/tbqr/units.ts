@@ -241,8 +241,7 @@ export interface TbqrBandPlan {
   ys0: number[];
   tw: number;
   th: number;
-  /** Clip thresholds and the values set aside per side for a pixel's clip statistics (trim ≥ 1). */
-  clip: { low: number; high: number; trim: number };
+  clip: { low: number; high: number };
   epsilon: number;
   channels: {
     /** W_ft / D_t, frame-major (N × tiles). */

@@ -230,7 +230,7 @@ unsafe extern "C" fn combine(env: napi_env, info: napi_callback_info) -> napi_va
     })
 }
 
-// tbqrBand(frames, width, rows, inv, scale, sky, skyMean, restore, u, clipLow, clipHigh, trim, trimScale, fractions, xs0, tw, wx, sx,
+// tbqrBand(frames, width, rows, inv, scale, sky, skyMean, restore, u, clipLow, clipHigh, trimScale, truncScale, fractions, xs0, tw, wx, sx,
 //          covStart, covIy, covWy, out, plain, cancel)
 unsafe extern "C" fn tbqr_band(env: napi_env, info: napi_callback_info) -> napi_value {
     let a = Args::new(env, info, 24);
@@ -249,7 +249,7 @@ unsafe extern "C" fn tbqr_band(env: napi_env, info: napi_callback_info) -> napi_
         let u = a.f64s(8, "u")?;
         need(u.len == w, || "u needs one value per column".into())?;
         let (clip_low, clip_high) = (a.f64(9, "clipLow")?, a.f64(10, "clipHigh")?);
-        let (trim, trim_scale) = (a.usize(11, "trim")?, a.f64s(12, "trimScale")?);
+        let (trim_scale, trunc_scale) = (a.f64s(11, "trimScale")?, a.f64(12, "truncScale")?);
         need(trim_scale.len == n + 1, || "trimScale needs one value per count of frames, 0 … N".into())?;
         let fractions = a.f64s(13, "fractions")?;
         let xs0 = a.i32s(14, "xs0")?;
@@ -269,7 +269,7 @@ unsafe extern "C" fn tbqr_band(env: napi_env, info: napi_callback_info) -> napi_
         Ok(Box::new(move |c| {
             let b = tbqr_band::Band {
                 frames: &frames, width: w, rows, inv: inv.slice(), scale: scale.slice(), sky: sky.slice(), sky_mean: sky_mean.slice(), restore, u: u.slice(),
-                clip_low, clip_high, trim, trim_scale: trim_scale.slice(), fractions: fractions.slice(), xs0: xs0.slice(), tw, wx: wx.slice(), sx: sx.slice(),
+                clip_low, clip_high, trim_scale: trim_scale.slice(), trunc_scale, fractions: fractions.slice(), xs0: xs0.slice(), tw, wx: wx.slice(), sx: sx.slice(),
                 cov_start: cov_start.slice(), cov_iy: cov_iy.slice(), cov_wy: cov_wy.slice(),
             };
             tbqr_band::run(&b, out, plain, c).map(|_| 0.0)

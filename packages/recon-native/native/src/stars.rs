@@ -15,18 +15,22 @@ use crate::js::{Buf, Cancel};
 use crate::par::for_chunks;
 use std::sync::Mutex;
 
+/// Convergence of the adaptive moments for detected stars: centre shift and relative moment change < 1e-5.
+pub const SHAPE_TOL: f64 = 1e-5;
+
 pub const FWHM_PER_SIGMA: f64 = 2.354_820_045_030_949_3;
 
 pub struct Shape { pub x: f64, pub y: f64, pub flux: f64, pub fwhm_major: f64, pub fwhm_minor: f64 }
 
 /// Measure the source around (px, py) in the box [x0, x1) × [y0, y1); `s(x, y)` is the
-/// background-subtracted signal (NaN = invalid, skipped).
+/// background-subtracted signal (NaN = invalid, skipped). The adaptive moments stop when the centre moves
+/// less than `tol` px and the moments change by less than `tol` (relative).
 ///
 /// The box is read once. The Gaussian weight exp(−½(a'·dx² + 2b'·dx·dy + d'·dy²)) is built from
 /// ex(dx)·ey(dy)·exp(−b'·dy·dx), the last factor stepped along each row by multiplying with exp(−b'·dy)
 /// (dx grows by 1 per column): 2·(columns + rows) exponentials per iteration instead of one per pixel.
 /// Where that product is not finite (nearly singular shapes) the pixel's weight is computed directly.
-pub fn measure(s: &dyn Fn(usize, usize) -> f64, x0: usize, y0: usize, x1: usize, y1: usize) -> Option<Shape> {
+pub fn measure(s: &dyn Fn(usize, usize) -> f64, x0: usize, y0: usize, x1: usize, y1: usize, tol: f64) -> Option<Shape> {
     let (bw, bh) = (x1 - x0, y1 - y0);
     let mut stack = [0.0f64; 169];
     let mut heap: Vec<f64> = Vec::new();
@@ -84,7 +88,7 @@ pub fn measure(s: &dyn Fn(usize, usize) -> f64, x0: usize, y0: usize, x1: usize,
         cx += mx; cy += my;
         let change = ((na - a).abs() + (nd - d).abs()) / (a + d);
         a = na; b = nb; d = nd;
-        if mx.abs() < 1e-5 && my.abs() < 1e-5 && change < 1e-5 { ok = true; break; }
+        if mx.abs() < tol && my.abs() < tol && change < tol { ok = true; break; }
     }
     if !ok { (cx, cy, a, b, d) = unweighted; }
     let tr = (a + d) / 2.0;
@@ -129,7 +133,7 @@ pub fn detect(data: &[f32], w: usize, h: usize, bg: &[f32], noise: &[f32], p: &P
             } }
             if above < p.min_area || !is_peak(&sig, x, y, w, h, 2) { continue; }
             let r = p.radius;
-            let Some(m) = measure(&sig, x.saturating_sub(r), y.saturating_sub(r), (x + r + 1).min(w), (y + r + 1).min(h)) else { continue };
+            let Some(m) = measure(&sig, x.saturating_sub(r), y.saturating_sub(r), (x + r + 1).min(w), (y + r + 1).min(h), SHAPE_TOL) else { continue };
             if !(m.fwhm_minor >= 0.5 && m.fwhm_major <= (2 * r + 1) as f64 && m.flux > 0.0) { continue; }
             list.push([m.x, m.y, m.flux, v, bg[i] as f64, (m.fwhm_major * m.fwhm_minor).sqrt(), m.fwhm_minor / m.fwhm_major, noise[i] as f64]);
         } }

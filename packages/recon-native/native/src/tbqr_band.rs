@@ -1,15 +1,17 @@
 //! TBQR pass B for one band of rows of one channel over every frame (core's `tbqr.band` unit; the
 //! method is described in core/src/tbqr/units.ts). Per pixel, in frame order:
-//! 1. clip statistics of d = f32(raw·inv_f) − sky_f(u) over the frames: sum, sum of squares and count of
-//!    the finite d, and the `trim` largest and `trim` smallest of them (min-heaps, sorted at the end,
-//!    frames in order). The bounds come from the **trimmed** set — the n finite d without their k largest
-//!    and k smallest, k = min(trim, ⌊(n − 2)/2⌋): m = its mean, σ = its sample sd × trim_scale[n] (the
-//!    caller's table: a Gaussian sample trimmed k per side has a smaller sd, js/stats.ts
-//!    trimmedSdScale); lo = f32(m − k_low·σ), hi = f32(m + k_high·σ). With μ and σ over all frames a
-//!    single outlier can never lie more than (N − 1)/√N σ out, and k outliers at one place (a hot pixel
-//!    that stays on the same sky position between dithers) inflate σ until none of them is rejected; with
-//!    up to `trim` of them set aside they are judged against the others and rejected (issue 33, item 4).
-//!    Fewer than 4 finite values (k = 0): no clipping;
+//! 1. clip statistics of d = f32(raw·inv_f) − sky_f(u) over the frames, in two stages. (a) Sum, sum of
+//!    squares, count, largest and smallest of the finite d; without the largest and the smallest, their
+//!    mean m₁ and sample sd × trim_scale[n] (the caller's table: a Gaussian sample without its extremes has
+//!    a smaller sd, js/trim.ts) give a window m₁ ± 3σ₁. (b) Mean m₂ and sample sd σ₂ × trunc_scale (the sd
+//!    of a Gaussian cut at ±3σ is 0.987σ) of the d inside that window (of (a) where fewer than 3 are);
+//!    lo = f32(m₂ − k_low·σ₂), hi = f32(m₂ + k_high·σ₂). Fewer than 4 finite values: no clipping.
+//!    With μ and σ over all frames a single outlier can never lie more than (N − 1)/√N σ out, and k
+//!    outliers at one place (a hot pixel that stays on one sky position between dithers) widen σ until
+//!    none is rejected. Stage (a), without the extremes, sees one outlier clean; k of them, amplitude A,
+//!    leave (k − 1) with σ₁ ≈ A·√(p(1 − p)), p = k/N, so they fall outside m₁ ± 3σ₁ while p < ~10 %, and
+//!    (b) measures the clean frames (issue 33, item 4). Where the sharpest frames' star peaks stand out,
+//!    (b) keeps them: its window is 3σ of the spread they belong to, and the final bounds 5σ of it;
 //! 2. the weighted mean of x = (raw·inv_f − sky_f(u))·s_f over the frames whose d lies inside the bounds,
 //!    with the smooth weight ω_f(x, y) built from the tile grid's window sums, the plain mean of x, and
 //!    the plain mean of raw over the same frames (the reference of the validation figures: equal weights,
@@ -40,9 +42,10 @@ pub struct Band<'a> {
     pub u: &'a [f64],
     pub clip_low: f64,
     pub clip_high: f64,
-    /// Values set aside per side for the clip statistics, and the sd scale per count of finite values (N + 1).
-    pub trim: usize,
+    /// The sd scale of a sample without its extremes per count of finite values (N + 1), and of a sample
+    /// cut at ±3σ.
     pub trim_scale: &'a [f64],
+    pub trunc_scale: f64,
     /// Tile grid: W_ft/D_t frame-major (N × tiles), column starts, tile width, column window, Σ windows per column.
     pub fractions: &'a [f64],
     pub xs0: &'a [i32],
@@ -55,77 +58,63 @@ pub struct Band<'a> {
     pub cov_wy: &'a [f64],
 }
 
-/// Keep the `h.len()` largest values seen in a min-heap (h[0] the smallest of them), `filled` held so far.
-/// The twin keeps sorted lists instead; the values kept are the same (ties are equal values), and both sum
-/// them in sorted order. A heap costs log k per value kept, a sorted list up to k (pnpm bench tbqr, 400
-/// frames, k = 20: pass B 9.3 s with sorted lists).
-#[inline]
-fn keep_largest(h: &mut [f64], filled: usize, d: f64) {
-    let kt = h.len();
-    if filled < kt {
-        let mut i = filled;
-        h[i] = d;
-        while i > 0 { let p = (i - 1) / 2; if h[p] > h[i] { h.swap(p, i); i = p; } else { break; } }
-    } else if d > h[0] {
-        h[0] = d;
-        let mut i = 0;
-        loop {
-            let (l, r, mut m) = (2 * i + 1, 2 * i + 2, i);
-            if l < kt && h[l] < h[m] { m = l; }
-            if r < kt && h[r] < h[m] { m = r; }
-            if m == i { break; }
-            h.swap(i, m);
-            i = m;
-        }
-    }
-}
-
 pub fn run(b: &Band, out: Buf<f32>, plain: Buf<f32>, cancel: Cancel) -> Result<(), String> {
     let (w, n) = (b.width, b.frames.len());
     let tx = b.xs0.len();
     let tiles = if n > 0 { b.fractions.len() / n } else { 0 };
     for_chunks(b.rows, cancel, |r| {
         let (mut s1, mut s2, mut sn) = (vec![0.0f64; w], vec![0.0f64; w], vec![0u32; w]);
-        // Per column: its `trim` largest d (descending) and smallest d (ascending), min(sn, trim) of each.
-        let kt = b.trim.max(1);
-        let (mut top, mut bot) = (vec![0.0f64; w * kt], vec![0.0f64; w * kt]);
+        let (mut dmax, mut dmin) = (vec![f64::NEG_INFINITY; w], vec![f64::INFINITY; w]);
+        let d_of = |f: usize, x: usize, v: &[f32]| -> f64 {
+            let k = 3 * (f * b.rows + r);
+            let u = b.u[x];
+            ((v[x] as f64 * b.inv[f]) as f32) as f64 - (b.sky[k] + b.sky[k + 1] * u + b.sky[k + 2] * u * u)
+        };
         for f in 0..n {
             let v = &b.frames[f].slice()[r * w..(r + 1) * w];
-            let inv = b.inv[f];
-            let k = 3 * (f * b.rows + r);
-            let (a0, a1, a2) = (b.sky[k], b.sky[k + 1], b.sky[k + 2]);
             for x in 0..w {
-                let u = b.u[x];
-                let d = ((v[x] as f64 * inv) as f32) as f64 - (a0 + a1 * u + a2 * u * u);
+                let d = d_of(f, x, v);
                 if d - d == 0.0 {
-                    s1[x] += d; s2[x] += d * d;
-                    let filled = (sn[x] as usize).min(kt);
-                    sn[x] += 1;
-                    // The smallest as the largest of −d: both heaps keep the largest values.
-                    keep_largest(&mut top[x * kt..(x + 1) * kt], filled, d);
-                    keep_largest(&mut bot[x * kt..(x + 1) * kt], filled, -d);
+                    s1[x] += d; s2[x] += d * d; sn[x] += 1;
+                    if d > dmax[x] { dmax[x] = d; }
+                    if d < dmin[x] { dmin[x] = d; }
                 }
             }
         }
-        let (mut lo, mut hi) = (vec![0.0f32; w], vec![0.0f32; w]);
+        // (a) The window m₁ ± 3σ₁ from the values without their extremes (empty: no clipping).
+        let (mut w_lo, mut w_hi) = (vec![f64::NEG_INFINITY; w], vec![f64::INFINITY; w]);
         for x in 0..w {
             let nf = sn[x] as usize;
-            let k = if nf >= 4 { b.trim.min((nf - 2) / 2) } else { 0 };
-            if k == 0 { lo[x] = f32::NEG_INFINITY; hi[x] = f32::INFINITY; continue; }
-            // The values set aside in the twin's order (largest first; smallest first), so the sums agree.
-            let filled = nf.min(kt);
-            top[x * kt..x * kt + filled].sort_unstable_by(|p, q| q.total_cmp(p));
-            bot[x * kt..x * kt + filled].sort_unstable_by(|p, q| q.total_cmp(p));
-            let (mut a, mut q) = (s1[x], s2[x]);
-            for j in 0..k {
-                let (t, l) = (top[x * kt + j], -bot[x * kt + j]);
-                a -= t; q -= t * t; a -= l; q -= l * l;
-            }
-            let m = (nf - 2 * k) as f64;
+            if nf < 4 { continue; }
+            let (a, q, m) = (s1[x] - dmax[x] - dmin[x], s2[x] - dmax[x] * dmax[x] - dmin[x] * dmin[x], (nf - 2) as f64);
             let mean = a / m;
             let var = (q - a * mean) / (m - 1.0);
             // Math.max(var, 0) of the twin (NaN stays NaN, −0 becomes +0).
             let sd = (if var.is_nan() { var } else if var > 0.0 { var } else { 0.0 }).sqrt() * b.trim_scale[nf];
+            w_lo[x] = mean - 3.0 * sd;
+            w_hi[x] = mean + 3.0 * sd;
+        }
+        // (b) Mean and σ of the values inside the window.
+        let (mut t1, mut t2, mut tn) = (vec![0.0f64; w], vec![0.0f64; w], vec![0u32; w]);
+        for f in 0..n {
+            let v = &b.frames[f].slice()[r * w..(r + 1) * w];
+            for x in 0..w {
+                if sn[x] < 4 { continue; }
+                let d = d_of(f, x, v);
+                if d >= w_lo[x] && d <= w_hi[x] { t1[x] += d; t2[x] += d * d; tn[x] += 1; }
+            }
+        }
+        let (mut lo, mut hi) = (vec![0.0f32; w], vec![0.0f32; w]);
+        for x in 0..w {
+            if sn[x] < 4 { lo[x] = f32::NEG_INFINITY; hi[x] = f32::INFINITY; continue; }
+            let (mean, sd) = if tn[x] >= 3 {
+                let (a, q, m) = (t1[x], t2[x], tn[x] as f64);
+                let mean = a / m;
+                let var = (q - a * mean) / (m - 1.0);
+                (mean, (if var.is_nan() { var } else if var > 0.0 { var } else { 0.0 }).sqrt() * b.trunc_scale)
+            } else {
+                ((w_lo[x] + w_hi[x]) / 2.0, (w_hi[x] - w_lo[x]) / 6.0)
+            };
             lo[x] = (mean - b.clip_low * sd) as f32;
             hi[x] = (mean + b.clip_high * sd) as f32;
         }

@@ -12,7 +12,7 @@ export interface Shape {
 export type Signal = (x: number, y: number) => number;
 
 /** Twin of stars.rs `measure` (the box read once; the Gaussian weight from per-axis factors and a cross term stepped along each row). */
-export function measure(s: Signal, x0: number, y0: number, x1: number, y1: number): Shape | undefined {
+export function measure(s: Signal, x0: number, y0: number, x1: number, y1: number, tol = 1e-5): Shape | undefined {
   const bw = x1 - x0,
     bh = y1 - y0;
   const vals = new Float64Array(bw * bh);
@@ -115,7 +115,7 @@ export function measure(s: Signal, x0: number, y0: number, x1: number, y1: numbe
     a = na;
     b = nb;
     d = nd;
-    if (Math.abs(mx) < 1e-5 && Math.abs(my) < 1e-5 && change < 1e-5) {
+    if (Math.abs(mx) < tol && Math.abs(my) < tol && change < tol) {
       ok = true;
       break;
     }

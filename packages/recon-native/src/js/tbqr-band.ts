@@ -11,9 +11,9 @@ export interface TbqrBandArgs {
   u: Float64Array;
   clipLow: number;
   clipHigh: number;
-  /** Values set aside per side for the clip statistics; the sd scale per count of finite values (N + 1). */
-  trim: number;
+  /** The sd scale without the extremes per count of finite values (N + 1), and of a sample cut at ±3σ. */
   trimScale: Float64Array;
+  truncScale: number;
   fractions: Float64Array;
   xs0: Int32Array;
   tw: number;
@@ -34,10 +34,8 @@ export function tbqrBand(b: TbqrBandArgs, out: Float32Array, plain: Float32Array
     sn = new Uint32Array(W),
     lo = new Float32Array(W),
     hi = new Float32Array(W);
-  // Per column: its `trim` largest d (descending) and smallest d (ascending), min(sn, trim) of each.
-  const kt = Math.max(1, b.trim);
-  const top = new Float64Array(W * kt),
-    bot = new Float64Array(W * kt);
+  const dmax = new Float64Array(W),
+    dmin = new Float64Array(W);
   const acc = new Float64Array(W),
     wsum = new Float64Array(W),
     macc = new Float64Array(W),
@@ -52,6 +50,8 @@ export function tbqrBand(b: TbqrBandArgs, out: Float32Array, plain: Float32Array
     s1.fill(0);
     s2.fill(0);
     sn.fill(0);
+    dmax.fill(-Infinity);
+    dmin.fill(Infinity);
     for (let f = 0; f < N; f++) {
       const v = b.frames[f]!,
         inv = b.inv[f]!,
@@ -65,13 +65,13 @@ export function tbqrBand(b: TbqrBandArgs, out: Float32Array, plain: Float32Array
         if (d - d === 0) {
           s1[x] = s1[x]! + d;
           s2[x] = s2[x]! + d * d;
-          const filled = Math.min(sn[x]!, kt);
           sn[x] = sn[x]! + 1;
-          keepExtremes(top, bot, x * kt, kt, filled, d);
+          if (d > dmax[x]!) dmax[x] = d;
+          if (d < dmin[x]!) dmin[x] = d;
         }
       }
     }
-    clipBounds(b, sn, s1, s2, top, bot, kt, lo, hi);
+    clipBounds(b, r, sn, s1, s2, dmax, dmin, lo, hi);
     acc.fill(0);
     wsum.fill(0);
     macc.fill(0);
@@ -138,63 +138,71 @@ export function tbqrBand(b: TbqrBandArgs, out: Float32Array, plain: Float32Array
   }
 }
 
-/** The clip bounds of one row from its sums and the values set aside (tbqr_band.rs, step 1). */
+/** d of frame f at column x of row r: f32(raw·inv_f) − sky_f(u), as tbqr_band.rs. */
+function dOf(b: TbqrBandArgs, f: number, r: number, x: number): number {
+  const k = 3 * (f * b.rows + r),
+    u = b.u[x]!;
+  return Math.fround(b.frames[f]![r * b.width + x]! * b.inv[f]!) - (b.sky[k]! + b.sky[k + 1]! * u + b.sky[k + 2]! * u * u);
+}
+
+/** The clip bounds of one row (tbqr_band.rs, step 1): the window m₁ ± 3σ₁ without the extremes, then m₂, σ₂ inside it. */
 function clipBounds(
   b: TbqrBandArgs,
+  r: number,
   sn: Uint32Array,
   s1: Float64Array,
   s2: Float64Array,
-  top: Float64Array,
-  bot: Float64Array,
-  kt: number,
+  dmax: Float64Array,
+  dmin: Float64Array,
   lo: Float32Array,
   hi: Float32Array,
 ): void {
-  for (let x = 0; x < sn.length; x++) {
+  const W = b.width,
+    N = b.frames.length;
+  const wLo = new Float64Array(W).fill(-Infinity),
+    wHi = new Float64Array(W).fill(Infinity);
+  for (let x = 0; x < W; x++) {
     const nf = sn[x]!;
-    const k = nf >= 4 ? Math.min(b.trim, Math.floor((nf - 2) / 2)) : 0;
-    if (k === 0) {
+    if (nf < 4) continue;
+    const a = s1[x]! - dmax[x]! - dmin[x]!,
+      q = s2[x]! - dmax[x]! * dmax[x]! - dmin[x]! * dmin[x]!,
+      m = nf - 2;
+    const mean = a / m;
+    const sd = Math.sqrt(Math.max((q - a * mean) / (m - 1), 0)) * b.trimScale[nf]!;
+    wLo[x] = mean - 3 * sd;
+    wHi[x] = mean + 3 * sd;
+  }
+  const t1 = new Float64Array(W),
+    t2 = new Float64Array(W),
+    tn = new Uint32Array(W);
+  for (let f = 0; f < N; f++)
+    for (let x = 0; x < W; x++) {
+      if (sn[x]! < 4) continue;
+      const d = dOf(b, f, r, x);
+      if (d >= wLo[x]! && d <= wHi[x]!) {
+        t1[x] = t1[x]! + d;
+        t2[x] = t2[x]! + d * d;
+        tn[x] = tn[x]! + 1;
+      }
+    }
+  for (let x = 0; x < W; x++) {
+    if (sn[x]! < 4) {
       lo[x] = -Infinity;
       hi[x] = Infinity;
       continue;
     }
-    let a = s1[x]!,
-      q = s2[x]!;
-    for (let j = 0, o = x * kt; j < k; j++) {
-      const t = top[o + j]!,
-        l = bot[o + j]!;
-      a -= t;
-      q -= t * t;
-      a -= l;
-      q -= l * l;
+    let mean: number, sd: number;
+    if (tn[x]! >= 3) {
+      const a = t1[x]!,
+        q = t2[x]!,
+        m = tn[x]!;
+      mean = a / m;
+      sd = Math.sqrt(Math.max((q - a * mean) / (m - 1), 0)) * b.truncScale;
+    } else {
+      mean = (wLo[x]! + wHi[x]!) / 2;
+      sd = (wHi[x]! - wLo[x]!) / 6;
     }
-    const m = nf - 2 * k;
-    const mean = a / m;
-    const sd = Math.sqrt(Math.max((q - a * mean) / (m - 1), 0)) * b.trimScale[nf]!;
     lo[x] = mean - b.clipLow * sd;
     hi[x] = mean + b.clipHigh * sd;
-  }
-}
-
-/**
- * Insert d into a column's `kt` largest (top, descending) and smallest (bot, ascending) values, `filled` of
- * each held so far; after equal values, so the earlier frame stays first (as tbqr_band.rs).
- */
-function keepExtremes(top: Float64Array, bot: Float64Array, o: number, kt: number, filled: number, d: number): void {
-  let i = filled < kt ? filled : d > top[o + kt - 1]! ? kt - 1 : kt;
-  if (i < kt) {
-    while (i > 0 && top[o + i - 1]! < d) {
-      top[o + i] = top[o + i - 1]!;
-      i--;
-    }
-    top[o + i] = d;
-  }
-  i = filled < kt ? filled : d < bot[o + kt - 1]! ? kt - 1 : kt;
-  if (i < kt) {
-    while (i > 0 && bot[o + i - 1]! > d) {
-      bot[o + i] = bot[o + i - 1]!;
-      i--;
-    }
-    bot[o + i] = d;
   }
 }

@@ -16,6 +16,9 @@ const BIN = 2;
 const BOX_RB = 7;
 /** Column offset (mod 4, frame coordinates) of the tile samples in frame row y: every 2×2 pixel phase equally (see native/src/tiles.rs). */
 const PHASE_COL = [0, 2, 1, 3] as const;
+/** Tile stars' shape convergence and the masking passes' row step (tiles.rs: TILE_SHAPE_TOL, MASK_ROW_STEP). */
+const TILE_SHAPE_TOL = 1e-3;
+const MASK_ROW_STEP = 2;
 
 /** Sums and counts of the finite (and, with a mask, unclipped) pixels of each 2×2 bin; f32 accumulation. */
 function binSums(
@@ -107,6 +110,7 @@ function cellLevels(
   h: number,
   bw: number,
   withNoise: boolean,
+  rowStep = 1,
 ): { cut: Float64Array; noise: Float64Array } {
   const cw = Math.ceil(w / CELL),
     ch = Math.ceil(h / CELL);
@@ -116,7 +120,7 @@ function cellLevels(
   for (let cy = 0; cy < ch; cy++)
     for (let cx = 0; cx < cw; cx++) {
       v.length = 0;
-      for (let y = cy * CELL; y < Math.min((cy + 1) * CELL, h); y++)
+      for (let y = cy * CELL; y < Math.min((cy + 1) * CELL, h); y += rowStep)
         for (let x = cx * CELL; x < Math.min((cx + 1) * CELL, w); x += 4) {
           const r = data[y * w + x]! - model[Math.floor(y / BIN) * bw + Math.floor(x / BIN)]!;
           if (Number.isFinite(r)) v.push(r);
@@ -160,7 +164,7 @@ export function frameTileMetrics(
   const allFinite = counted === n;
   boxMean(sb, cb, bw, bh, BOX_RB, hs, hc, mb, false);
   for (let pass = 0; pass < 2; pass++) {
-    const { cut } = cellLevels(data, mb, w, h, bw, false);
+    const { cut } = cellLevels(data, mb, w, h, bw, false, MASK_ROW_STEP);
     binSums(data, w, h, bw, { model: mb, cut }, sb, cb);
     boxMean(sb, cb, bw, bh, BOX_RB, hs, hc, mb, true);
   }
@@ -237,7 +241,7 @@ export function frameTileMetrics(
       taken++;
       let shape = shapes[ci];
       if (shape === undefined) {
-        const ms2 = measure(sig, c.x - STAR_R, c.y - STAR_R, c.x + STAR_R + 1, c.y + STAR_R + 1);
+        const ms2 = measure(sig, c.x - STAR_R, c.y - STAR_R, c.x + STAR_R + 1, c.y + STAR_R + 1, TILE_SHAPE_TOL);
         shape =
           ms2 && ms2.fwhmMinor > 0.2 && ms2.fwhmMajor < 50
             ? [Math.sqrt(ms2.fwhmMajor * ms2.fwhmMinor), ms2.fwhmMinor / ms2.fwhmMajor]
