@@ -288,7 +288,7 @@ export const configSchema = z.strictObject({
         .enum(["sharpness", "snr", "auto"])
         .default("auto")
         .describe(
-          "What TBQR's weights spend the noise budget on: sharpness (the local seeing, every tile), snr (transparency and noise only: the least noise), auto (default: the seeing only in tiles where it is predicted to make them ≥ 2 % sharper)",
+          "What TBQR's weights spend the noise budget on: sharpness (the local seeing, every tile), snr (transparency and noise only: the least noise), auto (default: the SNR weights unless the frames' seeing varies by more than the noise budget can use — 6.2 % at 1.05 —, then the seeing only in tiles where it is predicted to make them ≥ 2 % sharper)",
         ),
     })
     .default({ noise_budget: 1.05, clip: [5, 5], epsilon: 1e-6, weighting: "auto" }),
