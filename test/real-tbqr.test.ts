@@ -8,55 +8,18 @@
  * With the default validation rules `reconstruct` refuses this result (0.1 % sharper < 5 %): the independent
  * figures agree that there is nothing to gain, which is what the rules are for (a plain stack is as good).
  */
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { readFitsImage, type EngineContext } from "@tile-compile/core";
 import { DEFAULT_TBQR, reconstructTbqr } from "@tile-compile/engine-native";
 import { runCli } from "@tile-compile/cli";
-import { clippedMean, median } from "./generators/score.js";
+import { clippedMean } from "./generators/score.js";
+import { realData, skyMask, skyNoise } from "./generators/real.js";
 
-const m94 = [
-  process.env.TILE_COMPILE_DATA && join(process.env.TILE_COMPILE_DATA, "seestar/M94/2025_03_27"),
-  new URL("../../shared/data/seestar/M94/2025_03_27", import.meta.url).pathname,
-  "/work/shared/data/seestar/M94/2025_03_27",
-].find((p) => p && existsSync(p));
+const m94 = realData("seestar/M94/2025_03_27");
 if (!m94) console.log("SKIP TBQR on the Seestar M 94 frames: ../shared/data/seestar/M94 not found (set TILE_COMPILE_DATA)");
-
-/** Small-scale sky noise of one channel on the pixels `sky` marks (independent of TBQR's estimator). */
-function skyNoise(p: Float32Array, W: number, H: number, sky: Uint8Array): number {
-  const res: number[] = [],
-    nb: number[] = [];
-  // Every 3rd column of every row: all four pixel phases of the Bayer pattern alike (a debayered frame's
-  // noise differs between them, and the weights may favour frames whose registration put one or another
-  // under a given pixel).
-  for (let y = 3; y < H - 3; y++)
-    for (let x = 3; x < W - 3; x += 3) {
-      const i = y * W + x;
-      if (!sky[i]) continue;
-      nb.length = 0;
-      for (let dy = -3; dy <= 3; dy++) for (let dx = -3; dx <= 3; dx++) nb.push(p[i + dy * W + dx]!);
-      res.push(p[i]! - median(nb));
-    }
-  const m = median(res);
-  return 1.4826 * median(res.map((v) => Math.abs(v - m)));
-}
-
-/** Sky: pixels of the reference whose 5×5 mean lies below its median + 1σ (σ from the MAD), 4 px from the edge. */
-function skyMask(p: Float32Array, W: number, H: number): Uint8Array {
-  const sample = Array.from({ length: Math.floor((W * H) / 13) }, (_, k) => p[13 * k]!).filter(Number.isFinite);
-  const med = median(sample),
-    sd = 1.4826 * median(sample.map((v) => Math.abs(v - med)));
-  const m = new Uint8Array(W * H);
-  for (let y = 4; y < H - 4; y++)
-    for (let x = 4; x < W - 4; x++) {
-      let s = 0;
-      for (let dy = -2; dy <= 2; dy++) for (let dx = -2; dx <= 2; dx++) s += p[(y + dy) * W + x + dx]!;
-      if (s / 25 < med + sd) m[y * W + x] = 1;
-    }
-  return m;
-}
 
 describe.skipIf(!m94)("TBQR on the Seestar M 94 frames (steady seeing, OSC)", () => {
   it(

@@ -14,6 +14,8 @@ import {
   TILE_SCRATCH_PLANES,
   tileScratchLength,
   type TileMetricsOptions,
+  type AperturePlan,
+  type ApertureFluxes,
   type BackgroundMap,
   type BackgroundOptions,
   type CombineOptions,
@@ -218,6 +220,8 @@ export class Backend implements ReconBackend {
         new Set(o.scratch.map((s) => s.buffer)).size !== o.scratch.length)
     )
       throw invalid("scratch", `must be ${TILE_SCRATCH_PLANES} distinct planes of at least ${need} values`);
+    const scale = o.scale ?? 1;
+    if (!(Number.isFinite(scale) && scale > 0)) throw invalid("scale", `must be finite and > 0, got ${scale}`);
     const rects = new Int32Array(tiles.length * 4);
     tiles.forEach((t, i) => {
       checkRect(t, p.width, p.height, `tiles[${i}]`);
@@ -225,7 +229,7 @@ export class Backend implements ReconBackend {
     });
     const out = new Float64Array(tiles.length * TILE_FIELDS);
     await call("tileMetrics", o.signal, (c) =>
-      this.k.tileMetrics(p.data, p.width, p.height, rects, out, o.scratch ? [...o.scratch] : null, c),
+      this.k.tileMetrics(p.data, p.width, p.height, rects, out, o.scratch ? [...o.scratch] : null, scale, c),
     );
     const field = (k: number) => Float64Array.from({ length: tiles.length }, (_, t) => out[t * TILE_FIELDS + k]!);
     return {
@@ -239,6 +243,32 @@ export class Backend implements ReconBackend {
       contrast: field(7),
       validFraction: field(8),
     };
+  }
+
+  async aperturePhotometry(p: Plane, plan: AperturePlan, o: KernelOptions = {}): Promise<ApertureFluxes> {
+    checkPlane(p, "plane");
+    const [ai, ao] = plan.annulus;
+    const inner = plan.inner ?? 0;
+    if (!(plan.aperture > 0 && ai >= plan.aperture && ao > ai && Number.isFinite(ao) && Number.isFinite(inner) && inner <= plan.aperture))
+      throw invalid("plan", `needs 0 < aperture ≤ annulus[0] < annulus[1] and inner ≤ aperture, got ${plan.aperture}, [${ai}, ${ao}], ${inner}`);
+    const R = Math.ceil(ao) + 1;
+    const n = plan.stars.length,
+      xs = new Float64Array(n),
+      ys = new Float64Array(n);
+    plan.stars.forEach((s, k) => {
+      const cx = Math.round(s.x),
+        cy = Math.round(s.y);
+      if (!(cx - R >= 0 && cy - R >= 0 && cx + R < p.width && cy + R < p.height))
+        throw invalid(`plan.stars[${k}]`, `(${s.x}, ${s.y}) is not ⌈annulus[1]⌉ + 1 px inside the ${p.width}×${p.height} plane`);
+      xs[k] = s.x;
+      ys[k] = s.y;
+    });
+    const flux = new Float64Array(n),
+      innerFlux = new Float64Array(inner > 0 ? n : 0);
+    await call("aperturePhotometry", o.signal, (c) =>
+      this.k.aperturePhotometry(p.data, p.width, p.height, xs, ys, plan.aperture, ai, ao, inner, flux, innerFlux, c),
+    );
+    return { flux, inner: innerFlux };
   }
 
   async warp(src: Plane, matrix: Matrix3, o: WarpOptions = {}): Promise<Plane> {
@@ -262,8 +292,10 @@ export class Backend implements ReconBackend {
     checkPlane(m, "mosaic");
     const pattern = BAYER_CODES[o.pattern];
     if (pattern === undefined) throw invalid("pattern", `unknown Bayer pattern "${o.pattern}"; use RGGB, GRBG, GBRG or BGGR`);
-    const superpixel = (o.method ?? "bilinear") === "superpixel";
-    if (!superpixel && o.method !== undefined && o.method !== "bilinear") throw invalid("method", `unknown debayer method "${o.method}"`);
+    const method = o.method ?? "bilinear";
+    const code = { bilinear: 0, superpixel: 1, rcd: 2 }[method];
+    if (code === undefined) throw invalid("method", `unknown debayer method "${o.method}"; use rcd, bilinear or superpixel`);
+    const superpixel = code === 1;
     const width = superpixel ? m.width >> 1 : m.width;
     const height = superpixel ? m.height >> 1 : m.height;
     if (width === 0 || height === 0) throw invalid("mosaic", `${m.width}×${m.height} is too small for superpixel debayering`);
@@ -273,7 +305,7 @@ export class Backend implements ReconBackend {
     if (!(Number.isInteger(ox) && Number.isInteger(oy) && ox >= 0 && oy >= 0))
       throw invalid("offsetX/offsetY", "must be non-negative integers");
     await call("debayer", o.signal, (c) =>
-      this.k.debayer(m.data, m.width, m.height, pattern, ox & 1, oy & 1, superpixel ? 1 : 0, red, green, blue, c),
+      this.k.debayer(m.data, m.width, m.height, pattern, ox & 1, oy & 1, code, red, green, blue, c),
     );
     return { red, green, blue, width, height };
   }

@@ -111,14 +111,39 @@ export interface TileRect {
 export interface TileMetricsOptions extends KernelOptions {
   /**
    * {@link TILE_SCRATCH_PLANES} distinct planes of at least {@link tileScratchLength} values for the
-   * kernel's working data (row counts, the binned frame and model, row sums); reused across frames they spare a fresh allocation
+   * kernel's working data (row counts, the binned frame and model, row sums, the residual); reused across frames they spare a fresh allocation
    * (and its page faults) per frame. Allocated inside the call when absent. Contents undefined after.
    */
   scratch?: readonly Float32Array[];
+  /**
+   * Multiply the plane by this factor in place first (each value rounded to f32), and measure the result: a
+   * frame's normalisation y = raw / B without a pass of its own. Default 1 (the plane is left as it is).
+   */
+  scale?: number;
+}
+
+/** Where and how {@link ReconKernels.aperturePhotometry} measures. */
+export interface AperturePlan {
+  /** Star positions (pixel centres at integers), each at least ⌈annulus[1]⌉ + 1 px inside the plane. */
+  stars: readonly { x: number; y: number }[];
+  /** Radius of the flux disc, px. */
+  aperture: number;
+  /** Inner and outer radius of the sky annulus (aperture ≤ inner < outer). */
+  annulus: readonly [number, number];
+  /** Radius of an inner disc whose flux is also returned (its share of the aperture's flux is the encircled energy). */
+  inner?: number;
+}
+
+/** Fluxes of {@link ReconKernels.aperturePhotometry}, in the plan's star order; NaN where not measurable. */
+export interface ApertureFluxes {
+  /** Disc sum minus its pixel count × the annulus median. */
+  flux: Float64Array;
+  /** The same inside the inner disc (empty without `inner`). */
+  inner: Float64Array;
 }
 
 /** Scratch planes {@link ReconKernels.tileMetrics} works in. */
-export const TILE_SCRATCH_PLANES = 3;
+export const TILE_SCRATCH_PLANES = 4;
 
 /** Values each tile-metrics scratch plane needs for a width × height frame (the frame's size, or three 2×2-binned planes if larger). */
 export function tileScratchLength(width: number, height: number): number {
@@ -160,9 +185,17 @@ export interface WarpOptions extends KernelOptions {
 
 export type BayerPattern = "RGGB" | "GRBG" | "GBRG" | "BGGR";
 
+/** Debayer methods, see {@link DebayerOptions.method}. */
+export type DebayerMethod = "bilinear" | "superpixel" | "rcd";
+export const DEBAYER_METHODS: readonly DebayerMethod[] = ["rcd", "bilinear", "superpixel"];
+
 export interface DebayerOptions extends KernelOptions {
   pattern: BayerPattern;
-  method?: "bilinear" | "superpixel";
+  /**
+   * `rcd` (default of the registration of colour frames): Ratio Corrected Demosaicing, edge-aware (native/src/rcd.rs);
+   * `bilinear` (the default here): the mean of the nearest samples of the colour; `superpixel`: one pixel per 2×2 cell.
+   */
+  method?: DebayerMethod;
   /** x/y of the frame's origin on the sensor (only parity matters), for frames cropped after capture. */
   offsetX?: number;
   offsetY?: number;
@@ -291,6 +324,11 @@ export interface ReconBackend {
    * native/src/tiles.rs for the definitions).
    */
   tileMetrics(plane: Plane, tiles: readonly TileRect[], options?: TileMetricsOptions): Promise<TileMetrics>;
+  /**
+   * Aperture photometry at fixed positions: per star the disc sum minus its pixel count times the median of
+   * the annulus (NaN when a disc pixel is not finite or fewer than 8 annulus pixels are).
+   */
+  aperturePhotometry(plane: Plane, plan: AperturePlan, options?: KernelOptions): Promise<ApertureFluxes>;
   warp(source: Plane, matrix: Matrix3, options?: WarpOptions): Promise<Plane>;
   debayer(mosaic: Plane, options: DebayerOptions): Promise<RgbPlanes>;
   combine(frames: readonly Float32Array[], options?: CombineOptions): Promise<CombineResult>;

@@ -11,6 +11,8 @@ export { Backend } from "./backend.js";
 export { jsKernels } from "./js/index.js";
 /** Median of v[0..n) by selection (reorders v; the mean of the two middle values for even n) — the kernels' own. */
 export { median as selectionMedian } from "./js/stats.js";
+/** The aperture photometry kernel's TypeScript twin, synchronous (for a few planes where a kernel call is not worth it). */
+export { aperturePhotometry as measureApertures } from "./js/photometry.js";
 export type { RawKernels } from "./raw.js";
 export { shiftMatrix, similarityMatrix, affineMatrix, multiplyMatrix, invertMatrix, separableWindow } from "./transforms.js";
 export { seededRandom } from "./random.js";

@@ -49,7 +49,21 @@ export interface RawKernels {
     out: F64,
     cancel: Cancel,
   ): Promise<number>;
-  tileMetrics(data: F32, w: number, h: number, rects: Int32Array, out: F64, scratch: F32[] | null, cancel: Cancel): Promise<number>;
+  tileMetrics(data: F32, w: number, h: number, rects: Int32Array, out: F64, scratch: F32[] | null, scale: number, cancel: Cancel): Promise<number>;
+  aperturePhotometry(
+    data: F32,
+    w: number,
+    h: number,
+    xs: F64,
+    ys: F64,
+    aperture: number,
+    annulusIn: number,
+    annulusOut: number,
+    inner: number,
+    flux: F64,
+    innerFlux: F64,
+    cancel: Cancel,
+  ): Promise<number>;
   warp(src: F32, sw: number, sh: number, matrix: F64, dst: F32, dw: number, dh: number, kind: number, cancel: Cancel): Promise<number>;
   debayer(
     src: F32,
@@ -58,7 +72,8 @@ export interface RawKernels {
     pattern: number,
     offX: number,
     offY: number,
-    superpixel: number,
+    /** 0 bilinear, 1 superpixel, 2 RCD. */
+    method: number,
     r: F32,
     g: F32,
     b: F32,

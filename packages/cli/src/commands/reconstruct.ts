@@ -58,6 +58,7 @@ export async function reconstructCommand(
       options: {
         transform: cfg.registration.transform,
         ...(cfg.registration.interpolation ? { interpolation: cfg.registration.interpolation } : {}),
+        ...(cfg.registration.debayer ? { debayer: cfg.registration.debayer } : {}),
       },
     });
     const tb = tbqrOptionsFromConfig(cfg, out);

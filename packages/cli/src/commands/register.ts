@@ -67,6 +67,7 @@ export async function registerCommand(
     const options: Record<string, unknown> = {
       transform: opts.transform ?? reg.transform,
       ...(reg.interpolation ? { interpolation: reg.interpolation } : {}),
+      ...(reg.debayer ? { debayer: reg.debayer } : {}),
     };
     const plan = planStage(scope.registry, {
       stage: "registration",

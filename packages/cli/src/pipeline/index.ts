@@ -71,6 +71,7 @@ function planStages(o: PipelineOptions, out: string, upto: number): PipelineStag
       (registration ??= planned(o, "registration", cfg.registration.engine, cfg.registration.provider, "registration.engine", {
         transform: cfg.registration.transform,
         ...(cfg.registration.interpolation ? { interpolation: cfg.registration.interpolation } : {}),
+        ...(cfg.registration.debayer ? { debayer: cfg.registration.debayer } : {}),
       })),
     stacking: (label) =>
       planned(

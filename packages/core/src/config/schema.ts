@@ -48,6 +48,9 @@ export const interpolations = ["bilinear", "bicubic", "lanczos3"] as const;
 /** Resampling kernel of registered frames (`registration.interpolation`). */
 export type Interpolation = (typeof interpolations)[number];
 export const transformModels = ["shift", "similarity", "affine", "homography"] as const;
+/** Demosaic of one-shot-colour (Bayer) frames before they are resampled (`registration.debayer`). */
+export const debayerMethods = ["rcd", "bilinear"] as const;
+export type DebayerChoice = (typeof debayerMethods)[number];
 export const weightings = ["none", "noise", "fwhm", "stars"] as const;
 /** Frame weights of a stack (`stacking.weighting`). */
 export type Weighting = (typeof weightings)[number];
@@ -66,6 +69,7 @@ const frameFilters = z.partialRecord(
 export const registrationOptionsSchema = z.object({
   transform: z.enum(transformModels).optional(),
   interpolation: z.enum(interpolations).optional(),
+  debayer: z.enum(debayerMethods).optional(),
 });
 export type RegistrationOptions = z.infer<typeof registrationOptionsSchema>;
 
@@ -138,6 +142,12 @@ export const configSchema = z.strictObject({
         .optional()
         .describe(
           "Resampling kernel of the registered frames; default lanczos3 (Siril: its own default; 1.0.6 always resamples bilinearly)",
+        ),
+      debayer: z
+        .enum(debayerMethods)
+        .optional()
+        .describe(
+          "Demosaic of one-shot-colour (Bayer) frames before they are resampled: rcd (default; Ratio Corrected Demosaicing, edge-aware, Siril's default) or bilinear (softer stars, slightly less noise)",
         ),
     })
     .default({

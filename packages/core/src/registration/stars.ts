@@ -213,6 +213,8 @@ export interface WarpOntoReferenceOptions {
   history: string[];
   /** The frame, already read (otherwise it is read here). */
   image?: FitsImage;
+  /** Demosaic of a colour (CFA) frame before it is resampled: rcd (default) or bilinear. */
+  debayer?: "rcd" | "bilinear";
 }
 /** With `deferWrite`, resolves once the pixels are warped, to `{ written }`: the (atomic) write in flight. */
 export async function warpOntoReference(
@@ -236,7 +238,7 @@ export async function warpOntoReference(
   const inverse = invert(matrix);
   if (!inverse) throw new Error("the fitted transform is singular");
   const img = o.image ?? (await readFrame(frame, o.signal));
-  const colour = await colourPlanes(recon, img, o.signal);
+  const colour = await colourPlanes(recon, img, o.debayer ?? "rcd", o.signal);
   const n = img.width * img.height;
   // Every value is written by the warp: malloc-recycled memory instead of a fresh zeroed 16 MB per frame
   // (its page faults cost more than the write of the frame).
@@ -249,8 +251,10 @@ export async function warpOntoReference(
     });
   }
   const header = img.header.withoutStructure();
-  if (colour.length === 3 && bayerOf(img)) for (const k of ["BAYERPAT", "XBAYROFF", "YBAYROFF"]) header.delete(k);
+  const bayer = colour.length === 3 ? bayerOf(img) : undefined;
+  if (bayer) for (const k of ["BAYERPAT", "XBAYROFF", "YBAYROFF"]) header.delete(k);
   for (const [k, [v, comment]] of Object.entries(o.keywords)) header.set(k, v, comment);
+  if (bayer) header.set("DEBAYER", (o.debayer ?? "rcd").toUpperCase(), `demosaic of the ${bayer.pattern} mosaic before resampling`);
   // `data` is ours alone: the writer byte-swaps it in place instead of copying 16 MB per frame.
   // Back to the pool once written (only then: the write reads it until it resolves).
   const written = writeFitsImage(
@@ -266,10 +270,10 @@ export async function warpOntoReference(
 }
 
 /** Planes to warp: the debayered R, G, B of a CFA frame, else the frame's own channels. */
-async function colourPlanes(recon: ReconBackend, img: FitsImage, signal: AbortSignal): Promise<Float32Array[]> {
+async function colourPlanes(recon: ReconBackend, img: FitsImage, method: "rcd" | "bilinear", signal: AbortSignal): Promise<Float32Array[]> {
   const bayer = bayerOf(img);
   if (bayer) {
-    const rgb = await recon.debayer({ data: img.data, width: img.width, height: img.height }, { ...bayer, method: "bilinear", signal });
+    const rgb = await recon.debayer({ data: img.data, width: img.width, height: img.height }, { ...bayer, method, signal });
     return [rgb.red, rgb.green, rgb.blue];
   }
   const n = img.width * img.height;

@@ -68,7 +68,8 @@ import {
 
 /**
  * The `relative` method's options: `registration.transform` (shift | similarity (default) | affine |
- * homography), `registration.interpolation` (bilinear | bicubic | lanczos3 (default)), and the star
+ * homography), `registration.interpolation` (bilinear | bicubic | lanczos3 (default)), `registration.debayer`
+ * (rcd (default) | bilinear: the demosaic of colour frames before they are resampled), and the star
  * detection threshold in σ (default 5).
  */
 export const relativeOptionsSchema = registrationOptionsSchema.extend({ threshold: z.number().positive().optional() });
@@ -151,6 +152,8 @@ export interface RegisterFrameInput {
   size: { width: number; height: number };
   model: TransformModel;
   interpolation: "bilinear" | "bicubic" | "lanczos3";
+  /** Demosaic of colour (CFA) frames before they are resampled. */
+  debayer: "rcd" | "bilinear";
   output: string;
   referenceName: string;
   /** The reference frame, read (once per process) only to check a thin star match against its pixels. */
@@ -248,6 +251,7 @@ export const registerFrameTask = defineTask("registration.frame", async (i: Regi
     await warpOntoReference(recon, i.frame, matrix, {
       output: i.output,
       interpolation: i.interpolation,
+      debayer: i.debayer,
       signal: ctx.signal,
       image: img,
       keywords: {
@@ -456,6 +460,7 @@ async function registerWith(
       size: size!,
       model,
       interpolation,
+      debayer: opts.debayer ?? "rcd",
       output: resolve(input.outputDir, formatFrameName(input.filenamePattern, i, frames[i]!.path)),
       referenceName: basename(refPath),
       referencePath: refPath,

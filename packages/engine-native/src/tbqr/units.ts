@@ -13,7 +13,7 @@
  *
  * The master (reconstruct.ts) does what is global and cheap: weights, photometric calibration, validation.
  */
-import { loadRecon, selectionMedian, TILE_SCRATCH_PLANES, tileScratchLength } from "@tile-compile/recon-native";
+import { loadRecon, measureApertures, TILE_SCRATCH_PLANES, tileScratchLength } from "@tile-compile/recon-native";
 import { TileCompileError } from "@tile-compile/core";
 import { FitsFile, readFitsImage } from "@tile-compile/core";
 import { defineTask, type SharedRef } from "@tile-compile/core";
@@ -83,56 +83,26 @@ export function apertureFluxes(plane: Float32Array, width: number, p: Photometry
 
 /**
  * Aperture photometry as in {@link apertureFluxes}, and with `p.inner` also the sky-subtracted flux inside
- * the inner disc of that radius (`inner`; empty without `p.inner`).
+ * the inner disc of that radius (`inner`; empty without `p.inner`). Synchronous (the kernel's TypeScript
+ * twin: the same bits as `recon.aperturePhotometry`, which pass A calls).
  */
 export function aperturePhotometry(plane: Float32Array, width: number, p: PhotometryPlan): { flux: Float64Array; inner: Float64Array } {
-  const out = new Float64Array(p.stars.length),
-    inner = new Float64Array(p.inner ? p.stars.length : 0);
-  const R = Math.ceil(p.annulus[1]);
-  const a2 = p.aperture * p.aperture,
-    i2 = p.annulus[0] * p.annulus[0],
-    o2 = p.annulus[1] * p.annulus[1],
-    r2 = p.inner ? p.inner * p.inner : -1;
-  const bg = new Float64Array((2 * R + 1) ** 2);
-  for (const [k, s] of p.stars.entries()) {
-    let sum = 0,
-      cnt = 0,
-      nb = 0,
-      bad = false,
-      sumIn = 0,
-      cntIn = 0;
-    const cx = Math.round(s.x),
-      cy = Math.round(s.y);
-    for (let y = cy - R; y <= cy + R; y++) {
-      const dy = y - s.y,
-        dy2 = dy * dy,
-        row = y * width;
-      for (let x = cx - R; x <= cx + R; x++) {
-        const dx = x - s.x,
-          d2 = dx * dx + dy2,
-          v = plane[row + x]!;
-        if (d2 <= a2) {
-          if (v - v === 0) {
-            sum += v;
-            cnt++;
-            if (d2 <= r2) {
-              sumIn += v;
-              cntIn++;
-            }
-          } else bad = true;
-        } else if (d2 >= i2 && d2 <= o2 && v - v === 0) bg[nb++] = v;
-      }
-    }
-    if (bad || nb < 8) {
-      out[k] = NaN;
-      if (p.inner) inner[k] = NaN;
-      continue;
-    }
-    const sky = selectionMedian(bg, nb);
-    out[k] = sum - cnt * sky;
-    if (p.inner) inner[k] = sumIn - cntIn * sky;
-  }
-  return { flux: out, inner };
+  const n = p.stars.length;
+  const flux = new Float64Array(n),
+    inner = new Float64Array(p.inner ? n : 0);
+  measureApertures(
+    plane,
+    width,
+    p.stars.map((s) => s.x),
+    p.stars.map((s) => s.y),
+    p.aperture,
+    p.annulus[0],
+    p.annulus[1],
+    p.inner ?? 0,
+    flux,
+    inner,
+  );
+  return { flux, inner };
 }
 
 /** Pass A figures of one channel of one frame. Tile metrics are per tile, in the grid's order. */
@@ -197,17 +167,17 @@ export const frameMetricsTask = defineTask(
           i.path,
           `looks stretched (median ${b.toFixed(3)} at ${((100 * b) / p9999).toFixed(0)} % of the 99.99th percentile); TBQR needs linear data`,
         );
-      const inv = 1 / Math.max(b, i.epsilon);
-      // y = raw/B_f, in place: the raw values are not used again.
-      for (let p = 0; p < n; p++) plane[p] = plane[p]! * inv;
-      const m = await recon.tileMetrics({ data: plane, width: W, height: H }, tiles, { signal: sig, scratch });
+      // y = raw/B_f, in place (the raw values are not used again), by the kernel before it measures.
+      const m = await recon.tileMetrics({ data: plane, width: W, height: H }, tiles, { signal: sig, scratch, scale: 1 / Math.max(b, i.epsilon) });
       // This frame's own sky surface (in y units) from its tile sky levels; pass B's clip statistics are
       // gathered on d = y − surface, so a frame's gradient neither widens nor shifts the clip window.
       const sky = fitSkySurface(
         tiles.map((t, ti) => ({ u: (t.x0 + t.width / 2) / W - 0.5, v: (t.y0 + t.height / 2) / H - 0.5, value: m.background[ti]! })),
       );
       const f64 = (a: ArrayLike<number>) => Float64Array.from(a);
-      const ph = phot ? aperturePhotometry(plane, W, phot) : { flux: new Float64Array(0), inner: new Float64Array(0) };
+      const ph = phot
+        ? await recon.aperturePhotometry({ data: plane, width: W, height: H }, phot, { signal: sig })
+        : { flux: new Float64Array(0), inner: new Float64Array(0) };
       out.push({
         background: b,
         noise: median(Array.from(m.noise)),

@@ -16,6 +16,8 @@ mod simd;
 mod stars;
 mod stats;
 mod tiles;
+mod rcd;
+mod photometry;
 mod warp;
 
 use ffi::*;
@@ -134,10 +136,10 @@ unsafe extern "C" fn detect_stars(env: napi_env, info: napi_callback_info) -> na
     })
 }
 
-// tileMetrics(data, w, h, rects: Int32Array, out: Float64Array, cancel)
+// tileMetrics(data, w, h, rects: Int32Array, out: Float64Array, scratch: Float32Array[] | null, scale, cancel)
 unsafe extern "C" fn tile_metrics(env: napi_env, info: napi_callback_info) -> napi_value {
-    let a = Args::new(env, info, 7);
-    async_call(env, &a, 6, || {
+    let a = Args::new(env, info, 8);
+    async_call(env, &a, 7, || {
         let (w, h) = (a.usize(1, "width")?, a.usize(2, "height")?);
         let data = plane(&a, 0, "data", w, h)?;
         let rects = a.i32s(3, "rects")?;
@@ -156,7 +158,13 @@ unsafe extern "C" fn tile_metrics(env: napi_env, info: napi_callback_info) -> na
             need(spans.iter().enumerate().all(|(i, a)| spans[i + 1..].iter().all(|b| a.1 <= b.0 || b.1 <= a.0)), || "scratch planes must be distinct buffers, apart from the frame".into())?;
             Some(list)
         };
-        Ok(Box::new(move |c| tiles::run(data.slice(), w, h, rects.slice(), out, scratch, c).map(|_| (rects.len / 4) as f64)))
+        let scale = a.f64(6, "scale")?;
+        need(scale.is_finite() && scale > 0.0, || "scale must be finite and > 0".into())?;
+        Ok(Box::new(move |c| {
+            // y = f32(raw · scale) in place, first (the caller's normalisation, without a pass of its own).
+            if scale != 1.0 { for v in data.slice_mut().iter_mut() { *v = (*v as f64 * scale) as f32; } }
+            tiles::run(data.slice(), w, h, rects.slice(), out, scratch, c).map(|_| (rects.len / 4) as f64)
+        }))
     })
 }
 
@@ -186,11 +194,14 @@ unsafe extern "C" fn debayer(env: napi_env, info: napi_callback_info) -> napi_va
         let pattern = a.usize(3, "pattern")?;
         need(pattern < 4, || "pattern code must be 0..3".into())?;
         let (ox, oy) = (a.usize(4, "offsetX")? & 1, a.usize(5, "offsetY")? & 1);
-        let sp = a.f64(6, "superpixel")? != 0.0;
+        // 0 bilinear, 1 superpixel, 2 RCD.
+        let method = a.usize(6, "method")?;
+        need(method <= 2, || "method code must be 0..2".into())?;
+        let sp = method == 1;
         let (ow, oh) = if sp { (w / 2, h / 2) } else { (w, h) };
         need(ow > 0 && oh > 0, || format!("a {w}×{h} mosaic is too small for superpixel debayering"))?;
         let out = [plane(&a, 7, "red", ow, oh)?, plane(&a, 8, "green", ow, oh)?, plane(&a, 9, "blue", ow, oh)?];
-        Ok(Box::new(move |c| debayer::debayer(src.slice(), w, h, pattern, ox, oy, sp, out, c).map(|_| 0.0)))
+        Ok(Box::new(move |c| if method == 2 { rcd::rcd(src.slice(), w, h, pattern, ox, oy, out, c).map(|_| 0.0) } else { debayer::debayer(src.slice(), w, h, pattern, ox, oy, sp, out, c).map(|_| 0.0) }))
     })
 }
 
@@ -303,6 +314,27 @@ unsafe extern "C" fn overlap_add(env: napi_env, info: napi_callback_info) -> nap
     })
 }
 
+// aperturePhotometry(data, w, h, xs, ys, aperture, annulusIn, annulusOut, inner, flux, innerFlux, cancel)
+unsafe extern "C" fn aperture_photometry(env: napi_env, info: napi_callback_info) -> napi_value {
+    let a = Args::new(env, info, 12);
+    async_call(env, &a, 11, || {
+        let (w, h) = (a.usize(1, "width")?, a.usize(2, "height")?);
+        let data = plane(&a, 0, "data", w, h)?;
+        let (xs, ys) = (a.f64s(3, "xs")?, a.f64s(4, "ys")?);
+        let ap = photometry::Aperture { aperture: a.f64(5, "aperture")?, ann_in: a.f64(6, "annulusIn")?, ann_out: a.f64(7, "annulusOut")?, inner: a.f64(8, "inner")? };
+        need(ap.aperture > 0.0 && ap.ann_in >= ap.aperture && ap.ann_out > ap.ann_in && ap.ann_out.is_finite() && ap.inner.is_finite() && ap.inner <= ap.aperture, || "need 0 < aperture ≤ annulusIn < annulusOut and inner ≤ aperture".into())?;
+        let (flux, inner) = (a.f64s(9, "flux")?, a.f64s(10, "innerFlux")?);
+        need(xs.len == ys.len && flux.len >= xs.len && (ap.inner <= 0.0 || inner.len >= xs.len), || "xs and ys need one value per star, flux (and innerFlux with inner > 0) room for each".into())?;
+        let r = ap.ann_out.ceil() + 1.0;
+        for k in 0..xs.len {
+            let (x, y) = (xs.slice()[k], ys.slice()[k]);
+            need(x.is_finite() && y.is_finite() && x.round() - r >= 0.0 && y.round() - r >= 0.0 && x.round() + r < w as f64 && y.round() + r < h as f64,
+                || format!("star {k} at ({x}, {y}) is not ⌈annulusOut⌉ + 1 px inside the {w}×{h} plane"))?;
+        }
+        Ok(Box::new(move |_c| { photometry::run(data.slice(), w, xs.slice(), ys.slice(), &ap, flux.slice_mut(), inner.slice_mut()); Ok(xs.len as f64) }))
+    })
+}
+
 // normalizeOverlap(acc, wsum, out, eps, cancel)
 unsafe extern "C" fn normalize_overlap(env: napi_env, info: napi_callback_info) -> napi_value {
     let a = Args::new(env, info, 5);
@@ -345,11 +377,11 @@ fn tune_allocator() {}
 #[no_mangle]
 pub unsafe extern "C" fn napi_register_module_v1(env: napi_env, exports: napi_value) -> napi_value {
     tune_allocator();
-    let table: [(&str, Binding); 16] = [
+    let table: [(&str, Binding); 17] = [
         ("decode", decode), ("sumF32", sum_f32), ("setThreads", set_threads), ("getThreads", get_threads), ("simdLevel", simd_level),
         ("percentiles", percentiles), ("robustStats", robust_stats), ("backgroundMap", background_map), ("detectStars", detect_stars),
         ("tileMetrics", tile_metrics), ("warp", warp), ("debayer", debayer), ("combine", combine), ("overlapAdd", overlap_add),
-        ("normalizeOverlap", normalize_overlap), ("tbqrBand", tbqr_band),
+        ("normalizeOverlap", normalize_overlap), ("tbqrBand", tbqr_band), ("aperturePhotometry", aperture_photometry),
     ];
     for (name, f) in table {
         let c = std::ffi::CString::new(name).unwrap();

@@ -4,18 +4,18 @@
 //! gave a different model at every tile border).
 //! - background model: box mean over 15 × 15 bins of 2×2 pixels (30 px; NaN-aware, clamped at the frame's
 //!   edges) of the frame with its bright sources masked, constant over each bin; residual = frame − model
-//!   (the reference's 31-px box at a quarter of the cost). (The reference's plain box blur is pulled up by
-//!   ~flux/961 around every star, which doubles the noise estimate of a starry tile; two masking passes —
-//!   drop pixels above median + 3σ0 of the current residual in their 64-px cell, recompute the box mean —
-//!   remove that bias; their clip levels come from every 2nd row, MASK_ROW_STEP.)
+//!   (the reference's 31-px box at a quarter of the cost), computed once into a scratch plane (f32). (The
+//!   reference's plain box blur is pulled up by ~flux/961 around every star, which doubles the noise
+//!   estimate of a starry tile; two masking passes remove that bias: a bin whose mean lies above its 32-bin
+//!   cell's clip level — median + 3σ0 of the bins' residuals, every 2nd bin row — leaves the box mean.)
 //! - clip level per 64-px cell: σ0 = 1.4826·MAD of the residual (median and MAD from every 4th pixel of
-//!   the cell), cut = median + 3σ0; "sky" pixels are those with residual ≤ their cell's cut; the cell's
-//!   sky noise (MAD of its sampled sky residuals) sets the star threshold.
+//!   every 2nd row of the cell), cut = median + 3σ0; "sky" pixels are those with residual ≤ their cell's
+//!   cut; the cell's sky noise (MAD of its sampled sky residuals) sets the star threshold.
 //! - per tile, from every 4th pixel of every row, the column offset cycling 0, 2, 1, 3 with the frame row
 //!   (a quarter of the tile, ~2000 sky pixels on a 90-px tile: the noise to ~3 %, far inside what the
 //!   weights need; every 2×2 pixel phase equally — see PHASE_COL): noise σ = 1.4826·MAD of the sky
 //!   residuals, background B = median of the sky pixel values, gradient energy E = median of the Sobel
-//!   |∇residual|² (interior pixels); also E/σ;
+//!   |∇residual|² (interior pixels; computed once per sample for the whole frame, stored as f32); also E/σ;
 //! - stars: residual peaks > 5σ_cell with ≥ 4 pixels of their 3×3 above 3σ_cell (pure noise gives ~0.005
 //!   false stars per 128² area; a 3σ peak cut would give ~20), 5×5 maxima; a tile takes those at least
 //!   5 px inside it, the 50 highest, measured in an 11×11 box (see stars.rs; to TILE_SHAPE_TOL); kept when 0.2 < FWHM per
@@ -29,10 +29,6 @@ use crate::stars::{is_peak, measure};
 /// The tile stars' shapes converge to 1e-3 (px, and relative moments): 0.05 % in FWHM, far inside what the
 /// weights resolve, at a third of the iterations of 1e-5 (pass A on 1024² frames with ~400 stars: 10 → 3.5 ms).
 const TILE_SHAPE_TOL: f64 = 1e-3;
-/// The two masking passes of the background model take their cells' clip levels from every 2nd row (and
-/// every 4th column, ~512 residuals per 64-px cell): a mask level, not a measurement; the final levels,
-/// whose noise sets the star threshold, use every row.
-const MASK_ROW_STEP: usize = 2;
 use crate::stats::median_keyed;
 
 /// Column offset (mod 4, in frame coordinates) of the tile samples in frame row y: over any four rows every
@@ -51,10 +47,8 @@ const MAX_TILE_STARS: usize = 50;
 pub const CELL: usize = 64;
 
 /// Sum and count of the finite pixels of each 2×2 block (bins of a bw-wide grid), accumulated in f32 in
-/// row-major pixel order; with `mask = Some((model, cut))` only the pixels whose residual against the
-/// binned model is at most their cell's clip level.
-fn bin_sums(data: &[f32], w: usize, h: usize, bw: usize, mask: Option<(&[f32], &[f64])>, sb: &mut [f32], cb: &mut [f32]) {
-    let cw = w.div_ceil(CELL);
+/// row-major pixel order.
+fn bin_sums(data: &[f32], w: usize, h: usize, bw: usize, sb: &mut [f32], cb: &mut [f32]) {
     sb.fill(0.0);
     cb.fill(0.0);
     // f32 `s + v` is the f32 rounding of the exact sum, as is f32(f64(s) + f64(v)) of the twin (a double holds
@@ -63,23 +57,11 @@ fn bin_sums(data: &[f32], w: usize, h: usize, bw: usize, mask: Option<(&[f32], &
         let row = &data[y * w..(y + 1) * w];
         let brow = (y / BIN) * bw;
         let (sbr, cbr) = (&mut sb[brow..brow + bw], &mut cb[brow..brow + bw]);
-        match mask {
-            None => for (bx, pair) in row.chunks(BIN).enumerate() {
-                let (mut s, mut c) = (sbr[bx], cbr[bx]);
-                for &v in pair { if v.is_finite() { s += v; c += 1.0; } }
-                sbr[bx] = s;
-                cbr[bx] = c;
-            },
-            Some((m, cut)) => {
-                let (mrow, crow) = (&m[brow..brow + bw], &cut[(y / CELL) * cw..(y / CELL + 1) * cw]);
-                for (bx, pair) in row.chunks(BIN).enumerate() {
-                    let (mb, lim) = (mrow[bx] as f64, crow[bx * BIN / CELL]);
-                    let (mut s, mut c) = (sbr[bx], cbr[bx]);
-                    for &v in pair { if v.is_finite() && v as f64 - mb <= lim { s += v; c += 1.0; } }
-                    sbr[bx] = s;
-                    cbr[bx] = c;
-                }
-            }
+        for (bx, pair) in row.chunks(BIN).enumerate() {
+            let (mut s, mut c) = (sbr[bx], cbr[bx]);
+            for &v in pair { if v.is_finite() { s += v; c += 1.0; } }
+            sbr[bx] = s;
+            cbr[bx] = c;
         }
     }
 }
@@ -117,16 +99,18 @@ fn box_mean(sb: &[f32], cb: &[f32], w: usize, h: usize, r: usize, hs: &mut [f32]
     }
 }
 
-/// Clip level (median + 3σ0) of each cell, and with `with_noise` its sky noise, from every 4th pixel of
-/// every `row_step`-th row.
-fn cell_levels(data: &[f32], model: &[f32], w: usize, h: usize, bw: usize, with_noise: bool, row_step: usize, v: &mut Vec<f64>, d: &mut Vec<f64>, keys: &mut Vec<u64>) -> (Vec<f64>, Vec<f64>) {
-    let (cw, ch) = (w.div_ceil(CELL), h.div_ceil(CELL));
+/// Clip level (median + 3σ0) of each cell, and with `with_noise` its sky noise, from the values `val(x, y)`
+/// of a (gw × gh)-point grid whose cells are `side` points wide, taking every `col_step`-th point of every
+/// `row_step`-th row (the grid is the frame's pixels with side CELL, or its 2×2 bins with side CELL / 2).
+#[allow(clippy::too_many_arguments)]
+fn cell_levels(val: &dyn Fn(usize, usize) -> f64, gw: usize, gh: usize, side: usize, col_step: usize, row_step: usize, with_noise: bool, v: &mut Vec<f64>, d: &mut Vec<f64>, keys: &mut Vec<u64>) -> (Vec<f64>, Vec<f64>) {
+    let (cw, ch) = (gw.div_ceil(side), gh.div_ceil(side));
     let (mut cut, mut noise) = (vec![f64::NAN; cw * ch], vec![f64::NAN; cw * ch]);
     for cy in 0..ch { for cx in 0..cw {
         v.clear();
-        for y in (cy * CELL..((cy + 1) * CELL).min(h)).step_by(row_step) {
-            let mut x = cx * CELL;
-            while x < ((cx + 1) * CELL).min(w) { let r = data[y * w + x] as f64 - model[(y / BIN) * bw + x / BIN] as f64; if r.is_finite() { v.push(r); } x += 4; }
+        for y in (cy * side..((cy + 1) * side).min(gh)).step_by(row_step) {
+            let mut x = cx * side;
+            while x < ((cx + 1) * side).min(gw) { let r = val(x, y); if r.is_finite() { v.push(r); } x += col_step; }
         }
         if v.is_empty() { continue; }
         let med = median_keyed(v, keys);
@@ -146,9 +130,10 @@ fn cell_levels(data: &[f32], model: &[f32], w: usize, h: usize, bw: usize, with_
 
 struct Cand { peak: f64, x: usize, y: usize }
 
-/// Scratch planes of the frame's size: row counts of finite pixels; binned sums, counts and model; the box
-/// mean's row sums and counts.
-pub const SCRATCH_PLANES: usize = 3;
+/// Scratch planes: (0) row counts of finite pixels, and before them the masked bin sums and counts;
+/// (1) bin sums, counts and the model; (2) the box mean's row sums and counts, then the Sobel energies of
+/// the tile samples; (3) the residual.
+pub const SCRATCH_PLANES: usize = 4;
 
 /// The background model's bins (2×2 pixels) and box radius in bins (15 bins = 30 px, the reference's
 /// 31-px box): binning first makes the three box means a quarter of the work, and a model that varies
@@ -156,14 +141,17 @@ pub const SCRATCH_PLANES: usize = 3;
 const BIN: usize = 2;
 const BOX_RB: usize = 7;
 
-/// Values each scratch plane needs for a w×h frame: the frame's size (row counts), or three binned planes
-/// if larger (tileScratchLength in contract.ts).
+/// Values each scratch plane needs for a w×h frame: the frame's size, or three binned planes if larger
+/// (tileScratchLength in contract.ts).
 pub fn scratch_len(w: usize, h: usize) -> usize {
     (w * h).max(3 * w.div_ceil(BIN) * h.div_ceil(BIN))
 }
 
+/// Tile samples per row in the Sobel-energy plane: ⌈w / 4⌉ (sample j of row y sits at x = PHASE_COL[y % 4] + 4j).
+fn sample_stride(w: usize) -> usize { w.div_ceil(4) }
+
 pub fn frame_tile_metrics(data: &[f32], w: usize, h: usize, rects: &[i32], out: &mut [f64], scratch: [&mut [f32]; SCRATCH_PLANES], cancel: &Cancel) -> Result<(), String> {
-    let [cnt, binned, rows] = scratch;
+    let [cnt, binned, rows, resid] = scratch;
     let (bw, bh) = (w.div_ceil(BIN), h.div_ceil(BIN));
     let nb = bw * bh;
     let (sb, rest) = binned.split_at_mut(nb);
@@ -175,34 +163,61 @@ pub fn frame_tile_metrics(data: &[f32], w: usize, h: usize, rects: &[i32], out: 
     let (mut v, mut d): (Vec<f64>, Vec<f64>) = (Vec::with_capacity(CELL * CELL / 4 + 1), Vec::with_capacity(CELL * CELL / 4 + 1));
     let mut keys: Vec<u64> = Vec::new();
     let (mut colsum, mut colcnt) = (Vec::new(), Vec::new());
-    bin_sums(data, w, h, bw, None, sb, cb);
+    bin_sums(data, w, h, bw, sb, cb);
     // Every pixel finite (the bins' counts add up to the frame): then every tile is fully valid and the
     // per-row counts below are not needed.
     let all_finite = cb.iter().map(|&c| c as f64).sum::<f64>() == (w * h) as f64;
     box_mean(sb, cb, bw, bh, BOX_RB, hs, hc, mb, false, &mut colsum, &mut colcnt);
-    for _pass in 0..2 {
-        if cancel.is_set() { return Err(ABORTED.into()); }
-        let (cut, _) = cell_levels(data, mb, w, h, bw, false, MASK_ROW_STEP, &mut v, &mut d, &mut keys);
-        bin_sums(data, w, h, bw, Some((mb, &cut)), sb, cb);
-        box_mean(sb, cb, bw, bh, BOX_RB, hs, hc, mb, true, &mut colsum, &mut colcnt);
+    // Two masking passes on the bins: a bin whose mean lies above its cell's clip level (median + 3σ0 of
+    // the bins' residuals, from every 2nd bin row) leaves the box mean. At the bins' own noise (half the
+    // pixels') this masks a star's wings at least as far out as the former per-pixel masks did, at a
+    // quarter of the work (pass A, 1024²: model 18 → ~5 ms).
+    {
+        let (msb, rest) = cnt.split_at_mut(nb);
+        let mcb = &mut rest[..nb];
+        for _pass in 0..2 {
+            if cancel.is_set() { return Err(ABORTED.into()); }
+            let model: &[f32] = mb;
+            let (sbr, cbr): (&[f32], &[f32]) = (sb, cb);
+            let bres = |x: usize, y: usize| { let b = y * bw + x; sbr[b] as f64 / cbr[b] as f64 - model[b] as f64 };
+            let (cut, _) = cell_levels(&bres, bw, bh, CELL / BIN, 1, 2, false, &mut v, &mut d, &mut keys);
+            let bcw = bw.div_ceil(CELL / BIN);
+            for by in 0..bh {
+                let crow = &cut[(by * BIN / CELL) * bcw..];
+                for bx in 0..bw {
+                    let b = by * bw + bx;
+                    let keep = cbr[b] > 0.0 && bres(bx, by) <= crow[bx * BIN / CELL];
+                    (msb[b], mcb[b]) = if keep { (sbr[b], cbr[b]) } else { (0.0, 0.0) };
+                }
+            }
+            box_mean(msb, mcb, bw, bh, BOX_RB, hs, hc, mb, true, &mut colsum, &mut colcnt);
+        }
     }
-    let (cut, cnoise) = cell_levels(data, mb, w, h, bw, true, 1, &mut v, &mut d, &mut keys);
     let model: &[f32] = mb;
+    // The residual against the binned model, once (f64 difference rounded to f32): every later step reads it.
+    for y in 0..h {
+        let (drow, rrow, mrow) = (&data[y * w..(y + 1) * w], &mut resid[y * w..(y + 1) * w], &model[(y / BIN) * bw..(y / BIN + 1) * bw]);
+        for x in 0..w { rrow[x] = (drow[x] as f64 - mrow[x / BIN] as f64) as f32; }
+    }
+    let resid: &[f32] = resid;
+    let sig = |x: usize, y: usize| resid[y * w + x] as f64;
+    // Final levels per 64-px cell from every 4th pixel of every 2nd row (~512 residuals): the clip level that
+    // separates sky from sources, and the sky noise that sets the star threshold.
+    let (cut, cnoise) = cell_levels(&sig, w, h, CELL, 4, 2, true, &mut v, &mut d, &mut keys);
     if cancel.is_set() { return Err(ABORTED.into()); }
-    // The residual against the binned model, computed where it is read (no plane of its own).
-    let sig = |x: usize, y: usize| data[y * w + x] as f64 - model[(y / BIN) * bw + x / BIN] as f64;
     // Star candidates over the whole frame, highest peak first (row-major among equals: stable sort).
     let mut cands: Vec<Cand> = Vec::new();
     if w > 2 * STAR_R && h > 2 * STAR_R {
         for y in STAR_R..h - STAR_R {
             let crow = &cnoise[(y / CELL) * cw..];
+            let rrow = &resid[y * w..(y + 1) * w];
             for x in STAR_R..w - STAR_R {
                 let s = crow[x / CELL];
-                let r = sig(x, y);
+                let r = rrow[x] as f64;
                 if !(r > 5.0 * s) || !(s > 0.0) { continue; }
                 // A 5×5 peak is above its left neighbour and not below its right one (is_peak's tie rule): a
                 // cheap test first, as most pixels above 5σ are on a star's flank.
-                if !(sig(x - 1, y) < r && sig(x + 1, y) <= r) || !is_peak(&sig, x, y, w, h, 2) { continue; }
+                if !((rrow[x - 1] as f64) < r && rrow[x + 1] as f64 <= r) || !is_peak(&sig, x, y, w, h, 2) { continue; }
                 let mut above = 0;
                 for yy in y - 1..y + 2 { for xx in x - 1..x + 2 { if sig(xx, yy) > 3.0 * s { above += 1; } } }
                 if above >= 4 { cands.push(Cand { peak: r, x, y }); }
@@ -214,6 +229,30 @@ pub fn frame_tile_metrics(data: &[f32], w: usize, h: usize, rects: &[i32], out: 
     let mut shapes: Vec<Option<Option<(f64, f64)>>> = vec![None; cands.len()];
     // Finite pixels up to and including x in each row (exact in f32 below 2²⁴), for each tile's valid fraction.
     if !all_finite { for y in 0..h { let mut k = 0u32; for x in 0..w { if data[y * w + x].is_finite() { k += 1; } cnt[y * w + x] = k as f32; } } }
+    // Sobel |∇residual|² at every tile sample (frame-global positions: a sample shared by overlapping tiles
+    // is computed once; NaN on the frame's border rows and columns, which no tile's interior holds).
+    let sw = sample_stride(w);
+    let energy_at = &mut rows[..sw * h];
+    for y in 0..h {
+        let p = PHASE_COL[y % 4];
+        let er = &mut energy_at[y * sw..(y + 1) * sw];
+        er.fill(f32::NAN);
+        if y == 0 || y + 1 >= h { continue; }
+        let (a, b, c) = (&resid[(y - 1) * w..y * w], &resid[y * w..(y + 1) * w], &resid[(y + 1) * w..(y + 2) * w]);
+        let mut x = p;
+        let mut j = 0;
+        while x < w {
+            if x >= 1 && x + 1 < w {
+                let q = |r: &[f32], i: usize| r[i] as f64;
+                let gx = (q(a, x + 1) + 2.0 * q(b, x + 1) + q(c, x + 1)) - (q(a, x - 1) + 2.0 * q(b, x - 1) + q(c, x - 1));
+                let gy = (q(c, x - 1) + 2.0 * q(c, x) + q(c, x + 1)) - (q(a, x - 1) + 2.0 * q(a, x) + q(a, x + 1));
+                er[j] = (gx * gx + gy * gy) as f32;
+            }
+            x += 4;
+            j += 1;
+        }
+    }
+    let energy_at: &[f32] = energy_at;
     let nan = f64::NAN;
     let (mut sky_r, mut sky_v, mut g2) = (Vec::new(), Vec::new(), Vec::new());
     for (k, r) in rects.chunks_exact(4).enumerate() {
@@ -228,18 +267,19 @@ pub fn frame_tile_metrics(data: &[f32], w: usize, h: usize, rects: &[i32], out: 
         sky_r.clear(); sky_v.clear(); g2.clear();
         for y in y0..y0 + th {
             let crow = &cut[(y / CELL) * cw..];
-            let mut x = x0 + (PHASE_COL[y % 4] + 4 - x0 % 4) % 4;
+            let p = PHASE_COL[y % 4];
+            let mut x = x0 + (p + 4 - x0 % 4) % 4;
+            let mut j = (x - p) / 4;
+            let inner_y = y > y0 && y + 1 < y0 + th;
             while x < x0 + tw {
                 let rv = sig(x, y);
                 if rv.is_finite() && rv <= crow[x / CELL] { sky_r.push(rv); sky_v.push(data[y * w + x] as f64); }
-                if y > y0 && y + 1 < y0 + th && x > x0 && x + 1 < x0 + tw {
-                    let p = |dx: usize, dy: usize| sig(x + dx - 1, y + dy - 1);
-                    let gx = (p(2, 0) + 2.0 * p(2, 1) + p(2, 2)) - (p(0, 0) + 2.0 * p(0, 1) + p(0, 2));
-                    let gy = (p(0, 2) + 2.0 * p(1, 2) + p(2, 2)) - (p(0, 0) + 2.0 * p(1, 0) + p(2, 0));
-                    let e = gx * gx + gy * gy;
+                if inner_y && x > x0 && x + 1 < x0 + tw {
+                    let e = energy_at[y * sw + j] as f64;
                     if e.is_finite() { g2.push(e); }
                 }
                 x += 4;
+                j += 1;
             }
         }
         let ms = median_keyed(&sky_r, &mut keys);
@@ -278,8 +318,8 @@ pub fn run(data: &[f32], w: usize, h: usize, rects: &[i32], out: Buf<f64>, scrat
         Some(list) => list.into_iter().map(|b| b.slice_mut()).collect(),
         None => { own = (0..SCRATCH_PLANES).map(|_| vec![0.0f32; len]).collect(); own.iter_mut().map(|v| &mut v[..]).collect() }
     };
-    let [a, b, c]: [&mut [f32]; SCRATCH_PLANES] = planes.try_into().map_err(|_| "scratch planes".to_string())?;
-    let r = frame_tile_metrics(data, w, h, rects, out.slice_mut(), [a, b, c], &cancel);
+    let [a, b, c, e]: [&mut [f32]; SCRATCH_PLANES] = planes.try_into().map_err(|_| "scratch planes".to_string())?;
+    let r = frame_tile_metrics(data, w, h, rects, out.slice_mut(), [a, b, c, e], &cancel);
     drop(own);
     r
 }

@@ -12,6 +12,8 @@ import { overlapAdd, normalizeOverlap } from "./ola.js";
 import { detect } from "./stars.js";
 import { percentile, robustStats, finiteValues } from "./stats.js";
 import { frameTileMetrics } from "./tiles.js";
+import { rcd } from "./rcd.js";
+import { aperturePhotometry } from "./photometry.js";
 import { warp } from "./warp.js";
 import { tbqrBand } from "./tbqr-band.js";
 
@@ -49,16 +51,22 @@ export const jsKernels: RawKernels = {
   async detectStars(data, w, h, bg, noise, k, minArea, maxStars, radius, out) {
     return detect(data, w, h, bg, noise, k, minArea, maxStars, radius, out);
   },
-  async tileMetrics(data, w, h, rects, out, scratch) {
+  async tileMetrics(data, w, h, rects, out, scratch, scale) {
+    if (scale !== 1) for (let i = 0; i < data.length; i++) data[i] = data[i]! * scale;
     frameTileMetrics(data, w, h, rects, out, scratch);
     return rects.length / 4;
+  },
+  async aperturePhotometry(data, w, _h, xs, ys, aperture, annIn, annOut, inner, flux, innerFlux) {
+    aperturePhotometry(data, w, xs, ys, aperture, annIn, annOut, inner, flux, innerFlux);
+    return xs.length;
   },
   async warp(src, sw, sh, matrix, dst, dw, dh, kind) {
     warp(src, sw, sh, matrix, dst, dw, dh, kind);
     return 0;
   },
-  async debayer(src, w, h, pattern, offX, offY, superpixel, r, g, b) {
-    debayer(src, w, h, pattern, offX & 1, offY & 1, superpixel !== 0, [r, g, b]);
+  async debayer(src, w, h, pattern, offX, offY, method, r, g, b) {
+    if (method === 2) rcd(src, w, h, pattern, offX & 1, offY & 1, [r, g, b]);
+    else debayer(src, w, h, pattern, offX & 1, offY & 1, method === 1, [r, g, b]);
     return 0;
   },
   async combine(frames, weights, norm, method, rejection, low, high, iterations, out, rejLow, rejHigh) {

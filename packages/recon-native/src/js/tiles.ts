@@ -16,31 +16,19 @@ const BIN = 2;
 const BOX_RB = 7;
 /** Column offset (mod 4, frame coordinates) of the tile samples in frame row y: every 2×2 pixel phase equally (see native/src/tiles.rs). */
 const PHASE_COL = [0, 2, 1, 3] as const;
-/** Tile stars' shape convergence and the masking passes' row step (tiles.rs: TILE_SHAPE_TOL, MASK_ROW_STEP). */
+/** Tile stars' shape convergence (tiles.rs: TILE_SHAPE_TOL). */
 const TILE_SHAPE_TOL = 1e-3;
-const MASK_ROW_STEP = 2;
 
-/** Sums and counts of the finite (and, with a mask, unclipped) pixels of each 2×2 bin; f32 accumulation. */
-function binSums(
-  data: Float32Array,
-  w: number,
-  h: number,
-  bw: number,
-  mask: { model: Float32Array; cut: Float64Array } | undefined,
-  sb: Float32Array,
-  cb: Float32Array,
-): void {
-  const cw = Math.ceil(w / CELL);
+/** Sums and counts of the finite pixels of each 2×2 bin; f32 accumulation. */
+function binSums(data: Float32Array, w: number, h: number, bw: number, sb: Float32Array, cb: Float32Array): void {
   sb.fill(0);
   cb.fill(0);
   for (let y = 0; y < h; y++) {
-    const brow = Math.floor(y / BIN) * bw,
-      crow = Math.floor(y / CELL) * cw;
+    const brow = Math.floor(y / BIN) * bw;
     for (let x = 0; x < w; x++) {
       const v = data[y * w + x]!;
       const b = brow + Math.floor(x / BIN);
       if (!Number.isFinite(v)) continue;
-      if (mask && !(v - mask.model[b]! <= mask.cut[crow + Math.floor(x / CELL)]!)) continue;
       sb[b] = sb[b]! + v;
       cb[b] = cb[b]! + 1;
     }
@@ -102,27 +90,30 @@ function boxMean(
   }
 }
 
-/** Clip level (median + 3σ0) of each cell, and with `withNoise` its sky noise, from every 4th pixel of its rows. */
+/**
+ * Clip level (median + 3σ0) of each cell, and with `withNoise` its sky noise, from the values `val(x, y)` of a
+ * gw × gh grid with cells `side` points wide: every `colStep`-th point of every `rowStep`-th row.
+ */
 function cellLevels(
-  data: Float32Array,
-  model: Float32Array,
-  w: number,
-  h: number,
-  bw: number,
+  val: (x: number, y: number) => number,
+  gw: number,
+  gh: number,
+  side: number,
+  colStep: number,
+  rowStep: number,
   withNoise: boolean,
-  rowStep = 1,
 ): { cut: Float64Array; noise: Float64Array } {
-  const cw = Math.ceil(w / CELL),
-    ch = Math.ceil(h / CELL);
+  const cw = Math.ceil(gw / side),
+    ch = Math.ceil(gh / side);
   const cut = new Float64Array(cw * ch).fill(NaN),
     noise = new Float64Array(cw * ch).fill(NaN);
   const v: number[] = [];
   for (let cy = 0; cy < ch; cy++)
     for (let cx = 0; cx < cw; cx++) {
       v.length = 0;
-      for (let y = cy * CELL; y < Math.min((cy + 1) * CELL, h); y += rowStep)
-        for (let x = cx * CELL; x < Math.min((cx + 1) * CELL, w); x += 4) {
-          const r = data[y * w + x]! - model[Math.floor(y / BIN) * bw + Math.floor(x / BIN)]!;
+      for (let y = cy * side; y < Math.min((cy + 1) * side, gh); y += rowStep)
+        for (let x = cx * side; x < Math.min((cx + 1) * side, gw); x += colStep) {
+          const r = val(x, y);
           if (Number.isFinite(r)) v.push(r);
         }
       if (v.length === 0) continue;
@@ -150,26 +141,41 @@ export function frameTileMetrics(
   const bw = Math.ceil(w / BIN),
     bh = Math.ceil(h / BIN),
     nb = bw * bh;
-  const [cnt, binned, rows] = scratch ?? [0, 1, 2].map(() => new Float32Array(Math.max(n, 3 * nb)));
+  const [cnt, binned, rows, resid] = scratch ?? [0, 1, 2, 3].map(() => new Float32Array(Math.max(n, 3 * nb)));
   const sb = binned!.subarray(0, nb),
     cb = binned!.subarray(nb, 2 * nb),
     mb = binned!.subarray(2 * nb, 3 * nb);
   const hs = rows!.subarray(0, nb),
     hc = rows!.subarray(nb, 2 * nb);
+  const msb = cnt!.subarray(0, nb),
+    mcb = cnt!.subarray(nb, 2 * nb);
   const cw = Math.ceil(w / CELL);
   const cell = (x: number, y: number) => Math.floor(y / CELL) * cw + Math.floor(x / CELL);
-  binSums(data, w, h, bw, undefined, sb, cb);
+  binSums(data, w, h, bw, sb, cb);
   let counted = 0;
   for (let b = 0; b < nb; b++) counted += cb[b]!;
   const allFinite = counted === n;
   boxMean(sb, cb, bw, bh, BOX_RB, hs, hc, mb, false);
+  // Two masking passes on the bins (tiles.rs).
+  const bres = (x: number, y: number) => sb[y * bw + x]! / cb[y * bw + x]! - mb[y * bw + x]!;
+  const side = CELL / BIN,
+    bcw = Math.ceil(bw / side);
   for (let pass = 0; pass < 2; pass++) {
-    const { cut } = cellLevels(data, mb, w, h, bw, false, MASK_ROW_STEP);
-    binSums(data, w, h, bw, { model: mb, cut }, sb, cb);
-    boxMean(sb, cb, bw, bh, BOX_RB, hs, hc, mb, true);
+    const { cut } = cellLevels(bres, bw, bh, side, 1, 2, false);
+    for (let by = 0; by < bh; by++)
+      for (let bx = 0; bx < bw; bx++) {
+        const b = by * bw + bx;
+        const keep = cb[b]! > 0 && bres(bx, by) <= cut[Math.floor(by / side) * bcw + Math.floor(bx / side)]!;
+        msb[b] = keep ? sb[b]! : 0;
+        mcb[b] = keep ? cb[b]! : 0;
+      }
+    boxMean(msb, mcb, bw, bh, BOX_RB, hs, hc, mb, true);
   }
-  const { cut, noise: cnoise } = cellLevels(data, mb, w, h, bw, true);
-  const sig: Signal = (x, y) => data[y * w + x]! - mb[Math.floor(y / BIN) * bw + Math.floor(x / BIN)]!;
+  const R = resid!;
+  for (let y = 0; y < h; y++)
+    for (let x = 0; x < w; x++) R[y * w + x] = data[y * w + x]! - mb[Math.floor(y / BIN) * bw + Math.floor(x / BIN)]!;
+  const sig: Signal = (x, y) => R[y * w + x]!;
+  const { cut, noise: cnoise } = cellLevels(sig, w, h, CELL, 4, 2, true);
   const cands: { peak: number; x: number; y: number }[] = [];
   if (w > 2 * STAR_R && h > 2 * STAR_R) {
     for (let y = STAR_R; y < h - STAR_R; y++)
@@ -192,6 +198,18 @@ export function frameTileMetrics(
         cnt![y * w + x] = k;
       }
     }
+  // Sobel |∇residual|² at every tile sample, once (tiles.rs).
+  const sw = Math.ceil(w / 4);
+  const energyAt = rows!.subarray(0, sw * h);
+  energyAt.fill(NaN);
+  for (let y = 1; y + 1 < h; y++)
+    for (let x = PHASE_COL[y % 4]!, j = 0; x < w; x += 4, j++) {
+      if (x < 1 || x + 1 >= w) continue;
+      const p = (dx: number, dy: number) => R[(y + dy - 1) * w + x + dx - 1]!;
+      const gx = p(2, 0) + 2 * p(2, 1) + p(2, 2) - (p(0, 0) + 2 * p(0, 1) + p(0, 2));
+      const gy = p(0, 2) + 2 * p(1, 2) + p(2, 2) - (p(0, 0) + 2 * p(1, 0) + p(2, 0));
+      energyAt[y * sw + j] = gx * gx + gy * gy;
+    }
   const skyR: number[] = [],
     skyV: number[] = [],
     g2: number[] = [];
@@ -211,21 +229,21 @@ export function frameTileMetrics(
     skyR.length = 0;
     skyV.length = 0;
     g2.length = 0;
-    for (let y = y0; y < y0 + th; y++)
-      for (let x = x0 + ((PHASE_COL[y % 4]! + 4 - (x0 % 4)) % 4); x < x0 + tw; x += 4) {
+    for (let y = y0; y < y0 + th; y++) {
+      const p = PHASE_COL[y % 4]!;
+      const innerY = y > y0 && y + 1 < y0 + th;
+      for (let x = x0 + ((p + 4 - (x0 % 4)) % 4), j = (x - p) / 4; x < x0 + tw; x += 4, j++) {
         const rv = sig(x, y);
         if (Number.isFinite(rv) && rv <= cut[cell(x, y)]!) {
           skyR.push(rv);
           skyV.push(data[y * w + x]!);
         }
-        if (y > y0 && y + 1 < y0 + th && x > x0 && x + 1 < x0 + tw) {
-          const p = (dx: number, dy: number) => sig(x + dx - 1, y + dy - 1);
-          const gx = p(2, 0) + 2 * p(2, 1) + p(2, 2) - (p(0, 0) + 2 * p(0, 1) + p(0, 2));
-          const gy = p(0, 2) + 2 * p(1, 2) + p(2, 2) - (p(0, 0) + 2 * p(1, 0) + p(2, 0));
-          const e = gx * gx + gy * gy;
+        if (innerY && x > x0 && x + 1 < x0 + tw) {
+          const e = energyAt[y * sw + j]!;
           if (Number.isFinite(e)) g2.push(e);
         }
       }
+    }
     const ms = median(skyR.slice());
     for (let i = 0; i < skyR.length; i++) skyR[i] = Math.abs(skyR[i]! - ms);
     const sigma = MAD_TO_SIGMA * median(skyR);

@@ -1,0 +1,255 @@
+//! Ratio Corrected Demosaicing (RCD; L. Sanz Rodríguez, 2017 — Siril's default debayer), our implementation
+//! of its five steps for linear astronomical frames. Written from the method's description; the arithmetic
+//! is f64, every plane is stored as f32, in the order of the TypeScript twin (src/js/rcd.ts), so both give
+//! the same bits. Rows are independent within a step: each step runs its rows in parallel and writes only
+//! its own plane, so the result does not depend on the thread count.
+//!
+//! Working space: c = (v + P) / S, so that the ratios of step 3 see positive values (a calibrated frame's
+//! sky may sit at or below zero): P lifts the smallest finite value to 1e-3 of the range, S = max + P. The
+//! result is mapped back (v = c·S − P).
+//! 1. Vertical/horizontal direction: a zero-sum high-pass along the column, (1, −3, −1, 6, −1, −3, 1) at
+//!    offsets −3…3, squared, summed over the pixel and its two neighbours along the same column (V) — the
+//!    same along the row (H); dir = V / (V + H) (≥ 1e-10 each). 0 = interpolate vertically, 1 = horizontally.
+//!    Refined: where the mean of the four diagonal neighbours' dir is further from ½ (more decided) than
+//!    the pixel's own, that mean is taken.
+//! 2. A low-pass at the red and blue photosites: c + ½·(4 edge neighbours) + ¼·(4 diagonal ones).
+//! 3. Green at red/blue photosites: per cardinal direction the gradient (ε + four absolute differences
+//!    reaching 4 px) and the ratio-corrected estimate c[n]·2·lpf[i] / (ε + lpf[i] + lpf[n₂]) (n₂ two px
+//!    away, a same-colour site); each axis blends its two estimates weighted by the opposite gradient;
+//!    G = dir·H + (1 − dir)·V, limited to [0, 1].
+//! 4. Red at blue and blue at red photosites: the same direction test along the two diagonals (P, Q) and
+//!    colour differences X − G of the diagonal neighbours, blended by diagonal gradients (3 differences);
+//!    then red and blue at green photosites from the colour differences of the 4 edge neighbours, blended
+//!    as in step 3 by the step-1 direction. Both limited to [0, 1].
+//! 5. Border: the 5 px frame around the image keeps the bilinear values (the steps above need 4 px of
+//!    context and the refined directions one more).
+use crate::debayer::{debayer, PATTERNS};
+use crate::js::{Buf, Cancel};
+use crate::par::for_chunks;
+
+const EPS: f64 = 1e-5;
+const EPSSQ: f64 = 1e-10;
+/// Pixels within this distance of an edge keep the bilinear values.
+pub const RCD_BORDER: usize = 5;
+
+/// One output plane shared by the row workers; each row is written by exactly one of them.
+#[derive(Clone, Copy)]
+struct Rows { ptr: *mut f32, w: usize }
+unsafe impl Send for Rows {}
+unsafe impl Sync for Rows {}
+impl Rows {
+    fn of(v: &mut [f32], w: usize) -> Rows { Rows { ptr: v.as_mut_ptr(), w } }
+    /// Row y, for the one worker that writes it.
+    #[allow(clippy::mut_from_ref)]
+    fn row(&self, y: usize) -> &mut [f32] { unsafe { std::slice::from_raw_parts_mut(self.ptr.add(y * self.w), self.w) } }
+    /// Value k, read while other workers write other sites of the plane (never this one).
+    #[inline]
+    fn get(&self, k: usize) -> f64 { unsafe { self.ptr.add(k).read() as f64 } }
+    /// Write value k (the site belongs to the calling worker's row).
+    #[inline]
+    fn set(&self, k: usize, v: f32) { unsafe { self.ptr.add(k).write(v) } }
+}
+
+/// The refined direction: the mean of the 4 diagonal neighbours where it is more decided than the pixel's own.
+#[inline]
+fn refine(d: &[f32], i: usize, w: usize) -> f64 {
+    let c = d[i] as f64;
+    let n = 0.25 * (d[i - w - 1] as f64 + d[i - w + 1] as f64 + d[i + w - 1] as f64 + d[i + w + 1] as f64);
+    if (0.5 - c).abs() < (0.5 - n).abs() { n } else { c }
+}
+
+/// max(t, 1e-10), NaN → 1e-10 (as the twin's `t > EPSSQ ? t : EPSSQ`).
+#[inline]
+fn floor_sq(t: f64) -> f64 { if t > EPSSQ { t } else { EPSSQ } }
+
+#[inline]
+fn limit(v: f64) -> f64 { if v < 0.0 { 0.0 } else if v > 1.0 { 1.0 } else { v } }
+
+#[inline]
+fn hpf(c: &[f32], i: usize, s: usize) -> f64 {
+    let at = |k: usize| c[k] as f64;
+    let h = (at(i - 3 * s) - at(i - s) - at(i + s) + at(i + 3 * s)) - 3.0 * (at(i - 2 * s) + at(i + 2 * s)) + 6.0 * at(i);
+    h * h
+}
+
+pub fn rcd(src: &[f32], w: usize, h: usize, pattern: usize, off_x: usize, off_y: usize, out: [Buf<f32>; 3], cancel: Cancel) -> Result<(), String> {
+    debayer(src, w, h, pattern, off_x, off_y, false, [Buf { ptr: out[0].ptr, len: out[0].len }, Buf { ptr: out[1].ptr, len: out[1].len }, Buf { ptr: out[2].ptr, len: out[2].len }], cancel)?;
+    let b = RCD_BORDER;
+    if w < 2 * b + 1 || h < 2 * b + 1 { return Ok(()); }
+    let pat = PATTERNS[pattern];
+    let color = move |x: usize, y: usize| pat[((y + off_y) & 1) * 2 + ((x + off_x) & 1)] as usize;
+    let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+    for &v in src { if v.is_finite() { let v = v as f64; if v < lo { lo = v; } if v > hi { hi = v; } } }
+    if !(hi > lo) { return Ok(()); }
+    let p = if lo < 1e-3 * (hi - lo) { 1e-3 * (hi - lo) - lo } else { 0.0 };
+    let s = hi + p;
+    let n = w * h;
+    let norm = |v: f32| ((v as f64 + p) / s) as f32;
+    let c: Vec<f32> = src.iter().map(|&v| norm(v)).collect();
+    // Working colour planes in c units, starting from the bilinear values.
+    let mut col: [Vec<f32>; 3] = [out[0].slice().iter().map(|&v| norm(v)).collect(), out[1].slice().iter().map(|&v| norm(v)).collect(), out[2].slice().iter().map(|&v| norm(v)).collect()];
+    // Step 1: V/H high-pass energies (rows/cols ≥ 3 from the edges), directions (≥ 4).
+    let (mut vsq, mut hsq) = (vec![0f32; n], vec![0f32; n]);
+    {
+        let (vr, hr) = (Rows::of(&mut vsq, w), Rows::of(&mut hsq, w));
+        for_chunks(h - 6, cancel, |k| {
+            let y = k + 3;
+            let (v, hh) = (vr.row(y), hr.row(y));
+            for x in 3..w - 3 { let i = y * w + x; v[x] = hpf(&c, i, w) as f32; hh[x] = hpf(&c, i, 1) as f32; }
+        })?;
+    }
+    let mut vh = vec![0.5f32; n];
+    {
+        let r = Rows::of(&mut vh, w);
+        for_chunks(h - 8, cancel, |k| {
+            let y = k + 4;
+            let o = r.row(y);
+            for x in 4..w - 4 {
+                let i = y * w + x;
+                let vs = floor_sq(vsq[i - w] as f64 + vsq[i] as f64 + vsq[i + w] as f64);
+                let hs = floor_sq(hsq[i - 1] as f64 + hsq[i] as f64 + hsq[i + 1] as f64);
+                o[x] = (vs / (vs + hs)) as f32;
+            }
+        })?;
+    }
+    // Step 2: low-pass at red/blue sites (≥ 1 from the edges).
+    let mut lpf = vec![0f32; n];
+    {
+        let r = Rows::of(&mut lpf, w);
+        for_chunks(h - 2, cancel, |k| {
+            let y = k + 1;
+            let o = r.row(y);
+            for x in 1..w - 1 {
+                if color(x, y) == 1 { continue; }
+                let i = y * w + x;
+                let at = |k: usize| c[k] as f64;
+                o[x] = (at(i) + 0.5 * (at(i - w) + at(i + w) + at(i - 1) + at(i + 1)) + 0.25 * (at(i - w - 1) + at(i - w + 1) + at(i + w - 1) + at(i + w + 1))) as f32;
+            }
+        })?;
+    }
+    // Step 3: green at red/blue sites.
+    {
+        let g = Rows::of(&mut col[1], w);
+        for_chunks(h - 2 * b, cancel, |k| {
+            let y = k + b;
+            let o = g.row(y);
+            for x in b..w - b {
+                if color(x, y) == 1 { continue; }
+                let i = y * w + x;
+                let at = |k: usize| c[k] as f64;
+                let lp = |k: usize| lpf[k] as f64;
+                let grad = |s: isize| -> f64 {
+                    let q = |m: isize| at((i as isize + m * s) as usize);
+                    EPS + (q(1) - q(-1)).abs() + (q(0) - q(2)).abs() + (q(1) - q(3)).abs() + (q(2) - q(4)).abs()
+                };
+                let est = |s: isize| -> f64 {
+                    let (n1, n2) = ((i as isize + s) as usize, (i as isize + 2 * s) as usize);
+                    at(n1) * 2.0 * lp(i) / (EPS + lp(i) + lp(n2))
+                };
+                let (wi, one) = (w as isize, 1isize);
+                let (gn, gs, gw, ge) = (grad(-wi), grad(wi), grad(-one), grad(one));
+                let (en, es, ew, ee) = (est(-wi), est(wi), est(-one), est(one));
+                let v = (gs * en + gn * es) / (gn + gs);
+                let hh = (ge * ew + gw * ee) / (ge + gw);
+                let d = refine(&vh, i, w);
+                o[x] = limit(d * hh + (1.0 - d) * v) as f32;
+            }
+        })?;
+    }
+    // Step 4.1: P/Q (diagonal) directions at red/blue sites.
+    let (mut psq, mut qsq) = (vec![0f32; n], vec![0f32; n]);
+    {
+        let (pr, qr) = (Rows::of(&mut psq, w), Rows::of(&mut qsq, w));
+        for_chunks(h - 6, cancel, |k| {
+            let y = k + 3;
+            let (pp, qq) = (pr.row(y), qr.row(y));
+            for x in 3..w - 3 {
+                if color(x, y) == 1 { continue; }
+                let i = y * w + x;
+                pp[x] = hpf(&c, i, w + 1) as f32;
+                qq[x] = hpf(&c, i, w - 1) as f32;
+            }
+        })?;
+    }
+    let mut pq = vec![0.5f32; n];
+    {
+        let r = Rows::of(&mut pq, w);
+        for_chunks(h - 8, cancel, |k| {
+            let y = k + 4;
+            let o = r.row(y);
+            for x in 4..w - 4 {
+                if color(x, y) == 1 { continue; }
+                let i = y * w + x;
+                let ps = floor_sq(psq[i - w - 1] as f64 + psq[i] as f64 + psq[i + w + 1] as f64);
+                let qs = floor_sq(qsq[i - w + 1] as f64 + qsq[i] as f64 + qsq[i + w - 1] as f64);
+                o[x] = (ps / (ps + qs)) as f32;
+            }
+        })?;
+    }
+    // Step 4.2: red at blue, blue at red (the colour of the diagonal neighbours).
+    {
+        let [r0, g0, b0] = &mut col;
+        let g: &[f32] = g0;
+        let (rr, br) = (Rows::of(r0, w), Rows::of(b0, w));
+        for_chunks(h - 2 * b, cancel, |k| {
+            let y = k + b;
+            for x in b..w - b {
+                let here = color(x, y);
+                if here == 1 { continue; }
+                let i = y * w + x;
+                // Target plane: the other of red/blue; its samples sit on the diagonals (raw values there).
+                let tp = if here == 0 { br } else { rr };
+                let at = |k: usize| tp.get(k);
+                let gg = |k: usize| g[k] as f64;
+                let diag = |s: isize| -> (f64, f64) {
+                    let q = |m: isize| (i as isize + m * s) as usize;
+                    let grad = EPS + (at(q(1)) - at(q(-1))).abs() + (at(q(1)) - at(q(3))).abs() + (gg(i) - gg(q(2))).abs();
+                    (grad, at(q(1)) - gg(q(1)))
+                };
+                let (wi, one) = (w as isize, 1isize);
+                let (nw, se) = (diag(-wi - one), diag(wi + one));
+                let (ne, sw) = (diag(-wi + one), diag(wi - one));
+                let pe = (nw.0 * se.1 + se.0 * nw.1) / (nw.0 + se.0);
+                let qe = (ne.0 * sw.1 + sw.0 * ne.1) / (ne.0 + sw.0);
+                let d = refine(&pq, i, w);
+                // Only the row's own sites are written; the diagonal reads are raw samples, never written here.
+                tp.set(i, limit(gg(i) + (1.0 - d) * pe + d * qe) as f32);
+            }
+        })?;
+    }
+    // Step 4.3: red and blue at green sites, from the (now complete) red/blue sites around them.
+    {
+        let [r0, g0, b0] = &mut col;
+        let g: &[f32] = g0;
+        let (rr, br) = (Rows::of(r0, w), Rows::of(b0, w));
+        // Reads of step 4.3 touch only red/blue sites, writes only green sites: disjoint.
+        for_chunks(h - 2 * b, cancel, |k| {
+            let y = k + b;
+            for x in b..w - b {
+                if color(x, y) != 1 { continue; }
+                let i = y * w + x;
+                let d = refine(&vh, i, w);
+                for tp in [rr, br] {
+                    let at = |k: usize| tp.get(k);
+                    let gg = |k: usize| g[k] as f64;
+                    let card = |s: isize| -> (f64, f64) {
+                        let q = |m: isize| (i as isize + m * s) as usize;
+                        let grad = EPS + (gg(i) - gg(q(2))).abs() + (at(q(1)) - at(q(-1))).abs() + (at(q(1)) - at(q(3))).abs();
+                        (grad, at(q(1)) - gg(q(1)))
+                    };
+                    let (wi, one) = (w as isize, 1isize);
+                    let (nn, ss, ww, ee) = (card(-wi), card(wi), card(-one), card(one));
+                    let v = (nn.0 * ss.1 + ss.0 * nn.1) / (nn.0 + ss.0);
+                    let hh = (ee.0 * ww.1 + ww.0 * ee.1) / (ee.0 + ww.0);
+                    tp.set(i, limit(gg(i) + d * hh + (1.0 - d) * v) as f32);
+                }
+            }
+        })?;
+    }
+    // Back to the frame's units, inside the border only (the border keeps the bilinear values exactly).
+    for (k, o) in out.iter().enumerate() {
+        let (dst, srcp) = (o.slice_mut(), &col[k]);
+        for y in b..h - b { for x in b..w - b { if color(x, y) != k { dst[y * w + x] = (srcp[y * w + x] as f64 * s - p) as f32; } } }
+    }
+    Ok(())
+}

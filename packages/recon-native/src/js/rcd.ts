@@ -1,0 +1,165 @@
+/** RCD debayering — twin of native/src/rcd.rs (see there for the method): the same f64 operations in the same order, f32 planes. */
+import { debayer, PATTERNS } from "./debayer.js";
+
+const EPS = 1e-5;
+const EPSSQ = 1e-10;
+export const RCD_BORDER = 5;
+
+const floorSq = (t: number) => (t > EPSSQ ? t : EPSSQ);
+const limit = (v: number) => (v < 0 ? 0 : v > 1 ? 1 : v);
+function hpf(c: Float32Array, i: number, s: number): number {
+  const h = c[i - 3 * s]! - c[i - s]! - c[i + s]! + c[i + 3 * s]! - 3 * (c[i - 2 * s]! + c[i + 2 * s]!) + 6 * c[i]!;
+  return h * h;
+}
+function refine(d: Float32Array, i: number, w: number): number {
+  const c = d[i]!;
+  const n = 0.25 * (d[i - w - 1]! + d[i - w + 1]! + d[i + w - 1]! + d[i + w + 1]!);
+  return Math.abs(0.5 - c) < Math.abs(0.5 - n) ? n : c;
+}
+
+export function rcd(
+  src: Float32Array,
+  w: number,
+  h: number,
+  pattern: number,
+  offX: number,
+  offY: number,
+  out: [Float32Array, Float32Array, Float32Array],
+): void {
+  debayer(src, w, h, pattern, offX, offY, false, out);
+  const b = RCD_BORDER;
+  if (w < 2 * b + 1 || h < 2 * b + 1) return;
+  const pat = PATTERNS[pattern]!;
+  const color = (x: number, y: number) => pat[((y + offY) & 1) * 2 + ((x + offX) & 1)]!;
+  let lo = Infinity,
+    hi = -Infinity;
+  for (let i = 0; i < src.length; i++) {
+    const v = src[i]!;
+    if (v - v === 0) {
+      if (v < lo) lo = v;
+      if (v > hi) hi = v;
+    }
+  }
+  if (!(hi > lo)) return;
+  const p = lo < 1e-3 * (hi - lo) ? 1e-3 * (hi - lo) - lo : 0;
+  const s = hi + p;
+  const n = w * h;
+  const c = new Float32Array(n);
+  for (let i = 0; i < n; i++) c[i] = (src[i]! + p) / s;
+  const col = out.map((o) => {
+    const a = new Float32Array(n);
+    for (let i = 0; i < n; i++) a[i] = (o[i]! + p) / s;
+    return a;
+  }) as [Float32Array, Float32Array, Float32Array];
+  const vsq = new Float32Array(n),
+    hsq = new Float32Array(n);
+  for (let y = 3; y < h - 3; y++)
+    for (let x = 3; x < w - 3; x++) {
+      const i = y * w + x;
+      vsq[i] = hpf(c, i, w);
+      hsq[i] = hpf(c, i, 1);
+    }
+  const vh = new Float32Array(n).fill(0.5);
+  for (let y = 4; y < h - 4; y++)
+    for (let x = 4; x < w - 4; x++) {
+      const i = y * w + x;
+      const vs = floorSq(vsq[i - w]! + vsq[i]! + vsq[i + w]!);
+      const hs = floorSq(hsq[i - 1]! + hsq[i]! + hsq[i + 1]!);
+      vh[i] = vs / (vs + hs);
+    }
+  const lpf = new Float32Array(n);
+  for (let y = 1; y < h - 1; y++)
+    for (let x = 1; x < w - 1; x++) {
+      if (color(x, y) === 1) continue;
+      const i = y * w + x;
+      lpf[i] =
+        c[i]! + 0.5 * (c[i - w]! + c[i + w]! + c[i - 1]! + c[i + 1]!) + 0.25 * (c[i - w - 1]! + c[i - w + 1]! + c[i + w - 1]! + c[i + w + 1]!);
+    }
+  const G = col[1];
+  for (let y = b; y < h - b; y++)
+    for (let x = b; x < w - b; x++) {
+      if (color(x, y) === 1) continue;
+      const i = y * w + x;
+      const grad = (st: number) =>
+        EPS +
+        Math.abs(c[i + st]! - c[i - st]!) +
+        Math.abs(c[i]! - c[i + 2 * st]!) +
+        Math.abs(c[i + st]! - c[i + 3 * st]!) +
+        Math.abs(c[i + 2 * st]! - c[i + 4 * st]!);
+      const est = (st: number) => (c[i + st]! * 2 * lpf[i]!) / (EPS + lpf[i]! + lpf[i + 2 * st]!);
+      const gn = grad(-w),
+        gs = grad(w),
+        gw = grad(-1),
+        ge = grad(1);
+      const en = est(-w),
+        es = est(w),
+        ew = est(-1),
+        ee = est(1);
+      const v = (gs * en + gn * es) / (gn + gs);
+      const hh = (ge * ew + gw * ee) / (ge + gw);
+      const d = refine(vh, i, w);
+      G[i] = limit(d * hh + (1 - d) * v);
+    }
+  const psq = new Float32Array(n),
+    qsq = new Float32Array(n);
+  for (let y = 3; y < h - 3; y++)
+    for (let x = 3; x < w - 3; x++) {
+      if (color(x, y) === 1) continue;
+      const i = y * w + x;
+      psq[i] = hpf(c, i, w + 1);
+      qsq[i] = hpf(c, i, w - 1);
+    }
+  const pq = new Float32Array(n).fill(0.5);
+  for (let y = 4; y < h - 4; y++)
+    for (let x = 4; x < w - 4; x++) {
+      if (color(x, y) === 1) continue;
+      const i = y * w + x;
+      const ps = floorSq(psq[i - w - 1]! + psq[i]! + psq[i + w + 1]!);
+      const qs = floorSq(qsq[i - w + 1]! + qsq[i]! + qsq[i + w - 1]!);
+      pq[i] = ps / (ps + qs);
+    }
+  for (let y = b; y < h - b; y++)
+    for (let x = b; x < w - b; x++) {
+      const here = color(x, y);
+      if (here === 1) continue;
+      const i = y * w + x;
+      const t = here === 0 ? col[2] : col[0];
+      const diag = (st: number): [number, number] => [
+        EPS + Math.abs(t[i + st]! - t[i - st]!) + Math.abs(t[i + st]! - t[i + 3 * st]!) + Math.abs(G[i]! - G[i + 2 * st]!),
+        t[i + st]! - G[i + st]!,
+      ];
+      const nw = diag(-w - 1),
+        se = diag(w + 1),
+        ne = diag(-w + 1),
+        sw = diag(w - 1);
+      const pe = (nw[0] * se[1] + se[0] * nw[1]) / (nw[0] + se[0]);
+      const qe = (ne[0] * sw[1] + sw[0] * ne[1]) / (ne[0] + sw[0]);
+      const d = refine(pq, i, w);
+      t[i] = limit(G[i]! + (1 - d) * pe + d * qe);
+    }
+  for (let y = b; y < h - b; y++)
+    for (let x = b; x < w - b; x++) {
+      if (color(x, y) !== 1) continue;
+      const i = y * w + x;
+      const d = refine(vh, i, w);
+      for (const t of [col[0], col[2]]) {
+        const card = (st: number): [number, number] => [
+          EPS + Math.abs(G[i]! - G[i + 2 * st]!) + Math.abs(t[i + st]! - t[i - st]!) + Math.abs(t[i + st]! - t[i + 3 * st]!),
+          t[i + st]! - G[i + st]!,
+        ];
+        const nn = card(-w),
+          ss = card(w),
+          ww = card(-1),
+          ee = card(1);
+        const v = (nn[0] * ss[1] + ss[0] * nn[1]) / (nn[0] + ss[0]);
+        const hh = (ee[0] * ww[1] + ww[0] * ee[1]) / (ee[0] + ww[0]);
+        t[i] = limit(G[i]! + d * hh + (1 - d) * v);
+      }
+    }
+  for (let k = 0; k < 3; k++) {
+    const dst = out[k]!,
+      sp = col[k]!;
+    for (let y = b; y < h - b; y++)
+      for (let x = b; x < w - b; x++) if (color(x, y) !== k) dst[y * w + x] = sp[y * w + x]! * s - p;
+  }
+}
