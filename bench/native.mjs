@@ -94,6 +94,7 @@ const cases = [
     },
   ],
   ["debayer bilinear", W * H * 4, (b) => () => b.debayer(plane, { pattern: "RGGB" })],
+  ["debayer rcd", W * H * 4, (b) => () => b.debayer(plane, { pattern: "RGGB", method: "rcd" })],
   // The canvas is caller-owned and reused (zeroed before each timed run, outside the timing).
   // Its bytes are the memory traffic it cannot avoid: the tiles read once, the two f64 canvases read and
   // written once (tiles overlap, so every canvas pixel is visited about twice but banded to stay in cache).

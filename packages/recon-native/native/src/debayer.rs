@@ -29,10 +29,20 @@ pub fn debayer(src: &[f32], w: usize, h: usize, pattern: usize, off_x: usize, of
             }
         });
     }
+    bilinear(src, w, h, pattern, off_x, off_y, 0, out, cancel)
+}
+
+/// The bilinear rule for every pixel, or with `border` > 0 only for those within `border` px of an edge.
+#[allow(clippy::too_many_arguments)]
+pub fn bilinear(src: &[f32], w: usize, h: usize, pattern: usize, off_x: usize, off_y: usize, border: usize, out: [Buf<f32>; 3], cancel: Cancel) -> Result<(), String> {
+    let pat = PATTERNS[pattern];
+    let color = move |x: usize, y: usize| pat[((y + off_y) & 1) * 2 + ((x + off_x) & 1)];
     const EDGE: [(isize, isize); 4] = [(0, -1), (-1, 0), (1, 0), (0, 1)];
     const DIAG: [(isize, isize); 4] = [(-1, -1), (1, -1), (-1, 1), (1, 1)];
     for_chunks(h, cancel, |y| {
-        for x in 0..w {
+        let inner = border > 0 && y >= border && y + border < h && 2 * border < w;
+        let cols: Box<dyn Iterator<Item = usize>> = if inner { Box::new((0..border).chain(w - border..w)) } else { Box::new(0..w) };
+        for x in cols {
             let here = color(x, y);
             for c in 0..3u8 {
                 let v = if here == c { src[y * w + x] } else {

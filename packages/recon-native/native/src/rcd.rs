@@ -23,7 +23,7 @@
 //!    as in step 3 by the step-1 direction. Both limited to [0, 1].
 //! 5. Border: the 5 px frame around the image keeps the bilinear values (the steps above need 4 px of
 //!    context and the refined directions one more).
-use crate::debayer::{debayer, PATTERNS};
+use crate::debayer::{bilinear, debayer, PATTERNS};
 use crate::js::{Buf, Cancel};
 use crate::par::for_chunks;
 
@@ -73,21 +73,41 @@ fn hpf(c: &[f32], i: usize, s: usize) -> f64 {
 }
 
 pub fn rcd(src: &[f32], w: usize, h: usize, pattern: usize, off_x: usize, off_y: usize, out: [Buf<f32>; 3], cancel: Cancel) -> Result<(), String> {
-    debayer(src, w, h, pattern, off_x, off_y, false, [Buf { ptr: out[0].ptr, len: out[0].len }, Buf { ptr: out[1].ptr, len: out[1].len }, Buf { ptr: out[2].ptr, len: out[2].len }], cancel)?;
     let b = RCD_BORDER;
-    if w < 2 * b + 1 || h < 2 * b + 1 { return Ok(()); }
+    let copy = |o: &[Buf<f32>; 3]| [Buf { ptr: o[0].ptr, len: o[0].len }, Buf { ptr: o[1].ptr, len: o[1].len }, Buf { ptr: o[2].ptr, len: o[2].len }];
+    if w < 2 * b + 1 || h < 2 * b + 1 { return debayer(src, w, h, pattern, off_x, off_y, false, out, cancel); }
+    // The bilinear values are needed on the border only: the interior's missing colours are all computed
+    // below before they are read (step 3 writes green, 4.2 the opposite colour, 4.3 red and blue at green).
+    bilinear(src, w, h, pattern, off_x, off_y, b, copy(&out), cancel)?;
     let pat = PATTERNS[pattern];
     let color = move |x: usize, y: usize| pat[((y + off_y) & 1) * 2 + ((x + off_x) & 1)] as usize;
     let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
     for &v in src { if v.is_finite() { let v = v as f64; if v < lo { lo = v; } if v > hi { hi = v; } } }
-    if !(hi > lo) { return Ok(()); }
+    if !(hi > lo) { return debayer(src, w, h, pattern, off_x, off_y, false, out, cancel); }
     let p = if lo < 1e-3 * (hi - lo) { 1e-3 * (hi - lo) - lo } else { 0.0 };
     let s = hi + p;
     let n = w * h;
     let norm = |v: f32| ((v as f64 + p) / s) as f32;
-    let c: Vec<f32> = src.iter().map(|&v| norm(v)).collect();
-    // Working colour planes in c units, starting from the bilinear values.
-    let mut col: [Vec<f32>; 3] = [out[0].slice().iter().map(|&v| norm(v)).collect(), out[1].slice().iter().map(|&v| norm(v)).collect(), out[2].slice().iter().map(|&v| norm(v)).collect()];
+    let mut c = vec![0f32; n];
+    // Working colour planes in c units: the samples at their own sites, the bilinear values on the border
+    // (interior sites of the other colours are written by the steps below before anything reads them).
+    let mut col: [Vec<f32>; 3] = [vec![0f32; n], vec![0f32; n], vec![0f32; n]];
+    {
+        let (cr, r0, r1, r2) = (Rows::of(&mut c, w), Rows::of(&mut col[0], w), Rows::of(&mut col[1], w), Rows::of(&mut col[2], w));
+        let planes = [r0, r1, r2];
+        for_chunks(h, cancel, |y| {
+            let inner = y >= b && y + b < h;
+            let crow = cr.row(y);
+            for x in 0..w { crow[x] = norm(src[y * w + x]); }
+            for (k, pl) in planes.iter().enumerate() {
+                let (o, bil) = (pl.row(y), &out[k].slice()[y * w..(y + 1) * w]);
+                for x in 0..w {
+                    o[x] = if color(x, y) == k { crow[x] } else if !inner || x < b || x + b >= w { norm(bil[x]) } else { 0.0 };
+                }
+            }
+        })?;
+    }
+    let c = c;
     // Step 1: V/H high-pass energies (rows/cols ≥ 3 from the edges), directions (≥ 4).
     let (mut vsq, mut hsq) = (vec![0f32; n], vec![0f32; n]);
     {
@@ -246,10 +266,13 @@ pub fn rcd(src: &[f32], w: usize, h: usize, pattern: usize, off_x: usize, off_y:
             }
         })?;
     }
-    // Back to the frame's units, inside the border only (the border keeps the bilinear values exactly).
-    for (k, o) in out.iter().enumerate() {
-        let (dst, srcp) = (o.slice_mut(), &col[k]);
-        for y in b..h - b { for x in b..w - b { if color(x, y) != k { dst[y * w + x] = (srcp[y * w + x] as f64 * s - p) as f32; } } }
-    }
-    Ok(())
+    // Back to the frame's units, inside the border only (the border keeps the bilinear values exactly); a
+    // colour's own sites take the sample itself.
+    for_chunks(h - 2 * b, cancel, |k| {
+        let y = k + b;
+        for (ch, o) in out.iter().enumerate() {
+            let (dst, srcp) = (&mut o.slice_mut()[y * w..(y + 1) * w], &col[ch][y * w..(y + 1) * w]);
+            for x in b..w - b { dst[x] = if color(x, y) == ch { src[y * w + x] } else { (srcp[x] as f64 * s - p) as f32 }; }
+        }
+    })
 }
