@@ -72,6 +72,44 @@ fn hpf(c: &[f32], i: usize, s: usize) -> f64 {
     h * h
 }
 
+/// The direction statistic along strides `sa` (vertical or P diagonal) and `sb` (horizontal or Q) at the
+/// sites `at(x, y)` selects: each axis's high-pass energy (rows/columns ≥ 3 from the edges), summed over the
+/// site and its two neighbours along that axis, A / (A + B) (≥ 4 from the edges; ½ elsewhere).
+#[allow(clippy::too_many_arguments)]
+fn direction(c: &[f32], w: usize, h: usize, sa: usize, sb: usize, at: &(dyn Fn(usize, usize) -> bool + Sync), cancel: Cancel) -> Result<Vec<f32>, String> {
+    let n = w * h;
+    let (mut asq, mut bsq) = (vec![0f32; n], vec![0f32; n]);
+    {
+        let (ar, br) = (Rows::of(&mut asq, w), Rows::of(&mut bsq, w));
+        for_chunks(h - 6, cancel, |k| {
+            let y = k + 3;
+            let (ao, bo) = (ar.row(y), br.row(y));
+            for x in 3..w - 3 {
+                if !at(x, y) { continue; }
+                let i = y * w + x;
+                ao[x] = hpf(c, i, sa) as f32;
+                bo[x] = hpf(c, i, sb) as f32;
+            }
+        })?;
+    }
+    let mut dir = vec![0.5f32; n];
+    {
+        let r = Rows::of(&mut dir, w);
+        for_chunks(h - 8, cancel, |k| {
+            let y = k + 4;
+            let o = r.row(y);
+            for x in 4..w - 4 {
+                if !at(x, y) { continue; }
+                let i = y * w + x;
+                let a = floor_sq(asq[i - sa] as f64 + asq[i] as f64 + asq[i + sa] as f64);
+                let b = floor_sq(bsq[i - sb] as f64 + bsq[i] as f64 + bsq[i + sb] as f64);
+                o[x] = (a / (a + b)) as f32;
+            }
+        })?;
+    }
+    Ok(dir)
+}
+
 pub fn rcd(src: &[f32], w: usize, h: usize, pattern: usize, off_x: usize, off_y: usize, out: [Buf<f32>; 3], cancel: Cancel) -> Result<(), String> {
     let b = RCD_BORDER;
     let copy = |o: &[Buf<f32>; 3]| [Buf { ptr: o[0].ptr, len: o[0].len }, Buf { ptr: o[1].ptr, len: o[1].len }, Buf { ptr: o[2].ptr, len: o[2].len }];
@@ -108,30 +146,8 @@ pub fn rcd(src: &[f32], w: usize, h: usize, pattern: usize, off_x: usize, off_y:
         })?;
     }
     let c = c;
-    // Step 1: V/H high-pass energies (rows/cols ≥ 3 from the edges), directions (≥ 4).
-    let (mut vsq, mut hsq) = (vec![0f32; n], vec![0f32; n]);
-    {
-        let (vr, hr) = (Rows::of(&mut vsq, w), Rows::of(&mut hsq, w));
-        for_chunks(h - 6, cancel, |k| {
-            let y = k + 3;
-            let (v, hh) = (vr.row(y), hr.row(y));
-            for x in 3..w - 3 { let i = y * w + x; v[x] = hpf(&c, i, w) as f32; hh[x] = hpf(&c, i, 1) as f32; }
-        })?;
-    }
-    let mut vh = vec![0.5f32; n];
-    {
-        let r = Rows::of(&mut vh, w);
-        for_chunks(h - 8, cancel, |k| {
-            let y = k + 4;
-            let o = r.row(y);
-            for x in 4..w - 4 {
-                let i = y * w + x;
-                let vs = floor_sq(vsq[i - w] as f64 + vsq[i] as f64 + vsq[i + w] as f64);
-                let hs = floor_sq(hsq[i - 1] as f64 + hsq[i] as f64 + hsq[i + 1] as f64);
-                o[x] = (vs / (vs + hs)) as f32;
-            }
-        })?;
-    }
+    // Step 1: the vertical/horizontal direction at every site.
+    let vh = direction(&c, w, h, w, 1, &|_, _| true, cancel)?;
     // Step 2: low-pass at red/blue sites (≥ 1 from the edges).
     let mut lpf = vec![0f32; n];
     {
@@ -176,36 +192,8 @@ pub fn rcd(src: &[f32], w: usize, h: usize, pattern: usize, off_x: usize, off_y:
             }
         })?;
     }
-    // Step 4.1: P/Q (diagonal) directions at red/blue sites.
-    let (mut psq, mut qsq) = (vec![0f32; n], vec![0f32; n]);
-    {
-        let (pr, qr) = (Rows::of(&mut psq, w), Rows::of(&mut qsq, w));
-        for_chunks(h - 6, cancel, |k| {
-            let y = k + 3;
-            let (pp, qq) = (pr.row(y), qr.row(y));
-            for x in 3..w - 3 {
-                if color(x, y) == 1 { continue; }
-                let i = y * w + x;
-                pp[x] = hpf(&c, i, w + 1) as f32;
-                qq[x] = hpf(&c, i, w - 1) as f32;
-            }
-        })?;
-    }
-    let mut pq = vec![0.5f32; n];
-    {
-        let r = Rows::of(&mut pq, w);
-        for_chunks(h - 8, cancel, |k| {
-            let y = k + 4;
-            let o = r.row(y);
-            for x in 4..w - 4 {
-                if color(x, y) == 1 { continue; }
-                let i = y * w + x;
-                let ps = floor_sq(psq[i - w - 1] as f64 + psq[i] as f64 + psq[i + w + 1] as f64);
-                let qs = floor_sq(qsq[i - w + 1] as f64 + qsq[i] as f64 + qsq[i + w - 1] as f64);
-                o[x] = (ps / (ps + qs)) as f32;
-            }
-        })?;
-    }
+    // Step 4.1: the diagonal (P/Q) direction at red/blue sites.
+    let pq = direction(&c, w, h, w + 1, w - 1, &|x, y| color(x, y) != 1, cancel)?;
     // Step 4.2: red at blue, blue at red (the colour of the diagonal neighbours).
     {
         let [r0, g0, b0] = &mut col;

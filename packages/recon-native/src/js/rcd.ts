@@ -17,6 +17,30 @@ function refine(d: Float32Array, i: number, w: number): number {
   return Math.abs(0.5 - c) < Math.abs(0.5 - n) ? n : c;
 }
 
+/** The direction statistic along strides sa and sb at the sites `at` selects (rcd.rs `direction`). */
+function direction(c: Float32Array, w: number, h: number, sa: number, sb: number, at: (x: number, y: number) => boolean): Float32Array {
+  const n = w * h;
+  const asq = new Float32Array(n),
+    bsq = new Float32Array(n);
+  for (let y = 3; y < h - 3; y++)
+    for (let x = 3; x < w - 3; x++) {
+      if (!at(x, y)) continue;
+      const i = y * w + x;
+      asq[i] = hpf(c, i, sa);
+      bsq[i] = hpf(c, i, sb);
+    }
+  const dir = new Float32Array(n).fill(0.5);
+  for (let y = 4; y < h - 4; y++)
+    for (let x = 4; x < w - 4; x++) {
+      if (!at(x, y)) continue;
+      const i = y * w + x;
+      const a = floorSq(asq[i - sa]! + asq[i]! + asq[i + sa]!);
+      const b = floorSq(bsq[i - sb]! + bsq[i]! + bsq[i + sb]!);
+      dir[i] = a / (a + b);
+    }
+  return dir;
+}
+
 export function rcd(
   src: Float32Array,
   w: number,
@@ -51,22 +75,7 @@ export function rcd(
     for (let i = 0; i < n; i++) a[i] = (o[i]! + p) / s;
     return a;
   }) as [Float32Array, Float32Array, Float32Array];
-  const vsq = new Float32Array(n),
-    hsq = new Float32Array(n);
-  for (let y = 3; y < h - 3; y++)
-    for (let x = 3; x < w - 3; x++) {
-      const i = y * w + x;
-      vsq[i] = hpf(c, i, w);
-      hsq[i] = hpf(c, i, 1);
-    }
-  const vh = new Float32Array(n).fill(0.5);
-  for (let y = 4; y < h - 4; y++)
-    for (let x = 4; x < w - 4; x++) {
-      const i = y * w + x;
-      const vs = floorSq(vsq[i - w]! + vsq[i]! + vsq[i + w]!);
-      const hs = floorSq(hsq[i - 1]! + hsq[i]! + hsq[i + 1]!);
-      vh[i] = vs / (vs + hs);
-    }
+  const vh = direction(c, w, h, w, 1, () => true);
   const lpf = new Float32Array(n);
   for (let y = 1; y < h - 1; y++)
     for (let x = 1; x < w - 1; x++) {
@@ -100,24 +109,7 @@ export function rcd(
       const d = refine(vh, i, w);
       G[i] = limit(d * hh + (1 - d) * v);
     }
-  const psq = new Float32Array(n),
-    qsq = new Float32Array(n);
-  for (let y = 3; y < h - 3; y++)
-    for (let x = 3; x < w - 3; x++) {
-      if (color(x, y) === 1) continue;
-      const i = y * w + x;
-      psq[i] = hpf(c, i, w + 1);
-      qsq[i] = hpf(c, i, w - 1);
-    }
-  const pq = new Float32Array(n).fill(0.5);
-  for (let y = 4; y < h - 4; y++)
-    for (let x = 4; x < w - 4; x++) {
-      if (color(x, y) === 1) continue;
-      const i = y * w + x;
-      const ps = floorSq(psq[i - w - 1]! + psq[i]! + psq[i + w + 1]!);
-      const qs = floorSq(qsq[i - w + 1]! + qsq[i]! + qsq[i + w - 1]!);
-      pq[i] = ps / (ps + qs);
-    }
+  const pq = direction(c, w, h, w + 1, w - 1, (x, y) => color(x, y) !== 1);
   for (let y = b; y < h - b; y++)
     for (let x = b; x < w - b; x++) {
       const here = color(x, y);
