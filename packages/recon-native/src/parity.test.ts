@@ -162,6 +162,35 @@ d("native ≡ js", () => {
     }
   });
 
+  it("RCD keeps every colour plane's flux: undersampled coloured stars keep R/G and B/G within 0.1 % (both backends)", async () => {
+    const W = 64,
+      H = 64;
+    for (const k of [nat, js])
+      for (const [sx, sy, kr, kb] of [
+        [32, 32, 0.4, 1.0],
+        [32.5, 31.5, 1.5, 0.6],
+        [31.3, 32.7, 1.6, 1.5],
+      ] as const) {
+        const d = new Float32Array(W * H);
+        for (let y = 0; y < H; y++)
+          for (let x = 0; x < W; x++) {
+            const ch = y % 2 === 0 ? (x % 2 === 0 ? 0 : 1) : x % 2 === 1 ? 2 : 1;
+            const e = (Math.exp(-((x - sx) ** 2 + (y - sy) ** 2) / 4.5) * 5000) / (2 * Math.PI * 2.25); // FWHM 3.5 px
+            d[y * W + x] = 300 + e * [kr, 1, kb][ch]!;
+          }
+        const r = await k.debayer({ data: d, width: W, height: H }, { pattern: "RGGB", method: "rcd" });
+        const flux = (p: Float32Array) => {
+          let t = 0;
+          for (let y = 20; y < 44; y++) for (let x = 20; x < 44; x++) t += p[y * W + x]! - 300;
+          return t;
+        };
+        const [R, G, B] = [flux(r.red), flux(r.green), flux(r.blue)];
+        expect(Math.abs(G / 5000 - 1)).toBeLessThan(1e-3);
+        expect(Math.abs(R / G / kr - 1)).toBeLessThan(1e-3);
+        expect(Math.abs(B / G / kb - 1)).toBeLessThan(1e-3);
+      }
+  });
+
   it("RCD debayer agrees exactly on a larger mosaic with negative sky, NaN and saturated pixels, on 1 and 4 threads", async () => {
     const p = starField(97, 83, 21, { stars: 12 });
     const q = { ...p, data: p.data.map((v, i) => v - 1000 + ((i * 7919) % 13)) }; // sky around 0 ADU

@@ -154,4 +154,48 @@ export function rcd(
     for (let y = b; y < h - b; y++)
       for (let x = b; x < w - b; x++) if (color(x, y) !== k) dst[y * w + x] = sp[y * w + x]! * s - p;
   }
+  fluxCorrect(src, w, h, pattern, offX, offY, out);
+}
+
+/** Half-size of the box over which each plane's flux is restored (rcd.rs FLUX_BOX_R). */
+export const FLUX_BOX_R = 2;
+
+/** Step 6: each plane plus the box mean of bilinear − RCD (rcd.rs `flux_correct`). */
+function fluxCorrect(
+  src: Float32Array,
+  w: number,
+  h: number,
+  pattern: number,
+  offX: number,
+  offY: number,
+  out: [Float32Array, Float32Array, Float32Array],
+): void {
+  const n = w * h,
+    r = FLUX_BOX_R;
+  const bl = [0, 1, 2].map(() => new Float32Array(n)) as [Float32Array, Float32Array, Float32Array];
+  debayer(src, w, h, pattern, offX, offY, false, bl);
+  const hs = new Float64Array(n),
+    corr = new Float64Array(n);
+  for (let k = 0; k < 3; k++) {
+    const cur = out[k]!,
+      bil = bl[k]!;
+    for (let y = 0; y < h; y++)
+      for (let x = 0; x < w; x++) {
+        const x0 = Math.max(0, x - r),
+          x1 = Math.min(w - 1, x + r);
+        let t = 0;
+        for (let xx = x0; xx <= x1; xx++) t += bil[y * w + xx]! - cur[y * w + xx]!;
+        hs[y * w + x] = t / (x1 - x0 + 1);
+      }
+    for (let y = 0; y < h; y++) {
+      const y0 = Math.max(0, y - r),
+        y1 = Math.min(h - 1, y + r);
+      for (let x = 0; x < w; x++) {
+        let t = 0;
+        for (let yy = y0; yy <= y1; yy++) t += hs[yy * w + x]!;
+        corr[y * w + x] = t / (y1 - y0 + 1);
+      }
+    }
+    for (let i = 0; i < n; i++) cur[i] = cur[i]! + corr[i]!;
+  }
 }
