@@ -1,6 +1,6 @@
 /**
  * The debayer of one-shot-colour frames on real data (issue 34, item 0): the Seestar M 94 session (16 × 10 s,
- * GRBG) registered with each demosaic — `rcd` (the default) and `bilinear` — and, where Siril is installed, by
+ * GRBG) registered with each demosaic — `rcd` and `bilinear` (the default) — and, where Siril is installed, by
  * Siril 1.0.6 (its own demosaic, RCD); every set stacked by the same winsorized stacker, so only the
  * demosaic and the resampling differ. Scored here (generators/real.ts: no code of the methods under test):
  * median FWHM of isolated unsaturated stars from circular Gaussian fits per channel, and the sky noise.
@@ -69,7 +69,7 @@ const show = (s: Scored) =>
 
 describe.skipIf(!m94)("debayer on the Seestar M 94 frames", () => {
   it(
-    "rcd (default) gives sharper stacked stars than bilinear; against Siril 1.0.6's registration where installed",
+    "rcd gives sharper stacked stars than bilinear; against Siril 1.0.6's registration where installed",
     { timeout: 900_000 },
     async () => {
       const out = mkdtempSync(join(tmpdir(), "tc-debayer-"));

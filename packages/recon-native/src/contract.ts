@@ -192,7 +192,7 @@ export const DEBAYER_METHODS: readonly DebayerMethod[] = ["rcd", "bilinear", "su
 export interface DebayerOptions extends KernelOptions {
   pattern: BayerPattern;
   /**
-   * `rcd` (default of the registration of colour frames): Ratio Corrected Demosaicing, edge-aware (native/src/rcd.rs);
+   * `rcd`: Ratio Corrected Demosaicing, edge-aware, each plane's flux kept (native/src/rcd.rs);
    * `bilinear` (the default here): the mean of the nearest samples of the colour; `superpixel`: one pixel per 2×2 cell.
    */
   method?: DebayerMethod;

@@ -50,7 +50,7 @@ import { Wcs } from "./wcs.js";
 
 /**
  * The `wcs_anchor` method's options: `registration.interpolation` (default lanczos3), `registration.debayer`
- * (rcd (default) | bilinear, for colour frames), and for callers the
+ * (bilinear (default) | rcd, for colour frames), and for callers the
  * seconds astrometry.net may spend per frame (`cpulimit`, default 60), the SIP order of fresh plate
  * solutions (`sipOrder`, default 0: plain TAN, whose frame-to-anchor map is an exact homography), whether to
  * refine the WCS map with the stars the frame shares with the anchor (`refine`, default true), and the
@@ -243,7 +243,7 @@ export async function registerWcsAnchor(input: RegistrationInput<WcsAnchorOption
       await warpOntoReference(recon, frames[i]!, matrix, {
         output,
         interpolation,
-        debayer: opts.debayer ?? "rcd",
+        debayer: opts.debayer ?? "bilinear",
         signal: ctx.signal,
         keywords: {
           REGREF: [basename(anchorPath), "registration anchor frame (WCS)"],

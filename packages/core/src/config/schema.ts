@@ -147,7 +147,7 @@ export const configSchema = z.strictObject({
         .enum(debayerMethods)
         .optional()
         .describe(
-          "Demosaic of one-shot-colour (Bayer) frames before they are resampled: rcd (default; Ratio Corrected Demosaicing, edge-aware, Siril's default) or bilinear (softer stars, slightly less noise)",
+          "Demosaic of one-shot-colour (Bayer) frames before they are resampled: bilinear (default) or rcd (Ratio Corrected Demosaicing, edge-aware, colour-flux kept: sharper stars, more pixel noise; not yet the default — see the engine-native README)",
         ),
     })
     .default({

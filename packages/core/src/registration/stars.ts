@@ -213,7 +213,7 @@ export interface WarpOntoReferenceOptions {
   history: string[];
   /** The frame, already read (otherwise it is read here). */
   image?: FitsImage;
-  /** Demosaic of a colour (CFA) frame before it is resampled: rcd (default) or bilinear. */
+  /** Demosaic of a colour (CFA) frame before it is resampled: bilinear (default) or rcd. */
   debayer?: "rcd" | "bilinear";
 }
 /** With `deferWrite`, resolves once the pixels are warped, to `{ written }`: the (atomic) write in flight. */
@@ -238,7 +238,7 @@ export async function warpOntoReference(
   const inverse = invert(matrix);
   if (!inverse) throw new Error("the fitted transform is singular");
   const img = o.image ?? (await readFrame(frame, o.signal));
-  const colour = await colourPlanes(recon, img, o.debayer ?? "rcd", o.signal);
+  const colour = await colourPlanes(recon, img, o.debayer ?? "bilinear", o.signal);
   const n = img.width * img.height;
   // Every value is written by the warp: malloc-recycled memory instead of a fresh zeroed 16 MB per frame
   // (its page faults cost more than the write of the frame).
@@ -254,7 +254,7 @@ export async function warpOntoReference(
   const bayer = colour.length === 3 ? bayerOf(img) : undefined;
   if (bayer) for (const k of ["BAYERPAT", "XBAYROFF", "YBAYROFF"]) header.delete(k);
   for (const [k, [v, comment]] of Object.entries(o.keywords)) header.set(k, v, comment);
-  if (bayer) header.set("DEBAYER", (o.debayer ?? "rcd").toUpperCase(), `demosaic of the ${bayer.pattern} mosaic before resampling`);
+  if (bayer) header.set("DEBAYER", (o.debayer ?? "bilinear").toUpperCase(), `demosaic of the ${bayer.pattern} mosaic before resampling`);
   // `data` is ours alone: the writer byte-swaps it in place instead of copying 16 MB per frame.
   // Back to the pool once written (only then: the write reads it until it resolves).
   const written = writeFitsImage(

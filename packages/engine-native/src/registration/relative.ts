@@ -69,7 +69,7 @@ import {
 /**
  * The `relative` method's options: `registration.transform` (shift | similarity (default) | affine |
  * homography), `registration.interpolation` (bilinear | bicubic | lanczos3 (default)), `registration.debayer`
- * (rcd (default) | bilinear: the demosaic of colour frames before they are resampled), and the star
+ * (bilinear (default) | rcd: the demosaic of colour frames before they are resampled), and the star
  * detection threshold in σ (default 5).
  */
 export const relativeOptionsSchema = registrationOptionsSchema.extend({ threshold: z.number().positive().optional() });
@@ -460,7 +460,7 @@ async function registerWith(
       size: size!,
       model,
       interpolation,
-      debayer: opts.debayer ?? "rcd",
+      debayer: opts.debayer ?? "bilinear",
       output: resolve(input.outputDir, formatFrameName(input.filenamePattern, i, frames[i]!.path)),
       referenceName: basename(refPath),
       referencePath: refPath,

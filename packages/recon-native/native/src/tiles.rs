@@ -9,7 +9,7 @@
 //!   estimate of a starry tile; two masking passes remove that bias: a bin whose mean lies above its 32-bin
 //!   cell's clip level — median + 3σ0 of the bins' residuals, every 2nd bin row — leaves the box mean.)
 //! - clip level per 64-px cell: σ0 = 1.4826·MAD of the residual (median and MAD from every 4th pixel of
-//!   every 2nd row of the cell), cut = median + 3σ0; "sky" pixels are those with residual ≤ their cell's
+//!   every row of the cell, the column offset cycling with the row as for the tiles), cut = median + 3σ0; "sky" pixels are those with residual ≤ their cell's
 //!   cut; the cell's sky noise (MAD of its sampled sky residuals) sets the star threshold.
 //! - per tile, from every 4th pixel of every row, the column offset cycling 0, 2, 1, 3 with the frame row
 //!   (a quarter of the tile, ~2000 sky pixels on a 90-px tile: the noise to ~3 %, far inside what the
@@ -103,13 +103,14 @@ fn box_mean(sb: &[f32], cb: &[f32], w: usize, h: usize, r: usize, hs: &mut [f32]
 /// of a (gw × gh)-point grid whose cells are `side` points wide, taking every `col_step`-th point of every
 /// `row_step`-th row (the grid is the frame's pixels with side CELL, or its 2×2 bins with side CELL / 2).
 #[allow(clippy::too_many_arguments)]
-fn cell_levels(val: &dyn Fn(usize, usize) -> f64, gw: usize, gh: usize, side: usize, col_step: usize, row_step: usize, with_noise: bool, v: &mut Vec<f64>, d: &mut Vec<f64>, keys: &mut Vec<u64>) -> (Vec<f64>, Vec<f64>) {
+fn cell_levels(val: &dyn Fn(usize, usize) -> f64, gw: usize, gh: usize, side: usize, col_step: usize, row_step: usize, phased: bool, with_noise: bool, v: &mut Vec<f64>, d: &mut Vec<f64>, keys: &mut Vec<u64>) -> (Vec<f64>, Vec<f64>) {
     let (cw, ch) = (gw.div_ceil(side), gh.div_ceil(side));
     let (mut cut, mut noise) = (vec![f64::NAN; cw * ch], vec![f64::NAN; cw * ch]);
     for cy in 0..ch { for cx in 0..cw {
         v.clear();
         for y in (cy * side..((cy + 1) * side).min(gh)).step_by(row_step) {
-            let mut x = cx * side;
+            // `phased`: the column offset cycles with the row (PHASE_COL), so every 2×2 pixel phase is sampled alike.
+            let mut x = cx * side + if phased { (PHASE_COL[y % 4] + 4 - (cx * side) % 4) % 4 } else { 0 };
             while x < ((cx + 1) * side).min(gw) { let r = val(x, y); if r.is_finite() { v.push(r); } x += col_step; }
         }
         if v.is_empty() { continue; }
@@ -180,7 +181,7 @@ pub fn frame_tile_metrics(data: &[f32], w: usize, h: usize, rects: &[i32], out: 
             let model: &[f32] = mb;
             let (sbr, cbr): (&[f32], &[f32]) = (sb, cb);
             let bres = |x: usize, y: usize| { let b = y * bw + x; sbr[b] as f64 / cbr[b] as f64 - model[b] as f64 };
-            let (cut, _) = cell_levels(&bres, bw, bh, CELL / BIN, 1, 2, false, &mut v, &mut d, &mut keys);
+            let (cut, _) = cell_levels(&bres, bw, bh, CELL / BIN, 1, 2, false, false, &mut v, &mut d, &mut keys);
             let bcw = bw.div_ceil(CELL / BIN);
             for by in 0..bh {
                 let crow = &cut[(by * BIN / CELL) * bcw..];
@@ -201,9 +202,12 @@ pub fn frame_tile_metrics(data: &[f32], w: usize, h: usize, rects: &[i32], out: 
     }
     let resid: &[f32] = resid;
     let sig = |x: usize, y: usize| resid[y * w + x] as f64;
-    // Final levels per 64-px cell from every 4th pixel of every 2nd row (~512 residuals): the clip level that
-    // separates sky from sources, and the sky noise that sets the star threshold.
-    let (cut, cnoise) = cell_levels(&sig, w, h, CELL, 4, 2, true, &mut v, &mut d, &mut keys);
+    // Final levels per 64-px cell from every 4th pixel of every row, all four 2×2 phases alike (PHASE_COL;
+    // ~1024 residuals): the clip level that separates sky from sources, and the sky noise that sets the star
+    // threshold. (From every 2nd row only one Bayer phase of a debayered frame was sampled, and which one
+    // depended on the frame's registration shift: the sky cut, and with it the tile noise, followed it —
+    // M 94 under `auto`: noise ×1.014–1.026 instead of ≤ 1.01.)
+    let (cut, cnoise) = cell_levels(&sig, w, h, CELL, 4, 1, true, true, &mut v, &mut d, &mut keys);
     if cancel.is_set() { return Err(ABORTED.into()); }
     // Star candidates over the whole frame, highest peak first (row-major among equals: stable sort).
     let mut cands: Vec<Cand> = Vec::new();

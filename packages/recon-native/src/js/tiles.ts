@@ -101,6 +101,7 @@ function cellLevels(
   side: number,
   colStep: number,
   rowStep: number,
+  phased: boolean,
   withNoise: boolean,
 ): { cut: Float64Array; noise: Float64Array } {
   const cw = Math.ceil(gw / side),
@@ -112,7 +113,7 @@ function cellLevels(
     for (let cx = 0; cx < cw; cx++) {
       v.length = 0;
       for (let y = cy * side; y < Math.min((cy + 1) * side, gh); y += rowStep)
-        for (let x = cx * side; x < Math.min((cx + 1) * side, gw); x += colStep) {
+        for (let x = cx * side + (phased ? (PHASE_COL[y % 4]! + 4 - ((cx * side) % 4)) % 4 : 0); x < Math.min((cx + 1) * side, gw); x += colStep) {
           const r = val(x, y);
           if (Number.isFinite(r)) v.push(r);
         }
@@ -161,7 +162,7 @@ export function frameTileMetrics(
   const side = CELL / BIN,
     bcw = Math.ceil(bw / side);
   for (let pass = 0; pass < 2; pass++) {
-    const { cut } = cellLevels(bres, bw, bh, side, 1, 2, false);
+    const { cut } = cellLevels(bres, bw, bh, side, 1, 2, false, false);
     for (let by = 0; by < bh; by++)
       for (let bx = 0; bx < bw; bx++) {
         const b = by * bw + bx;
@@ -175,7 +176,7 @@ export function frameTileMetrics(
   for (let y = 0; y < h; y++)
     for (let x = 0; x < w; x++) R[y * w + x] = data[y * w + x]! - mb[Math.floor(y / BIN) * bw + Math.floor(x / BIN)]!;
   const sig: Signal = (x, y) => R[y * w + x]!;
-  const { cut, noise: cnoise } = cellLevels(sig, w, h, CELL, 4, 2, true);
+  const { cut, noise: cnoise } = cellLevels(sig, w, h, CELL, 4, 1, true, true);
   const cands: { peak: number; x: number; y: number }[] = [];
   if (w > 2 * STAR_R && h > 2 * STAR_R) {
     for (let y = STAR_R; y < h - STAR_R; y++)
