@@ -29,7 +29,7 @@ use crate::stars::{is_peak, measure};
 /// The tile stars' shapes converge to 1e-3 (px, and relative moments): 0.05 % in FWHM, far inside what the
 /// weights resolve, at a third of the iterations of 1e-5 (pass A on 1024² frames with ~400 stars: 10 → 3.5 ms).
 const TILE_SHAPE_TOL: f64 = 1e-3;
-use crate::stats::median_keyed;
+use crate::stats::{median_keyed, median_keyed32};
 
 /// Column offset (mod 4, in frame coordinates) of the tile samples in frame row y: over any four rows every
 /// 2×2 pixel phase is sampled equally. A debayered colour frame's noise differs between the phases of its
@@ -99,11 +99,30 @@ fn box_mean(sb: &[f32], cb: &[f32], w: usize, h: usize, r: usize, hs: &mut [f32]
     }
 }
 
+/// Selection scratch for both widths (see `Sample`).
+#[derive(Default)]
+struct Keys { k64: Vec<u64>, k32: Vec<u32> }
+
+/// A grid value: f64, or f32 where the values are single-precision numbers (the residual plane), whose
+/// medians select on 32-bit keys — the same values, half the memory traffic.
+trait Sample: Copy {
+    fn wide(self) -> f64;
+    fn median(v: &[Self], k: &mut Keys) -> f64;
+}
+impl Sample for f64 {
+    fn wide(self) -> f64 { self }
+    fn median(v: &[f64], k: &mut Keys) -> f64 { median_keyed(v, &mut k.k64) }
+}
+impl Sample for f32 {
+    fn wide(self) -> f64 { self as f64 }
+    fn median(v: &[f32], k: &mut Keys) -> f64 { median_keyed32(v, &mut k.k32) }
+}
+
 /// Clip level (median + 3σ0) of each cell, and with `with_noise` its sky noise, from the values `val(x, y)`
 /// of a (gw × gh)-point grid whose cells are `side` points wide, taking every `col_step`-th point of every
 /// `row_step`-th row (the grid is the frame's pixels with side CELL, or its 2×2 bins with side CELL / 2).
 #[allow(clippy::too_many_arguments)]
-fn cell_levels(val: &dyn Fn(usize, usize) -> f64, gw: usize, gh: usize, side: usize, col_step: usize, row_step: usize, phased: bool, with_noise: bool, v: &mut Vec<f64>, d: &mut Vec<f64>, keys: &mut Vec<u64>) -> (Vec<f64>, Vec<f64>) {
+fn cell_levels<T: Sample>(val: &dyn Fn(usize, usize) -> T, gw: usize, gh: usize, side: usize, col_step: usize, row_step: usize, phased: bool, with_noise: bool, v: &mut Vec<T>, d: &mut Vec<f64>, keys: &mut Keys) -> (Vec<f64>, Vec<f64>) {
     let (cw, ch) = (gw.div_ceil(side), gh.div_ceil(side));
     let (mut cut, mut noise) = (vec![f64::NAN; cw * ch], vec![f64::NAN; cw * ch]);
     for cy in 0..ch { for cx in 0..cw {
@@ -111,20 +130,22 @@ fn cell_levels(val: &dyn Fn(usize, usize) -> f64, gw: usize, gh: usize, side: us
         for y in (cy * side..((cy + 1) * side).min(gh)).step_by(row_step) {
             // `phased`: the column offset cycles with the row (PHASE_COL), so every 2×2 pixel phase is sampled alike.
             let mut x = cx * side + if phased { (PHASE_COL[y % 4] + 4 - (cx * side) % 4) % 4 } else { 0 };
-            while x < ((cx + 1) * side).min(gw) { let r = val(x, y); if r.is_finite() { v.push(r); } x += col_step; }
+            while x < ((cx + 1) * side).min(gw) { let r = val(x, y); if r.wide().is_finite() { v.push(r); } x += col_step; }
         }
         if v.is_empty() { continue; }
-        let med = median_keyed(v, keys);
+        let med = T::median(v, keys);
         d.clear();
-        d.extend(v.iter().map(|x| (x - med).abs()));
-        let c = med + 3.0 * (MAD_TO_SIGMA * median_keyed(d, keys));
+        d.extend(v.iter().map(|x| (x.wide() - med).abs()));
+        let c = med + 3.0 * (MAD_TO_SIGMA * median_keyed(d, &mut keys.k64));
         cut[cy * cw + cx] = c;
         if !with_noise { continue; }
+        // The sky values (≤ the cut) to the front of `v`, in order, and their median and MAD.
+        let mut k = 0;
+        for i in 0..v.len() { if v[i].wide() <= c { v[k] = v[i]; k += 1; } }
+        let ms = T::median(&v[..k], keys);
         d.clear();
-        d.extend(v.iter().cloned().filter(|&x| x <= c));
-        let ms = median_keyed(d, keys);
-        for x in d.iter_mut() { *x = (*x - ms).abs(); }
-        noise[cy * cw + cx] = MAD_TO_SIGMA * median_keyed(d, keys);
+        d.extend(v[..k].iter().map(|x| (x.wide() - ms).abs()));
+        noise[cy * cw + cx] = MAD_TO_SIGMA * median_keyed(d, &mut keys.k64);
     } }
     (cut, noise)
 }
@@ -162,7 +183,8 @@ pub fn frame_tile_metrics(data: &[f32], w: usize, h: usize, rects: &[i32], out: 
     let hc = &mut rest[..nb];
     let cw = w.div_ceil(CELL);
     let (mut v, mut d): (Vec<f64>, Vec<f64>) = (Vec::with_capacity(CELL * CELL / 4 + 1), Vec::with_capacity(CELL * CELL / 4 + 1));
-    let mut keys: Vec<u64> = Vec::new();
+    let mut v32: Vec<f32> = Vec::with_capacity(CELL * CELL / 4 + 1);
+    let mut keys = Keys::default();
     let (mut colsum, mut colcnt) = (Vec::new(), Vec::new());
     bin_sums(data, w, h, bw, sb, cb);
     // Every pixel finite (the bins' counts add up to the frame): then every tile is fully valid and the
@@ -181,7 +203,7 @@ pub fn frame_tile_metrics(data: &[f32], w: usize, h: usize, rects: &[i32], out: 
             let model: &[f32] = mb;
             let (sbr, cbr): (&[f32], &[f32]) = (sb, cb);
             let bres = |x: usize, y: usize| { let b = y * bw + x; sbr[b] as f64 / cbr[b] as f64 - model[b] as f64 };
-            let (cut, _) = cell_levels(&bres, bw, bh, CELL / BIN, 1, 2, false, false, &mut v, &mut d, &mut keys);
+            let (cut, _) = cell_levels::<f64>(&bres, bw, bh, CELL / BIN, 1, 2, false, false, &mut v, &mut d, &mut keys);
             let bcw = bw.div_ceil(CELL / BIN);
             for by in 0..bh {
                 let crow = &cut[(by * BIN / CELL) * bcw..];
@@ -198,7 +220,10 @@ pub fn frame_tile_metrics(data: &[f32], w: usize, h: usize, rects: &[i32], out: 
     // The residual against the binned model, once (f64 difference rounded to f32): every later step reads it.
     for y in 0..h {
         let (drow, rrow, mrow) = (&data[y * w..(y + 1) * w], &mut resid[y * w..(y + 1) * w], &model[(y / BIN) * bw..(y / BIN + 1) * bw]);
-        for x in 0..w { rrow[x] = (drow[x] as f64 - mrow[x / BIN] as f64) as f32; }
+        for ((dp, rp), &m) in drow.chunks(BIN).zip(rrow.chunks_mut(BIN)).zip(mrow) {
+            let m = m as f64;
+            for (r, &d) in rp.iter_mut().zip(dp) { *r = (d as f64 - m) as f32; }
+        }
     }
     let resid: &[f32] = resid;
     let sig = |x: usize, y: usize| resid[y * w + x] as f64;
@@ -207,7 +232,7 @@ pub fn frame_tile_metrics(data: &[f32], w: usize, h: usize, rects: &[i32], out: 
     // threshold. (From every 2nd row only one Bayer phase of a debayered frame was sampled, and which one
     // depended on the frame's registration shift: the sky cut, and with it the tile noise, followed it —
     // M 94 under `auto`: noise ×1.014–1.026 instead of ≤ 1.01.)
-    let (cut, cnoise) = cell_levels(&sig, w, h, CELL, 4, 1, true, true, &mut v, &mut d, &mut keys);
+    let (cut, cnoise) = cell_levels::<f32>(&|x, y| resid[y * w + x], w, h, CELL, 4, 1, true, true, &mut v32, &mut d, &mut keys);
     if cancel.is_set() { return Err(ABORTED.into()); }
     // Star candidates over the whole frame, highest peak first (row-major among equals: stable sort).
     let mut cands: Vec<Cand> = Vec::new();
@@ -258,7 +283,8 @@ pub fn frame_tile_metrics(data: &[f32], w: usize, h: usize, rects: &[i32], out: 
     }
     let energy_at: &[f32] = energy_at;
     let nan = f64::NAN;
-    let (mut sky_r, mut sky_v, mut g2) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut sky_r, mut sky_v, mut g2): (Vec<f32>, Vec<f32>, Vec<f32>) = (Vec::new(), Vec::new(), Vec::new());
+    let mut dev: Vec<f64> = Vec::new();
     for (k, r) in rects.chunks_exact(4).enumerate() {
         if k % 16 == 0 && cancel.is_set() { return Err(ABORTED.into()); }
         let (x0, y0, tw, th) = (r[0] as usize, r[1] as usize, r[2] as usize, r[3] as usize);
@@ -277,20 +303,21 @@ pub fn frame_tile_metrics(data: &[f32], w: usize, h: usize, rects: &[i32], out: 
             let inner_y = y > y0 && y + 1 < y0 + th;
             while x < x0 + tw {
                 let rv = sig(x, y);
-                if rv.is_finite() && rv <= crow[x / CELL] { sky_r.push(rv); sky_v.push(data[y * w + x] as f64); }
+                if rv.is_finite() && rv <= crow[x / CELL] { sky_r.push(resid[y * w + x]); sky_v.push(data[y * w + x]); }
                 if inner_y && x > x0 && x + 1 < x0 + tw {
-                    let e = energy_at[y * sw + j] as f64;
+                    let e = energy_at[y * sw + j];
                     if e.is_finite() { g2.push(e); }
                 }
                 x += 4;
                 j += 1;
             }
         }
-        let ms = median_keyed(&sky_r, &mut keys);
-        for x in sky_r.iter_mut() { *x = (*x - ms).abs(); }
-        let sigma = MAD_TO_SIGMA * median_keyed(&sky_r, &mut keys);
-        let bg = median_keyed(&sky_v, &mut keys);
-        let energy = median_keyed(&g2, &mut keys);
+        let ms = median_keyed32(&sky_r, &mut keys.k32);
+        dev.clear();
+        dev.extend(sky_r.iter().map(|&x| (x as f64 - ms).abs()));
+        let sigma = MAD_TO_SIGMA * median_keyed(&dev, &mut keys.k64);
+        let bg = median_keyed32(&sky_v, &mut keys.k32);
+        let energy = median_keyed32(&g2, &mut keys.k32);
         let (mut fw, mut ro, mut co) = (Vec::new(), Vec::new(), Vec::new());
         let mut taken = 0;
         for (ci, c) in cands.iter().enumerate() {
@@ -308,7 +335,7 @@ pub fn frame_tile_metrics(data: &[f32], w: usize, h: usize, rects: &[i32], out: 
             if bg > 0.0 { co.push(c.peak / bg); }
         }
         let count = fw.len() as f64;
-        o.copy_from_slice(&[bg, sigma, energy, energy / sigma, count, median_keyed(&fw, &mut keys), median_keyed(&ro, &mut keys), median_keyed(&co, &mut keys), frac]);
+        o.copy_from_slice(&[bg, sigma, energy, energy / sigma, count, median_keyed(&fw, &mut keys.k64), median_keyed(&ro, &mut keys.k64), median_keyed(&co, &mut keys.k64), frac]);
     }
     Ok(())
 }
