@@ -16,7 +16,8 @@ import { runCli } from "@tile-compile/cli";
 import { isolatedStarFwhm, realData, skyMask, skyNoise } from "./generators/real.js";
 
 const m94 = realData("seestar/M94/2025_03_27");
-if (!m94) console.log("SKIP the debayer comparison on the Seestar M 94 frames: ../shared/data/seestar/M94 not found (set TILE_COMPILE_DATA)");
+if (!m94)
+  console.log("SKIP the debayer comparison on the Seestar M 94 frames: ../shared/data/seestar/M94 not found (set TILE_COMPILE_DATA)");
 const siril = spawnSync("siril-cli", ["--version"], { stdio: "ignore" }).status === 0;
 
 const ctx = (workdir: string): EngineContext => ({
@@ -107,7 +108,8 @@ describe.skipIf(!m94)("debayer on the Seestar M 94 frames", () => {
         } else console.log("SKIP M 94 against Siril: siril-cli not installed — apt-get install siril");
         if (scored.siril) {
           // With the same (bilinear) resampling as Siril 1.0.6, only the demosaic differs: ours is at least as sharp.
-          for (let c = 0; c < 3; c++) expect(scored["rcd+bilinear"]!.fwhm[c]!, `channel ${c} vs Siril`).toBeLessThanOrEqual(scored.siril.fwhm[c]!);
+          for (let c = 0; c < 3; c++)
+            expect(scored["rcd+bilinear"]!.fwhm[c]!, `channel ${c} vs Siril`).toBeLessThanOrEqual(scored.siril.fwhm[c]!);
         }
         const [rcd, bil] = [scored.rcd!, scored.bilinear!];
         for (let c = 0; c < 3; c++) {

@@ -62,6 +62,25 @@ function pixels(png: Uint8Array): { colours: number; nonBackground: number } {
   return { colours: counts.size, nonBackground: 1 - top / (img.width * img.height) };
 }
 
+/** Median R − B (8-bit) of a colour PNG's darker half of pixels (its sky). */
+function skyTint(png: Uint8Array): number {
+  const img = decode(png);
+  const ch = img.channels;
+  const px: [number, number][] = [];
+  for (let i = 0; i < img.width * img.height; i++) {
+    const r = Number(img.data[i * ch]),
+      g = Number(img.data[i * ch + 1]),
+      b = Number(img.data[i * ch + 2]);
+    px.push([r + g + b, r - b]);
+  }
+  px.sort((a, b) => a[0] - b[0]);
+  const dark = px
+    .slice(0, px.length >> 1)
+    .map((p) => p[1])
+    .sort((a, b) => a - b);
+  return dark[dark.length >> 1]!;
+}
+
 interface PageFacts {
   errors: string[];
   requests: string[];
@@ -213,9 +232,29 @@ describe.skipIf(!CHROMIUM)("report.html in headless Chromium", () => {
     const w = L.frames.filter((f) => f.stacked).map((f) => f.weight!);
     expect(Math.abs(w.reduce((a, v) => a + v, 0) / w.length - 1)).toBeLessThan(1e-9);
     expect(Math.max(...w) - Math.min(...w)).toBeGreaterThan(0.001);
-    // Six plots per group, one preview per stack plus the final image, all decoded by the browser.
+    // The colour balance: its heading, every channel's sky level and factor, the stars it measured, and the
+    // composite before and after it (decoded by the browser, and visibly different: the demo's sky glows
+    // orange through filters whose blue is weakest — the before preview's sky is yellow, the after one's grey).
+    expect(p.headings).toContain("Colour balance");
+    for (const ch of ["R", "G", "B"])
+      for (const k of ["sky", "factor"]) expect(shown.has(`/stages/pipeline/color/${k}/${ch}`), `${k} ${ch}`).toBe(true);
+    expect(shown.has("/stages/pipeline/color/stars")).toBe(true);
+    const color = (run as unknown as { stages: { pipeline: { color: { factor: { R: number; B: number }; stars: number } } } }).stages
+      .pipeline.color;
+    expect(color.stars).toBeGreaterThanOrEqual(5);
+    expect(color.factor.B).toBeGreaterThan(1.2);
+    const html = readFileSync(join(out, "report.html"), "utf8");
+    const section = html.slice(html.indexOf("<h2>Colour balance</h2>"));
+    const [before, after] = [...section.matchAll(/src="data:image\/png;base64,([^"]+)"/g)]
+      .slice(0, 2)
+      .map((m) => skyTint(Buffer.from(m[1]!, "base64")));
+    console.log(`preview sky (R − B, 8-bit): before the colour balance ${before!.toFixed(1)}, after ${after!.toFixed(1)}`);
+    expect(before!).toBeGreaterThan(8);
+    expect(Math.abs(after!)).toBeLessThan(3);
+    // Six plots per group, one preview per stack, the final image and the composite before and after the
+    // colour balance, all decoded by the browser.
     expect(p.plots).toBe(6 * pl.groups.length + 1);
-    expect(p.images.length).toBe(pl.stacks.length + 1);
+    expect(p.images.length).toBe(pl.stacks.length + 3);
     for (const im of p.images) expect(im.width, im.alt).toBeGreaterThan(50);
     // Screenshots are not blank: the page, a plot (its points and axis) and a preview.
     expect(pixels(p.shot).colours).toBeGreaterThan(200);

@@ -3,7 +3,9 @@
  * −10 °C and −5 °C for 30/60/180 s with hot pixels; flats for L, R, G, B with vignetting) and M 42-like
  * lights — L over two nights plus a short L exposure (an HDR filter), R, G and B — whose sensor
  * temperature drifts ±1.5 °C, with read noise, dark current, sky and star shot noise, a sub-pixel dither
- * between frames and varying seeing. Every star has known per-channel fluxes (`truth.json`), so tests can
+ * between frames and varying seeing. The filters' throughput differs (THROUGHPUT) and the sky glows orange,
+ * so the raw colour stacks have a colour cast that the composition's colour balance removes. Every star has
+ * known per-channel fluxes (`truth.json`: colour × throughput), so tests can
  * check the colours of the final image. Two jobs: `M42_LRGB.json` (composed) and `M42_HDR.json` (L at two
  * exposures: two stacks, composition skipped).
  */
@@ -21,6 +23,15 @@ export interface DemoOptions {
   /** Also narrowband H, O, S frames (filters Ha, OIII, SII) with flats, and SHO and HOO jobs. */
   narrowband?: boolean;
 }
+
+/**
+ * The camera's response per colour filter relative to a star's colour (`DemoStar.colour`): blue is the
+ * weakest, as on most sensors. A star's flux through filter c is colour[c] × THROUGHPUT[c] (× flux × time).
+ */
+export const THROUGHPUT = { R: 0.85, G: 1, B: 0.7 } as const;
+/** The sky's glow per filter before the throughput (sodium light pollution: orange), per second. */
+const SKY_GLOW = { R: 0.5, G: 0.4, B: 0.3 } as const;
+const RGB = ["R", "G", "B"] as const;
 
 export interface DemoStar {
   x: number;
@@ -129,7 +140,11 @@ export async function generateDemoLibrary(base: string, o: DemoOptions = {}): Pr
       const sig = new Float32Array(W * H);
       for (const s of stars) {
         const f =
-          (filter === "L" ? s.colour.R + s.colour.G + s.colour.B : line[filter] ? line[filter].star : s.colour[filter as "R" | "G" | "B"]) *
+          (filter === "L"
+            ? RGB.reduce((a, c) => a + s.colour[c] * THROUGHPUT[c], 0)
+            : line[filter]
+              ? line[filter].star
+              : s.colour[filter as "R" | "G" | "B"] * THROUGHPUT[filter as "R" | "G" | "B"]) *
           s.flux *
           e *
           band;
@@ -141,8 +156,14 @@ export async function generateDemoLibrary(base: string, o: DemoOptions = {}): Pr
               sig[y * W + x]! + (f / (2 * Math.PI * seeing * seeing)) * Math.exp(-((x - x0) ** 2 + (y - y0) ** 2) / (2 * seeing * seeing));
           }
       }
-      const skyRate = line[filter]?.sky ?? (filter === "L" ? 1.2 : 0.4);
-      const nebRate = line[filter]?.neb ?? (filter === "B" ? 0.3 : filter === "R" ? 1 : 0.6);
+      // Light-polluted sky and the nebula through each filter (L passes what R, G and B pass together, as real
+      // luminance filters do).
+      const through = (rate: Record<"R" | "G" | "B", number>) =>
+        filter === "L"
+          ? RGB.reduce((a, c) => a + rate[c] * THROUGHPUT[c], 0)
+          : rate[filter as "R" | "G" | "B"] * THROUGHPUT[filter as "R" | "G" | "B"];
+      const skyRate = line[filter]?.sky ?? through(SKY_GLOW);
+      const nebRate = line[filter]?.neb ?? through({ R: 1, G: 0.6, B: 0.3 });
       const data = frame((x, y, i) => {
         const photons = (sig[i]! + (skyRate + nebula(x - dx, y - dy) * nebRate) * e) * vignette(x, y);
         const dark = darkRate(t, i) * e;
@@ -230,6 +251,6 @@ export async function generateDemoLibrary(base: string, o: DemoOptions = {}): Pr
     );
     out.push(sho, hoo);
   }
-  writeFileSync(join(base, "truth.json"), JSON.stringify({ width: W, height: H, stars }, null, 2));
+  writeFileSync(join(base, "truth.json"), JSON.stringify({ width: W, height: H, throughput: THROUGHPUT, stars }, null, 2));
   return { jobs: out, stars };
 }

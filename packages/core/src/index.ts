@@ -76,7 +76,14 @@ export {
   type HealthCheck,
 } from "./calibration/health.js";
 export { darkCurrent, measureSetLevel, type SetLevel } from "./calibration/levels.js";
-export { BUILTIN_PALETTES, paletteInputs, type Palette } from "./composition/palettes.js";
+export {
+  BUILTIN_PALETTES,
+  colorBalanceFor,
+  describeColorBalance,
+  paletteInputs,
+  type ColorConfig,
+  type Palette,
+} from "./composition/palettes.js";
 export { configReferenceMarkdown } from "./config/reference.js";
 export { renderRunReport, writeRunReport, previewDataUri, formatValue, type RunDocument, type PreviewSource } from "./report/html.js";
 export { groupRecord, type GroupRecord, type FrameRecord } from "./report/records.js";

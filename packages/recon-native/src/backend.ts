@@ -250,7 +250,10 @@ export class Backend implements ReconBackend {
     const [ai, ao] = plan.annulus;
     const inner = plan.inner ?? 0;
     if (!(plan.aperture > 0 && ai >= plan.aperture && ao > ai && Number.isFinite(ao) && Number.isFinite(inner) && inner <= plan.aperture))
-      throw invalid("plan", `needs 0 < aperture ≤ annulus[0] < annulus[1] and inner ≤ aperture, got ${plan.aperture}, [${ai}, ${ao}], ${inner}`);
+      throw invalid(
+        "plan",
+        `needs 0 < aperture ≤ annulus[0] < annulus[1] and inner ≤ aperture, got ${plan.aperture}, [${ai}, ${ao}], ${inner}`,
+      );
     const R = Math.ceil(ao) + 1;
     const n = plan.stars.length,
       xs = new Float64Array(n),
@@ -304,9 +307,7 @@ export class Backend implements ReconBackend {
       oy = o.offsetY ?? 0;
     if (!(Number.isInteger(ox) && Number.isInteger(oy) && ox >= 0 && oy >= 0))
       throw invalid("offsetX/offsetY", "must be non-negative integers");
-    await call("debayer", o.signal, (c) =>
-      this.k.debayer(m.data, m.width, m.height, pattern, ox & 1, oy & 1, code, red, green, blue, c),
-    );
+    await call("debayer", o.signal, (c) => this.k.debayer(m.data, m.width, m.height, pattern, ox & 1, oy & 1, code, red, green, blue, c));
     return { red, green, blue, width, height };
   }
 

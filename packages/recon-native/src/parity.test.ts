@@ -108,7 +108,8 @@ d("native ≡ js", () => {
     const q = starField(301, 219, 9, { stars: 40 });
     for (let y = 0; y < q.height; y++) for (let x = 0; x < Math.max(0, 40 - y / 3); x++) q.data[y * q.width + x] = NaN;
     const qt = [];
-    for (let y = 0; y + 80 <= q.height; y += 61) for (let x = 0; x + 80 <= q.width; x += 61) qt.push({ x0: x, y0: y, width: 80, height: 80 });
+    for (let y = 0; y + 80 <= q.height; y += 61)
+      for (let x = 0; x + 80 <= q.width; x += 61) qt.push({ x0: x, y0: y, width: 80, height: 80 });
     const c = await nat.tileMetrics(q, qt);
     const e = await js.tileMetrics(q, qt);
     expect(Array.from(c.validFraction).some((f) => f < 1)).toBe(true);
@@ -117,7 +118,10 @@ d("native ≡ js", () => {
 
   it("tile metrics with a scale: the plane scaled in place as f32(v · s), the same bits as scaling first (each backend)", async () => {
     const p = starField(240, 200, 12, { stars: 30 });
-    const tiles = [{ x0: 0, y0: 0, width: 120, height: 100 }, { x0: 100, y0: 90, width: 140, height: 110 }];
+    const tiles = [
+      { x0: 0, y0: 0, width: 120, height: 100 },
+      { x0: 100, y0: 90, width: 140, height: 110 },
+    ];
     const s = 1 / 987.25;
     const pre = { ...p, data: p.data.map((v) => v * s) };
     for (const k of [nat, js]) {
@@ -133,7 +137,13 @@ d("native ≡ js", () => {
     const p = starField(200, 160, 13, { stars: 25 });
     p.data[80 * 200 + 60] = NaN; // inside the disc of the star at (60, 80)
     for (let x = 100; x < 130; x++) p.data[40 * 200 + x] = NaN; // across an annulus
-    const stars = [{ x: 60.2, y: 80.4 }, { x: 115.5, y: 44.5 }, { x: 30, y: 30 }, { x: 150.7, y: 120.1 }, { x: 99.5, y: 99.5 }];
+    const stars = [
+      { x: 60.2, y: 80.4 },
+      { x: 115.5, y: 44.5 },
+      { x: 30, y: 30 },
+      { x: 150.7, y: 120.1 },
+      { x: 99.5, y: 99.5 },
+    ];
     for (const inner of [undefined, 2.5]) {
       const plan = { stars, aperture: 6, annulus: [9, 14] as const, ...(inner ? { inner } : {}) };
       const a = await nat.aperturePhotometry(p, plan);
@@ -144,7 +154,9 @@ d("native ≡ js", () => {
       expect(maxRelDiff(a.inner, b.inner, 0)).toBe(0);
       expect(a.inner.length).toBe(inner ? stars.length : 0);
     }
-    await expect(nat.aperturePhotometry(p, { stars: [{ x: 5, y: 50 }], aperture: 6, annulus: [9, 14] })).rejects.toThrow(/not ⌈annulus\[1\]⌉ \+ 1 px inside/);
+    await expect(nat.aperturePhotometry(p, { stars: [{ x: 5, y: 50 }], aperture: 6, annulus: [9, 14] })).rejects.toThrow(
+      /not ⌈annulus\[1\]⌉ \+ 1 px inside/,
+    );
   });
 
   it("warp agrees within 1e-6 (relative to 1000 ADU) for every kernel and transform", async () => {

@@ -49,7 +49,16 @@ export interface RawKernels {
     out: F64,
     cancel: Cancel,
   ): Promise<number>;
-  tileMetrics(data: F32, w: number, h: number, rects: Int32Array, out: F64, scratch: F32[] | null, scale: number, cancel: Cancel): Promise<number>;
+  tileMetrics(
+    data: F32,
+    w: number,
+    h: number,
+    rects: Int32Array,
+    out: F64,
+    scratch: F32[] | null,
+    scale: number,
+    cancel: Cancel,
+  ): Promise<number>;
   aperturePhotometry(
     data: F32,
     w: number,

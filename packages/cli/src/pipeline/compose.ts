@@ -6,11 +6,14 @@ import { existsSync } from "node:fs";
 import { basename, join } from "node:path";
 import {
   BUILTIN_PALETTES,
+  colorBalanceFor,
+  describeColorBalance,
   defineStep,
   paletteInputs,
   provenanceLine,
   readFitsHeader,
   TileCompileError,
+  type ColorBalanceRecord,
   type Palette,
   type RunStep,
 } from "@tile-compile/core";
@@ -185,7 +188,13 @@ function compositionSteps(s: PipelineState, byFilter: Map<string, StackRecord[]>
       stage: composition,
       inputs: Object.values(s.channels),
       outputs: [composed],
-      stamp: () => stampOf(identity(Object.values(s.channels)), JSON.stringify(palette), engineId(composition)),
+      stamp: () =>
+        stampOf(
+          identity(Object.values(s.channels)),
+          JSON.stringify(palette),
+          JSON.stringify(s.cfg.composition.color),
+          engineId(composition),
+        ),
       run: async (provider, ctx, [tmp]) => {
         if (single) {
           const path = s.channels[single.filter]!;
@@ -194,15 +203,25 @@ function compositionSteps(s: PipelineState, byFilter: Map<string, StackRecord[]>
               ? { RGB: path }
               : paletteChannels((c) => (c === single.filter ? path : undefined));
         }
-        await provider.compose(
-          { channels: s.channels, palette, output: tmp!, options: composition.options, history: [provenanceLine(composition)] },
+        const { color } = await provider.compose(
+          {
+            channels: s.channels,
+            palette,
+            output: tmp!,
+            options: composition.options,
+            history: [provenanceLine(composition)],
+            color: colorBalanceFor(s.cfg.composition.color, palette),
+          },
           ctx,
         );
         s.log(`composed ${paletteName} → ${basename(composed)}`);
-        return { value: undefined };
+        if (color) s.log(`colour balance: ${describeColorBalance(color)}`);
+        return { value: color, ...(color ? { info: color } : {}) };
       },
-      done: () => {
+      reuse: (_outputs, info) => info as ColorBalanceRecord | undefined,
+      done: (color) => {
         s.result.composed = composed;
+        if (color) s.result.color = color;
       },
     }),
   );

@@ -6,6 +6,7 @@ import { statSync } from "node:fs";
 import { join } from "node:path";
 import {
   expLabel,
+  type ColorBalanceRecord,
   hashOf,
   planStage,
   type EngineRegistry,
@@ -41,6 +42,8 @@ export interface StackRecord {
 export interface PipelineResult {
   stacks: StackRecord[];
   composed?: string;
+  /** What the composition's colour balance did (factors, sky levels, stars measured). */
+  color?: ColorBalanceRecord;
   compositionSkipped?: string;
   stretched: string[];
   reused: string[];

@@ -220,8 +220,27 @@ export const configSchema = z.strictObject({
         .record(z.string(), z.record(z.string(), z.record(z.string(), z.number())))
         .default({})
         .describe("User palettes: name → output channel → { filter: weight }"),
+      color: z
+        .strictObject({
+          neutralize_background: z
+            .boolean()
+            .default(true)
+            .describe("Move every output channel's sky (the darkest quarter of the image's boxes) to one level, so the background is grey"),
+          white_balance: z
+            .enum(["stars", "none"])
+            .optional()
+            .describe(
+              "stars: scale R and B so the median colour of isolated, unsaturated stars is star_color (default for palettes of R, G, B inputs: RGB, LRGB); none: leave the channels' scales (default for narrowband palettes: SHO, HOO, …)",
+            ),
+          star_color: z
+            .strictObject({ R: z.number().positive(), G: z.number().positive(), B: z.number().positive() })
+            .default({ R: 1, G: 1, B: 1 })
+            .describe("The colour the median star is given by white_balance: stars (R : G : B; default neutral)"),
+        })
+        .default({ neutralize_background: true, star_color: { R: 1, G: 1, B: 1 } })
+        .describe("Colour balance of the composed image: background neutralisation and a star-based white balance"),
     })
-    .default({ method: "palette", palettes: {} }),
+    .default({ method: "palette", palettes: {}, color: { neutralize_background: true, star_color: { R: 1, G: 1, B: 1 } } }),
   background: z
     .strictObject({
       engine: engineRef.optional().describe("Engine providing the method (e.g. siril for polynomial through seqsubsky)"),

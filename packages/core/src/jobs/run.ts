@@ -7,7 +7,7 @@ import { existsSync } from "node:fs";
 import { mkdir, rename, writeFile } from "node:fs/promises";
 import { loadRecon } from "@tile-compile/recon-native";
 import { basename, join } from "node:path";
-import type { CalibrationProvider, EngineContext } from "../kernel/contracts.js";
+import type { CalibrationProvider, ColorBalanceRecord, EngineContext } from "../kernel/contracts.js";
 import { TileCompileError } from "../errors/index.js";
 import { expLabel } from "./library.js";
 import { writeRunReport, type PreviewSource, type RunDocument } from "../report/html.js";
@@ -297,8 +297,33 @@ export async function writeRunRecord(dir: string, doc: RunDocument, previews: Pr
 
 /** The images a run's report previews: each stack (linear, auto-stretched for display), then the final images. */
 export function previewSources(stages: Record<string, unknown>): PreviewSource[] {
-  const p = (stages.pipeline ?? {}) as { stacks?: { filter: string; exposureSeconds: number; path: string }[]; stretched?: string[] };
+  const p = (stages.pipeline ?? {}) as {
+    stacks?: { filter: string; exposureSeconds: number; path: string }[];
+    stretched?: string[];
+    composed?: string;
+    color?: ColorBalanceRecord;
+  };
+  // The composite with its colour balance undone (v = sky_c + (v' − common)/k_c; approximate where an L
+  // layer set the luminance) and as it is, both with the same linked display stretch.
+  const c = p.color;
+  const color: PreviewSource[] =
+    c && p.composed && Number.isFinite(c.sky.G)
+      ? [
+          {
+            title: `${basename(p.composed)} before the colour balance (display stretch)`,
+            path: p.composed,
+            stretched: false,
+            section: "color",
+            affine: (["R", "G", "B"] as const).map((ch) => {
+              const common = c.neutralizeBackground ? c.skyCommon : c.sky[ch];
+              return { scale: 1 / c.factor[ch], offset: c.sky[ch] - common / c.factor[ch] };
+            }),
+          },
+          { title: `${basename(p.composed)} after it (display stretch)`, path: p.composed, stretched: false, section: "color" },
+        ]
+      : [];
   return [
+    ...color,
     ...(p.stacks ?? []).map((s) => ({
       title: `stack ${s.filter} ${s.exposureSeconds} s (linear, display stretch)`,
       path: s.path,

@@ -307,11 +307,45 @@ export interface CompositionInput<O = StageOptions> {
   output: string;
   options: O;
   history: string[];
+  /** Colour balance of the R, G, B output (before an L layer replaces the luminance); none when absent. */
+  color?: ColorBalanceRequest;
+}
+
+/** What colour balance a composition applies (`composition.color` of tile_compile.yaml, resolved for the palette). */
+export interface ColorBalanceRequest {
+  /** Offset each output channel so its sky level equals the green channel's. */
+  neutralizeBackground: boolean;
+  /** `stars`: scale R and B (about the sky) so the median colour of isolated, unsaturated stars is `starColor`. */
+  whiteBalance: "stars" | "none";
+  /** The median star's colour R : G : B (default 1 : 1 : 1). */
+  starColor: { R: number; G: number; B: number };
+}
+
+/**
+ * What a colour balance did, per output channel: a pixel value v became
+ * `skyCommon + (v − sky[c]) · factor[c]`. `stars` counts the stars the white balance measured; `skipped`
+ * says why a requested white balance was not applied (factors then 1).
+ */
+export interface ColorBalanceRecord {
+  sky: { R: number; G: number; B: number };
+  skyCommon: number;
+  factor: { R: number; G: number; B: number };
+  whiteBalance: "stars" | "none";
+  neutralizeBackground: boolean;
+  /** Stars measured and the median R/G and B/G of their fluxes before the balance. */
+  stars?: number;
+  medianRatio?: { RG: number; BG: number };
+  /** Robust scatter (1.4826·MAD) of the stars' R/G and B/G before the balance, relative. */
+  ratioScatter?: { RG: number; BG: number };
+  skipped?: string;
 }
 
 export interface CompositionProvider<O = StageOptions> extends TypedOptions<O> {
-  /** `scales`: for an HDR blend (`composition:hdr`), the factor each shorter exposure was scaled by. */
-  compose(input: CompositionInput<O>, ctx: EngineContext): Promise<{ output: string; scales?: number[] }>;
+  /**
+   * `scales`: for an HDR blend (`composition:hdr`), the factor each shorter exposure was scaled by;
+   * `color`: what the colour balance did, when one was asked for.
+   */
+  compose(input: CompositionInput<O>, ctx: EngineContext): Promise<{ output: string; scales?: number[]; color?: ColorBalanceRecord }>;
 }
 
 /** How a stretch writes its previews (decided by the run, not the stage block). */

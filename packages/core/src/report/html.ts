@@ -15,6 +15,7 @@ import { encode } from "fast-png";
 import { readFitsImage } from "@tile-compile/fits";
 import { mtf } from "../util/mtf.js";
 import type { FrameRecord, GroupRecord } from "./records.js";
+import type { ColorBalanceRecord } from "../kernel/contracts.js";
 
 /** The parts of run.json the report reads (both `run` and `reconstruct` write this shape). */
 export interface RunDocument {
@@ -51,6 +52,17 @@ export interface PreviewSource {
   title: string;
   path: string;
   stretched: boolean;
+  /** Per channel, v → v·scale + offset before the display stretch (e.g. a colour balance undone). */
+  affine?: { scale: number; offset: number }[];
+  /** Where the preview shows: with the other previews (default), or in the colour-balance section. */
+  section?: "previews" | "color";
+}
+
+/** A rendered preview. */
+export interface RenderedPreview {
+  title: string;
+  uri: string;
+  section?: "previews" | "color";
 }
 
 type Fmt = "int" | "text" | "basename" | `fixed:${number}` | `percent:${number}`;
@@ -196,7 +208,12 @@ function timingBars(timings: Record<string, number>, base: (string | number)[]):
  * north-up files look as in any viewer, and — for a linear image — a linked screen stretch (black point
  * median − 2.8σ, midtones so that the median lands at 0.25), the one `stretch.method: autostretch` uses.
  */
-export async function previewDataUri(path: string, stretched: boolean, maxSide = 480): Promise<string> {
+export async function previewDataUri(
+  path: string,
+  stretched: boolean,
+  maxSide = 480,
+  affine?: readonly { scale: number; offset: number }[],
+): Promise<string> {
   const img = await readFitsImage(path);
   const k = Math.max(1, Math.ceil(Math.max(img.width, img.height) / maxSide));
   const w = Math.floor(img.width / k),
@@ -217,7 +234,8 @@ export async function previewDataUri(path: string, stretched: boolean, maxSide =
               m++;
             }
           }
-        binned[c * w * h + y * w + x] = m ? s / m : 0;
+        const a = affine?.[c];
+        binned[c * w * h + y * w + x] = m ? (a ? (s / m) * a.scale + a.offset : s / m) : 0;
       }
   let map = (v: number) => v;
   if (!stretched) {
@@ -382,7 +400,9 @@ function groupSection(g: GroupRecord, base: (string | number)[]): string {
 }
 
 /** The report page for a run.json document and its previews (title, data URI). */
-export function renderRunReport(doc: RunDocument, previews: { title: string; uri: string }[]): string {
+export function renderRunReport(doc: RunDocument, allPreviews: RenderedPreview[]): string {
+  const previews = allPreviews.filter((p) => (p.section ?? "previews") === "previews");
+  const colorPreviews = allPreviews.filter((p) => p.section === "color");
   const st = doc.stages as Record<string, Record<string, unknown>>;
   const stageKey = st.pipeline ? "pipeline" : st.reconstruct ? "reconstruct" : (Object.keys(st)[0] ?? "");
   const stage = (st[stageKey] ?? {}) as {
@@ -515,6 +535,8 @@ export function renderRunReport(doc: RunDocument, previews: { title: string; uri
     body.push(`<h2>Frames, registration and stacks</h2>`);
     stage.groups.forEach((g, i) => body.push(groupSection(g, ["stages", stageKey, "groups", i])));
   }
+  const color = (stage as { color?: ColorBalanceRecord }).color;
+  if (color) body.push(colorSection(color, ["stages", stageKey, "color"], colorPreviews));
   if (stage.compositionSkipped)
     body.push(`<p><b>Composition skipped:</b> ${fig(stage.compositionSkipped, ["stages", stageKey, "compositionSkipped"], "text")}</p>`);
   if (previews.length)
@@ -529,16 +551,45 @@ export function renderRunReport(doc: RunDocument, previews: { title: string; uri
   return `<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1"><title>${esc(title)} — tile-compile report</title><style>${CSS}</style></head><body>\n${body.join("\n")}\n</body></html>\n`;
 }
 
+/** The composition's colour balance: per channel the sky level found and the factor applied, the stars measured, before/after previews. */
+function colorSection(c: ColorBalanceRecord, base: (string | number)[], previews: RenderedPreview[]): string {
+  const rows = (["R", "G", "B"] as const).map((ch) => [
+    td(esc(ch)),
+    td(fig(c.sky[ch], [...base, "sky", ch], "fixed:3"), true),
+    td(c.neutralizeBackground ? fig(c.skyCommon, [...base, "skyCommon"], "fixed:3") : `<span class="na">unchanged</span>`, true),
+    td(fig(c.factor[ch], [...base, "factor", ch], "fixed:4"), true),
+  ]);
+  const wb =
+    c.whiteBalance !== "stars"
+      ? `No white balance (<code>composition.color.white_balance: none</code>; the default for narrowband palettes).`
+      : c.skipped
+        ? `<span class="fail">White balance skipped:</span> ${fig(c.skipped, [...base, "skipped"], "text")}`
+        : `White balance on ${fig(c.stars, [...base, "stars"], "int")} isolated, unsaturated stars: before it their median R/G was ${fig(c.medianRatio?.RG, [...base, "medianRatio", "RG"], "fixed:3")} and B/G ${fig(c.medianRatio?.BG, [...base, "medianRatio", "BG"], "fixed:3")} (scatter ${fig(c.ratioScatter?.RG, [...base, "ratioScatter", "RG"], "percent:1")} % and ${fig(c.ratioScatter?.BG, [...base, "ratioScatter", "BG"], "percent:1")} %); R and B are scaled so the median star takes the reference colour.`;
+  return [
+    `<h2>Colour balance</h2>`,
+    `<p class="meta">Each output channel v became sky + (v − sky of the channel) × factor, before the luminance layer. ${c.neutralizeBackground ? "Background neutralised: every channel's sky (the darkest quarter of the image) moved to green's." : "Background left as it was (<code>neutralize_background: false</code>)."}</p>`,
+    table(["channel", "sky before", "sky after", "factor"], rows),
+    `<p>${wb}</p>`,
+    previews.length
+      ? `<div class="previews">${previews.map((p) => `<figure><img alt="${esc(p.title)}" src="${p.uri}"><figcaption>${esc(p.title)}</figcaption></figure>`).join("")}</div>`
+      : "",
+  ].join("\n");
+}
+
 /**
  * Write `<dir>/report.html` (atomically) for a run.json document: previews of the given images (each
  * stack, the final image) are made here. A preview that cannot be read is named, not fatal.
  */
 export async function writeRunReport(dir: string, doc: RunDocument, sources: PreviewSource[]): Promise<string> {
-  const previews: { title: string; uri: string }[] = [];
+  const previews: RenderedPreview[] = [];
   for (const s of sources) {
     if (!existsSync(s.path)) continue;
     try {
-      previews.push({ title: s.title, uri: await previewDataUri(s.path, s.stretched) });
+      previews.push({
+        title: s.title,
+        uri: await previewDataUri(s.path, s.stretched, 480, s.affine),
+        ...(s.section ? { section: s.section } : {}),
+      });
     } catch {
       // a preview is a convenience: an unreadable image is skipped (its path is in run.json)
     }

@@ -3,18 +3,26 @@
  * brought to a common background by an additive linear match — each channel's sky level (median of the
  * pixels below its 40th percentile) is moved to the reference channel's — so star and emission ratios are
  * untouched (matching whole channels by scale would change them). Output channels are weighted sums of
- * the inputs (the palette). An `L` entry replaces the luminance: on sky-subtracted channels,
- * RGB·L/Y with Y = 0.2126 R + 0.7152 G + 0.0722 B where Y is above 3 σ of its sky noise (each pixel keeps
- * its chromaticity), and plain L elsewhere; the common sky level is added back. Integrated star colours
- * are exact only when the L and RGB stacks have the same PSF; with different seeing they drift by a few
- * per cent (see the notes of the full-job issue).
+ * the inputs (the palette). An `L` entry gives the luminance, linearly (luminance transfer): with the
+ * sky-subtracted layers r, g, b, their mean y = (r + g + b)/3 and l the L layer's, η = the median of l/y over
+ * pixels of signal (y > 20σ), and d = l/η − y, each colour layer becomes c + d·ĉ, ĉ its share of y in the
+ * layers smoothed over 5 × 5 px (ĉ = 1, grey, where the smoothed y is within 3σ of the sky). The result's
+ * mean of R, G, B is exactly l/η — L's detail and signal-to-noise in the RGB stacks' units — while its
+ * colour is the R, G, B stacks' own: d carries no signal where L's filter passes what R, G and B pass
+ * together, so a star keeps its integrated colour also in front of a nebula of another colour. (The former
+ * per-pixel swap RGB·L/Y, grey below 3σ of Y, bent faint stars' colours by up to 4 %: ratios of noisy
+ * values are biased, and the grey wings pulled toward neutral.) Where the L and RGB stacks have different
+ * seeing d is a ring around each star whose integral is 0, and colours move by far less than with a swap.
+ * With `input.color`, the R, G, B layers are colour-balanced before the L layer (color.ts): background
+ * neutralisation and a white balance on the stars; what was done is returned and written to HISTORY.
  * Output: a 3-plane (R, G, B) 32-bit float FITS cube.
  */
 import { loadRecon } from "@tile-compile/recon-native";
-import { TileCompileError } from "@tile-compile/core";
+import { median, TileCompileError } from "@tile-compile/core";
 import { readFitsImage, type FitsImage } from "@tile-compile/core";
 import { writeFitsImage } from "@tile-compile/core";
-import type { CompositionInput, CompositionProvider, EngineContext } from "@tile-compile/core";
+import { describeColorBalance, type CompositionInput, type CompositionProvider, type EngineContext } from "@tile-compile/core";
+import { balanceColor, skyLevels } from "./color.js";
 
 async function skyLevel(plane: Float32Array, signal: AbortSignal): Promise<number> {
   const recon = loadRecon();
@@ -23,6 +31,56 @@ async function skyLevel(plane: Float32Array, signal: AbortSignal): Promise<numbe
   const [p40] = await recon.percentiles(sample, [0.4], { signal });
   const below = sample.filter((v) => v <= p40!);
   return (await recon.robustStats(below, { iterations: 0, signal })).median;
+}
+
+/**
+ * η = L/Y for the signal: the median of (L − sky_L)/y over the pixels where y > 20σ (at least 50 of them;
+ * else over y > 5σ). NaN when too few pixels carry signal.
+ */
+function luminanceScale(L: Float32Array, skyL: number, y: Float32Array, sigmaY: number): number {
+  for (const k of [20, 5]) {
+    const r: number[] = [];
+    for (let i = 0; i < y.length; i++) {
+      const v = y[i]!,
+        l = L[i]! - skyL;
+      if (v > k * sigmaY && Number.isFinite(l)) r.push(l / v);
+    }
+    if (r.length >= 50) return median(r);
+  }
+  return NaN;
+}
+
+/** Mean of (v − sky) over the finite pixels of each 5 × 5 box (clamped at the edges); NaN where none is finite. */
+function boxMean5(p: Float32Array, sky: number, W: number, H: number): Float32Array {
+  const R = 2;
+  const rowS = new Float64Array(W * H),
+    rowN = new Float64Array(W * H);
+  for (let y = 0; y < H; y++)
+    for (let x = 0; x < W; x++) {
+      let s = 0,
+        c = 0;
+      for (let k = Math.max(0, x - R); k <= Math.min(W - 1, x + R); k++) {
+        const v = p[y * W + k]!;
+        if (Number.isFinite(v)) {
+          s += v - sky;
+          c++;
+        }
+      }
+      rowS[y * W + x] = s;
+      rowN[y * W + x] = c;
+    }
+  const out = new Float32Array(W * H);
+  for (let y = 0; y < H; y++)
+    for (let x = 0; x < W; x++) {
+      let s = 0,
+        c = 0;
+      for (let k = Math.max(0, y - R); k <= Math.min(H - 1, y + R); k++) {
+        s += rowS[k * W + x]!;
+        c += rowN[k * W + x]!;
+      }
+      out[y * W + x] = c > 0 ? s / c : NaN;
+    }
+  return out;
 }
 
 export const nativeComposition: CompositionProvider = {
@@ -47,12 +105,14 @@ export const nativeComposition: CompositionProvider = {
     }
     const { width, height } = shape!;
     const n = width * height;
-    // Additive background match onto the first palette channel's sky.
+    // Without a colour balance (a caller that asks for none): an additive match of every input's sky onto
+    // the first palette channel's. With one, the balance neutralises the output channels' sky itself (or, with
+    // neutralize_background: false, leaves every channel its own).
     const names = [...planes.keys()];
     const levels = new Map<string, number>();
-    for (const c of names) levels.set(c, await skyLevel(planes.get(c)!, ctx.signal));
-    const ref = levels.get(names.includes("G") ? "G" : names[0]!)!;
-    for (const c of names) {
+    if (!input.color) for (const c of names) levels.set(c, await skyLevel(planes.get(c)!, ctx.signal));
+    const ref = levels.get(names.includes("G") ? "G" : names[0]!) ?? 0;
+    for (const c of input.color ? [] : names) {
       const d = ref - levels.get(c)!;
       if (d !== 0) {
         const p = Float32Array.from(planes.get(c)!);
@@ -76,29 +136,49 @@ export const nativeComposition: CompositionProvider = {
     const R = mix(input.palette.R ?? {}),
       G = mix(input.palette.G ?? {}),
       B = mix(input.palette.B ?? {});
+    // Colour balance on the R, G, B layers, before an L layer takes over the luminance (which keeps each
+    // pixel's chromaticity, so the balance carries through).
+    const color = input.color ? await balanceColor([R, G, B], width, height, input.color, ctx.signal) : undefined;
+    if (color) ctx.logger.info(describeColorBalance(color));
     if (input.palette.L) {
       const L = mix(input.palette.L);
-      const Y = new Float32Array(n);
-      for (let i = 0; i < n; i++) Y[i] = 0.2126 * R[i]! + 0.7152 * G[i]! + 0.0722 * B[i]!;
       const recon = loadRecon();
-      const ys = await recon.robustStats(Y, { iterations: 3, signal: ctx.signal });
-      const ls = await recon.robustStats(L, { iterations: 3, signal: ctx.signal });
-      const sky = ref,
-        yFloor = 3 * ys.clippedSigma;
+      // Sky levels from the same sky boxes for all four layers (color.ts).
+      const lv = skyLevels([R, G, B, L], width, height);
+      if (!lv)
+        throw new TileCompileError("TC_INPUT_INVALID", {
+          input: input.channels.L ?? "L",
+          reason: "no part of the image has enough valid pixels in every layer to measure the sky",
+        });
+      const [sR, sG, sB, sL] = lv.sky as [number, number, number, number];
+      const y = new Float32Array(n);
+      for (let i = 0; i < n; i++) y[i] = (R[i]! - sR + G[i]! - sG + B[i]! - sB) / 3;
+      const sigmaY = (await recon.robustStats(y, { iterations: 3, signal: ctx.signal })).clippedSigma;
+      const eta = luminanceScale(L, sL, y, sigmaY);
+      if (!(eta > 0))
+        throw new TileCompileError("TC_INPUT_INVALID", {
+          input: input.channels.L ?? "L",
+          reason: "the L stack and the R, G, B stacks share no measurable signal (no pixel is above 5σ in both)",
+          hint: "Check that the stacks show the same field (registered onto one grid); or compose without L (composition.palette: RGB).",
+        });
+      const Rs = boxMean5(R, sR, width, height),
+        Gs = boxMean5(G, sG, width, height),
+        Bs = boxMean5(B, sB, width, height);
+      const Ys = new Float32Array(n);
+      for (let i = 0; i < n; i++) Ys[i] = (Rs[i]! + Gs[i]! + Bs[i]!) / 3;
+      const floor = 3 * (await recon.robustStats(Ys, { iterations: 3, signal: ctx.signal })).clippedSigma;
+      const sky = sG;
       for (let i = 0; i < n; i++) {
-        const y = Y[i]! - ys.median,
-          l = L[i]! - ls.median;
-        if (y > yFloor) {
-          const k = l / y;
-          R[i] = sky + (R[i]! - sky) * k;
-          G[i] = sky + (G[i]! - sky) * k;
-          B[i] = sky + (B[i]! - sky) * k;
-        } else {
-          R[i] = sky + l;
-          G[i] = sky + l;
-          B[i] = sky + l;
-        }
+        const d = (L[i]! - sL) / eta - y[i]!,
+          ys = Ys[i]!;
+        // ĉ: the pixel's smoothed colour shares, blended to grey over (floor, 2·floor] of the smoothed y.
+        const w = ys > floor ? Math.min(1, (ys - floor) / floor) : 0;
+        const share = (cs: number) => (w > 0 ? 1 + w * (cs / ys - 1) : 1);
+        R[i] = sky + (R[i]! - sR) + d * share(Rs[i]!);
+        G[i] = sky + (G[i]! - sG) + d * share(Gs[i]!);
+        B[i] = sky + (B[i]! - sB) + d * share(Bs[i]!);
       }
+      ctx.logger.info(`L layer: luminance scale L/Y = ${eta.toPrecision(5)}`);
     }
     // A pixel missing from any channel (outside a registered stack's footprint) is missing from all three,
     // so frame edges come out black, not coloured.
@@ -126,7 +206,8 @@ export const nativeComposition: CompositionProvider = {
         .join(" "),
       "palette",
     );
-    await writeFitsImage(input.output, { width, height, channels: 3, data }, { header, history: input.history, signal: ctx.signal });
-    return { output: input.output };
+    const history = color ? [...input.history, `colour balance: ${describeColorBalance(color)}`] : input.history;
+    await writeFitsImage(input.output, { width, height, channels: 3, data }, { header, history, signal: ctx.signal });
+    return { output: input.output, ...(color ? { color } : {}) };
   },
 };

@@ -168,7 +168,11 @@ export const frameMetricsTask = defineTask(
           `looks stretched (median ${b.toFixed(3)} at ${((100 * b) / p9999).toFixed(0)} % of the 99.99th percentile); TBQR needs linear data`,
         );
       // y = raw/B_f, in place (the raw values are not used again), by the kernel before it measures.
-      const m = await recon.tileMetrics({ data: plane, width: W, height: H }, tiles, { signal: sig, scratch, scale: 1 / Math.max(b, i.epsilon) });
+      const m = await recon.tileMetrics({ data: plane, width: W, height: H }, tiles, {
+        signal: sig,
+        scratch,
+        scale: 1 / Math.max(b, i.epsilon),
+      });
       // This frame's own sky surface (in y units) from its tile sky levels; pass B's clip statistics are
       // gathered on d = y − surface, so a frame's gradient neither widens nor shifts the clip window.
       const sky = fitSkySurface(

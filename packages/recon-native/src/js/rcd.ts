@@ -82,7 +82,9 @@ export function rcd(
       if (color(x, y) === 1) continue;
       const i = y * w + x;
       lpf[i] =
-        c[i]! + 0.5 * (c[i - w]! + c[i + w]! + c[i - 1]! + c[i + 1]!) + 0.25 * (c[i - w - 1]! + c[i - w + 1]! + c[i + w - 1]! + c[i + w + 1]!);
+        c[i]! +
+        0.5 * (c[i - w]! + c[i + w]! + c[i - 1]! + c[i + 1]!) +
+        0.25 * (c[i - w - 1]! + c[i - w + 1]! + c[i + w - 1]! + c[i + w + 1]!);
     }
   const G = col[1];
   for (let y = b; y < h - b; y++)
@@ -151,8 +153,7 @@ export function rcd(
   for (let k = 0; k < 3; k++) {
     const dst = out[k]!,
       sp = col[k]!;
-    for (let y = b; y < h - b; y++)
-      for (let x = b; x < w - b; x++) if (color(x, y) !== k) dst[y * w + x] = sp[y * w + x]! * s - p;
+    for (let y = b; y < h - b; y++) for (let x = b; x < w - b; x++) if (color(x, y) !== k) dst[y * w + x] = sp[y * w + x]! * s - p;
   }
   fluxCorrect(src, w, h, pattern, offX, offY, out);
 }

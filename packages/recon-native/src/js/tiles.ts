@@ -113,7 +113,11 @@ function cellLevels(
     for (let cx = 0; cx < cw; cx++) {
       v.length = 0;
       for (let y = cy * side; y < Math.min((cy + 1) * side, gh); y += rowStep)
-        for (let x = cx * side + (phased ? (PHASE_COL[y % 4]! + 4 - ((cx * side) % 4)) % 4 : 0); x < Math.min((cx + 1) * side, gw); x += colStep) {
+        for (
+          let x = cx * side + (phased ? (PHASE_COL[y % 4]! + 4 - ((cx * side) % 4)) % 4 : 0);
+          x < Math.min((cx + 1) * side, gw);
+          x += colStep
+        ) {
           const r = val(x, y);
           if (Number.isFinite(r)) v.push(r);
         }
