@@ -115,6 +115,15 @@ export {
 export { mtf } from "./util/mtf.js";
 export { taskCatalogue } from "./executor/catalogue.js";
 export { combinedKeywords, provenanceKeywords } from "./frames/combined.js";
-export { filterFrames, frameStats, applyFrameFilters, frameStatsTask, type FrameStats, type FrameFilter } from "./frames/selection.js";
+export {
+  filterFrames,
+  frameStats,
+  applyFrameFilters,
+  frameStatsTask,
+  psfSnr,
+  boxShare,
+  type FrameStats,
+  type FrameFilter,
+} from "./frames/selection.js";
 export { chooseReference, knownReference } from "./registration/reference.js";
 export { median, MAD_TO_SIGMA } from "./util/stats.js";

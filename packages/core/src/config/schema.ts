@@ -51,7 +51,7 @@ export const transformModels = ["shift", "similarity", "affine", "homography"] a
 /** Demosaic of one-shot-colour (Bayer) frames before they are resampled (`registration.debayer`). */
 export const debayerMethods = ["rcd", "bilinear"] as const;
 export type DebayerChoice = (typeof debayerMethods)[number];
-export const weightings = ["none", "noise", "fwhm", "stars"] as const;
+export const weightings = ["none", "noise", "fwhm", "stars", "psf_snr"] as const;
 /** Frame weights of a stack (`stacking.weighting`). */
 export type Weighting = (typeof weightings)[number];
 
@@ -182,7 +182,9 @@ export const configSchema = z.strictObject({
       weighting: z
         .enum(weightings)
         .default("none")
-        .describe("Frame weights: none, noise (1/σ² of the normalised frame), fwhm (1/FWHM²) or stars (star count)"),
+        .describe(
+          "Frame weights: none, noise (1/σ² of the normalised frame), fwhm (1/FWHM²), stars (star count) or psf_snr ((S/(σ·FWHM))²: the point-source signal-to-noise, S the frame's star fluxes relative to the reference's)",
+        ),
       frame_filters: frameFilters
         .default({})
         .describe("Drop frames before stacking: e.g. { fwhm: { kappa: 2 }, stars: { keep: 90 } } (keep the best 90 %)"),

@@ -9,7 +9,7 @@ import { TileCompileError } from "../errors/index.js";
 import { FitsFile, readFitsHeader } from "@tile-compile/fits";
 import type { EngineContext, FrameRef } from "../kernel/contracts.js";
 import { defineTask } from "../executor/contracts.js";
-import { MAD_TO_SIGMA } from "../util/stats.js";
+import { MAD_TO_SIGMA, median } from "../util/stats.js";
 
 /** Per-frame figures for normalisation, weights and frame filters. */
 export interface FrameStats {
@@ -20,6 +20,30 @@ export interface FrameStats {
   roundness: number;
   stars: number;
   background: number;
+  /**
+   * With `withPsf`: the round stars of the first channel (at most PSF_STARS, brightest first) with their
+   * total flux — the detection's box flux divided by the share of a Gaussian of the frame's median FWHM
+   * that the box holds — for `weighting: psf_snr`.
+   */
+  psfStars?: { x: number; y: number; flux: number }[];
+}
+
+/** Stars per frame that `weighting: psf_snr` matches between frames. */
+export const PSF_STARS = 300;
+/** Half-size of the box star detection measures a star's flux in (an 11 × 11 box). */
+const STAR_BOX_R = 5;
+
+/** The share of a circular Gaussian PSF of this FWHM (px) that a (2r + 1)² box centred on it holds. */
+export function boxShare(fwhm: number, r = STAR_BOX_R): number {
+  const s = fwhm / (2 * Math.sqrt(2 * Math.LN2));
+  return erf((r + 0.5) / (Math.SQRT2 * s)) ** 2;
+}
+
+/** erf to ~1e-7 (Abramowitz & Stegun 7.1.26 is 1.5e-7). */
+function erf(x: number): number {
+  const t = 1 / (1 + 0.3275911 * Math.abs(x));
+  const y = 1 - ((((1.061405429 * t - 1.453152027) * t + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * Math.exp(-x * x);
+  return x < 0 ? -y : y;
 }
 
 /** Location/scale per channel (1-in-16 sample) and, with `withStars`, median FWHM, roundness and star count. */
@@ -29,6 +53,7 @@ export async function frameStats(
   channels: number,
   signal: AbortSignal,
   withStars: boolean,
+  withPsf = false,
 ): Promise<FrameStats> {
   const recon = loadRecon();
   const f = await FitsFile.open(path);
@@ -41,7 +66,7 @@ export async function frameStats(
     // reading the whole frame). Star figures need the whole frame, so then it is read whole.
     const STRIPS = 16;
     const stripRows = Math.ceil(height / (16 * STRIPS));
-    const all = withStars || STRIPS * stripRows * 2 > height ? await r.readAll({ signal }) : undefined;
+    const all = withStars || withPsf || STRIPS * stripRows * 2 > height ? await r.readAll({ signal }) : undefined;
     const median: number[] = [],
       sigma: number[] = [];
     for (let c = 0; c < channels; c++) {
@@ -73,8 +98,9 @@ export async function frameStats(
     }
     let fwhm = NaN,
       roundness = NaN,
-      stars = 0;
-    if (withStars && all) {
+      stars = 0,
+      psfStars: FrameStats["psfStars"];
+    if ((withStars || withPsf) && all) {
       const c = channels === 3 ? 1 : 0;
       const list = await recon.detectStars({ data: all.subarray(c * n, (c + 1) * n), width, height }, { radius: 5, maxStars: 500, signal });
       const med = (v: number[]) => {
@@ -84,8 +110,15 @@ export async function frameStats(
       fwhm = med(list.stars.map((s) => s.fwhm));
       roundness = med(list.stars.map((s) => s.roundness));
       stars = list.count;
+      if (withPsf) {
+        const share = boxShare(fwhm);
+        psfStars = list.stars
+          .filter((s) => s.roundness > 0.6)
+          .slice(0, PSF_STARS)
+          .map((s) => ({ x: s.x, y: s.y, flux: s.flux / share }));
+      }
     }
-    return { median, sigma, fwhm, roundness, stars, background: median[channels === 3 ? 1 : 0]! };
+    return { median, sigma, fwhm, roundness, stars, background: median[channels === 3 ? 1 : 0]!, ...(psfStars ? { psfStars } : {}) };
   } finally {
     await f.close();
   }
@@ -175,6 +208,54 @@ export async function filterFrames(
 /** Per-frame statistics as a work unit (location/scale per channel, star figures with `withStars`). */
 export const frameStatsTask = defineTask(
   "stack.frame-stats",
-  async (i: { path: string; hdu?: number; channels: number; withStars: boolean }, ctx) =>
-    frameStats(i.path, i.hdu, i.channels, ctx.signal, i.withStars),
+  async (i: { path: string; hdu?: number; channels: number; withStars: boolean; withPsf?: boolean }, ctx) =>
+    frameStats(i.path, i.hdu, i.channels, ctx.signal, i.withStars, i.withPsf ?? false),
 );
+
+/**
+ * `weighting: psf_snr`: per frame, its point-source signal-to-noise relative to the others,
+ *   SNR_f = S_f / (σ_f · FWHM_f),
+ * S_f the median over the stars it shares with the reference (the frame with the most PSF stars; matched
+ * by position within max(1.5, FWHM/2) px — the frames are registered) of flux_f / flux_ref, σ_f its sky
+ * noise, FWHM_f its median star FWHM. Why this form: fitting a PSF of width w to a star of flux F on sky
+ * noise σ measures F with an error ∝ σ·w (the PSF's effective area is ∝ w²), so F/(σ·w) is the star's SNR
+ * — transparency (S), sky brightness (σ) and seeing (w) in one figure, where `noise` sees only σ and `fwhm`
+ * only w. S is a ratio over the same stars, so the stars' own brightness cancels, and a median, so a
+ * variable star or a cosmic on one does not move it. A frame sharing fewer than 5 stars with the reference
+ * gets S = 0 (clouds, lost guiding: its stars are not there). Returns SNR_f per frame (σ of channel c).
+ */
+export function psfSnr(stats: readonly FrameStats[], c: number): number[] {
+  const ref = stats.reduce((b, s, i) => ((s.psfStars?.length ?? 0) > (stats[b]!.psfStars?.length ?? 0) ? i : b), 0);
+  const refStars = stats[ref]!.psfStars ?? [];
+  // A grid of the reference's stars for the nearest-neighbour match.
+  const cell = 8;
+  const grid = new Map<string, number[]>();
+  refStars.forEach((s, k) => {
+    const key = `${Math.floor(s.x / cell)},${Math.floor(s.y / cell)}`;
+    grid.set(key, [...(grid.get(key) ?? []), k]);
+  });
+  return stats.map((st) => {
+    const tol = Math.max(1.5, (Number.isFinite(st.fwhm) ? st.fwhm : 0) / 2);
+    const ratios: number[] = [];
+    for (const s of st.psfStars ?? []) {
+      let best = -1,
+        bestD = tol;
+      const gx = Math.floor(s.x / cell),
+        gy = Math.floor(s.y / cell);
+      for (let dy = -1; dy <= 1; dy++)
+        for (let dx = -1; dx <= 1; dx++)
+          for (const k of grid.get(`${gx + dx},${gy + dy}`) ?? []) {
+            const d = Math.hypot(refStars[k]!.x - s.x, refStars[k]!.y - s.y);
+            if (d <= bestD) {
+              bestD = d;
+              best = k;
+            }
+          }
+      if (best >= 0 && refStars[best]!.flux > 0) ratios.push(s.flux / refStars[best]!.flux);
+    }
+    const S = ratios.length >= 5 ? median(ratios) : 0;
+    const sigma = st.sigma[c]!,
+      w = st.fwhm;
+    return S > 0 && sigma > 0 && w > 0 ? S / (sigma * w) : 0;
+  });
+}

@@ -7,7 +7,8 @@
  * from robust per-frame statistics (median m and σ = 1.4826·MAD of a 1-in-16 pixel sample per channel):
  * additive x − m + m₀; multiplicative x·m₀/m; additive_scaling (x − m)·σ₀/σ + m₀;
  * multiplicative_scaling m₀ + (x·m₀/m − m₀)·σ₀/(σ·m₀/m). Weights (`weighting: noise`) are 1/σ'² of the
- * normalised frame; `fwhm` uses 1/FWHM², `stars` the star count. Frame filters (`frame_filters`:
+ * normalised frame; `fwhm` uses 1/FWHM², `stars` the star count, `psf_snr` the square of the point-source
+ * signal-to-noise S/(σ·FWHM) (core's psfSnr: S the frame's star fluxes relative to the reference's). Frame filters (`frame_filters`:
  * fwhm, roundness, stars, background, each `{ keep: percent }` or `{ kappa }`) drop frames before
  * combining and report each with its figure and threshold. Rejection (`rejection`, thresholds
  * `sigma: [low, high]`) is recon-native's combine.
@@ -23,6 +24,7 @@ import {
   FitsHeader,
   FitsWriter,
   frameStatsTask,
+  psfSnr,
   readBand,
   readFitsHeader,
   stackingOptionsSchema,
@@ -124,7 +126,8 @@ export async function nativeStack(input: StackingInput<NativeStackingOptions>, c
   const normalization = o.normalization ?? (input.method === "rejection" ? "additive" : "none");
   const weighting = o.weighting ?? "none";
   const filters: Record<string, FrameFilter> = o.frame_filters ?? {};
-  const needStars = Object.keys(filters).some((k) => k !== "background") || weighting === "fwhm" || weighting === "stars";
+  const withPsf = weighting === "psf_snr";
+  const needStars = Object.keys(filters).some((k) => k !== "background") || weighting === "fwhm" || weighting === "stars" || withPsf;
   return withExecutor(ctx, stackWith);
 
   async function stackWith(executor: Executor): Promise<StackingResult> {
@@ -151,7 +154,13 @@ export async function nativeStack(input: StackingInput<NativeStackingOptions>, c
       const units: WorkUnit<unknown, FrameStats>[] = frames.map((f, i) => ({
         id: `stats/${i}`,
         task: frameStatsTask as never,
-        input: { path: f.path, ...(f.hdu !== undefined ? { hdu: f.hdu } : {}), channels, withStars: needStars },
+        input: {
+          path: f.path,
+          ...(f.hdu !== undefined ? { hdu: f.hdu } : {}),
+          channels,
+          withStars: needStars,
+          ...(withPsf ? { withPsf } : {}),
+        },
       }));
       stats = [];
       for await (const st of executor.run(units, {
@@ -212,8 +221,15 @@ export async function nativeStack(input: StackingInput<NativeStackingOptions>, c
           });
       }
     };
+    const psf = withPsf ? Array.from({ length: channels }, (_, c) => psfSnr(stats, c)) : [];
     const weightsFor = (c: number): number[] | undefined => {
       if (weighting === "none") return undefined;
+      // (S/(σ·FWHM))²; a frame whose stars are not there (S = 0) keeps a token weight, as fwhm's unmeasurable frames do.
+      if (withPsf) {
+        const q2 = psf[c]!.map((q) => (q > 0 ? q * q : 0));
+        const top = Math.max(...q2);
+        return top > 0 ? q2.map((w) => Math.max(w, 1e-6 * top)) : q2.map(() => 1);
+      }
       return frames.map((_, i) => {
         const st = stats[i]!;
         if (weighting === "fwhm") return Number.isFinite(st.fwhm) && st.fwhm > 0 ? 1 / (st.fwhm * st.fwhm) : 1e-6;
