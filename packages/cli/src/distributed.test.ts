@@ -87,7 +87,7 @@ describe.skipIf(!available)("runtime.executor: rabbitmq through the CLI (real br
   }, 60_000);
 
   it(
-    "run JOB: every output file byte-identical to the local executor; run.json counts units and workers",
+    "run JOB (local normalisation): every output file byte-identical to the local executor; run.json counts units and workers",
     { timeout: 300_000 },
     async () => {
       const { makeLibrary } = await import("@tile-compile/test-support/library");
@@ -95,8 +95,10 @@ describe.skipIf(!available)("runtime.executor: rabbitmq through the CLI (real br
       await makeLibrary(local, { lightsPerNight: 4 });
       const dist = mkdtempSync(join(tmpdir(), "tc-job-dist-"));
       cpSync(local, dist, { recursive: true });
-      writeFileSync(join(local, "tile_compile.yaml"), "runtime:\n  threads: 1\n  memory_budget: 4MiB\n");
-      writeFileSync(join(dist, "tile_compile.yaml"), yaml());
+      // Local normalisation on (its per-frame sky grids and surfaces travel as unit results and the shared plan).
+      const stacking = "stacking:\n  normalization: local\n  local_normalization:\n    scale: 64\n";
+      writeFileSync(join(local, "tile_compile.yaml"), `runtime:\n  threads: 1\n  memory_budget: 4MiB\n${stacking}`);
+      writeFileSync(join(dist, "tile_compile.yaml"), yaml(stacking));
       const a = capture();
       expect(await runCli(["run", join(local, "jobs", "M42_LRGB.json")], { io: a.io, cwd: local }), a.err.join("\n")).toBe(0);
       const b = capture();

@@ -122,8 +122,13 @@ export {
   frameStatsTask,
   psfSnr,
   boxShare,
+  skyGrid,
+  localOffsets,
+  applyLocalOffsets,
   type FrameStats,
   type FrameFilter,
+  type SkyGrid,
+  type LocalOffsets,
 } from "./frames/selection.js";
 export { chooseReference, knownReference } from "./registration/reference.js";
 export { median, MAD_TO_SIGMA } from "./util/stats.js";

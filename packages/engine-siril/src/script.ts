@@ -53,13 +53,19 @@ const REJ: Record<Rejection, string> = {
   gesdt: "g",
   mad: "a",
 };
-const NORM: Record<Normalization, string> = {
+/** Siril's normalisations (local normalisation is ours only: sirilStack refuses it before a script is written). */
+const NORM: Record<Exclude<Normalization, "local">, string> = {
   none: "-nonorm",
   additive: "-norm=add",
   multiplicative: "-norm=mul",
   additive_scaling: "-norm=addscale",
   multiplicative_scaling: "-norm=mulscale",
 };
+
+function norm(n: Normalization | undefined): string {
+  if (n === "local") throw new Error("internal: local normalisation reached the Siril script");
+  return NORM[n ?? "none"];
+}
 
 /** Tokens Siril reads as one word: we only ever emit our own paths, which contain none of these. */
 function safe(token: string, what: string): string {
@@ -123,7 +129,7 @@ export function render(cmds: readonly Command[], dialect: Dialect): string {
           break;
         }
         if (c.method === "median") {
-          lines.push(`stack ${seq} med ${NORM[c.normalization ?? "none"]} -out=${safe(c.out, "output")}`);
+          lines.push(`stack ${seq} med ${norm(c.normalization)} -out=${safe(c.out, "output")}`);
           break;
         }
         const rej = c.method === "mean" ? "none" : (c.rejection ?? "winsorized");
@@ -131,7 +137,7 @@ export function render(cmds: readonly Command[], dialect: Dialect): string {
         const [lo, hi] = c.sigma ?? [3, 3];
         const weight = c.weighted ? (dialect === "1.0" ? " -weighted" : dialect === "1.2" ? " -weight_from_noise" : " -weight=noise") : "";
         lines.push(
-          `stack ${seq} rej ${REJ[rej]}${rej === "none" ? "" : ` ${lo} ${hi}`} ${NORM[c.normalization ?? "none"]}${weight} -out=${safe(c.out, "output")}`,
+          `stack ${seq} rej ${REJ[rej]}${rej === "none" ? "" : ` ${lo} ${hi}`} ${norm(c.normalization)}${weight} -out=${safe(c.out, "output")}`,
         );
         break;
       }

@@ -306,6 +306,13 @@ export async function sirilStack(input: StackingInput<StackingOptions>, ctx: Eng
         `stacking.rejection_maps: Siril ${s.version} does not write rejection maps (1.2's -rejmaps is not wired yet); use the native engine or turn them off`,
       ],
     });
+  if (o.normalization === "local")
+    throw new TileCompileError("TC_CONFIG_INVALID", {
+      file: "tile_compile.yaml",
+      issues: [
+        `stacking.normalization: "local" is not available with Siril ${s.version} (use additive or additive_scaling, or the native engine)`,
+      ],
+    });
   if (o.weighting && !["none", "noise"].includes(o.weighting)) {
     throw new TileCompileError("TC_CONFIG_INVALID", {
       file: "tile_compile.yaml",

@@ -40,7 +40,7 @@ export const masterRejections = ["winsorized", "sigma"] as const;
 export type MasterRejection = (typeof masterRejections)[number];
 /** Winsorized sigma clipping: the default of stacks and masters alike. */
 export const DEFAULT_REJECTION = "winsorized" satisfies RejectionMethod & MasterRejection;
-export const normalizations = ["none", "additive", "multiplicative", "additive_scaling", "multiplicative_scaling"] as const;
+export const normalizations = ["none", "additive", "multiplicative", "additive_scaling", "multiplicative_scaling", "local"] as const;
 /** Frame normalisation before combining (`stacking.normalization`). */
 export type Normalization = (typeof normalizations)[number];
 
@@ -78,6 +78,7 @@ export const stackingOptionsSchema = z.object({
   rejection: z.enum(rejectionMethods).optional(),
   sigma: sigmaPair.optional(),
   normalization: z.enum(normalizations).optional(),
+  local_normalization: z.object({ scale: z.number().int().min(16) }).optional(),
   weighting: z.enum(weightings).optional(),
   frame_filters: frameFilters.optional(),
 });
@@ -177,8 +178,21 @@ export const configSchema = z.strictObject({
         .enum(normalizations)
         .default("additive")
         .describe(
-          "Frame normalisation before stacking. additive (default) keeps fluxes; the *_scaling variants also equalise the noise, which rescales star fluxes by the frames' noise ratio (measured: 3–6 % colour errors on the demo set)",
+          "Frame normalisation before stacking. additive (default) keeps fluxes; the *_scaling variants also equalise the noise, which rescales star fluxes by the frames' noise ratio (measured: 3–6 % colour errors on the demo set); local: each frame's sky brought to a clean reference box by box (gradients that differ between frames and nights — moon, light dome — removed before rejection)",
         ),
+      local_normalization: z
+        .strictObject({
+          scale: z
+            .number()
+            .int()
+            .min(16)
+            .default(128)
+            .describe(
+              "Box size (px) of the local sky model: larger than any star's halo (~20× a 5-px FWHM), smaller than the sky's gradients (they span the field)",
+            ),
+        })
+        .default({ scale: 128 })
+        .describe("normalization: local — the scale of the per-frame sky model"),
       weighting: z
         .enum(weightings)
         .default("none")
@@ -203,6 +217,7 @@ export const configSchema = z.strictObject({
       rejection: "winsorized",
       sigma: [3, 3],
       normalization: "additive",
+      local_normalization: { scale: 128 },
       weighting: "none",
       frame_filters: {},
       rejection_maps: false,

@@ -6,7 +6,8 @@
  * Normalisation (`normalization`) brings every frame to the reference frame (the first) before combining,
  * from robust per-frame statistics (median m and σ = 1.4826·MAD of a 1-in-16 pixel sample per channel):
  * additive x − m + m₀; multiplicative x·m₀/m; additive_scaling (x − m)·σ₀/σ + m₀;
- * multiplicative_scaling m₀ + (x·m₀/m − m₀)·σ₀/(σ·m₀/m). Weights (`weighting: noise`) are 1/σ'² of the
+ * multiplicative_scaling m₀ + (x·m₀/m − m₀)·σ₀/(σ·m₀/m); local x + o_f(x, y), o_f each frame's offset surface to a
+ * clean reference, fitted on a grid of `local_normalization.scale`-px sky boxes (core's localOffsets). Weights (`weighting: noise`) are 1/σ'² of the
  * normalised frame; `fwhm` uses 1/FWHM², `stars` the star count, `psf_snr` the square of the point-source
  * signal-to-noise S/(σ·FWHM) (core's psfSnr: S the frame's star fluxes relative to the reference's). Frame filters (`frame_filters`:
  * fwhm, roundness, stars, background, each `{ keep: percent }` or `{ kappa }`) drop frames before
@@ -24,6 +25,8 @@ import {
   FitsHeader,
   FitsWriter,
   frameStatsTask,
+  applyLocalOffsets,
+  localOffsets,
   psfSnr,
   readBand,
   readFitsHeader,
@@ -35,6 +38,7 @@ import {
   type FitsHeaderSummary,
   type FrameFilter,
   type FrameStats,
+  type LocalOffsets,
   type SharedRef,
   type StackingInput,
   type StackingProvider,
@@ -74,8 +78,9 @@ export interface StackBandPlan {
   rejection: Rejection;
   low: number;
   high: number;
-  /** Per channel: weights (or null) and the normalisation (or null). */
-  channels: { weights: number[] | null; norm: { scale: number[]; offset: number[] } | null }[];
+  /** Per channel: weights (or null), the normalisation (or null) and local offsets (`normalization: local`, or null). */
+  channels: { weights: number[] | null; norm: { scale: number[]; offset: number[] } | null; local: LocalOffsets | null }[];
+  height: number;
 }
 
 /** The result of one band: combined rows and, with rejection, per-pixel rejected counts. */
@@ -95,8 +100,10 @@ export const stackBandTask = defineTask(
   async (i: { plan: SharedRef; c: number; y0: number; rows: number }, ctx): Promise<StackBandResult> => {
     const plan = await ctx.shared<StackBandPlan>(i.plan);
     const { frames, width } = plan;
-    const { weights, norm } = plan.channels[i.c]!;
+    const { weights, norm, local } = plan.channels[i.c]!;
     const views = await readBand(ctx, "stack.band", frames, i.y0, i.rows, i.c, width);
+    // Local normalisation: each frame's offset map added to its rows before they are combined.
+    if (local) views.forEach((v, k) => applyLocalOffsets(v, width, plan.height, i.y0, i.rows, local.degree, local.coefficients[k]!));
     // Normalisation is applied inside the kernel (same f32 values as normalising the rows first).
     const recon = loadRecon();
     return recon.combine(views, {
@@ -127,6 +134,7 @@ export async function nativeStack(input: StackingInput<NativeStackingOptions>, c
   const weighting = o.weighting ?? "none";
   const filters: Record<string, FrameFilter> = o.frame_filters ?? {};
   const withPsf = weighting === "psf_snr";
+  const gridBox = normalization === "local" ? (o.local_normalization?.scale ?? 128) : 0;
   const needStars = Object.keys(filters).some((k) => k !== "background") || weighting === "fwhm" || weighting === "stars" || withPsf;
   return withExecutor(ctx, stackWith);
 
@@ -160,6 +168,7 @@ export async function nativeStack(input: StackingInput<NativeStackingOptions>, c
           channels,
           withStars: needStars,
           ...(withPsf ? { withPsf } : {}),
+          ...(gridBox ? { gridBox } : {}),
         },
       }));
       stats = [];
@@ -201,6 +210,8 @@ export async function nativeStack(input: StackingInput<NativeStackingOptions>, c
         m0 = stats[0]!.median[c]!,
         s0 = stats[0]!.sigma[c]!;
       switch (normalization) {
+        case "local":
+          return [1, 0];
         case "additive":
           return [1, m0 - m];
         case "multiplicative":
@@ -240,6 +251,14 @@ export async function nativeStack(input: StackingInput<NativeStackingOptions>, c
       });
     };
 
+    // Local normalisation: per channel, every frame's offsets to the clean reference (core's localOffsets).
+    const local: LocalOffsets[] = gridBox
+      ? Array.from({ length: channels }, (_, c) => localOffsets(stats.map((st) => st.skyGrid![c]!)))
+      : [];
+    if (local.length)
+      ctx.logger.info(
+        `local normalisation: ${local[0]!.nx}×${local[0]!.ny} boxes of ~${gridBox} px, surfaces of degree ${local[0]!.degree}; clean reference from frames ${local[0]!.reference.map((f) => f + 1).join(", ")}`,
+      );
     // Bands: every frame's rows (f32) plus the combine's output, within the memory budget and cache-sized.
     // (At least `executor.parallelism` bands, so every worker of a distributed run has some.)
     const rowsPerBand = Math.min(
@@ -251,6 +270,7 @@ export async function nativeStack(input: StackingInput<NativeStackingOptions>, c
     header.set("STACKMTH", input.method, "stacking method");
     if (rejection !== "none") header.set("REJECT", `${rejName} ${low} ${high}`, "pixel rejection and thresholds");
     if (normalization !== "none") header.set("NORMALIZ", normalization, "frame normalisation before combining");
+    if (gridBox) header.set("LNSCALE", gridBox, "local normalisation box size (px)");
     const writer = await FitsWriter.create(
       input.output,
       { width, height, channels },
@@ -294,6 +314,7 @@ export async function nativeStack(input: StackingInput<NativeStackingOptions>, c
       const plan: StackBandPlan = {
         frames: frames.map((f) => ({ path: f.path, ...(f.hdu !== undefined ? { hdu: f.hdu } : {}) })),
         width,
+        height,
         method,
         rejection: rejection!,
         low: low!,
@@ -303,9 +324,10 @@ export async function nativeStack(input: StackingInput<NativeStackingOptions>, c
           return {
             weights: w ?? null,
             norm:
-              normalization === "none"
+              normalization === "none" || normalization === "local"
                 ? null
                 : { scale: frames.map((_, i) => affine(i, c)[0]), offset: frames.map((_, i) => affine(i, c)[1]) },
+            local: local[c] ?? null,
           };
         }),
       };
