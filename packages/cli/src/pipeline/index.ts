@@ -160,10 +160,6 @@ export async function planJobRun(plan: JobPlan, o: PipelineOptions, opts: { hash
     return { state: s, steps, checkpoints };
   }
   steps.push(calibrateStep(s));
-  if (o.config.stacking.method === "tbqr" && o.config.stacking.normalization === "local")
-    log(
-      "note: stacking.normalization: local is not used by TBQR yet — TBQR takes each frame's own quadratic sky surface out and puts the plain mean's back (see engine-native's README)",
-    );
   const planned: StackRecord[] = [];
   for (const g of plan.groups) {
     const dir = join(out, "calibrated", groupLabel(g));

@@ -44,6 +44,13 @@ export interface TbqrOptions {
    * is not made noisier for nothing. Absent: `sharpness` (the behaviour before the option).
    */
   weighting?: "sharpness" | "snr" | "auto";
+  /**
+   * The sky the reconstruction keeps (`stacking.normalization`): `mean` (default) — the plain mean's, Σ_f of
+   * the frames' own quadratic sky surfaces / N (every frame's gradient averaged in); `flattest` (with
+   * `normalization: local`) — the flattest frame's surface (the one whose gradient and curvature are the
+   * smallest over the frame) at the mean's level, so gradients that only some frames carry are not in it.
+   */
+  skyReference?: "mean" | "flattest";
   /** Where frame metrics, the tile grid, weight maps, synthetic frames and validation.json go. */
   artifactsDir?: string;
   /** Checks on the result (`validation.*`, `pipeline.abort_on_fail`); none when absent. */
@@ -75,6 +82,7 @@ export function tbqrOptionsFromConfig(
       structure_mode: { metric_weight: number; background_weight: number };
     };
     reconstruction: { noise_budget: number; clip: [number, number]; epsilon: number; weighting: "sharpness" | "snr" | "auto" };
+    stacking?: { normalization?: string };
     assumptions: {
       frames_min: number;
       frames_reduced_threshold: number;
@@ -117,6 +125,7 @@ export function tbqrOptionsFromConfig(
     clip: { low: cfg.reconstruction.clip[0], high: cfg.reconstruction.clip[1], iterations: 2 },
     noiseBudget: cfg.reconstruction.noise_budget,
     weighting: cfg.reconstruction.weighting,
+    ...(cfg.stacking?.normalization === "local" ? { skyReference: "flattest" as const } : {}),
     ...(artifactsDir ? { artifactsDir } : {}),
     synthetic: {
       framesMin: cfg.synthetic.frames_min,

@@ -14,6 +14,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { FitsHeader, readFitsImage, seededRandom, writeFitsImage, type EngineContext } from "@tile-compile/core";
 import { nativeStack } from "./stack.js";
+import { DEFAULT_TBQR, reconstructTbqr } from "../tbqr/reconstruct.js";
 
 const W = 384,
   H = 288,
@@ -207,6 +208,27 @@ describe("normalization: local", () => {
       expect(1 - el / eg).toBeGreaterThanOrEqual(0.75);
       expect(fg / fl).toBeGreaterThanOrEqual(2);
       expect(Math.abs(nl - 1)).toBeLessThan(0.02);
+    },
+  );
+
+  it(
+    "TBQR: with normalization: local it keeps the flattest frame's sky, not the average of every frame's gradient (≥ 75 % of the background error removed)",
+    { timeout: 300_000 },
+    async () => {
+      const dir = mkdtempSync(join(tmpdir(), "tc-localnorm-tbqr-"));
+      const t = await generate(dir, true);
+      const o = { ...DEFAULT_TBQR, assumptions: { ...DEFAULT_TBQR.assumptions, framesMin: 2, allowEmergency: true } };
+      const run = async (name: string, skyReference?: "flattest") => {
+        const out = join(dir, `${name}.fit`);
+        await reconstructTbqr(t.paths, out, { ...o, ...(skyReference ? { skyReference } : {}), artifactsDir: join(dir, name) }, ctx());
+        return (await readFitsImage(out)).data;
+      };
+      const em = backgroundError(await run("tbqr-mean"), t).rms,
+        el = backgroundError(await run("tbqr-local", "flattest"), t).rms;
+      console.log(
+        `TBQR background error (RMS of 32-px boxes): plain mean's sky ${em.toFixed(2)} ADU, flattest frame's ${el.toFixed(2)} → ${(100 * (1 - el / em)).toFixed(1)} % removed`,
+      );
+      expect(1 - el / em).toBeGreaterThanOrEqual(0.75);
     },
   );
 

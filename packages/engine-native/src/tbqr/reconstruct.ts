@@ -640,6 +640,34 @@ async function tileLayout(run: TbqrRun): Promise<TileLayout> {
   return { starChannel, geom, photometry, tiles };
 }
 
+/**
+ * The frame whose raw sky surface (6 coefficients, see fitSkySurface) departs least from a constant: the RMS
+ * over the frame (u, v uniform in [−½, ½]) of its gradient and curvature terms, on a 9 × 9 grid. Lowest index
+ * among equals.
+ */
+function flattestSurface(surfaces: readonly number[][]): number {
+  let best = 0,
+    bestRms = Infinity;
+  surfaces.forEach((s, f) => {
+    let q = 0,
+      n = 0;
+    for (let i = 0; i < 9; i++)
+      for (let j = 0; j < 9; j++) {
+        const u = i / 8 - 0.5,
+          v = j / 8 - 0.5;
+        const z = s[1]! * u + s[2]! * v + s[3]! * u * u + s[4]! * u * v + s[5]! * v * v;
+        q += z * z;
+        n++;
+      }
+    const rms = Math.sqrt(q / n);
+    if (rms < bestRms) {
+      bestRms = rms;
+      best = f;
+    }
+  });
+  return best;
+}
+
 /** 3. Pass A: per frame and channel, the global metrics (background, noise, gradient energy), the tile metrics, the sky surface and the photometry stars' fluxes. */
 async function measureFrames(run: TbqrRun, layout: TileLayout): Promise<PassA> {
   const { framePaths, N, C, n, o, ctx, executor, sig } = run;
@@ -893,9 +921,15 @@ async function combineBands(run: TbqrRun, layout: TileLayout, a: PassA, w: Frame
   for (let c = 0; c < C; c++) {
     const r = tileFractions(Wt[c]!, o.epsilon);
     fallbackTiles += r.fallbackTiles;
-    // The raw sky of the plain mean, Σ_f B_f·sky_f(p) / N: the output keeps the plain mean's background.
+    // The raw sky of the plain mean, Σ_f B_f·sky_f(p) / N: the output keeps the plain mean's background —
+    // or, with `skyReference: flattest` (normalization: local), the flattest frame's surface at that level.
     const skyMean = new Array<number>(6).fill(0);
     for (let f = 0; f < N; f++) for (let j = 0; j < 6; j++) skyMean[j] = skyMean[j]! + (B[c]![f]! * skyFit[c]![f]![j]!) / N;
+    if (o.skyReference === "flattest") {
+      const f0 = flattestSurface(skyFit[c]!.map((s, f) => s.map((v) => v * B[c]![f]!)));
+      for (let j = 1; j < 6; j++) skyMean[j] = B[c]![f0]! * skyFit[c]![f0]![j]!;
+      if (c === 0) ctx.logger.info(`sky reference: frame ${f0 + 1}'s surface (the flattest; stacking.normalization: local)`);
+    }
     skyMeans.push(skyMean);
     const T = tiles.length,
       fractions = new Float64Array(N * T),
