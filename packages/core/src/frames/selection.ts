@@ -10,6 +10,7 @@ import { FitsFile, readFitsHeader } from "@tile-compile/fits";
 import type { EngineContext, FrameRef } from "../kernel/contracts.js";
 import { defineTask } from "../executor/contracts.js";
 import { MAD_TO_SIGMA, median } from "../util/stats.js";
+import { LeastSquares } from "../registration/geometry.js";
 
 /** Per-frame figures for normalisation, weights and frame filters. */
 export interface FrameStats {
@@ -343,31 +344,15 @@ function polyTerms(d: number): [number, number][] {
   return t;
 }
 
-/** Least-squares coefficients of `terms` through the points (u, v, z) (normal equations, Gauss–Jordan with pivoting). */
+/** Least-squares coefficients of `terms` through the points (u, v, z); the constant alone (their mean) when singular. */
 function fitSurface(points: readonly [number, number, number][], terms: readonly [number, number][]): number[] {
-  const m = terms.length;
-  const A = Array.from({ length: m }, () => new Float64Array(m + 1));
-  for (const [u, v, z] of points) {
-    const phi = terms.map(([a, b]) => u ** a * v ** b);
-    for (let i = 0; i < m; i++) {
-      for (let j = 0; j < m; j++) A[i]![j] = A[i]![j]! + phi[i]! * phi[j]!;
-      A[i]![m] = A[i]![m]! + phi[i]! * z;
-    }
-  }
-  for (let c = 0; c < m; c++) {
-    let p = c;
-    for (let r = c + 1; r < m; r++) if (Math.abs(A[r]![c]!) > Math.abs(A[p]![c]!)) p = r;
-    [A[c], A[p]] = [A[p]!, A[c]!];
-    const d = A[c]![c]!;
-    if (Math.abs(d) < 1e-12) continue;
-    for (let j = c; j <= m; j++) A[c]![j] = A[c]![j]! / d;
-    for (let r = 0; r < m; r++) {
-      if (r === c) continue;
-      const f = A[r]![c]!;
-      if (f !== 0) for (let j = c; j <= m; j++) A[r]![j] = A[r]![j]! - f * A[c]![j]!;
-    }
-  }
-  return A.map((row) => (Number.isFinite(row[m]!) ? row[m]! : 0));
+  const ls = new LeastSquares(terms.length);
+  for (const [u, v, z] of points)
+    ls.add(
+      terms.map(([a, b]) => u ** a * v ** b),
+      z,
+    );
+  return ls.solve() ?? terms.map((_, k) => (k === 0 ? points.reduce((s, p) => s + p[2], 0) / points.length : 0));
 }
 
 /**

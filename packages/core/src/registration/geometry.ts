@@ -48,7 +48,7 @@ export function solve(a: number[], b: number[], n: number): number[] | undefined
 }
 
 /** Normal equations of an over-determined linear system given row by row. */
-class LeastSquares {
+export class LeastSquares {
   private readonly ata: number[];
   private readonly atb: number[];
   constructor(private readonly n: number) {

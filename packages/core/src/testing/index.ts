@@ -10,9 +10,26 @@
  * Requires vitest (an optional peer dependency of @tile-compile/core).
  */
 import { describe, expect, it } from "vitest";
+import { tmpdir } from "node:os";
 import { checkEngineConformance } from "./conformance.js";
+import type { EngineContext, RuntimeLimits } from "../kernel/contracts.js";
 
 export { checkEngineConformance, seededRandom, writeTinyFrames, type ConformanceCheck } from "./conformance.js";
+
+/**
+ * An EngineContext for calling a provider directly in a test: a fresh abort signal, a silent logger, no
+ * progress, the OS temp folder, no engine options, 2 threads and 64 MiB unless `runtime` says otherwise.
+ */
+export function testEngineContext(runtime: Partial<RuntimeLimits> = {}): EngineContext {
+  return {
+    signal: new AbortController().signal,
+    logger: { debug() {}, info() {}, warn() {}, error() {} },
+    progress() {},
+    workdir: tmpdir(),
+    options: {},
+    runtime: { threads: 2, memoryBudgetBytes: 1 << 26, ...runtime },
+  };
+}
 
 /** Register vitest tests that check an engine against the contract. */
 export function runEngineConformance(factory: () => unknown | Promise<unknown>, name = "engine"): void {

@@ -9,6 +9,7 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { testEngineContext } from "@tile-compile/core/testing";
 import {
   BUILTIN_PALETTES,
   colorBalanceFor,
@@ -16,7 +17,6 @@ import {
   seededRandom,
   writeFitsImage,
   type ColorBalanceRecord,
-  type EngineContext,
 } from "@tile-compile/core";
 import { nativeComposition } from "./native.js";
 import { skyLevels } from "./color.js";
@@ -36,16 +36,7 @@ interface TruthStar {
   colour: { R: number; G: number; B: number };
 }
 
-function ctx(): EngineContext {
-  return {
-    signal: new AbortController().signal,
-    logger: { debug() {}, info() {}, warn() {}, error() {} },
-    progress() {},
-    workdir: tmpdir(),
-    options: {},
-    runtime: { threads: 2, memoryBudgetBytes: 1 << 28 },
-  };
-}
+const ctx = () => testEngineContext({ memoryBudgetBytes: 1 << 28 });
 
 /** Channel stacks L, R, G, B (32-bit FITS) and the truth. */
 async function generate(dir: string, seed: number): Promise<{ paths: Record<string, string>; stars: TruthStar[]; nebula: Float32Array }> {

@@ -12,7 +12,8 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { FitsHeader, readFitsImage, seededRandom, writeFitsImage, type EngineContext } from "@tile-compile/core";
+import { testEngineContext } from "@tile-compile/core/testing";
+import { FitsHeader, readFitsImage, seededRandom, writeFitsImage } from "@tile-compile/core";
 import { nativeStack } from "./stack.js";
 import { DEFAULT_TBQR, reconstructTbqr } from "../tbqr/reconstruct.js";
 
@@ -21,14 +22,7 @@ const W = 384,
   N = 24,
   NOISE = 10;
 
-const ctx = (): EngineContext => ({
-  signal: new AbortController().signal,
-  logger: { debug() {}, info() {}, warn() {}, error() {} },
-  progress() {},
-  workdir: tmpdir(),
-  options: {},
-  runtime: { threads: 2, memoryBudgetBytes: 1 << 26 },
-});
+const ctx = () => testEngineContext();
 
 interface Truth {
   paths: string[];

@@ -9,17 +9,11 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { FitsHeader, seededRandom, writeFitsImage, type EngineContext, type Weighting } from "@tile-compile/core";
+import { testEngineContext } from "@tile-compile/core/testing";
+import { FitsHeader, seededRandom, writeFitsImage, type Weighting } from "@tile-compile/core";
 import { nativeStack } from "./stack.js";
 
-const ctx = (): EngineContext => ({
-  signal: new AbortController().signal,
-  logger: { debug() {}, info() {}, warn() {}, error() {} },
-  progress() {},
-  workdir: tmpdir(),
-  options: {},
-  runtime: { threads: 2, memoryBudgetBytes: 1 << 26 },
-});
+const ctx = () => testEngineContext();
 
 /** Spearman's rank correlation (no ties in continuous data). */
 function spearman(a: number[], b: number[]): number {
