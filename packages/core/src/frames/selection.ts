@@ -49,7 +49,9 @@ export function skyGrid(plane: Float32Array, width: number, height: number, box:
   const nx = Math.max(1, Math.round(width / box)),
     ny = Math.max(1, Math.round(height / box));
   const values: number[] = [];
-  const buf = new Float64Array(Math.ceil(width / nx + 1) * Math.ceil(height / ny + 1));
+  const buf = new Float64Array(Math.ceil(width / nx + 1) * Math.ceil(height / ny + 1)),
+    dev = new Float64Array(buf.length),
+    work = new Float64Array(buf.length);
   for (let j = 0; j < ny; j++)
     for (let i = 0; i < nx; i++) {
       const x0 = Math.floor((i * width) / nx),
@@ -66,16 +68,58 @@ export function skyGrid(plane: Float32Array, width: number, height: number, box:
         values.push(NaN);
         continue;
       }
-      let v: Float64Array = buf.slice(0, k);
+      // The same medians as util/stats' median (a sort), by selection in scratch arrays: 2.8 s → well under
+      // a second per 1080 × 1920 plane, none of it allocation.
       for (let pass = 0; pass < 2; pass++) {
-        const m = median(v);
-        const s = MAD_TO_SIGMA * median(v.map((q) => Math.abs(q - m)));
+        const m = selectMedian(work, buf, k);
+        for (let q = 0; q < k; q++) dev[q] = Math.abs(buf[q]! - m);
+        const s = MAD_TO_SIGMA * selectMedian(work, dev, k);
         if (!(s > 0)) break;
-        v = v.filter((q) => Math.abs(q - m) <= 3 * s);
+        let kept = 0;
+        for (let q = 0; q < k; q++) if (Math.abs(buf[q]! - m) <= 3 * s) buf[kept++] = buf[q]!;
+        k = kept;
       }
-      values.push(median(v));
+      values.push(selectMedian(work, buf, k));
     }
   return { nx, ny, box, values };
+}
+
+/**
+ * The median of the first n values of `v` (finite; the mean of the two middle ones for an even n) — the value
+ * util/stats' median gives — by quickselect on a copy in `work` (v is not reordered).
+ */
+function selectMedian(work: Float64Array, v: Float64Array, n: number): number {
+  if (n === 0) return NaN;
+  work.set(v.subarray(0, n));
+  const kth = (k: number, lo0: number): number => {
+    let lo = lo0,
+      hi = n - 1;
+    while (hi > lo) {
+      const pivot = work[(lo + hi) >> 1]!;
+      let i = lo,
+        j = hi;
+      while (i <= j) {
+        while (work[i]! < pivot) i++;
+        while (work[j]! > pivot) j--;
+        if (i <= j) {
+          const t = work[i]!;
+          work[i++] = work[j]!;
+          work[j--] = t;
+        }
+      }
+      if (k <= j) hi = j;
+      else if (k >= i) lo = i;
+      else return work[k]!;
+    }
+    return work[k]!;
+  };
+  const h = n >> 1;
+  const upper = kth(h, 0);
+  if (n % 2) return upper;
+  // After the selection every value below index h is ≤ the h-th: the lower middle is their maximum.
+  let lower = -Infinity;
+  for (let q = 0; q < h; q++) if (work[q]! > lower) lower = work[q]!;
+  return (lower + upper) / 2;
 }
 
 /** Stars per frame that `weighting: psf_snr` matches between frames. */
