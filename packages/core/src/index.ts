@@ -122,13 +122,19 @@ export {
   frameStatsTask,
   psfSnr,
   boxShare,
-  skyGrid,
-  localOffsets,
-  applyLocalOffsets,
   type FrameStats,
   type FrameFilter,
-  type SkyGrid,
-  type LocalOffsets,
 } from "./frames/selection.js";
+export {
+  skyGrid,
+  localNormalization,
+  localScales,
+  applyLocalNormalization,
+  meanLocalScale,
+  type SkyGrid,
+  type FrameSurfaces,
+  type LocalNormalization,
+  type LocalPhotometry,
+} from "./frames/local-normalization.js";
 export { chooseReference, knownReference } from "./registration/reference.js";
 export { median, MAD_TO_SIGMA } from "./util/stats.js";

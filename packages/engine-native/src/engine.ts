@@ -14,7 +14,7 @@ import {
   type TbqrStageOptions,
   type Task,
 } from "@tile-compile/core";
-import { nativeStacking, stackBandTask } from "./stacking/stack.js";
+import { nativeStacking, photometryStarsTask, stackBandTask } from "./stacking/stack.js";
 import { calibrateLightTask } from "./calibration/native.js";
 import { registerFrameTask, starsTask } from "./registration/relative.js";
 import { bandTask, frameMetricsTask, seeingTask, syntheticTask } from "./tbqr/units.js";
@@ -99,6 +99,7 @@ export const nativeEngine: Engine = defineEngine({
     registerFrameTask,
     frameStatsTask,
     stackBandTask,
+    photometryStarsTask,
     seeingTask,
     frameMetricsTask,
     bandTask,

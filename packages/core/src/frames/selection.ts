@@ -4,13 +4,13 @@
  * combining, each rejected frame reported with its figure and threshold. The native stack measures them in
  * work units (`stack.frame-stats`); engines that stack elsewhere (Siril) call `filterFrames`.
  */
-import { loadRecon } from "@tile-compile/recon-native";
+import { loadRecon, type AperturePlan } from "@tile-compile/recon-native";
 import { TileCompileError } from "../errors/index.js";
 import { FitsFile, readFitsHeader } from "@tile-compile/fits";
 import type { EngineContext, FrameRef } from "../kernel/contracts.js";
-import { defineTask } from "../executor/contracts.js";
+import { defineTask, type SharedRef } from "../executor/contracts.js";
 import { MAD_TO_SIGMA, median } from "../util/stats.js";
-import { LeastSquares } from "../registration/geometry.js";
+import { skyGrid, type SkyGrid } from "./local-normalization.js";
 
 /** Per-frame figures for normalisation, weights and frame filters. */
 export interface FrameStats {
@@ -29,97 +29,8 @@ export interface FrameStats {
   psfStars?: { x: number; y: number; flux: number }[];
   /** With `gridBox`: per channel, the sky level of every box (see skyGrid), row-major. */
   skyGrid?: SkyGrid[];
-}
-
-/** Sky levels of a frame on a grid of square boxes (`normalization: local`). */
-export interface SkyGrid {
-  nx: number;
-  ny: number;
-  box: number;
-  /** Row-major, NaN where a box has fewer than a quarter of its pixels finite. */
-  values: number[];
-}
-
-/**
- * The sky level of each `box`-px box of a plane (the last row/column of boxes takes the remainder): the
- * median of its finite pixels after two clips at ±3σ (1.4826·MAD) about the median — stars, their halos
- * and hot pixels out; a faint nebula stays (it is in every frame, so it cancels between frames).
- */
-export function skyGrid(plane: Float32Array, width: number, height: number, box: number): SkyGrid {
-  const nx = Math.max(1, Math.round(width / box)),
-    ny = Math.max(1, Math.round(height / box));
-  const values: number[] = [];
-  const buf = new Float64Array(Math.ceil(width / nx + 1) * Math.ceil(height / ny + 1)),
-    dev = new Float64Array(buf.length),
-    work = new Float64Array(buf.length);
-  for (let j = 0; j < ny; j++)
-    for (let i = 0; i < nx; i++) {
-      const x0 = Math.floor((i * width) / nx),
-        x1 = Math.floor(((i + 1) * width) / nx),
-        y0 = Math.floor((j * height) / ny),
-        y1 = Math.floor(((j + 1) * height) / ny);
-      let k = 0;
-      for (let y = y0; y < y1; y++)
-        for (let x = x0; x < x1; x++) {
-          const v = plane[y * width + x]!;
-          if (Number.isFinite(v)) buf[k++] = v;
-        }
-      if (k < ((x1 - x0) * (y1 - y0)) / 4) {
-        values.push(NaN);
-        continue;
-      }
-      // The same medians as util/stats' median (a sort), by selection in scratch arrays: 2.8 s → well under
-      // a second per 1080 × 1920 plane, none of it allocation.
-      for (let pass = 0; pass < 2; pass++) {
-        const m = selectMedian(work, buf, k);
-        for (let q = 0; q < k; q++) dev[q] = Math.abs(buf[q]! - m);
-        const s = MAD_TO_SIGMA * selectMedian(work, dev, k);
-        if (!(s > 0)) break;
-        let kept = 0;
-        for (let q = 0; q < k; q++) if (Math.abs(buf[q]! - m) <= 3 * s) buf[kept++] = buf[q]!;
-        k = kept;
-      }
-      values.push(selectMedian(work, buf, k));
-    }
-  return { nx, ny, box, values };
-}
-
-/**
- * The median of the first n values of `v` (finite; the mean of the two middle ones for an even n) — the value
- * util/stats' median gives — by quickselect on a copy in `work` (v is not reordered).
- */
-function selectMedian(work: Float64Array, v: Float64Array, n: number): number {
-  if (n === 0) return NaN;
-  work.set(v.subarray(0, n));
-  const kth = (k: number, lo0: number): number => {
-    let lo = lo0,
-      hi = n - 1;
-    while (hi > lo) {
-      const pivot = work[(lo + hi) >> 1]!;
-      let i = lo,
-        j = hi;
-      while (i <= j) {
-        while (work[i]! < pivot) i++;
-        while (work[j]! > pivot) j--;
-        if (i <= j) {
-          const t = work[i]!;
-          work[i++] = work[j]!;
-          work[j--] = t;
-        }
-      }
-      if (k <= j) hi = j;
-      else if (k >= i) lo = i;
-      else return work[k]!;
-    }
-    return work[k]!;
-  };
-  const h = n >> 1;
-  const upper = kth(h, 0);
-  if (n % 2) return upper;
-  // After the selection every value below index h is ≤ the h-th: the lower middle is their maximum.
-  let lower = -Infinity;
-  for (let q = 0; q < h; q++) if (work[q]! > lower) lower = work[q]!;
-  return (lower + upper) / 2;
+  /** With a photometry plan: per channel, the aperture flux of each of the plan's stars (NaN where not measurable). */
+  starFlux?: Float64Array[];
 }
 
 /** Stars per frame that `weighting: psf_snr` matches between frames. */
@@ -140,7 +51,10 @@ function erf(x: number): number {
   return x < 0 ? -y : y;
 }
 
-/** Location/scale per channel (1-in-16 sample) and, with `withStars`, median FWHM, roundness and star count. */
+/**
+ * Location/scale per channel (1-in-16 sample) and, with `withStars`, median FWHM, roundness and star count;
+ * with `gridBox` the sky grid per channel, with `photometry` the plan's stars' aperture fluxes per channel.
+ */
 export async function frameStats(
   path: string,
   hdu: number | undefined,
@@ -149,6 +63,7 @@ export async function frameStats(
   withStars: boolean,
   withPsf = false,
   gridBox = 0,
+  photometry?: AperturePlan,
 ): Promise<FrameStats> {
   const recon = loadRecon();
   const f = await FitsFile.open(path);
@@ -217,6 +132,12 @@ export async function frameStats(
       gridBox > 0 && all
         ? Array.from({ length: channels }, (_, c) => skyGrid(all.subarray(c * n, (c + 1) * n), width, height, gridBox))
         : undefined;
+    const starFlux: Float64Array[] | undefined = photometry && all ? [] : undefined;
+    if (starFlux)
+      for (let c = 0; c < channels; c++)
+        starFlux.push(
+          (await recon.aperturePhotometry({ data: all!.subarray(c * n, (c + 1) * n), width, height }, photometry!, { signal })).flux,
+        );
     return {
       median,
       sigma,
@@ -226,6 +147,7 @@ export async function frameStats(
       background: median[channels === 3 ? 1 : 0]!,
       ...(psfStars ? { psfStars } : {}),
       ...(grids ? { skyGrid: grids } : {}),
+      ...(starFlux ? { starFlux } : {}),
     };
   } finally {
     await f.close();
@@ -316,8 +238,20 @@ export async function filterFrames(
 /** Per-frame statistics as a work unit (location/scale per channel, star figures with `withStars`). */
 export const frameStatsTask = defineTask(
   "stack.frame-stats",
-  async (i: { path: string; hdu?: number; channels: number; withStars: boolean; withPsf?: boolean; gridBox?: number }, ctx) =>
-    frameStats(i.path, i.hdu, i.channels, ctx.signal, i.withStars, i.withPsf ?? false, i.gridBox ?? 0),
+  async (
+    i: { path: string; hdu?: number; channels: number; withStars: boolean; withPsf?: boolean; gridBox?: number; photometry?: SharedRef },
+    ctx,
+  ) =>
+    frameStats(
+      i.path,
+      i.hdu,
+      i.channels,
+      ctx.signal,
+      i.withStars,
+      i.withPsf ?? false,
+      i.gridBox ?? 0,
+      i.photometry ? await ctx.shared<AperturePlan>(i.photometry) : undefined,
+    ),
 );
 
 /**
@@ -366,117 +300,4 @@ export function psfSnr(stats: readonly FrameStats[], c: number): number[] {
       w = st.fwhm;
     return S > 0 && sigma > 0 && w > 0 ? S / (sigma * w) : 0;
   });
-}
-
-/** The frames' local normalisation (one channel): per frame a smooth offset surface, a polynomial in the frame's coordinates. */
-export interface LocalOffsets {
-  /** Boxes of the sky grid the surfaces were fitted on. */
-  nx: number;
-  ny: number;
-  /** Polynomial degree (terms u^a·v^b, a + b ≤ degree, u = x/W − ½, v = y/H − ½; see polyTerms). */
-  degree: number;
-  /** Per frame, the surface's coefficients. */
-  coefficients: number[][];
-  /** The frames the clean reference was built from (0-based). */
-  reference: number[];
-}
-
-/** The exponents (a, b) of the terms u^a·v^b of a degree-d polynomial, in a fixed order. */
-function polyTerms(d: number): [number, number][] {
-  const t: [number, number][] = [];
-  for (let k = 0; k <= d; k++) for (let b = 0; b <= k; b++) t.push([k - b, b]);
-  return t;
-}
-
-/** Least-squares coefficients of `terms` through the points (u, v, z); the constant alone (their mean) when singular. */
-function fitSurface(points: readonly [number, number, number][], terms: readonly [number, number][]): number[] {
-  const ls = new LeastSquares(terms.length);
-  for (const [u, v, z] of points)
-    ls.add(
-      terms.map(([a, b]) => u ** a * v ** b),
-      z,
-    );
-  return ls.solve() ?? terms.map((_, k) => (k === 0 ? points.reduce((s, p) => s + p[2], 0) / points.length : 0));
-}
-
-/**
- * `normalization: local` for one channel. The clean reference is the flattest frame's sky (the frame whose
- * box levels spread least about their own median), cleaned with the next flattest: each of the fifth
- * flattest frames (at least 3) is brought onto the flattest by its own fitted surface, and the reference is
- * their per-box median — the flattest frame's gradient, not an average of several frames' gradients (which
- * would put a mix of directions into every frame), with its box noise and any defect of one frame (a
- * satellite trail through a box) voted out. It is levelled to frame 0's sky, as `additive` levels every frame
- * to it. Frame f's offset in box b is reference(b) − level_f(b): its own gradient out, the reference's sky in;
- * a nebula is in both and cancels. The offsets are fitted by a polynomial surface (degree 3 where there are
- * ≥ 20 boxes, fewer terms on smaller grids; boxes off by > 3σ of the residuals are left out of a second fit):
- * sky gradients are smooth, and the fit averages the boxes' own noise instead of following it — a small
- * model per frame (≤ 10 numbers), not a frame.
- */
-export function localOffsets(grids: readonly SkyGrid[]): LocalOffsets {
-  const { nx, ny } = grids[0]!;
-  const nb = nx * ny;
-  const level = grids.map((g) => median(g.values));
-  const spread = grids.map((g, f) => median(g.values.map((v) => Math.abs(v - level[f]!))));
-  const order = [...grids.keys()].sort((a, b) => spread[a]! - spread[b]! || a - b);
-  const best = order.slice(0, Math.min(grids.length, Math.max(3, Math.round(grids.length / 5))));
-  let degree = 3;
-  while (degree > 0 && ((degree + 1) * (degree + 2)) / 2 > nb / 2) degree--;
-  const terms = polyTerms(degree);
-  const centre = (b: number): [number, number] => [((b % nx) + 0.5) / nx - 0.5, (Math.floor(b / nx) + 0.5) / ny - 0.5];
-  const surface = (c: readonly number[], u: number, v: number) => terms.reduce((s, [a, e], k) => s + c[k]! * u ** a * v ** e, 0);
-  /** The surface that takes `values` onto `target` (robust least squares over the boxes both have). */
-  const fitOnto = (values: readonly number[], target: readonly number[]): number[] => {
-    let pts: [number, number, number][] = [];
-    values.forEach((v, b) => {
-      const o = target[b]! - v;
-      if (Number.isFinite(o)) pts.push([...centre(b), o]);
-    });
-    if (pts.length < terms.length) return terms.map((_, k) => (k === 0 ? (pts.length ? median(pts.map((p) => p[2])) : 0) : 0));
-    let c = fitSurface(pts, terms);
-    const res = pts.map(([u, v, z]) => z - surface(c, u, v));
-    const mr = median(res);
-    const sd = MAD_TO_SIGMA * median(res.map((r) => Math.abs(r - mr)));
-    const kept = sd > 0 ? pts.filter((_, i) => Math.abs(res[i]! - mr) <= 3 * sd) : pts;
-    if (kept.length >= terms.length && kept.length < pts.length) {
-      pts = kept;
-      c = fitSurface(pts, terms);
-    }
-    return c;
-  };
-  const anchor = grids[best[0]!]!.values;
-  const aligned = best.map((f) => {
-    const c = fitOnto(grids[f]!.values, anchor);
-    return grids[f]!.values.map((v, b) => v + surface(c, ...centre(b)));
-  });
-  const shift = level[0]! - level[best[0]!]!;
-  const ref = Array.from({ length: nb }, (_, b) => median(aligned.map((a) => a[b]!)) + shift);
-  const coefficients = grids.map((g) => fitOnto(g.values, ref));
-  return { nx, ny, degree, coefficients, reference: [...best].sort((a, b) => a - b) };
-}
-
-/** Add a frame's local offset surface (`LocalOffsets` coefficients of one frame) to rows [y0, y0 + rows) of a width × height plane. */
-export function applyLocalOffsets(
-  data: Float32Array,
-  width: number,
-  height: number,
-  y0: number,
-  rows: number,
-  degree: number,
-  c: readonly number[],
-): void {
-  const terms = polyTerms(degree);
-  const upow = Array.from({ length: degree + 1 }, (_, a) => Float64Array.from({ length: width }, (_, x) => ((x + 0.5) / width - 0.5) ** a));
-  const rowC = new Float64Array(degree + 1);
-  for (let r = 0; r < rows; r++) {
-    const v = (y0 + r + 0.5) / height - 0.5;
-    // The surface along this row: Σ_a rowC[a]·u^a.
-    rowC.fill(0);
-    terms.forEach(([a, b], k) => (rowC[a] = rowC[a]! + c[k]! * v ** b));
-    const base = r * width;
-    for (let x = 0; x < width; x++) {
-      let o = 0;
-      for (let a = 0; a <= degree; a++) o += rowC[a]! * upow[a]![x]!;
-      data[base + x] = data[base + x]! + o;
-    }
-  }
 }

@@ -6,15 +6,16 @@
  * Normalisation (`normalization`) brings every frame to the reference frame (the first) before combining,
  * from robust per-frame statistics (median m and σ = 1.4826·MAD of a 1-in-16 pixel sample per channel):
  * additive x − m + m₀; multiplicative x·m₀/m; additive_scaling (x − m)·σ₀/σ + m₀;
- * multiplicative_scaling m₀ + (x·m₀/m − m₀)·σ₀/(σ·m₀/m); local x + o_f(x, y), o_f each frame's offset surface to a
- * clean reference, fitted on a grid of `local_normalization.scale`-px sky boxes (core's localOffsets). Weights (`weighting: noise`) are 1/σ'² of the
- * normalised frame; `fwhm` uses 1/FWHM², `stars` the star count, `psf_snr` the square of the point-source
+ * multiplicative_scaling m₀ + (x·m₀/m − m₀)·σ₀/(σ·m₀/m); local s_f(x, y)·x + o_f(x, y), each frame's scale
+ * surface from aperture photometry of frame 0's isolated unsaturated stars in every frame and its offset
+ * surface from a grid of `local_normalization.scale`-px sky boxes, both onto a clean reference (core's
+ * localNormalization). Weights (`weighting: noise`) are 1/σ'² of the normalised frame; `fwhm` uses 1/FWHM², `stars` the star count, `psf_snr` the square of the point-source
  * signal-to-noise S/(σ·FWHM) (core's psfSnr: S the frame's star fluxes relative to the reference's). Frame filters (`frame_filters`:
  * fwhm, roundness, stars, background, each `{ keep: percent }` or `{ kappa }`) drop frames before
  * combining and report each with its figure and threshold. Rejection (`rejection`, thresholds
  * `sigma: [low, high]`) is recon-native's combine.
  */
-import { loadRecon, type Rejection } from "@tile-compile/recon-native";
+import { loadRecon, type AperturePlan, type Rejection } from "@tile-compile/recon-native";
 import { z } from "zod";
 import {
   applyFrameFilters,
@@ -25,8 +26,10 @@ import {
   FitsHeader,
   FitsWriter,
   frameStatsTask,
-  applyLocalOffsets,
-  localOffsets,
+  applyLocalNormalization,
+  localNormalization,
+  meanLocalScale,
+  median,
   psfSnr,
   readBand,
   readFitsHeader,
@@ -38,13 +41,15 @@ import {
   type FitsHeaderSummary,
   type FrameFilter,
   type FrameStats,
-  type LocalOffsets,
+  type LocalNormalization,
   type SharedRef,
   type StackingInput,
   type StackingProvider,
   type StackingResult,
   type WorkUnit,
 } from "@tile-compile/core";
+import { FitsFile } from "@tile-compile/core";
+import { photometryPlan } from "../tbqr/reconstruct.js";
 
 /** Frames measured at once by the statistics pass. */
 const STATS_IN_FLIGHT = 4;
@@ -78,8 +83,8 @@ export interface StackBandPlan {
   rejection: Rejection;
   low: number;
   high: number;
-  /** Per channel: weights (or null), the normalisation (or null) and local offsets (`normalization: local`, or null). */
-  channels: { weights: number[] | null; norm: { scale: number[]; offset: number[] } | null; local: LocalOffsets | null }[];
+  /** Per channel: weights (or null), the normalisation (or null) and the local normalisation (`normalization: local`, or null). */
+  channels: { weights: number[] | null; norm: { scale: number[]; offset: number[] } | null; local: LocalNormalization | null }[];
   height: number;
 }
 
@@ -102,8 +107,8 @@ export const stackBandTask = defineTask(
     const { frames, width } = plan;
     const { weights, norm, local } = plan.channels[i.c]!;
     const views = await readBand(ctx, "stack.band", frames, i.y0, i.rows, i.c, width);
-    // Local normalisation: each frame's offset map added to its rows before they are combined.
-    if (local) views.forEach((v, k) => applyLocalOffsets(v, width, plan.height, i.y0, i.rows, local.degree, local.coefficients[k]!));
+    // Local normalisation: each frame's scale and offset maps applied to its rows before they are combined.
+    if (local) views.forEach((v, k) => applyLocalNormalization(v, width, plan.height, i.y0, i.rows, local, k));
     // Normalisation is applied inside the kernel (same f32 values as normalising the rows first).
     const recon = loadRecon();
     return recon.combine(views, {
@@ -116,6 +121,32 @@ export const stackBandTask = defineTask(
       ...(weights ? { weights } : {}),
       ...(norm ? { normalize: norm } : {}),
     });
+  },
+);
+
+/**
+ * The photometry stars of `normalization: local`'s scale maps, from frame 0 (registered frames share the
+ * positions): round detections of the star channel (green of a colour frame) whose peak is below half the
+ * frame's brightest pixel — a clearer frame must not saturate them — isolated and clear of the edges
+ * (TBQR's photometryPlan: aperture 3.5·FWHM, sky annulus beyond it). Null with fewer than 5.
+ */
+export const photometryStarsTask = defineTask(
+  "stack.photometry-stars",
+  async (i: { path: string; hdu?: number; channel: number }, ctx): Promise<AperturePlan | null> => {
+    const recon = loadRecon();
+    const f = await FitsFile.open(i.path);
+    try {
+      const r = await f.image(i.hdu);
+      const data = await r.readRows(0, r.height, i.channel);
+      let top = -Infinity;
+      for (const v of data) if (v > top) top = v;
+      const list = await recon.detectStars({ data, width: r.width, height: r.height }, { radius: 5, maxStars: 500, signal: ctx.signal });
+      const stars = list.stars.filter((s) => s.roundness > 0.6 && s.peak + s.background < 0.5 * top);
+      const plan = photometryPlan([{ fwhm: median(stars.map((s) => s.fwhm)), stars }], median(stars.map((s) => s.fwhm)), r.width, r.height);
+      return plan ? { stars: plan.stars, aperture: plan.aperture, annulus: plan.annulus } : null;
+    } finally {
+      await f.close();
+    }
   },
 );
 
@@ -157,6 +188,19 @@ export async function nativeStack(input: StackingInput<NativeStackingOptions>, c
     }
     // Per-frame statistics for normalisation and weights.
     let stats: FrameStats[] = [];
+    // Local normalisation's photometry stars, from frame 0, measured in every frame by the statistics units.
+    let photometry: AperturePlan | null = null;
+    if (gridBox) {
+      const unit: WorkUnit<unknown, AperturePlan | null> = {
+        id: "photometry-stars",
+        task: photometryStarsTask as never,
+        input: { path: frames[0]!.path, ...(frames[0]!.hdu !== undefined ? { hdu: frames[0]!.hdu } : {}), channel: channels === 3 ? 1 : 0 },
+      };
+      for await (const plan of executor.run([unit], { signal: ctx.signal })) photometry = plan;
+      if (!photometry)
+        ctx.logger.warn(`local normalisation: fewer than 5 isolated, unsaturated stars in ${frames[0]!.path}; offsets only (scale 1)`);
+    }
+    const photRef = photometry ? await executor.share("stack.photometry", photometry) : undefined;
     if (normalization !== "none" || weighting !== "none" || Object.keys(filters).length > 0) {
       // A few frames in flight: their small strip reads overlap with the statistics of the others.
       const units: WorkUnit<unknown, FrameStats>[] = frames.map((f, i) => ({
@@ -169,6 +213,7 @@ export async function nativeStack(input: StackingInput<NativeStackingOptions>, c
           withStars: needStars,
           ...(withPsf ? { withPsf } : {}),
           ...(gridBox ? { gridBox } : {}),
+          ...(photRef ? { photometry: photRef } : {}),
         },
       }));
       stats = [];
@@ -245,20 +290,27 @@ export async function nativeStack(input: StackingInput<NativeStackingOptions>, c
         const st = stats[i]!;
         if (weighting === "fwhm") return Number.isFinite(st.fwhm) && st.fwhm > 0 ? 1 / (st.fwhm * st.fwhm) : 1e-6;
         if (weighting === "stars") return Math.max(1, st.stars);
-        const [a] = affine(i, c);
+        const a = normalization === "local" ? meanLocalScale(local[c]!, i) : affine(i, c)[0];
         const s = st.sigma[c]! * Math.abs(a);
         return s > 0 ? 1 / (s * s) : 1;
       });
     };
 
-    // Local normalisation: per channel, every frame's offsets to the clean reference (core's localOffsets).
-    const local: LocalOffsets[] = gridBox
-      ? Array.from({ length: channels }, (_, c) => localOffsets(stats.map((st) => st.skyGrid![c]!)))
+    // Local normalisation: per channel, every frame's scale and offset surfaces onto the clean reference (core's localNormalization).
+    const local: LocalNormalization[] = gridBox
+      ? Array.from({ length: channels }, (_, c) =>
+          localNormalization(
+            stats.map((st) => st.skyGrid![c]!),
+            photometry ? { stars: photometry.stars, fluxes: stats.map((st) => st.starFlux![c]!), width, height } : undefined,
+          ),
+        )
       : [];
-    if (local.length)
+    if (local.length) {
+      const l = local[0]!;
       ctx.logger.info(
-        `local normalisation: ${local[0]!.nx}×${local[0]!.ny} boxes of ~${gridBox} px, surfaces of degree ${local[0]!.degree}; clean reference from frames ${local[0]!.reference.map((f) => f + 1).join(", ")}`,
+        `local normalisation: offsets on ${l.nx}×${l.ny} boxes of ~${gridBox} px, surfaces of degree ${l.degree}; ${l.scale ? `scales of degree ${l.scale.degree} from ${l.scale.stars} stars (levelled to the clearest frames ${l.scale.reference.map((f) => f + 1).join(", ")})` : "no scale maps (too few photometry stars)"}; sky reference from frames ${l.reference.map((f) => f + 1).join(", ")}`,
       );
+    }
     // Bands: every frame's rows (f32) plus the combine's output, within the memory budget and cache-sized.
     // (At least `executor.parallelism` bands, so every worker of a distributed run has some.)
     const rowsPerBand = Math.min(
