@@ -131,6 +131,8 @@ export {
   localScales,
   applyLocalNormalization,
   meanLocalScale,
+  surfaceRow,
+  surfaceValue,
   type SkyGrid,
   type FrameSurfaces,
   type LocalNormalization,

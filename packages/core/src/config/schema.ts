@@ -178,7 +178,7 @@ export const configSchema = z.strictObject({
         .enum(normalizations)
         .default("additive")
         .describe(
-          "Frame normalisation before stacking. additive (default) keeps fluxes; the *_scaling variants also equalise the noise, which rescales star fluxes by the frames' noise ratio (measured: 3–6 % colour errors on the demo set); local: each frame's sky brought to a clean reference box by box (gradients that differ between frames and nights — moon, light dome — removed before rejection)",
+          "Frame normalisation before stacking. additive (default) keeps fluxes; the *_scaling variants also equalise the noise, which rescales star fluxes by the frames' noise ratio (measured: 3–6 % colour errors on the demo set); local: per frame a smooth scale map from the same stars' photometry in every frame (clouds, haze over part of a frame) and a smooth offset map onto a clean reference sky, fitted on sky boxes (gradients that differ between frames and nights — moon, light dome — removed before rejection); fluxes levelled to the clearest frames",
         ),
       local_normalization: z
         .strictObject({

@@ -48,7 +48,9 @@ export interface TbqrOptions {
    * The sky the reconstruction keeps (`stacking.normalization`): `mean` (default) — the plain mean's, Σ_f of
    * the frames' own quadratic sky surfaces / N (every frame's gradient averaged in); `flattest` (with
    * `normalization: local`) — the flattest frame's surface (the one whose gradient and curvature are the
-   * smallest over the frame) at the mean's level, so gradients that only some frames carry are not in it.
+   * smallest over the frame) at the mean's level, so gradients that only some frames carry are not in it;
+   * `flattest` also applies each frame's transparency map (core's localScales on the photometry stars) to
+   * its signal above the sky, as `normalization: local` does in the rejection stackers.
    */
   skyReference?: "mean" | "flattest";
   /** Where frame metrics, the tile grid, weight maps, synthetic frames and validation.json go. */

@@ -110,7 +110,27 @@ function polyTerms(d: number): [number, number][] {
   return t;
 }
 
-/** A polynomial surface's value at (u, v). */
+/** A polynomial surface's value at (u, v) (a {@link FrameSurfaces} frame's coefficients of this degree). */
+export function surfaceValue(degree: number, c: readonly number[], u: number, v: number): number {
+  return surfaceAt(polyTerms(degree), c, u, v);
+}
+
+/**
+ * A polynomial surface along row y of a width × height frame, at every pixel centre
+ * (u = (x + ½)/width − ½, v = (y + ½)/height − ½), into `out` (length ≥ width).
+ */
+export function surfaceRow(degree: number, c: readonly number[], y: number, width: number, height: number, out: Float64Array): void {
+  const terms = polyTerms(degree);
+  const rowC = new Float64Array(degree + 1);
+  rowCoefficients(terms, c, (y + 0.5) / height - 0.5, rowC);
+  for (let x = 0; x < width; x++) {
+    const u = (x + 0.5) / width - 0.5;
+    let s = 0;
+    for (let a = degree; a >= 0; a--) s = s * u + rowC[a]!;
+    out[x] = s;
+  }
+}
+
 function surfaceAt(terms: readonly [number, number][], c: readonly number[], u: number, v: number): number {
   let s = 0;
   for (let k = 0; k < terms.length; k++) s += c[k]! * u ** terms[k]![0] * v ** terms[k]![1];
@@ -246,10 +266,11 @@ function fitOnto(
 
 /**
  * ln s_f per frame from the photometry stars' fluxes: s_f(x, y) takes frame f's star fluxes onto a clean
- * reference, levelled to the clearest frames (the stack has a clear frame's fluxes). The reference is every
- * frame's ln fluxes fitted onto a common pattern, their per-star median: unlike the sky (where the flattest
- * frame's box levels are nearly noiseless), one frame's star fluxes carry percent-level noise that a single
- * reference frame would pass into every frame's map. Stars weigh by their own scatter over the frames.
+ * reference, levelled to the clearest frames (the stack has a clear frame's fluxes). The reference is the
+ * stars' median ln flux over all frames less the frames' consensus shape (see referenceFrom): unlike the sky
+ * (where the flattest frame's box levels are nearly noiseless), one frame's star fluxes carry percent-level
+ * noise that a single reference frame would pass into every frame's map. Stars weigh by their own scatter
+ * over the frames.
  * Degree 2 with ≥ 60 stars, 1 with ≥ 20, a constant with ≥ 5: clouds and haze vary smoothly over a frame, and a surface through a few
  * dozen stars must not follow their noise. Stars measured in fewer than half the frames (at an edge of the
  * registered footprint) are left out. Undefined with fewer than 5 usable stars.
@@ -276,42 +297,40 @@ export function localScales(ph: LocalPhotometry): (FrameSurfaces & { stars: numb
   );
   const at = (w: readonly number[]) =>
     use.map((a, i) => ({ u: (a.s.x + 0.5) / ph.width - 0.5, v: (a.s.y + 0.5) / ph.height - 0.5, w: w[i]! }));
-  /** Every frame fitted onto `target`, then the per-star median of the aligned frames. */
+  /**
+   * Every frame fitted onto `target`; the consensus shape (per term, the median over the frames of their
+   * surfaces' non-constant coefficients) taken out of the target: the clean reference. Frames under clear
+   * sky share one shape relative to the median pattern (the tilt the cloudy frames put into it); a cloud
+   * gives its frame a shape of its own. So the consensus is the clear frames' shape as long as no single
+   * cloud direction holds most frames — where a per-star median of aligned frames (tried first) kept
+   * the pattern's tilt: every aligned frame had been given the pattern's shape.
+   */
   const referenceFrom = (target: readonly number[], points: ReturnType<typeof at>) => {
-    const aligned = values.map((v) => {
-      const c = fitOnto(v, target, points, terms);
-      return v.map((x, p) => x + surfaceAt(terms, c, points[p]!.u, points[p]!.v));
-    });
-    return {
-      aligned,
-      ref: target.map((_, p) => {
-        const v = aligned.map((a) => a[p]!).filter(Number.isFinite);
-        return v.length ? median(v) : NaN;
-      }),
-    };
+    const fits = values.map((v) => fitOnto(v, target, points, terms));
+    const consensus = terms.map((_, k) => (k === 0 ? 0 : median(fits.map((c) => c[k]!))));
+    const ref = target.map((x, p) => x - surfaceAt(terms, consensus, points[p]!.u, points[p]!.v));
+    const aligned = values.map((v, f) => v.map((x, p) => x + surfaceAt(terms, fits[f]!, points[p]!.u, points[p]!.v)));
+    return { aligned, ref };
   };
-  // Pass 1, each star weighing by its flux (capped at the 90th percentile): every frame fitted onto the
-  // stars' median pattern, the reference the per-star median of the aligned frames — clouds in one frame's
-  // direction are voted out, and the stars' noise averages over all frames (one "best" frame's noise, a
-  // percent or more per star, would tilt every frame's map the same way).
+  // Pass 1, each star weighing by its flux (capped at the 90th percentile), onto the stars' median pattern
+  // (the median over all frames: the stars' noise averages out, where one "best" frame's noise, a percent or
+  // more per star, would tilt every frame's map the same way).
   const flux = use.map((a) => Math.exp(a.p));
   const cap = [...flux].sort((x, y) => x - y)[Math.floor(0.9 * (flux.length - 1))]!;
-  const first = referenceFrom(
-    use.map((a) => a.p),
-    at(flux.map((F) => Math.min(F, cap) / cap)),
-  );
-  // Pass 2: each star weighs by its own measured scatter about the reference over the frames (1/variance,
-  // capped at 10× the median weight): a star near a brighter one, on the nebula or simply faint counts
-  // for what it is worth, whatever its flux says.
+  const pattern = use.map((a) => a.p);
+  const first = referenceFrom(pattern, at(flux.map((F) => Math.min(F, cap) / cap)));
+  // Pass 2: each star weighs by its own measured scatter over the frames about the pattern, each frame
+  // aligned (1/variance, capped at 10× the median weight): a star near a brighter one, on the nebula or
+  // simply faint counts for what it is worth, whatever its flux says.
   const variance = use.map((_, p) => {
-    const r = first.aligned.map((a) => a[p]! - first.ref[p]!).filter(Number.isFinite);
+    const r = first.aligned.map((a) => a[p]! - pattern[p]!).filter(Number.isFinite);
     const m = median(r);
     return (MAD_TO_SIGMA * median(r.map((x) => Math.abs(x - m)))) ** 2;
   });
   const wRaw = variance.map((v) => (v > 0 ? 1 / v : NaN));
   const wMed = median(wRaw.filter(Number.isFinite));
   const points = at(wRaw.map((w) => (Number.isFinite(w) ? Math.min(w, 10 * wMed) : 10 * wMed) / wMed));
-  const { ref } = referenceFrom(first.ref, points);
+  const { ref } = referenceFrom(pattern, points);
   const coefficients = values.map((v) => fitOnto(v, ref, points, terms));
   // Levelled to the clearest fifth of the frames (at least 3; the median of their mean ln scale over the
   // stars): clouds and haze only ever dim a frame, so the stack keeps a clear frame's fluxes. (Levelling to
@@ -402,28 +421,15 @@ export function applyLocalNormalization(
   model: LocalNormalization,
   f: number,
 ): void {
-  const terms = polyTerms(model.degree),
-    c = model.coefficients[f]!;
-  const sTerms = model.scale ? polyTerms(model.scale.degree) : [],
-    sc = model.scale?.coefficients[f],
+  const sc = model.scale?.coefficients[f],
     K = model.scale?.pivot[f] ?? 0;
-  const top = Math.max(model.degree, model.scale?.degree ?? 0);
-  const upow = Array.from({ length: top + 1 }, (_, a) => Float64Array.from({ length: width }, (_, x) => ((x + 0.5) / width - 0.5) ** a));
-  const rowO = new Float64Array(top + 1),
-    rowS = new Float64Array(top + 1);
+  const off = new Float64Array(width),
+    ln = new Float64Array(width);
   for (let r = 0; r < rows; r++) {
-    const v = (y0 + r + 0.5) / height - 0.5;
-    rowCoefficients(terms, c, v, rowO);
-    if (sc) rowCoefficients(sTerms, sc, v, rowS);
+    surfaceRow(model.degree, model.coefficients[f]!, y0 + r, width, height, off);
+    if (sc) surfaceRow(model.scale!.degree, sc, y0 + r, width, height, ln);
     const base = r * width;
-    for (let x = 0; x < width; x++) {
-      let o = 0;
-      for (let a = 0; a <= model.degree; a++) o += rowO[a]! * upow[a]![x]!;
-      if (sc) {
-        let ls = 0;
-        for (let a = 0; a <= model.scale!.degree; a++) ls += rowS[a]! * upow[a]![x]!;
-        data[base + x] = Math.exp(ls) * (data[base + x]! - K) + K + o;
-      } else data[base + x] = data[base + x]! + o;
-    }
+    if (sc) for (let x = 0; x < width; x++) data[base + x] = Math.exp(ln[x]!) * (data[base + x]! - K) + K + off[x]!;
+    else for (let x = 0; x < width; x++) data[base + x] = data[base + x]! + off[x]!;
   }
 }

@@ -33,7 +33,7 @@ import { writeFitsImage } from "@tile-compile/core";
 import { provenanceKeywords } from "@tile-compile/core";
 import type { EngineContext } from "@tile-compile/core";
 import { seededRandom } from "@tile-compile/core";
-import { bandRows } from "@tile-compile/core";
+import { bandRows, localScales, surfaceValue } from "@tile-compile/core";
 import { runAll, type Executor, type WorkUnit } from "@tile-compile/core";
 import { withExecutor } from "@tile-compile/core";
 import type { TbqrOptions, TbqrValidation } from "@tile-compile/core";
@@ -938,7 +938,34 @@ async function combineBands(run: TbqrRun, layout: TileLayout, a: PassA, w: Frame
       fractions.set(r.fractions[f]!, f * T);
       sky.set(skyFit[c]![f]!, f * 6);
     }
-    planChannels.push({ fractions, fluxScale: fluxScale[c]!, background: B[c]!, sky, skyMean, restore: starScale[c]! });
+    // normalization: local — each frame's transparency map from the photometry stars (core's localScales), its
+    // mean over the stars taken out (fluxScale holds each frame's global transparency).
+    const ls =
+      o.skyReference === "flattest" && layout.photometry
+        ? localScales({ stars: layout.photometry.stars, fluxes: a.starFlux[c]!, width: W, height: H })
+        : undefined;
+    let localScale: TbqrBandPlan["channels"][number]["localScale"];
+    if (ls) {
+      const pts = layout.photometry!.stars.map((p) => [(p.x + 0.5) / W - 0.5, (p.y + 0.5) / H - 0.5] as const);
+      localScale = {
+        degree: ls.degree,
+        coefficients: ls.coefficients.map((k) => {
+          const mean = pts.reduce((sum, [u, v]) => sum + surfaceValue(ls.degree, k, u, v), 0) / pts.length;
+          return k.map((x, j) => (j === 0 ? x - mean : x));
+        }),
+      };
+      if (c === 0)
+        ctx.logger.info(`transparency maps: degree ${ls.degree} from ${ls.stars} photometry stars (stacking.normalization: local)`);
+    }
+    planChannels.push({
+      fractions,
+      fluxScale: fluxScale[c]!,
+      background: B[c]!,
+      sky,
+      skyMean,
+      restore: starScale[c]!,
+      ...(localScale ? { localScale } : {}),
+    });
   }
   const plan: TbqrBandPlan = {
     frames: framePaths,

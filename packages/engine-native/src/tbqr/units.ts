@@ -17,7 +17,7 @@ import { loadRecon, measureApertures, TILE_SCRATCH_PLANES, tileScratchLength } f
 import { TileCompileError } from "@tile-compile/core";
 import { FitsFile, readFitsImage } from "@tile-compile/core";
 import { defineTask, type SharedRef } from "@tile-compile/core";
-import { readBand } from "@tile-compile/core";
+import { readBand, surfaceRow } from "@tile-compile/core";
 import { fitSkySurface, median, skyRow } from "./math.js";
 import { PlanePool } from "@tile-compile/core";
 
@@ -227,6 +227,11 @@ export interface TbqrBandPlan {
     /** Raw sky surface of the plain mean (6 coefficients) and the star-scale restore factor. */
     skyMean: number[];
     restore: number;
+    /**
+     * `normalization: local`: per frame the relative ln transparency map (core FrameSurfaces, mean 0 over the
+     * photometry stars; the global part is in fluxScale), applied to the frame's signal above its sky.
+     */
+    localScale?: { degree: number; coefficients: number[][] };
   }[];
 }
 
@@ -282,6 +287,24 @@ export const bandTask = defineTask(
       for (let r = 0; r < i.rows; r++) sky.set(skyRow(surf, (i.y0 + r) / H - 0.5), 3 * (f * i.rows + r));
     }
     for (let r = 0; r < i.rows; r++) skyMean.set(skyRow(ch.skyMean, (i.y0 + r) / H - 0.5), 3 * r);
+    // Local transparency maps: raw' = m·raw + (1 − m)·B_f·sky_f, so that y' − sky_f = m·(y − sky_f) in the
+    // kernel — the frame's signal above its own sky multiplied by m_f(x, y), its sky untouched.
+    if (ch.localScale) {
+      const m = new Float64Array(W);
+      for (let f = 0; f < N; f++) {
+        const v = views[f]!,
+          Bf = ch.background[f]!;
+        for (let r = 0; r < i.rows; r++) {
+          surfaceRow(ch.localScale.degree, ch.localScale.coefficients[f]!, i.y0 + r, W, H, m);
+          const [a0, a1, a2] = [sky[3 * (f * i.rows + r)]!, sky[3 * (f * i.rows + r) + 1]!, sky[3 * (f * i.rows + r) + 2]!];
+          for (let x = 0; x < W; x++) {
+            const k = Math.exp(m[x]!),
+              s0 = Bf * (a0 + a1 * U[x]! + a2 * U[x]! * U[x]!);
+            v[r * W + x] = k * v[r * W + x]! + (1 - k) * s0;
+          }
+        }
+      }
+    }
     const wxA = axisWindow(tw),
       wyA = axisWindow(th);
     const sx = new Float64Array(W);
