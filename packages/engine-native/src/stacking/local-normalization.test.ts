@@ -238,6 +238,14 @@ function starFlux(img: Float32Array, t: Truth): { all: number; quadrants: number
   return { all: med(ratios.map((x) => x.r)), quadrants, n: iso.length };
 }
 
+/** TBQR of the set (emergency mode allowed: 24 frames), with the plain mean's or the flattest frame's sky. */
+async function tbqr(dir: string, t: Truth, name: string, skyReference?: "flattest"): Promise<Float32Array> {
+  const o = { ...DEFAULT_TBQR, assumptions: { ...DEFAULT_TBQR.assumptions, framesMin: 2, allowEmergency: true } };
+  const out = join(dir, `${name}.fit`);
+  await reconstructTbqr(t.paths, out, { ...o, ...(skyReference ? { skyReference } : {}), artifactsDir: join(dir, name) }, ctx());
+  return (await readFitsImage(out)).data;
+}
+
 describe("normalization: local", () => {
   it(
     "three nights of differing gradients: ≥ 75 % of the large-scale background error removed, sky rejections ≥ 2× fewer, nebula flux within 2 %",
@@ -278,12 +286,7 @@ describe("normalization: local", () => {
     async () => {
       const dir = mkdtempSync(join(tmpdir(), "tc-localnorm-tbqr-"));
       const t = await generate(dir, true);
-      const o = { ...DEFAULT_TBQR, assumptions: { ...DEFAULT_TBQR.assumptions, framesMin: 2, allowEmergency: true } };
-      const run = async (name: string, skyReference?: "flattest") => {
-        const out = join(dir, `${name}.fit`);
-        await reconstructTbqr(t.paths, out, { ...o, ...(skyReference ? { skyReference } : {}), artifactsDir: join(dir, name) }, ctx());
-        return (await readFitsImage(out)).data;
-      };
+      const run = (name: string, skyReference?: "flattest") => tbqr(dir, t, name, skyReference);
       const em = backgroundError(await run("tbqr-mean"), t).rms,
         el = backgroundError(await run("tbqr-local", "flattest"), t).rms;
       console.log(
@@ -325,12 +328,7 @@ describe("normalization: local", () => {
       // Thicker cloud edges (±40 % across the cloudy frames): TBQR weights hazy frames down by τ², so thin
       // ones hardly show in its stack.
       const t = await generate(dir, true, true, 0.8);
-      const o = { ...DEFAULT_TBQR, assumptions: { ...DEFAULT_TBQR.assumptions, framesMin: 2, allowEmergency: true } };
-      const run = async (name: string, skyReference?: "flattest") => {
-        const out = join(dir, `${name}.fit`);
-        await reconstructTbqr(t.paths, out, { ...o, ...(skyReference ? { skyReference } : {}), artifactsDir: join(dir, name) }, ctx());
-        return (await readFitsImage(out)).data;
-      };
+      const run = (name: string, skyReference?: "flattest") => tbqr(dir, t, name, skyReference);
       const sm = starFlux(await run("tbqr-global"), t),
         sl = starFlux(await run("tbqr-local", "flattest"), t);
       const spread = (q: number[]) => Math.max(...q) / Math.min(...q) - 1;
