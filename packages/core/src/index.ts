@@ -25,6 +25,7 @@ export {
   type WarpOntoReferenceOptions,
 } from "./registration/stars.js";
 export { cleanStars } from "./registration/clean.js";
+export { readWarpedBand, warpFrame, sourceRows, bandInverse, cfaOf, type WarpPlan } from "./registration/warp.js";
 export { pixelAgreement, pixelsConfirm, type PixelAgreement } from "./registration/verify.js";
 export { matchStars, refineMatch, type MatchOptions, type MatchResult } from "./registration/match.js";
 export {
@@ -124,6 +125,7 @@ export {
   boxShare,
   type FrameStats,
   type FrameFilter,
+  type FrameWarp,
 } from "./frames/selection.js";
 export {
   skyGrid,

@@ -307,7 +307,10 @@ export class Backend implements ReconBackend {
       oy = o.offsetY ?? 0;
     if (!(Number.isInteger(ox) && Number.isInteger(oy) && ox >= 0 && oy >= 0))
       throw invalid("offsetX/offsetY", "must be non-negative integers");
-    await call("debayer", o.signal, (c) => this.k.debayer(m.data, m.width, m.height, pattern, ox & 1, oy & 1, code, red, green, blue, c));
+    const [lo, hi] = o.range ?? [NaN, NaN];
+    await call("debayer", o.signal, (c) =>
+      this.k.debayer(m.data, m.width, m.height, pattern, ox & 1, oy & 1, code, red, green, blue, lo, hi, c),
+    );
     return { red, green, blue, width, height };
   }
 

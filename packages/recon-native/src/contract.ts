@@ -199,6 +199,11 @@ export interface DebayerOptions extends KernelOptions {
   /** x/y of the frame's origin on the sensor (only parity matters), for frames cropped after capture. */
   offsetX?: number;
   offsetY?: number;
+  /**
+   * `rcd`: the value range its constants are scaled to (default: the mosaic's own finite minimum and
+   * maximum). A band of a frame demosaicked with the whole frame's range gives the whole frame's values.
+   */
+  range?: [number, number];
 }
 
 export interface RgbPlanes {

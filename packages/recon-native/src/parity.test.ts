@@ -203,6 +203,32 @@ d("native ≡ js", () => {
       }
   });
 
+  it("RCD on a band of rows with the whole mosaic's range gives the whole mosaic's values (the fused path), in both backends", async () => {
+    const p = starField(97, 83, 23, { stars: 12 });
+    p.data[80 * 97 + 50] = 1e5; // the mosaic's maximum, outside the band
+    let lo = Infinity,
+      hi = -Infinity;
+    for (const v of p.data) {
+      lo = Math.min(lo, v);
+      hi = Math.max(hi, v);
+    }
+    // Rows 20–60 with a 16-row margin on each side (even: the band keeps the mosaic's phase).
+    const s0 = 4,
+      s1 = 76;
+    const band = { data: p.data.slice(s0 * 97, s1 * 97), width: 97, height: s1 - s0 };
+    for (const k of [nat, js]) {
+      const whole = await k.debayer(p, { pattern: "RGGB", method: "rcd" });
+      const part = await k.debayer(band, { pattern: "RGGB", method: "rcd", range: [lo, hi] });
+      const own = await k.debayer(band, { pattern: "RGGB", method: "rcd" });
+      for (const c of ["red", "green", "blue"] as const) {
+        const rows = (a: Float32Array, y0: number) => a.subarray((20 - y0) * 97, (60 - y0) * 97);
+        expect(maxRelDiff(rows(part[c], s0), rows(whole[c], 0), 0), c).toBe(0);
+        // Without the range the band's own extremes scale the constants: not the same values.
+        expect(maxRelDiff(rows(own[c], s0), rows(whole[c], 0), 0), c).toBeGreaterThan(0);
+      }
+    }
+  });
+
   it("RCD debayer agrees exactly on a larger mosaic with negative sky, NaN and saturated pixels, on 1 and 4 threads", async () => {
     const p = starField(97, 83, 21, { stars: 12 });
     const q = { ...p, data: p.data.map((v, i) => v - 1000 + ((i * 7919) % 13)) }; // sky around 0 ADU

@@ -86,6 +86,9 @@ export interface RawKernels {
     r: F32,
     g: F32,
     b: F32,
+    /** RCD's value range; NaN, NaN: the mosaic's own. */
+    rangeLo: number,
+    rangeHi: number,
     cancel: Cancel,
   ): Promise<number>;
   combine(

@@ -15,6 +15,8 @@ import {
   TileCompileError,
   type CalibratedGroup,
   type RegistrationResult,
+  type WarpPlan,
+  readFitsHeader,
   type RunStep,
   type StackingResult,
 } from "@tile-compile/core";
@@ -105,6 +107,10 @@ export function registerStep(s: PipelineState, g: GroupState): RunStep {
   const regCfg = s.cfg.registration;
   const regDir = join(s.out, regCfg.output_dir, g.label);
   const transformsPath = join(regDir, "transforms.json");
+  // The fused path: transforms only; the "registered frames" handed on are the calibrated ones.
+  const fused = !regCfg.write_registered;
+  const registeredOf = (r: RegistrationResult) =>
+    fused ? r.frames.filter((f) => f.matrix && !f.error).map((f) => f.input) : r.frames.filter((f) => f.output).map((f) => f.output!);
   return defineStep({
     key: `register ${g.label}`,
     stage: reg,
@@ -121,13 +127,14 @@ export function registerStep(s: PipelineState, g: GroupState): RunStep {
           filenamePattern: regCfg.registered_filename_pattern,
           options: reg.options,
           history: [provenanceLine(reg)],
+          ...(fused ? { writeRegistered: false } : {}),
         },
         ctx,
       );
       await mkdir(regDir, { recursive: true });
       await writeFile(transformsPath, JSON.stringify(r, null, 2));
       for (const f of r.frames) if (f.error) s.log(`  not registered: ${basename(f.input)}: ${f.error}`);
-      const ok = r.frames.filter((f) => f.output).map((f) => f.output!);
+      const ok = registeredOf(r);
       if (ok.length === 0)
         throw new TileCompileError("TC_STAGE_FAILED", {
           stage: "registration",
@@ -137,10 +144,10 @@ export function registerStep(s: PipelineState, g: GroupState): RunStep {
         });
       const rejected = r.frames.filter((f) => f.error).map((f) => ({ path: f.input, reason: `not registered: ${f.error!}` }));
       // transforms.json is an output too: a deleted one re-runs the step instead of failing every re-run.
-      return { outputs: [...ok, transformsPath], value: { frames: ok, rejected }, info: rejected };
+      return { outputs: [...(fused ? [] : ok), transformsPath], value: { frames: ok, rejected }, info: rejected };
     },
     reuse: (outputs, info) => ({
-      frames: outputs.filter((p) => p !== transformsPath),
+      frames: fused ? registeredOf(registrationOf(s, g)) : outputs.filter((p) => p !== transformsPath),
       rejected: (info ?? []) as { path: string; reason: string }[],
     }),
     done: (registered) => {
@@ -170,13 +177,32 @@ export function stackStep(s: PipelineState, g: GroupState): RunStep {
       ? [stackPath.replace(/\.fit$/, "_rejlow.fit"), stackPath.replace(/\.fit$/, "_rejhigh.fit")]
       : [];
   const frames = () => g.registered!.frames;
+  // The fused path: the calibrated frames with their transforms, warped by the stacker as it reads them.
+  const regCfg = s.cfg.registration;
+  const warp = (): WarpPlan | undefined => {
+    if (regCfg.write_registered) return undefined;
+    const byInput = new Map(registrationOf(s, g).frames.map((f) => [f.input, f.matrix!]));
+    return {
+      width: 0,
+      height: 0,
+      interpolation: regCfg.interpolation ?? "lanczos3",
+      debayer: regCfg.debayer ?? "bilinear",
+      matrices: frames().map((p) => byInput.get(p)!),
+    };
+  };
   return defineStep({
     key: `stack ${g.label}`,
     stage: st,
     inputs: g.frames,
     outputs: [stackPath, ...maps],
-    stamp: () => stampOf(identity(frames()), JSON.stringify(st.options), st.method, engineId(st)),
+    stamp: () => stampOf(identity(frames()), JSON.stringify(st.options), st.method, engineId(st), JSON.stringify(warp() ?? null)),
     run: async (provider, ctx, [tmp, low, high]) => {
+      const w = warp();
+      if (w) {
+        const h = await readFitsHeader(frames()[0]!);
+        w.width = h.width;
+        w.height = h.height;
+      }
       const r = await provider.stack(
         {
           frames: frames().map((path) => ({ path })),
@@ -185,6 +211,7 @@ export function stackStep(s: PipelineState, g: GroupState): RunStep {
           options: st.options,
           history: [provenanceLine(s.stages.calibration!), provenanceLine(s.stages.registration()), provenanceLine(st)],
           ...(low && high ? { rejectionMaps: { low, high } } : {}),
+          ...(w ? { warp: w } : {}),
         },
         ctx,
       );

@@ -88,7 +88,25 @@ function planStages(o: PipelineOptions, out: string, upto: number): PipelineStag
   if (!o.fromStacks) {
     stages.calibration = planned(o, "calibration", cfg.calibration.method, cfg.calibration.engine, "calibration.method", {});
     if (upto >= 1) stages.registration();
-    if (upto >= 2) planned(o, "stacking", stackingMethod, stEngine, "stacking.method", {});
+    const stacking = upto >= 2 ? planned(o, "stacking", stackingMethod, stEngine, "stacking.method", {}) : undefined;
+    // The fused path needs a registration that can measure without writing and a stacker that warps as it
+    // reads: the built-in ones (TBQR reads registered frames in several passes; Siril registers by writing).
+    if (!cfg.registration.write_registered && upto >= 1) {
+      const issues: string[] = [];
+      const reg = stages.registration();
+      if (reg.method !== "relative" || reg.engine.meta.name !== "@tile-compile/engine-native")
+        issues.push(
+          `registration.write_registered: false needs the built-in relative registration (registration.engine is "${cfg.registration.engine}")`,
+        );
+      if (
+        stacking &&
+        (!["mean", "median", "rejection"].includes(stacking.method) || stacking.engine.meta.name !== "@tile-compile/engine-native")
+      )
+        issues.push(
+          `registration.write_registered: false needs the built-in mean, median or rejection stacking (stacking.method is "${stMethod}"${stEngine ? `, engine ${String(stEngine)}` : ""}); TBQR and Siril read registered frames`,
+        );
+      if (issues.length) throw new TileCompileError("TC_CONFIG_INVALID", { file: "tile_compile.yaml", issues });
+    }
   }
   if (upto >= 3) stages.composition = planned(o, "composition", cfg.composition.method, cfg.composition.engine, "composition.method", {});
   if (upto >= 4) stages.stretch = planned(o, "stretch", cfg.stretch.method, cfg.stretch.engine, "stretch.method", {});

@@ -150,6 +150,12 @@ export const configSchema = z.strictObject({
         .describe(
           "Demosaic of one-shot-colour (Bayer) frames before they are resampled: bilinear (default) or rcd (Ratio Corrected Demosaicing, edge-aware, colour-flux kept: sharper stars, more pixel noise; not yet the default — see the engine-native README)",
         ),
+      write_registered: z
+        .boolean()
+        .default(true)
+        .describe(
+          "Write the registered frames (default). false: the fused path — registration only measures each frame's transform (transforms.json), and the stacker warps the calibrated frames band by band as it reads them: the same stack, no registered frames written or read back (built-in registration and mean/median/rejection stacking only)",
+        ),
     })
     .default({
       engine: "relative",
@@ -157,6 +163,7 @@ export const configSchema = z.strictObject({
       output_dir: "registered",
       registered_filename_pattern: "reg_{index:05d}.fit",
       transform: "similarity",
+      write_registered: true,
     }),
   stacking: z
     .strictObject({

@@ -11,6 +11,14 @@ import type { EngineContext, FrameRef } from "../kernel/contracts.js";
 import { defineTask, type SharedRef } from "../executor/contracts.js";
 import { MAD_TO_SIGMA, median } from "../util/stats.js";
 import { skyGrid, type SkyGrid } from "./local-normalization.js";
+import { warpFrame, type WarpPlan } from "../registration/warp.js";
+
+/** How the fused path warps a frame onto the reference grid before its figures are measured. */
+export interface FrameWarp {
+  matrix: number[];
+  interpolation: WarpPlan["interpolation"];
+  debayer: WarpPlan["debayer"];
+}
 
 /** Per-frame figures for normalisation, weights and frame filters. */
 export interface FrameStats {
@@ -31,6 +39,8 @@ export interface FrameStats {
   skyGrid?: SkyGrid[];
   /** With a photometry plan: per channel, the aperture flux of each of the plan's stars (NaN where not measurable). */
   starFlux?: Float64Array[];
+  /** The fused path, a one-shot-colour frame: its mosaic's finite minimum and maximum (WarpPlan.ranges). */
+  mosaicRange?: [number, number];
 }
 
 /** Stars per frame that `weighting: psf_snr` matches between frames. */
@@ -64,24 +74,31 @@ export async function frameStats(
   withPsf = false,
   gridBox = 0,
   photometry?: AperturePlan,
+  warp?: FrameWarp,
 ): Promise<FrameStats> {
   const recon = loadRecon();
   const f = await FitsFile.open(path);
   try {
     const r = await f.image(hdu);
-    const { width, height } = r;
+    // The fused path: the frame as registration would have written it, warped in memory (whole: every figure
+    // then comes from the warped pixels, as from a registered frame).
+    const warped = warp
+      ? await warpFrame(recon, { path, ...(hdu !== undefined ? { hdu } : {}) }, warp.matrix, { ...warp, signal })
+      : undefined;
+    const { width, height } = warped ?? r;
     const n = width * height;
     // Location and scale come from a sample of whole rows: STRIPS strips spread evenly over the frame,
     // 1/16 of the rows in all (a read per strip; per-row reads of a grid sample were measured slower than
     // reading the whole frame). Star figures need the whole frame, so then it is read whole.
     const STRIPS = 16;
     const stripRows = Math.ceil(height / (16 * STRIPS));
-    const all = withStars || withPsf || gridBox > 0 || STRIPS * stripRows * 2 > height ? await r.readAll({ signal }) : undefined;
+    const whole = withStars || withPsf || gridBox > 0 || STRIPS * stripRows * 2 > height;
+    const all = warped?.data ?? (whole ? await r.readAll({ signal }) : undefined);
     const median: number[] = [],
       sigma: number[] = [];
     for (let c = 0; c < channels; c++) {
       let sample: Float32Array;
-      if (all) {
+      if (all && whole) {
         // A 1-in-16 grid sample (every 4th row and column).
         const plane = all.subarray(c * n, (c + 1) * n);
         sample = new Float32Array(Math.ceil(height / 4) * Math.ceil(width / 4));
@@ -92,10 +109,12 @@ export async function frameStats(
         // and a MAD, and their selection costs a quarter.
         // The strips are read concurrently (each is a small read; their latencies overlap).
         signal.throwIfAborted();
+        // (A warped frame in memory gives the same strips: the same figures as its registered file would.)
         const strips = await Promise.all(
-          Array.from({ length: STRIPS }, (_, k) =>
-            r.readRows(Math.min(height - stripRows, Math.floor(((k + 0.5) * height) / STRIPS)), stripRows, c),
-          ),
+          Array.from({ length: STRIPS }, (_, k) => {
+            const y = Math.min(height - stripRows, Math.floor(((k + 0.5) * height) / STRIPS));
+            return all ? Promise.resolve(all.subarray(c * n + y * width, c * n + (y + stripRows) * width)) : r.readRows(y, stripRows, c);
+          }),
         );
         sample = new Float32Array(STRIPS * Math.ceil((stripRows * width) / 4));
         let m = 0;
@@ -148,6 +167,7 @@ export async function frameStats(
       ...(psfStars ? { psfStars } : {}),
       ...(grids ? { skyGrid: grids } : {}),
       ...(starFlux ? { starFlux } : {}),
+      ...(warped?.mosaicRange ? { mosaicRange: warped.mosaicRange } : {}),
     };
   } finally {
     await f.close();
@@ -239,7 +259,16 @@ export async function filterFrames(
 export const frameStatsTask = defineTask(
   "stack.frame-stats",
   async (
-    i: { path: string; hdu?: number; channels: number; withStars: boolean; withPsf?: boolean; gridBox?: number; photometry?: SharedRef },
+    i: {
+      path: string;
+      hdu?: number;
+      channels: number;
+      withStars: boolean;
+      withPsf?: boolean;
+      gridBox?: number;
+      photometry?: SharedRef;
+      warp?: FrameWarp;
+    },
     ctx,
   ) =>
     frameStats(
@@ -251,6 +280,7 @@ export const frameStatsTask = defineTask(
       i.withPsf ?? false,
       i.gridBox ?? 0,
       i.photometry ? await ctx.shared<AperturePlan>(i.photometry) : undefined,
+      i.warp,
     ),
 );
 

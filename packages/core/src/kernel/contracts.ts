@@ -21,6 +21,7 @@
  * NAXIS1, 0-based pixel centres; invalid pixels are NaN. Times in seconds, temperatures in °C.
  */
 
+import type { WarpPlan } from "../registration/warp.js";
 import type { Executor, Task } from "../executor/contracts.js";
 import type { MasterRejection } from "../config/schema.js";
 
@@ -119,6 +120,13 @@ export interface StackingInput<O = StageOptions> {
    * and above, as 16-bit images of the stack's shape (temporary paths, like `output`).
    */
   rejectionMaps?: { low: string; high: string };
+  /**
+   * The fused path (`registration.write_registered: false`, `tile-compile stack --transforms`): `frames` are
+   * the calibrated, unregistered frames and this says how each is warped onto the reference grid; the
+   * provider warps the rows it reads (core's readWarpedBand) and never writes registered frames. A provider
+   * that cannot (its capability map lacks `stacking.fused`) refuses with TC_ENGINE_UNSUPPORTED.
+   */
+  warp?: WarpPlan;
 }
 
 export interface StackingResult {
@@ -185,11 +193,17 @@ export interface RegistrationInput<O = StageOptions> {
   /** `registration.transform`, `registration.interpolation`, parsed by the provider's schema. */
   options: O;
   history: string[];
+  /**
+   * false (`registration.write_registered: false`, the fused path): measure each frame's transform only —
+   * no registered frame is written, and a registered frame is one with a `matrix` and no `error`. A
+   * provider that cannot (its capability map lacks `registration.measure_only`) is refused at plan time.
+   */
+  writeRegistered?: boolean;
 }
 
 export interface RegisteredFrame {
   input: string;
-  /** Registered frame, absent when registration failed. */
+  /** Registered frame; absent when registration failed, or when registered frames were not asked for (writeRegistered: false). */
   output?: string;
   /** Row-major 3×3 H mapping (x, y, 1) of the input frame to the reference frame, 0-based pixel centres. */
   matrix?: number[];

@@ -12,7 +12,8 @@ import { readFitsImage, type FitsImage } from "@tile-compile/fits";
 import { writeFitsImage } from "@tile-compile/fits";
 import type { FrameRef, RegisteredFrame } from "../kernel/contracts.js";
 import { cleanStars } from "./clean.js";
-import { invert, type Point } from "./geometry.js";
+import { type Point } from "./geometry.js";
+import { warpFrame } from "./warp.js";
 import { median } from "../util/stats.js";
 
 /** Whole-frame planes reused from frame to frame (decoded frame, sky maps, warped frame): see PlanePool. */
@@ -235,21 +236,17 @@ export async function warpOntoReference(
   matrix: readonly number[],
   o: WarpOntoReferenceOptions & { deferWrite?: boolean },
 ): Promise<void | { written: Promise<void> }> {
-  const inverse = invert(matrix);
-  if (!inverse) throw new Error("the fitted transform is singular");
-  const img = o.image ?? (await readFrame(frame, o.signal));
-  const colour = await colourPlanes(recon, img, o.debayer ?? "bilinear", o.signal);
-  const n = img.width * img.height;
   // Every value is written by the warp: malloc-recycled memory instead of a fresh zeroed 16 MB per frame
   // (its page faults cost more than the write of the frame).
-  const data = planes.take(n * colour.length);
-  for (let c = 0; c < colour.length; c++) {
-    await recon.warp({ data: colour[c]!, width: img.width, height: img.height }, inverse, {
-      interpolation: o.interpolation,
-      signal: o.signal,
-      out: data.subarray(c * n, (c + 1) * n),
-    });
-  }
+  const w = await warpFrame(recon, frame, matrix, {
+    interpolation: o.interpolation,
+    debayer: o.debayer ?? "bilinear",
+    signal: o.signal,
+    ...(o.image ? { image: o.image } : {}),
+    out: (n) => planes.take(n),
+  });
+  const { data, image: img } = w;
+  const colour = { length: w.channels };
   const header = img.header.withoutStructure();
   const bayer = colour.length === 3 ? bayerOf(img) : undefined;
   if (bayer) for (const k of ["BAYERPAT", "XBAYROFF", "YBAYROFF"]) header.delete(k);
@@ -267,15 +264,4 @@ export async function warpOntoReference(
     return { written };
   }
   await written;
-}
-
-/** Planes to warp: the debayered R, G, B of a CFA frame, else the frame's own channels. */
-async function colourPlanes(recon: ReconBackend, img: FitsImage, method: "rcd" | "bilinear", signal: AbortSignal): Promise<Float32Array[]> {
-  const bayer = bayerOf(img);
-  if (bayer) {
-    const rgb = await recon.debayer({ data: img.data, width: img.width, height: img.height }, { ...bayer, method, signal });
-    return [rgb.red, rgb.green, rgb.blue];
-  }
-  const n = img.width * img.height;
-  return Array.from({ length: img.channels }, (_, c) => img.data.subarray(c * n, (c + 1) * n));
 }

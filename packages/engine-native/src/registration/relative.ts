@@ -155,6 +155,8 @@ export interface RegisterFrameInput {
   /** Demosaic of colour (CFA) frames before they are resampled. */
   debayer: "rcd" | "bilinear";
   output: string;
+  /** false: the transform only (the fused path), nothing warped or written. */
+  write?: boolean;
   referenceName: string;
   /** The reference frame, read (once per process) only to check a thin star match against its pixels. */
   referencePath?: string;
@@ -246,6 +248,13 @@ export const registerFrameTask = defineTask("registration.frame", async (i: Regi
     rmsPx = m.rmsPx;
     medianPx = m.medianPx;
     stars = m.pairs;
+  }
+  if (i.write === false) {
+    planes.give(img.data);
+    return {
+      entry: { input: path, matrix, rmsPx, medianPx, stars, ...frameMetrics(f) },
+      ...(confirmed ? { note: `${basename(path)}: registered on a thin match${confirmed}` } : {}),
+    };
   }
   try {
     await warpOntoReference(recon, i.frame, matrix, {
@@ -462,6 +471,7 @@ async function registerWith(
       interpolation,
       debayer: opts.debayer ?? "bilinear",
       output: resolve(input.outputDir, formatFrameName(input.filenamePattern, i, frames[i]!.path)),
+      ...(input.writeRegistered === false ? { write: false } : {}),
       referenceName: basename(refPath),
       referencePath: refPath,
       history: input.history,

@@ -32,6 +32,9 @@ import {
   median,
   psfSnr,
   readBand,
+  readWarpedBand,
+  warpFrame,
+  cfaOf,
   readFitsHeader,
   stackingOptionsSchema,
   TileCompileError,
@@ -47,6 +50,8 @@ import {
   type StackingProvider,
   type StackingResult,
   type WorkUnit,
+  type WarpPlan,
+  type FrameWarp,
 } from "@tile-compile/core";
 import { FitsFile } from "@tile-compile/core";
 import { photometryPlan } from "../tbqr/reconstruct.js";
@@ -86,6 +91,8 @@ export interface StackBandPlan {
   /** Per channel: weights (or null), the normalisation (or null) and the local normalisation (`normalization: local`, or null). */
   channels: { weights: number[] | null; norm: { scale: number[]; offset: number[] } | null; local: LocalNormalization | null }[];
   height: number;
+  /** The fused path: the frames are unregistered and warped onto the grid as their rows are read. */
+  warp?: WarpPlan;
 }
 
 /** The result of one band: combined rows and, with rejection, per-pixel rejected counts. */
@@ -106,7 +113,9 @@ export const stackBandTask = defineTask(
     const plan = await ctx.shared<StackBandPlan>(i.plan);
     const { frames, width } = plan;
     const { weights, norm, local } = plan.channels[i.c]!;
-    const views = await readBand(ctx, "stack.band", frames, i.y0, i.rows, i.c, width);
+    const views = plan.warp
+      ? await readWarpedBand(ctx, "stack.band", frames, plan.warp, i.y0, i.rows, i.c)
+      : await readBand(ctx, "stack.band", frames, i.y0, i.rows, i.c, width);
     // Local normalisation: each frame's scale and offset maps applied to its rows before they are combined.
     if (local) views.forEach((v, k) => applyLocalNormalization(v, width, plan.height, i.y0, i.rows, local, k));
     // Normalisation is applied inside the kernel (same f32 values as normalising the rows first).
@@ -132,12 +141,20 @@ export const stackBandTask = defineTask(
  */
 export const photometryStarsTask = defineTask(
   "stack.photometry-stars",
-  async (i: { path: string; hdu?: number; channel: number }, ctx): Promise<AperturePlan | null> => {
+  async (i: { path: string; hdu?: number; channel: number; warp?: FrameWarp }, ctx): Promise<AperturePlan | null> => {
     const recon = loadRecon();
     const f = await FitsFile.open(i.path);
     try {
       const r = await f.image(i.hdu);
-      const data = await r.readRows(0, r.height, i.channel);
+      // The fused path: positions on the reference grid, from the frame warped as registration would.
+      const data = i.warp
+        ? (
+            await warpFrame(recon, { path: i.path, ...(i.hdu !== undefined ? { hdu: i.hdu } : {}) }, i.warp.matrix, {
+              ...i.warp,
+              signal: ctx.signal,
+            })
+          ).data.subarray(i.channel * r.width * r.height, (i.channel + 1) * r.width * r.height)
+        : await r.readRows(0, r.height, i.channel);
       let top = -Infinity;
       for (const v of data) if (v > top) top = v;
       const list = await recon.detectStars({ data, width: r.width, height: r.height }, { radius: 5, maxStars: 500, signal: ctx.signal });
@@ -176,12 +193,25 @@ export async function nativeStack(input: StackingInput<NativeStackingOptions>, c
       summaries.push(await readFitsHeader(f.path));
     }
     const first = summaries[0]!;
-    const { width, height, channels } = first;
+    const { width, height } = first;
+    // The fused path: a one-shot-colour mosaic becomes R, G, B on the way (as registration writes it).
+    const warp = input.warp;
+    const cfa = warp ? cfaOf(first) : undefined;
+    const channels = cfa ? 3 : first.channels;
+    if (warp && warp.matrices.length !== frames.length)
+      throw new TileCompileError("TC_INPUT_INVALID", {
+        input: "stacking",
+        reason: `${warp.matrices.length} transforms for ${frames.length} frames`,
+        hint: "Give one transform per frame (transforms.json from tile-compile register).",
+      });
+    let matrices = warp?.matrices;
+    const frameWarp = (i: number): { warp?: FrameWarp } =>
+      warp ? { warp: { matrix: warp.matrices[i]!, interpolation: warp.interpolation, debayer: warp.debayer } } : {};
     for (const s of summaries) {
-      if (s.width !== width || s.height !== height || s.channels !== channels) {
+      if (s.width !== width || s.height !== height || s.channels !== first.channels) {
         throw new TileCompileError("TC_INPUT_INVALID", {
           file: s.path,
-          reason: `is ${s.width}×${s.height}×${s.channels}, but ${first.path} is ${width}×${height}×${channels}; frames of one stack must have the same size`,
+          reason: `is ${s.width}×${s.height}×${s.channels}, but ${first.path} is ${width}×${height}×${first.channels}; frames of one stack must have the same size`,
           hint: "Register the frames onto one reference first, or stack each size separately.",
         });
       }
@@ -194,14 +224,21 @@ export async function nativeStack(input: StackingInput<NativeStackingOptions>, c
       const unit: WorkUnit<unknown, AperturePlan | null> = {
         id: "photometry-stars",
         task: photometryStarsTask as never,
-        input: { path: frames[0]!.path, ...(frames[0]!.hdu !== undefined ? { hdu: frames[0]!.hdu } : {}), channel: channels === 3 ? 1 : 0 },
+        input: {
+          path: frames[0]!.path,
+          ...(frames[0]!.hdu !== undefined ? { hdu: frames[0]!.hdu } : {}),
+          channel: channels === 3 ? 1 : 0,
+          ...frameWarp(0),
+        },
       };
       for await (const plan of executor.run([unit], { signal: ctx.signal })) photometry = plan;
       if (!photometry)
         ctx.logger.warn(`local normalisation: fewer than 5 isolated, unsaturated stars in ${frames[0]!.path}; offsets only (scale 1)`);
     }
     const photRef = photometry ? await executor.share("stack.photometry", photometry) : undefined;
-    if (normalization !== "none" || weighting !== "none" || Object.keys(filters).length > 0) {
+    // (The fused path with RCD needs every mosaic's value range, which the statistics units measure.)
+    const needRanges = !!cfa && warp!.debayer === "rcd";
+    if (normalization !== "none" || weighting !== "none" || Object.keys(filters).length > 0 || needRanges) {
       // A few frames in flight: their small strip reads overlap with the statistics of the others.
       const units: WorkUnit<unknown, FrameStats>[] = frames.map((f, i) => ({
         id: `stats/${i}`,
@@ -214,6 +251,7 @@ export async function nativeStack(input: StackingInput<NativeStackingOptions>, c
           ...(withPsf ? { withPsf } : {}),
           ...(gridBox ? { gridBox } : {}),
           ...(photRef ? { photometry: photRef } : {}),
+          ...frameWarp(i),
         },
       }));
       stats = [];
@@ -244,6 +282,7 @@ export async function nativeStack(input: StackingInput<NativeStackingOptions>, c
         });
       const keep = frames.map((_, i) => !bad.has(i));
       frames = frames.filter((_, i) => keep[i]);
+      matrices = matrices?.filter((_, i) => keep[i]);
       summaries.splice(0, summaries.length, ...summaries.filter((_, i) => keep[i]));
       stats = stats.filter((_, i) => keep[i]);
     }
@@ -318,6 +357,10 @@ export async function nativeStack(input: StackingInput<NativeStackingOptions>, c
       Math.max(1, Math.ceil(height / (executor.parallelism ?? 1))),
     );
     const header = first.header.clone();
+    if (cfa) {
+      for (const k of ["BAYERPAT", "XBAYROFF", "YBAYROFF"]) header.delete(k);
+      header.set("DEBAYER", warp!.debayer.toUpperCase(), `demosaic of the ${cfa.pattern} mosaic before resampling`);
+    }
     for (const k of combinedKeywords(summaries)) header.set(k.key, k.value, k.comment, k.float ? { numberFormat: "float" } : undefined);
     header.set("STACKMTH", input.method, "stacking method");
     if (rejection !== "none") header.set("REJECT", `${rejName} ${low} ${high}`, "pixel rejection and thresholds");
@@ -371,6 +414,7 @@ export async function nativeStack(input: StackingInput<NativeStackingOptions>, c
         rejection: rejection!,
         low: low!,
         high: high!,
+        ...(warp ? { warp: { ...warp, matrices: matrices!, ...(needRanges ? { ranges: stats.map((st) => st.mosaicRange!) } : {}) } } : {}),
         channels: Array.from({ length: channels }, (_, c) => {
           const w = weightsFor(c);
           return {

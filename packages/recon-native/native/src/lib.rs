@@ -185,10 +185,10 @@ unsafe extern "C" fn warp(env: napi_env, info: napi_callback_info) -> napi_value
     })
 }
 
-// debayer(src, w, h, pattern, offX, offY, superpixel, r, g, b, cancel)
+// debayer(src, w, h, pattern, offX, offY, method, r, g, b, rangeLo, rangeHi, cancel)
 unsafe extern "C" fn debayer(env: napi_env, info: napi_callback_info) -> napi_value {
-    let a = Args::new(env, info, 11);
-    async_call(env, &a, 10, || {
+    let a = Args::new(env, info, 13);
+    async_call(env, &a, 12, || {
         let (w, h) = (a.usize(1, "width")?, a.usize(2, "height")?);
         let src = plane(&a, 0, "mosaic", w, h)?;
         let pattern = a.usize(3, "pattern")?;
@@ -201,7 +201,9 @@ unsafe extern "C" fn debayer(env: napi_env, info: napi_callback_info) -> napi_va
         let (ow, oh) = if sp { (w / 2, h / 2) } else { (w, h) };
         need(ow > 0 && oh > 0, || format!("a {w}×{h} mosaic is too small for superpixel debayering"))?;
         let out = [plane(&a, 7, "red", ow, oh)?, plane(&a, 8, "green", ow, oh)?, plane(&a, 9, "blue", ow, oh)?];
-        Ok(Box::new(move |c| if method == 2 { rcd::rcd(src.slice(), w, h, pattern, ox, oy, out, c).map(|_| 0.0) } else { debayer::debayer(src.slice(), w, h, pattern, ox, oy, sp, out, c).map(|_| 0.0) }))
+        // RCD's value range (NaN: the mosaic's own finite minimum and maximum).
+        let range = (a.f64(10, "rangeLo")?, a.f64(11, "rangeHi")?);
+        Ok(Box::new(move |c| if method == 2 { rcd::rcd(src.slice(), w, h, pattern, ox, oy, range, out, c).map(|_| 0.0) } else { debayer::debayer(src.slice(), w, h, pattern, ox, oy, sp, out, c).map(|_| 0.0) }))
     })
 }
 

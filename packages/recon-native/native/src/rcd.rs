@@ -113,7 +113,10 @@ fn direction(c: &[f32], w: usize, h: usize, sa: usize, sb: usize, at: &(dyn Fn(u
     Ok(dir)
 }
 
-pub fn rcd(src: &[f32], w: usize, h: usize, pattern: usize, off_x: usize, off_y: usize, out: [Buf<f32>; 3], cancel: Cancel) -> Result<(), String> {
+/// `range`: the value range the algorithm's constants are scaled to — the mosaic's own finite minimum and
+/// maximum where NaN, or the whole frame's when a band of it is demosaicked (the fused path), so that a band
+/// gives the whole frame's values.
+pub fn rcd(src: &[f32], w: usize, h: usize, pattern: usize, off_x: usize, off_y: usize, range: (f64, f64), out: [Buf<f32>; 3], cancel: Cancel) -> Result<(), String> {
     let b = RCD_BORDER;
     let copy = |o: &[Buf<f32>; 3]| [Buf { ptr: o[0].ptr, len: o[0].len }, Buf { ptr: o[1].ptr, len: o[1].len }, Buf { ptr: o[2].ptr, len: o[2].len }];
     if w < 2 * b + 1 || h < 2 * b + 1 { return debayer(src, w, h, pattern, off_x, off_y, false, out, cancel); }
@@ -123,7 +126,9 @@ pub fn rcd(src: &[f32], w: usize, h: usize, pattern: usize, off_x: usize, off_y:
     let pat = PATTERNS[pattern];
     let color = move |x: usize, y: usize| pat[((y + off_y) & 1) * 2 + ((x + off_x) & 1)] as usize;
     let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
-    for &v in src { if v.is_finite() { let v = v as f64; if v < lo { lo = v; } if v > hi { hi = v; } } }
+    if range.0.is_finite() && range.1.is_finite() { lo = range.0; hi = range.1; } else {
+        for &v in src { if v.is_finite() { let v = v as f64; if v < lo { lo = v; } if v > hi { hi = v; } } }
+    }
     if !(hi > lo) { return debayer(src, w, h, pattern, off_x, off_y, false, out, cancel); }
     let p = if lo < 1e-3 * (hi - lo) { 1e-3 * (hi - lo) - lo } else { 0.0 };
     let s = hi + p;

@@ -64,8 +64,8 @@ export const jsKernels: RawKernels = {
     warp(src, sw, sh, matrix, dst, dw, dh, kind);
     return 0;
   },
-  async debayer(src, w, h, pattern, offX, offY, method, r, g, b) {
-    if (method === 2) rcd(src, w, h, pattern, offX & 1, offY & 1, [r, g, b]);
+  async debayer(src, w, h, pattern, offX, offY, method, r, g, b, rangeLo, rangeHi) {
+    if (method === 2) rcd(src, w, h, pattern, offX & 1, offY & 1, [r, g, b], [rangeLo, rangeHi]);
     else debayer(src, w, h, pattern, offX & 1, offY & 1, method === 1, [r, g, b]);
     return 0;
   },

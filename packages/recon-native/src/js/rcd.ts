@@ -49,6 +49,7 @@ export function rcd(
   offX: number,
   offY: number,
   out: [Float32Array, Float32Array, Float32Array],
+  range: [number, number] = [NaN, NaN],
 ): void {
   debayer(src, w, h, pattern, offX, offY, false, out);
   const b = RCD_BORDER;
@@ -57,13 +58,15 @@ export function rcd(
   const color = (x: number, y: number) => pat[((y + offY) & 1) * 2 + ((x + offX) & 1)]!;
   let lo = Infinity,
     hi = -Infinity;
-  for (let i = 0; i < src.length; i++) {
-    const v = src[i]!;
-    if (v - v === 0) {
-      if (v < lo) lo = v;
-      if (v > hi) hi = v;
+  if (Number.isFinite(range[0]) && Number.isFinite(range[1])) [lo, hi] = range;
+  else
+    for (let i = 0; i < src.length; i++) {
+      const v = src[i]!;
+      if (v - v === 0) {
+        if (v < lo) lo = v;
+        if (v > hi) hi = v;
+      }
     }
-  }
   if (!(hi > lo)) return;
   const p = lo < 1e-3 * (hi - lo) ? 1e-3 * (hi - lo) - lo : 0;
   const s = hi + p;

@@ -1,0 +1,75 @@
+/**
+ * `registration.write_registered: false` (issue 34, item 1) through `tile-compile run`: the demo library's
+ * LRGB job stacked from the calibrated frames and their transforms gives every stack's pixels byte for byte
+ * as the default run (registered frames written, then stacked), writes no registered frame, and the plan
+ * refuses the combinations that cannot take that path (TBQR, Siril) with the reason.
+ */
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { readFitsImage } from "@tile-compile/core";
+import { runCli } from "./program.js";
+
+function capture() {
+  const out: string[] = [],
+    err: string[] = [];
+  return { io: { out: (t: string) => void out.push(t), err: (t: string) => void err.push(t), interactive: false }, out, err };
+}
+
+const fits = (dir: string) => readdirSync(dir, { recursive: true, encoding: "utf8" }).filter((f) => /\.fit$/.test(f));
+
+describe("registration.write_registered: false (the fused path) in a job", () => {
+  it(
+    "every stack's pixels byte-identical to writing the registered frames; no registered frame written",
+    { timeout: 300_000 },
+    async () => {
+      const { makeLibrary } = await import("@tile-compile/test-support/library");
+      const a = mkdtempSync(join(tmpdir(), "tc-fused-job-a-"));
+      await makeLibrary(a, { lightsPerNight: 4 });
+      const b = mkdtempSync(join(tmpdir(), "tc-fused-job-b-"));
+      cpSync(a, b, { recursive: true });
+      writeFileSync(join(a, "tile_compile.yaml"), "runtime:\n  memory_budget: 8MiB\n");
+      writeFileSync(join(b, "tile_compile.yaml"), "runtime:\n  memory_budget: 8MiB\nregistration:\n  write_registered: false\n");
+      for (const base of [a, b]) {
+        const c = capture();
+        expect(await runCli(["run", join(base, "jobs", "M42_LRGB.json")], { io: c.io, cwd: base }), c.err.join("\n")).toBe(0);
+      }
+      const out = (base: string) => join(base, "M42/processed");
+      const stacks = readdirSync(out(a)).filter((f) => /^stack_.*\.fit$/.test(f));
+      expect(stacks.length).toBe(4);
+      for (const s of stacks) {
+        const x = await readFitsImage(join(out(a), s)),
+          y = await readFitsImage(join(out(b), s));
+        expect([y.width, y.height, y.channels]).toEqual([x.width, x.height, x.channels]);
+        expect(Buffer.from(y.data.buffer).equals(Buffer.from(x.data.buffer)), s).toBe(true);
+      }
+      expect(fits(join(out(a), "registered")).length).toBeGreaterThan(0);
+      expect(fits(join(out(b), "registered"))).toEqual([]);
+      // transforms.json is still written: the stack reads its matrices.
+      const transforms = readdirSync(join(out(b), "registered"), { recursive: true, encoding: "utf8" }).filter((f) =>
+        f.endsWith("transforms.json"),
+      );
+      expect(transforms.length).toBe(4);
+      for (const t of transforms) {
+        const r = JSON.parse(readFileSync(join(out(b), "registered", t), "utf8"));
+        expect(r.frames.every((f: { matrix?: number[]; output?: string }) => f.matrix && !f.output)).toBe(true);
+      }
+      rmSync(a, { recursive: true, force: true });
+      rmSync(b, { recursive: true, force: true });
+    },
+  );
+
+  it("TBQR with write_registered: false is refused before anything runs, with the reason", { timeout: 120_000 }, async () => {
+    const { makeLibrary } = await import("@tile-compile/test-support/library");
+    const base = mkdtempSync(join(tmpdir(), "tc-fused-job-tbqr-"));
+    await makeLibrary(base, { lightsPerNight: 4 });
+    writeFileSync(join(base, "tile_compile.yaml"), "registration:\n  write_registered: false\nstacking:\n  method: tbqr\n");
+    const c = capture();
+    const code = await runCli(["run", join(base, "jobs", "M42_LRGB.json")], { io: c.io, cwd: base });
+    expect(code).toBe(78);
+    expect(c.err.join("\n")).toMatch(/write_registered: false needs the built-in mean, median or rejection stacking/);
+    expect(existsSync(join(base, "M42/processed/calibrated"))).toBe(false);
+    rmSync(base, { recursive: true, force: true });
+  });
+});
