@@ -21,7 +21,7 @@ const fits = (dir: string) => readdirSync(dir, { recursive: true, encoding: "utf
 
 describe("registration.write_registered: false (the fused path) in a job", () => {
   it(
-    "every stack's pixels byte-identical to writing the registered frames; no registered frame written",
+    "every stack's pixels byte-identical to writing the registered frames; no registered frame written; stack --transforms the same",
     { timeout: 300_000 },
     async () => {
       const { makeLibrary } = await import("@tile-compile/test-support/library");

@@ -79,20 +79,29 @@ export async function runCli(argv: string[], options: CliOptions = {}): Promise<
     .requiredOption("-o, --out <file>", "output FITS file")
     .option("-m, --method <method>", "stacking method (default: stacking.method of tile_compile.yaml)")
     .option("-e, --engine <engine>", "engine providing the method (default: stacking.engine, or the only provider)")
+    .option(
+      "--transforms <file>",
+      "stack the calibrated (unregistered) frames with their transforms from this transforms.json (tile-compile register, or a job's registered/<group>/), warping each band as it is read: no registered frames needed",
+    )
     .option("--json", "machine-readable summary")
     .option("--dry-run", "print the plan (capability, engine, frames, output) and stack nothing")
-    .action(async (frames: string[], o: { out: string; method?: string; engine?: string; json?: boolean; dryRun?: boolean }) => {
-      const loaded = await config();
-      for (const w of loaded.warnings) io.err(`warning: ${w}`);
-      exitCode = await stackCommand(
-        frames,
-        { ...o, verbose: Boolean(program.opts<{ verbose?: boolean }>().verbose) },
-        loaded,
-        io,
-        signal,
-        cwd,
-      );
-    });
+    .action(
+      async (
+        frames: string[],
+        o: { out: string; method?: string; engine?: string; transforms?: string; json?: boolean; dryRun?: boolean },
+      ) => {
+        const loaded = await config();
+        for (const w of loaded.warnings) io.err(`warning: ${w}`);
+        exitCode = await stackCommand(
+          frames,
+          { ...o, verbose: Boolean(program.opts<{ verbose?: boolean }>().verbose) },
+          loaded,
+          io,
+          signal,
+          cwd,
+        );
+      },
+    );
 
   program
     .command("register")

@@ -7,6 +7,7 @@ import { createRequire } from "node:module";
 import {
   defineEngine,
   frameStatsTask,
+  refuseWarp,
   readFitsHeader,
   tbqrStageOptionsSchema,
   type Engine,
@@ -32,6 +33,7 @@ const pkg = createRequire(import.meta.url)("../package.json") as { name: string;
 const tbqrStacking: StackingProvider<TbqrStageOptions> = {
   optionsSchema: tbqrStageOptionsSchema,
   stack: async (input, ctx) => {
+    refuseWarp(input, "TBQR");
     // The job pipeline and `reconstruct` always pass the configured options (where frames_min guards a
     // run); a caller with no configuration gets the defaults with emergency mode allowed, so a small set
     // is reconstructed (with a warning) rather than refused by a gate nobody set.

@@ -34,6 +34,7 @@ import {
   type StackingOptions,
   type RegistrationProvider,
   type StackingProvider,
+  refuseWarp,
   backgroundOptionsSchema,
   DEFAULT_REJECTION,
   registrationOptionsSchema,
@@ -295,6 +296,7 @@ export const stageScripts = {
 export const sirilStacking: StackingProvider<StackingOptions> = { optionsSchema: stackingOptionsSchema, stack: (i, c) => sirilStack(i, c) };
 
 export async function sirilStack(input: StackingInput<StackingOptions>, ctx: EngineContext): Promise<StackingResult> {
+  refuseWarp(input, "Siril");
   const s = siril(ctx);
   const wd = await workdirOf(ctx);
   if (input.frames.length === 0) throw new TileCompileError("TC_INPUT_INVALID", { input: "stacking", reason: "no frames to stack" });

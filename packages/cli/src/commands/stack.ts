@@ -3,15 +3,28 @@
  * configuration selects (`stacking.engine`, `stacking.method`), capability-checked before any pixel is
  * read, output written atomically, progress shown, provenance in FITS HISTORY.
  */
-import { resolve } from "node:path";
-import { defineStep, describeRun, planStage, provenanceLine, RunEvents, runStep, type LoadedConfig } from "@tile-compile/core";
+import { readFile } from "node:fs/promises";
+import { basename, resolve } from "node:path";
+import {
+  defineStep,
+  describeRun,
+  planStage,
+  provenanceLine,
+  readFitsHeader,
+  RunEvents,
+  runStep,
+  TileCompileError,
+  type LoadedConfig,
+  type RegistrationResult,
+  type WarpPlan,
+} from "@tile-compile/core";
 import { createRunScope, loadConfiguredEngines } from "../container.js";
 import { printPlan, progressBar, stderrLogger, type Io } from "../output.js";
 import { framesFrom } from "../frames.js";
 
 export async function stackCommand(
   inputs: string[],
-  opts: { out: string; method?: string; engine?: string; json?: boolean; verbose?: boolean; dryRun?: boolean },
+  opts: { out: string; method?: string; engine?: string; transforms?: string; json?: boolean; verbose?: boolean; dryRun?: boolean },
   loaded: LoadedConfig,
   io: Io,
   signal: AbortSignal,
@@ -46,6 +59,14 @@ export async function stackCommand(
       field: opts.method ? "--method" : "stacking.method",
       options,
     });
+    const warp = opts.transforms ? await warpPlanOf(resolve(cwd, opts.transforms), files, loaded) : undefined;
+    if (warp && (plan.engine.meta.name !== "@tile-compile/engine-native" || !["mean", "median", "rejection"].includes(plan.method)))
+      throw new TileCompileError("TC_CONFIG_INVALID", {
+        file: "tile_compile.yaml",
+        issues: [
+          `--transforms needs the built-in mean, median or rejection stacking (stacking:${plan.method} of ${plan.engine.meta.name} reads registered frames)`,
+        ],
+      });
     const step = defineStep({
       key: "stack",
       stage: plan,
@@ -59,6 +80,7 @@ export async function stackCommand(
             method: plan.method,
             options: plan.options,
             history: [provenanceLine(plan)],
+            ...(warp ? { warp } : {}),
           },
           ctx,
         ),
@@ -89,4 +111,44 @@ export async function stackCommand(
   } finally {
     await scope.dispose();
   }
+}
+
+/**
+ * The warp plan of `--transforms FILE`: each frame's matrix from a transforms.json (a RegistrationResult),
+ * matched by path or, failing that, by file name; interpolation and demosaic from `registration:`. A frame
+ * the file has no transform for — not in it, or not registered — is an error naming it.
+ */
+async function warpPlanOf(file: string, frames: string[], loaded: LoadedConfig): Promise<WarpPlan> {
+  let doc: RegistrationResult;
+  try {
+    doc = JSON.parse(await readFile(file, "utf8")) as RegistrationResult;
+    if (!Array.isArray(doc.frames)) throw new Error("no frames list");
+  } catch (e) {
+    throw new TileCompileError("TC_INPUT_INVALID", {
+      file,
+      reason: `is not a transforms.json (${(e as Error).message})`,
+      hint: "Give the transforms.json that tile-compile register (or a job's registration) wrote.",
+    });
+  }
+  const byPath = new Map(doc.frames.map((f) => [resolve(f.input), f]));
+  const byName = new Map(doc.frames.map((f) => [basename(f.input), f]));
+  const matrices = frames.map((p) => {
+    const f = byPath.get(resolve(p)) ?? byName.get(basename(p));
+    if (!f?.matrix || f.error)
+      throw new TileCompileError("TC_INPUT_INVALID", {
+        file: p,
+        reason: f ? `was not registered (${f.error ?? "no transform"}), so it has no transform in ${file}` : `has no entry in ${file}`,
+        hint: "Leave the frame out, or register the same frames again (tile-compile register) and use that transforms.json.",
+      });
+    return f.matrix;
+  });
+  const h = await readFitsHeader(frames[0]!);
+  const reg = loaded.config.registration;
+  return {
+    width: h.width,
+    height: h.height,
+    interpolation: reg.interpolation ?? "lanczos3",
+    debayer: reg.debayer ?? "bilinear",
+    matrices,
+  };
 }

@@ -124,7 +124,8 @@ export interface StackingInput<O = StageOptions> {
    * The fused path (`registration.write_registered: false`, `tile-compile stack --transforms`): `frames` are
    * the calibrated, unregistered frames and this says how each is warped onto the reference grid; the
    * provider warps the rows it reads (core's readWarpedBand) and never writes registered frames. A provider
-   * that cannot (its capability map lacks `stacking.fused`) refuses with TC_ENGINE_UNSUPPORTED.
+   * that cannot must refuse (core's refuseWarp); the pipeline and `stack --transforms` only hand it to the
+   * built-in mean/median/rejection stacker.
    */
   warp?: WarpPlan;
 }
@@ -195,8 +196,8 @@ export interface RegistrationInput<O = StageOptions> {
   history: string[];
   /**
    * false (`registration.write_registered: false`, the fused path): measure each frame's transform only —
-   * no registered frame is written, and a registered frame is one with a `matrix` and no `error`. A
-   * provider that cannot (its capability map lacks `registration.measure_only`) is refused at plan time.
+   * no registered frame is written, and a registered frame is one with a `matrix` and no `error`. The
+   * pipeline asks it of the built-in relative registration only (other engines are refused at plan time).
    */
   writeRegistered?: boolean;
 }

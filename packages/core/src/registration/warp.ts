@@ -12,6 +12,7 @@ import type { TaskContext } from "../executor/contracts.js";
 import { cachedFile, scratch, OPEN_FILES_MAX } from "../executor/cache.js";
 import { FitsFile } from "@tile-compile/fits";
 import { invert } from "./geometry.js";
+import { TileCompileError } from "../errors/index.js";
 import { bayerOf, readFrame } from "./stars.js";
 
 /** What a stacker needs to warp unregistered frames onto the reference grid itself. */
@@ -79,6 +80,19 @@ export function bandInverse(inverse: readonly number[], y0: number, s0: number):
   // T(0, −s0)·: the second row loses s0 × the third.
   for (let k = 0; k < 3; k++) m[3 + k] = m[3 + k]! - s0 * m[6 + k]!;
   return m;
+}
+
+/**
+ * For stacking providers that read registered frames only (TBQR, Siril, ...): refuse a fused-path input
+ * instead of stacking unregistered frames as if they were registered.
+ */
+export function refuseWarp(input: { warp?: WarpPlan }, who: string): void {
+  if (input.warp)
+    throw new TileCompileError("TC_INPUT_INVALID", {
+      input: "stacking",
+      reason: `${who} stacks registered frames; it cannot warp calibrated frames as it reads them (registration.write_registered: false / --transforms)`,
+      hint: "Set registration.write_registered: true (the default), or use the built-in mean, median or rejection stacking.",
+    });
 }
 
 /** The Bayer layout of a frame from its header (a one-channel frame with a known BAYERPAT), else undefined. */
