@@ -11,7 +11,8 @@ import type { EngineContext, FrameRef } from "../kernel/contracts.js";
 import { defineTask, type SharedRef } from "../executor/contracts.js";
 import { MAD_TO_SIGMA, median } from "../util/stats.js";
 import { skyGrid, type SkyGrid } from "./local-normalization.js";
-import { warpFrame, type WarpPlan } from "../registration/warp.js";
+import { cfaOf, warpFrame, warpRows, type WarpPlan } from "../registration/warp.js";
+import { invert } from "../registration/geometry.js";
 
 /** How the fused path warps a frame onto the reference grid before its figures are measured. */
 export interface FrameWarp {
@@ -80,19 +81,34 @@ export async function frameStats(
   const f = await FitsFile.open(path);
   try {
     const r = await f.image(hdu);
-    // The fused path: the frame as registration would have written it, warped in memory (whole: every figure
-    // then comes from the warped pixels, as from a registered frame).
-    const warped = warp
-      ? await warpFrame(recon, { path, ...(hdu !== undefined ? { hdu } : {}) }, warp.matrix, { ...warp, signal })
-      : undefined;
+    const STRIPS = 16;
+    const stripRows = Math.ceil(r.height / (16 * STRIPS));
+    const whole = withStars || withPsf || gridBox > 0 || STRIPS * stripRows * 2 > r.height;
+    // The fused path: the frame as registration would have written it — warped whole in memory where the
+    // figures need the whole frame, else only the strips the location and scale are sampled from (the same
+    // rows, the same values: warpRows gives a registered file's rows bit for bit).
+    const warped =
+      warp && whole ? await warpFrame(recon, { path, ...(hdu !== undefined ? { hdu } : {}) }, warp.matrix, { ...warp, signal }) : undefined;
+    let mosaicRange = warped?.mosaicRange;
+    const inverse = warp && !warped ? invert(warp.matrix) : undefined;
+    if (warp && !warped && !inverse) throw new Error(`${path}: the registration transform is singular`);
+    if (inverse && warp!.debayer === "rcd" && cfaOf(r)) {
+      // RCD of the strips needs the whole mosaic's value range (WarpPlan.ranges).
+      const raw = await r.readAll({ signal });
+      let lo = Infinity,
+        hi = -Infinity;
+      for (const v of raw)
+        if (v - v === 0) {
+          if (v < lo) lo = v;
+          if (v > hi) hi = v;
+        }
+      mosaicRange = [lo, hi];
+    }
     const { width, height } = warped ?? r;
     const n = width * height;
     // Location and scale come from a sample of whole rows: STRIPS strips spread evenly over the frame,
     // 1/16 of the rows in all (a read per strip; per-row reads of a grid sample were measured slower than
     // reading the whole frame). Star figures need the whole frame, so then it is read whole.
-    const STRIPS = 16;
-    const stripRows = Math.ceil(height / (16 * STRIPS));
-    const whole = withStars || withPsf || gridBox > 0 || STRIPS * stripRows * 2 > height;
     const all = warped?.data ?? (whole ? await r.readAll({ signal }) : undefined);
     const median: number[] = [],
       sigma: number[] = [];
@@ -109,11 +125,14 @@ export async function frameStats(
         // and a MAD, and their selection costs a quarter.
         // The strips are read concurrently (each is a small read; their latencies overlap).
         signal.throwIfAborted();
-        // (A warped frame in memory gives the same strips: the same figures as its registered file would.)
+        // (The fused path warps just these rows: the same figures as its registered file would give.)
         const strips = await Promise.all(
-          Array.from({ length: STRIPS }, (_, k) => {
+          Array.from({ length: STRIPS }, async (_, k) => {
             const y = Math.min(height - stripRows, Math.floor(((k + 0.5) * height) / STRIPS));
-            return all ? Promise.resolve(all.subarray(c * n + y * width, c * n + (y + stripRows) * width)) : r.readRows(y, stripRows, c);
+            if (!inverse) return r.readRows(y, stripRows, c);
+            const rows = new Float32Array(stripRows * width);
+            await warpRows(recon, r, { width, ...warp! }, inverse, y, stripRows, c, rows, signal, mosaicRange);
+            return rows;
           }),
         );
         sample = new Float32Array(STRIPS * Math.ceil((stripRows * width) / 4));
@@ -167,7 +186,7 @@ export async function frameStats(
       ...(psfStars ? { psfStars } : {}),
       ...(grids ? { skyGrid: grids } : {}),
       ...(starFlux ? { starFlux } : {}),
-      ...(warped?.mosaicRange ? { mosaicRange: warped.mosaicRange } : {}),
+      ...(mosaicRange ? { mosaicRange } : {}),
     };
   } finally {
     await f.close();

@@ -125,37 +125,62 @@ export async function readWarpedBand(
     const h = keepOpen ? await cachedFile(ctx, f.path) : undefined;
     const file = h?.file ?? (await FitsFile.open(f.path));
     try {
-      const img = await file.image(f.hdu);
-      const cfa = cfaOf({ channels: img.channels, header: img.header });
-      const margin = WARP_SUPPORT[plan.interpolation] + (cfa ? DEBAYER_MARGIN[plan.debayer] : 0);
-      const span = sourceRows(inverse, W, y0, rows, img.height, margin, !!cfa);
-      if (!span) {
-        views[k]!.fill(NaN);
-        continue;
-      }
-      const [s0, s1] = span;
-      let plane: Float32Array;
-      if (cfa) {
-        const mosaic = await img.readRows(s0, s1 - s0, 0);
-        const rgb = await recon.debayer(
-          { data: mosaic, width: img.width, height: s1 - s0 },
-          { ...cfa, method: plan.debayer, signal: ctx.signal, ...(plan.ranges ? { range: plan.ranges[k]! } : {}) },
-        );
-        plane = [rgb.red, rgb.green, rgb.blue][c]!;
-      } else plane = await img.readRows(s0, s1 - s0, c);
-      await recon.warp({ data: plane, width: img.width, height: s1 - s0 }, bandInverse(inverse, y0, s0), {
-        interpolation: plan.interpolation,
-        width: W,
-        height: rows,
-        out: views[k]!,
-        signal: ctx.signal,
-      });
+      await warpRows(recon, await file.image(f.hdu), plan, inverse, y0, rows, c, views[k]!, ctx.signal, plan.ranges?.[k]);
     } finally {
       if (h) await h.release();
       else await file.close();
     }
   }
   return views;
+}
+
+/**
+ * Rows [y0, y0 + rows) of channel c of one frame (an open image) warped onto the grid through `inverse`
+ * (grid → frame) into `out` (NaN outside the frame): only the source rows the band samples are read (and,
+ * for a one-shot-colour mosaic, demosaicked with a margin — with the frame's `range` for RCD).
+ */
+export async function warpRows(
+  recon: ReconBackend,
+  img: {
+    width: number;
+    height: number;
+    channels: number;
+    header: FitsHeader;
+    readRows(y: number, n: number, c?: number): Promise<Float32Array>;
+  },
+  plan: Pick<WarpPlan, "width" | "interpolation" | "debayer">,
+  inverse: readonly number[],
+  y0: number,
+  rows: number,
+  c: number,
+  out: Float32Array,
+  signal: AbortSignal,
+  range?: [number, number],
+): Promise<void> {
+  const cfa = cfaOf(img);
+  const margin = WARP_SUPPORT[plan.interpolation] + (cfa ? DEBAYER_MARGIN[plan.debayer] : 0);
+  const span = sourceRows(inverse, plan.width, y0, rows, img.height, margin, !!cfa);
+  if (!span) {
+    out.fill(NaN);
+    return;
+  }
+  const [s0, s1] = span;
+  let plane: Float32Array;
+  if (cfa) {
+    const mosaic = await img.readRows(s0, s1 - s0, 0);
+    const rgb = await recon.debayer(
+      { data: mosaic, width: img.width, height: s1 - s0 },
+      { ...cfa, method: plan.debayer, signal, ...(range ? { range } : {}) },
+    );
+    plane = [rgb.red, rgb.green, rgb.blue][c]!;
+  } else plane = await img.readRows(s0, s1 - s0, c);
+  await recon.warp({ data: plane, width: img.width, height: s1 - s0 }, bandInverse(inverse, y0, s0), {
+    interpolation: plan.interpolation,
+    width: plan.width,
+    height: rows,
+    out,
+    signal,
+  });
 }
 
 /**
