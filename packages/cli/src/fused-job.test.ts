@@ -60,6 +60,38 @@ describe("registration.write_registered: false (the fused path) in a job", () =>
     },
   );
 
+  it(
+    "stacking.drizzle in a job: every stack drizzled onto the finer grid from the calibrated frames, with its coverage map",
+    { timeout: 300_000 },
+    async () => {
+      const { makeLibrary } = await import("@tile-compile/test-support/library");
+      const base = mkdtempSync(join(tmpdir(), "tc-drizzle-job-"));
+      await makeLibrary(base, { lightsPerNight: 4 });
+      writeFileSync(
+        join(base, "tile_compile.yaml"),
+        "runtime:\n  memory_budget: 16MiB\nstacking:\n  drizzle:\n    scale: 1.5\n    pixfrac: 0.8\n",
+      );
+      const c = capture();
+      expect(
+        await runCli(["run", join(base, "jobs", "M42_LRGB.json"), "--stage", "stack"], { io: c.io, cwd: base }),
+        c.err.join("\n"),
+      ).toBe(0);
+      const out = join(base, "M42/processed");
+      const stacks = readdirSync(out).filter((f) => /^stack_.*(?<!_coverage)\.fit$/.test(f));
+      expect(stacks.length).toBe(4);
+      for (const s of stacks) {
+        const img = await readFitsImage(join(out, s));
+        const cov = await readFitsImage(join(out, s.replace(/\.fit$/, "_coverage.fit")));
+        const reg = JSON.parse(readFileSync(join(out, "registered", s.replace(/^stack_|\.fit$/g, ""), "transforms.json"), "utf8"));
+        const ref = await readFitsImage(reg.frames[0].input);
+        expect([img.width, img.height]).toEqual([Math.round(1.5 * ref.width), Math.round(1.5 * ref.height)]);
+        expect(img.header.get("DRIZSCAL")).toBe(1.5);
+        expect([cov.width, cov.height]).toEqual([img.width, img.height]);
+      }
+      rmSync(base, { recursive: true, force: true });
+    },
+  );
+
   it("TBQR with write_registered: false is refused before anything runs, with the reason", { timeout: 120_000 }, async () => {
     const { makeLibrary } = await import("@tile-compile/test-support/library");
     const base = mkdtempSync(join(tmpdir(), "tc-fused-job-tbqr-"));
@@ -68,7 +100,7 @@ describe("registration.write_registered: false (the fused path) in a job", () =>
     const c = capture();
     const code = await runCli(["run", join(base, "jobs", "M42_LRGB.json")], { io: c.io, cwd: base });
     expect(code).toBe(78);
-    expect(c.err.join("\n")).toMatch(/write_registered: false needs the built-in mean, median or rejection stacking/);
+    expect(c.err.join("\n")).toMatch(/write_registered: false needs the built-in mean, median, rejection stacking/);
     expect(existsSync(join(base, "M42/processed/calibrated"))).toBe(false);
     rmSync(base, { recursive: true, force: true });
   });

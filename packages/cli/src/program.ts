@@ -83,12 +83,23 @@ export async function runCli(argv: string[], options: CliOptions = {}): Promise<
       "--transforms <file>",
       "stack the calibrated (unregistered) frames with their transforms from this transforms.json (tile-compile register, or a job's registered/<group>/), warping each band as it is read: no registered frames needed",
     )
+    .option("--drizzle <scale>", "drizzle onto a grid SCALE times finer (1, 1.5, 2, 3; needs --transforms); writes OUT_coverage.fit too")
+    .option("--pixfrac <f>", "drizzle drop size, a fraction of an input pixel (default: stacking.drizzle.pixfrac, else 0.8)")
     .option("--json", "machine-readable summary")
     .option("--dry-run", "print the plan (capability, engine, frames, output) and stack nothing")
     .action(
       async (
         frames: string[],
-        o: { out: string; method?: string; engine?: string; transforms?: string; json?: boolean; dryRun?: boolean },
+        o: {
+          out: string;
+          method?: string;
+          engine?: string;
+          transforms?: string;
+          drizzle?: string;
+          pixfrac?: string;
+          json?: boolean;
+          dryRun?: boolean;
+        },
       ) => {
         const loaded = await config();
         for (const w of loaded.warnings) io.err(`warning: ${w}`);

@@ -25,7 +25,18 @@ export {
   type WarpOntoReferenceOptions,
 } from "./registration/stars.js";
 export { cleanStars } from "./registration/clean.js";
-export { readWarpedBand, warpFrame, sourceRows, bandInverse, cfaOf, refuseWarp, type WarpPlan } from "./registration/warp.js";
+export {
+  readWarpedBand,
+  warpFrame,
+  warpRows,
+  warpRowsSource,
+  demosaicMargin,
+  sourceRows,
+  bandInverse,
+  cfaOf,
+  refuseWarp,
+  type WarpPlan,
+} from "./registration/warp.js";
 export { pixelAgreement, pixelsConfirm, type PixelAgreement } from "./registration/verify.js";
 export { matchStars, refineMatch, type MatchOptions, type MatchResult } from "./registration/match.js";
 export {

@@ -297,6 +297,11 @@ export const sirilStacking: StackingProvider<StackingOptions> = { optionsSchema:
 
 export async function sirilStack(input: StackingInput<StackingOptions>, ctx: EngineContext): Promise<StackingResult> {
   refuseWarp(input, "Siril");
+  if (input.options.drizzle)
+    throw new TileCompileError("TC_CONFIG_INVALID", {
+      file: "tile_compile.yaml",
+      issues: ["stacking.drizzle: the Siril engine does not drizzle here; use the built-in engine (stacking.engine: native)"],
+    });
   const s = siril(ctx);
   const wd = await workdirOf(ctx);
   if (input.frames.length === 0) throw new TileCompileError("TC_INPUT_INVALID", { input: "stacking", reason: "no frames to stack" });

@@ -24,7 +24,17 @@ import { framesFrom } from "../frames.js";
 
 export async function stackCommand(
   inputs: string[],
-  opts: { out: string; method?: string; engine?: string; transforms?: string; json?: boolean; verbose?: boolean; dryRun?: boolean },
+  opts: {
+    out: string;
+    method?: string;
+    engine?: string;
+    transforms?: string;
+    drizzle?: string;
+    pixfrac?: string;
+    json?: boolean;
+    verbose?: boolean;
+    dryRun?: boolean;
+  },
   loaded: LoadedConfig,
   io: Io,
   signal: AbortSignal,
@@ -49,9 +59,17 @@ export async function stackCommand(
     const { stacking } = loaded.config;
     const method = opts.method ?? stacking.method;
     const engine = opts.engine ?? stacking.engine;
-    const { engine: _e, method: _m, ...options } = stacking;
+    const { engine: _e, method: _m, ...configured } = stacking;
     void _e;
     void _m;
+    const options = opts.drizzle !== undefined ? { ...configured, drizzle: drizzleOf(opts, configured.drizzle) } : configured;
+    if (options.drizzle && !opts.transforms)
+      throw new TileCompileError("TC_INPUT_INVALID", {
+        input: "--drizzle",
+        reason: "drizzle needs the calibrated frames and their transforms",
+        hint: "Add --transforms transforms.json (from tile-compile register) and give the calibrated frames.",
+      });
+    const coverage = options.drizzle ? output.replace(/(\.fits?)?$/i, "_coverage.fit") : undefined;
     const plan = planStage(scope.registry, {
       stage: "stacking",
       method: method === "average" ? "mean" : method,
@@ -71,8 +89,8 @@ export async function stackCommand(
       key: "stack",
       stage: plan,
       inputs: files,
-      outputs: [output],
-      run: async (provider, ctx, [tmp]) => ({
+      outputs: [output, ...(coverage ? [coverage] : [])],
+      run: async (provider, ctx, [tmp, cov]) => ({
         value: await provider.stack(
           {
             frames: files.map((path) => ({ path })),
@@ -81,6 +99,7 @@ export async function stackCommand(
             options: plan.options,
             history: [provenanceLine(plan)],
             ...(warp ? { warp } : {}),
+            ...(cov ? { coverageMap: cov } : {}),
           },
           ctx,
         ),
@@ -151,4 +170,18 @@ async function warpPlanOf(file: string, frames: string[], loaded: LoadedConfig):
     debayer: reg.debayer ?? "bilinear",
     matrices,
   };
+}
+
+/** `--drizzle SCALE [--pixfrac F]` over `stacking.drizzle`: checked like the configuration. */
+function drizzleOf(
+  opts: { drizzle?: string; pixfrac?: string },
+  configured: { scale: number; pixfrac: number; kernel: "square" | "point" } | undefined,
+): { scale: 1 | 1.5 | 2 | 3; pixfrac: number; kernel: "square" | "point" } {
+  const scale = Number(opts.drizzle);
+  const pixfrac = opts.pixfrac !== undefined ? Number(opts.pixfrac) : (configured?.pixfrac ?? 0.8);
+  const issues: string[] = [];
+  if (![1, 1.5, 2, 3].includes(scale)) issues.push(`--drizzle ${opts.drizzle}: use 1, 1.5, 2 or 3`);
+  if (!(pixfrac >= 0.1 && pixfrac <= 1)) issues.push(`--pixfrac ${opts.pixfrac}: use a number from 0.1 to 1`);
+  if (issues.length) throw new TileCompileError("TC_CONFIG_INVALID", { file: "command line", issues });
+  return { scale: scale as 1 | 1.5 | 2 | 3, pixfrac, kernel: configured?.kernel ?? "square" };
 }

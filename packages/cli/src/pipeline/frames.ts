@@ -176,27 +176,33 @@ export function stackStep(s: PipelineState, g: GroupState): RunStep {
     s.cfg.stacking.rejection_maps && method === "rejection"
       ? [stackPath.replace(/\.fit$/, "_rejlow.fit"), stackPath.replace(/\.fit$/, "_rejhigh.fit")]
       : [];
-  const frames = () => g.registered!.frames;
-  // The fused path: the calibrated frames with their transforms, warped by the stacker as it reads them.
+  // The fused path (write_registered: false) and drizzle: the calibrated frames with their transforms, warped
+  // (or drizzled) by the stacker as it reads them; otherwise the registered frames.
   const regCfg = s.cfg.registration;
-  const warp = (): WarpPlan | undefined => {
-    if (regCfg.write_registered) return undefined;
-    const byInput = new Map(registrationOf(s, g).frames.map((f) => [f.input, f.matrix!]));
-    return {
-      width: 0,
-      height: 0,
-      interpolation: regCfg.interpolation ?? "lanczos3",
-      debayer: regCfg.debayer ?? "bilinear",
-      matrices: frames().map((p) => byInput.get(p)!),
-    };
-  };
+  const fromInputs = !regCfg.write_registered || s.cfg.stacking.drizzle !== undefined;
+  const coverage = s.cfg.stacking.drizzle ? [stackPath.replace(/\.fit$/, "_coverage.fit")] : [];
+  const registered = () => registrationOf(s, g).frames.filter((f) => f.matrix && !f.error && (!regCfg.write_registered || f.output));
+  const frames = () => (fromInputs ? registered().map((f) => f.input) : g.registered!.frames);
+  const warp = (): WarpPlan | undefined =>
+    fromInputs
+      ? {
+          width: 0,
+          height: 0,
+          interpolation: regCfg.interpolation ?? "lanczos3",
+          debayer: regCfg.debayer ?? "bilinear",
+          matrices: registered().map((f) => f.matrix!),
+        }
+      : undefined;
   return defineStep({
     key: `stack ${g.label}`,
     stage: st,
     inputs: g.frames,
-    outputs: [stackPath, ...maps],
+    outputs: [stackPath, ...maps, ...coverage],
     stamp: () => stampOf(identity(frames()), JSON.stringify(st.options), st.method, engineId(st), JSON.stringify(warp() ?? null)),
-    run: async (provider, ctx, [tmp, low, high]) => {
+    run: async (provider, ctx, temps) => {
+      const [tmp] = temps;
+      const [low, high] = maps.length ? [temps[1], temps[2]] : [undefined, undefined];
+      const cov = coverage.length ? temps[1 + maps.length] : undefined;
       const w = warp();
       if (w) {
         const h = await readFitsHeader(frames()[0]!);
@@ -212,6 +218,7 @@ export function stackStep(s: PipelineState, g: GroupState): RunStep {
           history: [provenanceLine(s.stages.calibration!), provenanceLine(s.stages.registration()), provenanceLine(st)],
           ...(low && high ? { rejectionMaps: { low, high } } : {}),
           ...(w ? { warp: w } : {}),
+          ...(cov ? { coverageMap: cov } : {}),
         },
         ctx,
       );
@@ -224,7 +231,7 @@ export function stackStep(s: PipelineState, g: GroupState): RunStep {
         ...(r.rejectedPercent ? { rejectedPercent: r.rejectedPercent } : {}),
         ...(r.tbqr ? { tbqr: r.tbqr } : {}),
       };
-      return { outputs: [stackPath, ...maps], value: info, info };
+      return { outputs: [stackPath, ...maps, ...coverage], value: info, info };
     },
     reuse: (_o, info) => (info ?? { frames: frames().length, rejected: [] }) as StackInfo,
     done: (stacked) => {

@@ -91,19 +91,17 @@ function planStages(o: PipelineOptions, out: string, upto: number): PipelineStag
     const stacking = upto >= 2 ? planned(o, "stacking", stackingMethod, stEngine, "stacking.method", {}) : undefined;
     // The fused path needs a registration that can measure without writing and a stacker that warps as it
     // reads: the built-in ones (TBQR reads registered frames in several passes; Siril registers by writing).
-    if (!cfg.registration.write_registered && upto >= 1) {
+    // Drizzle reads the calibrated frames with their transforms too.
+    const what = cfg.stacking.drizzle ? "stacking.drizzle" : "registration.write_registered: false";
+    if ((!cfg.registration.write_registered || cfg.stacking.drizzle) && upto >= 1) {
       const issues: string[] = [];
       const reg = stages.registration();
       if (reg.method !== "relative" || reg.engine.meta.name !== "@tile-compile/engine-native")
+        issues.push(`${what} needs the built-in relative registration (registration.engine is "${cfg.registration.engine}")`);
+      const methods = cfg.stacking.drizzle ? ["mean", "rejection"] : ["mean", "median", "rejection"];
+      if (stacking && (!methods.includes(stacking.method) || stacking.engine.meta.name !== "@tile-compile/engine-native"))
         issues.push(
-          `registration.write_registered: false needs the built-in relative registration (registration.engine is "${cfg.registration.engine}")`,
-        );
-      if (
-        stacking &&
-        (!["mean", "median", "rejection"].includes(stacking.method) || stacking.engine.meta.name !== "@tile-compile/engine-native")
-      )
-        issues.push(
-          `registration.write_registered: false needs the built-in mean, median or rejection stacking (stacking.method is "${stMethod}"${stEngine ? `, engine ${String(stEngine)}` : ""}); TBQR and Siril read registered frames`,
+          `${what} needs the built-in ${methods.join(", ")} stacking (stacking.method is "${stMethod}"${stEngine ? `, engine ${String(stEngine)}` : ""}); TBQR and Siril read registered frames`,
         );
       if (issues.length) throw new TileCompileError("TC_CONFIG_INVALID", { file: "tile_compile.yaml", issues });
     }

@@ -81,6 +81,7 @@ export const stackingOptionsSchema = z.object({
   local_normalization: z.object({ scale: z.number().int().min(16) }).optional(),
   weighting: z.enum(weightings).optional(),
   frame_filters: frameFilters.optional(),
+  drizzle: z.object({ scale: z.number().min(1).max(4), pixfrac: z.number().min(0).max(1), kernel: z.enum(["square", "point"]) }).optional(),
 });
 export type StackingOptions = z.infer<typeof stackingOptionsSchema>;
 
@@ -209,6 +210,24 @@ export const configSchema = z.strictObject({
       frame_filters: frameFilters
         .default({})
         .describe("Drop frames before stacking: e.g. { fwhm: { kappa: 2 }, stars: { keep: 90 } } (keep the best 90 %)"),
+      drizzle: z
+        .strictObject({
+          scale: z
+            .union([z.literal(1), z.literal(1.5), z.literal(2), z.literal(3)])
+            .default(2)
+            .describe("Output pixels per input pixel, per axis: 1, 1.5, 2 (default) or 3"),
+          pixfrac: z
+            .number()
+            .min(0.1)
+            .max(1)
+            .default(0.8)
+            .describe("Drop size as a fraction of an input pixel (0.1–1; default 0.8): smaller is sharper and needs more dithered frames"),
+          kernel: z.enum(["square", "point"]).default("square").describe("Drop shape: square (default) or point"),
+        })
+        .optional()
+        .describe(
+          "Drizzle (variable-pixel linear reconstruction) of the calibrated frames through their registration transforms onto a grid `scale` times finer: sharper stars from undersampled, dithered frames. Built-in mean/rejection stacking; rejection by the 1× stack blotted back; writes stack_…_coverage.fit",
+        ),
       rejection_maps: z
         .boolean()
         .default(false)

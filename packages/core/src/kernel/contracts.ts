@@ -128,6 +128,8 @@ export interface StackingInput<O = StageOptions> {
    * built-in mean/median/rejection stacker.
    */
   warp?: WarpPlan;
+  /** With `stacking.drizzle`: also write the coverage map (summed drop weight × area per output pixel) here (a temporary path, like `output`). */
+  coverageMap?: string;
 }
 
 export interface StackingResult {

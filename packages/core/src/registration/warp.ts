@@ -42,6 +42,11 @@ const WARP_SUPPORT: Record<Interpolation, number> = { bilinear: 1, bicubic: 2, l
  */
 const DEBAYER_MARGIN = { rcd: 16, bilinear: 2 } as const;
 
+/** Rows of mosaic a band demosaic needs on each side to give the whole frame's values (even). */
+export function demosaicMargin(debayer: WarpPlan["debayer"]): number {
+  return DEBAYER_MARGIN[debayer];
+}
+
 /**
  * The source rows [s0, s1) of a `srcHeight`-row frame that the output rows [y0, y0 + rows) of a `width`-px
  * wide grid sample through `inverse` (grid → frame), widened by `margin`; s0 even with `even`. Null when
@@ -165,15 +170,7 @@ export async function warpRows(
     return;
   }
   const [s0, s1] = span;
-  let plane: Float32Array;
-  if (cfa) {
-    const mosaic = await img.readRows(s0, s1 - s0, 0);
-    const rgb = await recon.debayer(
-      { data: mosaic, width: img.width, height: s1 - s0 },
-      { ...cfa, method: plan.debayer, signal, ...(range ? { range } : {}) },
-    );
-    plane = [rgb.red, rgb.green, rgb.blue][c]!;
-  } else plane = await img.readRows(s0, s1 - s0, c);
+  const { data: plane } = await warpRowsSource(recon, img, plan.debayer, span, c, signal, range);
   await recon.warp({ data: plane, width: img.width, height: s1 - s0 }, bandInverse(inverse, y0, s0), {
     interpolation: plan.interpolation,
     width: plan.width,
@@ -181,6 +178,40 @@ export async function warpRows(
     out,
     signal,
   });
+}
+
+/** An open image as warpRows reads it. */
+type RowSource = {
+  width: number;
+  height: number;
+  channels: number;
+  header: FitsHeader;
+  readRows(y: number, n: number, c?: number): Promise<Float32Array>;
+};
+
+/**
+ * Source rows [s0, s1) of channel c of a frame as registration resamples them: a one-shot-colour mosaic
+ * demosaicked on the rows (s0 even — the caller widens `span` by the demosaic's margin: see warpRows), with
+ * the frame's `range` for RCD; else the channel's rows.
+ */
+export async function warpRowsSource(
+  recon: ReconBackend,
+  img: RowSource,
+  debayer: WarpPlan["debayer"],
+  span: [number, number],
+  c: number,
+  signal: AbortSignal,
+  range?: [number, number],
+): Promise<{ data: Float32Array; rows: [number, number] }> {
+  const cfa = cfaOf(img);
+  const [s0, s1] = span;
+  if (!cfa) return { data: await img.readRows(s0, s1 - s0, c), rows: span };
+  const mosaic = await img.readRows(s0, s1 - s0, 0);
+  const rgb = await recon.debayer(
+    { data: mosaic, width: img.width, height: s1 - s0 },
+    { ...cfa, method: debayer, signal, ...(range ? { range } : {}) },
+  );
+  return { data: [rgb.red, rgb.green, rgb.blue][c]!, rows: span };
 }
 
 /**

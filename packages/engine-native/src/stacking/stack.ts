@@ -55,6 +55,8 @@ import {
 } from "@tile-compile/core";
 import { FitsFile } from "@tile-compile/core";
 import { photometryPlan } from "../tbqr/reconstruct.js";
+import { drizzleBandTask, type DrizzleBandPlan, type DrizzleBandResult, type DrizzleOptions } from "./drizzle.js";
+import { rm } from "node:fs/promises";
 
 /** Frames measured at once by the statistics pass. */
 const STATS_IN_FLIGHT = 4;
@@ -366,6 +368,7 @@ export async function nativeStack(input: StackingInput<NativeStackingOptions>, c
     if (rejection !== "none") header.set("REJECT", `${rejName} ${low} ${high}`, "pixel rejection and thresholds");
     if (normalization !== "none") header.set("NORMALIZ", normalization, "frame normalisation before combining");
     if (gridBox) header.set("LNSCALE", gridBox, "local normalisation box size (px)");
+    if (o.drizzle) return drizzled(o.drizzle, header);
     const writer = await FitsWriter.create(
       input.output,
       { width, height, channels },
@@ -477,5 +480,172 @@ export async function nativeStack(input: StackingInput<NativeStackingOptions>, c
       ...(frameWeights ? { frameWeights } : {}),
       ...(rejectedPercent ? { rejectedPercent } : {}),
     };
+
+    /**
+     * `stacking.drizzle` (drizzle.ts): the 1× stack with the configured rejection first when there is one
+     * (the blot reference), then the drizzle bands; coverage map when asked.
+     */
+    async function drizzled(dz: DrizzleOptions, header: FitsHeader): Promise<StackingResult> {
+      if (!warp)
+        throw new TileCompileError("TC_INPUT_INVALID", {
+          input: "stacking.drizzle",
+          reason: "drizzle needs the calibrated frames and their registration transforms, not registered frames",
+          hint: "Run it in a job (the pipeline passes the transforms) or give tile-compile stack --transforms transforms.json.",
+        });
+      if (normalization === "local")
+        throw new TileCompileError("TC_CONFIG_INVALID", {
+          file: "tile_compile.yaml",
+          issues: ["stacking.drizzle with stacking.normalization: local is not supported yet; use additive (the default) with drizzle"],
+        });
+      if (method === "median")
+        throw new TileCompileError("TC_CONFIG_INVALID", {
+          file: "tile_compile.yaml",
+          issues: ["stacking.drizzle combines by weighted mean; use stacking.method: mean or rejection"],
+        });
+      const s = dz.scale;
+      const outWidth = Math.round(width * s),
+        outHeight = Math.round(height * s);
+      let blot: DrizzleBandPlan["blot"] = null;
+      if (rejection !== "none") {
+        const ref = `${input.output}.drizzle-1x.fit`;
+        await nativeStack(
+          {
+            ...input,
+            frames,
+            warp: { ...warp, matrices: matrices! },
+            output: ref,
+            options: { ...o, drizzle: undefined },
+            rejectionMaps: undefined,
+          },
+          { ...ctx, progress: (f, note) => ctx.progress(0.5 * f, note ? `1× reference: ${note}` : "1× reference") },
+        );
+        blot = { path: ref, low: low!, high: high! };
+      }
+      try {
+        const plan: DrizzleBandPlan = {
+          frames: frames.map((f) => ({ path: f.path, ...(f.hdu !== undefined ? { hdu: f.hdu } : {}) })),
+          matrices: matrices!,
+          width,
+          height,
+          outWidth,
+          outHeight,
+          drizzle: dz,
+          debayer: warp.debayer,
+          ...(needRanges ? { ranges: stats.map((st) => st.mosaicRange!) } : {}),
+          channels: Array.from({ length: channels }, (_, c) => {
+            const w = weightsFor(c);
+            const mean = w ? w.reduce((a, v) => a + v, 0) / w.length : 1;
+            return {
+              scale: frames.map((_, i) => affine(i, c)[0]),
+              offset: frames.map((_, i) => affine(i, c)[1]),
+              weights: frames.map((_, i) => (w ? w[i]! / mean : 1)),
+              sigma: frames.map((_, i) => (stats[i] ? stats[i]!.sigma[c]! * Math.abs(affine(i, c)[0]) : 0)),
+            };
+          }),
+          blot,
+        };
+        const shared = await executor.share("stack.drizzle-plan", plan);
+        // Per output pixel: two f64 accumulators and the f32 results; every frame's source rows pass through one at a time.
+        const rowsPerBand = Math.min(
+          bandRows(outWidth * 24 + (width * 8) / s, outHeight, ctx.runtime.memoryBudgetBytes),
+          Math.max(1, Math.ceil(outHeight / (executor.parallelism ?? 1))),
+        );
+        scaleWcs(header, s);
+        header.set("DRIZSCAL", s, "drizzle: output pixels per input pixel (per axis)");
+        header.set("DRIZPIXF", dz.pixfrac, "drizzle: drop size / input pixel");
+        header.set("DRIZKERN", dz.kernel, "drizzle kernel");
+        const writer = await FitsWriter.create(
+          input.output,
+          { width: outWidth, height: outHeight, channels },
+          { bitpix: -32, header, history: input.history, signal: ctx.signal },
+        );
+        const cover = input.coverageMap
+          ? await coverageWriter(input.coverageMap, outWidth, outHeight, channels, dz, input.history, ctx.signal)
+          : undefined;
+        let rejectedValues = 0,
+          empty = 0;
+        try {
+          const units: WorkUnit<unknown, DrizzleBandResult>[] = [];
+          for (let c = 0; c < channels; c++)
+            for (let y0 = 0; y0 < outHeight; y0 += rowsPerBand)
+              units.push({
+                id: `drizzle/${c}/${y0}`,
+                task: drizzleBandTask as never,
+                input: { plan: shared, c, y0, rows: Math.min(rowsPerBand, outHeight - y0) },
+              });
+          let done = 0;
+          for await (const r of executor.run(units, { signal: ctx.signal })) {
+            rejectedValues += r.rejected;
+            for (const v of r.coverage) if (!(v > 0)) empty++;
+            await writer.write(r.data);
+            if (cover) await cover.write(r.coverage);
+            ctx.progress((blot ? 0.5 : 0.2) + ((blot ? 0.5 : 0.8) * ++done) / units.length, "drizzle");
+          }
+          await writer.commit();
+          if (cover) await cover.commit();
+        } catch (e) {
+          await writer.abort();
+          if (cover) await cover.abort();
+          throw e;
+        }
+        ctx.logger.info(
+          `drizzle ×${s} (pixfrac ${dz.pixfrac}, ${dz.kernel}): ${outWidth}×${outHeight}; ${empty} output values without a drop${blot ? `; ${rejectedValues} input values rejected against the 1× stack` : ""}`,
+        );
+        if (empty > 0)
+          ctx.logger.warn(
+            `drizzle: ${empty} output pixel values got no drop (NaN): too few dithered frames for pixfrac ${dz.pixfrac} at ×${s} — raise pixfrac or lower the scale`,
+          );
+        return {
+          frameCount: frames.length,
+          width: outWidth,
+          height: outHeight,
+          channels,
+          ...(rejectedFrames.length ? { rejectedFrames } : {}),
+        };
+      } finally {
+        if (blot) await rm(blot.path, { force: true });
+      }
+    }
   }
+}
+
+/**
+ * The WCS of a drizzled output: the pixel scale divided by `s` (CDELTi, CDi_j), the reference pixel moved
+ * onto the finer grid (FITS pixel centres at integers from 1: CRPIX' = (CRPIX − ½)·s + ½).
+ */
+function scaleWcs(h: FitsHeader, s: number): void {
+  for (const k of ["CRPIX1", "CRPIX2"]) {
+    const v = h.getNumber(k);
+    if (v !== undefined) h.set(k, (v - 0.5) * s + 0.5, undefined, { numberFormat: "float" });
+  }
+  for (const k of ["CDELT1", "CDELT2", "CD1_1", "CD1_2", "CD2_1", "CD2_2"]) {
+    const v = h.getNumber(k);
+    if (v !== undefined) h.set(k, v / s, undefined, { numberFormat: "float" });
+  }
+  for (const k of ["XPIXSZ", "YPIXSZ"]) {
+    const v = h.getNumber(k);
+    if (v !== undefined) h.set(k, v / s, undefined, { numberFormat: "float" });
+  }
+}
+
+/** The drizzle coverage map's writer: per output pixel, the summed weight × area of the drops in it. */
+function coverageWriter(
+  path: string,
+  width: number,
+  height: number,
+  channels: number,
+  dz: DrizzleOptions,
+  history: string[],
+  signal: AbortSignal,
+): Promise<FitsWriter> {
+  return FitsWriter.create(
+    path,
+    { width, height, channels },
+    {
+      bitpix: -32,
+      header: new FitsHeader().set("IMAGETYP", "Drizzle coverage").set("DRIZSCAL", dz.scale).set("DRIZPIXF", dz.pixfrac),
+      history: [...history, "per output pixel: the summed weight × area of the drops that landed in it"],
+      signal,
+    },
+  );
 }
