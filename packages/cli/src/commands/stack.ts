@@ -175,13 +175,13 @@ async function warpPlanOf(file: string, frames: string[], loaded: LoadedConfig):
 /** `--drizzle SCALE [--pixfrac F]` over `stacking.drizzle`: checked like the configuration. */
 function drizzleOf(
   opts: { drizzle?: string; pixfrac?: string },
-  configured: { scale: number; pixfrac: number; kernel: "square" | "point" } | undefined,
-): { scale: 1 | 1.5 | 2 | 3; pixfrac: number; kernel: "square" | "point" } {
+  configured: { scale: number; pixfrac: number; kernel: "square" | "point"; cfa: boolean } | undefined,
+): { scale: 1 | 1.5 | 2 | 3; pixfrac: number; kernel: "square" | "point"; cfa: boolean } {
   const scale = Number(opts.drizzle);
   const pixfrac = opts.pixfrac !== undefined ? Number(opts.pixfrac) : (configured?.pixfrac ?? 0.8);
   const issues: string[] = [];
   if (![1, 1.5, 2, 3].includes(scale)) issues.push(`--drizzle ${opts.drizzle}: use 1, 1.5, 2 or 3`);
   if (!(pixfrac >= 0.1 && pixfrac <= 1)) issues.push(`--pixfrac ${opts.pixfrac}: use a number from 0.1 to 1`);
   if (issues.length) throw new TileCompileError("TC_CONFIG_INVALID", { file: "command line", issues });
-  return { scale: scale as 1 | 1.5 | 2 | 3, pixfrac, kernel: configured?.kernel ?? "square" };
+  return { scale: scale as 1 | 1.5 | 2 | 3, pixfrac, kernel: configured?.kernel ?? "square", cfa: configured?.cfa ?? true };
 }

@@ -81,7 +81,14 @@ export const stackingOptionsSchema = z.object({
   local_normalization: z.object({ scale: z.number().int().min(16) }).optional(),
   weighting: z.enum(weightings).optional(),
   frame_filters: frameFilters.optional(),
-  drizzle: z.object({ scale: z.number().min(1).max(4), pixfrac: z.number().min(0).max(1), kernel: z.enum(["square", "point"]) }).optional(),
+  drizzle: z
+    .object({
+      scale: z.number().min(1).max(4),
+      pixfrac: z.number().min(0).max(1),
+      kernel: z.enum(["square", "point"]),
+      cfa: z.boolean().optional(),
+    })
+    .optional(),
 });
 export type StackingOptions = z.infer<typeof stackingOptionsSchema>;
 
@@ -223,6 +230,12 @@ export const configSchema = z.strictObject({
             .default(0.8)
             .describe("Drop size as a fraction of an input pixel (0.1–1; default 0.8): smaller is sharper and needs more dithered frames"),
           kernel: z.enum(["square", "point"]).default("square").describe("Drop shape: square (default) or point"),
+          cfa: z
+            .boolean()
+            .default(true)
+            .describe(
+              "One-shot-colour (Bayer) frames: drizzle each photosite into its own colour plane, no demosaic (Bayer drizzle; default). false: demosaic first, then drizzle",
+            ),
         })
         .optional()
         .describe(

@@ -40,6 +40,8 @@ export interface DrizzleOptions {
   scale: number;
   pixfrac: number;
   kernel: "square" | "point";
+  /** One-shot-colour frames: each photosite into its own colour plane (Bayer drizzle), no demosaic. Default true. */
+  cfa?: boolean;
 }
 
 /** What every drizzle band unit shares. */
@@ -55,6 +57,8 @@ export interface DrizzleBandPlan {
   drizzle: DrizzleOptions;
   debayer: "rcd" | "bilinear";
   ranges?: [number, number][];
+  /** Bayer drizzle: the frames' mosaic layout; each channel takes only its own photosites. */
+  cfa?: { pattern: string; offsetX: number; offsetY: number };
   /** Per channel: normalisation x' = scale·x + offset and weights per frame; σ' per frame (normalised noise). */
   channels: { scale: number[]; offset: number[]; weights: number[]; sigma: number[] }[];
   /** Rejection by blotting the 1× stack: its path and the thresholds (σ units), or null for none. */
@@ -127,13 +131,13 @@ export const drizzleBandTask = defineTask(
     // The band in reference coordinates (pixel centres at integers): output V = (Y + ½)·s − ½.
     const yRef0 = Math.floor((i.y0 - 1) / s) - 1,
       yRef1 = Math.ceil((i.y0 + i.rows + 1) / s) + 1;
-    // The 1× stack's rows under the band, for the blot.
+    // The 1× stack's rows under the band, for the blot (two rows beyond the bilinear neighbours).
     let ref: Float32Array | undefined;
     let b0 = 0,
       bN = 0;
     if (plan.blot) {
-      b0 = Math.max(0, yRef0 - 2);
-      bN = Math.min(plan.height, yRef1 + 3) - b0;
+      b0 = Math.max(0, yRef0 - 3);
+      bN = Math.min(plan.height, yRef1 + 4) - b0;
       const f = await FitsFile.open(plan.blot.path);
       try {
         ref = await (await f.image()).readRows(b0, bN, i.c);
@@ -153,7 +157,19 @@ export const drizzleBandTask = defineTask(
         b = ref![y0 * W + x0 + 1]!,
         c = ref![(y0 + 1) * W + x0]!,
         d = ref![(y0 + 1) * W + x0 + 1]!;
-      return [(1 - fy) * ((1 - fx) * a + fx * b) + fy * ((1 - fx) * c + fx * d), Math.max(a, b, c, d) - Math.min(a, b, c, d)];
+      // The range over the 4 × 4 pixels around the sample (the 2 × 2 where the frame's edge is closer): how
+      // much the 1× stack changes within a pixel or two — a star's flank or core, where a sharper sample (a
+      // photosite of a Bayer drizzle, a sharp frame) differs from the blurrier 1× stack by that much.
+      let lo = Math.min(a, b, c, d),
+        hi = Math.max(a, b, c, d);
+      if (x0 >= 1 && x0 + 2 < W && y0 >= 1 && y0 + 2 < bN)
+        for (let yy = y0 - 1; yy <= y0 + 2; yy++)
+          for (let xx = x0 - 1; xx <= x0 + 2; xx++) {
+            const v = ref![yy * W + xx]!;
+            if (v < lo) lo = v;
+            if (v > hi) hi = v;
+          }
+      return [(1 - fy) * ((1 - fx) * a + fx * b) + fy * ((1 - fx) * c + fx * d), hi - lo];
     };
     let rejected = 0;
     const recon = loadRecon();
@@ -172,19 +188,16 @@ export const drizzleBandTask = defineTask(
         // them (so those rows have the whole frame's values) that is not drizzled.
         const core = sourceRows(inverse, W, yRef0, yRef1 - yRef0, img.height, 2, false);
         if (!core) continue;
-        const dm = cfaOf(img) ? demosaicMargin(plan.debayer) : 0;
+        const dm = cfaOf(img) && !plan.cfa ? demosaicMargin(plan.debayer) : 0;
         let r0 = Math.max(0, core[0] - dm);
         if (dm) r0 -= r0 & 1;
-        const src = await warpRowsSource(
-          recon,
-          img,
-          plan.debayer,
-          [r0, Math.min(img.height, core[1] + dm)],
-          i.c,
-          ctx.signal,
-          plan.ranges?.[k],
-        );
+        // Bayer drizzle: the raw mosaic rows, each photosite only into its own colour's plane.
+        const src = plan.cfa
+          ? { data: await img.readRows(core[0], core[1] - core[0], 0), rows: core }
+          : await warpRowsSource(recon, img, plan.debayer, [r0, Math.min(img.height, core[1] + dm)], i.c, ctx.signal, plan.ranges?.[k]);
         const s0 = src.rows[0];
+        const colour = plan.cfa ? "RGB"[i.c]! : "";
+        const site = (x: number, y: number) => plan.cfa!.pattern[((y + plan.cfa!.offsetY) & 1) * 2 + ((x + plan.cfa!.offsetX) & 1)];
         const a = ch.scale[k]!,
           b = ch.offset[k]!,
           w = ch.weights[k]!,
@@ -194,6 +207,7 @@ export const drizzleBandTask = defineTask(
         for (let y = core[0]; y < core[1]; y++) {
           const row = (y - s0) * img.width;
           for (let x = 0; x < img.width; x++) {
+            if (colour && site(x, y) !== colour) continue;
             const v = src.data[row + x]!;
             if (!(v - v === 0)) continue;
             const q = H[6]! * x + H[7]! * y + H[8]!;
@@ -206,7 +220,7 @@ export const drizzleBandTask = defineTask(
             if (ref) {
               const [m, range] = blotAt(X, Y);
               if (m - m === 0) {
-                const tol = Math.sqrt(sig * sig + 0.25 * range * range);
+                const tol = Math.sqrt(sig * sig + 1.44 * range * range);
                 if (xv < m - lowT * tol || xv > m + highT * tol) {
                   rejected++;
                   continue;

@@ -532,6 +532,7 @@ export async function nativeStack(input: StackingInput<NativeStackingOptions>, c
           drizzle: dz,
           debayer: warp.debayer,
           ...(needRanges ? { ranges: stats.map((st) => st.mosaicRange!) } : {}),
+          ...(cfa && dz.cfa !== false ? { cfa: { pattern: cfa.pattern, offsetX: cfa.offsetX, offsetY: cfa.offsetY } } : {}),
           channels: Array.from({ length: channels }, (_, c) => {
             const w = weightsFor(c);
             const mean = w ? w.reduce((a, v) => a + v, 0) / w.length : 1;
@@ -554,6 +555,10 @@ export async function nativeStack(input: StackingInput<NativeStackingOptions>, c
         header.set("DRIZSCAL", s, "drizzle: output pixels per input pixel (per axis)");
         header.set("DRIZPIXF", dz.pixfrac, "drizzle: drop size / input pixel");
         header.set("DRIZKERN", dz.kernel, "drizzle kernel");
+        if (cfa && dz.cfa !== false) {
+          header.delete("DEBAYER");
+          header.set("DRIZCFA", true, `Bayer drizzle of the ${cfa.pattern} mosaic (no demosaic)`);
+        }
         const writer = await FitsWriter.create(
           input.output,
           { width: outWidth, height: outHeight, channels },
