@@ -481,6 +481,20 @@ export async function nativeStack(input: StackingInput<NativeStackingOptions>, c
       ...(rejectedPercent ? { rejectedPercent } : {}),
     };
 
+    /** Per channel, each frame's normalisation, relative weight (mean 1) and normalised noise, for the drizzle bands. */
+    function drizzleChannels(): DrizzleBandPlan["channels"] {
+      return Array.from({ length: channels }, (_, c) => {
+        const w = weightsFor(c);
+        const mean = w ? w.reduce((a, v) => a + v, 0) / w.length : 1;
+        return {
+          scale: frames.map((_, i) => affine(i, c)[0]),
+          offset: frames.map((_, i) => affine(i, c)[1]),
+          weights: frames.map((_, i) => (w ? w[i]! / mean : 1)),
+          sigma: frames.map((_, i) => (stats[i] ? stats[i]!.sigma[c]! * Math.abs(affine(i, c)[0]) : 0)),
+        };
+      });
+    }
+
     /**
      * `stacking.drizzle` (drizzle.ts): the 1× stack with the configured rejection first when there is one
      * (the blot reference), then the drizzle bands; coverage map when asked.
@@ -533,16 +547,7 @@ export async function nativeStack(input: StackingInput<NativeStackingOptions>, c
           debayer: warp.debayer,
           ...(needRanges ? { ranges: stats.map((st) => st.mosaicRange!) } : {}),
           ...(cfa && dz.cfa !== false ? { cfa: { pattern: cfa.pattern, offsetX: cfa.offsetX, offsetY: cfa.offsetY } } : {}),
-          channels: Array.from({ length: channels }, (_, c) => {
-            const w = weightsFor(c);
-            const mean = w ? w.reduce((a, v) => a + v, 0) / w.length : 1;
-            return {
-              scale: frames.map((_, i) => affine(i, c)[0]),
-              offset: frames.map((_, i) => affine(i, c)[1]),
-              weights: frames.map((_, i) => (w ? w[i]! / mean : 1)),
-              sigma: frames.map((_, i) => (stats[i] ? stats[i]!.sigma[c]! * Math.abs(affine(i, c)[0]) : 0)),
-            };
-          }),
+          channels: drizzleChannels(),
           blot,
         };
         const shared = await executor.share("stack.drizzle-plan", plan);
