@@ -46,6 +46,10 @@ describe("registration.write_registered: false (the fused path) in a job", () =>
       }
       expect(fits(join(out(a), "registered")).length).toBeGreaterThan(0);
       expect(fits(join(out(b), "registered"))).toEqual([]);
+      // The run record counts every frame as stacked (the stacker saw the calibrated ones).
+      const runB = JSON.parse(readFileSync(join(out(b), "run.json"), "utf8"));
+      for (const g of runB.stages.pipeline.groups as { frames: { stacked: boolean }[] }[])
+        expect(g.frames.every((f) => f.stacked)).toBe(true);
       // transforms.json is still written: the stack reads its matrices.
       const transforms = readdirSync(join(out(b), "registered"), { recursive: true, encoding: "utf8" }).filter((f) =>
         f.endsWith("transforms.json"),
@@ -88,6 +92,24 @@ describe("registration.write_registered: false (the fused path) in a job", () =>
         expect(img.header.get("DRIZSCAL")).toBe(1.5);
         expect([cov.width, cov.height]).toEqual([img.width, img.height]);
       }
+      // run.json and the report: the drizzle's figures per group, every registered frame counted as stacked,
+      // the coverage map previewed.
+      const run = JSON.parse(readFileSync(join(out, "run.json"), "utf8"));
+      const groups = run.stages.pipeline.groups as {
+        frames: { stacked: boolean }[];
+        stack: { drizzle: { scale: number; emptyPixels: number; fwhmPx: { oneX: number; drizzled: number }; coverage: string } };
+      }[];
+      expect(groups.length).toBe(4);
+      for (const g of groups) {
+        expect(g.frames.every((f) => f.stacked)).toBe(true);
+        expect(g.stack.drizzle.scale).toBe(1.5);
+        expect(g.stack.drizzle.fwhmPx.drizzled).toBeGreaterThan(0);
+        expect(g.stack.drizzle.fwhmPx.oneX).toBeGreaterThan(0);
+        expect(existsSync(g.stack.drizzle.coverage)).toBe(true);
+      }
+      const html = readFileSync(join(out, "report.html"), "utf8");
+      expect(html).toMatch(/Drizzle ×<[^>]*>1\.5</);
+      expect(html).toMatch(/drizzle ×1\.5 coverage\)/);
       rmSync(base, { recursive: true, force: true });
     },
   );

@@ -164,7 +164,7 @@ function registrationOf(s: PipelineState, g: GroupState): RegistrationResult {
 
 type StackInfo = { frames: number; rejected: { path: string; reason: string }[] } & Pick<
   StackingResult,
-  "frameWeights" | "rejectedPercent" | "tbqr"
+  "frameWeights" | "rejectedPercent" | "tbqr" | "drizzle"
 >;
 
 /** Stack the group's registered frames into `stack_<filter>_<exposure>s.fit` (and the rejection maps when asked). */
@@ -230,6 +230,7 @@ export function stackStep(s: PipelineState, g: GroupState): RunStep {
         ...(r.frameWeights ? { frameWeights: r.frameWeights } : {}),
         ...(r.rejectedPercent ? { rejectedPercent: r.rejectedPercent } : {}),
         ...(r.tbqr ? { tbqr: r.tbqr } : {}),
+        ...(r.drizzle ? { drizzle: { ...r.drizzle, ...(coverage.length ? { coverage: coverage[0]! } : {}) } } : {}),
       };
       return { outputs: [stackPath, ...maps, ...coverage], value: info, info };
     },

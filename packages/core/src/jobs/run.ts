@@ -302,6 +302,7 @@ export function previewSources(stages: Record<string, unknown>): PreviewSource[]
     stretched?: string[];
     composed?: string;
     color?: ColorBalanceRecord;
+    groups?: { stack?: { drizzle?: { coverage?: string; scale: number } } }[];
   };
   // The composite with its colour balance undone (v = sky_c + (v' − common)/k_c; approximate where an L
   // layer set the luminance) and as it is, both with the same linked display stretch.
@@ -329,6 +330,17 @@ export function previewSources(stages: Record<string, unknown>): PreviewSource[]
       path: s.path,
       stretched: false,
     })),
+    ...(p.groups ?? []).flatMap((g) =>
+      g.stack?.drizzle?.coverage
+        ? [
+            {
+              title: `${basename(g.stack.drizzle.coverage)} (drizzle ×${g.stack.drizzle.scale} coverage)`,
+              path: g.stack.drizzle.coverage,
+              stretched: false,
+            },
+          ]
+        : [],
+    ),
     ...(p.stretched ?? []).map((path) => ({ title: `${basename(path)} (final)`, path, stretched: true })),
   ];
 }

@@ -132,6 +132,25 @@ export interface StackingInput<O = StageOptions> {
   coverageMap?: string;
 }
 
+/** What a drizzled stack reports (run.json, the run report). */
+export interface DrizzleSummary {
+  scale: number;
+  pixfrac: number;
+  kernel: "square" | "point";
+  /** Bayer drizzle (photosites into their colour planes, no demosaic). */
+  cfa: boolean;
+  /** Output pixel values no drop reached (NaN in the stack). */
+  emptyPixels: number;
+  /** Input values left out against the 1× stack (rejection), when there was one. */
+  rejectedValues?: number;
+  /** Median star FWHM in input pixels: of the 1× stack of the same frames (when it was made, for the rejection) and of the drizzled stack. */
+  fwhmPx?: { oneX?: number; drizzled: number };
+  /** Input pixel scale (″/px) from the header (CDELT/CD, or XPIXSZ and FOCALLEN), when known. */
+  arcsecPerPixel?: number;
+  /** The coverage map written beside the stack (set by the pipeline). */
+  coverage?: string;
+}
+
 export interface StackingResult {
   frameCount: number;
   width: number;
@@ -148,6 +167,8 @@ export interface StackingResult {
   rejectedPercent?: { low: number; high: number };
   /** TBQR's own report (mode, tile grid, validation figures, tile-weight map), when the method is tbqr. */
   tbqr?: TbqrSummary;
+  /** With `stacking.drizzle`: its settings and what came of them. */
+  drizzle?: DrizzleSummary;
 }
 
 /** What a TBQR reconstruction reports about itself (run.json, the run report). */

@@ -15,7 +15,7 @@ import { encode } from "fast-png";
 import { readFitsImage } from "@tile-compile/fits";
 import { mtf } from "../util/mtf.js";
 import type { FrameRecord, GroupRecord } from "./records.js";
-import type { ColorBalanceRecord } from "../kernel/contracts.js";
+import type { ColorBalanceRecord, DrizzleSummary } from "../kernel/contracts.js";
 
 /** The parts of run.json the report reads (both `run` and `reconstruct` write this shape). */
 export interface RunDocument {
@@ -280,6 +280,15 @@ const rowHead = (text: string) => `<th scope="row">${esc(text)}</th>`;
 const td = (html: string, numeric = false, cls = "") =>
   `<td${numeric || cls ? ` class="${[numeric ? "n" : "", cls].filter(Boolean).join(" ")}"` : ""}>${html}</td>`;
 
+/** A drizzled stack's settings and results: FWHM of the 1× and the drizzled stack (input px and ″), empty pixels, rejections, coverage map. */
+function drizzleParagraph(d: DrizzleSummary, base: (string | number)[]): string {
+  const arc = (px: number | undefined) => (px !== undefined && d.arcsecPerPixel ? ` (${(px * d.arcsecPerPixel).toFixed(2)}″)` : "");
+  const fw = d.fwhmPx
+    ? `star FWHM ${d.fwhmPx.oneX !== undefined ? `${fig(d.fwhmPx.oneX, [...base, "fwhmPx", "oneX"], "fixed:2")} px${arc(d.fwhmPx.oneX)} in the 1× stack → ` : ""}${fig(d.fwhmPx.drizzled, [...base, "fwhmPx", "drizzled"], "fixed:2")} px${arc(d.fwhmPx.drizzled)} drizzled (input pixels); `
+    : "";
+  return `<p class="meta">Drizzle ×${fig(d.scale, [...base, "scale"], "text")} (pixfrac ${fig(d.pixfrac, [...base, "pixfrac"], "text")}, ${fig(d.kernel, [...base, "kernel"], "text")}${d.cfa ? ", Bayer drizzle: each photosite into its colour plane" : ""}): ${fw}${fig(d.emptyPixels, [...base, "emptyPixels"], "int")} output values without a drop${d.rejectedValues !== undefined ? `; ${fig(d.rejectedValues, [...base, "rejectedValues"], "int")} input values rejected against the 1× stack` : ""}${d.coverage ? `; coverage map ${fig(d.coverage, [...base, "coverage"], "basename")}` : ""}.</p>`;
+}
+
 function groupSection(g: GroupRecord, base: (string | number)[]): string {
   const fb = [...base, "frames"];
   const stacked = g.frames.filter((f) => f.stacked).length;
@@ -289,6 +298,7 @@ function groupSection(g: GroupRecord, base: (string | number)[]): string {
   parts.push(
     `<p class="meta">Registration reference: ${fig(g.reference, [...base, "reference"], "basename")}${g.stack ? `; stack ${fig(g.stack.path, [...base, "stack", "path"], "basename")} by ${fig(g.stack.method, [...base, "stack", "method"], "text")} of ${fig(g.stack.frames, [...base, "stack", "frames"], "int")} frames` : ""}${g.stack?.rejectedPercent ? `; pixels rejected ${fig(g.stack.rejectedPercent.low, [...base, "stack", "rejectedPercent", "low"], "fixed:3")} % low, ${fig(g.stack.rejectedPercent.high, [...base, "stack", "rejectedPercent", "high"], "fixed:3")} % high` : ""}</p>`,
   );
+  if (g.stack?.drizzle) parts.push(drizzleParagraph(g.stack.drizzle, [...base, "stack", "drizzle"]));
   parts.push(
     seriesPlot("Star FWHM", "px", g.frames, "fwhmPx", fb, 2),
     seriesPlot("Roundness", "minor/major", g.frames, "roundness", fb, 3),

@@ -4,7 +4,7 @@
  * not. Built from the registration result (transforms.json) and the stacking result, so both the
  * pipeline (`run`) and `reconstruct` describe their groups the same way.
  */
-import type { RegistrationResult, StackingResult, TbqrSummary } from "../kernel/contracts.js";
+import type { DrizzleSummary, RegistrationResult, StackingResult, TbqrSummary } from "../kernel/contracts.js";
 
 /** One frame of a group, as run.json and the run report show it. */
 export interface FrameRecord {
@@ -39,7 +39,14 @@ export interface GroupRecord {
   /** The registration reference (a frame path). */
   reference: string;
   frames: FrameRecord[];
-  stack?: { path: string; method: string; frames: number; rejectedPercent?: { low: number; high: number }; tbqr?: TbqrSummary };
+  stack?: {
+    path: string;
+    method: string;
+    frames: number;
+    rejectedPercent?: { low: number; high: number };
+    tbqr?: TbqrSummary;
+    drizzle?: DrizzleSummary;
+  };
 }
 
 /** The group record from what registration and stacking returned. */
@@ -49,7 +56,7 @@ export function groupRecord(
   stack?: {
     path: string;
     method: string;
-    result: Pick<StackingResult, "frameCount" | "rejectedFrames" | "frameWeights" | "rejectedPercent" | "tbqr">;
+    result: Pick<StackingResult, "frameCount" | "rejectedFrames" | "frameWeights" | "rejectedPercent" | "tbqr" | "drizzle">;
   },
 ): GroupRecord {
   const weights = new Map((stack?.result.frameWeights ?? []).map((w) => [w.path, w.weight]));
@@ -61,11 +68,13 @@ export function groupRecord(
       if (typeof f[k] === "number" && Number.isFinite(f[k])) r[k] = f[k];
     if (f.fwhmPx !== undefined) r.trails = f.trails?.length ?? 0;
     if (typeof f.stars === "number") r.matched = f.stars;
+    // The stacker saw the registered frame, or — the fused path and drizzle — the calibrated one.
+    const seen = f.output && (weights.has(f.output) || dropped.has(f.output)) ? f.output : f.input;
     if (f.error) r.reason = `not registered: ${f.error}`;
-    else if (f.output && dropped.has(f.output)) r.reason = dropped.get(f.output)!;
-    else if (f.output && stack) {
+    else if (dropped.has(seen)) r.reason = dropped.get(seen)!;
+    else if ((f.output || f.matrix) && stack) {
       r.stacked = true;
-      r.weight = weights.get(f.output) ?? 1;
+      r.weight = weights.get(seen) ?? 1;
     } else if (!stack) r.reason = "not stacked in this run";
     return r;
   });
@@ -83,6 +92,7 @@ export function groupRecord(
             frames: stack.result.frameCount,
             ...(stack.result.rejectedPercent ? { rejectedPercent: stack.result.rejectedPercent } : {}),
             ...(stack.result.tbqr ? { tbqr: stack.result.tbqr } : {}),
+            ...(stack.result.drizzle ? { drizzle: stack.result.drizzle } : {}),
           },
         }
       : {}),

@@ -49,6 +49,7 @@ import {
   type StackingInput,
   type StackingProvider,
   type StackingResult,
+  type DrizzleSummary,
   type WorkUnit,
   type WarpPlan,
   type FrameWarp,
@@ -481,6 +482,30 @@ export async function nativeStack(input: StackingInput<NativeStackingOptions>, c
       ...(rejectedPercent ? { rejectedPercent } : {}),
     };
 
+    /** The drizzle's report: settings, empty pixels, rejections, FWHM of the 1× and the drizzled stack (input px), pixel scale. */
+    async function drizzleSummary(
+      dz: DrizzleOptions,
+      cfaDrizzle: boolean,
+      emptyPixels: number,
+      rejectedValues: number | undefined,
+      oneXPath: string | undefined,
+      starChannel: number,
+    ): Promise<DrizzleSummary> {
+      const oneX = oneXPath ? await medianStarFwhm(oneXPath, starChannel, ctx.signal) : NaN;
+      const drizzled = (await medianStarFwhm(input.output, starChannel, ctx.signal)) / dz.scale;
+      const arcsec = arcsecPerPixel(first.header);
+      return {
+        scale: dz.scale,
+        pixfrac: dz.pixfrac,
+        kernel: dz.kernel,
+        cfa: cfaDrizzle,
+        emptyPixels,
+        ...(rejectedValues !== undefined ? { rejectedValues } : {}),
+        ...(Number.isFinite(drizzled) ? { fwhmPx: { ...(Number.isFinite(oneX) ? { oneX } : {}), drizzled } } : {}),
+        ...(arcsec ? { arcsecPerPixel: arcsec } : {}),
+      };
+    }
+
     /** Per channel, each frame's normalisation, relative weight (mean 1) and normalised noise, for the drizzle bands. */
     function drizzleChannels(): DrizzleBandPlan["channels"] {
       return Array.from({ length: channels }, (_, c) => {
@@ -535,6 +560,7 @@ export async function nativeStack(input: StackingInput<NativeStackingOptions>, c
         );
         blot = { path: ref, low: low!, high: high! };
       }
+      const starChannel = channels === 3 ? 1 : 0;
       try {
         const plan: DrizzleBandPlan = {
           frames: frames.map((f) => ({ path: f.path, ...(f.hdu !== undefined ? { hdu: f.hdu } : {}) })),
@@ -611,6 +637,7 @@ export async function nativeStack(input: StackingInput<NativeStackingOptions>, c
           height: outHeight,
           channels,
           ...(rejectedFrames.length ? { rejectedFrames } : {}),
+          drizzle: await drizzleSummary(dz, !!plan.cfa, empty, blot ? rejectedValues : undefined, blot?.path, starChannel),
         };
       } finally {
         if (blot) await rm(blot.path, { force: true });
@@ -658,4 +685,31 @@ function coverageWriter(
       signal,
     },
   );
+}
+
+/** Median FWHM (px) of the round stars in one channel of a FITS image (NaN with none). */
+async function medianStarFwhm(path: string, channel: number, signal: AbortSignal): Promise<number> {
+  const f = await FitsFile.open(path);
+  try {
+    const r = await f.image();
+    const data = await r.readRows(0, r.height, channel);
+    const list = await loadRecon().detectStars({ data, width: r.width, height: r.height }, { radius: 5, maxStars: 300, signal });
+    const v = list.stars
+      .filter((st) => st.roundness > 0.6)
+      .map((st) => st.fwhm)
+      .sort((a, b) => a - b);
+    return v.length ? v[v.length >> 1]! : NaN;
+  } finally {
+    await f.close();
+  }
+}
+
+/** The pixel scale (″/px) a header states: CDELT2 or CD2_2/CD1_2 (degrees), else 206.265 × XPIXSZ (µm) / FOCALLEN (mm). */
+function arcsecPerPixel(h: FitsHeader): number | undefined {
+  const cd22 = h.getNumber("CD2_2");
+  const cd = h.getNumber("CDELT2") ?? (cd22 !== undefined ? Math.hypot(cd22, h.getNumber("CD1_2") ?? 0) : undefined);
+  if (cd !== undefined && cd !== 0) return Math.abs(cd) * 3600;
+  const px = h.getNumber("XPIXSZ"),
+    fl = h.getNumber("FOCALLEN");
+  return px && fl ? (206.265 * px) / fl : undefined;
 }
