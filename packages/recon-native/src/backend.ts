@@ -21,6 +21,7 @@ import {
   type CombineOptions,
   type CombineResult,
   type DebayerOptions,
+  type DrizzleDeposit,
   type KernelOptions,
   type Matrix3,
   type OverlapCanvas,
@@ -272,6 +273,45 @@ export class Backend implements ReconBackend {
       this.k.aperturePhotometry(p.data, p.width, p.height, xs, ys, plan.aperture, ai, ao, inner, flux, innerFlux, c),
     );
     return { flux, inner: innerFlux };
+  }
+
+  async drizzleDeposit(
+    src: { data: Float32Array; width: number },
+    d: DrizzleDeposit,
+    num: Float64Array,
+    den: Float64Array,
+    o: KernelOptions = {},
+  ): Promise<number> {
+    if (d.matrix.length !== 9) throw invalid("matrix", "must hold 9 values");
+    if (num.length !== den.length || num.length < d.bandRows * d.outWidth) throw invalid("num/den", "need bandRows × outWidth values each");
+    const b = d.blot;
+    const p = Float64Array.from([
+      ...d.matrix,
+      d.scale,
+      d.half,
+      d.srcY0,
+      d.rowFrom,
+      d.rowTo,
+      d.bandY0,
+      d.bandRows,
+      d.outWidth,
+      d.a,
+      d.b,
+      d.weight,
+      b?.sigma ?? 0,
+      b?.low ?? 0,
+      b?.high ?? 0,
+      d.cfa ? d.cfa.pattern : -1,
+      d.cfa?.offsetX ?? 0,
+      d.cfa?.offsetY ?? 0,
+      d.cfa?.channel ?? 0,
+      b?.y0 ?? 0,
+      b?.width ?? 0,
+      b?.rows ?? 0,
+    ]);
+    return call("drizzleDeposit", o.signal, (c) =>
+      this.k.drizzleDeposit(src.data, src.width, p, num, den, b?.data ?? new Float32Array(0), c),
+    );
   }
 
   async warp(src: Plane, matrix: Matrix3, o: WarpOptions = {}): Promise<Plane> {

@@ -206,6 +206,31 @@ export interface DebayerOptions extends KernelOptions {
   range?: [number, number];
 }
 
+/** One frame's drops into one band of a drizzle (the kernel's parameter block). */
+export interface DrizzleDeposit {
+  /** The frame's input → reference matrix (row-major 3×3). */
+  matrix: readonly number[];
+  /** Output pixels per reference pixel, and the drop's half side in output pixels (0: point kernel). */
+  scale: number;
+  half: number;
+  /** First row of the source rows given, and the rows to drizzle [rowFrom, rowTo). */
+  srcY0: number;
+  rowFrom: number;
+  rowTo: number;
+  /** The band: first output row, rows, output width. */
+  bandY0: number;
+  bandRows: number;
+  outWidth: number;
+  /** The frame's normalisation x' = a·x + b and weight. */
+  a: number;
+  b: number;
+  weight: number;
+  /** Bayer drizzle: pattern code (RGGB 0, GRBG 1, GBRG 2, BGGR 3), offsets and the channel's colour (0 R, 1 G, 2 B). */
+  cfa?: { pattern: number; offsetX: number; offsetY: number; channel: number };
+  /** Rejection: the 1× stack's rows [y0, y0 + rows) of a `width`-px grid, the frame's normalised σ and the thresholds. */
+  blot?: { data: Float32Array; y0: number; width: number; rows: number; sigma: number; low: number; high: number };
+}
+
 export interface RgbPlanes {
   red: Float32Array;
   green: Float32Array;
@@ -335,6 +360,18 @@ export interface ReconBackend {
    */
   aperturePhotometry(plane: Plane, plan: AperturePlan, options?: KernelOptions): Promise<ApertureFluxes>;
   warp(source: Plane, matrix: Matrix3, options?: WarpOptions): Promise<Plane>;
+  /**
+   * Drizzle: every source pixel of rows [rowFrom, rowTo) (of the `source` rows starting at srcY0) that lies
+   * in the band becomes a drop added to `num`/`den` (bandRows × outWidth, f64 accumulators): see
+   * {@link DrizzleDeposit}. Returns the number of values rejected against the 1× stack.
+   */
+  drizzleDeposit(
+    source: { data: Float32Array; width: number },
+    d: DrizzleDeposit,
+    num: Float64Array,
+    den: Float64Array,
+    options?: KernelOptions,
+  ): Promise<number>;
   debayer(mosaic: Plane, options: DebayerOptions): Promise<RgbPlanes>;
   combine(frames: readonly Float32Array[], options?: CombineOptions): Promise<CombineResult>;
   /** Accumulate tiles onto the canvas (in list order). `window` has width×height of every tile, or is omitted (flat). */

@@ -74,6 +74,8 @@ export interface RawKernels {
     cancel: Cancel,
   ): Promise<number>;
   warp(src: F32, sw: number, sh: number, matrix: F64, dst: F32, dw: number, dh: number, kind: number, cancel: Cancel): Promise<number>;
+  /** Drizzle drops into a band; params: the block of contract.ts's drizzleParams. Returns the values rejected. */
+  drizzleDeposit(src: F32, srcWidth: number, params: F64, num: F64, den: F64, ref: F32, cancel: Cancel): Promise<number>;
   debayer(
     src: F32,
     w: number,

@@ -76,48 +76,8 @@ function linearScale(m: readonly number[]): number {
   return Math.sqrt(Math.abs(m[0]! * m[4]! - m[1]! * m[3]!));
 }
 
-/**
- * One drop of value v and weight w centred at (U, V) on the output grid, of half-side `half` (0: a point),
- * into the band's accumulators (rows [y0, y0 + rows) of a Wo-wide grid): each overlapped output pixel gains
- * w·area·v and w·area.
- */
-function deposit(
-  num: Float64Array,
-  den: Float64Array,
-  Wo: number,
-  y0: number,
-  rows: number,
-  U: number,
-  V: number,
-  half: number,
-  v: number,
-  w: number,
-): void {
-  if (half === 0) {
-    const j = Math.round(U),
-      r = Math.round(V) - y0;
-    if (j < 0 || j >= Wo || r < 0 || r >= rows) return;
-    num[r * Wo + j] = num[r * Wo + j]! + w * v;
-    den[r * Wo + j] = den[r * Wo + j]! + w;
-    return;
-  }
-  const jx0 = Math.max(0, Math.round(U - half)),
-    jx1 = Math.min(Wo - 1, Math.round(U + half)),
-    jy0 = Math.max(y0, Math.round(V - half)),
-    jy1 = Math.min(y0 + rows - 1, Math.round(V + half));
-  for (let jy = jy0; jy <= jy1; jy++) {
-    const oy = Math.min(V + half, jy + 0.5) - Math.max(V - half, jy - 0.5);
-    if (oy <= 0) continue;
-    const base = (jy - y0) * Wo;
-    for (let jx = jx0; jx <= jx1; jx++) {
-      const ox = Math.min(U + half, jx + 0.5) - Math.max(U - half, jx - 0.5);
-      if (ox <= 0) continue;
-      const wa = w * ox * oy;
-      num[base + jx] = num[base + jx]! + wa * v;
-      den[base + jx] = den[base + jx]! + wa;
-    }
-  }
-}
+/** Bayer pattern codes of the drizzle kernel. */
+const BAYER_CODES: Record<string, number> = { RGGB: 0, GRBG: 1, GBRG: 2, BGGR: 3 };
 
 export const drizzleBandTask = defineTask(
   "stack.drizzle-band",
@@ -146,31 +106,6 @@ export const drizzleBandTask = defineTask(
       }
     }
     const W = plan.width;
-    const blotAt = (X: number, Y: number): [number, number] => {
-      // Bilinear sample of the 1× stack and the range of its four neighbours.
-      const x0 = Math.floor(X),
-        y0 = Math.floor(Y) - b0;
-      if (x0 < 0 || x0 + 1 >= W || y0 < 0 || y0 + 1 >= bN) return [NaN, 0];
-      const fx = X - x0,
-        fy = Y - b0 - y0;
-      const a = ref![y0 * W + x0]!,
-        b = ref![y0 * W + x0 + 1]!,
-        c = ref![(y0 + 1) * W + x0]!,
-        d = ref![(y0 + 1) * W + x0 + 1]!;
-      // The range over the 4 × 4 pixels around the sample (the 2 × 2 where the frame's edge is closer): how
-      // much the 1× stack changes within a pixel or two — a star's flank or core, where a sharper sample (a
-      // photosite of a Bayer drizzle, a sharp frame) differs from the blurrier 1× stack by that much.
-      let lo = Math.min(a, b, c, d),
-        hi = Math.max(a, b, c, d);
-      if (x0 >= 1 && x0 + 2 < W && y0 >= 1 && y0 + 2 < bN)
-        for (let yy = y0 - 1; yy <= y0 + 2; yy++)
-          for (let xx = x0 - 1; xx <= x0 + 2; xx++) {
-            const v = ref![yy * W + xx]!;
-            if (v < lo) lo = v;
-            if (v > hi) hi = v;
-          }
-      return [(1 - fy) * ((1 - fx) * a + fx * b) + fy * ((1 - fx) * c + fx * d), hi - lo];
-    };
     let rejected = 0;
     const recon = loadRecon();
     const keepOpen = plan.frames.length <= OPEN_FILES_MAX;
@@ -195,41 +130,39 @@ export const drizzleBandTask = defineTask(
         const src = plan.cfa
           ? { data: await img.readRows(core[0], core[1] - core[0], 0), rows: core }
           : await warpRowsSource(recon, img, plan.debayer, [r0, Math.min(img.height, core[1] + dm)], i.c, ctx.signal, plan.ranges?.[k]);
-        const s0 = src.rows[0];
-        const colour = plan.cfa ? "RGB"[i.c]! : "";
-        const site = (x: number, y: number) => plan.cfa!.pattern[((y + plan.cfa!.offsetY) & 1) * 2 + ((x + plan.cfa!.offsetX) & 1)];
-        const a = ch.scale[k]!,
-          b = ch.offset[k]!,
-          w = ch.weights[k]!,
-          sig = ch.sigma[k]!;
-        const lowT = plan.blot?.low ?? 0,
-          highT = plan.blot?.high ?? 0;
-        for (let y = core[0]; y < core[1]; y++) {
-          const row = (y - s0) * img.width;
-          for (let x = 0; x < img.width; x++) {
-            if (colour && site(x, y) !== colour) continue;
-            const v = src.data[row + x]!;
-            if (!(v - v === 0)) continue;
-            const q = H[6]! * x + H[7]! * y + H[8]!;
-            const X = (H[0]! * x + H[1]! * y + H[2]!) / q,
-              Y = (H[3]! * x + H[4]! * y + H[5]!) / q;
-            const U = (X + 0.5) * s - 0.5,
-              V = (Y + 0.5) * s - 0.5;
-            if (V + half < i.y0 - 0.5 || V - half > i.y0 + i.rows - 0.5) continue;
-            const xv = a * v + b;
-            if (ref) {
-              const [m, range] = blotAt(X, Y);
-              if (m - m === 0) {
-                const tol = Math.sqrt(sig * sig + 1.44 * range * range);
-                if (xv < m - lowT * tol || xv > m + highT * tol) {
-                  rejected++;
-                  continue;
+        rejected += await recon.drizzleDeposit(
+          { data: src.data, width: img.width },
+          {
+            matrix: H,
+            scale: s,
+            half,
+            srcY0: src.rows[0],
+            rowFrom: core[0],
+            rowTo: core[1],
+            bandY0: i.y0,
+            bandRows: i.rows,
+            outWidth: Wo,
+            a: ch.scale[k]!,
+            b: ch.offset[k]!,
+            weight: ch.weights[k]!,
+            ...(plan.cfa
+              ? {
+                  cfa: {
+                    pattern: BAYER_CODES[plan.cfa.pattern]!,
+                    offsetX: plan.cfa.offsetX & 1,
+                    offsetY: plan.cfa.offsetY & 1,
+                    channel: i.c,
+                  },
                 }
-              }
-            }
-            deposit(num, den, Wo, i.y0, i.rows, U, V, half, xv, w);
-          }
-        }
+              : {}),
+            ...(ref && plan.blot
+              ? { blot: { data: ref, y0: b0, width: W, rows: bN, sigma: ch.sigma[k]!, low: plan.blot.low, high: plan.blot.high } }
+              : {}),
+          },
+          num,
+          den,
+          { signal: ctx.signal },
+        );
       } finally {
         if (h) await h.release();
         else await file.close();

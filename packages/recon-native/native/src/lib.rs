@@ -19,6 +19,7 @@ mod tiles;
 mod rcd;
 mod photometry;
 mod warp;
+mod drizzle;
 
 use ffi::*;
 use js::{async_call, range, sync_call, Args, Buf, JsError, R};
@@ -337,6 +338,26 @@ unsafe extern "C" fn aperture_photometry(env: napi_env, info: napi_callback_info
     })
 }
 
+// drizzleDeposit(src, srcWidth, params, num, den, ref, cancel)
+unsafe extern "C" fn drizzle_deposit(env: napi_env, info: napi_callback_info) -> napi_value {
+    let a = Args::new(env, info, 7);
+    async_call(env, &a, 6, || {
+        let sw = a.usize(1, "srcWidth")?;
+        let src = a.f32s(0, "src")?;
+        let p = a.f64s(2, "params")?;
+        need(p.len >= 30, || "params must hold 30 values".into())?;
+        let ps = p.slice();
+        let (num, den, rf) = (a.f64s(3, "num")?, a.f64s(4, "den")?, a.f32s(5, "ref")?);
+        let (y0, from, to) = (ps[11], ps[12], ps[13]);
+        let (rows, wo) = (ps[15], ps[16]);
+        need(sw > 0 && from >= y0 && to >= from && ((to - y0) as usize) * sw <= src.len, || "source rows outside src".into())?;
+        need((rows * wo) as usize <= num.len && num.len == den.len, || "num and den need bandRows × outWidth values".into())?;
+        need((ps[28] * ps[29]) as usize <= rf.len, || "ref holds fewer than refWidth × refRows values".into())?;
+        need(ps[23] < 4.0 && ps[26] < 3.0, || "Bayer pattern code 0..3 (or −1) and channel 0..2".into())?;
+        Ok(Box::new(move |_c| Ok(drizzle::deposit(src.slice(), sw, ps, num.slice_mut(), den.slice_mut(), rf.slice()))))
+    })
+}
+
 // normalizeOverlap(acc, wsum, out, eps, cancel)
 unsafe extern "C" fn normalize_overlap(env: napi_env, info: napi_callback_info) -> napi_value {
     let a = Args::new(env, info, 5);
@@ -379,11 +400,11 @@ fn tune_allocator() {}
 #[no_mangle]
 pub unsafe extern "C" fn napi_register_module_v1(env: napi_env, exports: napi_value) -> napi_value {
     tune_allocator();
-    let table: [(&str, Binding); 17] = [
+    let table: [(&str, Binding); 18] = [
         ("decode", decode), ("sumF32", sum_f32), ("setThreads", set_threads), ("getThreads", get_threads), ("simdLevel", simd_level),
         ("percentiles", percentiles), ("robustStats", robust_stats), ("backgroundMap", background_map), ("detectStars", detect_stars),
         ("tileMetrics", tile_metrics), ("warp", warp), ("debayer", debayer), ("combine", combine), ("overlapAdd", overlap_add),
-        ("normalizeOverlap", normalize_overlap), ("tbqrBand", tbqr_band), ("aperturePhotometry", aperture_photometry),
+        ("normalizeOverlap", normalize_overlap), ("tbqrBand", tbqr_band), ("aperturePhotometry", aperture_photometry), ("drizzleDeposit", drizzle_deposit),
     ];
     for (name, f) in table {
         let c = std::ffi::CString::new(name).unwrap();

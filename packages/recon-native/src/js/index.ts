@@ -14,6 +14,7 @@ import { percentile, robustStats, finiteValues } from "./stats.js";
 import { frameTileMetrics } from "./tiles.js";
 import { rcd } from "./rcd.js";
 import { aperturePhotometry } from "./photometry.js";
+import { drizzleDeposit } from "./drizzle.js";
 import { warp } from "./warp.js";
 import { tbqrBand } from "./tbqr-band.js";
 
@@ -59,6 +60,9 @@ export const jsKernels: RawKernels = {
   async aperturePhotometry(data, w, _h, xs, ys, aperture, annIn, annOut, inner, flux, innerFlux) {
     aperturePhotometry(data, w, xs, ys, aperture, annIn, annOut, inner, flux, innerFlux);
     return xs.length;
+  },
+  async drizzleDeposit(src, sw, params, num, den, ref) {
+    return drizzleDeposit(src, sw, params, num, den, ref);
   },
   async warp(src, sw, sh, matrix, dst, dw, dh, kind) {
     warp(src, sw, sh, matrix, dst, dw, dh, kind);
