@@ -122,4 +122,76 @@ describe.skipIf(!m94)("debayer on the Seestar M 94 frames", () => {
       }
     },
   );
+
+  it(
+    "Bayer drizzle ×1 of the same frames (no demosaic) is sharper than the default stack in every channel",
+    { timeout: 900_000 },
+    async () => {
+      const out = mkdtempSync(join(tmpdir(), "tc-bayer-drizzle-"));
+      try {
+        const frames = fitsIn(m94!);
+        const r = await registerRelative(
+          {
+            frames: frames.map((path) => ({ path })),
+            reference: "auto",
+            outputDir: join(out, "reg"),
+            filenamePattern: "reg_{index:05d}.fit",
+            options: {},
+            history: [],
+            writeRegistered: false,
+          },
+          ctx(out),
+        );
+        const ok = r.frames.filter((f) => f.matrix && !f.error);
+        expect(ok.length).toBe(frames.length);
+        const h = await readFitsImage(frames[0]!);
+        const warp = {
+          width: h.width,
+          height: h.height,
+          interpolation: "lanczos3" as const,
+          debayer: "bilinear" as const,
+          matrices: ok.map((f) => f.matrix!),
+        };
+        const options = { rejection: "winsorized" as const, sigma: [3, 3] as [number, number], normalization: "additive" as const };
+        const score = async (path: string): Promise<Scored> => {
+          const img = await readFitsImage(path);
+          const n = img.width * img.height;
+          const s: Scored = { fwhm: [], stars: [], noise: [] };
+          for (let c = 0; c < img.channels; c++) {
+            const p = img.data.subarray(c * n, (c + 1) * n);
+            const f = isolatedStarFwhm(p, img.width, img.height);
+            s.fwhm.push(f.fwhm);
+            s.stars.push(f.stars.length);
+            s.noise.push(skyNoise(p, img.width, img.height, skyMask(p, img.width, img.height)));
+          }
+          return s;
+        };
+        const frameRefs = ok.map((f) => ({ path: f.input }));
+        await nativeStack(
+          { frames: frameRefs, output: join(out, "default.fit"), method: "rejection", options, history: [], warp },
+          ctx(out),
+        );
+        await nativeStack(
+          {
+            frames: frameRefs,
+            output: join(out, "bayer-drizzle.fit"),
+            method: "rejection",
+            options: { ...options, drizzle: { scale: 1, pixfrac: 1, kernel: "square", cfa: true } },
+            history: [],
+            warp,
+          },
+          ctx(out),
+        );
+        const [d, b] = [await score(join(out, "default.fit")), await score(join(out, "bayer-drizzle.fit"))];
+        console.log(`M 94, default (bilinear demosaic + Lanczos-3) stack: ${show(d)}`);
+        console.log(`M 94, Bayer drizzle ×1 (pixfrac 1): ${show(b)}`);
+        for (let c = 0; c < 3; c++) {
+          expect(b.stars[c]!, `stars in channel ${c}`).toBeGreaterThanOrEqual(15);
+          expect(b.fwhm[c]!, `channel ${c}`).toBeLessThan(d.fwhm[c]!);
+        }
+      } finally {
+        rmSync(out, { recursive: true, force: true });
+      }
+    },
+  );
 });
