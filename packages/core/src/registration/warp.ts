@@ -10,6 +10,7 @@ import type { FitsHeader, FitsImage } from "@tile-compile/fits";
 import type { FrameRef } from "../kernel/contracts.js";
 import type { TaskContext } from "../executor/contracts.js";
 import { cachedFile, scratch, OPEN_FILES_MAX } from "../executor/cache.js";
+import { mapLimit } from "../util/pool.js";
 import { FitsFile } from "@tile-compile/fits";
 import { invert } from "./geometry.js";
 import { TileCompileError } from "../errors/index.js";
@@ -122,8 +123,9 @@ export async function readWarpedBand(
   const W = plan.width;
   const views = frames.map((_, k) => scratch(ctx, `${key}:${k}`, rows * W));
   const keepOpen = frames.length <= OPEN_FILES_MAX;
-  // One frame at a time: its source rows (and their demosaic) are dropped as soon as the band is warped.
-  for (const [k, f] of frames.entries()) {
+  // Two frames at a time (one's rows decode in JavaScript while the other's warp runs in the kernel);
+  // each frame's source rows (and their demosaic) are dropped as soon as its band is warped.
+  await mapLimit(frames, 2, async (f, k) => {
     ctx.signal.throwIfAborted();
     const inverse = invert(plan.matrices[k]!);
     if (!inverse) throw new Error(`${f.path}: the registration transform is singular`);
@@ -135,7 +137,7 @@ export async function readWarpedBand(
       if (h) await h.release();
       else await file.close();
     }
-  }
+  });
   return views;
 }
 
