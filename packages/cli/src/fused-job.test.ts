@@ -59,6 +59,39 @@ describe("registration.write_registered: false (the fused path) in a job", () =>
         const r = JSON.parse(readFileSync(join(out(b), "registered", t), "utf8"));
         expect(r.frames.every((f: { matrix?: number[]; output?: string }) => f.matrix && !f.output)).toBe(true);
       }
+      // `tile-compile stack CALIBRATED --transforms transforms.json` against `tile-compile stack REGISTERED`, on one
+      // group of the default run, with the job's transforms.json and with `tile-compile register`'s (frames keyed
+      // by file name).
+      const group = readdirSync(join(out(a), "registered"))[0]!;
+      const calibrated = join(out(a), "calibrated", group);
+      const cli = async (args: string[]) => {
+        const c = capture();
+        const code = await runCli(args, { io: c.io, cwd: a });
+        return { code, err: c.err.join("\n") };
+      };
+      const same = async (x: string, y: string) => {
+        const [p, q] = [await readFitsImage(x), await readFitsImage(y)];
+        return Buffer.from(q.data.buffer).equals(Buffer.from(p.data.buffer));
+      };
+      const jobTransforms = join(out(a), "registered", group, "transforms.json");
+      let r = await cli(["stack", calibrated, "--transforms", jobTransforms, "--out", join(a, "via-transforms.fit")]);
+      expect(r.code, r.err).toBe(0);
+      r = await cli(["stack", join(out(a), "registered", group), "--out", join(a, "via-registered.fit")]);
+      expect(r.code, r.err).toBe(0);
+      expect(await same(join(a, "via-registered.fit"), join(a, "via-transforms.fit"))).toBe(true);
+      const regDir = join(a, "cli-registered");
+      r = await cli(["register", calibrated, "-o", regDir]);
+      expect(r.code, r.err).toBe(0);
+      r = await cli(["stack", calibrated, "--transforms", join(regDir, "transforms.json"), "--out", join(a, "via-cli-transforms.fit")]);
+      expect(r.code, r.err).toBe(0);
+      r = await cli(["stack", regDir, "--out", join(a, "via-cli-registered.fit")]);
+      expect(r.code, r.err).toBe(0);
+      expect(await same(join(a, "via-cli-registered.fit"), join(a, "via-cli-transforms.fit"))).toBe(true);
+      // A frame the transforms do not cover is named, not stacked unregistered.
+      const other = join(out(a), "calibrated", readdirSync(join(out(a), "registered"))[1]!);
+      r = await cli(["stack", other, "--transforms", jobTransforms, "--out", join(a, "bad.fit")]);
+      expect(r.code).not.toBe(0);
+      expect(r.err).toMatch(/has no entry in .*transforms\.json|was not registered/);
       rmSync(a, { recursive: true, force: true });
       rmSync(b, { recursive: true, force: true });
     },

@@ -133,15 +133,19 @@ export async function stackCommand(
 }
 
 /**
- * The warp plan of `--transforms FILE`: each frame's matrix from a transforms.json (a RegistrationResult),
+ * The warp plan of `--transforms FILE`: each frame's matrix from a transforms.json (a job's or `tile-compile register`'s),
  * matched by path or, failing that, by file name; interpolation and demosaic from `registration:`. A frame
  * the file has no transform for — not in it, or not registered — is an error naming it.
  */
 async function warpPlanOf(file: string, frames: string[], loaded: LoadedConfig): Promise<WarpPlan> {
-  let doc: RegistrationResult;
+  // Two layouts: a job's (a RegistrationResult: `frames` a list) and `tile-compile register`'s (`frames` keyed
+  // by file name).
+  let entries: RegistrationResult["frames"];
   try {
-    doc = JSON.parse(await readFile(file, "utf8")) as RegistrationResult;
-    if (!Array.isArray(doc.frames)) throw new Error("no frames list");
+    const doc = JSON.parse(await readFile(file, "utf8")) as { frames?: unknown };
+    if (Array.isArray(doc.frames)) entries = doc.frames as RegistrationResult["frames"];
+    else if (doc.frames && typeof doc.frames === "object") entries = Object.values(doc.frames) as RegistrationResult["frames"];
+    else throw new Error("no frames");
   } catch (e) {
     throw new TileCompileError("TC_INPUT_INVALID", {
       file,
@@ -149,8 +153,8 @@ async function warpPlanOf(file: string, frames: string[], loaded: LoadedConfig):
       hint: "Give the transforms.json that tile-compile register (or a job's registration) wrote.",
     });
   }
-  const byPath = new Map(doc.frames.map((f) => [resolve(f.input), f]));
-  const byName = new Map(doc.frames.map((f) => [basename(f.input), f]));
+  const byPath = new Map(entries.map((f) => [resolve(f.input), f]));
+  const byName = new Map(entries.map((f) => [basename(f.input), f]));
   const matrices = frames.map((p) => {
     const f = byPath.get(resolve(p)) ?? byName.get(basename(p));
     if (!f?.matrix || f.error)
