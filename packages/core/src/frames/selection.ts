@@ -11,7 +11,7 @@ import type { EngineContext, FrameRef } from "../kernel/contracts.js";
 import { defineTask, type SharedRef } from "../executor/contracts.js";
 import { MAD_TO_SIGMA, median } from "../util/stats.js";
 import { skyGrid, type SkyGrid } from "./local-normalization.js";
-import { cfaOf, warpFrame, warpRows, type WarpPlan } from "../registration/warp.js";
+import { cfaOf, finiteRange, warpFrame, warpRows, type WarpPlan } from "../registration/warp.js";
 import { invert } from "../registration/geometry.js";
 
 /** How the fused path warps a frame onto the reference grid before its figures are measured. */
@@ -94,15 +94,7 @@ export async function frameStats(
     if (warp && !warped && !inverse) throw new Error(`${path}: the registration transform is singular`);
     if (inverse && warp!.debayer === "rcd" && cfaOf(r)) {
       // RCD of the strips needs the whole mosaic's value range (WarpPlan.ranges).
-      const raw = await r.readAll({ signal });
-      let lo = Infinity,
-        hi = -Infinity;
-      for (const v of raw)
-        if (v - v === 0) {
-          if (v < lo) lo = v;
-          if (v > hi) hi = v;
-        }
-      mosaicRange = [lo, hi];
+      mosaicRange = finiteRange(await r.readAll({ signal }));
     }
     const { width, height } = warped ?? r;
     const n = width * height;

@@ -182,6 +182,18 @@ export async function warpRows(
   });
 }
 
+/** The finite minimum and maximum of a plane (RCD's value range: WarpPlan.ranges). */
+export function finiteRange(data: Float32Array): [number, number] {
+  let lo = Infinity,
+    hi = -Infinity;
+  for (const v of data)
+    if (v - v === 0) {
+      if (v < lo) lo = v;
+      if (v > hi) hi = v;
+    }
+  return [lo, hi];
+}
+
 /** An open image as warpRows reads it. */
 type RowSource = {
   width: number;
@@ -249,16 +261,6 @@ export async function warpFrame(
       signal: o.signal,
       out: data.subarray(c * n, (c + 1) * n),
     });
-  let mosaicRange: [number, number] | undefined;
-  if (cfa) {
-    let lo = Infinity,
-      hi = -Infinity;
-    for (const v of img.data)
-      if (v - v === 0) {
-        if (v < lo) lo = v;
-        if (v > hi) hi = v;
-      }
-    mosaicRange = [lo, hi];
-  }
+  const mosaicRange = cfa ? finiteRange(img.data) : undefined;
   return { data, width: img.width, height: img.height, channels: colour.length, image: img, ...(mosaicRange ? { mosaicRange } : {}) };
 }
