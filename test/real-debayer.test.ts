@@ -1,9 +1,12 @@
 /**
  * The debayer of one-shot-colour frames on real data (issue 34, item 0): the Seestar M 94 session (16 × 10 s,
- * GRBG) registered with each demosaic — `rcd` and `bilinear` (the default) — and, where Siril is installed, by
- * Siril 1.0.6 (its own demosaic, RCD); every set stacked by the same winsorized stacker, so only the
- * demosaic and the resampling differ. Scored here (generators/real.ts: no code of the methods under test):
- * median FWHM of isolated unsaturated stars from circular Gaussian fits per channel, and the sky noise.
+ * GRBG) registered with each demosaic — `rcd` (the default) and `bilinear` — and, where Siril is installed, by
+ * Siril 1.0.6 (its own demosaic, RCD); every set stacked by the same winsorized stacker onto the same
+ * reference frame as Siril's (the first), so only the demosaic and the resampling differ. Scored here
+ * (generators/real.ts: no code of the methods under test): median FWHM of isolated unsaturated stars from
+ * circular Gaussian fits per channel, and the sky noise. A sharper resampling kernel trades pixel noise for
+ * sharpness, so the default (Lanczos-3) stack is also compared at Siril's noise: smoothed by the Gaussian that
+ * brings its sky noise down to Siril's, its stars must still be no wider.
  */
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, readdirSync, rmSync } from "node:fs";
@@ -65,12 +68,55 @@ async function stackAndScore(frames: string[], out: string): Promise<Scored> {
   return s;
 }
 
+/** The plane smoothed by a normalised Gaussian of σ `sig` px (separable, edges clamped). */
+function gaussianBlur(p: Float32Array, W: number, H: number, sig: number): Float32Array {
+  const r = Math.ceil(3 * sig);
+  const k = Array.from({ length: 2 * r + 1 }, (_, i) => Math.exp(-((i - r) ** 2) / (2 * sig * sig)));
+  const t = k.reduce((a, b) => a + b, 0);
+  const a = new Float32Array(W * H),
+    b = new Float32Array(W * H);
+  for (let y = 0; y < H; y++)
+    for (let x = 0; x < W; x++) {
+      let v = 0;
+      for (let i = -r; i <= r; i++) v += k[i + r]! * p[y * W + Math.min(W - 1, Math.max(0, x + i))]!;
+      a[y * W + x] = v / t;
+    }
+  for (let y = 0; y < H; y++)
+    for (let x = 0; x < W; x++) {
+      let v = 0;
+      for (let i = -r; i <= r; i++) v += k[i + r]! * a[Math.min(H - 1, Math.max(0, y + i)) * W + x]!;
+      b[y * W + x] = v / t;
+    }
+  return b;
+}
+
+/** FWHM per channel of the stack at `path` after the Gaussian that brings each channel's sky noise to `noise`. */
+async function fwhmAtNoise(path: string, noise: number[]): Promise<{ fwhm: number[]; sigma: number[] }> {
+  const img = await readFitsImage(path);
+  const { width: W, height: H } = img;
+  const n = W * H;
+  const res = { fwhm: [] as number[], sigma: [] as number[] };
+  for (let c = 0; c < img.channels; c++) {
+    const p = img.data.subarray(c * n, (c + 1) * n);
+    const sky = skyMask(p, W, H);
+    let [lo, hi] = [0.05, 1.5];
+    for (let it = 0; it < 10; it++) {
+      const mid = (lo + hi) / 2;
+      if (skyNoise(gaussianBlur(p, W, H, mid), W, H, sky) > noise[c]!) lo = mid;
+      else hi = mid;
+    }
+    res.sigma.push(hi);
+    res.fwhm.push(isolatedStarFwhm(gaussianBlur(p, W, H, hi), W, H).fwhm);
+  }
+  return res;
+}
+
 const show = (s: Scored) =>
   `FWHM R/G/B ${s.fwhm.map((v) => v.toFixed(3)).join(" / ")} px (${s.stars.join("/")} stars), sky noise ${s.noise.map((v) => v.toFixed(2)).join(" / ")}`;
 
 describe.skipIf(!m94)("debayer on the Seestar M 94 frames", () => {
   it(
-    "rcd gives sharper stacked stars than bilinear; against Siril 1.0.6's registration where installed",
+    "rcd gives sharper stacked stars than bilinear; as sharp as Siril 1.0.6's registration at its noise",
     { timeout: 900_000 },
     async () => {
       const out = mkdtempSync(join(tmpdir(), "tc-debayer-"));
@@ -86,7 +132,7 @@ describe.skipIf(!m94)("debayer on the Seestar M 94 frames", () => {
           const r = await registerRelative(
             {
               frames: frames.map((path) => ({ path })),
-              reference: "auto",
+              reference: 0,
               outputDir: dir,
               filenamePattern: "reg_{index:05d}.fit",
               options: { debayer, interpolation },
@@ -107,9 +153,19 @@ describe.skipIf(!m94)("debayer on the Seestar M 94 frames", () => {
           console.log(`M 94, Siril 1.0.6 registration (its RCD, bilinear resampling) + our winsorized stack: ${show(scored.siril)}`);
         } else console.log("SKIP M 94 against Siril: siril-cli not installed — apt-get install siril");
         if (scored.siril) {
-          // With the same (bilinear) resampling as Siril 1.0.6, only the demosaic differs: ours is at least as sharp.
-          for (let c = 0; c < 3; c++)
-            expect(scored["rcd+bilinear"]!.fwhm[c]!, `channel ${c} vs Siril`).toBeLessThanOrEqual(scored.siril.fwhm[c]!);
+          const [ours, theirs] = [scored["rcd+bilinear"]!, scored.siril];
+          const matched = await fwhmAtNoise(join(out, "rcd.fit"), theirs.noise);
+          console.log(
+            `M 94, default stack smoothed to Siril's sky noise (Gaussian σ ${matched.sigma.map((v) => v.toFixed(3)).join(" / ")} px): FWHM R/G/B ${matched.fwhm.map((v) => v.toFixed(3)).join(" / ")} px`,
+          );
+          for (let c = 0; c < 3; c++) {
+            // With the same (bilinear) resampling as Siril 1.0.6, only the demosaic differs: ours is at least as
+            // sharp, at Siril's noise within 1.5 % (measured: −0.2 … +0.7 %).
+            expect(ours.fwhm[c]!, `channel ${c} vs Siril`).toBeLessThanOrEqual(theirs.fwhm[c]!);
+            expect(ours.noise[c]!, `channel ${c} noise vs Siril`).toBeLessThan(1.015 * theirs.noise[c]!);
+            // The default (Lanczos-3) stack at Siril's noise: no wider stars than Siril's.
+            expect(matched.fwhm[c]!, `channel ${c} at Siril's noise`).toBeLessThanOrEqual(theirs.fwhm[c]!);
+          }
         }
         const [rcd, bil] = [scored.rcd!, scored.bilinear!];
         for (let c = 0; c < 3; c++) {
@@ -124,7 +180,7 @@ describe.skipIf(!m94)("debayer on the Seestar M 94 frames", () => {
   );
 
   it(
-    "Bayer drizzle ×1 of the same frames (no demosaic) is sharper than the default stack in every channel",
+    "Bayer drizzle ×1 of the same frames (no demosaic) is sharper than the bilinear-demosaic stack in every channel",
     { timeout: 900_000 },
     async () => {
       const out = mkdtempSync(join(tmpdir(), "tc-bayer-drizzle-"));
@@ -168,7 +224,18 @@ describe.skipIf(!m94)("debayer on the Seestar M 94 frames", () => {
         };
         const frameRefs = ok.map((f) => ({ path: f.input }));
         await nativeStack(
-          { frames: frameRefs, output: join(out, "default.fit"), method: "rejection", options, history: [], warp },
+          { frames: frameRefs, output: join(out, "bilinear.fit"), method: "rejection", options, history: [], warp },
+          ctx(out),
+        );
+        await nativeStack(
+          {
+            frames: frameRefs,
+            output: join(out, "default.fit"),
+            method: "rejection",
+            options,
+            history: [],
+            warp: { ...warp, debayer: "rcd" },
+          },
           ctx(out),
         );
         await nativeStack(
@@ -182,9 +249,12 @@ describe.skipIf(!m94)("debayer on the Seestar M 94 frames", () => {
           },
           ctx(out),
         );
-        const [d, b] = [await score(join(out, "default.fit")), await score(join(out, "bayer-drizzle.fit"))];
-        console.log(`M 94, default (bilinear demosaic + Lanczos-3) stack: ${show(d)}`);
+        const [d, b] = [await score(join(out, "bilinear.fit")), await score(join(out, "bayer-drizzle.fit"))];
+        console.log(`M 94, bilinear demosaic + Lanczos-3 stack: ${show(d)}`);
         console.log(`M 94, Bayer drizzle ×1 (pixfrac 1): ${show(b)}`);
+        // Not asserted: the default (RCD) stack is sharper than a Bayer drizzle ×1 on these well-sampled stars
+        // (the drop and the output pixel add their width; RCD adds little) — printed for the record.
+        console.log(`M 94, default (RCD + Lanczos-3) stack: ${show(await score(join(out, "default.fit")))}`);
         for (let c = 0; c < 3; c++) {
           expect(b.stars[c]!, `stars in channel ${c}`).toBeGreaterThanOrEqual(15);
           expect(b.fwhm[c]!, `channel ${c}`).toBeLessThan(d.fwhm[c]!);

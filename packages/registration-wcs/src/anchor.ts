@@ -42,6 +42,7 @@ import {
   type RegistrationProvider,
   registrationOptionsSchema,
   type RegistrationResult,
+  DEFAULT_DEBAYER,
 } from "@tile-compile/core";
 import { loadRecon, type ReconBackend } from "@tile-compile/recon-native";
 import { z } from "zod";
@@ -50,7 +51,7 @@ import { Wcs } from "./wcs.js";
 
 /**
  * The `wcs_anchor` method's options: `registration.interpolation` (default lanczos3), `registration.debayer`
- * (bilinear (default) | rcd, for colour frames), and for callers the
+ * (rcd (default) | bilinear, for colour frames), and for callers the
  * seconds astrometry.net may spend per frame (`cpulimit`, default 60), the SIP order of fresh plate
  * solutions (`sipOrder`, default 0: plain TAN, whose frame-to-anchor map is an exact homography), whether to
  * refine the WCS map with the stars the frame shares with the anchor (`refine`, default true), and the
@@ -243,7 +244,7 @@ export async function registerWcsAnchor(input: RegistrationInput<WcsAnchorOption
       await warpOntoReference(recon, frames[i]!, matrix, {
         output,
         interpolation,
-        debayer: opts.debayer ?? "bilinear",
+        debayer: opts.debayer ?? DEFAULT_DEBAYER,
         signal: ctx.signal,
         keywords: {
           REGREF: [basename(anchorPath), "registration anchor frame (WCS)"],

@@ -17,6 +17,7 @@ import {
   type LoadedConfig,
   type RegistrationResult,
   type WarpPlan,
+  DEFAULT_DEBAYER,
 } from "@tile-compile/core";
 import { createRunScope, loadConfiguredEngines } from "../container.js";
 import { printPlan, progressBar, stderrLogger, type Io } from "../output.js";
@@ -171,7 +172,7 @@ async function warpPlanOf(file: string, frames: string[], loaded: LoadedConfig):
     width: h.width,
     height: h.height,
     interpolation: reg.interpolation ?? "lanczos3",
-    debayer: reg.debayer ?? "bilinear",
+    debayer: reg.debayer ?? DEFAULT_DEBAYER,
     matrices,
   };
 }

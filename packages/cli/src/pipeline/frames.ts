@@ -19,6 +19,7 @@ import {
   readFitsHeader,
   type RunStep,
   type StackingResult,
+  DEFAULT_DEBAYER,
 } from "@tile-compile/core";
 import { engineId, groupLabel, identity, stackPathOf, stampOf, type GroupState, type PipelineState } from "./state.js";
 
@@ -189,7 +190,7 @@ export function stackStep(s: PipelineState, g: GroupState): RunStep {
           width: 0,
           height: 0,
           interpolation: regCfg.interpolation ?? "lanczos3",
-          debayer: regCfg.debayer ?? "bilinear",
+          debayer: regCfg.debayer ?? DEFAULT_DEBAYER,
           matrices: registered().map((f) => f.matrix!),
         }
       : undefined;

@@ -51,6 +51,12 @@ export const transformModels = ["shift", "similarity", "affine", "homography"] a
 /** Demosaic of one-shot-colour (Bayer) frames before they are resampled (`registration.debayer`). */
 export const debayerMethods = ["rcd", "bilinear"] as const;
 export type DebayerChoice = (typeof debayerMethods)[number];
+/**
+ * The demosaic when `registration.debayer` is not set: RCD. On the Seestar M 94 frames it is as sharp as
+ * Siril 1.0.6's (its default, also RCD) at the same noise with the same resampling, and sharper than the
+ * bilinear demosaic by 5–35 % per channel (test/real-debayer.test.ts).
+ */
+export const DEFAULT_DEBAYER: DebayerChoice = "rcd";
 export const weightings = ["none", "noise", "fwhm", "stars", "psf_snr"] as const;
 /** Frame weights of a stack (`stacking.weighting`). */
 export type Weighting = (typeof weightings)[number];
@@ -156,7 +162,7 @@ export const configSchema = z.strictObject({
         .enum(debayerMethods)
         .optional()
         .describe(
-          "Demosaic of one-shot-colour (Bayer) frames before they are resampled: bilinear (default) or rcd (Ratio Corrected Demosaicing, edge-aware, colour-flux kept: sharper stars, more pixel noise; not yet the default — see the engine-native README)",
+          "Demosaic of one-shot-colour (Bayer) frames before they are resampled: rcd (default; Ratio Corrected Demosaicing, edge-aware, Siril's default; star colours kept) or bilinear (softer stars, less pixel noise)",
         ),
       write_registered: z
         .boolean()

@@ -15,6 +15,7 @@ import { cleanStars } from "./clean.js";
 import { type Point } from "./geometry.js";
 import { warpFrame } from "./warp.js";
 import { median } from "../util/stats.js";
+import { DEFAULT_DEBAYER } from "../config/schema.js";
 
 /** Whole-frame planes reused from frame to frame (decoded frame, sky maps, warped frame): see PlanePool. */
 export const starPlanes = new PlanePool();
@@ -214,7 +215,7 @@ export interface WarpOntoReferenceOptions {
   history: string[];
   /** The frame, already read (otherwise it is read here). */
   image?: FitsImage;
-  /** Demosaic of a colour (CFA) frame before it is resampled: bilinear (default) or rcd. */
+  /** Demosaic of a colour (CFA) frame before it is resampled: rcd (default) or bilinear. */
   debayer?: "rcd" | "bilinear";
 }
 /** With `deferWrite`, resolves once the pixels are warped, to `{ written }`: the (atomic) write in flight. */
@@ -240,7 +241,7 @@ export async function warpOntoReference(
   // (its page faults cost more than the write of the frame).
   const w = await warpFrame(recon, frame, matrix, {
     interpolation: o.interpolation,
-    debayer: o.debayer ?? "bilinear",
+    debayer: o.debayer ?? DEFAULT_DEBAYER,
     signal: o.signal,
     ...(o.image ? { image: o.image } : {}),
     out: (n) => planes.take(n),
@@ -251,7 +252,8 @@ export async function warpOntoReference(
   const bayer = colour.length === 3 ? bayerOf(img) : undefined;
   if (bayer) for (const k of ["BAYERPAT", "XBAYROFF", "YBAYROFF"]) header.delete(k);
   for (const [k, [v, comment]] of Object.entries(o.keywords)) header.set(k, v, comment);
-  if (bayer) header.set("DEBAYER", (o.debayer ?? "bilinear").toUpperCase(), `demosaic of the ${bayer.pattern} mosaic before resampling`);
+  if (bayer)
+    header.set("DEBAYER", (o.debayer ?? DEFAULT_DEBAYER).toUpperCase(), `demosaic of the ${bayer.pattern} mosaic before resampling`);
   // `data` is ours alone: the writer byte-swaps it in place instead of copying 16 MB per frame.
   // Back to the pool once written (only then: the write reads it until it resolves).
   const written = writeFitsImage(

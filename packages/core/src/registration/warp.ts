@@ -38,10 +38,11 @@ export interface WarpPlan {
 const WARP_SUPPORT: Record<Interpolation, number> = { bilinear: 1, bicubic: 2, lanczos3: 3 };
 /**
  * Rows of mosaic on each side of a band that a band demosaic needs to give the whole-frame values: RCD's
- * passes chain neighbourhoods of up to 4 px (direction, low-pass, ratios, then the colour differences), so
- * 16 (even: the band keeps the mosaic's phase) covers it with room; bilinear reads 1.
+ * passes chain neighbourhoods of up to 4 px each (direction, low-pass, ratios, then the colour differences),
+ * inside its 5-px bilinear border, and its flux step adds a 9×9 box: 24 (even: the band keeps the mosaic's
+ * phase) covers the chain with room; bilinear reads 1.
  */
-const DEBAYER_MARGIN = { rcd: 16, bilinear: 2 } as const;
+const DEBAYER_MARGIN = { rcd: 24, bilinear: 2 } as const;
 
 /** Rows of mosaic a band demosaic needs on each side to give the whole frame's values (even). */
 export function demosaicMargin(debayer: WarpPlan["debayer"]): number {

@@ -64,12 +64,13 @@ import {
   type SharedRef,
   type TransformModel,
   type WorkUnit,
+  DEFAULT_DEBAYER,
 } from "@tile-compile/core";
 
 /**
  * The `relative` method's options: `registration.transform` (shift | similarity (default) | affine |
  * homography), `registration.interpolation` (bilinear | bicubic | lanczos3 (default)), `registration.debayer`
- * (bilinear (default) | rcd: the demosaic of colour frames before they are resampled), and the star
+ * (rcd (default) | bilinear: the demosaic of colour frames before they are resampled), and the star
  * detection threshold in σ (default 5).
  */
 export const relativeOptionsSchema = registrationOptionsSchema.extend({ threshold: z.number().positive().optional() });
@@ -469,7 +470,7 @@ async function registerWith(
       size: size!,
       model,
       interpolation,
-      debayer: opts.debayer ?? "bilinear",
+      debayer: opts.debayer ?? DEFAULT_DEBAYER,
       output: resolve(input.outputDir, formatFrameName(input.filenamePattern, i, frames[i]!.path)),
       ...(input.writeRegistered === false ? { write: false } : {}),
       referenceName: basename(refPath),

@@ -23,7 +23,7 @@
 //!    as in step 3 by the step-1 direction. Both limited to [0, 1].
 //! 5. Border: the 5 px frame around the image keeps the bilinear values (the steps above need 4 px of
 //!    context and the refined directions one more).
-//! 6. (ours) Flux: every plane gets the 5×5 box mean of (bilinear − RCD) added, so each colour's flux over
+//! 6. (ours) Flux: every plane gets the 9×9 box mean of (bilinear − RCD) added, so each colour's flux over
 //!    any aperture wider than the box is the bilinear debayer's (exact), and star colours are kept; RCD alone
 //!    pulled undersampled stars' colours 9–19 % toward grey (see `flux_correct`).
 use crate::debayer::{bilinear, debayer, PATTERNS};
@@ -275,7 +275,7 @@ pub fn rcd(src: &[f32], w: usize, h: usize, pattern: usize, off_x: usize, off_y:
 }
 
 /// Half-size of the box over which the flux of each colour plane is restored.
-pub const FLUX_BOX_R: usize = 2;
+pub const FLUX_BOX_R: usize = 4;
 
 /// Step 6 (ours): RCD's green at red/blue sites follows a low-pass of the mixed colours, so on a star a few
 /// pixels wide it takes a share of the star's red or blue, and the colour differences of step 4 hand that

@@ -162,7 +162,7 @@ export function rcd(
 }
 
 /** Half-size of the box over which each plane's flux is restored (rcd.rs FLUX_BOX_R). */
-export const FLUX_BOX_R = 2;
+export const FLUX_BOX_R = 4;
 
 /** Step 6: each plane plus the box mean of bilinear − RCD (rcd.rs `flux_correct`). */
 function fluxCorrect(
