@@ -17,6 +17,7 @@ mod stars;
 mod stats;
 mod tiles;
 mod rcd;
+mod scratch;
 mod photometry;
 mod warp;
 mod drizzle;

@@ -29,6 +29,7 @@
 use crate::debayer::{bilinear, debayer, PATTERNS};
 use crate::js::{Buf, Cancel};
 use crate::par::for_chunks;
+use crate::scratch::{plane, Plane};
 
 const EPS: f64 = 1e-5;
 const EPSSQ: f64 = 1e-10;
@@ -79,9 +80,9 @@ fn hpf(c: &[f32], i: usize, s: usize) -> f64 {
 /// sites `at(x, y)` selects: each axis's high-pass energy (rows/columns ≥ 3 from the edges), summed over the
 /// site and its two neighbours along that axis, A / (A + B) (≥ 4 from the edges; ½ elsewhere).
 #[allow(clippy::too_many_arguments)]
-fn direction(c: &[f32], w: usize, h: usize, sa: usize, sb: usize, at: &(dyn Fn(usize, usize) -> bool + Sync), cancel: Cancel) -> Result<Vec<f32>, String> {
+fn direction(c: &[f32], w: usize, h: usize, sa: usize, sb: usize, at: &(dyn Fn(usize, usize) -> bool + Sync), cancel: Cancel) -> Result<Plane<f32>, String> {
     let n = w * h;
-    let (mut asq, mut bsq) = (vec![0f32; n], vec![0f32; n]);
+    let (mut asq, mut bsq) = (plane(n, 0f32), plane(n, 0f32));
     {
         let (ar, br) = (Rows::of(&mut asq, w), Rows::of(&mut bsq, w));
         for_chunks(h - 6, cancel, |k| {
@@ -95,7 +96,7 @@ fn direction(c: &[f32], w: usize, h: usize, sa: usize, sb: usize, at: &(dyn Fn(u
             }
         })?;
     }
-    let mut dir = vec![0.5f32; n];
+    let mut dir = plane(n, 0.5f32);
     {
         let r = Rows::of(&mut dir, w);
         for_chunks(h - 8, cancel, |k| {
@@ -134,10 +135,10 @@ pub fn rcd(src: &[f32], w: usize, h: usize, pattern: usize, off_x: usize, off_y:
     let s = hi + p;
     let n = w * h;
     let norm = |v: f32| ((v as f64 + p) / s) as f32;
-    let mut c = vec![0f32; n];
+    let mut c = plane(n, 0f32);
     // Working colour planes in c units: the samples at their own sites, the bilinear values on the border
     // (interior sites of the other colours are written by the steps below before anything reads them).
-    let mut col: [Vec<f32>; 3] = [vec![0f32; n], vec![0f32; n], vec![0f32; n]];
+    let mut col: [Plane<f32>; 3] = [plane(n, 0f32), plane(n, 0f32), plane(n, 0f32)];
     {
         let (cr, r0, r1, r2) = (Rows::of(&mut c, w), Rows::of(&mut col[0], w), Rows::of(&mut col[1], w), Rows::of(&mut col[2], w));
         let planes = [r0, r1, r2];
@@ -157,7 +158,7 @@ pub fn rcd(src: &[f32], w: usize, h: usize, pattern: usize, off_x: usize, off_y:
     // Step 1: the vertical/horizontal direction at every site.
     let vh = direction(&c, w, h, w, 1, &|_, _| true, cancel)?;
     // Step 2: low-pass at red/blue sites (≥ 1 from the edges).
-    let mut lpf = vec![0f32; n];
+    let mut lpf = plane(n, 0f32);
     {
         let r = Rows::of(&mut lpf, w);
         for_chunks(h - 2, cancel, |k| {
@@ -288,12 +289,12 @@ pub const FLUX_BOX_R: usize = 4;
 fn flux_correct(src: &[f32], w: usize, h: usize, pattern: usize, off_x: usize, off_y: usize, out: [Buf<f32>; 3], cancel: Cancel) -> Result<(), String> {
     let n = w * h;
     let r = FLUX_BOX_R;
-    let mut bl: [Vec<f32>; 3] = [vec![0f32; n], vec![0f32; n], vec![0f32; n]];
+    let mut bl: [Plane<f32>; 3] = [plane(n, 0f32), plane(n, 0f32), plane(n, 0f32)];
     {
         let [a, bb, c] = &mut bl;
         debayer(src, w, h, pattern, off_x, off_y, false, [Buf { ptr: a.as_mut_ptr(), len: n }, Buf { ptr: bb.as_mut_ptr(), len: n }, Buf { ptr: c.as_mut_ptr(), len: n }], cancel)?;
     }
-    let mut hs = vec![0f64; n];
+    let mut hs = plane(n, 0f64);
     for (k, o) in out.iter().enumerate() {
         let (cur, bil) = (o.slice(), &bl[k]);
         {
@@ -310,21 +311,15 @@ fn flux_correct(src: &[f32], w: usize, h: usize, pattern: usize, off_x: usize, o
         }
         let hs_r: &[f64] = &hs;
         let dst = Buf { ptr: o.ptr, len: o.len };
-        let mut corr = vec![0f64; n];
-        {
-            let cp = crate::js::Buf { ptr: corr.as_mut_ptr(), len: n };
-            for_chunks(h, cancel, |y| {
-                let row = &mut cp.slice_mut()[y * w..(y + 1) * w];
-                let (y0, y1) = (y.saturating_sub(r), (y + r).min(h - 1));
-                for x in 0..w {
-                    let mut t = 0.0f64;
-                    for yy in y0..=y1 { t += hs_r[yy * w + x]; }
-                    row[x] = t / (y1 - y0 + 1) as f64;
-                }
-            })?;
-        }
-        let d = dst.slice_mut();
-        for i in 0..n { d[i] = (d[i] as f64 + corr[i]) as f32; }
+        for_chunks(h, cancel, |y| {
+            let row = &mut dst.slice_mut()[y * w..(y + 1) * w];
+            let (y0, y1) = (y.saturating_sub(r), (y + r).min(h - 1));
+            for x in 0..w {
+                let mut t = 0.0f64;
+                for yy in y0..=y1 { t += hs_r[yy * w + x]; }
+                row[x] = (row[x] as f64 + t / (y1 - y0 + 1) as f64) as f32;
+            }
+        })?;
     }
     Ok(())
 }
