@@ -167,39 +167,56 @@ export async function buildMaster(m: MasterPlan, o: BuildMasterOptions): Promise
       let flatSum = 0,
         flatCount = 0;
       const planes: Float32Array[] = [];
-      // One buffer per frame, reused for every band (fresh ones cost page zeroing and GC per band).
-      const buffers = readers.map(() => new Float32Array(rows * width));
-      for (let c = 0; c < channels; c++) {
-        const plane = m.kind === "flat" ? new Float32Array(width * height) : undefined;
-        for (let y = 0; y < height; y += rows) {
-          o.signal?.throwIfAborted();
-          const n = Math.min(rows, height - y);
-          const band = await Promise.all(
-            readers.map((r, i) => r.readRows(y, n, c, n === rows ? buffers[i] : buffers[i]!.subarray(0, n * width))),
-          );
-          if (m.kind === "flat") {
-            for (const [i, b] of band.entries()) {
-              const ped = bias ? 0 : (o.pedestal ?? 0);
-              for (let k = 0; k < b.length; k++) b[k] = (b[k]! - (bias ? bias[c * width * height + y * width + k]! : ped)) * scale[i]!;
-            }
-          }
-          const { data } = await recon.combine(band, {
-            rejection: o.rejection ?? "winsorized",
-            low: 3,
-            high: 3,
-            ...(o.signal ? { signal: o.signal } : {}),
-          });
-          if (plane) {
-            plane.set(data, y * width);
-            for (const v of data)
-              if (Number.isFinite(v)) {
-                flatSum += v;
-                flatCount++;
+      // Two buffers per frame, reused band after band (fresh ones cost page zeroing and GC per band): the
+      // next band is read and decoded while the native combine (off the main thread) works on this one.
+      const buffers = [0, 1].map(() => readers.map(() => new Float32Array(rows * width)));
+      let combining: Promise<void> | undefined;
+      try {
+        let k = 0;
+        for (let c = 0; c < channels; c++) {
+          const plane = m.kind === "flat" ? new Float32Array(width * height) : undefined;
+          for (let y = 0; y < height; y += rows, k++) {
+            o.signal?.throwIfAborted();
+            const n = Math.min(rows, height - y);
+            const set = buffers[k & 1]!;
+            const band = await Promise.all(
+              readers.map((r, i) => r.readRows(y, n, c, n === rows ? set[i] : set[i]!.subarray(0, n * width))),
+            );
+            if (m.kind === "flat") {
+              for (const [i, b] of band.entries()) {
+                const ped = bias ? 0 : (o.pedestal ?? 0);
+                for (let q = 0; q < b.length; q++) b[q] = (b[q]! - (bias ? bias[c * width * height + y * width + q]! : ped)) * scale[i]!;
               }
-          } else await writer.write(data);
-          o.onProgress?.((c * height + y + n) / (channels * height));
+            }
+            // The previous band's combine and write finish first: bands are written in order.
+            await combining;
+            const [yy, done] = [y, (c * height + y + n) / (channels * height)];
+            combining = (async () => {
+              const { data } = await recon.combine(band, {
+                rejection: o.rejection ?? "winsorized",
+                low: 3,
+                high: 3,
+                ...(o.signal ? { signal: o.signal } : {}),
+              });
+              if (plane) {
+                plane.set(data, yy * width);
+                for (const v of data)
+                  if (Number.isFinite(v)) {
+                    flatSum += v;
+                    flatCount++;
+                  }
+              } else await writer.write(data);
+              o.onProgress?.(done);
+            })();
+          }
+          await combining;
+          combining = undefined;
+          if (plane) planes.push(plane);
         }
-        if (plane) planes.push(plane);
+      } catch (e) {
+        // A band combine still running must not end as an unhandled rejection.
+        await combining?.catch(() => {});
+        throw e;
       }
       if (m.kind === "flat") {
         // Normalise to mean 1 so calibration is a plain division.
