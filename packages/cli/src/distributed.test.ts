@@ -31,8 +31,8 @@ interface Worker {
   out: string[];
   exited: Promise<number | null>;
 }
-function startWorker(url: string, name: string): Promise<Worker> {
-  const proc = spawn(process.execPath, [MAIN, "worker", "--broker", url, "--threads", "1", "--name", name], {
+function startWorker(url: string, name: string, extra: string[] = []): Promise<Worker> {
+  const proc = spawn(process.execPath, [MAIN, "worker", "--broker", url, "--threads", "1", "--name", name, ...extra], {
     stdio: ["ignore", "pipe", "pipe"],
   });
   const out: string[] = [];
@@ -77,7 +77,9 @@ describe.skipIf(!available)("runtime.executor: rabbitmq through the CLI (real br
   beforeAll(async () => {
     broker = await startTestBroker();
     shared = mkdtempSync(join(tmpdir(), "tc-shared-"));
-    workers.push(await startWorker(broker.url, "w1"), await startWorker(broker.url, "w2"));
+    // w2 runs two units at once: each in its own scratch lane (with one shared buffer per key, two band
+    // units in flight overwrote each other's rows and the stacks differed from local).
+    workers.push(await startWorker(broker.url, "w1"), await startWorker(broker.url, "w2", ["--concurrency", "2"]));
   }, 90_000);
 
   afterAll(async () => {

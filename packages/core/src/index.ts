@@ -112,7 +112,7 @@ export {
   type WorkUnit,
 } from "./executor/contracts.js";
 export { localExecutor, withExecutor, type LocalExecutorOptions } from "./executor/local.js";
-export { cachedFile, closeCache, readBand, scratch, OPEN_FILES_MAX } from "./executor/cache.js";
+export { cachedFile, closeCache, readBand, scratch, slotPool, OPEN_FILES_MAX } from "./executor/cache.js";
 export { PlanePool } from "./util/planes.js";
 export { BAND_BYTES, bandRows } from "./util/bands.js";
 

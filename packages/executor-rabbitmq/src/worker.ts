@@ -7,7 +7,7 @@
  */
 import { hostname } from "node:os";
 import { connect, type Channel, type ConfirmChannel, type ConsumeMessage } from "amqplib";
-import { closeCache, type Logger, type SharedRef, type Task, type TaskContext } from "@tile-compile/core";
+import { closeCache, slotPool, type Logger, type SharedRef, type Task, type TaskContext } from "@tile-compile/core";
 import { loadRecon } from "@tile-compile/recon-native";
 import { decode, encode } from "./codec.js";
 import { StoreCache, type DataRef, type S3Settings } from "./store.js";
@@ -67,6 +67,8 @@ export async function runWorker(o: WorkerOptions): Promise<WorkerHandle> {
   // The kernels' thread pool is per process: a worker's units use `threads` of them.
   loadRecon().setThreads(o.threads ?? 1);
   const tasks = o.tasks;
+  // Units of one process running at once (up to its concurrency) hold distinct lanes: their scratch buffers.
+  const slots = slotPool();
   const stores = new StoreCache(o.s3);
   const log = o.logger;
   const runs = new Map<string, RunState>();
@@ -124,11 +126,13 @@ export async function runWorker(o: WorkerOptions): Promise<WorkerHandle> {
     }
     const rs = runState(m.run);
     const store = stores.for(m.store);
+    const slot = slots.take();
     const ctx: TaskContext = {
       signal: rs.abort.signal,
       runId: m.run,
       cache: rs.cache,
       threads: o.threads ?? 1,
+      slot,
       shared: async <T>(ref: SharedRef) => {
         let p = rs.shared.get(ref.$shared);
         if (!p) {
@@ -211,6 +215,8 @@ export async function runWorker(o: WorkerOptions): Promise<WorkerHandle> {
       } catch {
         /* the connection went: redelivered */
       }
+    } finally {
+      slots.give(slot);
     }
   };
 

@@ -3,7 +3,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { writeFitsImage } from "@tile-compile/fits";
-import { closeCache, OPEN_FILES_MAX, readBand } from "./cache.js";
+import { closeCache, OPEN_FILES_MAX, readBand, scratch } from "./cache.js";
+import { defineTask } from "./contracts.js";
+import { localExecutor } from "./local.js";
 import type { TaskContext } from "./contracts.js";
 
 const ctx = (): TaskContext => ({
@@ -49,5 +51,24 @@ describe("readBand", () => {
     expect(OPEN_FILES_MAX).toBeGreaterThanOrEqual(64);
     await closeCache(open.cache);
     await closeCache(perBand.cache);
+  });
+});
+
+describe("scratch", () => {
+  it("units in flight at once never share a scratch buffer (local executor, concurrency 3)", async () => {
+    // Each unit fills its band buffer with its own id, yields to the others, and reads it back: with one
+    // buffer per key (as before lanes) the later units overwrote the earlier ones' rows mid-unit.
+    const task = defineTask("t.scratch", async (i: { id: number }, c) => {
+      const b = scratch(c, "band", 1000);
+      b.fill(i.id);
+      await new Promise((r) => setTimeout(r, 5));
+      return b.every((v) => v === i.id);
+    });
+    const ex = localExecutor();
+    const units = Array.from({ length: 12 }, (_, id) => ({ id: `u${id}`, task, input: { id } }));
+    const ok: boolean[] = [];
+    for await (const r of ex.run(units, { signal: new AbortController().signal, concurrency: 3 })) ok.push(r);
+    expect(ok).toEqual(units.map(() => true));
+    await ex.close();
   });
 });

@@ -52,9 +52,32 @@ export async function cachedFile(
   return { file, release: async () => undefined };
 }
 
-/** A reusable buffer of at least `length` elements for `key` (contents undefined). */
+/**
+ * Lanes for the units an executor runs at once: `take` gives the lowest free one, `give` returns it. A
+ * unit's scratch buffers are keyed by its lane (TaskContext.slot), so units in flight never share one and
+ * the buffers are reused by whichever unit next takes the lane.
+ */
+export function slotPool(): { take(): number; give(slot: number): void } {
+  const busy: boolean[] = [];
+  return {
+    take() {
+      let s = busy.indexOf(false);
+      if (s < 0) s = busy.length;
+      busy[s] = true;
+      return s;
+    },
+    give(slot) {
+      busy[slot] = false;
+    },
+  };
+}
+
+/**
+ * A reusable buffer of at least `length` elements for `key` (contents undefined), private to the unit's
+ * lane (`ctx.slot`) until the unit ends.
+ */
 export function scratch(ctx: TaskContext, key: string, length: number): Float32Array {
-  const k = `scratch:${key}`;
+  const k = `scratch:${ctx.slot ?? 0}:${key}`;
   const b = ctx.cache.get(k) as Float32Array | undefined;
   if (b && b.length >= length) return b.subarray(0, length);
   const nb = new Float32Array(length);

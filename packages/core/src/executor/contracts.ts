@@ -37,6 +37,11 @@ export interface TaskContext {
   cache: Map<string, unknown>;
   /** Worker threads the task's kernels may use. */
   threads: number;
+  /**
+   * The unit's lane among the units running at once in this process (0 ≤ slot < their number; 0 when
+   * absent). Per-unit scratch buffers in `cache` are keyed by it, so two units in flight never share one.
+   */
+  slot?: number;
 }
 
 /** A named task: the code a unit runs. Names are stable: a worker of the same version resolves them from its catalogue. */

@@ -3,7 +3,7 @@
  * Shared values stay in memory (no encoding), so the local path costs nothing over a plain loop.
  */
 import type { Executor, ExecutorStats, RunUnitsOptions, SharedRef, TaskContext, WorkUnit } from "./contracts.js";
-import { closeCache } from "./cache.js";
+import { closeCache, slotPool } from "./cache.js";
 
 export interface LocalExecutorOptions {
   /** Threads a task's kernels may use. */
@@ -14,6 +14,7 @@ export interface LocalExecutorOptions {
 export function localExecutor(options: LocalExecutorOptions = {}): Executor {
   const shared = new Map<string, unknown>();
   const cache = new Map<string, unknown>();
+  const slots = slotPool();
   const runId = options.runId ?? "local";
   let n = 0,
     units = 0;
@@ -35,7 +36,7 @@ export function localExecutor(options: LocalExecutorOptions = {}): Executor {
       return { $shared: key };
     },
     async *run<O>(list: readonly WorkUnit<unknown, O>[], opts: RunUnitsOptions): AsyncIterable<O> {
-      const ctx = ctxFor(opts.signal);
+      const base = ctxFor(opts.signal);
       const limit = Math.max(1, Math.min(opts.concurrency ?? 1, list.length));
       const pending = new Map<number, Promise<O>>();
       let next = 0,
@@ -44,9 +45,14 @@ export function localExecutor(options: LocalExecutorOptions = {}): Executor {
         const u = list[i]!;
         const p = (async () => {
           opts.signal.throwIfAborted();
-          const r = await u.task.run(u.input, ctx);
-          opts.onUnitDone?.(++done, list.length);
-          return r;
+          const slot = slots.take();
+          try {
+            const r = await u.task.run(u.input, { ...base, slot });
+            opts.onUnitDone?.(++done, list.length);
+            return r;
+          } finally {
+            slots.give(slot);
+          }
         })();
         p.catch(() => undefined); // awaited below in order; avoid an unhandled rejection meanwhile
         pending.set(i, p);
