@@ -444,7 +444,9 @@ describe.runIf(seestar)("tile-compile reconstruct (TBQR) on the shared M 94 fram
       expect(c.err.join("\n")).toMatch(/warning: TBQR validation: FWHM improvement/);
       const v = JSON.parse(readFileSync(join(out, "validation.json"), "utf8"));
       expect(v.mode).toBe("emergency");
-      expect(v.fwhmTbqr).toBeLessThanOrEqual(v.fwhmMean * 1.001);
+      // No blurrier than the plain mean within issue 33's +0.5 % (RCD frames, the default since issue 34: 2.521 vs
+      // 2.515 px, +0.24 %; with the bilinear demosaic it was within 0.1 %; test/real-tbqr.test.ts holds the same).
+      expect(v.fwhmTbqr).toBeLessThanOrEqual(v.fwhmMean * 1.005);
       const img = await readFitsImage(join(out, "stacked.fit"));
       expect([img.width, img.height, img.channels]).toEqual([1080, 1920, 3]);
       expect(img.header.get("STACKMTH")).toBe("tbqr");
