@@ -62,6 +62,13 @@ import { rm } from "node:fs/promises";
 
 /** Frames measured at once by the statistics pass. */
 const STATS_IN_FLIGHT = 4;
+/**
+ * Bands of registered frames combined at once, each unit in its own scratch lane: the next band is read
+ * while the kernel combines this one (100 × 2048²: 2.70 → 2.17 s, best of three; same bytes). The fused
+ * path keeps one: its bands are warped as they are read, which already keeps both cores in the kernels
+ * (two in flight measured no faster).
+ */
+const BANDS_IN_FLIGHT = 2;
 
 /**
  * The rejection methods of this engine, as the kernels call them. A new one is added here (and to the
@@ -360,11 +367,13 @@ export async function nativeStack(input: StackingInput<NativeStackingOptions>, c
     // each with the kernel's margin rows, so its bands are 8× longer (within the budget) than the
     // cache-sized bands of registered frames (100 × 2048²: 39-row bands made the bands 3× slower than the
     // write-then-stack path's).
+    // Bands in flight at once share the budget.
     const bytesPerRow = width * 4 * (frames.length + 2);
+    const inFlight = warp ? 1 : BANDS_IN_FLIGHT;
     const rowsPerBand = Math.min(
       warp
         ? Math.max(1, Math.min(height, Math.floor(Math.min(ctx.runtime.memoryBudgetBytes, 8 * BAND_BYTES) / bytesPerRow)))
-        : bandRows(bytesPerRow, height, ctx.runtime.memoryBudgetBytes),
+        : bandRows(bytesPerRow, height, ctx.runtime.memoryBudgetBytes / inFlight),
       Math.max(1, Math.ceil(height / (executor.parallelism ?? 1))),
     );
     const header = first.header.clone();
@@ -450,7 +459,7 @@ export async function nativeStack(input: StackingInput<NativeStackingOptions>, c
           });
       // Results arrive in band order whatever ran them; they are written as they come.
       let done = 0;
-      for await (const r of executor.run(units, { signal: ctx.signal })) {
+      for await (const r of executor.run(units, { signal: ctx.signal, concurrency: inFlight })) {
         const u = units[done]!.input as { c: number; y0: number; rows: number };
         if (r.rejectedLow) for (const v of r.rejectedLow) rejectedLow += v;
         if (r.rejectedHigh) for (const v of r.rejectedHigh) rejectedHigh += v;
