@@ -190,7 +190,6 @@ export async function buildMaster(m: MasterPlan, o: BuildMasterOptions): Promise
             }
             // The previous band's combine and write finish first: bands are written in order.
             await combining;
-            const [yy, done] = [y, (c * height + y + n) / (channels * height)];
             combining = (async () => {
               const { data } = await recon.combine(band, {
                 rejection: o.rejection ?? "winsorized",
@@ -199,14 +198,14 @@ export async function buildMaster(m: MasterPlan, o: BuildMasterOptions): Promise
                 ...(o.signal ? { signal: o.signal } : {}),
               });
               if (plane) {
-                plane.set(data, yy * width);
+                plane.set(data, y * width);
                 for (const v of data)
                   if (Number.isFinite(v)) {
                     flatSum += v;
                     flatCount++;
                   }
               } else await writer.write(data);
-              o.onProgress?.(done);
+              o.onProgress?.((c * height + y + n) / (channels * height));
             })();
           }
           await combining;

@@ -12,6 +12,7 @@ import type { TaskContext } from "../executor/contracts.js";
 import { cachedFile, scratch, OPEN_FILES_MAX } from "../executor/cache.js";
 import { FitsFile } from "@tile-compile/fits";
 import { invert } from "./geometry.js";
+import { mapLimit } from "../util/pool.js";
 import { TileCompileError } from "../errors/index.js";
 import { bayerOf, readFrame } from "./stars.js";
 
@@ -126,29 +127,20 @@ export async function readWarpedBand(
   // Two frames at a time (one's rows decode in JavaScript while the other's warp runs in the kernel), each
   // lane reading its frames' source rows into one reused buffer (fresh ones per frame and band — 700 of
   // 2.7 MB for 100 × 2048² — cost page faults and garbage collection: ~15 % of the fused stack).
-  let next = 0,
-    failed = false;
-  const lane = (l: number) => laneFrames(l).catch((e: unknown) => ((failed = true), Promise.reject(e)));
-  const laneFrames = async (l: number) => {
-    for (let k = next++; k < frames.length && !failed; k = next++) {
-      ctx.signal.throwIfAborted();
-      const f = frames[k]!;
-      const inverse = invert(plan.matrices[k]!);
-      if (!inverse) throw new Error(`${f.path}: the registration transform is singular`);
-      const h = keepOpen ? await cachedFile(ctx, f.path) : undefined;
-      const file = h?.file ?? (await FitsFile.open(f.path));
-      try {
-        const src = (n: number) => scratch(ctx, `${key}:source:${l}`, n);
-        await warpRows(recon, await file.image(f.hdu), plan, inverse, y0, rows, c, views[k]!, ctx.signal, plan.ranges?.[k], src);
-      } finally {
-        if (h) await h.release();
-        else await file.close();
-      }
+  await mapLimit(frames, 2, async (f, k, lane) => {
+    ctx.signal.throwIfAborted();
+    const inverse = invert(plan.matrices[k]!);
+    if (!inverse) throw new Error(`${f.path}: the registration transform is singular`);
+    const h = keepOpen ? await cachedFile(ctx, f.path) : undefined;
+    const file = h?.file ?? (await FitsFile.open(f.path));
+    try {
+      const src = (n: number) => scratch(ctx, `${key}:source:${lane}`, n);
+      await warpRows(recon, await file.image(f.hdu), plan, inverse, y0, rows, c, views[k]!, ctx.signal, plan.ranges?.[k], src);
+    } finally {
+      if (h) await h.release();
+      else await file.close();
     }
-  };
-  // Both lanes end before an error is passed on (none left running unobserved).
-  const bad = (await Promise.allSettled([lane(0), lane(1)])).find((r) => r.status === "rejected");
-  if (bad) throw (bad as PromiseRejectedResult).reason;
+  });
   return views;
 }
 

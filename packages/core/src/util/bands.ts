@@ -6,7 +6,7 @@
  */
 export const BAND_BYTES = 32 << 20;
 
-/** Rows per band: `bytesPerRow` (all frames' rows plus the combine's own) within the budget and BAND_BYTES. */
-export function bandRows(bytesPerRow: number, height: number, memoryBudgetBytes: number): number {
-  return Math.max(1, Math.min(height, Math.floor(Math.min(memoryBudgetBytes, BAND_BYTES) / bytesPerRow)));
+/** Rows per band: `bytesPerRow` (all frames' rows plus the combine's own) within the budget and `bandBytes`. */
+export function bandRows(bytesPerRow: number, height: number, memoryBudgetBytes: number, bandBytes = BAND_BYTES): number {
+  return Math.max(1, Math.min(height, Math.floor(Math.min(memoryBudgetBytes, bandBytes) / bytesPerRow)));
 }

@@ -371,9 +371,7 @@ export async function nativeStack(input: StackingInput<NativeStackingOptions>, c
     const bytesPerRow = width * 4 * (frames.length + 2);
     const inFlight = warp ? 1 : BANDS_IN_FLIGHT;
     const rowsPerBand = Math.min(
-      warp
-        ? Math.max(1, Math.min(height, Math.floor(Math.min(ctx.runtime.memoryBudgetBytes, 8 * BAND_BYTES) / bytesPerRow)))
-        : bandRows(bytesPerRow, height, ctx.runtime.memoryBudgetBytes / inFlight),
+      bandRows(bytesPerRow, height, ctx.runtime.memoryBudgetBytes / inFlight, warp ? 8 * BAND_BYTES : BAND_BYTES),
       Math.max(1, Math.ceil(height / (executor.parallelism ?? 1))),
     );
     const header = first.header.clone();
