@@ -23,8 +23,9 @@
 //!    as in step 3 by the step-1 direction. Both limited to [0, 1].
 //! 5. Border: the 5 px frame around the image keeps the bilinear values (the steps above need 4 px of
 //!    context and the refined directions one more).
-//! 6. (ours) Flux: every plane gets the 9×9 box mean of (bilinear − RCD) added, so each colour's flux over
-//!    any aperture wider than the box is the bilinear debayer's (exact), and star colours are kept; RCD alone
+//! 6. (ours) Flux: each plane's bilinear − RCD difference is shared out over the 9×9 box around each pixel
+//!    in proportion to the plane's local signal, so each colour's flux over any aperture wider than the box
+//!    is the bilinear debayer's (exact) and stars keep their colours in apertures of a few pixels; RCD alone
 //!    pulled undersampled stars' colours 9–19 % toward grey (see `flux_correct`).
 use crate::debayer::{bilinear, debayer, PATTERNS};
 use crate::js::{Buf, Cancel};
@@ -272,21 +273,83 @@ pub fn rcd(src: &[f32], w: usize, h: usize, pattern: usize, off_x: usize, off_y:
             for x in b..w - b { dst[x] = if color(x, y) == ch { src[y * w + x] } else { (srcp[x] as f64 * s - p) as f32 }; }
         }
     })?;
-    flux_correct(src, w, h, pattern, off_x, off_y, out, cancel)
+    flux_correct(src, w, h, pattern, off_x, off_y, s, out, cancel)
 }
 
 /// Half-size of the box over which the flux of each colour plane is restored.
 pub const FLUX_BOX_R: usize = 4;
 
+/// Row sums over the window of half-size r clamped at the row's ends, each sum from 0.0 adding the values
+/// left to right (the TypeScript twin's order). The interior adds one shifted copy of the row at a time,
+/// which vectorises; the same additions in the same order per pixel.
+#[inline]
+fn row_box_sum(s: &[f64], row: &mut [f64], r: usize) {
+    let w = row.len();
+    let naive = |row: &mut [f64], x: usize| {
+        let mut t = 0.0f64;
+        for v in &s[x.saturating_sub(r)..=(x + r).min(w - 1)] { t += v; }
+        row[x] = t;
+    };
+    if w <= 2 * r {
+        for x in 0..w { naive(row, x); }
+        return;
+    }
+    let inner = &mut row[r..w - r];
+    inner.fill(0.0);
+    for d in 0..=2 * r {
+        for (o, v) in inner.iter_mut().zip(&s[d..d + w - 2 * r]) { *o += v; }
+    }
+    for x in (0..r).chain(w - r..w) { naive(row, x); }
+}
+
+/// Column sums over the window of half-size r clamped at the top and bottom: row y of `out` from 0.0
+/// adding rows y − r … y + r of `src` top to bottom.
+#[inline]
+fn col_box_sum(src: &[f64], w: usize, h: usize, r: usize, y: usize, row: &mut [f64]) {
+    row.fill(0.0);
+    for yy in y.saturating_sub(r)..=(y + r).min(h - 1) {
+        for (o, v) in row.iter_mut().zip(&src[yy * w..(yy + 1) * w]) { *o += v; }
+    }
+}
+
+/// Box sums over the (2r+1)² window clamped at the edges: along rows into `tmp`, then along columns into
+/// `out`; f64, each sum in a fixed order.
+#[allow(clippy::too_many_arguments)]
+fn box_sum(src: &[f64], w: usize, h: usize, r: usize, tmp: &mut [f64], out: &mut [f64], cancel: Cancel) -> Result<(), String> {
+    {
+        let tp = Buf { ptr: tmp.as_mut_ptr(), len: tmp.len() };
+        for_chunks(h, cancel, |y| row_box_sum(&src[y * w..(y + 1) * w], &mut tp.slice_mut()[y * w..(y + 1) * w], r))?;
+    }
+    let tr: &[f64] = tmp;
+    let op = Buf { ptr: out.as_mut_ptr(), len: out.len() };
+    for_chunks(h, cancel, |y| col_box_sum(tr, w, h, r, y, &mut op.slice_mut()[y * w..(y + 1) * w]))
+}
+
+/// Pixels in the clamped window of half-size r around x (along one axis of length n).
+#[inline]
+fn span(x: usize, r: usize, n: usize) -> f64 { ((x + r).min(n - 1) - x.saturating_sub(r) + 1) as f64 }
+
 /// Step 6 (ours): RCD's green at red/blue sites follows a low-pass of the mixed colours, so on a star a few
 /// pixels wide it takes a share of the star's red or blue, and the colour differences of step 4 hand that
 /// share back: generated undersampled stars (FWHM 3.5 px) came out 9–19 % nearer grey in R/G, B/G, the green
 /// flux 3 % high. The bilinear debayer keeps every plane's flux exactly (each sample is shared out with weights
-/// that sum to one). So each plane gets the (2R+1)² box mean of bilinear − RCD added: over any aperture wider
-/// than the box, the flux is the bilinear one (the colour of every star right), while the detail finer than
-/// the box — the sharpness — stays RCD's. Box sums in f64 in a fixed order, clamped at the edges.
+/// that sum to one). So the difference D = bilinear − RCD of each plane is handed back, each pixel's D shared
+/// out over the (2R+1)² box around it in proportion to a weight W: pixel i gets
+/// W_i · Σ_{j ∈ box(i)} D_j / Σ_{k ∈ box(j)} W_k, which moves flux without creating or losing any (over any
+/// aperture wider than the box the flux is the bilinear one) while the detail finer than the box — the
+/// sharpness — stays RCD's. W is where the plane's own signal is, so that a star's missing flux is added in
+/// the shape RCD gave it: e = value − mean_box(value) where positive, plus half the box mean of |e| (the
+/// noise level there) and a tiny floor (1e-9 of the working scale). A uniform W (the box mean of D, as
+/// before) put a 9×9 share of a star's missing colour on the sky around it: on a generated dithered OSC set
+/// (FWHM 2 px) star colours in r = 5 px apertures were off by −3.0 / −1.0 % (median R/G, B/G; rms 5.1 / 4.1),
+/// now −0.7 / +0.5 % (rms 1.3 / 1.2), and a 5×5 uniform box, better for colour, added 3 % sky noise in R and
+/// B. W from the bilinear luminance (wider than RCD's stars) was as good for colour but changed each frame's
+/// star widths with the Bayer phase under them, which TBQR's `weighting: auto` read as seeing (a spread of
+/// 7.4 % on the Seestar M 94 frames, above its 6.2 % threshold: noise ×1.012). Sums in f64 in a fixed order,
+/// boxes clamped at the edges; the result at a pixel depends on RCD values up to 4·R px away (core
+/// `DEBAYER_MARGIN` covers it), and non-finite differences are not shared out.
 #[allow(clippy::too_many_arguments)]
-fn flux_correct(src: &[f32], w: usize, h: usize, pattern: usize, off_x: usize, off_y: usize, out: [Buf<f32>; 3], cancel: Cancel) -> Result<(), String> {
+fn flux_correct(src: &[f32], w: usize, h: usize, pattern: usize, off_x: usize, off_y: usize, scale: f64, out: [Buf<f32>; 3], cancel: Cancel) -> Result<(), String> {
     let n = w * h;
     let r = FLUX_BOX_R;
     let mut bl: [Plane<f32>; 3] = [plane(n, 0f32), plane(n, 0f32), plane(n, 0f32)];
@@ -294,31 +357,69 @@ fn flux_correct(src: &[f32], w: usize, h: usize, pattern: usize, off_x: usize, o
         let [a, bb, c] = &mut bl;
         debayer(src, w, h, pattern, off_x, off_y, false, [Buf { ptr: a.as_mut_ptr(), len: n }, Buf { ptr: bb.as_mut_ptr(), len: n }, Buf { ptr: c.as_mut_ptr(), len: n }], cancel)?;
     }
-    let mut hs = plane(n, 0f64);
+    let (mut wt, mut a, mut b, mut tmp) = (plane(n, 0f64), plane(n, 0f64), plane(n, 0f64), plane(n, 0f64));
+    let floor = 1e-9 * scale;
     for (k, o) in out.iter().enumerate() {
         let (cur, bil) = (o.slice(), &bl[k]);
+        // The plane (into wt), e = value − mean_box (into wt), the box sums of |e| (into b).
         {
-            let hp = crate::js::Buf { ptr: hs.as_mut_ptr(), len: n };
+            let lp = Buf { ptr: wt.as_mut_ptr(), len: n };
             for_chunks(h, cancel, |y| {
-                let row = &mut hp.slice_mut()[y * w..(y + 1) * w];
+                let row = &mut lp.slice_mut()[y * w..(y + 1) * w];
                 for x in 0..w {
-                    let (x0, x1) = (x.saturating_sub(r), (x + r).min(w - 1));
-                    let mut t = 0.0f64;
-                    for xx in x0..=x1 { t += bil[y * w + xx] as f64 - cur[y * w + xx] as f64; }
-                    row[x] = t / (x1 - x0 + 1) as f64;
+                    let v = cur[y * w + x] as f64;
+                    row[x] = if v.is_finite() { v } else { 0.0 };
                 }
             })?;
         }
-        let hs_r: &[f64] = &hs;
+        box_sum(&wt, w, h, r, &mut tmp, &mut b, cancel)?;
+        {
+            let (ep, ap) = (Buf { ptr: wt.as_mut_ptr(), len: n }, Buf { ptr: a.as_mut_ptr(), len: n });
+            let ab: &[f64] = &b;
+            for_chunks(h, cancel, |y| {
+                let (row, arow) = (&mut ep.slice_mut()[y * w..(y + 1) * w], &mut ap.slice_mut()[y * w..(y + 1) * w]);
+                let cr = span(y, r, h);
+                for x in 0..w {
+                    let e = row[x] - ab[y * w + x] / (cr * span(x, r, w));
+                    row[x] = e;
+                    arow[x] = e.abs();
+                }
+            })?;
+        }
+        box_sum(&a, w, h, r, &mut tmp, &mut b, cancel)?;
+        // W = max(e, 0) + ½·mean_box|e| + 1e-9·scale (into wt); then its box sums (into b).
+        {
+            let wp = Buf { ptr: wt.as_mut_ptr(), len: n };
+            let m: &[f64] = &b;
+            for_chunks(h, cancel, |y| {
+                let row = &mut wp.slice_mut()[y * w..(y + 1) * w];
+                let cr = span(y, r, h);
+                for x in 0..w {
+                    let e = row[x];
+                    row[x] = (if e > 0.0 { e } else { 0.0 }) + 0.5 * m[y * w + x] / (cr * span(x, r, w)) + floor;
+                }
+            })?;
+        }
+        box_sum(&wt, w, h, r, &mut tmp, &mut b, cancel)?;
+        // Q = D / Σ_box W (into a), its box sums (into b), then each pixel + W · Σ_box Q.
+        {
+            let qp = Buf { ptr: a.as_mut_ptr(), len: n };
+            let sw: &[f64] = &b;
+            for_chunks(h, cancel, |y| {
+                let row = &mut qp.slice_mut()[y * w..(y + 1) * w];
+                for x in 0..w {
+                    let i = y * w + x;
+                    let d = bil[i] as f64 - cur[i] as f64;
+                    row[x] = if d.is_finite() { d / sw[i] } else { 0.0 };
+                }
+            })?;
+        }
+        box_sum(&a, w, h, r, &mut tmp, &mut b, cancel)?;
+        let (bq, wr): (&[f64], &[f64]) = (&b, &wt);
         let dst = Buf { ptr: o.ptr, len: o.len };
         for_chunks(h, cancel, |y| {
             let row = &mut dst.slice_mut()[y * w..(y + 1) * w];
-            let (y0, y1) = (y.saturating_sub(r), (y + r).min(h - 1));
-            for x in 0..w {
-                let mut t = 0.0f64;
-                for yy in y0..=y1 { t += hs_r[yy * w + x]; }
-                row[x] = (row[x] as f64 + t / (y1 - y0 + 1) as f64) as f32;
-            }
+            for x in 0..w { row[x] = (row[x] as f64 + wr[y * w + x] * bq[y * w + x]) as f32; }
         })?;
     }
     Ok(())

@@ -158,13 +158,36 @@ export function rcd(
       sp = col[k]!;
     for (let y = b; y < h - b; y++) for (let x = b; x < w - b; x++) if (color(x, y) !== k) dst[y * w + x] = sp[y * w + x]! * s - p;
   }
-  fluxCorrect(src, w, h, pattern, offX, offY, out);
+  fluxCorrect(src, w, h, pattern, offX, offY, s, out);
 }
 
 /** Half-size of the box over which each plane's flux is restored (rcd.rs FLUX_BOX_R). */
 export const FLUX_BOX_R = 4;
 
-/** Step 6: each plane plus the box mean of bilinear − RCD (rcd.rs `flux_correct`). */
+/** Box sums over the (2r+1)² window clamped at the edges, rows then columns (rcd.rs `box_sum`). */
+function boxSum(src: Float64Array, w: number, h: number, r: number, tmp: Float64Array, out: Float64Array): void {
+  for (let y = 0; y < h; y++)
+    for (let x = 0; x < w; x++) {
+      const x1 = Math.min(w - 1, x + r);
+      let t = 0;
+      for (let xx = Math.max(0, x - r); xx <= x1; xx++) t += src[y * w + xx]!;
+      tmp[y * w + x] = t;
+    }
+  for (let y = 0; y < h; y++) {
+    const y0 = Math.max(0, y - r),
+      y1 = Math.min(h - 1, y + r);
+    for (let x = 0; x < w; x++) {
+      let t = 0;
+      for (let yy = y0; yy <= y1; yy++) t += tmp[yy * w + x]!;
+      out[y * w + x] = t;
+    }
+  }
+}
+
+/** Pixels in the clamped window of half-size r around x on an axis of n (rcd.rs `span`). */
+const span = (x: number, r: number, n: number) => Math.min(n - 1, x + r) - Math.max(0, x - r) + 1;
+
+/** Step 6: bilinear − RCD of each plane shared out over the box in proportion to the local signal (rcd.rs `flux_correct`). */
 function fluxCorrect(
   src: Float32Array,
   w: number,
@@ -172,34 +195,64 @@ function fluxCorrect(
   pattern: number,
   offX: number,
   offY: number,
+  scale: number,
   out: [Float32Array, Float32Array, Float32Array],
 ): void {
   const n = w * h,
     r = FLUX_BOX_R;
   const bl = [0, 1, 2].map(() => new Float32Array(n)) as [Float32Array, Float32Array, Float32Array];
   debayer(src, w, h, pattern, offX, offY, false, bl);
-  const hs = new Float64Array(n),
-    corr = new Float64Array(n);
+  const wt = new Float64Array(n),
+    a = new Float64Array(n),
+    b = new Float64Array(n),
+    tmp = new Float64Array(n);
+  const floor = 1e-9 * scale;
   for (let k = 0; k < 3; k++) {
     const cur = out[k]!,
       bil = bl[k]!;
+    for (let i = 0; i < n; i++) {
+      const v = cur[i]!;
+      wt[i] = Number.isFinite(v) ? v : 0;
+    }
+    boxSum(wt, w, h, r, tmp, b);
+    for (let y = 0; y < h; y++) {
+      const cr = span(y, r, h);
+      for (let x = 0; x < w; x++) {
+        const i = y * w + x,
+          e = wt[i]! - b[i]! / (cr * span(x, r, w));
+        wt[i] = e;
+        a[i] = Math.abs(e);
+      }
+    }
+    boxSum(a, w, h, r, tmp, b);
+    for (let y = 0; y < h; y++) {
+      const cr = span(y, r, h);
+      for (let x = 0; x < w; x++) {
+        const i = y * w + x,
+          e = wt[i]!;
+        wt[i] = (e > 0 ? e : 0) + (0.5 * b[i]!) / (cr * span(x, r, w)) + floor;
+      }
+    }
+    boxSum(wt, w, h, r, tmp, b);
+    for (let i = 0; i < n; i++) {
+      const d = bil[i]! - cur[i]!;
+      a[i] = Number.isFinite(d) ? d / b[i]! : 0;
+    }
     for (let y = 0; y < h; y++)
       for (let x = 0; x < w; x++) {
-        const x0 = Math.max(0, x - r),
-          x1 = Math.min(w - 1, x + r);
+        const x1 = Math.min(w - 1, x + r);
         let t = 0;
-        for (let xx = x0; xx <= x1; xx++) t += bil[y * w + xx]! - cur[y * w + xx]!;
-        hs[y * w + x] = t / (x1 - x0 + 1);
+        for (let xx = Math.max(0, x - r); xx <= x1; xx++) t += a[y * w + xx]!;
+        tmp[y * w + x] = t;
       }
     for (let y = 0; y < h; y++) {
       const y0 = Math.max(0, y - r),
         y1 = Math.min(h - 1, y + r);
       for (let x = 0; x < w; x++) {
         let t = 0;
-        for (let yy = y0; yy <= y1; yy++) t += hs[yy * w + x]!;
-        corr[y * w + x] = t / (y1 - y0 + 1);
+        for (let yy = y0; yy <= y1; yy++) t += tmp[yy * w + x]!;
+        cur[y * w + x] = cur[y * w + x]! + wt[y * w + x]! * t;
       }
     }
-    for (let i = 0; i < n; i++) cur[i] = cur[i]! + corr[i]!;
   }
 }
