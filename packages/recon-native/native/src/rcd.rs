@@ -279,48 +279,62 @@ pub fn rcd(src: &[f32], w: usize, h: usize, pattern: usize, off_x: usize, off_y:
 /// Half-size of the box over which the flux of each colour plane is restored.
 pub const FLUX_BOX_R: usize = 4;
 
-/// Row sums over the window of half-size r clamped at the row's ends, each sum from 0.0 adding the values
-/// left to right (the TypeScript twin's order). The interior adds one shifted copy of the row at a time,
-/// which vectorises; the same additions in the same order per pixel.
-#[inline]
-fn row_box_sum(s: &[f64], row: &mut [f64], r: usize) {
-    let w = row.len();
-    let naive = |row: &mut [f64], x: usize| {
-        let mut t = 0.0f64;
-        for v in &s[x.saturating_sub(r)..=(x + r).min(w - 1)] { t += v; }
-        row[x] = t;
-    };
-    if w <= 2 * r {
-        for x in 0..w { naive(row, x); }
-        return;
-    }
-    let inner = &mut row[r..w - r];
-    inner.fill(0.0);
-    for d in 0..=2 * r {
-        for (o, v) in inner.iter_mut().zip(&s[d..d + w - 2 * r]) { *o += v; }
-    }
-    for x in (0..r).chain(w - r..w) { naive(row, x); }
+thread_local! {
+    /// One row of f64 sums per worker thread (the box sums add in f64 and store f32).
+    static ACC: std::cell::RefCell<Vec<f64>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Column sums over the window of half-size r clamped at the top and bottom: row y of `out` from 0.0
-/// adding rows y − r … y + r of `src` top to bottom.
+/// Row sums over the window of half-size r clamped at the row's ends, each sum in f64 from 0.0 adding the
+/// values left to right (the TypeScript twin's order), stored as f32. The interior adds one shifted copy of
+/// the row at a time, which vectorises; the same additions in the same order per pixel.
 #[inline]
-fn col_box_sum(src: &[f64], w: usize, h: usize, r: usize, y: usize, row: &mut [f64]) {
-    row.fill(0.0);
-    for yy in y.saturating_sub(r)..=(y + r).min(h - 1) {
-        for (o, v) in row.iter_mut().zip(&src[yy * w..(yy + 1) * w]) { *o += v; }
-    }
+fn row_box_sum(s: &[f32], row: &mut [f32], r: usize) {
+    let w = row.len();
+    ACC.with(|acc| {
+        let mut acc = acc.borrow_mut();
+        acc.clear();
+        acc.resize(w, 0.0);
+        let naive = |acc: &mut [f64], x: usize| {
+            let mut t = 0.0f64;
+            for &v in &s[x.saturating_sub(r)..=(x + r).min(w - 1)] { t += v as f64; }
+            acc[x] = t;
+        };
+        if w <= 2 * r {
+            for x in 0..w { naive(&mut acc, x); }
+        } else {
+            for d in 0..=2 * r {
+                for (o, &v) in acc[r..w - r].iter_mut().zip(&s[d..d + w - 2 * r]) { *o += v as f64; }
+            }
+            for x in (0..r).chain(w - r..w) { naive(&mut acc, x); }
+        }
+        for (o, &t) in row.iter_mut().zip(acc.iter()) { *o = t as f32; }
+    });
+}
+
+/// Column sums over the window of half-size r clamped at the top and bottom: row y of the result, in f64
+/// from 0.0 adding rows y − r … y + r of `src` top to bottom, stored as f32.
+#[inline]
+fn col_box_sum(src: &[f32], w: usize, h: usize, r: usize, y: usize, row: &mut [f32]) {
+    ACC.with(|acc| {
+        let mut acc = acc.borrow_mut();
+        acc.clear();
+        acc.resize(w, 0.0);
+        for yy in y.saturating_sub(r)..=(y + r).min(h - 1) {
+            for (o, &v) in acc.iter_mut().zip(&src[yy * w..(yy + 1) * w]) { *o += v as f64; }
+        }
+        for (o, &t) in row.iter_mut().zip(acc.iter()) { *o = t as f32; }
+    });
 }
 
 /// Box sums over the (2r+1)² window clamped at the edges: along rows into `tmp`, then along columns into
-/// `out`; f64, each sum in a fixed order.
+/// `out` (see `row_box_sum`, `col_box_sum`).
 #[allow(clippy::too_many_arguments)]
-fn box_sum(src: &[f64], w: usize, h: usize, r: usize, tmp: &mut [f64], out: &mut [f64], cancel: Cancel) -> Result<(), String> {
+fn box_sum(src: &[f32], w: usize, h: usize, r: usize, tmp: &mut [f32], out: &mut [f32], cancel: Cancel) -> Result<(), String> {
     {
         let tp = Buf { ptr: tmp.as_mut_ptr(), len: tmp.len() };
         for_chunks(h, cancel, |y| row_box_sum(&src[y * w..(y + 1) * w], &mut tp.slice_mut()[y * w..(y + 1) * w], r))?;
     }
-    let tr: &[f64] = tmp;
+    let tr: &[f32] = tmp;
     let op = Buf { ptr: out.as_mut_ptr(), len: out.len() };
     for_chunks(h, cancel, |y| col_box_sum(tr, w, h, r, y, &mut op.slice_mut()[y * w..(y + 1) * w]))
 }
@@ -345,7 +359,8 @@ fn span(x: usize, r: usize, n: usize) -> f64 { ((x + r).min(n - 1) - x.saturatin
 /// now −0.7 / +0.5 % (rms 1.3 / 1.2), and a 5×5 uniform box, better for colour, added 3 % sky noise in R and
 /// B. W from the bilinear luminance (wider than RCD's stars) was as good for colour but changed each frame's
 /// star widths with the Bayer phase under them, which TBQR's `weighting: auto` read as seeing (a spread of
-/// 7.4 % on the Seestar M 94 frames, above its 6.2 % threshold: noise ×1.012). Sums in f64 in a fixed order,
+/// 7.4 % on the Seestar M 94 frames, above its 6.2 % threshold: noise ×1.012). Arithmetic and sums in f64
+/// in a fixed order, the working planes stored as f32 (half the memory traffic of f64 planes),
 /// boxes clamped at the edges; the result at a pixel depends on RCD values up to 4·R px away (core
 /// `DEBAYER_MARGIN` covers it), and non-finite differences are not shared out.
 #[allow(clippy::too_many_arguments)]
@@ -357,7 +372,7 @@ fn flux_correct(src: &[f32], w: usize, h: usize, pattern: usize, off_x: usize, o
         let [a, bb, c] = &mut bl;
         debayer(src, w, h, pattern, off_x, off_y, false, [Buf { ptr: a.as_mut_ptr(), len: n }, Buf { ptr: bb.as_mut_ptr(), len: n }, Buf { ptr: c.as_mut_ptr(), len: n }], cancel)?;
     }
-    let (mut wt, mut a, mut b, mut tmp) = (plane(n, 0f64), plane(n, 0f64), plane(n, 0f64), plane(n, 0f64));
+    let (mut wt, mut a, mut b, mut tmp) = (plane(n, 0f32), plane(n, 0f32), plane(n, 0f32), plane(n, 0f32));
     let floor = 1e-9 * scale;
     for (k, o) in out.iter().enumerate() {
         let (cur, bil) = (o.slice(), &bl[k]);
@@ -367,7 +382,7 @@ fn flux_correct(src: &[f32], w: usize, h: usize, pattern: usize, off_x: usize, o
             for_chunks(h, cancel, |y| {
                 let row = &mut lp.slice_mut()[y * w..(y + 1) * w];
                 for x in 0..w {
-                    let v = cur[y * w + x] as f64;
+                    let v = cur[y * w + x];
                     row[x] = if v.is_finite() { v } else { 0.0 };
                 }
             })?;
@@ -375,14 +390,14 @@ fn flux_correct(src: &[f32], w: usize, h: usize, pattern: usize, off_x: usize, o
         box_sum(&wt, w, h, r, &mut tmp, &mut b, cancel)?;
         {
             let (ep, ap) = (Buf { ptr: wt.as_mut_ptr(), len: n }, Buf { ptr: a.as_mut_ptr(), len: n });
-            let ab: &[f64] = &b;
+            let ab: &[f32] = &b;
             for_chunks(h, cancel, |y| {
                 let (row, arow) = (&mut ep.slice_mut()[y * w..(y + 1) * w], &mut ap.slice_mut()[y * w..(y + 1) * w]);
                 let cr = span(y, r, h);
                 for x in 0..w {
-                    let e = row[x] - ab[y * w + x] / (cr * span(x, r, w));
-                    row[x] = e;
-                    arow[x] = e.abs();
+                    let e = row[x] as f64 - ab[y * w + x] as f64 / (cr * span(x, r, w));
+                    row[x] = e as f32;
+                    arow[x] = e.abs() as f32;
                 }
             })?;
         }
@@ -390,13 +405,13 @@ fn flux_correct(src: &[f32], w: usize, h: usize, pattern: usize, off_x: usize, o
         // W = max(e, 0) + ½·mean_box|e| + 1e-9·scale (into wt); then its box sums (into b).
         {
             let wp = Buf { ptr: wt.as_mut_ptr(), len: n };
-            let m: &[f64] = &b;
+            let m: &[f32] = &b;
             for_chunks(h, cancel, |y| {
                 let row = &mut wp.slice_mut()[y * w..(y + 1) * w];
                 let cr = span(y, r, h);
                 for x in 0..w {
-                    let e = row[x];
-                    row[x] = (if e > 0.0 { e } else { 0.0 }) + 0.5 * m[y * w + x] / (cr * span(x, r, w)) + floor;
+                    let e = row[x] as f64;
+                    row[x] = ((if e > 0.0 { e } else { 0.0 }) + 0.5 * m[y * w + x] as f64 / (cr * span(x, r, w)) + floor) as f32;
                 }
             })?;
         }
@@ -404,22 +419,22 @@ fn flux_correct(src: &[f32], w: usize, h: usize, pattern: usize, off_x: usize, o
         // Q = D / Σ_box W (into a), its box sums (into b), then each pixel + W · Σ_box Q.
         {
             let qp = Buf { ptr: a.as_mut_ptr(), len: n };
-            let sw: &[f64] = &b;
+            let sw: &[f32] = &b;
             for_chunks(h, cancel, |y| {
                 let row = &mut qp.slice_mut()[y * w..(y + 1) * w];
                 for x in 0..w {
                     let i = y * w + x;
                     let d = bil[i] as f64 - cur[i] as f64;
-                    row[x] = if d.is_finite() { d / sw[i] } else { 0.0 };
+                    row[x] = if d.is_finite() { (d / sw[i] as f64) as f32 } else { 0.0 };
                 }
             })?;
         }
         box_sum(&a, w, h, r, &mut tmp, &mut b, cancel)?;
-        let (bq, wr): (&[f64], &[f64]) = (&b, &wt);
+        let (bq, wr): (&[f32], &[f32]) = (&b, &wt);
         let dst = Buf { ptr: o.ptr, len: o.len };
         for_chunks(h, cancel, |y| {
             let row = &mut dst.slice_mut()[y * w..(y + 1) * w];
-            for x in 0..w { row[x] = (row[x] as f64 + wr[y * w + x] * bq[y * w + x]) as f32; }
+            for x in 0..w { row[x] = (row[x] as f64 + wr[y * w + x] as f64 * bq[y * w + x] as f64) as f32; }
         })?;
     }
     Ok(())

@@ -165,7 +165,7 @@ export function rcd(
 export const FLUX_BOX_R = 4;
 
 /** Box sums over the (2r+1)² window clamped at the edges, rows then columns (rcd.rs `box_sum`). */
-function boxSum(src: Float64Array, w: number, h: number, r: number, tmp: Float64Array, out: Float64Array): void {
+function boxSum(src: Float32Array, w: number, h: number, r: number, tmp: Float32Array, out: Float32Array): void {
   for (let y = 0; y < h; y++)
     for (let x = 0; x < w; x++) {
       const x1 = Math.min(w - 1, x + r);
@@ -202,10 +202,11 @@ function fluxCorrect(
     r = FLUX_BOX_R;
   const bl = [0, 1, 2].map(() => new Float32Array(n)) as [Float32Array, Float32Array, Float32Array];
   debayer(src, w, h, pattern, offX, offY, false, bl);
-  const wt = new Float64Array(n),
-    a = new Float64Array(n),
-    b = new Float64Array(n),
-    tmp = new Float64Array(n);
+  // Working planes stored as f32, arithmetic in f64 (rcd.rs).
+  const wt = new Float32Array(n),
+    a = new Float32Array(n),
+    b = new Float32Array(n),
+    tmp = new Float32Array(n);
   const floor = 1e-9 * scale;
   for (let k = 0; k < 3; k++) {
     const cur = out[k]!,
@@ -238,21 +239,7 @@ function fluxCorrect(
       const d = bil[i]! - cur[i]!;
       a[i] = Number.isFinite(d) ? d / b[i]! : 0;
     }
-    for (let y = 0; y < h; y++)
-      for (let x = 0; x < w; x++) {
-        const x1 = Math.min(w - 1, x + r);
-        let t = 0;
-        for (let xx = Math.max(0, x - r); xx <= x1; xx++) t += a[y * w + xx]!;
-        tmp[y * w + x] = t;
-      }
-    for (let y = 0; y < h; y++) {
-      const y0 = Math.max(0, y - r),
-        y1 = Math.min(h - 1, y + r);
-      for (let x = 0; x < w; x++) {
-        let t = 0;
-        for (let yy = y0; yy <= y1; yy++) t += tmp[yy * w + x]!;
-        cur[y * w + x] = cur[y * w + x]! + wt[y * w + x]! * t;
-      }
-    }
+    boxSum(a, w, h, r, tmp, b);
+    for (let i = 0; i < n; i++) cur[i] = cur[i]! + wt[i]! * b[i]!;
   }
 }
