@@ -265,9 +265,9 @@ describe.skipIf(!m94)("debayer on the Seestar M 94 frames", () => {
         // median of a 10–14 px annulus, over the isolated stars of the bilinear stack's green. RCD's flux step
         // spread evenly over 9×9 boxes gave −0.76 / −1.48 % at r = 7; shared out where the plane's signal is,
         // −0.16 / −0.39 %. Held below 0.75 %.
-        const [imgR, imgB, imgG] = await Promise.all(
-          ["default.fit", "bayer-drizzle.fit", "bilinear.fit"].map((f) => readFitsImage(join(out, f))),
-        );
+        const imgR = await readFitsImage(join(out, "default.fit")),
+          imgB = await readFitsImage(join(out, "bayer-drizzle.fit")),
+          imgG = await readFitsImage(join(out, "bilinear.fit"));
         const { width: W, height: H } = imgR;
         const n = W * H;
         const med = (v: number[]) => [...v].sort((x, y) => x - y)[v.length >> 1]!;
