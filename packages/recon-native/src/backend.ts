@@ -4,6 +4,7 @@
  * allocates outputs, wires the AbortSignal to the kernel's cancel flag and maps native failures to
  * catalogue errors. Both backends share this code, so they accept and reject exactly the same inputs.
  */
+import { getMaxListeners, setMaxListeners } from "node:events";
 import { TileCompileError } from "@tile-compile/errors";
 import {
   BAYER_CODES,
@@ -78,9 +79,18 @@ function finite(v: number, name: string): number {
   return v;
 }
 
+/**
+ * Listeners one signal may hold before Node warns. Many kernel calls of one run can be in flight on the same
+ * signal at once (the fused stack: two frame lanes, each with its band's warps and combines; TBQR's units), each
+ * with its own abort listener that it removes when it returns — not a leak, but past Node's default of 10 it
+ * printed "MaxListenersExceededWarning: Possible EventTarget memory leak detected" (`pnpm bench register`).
+ */
+const KERNEL_LISTENERS = 256;
+
 /** Run an async raw kernel with the signal wired to its cancel flag; map native errors. */
 async function call(kernel: string, signal: AbortSignal | undefined, fn: (cancel: Int32Array) => Promise<number>): Promise<number> {
   signal?.throwIfAborted();
+  if (signal && getMaxListeners(signal) < KERNEL_LISTENERS) setMaxListeners(KERNEL_LISTENERS, signal);
   const cancel = new Int32Array(1);
   const onAbort = () => {
     cancel[0] = 1;

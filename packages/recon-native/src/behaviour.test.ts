@@ -30,6 +30,24 @@ async function invalid(p: Promise<unknown> | (() => unknown), input: RegExp): Pr
   expect((err as TileCompileError).message).toMatch(input);
 }
 
+describe.each(all)("%s backend: one signal, many calls", (_n, b) => {
+  it("40 kernel calls in flight on one AbortSignal raise no MaxListenersExceededWarning (each removes its listener)", async () => {
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => void warnings.push(w.name);
+    process.on("warning", onWarning);
+    try {
+      const ac = new AbortController();
+      const d = new Float32Array(256 * 256).map((_, i) => (i * 7) % 13);
+      const r = await Promise.all(Array.from({ length: 40 }, () => b.percentiles(d, [0.5], { signal: ac.signal })));
+      expect(r.every((v) => v[0] === r[0]![0])).toBe(true);
+      await new Promise((res) => setImmediate(res)); // warnings are emitted on the next tick
+      expect(warnings).toEqual([]);
+    } finally {
+      process.off("warning", onWarning);
+    }
+  });
+});
+
 describe.each(all)("%s backend: bad input", (_n, b) => {
   const plane = { data: new Float32Array(12), width: 4, height: 3 };
   it("mismatched lengths name the argument", async () => {
